@@ -1,0 +1,205 @@
+"""`cra`: every console action as a scriptable subcommand."""
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from engine.errors import CraError
+from engine.workspace import ENV_VAR, Workspace
+
+
+class CraGroup(click.Group):
+    """Turns operator errors into a one-line message and exit status 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except CraError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+
+def _workspace(ctx: click.Context) -> Workspace:
+    return Workspace.open(ctx.obj["workspace"])
+
+
+@click.group(cls=CraGroup)
+@click.option(
+    "--workspace",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar=ENV_VAR,
+    help=f"Workspace folder (default: ${ENV_VAR}, else ~/.local/share/cra).",
+)
+@click.pass_context
+def cli(ctx: click.Context, workspace: Path | None) -> None:
+    """cra console: the operator's console for the agent's self-improvement loop."""
+    ctx.ensure_object(dict)
+    ctx.obj["workspace"] = workspace
+
+
+@cli.command()
+@click.option(
+    "--usb",
+    "usb_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also watch this folder as a drive (repeatable).",
+)
+@click.pass_context
+def console(ctx: click.Context, usb_dirs: tuple[Path, ...]) -> None:
+    """Open the console."""
+    from app.app import CraApp
+
+    CraApp(_workspace(ctx), usb_dirs=list(usb_dirs)).run()
+
+
+@cli.command()
+@click.option("--fresh", is_flag=True, help="Rebuild the demo workspace from scratch.")
+@click.option("--no-open", is_flag=True, help="Build the demo workspace without opening it.")
+@click.pass_context
+def demo(ctx: click.Context, fresh: bool, no_open: bool) -> None:
+    """Create a demo workspace with a stand-in USB drive, then open the console on it."""
+    from engine.demo.workspace import prepare_demo
+
+    root = ctx.obj["workspace"] or Path("cra-demo")
+    ws, drive = prepare_demo(root, fresh=fresh)
+    click.echo(f"demo workspace: {ws.root}\ndemo drive:     {drive}")
+    if not no_open:
+        from app.app import CraApp
+
+        CraApp(ws, usb_dirs=[drive]).run()
+
+
+@cli.group()
+def manifest() -> None:
+    """The repo package manifest."""
+
+
+@manifest.command("schema")
+def manifest_schema() -> None:
+    """Print the JSON Schema of the current manifest version."""
+    from engine.manifest import manifest_json_schema
+
+    click.echo(json.dumps(manifest_json_schema(), indent=2))
+
+
+@cli.group()
+def ingest() -> None:
+    """Repo packages from USB drives: validate, approve, reject, list."""
+
+
+def _print_report(report) -> None:
+    verdict = "OK" if report.ok else "REJECTED"
+    s = report.summary
+    click.echo(f"{report.package}: {verdict}")
+    click.echo(
+        f"  {s.name or '?'}: {s.commit_count} commits, {s.wheel_count} wheels, "
+        f"{s.file_count} files, {s.size_bytes} bytes"
+    )
+    for check in report.checks:
+        mark = "ok  " if check.ok else "FAIL"
+        where = f" [{check.path}]" if check.path else ""
+        click.echo(f"  {mark} {check.name}{where}: {check.detail}")
+    for flag in report.flags:
+        click.echo(f"  FLAG {flag.kind} [{flag.path}:{flag.line}]: {flag.detail}")
+
+
+@ingest.command("validate")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def ingest_validate(ctx: click.Context, path: Path, as_json: bool) -> None:
+    """Validate the repo package at PATH (exit 0 ok, 1 rejected, 2 usage error)."""
+    from engine.validate import validate_package
+
+    ws = _workspace(ctx)
+    try:
+        report = validate_package(path, ws.config.validation)
+    except CraError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if as_json:
+        click.echo(report.model_dump_json(indent=2))
+    else:
+        _print_report(report)
+    sys.exit(0 if report.ok else 1)
+
+
+@ingest.command("approve")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--operator", help="Who approves (default: the config's operator).")
+@click.pass_context
+def ingest_approve(ctx: click.Context, path: Path, operator: str | None) -> None:
+    """Re-validate PATH and place it in the corpus."""
+    from engine.ingest import approve_package
+
+    result = approve_package(_workspace(ctx), path, operator=operator)
+    if result.already_approved:
+        click.echo(f"{result.name}: already approved as {result.corpus_path}; nothing copied")
+    else:
+        click.echo(f"{result.name}: approved into {result.corpus_path}")
+
+
+@ingest.command("reject")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--reason", required=True, help="Why the package is rejected.")
+@click.option("--operator", help="Who rejects (default: the config's operator).")
+@click.pass_context
+def ingest_reject(ctx: click.Context, path: Path, reason: str, operator: str | None) -> None:
+    """Record that PATH is rejected, with the reason."""
+    from engine.ingest import reject_package
+
+    decision = reject_package(_workspace(ctx), path, reason=reason, operator=operator)
+    click.echo(f"{decision.name or path}: rejected ({decision.reason})")
+
+
+@ingest.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the corpus as JSON.")
+@click.pass_context
+def ingest_list(ctx: click.Context, as_json: bool) -> None:
+    """Show the approved corpus."""
+    from engine.ingest import list_corpus
+
+    entries = list_corpus(_workspace(ctx))
+    if as_json:
+        click.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
+        return
+    if not entries:
+        click.echo("corpus is empty")
+    for e in entries:
+        click.echo(
+            f"{e.name:<24} {e.digest[:12]}  {e.commit_count:>4} commits  "
+            f"{e.wheel_count:>3} wheels  {e.approved_at}  {e.approved_by}  {e.corpus_path}"
+        )
+
+
+@ingest.command("drives")
+@click.option(
+    "--usb",
+    "usb_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also look in this folder as a drive (repeatable).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the drives as JSON.")
+@click.pass_context
+def ingest_drives(ctx: click.Context, usb_dirs: tuple[Path, ...], as_json: bool) -> None:
+    """Show the drives found under the mount roots and the packages on each."""
+    from engine.usb import scan_drives
+
+    ws = _workspace(ctx)
+    drives = scan_drives(ws.config.usb, list(usb_dirs))
+    if as_json:
+        click.echo(json.dumps([d.model_dump(mode="json") for d in drives], indent=2))
+        return
+    if not drives:
+        click.echo("no drives found")
+    for drive in drives:
+        click.echo(f"{drive.path}")
+        for pkg in drive.packages:
+            click.echo(f"  {pkg}")
+
+
+def main() -> None:
+    cli(prog_name="cra")

@@ -1,0 +1,1 @@
+"""Headless engine of cra console: state, validation, approval. Never imports textual."""

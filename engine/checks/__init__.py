@@ -1,0 +1,1 @@
+"""The checks an incoming repo package must pass, each in its own module."""

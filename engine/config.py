@@ -1,0 +1,64 @@
+"""Workspace configuration: a TOML file validated with pydantic."""
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from engine.errors import ConfigError
+
+CONFIG_FILE = "cra.toml"
+DEFAULT_MOUNT_ROOTS = ["/media/*", "/run/media/*/*", "/mnt/*"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UsbConfig(_Section):
+    """Where drives are looked for: glob patterns of mount points, plus plain folders."""
+
+    mount_roots: list[str] = Field(default_factory=lambda: list(DEFAULT_MOUNT_ROOTS))
+    extra_dirs: list[Path] = Field(default_factory=list)
+    rescan_interval_s: float = Field(default=1.0, gt=0, le=2.0)
+
+
+class ValidationConfig(_Section):
+    """Limits applied to every incoming repo package."""
+
+    manifest_max_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    wheel_max_uncompressed_bytes: int = Field(default=1024 * 1024 * 1024, gt=0)
+    wheel_max_compression_ratio: float = Field(default=200.0, gt=1)
+    dry_run_timeout_s: float = Field(default=300.0, gt=0)
+    dry_run_memory_mb: int = Field(default=4096, gt=0)
+    content_max_line_length: int = Field(default=2000, gt=0)
+    content_base64_min_length: int = Field(default=512, gt=0)
+    content_max_file_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
+
+
+class Config(_Section):
+    """The whole workspace configuration."""
+
+    operator: str = Field(default="operator", min_length=1)
+    usb: UsbConfig = Field(default_factory=UsbConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate `path`; a missing file means all defaults."""
+    if not path.exists():
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8 text: {exc}") from exc
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        lines = [
+            f"{path}: key {'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise ConfigError("\n".join(lines)) from exc

@@ -1,0 +1,117 @@
+"""The workspace database: SQLite through sqlite-utils, WAL mode, versioned migrations."""
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlite_utils
+
+from engine.errors import WorkspaceError
+
+
+def _m001_ingest(db: sqlite_utils.Database) -> None:
+    db["packages"].create(
+        {
+            "id": int,
+            "name": str,
+            "digest": str,
+            "manifest_sha256": str,
+            "source_path": str,
+            "corpus_path": str,
+            "commit_count": int,
+            "wheel_count": int,
+            "size_bytes": int,
+            "approved_by": str,
+            "approved_at": str,
+            "report_json": str,
+            "manifest_json": str,
+        },
+        pk="id",
+        not_null={"name", "digest", "corpus_path", "approved_at"},
+    )
+    db["packages"].create_index(["digest"], unique=True)
+    db["package_files"].create(
+        {"package_id": int, "path": str, "sha256": str, "size_bytes": int},
+        pk=("package_id", "path"),
+        foreign_keys=[("package_id", "packages", "id")],
+    )
+    db["ingest_decisions"].create(
+        {
+            "id": int,
+            "digest": str,
+            "name": str,
+            "source_path": str,
+            "decision": str,
+            "operator": str,
+            "reason": str,
+            "decided_at": str,
+            "report_json": str,
+        },
+        pk="id",
+        not_null={"digest", "decision", "decided_at"},
+    )
+    db.execute(
+        "CREATE TRIGGER ingest_decisions_append_only BEFORE UPDATE ON ingest_decisions "
+        "BEGIN SELECT RAISE(ABORT, 'ingest_decisions is append-only'); END"
+    )
+    db.execute(
+        "CREATE TRIGGER ingest_decisions_no_delete BEFORE DELETE ON ingest_decisions "
+        "BEGIN SELECT RAISE(ABORT, 'ingest_decisions is append-only'); END"
+    )
+
+
+MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
+    (1, "ingest: packages, package files, decisions", _m001_ingest),
+]
+
+
+def open_db(path: Path) -> sqlite_utils.Database:
+    """Open (creating if needed) the database at `path` and apply pending migrations."""
+    try:
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    except sqlite3.OperationalError as exc:
+        raise WorkspaceError(f"{path}: cannot open database: {exc}") from exc
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    db = sqlite_utils.Database(conn)
+    migrate(db)
+    return db
+
+
+def schema_version(db: sqlite_utils.Database) -> int:
+    """The highest migration applied."""
+    if "schema_migrations" not in db.table_names():
+        return 0
+    row = db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+    return row[0] or 0
+
+
+def migrate(db: sqlite_utils.Database) -> None:
+    """Apply every migration newer than the database, each in its own transaction."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
+        "applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')))"
+    )
+    current = schema_version(db)
+    newest = MIGRATIONS[-1][0]
+    if current > newest:
+        raise WorkspaceError(
+            f"database schema version {current} is newer than this console knows ({newest}); "
+            "use a newer cra console"
+        )
+    for version, description, apply in MIGRATIONS:
+        if version <= current:
+            continue
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            apply(db)
+            db.execute(
+                "INSERT INTO schema_migrations (version, description) VALUES (?, ?)",
+                [version, description],
+            )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")

@@ -1,0 +1,1 @@
+"""Builders for the demo workspace: a small real repository, real wheels, repo packages."""

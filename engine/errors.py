@@ -1,0 +1,21 @@
+"""Operator-facing errors: each message names the thing at fault and the rule it broke."""
+
+
+class CraError(Exception):
+    """An operator mistake or a refused input; shown as a message, never as a traceback."""
+
+
+class ConfigError(CraError):
+    """The workspace config file has a bad value."""
+
+
+class WorkspaceError(CraError):
+    """The workspace folder cannot be used."""
+
+
+class ManifestError(CraError):
+    """A manifest.json cannot be read or does not match the schema."""
+
+
+class IngestError(CraError):
+    """A repo package cannot be approved or rejected."""

@@ -1,0 +1,36 @@
+"""Shared fixtures: real wheels (built once), a valid repo package, a fresh workspace."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from engine.demo.package import build_package, build_wheels
+from engine.workspace import Workspace
+
+
+@pytest.fixture(scope="session")
+def wheel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's real wheels, built once per test session."""
+    out = tmp_path_factory.mktemp("wheels")
+    build_wheels(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def _package_template(tmp_path_factory: pytest.TempPathFactory, wheel_cache: Path) -> Path:
+    return build_package(tmp_path_factory.mktemp("template") / "textkit", wheel_cache)
+
+
+@pytest.fixture
+def valid_package(tmp_path: Path, _package_template: Path) -> Path:
+    """A fresh copy of a valid repo package (repo/, packages/, manifest.json) to mutate."""
+    dest = tmp_path / "drive" / "textkit"
+    shutil.copytree(_package_template, dest, symlinks=True)
+    return dest
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    """An empty workspace with default config."""
+    return Workspace.open(tmp_path / "workspace")
