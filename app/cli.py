@@ -99,7 +99,7 @@ def _print_report(report) -> None:
         f"{s.file_count} files, {s.size_bytes} bytes"
     )
     for check in report.checks:
-        mark = "ok  " if check.ok else "FAIL"
+        mark = "ok  " if check.ok else "skip" if check.skipped else "FAIL"
         where = f" [{check.path}]" if check.path else ""
         click.echo(f"  {mark} {check.name}{where}: {check.detail}")
     for flag in report.flags:

@@ -15,7 +15,6 @@ def _m001_ingest(db: sqlite_utils.Database) -> None:
             "id": int,
             "name": str,
             "digest": str,
-            "manifest_sha256": str,
             "source_path": str,
             "corpus_path": str,
             "commit_count": int,
@@ -27,13 +26,15 @@ def _m001_ingest(db: sqlite_utils.Database) -> None:
             "manifest_json": str,
         },
         pk="id",
-        not_null={"name", "digest", "corpus_path", "approved_at"},
+        not_null={"name", "digest", "corpus_path", "approved_by", "approved_at"},
     )
     db["packages"].create_index(["digest"], unique=True)
+    db["packages"].create_index(["corpus_path"], unique=True)
     db["package_files"].create(
-        {"package_id": int, "path": str, "sha256": str, "size_bytes": int},
+        {"package_id": int, "path": str, "kind": str, "sha256": str, "size_bytes": int},
         pk=("package_id", "path"),
         foreign_keys=[("package_id", "packages", "id")],
+        not_null={"kind", "sha256", "size_bytes"},
     )
     db["ingest_decisions"].create(
         {

@@ -29,12 +29,12 @@ class GitError(CraError):
     """A git command on a package repository failed."""
 
 
-def safe_git_env(home: Path | None = None) -> dict[str, str]:
+def safe_git_env() -> dict[str, str]:
     """The environment every git call on package data runs with: no user or system config."""
-    env = {
+    return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "LANG": "C.UTF-8",
-        "HOME": str(home or Path(os.devnull)),
+        "HOME": os.devnull,
         "GIT_CONFIG_NOSYSTEM": "1",
         "GIT_CONFIG_GLOBAL": os.devnull,
         "GIT_TERMINAL_PROMPT": "0",
@@ -42,7 +42,6 @@ def safe_git_env(home: Path | None = None) -> dict[str, str]:
         "GIT_OPTIONAL_LOCKS": "0",
         "GIT_NO_REPLACE_OBJECTS": "1",
     }
-    return env
 
 
 def git_argv(repo: Path, *args: str) -> list[str]:
@@ -67,6 +66,7 @@ def run_git(
             timeout=timeout,
             input=input_bytes,
             stdin=None if input_bytes is not None else subprocess.DEVNULL,
+            start_new_session=True,
         )
     except subprocess.TimeoutExpired as exc:
         raise GitError(f"{repo}: git {' '.join(args)} took longer than {timeout:g}s") from exc

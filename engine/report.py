@@ -4,7 +4,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class CheckResult(BaseModel):
-    """One check's verdict; a failing check names the file (`path`) and the rule (`detail`)."""
+    """One check's verdict; a failing check names the file (`path`) and the rule (`detail`).
+
+    A `skipped` check did not run because something it needs failed first: it keeps the package
+    from passing but is not a finding of its own.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -12,6 +16,7 @@ class CheckResult(BaseModel):
     ok: bool
     detail: str
     path: str | None = None
+    skipped: bool = False
 
 
 class ContentFlag(BaseModel):
@@ -46,4 +51,8 @@ class ValidationReport(BaseModel):
     summary: PackageSummary = Field(default_factory=PackageSummary)
 
     def failures(self) -> list[CheckResult]:
-        return [c for c in self.checks if not c.ok]
+        """The findings: checks that ran and failed."""
+        return [c for c in self.checks if not c.ok and not c.skipped]
+
+    def not_run(self) -> list[CheckResult]:
+        return [c for c in self.checks if c.skipped]

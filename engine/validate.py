@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.checks.content import scan_content
-from engine.checks.context import PackageContext
+from engine.checks.context import PackageContext, not_run
 from engine.checks.dry_run import check_dry_run
 from engine.checks.files import check_file_policy
 from engine.checks.git import check_commits, check_git_fsck, check_git_safety
@@ -68,8 +68,7 @@ def validate_package(path: Path, config: ValidationConfig) -> ValidationReport:
         for name, check, needs in CHECKS:
             blocked = [n for n in needs if not verdict[n]]
             if blocked:
-                detail = f"not run: needs {', '.join(blocked)} to pass first"
-                results.append(CheckResult(name=name, ok=False, detail=detail))
+                results.append(not_run(name, f"needs {', '.join(blocked)} to pass first"))
                 verdict[name] = False
                 continue
             outcome = check(ctx)

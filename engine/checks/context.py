@@ -37,3 +37,8 @@ def passed(name: str, detail: str) -> CheckResult:
 
 def failed(name: str, detail: str, path: str | None) -> CheckResult:
     return CheckResult(name=name, ok=False, detail=detail, path=path)
+
+
+def not_run(name: str, why: str, path: str | None = None) -> CheckResult:
+    """A check left out because what it needs failed; the package cannot pass without it."""
+    return CheckResult(name=name, ok=False, detail=f"not run: {why}", path=path, skipped=True)

@@ -122,7 +122,9 @@ def build_package(dest: Path, wheel_cache: Path | None = None, name: str = "text
         filter_stages=[
             FilterStage(name="non-merge", kept=len(shas), dropped=0),
             FilterStage(name="has parent", kept=len(shas) - 1, dropped=1),
-            FilterStage(name="tests exist", kept=len(commits), dropped=len(described) - len(commits)),
+            FilterStage(
+                name="tests exist", kept=len(commits), dropped=len(described) - len(commits)
+            ),
         ],
         created_at=CREATED_AT,
         created_by="cra demo",

@@ -45,7 +45,7 @@ def slugify(title: str) -> str:
     return "-".join(words)
 '''
 
-TEST_SLUG_V1 = '''\
+TEST_SLUG_V1 = """\
 from textkit.slug import slugify
 
 
@@ -55,15 +55,20 @@ def test_slugify_joins_words():
 
 def test_slugify_keeps_digits():
     assert slugify("Top 10 Tips") == "top-10-tips"
-'''
+"""
 
-TEST_SLUG_V2 = TEST_SLUG_V1 + '''
+TEST_SLUG_V2 = (
+    TEST_SLUG_V1
+    + """
 
 def test_slugify_folds_accents():
     assert slugify("Café Déjà Vu") == "cafe-deja-vu"
-'''
+"""
+)
 
-TEST_SLUG_V3 = TEST_SLUG_V2 + '''
+TEST_SLUG_V3 = (
+    TEST_SLUG_V2
+    + """
 
 def test_slugify_empty_title():
     assert slugify("") == ""
@@ -71,7 +76,8 @@ def test_slugify_empty_title():
 
 def test_slugify_only_punctuation():
     assert slugify("?!") == ""
-'''
+"""
+)
 
 COUNT = '''\
 """Count words, leaving out stopwords."""
@@ -87,7 +93,7 @@ def word_counts(text: str) -> Counter:
     return Counter(w for w in words if w and w not in STOPWORDS)
 '''
 
-TEST_COUNT = '''\
+TEST_COUNT = """\
 from textkit.count import word_counts
 
 
@@ -98,7 +104,7 @@ def test_counts_skip_stopwords():
 
 def test_counts_fold_case_and_punctuation():
     assert word_counts("Run! run, RUN.")["run"] == 3
-'''
+"""
 
 WRAP = '''\
 """Shorten text for one-line displays."""
@@ -113,7 +119,7 @@ def truncate(text: str, width: int) -> str:
     return text[: width - 1] + "…"
 '''
 
-TEST_WRAP = '''\
+TEST_WRAP = """\
 import pytest
 
 from textkit.wrap import truncate
@@ -130,7 +136,7 @@ def test_long_text_gets_ellipsis():
 def test_width_must_be_positive():
     with pytest.raises(ValueError, match="at least 1"):
         truncate("abc", 0)
-'''
+"""
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,9 @@ def repack_installed(dist_name: str, out_dir: Path) -> Path:
             "offline; install the console with its dev extra"
         ) from exc
     wheel_text = dist.read_text("WHEEL") or ""
-    tags = [line.split(":", 1)[1].strip() for line in wheel_text.splitlines() if line.startswith("Tag:")]
+    tags = [
+        line.split(":", 1)[1].strip() for line in wheel_text.splitlines() if line.startswith("Tag:")
+    ]
     if "Root-Is-Purelib: true" not in wheel_text or tags != ["py3-none-any"]:
         raise CraError(f"{dist_name}: only pure py3-none-any distributions can be repacked")
     infos = {f.parts[0] for f in dist.files or [] if f.parts[0].endswith(".dist-info")}

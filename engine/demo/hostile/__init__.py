@@ -6,7 +6,7 @@ check rejects it (or, for content flags, that it is flagged for review, not reje
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.manifest import MANIFEST_FILE
@@ -18,7 +18,8 @@ class HostileCase:
 
     `check` is the check expected to fail, with `expect` a substring of its detail and `path` the
     file it must name (relative to the package). A case with `flag` set is not rejected: the
-    report is ok and carries a content flag of that kind on `path`.
+    report is ok and carries a content flag of that kind on `path`. `config` overrides validation
+    limits for the case (a short dry-run timeout for a collection that hangs, say).
     """
 
     name: str
@@ -28,6 +29,7 @@ class HostileCase:
     expect: str = ""
     path: str | None = None
     flag: str | None = None
+    config: dict[str, float | int] = field(default_factory=dict, hash=False)
 
 
 def load_manifest_dict(package: Path) -> dict:

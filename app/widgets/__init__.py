@@ -1,0 +1,1 @@
+"""Widgets and modals shared by every pane."""

@@ -1,0 +1,38 @@
+"""Asks why a package is rejected: enter submits a non-blank reason, esc cancels."""
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, Static
+
+
+class ReasonScreen(ModalScreen[str | None]):
+    """Dismisses with the stripped reason, or None when cancelled; a blank reason is refused."""
+
+    DEFAULT_CLASSES = "modal"
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, prompt: str) -> None:
+        super().__init__()
+        self._title = title
+        self._prompt = prompt
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self._title, classes="dialog-title")
+            yield Static(self._prompt, classes="dialog-body", markup=False)
+            yield Input(placeholder="reason (required)", id="reason")
+            yield Label("[b]enter[/] submit   [b]esc[/] cancel", classes="dialog-keys")
+
+    @on(Input.Submitted, "#reason")
+    def _submit(self, event: Input.Submitted) -> None:
+        reason = event.value.strip()
+        if not reason:
+            self.notify("A rejection needs a reason.", severity="warning")
+            return
+        self.dismiss(reason)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

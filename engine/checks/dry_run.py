@@ -1,0 +1,282 @@
+"""Check: the environment builds offline and the test command collects tests, in a sandbox.
+
+Everything happens in the validation's scratch folder: the repository is snapshotted at HEAD
+with `git archive` (never a worktree, which would write into the drive's .git), a virtual
+environment is built with uv from packages/ only, and the test command's collection step
+(`pytest --collect-only`) runs inside `run_sandboxed`: no network, a time and a memory limit.
+"""
+
+import io
+import os
+import re
+import shutil
+import tarfile
+from pathlib import Path
+
+import uv
+
+from engine.checks.context import PackageContext, failed, passed
+from engine.checks.git import run_repo_git
+from engine.errors import CraError
+from engine.gitsafe import GitError
+from engine.manifest import MANIFEST_FILE, ManifestV1
+from engine.report import CheckResult
+from engine.sandbox import SandboxResult, run_sandboxed
+from engine.uvtool import UvError, run_uv, uv_reason, uv_settings, write_requirements
+
+NAME = "dry-run"
+TAIL_LINES = 12
+TAIL_MAX_CHARS = 1500
+_COLLECTED = re.compile(r"(\d+)(?:/\d+)? tests? collected")
+_ERROR_COLLECTING = re.compile(r"ERROR collecting (\S+)")
+_PYTEST_NO_TESTS = 5
+# Python's and Rust's (uv's) words for an allocation the address-space limit refused.
+_OUT_OF_MEMORY = ("MemoryError", "memory allocation of ")
+
+
+class _StepFailed(Exception):
+    """One step of the dry run failed; `detail` says which and why, `path` names the file."""
+
+    def __init__(self, detail: str, path: str | None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.path = path
+
+
+def _tail(text: str, replacements: dict[str, str]) -> str:
+    for old, new in replacements.items():
+        text = text.replace(old, new)
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    tail = "\n".join(lines[-TAIL_LINES:])
+    return tail if len(tail) <= TAIL_MAX_CHARS else "…" + tail[-(TAIL_MAX_CHARS - 1) :]
+
+
+def _unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path) -> None:
+    parts = member.name.split("/")
+    if member.name.startswith("/") or ".." in parts or "" in parts:
+        raise _StepFailed(f"snapshot of HEAD refused: {member.name!r} leaves the snapshot", "repo")
+    target = root.joinpath(*parts)
+    where = f"repo/{member.name}"
+    if os.path.realpath(target.parent) != str(target.parent):
+        raise _StepFailed(f"snapshot of HEAD refused: {member.name} lies under a link", where)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if member.isdir():
+        target.mkdir(exist_ok=True)
+        return
+    if target.exists() or target.is_symlink():
+        raise _StepFailed(f"snapshot of HEAD refused: {member.name} appears twice", where)
+    if member.isfile():
+        source = tar.extractfile(member)
+        assert source is not None, "a regular member always has contents"
+        with source, target.open("xb") as sink:
+            shutil.copyfileobj(source, sink)
+        target.chmod(0o755 if member.mode & 0o111 else 0o644)
+    elif member.issym():
+        target.symlink_to(member.linkname)
+        if os.path.commonpath([os.path.realpath(target), root]) != str(root):
+            target.unlink()
+            detail = f"snapshot of HEAD refused: {member.name} links outside to {member.linkname}"
+            raise _StepFailed(detail, where)
+    else:
+        detail = f"snapshot of HEAD refused: {member.name} is not a file, folder or link"
+        raise _StepFailed(detail, where)
+
+
+def _snapshot(ctx: PackageContext, dest: Path) -> None:
+    """Write the repository's HEAD tree under `dest` without touching the repository.
+
+    `git archive` output is written member by member, never through a link and never as a link
+    leaving `dest` (as `extractall(filter="data")` would, which Python 3.11 before 3.11.4 lacks).
+    """
+    try:
+        archive = run_repo_git(ctx, "archive", "--format=tar", "HEAD").stdout
+    except GitError as exc:
+        raise _StepFailed(f"snapshot of HEAD failed: {exc}", "repo") from exc
+    dest.mkdir(parents=True)
+    root = dest.resolve()
+    try:
+        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
+            for member in tar:
+                _unpack_member(tar, member, root)
+    except tarfile.TarError as exc:
+        raise _StepFailed(f"snapshot of HEAD cannot be read: {exc}", "repo") from exc
+
+
+def _uv(ctx: PackageContext, step: str, args: list[str], cwd: Path) -> None:
+    try:
+        result = run_uv(args, cwd, ctx.scratch)
+    except UvError as exc:
+        raise _StepFailed(f"{step} failed: {exc}", MANIFEST_FILE) from exc
+    if result.returncode != 0:
+        raise _StepFailed(f"{step} failed: {uv_reason(result.stderr)}", MANIFEST_FILE)
+
+
+def _build_venv(ctx: PackageContext, manifest: ManifestV1, work: Path) -> Path:
+    """A fresh virtual environment with the requirements installed; returns its python.
+
+    Installing wheels runs no code from them, so uv runs outside the sandbox here.
+    """
+    version = manifest.python_version
+    try:
+        found = run_uv(["python", "find", "--no-project", version], work, ctx.scratch)
+    except UvError as exc:
+        raise _StepFailed(f"looking for Python {version} failed: {exc}", MANIFEST_FILE) from exc
+    if found.returncode != 0:
+        detail = (
+            f"Python {version} (manifest python_version) is not installed on this machine "
+            f"and downloads are disabled: {uv_reason(found.stderr)}"
+        )
+        raise _StepFailed(detail, MANIFEST_FILE)
+    interpreter = found.stdout.strip()
+    venv = work / "venv"
+    _uv(
+        ctx,
+        f"creating the Python {version} environment",
+        ["venv", "--offline", "--no-project", "--python", interpreter, str(venv)],
+        work,
+    )
+    python = venv / "bin" / "python"
+    req_file = write_requirements(work / "requirements.txt", manifest.requirements)
+    _uv(
+        ctx,
+        "installing the requirements offline",
+        [
+            "pip",
+            "install",
+            "--offline",
+            "--no-index",
+            "--find-links",
+            str(ctx.packages.absolute()),
+            "--no-build",
+            "--python",
+            str(python),
+            "-r",
+            str(req_file),
+        ],
+        work,
+    )
+    return python
+
+
+def _sandbox(ctx: PackageContext, argv: list[str], cwd: Path, env: dict[str, str]) -> SandboxResult:
+    try:
+        return run_sandboxed(
+            argv,
+            cwd,
+            timeout_s=ctx.config.dry_run_timeout_s,
+            memory_mb=ctx.config.dry_run_memory_mb,
+            env=env,
+            tmp_root=ctx.scratch,
+        )
+    except CraError as exc:
+        raise _StepFailed(str(exc), None) from exc
+
+
+def _install_repo(ctx: PackageContext, python: Path, snapshot: Path) -> None:
+    """Build and install the repository itself; its build backend is untrusted, so sandboxed."""
+    argv = [
+        uv.find_uv_bin(),
+        "pip",
+        "install",
+        "--offline",
+        "--no-index",
+        "--find-links",
+        str(ctx.packages.absolute()),
+        "--python",
+        str(python),
+        str(snapshot),
+    ]
+    result = _sandbox(ctx, argv, snapshot.parent, uv_settings(ctx.scratch))
+    if result.timed_out or result.returncode != 0:
+        why = _why(result, "uv", ctx)
+        detail = _with_tail(f"installing the repository (install_repo) {why}", result, snapshot)
+        raise _StepFailed(detail, "repo")
+
+
+def collect_argv(manifest: ManifestV1, python: Path) -> list[str]:
+    """The manifest's test command as a collection-only run with the environment's python."""
+    argv = manifest.test_argv
+    rest = argv[1:] if argv[0] == manifest.runner else argv[3:]
+    return [
+        str(python),
+        "-m",
+        manifest.runner,
+        *rest,
+        "--collect-only",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+    ]
+
+
+def _culprit(output: str, snapshot: Path) -> str:
+    """The repo file a failed collection points at, else the repository itself."""
+    if match := _ERROR_COLLECTING.search(output):
+        return f"repo/{match.group(1)}"
+    if match := re.search(re.escape(f"{snapshot}/") + r"([^\s'\":]+)", output):
+        return f"repo/{match.group(1)}"
+    return "repo"
+
+
+def _why(result: SandboxResult, program: str, ctx: PackageContext) -> str:
+    """Why a sandboxed step failed, naming the limit it hit when it hit one."""
+    limits = ctx.config
+    output = result.stdout + result.stderr
+    if result.timed_out:
+        return (
+            f"ran past the time limit of {limits.dry_run_timeout_s:g}s (dry_run_timeout_s) "
+            "and was killed"
+        )
+    if any(sign in output for sign in _OUT_OF_MEMORY):
+        return (
+            f"ran out of memory under the limit of {limits.dry_run_memory_mb} MB "
+            "(dry_run_memory_mb)"
+        )
+    if "Network is unreachable" in output:
+        return "tried to reach the network, which the sandbox blocks"
+    return f"failed: {program} exited with {result.returncode}"
+
+
+def _with_tail(summary: str, result: SandboxResult, snapshot: Path) -> str:
+    output = result.stdout + "\n" + result.stderr
+    tail = _tail(output, {f"{snapshot}/": "", str(snapshot): "repo"})
+    return f"{summary}:\n{tail}" if tail else summary
+
+
+def _collection_failure(
+    ctx: PackageContext, runner: str, result: SandboxResult, snapshot: Path
+) -> CheckResult:
+    if not result.timed_out and result.returncode == _PYTEST_NO_TESTS:
+        why = "collected no tests"
+    else:
+        why = _why(result, runner, ctx)
+    path = _culprit(result.stdout + "\n" + result.stderr, snapshot)
+    return failed(NAME, _with_tail(f"test collection {why}", result, snapshot), path)
+
+
+def check_dry_run(ctx: PackageContext) -> list[CheckResult]:
+    manifest = ctx.manifest
+    assert manifest is not None, "runs only after the manifest check passed"
+    work = ctx.scratch / NAME
+    work.mkdir()
+    snapshot = work / "repo"
+    try:
+        _snapshot(ctx, snapshot)
+        python = _build_venv(ctx, manifest, work)
+        wheels = len(list(python.parent.parent.glob("lib/python*/site-packages/*.dist-info")))
+        if manifest.install_repo:
+            _install_repo(ctx, python, snapshot)
+        result = _sandbox(ctx, collect_argv(manifest, python), snapshot, {})
+    except _StepFailed as exc:
+        return [failed(NAME, exc.detail, exc.path)]
+    if result.timed_out or result.returncode != 0:
+        return [_collection_failure(ctx, manifest.runner, result, snapshot)]
+    match = _COLLECTED.search(result.stdout)
+    count = match.group(1) if match else str(result.stdout.count("::"))
+    return [
+        passed(
+            NAME,
+            f"environment built offline ({wheels} wheels) and {manifest.runner} collected "
+            f"{count} tests",
+        )
+    ]

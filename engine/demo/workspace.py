@@ -1,0 +1,59 @@
+"""The demo workspace: a workspace plus a folder standing in for a USB drive.
+
+The drive holds one valid repo package built from the generated textkit repository and several
+hostile packages, each breaking one rule, so a newcomer sees both an approval and refusals.
+"""
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from engine.demo.hostile.catalog import BY_NAME
+from engine.demo.package import build_package, build_wheels
+from engine.errors import WorkspaceError
+from engine.workspace import Workspace
+
+MARKER = ".cra-demo"
+READY = ".cra-demo-ready"
+DRIVE = "usb-drive"
+DEMO_HOSTILE = {
+    "hooked-repo": "git-hook",
+    "tampered-wheel": "wheel-sha256-mismatch",
+    "sdist-inside": "sdist-in-packages",
+    "escaping-link": "symlink-escapes",
+    "injected-readme": "flag-prompt-injection",
+}
+
+
+def _config(drive: Path) -> str:
+    return f'operator = "demo"\n\n[usb]\nextra_dirs = ["{drive}"]\n'
+
+
+def build_demo_drive(drive: Path) -> None:
+    """Fill `drive` with the valid textkit package and the demo's hostile packages."""
+    with tempfile.TemporaryDirectory(prefix="cra-demo-wheels-") as scratch:
+        wheels = Path(scratch)
+        build_wheels(wheels)
+        build_package(drive / "textkit", wheels)
+        for folder, case_name in DEMO_HOSTILE.items():
+            package = build_package(drive / folder, wheels)
+            BY_NAME[case_name].mutate(package)
+
+
+def prepare_demo(root: Path, fresh: bool = False) -> tuple[Workspace, Path]:
+    """Open the demo workspace at `root`, building it first if needed; return it and its drive."""
+    root = root.expanduser().absolute()
+    if root.exists() and not (root / MARKER).exists() and any(root.iterdir()):
+        raise WorkspaceError(f"{root}: exists and is not a demo workspace; choose another folder")
+    if fresh and root.exists():
+        shutil.rmtree(root)
+    drive = root / DRIVE
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).write_text("built by `cra demo`\n", encoding="utf-8")
+    if not (root / READY).exists():
+        if drive.exists():
+            shutil.rmtree(drive)
+        build_demo_drive(drive)
+        (root / "cra.toml").write_text(_config(drive), encoding="utf-8")
+        (root / READY).write_text("", encoding="utf-8")
+    return Workspace.open(root), drive

@@ -1,0 +1,80 @@
+"""Run the uv bundled with the console offline: no config files, no downloads, no index.
+
+Used to resolve a package's requirements from its wheels and to build its environments.
+"""
+
+import os
+import subprocess
+from pathlib import Path
+
+import uv
+from packaging.requirements import Requirement
+
+from engine.errors import CraError
+
+UV_TIMEOUT_S = 300.0
+_REASON_MAX_CHARS = 800
+
+
+class UvError(CraError):
+    """uv could not be run to completion."""
+
+
+def uv_settings(scratch: Path) -> dict[str, str]:
+    """The uv variables every call uses: no config files, no downloads, its cache in `scratch`."""
+    return {
+        "UV_NO_CONFIG": "1",
+        "UV_PYTHON_DOWNLOADS": "never",
+        "UV_OFFLINE": "1",
+        "UV_NO_PROGRESS": "1",
+        "UV_CACHE_DIR": str(scratch / "uv-cache"),
+    }
+
+
+def uv_env(scratch: Path) -> dict[str, str]:
+    """A scrubbed environment for uv, built from nothing but `uv_settings`, PATH and LANG.
+
+    HOME and the XDG data folder are kept so uv still finds Pythons it installed earlier.
+    """
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        **uv_settings(scratch),
+    }
+    for key in ("HOME", "XDG_DATA_HOME", "UV_PYTHON_INSTALL_DIR"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    return env
+
+
+def run_uv(args: list[str], cwd: Path, scratch: Path) -> subprocess.CompletedProcess[str]:
+    """Run the bundled uv with `uv_env`; a non-zero exit is the caller's to judge."""
+    argv = [uv.find_uv_bin(), *args]
+    try:
+        return subprocess.run(
+            argv,
+            cwd=cwd,
+            env=uv_env(scratch),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=UV_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise UvError(f"uv {' '.join(args[:3])} took longer than {UV_TIMEOUT_S:g}s") from exc
+
+
+def uv_reason(stderr: str) -> str:
+    """uv's error message on one line, trimmed for a report."""
+    text = " ".join(line.strip() for line in stderr.splitlines() if line.strip())
+    text = text.removeprefix("error: ")
+    if len(text) > _REASON_MAX_CHARS:
+        text = text[: _REASON_MAX_CHARS - 1] + "…"
+    return text
+
+
+def write_requirements(path: Path, requirements: list[str]) -> Path:
+    """Write requirements one per line, re-serialised by packaging so no line can be an option."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{Requirement(r)}\n" for r in requirements), encoding="utf-8")
+    return path

@@ -1,0 +1,30 @@
+"""The console's panes, one module each, plus `PaneScreen`, the frame every pane shares."""
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+
+
+class PaneScreen(Screen[None]):
+    """A pane: the app's header and footer around the pane's own widgets.
+
+    `PANE_TITLE` names the pane in the header, the help screen and the command palette; the
+    pane's own `BINDINGS` shown in the footer also become command palette entries.
+    """
+
+    PANE_TITLE: ClassVar[str]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sub_title = self.PANE_TITLE
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield from self.compose_pane()
+        yield Footer()
+
+    def compose_pane(self) -> ComposeResult:
+        """The pane's own widgets, between the header and the footer."""
+        raise NotImplementedError(f"{type(self).__name__} must define compose_pane()")

@@ -1,0 +1,611 @@
+"""The Ingest pane: drives and packages found, each package's validation report, approve/reject.
+
+Everything slow runs in workers that only post messages: the USB watcher (async, over
+`engine.usb.watch_drives`), one validation thread per package, and the approve/reject calls.
+Reports are cached per package path and manifest mtime, so rescans never revalidate.
+"""
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import DataTable, Static
+
+from app.widgets.confirm import ConfirmScreen
+from app.widgets.reason import ReasonScreen
+from engine.errors import CraError
+from engine.ingest import PackageNotValid, approve_package, list_corpus, reject_package
+from engine.manifest import MANIFEST_FILE
+from engine.report import ValidationReport
+from engine.usb import Drive, watch_drives
+from engine.validate import validate_package
+from engine.workspace import Workspace
+from screens import PaneScreen
+
+Decision = Literal["approved", "rejected"]
+DRIVE_PREFIX = "drive:"
+REFUSED_TITLE: dict[Decision, str] = {
+    "approved": "approval refused",
+    "rejected": "rejection refused",
+}
+
+
+@dataclass(frozen=True)
+class ReportKey:
+    """One version of a package: its folder and its manifest's mtime."""
+
+    path: Path
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class PackageRow:
+    """A package as listed: the drive it was found on and its current version."""
+
+    drive: Path
+    key: ReportKey
+
+    @property
+    def location(self) -> str:
+        """Where the package sits on its drive; `.` when the drive is the package."""
+        return self.key.path.relative_to(self.drive).as_posix()
+
+
+class DrivesChanged(Message):
+    """The USB watcher saw a drive or package come or go."""
+
+    def __init__(self, drives: list[Drive]) -> None:
+        super().__init__()
+        self.drives = drives
+
+
+class ReportReady(Message):
+    """A validation finished: its report, or the message of the error that stopped it."""
+
+    def __init__(self, key: ReportKey, outcome: ValidationReport | str) -> None:
+        super().__init__()
+        self.key = key
+        self.outcome = outcome
+
+
+class DecisionDone(Message):
+    """An approve or reject call returned (`error` set when the engine refused it)."""
+
+    def __init__(self, key: ReportKey, decision: Decision, text: str, error: str | None) -> None:
+        super().__init__()
+        self.key = key
+        self.decision = decision
+        self.text = text
+        self.error = error
+
+
+@contextmanager
+def _thread_workspace(ws: Workspace) -> Iterator[Workspace]:
+    """The workspace opened again for a worker thread: a SQLite connection serves one thread."""
+    own = Workspace.open(ws.root)
+    try:
+        yield own
+    finally:
+        own.db.conn.close()
+
+
+def _human_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024**2:
+        return f"{size / 1024:.1f} KiB"
+    if size < 1024**3:
+        return f"{size / 1024**2:.1f} MiB"
+    return f"{size / 1024**3:.1f} GiB"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+class IngestScreen(PaneScreen):
+    """Drives and packages on the left with the corpus below; the selected report on the right."""
+
+    PANE_TITLE = "Ingest"
+    CSS_PATH = "ingest.tcss"
+    BINDINGS = [
+        Binding("a", "approve", "Approve", tooltip="Approve the selected package into the corpus"),
+        Binding("x", "reject", "Reject", tooltip="Reject the selected package, with a reason"),
+        Binding("v", "revalidate", "Revalidate", tooltip="Validate the selected package again"),
+        Binding("escape", "focus_packages", "Back to the packages", show=False),
+    ]
+
+    def __init__(self, workspace: Workspace, usb_dirs: list[Path]) -> None:
+        super().__init__()
+        self._ws = workspace
+        self._usb_dirs = list(usb_dirs)
+        self._drives: list[Drive] = []
+        self._rows: dict[Path, PackageRow] = {}
+        self._reports: dict[ReportKey, ValidationReport | str] = {}
+        self._validating: set[ReportKey] = set()
+        self._decisions: dict[ReportKey, Decision] = {}
+        self._deciding: dict[ReportKey, Decision] = {}
+        self._approved_digests: set[str] = set()
+        self._selected: str | None = None
+        self._stop_watching = asyncio.Event()
+
+    def compose_pane(self) -> ComposeResult:
+        with Horizontal(id="ingest"):
+            with Vertical(id="left"):
+                packages = DataTable(id="packages", cursor_type="row", zebra_stripes=False)
+                packages.border_title = "Drives and packages"
+                yield packages
+                corpus = DataTable(id="corpus", cursor_type="row", show_cursor=False)
+                corpus.border_title = "Approved corpus"
+                yield corpus
+            with VerticalScroll(id="report") as report:
+                report.border_title = "Report"
+                yield Static(id="report-body")
+
+    def on_mount(self) -> None:
+        packages = self.query_one("#packages", DataTable)
+        # Status first: a long folder name may be cut at the right edge, the verdict never is.
+        packages.add_column("Status", key="status")
+        packages.add_column("Drive / package", key="location")
+        corpus = self.query_one("#corpus", DataTable)
+        for label, key in [
+            ("Name", "name"),
+            ("Commits", "commits"),
+            ("Wheels", "wheels"),
+            ("Approved (UTC)", "approved_at"),
+            ("By", "approved_by"),
+            ("Digest", "digest"),
+        ]:
+            corpus.add_column(label, key=key)
+        self._refresh_corpus()
+        self._render_report()
+        self._watch_usb()
+
+    def on_unmount(self) -> None:
+        self._stop_watching.set()
+
+    # -- workers: they only post messages ---------------------------------------------------
+
+    @work(exclusive=True, group="usb")
+    async def _watch_usb(self) -> None:
+        usb = self._ws.config.usb
+        async for drives in watch_drives(usb, self._usb_dirs, self._stop_watching):
+            self.post_message(DrivesChanged(drives))
+
+    @work(thread=True, group="validate")
+    def _validate(self, key: ReportKey) -> None:
+        try:
+            report = validate_package(key.path, self._ws.config.validation)
+        except (CraError, OSError) as exc:
+            self.post_message(ReportReady(key, str(exc)))
+            return
+        self.post_message(ReportReady(key, report))
+
+    @work(thread=True, group="decide")
+    def _approve(self, key: ReportKey) -> None:
+        try:
+            with _thread_workspace(self._ws) as ws:
+                result = approve_package(ws, key.path)
+        except PackageNotValid as exc:
+            # Approval validated again and found what the cached report did not: show it.
+            self.post_message(ReportReady(key, exc.report))
+            self.post_message(DecisionDone(key, "approved", "", str(exc)))
+            return
+        except (CraError, OSError) as exc:
+            self.post_message(DecisionDone(key, "approved", "", str(exc)))
+            return
+        where = result.corpus_path
+        text = (
+            f"{result.name}: already in the corpus as {where}; nothing copied"
+            if result.already_approved
+            else f"{result.name}: approved into {where}"
+        )
+        self.post_message(DecisionDone(key, "approved", text, None))
+
+    @work(thread=True, group="decide")
+    def _reject(self, key: ReportKey, reason: str, report: ValidationReport | None) -> None:
+        try:
+            with _thread_workspace(self._ws) as ws:
+                decision = reject_package(ws, key.path, reason=reason, report=report)
+        except (CraError, OSError) as exc:
+            self.post_message(DecisionDone(key, "rejected", "", str(exc)))
+            return
+        text = f"{decision.name or key.path.name}: rejected ({decision.reason})"
+        self.post_message(DecisionDone(key, "rejected", text, None))
+
+    # -- messages --------------------------------------------------------------------------
+
+    @on(DrivesChanged)
+    def _drives_changed(self, message: DrivesChanged) -> None:
+        self._drives = message.drives
+        self._rows = {}
+        for drive in message.drives:
+            for path in drive.packages:
+                try:
+                    mtime_ns = (path / MANIFEST_FILE).lstat().st_mtime_ns
+                except OSError:
+                    continue  # gone since the scan; the next scan drops it
+                row = PackageRow(drive=drive.path, key=ReportKey(path, mtime_ns))
+                self._rows[path] = row
+                self._start_validation(row.key)
+        self._rebuild_packages()
+        self._render_report()
+
+    @on(ReportReady)
+    def _report_ready(self, message: ReportReady) -> None:
+        self._validating.discard(message.key)
+        self._reports[message.key] = message.outcome
+        self._update_status(message.key)
+
+    @on(DecisionDone)
+    def _decision_done(self, message: DecisionDone) -> None:
+        del self._deciding[message.key]
+        if message.error is not None:
+            self.notify(message.error, title=REFUSED_TITLE[message.decision], severity="error")
+        else:
+            self._decisions[message.key] = message.decision
+            self.notify(message.text, title=f"package {message.decision}")
+            self._refresh_corpus()
+        self._update_status(message.key)
+
+    @on(DataTable.RowHighlighted, "#packages")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._selected = event.row_key.value
+        self._render_report()
+
+    @on(DataTable.RowSelected, "#packages")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        self._selected = event.row_key.value
+        self._render_report()
+        if self.selected_package() is not None:
+            self.query_one("#report").focus()
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def action_approve(self) -> None:
+        row = self._require_package("approve")
+        if row is None:
+            return
+        state = self._state(row.key)
+        name = self._package_name(row)
+        if not isinstance(state, ValidationReport):
+            why = (
+                "is still being validated" if state is None else f"could not be validated: {state}"
+            )
+            self.notify(f"{name} {why}; nothing approved.", severity="error")
+            return
+        if not state.ok:
+            failing = _plural(len(state.failures()), "failing check")
+            self.notify(
+                f"{name} was REJECTED by validation ({failing}); only a package whose "
+                "report is OK can be approved.",
+                title=REFUSED_TITLE["approved"],
+                severity="error",
+            )
+            return
+        if self._status(row.key).plain == "approved":
+            self.notify(f"{name} is already in the corpus.", severity="information")
+            return
+        summary = state.summary
+        flags = _plural(len(state.flags), "content flag")
+        body = (
+            f"folder {row.location} on drive {row.drive}\n"
+            f"{_plural(summary.commit_count, 'commit')}, {_plural(summary.wheel_count, 'wheel')}, "
+            f"{flags} for review{' (read them in the report first)' if state.flags else ''}\n\n"
+            "Approval validates the package again, then copies it into the corpus."
+        )
+
+        def confirmed(answer: bool | None) -> None:
+            if answer:
+                self._start_approval(row.key)
+
+        self.app.push_screen(ConfirmScreen(f"Approve {name}?", body), confirmed)
+
+    def action_reject(self) -> None:
+        row = self._require_package("reject")
+        if row is None:
+            return
+        name = self._package_name(row)
+
+        def confirmed(reason: str, answer: bool | None) -> None:
+            if answer:
+                self._start_rejection(row.key, reason)
+
+        def reasoned(reason: str | None) -> None:
+            if reason is None:
+                return
+            body = (
+                f"folder {row.location} on drive {row.drive}\nReason: {reason}\n\n"
+                "Rejection records the decision; nothing is copied and the drive is untouched."
+            )
+            self.app.push_screen(
+                ConfirmScreen(f"Reject {name}?", body), lambda answer: confirmed(reason, answer)
+            )
+
+        self.app.push_screen(
+            ReasonScreen(f"Reject {name}", "Why is this package rejected?"), reasoned
+        )
+
+    def action_revalidate(self) -> None:
+        row = self._require_package("revalidate")
+        if row is None:
+            return
+        if row.key in self._validating:
+            self.notify(
+                f"{self._package_name(row)} is already being validated.", severity="warning"
+            )
+            return
+        self._reports.pop(row.key, None)
+        self._start_validation(row.key)
+        self._update_status(row.key)
+
+    def action_focus_packages(self) -> None:
+        self.query_one("#packages").focus()
+
+    # -- state -----------------------------------------------------------------------------
+
+    def selected_package(self) -> PackageRow | None:
+        """The package row under the cursor, or None when a drive row (or nothing) is."""
+        if self._selected is None or self._selected.startswith(DRIVE_PREFIX):
+            return None
+        return self._rows.get(Path(self._selected))
+
+    def is_listed(self, path: Path) -> bool:
+        """Whether the package at `path` (as the scan found it) is in the packages table."""
+        return path in self._rows
+
+    def package_status(self, path: Path) -> str:
+        """The status shown for the package at `path` (as listed), in plain text."""
+        return self._status(self._rows[path].key).plain
+
+    def _require_package(self, verb: str) -> PackageRow | None:
+        row = self.selected_package()
+        if row is None:
+            self.notify(f"Select a package to {verb} first.", severity="warning")
+            return None
+        if row.key in self._deciding:
+            self.notify(
+                f"{self._package_name(row)}: a decision is being recorded.", severity="warning"
+            )
+            return None
+        return row
+
+    def _state(self, key: ReportKey) -> ValidationReport | str | None:
+        return self._reports.get(key)
+
+    def _package_name(self, row: PackageRow) -> str:
+        state = self._state(row.key)
+        if isinstance(state, ValidationReport) and state.summary.name:
+            return state.summary.name
+        return row.location
+
+    def _start_validation(self, key: ReportKey) -> None:
+        if key in self._reports or key in self._validating:
+            return
+        self._validating.add(key)
+        self._validate(key)
+
+    def _start_approval(self, key: ReportKey) -> None:
+        self._deciding[key] = "approved"
+        self._update_status(key)
+        self._approve(key)
+
+    def _start_rejection(self, key: ReportKey, reason: str) -> None:
+        self._deciding[key] = "rejected"
+        self._update_status(key)
+        state = self._state(key)
+        self._reject(key, reason, state if isinstance(state, ValidationReport) else None)
+
+    def _status(self, key: ReportKey) -> Text:
+        if key in self._deciding:
+            verb = "approving…" if self._deciding[key] == "approved" else "rejecting…"
+            return Text(verb, style="bold yellow")
+        state = self._state(key)
+        if state is None:
+            return Text("validating…", style="yellow")
+        if isinstance(state, str):
+            return Text("error", style="bold white on red")
+        decision = self._decisions.get(key)
+        if decision == "approved":
+            return Text("approved", style="bold cyan")
+        if decision == "rejected":
+            return Text("rejected by operator", style="red")
+        if not state.ok:
+            return Text(f"REJECTED ({_plural(len(state.failures()), 'failure')})", style="bold red")
+        if self._in_corpus(state):
+            return Text("approved", style="bold cyan")
+        if state.flags:
+            return Text(f"flagged ({len(state.flags)})", style="bold dark_orange")
+        return Text("OK", style="bold green")
+
+    def _in_corpus(self, report: ValidationReport) -> bool:
+        digest = report.summary.manifest_sha256
+        return digest is not None and digest in self._approved_digests
+
+    # -- drawing ---------------------------------------------------------------------------
+
+    def _rebuild_packages(self) -> None:
+        table = self.query_one("#packages", DataTable)
+        selected = self._selected
+        table.clear()
+        for drive in self._drives:
+            count = len([p for p in drive.packages if p in self._rows])
+            table.add_row(
+                Text(_plural(count, "package"), style="dim"),
+                Text(str(drive.path), style="bold"),
+                key=f"{DRIVE_PREFIX}{drive.path}",
+            )
+            for path in drive.packages:
+                row = self._rows.get(path)
+                if row is not None:
+                    table.add_row(self._status(row.key), Text(f"  {row.location}"), key=str(path))
+        keys = [r.key.value for r in table.ordered_rows]
+        if selected in keys:
+            table.move_cursor(row=keys.index(selected), animate=False)
+        elif keys:
+            first_package = next((k for k in keys if not k.startswith(DRIVE_PREFIX)), keys[0])
+            table.move_cursor(row=keys.index(first_package), animate=False)
+            self._selected = first_package
+        else:
+            self._selected = None
+
+    def _update_status(self, key: ReportKey) -> None:
+        row = self._rows.get(key.path)
+        if row is None or row.key != key:
+            return
+        self.query_one("#packages", DataTable).update_cell(
+            str(key.path), "status", self._status(key), update_width=True
+        )
+        if self._selected == str(key.path):
+            self._render_report()
+
+    def _refresh_corpus(self) -> None:
+        entries = list_corpus(self._ws)
+        self._approved_digests = {e.digest for e in entries}
+        table = self.query_one("#corpus", DataTable)
+        table.clear()
+        for e in entries:
+            name = e.name if e.present else f"{e.name} (missing)"
+            table.add_row(
+                Text(name, style="" if e.present else "bold red"),
+                Text(str(e.commit_count), justify="right"),
+                Text(str(e.wheel_count), justify="right"),
+                e.approved_at.strftime("%Y-%m-%d %H:%M"),
+                e.approved_by,
+                e.digest[:12],
+                key=e.digest,
+            )
+        for row in self._rows.values():
+            self._update_status(row.key)
+
+    def _render_report(self) -> None:
+        body = self.query_one("#report-body", Static)
+        if not self._drives:
+            body.update(self._no_drives())
+            return
+        if self._selected is not None and self._selected.startswith(DRIVE_PREFIX):
+            drive = next(
+                (d for d in self._drives if f"{DRIVE_PREFIX}{d.path}" == self._selected), None
+            )
+            if drive is not None:
+                body.update(self._drive_text(drive))
+                return
+        row = self.selected_package()
+        if row is None:
+            body.update(Text("Select a package to see its validation report.", style="dim"))
+            return
+        body.update(self._report_renderable(row))
+
+    def _no_drives(self) -> Text:
+        usb = self._ws.config.usb
+        where = [*usb.mount_roots, *map(str, usb.extra_dirs), *map(str, self._usb_dirs)]
+        return Text.assemble(
+            ("No drive found.\n\n", "bold"),
+            "Watching: ",
+            ", ".join(where) or "nothing (no mount roots configured)",
+            "\nPlug in a drive, or start the console with --usb DIR.",
+        )
+
+    def _drive_text(self, drive: Drive) -> Text:
+        count = _plural(len(drive.packages), "package")
+        hint = "a folder holding manifest.json, up to two levels down"
+        return Text.assemble(
+            (str(drive.path), "bold"), f"\n{count} ({hint}).\n\nSelect a package to see its report."
+        )
+
+    def _report_renderable(self, row: PackageRow) -> Group:
+        state = self._state(row.key)
+        heading = Text.assemble(
+            (self._package_name(row), "bold"),
+            "   ",
+            self._status(row.key),
+            ("\nfolder ", "dim"),
+            row.location,
+            ("  on drive ", "dim"),
+            str(row.drive),
+        )
+        if state is None:
+            note = "\n\nValidating in the background; other packages are not held up."
+            return Group(heading, Text(note, style="dim"))
+        if isinstance(state, str):
+            return Group(heading, Text(f"\n\nValidation could not run: {state}", style="red"))
+        return Group(heading, *self._report_parts(state))
+
+    @staticmethod
+    def _report_parts(report: ValidationReport) -> list[Text | Table]:
+        s = report.summary
+        facts = Text.assemble(
+            "\n",
+            (str(s.commit_count), "bold"),
+            " commits  ",
+            (str(s.wheel_count), "bold"),
+            " wheels  ",
+            (_human_size(s.size_bytes), "bold"),
+            "  ",
+            (str(s.file_count), "bold"),
+            " files",
+        )
+        if s.manifest_sha256:
+            facts.append(f"\nmanifest sha256 {s.manifest_sha256[:16]}…", style="dim")
+        skipped = len(report.not_run())
+        verdict = (
+            Text("\nAll checks passed.", style="bold green")
+            if report.ok
+            else Text(
+                f"\n{_plural(len(report.failures()), 'finding')}"
+                + (f", {skipped} not run" if skipped else "")
+                + ": REJECTED.",
+                style="bold red",
+            )
+        )
+        checks = Table.grid(padding=(0, 1), expand=True)
+        checks.add_column(width=4, no_wrap=True)
+        checks.add_column(no_wrap=True)
+        checks.add_column(ratio=1)
+        for check in report.checks:
+            if check.ok:
+                mark = Text("ok", style="green")
+            elif check.skipped:
+                mark = Text("skip", style="yellow")
+            else:
+                mark = Text("FAIL", style="bold red")
+            detail = Text()
+            if check.path:
+                detail.append(check.path, style="bold")
+                detail.append("\n" if not check.ok else "  ")
+            detail.append(check.detail, style="red" if not (check.ok or check.skipped) else "")
+            checks.add_row(mark, Text(check.name, style="bold"), detail)
+        parts: list[Text | Table] = [
+            facts,
+            verdict,
+            Text("\nChecks", style="bold underline"),
+            checks,
+        ]
+        if report.flags:
+            parts.append(
+                Text(
+                    f"\nFlags for review ({len(report.flags)}): not rejections, read them first",
+                    style="bold dark_orange",
+                )
+            )
+            flags = Table.grid(padding=(0, 1), expand=True)
+            flags.add_column(no_wrap=True, style="dark_orange")
+            flags.add_column(ratio=1)
+            for flag in report.flags:
+                where = Text(f"{flag.path}:{flag.line}", style="bold")
+                flags.add_row(flag.kind, Text.assemble(where, "  ", flag.detail))
+            parts.append(flags)
+        else:
+            parts.append(Text("\nNo content flags.", style="dim"))
+        return parts
