@@ -5,7 +5,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, validation_lines
 
 CONFIG_FILE = "cra.toml"
 DEFAULT_MOUNT_ROOTS = ["/media/*", "/run/media/*/*", "/mnt/*"]
@@ -57,8 +57,4 @@ def load_config(path: Path) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        lines = [
-            f"{path}: key {'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-            for err in exc.errors()
-        ]
-        raise ConfigError("\n".join(lines)) from exc
+        raise ConfigError(validation_lines(str(path), exc)) from exc

@@ -99,14 +99,14 @@ def approve_package(ws: Workspace, path: Path, *, operator: str | None = None) -
     """Validate the package at `path` again and place it in the corpus, recording it.
 
     Raises PackageNotValid when validation fails, and IngestError or GitError when the package
-    cannot be placed; in each case the corpus and the database are left as they were. A package
-    whose digest is already in the corpus is reported (`already_approved`) and nothing is copied.
+    cannot be placed; in each case the corpus and the database are left as they were. A valid
+    package whose digest is already in the corpus is reported (`already_approved`) and nothing
+    is copied. Validation always comes first: a tampered copy of an approved package's manifest
+    is refused, never reported as approved.
     """
     root = _package_root(path)
     who = operator or ws.config.operator
     raw = _manifest_bytes(root, ws.config.validation.manifest_max_bytes)
-    if raw is not None and (known := _approval_of(ws, _sha256(raw))):
-        return known
     report = validate_package(root, ws.config.validation)
     if not report.ok:
         raise PackageNotValid(report)

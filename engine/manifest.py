@@ -23,7 +23,7 @@ from pydantic import (
     field_validator,
 )
 
-from engine.errors import ManifestError
+from engine.errors import ManifestError, validation_lines
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = (SCHEMA_VERSION,)
@@ -180,11 +180,7 @@ def parse_manifest(raw: bytes, source: str = MANIFEST_FILE) -> ManifestV1:
     try:
         return ManifestV1.model_validate(data)
     except ValidationError as exc:
-        lines = [
-            f"{source}: {'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
-            for err in exc.errors()
-        ]
-        raise ManifestError("\n".join(lines)) from exc
+        raise ManifestError(validation_lines(source, exc)) from exc
 
 
 def read_manifest(package_dir: Path, max_bytes: int) -> ManifestV1:

@@ -14,8 +14,8 @@ from engine.checks.files import check_file_policy
 from engine.checks.git import check_commits, check_git_fsck, check_git_safety
 from engine.checks.manifest_check import check_manifest
 from engine.config import ValidationConfig
-from engine.demo.hostile import HostileCase, edit_manifest
-from engine.demo.hostile.git_files import CASES, commit_files
+from engine.demo.hostile import HostileCase, commit_files, edit_manifest
+from engine.demo.hostile.git_files import CASES
 from engine.demo.repo import git_env
 from engine.report import CheckResult
 

@@ -11,8 +11,8 @@ from engine.checks.manifest_check import check_manifest
 from engine.checks.requirements import check_requirements
 from engine.checks.wheels import check_wheels
 from engine.config import ValidationConfig
-from engine.demo.hostile import edit_manifest
-from engine.demo.hostile.wheels import CASES, commit_at_head
+from engine.demo.hostile import commit_files, edit_manifest
+from engine.demo.hostile.wheels import CASES
 from engine.demo.repo import git_env
 
 REQUIREMENT_CASES = [c for c in CASES if c.check == "requirements"]
@@ -30,7 +30,7 @@ def install_repo_with_build_requires(package: Path, requires: list[str] | None) 
     if requires is not None:
         listed = ", ".join(f'"{r}"' for r in requires)
         pyproject += f'\n[build-system]\nrequires = [{listed}]\nbuild-backend = "x"\n'
-    commit_at_head({"pyproject.toml": pyproject}, "Declare the build system")(package)
+    commit_files(package, {"pyproject.toml": pyproject}, "Declare the build system")
     edit_manifest(package, lambda data: data.update(install_repo=True))
 
 

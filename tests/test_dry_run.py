@@ -13,8 +13,8 @@ from engine.checks.manifest_check import check_manifest
 from engine.checks.requirements import check_requirements
 from engine.checks.wheels import check_wheels
 from engine.config import ValidationConfig
-from engine.demo.hostile import edit_manifest
-from engine.demo.hostile.wheels import CASES, commit_at_head
+from engine.demo.hostile import commit_files, edit_manifest
+from engine.demo.hostile.wheels import CASES
 from engine.demo.package import sha256_file
 from engine.demo.repo import TEST_SLUG_V3, git_env
 from engine.demo.wheels import build_wheel
@@ -78,7 +78,7 @@ def add_build_backend(package: Path, backend_source: str) -> None:
         "mini-backend", "1.0", {"mini_backend.py": backend_source}, package / "packages"
     )
     pyproject = (package / "repo" / "pyproject.toml").read_text(encoding="utf-8")
-    commit_at_head({"pyproject.toml": pyproject + BUILD_SYSTEM}, "Build with mini-backend")(package)
+    commit_files(package, {"pyproject.toml": pyproject + BUILD_SYSTEM}, "Build with mini-backend")
 
     def edit(data: dict) -> None:
         data["install_repo"] = True

@@ -211,6 +211,22 @@ def test_approving_twice_reports_and_copies_nothing(workspace: Workspace, valid_
     assert corpus_folders(workspace) == [first.corpus_path.name]
 
 
+def test_a_tampered_copy_of_an_approved_package_is_refused(
+    workspace: Workspace, valid_package: Path
+):
+    approve_package(workspace, valid_package)
+    copy = valid_package.parent / "textkit-copy"
+    shutil.copytree(valid_package, copy, symlinks=True)
+    hook = copy / "repo" / ".git" / "hooks" / "post-checkout"
+    hook.parent.mkdir()
+    hook.write_text("#!/bin/sh\necho owned\n")
+    hook.chmod(0o755)
+
+    with pytest.raises(PackageNotValid, match="git-safety"):
+        approve_package(workspace, copy)
+    assert len(list_corpus(workspace)) == 1
+
+
 @pytest.mark.parametrize("action", ["approve", "reject"])
 def test_nothing_on_the_drive_is_modified(workspace: Workspace, valid_package: Path, action: str):
     drive = valid_package.parent

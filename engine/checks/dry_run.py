@@ -140,22 +140,25 @@ def _build_venv(ctx: PackageContext, manifest: ManifestV1, work: Path) -> Path:
     _uv(
         ctx,
         "installing the requirements offline",
-        [
-            "pip",
-            "install",
-            "--offline",
-            "--no-index",
-            "--find-links",
-            str(ctx.packages.absolute()),
-            "--no-build",
-            "--python",
-            str(python),
-            "-r",
-            str(req_file),
-        ],
+        [*_offline_install(ctx, python), "--no-build", "-r", str(req_file)],
         work,
     )
     return python
+
+
+def _offline_install(ctx: PackageContext, python: Path) -> list[str]:
+    """`uv pip install` arguments that take wheels from packages/ only, into `python`'s env."""
+    packages = str(ctx.packages.absolute())
+    return [
+        "pip",
+        "install",
+        "--offline",
+        "--no-index",
+        "--find-links",
+        packages,
+        "--python",
+        str(python),
+    ]
 
 
 def _sandbox(ctx: PackageContext, argv: list[str], cwd: Path, env: dict[str, str]) -> SandboxResult:
@@ -174,18 +177,7 @@ def _sandbox(ctx: PackageContext, argv: list[str], cwd: Path, env: dict[str, str
 
 def _install_repo(ctx: PackageContext, python: Path, snapshot: Path) -> None:
     """Build and install the repository itself; its build backend is untrusted, so sandboxed."""
-    argv = [
-        uv.find_uv_bin(),
-        "pip",
-        "install",
-        "--offline",
-        "--no-index",
-        "--find-links",
-        str(ctx.packages.absolute()),
-        "--python",
-        str(python),
-        str(snapshot),
-    ]
+    argv = [uv.find_uv_bin(), *_offline_install(ctx, python), str(snapshot)]
     result = _sandbox(ctx, argv, snapshot.parent, uv_settings(ctx.scratch))
     if result.timed_out or result.returncode != 0:
         why = _why(result, "uv", ctx)

@@ -196,7 +196,8 @@ def git_env(date: str) -> dict[str, str]:
     return env
 
 
-def _git(repo: Path, *args: str, date: str = "2024-01-01T00:00:00+00:00") -> str:
+def demo_git(repo: Path, *args: str, date: str = "2024-01-01T00:00:00+00:00") -> str:
+    """Run git in a demo repository with `git_env(date)`; return its output."""
     result = subprocess.run(
         ["git", "-C", str(repo), *args],
         env=git_env(date),
@@ -210,7 +211,7 @@ def _git(repo: Path, *args: str, date: str = "2024-01-01T00:00:00+00:00") -> str
 def build_demo_repo(dest: Path, history: list[DemoCommit] = DEMO_HISTORY) -> list[str]:
     """Create a git repository at `dest` from `history`; return the commit shas in order."""
     dest.mkdir(parents=True)
-    _git(dest, "init", "--quiet", "--template=", "--initial-branch=main")
+    demo_git(dest, "init", "--quiet", "--template=", "--initial-branch=main")
     shas = []
     for day, commit in enumerate(history, start=1):
         for rel, text in commit.files.items():
@@ -218,7 +219,7 @@ def build_demo_repo(dest: Path, history: list[DemoCommit] = DEMO_HISTORY) -> lis
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
         date = f"2024-03-{day:02d}T10:00:00+00:00"
-        _git(dest, "add", "--all")
-        _git(dest, "commit", "--quiet", "--no-verify", "-m", commit.subject, date=date)
-        shas.append(_git(dest, "rev-parse", "HEAD"))
+        demo_git(dest, "add", "--all")
+        demo_git(dest, "commit", "--quiet", "--no-verify", "-m", commit.subject, date=date)
+        shas.append(demo_git(dest, "rev-parse", "HEAD"))
     return shas

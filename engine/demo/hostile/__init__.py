@@ -9,7 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.demo.repo import demo_git
 from engine.manifest import MANIFEST_FILE
+
+COMMIT_DATE = "2024-03-20T10:00:00+00:00"
 
 
 @dataclass(frozen=True)
@@ -45,3 +48,36 @@ def edit_manifest(package: Path, edit: Callable[[dict], None]) -> None:
     data = load_manifest_dict(package)
     edit(data)
     save_manifest_dict(package, data)
+
+
+def write_file(package: Path, rel: str, data: str | bytes) -> Path:
+    """Write `data` at `package/rel`, making folders as needed."""
+    path = package / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        path.write_text(data, encoding="utf-8")
+    else:
+        path.write_bytes(data)
+    return path
+
+
+def commit_files(package: Path, files: dict[str, str | bytes], subject: str = "") -> str:
+    """Commit `files` (paths inside repo/), make the commit the manifest's head; return its sha."""
+    repo = package / "repo"
+    for rel, data in files.items():
+        write_file(repo, rel, data)
+    demo_git(repo, "add", "--", *files, date=COMMIT_DATE)
+    message = subject or f"Add {', '.join(files)}"
+    demo_git(repo, "commit", "--quiet", "--no-verify", "-m", message, date=COMMIT_DATE)
+    head = demo_git(repo, "rev-parse", "HEAD", date=COMMIT_DATE)
+    edit_manifest(package, lambda data: data.update(head=head))
+    return head
+
+
+def committing(files: dict[str, str | bytes], subject: str = "") -> Callable[[Path], None]:
+    """A mutation that commits `files` on top of the demo history (see `commit_files`)."""
+
+    def mutate(package: Path) -> None:
+        commit_files(package, files, subject)
+
+    return mutate

@@ -10,17 +10,21 @@ import hashlib
 import os
 import shutil
 import struct
-import subprocess
 import tarfile
 import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.demo.hostile import HostileCase, edit_manifest
-from engine.demo.repo import git_env
+from engine.demo.hostile import (
+    COMMIT_DATE,
+    HostileCase,
+    committing,
+    edit_manifest,
+    write_file,
+)
+from engine.demo.repo import demo_git
 
-COMMIT_DATE = "2024-03-20T10:00:00+00:00"
 # A 64-byte ELF64 header of an x86-64 executable: enough for any tool to call it one.
 ELF_HEADER = (
     b"\x7fELF\x02\x01\x01"
@@ -36,43 +40,7 @@ WIDE_LINE = "lorem ipsum " * 300
 
 
 def _git(repo: Path, *args: str) -> str:
-    result = subprocess.run(
-        ["git", "-C", str(repo), *args],
-        env=git_env(COMMIT_DATE),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return result.stdout.strip()
-
-
-def _write(package: Path, rel: str, data: str | bytes) -> Path:
-    path = package / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(data, str):
-        path.write_text(data, encoding="utf-8")
-    else:
-        path.write_bytes(data)
-    return path
-
-
-def commit_files(package: Path, files: dict[str, str | bytes]) -> str:
-    """Commit `files` (paths inside repo/), make the commit the manifest's head; return its sha."""
-    repo = package / "repo"
-    for rel, data in files.items():
-        _write(repo, rel, data)
-    _git(repo, "add", "--", *files)
-    _git(repo, "commit", "--quiet", "--no-verify", "-m", f"Add {', '.join(files)}")
-    head = _git(repo, "rev-parse", "HEAD")
-    edit_manifest(package, lambda data: data.update(head=head))
-    return head
-
-
-def _commit(files: dict[str, str | bytes]) -> Callable[[Path], None]:
-    def mutate(package: Path) -> None:
-        commit_files(package, files)
-
-    return mutate
+    return demo_git(repo, *args, date=COMMIT_DATE)
 
 
 def _commit_link(rel: str, target: str) -> Callable[[Path], None]:
@@ -96,7 +64,7 @@ def _set_config(key: str, value: str) -> Callable[[Path], None]:
 
 def _add_file(rel: str, data: str | bytes, mode: int = 0o644) -> Callable[[Path], None]:
     def mutate(package: Path) -> None:
-        _write(package, rel, data).chmod(mode)
+        write_file(package, rel, data).chmod(mode)
 
     return mutate
 
@@ -131,13 +99,13 @@ def _add_non_utf8_name(package: Path) -> None:
 
 
 def _add_hook(package: Path) -> None:
-    hook = _write(package, "repo/.git/hooks/post-checkout", "#!/bin/sh\ntouch /tmp/cra-pwned\n")
+    hook = write_file(package, "repo/.git/hooks/post-checkout", "#!/bin/sh\ntouch /tmp/cra-pwned\n")
     hook.chmod(0o755)
 
 
 def _gitdir_indirection(package: Path) -> None:
     shutil.rmtree(package / "repo" / ".git")
-    _write(package, "repo/.git", "gitdir: /srv/elsewhere/textkit.git\n")
+    write_file(package, "repo/.git", "gitdir: /srv/elsewhere/textkit.git\n")
 
 
 def _corrupt_object(package: Path) -> None:
@@ -318,7 +286,7 @@ CASES: list[HostileCase] = [
     HostileCase(
         "submodule-url",
         "a committed .gitmodules declares a submodule fetched from elsewhere",
-        _commit({".gitmodules": GITMODULES}),
+        committing({".gitmodules": GITMODULES}),
         check="git-safety",
         expect="submodule.vendor.url",
         path="repo/.gitmodules",
@@ -326,7 +294,7 @@ CASES: list[HostileCase] = [
     HostileCase(
         "gitattributes-driver",
         "a committed .gitattributes names a filter driver",
-        _commit({".gitattributes": "*.py filter=vendored\n"}),
+        committing({".gitattributes": "*.py filter=vendored\n"}),
         check="git-safety",
         expect="filter=",
         path="repo/.gitattributes",
@@ -382,7 +350,7 @@ CASES: list[HostileCase] = [
     HostileCase(
         "flag-prompt-injection",
         "a committed note addresses an AI agent with instructions",
-        _commit({"docs/NOTES.md": INJECTION}),
+        committing({"docs/NOTES.md": INJECTION}),
         expect="reads like instructions to an LLM",
         path="repo/docs/NOTES.md",
         flag="llm-instructions",
@@ -390,7 +358,7 @@ CASES: list[HostileCase] = [
     HostileCase(
         "flag-base64-blob",
         "a committed file carries a long base64 blob",
-        _commit({"assets/logo.txt": f"logo:\n{PAYLOAD.decode()}\n"}),
+        committing({"assets/logo.txt": f"logo:\n{PAYLOAD.decode()}\n"}),
         expect="base64-like run",
         path="repo/assets/logo.txt",
         flag="base64",
@@ -398,7 +366,7 @@ CASES: list[HostileCase] = [
     HostileCase(
         "flag-long-line",
         "a committed file has a line thousands of characters long",
-        _commit({"docs/wide.txt": f"{WIDE_LINE}\n"}),
+        committing({"docs/wide.txt": f"{WIDE_LINE}\n"}),
         expect="line of 3600 characters",
         path="repo/docs/wide.txt",
         flag="long-line",

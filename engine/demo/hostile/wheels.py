@@ -5,16 +5,14 @@ hashes and head in step with the change so that only the intended check fails.
 """
 
 import struct
-import subprocess
 import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 from engine.config import ValidationConfig
-from engine.demo.hostile import HostileCase, edit_manifest
+from engine.demo.hostile import HostileCase, committing, edit_manifest
 from engine.demo.package import STOPWORDS_MODULE, sha256_file
-from engine.demo.repo import git_env
 from engine.demo.wheels import build_wheel
 
 STOPWORDS_WHEEL = "stopwords_mini-1.0.0-py3-none-any.whl"
@@ -157,31 +155,6 @@ def _python_only_wheel(package: Path) -> None:
     _relist(package, STOPWORDS_WHEEL, cp312)
 
 
-def commit_at_head(files: dict[str, str], subject: str) -> Callable[[Path], None]:
-    """A mutation committing `files` on top of the demo history and moving the manifest's head."""
-
-    def mutate(package: Path) -> None:
-        repo = package / "repo"
-        for rel, text in files.items():
-            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-            (repo / rel).write_text(text, encoding="utf-8")
-        env = git_env("2024-03-20T10:00:00+00:00")
-        for args in (["add", "--all"], ["commit", "--quiet", "--no-verify", "-m", subject]):
-            subprocess.run(
-                ["git", "-C", str(repo), *args], env=env, check=True, capture_output=True
-            )
-        head = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        edit_manifest(package, lambda data: data.update(head=head))
-
-    return mutate
-
-
 BROKEN_TEST = "def test_unfinished(:\n    assert True\n"
 NETWORK_CONFTEST = '''\
 """Reaches for a socket at import time; loopback is down inside the sandbox."""
@@ -294,7 +267,7 @@ CASES: list[HostileCase] = [
     HostileCase(
         name="tests-fail-to-collect",
         description="a test file with a syntax error at HEAD",
-        mutate=commit_at_head({"tests/test_broken.py": BROKEN_TEST}, "Add a broken test"),
+        mutate=committing({"tests/test_broken.py": BROKEN_TEST}, "Add a broken test"),
         check="dry-run",
         expect="test collection failed",
         path="repo/tests/test_broken.py",
@@ -302,7 +275,7 @@ CASES: list[HostileCase] = [
     HostileCase(
         name="collection-uses-network",
         description="conftest.py opens a socket when pytest imports it",
-        mutate=commit_at_head({"conftest.py": NETWORK_CONFTEST}, "Phone home from conftest"),
+        mutate=committing({"conftest.py": NETWORK_CONFTEST}, "Phone home from conftest"),
         check="dry-run",
         expect="tried to reach the network",
         path="repo/conftest.py",
@@ -310,7 +283,7 @@ CASES: list[HostileCase] = [
     HostileCase(
         name="collection-hangs",
         description="conftest.py sleeps for an hour",
-        mutate=commit_at_head({"conftest.py": HANG_CONFTEST}, "Sleep in conftest"),
+        mutate=committing({"conftest.py": HANG_CONFTEST}, "Sleep in conftest"),
         check="dry-run",
         expect="time limit",
         path="repo",
@@ -319,7 +292,7 @@ CASES: list[HostileCase] = [
     HostileCase(
         name="collection-exhausts-memory",
         description="conftest.py allocates 5 GiB",
-        mutate=commit_at_head({"conftest.py": MEMORY_CONFTEST}, "Allocate ballast in conftest"),
+        mutate=committing({"conftest.py": MEMORY_CONFTEST}, "Allocate ballast in conftest"),
         check="dry-run",
         expect="ran out of memory",
         path="repo/conftest.py",
