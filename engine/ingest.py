@@ -209,12 +209,17 @@ def reject_package(
     now. The decision's digest is the sha256 of `manifest.json` when that file can be read
     (a regular file within the size limit), else `path:` followed by the sha256 of the package's
     absolute path, so that an unreadable package is still recorded under a stable key. Rejecting
-    a package that is in the corpus is refused.
+    a valid package that is in the corpus is refused; a copy that shares an approved package's
+    manifest but fails validation is a different package and can be rejected.
     """
     if not reason.strip():
         raise IngestError(f"{path}: a rejection needs a reason (it was blank)")
     root = _package_root(path)
     who = operator or ws.config.operator
+    if report is None:
+        report = validate_package(root, ws.config.validation)
+    elif report.package != str(root):
+        raise IngestError(f"{root}: the report given is for another package ({report.package})")
     raw = _manifest_bytes(root, ws.config.validation.manifest_max_bytes)
     if raw is None:
         digest = PATH_DIGEST_PREFIX + _sha256(os.fsencode(root))
@@ -222,15 +227,11 @@ def reject_package(
     else:
         digest = _sha256(raw)
         name = _manifest_name(raw)
-        if known := _approval_of(ws, digest):
+        if report.ok and (known := _approval_of(ws, digest)):
             raise IngestError(
                 f"{root}: {known.name} is in the corpus at {known.corpus_path} (approved); "
                 "an approved package cannot be rejected"
             )
-    if report is None:
-        report = validate_package(root, ws.config.validation)
-    elif report.package != str(root):
-        raise IngestError(f"{root}: the report given is for another package ({report.package})")
     row = _decision_row(
         digest=digest,
         name=name,

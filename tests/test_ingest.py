@@ -226,6 +226,10 @@ def test_a_tampered_copy_of_an_approved_package_is_refused(
         approve_package(workspace, copy)
     assert len(list_corpus(workspace)) == 1
 
+    decision = reject_package(workspace, copy, reason="hook planted in a copy")
+    assert decision.decision == "rejected"
+    assert len(list_corpus(workspace)) == 1
+
 
 @pytest.mark.parametrize("action", ["approve", "reject"])
 def test_nothing_on_the_drive_is_modified(workspace: Workspace, valid_package: Path, action: str):
