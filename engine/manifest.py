@@ -77,6 +77,23 @@ class FilterStage(_Model):
     dropped: int = Field(ge=0)
 
 
+class StyleScore(_Model):
+    """Fail-fast style score of the repository's Python at HEAD (seed 004 §6.7), 0–100."""
+
+    score: float = Field(ge=0, le=100)
+    files: int = Field(ge=0)
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class PlanArtifact(_Model):
+    """A plan file committed to the repository, labelled by what the history did next (§6.8)."""
+
+    path: RepoPath
+    added_in: Sha
+    label: Literal["good", "fine", "bad"]
+    reason: str = Field(min_length=1, max_length=1000)
+
+
 class ManifestV1(_Model):
     """Schema v1 of `manifest.json`."""
 
@@ -94,6 +111,8 @@ class ManifestV1(_Model):
     wheels: list[WheelEntry] = Field(default_factory=list)
     commits: list[ManifestCommit] = Field(min_length=1)
     filter_stages: list[FilterStage] = Field(default_factory=list)
+    style: StyleScore | None = None
+    plan_artifacts: list[PlanArtifact] = Field(default_factory=list)
     created_at: datetime
     created_by: str = Field(default="", max_length=200)
 
