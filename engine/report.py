@@ -2,6 +2,8 @@
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.manifest import FilterStage, PlanArtifact, StyleScore
+
 
 class CheckResult(BaseModel):
     """One check's verdict; a failing check names the file (`path`) and the rule (`detail`).
@@ -39,6 +41,10 @@ class PackageSummary(BaseModel):
     wheel_count: int = 0
     size_bytes: int = 0
     file_count: int = 0
+    filter_stages: list[FilterStage] = Field(default_factory=list)
+    planning_types: dict[str, int] = Field(default_factory=dict)
+    style: StyleScore | None = None
+    plan_artifacts: list[PlanArtifact] = Field(default_factory=list)
 
 
 class ValidationReport(BaseModel):

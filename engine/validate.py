@@ -5,6 +5,7 @@ dry-run sandbox, which runs only once every other check has passed.
 """
 
 import tempfile
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,13 +47,19 @@ def _summary(ctx: PackageContext) -> PackageSummary:
             size += path.lstat().st_size
             count += 1
     manifest = ctx.manifest
+    if manifest is None:
+        return PackageSummary(size_bytes=size, file_count=count)
     return PackageSummary(
-        name=manifest.name if manifest else None,
+        name=manifest.name,
         manifest_sha256=ctx.manifest_sha256,
-        commit_count=len(manifest.commits) if manifest else 0,
-        wheel_count=len(manifest.wheels) if manifest else 0,
+        commit_count=len(manifest.commits),
+        wheel_count=len(manifest.wheels),
         size_bytes=size,
         file_count=count,
+        filter_stages=manifest.filter_stages,
+        planning_types=dict(Counter(c.planning_type for c in manifest.commits)),
+        style=manifest.style,
+        plan_artifacts=manifest.plan_artifacts,
     )
 
 
