@@ -20,6 +20,7 @@ from typing import BinaryIO, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from engine.durable import fsync_dir, fsync_tree
 from engine.errors import IngestError
 from engine.manifest import MANIFEST_FILE, ManifestV1
 from engine.repo_rebuild import rebuild_repo
@@ -125,7 +126,7 @@ def stage_package(
         repo_files = _tree_records(staging / "repo", prefix="repo/")
         _compare_with_drive(repo_files, source / "repo")
         files += repo_files
-        _fsync_tree(staging)
+        fsync_tree(staging)
     except BaseException:
         remove_tree(staging)
         raise
@@ -135,8 +136,8 @@ def stage_package(
 def place(staged: Path, final: Path) -> None:
     """Rename the staged folder to its corpus name in one step and make the rename durable."""
     staged.rename(final)
-    _fsync_dir(final.parent)
-    _fsync_dir(staged.parent)
+    fsync_dir(final.parent)
+    fsync_dir(staged.parent)
 
 
 def _tree_records(root: Path, prefix: str) -> list[FileRecord]:
@@ -253,25 +254,3 @@ def _open_regular(path: Path) -> BinaryIO:
         fh.close()
         raise IngestError(f"{path}: not a regular file")
     return fh
-
-
-def _fsync_tree(root: Path) -> None:
-    for folder, _dirs, names in os.walk(root, topdown=False):
-        for name in names:
-            path = Path(folder) / name
-            if path.is_symlink():
-                continue
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        _fsync_dir(Path(folder))
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -1,18 +1,25 @@
 """The Ingest pane: drives and packages found, each package's validation report, approve/reject.
 
+The selected package's heading (status, size, and its mining facts in one line) sits above two
+tabs: Checks (the validation report) and Mining (the commit filter's attrition table, the
+planning-type mix, the style score and the plan artifacts from its manifest); `c` and `m`
+switch between them.
+
 Everything slow runs in workers that only post messages: the USB watcher (async, over
 `engine.usb.watch_drives`), one validation thread per package, and the approve/reject calls.
 Reports are cached per package path and manifest mtime, so rescans never revalidate.
 """
 
 import asyncio
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
-from rich.console import Group
+from rich.columns import Columns
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual import on, work
@@ -20,14 +27,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
 from app.widgets.confirm import ConfirmScreen
 from app.widgets.reason import ReasonScreen
 from engine.errors import CraError
 from engine.ingest import PackageNotValid, approve_package, list_corpus, reject_package
-from engine.manifest import MANIFEST_FILE
-from engine.report import ValidationReport
+from engine.manifest import MANIFEST_FILE, FilterStage, PlanArtifact, PlanningType, StyleScore
+from engine.report import PackageSummary, ValidationReport
 from engine.usb import Drive, watch_drives
 from engine.validate import validate_package
 from engine.workspace import Workspace
@@ -39,6 +46,12 @@ REFUSED_TITLE: dict[Decision, str] = {
     "approved": "approval refused",
     "rejected": "rejection refused",
 }
+CHECKS_TAB = "checks-tab"
+MINING_TAB = "mining-tab"
+TAB_SCROLL = {CHECKS_TAB: "#report", MINING_TAB: "#mining"}
+PLANNING_BAR_WIDTH = 20
+STRONG_STYLE_SCORE = 75  # seed 004 §6.7: repos scoring 75-100 are strong candidates
+PLAN_LABEL_STYLE = {"good": "bold green", "fine": "bold yellow", "bad": "bold red"}
 
 
 @dataclass(frozen=True)
@@ -115,7 +128,8 @@ def _plural(count: int, word: str) -> str:
 
 
 class IngestScreen(PaneScreen):
-    """Drives and packages on the left with the corpus below; the selected report on the right."""
+    """Drives and packages on the left with the corpus below; on the right the selected
+    package's heading above its Checks and Mining tabs."""
 
     PANE_TITLE = "Ingest"
     CSS_PATH = "ingest.tcss"
@@ -123,6 +137,13 @@ class IngestScreen(PaneScreen):
         Binding("a", "approve", "Approve", tooltip="Approve the selected package into the corpus"),
         Binding("x", "reject", "Reject", tooltip="Reject the selected package, with a reason"),
         Binding("v", "revalidate", "Revalidate", tooltip="Validate the selected package again"),
+        Binding("c", f"show_tab('{CHECKS_TAB}')", "Checks", tooltip="Show the validation checks"),
+        Binding(
+            "m",
+            f"show_tab('{MINING_TAB}')",
+            "Mining",
+            tooltip="Show the commit filter, planning types, style score and plan artifacts",
+        ),
         Binding("escape", "focus_packages", "Back to the packages", show=False),
     ]
 
@@ -149,9 +170,14 @@ class IngestScreen(PaneScreen):
                 corpus = DataTable(id="corpus", cursor_type="row", show_cursor=False)
                 corpus.border_title = "Approved corpus"
                 yield corpus
-            with VerticalScroll(id="report") as report:
-                report.border_title = "Report"
-                yield Static(id="report-body")
+            with Vertical(id="right") as right:
+                right.border_title = "Report"
+                yield Static(id="report-head")
+                with TabbedContent(id="report-tabs", initial=CHECKS_TAB):
+                    with TabPane("Checks", id=CHECKS_TAB), VerticalScroll(id="report"):
+                        yield Static(id="report-body")
+                    with TabPane("Mining", id=MINING_TAB), VerticalScroll(id="mining"):
+                        yield Static(id="mining-body")
 
     def on_mount(self) -> None:
         packages = self.query_one("#packages", DataTable)
@@ -269,7 +295,7 @@ class IngestScreen(PaneScreen):
         self._selected = event.row_key.value
         self._render_report()
         if self.selected_package() is not None:
-            self.query_one("#report").focus()
+            self._active_scroll().focus()
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -352,6 +378,16 @@ class IngestScreen(PaneScreen):
 
     def action_focus_packages(self) -> None:
         self.query_one("#packages").focus()
+
+    def action_show_tab(self, tab: str) -> None:
+        """Show the Checks or the Mining tab; focus follows when it was on the report side."""
+        self.query_one("#report-tabs", TabbedContent).active = tab
+        if self.query_one("#right").has_focus_within:
+            self._active_scroll().focus()
+
+    def _active_scroll(self) -> VerticalScroll:
+        tab = self.query_one("#report-tabs", TabbedContent).active
+        return self.query_one(TAB_SCROLL[tab], VerticalScroll)
 
     # -- state -----------------------------------------------------------------------------
 
@@ -490,22 +526,40 @@ class IngestScreen(PaneScreen):
             self._update_status(row.key)
 
     def _render_report(self) -> None:
-        body = self.query_one("#report-body", Static)
+        head = self.query_one("#report-head", Static)
+        tabs = self.query_one("#report-tabs", TabbedContent)
+        row = self.selected_package()
+        if row is None and self.query_one("#right").has_focus_within:
+            self.query_one("#packages").focus()  # the tabs it was in are about to go
+        tabs.display = row is not None
         if not self._drives:
-            body.update(self._no_drives())
+            head.update(self._no_drives())
             return
+        if row is None:
+            head.update(self._no_package_text())
+            return
+        head.update(self._heading(row))
+        state = self._state(row.key)
+        if state is None:
+            checks = mining = Text(
+                "Validating in the background; other packages are not held up.", style="dim"
+            )
+        elif isinstance(state, str):
+            checks = mining = Text(f"Validation could not run: {state}", style="red")
+        else:
+            checks = Group(*_checks_parts(state))
+            mining = Group(*_mining_parts(state.summary))
+        self.query_one("#report-body", Static).update(checks)
+        self.query_one("#mining-body", Static).update(mining)
+
+    def _no_package_text(self) -> Text:
         if self._selected is not None and self._selected.startswith(DRIVE_PREFIX):
             drive = next(
                 (d for d in self._drives if f"{DRIVE_PREFIX}{d.path}" == self._selected), None
             )
             if drive is not None:
-                body.update(self._drive_text(drive))
-                return
-        row = self.selected_package()
-        if row is None:
-            body.update(Text("Select a package to see its validation report.", style="dim"))
-            return
-        body.update(self._report_renderable(row))
+                return self._drive_text(drive)
+        return Text("Select a package to see its validation report.", style="dim")
 
     def _no_drives(self) -> Text:
         usb = self._ws.config.usb
@@ -524,7 +578,8 @@ class IngestScreen(PaneScreen):
             (str(drive.path), "bold"), f"\n{count} ({hint}).\n\nSelect a package to see its report."
         )
 
-    def _report_renderable(self, row: PackageRow) -> Group:
+    def _heading(self, row: PackageRow) -> Text:
+        """Name, status and where the package sits; then what validation found, at a glance."""
         state = self._state(row.key)
         heading = Text.assemble(
             (self._package_name(row), "bold"),
@@ -535,77 +590,235 @@ class IngestScreen(PaneScreen):
             ("  on drive ", "dim"),
             str(row.drive),
         )
-        if state is None:
-            note = "\n\nValidating in the background; other packages are not held up."
-            return Group(heading, Text(note, style="dim"))
-        if isinstance(state, str):
-            return Group(heading, Text(f"\n\nValidation could not run: {state}", style="red"))
-        return Group(heading, *self._report_parts(state))
+        if isinstance(state, ValidationReport):
+            heading.append("\n")
+            heading.append_text(_facts_line(state.summary))
+            heading.append("\n")
+            heading.append_text(_mining_headline(state.summary))
+        return heading
 
-    @staticmethod
-    def _report_parts(report: ValidationReport) -> list[Text | Table]:
-        s = report.summary
-        facts = Text.assemble(
-            "\n",
-            (str(s.commit_count), "bold"),
-            " commits  ",
-            (str(s.wheel_count), "bold"),
-            " wheels  ",
-            (_human_size(s.size_bytes), "bold"),
-            "  ",
-            (str(s.file_count), "bold"),
-            " files",
+
+# -- the report's text: pure functions of the report -----------------------------------------
+
+
+def _facts_line(s: PackageSummary) -> Text:
+    facts = Text.assemble(
+        (str(s.commit_count), "bold"),
+        " commits  ",
+        (str(s.wheel_count), "bold"),
+        " wheels  ",
+        (_human_size(s.size_bytes), "bold"),
+        "  ",
+        (str(s.file_count), "bold"),
+        " files",
+    )
+    if s.manifest_sha256:
+        facts.append(f"  sha256 {s.manifest_sha256[:12]}…", style="dim")
+    return facts
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f} %" if whole else "n/a"
+
+
+def _attrition(stages: list[FilterStage]) -> tuple[int, int]:
+    """(commits the filter started from, commits it kept)."""
+    return stages[0].kept + stages[0].dropped, stages[-1].kept
+
+
+def _mining_headline(s: PackageSummary) -> Text:
+    """One line of the mining facts, so the Checks tab shows them too."""
+    if s.name is None:
+        return Text("mining facts unknown: the manifest did not parse", style="dim")
+    sep = (" · ", "dim")
+    if s.filter_stages:
+        mined, kept = _attrition(s.filter_stages)
+        funnel = Text.assemble(
+            ("filter ", "dim"), f"{mined:,} → ", (f"{kept:,}", "bold"), f" ({_share(kept, mined)})"
         )
-        if s.manifest_sha256:
-            facts.append(f"\nmanifest sha256 {s.manifest_sha256[:16]}…", style="dim")
-        skipped = len(report.not_run())
-        verdict = (
-            Text("\nAll checks passed.", style="bold green")
-            if report.ok
-            else Text(
-                f"\n{_plural(len(report.failures()), 'finding')}"
-                + (f", {skipped} not run" if skipped else "")
-                + ": REJECTED.",
-                style="bold red",
-            )
+    else:
+        funnel = Text("no attrition table", style="dim")
+    style = (
+        Text.assemble(("style ", "dim"), (f"{s.style.score:.0f}", "bold"), "/100")
+        if s.style is not None
+        else Text("style not scored", style="dim")
+    )
+    plans = (
+        Text(_plural(len(s.plan_artifacts), "plan artifact"))
+        if s.plan_artifacts
+        else Text("no plan artifacts", style="dim")
+    )
+    return Text.assemble(funnel, sep, style, sep, plans)
+
+
+def _checks_parts(report: ValidationReport) -> list[RenderableType]:
+    skipped = len(report.not_run())
+    verdict = (
+        Text("All checks passed.", style="bold green")
+        if report.ok
+        else Text(
+            f"{_plural(len(report.failures()), 'finding')}"
+            + (f", {skipped} not run" if skipped else "")
+            + ": REJECTED.",
+            style="bold red",
         )
-        checks = Table.grid(padding=(0, 1), expand=True)
-        checks.add_column(width=4, no_wrap=True)
-        checks.add_column(no_wrap=True)
-        checks.add_column(ratio=1)
-        for check in report.checks:
-            if check.ok:
-                mark = Text("ok", style="green")
-            elif check.skipped:
-                mark = Text("skip", style="yellow")
-            else:
-                mark = Text("FAIL", style="bold red")
-            detail = Text()
-            if check.path:
-                detail.append(check.path, style="bold")
-                detail.append("\n" if not check.ok else "  ")
-            detail.append(check.detail, style="red" if not (check.ok or check.skipped) else "")
-            checks.add_row(mark, Text(check.name, style="bold"), detail)
-        parts: list[Text | Table] = [
-            facts,
-            verdict,
-            Text("\nChecks", style="bold underline"),
-            checks,
-        ]
-        if report.flags:
-            parts.append(
-                Text(
-                    f"\nFlags for review ({len(report.flags)}): not rejections, read them first",
-                    style="bold dark_orange",
-                )
-            )
-            flags = Table.grid(padding=(0, 1), expand=True)
-            flags.add_column(no_wrap=True, style="dark_orange")
-            flags.add_column(ratio=1)
-            for flag in report.flags:
-                where = Text(f"{flag.path}:{flag.line}", style="bold")
-                flags.add_row(flag.kind, Text.assemble(where, "  ", flag.detail))
-            parts.append(flags)
+    )
+    checks = Table.grid(padding=(0, 1), expand=True)
+    checks.add_column(width=4, no_wrap=True)
+    checks.add_column(no_wrap=True)
+    checks.add_column(ratio=1)
+    for check in report.checks:
+        if check.ok:
+            mark = Text("ok", style="green")
+        elif check.skipped:
+            mark = Text("skip", style="yellow")
         else:
-            parts.append(Text("\nNo content flags.", style="dim"))
-        return parts
+            mark = Text("FAIL", style="bold red")
+        detail = Text()
+        if check.path:
+            detail.append(check.path, style="bold")
+            detail.append("\n" if not check.ok else "  ")
+        detail.append(check.detail, style="red" if not (check.ok or check.skipped) else "")
+        checks.add_row(mark, Text(check.name, style="bold"), detail)
+    parts: list[RenderableType] = [verdict, checks]
+    if report.flags:
+        parts.append(
+            Text(
+                f"\nFlags for review ({len(report.flags)}): not rejections, read them first",
+                style="bold dark_orange",
+            )
+        )
+        flags = Table.grid(padding=(0, 1), expand=True)
+        flags.add_column(no_wrap=True, style="dark_orange")
+        flags.add_column(ratio=1)
+        for flag in report.flags:
+            where = Text(f"{flag.path}:{flag.line}", style="bold")
+            flags.add_row(flag.kind, Text.assemble(where, "  ", flag.detail))
+        parts.append(flags)
+    else:
+        parts.append(Text("\nNo content flags.", style="dim"))
+    return parts
+
+
+def _section(title: str, note: str = "") -> Text:
+    """A section heading; `note` (dim, same line) says what it holds or why it is empty."""
+    return Text.assemble((title, "bold underline"), (f"  {note}" if note else "", "dim"))
+
+
+def _mining_parts(s: PackageSummary) -> list[RenderableType]:
+    """The Mining tab: commit filter attrition, planning-type mix, style score, plan artifacts."""
+    if s.name is None:
+        return [Text("The manifest did not parse: no mining facts to show.", style="dim")]
+    return [
+        *_attrition_parts(s.filter_stages),
+        Text(),
+        *_planning_parts(s.planning_types),
+        Text(),
+        *_style_parts(s.style),
+        Text(),
+        *_plan_artifact_parts(s.plan_artifacts),
+    ]
+
+
+def _attrition_parts(stages: list[FilterStage]) -> list[RenderableType]:
+    if not stages:
+        return [_section("Commit filter", "no attrition table in the manifest")]
+    mined, kept = _attrition(stages)
+    heading = Text.assemble(
+        ("Commit filter", "bold underline"),
+        "  kept ",
+        (f"{kept:,}", "bold"),
+        f" of {mined:,} commits (",
+        (_share(kept, mined), "bold"),
+        ")",
+    )
+    table = Table.grid(padding=(0, 2))
+    table.add_column()
+    table.add_column(justify="right", no_wrap=True)
+    table.add_column(justify="right", no_wrap=True)
+    table.add_row(*(Text(h, style="dim") for h in ("stage", "kept", "dropped")))
+    worst = max(stage.dropped for stage in stages)
+    for stage in stages:
+        dropped_style = "dim" if stage.dropped == 0 else "bold" if stage.dropped == worst else ""
+        table.add_row(
+            stage.name, f"{stage.kept:,}", Text(f"{stage.dropped:,}", style=dropped_style)
+        )
+    return [heading, table]
+
+
+def _bar(fraction: float, width: int) -> str:
+    eighths = round(fraction * width * 8)
+    full, rest = divmod(eighths, 8)
+    return "█" * full + (" ▏▎▍▌▋▊▉"[rest] if rest else "")
+
+
+def _planning_parts(mix: dict[str, int]) -> list[RenderableType]:
+    total = sum(mix.values())
+    if total == 0:
+        return [_section("Planning types", "no commits")]
+    known = get_args(PlanningType)
+    table = Table.grid(padding=(0, 2))
+    table.add_column(no_wrap=True)
+    table.add_column(justify="right", no_wrap=True)
+    table.add_column(justify="right", no_wrap=True)
+    table.add_column(no_wrap=True, style="cyan")
+    for kind in [*known, *sorted(set(mix) - set(known))]:
+        count = mix.get(kind, 0)
+        dim = "dim" if count == 0 else ""
+        table.add_row(
+            Text(kind, style=dim),
+            Text(f"{count:,}", style=dim),
+            Text(_share(count, total), style=dim),
+            _bar(count / total, PLANNING_BAR_WIDTH),
+        )
+    return [_section("Planning types", f"of {_plural(total, 'kept commit')}"), table]
+
+
+def _metric_value(value: float) -> str:
+    return f"{value:,.0f}" if value.is_integer() else f"{value:.3g}"
+
+
+def _style_parts(style: StyleScore | None) -> list[RenderableType]:
+    if style is None:
+        return [_section("Style score", "not scored")]
+    strong = style.score >= STRONG_STYLE_SCORE
+    colour = "green" if strong else "yellow"
+    heading = Text.assemble(
+        ("Style score", "bold underline"),
+        "  ",
+        (f"{style.score:.0f}", f"bold {colour}"),
+        "/100 · ",
+        ("strong candidate" if strong else f"below {STRONG_STYLE_SCORE}", colour),
+        (f" · {_plural(style.files, 'Python file')}", "dim"),
+    )
+    if not style.metrics:
+        return [heading, Text("no metrics recorded", style="dim")]
+    name_width = max(map(len, style.metrics))
+    values = {name: _metric_value(value) for name, value in style.metrics.items()}
+    value_width = max(map(len, values.values()))
+    cells = [
+        Text.assemble((name.ljust(name_width), "dim"), " ", value.rjust(value_width))
+        for name, value in values.items()
+    ]
+    return [heading, Columns(cells, column_first=True, padding=(0, 3))]
+
+
+def _plan_artifact_parts(artifacts: list[PlanArtifact]) -> list[RenderableType]:
+    if not artifacts:
+        return [_section("Plan artifacts", "none in the manifest")]
+    counts = Counter(a.label for a in artifacts)
+    tally = ", ".join(f"{counts[label]} {label}" for label in PLAN_LABEL_STYLE if counts[label])
+    table = Table.grid(padding=(0, 1), expand=True)
+    table.add_column(width=4, no_wrap=True)
+    table.add_column(ratio=1)
+    for artifact in artifacts:
+        table.add_row(
+            Text(artifact.label, style=PLAN_LABEL_STYLE[artifact.label]),
+            Text.assemble(
+                (artifact.path, "bold"),
+                (f"  {artifact.added_in[:8]}", "dim"),
+                "  ",
+                artifact.reason,
+            ),
+        )
+    return [_section("Plan artifacts", f"{len(artifacts)}: {tally}"), table]

@@ -49,7 +49,7 @@ def test_packed_git_objects_are_not_archives(valid_package: Path, tmp_path: Path
 
 
 def test_links_that_stay_inside_are_allowed(valid_package: Path, tmp_path: Path):
-    (valid_package / "repo" / "docs").mkdir()
+    (valid_package / "repo" / "docs").mkdir(exist_ok=True)
     (valid_package / "repo" / "docs" / "readme").symlink_to("../README.md")
     (valid_package / "repo" / "dangling").symlink_to("no-such-file")
     results = _check(valid_package, tmp_path)

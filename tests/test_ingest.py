@@ -12,7 +12,6 @@ import pytest
 import engine.ingest
 from engine.corpus import STAGING_DIR, folder_name
 from engine.demo.hostile import edit_manifest
-from engine.demo.package import describe_commit
 from engine.demo.repo import git_env
 from engine.errors import IngestError
 from engine.gitsafe import run_git
@@ -26,6 +25,7 @@ from engine.ingest import (
     reject_package,
 )
 from engine.manifest import MANIFEST_FILE, read_manifest
+from engine.mining import describe_commit
 from engine.repo_rebuild import rebuild_repo
 from engine.validate import validate_package
 from engine.workspace import Workspace

@@ -1,24 +1,72 @@
 """The Ingest pane driven by Pilot: real packages on a folder drive, real validation, real DB."""
 
 import io
+import re
 import shutil
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Input, Static, TabbedContent
 
 from app.app import CraApp
 from app.widgets.confirm import ConfirmScreen
 from app.widgets.reason import ReasonScreen
+from engine.demo.hostile import edit_manifest, load_manifest_dict
 from engine.ingest import list_corpus
 from engine.workspace import Workspace
 from screens.help import HelpScreen
 from screens.ingest import IngestScreen
 
 SIZE = (120, 40)
+MINED_STAGES = [
+    ("non-merge", 198, 14),
+    ("not automated", 181, 17),
+    ("message quality", 97, 84),
+    ("diff size", 41, 56),
+    ("touches python", 30, 11),
+    ("not docs/ci/config-only", 27, 3),
+    ("tests exist", 5, 22),
+]
+STYLE_METRICS = {
+    "bare_except_ratio": 0.0,
+    "blind_except_ratio": 0.05,
+    "try_except_pass_count": 1.0,
+    "specific_exception_ratio": 0.92,
+    "subscript_vs_get_ratio": 0.71,
+    "assert_density": 0.8,
+    "raise_density": 2.4,
+    "exception_chaining_ratio": 0.6,
+}
+PLAN_ARTIFACTS = [
+    ("good", "docs/plans/slugify.md", "implemented as planned, no rework"),
+    ("fine", "docs/plans/wordcount.md", "implemented, then 2 small bug-fix commits"),
+    ("bad", "docs/plans/truncate.md", "rewritten by a replacement plan 3 commits later"),
+]
+
+
+def add_mining_facts(package: Path) -> None:
+    """Fill `package`'s manifest with an attrition table, a style score and plan artifacts.
+
+    These fields describe how the package was mined; the wheels and commits stay as they were,
+    so the package stays valid.
+    """
+
+    def edit(manifest: dict) -> None:
+        shas = [c["sha"] for c in manifest["commits"]]
+        manifest["filter_stages"] = [
+            {"name": name, "kept": kept, "dropped": dropped} for name, kept, dropped in MINED_STAGES
+        ]
+        manifest["style"] = {"score": 81.6, "files": 12, "metrics": STYLE_METRICS}
+        manifest["plan_artifacts"] = [
+            {"path": path, "added_in": sha, "label": label, "reason": reason}
+            for (label, path, reason), sha in zip(PLAN_ARTIFACTS, shas, strict=False)
+        ]
+
+    edit_manifest(package, edit)
 
 
 @pytest.fixture
@@ -69,7 +117,7 @@ async def select(pilot: Pilot, screen: IngestScreen, package: Path) -> None:
     """Move the cursor down the packages table until `package` is selected."""
     table = screen.query_one("#packages", DataTable)
     table.focus()
-    await pilot.press("home")
+    await pilot.press("ctrl+home")  # to the first row (home only scrolls)
     for _ in range(table.row_count):
         row = screen.selected_package()
         if row is not None and row.key.path == package:
@@ -86,6 +134,34 @@ def rendered(widget: Static) -> str:
 
 def report_text(screen: IngestScreen) -> str:
     return rendered(screen.query_one("#report-body", Static))
+
+
+def head_text(screen: IngestScreen) -> str:
+    return rendered(screen.query_one("#report-head", Static))
+
+
+def mining_text(screen: IngestScreen) -> str:
+    return rendered(screen.query_one("#mining-body", Static))
+
+
+def assert_planning_rows(text: str, package: Path) -> None:
+    """The Mining tab lists every planning type with its count and share of the manifest's."""
+    mix = Counter(c["planning_type"] for c in load_manifest_dict(package)["commits"])
+    total = mix.total()
+    assert f"Planning types  of {total} kept commits" in text
+    for kind in ("meta_plan", "step_plan", "test_plan", "mixed"):
+        share = f"{100 * mix[kind] / total:.1f} %"
+        assert re.search(rf"^{kind} +{mix[kind]} +{re.escape(share)}", text, re.M), kind
+
+
+def colours_of(widget: Static, word: str) -> set[str]:
+    """The colours `widget` draws `word` in, wherever it fills a segment (padding aside)."""
+    console = Console(width=100, file=io.StringIO())
+    return {
+        seg.style.color.name
+        for seg in console.render(widget.content)
+        if seg.text.strip() == word and seg.style is not None and seg.style.color is not None
+    }
 
 
 def notifications(app: CraApp) -> list[tuple[str, str]]:
@@ -106,7 +182,9 @@ async def test_selecting_a_package_shows_its_full_report(console_workspace, vali
         assert "All checks passed." in text
         for check in ("manifest", "file-policy", "git-fsck", "git-safety", "dry-run"):
             assert check in text
-        assert "5 commits" in text and "6 wheels" in text
+        head = head_text(screen)
+        assert "5 commits  6 wheels" in head
+        assert "filter 8 → 5 (62.5 %) · style 95/100 · 1 plan artifact" in head
 
         await pilot.press("enter")
         assert screen.focused is screen.query_one("#report")
@@ -208,8 +286,11 @@ async def test_a_package_appearing_on_the_drive_is_listed_and_validated(
         shutil.copytree(valid_package, late, symlinks=True)
         await settled(pilot, late)
         assert screen.package_status(late) == "OK"
+        await select(pilot, screen, late)
+        await pilot.press("enter")
         shutil.rmtree(late)
         await until(pilot, lambda: not screen.is_listed(late), "the removed package to go")
+        assert screen.focused is screen.query_one("#packages")  # its report went with it
 
 
 async def test_help_lists_pane_and_app_bindings(console_workspace, valid_package):
@@ -256,9 +337,10 @@ async def test_revalidate_replaces_the_cached_report(console_workspace, valid_pa
         add_hook(valid_package)
         await pilot.pause(0.3)
         assert screen.package_status(valid_package) == "OK"  # cached: same manifest mtime
-        await pilot.press("v")
+        await pilot.press("enter", "v")
         await settled(pilot, valid_package)
         assert screen.package_status(valid_package).startswith("REJECTED")
+        assert screen.focused is screen.query_one("#report")  # reading on, not lost
 
 
 async def test_engine_refusal_becomes_an_error_notification(console_workspace, valid_package):
@@ -282,3 +364,87 @@ async def test_q_quits(console_workspace, valid_package):
         await pilot.press("q")
         await pilot.pause()
         assert not app.is_running
+
+
+async def test_mining_tab_shows_attrition_planning_style_and_plans(
+    console_workspace, valid_package
+):
+    add_mining_facts(valid_package)
+    app = CraApp(console_workspace, [valid_package.parent])
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await settled(pilot, valid_package)
+        await select(pilot, screen, valid_package)
+        assert screen.package_status(valid_package) == "OK"
+        head = head_text(screen)
+        assert "filter 212 → 5 (2.4 %)" in head
+        assert "style 82/100" in head and "3 plan artifacts" in head
+        tabs = screen.query_one("#report-tabs", TabbedContent)
+        assert tabs.active == "checks-tab"
+
+        await pilot.press("m")
+        assert tabs.active == "mining-tab"
+        assert screen.focused is screen.query_one("#packages")  # browsing keeps its focus
+        text = mining_text(screen)
+        assert "Commit filter  kept 5 of 212 commits (2.4 %)" in text
+        for name, kept, dropped in MINED_STAGES:
+            assert re.search(rf"^{re.escape(name)} +{kept} +{dropped}$", text, re.M), name
+        assert_planning_rows(text, valid_package)
+        assert "Style score  82/100 · strong candidate · 12 Python files" in text
+        for metric, value in STYLE_METRICS.items():
+            assert re.search(rf"{metric} +{value:g}\b", text), metric
+        assert "Plan artifacts  3: 1 good, 1 fine, 1 bad" in text
+        for label, path, reason in PLAN_ARTIFACTS:
+            assert re.search(rf"^{label} +{re.escape(path)} +[0-9a-f]{{8}} +{reason}", text, re.M)
+        body = screen.query_one("#mining-body", Static)
+        assert colours_of(body, "good") == {"green"}
+        assert colours_of(body, "fine") == {"yellow"}
+        assert colours_of(body, "bad") == {"red"}
+
+
+async def test_tab_keys_move_focus_with_the_report_and_pane_keys_still_work(
+    console_workspace, valid_package
+):
+    app = CraApp(console_workspace, [valid_package.parent])
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await settled(pilot, valid_package)
+        await select(pilot, screen, valid_package)
+        tabs = screen.query_one("#report-tabs", TabbedContent)
+        await pilot.press("m", "enter")
+        assert screen.focused is screen.query_one("#mining")
+        await pilot.press("c")
+        assert tabs.active == "checks-tab"
+        assert screen.focused is screen.query_one("#report")
+        await pilot.press("m", "a")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("escape", "escape")
+        assert screen.focused is screen.query_one("#packages")
+        assert tabs.active == "mining-tab"
+
+
+async def test_empty_mining_sections_say_so(console_workspace, valid_package):
+    edit_manifest(
+        valid_package, lambda m: m.update(filter_stages=[], style=None, plan_artifacts=[])
+    )
+    app = CraApp(console_workspace, [valid_package.parent])
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await settled(pilot, valid_package)
+        await select(pilot, screen, valid_package)
+        assert screen.package_status(valid_package) == "OK"
+        assert "no attrition table · style not scored · no plan artifacts" in head_text(screen)
+        text = mining_text(screen)
+        assert "Commit filter  no attrition table in the manifest" in text
+        assert "Style score  not scored" in text
+        assert "Plan artifacts  none in the manifest" in text
+        assert_planning_rows(text, valid_package)
+
+
+async def test_a_manifest_that_does_not_parse_has_no_mining_facts(console_workspace, valid_package):
+    edit_manifest(valid_package, lambda m: m.update(style={"score": 140, "files": 3}))
+    app = CraApp(console_workspace, [valid_package.parent])
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await settled(pilot, valid_package)
+        await select(pilot, screen, valid_package)
+        assert screen.package_status(valid_package).startswith("REJECTED")
+        assert "style.score" in report_text(screen)
+        assert "mining facts unknown: the manifest did not parse" in head_text(screen)
+        assert "The manifest did not parse: no mining facts to show." in mining_text(screen)

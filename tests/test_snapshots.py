@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from test_ingest_pane import add_mining_facts
 from textual.pilot import Pilot
 
 from app.app import CraApp
@@ -44,23 +45,32 @@ def app(tmp_path: Path, valid_package: Path, monkeypatch: pytest.MonkeyPatch) ->
     return CraApp(Workspace.open(root), [DRIVE])
 
 
-async def _validated(pilot: Pilot) -> IngestScreen:
+@pytest.fixture
+def mined_app(tmp_path: Path, valid_package: Path, monkeypatch: pytest.MonkeyPatch) -> CraApp:
+    """The console on a drive holding one valid package whose manifest has every mining fact."""
+    assert valid_package == tmp_path / VALID
+    add_mining_facts(valid_package)
+    root = tmp_path / "workspace"
+    root.mkdir()
+    (root / "cra.toml").write_text("[usb]\nmount_roots = []\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    return CraApp(Workspace.open(root), [DRIVE])
+
+
+async def _validated(pilot: Pilot, packages: tuple[Path, ...] = (VALID, HOSTILE)) -> IngestScreen:
     screen = pilot.app.screen
     assert isinstance(screen, IngestScreen)
     for _ in range(1200):
-        if all(
-            screen.is_listed(p) and screen.package_status(p) != "validating…"
-            for p in (VALID, HOSTILE)
-        ):
+        if all(screen.is_listed(p) and screen.package_status(p) != "validating…" for p in packages):
             await pilot.wait_for_scheduled_animations()
             return screen
         await pilot.pause(0.05)
     raise AssertionError("validation did not finish")
 
 
-async def _select(pilot: Pilot, package: Path) -> None:
-    screen = await _validated(pilot)
-    await pilot.press("home")
+async def _select(pilot: Pilot, package: Path, among: tuple[Path, ...] = (VALID, HOSTILE)) -> None:
+    screen = await _validated(pilot, among)
+    await pilot.press("ctrl+home")  # to the first row (home only scrolls)
     for _ in range(4):
         row = screen.selected_package()
         if row is not None and row.key.path == package:
@@ -80,6 +90,24 @@ def test_ingest_valid_package_report(snap_compare, app):
 def test_ingest_rejected_package_report(snap_compare, app):
     async def run_before(pilot: Pilot) -> None:
         await _select(pilot, HOSTILE)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_ingest_mining_tab_with_every_section(snap_compare, mined_app):
+    async def run_before(pilot: Pilot) -> None:
+        await _select(pilot, VALID, among=(VALID,))
+        await pilot.press("m")
+        await pilot.pause()
+
+    assert snap_compare(mined_app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_ingest_mining_tab_of_the_demo_package(snap_compare, app):
+    async def run_before(pilot: Pilot) -> None:
+        await _select(pilot, VALID)
+        await pilot.press("m")
+        await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 

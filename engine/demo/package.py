@@ -1,14 +1,20 @@
-"""Build a valid repo package from the demo repository: repo/, packages/, manifest.json."""
+"""Build a valid repo package from the demo repository: repo/, packages/, manifest.json.
+
+The commits, attrition table, style score and plan artifacts come from the same mining code
+`cra package` uses; only the wheels (built offline) and the fixed metadata are the demo's own.
+"""
 
 import hashlib
 import shutil
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
-from engine.demo.repo import build_demo_repo, git_env
+from engine.demo.repo import build_demo_repo
 from engine.demo.wheels import build_wheel, repack_installed, runtime_closure
-from engine.manifest import MANIFEST_FILE, FilterStage, ManifestCommit, ManifestV1, WheelEntry
+from engine.manifest import MANIFEST_FILE, ManifestV1, WheelEntry
+from engine.mining import FilterSettings, mine_commits
+from engine.plan_artifacts import find_plan_artifacts
+from engine.style_score import score_style
 
 STOPWORDS_MODULE = '''\
 """A tiny stopword list for the demo."""
@@ -32,51 +38,6 @@ def build_wheels(out_dir: Path) -> list[Path]:
     ]
     wheels += [repack_installed(name, out_dir) for name in runtime_closure("pytest")]
     return wheels
-
-
-def is_test_file(path: str) -> bool:
-    name = path.rsplit("/", 1)[-1]
-    return path.startswith("tests/") or name.startswith("test_") or name.endswith("_test.py")
-
-
-def planning_type(paths: list[str]) -> str:
-    """Seed 004 §6.9: tests only, production and tests, many files, or a few files."""
-    tests = [p for p in paths if is_test_file(p)]
-    if tests and len(tests) == len(paths):
-        return "test_plan"
-    if tests:
-        return "mixed"
-    return "meta_plan" if len(paths) >= 4 else "step_plan"
-
-
-def describe_commit(repo: Path, sha: str) -> ManifestCommit:
-    """The manifest entry of `sha`, from git's own numstat."""
-    out = subprocess.run(
-        ["git", "-C", str(repo), "show", "--numstat", "--format=%P%x00%aI%x00%s", sha],
-        env=git_env("2024-01-01T00:00:00+00:00"),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    header, _, numstat = out.partition("\n")
-    parent, date, subject = header.split("\x00")
-    added = deleted = 0
-    paths = []
-    for line in numstat.strip().splitlines():
-        a, d, path = line.split("\t")
-        added, deleted = added + int(a), deleted + int(d)
-        paths.append(path)
-    return ManifestCommit(
-        sha=sha,
-        parent=parent,
-        date=datetime.fromisoformat(date),
-        subject=subject,
-        files_changed=len(paths),
-        lines_added=added,
-        lines_deleted=deleted,
-        planning_type=planning_type(paths),
-        test_files=[p for p in paths if is_test_file(p)],
-    )
 
 
 def sha256_file(path: Path) -> str:
@@ -103,8 +64,7 @@ def build_package(dest: Path, wheel_cache: Path | None = None, name: str = "text
         packages.mkdir(parents=True)
         wheels = [Path(shutil.copy2(w, packages)) for w in sorted(wheel_cache.glob("*.whl"))]
     repo = dest / "repo"
-    described = [describe_commit(repo, sha) for sha in shas[1:]]
-    commits = [c for c in described if any(p.endswith(".py") for p in c.test_files)]
+    mined = mine_commits(repo, FilterSettings())
     manifest = ManifestV1(
         schema_version=1,
         name=name,
@@ -118,14 +78,10 @@ def build_package(dest: Path, wheel_cache: Path | None = None, name: str = "text
         domain="text-processing",
         license="MIT",
         wheels=[WheelEntry(filename=w.name, sha256=sha256_file(w)) for w in sorted(wheels)],
-        commits=commits,
-        filter_stages=[
-            FilterStage(name="non-merge", kept=len(shas), dropped=0),
-            FilterStage(name="has parent", kept=len(shas) - 1, dropped=1),
-            FilterStage(
-                name="tests exist", kept=len(commits), dropped=len(described) - len(commits)
-            ),
-        ],
+        commits=mined.commits,
+        filter_stages=mined.stages,
+        style=score_style(repo),
+        plan_artifacts=find_plan_artifacts(repo),
         created_at=CREATED_AT,
         created_by="cra demo",
     )

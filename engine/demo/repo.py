@@ -139,6 +139,16 @@ def test_width_must_be_positive():
 """
 
 
+PLAN_TRUNCATE = """\
+# Plan: truncate long text
+
+1. Add `truncate(text, width)` in `textkit/wrap.py`: return the text when it fits, else cut it
+   to `width - 1` characters and end it with an ellipsis.
+2. Refuse a width below 1 with a ValueError naming the width.
+3. Cover both cases and the refusal in `tests/test_wrap.py`.
+"""
+
+
 @dataclass(frozen=True)
 class DemoCommit:
     """A commit to make: its subject and the files it writes."""
@@ -167,6 +177,10 @@ DEMO_HISTORY = [
     DemoCommit(
         "Fold accented letters in slugify",
         {"textkit/slug.py": SLUG_V2, "tests/test_slug.py": TEST_SLUG_V2},
+    ),
+    DemoCommit(
+        "Plan the truncate helper",
+        {"docs/plans/truncate.md": PLAN_TRUNCATE},
     ),
     DemoCommit(
         "Add truncate with an ellipsis",

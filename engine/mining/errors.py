@@ -1,0 +1,7 @@
+"""Errors of the commit mining pipeline."""
+
+from engine.errors import CraError
+
+
+class MiningError(CraError):
+    """A commit cannot be mined or described as asked."""

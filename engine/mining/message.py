@@ -1,0 +1,126 @@
+"""Commit messages as task text: the cleaner, and the rule a message must pass to be a task.
+
+The cleaner follows CommitChronicle's published filter: trailers, issue references, URLs, e-mails
+and commit hashes carry no task information, so they are removed from the text the agent sees.
+The quality rule follows CommitPackFT's: an imperative verb first, enough words, not generic.
+"""
+
+import re
+
+TRAILER_LINE = re.compile(
+    r"^\s*(?:[A-Za-z][\w-]*-by|Co-authored-by|Change-Id|Cc|Bug|Issue|Fixes|Closes|Resolves"
+    r"|Refs?|See-also|Related-to|Part-of|Backport-of|PR-URL|Reviewed-on|Link)\s*:.*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+CHERRY_PICK_LINE = re.compile(r"^\s*\(cherry picked from commit [0-9a-f]+\)\s*$", re.MULTILINE)
+URL = re.compile(r"<?\b(?:https?://|www\.)\S+>?", re.IGNORECASE)
+EMAIL = re.compile(r"<?\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b>?")
+ISSUE_REF = r"(?:[\w.-]+/[\w.-]+)?(?:#|\bGH-)\d+\b"
+ISSUE_REF_LINE = re.compile(
+    rf"^\s*(?:(?:fix(?:es|ed)?|close[sd]?|resolve[sd]?|refs?|see|re)\b:?\s*)?"
+    rf"{ISSUE_REF}(?:[\s,]+(?:and\s+)?{ISSUE_REF})*\.?\s*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+INLINE_ISSUE_REF = re.compile(ISSUE_REF, re.IGNORECASE)
+COMMIT_HASH = re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}\b")
+CONVENTIONAL_PREFIX = re.compile(r"^\s*(?:\[[^\]]*\]\s*|[A-Za-z]+(?:\([^)]*\))?!?:\s+)+")
+EMPTY_BRACKETS = re.compile(r"\(\s*[,;]?\s*\)|\[\s*\]")
+SPACE_BEFORE_PUNCTUATION = re.compile(r"[ \t]+([,.;:)])")
+SPACES = re.compile(r"[ \t]{2,}")
+BLANK_LINES = re.compile(r"\n{3,}")
+
+MERGE_SUBJECT = re.compile(r"\bmerge (?:branch|pull request|remote-tracking|tag)\b", re.I)
+VERSION_ONLY = re.compile(r"^\s*v?\d+(?:\.\d+)+\S*\s*$", re.IGNORECASE)
+HASH_ONLY = re.compile(r"^\s*[0-9a-f]{7,40}\s*$")
+WORK_IN_PROGRESS = re.compile(r"\bwip\b", re.IGNORECASE)
+WORD = re.compile(r"[\w'-]+")
+MIN_WORDS = 3
+MAX_SUBJECT_CHARS = 1000
+
+
+def _word_set(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+IMPERATIVE_VERBS = _word_set(
+    """
+    accept account add adjust allow annotate apply avoid backport break build cache call cap
+    catch change check clarify clean clear close collapse compare compute consolidate convert
+    copy correct count cover create deduplicate defer define delay delegate delete deprecate
+    derive describe detect disable disallow display document drop emit enable enforce ensure
+    escape evaluate exclude expand explain expose extend extract factor fill filter fix flatten
+    fold forbid force forward freeze generalise generalize generate guard handle hide honor
+    honour ignore implement import improve include increase infer inherit initialise initialize
+    inline insert install introduce invalidate isolate keep let limit link list load lock log
+    look lower make map mark match mention merge migrate move narrow normalise normalize note
+    omit open optimise optimize order override parse pass patch perform permit pin polish port
+    prefer preserve prevent print produce propagate protect provide prune raise re-add re-enable
+    read rebuild record reduce refactor reformat register reimplement reject relax reload remove
+    rename render reorder reorganise reorganize repair rephrase replace report represent require
+    reset resolve respect restore restrict restructure retain retry return reuse reword rework
+    rewrite run save separate serialise serialize set share shorten show silence simplify skip
+    sort speed split standardise standardize start stop store strip subclass support suppress
+    swap switch teach test tidy tighten track treat trim turn tweak unify unpin update upgrade
+    use validate verify warn wrap write
+    """
+)
+GENERIC_WORDS = _word_set(
+    """
+    wip misc update updates updated typo typos fix fixes fixed minor cleanup clean up tweak tweaks
+    small stuff change changes things thing code docs doc readme formatting format style lint
+    linting whitespace comment comments wording spelling grammar more some various several other
+    test tests todo todos it this that a an the in of to and for on
+    """
+)
+
+
+def clean_task_text(message: str) -> str:
+    """`message` as task text: no trailers, issue refs, URLs, e-mails, hashes or type prefixes."""
+    text = message.replace("\r\n", "\n").replace("\r", "\n")
+    subject, _, body = text.partition("\n")
+    text = CONVENTIONAL_PREFIX.sub("", subject) + "\n" + body
+    for pattern in (TRAILER_LINE, CHERRY_PICK_LINE, ISSUE_REF_LINE, URL, EMAIL):
+        text = pattern.sub("", text)
+    text = INLINE_ISSUE_REF.sub("", text)
+    text = COMMIT_HASH.sub("", text)
+    text = EMPTY_BRACKETS.sub("", text)
+    text = SPACE_BEFORE_PUNCTUATION.sub(r"\1", text)
+    text = SPACES.sub(" ", text)
+    lines = [line.strip().rstrip(",;:") for line in text.split("\n")]
+    text = BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+    return text[:1].upper() + text[1:]
+
+
+def task_subject(message: str) -> str:
+    """The cleaned subject line: the first line of the task text, which the manifest records.
+
+    Cleaning works line by line, so this is the cleaned text's first line whenever anything of
+    the subject is left (a commit whose subject is all references fails the quality rule).
+    """
+    return clean_task_text(message.partition("\n")[0])
+
+
+def message_problem(message: str) -> str | None:
+    """Why `message` cannot serve as a task description, or None when it can."""
+    subject = message.partition("\n")[0]
+    if MERGE_SUBJECT.search(subject):
+        return "merge message"
+    if VERSION_ONLY.match(subject):
+        return "version-only message"
+    if HASH_ONLY.match(subject):
+        return "hash-only message"
+    if WORK_IN_PROGRESS.search(subject):
+        return "work in progress"
+    task = clean_task_text(subject)
+    if not task:
+        return "nothing left after removing trailers, references, e-mails and hashes"
+    if len(task) > MAX_SUBJECT_CHARS:
+        return f"subject longer than {MAX_SUBJECT_CHARS} characters"
+    words = [w.lower() for w in WORD.findall(task)]
+    if len(words) < MIN_WORDS:
+        return f"fewer than {MIN_WORDS} words: {task!r}"
+    if words[0] not in IMPERATIVE_VERBS:
+        return f"does not start with an imperative verb: {task!r}"
+    if all(w in GENERIC_WORDS for w in words):
+        return f"generic message: {task!r}"
+    return None

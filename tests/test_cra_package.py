@@ -1,0 +1,330 @@
+"""`cra package` end to end: a generated repository packaged and validated with `cra ingest`."""
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from app.cli import cli
+from engine.demo.repo import DEMO_HISTORY, PYPROJECT, DemoCommit, build_demo_repo
+from engine.manifest import MANIFEST_FILE, parse_manifest
+from engine.repopack.head import HeadFiles
+from engine.repopack.license import infer_license
+from engine.style_score import score_style
+
+PACKAGED_PYPROJECT = PYPROJECT.replace(
+    'requires-python = ">=3.11"\n',
+    'requires-python = ">=3.11"\nlicense = "MIT"\n',
+).replace(
+    "\n[tool.pytest",
+    '\n[project.optional-dependencies]\ntest = ["pytest>=8"]\ndocs = ["sphinx"]\n\n[tool.pytest',
+)
+HISTORY = [
+    DemoCommit(
+        "Create the textkit project",
+        {**DEMO_HISTORY[0].files, "pyproject.toml": PACKAGED_PYPROJECT},
+    ),
+    *DEMO_HISTORY[1:],
+    DemoCommit("wip", {"textkit/__init__.py": '"""Small text helpers, more soon."""\n'}),
+    DemoCommit(
+        "Bump version to 0.2.0",
+        {"pyproject.toml": PACKAGED_PYPROJECT.replace('"0.1.0"', '"0.2.0"')},
+    ),
+]
+KEPT_SUBJECTS = [
+    "Add slugify for ASCII titles",
+    "Add word counting that skips stopwords",
+    "Fold accented letters in slugify",
+    "Add truncate with an ellipsis",
+    "Cover slugify edge cases in tests",
+]
+ATTRITION = [
+    ("date range", 10, 0),
+    ("non-merge", 10, 0),
+    ("has parent", 9, 1),
+    ("not automated", 8, 1),
+    ("message quality", 5, 3),
+    ("diff size", 5, 0),
+    ("touches Python", 5, 0),
+    ("not docs/CI/config-only", 5, 0),
+    ("tests exist", 5, 0),
+]
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """A generated repository: the demo's history with a test extra, a wip and a version bump."""
+    repo = tmp_path_factory.mktemp("source") / "textkit"
+    return repo, build_demo_repo(repo, HISTORY)
+
+
+def cra(*args: str) -> Result:
+    return CliRunner().invoke(cli, ["--workspace", "/nonexistent-cra-workspace", *args])
+
+
+def package(repo: Path, out: Path, wheels: Path, *extra: str) -> Result:
+    args = ["package", str(repo), "--out", str(out), "--wheels", str(wheels)]
+    return cra(*args, "--domain", "text-processing", *extra)
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if "cra-staging" in p.name)
+
+
+def test_package_validates_and_lists_the_mined_commits(
+    tmp_path: Path, source: tuple[Path, list[str]], wheel_cache: Path
+):
+    repo, shas = source
+    out = tmp_path / "drive" / "textkit"
+    out.parent.mkdir()
+    result = package(repo, out, wheel_cache, "--report")
+    assert result.exit_code == 0, result.output
+    assert f"packaged textkit at {out}" in result.stdout
+    assert "license: MIT (from pyproject.toml [project] license)" in result.stdout
+    assert re.search(
+        r"pytest>=8 +pyproject.toml \[project.optional-dependencies\] test", result.stdout
+    )
+    assert "planning types: mixed 4, test_plan 1" in result.stdout
+    assert "5 of 10 commits kept" in result.stdout
+
+    validation = cra("--workspace", str(tmp_path / "ws"), "ingest", "validate", "--json", str(out))
+    assert validation.exit_code == 0, validation.output
+    report = json.loads(validation.stdout)
+    assert [c["name"] for c in report["checks"] if not c["ok"]] == []
+    assert {c["name"] for c in report["checks"]} >= {"git-safety", "requirements", "dry-run"}
+
+    manifest = parse_manifest((out / MANIFEST_FILE).read_bytes())
+    by_subject = dict(zip((c.subject for c in HISTORY), shas, strict=True))
+    assert [c.subject for c in manifest.commits] == KEPT_SUBJECTS
+    assert [c.sha for c in manifest.commits] == [by_subject[s] for s in KEPT_SUBJECTS]
+    assert [(s.name, s.kept, s.dropped) for s in manifest.filter_stages] == ATTRITION
+    assert manifest.head == shas[-1]
+    assert manifest.requirements == ["stopwords-mini>=1.0", "pytest>=8"]
+    assert manifest.install_repo is False
+    assert manifest.license == "MIT"
+    assert manifest.name == "textkit"
+    assert manifest.created_by == "cra package"
+    assert {w.filename for w in manifest.wheels} == {p.name for p in wheel_cache.glob("*.whl")}
+    assert {p.name for p in (out / "packages").iterdir()} == {w.filename for w in manifest.wheels}
+    assert manifest.style == score_style(out / "repo")
+
+    git_dir = out / "repo" / ".git"
+    assert not (git_dir / "hooks").exists() or not any((git_dir / "hooks").iterdir())
+    assert "remote" not in (git_dir / "config").read_text()
+    assert leftovers(out.parent) == []
+
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    manifest_bytes = (out / MANIFEST_FILE).read_bytes()
+    again = package(repo, out, wheel_cache)
+    assert again.exit_code == 1
+    assert f"--out {out}: already exists; it is left untouched" in again.stderr
+    assert "Traceback" not in again.output
+    assert (out / MANIFEST_FILE).read_bytes() == manifest_bytes
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+    assert leftovers(out.parent) == []
+
+
+def test_a_bare_repository_packages_the_same_commits(
+    tmp_path: Path, source: tuple[Path, list[str]], wheel_cache: Path
+):
+    repo, shas = source
+    bare = tmp_path / "textkit.git"
+    subprocess.run(
+        ["git", "clone", "--quiet", "--bare", "--template=", str(repo), str(bare)], check=True
+    )
+    out = tmp_path / "out"
+    result = package(bare, out, wheel_cache, "--since", "2024-03-03", "--name", "textkit-bare")
+    assert result.exit_code == 0, result.output
+    manifest = parse_manifest((out / MANIFEST_FILE).read_bytes())
+    assert manifest.head == shas[-1]
+    assert manifest.name == "textkit-bare"
+    assert manifest.filter_stages[0].model_dump() == {"name": "date range", "kept": 8, "dropped": 2}
+    assert [c.subject for c in manifest.commits] == KEPT_SUBJECTS[1:]
+
+
+def test_without_a_wheel_folder_pip_fetches_the_wheels(
+    tmp_path: Path,
+    source: tuple[Path, list[str]],
+    wheel_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # On the connected side pip's own configuration applies; here it points at a local folder.
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheel_cache))
+    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
+    repo, _ = source
+    out = tmp_path / "out"
+    result = cra("package", str(repo), "--out", str(out), "--domain", "text")
+    assert result.exit_code == 0, result.output
+    manifest = parse_manifest((out / MANIFEST_FILE).read_bytes())
+    assert {w.filename for w in manifest.wheels} == {p.name for p in wheel_cache.glob("*.whl")}
+
+
+def refused(result: Result, out: Path, *phrases: str) -> None:
+    """The run failed with status 1 and a message, no traceback, nothing at or beside `out`."""
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    for phrase in phrases:
+        assert phrase in result.stderr
+    assert not out.exists()
+    assert leftovers(out.parent) == []
+
+
+def test_a_folder_that_is_not_a_git_repository(tmp_path: Path, wheel_cache: Path):
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    out = tmp_path / "out"
+    refused(package(folder, out, wheel_cache), out, f"{folder}: not a git repository")
+
+
+def test_no_commit_survives(tmp_path: Path, source: tuple[Path, list[str]], wheel_cache: Path):
+    repo, _ = source
+    out = tmp_path / "out"
+    result = package(repo, out, wheel_cache, "--until", "2024-03-01")
+    refused(result, out, "no commits survive the filters", "date range", "0 of 10 commits kept")
+
+
+def test_a_requirement_without_a_wheel_is_named(
+    tmp_path: Path, source: tuple[Path, list[str]], wheel_cache: Path
+):
+    repo, _ = source
+    wheels = tmp_path / "wheels"
+    shutil.copytree(wheel_cache, wheels)
+    (wheels / "stopwords_mini-1.0.0-py3-none-any.whl").unlink()
+    out = tmp_path / "out"
+    refused(
+        package(repo, out, wheels),
+        out,
+        "stopwords-mini>=1.0 (from pyproject.toml [project] dependencies): there is no wheel of it",
+    )
+
+
+def test_an_unknown_license_must_be_given(tmp_path: Path, wheel_cache: Path):
+    repo = tmp_path / "nolicense"
+    build_demo_repo(repo)
+    out = tmp_path / "out"
+    refused(package(repo, out, wheel_cache), out, "the license is unknown", "pass --license")
+    result = package(repo, out, wheel_cache, "--license", "Apache-2.0")
+    assert result.exit_code == 0, result.output
+    assert parse_manifest((out / MANIFEST_FILE).read_bytes()).license == "Apache-2.0"
+    assert re.search(r"pytest +added: the repository declares no pytest requirement", result.stdout)
+
+
+@pytest.mark.parametrize(
+    ("options", "phrase"),
+    [
+        (["--test-command", "make test"], "--test-command 'make test' must run pytest"),
+        (["--python", "3.10"], "--python 3.10: the repository requires Python >=3.11"),
+        (["--name", "Not A Name"], "--name 'Not A Name': use 1–64 of a-z"),
+    ],
+)
+def test_bad_options_are_refused(
+    tmp_path: Path,
+    source: tuple[Path, list[str]],
+    wheel_cache: Path,
+    options: list[str],
+    phrase: str,
+):
+    repo, _ = source
+    out = tmp_path / "out"
+    refused(package(repo, out, wheel_cache, *options), out, phrase)
+
+
+@pytest.mark.parametrize(
+    ("options", "phrase"),
+    [
+        (["--min-files", "6"], "min_files 6 is above max_files 5"),
+        (["--max-lines", "0"], "--max-lines: Input should be greater than or equal to 1"),
+        (["--domain", ""], "--domain: String should have at least 1 character"),
+    ],
+)
+def test_option_values_out_of_bounds_are_usage_errors(
+    tmp_path: Path,
+    source: tuple[Path, list[str]],
+    wheel_cache: Path,
+    options: list[str],
+    phrase: str,
+):
+    repo, _ = source
+    out = tmp_path / "out"
+    result = package(repo, out, wheel_cache, *options)
+    assert result.exit_code == 2, result.output
+    assert phrase in result.stderr
+    assert not out.exists()
+
+
+def test_out_must_be_in_an_existing_folder(
+    tmp_path: Path, source: tuple[Path, list[str]], wheel_cache: Path
+):
+    repo, _ = source
+    out = tmp_path / "missing" / "out"
+    result = package(repo, out, wheel_cache)
+    assert result.exit_code == 1
+    assert f"the folder {out.parent} does not exist" in result.stderr
+
+
+def one_commit(tmp_path: Path, files: dict[str, str]) -> HeadFiles:
+    repo = tmp_path / "repo"
+    build_demo_repo(repo, [DemoCommit("Create the project", files)])
+    return HeadFiles(repo / ".git")
+
+
+@pytest.mark.parametrize(
+    ("files", "name", "source"),
+    [
+        (
+            {"pyproject.toml": '[project]\nname = "x"\nlicense = {text = "BSD-3-Clause"}\n'},
+            "BSD-3-Clause",
+            "pyproject.toml [project] license.text",
+        ),
+        (
+            {
+                "pyproject.toml": '[project]\nname = "x"\nclassifiers = '
+                '["License :: OSI Approved :: MIT License", "Typing :: Typed"]\n'
+            },
+            "MIT License",
+            "pyproject.toml [project] classifiers",
+        ),
+        (
+            {"setup.cfg": "[metadata]\nname = x\nlicense = Apache-2.0\n"},
+            "Apache-2.0",
+            "setup.cfg [metadata] license",
+        ),
+        (
+            {"LICENSE": "\n  The MIT License (MIT)\n\nCopyright (c) 2024 Someone\n"},
+            "The MIT License (MIT)",
+            "LICENSE heading",
+        ),
+    ],
+)
+def test_license_is_read_from_what_the_repository_declares(
+    tmp_path: Path, files: dict[str, str], name: str, source: str
+):
+    found = infer_license(one_commit(tmp_path, files))
+    assert found is not None
+    assert (found.name, found.source) == (name, source)
+
+
+def test_a_license_file_starting_with_a_copyright_line_names_no_license(tmp_path: Path):
+    files = one_commit(tmp_path, {"LICENSE": "Copyright (c) 2024 Someone\n\nPermission is…\n"})
+    assert infer_license(files) is None
+
+
+def test_uncommitted_changes_are_not_packaged(
+    tmp_path: Path, source: tuple[Path, list[str]], wheel_cache: Path
+):
+    repo, shas = source
+    work = tmp_path / "work"
+    shutil.copytree(repo, work)
+    (work / "pyproject.toml").write_text("broken [", encoding="utf-8")
+    out = tmp_path / "out"
+    result = package(work, out, wheel_cache)
+    assert result.exit_code == 0, result.output
+    assert parse_manifest((out / MANIFEST_FILE).read_bytes()).head == shas[-1]
+    assert (out / "repo" / "pyproject.toml").read_text(encoding="utf-8") == (
+        repo / "pyproject.toml"
+    ).read_text(encoding="utf-8")
