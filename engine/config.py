@@ -36,12 +36,21 @@ class ValidationConfig(_Section):
     content_max_file_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
 
 
+class HarnessConfig(_Section):
+    """Limits of the harness's test runs and how often each side of a task is repeated."""
+
+    test_timeout_s: float = Field(default=600.0, gt=0)
+    test_memory_mb: int = Field(default=4096, gt=0)
+    flaky_runs: int = Field(default=3, ge=1, le=20)
+
+
 class Config(_Section):
     """The whole workspace configuration."""
 
     operator: str = Field(default="operator", min_length=1)
     usb: UsbConfig = Field(default_factory=UsbConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    harness: HarnessConfig = Field(default_factory=HarnessConfig)
 
 
 def load_config(path: Path) -> Config:

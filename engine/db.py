@@ -61,8 +61,31 @@ def _m001_ingest(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m002_tasks(db: sqlite_utils.Database) -> None:
+    db["tasks"].create(
+        {
+            "id": int,
+            "package_digest": str,
+            "sha": str,
+            "parent": str,
+            "subject": str,
+            "status": str,
+            "reason": str,
+            "fail_to_pass": str,
+            "pass_to_pass": str,
+            "flaky": str,
+            "validated_at": str,
+            "report_path": str,
+        },
+        pk="id",
+        not_null={"package_digest", "sha", "parent", "status", "validated_at"},
+    )
+    db["tasks"].create_index(["package_digest", "sha"], unique=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "ingest: packages, package files, decisions", _m001_ingest),
+    (2, "harness: validated tasks", _m002_tasks),
 ]
 
 

@@ -1,27 +1,23 @@
 """Check: the environment builds offline and the test command collects tests, in a sandbox.
 
 Everything happens in the validation's scratch folder: the repository is snapshotted at HEAD
-with `git archive` (never a worktree, which would write into the drive's .git), a virtual
-environment is built with uv from packages/ only, and the test command's collection step
-(`pytest --collect-only`) runs inside `run_sandboxed`: no network, a time and a memory limit.
+with `engine.snapshot` (`git archive`, never a worktree, which would write into the drive's
+.git), a virtual environment is built with uv from packages/ only, and the test command's
+collection step (`pytest --collect-only`) runs inside `run_sandboxed`: no network, a time and
+a memory limit.
 """
 
-import io
-import os
 import re
-import shutil
-import tarfile
 from pathlib import Path
 
 import uv
 
 from engine.checks.context import PackageContext, failed, passed
-from engine.checks.git import run_repo_git
 from engine.errors import CraError
-from engine.gitsafe import GitError
 from engine.manifest import MANIFEST_FILE, ManifestV1
 from engine.report import CheckResult
 from engine.sandbox import SandboxResult, run_sandboxed
+from engine.snapshot import SnapshotError, write_snapshot
 from engine.uvtool import UvError, run_uv, uv_reason, uv_settings, write_requirements
 
 NAME = "dry-run"
@@ -51,55 +47,12 @@ def _tail(text: str, replacements: dict[str, str]) -> str:
     return tail if len(tail) <= TAIL_MAX_CHARS else "…" + tail[-(TAIL_MAX_CHARS - 1) :]
 
 
-def _unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path) -> None:
-    parts = member.name.split("/")
-    if member.name.startswith("/") or ".." in parts or "" in parts:
-        raise _StepFailed(f"snapshot of HEAD refused: {member.name!r} leaves the snapshot", "repo")
-    target = root.joinpath(*parts)
-    where = f"repo/{member.name}"
-    if os.path.realpath(target.parent) != str(target.parent):
-        raise _StepFailed(f"snapshot of HEAD refused: {member.name} lies under a link", where)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if member.isdir():
-        target.mkdir(exist_ok=True)
-        return
-    if target.exists() or target.is_symlink():
-        raise _StepFailed(f"snapshot of HEAD refused: {member.name} appears twice", where)
-    if member.isfile():
-        source = tar.extractfile(member)
-        assert source is not None, "a regular member always has contents"
-        with source, target.open("xb") as sink:
-            shutil.copyfileobj(source, sink)
-        target.chmod(0o755 if member.mode & 0o111 else 0o644)
-    elif member.issym():
-        target.symlink_to(member.linkname)
-        if os.path.commonpath([os.path.realpath(target), root]) != str(root):
-            target.unlink()
-            detail = f"snapshot of HEAD refused: {member.name} links outside to {member.linkname}"
-            raise _StepFailed(detail, where)
-    else:
-        detail = f"snapshot of HEAD refused: {member.name} is not a file, folder or link"
-        raise _StepFailed(detail, where)
-
-
 def _snapshot(ctx: PackageContext, dest: Path) -> None:
-    """Write the repository's HEAD tree under `dest` without touching the repository.
-
-    `git archive` output is written member by member, never through a link and never as a link
-    leaving `dest` (as `extractall(filter="data")` would, which Python 3.11 before 3.11.4 lacks).
-    """
+    """Write the repository's HEAD tree under `dest` without touching the repository."""
     try:
-        archive = run_repo_git(ctx, "archive", "--format=tar", "HEAD").stdout
-    except GitError as exc:
-        raise _StepFailed(f"snapshot of HEAD failed: {exc}", "repo") from exc
-    dest.mkdir(parents=True)
-    root = dest.resolve()
-    try:
-        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
-            for member in tar:
-                _unpack_member(tar, member, root)
-    except tarfile.TarError as exc:
-        raise _StepFailed(f"snapshot of HEAD cannot be read: {exc}", "repo") from exc
+        write_snapshot(ctx.repo, "HEAD", dest)
+    except SnapshotError as exc:
+        raise _StepFailed(exc.detail, exc.path) from exc
 
 
 def _uv(ctx: PackageContext, step: str, args: list[str], cwd: Path) -> None:

@@ -1,0 +1,1 @@
+"""The validation harness: offline environments, throwaway checkouts, gold task validation."""

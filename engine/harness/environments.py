@@ -1,0 +1,147 @@
+"""Task environments: one virtual environment per (package, Python, requirement set), reused.
+
+An environment is built offline with uv from the package's `packages/` only, in
+`envs/.staging/<key>-<random>/`, and renamed to `envs/<key>/` in one step once complete, so a
+crash leaves nothing that looks ready; the next build of the same key clears its leftovers. A
+per-key lock keeps two builders of one key apart. The venv is relocatable (`uv venv
+--relocatable`) so the rename does not break it; tests run as `python -m pytest`.
+"""
+
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from engine.corpus import remove_tree
+from engine.durable import fsync_dir, fsync_tree
+from engine.harness.package import CorpusPackage, HarnessError
+from engine.manifest import MANIFEST_FILE
+from engine.uvtool import UvError, run_uv, uv_reason, write_requirements
+from engine.workspace import Workspace
+
+ENVS_DIR = "envs"
+STAGING_DIR = ".staging"
+BUILD_FILE = "build.json"
+
+
+@dataclass(frozen=True)
+class TaskEnv:
+    """A ready environment: its folder, its python, and whether this call built it."""
+
+    key: str
+    path: Path
+    built_now: bool
+
+    @property
+    def python(self) -> Path:
+        return self.path / "venv" / "bin" / "python"
+
+    @property
+    def bin_dir(self) -> Path:
+        return self.path / "venv" / "bin"
+
+
+def env_key(package: CorpusPackage) -> str:
+    """`<digest12>-py<version>-<requirements hash12>`: what the environment depends on."""
+    manifest = package.manifest
+    reqs = "\n".join(sorted(manifest.requirements)).encode("utf-8")
+    req_hash = hashlib.sha256(reqs).hexdigest()[:12]
+    return f"{package.digest[:12]}-py{manifest.python_version}-{req_hash}"
+
+
+def ensure_env(ws: Workspace, package: CorpusPackage) -> TaskEnv:
+    """The package's environment, built now if no ready one exists."""
+    envs = ws.root / ENVS_DIR
+    (envs / STAGING_DIR).mkdir(parents=True, exist_ok=True)
+    key = env_key(package)
+    final = envs / key
+    with _key_lock(envs, key):
+        if (final / BUILD_FILE).is_file():
+            return TaskEnv(key=key, path=final, built_now=False)
+        for leftover in (envs / STAGING_DIR).glob(f"{key}-*"):
+            remove_tree(leftover)
+        staging = envs / STAGING_DIR / f"{key}-{secrets.token_hex(4)}"
+        staging.mkdir()
+        try:
+            _build(package, staging, envs)
+            fsync_tree(staging)
+            staging.rename(final)
+        except BaseException:
+            if staging.exists():
+                remove_tree(staging)
+            raise
+        fsync_dir(envs)
+    return TaskEnv(key=key, path=final, built_now=True)
+
+
+@contextmanager
+def _key_lock(envs: Path, key: str) -> Iterator[None]:
+    fd = os.open(envs / f".{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _uv(step: str, args: list[str], cwd: Path, scratch: Path) -> str:
+    try:
+        result = run_uv(args, cwd, scratch)
+    except UvError as exc:
+        raise HarnessError(f"{step} failed: {exc}") from exc
+    if result.returncode != 0:
+        raise HarnessError(f"{step} failed: {uv_reason(result.stderr)}")
+    return result.stdout
+
+
+def _build(package: CorpusPackage, dest: Path, scratch: Path) -> None:
+    """Build the venv under `dest/venv` and write `dest/build.json` last."""
+    manifest = package.manifest
+    where = package.root / MANIFEST_FILE
+    version = manifest.python_version
+    interpreter = _uv(
+        f"{where}: looking for Python {version} (python_version)",
+        ["python", "find", "--no-project", version],
+        dest,
+        scratch,
+    ).strip()
+    venv = dest / "venv"
+    _uv(
+        f"{where}: creating the Python {version} environment",
+        ["venv", "--offline", "--no-project", "--relocatable", "--python", interpreter, str(venv)],
+        dest,
+        scratch,
+    )
+    req_file = write_requirements(dest / "requirements.txt", manifest.requirements)
+    _uv(
+        f"{where}: installing the requirements offline from {package.packages}",
+        [
+            "pip",
+            "install",
+            "--offline",
+            "--no-index",
+            "--find-links",
+            str(package.packages.absolute()),
+            "--python",
+            str(venv / "bin" / "python"),
+            "--no-build",
+            "-r",
+            str(req_file),
+        ],
+        dest,
+        scratch,
+    )
+    build = {
+        "package_digest": package.digest,
+        "python_version": version,
+        "interpreter": interpreter,
+        "requirements": manifest.requirements,
+        "built_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    (dest / BUILD_FILE).write_text(json.dumps(build, indent=2) + "\n", encoding="utf-8")

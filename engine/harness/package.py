@@ -1,0 +1,42 @@
+"""An approved corpus package as the harness sees it: its folder and its parsed manifest."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import CraError
+from engine.manifest import ManifestV1, parse_manifest
+from engine.workspace import Workspace
+
+
+class HarnessError(CraError):
+    """The harness cannot do what was asked (unknown package or commit, a failed build)."""
+
+
+@dataclass(frozen=True)
+class CorpusPackage:
+    """An approved package: manifest digest, corpus folder and manifest."""
+
+    digest: str
+    root: Path
+    manifest: ManifestV1
+
+    @property
+    def repo(self) -> Path:
+        return self.root / "repo"
+
+    @property
+    def packages(self) -> Path:
+        return self.root / "packages"
+
+
+def load_package(ws: Workspace, digest: str) -> CorpusPackage:
+    """The approved package whose manifest digest is `digest`, from the database's record."""
+    rows = list(ws.db["packages"].rows_where("digest = ?", [digest], limit=1))
+    if not rows:
+        raise HarnessError(f"no approved package has the manifest digest {digest}")
+    row = rows[0]
+    root = ws.root / row["corpus_path"]
+    if not root.is_dir():
+        raise HarnessError(f"{root}: the approved package's corpus folder is missing")
+    manifest = parse_manifest(row["manifest_json"].encode("utf-8"), str(root / "manifest.json"))
+    return CorpusPackage(digest=digest, root=root, manifest=manifest)

@@ -1,0 +1,269 @@
+"""Gold task validation: which of a commit's tests its own change makes pass (SWE-bench style).
+
+For a manifest commit, the tests it touches (its `test_files`) are run, each side
+`harness.flaky_runs` times in one checkout, with pytest's JUnit XML as the only source of
+results, inside `run_sandboxed` with the harness limits:
+
+- before: the parent's tree with the commit's test-file changes applied;
+- after: the commit's tree.
+
+FAIL_TO_PASS: passing after, not passing before (failed, error or absent: a test of a module
+the commit adds cannot even be collected at the parent). PASS_TO_PASS: passing in both. A test
+whose outcome differs between runs of one side is flaky and excluded from both. A commit with no
+FAIL_TO_PASS is recorded as unusable, with the reason. Artifacts go to
+`runs/<task>/gold/`: the commit's patch, each run's output and JUnit XML, and `report.json`.
+"""
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from engine.corpus import remove_tree
+from engine.gitsafe import run_git
+from engine.harness.environments import TaskEnv, ensure_env
+from engine.harness.junit import JunitError, Outcome, read_junit
+from engine.harness.package import CorpusPackage, HarnessError, load_package
+from engine.harness.worktrees import checkout, overlay_files
+from engine.manifest import ManifestCommit
+from engine.sandbox import run_sandboxed
+from engine.workspace import Workspace
+
+RUNS_DIR = "runs"
+Side = Literal["before", "after"]
+
+
+class SideRun(BaseModel):
+    """One pytest run of one side: how it ended and each test's outcome."""
+
+    model_config = ConfigDict(frozen=True)
+
+    side: Side
+    index: int
+    returncode: int
+    timed_out: bool
+    duration_s: float
+    outcomes: dict[str, Outcome]
+    junit_error: str | None
+
+
+class TaskValidation(BaseModel):
+    """The gold validation of one commit of one approved package."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task: str
+    package_digest: str
+    sha: str
+    parent: str
+    subject: str
+    status: Literal["usable", "unusable"]
+    reason: str
+    test_files: list[str]
+    fail_to_pass: list[str]
+    pass_to_pass: list[str]
+    flaky: list[str]
+    runs: list[SideRun]
+    env_key: str
+    artifacts: Path
+
+
+def task_name(package_digest: str, sha: str) -> str:
+    return f"{package_digest[:12]}-{sha[:12]}"
+
+
+def _commit(package: CorpusPackage, sha: str) -> ManifestCommit:
+    for commit in package.manifest.commits:
+        if commit.sha == sha:
+            return commit
+    raise HarnessError(f"{package.root / 'manifest.json'}: commit {sha} is not in the manifest")
+
+
+def _pytest_argv(env: TaskEnv, package: CorpusPackage, files: list[str], junit: Path) -> list[str]:
+    return [
+        str(env.python),
+        "-m",
+        package.manifest.runner,
+        *files,
+        f"--junitxml={junit}",
+        "-o",
+        "junit_family=xunit1",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+    ]
+
+
+def _run_side(
+    ws: Workspace,
+    env: TaskEnv,
+    package: CorpusPackage,
+    side: Side,
+    tree: Path,
+    files: list[str],
+    out: Path,
+) -> list[SideRun]:
+    """Run `files` in `tree` `flaky_runs` times; each run's output and JUnit XML go to `out`."""
+    limits = ws.config.harness
+    env_vars = {"PYTHONDONTWRITEBYTECODE": "1"}
+    if not package.manifest.install_repo:
+        env_vars["PYTHONPATH"] = str(tree)
+    runs = []
+    for index in range(1, limits.flaky_runs + 1):
+        run_dir = out / f"{side}-{index}"
+        run_dir.mkdir(parents=True)
+        junit = run_dir / "junit.xml"
+        result = run_sandboxed(
+            _pytest_argv(env, package, files, junit),
+            tree,
+            timeout_s=limits.test_timeout_s,
+            memory_mb=limits.test_memory_mb,
+            env=env_vars,
+            extra_path=[env.bin_dir],
+            tmp_root=out,
+        )
+        (run_dir / "output.txt").write_text(
+            f"$ exit {result.returncode} timed_out={result.timed_out}\n"
+            f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}\n",
+            encoding="utf-8",
+        )
+        try:
+            outcomes, junit_error = read_junit(junit), None
+        except JunitError as exc:
+            outcomes, junit_error = {}, str(exc)
+        runs.append(
+            SideRun(
+                side=side,
+                index=index,
+                returncode=result.returncode,
+                timed_out=result.timed_out,
+                duration_s=result.duration_s,
+                outcomes=outcomes,
+                junit_error=junit_error,
+            )
+        )
+    return runs
+
+
+def _flaky(runs: list[SideRun]) -> set[str]:
+    """Tests whose outcome is not the same in every run (absent counts as an outcome)."""
+    ids = {tid for run in runs for tid in run.outcomes}
+    return {tid for tid in ids if len({run.outcomes.get(tid) for run in runs}) > 1}
+
+
+def _broken_side(runs: list[SideRun], side: str, limits_s: float) -> str | None:
+    for run in runs:
+        if run.timed_out:
+            return f"the tests {side} ran past the time limit of {limits_s:g}s (test_timeout_s)"
+        if run.junit_error is not None:
+            return f"the tests {side} wrote no usable report: {run.junit_error}"
+    return None
+
+
+def _classify(
+    before: list[SideRun], after: list[SideRun], limit_s: float
+) -> tuple[list[str], list[str], list[str], str | None]:
+    """(FAIL_TO_PASS, PASS_TO_PASS, flaky, why unusable or None)."""
+    for runs, side in ((after, "at the commit"), (before, "at the parent")):
+        if why := _broken_side(runs, side, limit_s):
+            return [], [], [], why
+    flaky = _flaky(before) | _flaky(after)
+    first_before, first_after = before[0].outcomes, after[0].outcomes
+    passing_after = {t for t, o in first_after.items() if o == "passed"} - flaky
+    passing_before = {t for t, o in first_before.items() if o == "passed"} - flaky
+    f2p = sorted(passing_after - passing_before)
+    p2p = sorted(passing_after & passing_before)
+    if f2p:
+        return f2p, p2p, sorted(flaky), None
+    flaky_passing = sorted(t for t in flaky if any(r.outcomes.get(t) == "passed" for r in after))
+    if not first_after:
+        why = "no test ran at the commit"
+    elif flaky_passing:
+        why = f"its only failing-to-passing tests are flaky: {', '.join(flaky_passing)}"
+    elif not passing_after:
+        why = "none of its tests passes at the commit"
+    else:
+        why = "its tests already pass at the parent"
+    return [], p2p, sorted(flaky), why
+
+
+def _record(ws: Workspace, report: TaskValidation, report_path: Path) -> None:
+    row = {
+        "package_digest": report.package_digest,
+        "sha": report.sha,
+        "parent": report.parent,
+        "subject": report.subject,
+        "status": report.status,
+        "reason": report.reason,
+        "fail_to_pass": json.dumps(report.fail_to_pass),
+        "pass_to_pass": json.dumps(report.pass_to_pass),
+        "flaky": json.dumps(report.flaky),
+        "validated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "report_path": report_path.relative_to(ws.root).as_posix(),
+    }
+    with ws.db.conn:
+        ws.db["tasks"].upsert(row, pk=("package_digest", "sha"))
+
+
+def validate_task(ws: Workspace, package_digest: str, sha: str) -> TaskValidation:
+    """Validate commit `sha` of the approved package `package_digest`; record and return it."""
+    package = load_package(ws, package_digest)
+    if package.manifest.install_repo:
+        raise HarnessError(
+            f"{package.root / 'manifest.json'}: install_repo is true; gold validation does not "
+            "yet install the repository into a per-task environment"
+        )
+    commit = _commit(package, sha)
+    env = ensure_env(ws, package)
+    task = task_name(package_digest, sha)
+    out = ws.root / RUNS_DIR / task / "gold"
+    if out.exists():
+        remove_tree(out)
+    out.mkdir(parents=True)
+    git_dir = f"--git-dir={package.repo / '.git'}"
+    patch = run_git(
+        package.repo,
+        git_dir,
+        "diff",
+        "--no-ext-diff",
+        "--no-textconv",
+        "--binary",
+        commit.parent,
+        sha,
+    ).stdout
+    (out / "patch.diff").write_bytes(patch)
+    files = list(commit.test_files)
+    before: list[SideRun] = []
+    after: list[SideRun] = []
+    if files:
+        with checkout(package.repo, sha, out) as tree:
+            at_commit = [f for f in files if (tree / f).is_file()]
+            after = _run_side(ws, env, package, "after", tree, at_commit, out)
+        with checkout(package.repo, commit.parent, out) as tree:
+            overlay_files(package.repo, sha, files, tree)
+            before = _run_side(ws, env, package, "before", tree, at_commit, out)
+        f2p, p2p, flaky, why = _classify(before, after, ws.config.harness.test_timeout_s)
+    else:
+        f2p, p2p, flaky, why = [], [], [], "the commit touches no test files"
+    report = TaskValidation(
+        task=task,
+        package_digest=package_digest,
+        sha=sha,
+        parent=commit.parent,
+        subject=commit.subject,
+        status="unusable" if why else "usable",
+        reason=why or f"{len(f2p)} failing-to-passing, {len(p2p)} passing-to-passing",
+        test_files=files,
+        fail_to_pass=f2p,
+        pass_to_pass=p2p,
+        flaky=flaky,
+        runs=before + after,
+        env_key=env.key,
+        artifacts=out,
+    )
+    report_path = out / "report.json"
+    report_path.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    _record(ws, report, report_path)
+    return report

@@ -1,0 +1,116 @@
+"""Task environments are built offline once per key and reused; a killed build leaves none ready."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from engine.harness.environments import BUILD_FILE, ENVS_DIR, STAGING_DIR, ensure_env, env_key
+from engine.harness.package import HarnessError, load_package
+from engine.harness.worktrees import checkout, overlay_files
+from engine.ingest import approve_package
+from engine.workspace import Workspace
+
+
+@pytest.fixture
+def approved(workspace: Workspace, valid_package: Path) -> str:
+    return approve_package(workspace, valid_package).digest
+
+
+def test_env_is_built_once_and_reused(workspace: Workspace, approved: str):
+    package = load_package(workspace, approved)
+    first = ensure_env(workspace, package)
+    assert first.built_now
+    stamp = (first.path / BUILD_FILE).stat().st_mtime_ns
+    second = ensure_env(workspace, package)
+    assert (second.built_now, second.path) == (False, first.path)
+    assert (second.path / BUILD_FILE).stat().st_mtime_ns == stamp
+    assert first.path == workspace.root / ENVS_DIR / env_key(package)
+    ran = subprocess.run(
+        [str(second.python), "-c", "import pytest, stopwords_mini; print('ok')"],
+        capture_output=True,
+        text=True,
+    )
+    assert ran.stdout.strip() == "ok", ran.stderr
+
+
+_KILLED_BUILD = """
+import sys, time
+from pathlib import Path
+import engine.harness.environments as environments
+from engine.harness.package import load_package
+from engine.workspace import Workspace
+
+real = environments.run_uv
+
+def stalling(args, cwd, scratch):
+    if args[:2] == ["pip", "install"]:
+        Path(sys.argv[2]).write_text("installing")
+        time.sleep(600)
+    return real(args, cwd, scratch)
+
+environments.run_uv = stalling
+ws = Workspace.open(Path(sys.argv[1]))
+environments.ensure_env(ws, load_package(ws, sys.argv[3]))
+"""
+
+
+def test_a_killed_build_leaves_no_ready_env(workspace: Workspace, approved: str, tmp_path: Path):
+    signal_file = tmp_path / "installing"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(_KILLED_BUILD),
+            str(workspace.root),
+            str(signal_file),
+            approved,
+        ],
+        cwd=Path(__file__).parent.parent,
+    )
+    try:
+        while not signal_file.exists():
+            assert proc.poll() is None, "the build ended before it was killed"
+            os.sched_yield()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    package = load_package(workspace, approved)
+    envs = workspace.root / ENVS_DIR
+    assert not (envs / env_key(package)).exists()
+    assert len(list((envs / STAGING_DIR).iterdir())) == 1
+    env = ensure_env(workspace, package)
+    assert env.built_now and (env.path / BUILD_FILE).is_file()
+    assert list((envs / STAGING_DIR).iterdir()) == []
+
+
+def test_missing_python_names_the_manifest(workspace: Workspace, approved: str):
+    package = load_package(workspace, approved)
+    odd = package.manifest.model_copy(update={"python_version": "3.99"})
+    with pytest.raises(HarnessError, match=r"manifest.json: looking for Python 3.99"):
+        ensure_env(workspace, type(package)(package.digest, package.root, odd))
+    assert list((workspace.root / ENVS_DIR / STAGING_DIR).iterdir()) == []
+
+
+def test_unknown_package_is_refused(workspace: Workspace):
+    with pytest.raises(HarnessError, match="no approved package has the manifest digest 00"):
+        load_package(workspace, "00" * 32)
+
+
+def test_checkout_holds_the_commit_and_is_removed(workspace: Workspace, approved: str):
+    package = load_package(workspace, approved)
+    fold = next(c for c in package.manifest.commits if c.subject.startswith("Fold accented"))
+    with checkout(package.repo, fold.parent, workspace.root) as tree:
+        assert "unicodedata" not in (tree / "textkit" / "slug.py").read_text()
+        overlay_files(package.repo, fold.sha, fold.test_files, tree)
+        assert "test_slugify_folds_accents" in (tree / "tests" / "test_slug.py").read_text()
+        assert "unicodedata" not in (tree / "textkit" / "slug.py").read_text()
+        assert not (tree / ".git").exists()
+    assert not tree.parent.exists()
+    with pytest.raises(RuntimeError), checkout(package.repo, fold.sha, workspace.root) as tree:
+        raise RuntimeError("boom")
+    assert not tree.parent.exists()

@@ -1,0 +1,147 @@
+"""Gold validation on the demo package: real fixes give FAIL_TO_PASS, flaky tests are excluded."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from engine.demo.hostile import commit_files, edit_manifest
+from engine.demo.repo import demo_git
+from engine.harness.task_validation import TaskValidation, validate_task
+from engine.ingest import approve_package
+from engine.workspace import Workspace
+
+SHOUT = '''\
+"""Loud text."""
+
+
+def shout(text: str) -> str:
+    return text.upper() + "!"
+'''
+
+# The counter lives in the checkout, which one side's repeated runs share: the test passes on
+# the first run, fails on the second and passes on the third.
+TEST_SHOUT = """\
+from pathlib import Path
+
+from textkit.shout import shout
+
+
+def test_shout():
+    assert shout("hi") == "HI!"
+
+
+def test_shout_is_stable():
+    counter = Path(__file__).with_name("shout_runs.txt")
+    runs = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(runs + 1))
+    assert runs % 2 == 0
+"""
+
+
+def _add_flaky_commit(package: Path) -> None:
+    repo = package / "repo"
+    parent = demo_git(repo, "rev-parse", "HEAD")
+    sha = commit_files(
+        package,
+        {"textkit/shout.py": SHOUT, "tests/test_shout.py": TEST_SHOUT},
+        "Add shout with a flaky test",
+    )
+    entry = {
+        "sha": sha,
+        "parent": parent,
+        "date": "2024-03-21T10:00:00Z",
+        "subject": "Add shout with a flaky test",
+        "files_changed": 2,
+        "lines_added": 19,
+        "lines_deleted": 0,
+        "planning_type": "step_plan",
+        "test_files": ["tests/test_shout.py"],
+    }
+    edit_manifest(package, lambda data: data["commits"].append(entry))
+
+
+@pytest.fixture(scope="module")
+def approved(
+    tmp_path_factory: pytest.TempPathFactory, _package_template: Path
+) -> tuple[Workspace, str, dict[str, str]]:
+    """One workspace with the demo package plus a flaky commit approved; subjects → shas."""
+    root = tmp_path_factory.mktemp("gold")
+    package = root / "drive" / "textkit"
+    shutil.copytree(_package_template, package, symlinks=True)
+    _add_flaky_commit(package)
+    ws = Workspace.open(root / "workspace")
+    digest = approve_package(ws, package).digest
+    manifest = json.loads((package / "manifest.json").read_text())
+    return ws, digest, {c["subject"]: c["sha"] for c in manifest["commits"]}
+
+
+def _validate(approved: tuple[Workspace, str, dict[str, str]], subject: str) -> TaskValidation:
+    ws, digest, shas = approved
+    return validate_task(ws, digest, shas[subject])
+
+
+def test_a_real_fix_gives_fail_to_pass(approved):
+    report = _validate(approved, "Fold accented letters in slugify")
+    assert (report.status, report.flaky) == ("usable", [])
+    assert report.fail_to_pass == ["tests/test_slug.py::test_slugify_folds_accents"]
+    assert report.pass_to_pass == [
+        "tests/test_slug.py::test_slugify_joins_words",
+        "tests/test_slug.py::test_slugify_keeps_digits",
+    ]
+    assert len(report.runs) == 6
+    ws = approved[0]
+    [row] = ws.db["tasks"].rows_where("sha = ?", [report.sha])
+    assert (row["status"], json.loads(row["fail_to_pass"])) == ("usable", report.fail_to_pass)
+    assert TaskValidation.model_validate_json((report.artifacts / "report.json").read_text()) == (
+        report
+    )
+    assert "+def test_slugify_folds_accents" in (report.artifacts / "patch.diff").read_text()
+    assert "<testsuite" in (report.artifacts / "before-1" / "junit.xml").read_text()
+    assert "passed" in (report.artifacts / "after-3" / "output.txt").read_text()
+
+
+def test_a_new_module_is_fail_to_pass_for_every_test(approved):
+    report = _validate(approved, "Add truncate with an ellipsis")
+    assert report.status == "usable"
+    assert [t.split("::")[-1] for t in report.fail_to_pass] == [
+        "test_long_text_gets_ellipsis",
+        "test_short_text_unchanged",
+        "test_width_must_be_positive",
+    ]
+    assert report.pass_to_pass == []
+
+
+def test_tests_that_already_pass_at_the_parent_make_the_commit_unusable(approved):
+    report = _validate(approved, "Cover slugify edge cases in tests")
+    assert (report.status, report.reason) == ("unusable", "its tests already pass at the parent")
+    assert report.fail_to_pass == []
+    assert "tests/test_slug.py::test_slugify_empty_title" in report.pass_to_pass
+    ws = approved[0]
+    [row] = ws.db["tasks"].rows_where("sha = ?", [report.sha])
+    assert (row["status"], row["reason"]) == ("unusable", report.reason)
+
+
+def test_a_flaky_test_is_quarantined(approved):
+    report = _validate(approved, "Add shout with a flaky test")
+    assert report.status == "usable"
+    assert report.flaky == ["tests/test_shout.py::test_shout_is_stable"]
+    assert report.fail_to_pass == ["tests/test_shout.py::test_shout"]
+    assert report.pass_to_pass == []
+    ws = approved[0]
+    [row] = ws.db["tasks"].rows_where("sha = ?", [report.sha])
+    assert json.loads(row["flaky"]) == report.flaky
+
+
+def test_revalidation_replaces_the_record(approved):
+    first = _validate(approved, "Fold accented letters in slugify")
+    second = _validate(approved, "Fold accented letters in slugify")
+    assert second.fail_to_pass == first.fail_to_pass
+    ws = approved[0]
+    assert ws.db["tasks"].count_where("sha = ?", [second.sha]) == 1
+    assert sorted(p.name for p in second.artifacts.iterdir() if p.name.startswith("after")) == [
+        "after-1",
+        "after-2",
+        "after-3",
+    ]
