@@ -331,5 +331,34 @@ def package(
             click.echo(line)
 
 
+@cli.group()
+def harness() -> None:
+    """The validation harness: turn approved packages' commits into validated tasks."""
+
+
+@harness.command("validate")
+@click.argument("package")
+@click.option("--commit", "commits", multiple=True, help="Only this commit (repeatable).")
+@click.pass_context
+def harness_validate(ctx: click.Context, package: str, commits: tuple[str, ...]) -> None:
+    """Gold-validate the commits of the approved PACKAGE (a name or a digest prefix)."""
+    from engine.harness.package import find_package
+    from engine.harness.task_validation import validate_task
+
+    ws = _workspace(ctx)
+    found = find_package(ws, package)
+    shas = list(commits) or [c.sha for c in found.manifest.commits]
+    usable = 0
+    for sha in shas:
+        task = validate_task(ws, found.digest, sha)
+        usable += task.status == "usable"
+        click.echo(
+            f"{sha[:12]} {task.status:<8} F2P {len(task.fail_to_pass):>3}  "
+            f"P2P {len(task.pass_to_pass):>3}  flaky {len(task.flaky):>2}  {task.subject}"
+            + ("" if task.status == "usable" else f"  ({task.reason})")
+        )
+    click.echo(f"{usable} of {len(shas)} commits are usable tasks")
+
+
 def main() -> None:
     cli(prog_name="cra")

@@ -5,7 +5,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from app.cli import cli
 from engine.demo.hostile import commit_files, edit_manifest
 from engine.demo.repo import demo_git
 from engine.harness.task_validation import TaskValidation, validate_task
@@ -145,3 +147,19 @@ def test_revalidation_replaces_the_record(approved):
         "after-2",
         "after-3",
     ]
+
+
+def test_cli_validates_named_commits_and_refuses_unknown_packages(approved):
+    ws, digest, shas = approved
+    runner = CliRunner()
+    sha = shas["Cover slugify edge cases in tests"]
+    args = ["--workspace", str(ws.root), "harness", "validate"]
+    result = runner.invoke(cli, [*args, digest[:12], "--commit", sha])
+    assert result.exit_code == 0, result.output
+    assert f"{sha[:12]} unusable" in result.stdout
+    assert "(its tests already pass at the parent)" in result.stdout
+    assert "0 of 1 commits are usable tasks" in result.stdout
+
+    missing = runner.invoke(cli, [*args, "nosuch"])
+    assert missing.exit_code == 1
+    assert "no approved package is named 'nosuch'" in missing.stderr

@@ -40,3 +40,21 @@ def load_package(ws: Workspace, digest: str) -> CorpusPackage:
         raise HarnessError(f"{root}: the approved package's corpus folder is missing")
     manifest = parse_manifest(row["manifest_json"].encode("utf-8"), str(root / "manifest.json"))
     return CorpusPackage(digest=digest, root=root, manifest=manifest)
+
+
+def find_package(ws: Workspace, name_or_digest: str) -> CorpusPackage:
+    """The approved package named `name_or_digest`, or whose digest starts with it (unique)."""
+    rows = ws.db.execute(
+        "SELECT digest FROM packages WHERE name = ? OR digest LIKE ? ORDER BY approved_at DESC",
+        [name_or_digest, f"{name_or_digest}%"],
+    ).fetchall()
+    digests = list(dict.fromkeys(row[0] for row in rows))
+    if not digests:
+        raise HarnessError(f"no approved package is named {name_or_digest!r} or has that digest")
+    if len(digests) > 1:
+        shown = ", ".join(d[:12] for d in digests)
+        raise HarnessError(
+            f"{name_or_digest!r} matches {len(digests)} approved packages ({shown}); "
+            "give a digest prefix"
+        )
+    return load_package(ws, digests[0])
