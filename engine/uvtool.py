@@ -78,3 +78,76 @@ def write_requirements(path: Path, requirements: list[str]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{Requirement(r)}\n" for r in requirements), encoding="utf-8")
     return path
+
+
+class UvStepError(CraError):
+    """A step of an offline environment build failed; the message says which step and why."""
+
+
+def _step(step: str, args: list[str], cwd: Path, scratch: Path) -> str:
+    try:
+        result = run_uv(args, cwd, scratch)
+    except UvError as exc:
+        raise UvStepError(f"{step} failed: {exc}") from exc
+    if result.returncode != 0:
+        raise UvStepError(f"{step} failed: {uv_reason(result.stderr)}")
+    return result.stdout
+
+
+def offline_install_args(packages: Path, python: Path) -> list[str]:
+    """`uv pip install` arguments taking wheels from `packages` only, into `python`'s env."""
+    packages_arg = str(packages.absolute())
+    return [
+        "pip",
+        "install",
+        "--offline",
+        "--no-index",
+        "--find-links",
+        packages_arg,
+        "--python",
+        str(python),
+    ]
+
+
+def build_offline_venv(
+    python_version: str,
+    requirements: list[str],
+    packages: Path,
+    dest: Path,
+    scratch: Path,
+    *,
+    relocatable: bool = False,
+) -> tuple[Path, str]:
+    """Create `dest/venv` with `requirements` installed from the wheels in `packages` only.
+
+    Returns the environment's python and the interpreter it was made from. Installing wheels
+    runs no code from them, so this runs outside the sandbox; uv never builds a source tree.
+    """
+    try:
+        found = run_uv(["python", "find", "--no-project", python_version], dest, scratch)
+    except UvError as exc:
+        raise UvStepError(f"looking for Python {python_version} failed: {exc}") from exc
+    if found.returncode != 0:
+        raise UvStepError(
+            f"looking for Python {python_version} failed: Python {python_version} (manifest "
+            "python_version) is not installed on this machine and downloads are disabled: "
+            f"{uv_reason(found.stderr)}"
+        )
+    interpreter = found.stdout.strip()
+    venv = dest / "venv"
+    extra = ["--relocatable"] if relocatable else []
+    _step(
+        f"creating the Python {python_version} environment",
+        ["venv", "--offline", "--no-project", *extra, "--python", interpreter, str(venv)],
+        dest,
+        scratch,
+    )
+    python = venv / "bin" / "python"
+    req_file = write_requirements(dest / "requirements.txt", requirements)
+    _step(
+        f"installing the requirements offline from {packages}",
+        [*offline_install_args(packages, python), "--no-build", "-r", str(req_file)],
+        dest,
+        scratch,
+    )
+    return python, interpreter

@@ -42,10 +42,11 @@ _KILLED_BUILD = """
 import sys, time
 from pathlib import Path
 import engine.harness.environments as environments
+import engine.uvtool as uvtool
 from engine.harness.package import load_package
 from engine.workspace import Workspace
 
-real = environments.run_uv
+real = uvtool.run_uv
 
 def stalling(args, cwd, scratch):
     if args[:2] == ["pip", "install"]:
@@ -53,7 +54,7 @@ def stalling(args, cwd, scratch):
         time.sleep(600)
     return real(args, cwd, scratch)
 
-environments.run_uv = stalling
+uvtool.run_uv = stalling
 ws = Workspace.open(Path(sys.argv[1]))
 environments.ensure_env(ws, load_package(ws, sys.argv[3]))
 """

@@ -18,7 +18,7 @@ from engine.manifest import MANIFEST_FILE, ManifestV1
 from engine.report import CheckResult
 from engine.sandbox import SandboxResult, run_sandboxed
 from engine.snapshot import SnapshotError, write_snapshot
-from engine.uvtool import UvError, run_uv, uv_reason, uv_settings, write_requirements
+from engine.uvtool import UvStepError, build_offline_venv, offline_install_args, uv_settings
 
 NAME = "dry-run"
 TAIL_LINES = 12
@@ -55,63 +55,15 @@ def _snapshot(ctx: PackageContext, dest: Path) -> None:
         raise _StepFailed(exc.detail, exc.path) from exc
 
 
-def _uv(ctx: PackageContext, step: str, args: list[str], cwd: Path) -> None:
-    try:
-        result = run_uv(args, cwd, ctx.scratch)
-    except UvError as exc:
-        raise _StepFailed(f"{step} failed: {exc}", MANIFEST_FILE) from exc
-    if result.returncode != 0:
-        raise _StepFailed(f"{step} failed: {uv_reason(result.stderr)}", MANIFEST_FILE)
-
-
 def _build_venv(ctx: PackageContext, manifest: ManifestV1, work: Path) -> Path:
-    """A fresh virtual environment with the requirements installed; returns its python.
-
-    Installing wheels runs no code from them, so uv runs outside the sandbox here.
-    """
-    version = manifest.python_version
+    """A fresh virtual environment with the requirements installed; returns its python."""
     try:
-        found = run_uv(["python", "find", "--no-project", version], work, ctx.scratch)
-    except UvError as exc:
-        raise _StepFailed(f"looking for Python {version} failed: {exc}", MANIFEST_FILE) from exc
-    if found.returncode != 0:
-        detail = (
-            f"Python {version} (manifest python_version) is not installed on this machine "
-            f"and downloads are disabled: {uv_reason(found.stderr)}"
+        python, _ = build_offline_venv(
+            manifest.python_version, manifest.requirements, ctx.packages, work, ctx.scratch
         )
-        raise _StepFailed(detail, MANIFEST_FILE)
-    interpreter = found.stdout.strip()
-    venv = work / "venv"
-    _uv(
-        ctx,
-        f"creating the Python {version} environment",
-        ["venv", "--offline", "--no-project", "--python", interpreter, str(venv)],
-        work,
-    )
-    python = venv / "bin" / "python"
-    req_file = write_requirements(work / "requirements.txt", manifest.requirements)
-    _uv(
-        ctx,
-        "installing the requirements offline",
-        [*_offline_install(ctx, python), "--no-build", "-r", str(req_file)],
-        work,
-    )
+    except UvStepError as exc:
+        raise _StepFailed(str(exc), MANIFEST_FILE) from exc
     return python
-
-
-def _offline_install(ctx: PackageContext, python: Path) -> list[str]:
-    """`uv pip install` arguments that take wheels from packages/ only, into `python`'s env."""
-    packages = str(ctx.packages.absolute())
-    return [
-        "pip",
-        "install",
-        "--offline",
-        "--no-index",
-        "--find-links",
-        packages,
-        "--python",
-        str(python),
-    ]
 
 
 def _sandbox(ctx: PackageContext, argv: list[str], cwd: Path, env: dict[str, str]) -> SandboxResult:
@@ -130,7 +82,7 @@ def _sandbox(ctx: PackageContext, argv: list[str], cwd: Path, env: dict[str, str
 
 def _install_repo(ctx: PackageContext, python: Path, snapshot: Path) -> None:
     """Build and install the repository itself; its build backend is untrusted, so sandboxed."""
-    argv = [uv.find_uv_bin(), *_offline_install(ctx, python), str(snapshot)]
+    argv = [uv.find_uv_bin(), *offline_install_args(ctx.packages, python), str(snapshot)]
     result = _sandbox(ctx, argv, snapshot.parent, uv_settings(ctx.scratch))
     if result.timed_out or result.returncode != 0:
         why = _why(result, "uv", ctx)

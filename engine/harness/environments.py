@@ -22,7 +22,7 @@ from engine.corpus import remove_tree
 from engine.durable import fsync_dir, fsync_tree
 from engine.harness.package import CorpusPackage, HarnessError
 from engine.manifest import MANIFEST_FILE
-from engine.uvtool import UvError, run_uv, uv_reason, write_requirements
+from engine.uvtool import UvStepError, build_offline_venv
 from engine.workspace import Workspace
 
 ENVS_DIR = "envs"
@@ -90,53 +90,16 @@ def _key_lock(envs: Path, key: str) -> Iterator[None]:
         os.close(fd)
 
 
-def _uv(step: str, args: list[str], cwd: Path, scratch: Path) -> str:
-    try:
-        result = run_uv(args, cwd, scratch)
-    except UvError as exc:
-        raise HarnessError(f"{step} failed: {exc}") from exc
-    if result.returncode != 0:
-        raise HarnessError(f"{step} failed: {uv_reason(result.stderr)}")
-    return result.stdout
-
-
 def _build(package: CorpusPackage, dest: Path, scratch: Path) -> None:
     """Build the venv under `dest/venv` and write `dest/build.json` last."""
     manifest = package.manifest
-    where = package.root / MANIFEST_FILE
     version = manifest.python_version
-    interpreter = _uv(
-        f"{where}: looking for Python {version} (python_version)",
-        ["python", "find", "--no-project", version],
-        dest,
-        scratch,
-    ).strip()
-    venv = dest / "venv"
-    _uv(
-        f"{where}: creating the Python {version} environment",
-        ["venv", "--offline", "--no-project", "--relocatable", "--python", interpreter, str(venv)],
-        dest,
-        scratch,
-    )
-    req_file = write_requirements(dest / "requirements.txt", manifest.requirements)
-    _uv(
-        f"{where}: installing the requirements offline from {package.packages}",
-        [
-            "pip",
-            "install",
-            "--offline",
-            "--no-index",
-            "--find-links",
-            str(package.packages.absolute()),
-            "--python",
-            str(venv / "bin" / "python"),
-            "--no-build",
-            "-r",
-            str(req_file),
-        ],
-        dest,
-        scratch,
-    )
+    try:
+        _, interpreter = build_offline_venv(
+            version, manifest.requirements, package.packages, dest, scratch, relocatable=True
+        )
+    except UvStepError as exc:
+        raise HarnessError(f"{package.root / MANIFEST_FILE}: {exc}") from exc
     build = {
         "package_digest": package.digest,
         "python_version": version,
