@@ -2,6 +2,7 @@
 
 import json
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -358,6 +359,150 @@ def harness_validate(ctx: click.Context, package: str, commits: tuple[str, ...])
             + ("" if task.status == "usable" else f"  ({task.reason})")
         )
     click.echo(f"{usable} of {len(shas)} commits are usable tasks")
+
+
+def _floats(value: str) -> list[float]:
+    try:
+        return [float(part) for part in value.split(",") if part.strip()]
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers") from exc
+
+
+def _ints(value: str) -> list[int]:
+    try:
+        return [int(part) for part in value.split(",") if part.strip()]
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from exc
+
+
+@harness.command("run")
+@click.argument("packages", nargs=-1, required=True)
+@click.option(
+    "--pipeline",
+    type=click.Choice(["gold", "openai", "command"]),
+    default="gold",
+    show_default=True,
+)
+@click.option("--model", help="The model (adapter) name; openai: from cra.toml by default.")
+@click.option("--temperatures", default="0.3,0.6,0.9", show_default=True)
+@click.option("--seeds", default="1", show_default=True)
+@click.option("--workers", type=int, default=2, show_default=True)
+@click.option("--wait", is_flag=True, help="Stay until the campaign ends, printing progress.")
+@click.pass_context
+def harness_run(
+    ctx: click.Context,
+    packages: tuple[str, ...],
+    pipeline: str,
+    model: str | None,
+    temperatures: str,
+    seeds: str,
+    workers: int,
+    wait: bool,
+) -> None:
+    """Start a campaign over the approved PACKAGES (names or digest prefixes) in the background."""
+    from engine.harness.campaigns import create_campaign, parse_spec, start_campaign
+    from engine.harness.package import find_package
+
+    ws = _workspace(ctx)
+    default_model = ws.config.harness.openai.model if pipeline == "openai" else pipeline
+    spec = parse_spec(
+        {
+            "packages": [find_package(ws, name).digest for name in packages],
+            "pipeline": pipeline,
+            "model": model or default_model,
+            "temperatures": _floats(temperatures),
+            "seeds": _ints(seeds),
+            "workers": workers,
+        }
+    )
+    campaign_id = create_campaign(ws, spec, ws.config.operator)
+    job_id = start_campaign(ws, campaign_id)
+    click.echo(
+        f"campaign {campaign_id} started (job {job_id}); the console's Harness pane shows it"
+    )
+    if wait:
+        _follow(ws, campaign_id)
+
+
+def _follow(ws: Workspace, campaign_id: int) -> None:
+    """Print each attempt as it finishes until the campaign stops running."""
+    from engine.harness.campaigns import campaign_row, reconcile_campaigns
+
+    shown = 0
+    while True:
+        reconcile_campaigns(ws)
+        status = campaign_row(ws, campaign_id)["status"]
+        rows = ws.db.execute(
+            "SELECT id, package_name, sha, temperature, seed, outcome, reason FROM attempts "
+            "WHERE campaign_id = ? AND state = 'done' AND id > ? ORDER BY id",
+            [campaign_id, shown],
+        ).fetchall()
+        for attempt_id, name, sha, temp, seed, outcome, reason in rows:
+            click.echo(f"{attempt_id:>6} {name} {sha[:12]} t={temp:g} s={seed} {outcome}: {reason}")
+            shown = max(shown, attempt_id)
+        if status not in ("running", "pausing", "stopping"):
+            reason = campaign_row(ws, campaign_id)["reason"]
+            click.echo(f"campaign {campaign_id} {status}" + (f": {reason}" if reason else ""))
+            return
+        time.sleep(1)
+
+
+@harness.command("start")
+@click.argument("campaign_id", type=int)
+@click.option("--wait", is_flag=True, help="Stay until the campaign ends, printing progress.")
+@click.pass_context
+def harness_start(ctx: click.Context, campaign_id: int, wait: bool) -> None:
+    """Start or resume CAMPAIGN_ID: finished attempts are kept, interrupted ones redone."""
+    from engine.harness.campaigns import start_campaign
+
+    ws = _workspace(ctx)
+    job_id = start_campaign(ws, campaign_id)
+    click.echo(f"campaign {campaign_id} started (job {job_id})")
+    if wait:
+        _follow(ws, campaign_id)
+
+
+@harness.command("pause")
+@click.argument("campaign_id", type=int)
+@click.pass_context
+def harness_pause(ctx: click.Context, campaign_id: int) -> None:
+    """Pause CAMPAIGN_ID once its running attempts finish."""
+    from engine.harness.campaigns import pause_campaign
+
+    pause_campaign(_workspace(ctx), campaign_id)
+    click.echo(f"campaign {campaign_id} pausing after its running attempts")
+
+
+@harness.command("stop")
+@click.argument("campaign_id", type=int)
+@click.pass_context
+def harness_stop(ctx: click.Context, campaign_id: int) -> None:
+    """Stop CAMPAIGN_ID now; its running attempts are redone when it starts again."""
+    from engine.harness.campaigns import stop_campaign
+
+    stop_campaign(_workspace(ctx), campaign_id)
+    click.echo(f"campaign {campaign_id} stopping")
+
+
+@harness.command("status")
+@click.pass_context
+def harness_status(ctx: click.Context) -> None:
+    """Every campaign: status and its attempts by outcome."""
+    from engine.harness.campaigns import reconcile_campaigns
+
+    ws = _workspace(ctx)
+    reconcile_campaigns(ws)
+    for row in ws.db.execute("SELECT id, status, reason, spec_json FROM campaigns ORDER BY id"):
+        campaign_id, status, reason, _ = row
+        counts = dict(
+            ws.db.execute(
+                "SELECT COALESCE(outcome, state), COUNT(*) FROM attempts WHERE campaign_id = ? "
+                "GROUP BY 1",
+                [campaign_id],
+            ).fetchall()
+        )
+        shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        click.echo(f"campaign {campaign_id} {status}: {shown}" + (f" ({reason})" if reason else ""))
 
 
 def main() -> None:

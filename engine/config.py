@@ -36,12 +36,31 @@ class ValidationConfig(_Section):
     content_max_file_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
 
 
+class OpenAIPipelineConfig(_Section):
+    """An OpenAI-compatible chat endpoint (vLLM serving adapters, or a teacher)."""
+
+    base_url: str = Field(default="http://127.0.0.1:8000/v1", pattern=r"^https?://")
+    model: str = Field(default="base", min_length=1)
+    timeout_s: float = Field(default=600.0, gt=0)
+    max_tokens: int = Field(default=4096, gt=0)
+
+
+class CommandPipelineConfig(_Section):
+    """An external planner: argv run with the task as JSON on stdin, its answer on stdout."""
+
+    argv: list[str] = Field(default_factory=list)
+    timeout_s: float = Field(default=900.0, gt=0)
+
+
 class HarnessConfig(_Section):
-    """Limits of the harness's test runs and how often each side of a task is repeated."""
+    """Limits of the harness's test runs, the planner's context budget and the pipelines."""
 
     test_timeout_s: float = Field(default=600.0, gt=0)
     test_memory_mb: int = Field(default=4096, gt=0)
     flaky_runs: int = Field(default=3, ge=1, le=20)
+    context_token_budget: int = Field(default=32768, ge=256)
+    openai: OpenAIPipelineConfig = Field(default_factory=OpenAIPipelineConfig)
+    command: CommandPipelineConfig = Field(default_factory=CommandPipelineConfig)
 
 
 class Config(_Section):

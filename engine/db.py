@@ -83,9 +83,103 @@ def _m002_tasks(db: sqlite_utils.Database) -> None:
     db["tasks"].create_index(["package_digest", "sha"], unique=True)
 
 
+def _m003_campaigns(db: sqlite_utils.Database) -> None:
+    db["jobs"].create(
+        {
+            "id": int,
+            "kind": str,
+            "ref_id": int,
+            "argv_json": str,
+            "pid": int,
+            "pid_start": int,
+            "status": str,
+            "started_at": str,
+            "heartbeat_at": str,
+            "ended_at": str,
+            "exit_code": int,
+            "reason": str,
+            "log_path": str,
+        },
+        pk="id",
+        not_null={"kind", "status", "started_at"},
+    )
+    db["jobs"].create_index(["kind", "ref_id"])
+    db["campaigns"].create(
+        {
+            "id": int,
+            "created_at": str,
+            "created_by": str,
+            "spec_json": str,
+            "status": str,
+            "reason": str,
+            "updated_at": str,
+        },
+        pk="id",
+        not_null={"created_at", "spec_json", "status"},
+    )
+    db["attempts"].create(
+        {
+            "id": int,
+            "campaign_id": int,
+            "package_digest": str,
+            "package_name": str,
+            "sha": str,
+            "task": str,
+            "pipeline": str,
+            "model": str,
+            "temperature": float,
+            "seed": int,
+            "state": str,
+            "outcome": str,
+            "reason": str,
+            "worker": int,
+            "pid": int,
+            "started_at": str,
+            "finished_at": str,
+            "duration_s": float,
+            "test_duration_s": float,
+            "prompt_tokens": int,
+            "completion_tokens": int,
+            "f2p_passed": int,
+            "f2p_total": int,
+            "p2p_passed": int,
+            "p2p_total": int,
+            "file_precision": float,
+            "file_recall": float,
+            "symbol_precision": float,
+            "symbol_recall": float,
+            "order_agreement": float,
+            "plan_json": str,
+            "artifacts": str,
+        },
+        pk="id",
+        foreign_keys=[("campaign_id", "campaigns", "id")],
+        not_null={"campaign_id", "package_digest", "sha", "pipeline", "model", "state"},
+    )
+    db["attempts"].create_index(
+        ["campaign_id", "package_digest", "sha", "pipeline", "model", "temperature", "seed"],
+        unique=True,
+    )
+    db["attempts"].create_index(["campaign_id", "state"])
+    db["attempts"].create_index(["finished_at"])
+    db["harness_workers"].create(
+        {
+            "campaign_id": int,
+            "slot": int,
+            "pid": int,
+            "stage": str,
+            "attempt_id": int,
+            "detail": str,
+            "updated_at": str,
+        },
+        pk=("campaign_id", "slot"),
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "ingest: packages, package files, decisions", _m001_ingest),
     (2, "harness: validated tasks", _m002_tasks),
+    (3, "harness: jobs, campaigns, attempts, worker stages", _m003_campaigns),
 ]
 
 

@@ -1,7 +1,10 @@
-"""Make a written folder survive a crash: fsync its files and folders before it is renamed."""
+"""Make a written folder survive a crash: flush its files and folders before it is renamed."""
 
+import ctypes
 import os
 from pathlib import Path
+
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def fsync_tree(root: Path) -> None:
@@ -24,5 +27,20 @@ def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_filesystem(path: Path) -> None:
+    """Flush everything written to the file system holding `path` (Linux `syncfs`).
+
+    One call instead of an fsync per file: for a virtual environment of hundreds of small files
+    it is several times faster than `fsync_tree`, at the price of also flushing unrelated writes.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _libc.syncfs(fd) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"syncfs failed: {os.strerror(errno)}", str(path))
     finally:
         os.close(fd)

@@ -109,6 +109,31 @@ def offline_install_args(packages: Path, python: Path) -> list[str]:
     ]
 
 
+_FOUND_PYTHONS: dict[str, str] = {}
+
+
+def find_python(python_version: str, cwd: Path, scratch: Path) -> str:
+    """The interpreter uv picks for `python_version`, found once per process.
+
+    Discovery runs every candidate interpreter (0.1–0.2 s); a found interpreter is remembered,
+    a missing one is looked for again next time (it may have been installed since).
+    """
+    if python_version in _FOUND_PYTHONS:
+        return _FOUND_PYTHONS[python_version]
+    try:
+        found = run_uv(["python", "find", "--no-project", python_version], cwd, scratch)
+    except UvError as exc:
+        raise UvStepError(f"looking for Python {python_version} failed: {exc}") from exc
+    if found.returncode != 0:
+        raise UvStepError(
+            f"looking for Python {python_version} failed: Python {python_version} (manifest "
+            "python_version) is not installed on this machine and downloads are disabled: "
+            f"{uv_reason(found.stderr)}"
+        )
+    _FOUND_PYTHONS[python_version] = found.stdout.strip()
+    return _FOUND_PYTHONS[python_version]
+
+
 def build_offline_venv(
     python_version: str,
     requirements: list[str],
@@ -123,17 +148,7 @@ def build_offline_venv(
     Returns the environment's python and the interpreter it was made from. Installing wheels
     runs no code from them, so this runs outside the sandbox; uv never builds a source tree.
     """
-    try:
-        found = run_uv(["python", "find", "--no-project", python_version], dest, scratch)
-    except UvError as exc:
-        raise UvStepError(f"looking for Python {python_version} failed: {exc}") from exc
-    if found.returncode != 0:
-        raise UvStepError(
-            f"looking for Python {python_version} failed: Python {python_version} (manifest "
-            "python_version) is not installed on this machine and downloads are disabled: "
-            f"{uv_reason(found.stderr)}"
-        )
-    interpreter = found.stdout.strip()
+    interpreter = find_python(python_version, dest, scratch)
     venv = dest / "venv"
     extra = ["--relocatable"] if relocatable else []
     _step(

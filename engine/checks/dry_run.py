@@ -66,7 +66,13 @@ def _build_venv(ctx: PackageContext, manifest: ManifestV1, work: Path) -> Path:
     return python
 
 
-def _sandbox(ctx: PackageContext, argv: list[str], cwd: Path, env: dict[str, str]) -> SandboxResult:
+def _sandbox(
+    ctx: PackageContext,
+    argv: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    writable: tuple[Path, ...] = (),
+) -> SandboxResult:
     try:
         return run_sandboxed(
             argv,
@@ -75,6 +81,7 @@ def _sandbox(ctx: PackageContext, argv: list[str], cwd: Path, env: dict[str, str
             memory_mb=ctx.config.dry_run_memory_mb,
             env=env,
             tmp_root=ctx.scratch,
+            writable=writable,
         )
     except CraError as exc:
         raise _StepFailed(str(exc), None) from exc
@@ -83,7 +90,8 @@ def _sandbox(ctx: PackageContext, argv: list[str], cwd: Path, env: dict[str, str
 def _install_repo(ctx: PackageContext, python: Path, snapshot: Path) -> None:
     """Build and install the repository itself; its build backend is untrusted, so sandboxed."""
     argv = [uv.find_uv_bin(), *offline_install_args(ctx.packages, python), str(snapshot)]
-    result = _sandbox(ctx, argv, snapshot.parent, uv_settings(ctx.scratch))
+    settings = uv_settings(ctx.scratch)
+    result = _sandbox(ctx, argv, snapshot.parent, settings, (Path(settings["UV_CACHE_DIR"]),))
     if result.timed_out or result.returncode != 0:
         why = _why(result, "uv", ctx)
         detail = _with_tail(f"installing the repository (install_repo) {why}", result, snapshot)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from engine.corpus import remove_tree
-from engine.durable import fsync_dir, fsync_tree
+from engine.durable import fsync_dir, sync_filesystem
 from engine.harness.package import CorpusPackage, HarnessError
 from engine.manifest import MANIFEST_FILE
 from engine.uvtool import UvStepError, build_offline_venv
@@ -70,7 +70,7 @@ def ensure_env(ws: Workspace, package: CorpusPackage) -> TaskEnv:
         staging.mkdir()
         try:
             _build(package, staging, envs)
-            fsync_tree(staging)
+            sync_filesystem(staging)
             staging.rename(final)
         except BaseException:
             if staging.exists():

@@ -28,7 +28,7 @@ from engine.harness.junit import JunitError, Outcome, read_junit
 from engine.harness.package import CorpusPackage, HarnessError, load_package
 from engine.harness.worktrees import checkout, overlay_files
 from engine.manifest import ManifestCommit
-from engine.sandbox import run_sandboxed
+from engine.sandbox import SandboxResult, run_sandboxed
 from engine.workspace import Workspace
 
 RUNS_DIR = "runs"
@@ -74,7 +74,8 @@ def task_name(package_digest: str, sha: str) -> str:
     return f"{package_digest[:12]}-{sha[:12]}"
 
 
-def _commit(package: CorpusPackage, sha: str) -> ManifestCommit:
+def find_commit(package: CorpusPackage, sha: str) -> ManifestCommit:
+    """The manifest's entry for `sha`."""
     for commit in package.manifest.commits:
         if commit.sha == sha:
             return commit
@@ -96,6 +97,46 @@ def _pytest_argv(env: TaskEnv, package: CorpusPackage, files: list[str], junit: 
     ]
 
 
+def run_tests(
+    ws: Workspace,
+    env: TaskEnv,
+    package: CorpusPackage,
+    tree: Path,
+    files: list[str],
+    run_dir: Path,
+) -> tuple[SandboxResult, dict[str, Outcome], str | None]:
+    """Run `files` once in `tree`, sandboxed; output and JUnit XML go to `run_dir`.
+
+    Returns how the run ended, each test's outcome, and why the JUnit report is unusable (None
+    when it is fine).
+    """
+    limits = ws.config.harness
+    env_vars = {"PYTHONDONTWRITEBYTECODE": "1"}
+    if not package.manifest.install_repo:
+        env_vars["PYTHONPATH"] = str(tree)
+    run_dir.mkdir(parents=True)
+    junit = run_dir / "junit.xml"
+    result = run_sandboxed(
+        _pytest_argv(env, package, files, junit),
+        tree,
+        timeout_s=limits.test_timeout_s,
+        memory_mb=limits.test_memory_mb,
+        env=env_vars,
+        extra_path=[env.bin_dir],
+        tmp_root=run_dir,
+        writable=[run_dir],
+    )
+    (run_dir / "output.txt").write_text(
+        f"$ exit {result.returncode} timed_out={result.timed_out}\n"
+        f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}\n",
+        encoding="utf-8",
+    )
+    try:
+        return result, read_junit(junit), None
+    except JunitError as exc:
+        return result, {}, str(exc)
+
+
 def _run_side(
     ws: Workspace,
     env: TaskEnv,
@@ -106,33 +147,11 @@ def _run_side(
     out: Path,
 ) -> list[SideRun]:
     """Run `files` in `tree` `flaky_runs` times; each run's output and JUnit XML go to `out`."""
-    limits = ws.config.harness
-    env_vars = {"PYTHONDONTWRITEBYTECODE": "1"}
-    if not package.manifest.install_repo:
-        env_vars["PYTHONPATH"] = str(tree)
     runs = []
-    for index in range(1, limits.flaky_runs + 1):
-        run_dir = out / f"{side}-{index}"
-        run_dir.mkdir(parents=True)
-        junit = run_dir / "junit.xml"
-        result = run_sandboxed(
-            _pytest_argv(env, package, files, junit),
-            tree,
-            timeout_s=limits.test_timeout_s,
-            memory_mb=limits.test_memory_mb,
-            env=env_vars,
-            extra_path=[env.bin_dir],
-            tmp_root=out,
+    for index in range(1, ws.config.harness.flaky_runs + 1):
+        result, outcomes, junit_error = run_tests(
+            ws, env, package, tree, files, out / f"{side}-{index}"
         )
-        (run_dir / "output.txt").write_text(
-            f"$ exit {result.returncode} timed_out={result.timed_out}\n"
-            f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}\n",
-            encoding="utf-8",
-        )
-        try:
-            outcomes, junit_error = read_junit(junit), None
-        except JunitError as exc:
-            outcomes, junit_error = {}, str(exc)
         runs.append(
             SideRun(
                 side=side,
@@ -215,7 +234,7 @@ def validate_task(ws: Workspace, package_digest: str, sha: str) -> TaskValidatio
             f"{package.root / 'manifest.json'}: install_repo is true; gold validation does not "
             "yet install the repository into a per-task environment"
         )
-    commit = _commit(package, sha)
+    commit = find_commit(package, sha)
     env = ensure_env(ws, package)
     task = task_name(package_digest, sha)
     out = ws.root / RUNS_DIR / task / "gold"

@@ -1,0 +1,200 @@
+"""Harness campaigns: many attempts over approved packages, run as a background job.
+
+A campaign is created with every attempt it will make, one row per (package, commit, pipeline,
+model, temperature, seed), all `pending`. Starting it spawns a job process
+(`engine.harness.campaign_job`), which starts the worker processes; a worker claims one pending
+attempt at a time in a transaction, so two workers never run the same attempt. The job survives
+the console closing. Restarting a campaign skips `done` attempts and redoes those a dead worker
+left `running`.
+
+Campaign status: pending → running → done | failed; `pause` lets running attempts finish and
+then stops (paused); `stop` kills the workers at once (stopped, running attempts redone on the
+next start); a job that vanished without saying so leaves the campaign `interrupted`.
+"""
+
+import json
+import sys
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from engine.errors import validation_lines
+from engine.harness.package import HarnessError, load_package
+from engine.harness.pipeline import PipelineName
+from engine.harness.task_validation import task_name
+from engine.jobs import job_alive, latest_job, spawn_job, terminate_job, utc_now
+from engine.workspace import Workspace
+
+JOB_KIND = "campaign"
+ACTIVE = ("running", "pausing", "stopping")
+STARTABLE = ("pending", "paused", "stopped", "interrupted", "failed")
+
+
+class CampaignSpec(BaseModel):
+    """What a campaign runs: packages (manifest digests), pipeline, model and the sweep."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    packages: list[str] = Field(min_length=1)
+    pipeline: PipelineName
+    model: str = Field(min_length=1)
+    temperatures: list[float] = Field(min_length=1)
+    seeds: list[int] = Field(min_length=1)
+    workers: int = Field(default=2, ge=1, le=64)
+
+    @field_validator("temperatures")
+    @classmethod
+    def _temperature_range(cls, values: list[float]) -> list[float]:
+        for value in values:
+            if not 0 <= value <= 2:
+                raise ValueError(f"temperature {value} is outside 0–2")
+        if len(set(values)) != len(values):
+            raise ValueError(f"temperatures repeat: {values}")
+        return values
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, values: list[int]) -> list[int]:
+        if len(set(values)) != len(values):
+            raise ValueError(f"seeds repeat: {values}")
+        return values
+
+
+def parse_spec(data: dict[str, Any]) -> CampaignSpec:
+    """A validated spec; a bad field is a HarnessError naming it."""
+    try:
+        return CampaignSpec.model_validate(data)
+    except ValidationError as exc:
+        raise HarnessError(validation_lines("campaign", exc)) from exc
+
+
+def create_campaign(ws: Workspace, spec: CampaignSpec, operator: str) -> int:
+    """Record the campaign and every attempt it will make; returns the campaign id."""
+    packages = [load_package(ws, digest) for digest in dict.fromkeys(spec.packages)]
+    now = utc_now()
+    with ws.db.conn:
+        campaign_id = (
+            ws.db["campaigns"]
+            .insert(
+                {
+                    "created_at": now,
+                    "created_by": operator,
+                    "spec_json": spec.model_dump_json(),
+                    "status": "pending",
+                    "reason": "",
+                    "updated_at": now,
+                }
+            )
+            .last_pk
+        )
+        rows = (
+            {
+                "campaign_id": campaign_id,
+                "package_digest": package.digest,
+                "package_name": package.manifest.name,
+                "sha": commit.sha,
+                "task": task_name(package.digest, commit.sha),
+                "pipeline": spec.pipeline,
+                "model": spec.model,
+                "temperature": temperature,
+                "seed": seed,
+                "state": "pending",
+            }
+            for package in packages
+            for commit in package.manifest.commits
+            for temperature in spec.temperatures
+            for seed in spec.seeds
+        )
+        ws.db["attempts"].insert_all(rows, batch_size=1000)
+    return campaign_id
+
+
+def campaign_row(ws: Workspace, campaign_id: int) -> dict[str, Any]:
+    rows = list(ws.db["campaigns"].rows_where("id = ?", [campaign_id]))
+    if not rows:
+        raise HarnessError(f"there is no campaign {campaign_id}")
+    return rows[0]
+
+
+def campaign_spec(row: dict[str, Any]) -> CampaignSpec:
+    return CampaignSpec.model_validate(json.loads(row["spec_json"]))
+
+
+def set_status(ws: Workspace, campaign_id: int, status: str, reason: str = "") -> None:
+    with ws.db.conn:
+        ws.db["campaigns"].update(
+            campaign_id, {"status": status, "reason": reason, "updated_at": utc_now()}
+        )
+
+
+def requeue_running(ws: Workspace, campaign_id: int) -> int:
+    """Put attempts left `running` by a dead worker back to `pending`; returns how many."""
+    with ws.db.conn:
+        cursor = ws.db.execute(
+            "UPDATE attempts SET state = 'pending', worker = NULL, pid = NULL, "
+            "started_at = NULL, reason = 'interrupted; redone on the next start' "
+            "WHERE campaign_id = ? AND state = 'running'",
+            [campaign_id],
+        )
+    return cursor.rowcount
+
+
+def _job_running(ws: Workspace, campaign_id: int) -> dict[str, Any] | None:
+    job = latest_job(ws, JOB_KIND, campaign_id)
+    if job is not None and job["status"] in ("starting", "running") and job_alive(job):
+        return job
+    return None
+
+
+def reconcile_campaigns(ws: Workspace) -> list[int]:
+    """Mark campaigns whose job died without a word as interrupted; returns their ids."""
+    found = []
+    for row in ws.db["campaigns"].rows_where("status IN (?, ?, ?)", list(ACTIVE)):
+        if _job_running(ws, row["id"]) is not None:
+            continue
+        job = latest_job(ws, JOB_KIND, row["id"])
+        if job is not None and job["status"] in ("starting", "running"):
+            with ws.db.conn:
+                ws.db["jobs"].update(
+                    job["id"],
+                    {"status": "killed", "ended_at": utc_now(), "reason": "process vanished"},
+                )
+        requeue_running(ws, row["id"])
+        pid = job["pid"] if job else None
+        set_status(ws, row["id"], "interrupted", f"its job (pid {pid}) ended without finishing")
+        found.append(row["id"])
+    return found
+
+
+def start_campaign(ws: Workspace, campaign_id: int) -> int:
+    """Start (or resume) the campaign's job; returns the job id."""
+    reconcile_campaigns(ws)
+    row = campaign_row(ws, campaign_id)
+    if row["status"] == "done":
+        raise HarnessError(f"campaign {campaign_id} is done; create a new one to run again")
+    if row["status"] not in STARTABLE:
+        raise HarnessError(f"campaign {campaign_id} is {row['status']}; it cannot start now")
+    requeue_running(ws, campaign_id)
+    set_status(ws, campaign_id, "running")
+    argv = [sys.executable, "-m", "engine.harness.campaign_job", str(ws.root), str(campaign_id)]
+    return spawn_job(ws, JOB_KIND, campaign_id, argv)
+
+
+def pause_campaign(ws: Workspace, campaign_id: int) -> None:
+    """Let running attempts finish, then stop claiming new ones."""
+    row = campaign_row(ws, campaign_id)
+    if row["status"] != "running":
+        raise HarnessError(f"campaign {campaign_id} is {row['status']}, not running")
+    set_status(ws, campaign_id, "pausing", "pausing after the running attempts")
+
+
+def stop_campaign(ws: Workspace, campaign_id: int) -> None:
+    """Stop now: the job kills its workers; running attempts are redone on the next start."""
+    row = campaign_row(ws, campaign_id)
+    if row["status"] not in ACTIVE:
+        raise HarnessError(f"campaign {campaign_id} is {row['status']}; nothing to stop")
+    set_status(ws, campaign_id, "stopping", "stopped by the operator")
+    job = _job_running(ws, campaign_id)
+    if job is None or not terminate_job(job):
+        requeue_running(ws, campaign_id)
+        set_status(ws, campaign_id, "stopped", "stopped by the operator")

@@ -1,0 +1,213 @@
+"""Campaigns as background jobs: gold runs to the end, resume after kill -9, pause and stop.
+
+Real processes throughout: the job and its workers are spawned as the console spawns them, the
+attempts run pytest in the sandbox, and the command pipeline is a real script that logs every
+call, so a resumed campaign can be checked for attempts run twice.
+"""
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from app.cli import cli
+from engine.harness.campaigns import (
+    CampaignSpec,
+    campaign_row,
+    create_campaign,
+    pause_campaign,
+    reconcile_campaigns,
+    start_campaign,
+    stop_campaign,
+)
+from engine.harness.package import HarnessError
+from engine.ingest import approve_package
+from engine.jobs import job_alive, latest_job
+from engine.workspace import Workspace
+
+# A planner that logs each call, sleeps, then answers with an edit that breaks nothing and fixes
+# nothing: every attempt of a usable task fails, slowly enough to be interrupted.
+SLOW_PLANNER = """\
+import json, sys, time
+task = json.load(sys.stdin)
+with open({log!r}, "a") as log:
+    log.write(f"{{task['task']}} {{task['temperature']}} {{task['seed']}}\\n")
+time.sleep({sleep})
+plan = {{"summary": "add notes", "parts": [{{"id": "p1", "title": "notes",
+        "steps": [{{"description": "write notes", "file": "NOTES.txt"}}]}}]}}
+print(json.dumps({{"plan": plan, "edits": [{{"path": "NOTES.txt", "replace": "notes\\n"}}]}}))
+"""
+
+
+def _workspace(root: Path, extra: str = "") -> Workspace:
+    root.mkdir(parents=True)
+    (root / "cra.toml").write_text(
+        f"[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\ntest_timeout_s = 60\n{extra}",
+        encoding="utf-8",
+    )
+    return Workspace.open(root)
+
+
+def _wait_status(ws: Workspace, campaign_id: int, wanted: set[str], limit_s: float = 180) -> str:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        reconcile_campaigns(ws)
+        status = campaign_row(ws, campaign_id)["status"]
+        if status in wanted:
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"campaign {campaign_id} never reached {wanted}")
+
+
+def _attempts(ws: Workspace, campaign_id: int) -> list[dict]:
+    return list(ws.db["attempts"].rows_where("campaign_id = ?", [campaign_id], order_by="id"))
+
+
+def test_a_gold_campaign_resolves_every_usable_task(tmp_path: Path, valid_package: Path) -> None:
+    ws = _workspace(tmp_path / "ws")
+    approve_package(ws, valid_package)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "--workspace",
+            str(ws.root),
+            "harness",
+            "run",
+            "textkit",
+            "--pipeline",
+            "gold",
+            "--temperatures",
+            "0",
+            "--workers",
+            "2",
+            "--wait",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "campaign 1 done" in result.output
+    rows = _attempts(ws, 1)
+    outcomes = {row["outcome"] for row in rows}
+    assert outcomes <= {"resolved", "unusable"} and "resolved" in outcomes
+    assert {row["state"] for row in rows} == {"done"}
+    for row in rows:
+        if row["outcome"] != "resolved":
+            continue
+        assert row["f2p_passed"] == row["f2p_total"] > 0
+        assert row["file_recall"] == row["file_precision"] == 1.0
+        folder = ws.root / row["artifacts"]
+        assert "\n+++ b/textkit/" in (folder / "patch.diff").read_text()
+        assert json.loads((folder / "report.json").read_text())["outcome"] == "resolved"
+        assert json.loads(row["plan_json"])["parts"]
+    assert {row["worker"] for row in rows} <= {1, 2}
+    assert latest_job(ws, "campaign", 1)["status"] == "exited"
+
+
+def _slow_command_workspace(tmp_path: Path, valid_package: Path, sleep: float) -> Workspace:
+    log = tmp_path / "planner-calls.log"
+    script = tmp_path / "planner.py"
+    script.write_text(SLOW_PLANNER.format(log=str(log), sleep=sleep), encoding="utf-8")
+    argv = json.dumps([sys.executable, str(script)])
+    ws = _workspace(tmp_path / "ws", f"[harness.command]\nargv = {argv}\n")
+    approve_package(ws, valid_package)
+    return ws
+
+
+def _command_campaign(ws: Workspace, workers: int = 1) -> int:
+    digest = ws.db.execute("SELECT digest FROM packages").fetchone()[0]
+    spec = CampaignSpec(
+        packages=[digest],
+        pipeline="command",
+        model="agent",
+        temperatures=[0.3, 0.9],
+        seeds=[1],
+        workers=workers,
+    )
+    return create_campaign(ws, spec, "tester")
+
+
+def _wait_running_attempt(ws: Workspace, campaign_id: int, done_at_least: int) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        states = [row["state"] for row in _attempts(ws, campaign_id)]
+        if states.count("done") >= done_at_least and "running" in states:
+            return
+        time.sleep(0.1)
+    raise AssertionError("no attempt started running")
+
+
+def test_a_campaign_killed_with_sigkill_resumes_without_redoing_finished_attempts(
+    tmp_path: Path, valid_package: Path
+) -> None:
+    ws = _slow_command_workspace(tmp_path, valid_package, sleep=1.5)
+    campaign_id = _command_campaign(ws)
+    start_campaign(ws, campaign_id)
+    _wait_running_attempt(ws, campaign_id, done_at_least=1)
+    job = latest_job(ws, "campaign", campaign_id)
+    os.kill(job["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while job_alive(job) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert reconcile_campaigns(ws) == [campaign_id]
+    row = campaign_row(ws, campaign_id)
+    assert row["status"] == "interrupted" and f"pid {job['pid']}" in row["reason"]
+    finished_before = {
+        r["id"]: r["finished_at"] for r in _attempts(ws, campaign_id) if r["state"] == "done"
+    }
+    assert finished_before
+    assert "running" not in {r["state"] for r in _attempts(ws, campaign_id)}
+
+    start_campaign(ws, campaign_id)
+    assert _wait_status(ws, campaign_id, {"done", "failed"}) == "done"
+    rows = _attempts(ws, campaign_id)
+    assert {r["state"] for r in rows} == {"done"}
+    for attempt_id, finished in finished_before.items():
+        assert next(r for r in rows if r["id"] == attempt_id)["finished_at"] == finished
+    calls = (tmp_path / "planner-calls.log").read_text().splitlines()
+    planned = [r for r in rows if r["outcome"] != "unusable"]
+    assert len(calls) == len(planned) + 1  # only the interrupted attempt was planned twice
+    assert {r["outcome"] for r in planned} == {"failed"}
+
+
+def test_pause_lets_running_attempts_finish_and_stop_requeues_them(
+    tmp_path: Path, valid_package: Path
+) -> None:
+    ws = _slow_command_workspace(tmp_path, valid_package, sleep=1.0)
+    campaign_id = _command_campaign(ws)
+    start_campaign(ws, campaign_id)
+    _wait_running_attempt(ws, campaign_id, done_at_least=0)
+    pause_campaign(ws, campaign_id)
+    assert _wait_status(ws, campaign_id, {"paused", "failed"}) == "paused"
+    states = [r["state"] for r in _attempts(ws, campaign_id)]
+    assert "running" not in states and "pending" in states and "done" in states
+    with pytest.raises(HarnessError, match="paused, not running"):
+        pause_campaign(ws, campaign_id)
+
+    start_campaign(ws, campaign_id)
+    _wait_running_attempt(ws, campaign_id, done_at_least=0)
+    stop_campaign(ws, campaign_id)
+    assert _wait_status(ws, campaign_id, {"stopped", "failed"}) == "stopped"
+    states = [r["state"] for r in _attempts(ws, campaign_id)]
+    assert "running" not in states
+    assert not job_alive(latest_job(ws, "campaign", campaign_id))
+    with pytest.raises(HarnessError, match="nothing to stop"):
+        stop_campaign(ws, campaign_id)
+
+
+def test_a_bad_campaign_request_is_a_clear_error(tmp_path: Path, valid_package: Path) -> None:
+    ws = _workspace(tmp_path / "ws")
+    approve_package(ws, valid_package)
+    runner = CliRunner()
+    args = ["--workspace", str(ws.root), "harness", "run", "textkit"]
+    result = runner.invoke(cli, [*args, "--temperatures", "0.3,5"])
+    assert result.exit_code != 0
+    assert "temperature 5.0 is outside 0–2" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(cli, ["--workspace", str(ws.root), "harness", "run", "nosuch"])
+    assert "no approved package is named 'nosuch'" in result.output
+    with pytest.raises(HarnessError, match="there is no campaign 7"):
+        start_campaign(ws, 7)

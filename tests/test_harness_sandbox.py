@@ -1,0 +1,101 @@
+"""The harness's test runs are sandboxed: a hanging test is stopped, a network test cannot connect.
+
+A commit's own tests are what the harness runs, so the hostile behaviour is committed into the
+demo package's history and validated like any other task.
+"""
+
+import json
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from engine.demo.hostile import commit_files, edit_manifest
+from engine.demo.repo import demo_git
+from engine.harness.task_validation import validate_task
+from engine.ingest import approve_package
+from engine.workspace import Workspace
+
+SLEEPER = """\
+import time
+
+from textkit.slug import slugify
+
+
+def test_sleeps_forever():
+    while True:
+        time.sleep(1)
+"""
+
+CONNECTS = """\
+import socket
+
+
+def test_reaches_the_listener():
+    with socket.create_connection(("127.0.0.1", {port}), timeout=2):
+        pass
+"""
+
+
+def _commit_test(package: Path, name: str, text: str, subject: str) -> str:
+    parent = demo_git(package / "repo", "rev-parse", "HEAD")
+    sha = commit_files(package, {name: text}, subject)
+    entry = {
+        "sha": sha,
+        "parent": parent,
+        "date": "2024-04-01T10:00:00Z",
+        "subject": subject,
+        "files_changed": 1,
+        "lines_added": text.count("\n"),
+        "lines_deleted": 0,
+        "planning_type": "test_plan",
+        "test_files": [name],
+    }
+    edit_manifest(package, lambda data: data["commits"].append(entry))
+    return sha
+
+
+@pytest.fixture
+def listener():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    yield server.getsockname()[1]
+    server.close()
+
+
+def test_a_hanging_test_is_stopped_and_a_connecting_test_fails(
+    tmp_path: Path, _package_template: Path, listener: int
+) -> None:
+    package = tmp_path / "drive" / "textkit"
+    shutil.copytree(_package_template, package, symlinks=True)
+    sleeper = _commit_test(package, "tests/test_sleeper.py", SLEEPER, "Add a test that hangs")
+    connects = _commit_test(
+        package,
+        "tests/test_connects.py",
+        CONNECTS.format(port=listener),
+        "Add a test that needs the network",
+    )
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "cra.toml").write_text(
+        "[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\ntest_timeout_s = 3\n",
+        encoding="utf-8",
+    )
+    ws = Workspace.open(root)
+    digest = approve_package(ws, package).digest
+
+    hung = validate_task(ws, digest, sleeper)
+    assert hung.status == "unusable"
+    assert hung.reason == "the tests at the commit ran past the time limit of 3s (test_timeout_s)"
+    assert all(run.timed_out and run.duration_s < 10 for run in hung.runs)
+
+    offline = validate_task(ws, digest, connects)
+    assert offline.status == "unusable"
+    assert offline.reason == "none of its tests passes at the commit"
+    [after] = [run for run in offline.runs if run.side == "after"]
+    assert after.outcomes == {"tests/test_connects.py::test_reaches_the_listener": "failed"}
+    output = (offline.artifacts / "after-1" / "output.txt").read_text()
+    assert "Network is unreachable" in output
+    assert json.loads((offline.artifacts / "report.json").read_text())["status"] == "unusable"
