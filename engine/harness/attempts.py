@@ -40,7 +40,14 @@ from engine.harness.package import CorpusPackage, HarnessError, load_package
 from engine.harness.pipeline import PipelineResult, PlannerTask
 from engine.harness.repo_index import build_index
 from engine.harness.retrieve import select_context
-from engine.harness.task_validation import RUNS_DIR, find_commit, run_tests, validate_task
+from engine.harness.task_validation import (
+    RUNS_DIR,
+    RepoInstallError,
+    find_commit,
+    install_tree,
+    run_tests,
+    validate_task,
+)
 from engine.harness.worktrees import checkout, overlay_files
 from engine.jobs import utc_now
 from engine.workspace import Workspace
@@ -226,8 +233,16 @@ def _attempt(
             )
         overlay_files(package.repo, commit.sha, list(commit.test_files), tree)
         on_stage("validate")
+        site = None
+        if package.manifest.install_repo:
+            try:
+                site = install_tree(ws, env, package, tree, out / "install")
+            except RepoInstallError as exc:
+                return run.record("failed", f"with the edits, {exc}")
         files = [f for f in commit.test_files if (tree / f).is_file()]
-        test_run, outcomes, junit_error = run_tests(ws, env, package, tree, files, out / "tests")
+        test_run, outcomes, junit_error = run_tests(
+            ws, env, package, tree, files, out / "tests", site
+        )
         run.test_s = test_run.duration_s
         if test_run.timed_out:
             limit = ws.config.harness.test_timeout_s

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+import uv
 from pydantic import BaseModel, ConfigDict
 
 from engine.corpus import remove_tree
@@ -29,6 +30,7 @@ from engine.harness.package import CorpusPackage, HarnessError, load_package
 from engine.harness.worktrees import checkout, overlay_files
 from engine.manifest import ManifestCommit
 from engine.sandbox import SandboxResult, run_sandboxed
+from engine.uvtool import offline_install_args, uv_reason, uv_settings
 from engine.workspace import Workspace
 
 RUNS_DIR = "runs"
@@ -97,6 +99,53 @@ def _pytest_argv(env: TaskEnv, package: CorpusPackage, files: list[str], junit: 
     ]
 
 
+class RepoInstallError(HarnessError):
+    """The repository (install_repo) does not build and install as the task has it."""
+
+
+def install_tree(
+    ws: Workspace, env: TaskEnv, package: CorpusPackage, tree: Path, dest: Path
+) -> Path:
+    """Build and install `tree` (the repository as the task has it) into `dest/site`.
+
+    For a package with `install_repo`: its build backend is untrusted code, so the build runs
+    sandboxed, offline, from the package's wheels, without dependencies (the shared environment
+    has them). Tests then find the installed copy first on PYTHONPATH; the shared environment
+    itself is never changed. Raises RepoInstallError, with uv's reason, when the build fails.
+    """
+    site = dest / "site"
+    cache = dest / "uv-cache"
+    site.mkdir(parents=True)
+    cache.mkdir()
+    limits = ws.config.harness
+    argv = [
+        uv.find_uv_bin(),
+        *offline_install_args(package.packages, env.python),
+        "--no-deps",
+        "--target",
+        str(site),
+        str(tree),
+    ]
+    result = run_sandboxed(
+        argv,
+        tree,
+        timeout_s=limits.test_timeout_s,
+        memory_mb=limits.test_memory_mb,
+        env={**uv_settings(dest), "UV_CACHE_DIR": str(cache)},
+        tmp_root=dest,
+        writable=[site, cache],
+    )
+    (dest / "install-output.txt").write_text(result.stdout + result.stderr, encoding="utf-8")
+    if result.timed_out:
+        raise RepoInstallError(
+            "installing the repository ran past the time limit of "
+            f"{limits.test_timeout_s:g}s (test_timeout_s)"
+        )
+    if result.returncode != 0:
+        raise RepoInstallError(f"installing the repository failed: {uv_reason(result.stderr)}")
+    return site
+
+
 def run_tests(
     ws: Workspace,
     env: TaskEnv,
@@ -104,16 +153,16 @@ def run_tests(
     tree: Path,
     files: list[str],
     run_dir: Path,
+    site: Path | None = None,
 ) -> tuple[SandboxResult, dict[str, Outcome], str | None]:
     """Run `files` once in `tree`, sandboxed; output and JUnit XML go to `run_dir`.
 
-    Returns how the run ended, each test's outcome, and why the JUnit report is unusable (None
-    when it is fine).
+    `site` is where `install_tree` installed the repository (install_repo packages); without
+    it the tree itself is put on PYTHONPATH. Returns how the run ended, each test's outcome,
+    and why the JUnit report is unusable (None when it is fine).
     """
     limits = ws.config.harness
-    env_vars = {"PYTHONDONTWRITEBYTECODE": "1"}
-    if not package.manifest.install_repo:
-        env_vars["PYTHONPATH"] = str(tree)
+    env_vars = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(site or tree)}
     run_dir.mkdir(parents=True)
     junit = run_dir / "junit.xml"
     result = run_sandboxed(
@@ -147,10 +196,13 @@ def _run_side(
     out: Path,
 ) -> list[SideRun]:
     """Run `files` in `tree` `flaky_runs` times; each run's output and JUnit XML go to `out`."""
+    site = None
+    if package.manifest.install_repo:
+        site = install_tree(ws, env, package, tree, out / f"{side}-install")
     runs = []
     for index in range(1, ws.config.harness.flaky_runs + 1):
         result, outcomes, junit_error = run_tests(
-            ws, env, package, tree, files, out / f"{side}-{index}"
+            ws, env, package, tree, files, out / f"{side}-{index}", site
         )
         runs.append(
             SideRun(
@@ -229,11 +281,6 @@ def _record(ws: Workspace, report: TaskValidation, report_path: Path) -> None:
 def validate_task(ws: Workspace, package_digest: str, sha: str) -> TaskValidation:
     """Validate commit `sha` of the approved package `package_digest`; record and return it."""
     package = load_package(ws, package_digest)
-    if package.manifest.install_repo:
-        raise HarnessError(
-            f"{package.root / 'manifest.json'}: install_repo is true; gold validation does not "
-            "yet install the repository into a per-task environment"
-        )
     commit = find_commit(package, sha)
     env = ensure_env(ws, package)
     task = task_name(package_digest, sha)
@@ -257,13 +304,17 @@ def validate_task(ws: Workspace, package_digest: str, sha: str) -> TaskValidatio
     before: list[SideRun] = []
     after: list[SideRun] = []
     if files:
-        with checkout(package.repo, sha, out) as tree:
-            at_commit = [f for f in files if (tree / f).is_file()]
-            after = _run_side(ws, env, package, "after", tree, at_commit, out)
-        with checkout(package.repo, commit.parent, out) as tree:
-            overlay_files(package.repo, sha, files, tree)
-            before = _run_side(ws, env, package, "before", tree, at_commit, out)
-        f2p, p2p, flaky, why = _classify(before, after, ws.config.harness.test_timeout_s)
+        try:
+            with checkout(package.repo, sha, out) as tree:
+                at_commit = [f for f in files if (tree / f).is_file()]
+                after = _run_side(ws, env, package, "after", tree, at_commit, out)
+            with checkout(package.repo, commit.parent, out) as tree:
+                overlay_files(package.repo, sha, files, tree)
+                before = _run_side(ws, env, package, "before", tree, at_commit, out)
+            f2p, p2p, flaky, why = _classify(before, after, ws.config.harness.test_timeout_s)
+        except RepoInstallError as exc:
+            side = "at the commit" if not after else "at the parent"
+            f2p, p2p, flaky, why = [], [], [], f"{side}: {exc}"
     else:
         f2p, p2p, flaky, why = [], [], [], "the commit touches no test files"
     report = TaskValidation(

@@ -1,0 +1,111 @@
+"""Packages with `install_repo`: each side's tree is built (sandboxed) and installed, then tested.
+
+The demo package gets a tiny PEP 517 backend shipped as a wheel, then commits made on top of
+it, so the parent and the commit of each new task both build with that backend.
+"""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from test_dry_run import BACKEND, add_build_backend
+
+from engine.demo.hostile import commit_files, edit_manifest
+from engine.demo.repo import demo_git
+from engine.harness.attempts import run_attempt
+from engine.harness.campaigns import CampaignSpec, create_campaign
+from engine.harness.task_validation import validate_task
+from engine.ingest import approve_package
+from engine.workspace import Workspace
+
+SHOUT = 'def shout(text: str) -> str:\n    return text.upper() + "!"\n'
+TEST_SHOUT = (
+    "from textkit.shout import shout\n\n\ndef test_shout():\n    assert shout('hi') == 'HI!'\n"
+)
+
+
+def _add_commit(package: Path, files: dict[str, str], subject: str, tests: list[str]) -> str:
+    parent = demo_git(package / "repo", "rev-parse", "HEAD")
+    sha = commit_files(package, files, subject)
+    entry = {
+        "sha": sha,
+        "parent": parent,
+        "date": "2024-04-02T10:00:00Z",
+        "subject": subject,
+        "files_changed": len(files),
+        "lines_added": 6,
+        "lines_deleted": 0,
+        "planning_type": "step_plan",
+        "test_files": tests,
+    }
+    edit_manifest(package, lambda data: data["commits"].append(entry))
+    return sha
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory, _package_template: Path):
+    root = tmp_path_factory.mktemp("install-repo")
+    package = root / "drive" / "textkit"
+    shutil.copytree(_package_template, package, symlinks=True)
+    add_build_backend(package, BACKEND)
+    shout = _add_commit(
+        package,
+        {"textkit/shout.py": SHOUT, "tests/test_shout.py": TEST_SHOUT},
+        "Add shout",
+        ["tests/test_shout.py"],
+    )
+    pyproject = (package / "repo" / "pyproject.toml").read_text(encoding="utf-8")
+    broken = _add_commit(
+        package,
+        {
+            "pyproject.toml": pyproject.replace('"mini_backend"', '"missing_backend"'),
+            "tests/test_shout.py": TEST_SHOUT + "\n\ndef test_more():\n    assert True\n",
+        },
+        "Switch to a backend that is not shipped",
+        ["tests/test_shout.py"],
+    )
+    commit_files(package, {"pyproject.toml": pyproject}, "Build with mini-backend again")
+    ws_root = root / "ws"
+    ws_root.mkdir()
+    (ws_root / "cra.toml").write_text("[harness]\nflaky_runs = 1\n", encoding="utf-8")
+    ws = Workspace.open(ws_root)
+    digest = approve_package(ws, package).digest
+    return ws, digest, shout, broken
+
+
+def test_the_tree_is_installed_for_each_side(installed) -> None:
+    ws, digest, shout, _ = installed
+    report = validate_task(ws, digest, shout)
+    assert report.status == "usable", report.reason
+    assert report.fail_to_pass == ["tests/test_shout.py::test_shout"]
+    for side in ("before", "after"):
+        site = report.artifacts / f"{side}-install" / "site"
+        assert (site / "textkit-0.1.0.dist-info" / "METADATA").is_file()
+    assert (report.artifacts / "after-install" / "site" / "textkit" / "shout.py").is_file()
+    assert not (report.artifacts / "before-install" / "site" / "textkit" / "shout.py").exists()
+
+
+def test_a_tree_that_does_not_build_makes_the_task_unusable(installed) -> None:
+    ws, digest, _, broken = installed
+    report = validate_task(ws, digest, broken)
+    assert report.status == "unusable"
+    assert report.reason.startswith("at the commit: installing the repository failed: ")
+    assert (
+        "missing_backend" in (report.artifacts / "after-install" / "install-output.txt").read_text()
+    )
+
+
+def test_a_gold_attempt_resolves_an_installed_package(installed) -> None:
+    ws, digest, shout, _ = installed
+    spec = CampaignSpec(
+        packages=[digest], pipeline="gold", model="gold", temperatures=[0.0], seeds=[1]
+    )
+    campaign_id = create_campaign(ws, spec, "tester")
+    [row] = ws.db["attempts"].rows_where("campaign_id = ? AND sha = ?", [campaign_id, shout])
+    record = run_attempt(ws, row, lambda stage: None)
+    assert (record.outcome, record.reason) == (
+        "resolved",
+        "1/1 failing-to-passing, 0/0 passing-to-passing",
+    )
+    site = ws.root / row["task"].join(["runs/", "/attempts/"]) / str(row["id"])
+    assert (site / "install" / "site" / "textkit" / "shout.py").is_file()
