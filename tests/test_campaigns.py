@@ -140,13 +140,28 @@ def _wait_running_attempt(ws: Workspace, campaign_id: int, done_at_least: int) -
     raise AssertionError("no attempt started running")
 
 
+def _wait_planning(ws: Workspace, campaign_id: int, log: Path) -> None:
+    """Until a running attempt, after at least one finished one, has called the planner."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        rows = _attempts(ws, campaign_id)
+        calls = set(log.read_text().splitlines()) if log.exists() else set()
+        running = [r for r in rows if r["state"] == "running"]
+        if any(r["state"] == "done" for r in rows) and any(
+            f"{r['task']} {r['temperature']} {r['seed']}" in calls for r in running
+        ):
+            return
+        time.sleep(0.05)
+    raise AssertionError("no running attempt reached the planner")
+
+
 def test_a_campaign_killed_with_sigkill_resumes_without_redoing_finished_attempts(
     tmp_path: Path, valid_package: Path
 ) -> None:
     ws = _slow_command_workspace(tmp_path, valid_package, sleep=1.5)
     campaign_id = _command_campaign(ws)
     start_campaign(ws, campaign_id)
-    _wait_running_attempt(ws, campaign_id, done_at_least=1)
+    _wait_planning(ws, campaign_id, tmp_path / "planner-calls.log")
     job = latest_job(ws, "campaign", campaign_id)
     os.kill(job["pid"], signal.SIGKILL)
     deadline = time.monotonic() + 10

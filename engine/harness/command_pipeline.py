@@ -5,11 +5,14 @@
 accepts. Its environment holds only PATH, HOME and LANG from the console's, plus `CRA_TASK`, the
 task id. The command is trusted (it is the operator's), so it is not sandboxed, but it must not
 hang the harness: it runs in its own session, and past `harness.command.timeout_s`, or once it
-has answered, its whole process group is killed. A failed start, a nonzero exit, a time limit
+has answered, its whole process group is killed; it is also killed when the worker process that
+started it dies (PR_SET_PDEATHSIG, set between fork and exec: harness workers are
+single-threaded processes, where `preexec_fn` is safe). A failed start, a nonzero exit, a time limit
 or a malformed answer is a `PipelineResult` with the error (and the tail of stderr) and stdout
 kept as the raw answer.
 """
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -21,6 +24,7 @@ from engine.harness.prompt import MalformedOutput, parse_output
 
 INHERITED_ENV = ("PATH", "HOME", "LANG")
 STDERR_TAIL_CHARS = 2000
+_PR_SET_PDEATHSIG = 1
 DRAIN_TIMEOUT_S = 5.0
 
 
@@ -42,6 +46,7 @@ def propose_command(config: CommandPipelineConfig, task: PlannerTask) -> Pipelin
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     except OSError as exc:
         return PipelineResult(
@@ -57,6 +62,10 @@ def propose_command(config: CommandPipelineConfig, task: PlannerTask) -> Pipelin
     finally:
         _kill_group(proc.pid)
     return _result(proc.returncode, timed_out, config.timeout_s, stdout, stderr)
+
+
+def _die_with_parent() -> None:
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def _kill_group(pgid: int) -> None:
