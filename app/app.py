@@ -16,6 +16,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from engine.workspace import Workspace
 from screens import PaneScreen
+from screens.harness import HarnessScreen
 from screens.help import HelpScreen, binding_sections
 from screens.ingest import IngestScreen
 
@@ -32,6 +33,7 @@ class Pane:
 
 PANES: list[Pane] = [
     Pane("1", "ingest", "Ingest", lambda app: IngestScreen(app.workspace, app.usb_dirs)),
+    Pane("2", "harness", "Harness", lambda app: HarnessScreen(app.workspace)),
 ]
 
 

@@ -176,10 +176,18 @@ def _m003_campaigns(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m004_attempt_indexes(db: sqlite_utils.Database) -> None:
+    # The Harness pane's progress, filtered list and id-ordered pages at 100,000 attempts.
+    db["attempts"].create_index(["campaign_id", "package_digest", "state", "outcome"])
+    db["attempts"].create_index(["campaign_id", "outcome"])
+    db["attempts"].create_index(["campaign_id"])
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "ingest: packages, package files, decisions", _m001_ingest),
     (2, "harness: validated tasks", _m002_tasks),
     (3, "harness: jobs, campaigns, attempts, worker stages", _m003_campaigns),
+    (4, "harness: attempt indexes for the pane", _m004_attempt_indexes),
 ]
 
 
