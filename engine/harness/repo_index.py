@@ -197,7 +197,7 @@ def _imports(path: str, module: ast.Module, modules: dict[str, str]) -> list[Imp
             )
             continue
         names = [alias.name for alias in node.names]
-        base = _from_base(package, node)
+        base = from_base(package, node)
         if base is None:
             spelled = "." * node.level + (node.module or "")
             found.append(Import(line=node.lineno, module=spelled, names=names, files=[]))
@@ -210,7 +210,7 @@ def _imports(path: str, module: ast.Module, modules: dict[str, str]) -> list[Imp
     return found
 
 
-def _from_base(package: list[str], node: ast.ImportFrom) -> str | None:
+def from_base(package: list[str], node: ast.ImportFrom) -> str | None:
     """The absolute module `from ... import` reads from, or None when it climbs above the root."""
     if node.level == 0:
         return node.module or ""
