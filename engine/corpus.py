@@ -6,7 +6,6 @@ either nothing or a whole package. Staging leftovers are removed by the next app
 `corpus/.lock` so that two approvals never clear each other's staging folders.
 """
 
-import fcntl
 import hashlib
 import os
 import secrets
@@ -22,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from engine.durable import fsync_dir, fsync_tree
 from engine.errors import IngestError
+from engine.locks import exclusive_lock
 from engine.manifest import MANIFEST_FILE, ManifestV1
 from engine.repo_rebuild import rebuild_repo
 
@@ -60,12 +60,8 @@ def folder_name(name: str, digest: str) -> str:
 @contextmanager
 def corpus_lock(corpus_dir: Path) -> Iterator[None]:
     """Hold the corpus lock for the block; the kernel releases it if the process dies."""
-    fd = os.open(corpus_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with exclusive_lock(corpus_dir / LOCK_FILE):
         yield
-    finally:
-        os.close(fd)
 
 
 def remove_tree(path: Path) -> None:

@@ -12,11 +12,11 @@ import os
 import signal
 import subprocess
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from engine.errors import CraError
+from engine.timestamps import utc_now
 from engine.workspace import Workspace
 
 JOB_ID_ENV = "CRA_JOB_ID"
@@ -24,10 +24,6 @@ JOB_ID_ENV = "CRA_JOB_ID"
 
 class JobError(CraError):
     """A job cannot be started or signalled."""
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def process_start_time(pid: int) -> int | None:

@@ -45,7 +45,6 @@ import math
 import os
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -58,6 +57,7 @@ from typing import NamedTuple
 from pydantic import BaseModel, ConfigDict
 
 from engine.errors import CraError
+from engine.processes import kill_group
 
 OUTPUT_TAIL_BYTES = 64 * 1024
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -234,13 +234,6 @@ class _TailReader(threading.Thread):
         return self._tail.decode("utf-8", "replace")
 
 
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-
-
 def _launch(
     tools: _Tools,
     argv: Sequence[str],
@@ -297,7 +290,7 @@ def _wait(proc: subprocess.Popen[bytes], timeout_s: float, started: float) -> Sa
         reader.start()
     timed_out = not _exits_within(proc, timeout_s)
     if timed_out:
-        _kill_group(proc.pid)
+        kill_group(proc.pid)
     proc.wait()
     duration = time.monotonic() - started
     for reader in readers:

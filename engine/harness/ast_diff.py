@@ -236,7 +236,7 @@ def _imported_modules(path: str, source: str) -> set[str]:
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            base = _from_base(package, node)
+            base = from_base(package, node)
             if base is None:
                 continue
             names.add(base)
@@ -244,9 +244,10 @@ def _imported_modules(path: str, source: str) -> set[str]:
     return names
 
 
-def _from_base(package: list[str], node: ast.ImportFrom) -> str | None:
+def from_base(package: list[str], node: ast.ImportFrom) -> str | None:
+    """The absolute module `from ... import` reads from, or None when it climbs above the root."""
     if node.level == 0:
-        return node.module
+        return node.module or ""
     if node.level - 1 > len(package):
         return None
     anchor = package[: len(package) - (node.level - 1)]

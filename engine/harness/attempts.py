@@ -16,9 +16,7 @@ report.json. The attempt's row is updated in one transaction at the end.
 """
 
 import difflib
-import fcntl
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -49,7 +47,8 @@ from engine.harness.task_validation import (
     validate_task,
 )
 from engine.harness.worktrees import checkout, overlay_files
-from engine.jobs import utc_now
+from engine.locks import exclusive_lock
+from engine.timestamps import utc_now
 from engine.workspace import Workspace
 
 StageCallback = Callable[[str], None]
@@ -78,12 +77,8 @@ class AttemptRecord(BaseModel):
 def _task_lock(ws: Workspace, task: str) -> Iterator[None]:
     locks = ws.root / RUNS_DIR / ".locks"
     locks.mkdir(parents=True, exist_ok=True)
-    fd = os.open(locks / f"{task}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with exclusive_lock(locks / f"{task}.lock"):
         yield
-    finally:
-        os.close(fd)
 
 
 def validated_task(ws: Workspace, package_digest: str, sha: str, task: str) -> dict[str, Any]:

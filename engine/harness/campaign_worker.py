@@ -6,25 +6,20 @@ running on. A claim is one `BEGIN IMMEDIATE` transaction, so no two workers take
 attempt. Between attempts it stops when the campaign is no longer `running` (paused, stopping).
 """
 
-import ctypes
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from engine.harness.attempts import run_attempt
 from engine.harness.campaigns import campaign_row
-from engine.jobs import utc_now
+from engine.processes import die_with_parent
+from engine.timestamps import utc_now
 from engine.workspace import Workspace
-
-_PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent(parent: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    die_with_parent()
     if os.getppid() != parent:
         os._exit(1)
 

@@ -22,7 +22,8 @@ from engine.errors import validation_lines
 from engine.harness.package import HarnessError, load_package
 from engine.harness.pipeline import PipelineName
 from engine.harness.task_validation import task_name
-from engine.jobs import job_alive, latest_job, spawn_job, terminate_job, utc_now
+from engine.jobs import job_alive, latest_job, spawn_job, terminate_job
+from engine.timestamps import utc_now
 from engine.workspace import Workspace
 
 JOB_KIND = "campaign"

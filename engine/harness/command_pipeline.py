@@ -12,19 +12,17 @@ or a malformed answer is a `PipelineResult` with the error (and the tail of stde
 kept as the raw answer.
 """
 
-import ctypes
 import os
-import signal
 import subprocess
 
 from engine.config import CommandPipelineConfig
 from engine.harness.package import HarnessError
 from engine.harness.pipeline import PipelineResult, PlannerTask
 from engine.harness.prompt import MalformedOutput, parse_output
+from engine.processes import die_with_parent, kill_group
 
 INHERITED_ENV = ("PATH", "HOME", "LANG")
 STDERR_TAIL_CHARS = 2000
-_PR_SET_PDEATHSIG = 1
 DRAIN_TIMEOUT_S = 5.0
 
 
@@ -46,7 +44,7 @@ def propose_command(config: CommandPipelineConfig, task: PlannerTask) -> Pipelin
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
     except OSError as exc:
         return PipelineResult(
@@ -56,23 +54,12 @@ def propose_command(config: CommandPipelineConfig, task: PlannerTask) -> Pipelin
         stdout, stderr = proc.communicate(task.model_dump_json().encode("utf-8"), config.timeout_s)
         timed_out = False
     except subprocess.TimeoutExpired:
-        _kill_group(proc.pid)
+        kill_group(proc.pid)
         stdout, stderr = _drain(proc)
         timed_out = True
     finally:
-        _kill_group(proc.pid)
+        kill_group(proc.pid)
     return _result(proc.returncode, timed_out, config.timeout_s, stdout, stderr)
-
-
-def _die_with_parent() -> None:
-    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
 
 
 def _drain(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:

@@ -7,21 +7,18 @@ per-key lock keeps two builders of one key apart. The venv is relocatable (`uv v
 --relocatable`) so the rename does not break it; tests run as `python -m pytest`.
 """
 
-import fcntl
 import hashlib
 import json
-import os
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from engine.corpus import remove_tree
 from engine.durable import fsync_dir, sync_filesystem
 from engine.harness.package import CorpusPackage, HarnessError
+from engine.locks import exclusive_lock
 from engine.manifest import MANIFEST_FILE
+from engine.timestamps import utc_now
 from engine.uvtool import UvStepError, build_offline_venv
 from engine.workspace import Workspace
 
@@ -61,7 +58,7 @@ def ensure_env(ws: Workspace, package: CorpusPackage) -> TaskEnv:
     (envs / STAGING_DIR).mkdir(parents=True, exist_ok=True)
     key = env_key(package)
     final = envs / key
-    with _key_lock(envs, key):
+    with exclusive_lock(envs / f".{key}.lock"):
         if (final / BUILD_FILE).is_file():
             return TaskEnv(key=key, path=final, built_now=False)
         for leftover in (envs / STAGING_DIR).glob(f"{key}-*"):
@@ -80,16 +77,6 @@ def ensure_env(ws: Workspace, package: CorpusPackage) -> TaskEnv:
     return TaskEnv(key=key, path=final, built_now=True)
 
 
-@contextmanager
-def _key_lock(envs: Path, key: str) -> Iterator[None]:
-    fd = os.open(envs / f".{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def _build(package: CorpusPackage, dest: Path, scratch: Path) -> None:
     """Build the venv under `dest/venv` and write `dest/build.json` last."""
     manifest = package.manifest
@@ -105,6 +92,6 @@ def _build(package: CorpusPackage, dest: Path, scratch: Path) -> None:
         "python_version": version,
         "interpreter": interpreter,
         "requirements": manifest.requirements,
-        "built_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "built_at": utc_now(),
     }
     (dest / BUILD_FILE).write_text(json.dumps(build, indent=2) + "\n", encoding="utf-8")

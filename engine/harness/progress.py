@@ -27,12 +27,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from engine.harness.campaigns import JOB_KIND, CampaignSpec, parse_spec
 from engine.harness.package import HarnessError
 from engine.harness.plan import Plan
+from engine.timestamps import TIME_FORMAT
 from engine.workspace import Workspace
 
 Outcome = Literal["resolved", "partial", "failed", "error", "unusable"]
 OUTCOMES: tuple[Outcome, ...] = ("resolved", "partial", "failed", "error", "unusable")
 Clock = Callable[[], datetime]
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 THROUGHPUT_WINDOW = timedelta(minutes=10)
 ARTIFACT_FILES = ("patch.diff", "output.txt", "raw.txt", "report.json")
 ARTIFACT_CAP_BYTES = 256 * 1024

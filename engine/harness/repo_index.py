@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from engine.harness.ast_diff import module_name
+from engine.harness.ast_diff import from_base, module_name
 from engine.harness.package import HarnessError
 
 SKIPPED_DIRS = frozenset({"__pycache__", ".venv", "build", "dist"})
@@ -208,16 +208,6 @@ def _imports(path: str, module: ast.Module, modules: dict[str, str]) -> list[Imp
         files.discard(path)
         found.append(Import(line=node.lineno, module=base, names=names, files=sorted(files)))
     return found
-
-
-def from_base(package: list[str], node: ast.ImportFrom) -> str | None:
-    """The absolute module `from ... import` reads from, or None when it climbs above the root."""
-    if node.level == 0:
-        return node.module or ""
-    if node.level - 1 > len(package):
-        return None
-    anchor = package[: len(package) - (node.level - 1)]
-    return ".".join([*anchor, *([node.module] if node.module else [])])
 
 
 def _files(name: str, modules: dict[str, str]) -> list[str]:

@@ -15,7 +15,6 @@ FAIL_TO_PASS is recorded as unusable, with the reason. Artifacts go to
 """
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +29,7 @@ from engine.harness.package import CorpusPackage, HarnessError, load_package
 from engine.harness.worktrees import checkout, overlay_files
 from engine.manifest import ManifestCommit
 from engine.sandbox import SandboxResult, run_sandboxed
+from engine.timestamps import utc_now
 from engine.uvtool import offline_install_args, uv_reason, uv_settings
 from engine.workspace import Workspace
 
@@ -271,7 +271,7 @@ def _record(ws: Workspace, report: TaskValidation, report_path: Path) -> None:
         "fail_to_pass": json.dumps(report.fail_to_pass),
         "pass_to_pass": json.dumps(report.pass_to_pass),
         "flaky": json.dumps(report.flaky),
-        "validated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "validated_at": utc_now(),
         "report_path": report_path.relative_to(ws.root).as_posix(),
     }
     with ws.db.conn:

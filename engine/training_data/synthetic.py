@@ -32,10 +32,10 @@ from pydantic import BaseModel, ConfigDict
 
 from engine.errors import CraError
 from engine.gitsafe import run_git
-from engine.harness.ast_diff import FileChange, commit_changes, module_name
+from engine.harness.ast_diff import FileChange, commit_changes, from_base, module_name
 from engine.harness.gold import gold_output
 from engine.harness.plan import PlannerOutput
-from engine.harness.repo_index import FileEntry, RepoIndex, build_index, from_base
+from engine.harness.repo_index import FileEntry, RepoIndex, build_index
 from engine.harness.retrieve import count_tokens
 from engine.harness.worktrees import checkout
 from engine.training_data.stages import BASE_MODEL, TOKEN_BUDGET, BaseModelKind, Stage
