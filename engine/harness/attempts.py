@@ -118,17 +118,28 @@ def _propose(
     raise HarnessError(f"attempt {attempt['id']}: unknown pipeline {pipeline!r}")
 
 
-def _unified_diff(before: Path, after: Path, paths: list[str]) -> str:
+def _texts(tree: Path, paths: set[str]) -> dict[str, str | None]:
+    """Each path's text in `tree`, None when it is not a regular file there."""
+    return {
+        rel: (tree / rel).read_text("utf-8", "replace")
+        if (tree / rel).is_file() and not (tree / rel).is_symlink()
+        else None
+        for rel in paths
+    }
+
+
+def _unified_diff(before: dict[str, str | None], after: Path, paths: list[str]) -> str:
+    """The edits as a unified diff: `before` holds the texts read before they were applied."""
     chunks = []
     for rel in sorted(set(paths)):
-        old = (before / rel).read_text("utf-8", "replace") if (before / rel).is_file() else ""
-        new = (after / rel).read_text("utf-8", "replace") if (after / rel).is_file() else ""
+        old = before[rel]
+        new = (after / rel).read_text("utf-8", "replace") if (after / rel).is_file() else None
         chunks.extend(
             difflib.unified_diff(
-                old.splitlines(keepends=True),
-                new.splitlines(keepends=True),
-                fromfile=f"a/{rel}" if (before / rel).is_file() else "/dev/null",
-                tofile=f"b/{rel}" if (after / rel).is_file() else "/dev/null",
+                (old or "").splitlines(keepends=True),
+                (new or "").splitlines(keepends=True),
+                fromfile=f"a/{rel}" if old is not None else "/dev/null",
+                tofile=f"b/{rel}" if new is not None else "/dev/null",
             )
         )
     return "".join(chunks)
@@ -218,14 +229,13 @@ def _attempt(
         changes = commit_changes(package.repo, commit.parent, commit.sha, set(commit.test_files))
         run.alignment = score_alignment(plan, changes, list(commit.test_files))
         on_stage("execute")
-        with checkout(package.repo, commit.parent, out) as pristine:
-            try:
-                changed = apply_edits(tree, list(result.output.edits))
-            except EditError as exc:
-                return run.record("failed", f"the edits do not apply: {exc}")
-            (out / "patch.diff").write_text(
-                _unified_diff(pristine, tree, changed), encoding="utf-8"
-            )
+        edits = list(result.output.edits)
+        before = _texts(tree, {edit.path for edit in edits})
+        try:
+            changed = apply_edits(tree, edits)
+        except EditError as exc:
+            return run.record("failed", f"the edits do not apply: {exc}")
+        (out / "patch.diff").write_text(_unified_diff(before, tree, changed), encoding="utf-8")
         overlay_files(package.repo, commit.sha, list(commit.test_files), tree)
         on_stage("validate")
         site = None
