@@ -3,7 +3,7 @@
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from engine.errors import ConfigError, validation_lines
 
@@ -63,6 +63,41 @@ class HarnessConfig(_Section):
     command: CommandPipelineConfig = Field(default_factory=CommandPipelineConfig)
 
 
+class TrainingDataConfig(_Section):
+    """How harness attempts become preference pairs and how much spot-checking gates a stage.
+
+    A failed attempt's plan whose alignment with the commit is at most `planning_alignment_max`
+    is a planning failure (a planning_dpo pair); at least `coding_alignment_min`, the plan was
+    sound and the code failed (an execute_code pair); in between, the pair would be mislabelled
+    either way and is not made (seed 004 §6.9).
+    """
+
+    planning_alignment_max: float = Field(default=0.5, ge=0, le=1)
+    coding_alignment_min: float = Field(default=0.8, ge=0, le=1)
+    review_sample_size: int = Field(default=15, ge=1, le=500)
+    review_max_reject_rate: float = Field(default=0.2, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _bands_do_not_overlap(self) -> "TrainingDataConfig":
+        if self.planning_alignment_max >= self.coding_alignment_min:
+            raise ValueError(
+                f"planning_alignment_max ({self.planning_alignment_max}) must be below "
+                f"coding_alignment_min ({self.coding_alignment_min})"
+            )
+        return self
+
+
+class CurationConfig(_Section):
+    """The rules `cra curate-data` applies (seed 004 §6.1, §9.1, §10)."""
+
+    near_duplicate_threshold: float = Field(default=0.9, gt=0, le=1)
+    max_domain_share: float = Field(default=0.2, gt=0, le=1)
+    eval_share: float = Field(default=0.1, ge=0, lt=1)
+    eval_repos: list[str] = Field(default_factory=list)
+    replay_share: float = Field(default=0.15, ge=0.1, le=0.2)
+    seed: int = 0
+
+
 class Config(_Section):
     """The whole workspace configuration."""
 
@@ -70,6 +105,8 @@ class Config(_Section):
     usb: UsbConfig = Field(default_factory=UsbConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     harness: HarnessConfig = Field(default_factory=HarnessConfig)
+    training_data: TrainingDataConfig = Field(default_factory=TrainingDataConfig)
+    curation: CurationConfig = Field(default_factory=CurationConfig)
 
 
 def load_config(path: Path) -> Config:

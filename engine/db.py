@@ -183,11 +183,208 @@ def _m004_attempt_indexes(db: sqlite_utils.Database) -> None:
     db["attempts"].create_index(["campaign_id"])
 
 
+def _append_only(db: sqlite_utils.Database, table: str) -> None:
+    for verb in ("UPDATE", "DELETE"):
+        db.execute(
+            f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
+        )
+
+
+def _m005_training_data(db: sqlite_utils.Database) -> None:
+    db["log_imports"].create(
+        {
+            "id": int,
+            "path": str,
+            "sha256": str,
+            "imported_at": str,
+            "imported_by": str,
+            "runs": int,
+            "calls": int,
+            "examples": int,
+            "skipped_json": str,
+        },
+        pk="id",
+        not_null={"path", "sha256", "imported_at"},
+    )
+    db["logged_runs"].create(
+        {
+            "task_id": str,
+            "import_id": int,
+            "repo_path": str,
+            "mode": str,
+            "stages": str,
+            "success": int,
+            "total_tokens": int,
+            "timestamp": str,
+        },
+        pk="task_id",
+        foreign_keys=[("import_id", "log_imports", "id")],
+        not_null={"import_id"},
+    )
+    db["logged_calls"].create(
+        {
+            "call_id": int,
+            "task_id": str,
+            "import_id": int,
+            "call_type": str,
+            "model": str,
+            "prompt_tokens": int,
+            "completion_tokens": int,
+            "latency_ms": int,
+            "timestamp": str,
+        },
+        pk="call_id",
+        foreign_keys=[("import_id", "log_imports", "id")],
+        not_null={"task_id", "import_id", "call_type"},
+    )
+    db["logged_calls"].create_index(["call_type"])
+    db["examples"].create(
+        {
+            "id": int,
+            "stage": str,
+            "base_model": str,
+            "kind": str,
+            "source": str,
+            "origin": str,
+            "repo": str,
+            "domain": str,
+            "task_key": str,
+            "task_date": str,
+            "package_digest": str,
+            "sha": str,
+            "chosen_attempt_id": int,
+            "rejected_attempt_id": int,
+            "log_import_id": int,
+            "log_call_id": int,
+            "alignment": float,
+            "prompt_json": str,
+            "chosen_json": str,
+            "rejected_json": str,
+            "prompt_tokens": int,
+            "completion_tokens": int,
+            "content_hash": str,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[
+            ("chosen_attempt_id", "attempts", "id"),
+            ("rejected_attempt_id", "attempts", "id"),
+            ("log_import_id", "log_imports", "id"),
+        ],
+        not_null={
+            "stage",
+            "base_model",
+            "kind",
+            "source",
+            "origin",
+            "repo",
+            "domain",
+            "task_key",
+            "task_date",
+            "prompt_json",
+            "chosen_json",
+            "content_hash",
+            "created_at",
+        },
+    )
+    db["examples"].create_index(
+        ["source", "task_key", "stage", "kind", "content_hash"], unique=True
+    )
+    db["examples"].create_index(["stage", "kind", "id"])
+    db["examples"].create_index(["stage", "source", "repo"])
+    db["examples"].create_index(["task_key"])
+    db["derivations"].create(
+        {
+            "package_digest": str,
+            "sha": str,
+            "derived_at": str,
+            "examples": int,
+            "pairs": int,
+            "skipped_json": str,
+        },
+        pk=("package_digest", "sha"),
+        not_null={"derived_at"},
+    )
+    db["review_rounds"].create(
+        {
+            "id": int,
+            "stage": str,
+            "requested": int,
+            "seed": int,
+            "drawn_at": str,
+            "drawn_by": str,
+        },
+        pk="id",
+        not_null={"stage", "requested", "seed", "drawn_at"},
+    )
+    db["review_items"].create(
+        {
+            "round_id": int,
+            "position": int,
+            "example_id": int,
+            "decision": str,
+            "note": str,
+            "decided_at": str,
+            "decided_by": str,
+        },
+        pk=("round_id", "position"),
+        foreign_keys=[("round_id", "review_rounds", "id"), ("example_id", "examples", "id")],
+        not_null={"example_id"},
+    )
+    db["review_items"].create_index(["round_id", "example_id"], unique=True)
+    db["review_items"].create_index(["example_id"])
+    db["training_plans"].create(
+        {"id": int, "created_at": str, "created_by": str, "path": str, "plan_json": str},
+        pk="id",
+        not_null={"created_at", "path", "plan_json"},
+    )
+    db["datasets"].create(
+        {
+            "id": str,
+            "stage": str,
+            "base_model": str,
+            "format": str,
+            "path": str,
+            "created_at": str,
+            "created_by": str,
+            "plan_id": int,
+            "review_round_id": int,
+            "train_count": int,
+            "eval_count": int,
+            "replay_count": int,
+            "manifest_sha256": str,
+            "manifest_json": str,
+        },
+        pk="id",
+        foreign_keys=[
+            ("plan_id", "training_plans", "id"),
+            ("review_round_id", "review_rounds", "id"),
+        ],
+        not_null={"stage", "base_model", "format", "path", "created_at", "manifest_sha256"},
+    )
+    db["datasets"].create_index(["stage", "base_model", "created_at"])
+    db["dataset_examples"].create(
+        {"dataset_id": str, "example_id": int, "split": str, "replay": int},
+        pk=("dataset_id", "example_id"),
+        foreign_keys=[("dataset_id", "datasets", "id"), ("example_id", "examples", "id")],
+        not_null={"split", "replay"},
+    )
+    db["dataset_examples"].create_index(["example_id"])
+    for table in ("datasets", "dataset_examples", "training_plans"):
+        _append_only(db, table)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "ingest: packages, package files, decisions", _m001_ingest),
     (2, "harness: validated tasks", _m002_tasks),
     (3, "harness: jobs, campaigns, attempts, worker stages", _m003_campaigns),
     (4, "harness: attempt indexes for the pane", _m004_attempt_indexes),
+    (
+        5,
+        "training data: examples and pairs, logged runs, review, plans, datasets",
+        _m005_training_data,
+    ),
 ]
 
 

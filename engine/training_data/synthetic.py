@@ -38,6 +38,7 @@ from engine.harness.plan import PlannerOutput
 from engine.harness.repo_index import FileEntry, RepoIndex, build_index
 from engine.harness.retrieve import count_tokens
 from engine.harness.worktrees import checkout
+from engine.training_data.items import Message
 from engine.training_data.stages import BASE_MODEL, TOKEN_BUDGET, BaseModelKind, Stage
 from engine.training_data.templates import render
 
@@ -65,13 +66,6 @@ class ExampleTooLong(SyntheticError):
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Message(_Model):
-    """One turn of a TRL conversational example."""
-
-    role: Literal["system", "user", "assistant"]
-    content: str
 
 
 class Example(_Model):

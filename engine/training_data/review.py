@@ -1,0 +1,280 @@
+"""The operator's spot-check: seeded samples per stage, decisions, and the gate on curation.
+
+Seed 004 §7.2 and §9.3: 10-20 items per stage per training round are inspected by hand. A round
+is a seeded sample of the stage's items not yet reviewed, stratified by source and repo so each
+kind of data is seen. Each item gets a decision: accept, reject (curation leaves it out), flip
+(a pair whose chosen and rejected are the wrong way round; curation swaps them) or skip (not
+decided yet). A stage may be curated only when its newest round is fully decided, its reject
+rate is within the configured limit, and no earlier dataset of the stage used that round.
+"""
+
+import random
+from collections import defaultdict
+from typing import Literal, get_args
+
+import sqlite_utils
+from pydantic import BaseModel, ConfigDict
+
+from engine.errors import CraError
+from engine.timestamps import utc_now
+from engine.training_data.stages import STAGES, Stage
+from engine.workspace import Workspace
+
+Decision = Literal["accept", "reject", "flip", "skip"]
+DECISIONS: tuple[Decision, ...] = get_args(Decision)
+DECIDED: tuple[Decision, ...] = ("accept", "reject", "flip")
+
+
+class ReviewError(CraError):
+    """A review request that cannot be carried out; the message says why."""
+
+
+class RoundSummary(BaseModel):
+    """One spot-check round and how far its review has got."""
+
+    model_config = ConfigDict(frozen=True)
+
+    round_id: int
+    stage: Stage
+    drawn_at: str
+    seed: int
+    total: int
+    accepted: int
+    rejected: int
+    flipped: int
+    skipped: int
+
+    @property
+    def decided(self) -> int:
+        return self.accepted + self.rejected + self.flipped
+
+    @property
+    def undecided(self) -> int:
+        return self.total - self.decided
+
+    @property
+    def reject_rate(self) -> float:
+        return self.rejected / self.decided if self.decided else 0.0
+
+
+class Gate(BaseModel):
+    """Whether a stage may be curated, and why not."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stage: Stage
+    ok: bool
+    reason: str
+    round_id: int | None
+
+
+def check_stage(stage: str) -> Stage:
+    """`stage` if it is a pipeline stage, else a clear error naming the stages."""
+    if stage not in STAGES:
+        raise ReviewError(f"unknown stage {stage!r}; the stages are {', '.join(STAGES)}")
+    return stage  # type: ignore[return-value]
+
+
+def draw_sample(ws: Workspace, stage: str, n: int, seed: int, operator: str | None = None) -> int:
+    """Draw round of up to `n` unreviewed items of `stage`; returns the round's id."""
+    stage = check_stage(stage)
+    if n < 1:
+        raise ReviewError(f"a sample needs at least one item, not {n}")
+    rows = ws.db.execute(
+        "SELECT id, source, repo FROM examples WHERE stage = ? AND id NOT IN "
+        "(SELECT example_id FROM review_items) ORDER BY id",
+        [stage],
+    ).fetchall()
+    if not rows:
+        raise ReviewError(
+            f"no unreviewed examples or pairs of stage {stage}: derive training data first "
+            "(`cra data build`) or import logged runs (`cra import-logs`)"
+        )
+    strata: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for item_id, source, repo in rows:
+        strata[(source, repo)].append(item_id)
+    rng = random.Random(seed)
+    picked: list[int] = []
+    for key, take in _allocate({key: len(ids) for key, ids in strata.items()}, n).items():
+        picked.extend(rng.sample(strata[key], take))
+    rng.shuffle(picked)
+    now = utc_now()
+    ws.db.execute("BEGIN IMMEDIATE")
+    try:
+        cursor = ws.db.execute(
+            "INSERT INTO review_rounds (stage, requested, seed, drawn_at, drawn_by) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [stage, n, seed, now, operator or ws.config.operator],
+        )
+        round_id = int(cursor.lastrowid or 0)
+        ws.db.executemany(
+            "INSERT INTO review_items (round_id, position, example_id) VALUES (?, ?, ?)",
+            [(round_id, position, item_id) for position, item_id in enumerate(picked, 1)],
+        )
+    except BaseException:
+        ws.db.execute("ROLLBACK")
+        raise
+    ws.db.execute("COMMIT")
+    return round_id
+
+
+def _allocate(sizes: dict[tuple[str, str], int], n: int) -> dict[tuple[str, str], int]:
+    """How many to draw from each stratum: one from each (largest first) while `n` allows,
+    the rest in proportion to what each has left, by largest remainder."""
+    order = sorted(sizes, key=lambda key: (-sizes[key], key))
+    n = min(n, sum(sizes.values()))
+    take = {key: 0 for key in order}
+    for key in order[:n]:
+        take[key] = 1
+    left = n - sum(take.values())
+    spare = {key: sizes[key] - take[key] for key in order}
+    pool = sum(spare.values())
+    if left and pool:
+        shares = {key: left * spare[key] / pool for key in order}
+        for key in order:
+            take[key] += int(shares[key])
+        remainder = sorted(order, key=lambda key: (-(shares[key] % 1), order.index(key)))
+        for key in remainder[: n - sum(take.values())]:
+            take[key] += 1
+    return {key: count for key, count in take.items() if count}
+
+
+def decide(
+    ws: Workspace,
+    round_id: int,
+    position: int,
+    decision: str,
+    operator: str | None = None,
+) -> None:
+    """Record `decision` for item `position` of round `round_id`."""
+    if decision not in DECISIONS:
+        raise ReviewError(f"unknown decision {decision!r}; use one of {', '.join(DECISIONS)}")
+    example_id = _item(ws.db, round_id, position)
+    if decision == "flip":
+        kind = ws.db.execute("SELECT kind FROM examples WHERE id = ?", [example_id]).fetchone()[0]
+        if kind != "preference":
+            raise ReviewError(
+                f"item {position} of round {round_id} is an SFT example: flip swaps the chosen "
+                "and rejected answers of a pair"
+            )
+    ws.db.execute(
+        "UPDATE review_items SET decision = ?, decided_at = ?, decided_by = ? "
+        "WHERE round_id = ? AND position = ?",
+        [decision, utc_now(), operator or ws.config.operator, round_id, position],
+    )
+
+
+def set_note(ws: Workspace, round_id: int, position: int, note: str) -> None:
+    """Attach the operator's note to item `position` of round `round_id` (empty clears it)."""
+    _item(ws.db, round_id, position)
+    ws.db.execute(
+        "UPDATE review_items SET note = ? WHERE round_id = ? AND position = ?",
+        [note.strip() or None, round_id, position],
+    )
+
+
+def _item(db: sqlite_utils.Database, round_id: int, position: int) -> int:
+    row = db.execute(
+        "SELECT example_id FROM review_items WHERE round_id = ? AND position = ?",
+        [round_id, position],
+    ).fetchone()
+    if row is None:
+        raise ReviewError(f"round {round_id} has no item {position}")
+    return int(row[0])
+
+
+def round_summary(db: sqlite_utils.Database, round_id: int) -> RoundSummary:
+    """Round `round_id` and its tally."""
+    row = db.execute(
+        "SELECT r.id, r.stage, r.drawn_at, r.seed, COUNT(i.position), "
+        "SUM(i.decision = 'accept'), SUM(i.decision = 'reject'), SUM(i.decision = 'flip'), "
+        "SUM(i.decision = 'skip') FROM review_rounds r "
+        "JOIN review_items i ON i.round_id = r.id WHERE r.id = ? GROUP BY r.id",
+        [round_id],
+    ).fetchone()
+    if row is None:
+        raise ReviewError(f"no review round has id {round_id}")
+    return RoundSummary(
+        round_id=row[0],
+        stage=row[1],
+        drawn_at=row[2],
+        seed=row[3],
+        total=row[4],
+        accepted=row[5] or 0,
+        rejected=row[6] or 0,
+        flipped=row[7] or 0,
+        skipped=row[8] or 0,
+    )
+
+
+def latest_round(db: sqlite_utils.Database, stage: Stage) -> RoundSummary | None:
+    """The newest round of `stage`, or None when none was drawn."""
+    row = db.execute(
+        "SELECT MAX(id) FROM review_rounds WHERE stage = ?",
+        [stage],
+    ).fetchone()
+    return None if row[0] is None else round_summary(db, row[0])
+
+
+def review_gate(ws: Workspace, stage: str) -> Gate:
+    """Whether `stage` may be curated now (see the module doc)."""
+    stage = check_stage(stage)
+    latest = latest_round(ws.db, stage)
+    if latest is None:
+        return _blocked(
+            stage,
+            None,
+            f"no spot-check sample of {stage} has been drawn: run "
+            f"`cra review sample --stage {stage}` and review it",
+        )
+    where = f"round {latest.round_id} of {stage}"
+    if latest.undecided:
+        skipped = f", {latest.skipped} skipped" if latest.skipped else ""
+        return _blocked(
+            stage,
+            latest.round_id,
+            f"{where}: {latest.decided} of {latest.total} items reviewed{skipped}; "
+            "decide the rest before curating",
+        )
+    limit = ws.config.training_data.review_max_reject_rate
+    if latest.reject_rate > limit:
+        return _blocked(
+            stage,
+            latest.round_id,
+            f"{where}: {latest.rejected} of {latest.decided} rejected ({latest.reject_rate:.0%}), "
+            f"above the limit of {limit:.0%} ([training_data] review_max_reject_rate); "
+            "fix what produced them, then draw a new sample",
+        )
+    used = ws.db.execute(
+        "SELECT id FROM datasets WHERE review_round_id = ? ORDER BY created_at LIMIT 1",
+        [latest.round_id],
+    ).fetchone()
+    if used is not None:
+        return _blocked(
+            stage,
+            latest.round_id,
+            f"{where} was the spot-check of dataset {used[0]}: draw a new sample for this "
+            "round of training",
+        )
+    return Gate(
+        stage=stage,
+        ok=True,
+        reason=f"{where}: {latest.decided} reviewed, {latest.rejected} rejected",
+        round_id=latest.round_id,
+    )
+
+
+def _blocked(stage: Stage, round_id: int | None, reason: str) -> Gate:
+    return Gate(stage=stage, ok=False, reason=reason, round_id=round_id)
+
+
+def verdicts(db: sqlite_utils.Database, stage: Stage) -> dict[int, Decision]:
+    """The newest decision on each reviewed item of `stage` (skips left out)."""
+    rows = db.execute(
+        "SELECT i.example_id, i.decision FROM review_items i "
+        "JOIN review_rounds r ON r.id = i.round_id "
+        "WHERE r.stage = ? AND i.decision IN ('accept', 'reject', 'flip') "
+        "ORDER BY i.decided_at, i.round_id",
+        [stage],
+    ).fetchall()
+    return {example_id: decision for example_id, decision in rows}
