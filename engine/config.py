@@ -76,6 +76,7 @@ class TrainingDataConfig(_Section):
     coding_alignment_min: float = Field(default=0.8, ge=0, le=1)
     review_sample_size: int = Field(default=15, ge=1, le=500)
     review_max_reject_rate: float = Field(default=0.2, ge=0, le=1)
+    plan_min_samples: int = Field(default=10, ge=1)
 
     @model_validator(mode="after")
     def _bands_do_not_overlap(self) -> "TrainingDataConfig":

@@ -39,6 +39,14 @@ class Workspace:
         return self.root / "adapters"
 
     @property
+    def datasets_dir(self) -> Path:
+        return self.root / "datasets"
+
+    @property
+    def plans_dir(self) -> Path:
+        return self.root / "plans"
+
+    @property
     def logs_dir(self) -> Path:
         return self.root / "logs"
 
