@@ -505,5 +505,14 @@ def harness_status(ctx: click.Context) -> None:
         click.echo(f"campaign {campaign_id} {status}: {shown}" + (f" ({reason})" if reason else ""))
 
 
+def _add_training_data_commands() -> None:
+    from app.cli_logs import import_logs_command
+
+    cli.add_command(import_logs_command)
+
+
+_add_training_data_commands()
+
+
 def main() -> None:
     cli(prog_name="cra")

@@ -29,27 +29,35 @@ class Added(BaseModel):
 
 
 def add_items(db: sqlite_utils.Database, items: Iterable[TrainingItem]) -> Added:
-    """Insert `items` in one transaction; an item already held (same source, task, stage,
-    kind and content) is left as it is, so deriving twice adds nothing."""
-    rows = [_row(item) for item in items]
-    added = 0
+    """Insert `items` in one transaction of their own (see `insert_items`)."""
     db.execute("BEGIN IMMEDIATE")
     try:
-        for row in rows:
-            columns = ", ".join(row)
-            marks = ", ".join("?" for _ in row)
-            cursor = db.execute(
-                f"INSERT OR IGNORE INTO examples ({columns}) VALUES ({marks})", list(row.values())
-            )
-            added += cursor.rowcount
+        added = insert_items(db, items)
     except BaseException:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+    return added
+
+
+def insert_items(
+    db: sqlite_utils.Database, items: Iterable[TrainingItem], created_at: str | None = None
+) -> Added:
+    """Insert `items` inside the caller's transaction; an item already held (same source,
+    task, stage, kind and content) is left as it is, so deriving twice adds nothing."""
+    rows = [_row(item, created_at or utc_now()) for item in items]
+    added = 0
+    for row in rows:
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        cursor = db.execute(
+            f"INSERT OR IGNORE INTO examples ({columns}) VALUES ({marks})", list(row.values())
+        )
+        added += cursor.rowcount
     return Added(added=added, already=len(rows) - added)
 
 
-def _row(item: TrainingItem) -> dict[str, Any]:
+def _row(item: TrainingItem, created_at: str) -> dict[str, Any]:
     row = item.model_dump(exclude=set(_LIST_FIELDS))
     for name in _LIST_FIELDS:
         messages = getattr(item, name)
@@ -62,7 +70,7 @@ def _row(item: TrainingItem) -> dict[str, Any]:
         prompt_tokens=sum(count_tokens(m.content) for m in item.prompt),
         completion_tokens=sum(count_tokens(m.content) for m in answer),
         content_hash=content_hash(item.row()),
-        created_at=utc_now(),
+        created_at=created_at,
     )
     return row
 
