@@ -506,8 +506,10 @@ def harness_status(ctx: click.Context) -> None:
 
 
 def _add_training_data_commands() -> None:
+    from app.cli_data import data
     from app.cli_logs import import_logs_command
 
+    cli.add_command(data)
     cli.add_command(import_logs_command)
 
 

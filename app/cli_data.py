@@ -1,0 +1,75 @@
+"""`cra data`: turn usable tasks and harness attempts into examples and pairs, and count them."""
+
+from typing import TYPE_CHECKING
+
+import click
+
+from engine.workspace import Workspace
+
+if TYPE_CHECKING:
+    from engine.training_data.derive import BuildReport
+
+
+def report_lines(report: "BuildReport") -> list[str]:
+    """The build report as the CLI prints it: a few lines per package."""
+    if not report.packages:
+        return ["no approved packages"]
+    lines = []
+    for package in report.packages:
+        pairs = ", ".join(f"{stage} {n}" for stage, n in sorted(package.pairs_added.items()))
+        lines += [
+            f"{package.name} ({package.digest[:12]}): {package.tasks_derived} tasks derived, "
+            f"{package.tasks_already_derived} derived before",
+            f"  examples added: {package.examples_added}",
+            f"  pairs added: {sum(package.pairs_added.values())}"
+            + (f" ({pairs})" if pairs else ""),
+            f"  already present: {package.already_present}",
+        ]
+        lines += [f"  skipped {label}: {n}" for label, n in sorted(package.skipped.items())]
+    return lines
+
+
+@click.group("data")
+def data() -> None:
+    """Training examples and preference pairs in the workspace database."""
+
+
+@data.command("build")
+@click.option(
+    "--package",
+    "packages",
+    multiple=True,
+    help="An approved package, by name or digest prefix (repeatable; default: all).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def build(ctx: click.Context, packages: tuple[str, ...], as_json: bool) -> None:
+    """Derive every usable task not yet derived (synthetic examples and CodeFavor pairs) and
+    the harness attempts' preference pairs; what is already held is not added again."""
+    from engine.training_data.derive import build_training_data
+
+    ws = Workspace.open(ctx.obj["workspace"])
+    report = build_training_data(ws, list(packages) or None)
+    if as_json:
+        click.echo(report.model_dump_json(indent=2))
+        return
+    for line in report_lines(report):
+        click.echo(line)
+
+
+@data.command("stats")
+@click.pass_context
+def stats(ctx: click.Context) -> None:
+    """How many examples and pairs the database holds, by stage, kind and source."""
+    ws = Workspace.open(ctx.obj["workspace"])
+    rows = ws.db.execute(
+        "SELECT stage, kind, source, COUNT(*) FROM examples GROUP BY stage, kind, source "
+        "ORDER BY stage, kind, source"
+    ).fetchall()
+    if not rows:
+        click.echo("no examples or pairs")
+        return
+    click.echo(f"{'stage':<14}  {'kind':<10}  {'source':<9}  {'count':>6}")
+    for stage, kind, source, count in rows:
+        click.echo(f"{stage:<14}  {kind:<10}  {source:<9}  {count:>6}")
+    click.echo(f"{'total':<14}  {'':<10}  {'':<9}  {sum(row[3] for row in rows):>6}")

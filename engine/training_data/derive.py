@@ -1,0 +1,175 @@
+"""`cra data build`: the approved packages' usable tasks and done attempts into the database.
+
+For every usable task not yet derived: the synthetic SFT examples of its commit (seed 004 §6.3,
+`derive_examples`) and its CodeFavor pairs (§6.7), then a `derivations` row with the counts and
+the skipped stages, so a commit is derived once; a commit that yields nothing records why and
+is not retried on every build. Then the harness pairs of every task with done attempts (§6.9),
+which are rebuilt each time and kept once by the store's dedup. Adding twice adds nothing; of
+two builds racing over one commit, the first one's `derivations` row stands.
+"""
+
+import json
+import re
+from collections.abc import Iterable
+
+import sqlite_utils
+from pydantic import BaseModel, Field
+
+from engine.harness.attempts import commit_message
+from engine.harness.package import CorpusPackage, find_package, load_package
+from engine.harness.task_validation import find_commit
+from engine.timestamps import utc_now
+from engine.training_data.codefavor import codefavor_pairs
+from engine.training_data.harness_pairs import Lineage, Skip, harness_pairs, lineage_of
+from engine.training_data.items import TrainingItem
+from engine.training_data.stages import Stage
+from engine.training_data.store import add_items
+from engine.training_data.synthetic import Example, SyntheticError, derive_examples
+from engine.workspace import Workspace
+
+
+class PackageBuild(BaseModel):
+    """What one build did for one package."""
+
+    name: str
+    digest: str
+    tasks_derived: int = Field(default=0, description="tasks derived now, yielding or not")
+    tasks_already_derived: int = 0
+    examples_added: int = 0
+    pairs_added: dict[str, int] = Field(default_factory=dict, description="by stage")
+    already_present: int = Field(default=0, description="items the database already held")
+    skipped: dict[str, int] = Field(default_factory=dict, description="by `Skip.label`")
+
+    def add(self, db: sqlite_utils.Database, items: list[TrainingItem]) -> None:
+        """Store `items`, counting what was new by kind and stage."""
+        groups: dict[tuple[str, str], list[TrainingItem]] = {}
+        for item in items:
+            groups.setdefault((item.kind, item.stage), []).append(item)
+        for (kind, stage), group in groups.items():
+            added = add_items(db, group)
+            if kind == "sft":
+                self.examples_added += added.added
+            else:
+                self.pairs_added[stage] = self.pairs_added.get(stage, 0) + added.added
+            self.already_present += added.already
+
+    def count(self, skips: Iterable[Skip]) -> None:
+        for skip in skips:
+            self.skipped[skip.label] = self.skipped.get(skip.label, 0) + 1
+
+
+class BuildReport(BaseModel):
+    """One build, package by package."""
+
+    packages: list[PackageBuild]
+
+
+def build_training_data(ws: Workspace, packages: list[str] | None = None) -> BuildReport:
+    """Derive the usable tasks of `packages` (approved packages by name or digest prefix; all
+    approved packages when None) and their harness pairs; see the module docstring."""
+    chosen = _packages(ws, packages)
+    reports = {
+        digest: PackageBuild(name=package.manifest.name, digest=digest)
+        for digest, package in chosen.items()
+    }
+    for digest, package in chosen.items():
+        rows = ws.db.execute(
+            "SELECT t.sha, d.sha IS NOT NULL FROM tasks t LEFT JOIN derivations d "
+            "ON d.package_digest = t.package_digest AND d.sha = t.sha "
+            "WHERE t.package_digest = ? AND t.status = 'usable' ORDER BY t.id",
+            [digest],
+        ).fetchall()
+        for sha, derived in rows:
+            if derived:
+                reports[digest].tasks_already_derived += 1
+            else:
+                _derive_task(ws.db, package, sha, reports[digest])
+    items, skips = harness_pairs(ws, ws.config.training_data, set(chosen))
+    for digest, report in reports.items():
+        report.add(ws.db, [item for item in items if item.package_digest == digest])
+        report.count(skip for skip in skips if skip.package_digest == digest)
+    return BuildReport(packages=list(reports.values()))
+
+
+def _packages(ws: Workspace, names: list[str] | None) -> dict[str, CorpusPackage]:
+    if names is None:
+        digests = [
+            row[0] for row in ws.db.execute("SELECT digest FROM packages ORDER BY name, digest")
+        ]
+        return {digest: load_package(ws, digest) for digest in digests}
+    found: dict[str, CorpusPackage] = {}
+    for name in names:
+        package = find_package(ws, name)
+        found[package.digest] = package
+    return found
+
+
+def _derive_task(
+    db: sqlite_utils.Database, package: CorpusPackage, sha: str, report: PackageBuild
+) -> None:
+    commit = find_commit(package, sha)
+    lineage = lineage_of(package, commit)
+    message = commit_message(package, sha)
+    tests = list(commit.test_files)
+    try:
+        derivation = derive_examples(package.repo, commit.parent, sha, message, tests)
+    except SyntheticError as exc:
+        skip = _skip(lineage, "commit", None, str(exc))
+        _record(db, lineage, 0, 0, [skip])
+        report.tasks_derived += 1
+        report.count([skip])
+        return
+    examples = [_sft_item(example, lineage) for example in derivation.examples]
+    pairs, codefavor_skips = codefavor_pairs(package.repo, commit.parent, message, tests, lineage)
+    skips = [_skip(lineage, f"{s.stage} example", s.stage, s.reason) for s in derivation.skipped]
+    skips += codefavor_skips
+    report.add(db, [*examples, *pairs])
+    _record(db, lineage, len(examples), len(pairs), skips)
+    report.tasks_derived += 1
+    report.count(skips)
+
+
+def _sft_item(example: Example, lineage: Lineage) -> TrainingItem:
+    *prompt, answer = example.messages
+    return TrainingItem(
+        **lineage.model_dump(),
+        stage=example.stage,
+        kind="sft",
+        source="synthetic",
+        origin="commit",
+        prompt=prompt,
+        chosen=[answer],
+    )
+
+
+def _skip(lineage: Lineage, what: str, stage: Stage | None, text: str) -> Skip:
+    """A synthetic skip: its reason is `text` without the commit and with numbers masked, so
+    equal causes group together; `text` itself is the detail."""
+    general = re.sub(rf"^.*?commit {lineage.sha}: ", "", text)
+    general = re.sub(r"(?<![\w-])\d+(?![\w-])", "N", general.replace(lineage.sha, "<sha>"))
+    return Skip(
+        package_digest=lineage.package_digest,
+        sha=lineage.sha,
+        what=what,
+        stage=stage,
+        reason=general,
+        detail=text,
+    )
+
+
+def _record(
+    db: sqlite_utils.Database, lineage: Lineage, examples: int, pairs: int, skips: list[Skip]
+) -> None:
+    skipped = [skip.model_dump(exclude={"package_digest", "sha"}) for skip in skips]
+    with db.conn:
+        db["derivations"].insert(
+            {
+                "package_digest": lineage.package_digest,
+                "sha": lineage.sha,
+                "derived_at": utc_now(),
+                "examples": examples,
+                "pairs": pairs,
+                "skipped_json": json.dumps(skipped, ensure_ascii=False),
+            },
+            ignore=True,
+        )
