@@ -506,11 +506,14 @@ def harness_status(ctx: click.Context) -> None:
 
 
 def _add_training_data_commands() -> None:
+    from app.cli_curate import curate_data, datasets
     from app.cli_data import data
     from app.cli_logs import import_logs_command
 
     cli.add_command(data)
     cli.add_command(import_logs_command)
+    cli.add_command(curate_data)
+    cli.add_command(datasets)
 
 
 _add_training_data_commands()

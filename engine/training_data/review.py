@@ -107,7 +107,7 @@ def draw_sample(ws: Workspace, stage: str, n: int, seed: int, operator: str | No
             [stage, n, seed, now, operator or ws.config.operator],
         )
         round_id = int(cursor.lastrowid or 0)
-        ws.db.executemany(
+        ws.db.conn.executemany(
             "INSERT INTO review_items (round_id, position, example_id) VALUES (?, ?, ?)",
             [(round_id, position, item_id) for position, item_id in enumerate(picked, 1)],
         )
