@@ -28,6 +28,11 @@ def _print_report(report: CurateReport) -> None:
             f"{replay.share:.0%} of train, target {replay.target_share:.0%}), "
             f"{counts.eval} eval -> {done.path}"
         )
+        if done.target_examples is not None and counts.train < done.target_examples:
+            click.echo(
+                f"  note: below the plan's target of {done.target_examples:,} train rows "
+                "(seed 004 §7.2); a run on it is a small round"
+            )
         click.echo(
             f"  {counts.candidates} candidates: {counts.excluded_by_review} rejected in review, "
             f"{counts.flipped_by_review} flipped, {counts.exact_duplicates} exact and "

@@ -26,7 +26,12 @@ DEMO_HOSTILE = {
 
 
 def _config(drive: Path) -> str:
-    return f'operator = "demo"\n\n[usb]\nextra_dirs = ["{drive}"]\n'
+    """The demo's cra.toml. Its corpus is one small repo from one domain, so curation may not
+    hold a domain to 20% and holds out one task in four for eval (1 of the 4 usable tasks)."""
+    return (
+        f'operator = "demo"\n\n[usb]\nextra_dirs = ["{drive}"]\n\n'
+        "[curation]\nmax_domain_share = 1.0\neval_share = 0.25\n"
+    )
 
 
 def build_demo_drive(drive: Path) -> None:

@@ -83,6 +83,7 @@ class CuratedDataset(BaseModel):
     id: str
     path: str
     manifest: DatasetManifest
+    target_examples: int | None = None
 
 
 class BlockedStage(BaseModel):
@@ -217,7 +218,12 @@ def _curate(ws: Workspace, target: _Target, operator: str) -> CuratedDataset:
         ws.db.execute("ROLLBACK")
         raise
     ws.db.execute("COMMIT")
-    return CuratedDataset(id=dataset_id, path=relative, manifest=manifest)
+    return CuratedDataset(
+        id=dataset_id,
+        path=relative,
+        manifest=manifest,
+        target_examples=target.criteria.target_examples if target.criteria else None,
+    )
 
 
 def _select(

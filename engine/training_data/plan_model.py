@@ -48,7 +48,10 @@ class DataCriteria(_Model):
     format: Kind
     sources: list[Source] = Field(min_length=1)
     origins: list[Origin] | None = None
-    min_examples: int = Field(default=1, ge=1)
+    min_examples: int = Field(default=1, ge=1, description="curation refuses fewer")
+    target_examples: int | None = Field(
+        default=None, ge=1, description="what a run wants (seed 004 §7.2): advice, not a floor"
+    )
 
 
 class Hyperparameters(_Model):

@@ -1,0 +1,385 @@
+"""The Datasets pane: the latest training plan's weak stages, the curated datasets, one's detail.
+
+On top, what the newest `cra train-plan` asks for: each weak stage with its run and the
+improvement expected. In the middle, every curated dataset, newest first: stage, base model,
+format, when, train/eval rows, replay share, where the train rows came from, the spot-check
+round that let it be curated and the plan it followed. Below, the highlighted dataset's manifest:
+the chronological split (cutoff, eval-only repos), the domains, every count and each file's
+sha256.
+
+A timer polls the database in a thread worker that only posts messages, never two at once, and
+only while the pane is in view; `r` polls now. Everything shown comes from the manifests, which
+are never rewritten, so a poll replaces rows only when the list of datasets changed.
+"""
+
+import sqlite3
+from typing import Literal
+
+from rich.cells import cell_len
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import DataTable, Static
+
+from engine.errors import CraError
+from engine.harness.progress import reopened
+from engine.training_data.dataset_manifest import DatasetManifest
+from engine.training_data.plan_model import TrainingPlan
+from engine.training_data.train_plan import latest_plan, recorded_datasets
+from engine.workspace import Workspace
+from screens import PaneScreen
+
+POLL_S = 2.0
+# What a poll turns into a notification rather than a crash: refusals, a busy database, I/O.
+WORKER_ERRORS = (CraError, sqlite3.Error, OSError)
+SOURCE_SHORT = {"synthetic": "syn", "harness": "har", "logged": "log"}
+FORMAT_SHORT = {"sft": "sft", "preference": "pref"}
+COLUMNS = (
+    ("Dataset", "id"),
+    ("Stage", "stage"),
+    ("Base", "base"),
+    ("Format", "format"),
+    ("Created", "created"),
+    ("Train", "train"),
+    ("Eval", "eval"),
+    ("Replay", "replay"),
+    ("Review rej", "review"),
+    ("Plan", "plan"),
+    ("Sources (train)", "sources"),
+)
+
+
+# -- formatting ---------------------------------------------------------------------------
+
+
+def when(timestamp: str) -> str:
+    """`2026-05-02T09:00:00Z` as `2026-05-02 09:00`."""
+    return timestamp[:16].replace("T", " ")
+
+
+def share(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def tally(counts: dict[str, int], short: bool = False) -> str:
+    """`synthetic 800, harness 100` (or `syn 800 har 100`), largest first; `—` when empty."""
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    if short:
+        return " ".join(f"{SOURCE_SHORT.get(k, k)} {n:,}" for k, n in ordered) or "—"
+    return ", ".join(f"{k} {n:,}" for k, n in ordered) or "—"
+
+
+def size_text(size: int) -> str:
+    """`512 B`, `1.2 KiB`, `3.4 MiB`, `1.0 GiB`."""
+    if size < 1024:
+        return f"{size:,} B"
+    scaled = size / 1024
+    for unit in ("KiB", "MiB"):
+        if scaled < 1024:
+            return f"{scaled:.1f} {unit}"
+        scaled /= 1024
+    return f"{scaled:.1f} GiB"
+
+
+def _by_split(counts: dict[Literal["train", "eval"], dict[str, int]]) -> str:
+    return f"train: {tally(counts.get('train', {}))}\neval: {tally(counts.get('eval', {}))}"
+
+
+def dataset_cells(manifest: DatasetManifest) -> dict[str, Text]:
+    """One dataset's row in the table, by column key. Short forms keep it near 120 columns,
+    the sources last (the detail spells them out); the review cell is the spot-check round and
+    its rejects out of the items reviewed."""
+    review = manifest.review
+    return {
+        "id": Text(manifest.id, style="bold"),
+        "stage": Text(manifest.stage),
+        "base": Text(manifest.base_model),
+        "format": Text(FORMAT_SHORT[manifest.format]),
+        "created": Text(manifest.created_at[:10]),
+        "train": Text(f"{manifest.counts.train:,}", justify="right"),
+        "eval": Text(f"{manifest.counts.eval:,}", justify="right"),
+        "replay": Text(share(manifest.replay.share), justify="right"),
+        "review": Text(f"#{review.round_id} {review.rejected}/{review.reviewed}"),
+        "plan": Text("—" if manifest.plan_id is None else f"#{manifest.plan_id}"),
+        "sources": Text(tally(manifest.sources.get("train", {}), short=True)),
+    }
+
+
+def fill_table(table: DataTable, manifests: list[DatasetManifest]) -> None:
+    """Rebuild the table with a row per dataset. Each column gets the width of its widest
+    cell up front: a table left to size columns itself does so when idle, and lines it drew
+    before that could stay drawn at the old widths."""
+    rows = [dataset_cells(manifest) for manifest in manifests]
+    table.clear(columns=True)
+    for label, key in COLUMNS:
+        width = max([cell_len(label), *(row[key].cell_len for row in rows)])
+        table.add_column(label, key=key, width=width)
+    for manifest, cells in zip(manifests, rows, strict=True):
+        table.add_row(*cells.values(), key=manifest.id)
+
+
+def plan_text(found: tuple[int, TrainingPlan] | None) -> RenderableType:
+    """The latest plan's weak stages, largest gap first, one line each (`cra train-plan`
+    prints the whole plan); or what to do without one."""
+    if found is None:
+        return Text("No training plan yet: `cra train-plan` writes one.", style="dim")
+    plan_id, plan = found
+    head = Text.assemble(
+        (f"Plan {plan_id}", "bold"), f" · {when(plan.created_at)} by {plan.created_by} · "
+    )
+    if not plan.stages:
+        head.append("no stage is weak: nothing to train", style="green")
+        return head
+    stages = {p.stage for p in plan.stages}
+    head.append(f"{len(stages)} weak stage{'s' if len(stages) > 1 else ''}, largest gap first")
+    table = Table(box=None, padding=(0, 1), show_header=False, expand=True)
+    table.add_column(justify="right", no_wrap=True)
+    table.add_column(no_wrap=True, style="bold yellow")
+    table.add_column(no_wrap=True)
+    table.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+    for position, planned in enumerate(plan.stages, 1):
+        hp = planned.hyperparameters
+        table.add_row(
+            f"{position}.",
+            planned.stage,
+            f"{hp.method.upper()} r{hp.rank}",
+            planned.expected_improvement,
+        )
+    return Group(head, table)
+
+
+def detail_renderable(manifest: DatasetManifest) -> RenderableType:
+    """The dataset's manifest: split, review, replay, counts, sources, domains and files."""
+    split, counts, review, replay = (
+        manifest.split,
+        manifest.counts,
+        manifest.review,
+        manifest.replay,
+    )
+    table = Table(box=None, padding=(0, 1), show_header=False, expand=True)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(ratio=1)
+    table.add_row(
+        "Made",
+        f"{when(manifest.created_at)} by {manifest.created_by}"
+        + ("" if manifest.plan_id is None else f" · following plan {manifest.plan_id}")
+        + f" · seed {manifest.seed}",
+    )
+    table.add_row(
+        "Split",
+        f"{split.rule} · eval share {share(split.eval_share)} · cutoff {split.cutoff or '—'}\n"
+        f"eval-only repos: {', '.join(split.eval_repos) or '—'} · "
+        f"{split.train_tasks:,} train tasks, {split.eval_tasks:,} eval tasks",
+    )
+    table.add_row(
+        "Review",
+        f"round {review.round_id}: {review.reviewed} reviewed, {review.rejected} rejected, "
+        f"{review.flipped} flipped",
+    )
+    table.add_row(
+        "Replay",
+        f"{share(replay.share)} of train ({share(replay.target_share)} wanted) · "
+        f"parents: {', '.join(replay.parents) or '—'}",
+    )
+    table.add_row(
+        "Counts",
+        f"{counts.candidates:,} candidates · {counts.excluded_by_review:,} excluded by review · "
+        f"{counts.flipped_by_review:,} flipped · {counts.exact_duplicates:,} exact and "
+        f"{counts.near_duplicates:,} near duplicates (≥ {manifest.near_duplicate_threshold:g}) · "
+        f"{counts.dropped_for_balance:,} dropped for balance (≤ "
+        f"{share(manifest.max_domain_share)} a domain) · {counts.train:,} train, "
+        f"{counts.eval:,} eval, {counts.replay:,} replayed",
+    )
+    table.add_row("Sources", _by_split(manifest.sources))
+    table.add_row("Domains", _by_split(manifest.domains))
+    files = Table(box=None, padding=(0, 1), show_header=False)
+    files.add_column(no_wrap=True)
+    files.add_column(justify="right", no_wrap=True)
+    files.add_column(justify="right", no_wrap=True)
+    files.add_column(no_wrap=True, style="dim")
+    for name, record in manifest.files.items():
+        files.add_row(name, f"{record.rows:,} rows", size_text(record.bytes), record.sha256)
+    table.add_row("Files", files)
+    return table
+
+
+# -- messages -----------------------------------------------------------------------------
+
+
+class PlanPolled(Message):
+    """The latest plan (None when there is none), or the error that stopped reading it."""
+
+    def __init__(self, found: tuple[int, TrainingPlan] | None, error: str | None) -> None:
+        super().__init__()
+        self.found = found
+        self.error = error
+
+
+class DatasetsPolled(Message):
+    """Every dataset's manifest, newest first, or the error that stopped reading them."""
+
+    def __init__(self, manifests: list[DatasetManifest], error: str | None) -> None:
+        super().__init__()
+        self.manifests = manifests
+        self.error = error
+
+
+class PollDone(Message):
+    """A poll ended."""
+
+
+# -- the pane -----------------------------------------------------------------------------
+
+
+class DatasetsScreen(PaneScreen):
+    """The latest plan on top, the datasets in the middle, the highlighted one's detail below."""
+
+    PANE_TITLE = "Datasets"
+    CSS_PATH = "datasets.tcss"
+    AUTO_FOCUS = "#datasets"
+    BINDINGS = [
+        Binding("r", "poll_now", "Refresh", tooltip="Read the plans and datasets again now"),
+    ]
+
+    def __init__(self, workspace: Workspace) -> None:
+        super().__init__()
+        self._ws = workspace
+        self._manifests: dict[str, DatasetManifest] = {}
+        self._selected: str | None = None
+        self._polling = False
+        self._poll_wanted = False
+        self._errors: dict[str, str | None] = {"plan": None, "datasets": None}
+
+    def compose_pane(self) -> ComposeResult:
+        with Vertical(id="datasets-pane"):
+            with VerticalScroll(id="plan-box") as plan_box:
+                plan_box.border_title = "Training plan"
+                yield Static(id="plan")
+            table = DataTable(id="datasets", cursor_type="row")
+            table.border_title = "Datasets"
+            yield table
+            with VerticalScroll(id="detail-box") as detail_box:
+                detail_box.border_title = "Dataset"
+                yield Static(id="detail")
+
+    def on_mount(self) -> None:
+        fill_table(self.query_one("#datasets", DataTable), [])
+        self._show_detail()
+        self._timer = self.set_interval(POLL_S, self._tick, pause=True)
+
+    def on_screen_resume(self) -> None:
+        """Poll while the pane is in view, and at once when it comes back into view."""
+        self._timer.resume()
+        self._request_poll()
+
+    def on_screen_suspend(self) -> None:
+        self._timer.pause()
+
+    @property
+    def selected_dataset(self) -> str | None:
+        return self._selected
+
+    @property
+    def dataset_ids(self) -> list[str]:
+        return list(self._manifests)
+
+    def action_poll_now(self) -> None:
+        self._request_poll()
+
+    # -- polling --------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        if not self._polling:
+            self._start_poll()
+
+    def _request_poll(self) -> None:
+        """Poll now, or right after the poll under way (whose answer may be out of date)."""
+        if self._polling:
+            self._poll_wanted = True
+        else:
+            self._start_poll()
+
+    def _start_poll(self) -> None:
+        self._polling = True
+        self._poll_wanted = False
+        self._poll()
+
+    @work(thread=True, group="poll")
+    def _poll(self) -> None:
+        try:
+            with reopened(self._ws) as ws:
+                try:
+                    self.post_message(PlanPolled(latest_plan(ws), None))
+                except WORKER_ERRORS as exc:
+                    self.post_message(PlanPolled(None, str(exc)))
+                try:
+                    self.post_message(DatasetsPolled(recorded_datasets(ws), None))
+                except WORKER_ERRORS as exc:
+                    self.post_message(DatasetsPolled([], str(exc)))
+        except WORKER_ERRORS as exc:
+            self.post_message(DatasetsPolled([], str(exc)))
+        self.post_message(PollDone())
+
+    def _report(self, what: str, error: str | None) -> None:
+        """Notify an error once, not on every poll that meets it again."""
+        if error is not None and error != self._errors[what]:
+            self.notify(error, title=f"{what} could not be read", severity="error", markup=False)
+        self._errors[what] = error
+
+    @on(PlanPolled)
+    def _plan_polled(self, message: PlanPolled) -> None:
+        self._report("plan", message.error)
+        if message.error is None:
+            self.query_one("#plan", Static).update(plan_text(message.found))
+
+    @on(DatasetsPolled)
+    def _datasets_polled(self, message: DatasetsPolled) -> None:
+        self._report("datasets", message.error)
+        if message.error is not None:
+            return
+        previous = list(self._manifests)
+        self._manifests = {m.id: m for m in message.manifests}
+        table = self.query_one("#datasets", DataTable)
+        table.border_title = f"Datasets · {len(self._manifests)}"
+        if list(self._manifests) != previous:
+            fill_table(table, message.manifests)
+        if self._selected not in self._manifests:
+            self._selected = next(iter(self._manifests), None)
+        if self._selected is not None:
+            table.move_cursor(row=table.get_row_index(self._selected), animate=False)
+        self._show_detail()
+
+    @on(PollDone)
+    def _poll_done(self) -> None:
+        self._polling = False
+        if self._poll_wanted:
+            self._start_poll()
+
+    # -- selection ------------------------------------------------------------------------
+
+    @on(DataTable.RowHighlighted, "#datasets")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key.value is not None and event.row_key.value != self._selected:
+            self._selected = event.row_key.value
+            self._show_detail()
+
+    def _show_detail(self) -> None:
+        box = self.query_one("#detail-box")
+        detail = self.query_one("#detail", Static)
+        manifest = self._manifests.get(self._selected) if self._selected is not None else None
+        if manifest is None:
+            box.border_title = "Dataset"
+            detail.update(
+                Text("No dataset yet: `cra curate-data` makes one from reviewed items.", "dim")
+            )
+            return
+        box.border_title = (
+            f"Dataset {manifest.id} · {manifest.stage} · {manifest.base_model} base · "
+            f"{manifest.format}"
+        )
+        detail.update(detail_renderable(manifest))
