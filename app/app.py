@@ -16,9 +16,11 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from engine.workspace import Workspace
 from screens import PaneScreen
+from screens.datasets import DatasetsScreen
 from screens.harness import HarnessScreen
 from screens.help import HelpScreen, binding_sections
 from screens.ingest import IngestScreen
+from screens.review import ReviewScreen
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class Pane:
 PANES: list[Pane] = [
     Pane("1", "ingest", "Ingest", lambda app: IngestScreen(app.workspace, app.usb_dirs)),
     Pane("2", "harness", "Harness", lambda app: HarnessScreen(app.workspace)),
+    Pane("3", "review", "Review", lambda app: ReviewScreen(app.workspace)),
+    Pane("4", "datasets", "Datasets", lambda app: DatasetsScreen(app.workspace)),
 ]
 
 

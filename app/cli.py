@@ -509,6 +509,7 @@ def _add_training_data_commands() -> None:
     from app.cli_curate import curate_data, datasets
     from app.cli_data import data
     from app.cli_logs import import_logs_command
+    from app.cli_review import review
     from app.cli_train_plan import train_plan
 
     cli.add_command(data)
@@ -516,6 +517,7 @@ def _add_training_data_commands() -> None:
     cli.add_command(curate_data)
     cli.add_command(datasets)
     cli.add_command(train_plan)
+    cli.add_command(review)
 
 
 _add_training_data_commands()

@@ -1,0 +1,608 @@
+"""The Review pane: spot-check a sample of each stage's items by key (seed 004 §7.2, §9.3).
+
+On top, a strip with one column per stage (items, newest round's progress, reject rate, gate)
+and the selected stage's gate in full. Below, the current item of the stage's newest round: its
+heading, its prompt, then its answer (an SFT example) or its chosen and rejected answers side by
+side with their differences highlighted (a pair). `g` shows the stage's review guidelines
+beside it.
+
+Reading: a refresh (on entering the pane and after every change) reads the per-stage counts by
+one indexed GROUP BY, the rounds and gates, and the selected stage's newest round (its items
+without their text); one item's prompt and answers are read when it comes into view, a few
+kept in a small cache, and the next one read ahead. All of it happens in thread workers that
+only post messages; refreshes never overlap. Writing: a decision or note shows at once and
+goes into a queue that thread workers apply in order, one at a time, so keys can be pressed as
+fast as the operator reads; an engine refusal becomes a notification and the pane re-reads.
+"""
+
+import secrets
+import sqlite3
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, Static
+
+from app.widgets.confirm import ConfirmScreen
+from engine.errors import CraError
+from engine.harness.progress import reopened
+from engine.training_data.review import (
+    Decision,
+    RoundSummary,
+    decide,
+    draw_sample,
+    set_note,
+)
+from engine.training_data.review_status import (
+    RoundItem,
+    StageStatus,
+    latest_round_items,
+    stage_statuses,
+)
+from engine.training_data.stages import STAGES, Stage
+from engine.training_data.store import load_item
+from engine.workspace import Workspace
+from screens import PaneScreen
+from screens.review_lines import RowsView
+from screens.review_view import (
+    ItemView,
+    gate_text,
+    guidelines_text,
+    heading,
+    item_view,
+    strip_table,
+)
+
+CACHE_ITEMS = 16
+# What a worker turns into a message rather than a crash: refusals, a busy database, I/O.
+WORKER_ERRORS = (CraError, sqlite3.Error, OSError)
+UNDECIDED: tuple[Decision | None, ...] = (None, "skip")
+
+
+def fresh_seed() -> int:
+    """A seed for a sample drawn from the pane; the round records it."""
+    return secrets.randbelow(2**31)
+
+
+@dataclass(frozen=True)
+class Write:
+    """A decision or a note on one item, waiting for the database."""
+
+    round_id: int
+    position: int
+    decision: Decision | None = None
+    note: str | None = None
+
+
+# -- messages -----------------------------------------------------------------------------
+
+
+class Refreshed(Message):
+    """Every stage's status, the stage shown and its newest round with its items."""
+
+    def __init__(
+        self,
+        stage: Stage,
+        statuses: list[StageStatus],
+        round_: tuple[RoundSummary, list[RoundItem]] | None,
+    ) -> None:
+        super().__init__()
+        self.stage = stage
+        self.statuses = statuses
+        self.round = round_
+
+
+class RefreshDone(Message):
+    """A refresh ended; `error` is set when it could not finish."""
+
+    def __init__(self, error: str | None) -> None:
+        super().__init__()
+        self.error = error
+
+
+class ItemLoaded(Message):
+    """An item ready to draw, or the message of the error that kept it from being read."""
+
+    def __init__(self, example_id: int, view: ItemView | str) -> None:
+        super().__init__()
+        self.example_id = example_id
+        self.view = view
+
+
+class Written(Message):
+    """A queued write was applied, or the engine's refusal of it."""
+
+    def __init__(self, write: Write, error: str | None) -> None:
+        super().__init__()
+        self.write = write
+        self.error = error
+
+
+class Drawn(Message):
+    """A new sample was drawn (its round id), or why not."""
+
+    def __init__(self, stage: Stage, round_id: int | None, error: str | None) -> None:
+        super().__init__()
+        self.stage = stage
+        self.round_id = round_id
+        self.error = error
+
+
+# -- the note modal -----------------------------------------------------------------------
+
+
+class NoteScreen(ModalScreen[str | None]):
+    """Edits an item's note: enter saves (an empty note clears it), esc cancels."""
+
+    DEFAULT_CLASSES = "modal"
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, note: str) -> None:
+        super().__init__()
+        self._title = title
+        self._note = note
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self._title, classes="dialog-title")
+            yield Input(self._note, placeholder="note (empty clears it)", id="note")
+            yield Label("[b]enter[/] save   [b]esc[/] cancel", classes="dialog-keys")
+
+    @on(Input.Submitted, "#note")
+    def _submit(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip())
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+# -- the pane -----------------------------------------------------------------------------
+
+
+class ReviewScreen(PaneScreen):
+    """The stage strip on top; the current item of the stage's newest round below."""
+
+    PANE_TITLE = "Review"
+    CSS_PATH = "review.tcss"
+    BINDINGS = [
+        Binding("a", "decide('accept')", "Accept", tooltip="Keep the item for curation"),
+        Binding("r", "decide('reject')", "Reject", tooltip="Leave the item out of curation"),
+        Binding("f", "decide('flip')", "Flip", tooltip="A pair the wrong way round: swap it"),
+        Binding("s", "decide('skip')", "Skip", tooltip="Decide later; the round stays open"),
+        Binding("n", "note", "Note", tooltip="Write a note on the item"),
+        Binding("j,down", "move(1)", "Next", key_display="j/k", priority=True),
+        Binding("k,up", "move(-1)", "Previous item", show=False, priority=True),
+        Binding("right_square_bracket", "stage(1)", "Stage", key_display="]/["),
+        Binding("left_square_bracket", "stage(-1)", "Previous stage", show=False),
+        Binding("d", "draw", "Draw", tooltip="Draw a new sample of the stage"),
+        Binding("g", "guidelines", "Guide", tooltip="Show or hide the stage's review guidelines"),
+    ]
+
+    def __init__(self, workspace: Workspace, seed: Callable[[], int] = fresh_seed) -> None:
+        super().__init__()
+        self._ws = workspace
+        self._seed = seed
+        self._stage: Stage | None = None
+        self._statuses: dict[Stage, StageStatus] = {}
+        self._round: RoundSummary | None = None
+        self._items: list[RoundItem] = []
+        self._position = 0
+        self._views: OrderedDict[int, ItemView] = OrderedDict()
+        self._loading: set[int] = set()
+        self._writes: deque[Write] = deque()
+        self._writing = False
+        self._refreshing = False
+        self._refresh_wanted = False
+        self._last_error: str | None = None
+        self._guidelines_stage: Stage | None = None
+
+    def compose_pane(self) -> ComposeResult:
+        with Vertical(id="review"):
+            with Vertical(id="stages") as stages:
+                stages.border_title = "Stages"
+                yield Static(Text("Reading the stages…", style="dim"), id="strip")
+                yield Static(id="gate")
+            with Horizontal(id="body"):
+                with Vertical(id="item"):
+                    yield Static(id="item-head")
+                    yield Static(id="empty")
+                    prompt = RowsView(id="prompt")
+                    prompt.border_title = "Prompt"
+                    yield prompt
+                    answer = RowsView(id="answer")
+                    answer.border_title = "Answer"
+                    yield answer
+                with VerticalScroll(id="guidelines") as guidelines:
+                    guidelines.border_title = "Guidelines"
+                    yield Static(id="guidelines-body")
+
+    def on_mount(self) -> None:
+        self.query_one("#guidelines").display = False
+        self._show_item_area(False)
+
+    def on_screen_resume(self) -> None:
+        self._request_refresh()
+
+    # -- what the pane holds, for tests and the bench ------------------------------------
+
+    @property
+    def stage(self) -> Stage | None:
+        return self._stage
+
+    @property
+    def round(self) -> RoundSummary | None:
+        return self._round
+
+    @property
+    def position(self) -> int:
+        """The current item's position in the round (1-based), 0 when there is none."""
+        return self._position
+
+    @property
+    def items(self) -> list[RoundItem]:
+        return list(self._items)
+
+    @property
+    def settled(self) -> bool:
+        """Nothing is being read or written, and the current item (if any) is drawn."""
+        current = self._current()
+        return (
+            not self._refreshing
+            and not self._refresh_wanted
+            and not self._writes
+            and self._stage is not None
+            and (current is None or self.query_one("#answer", RowsView).shown == current.example_id)
+        )
+
+    def _current(self) -> RoundItem | None:
+        return self._items[self._position - 1] if self._position else None
+
+    # -- refreshing ---------------------------------------------------------------------
+
+    def _request_refresh(self) -> None:
+        """Refresh now, or right after the refresh under way (whose answer may be stale)."""
+        if self._refreshing:
+            self._refresh_wanted = True
+            return
+        self._refreshing = True
+        self._refresh_wanted = False
+        self._refresh(self._stage)
+
+    @work(thread=True, group="refresh")
+    def _refresh(self, wanted: Stage | None) -> None:
+        try:
+            with reopened(self._ws) as ws:
+                statuses = stage_statuses(ws)
+                stage = wanted or _first_to_review(statuses)
+                self.post_message(Refreshed(stage, statuses, latest_round_items(ws.db, stage)))
+        except WORKER_ERRORS as exc:
+            self.post_message(RefreshDone(str(exc)))
+            return
+        self.post_message(RefreshDone(None))
+
+    @on(Refreshed)
+    def _refreshed(self, message: Refreshed) -> None:
+        if self._stage is not None and message.stage != self._stage:
+            return
+        self._stage = message.stage
+        self._statuses = {status.stage: status for status in message.statuses}
+        if message.round is None:
+            self._round, self._items, self._position = None, [], 0
+        else:
+            summary, items = message.round
+            same = self._round is not None and self._round.round_id == summary.round_id
+            self._round, self._items = summary, self._pending_applied(summary.round_id, items)
+            if not same or not self._position:
+                self._position = self._next_undecided(0) or 1
+        self._render_all()
+
+    @on(RefreshDone)
+    def _refresh_done(self, message: RefreshDone) -> None:
+        self._refreshing = False
+        if message.error is not None and message.error != self._last_error:
+            self.notify(message.error, title="review", severity="error", markup=False)
+        self._last_error = message.error
+        if self._refresh_wanted:
+            self._request_refresh()
+
+    def _pending_applied(self, round_id: int, items: list[RoundItem]) -> list[RoundItem]:
+        """`items` as read, with the writes not yet applied shown as if they were."""
+        for write in self._writes:
+            if write.round_id == round_id:
+                items[write.position - 1] = _with_write(items[write.position - 1], write)
+        return items
+
+    # -- loading items ------------------------------------------------------------------
+
+    def _want(self, position: int) -> None:
+        """Read the item at `position` unless it is cached or being read."""
+        example_id = self._items[position - 1].example_id
+        if example_id in self._views or example_id in self._loading:
+            return
+        self._loading.add(example_id)
+        self._load(example_id)
+
+    @work(thread=True, group="items")
+    def _load(self, example_id: int) -> None:
+        try:
+            with reopened(self._ws) as ws:
+                view = item_view(load_item(ws.db, example_id))
+        except WORKER_ERRORS as exc:
+            self.post_message(ItemLoaded(example_id, str(exc)))
+            return
+        self.post_message(ItemLoaded(example_id, view))
+
+    @on(ItemLoaded)
+    def _item_loaded(self, message: ItemLoaded) -> None:
+        self._loading.discard(message.example_id)
+        current = self._current()
+        if isinstance(message.view, str):
+            if current is not None and current.example_id == message.example_id:
+                self.notify(message.view, title="the item could not be read", severity="error")
+            return
+        self._views[message.example_id] = message.view
+        while len(self._views) > CACHE_ITEMS:
+            self._views.popitem(last=False)
+        if current is not None and current.example_id == message.example_id:
+            self._render_item()
+
+    # -- writing ------------------------------------------------------------------------
+
+    def _enqueue(self, write: Write) -> None:
+        self._writes.append(write)
+        if not self._writing:
+            self._write_next()
+
+    def _write_next(self) -> None:
+        self._writing = True
+        self._write(self._writes[0])
+
+    @work(thread=True, group="writes")
+    def _write(self, write: Write) -> None:
+        try:
+            with reopened(self._ws) as ws:
+                if write.decision is not None:
+                    decide(ws, write.round_id, write.position, write.decision)
+                if write.note is not None:
+                    set_note(ws, write.round_id, write.position, write.note)
+        except WORKER_ERRORS as exc:
+            self.post_message(Written(write, str(exc)))
+            return
+        self.post_message(Written(write, None))
+
+    @on(Written)
+    def _written(self, message: Written) -> None:
+        self._writes.popleft()
+        self._writing = False
+        if message.error is not None:
+            self.notify(message.error, title="review", severity="error", markup=False)
+        if self._writes:
+            self._write_next()
+        else:
+            self._request_refresh()
+
+    # -- actions ------------------------------------------------------------------------
+
+    def action_decide(self, decision: Decision) -> None:
+        current = self._current()
+        if self._round is None or current is None:
+            self.notify("No item to decide: draw a sample first (d).", severity="warning")
+            return
+        if decision == "flip" and current.kind != "preference":
+            self.notify(
+                f"Item {self._position} is an SFT example: flip swaps the chosen and rejected "
+                "answers of a pair. Accept or reject it instead.",
+                title="not a pair",
+                severity="warning",
+            )
+            return
+        write = Write(self._round.round_id, self._position, decision=decision)
+        self._items[self._position - 1] = _with_write(current, write)
+        self._enqueue(write)
+        following = self._next_undecided(self._position)
+        if following is None:
+            self.notify(
+                f"Every item of round {self._round.round_id} is decided.", title="round done"
+            )
+        else:
+            self._position = following
+        self._render_all()
+
+    def action_note(self) -> None:
+        current = self._current()
+        if self._round is None or current is None:
+            self.notify("No item to write a note on: draw a sample first (d).", severity="warning")
+            return
+        round_id, position = self._round.round_id, self._position
+
+        def saved(note: str | None) -> None:
+            if note is None or self._round is None or self._round.round_id != round_id:
+                return
+            write = Write(round_id, position, note=note)
+            self._items[position - 1] = _with_write(self._items[position - 1], write)
+            self._enqueue(write)
+            self._render_all()
+
+        title = f"Note on item {position} of round {round_id}"
+        self.app.push_screen(NoteScreen(title, current.note or ""), saved)
+
+    def action_move(self, delta: int) -> None:
+        if not self._items:
+            return
+        self._position = max(1, min(len(self._items), self._position + delta))
+        self._render_all()
+
+    def action_stage(self, delta: int) -> None:
+        if self._stage is None:
+            return
+        self._stage = STAGES[(STAGES.index(self._stage) + delta) % len(STAGES)]
+        self._round, self._items, self._position = None, [], 0
+        self._render_all(reading=True)
+        self._request_refresh()
+
+    def action_draw(self) -> None:
+        stage = self._stage
+        status = self._statuses.get(stage) if stage is not None else None
+        if stage is None or status is None:
+            return
+        n = self._ws.config.training_data.review_sample_size
+        count = status.count
+        if not count.unreviewed:
+            why = (
+                "it has no items yet: derive them with `cra data build`"
+                if not count.items
+                else f"all {count.items:,} of its items have been drawn before"
+            )
+            self.notify(f"No sample of {stage} to draw: {why}.", severity="warning")
+            return
+        body = (
+            f"Draw {min(n, count.unreviewed)} of the {count.unreviewed:,} unreviewed items of "
+            f"{stage}, stratified by source and repo ([training_data] review_sample_size)."
+        )
+        latest = status.latest
+        if latest is not None and latest.undecided:
+            body += (
+                f"\n\nRound {latest.round_id} still has {latest.undecided} undecided items: they "
+                "stay in that round and are not drawn again, and the gate looks only at the "
+                "new round."
+            )
+
+        def confirmed(answer: bool | None) -> None:
+            if answer:
+                self._draw(stage, n, self._seed())
+
+        self.app.push_screen(ConfirmScreen(f"Draw a new sample of {stage}?", body), confirmed)
+
+    @work(thread=True, group="draw")
+    def _draw(self, stage: Stage, n: int, seed: int) -> None:
+        try:
+            with reopened(self._ws) as ws:
+                round_id = draw_sample(ws, stage, n, seed)
+        except WORKER_ERRORS as exc:
+            self.post_message(Drawn(stage, None, str(exc)))
+            return
+        self.post_message(Drawn(stage, round_id, None))
+
+    @on(Drawn)
+    def _drawn(self, message: Drawn) -> None:
+        if message.error is not None:
+            self.notify(message.error, title="review", severity="error", markup=False)
+        else:
+            self.notify(f"Round {message.round_id} of {message.stage} drawn.", title="review")
+        self._request_refresh()
+
+    def action_guidelines(self) -> None:
+        panel = self.query_one("#guidelines")
+        panel.display = not panel.display
+
+    # -- drawing ------------------------------------------------------------------------
+
+    def _next_undecided(self, after: int) -> int | None:
+        """The first undecided position after `after`, wrapping round, never `after` itself."""
+        count = len(self._items)
+        for step in range(1, count + 1):
+            position = (after + step - 1) % count + 1
+            if position != after and self._items[position - 1].decision in UNDECIDED:
+                return position
+        return None
+
+    def _show_item_area(self, shown: bool) -> None:
+        for selector in ("#item-head", "#prompt", "#answer"):
+            self.query_one(selector).display = shown
+        self.query_one("#empty").display = not shown
+
+    def _render_all(self, reading: bool = False) -> None:
+        stage = self._stage
+        status = self._statuses.get(stage) if stage is not None else None
+        box = self.query_one("#stages")
+        if self._statuses:
+            self.query_one("#strip", Static).update(
+                strip_table(list(self._statuses.values()), stage)
+            )
+        if stage is not None:
+            box.border_title = f"Stages · {stage}"
+        if stage is not None and stage != self._guidelines_stage:
+            self._guidelines_stage = stage
+            self.query_one("#guidelines-body", Static).update(guidelines_text(stage))
+            self.query_one("#guidelines").border_title = f"Guidelines · {stage}"
+        self.query_one("#gate", Static).update(
+            "" if status is None or reading else gate_text(status)
+        )
+        current = self._current()
+        if self._round is None or current is None:
+            self._show_item_area(False)
+            n = self._ws.config.training_data.review_sample_size
+            self.query_one("#empty", Static).update(_empty_text(stage, status, reading, n))
+            return
+        self._show_item_area(True)
+        self.query_one("#item-head", Static).update(
+            heading(self._round, self._items, self._position)
+        )
+        self._render_item()
+        self._want(self._position)
+        if self._position < len(self._items):
+            self._want(self._position + 1)
+
+    def _render_item(self) -> None:
+        current = self._current()
+        if current is None:
+            return
+        prompt = self.query_one("#prompt", RowsView)
+        answer = self.query_one("#answer", RowsView)
+        view = self._views.get(current.example_id)
+        if answer.shown == current.example_id and view is not None:
+            return
+        if view is None:
+            prompt.show([(Text("Reading the item…", style="dim"),)], None)
+            answer.show([], None)
+            return
+        prompt.show(view.prompt, view.example_id)
+        answer.show(view.answer, view.example_id, view.answer_header)
+        prompt.border_title = view.prompt_title
+        answer.border_title = view.answer_title
+
+
+def _with_write(item: RoundItem, write: Write) -> RoundItem:
+    changes: dict[str, object] = {}
+    if write.decision is not None:
+        changes["decision"] = write.decision
+    if write.note is not None:
+        changes["note"] = write.note or None
+    return item.model_copy(update=changes)
+
+
+def _first_to_review(statuses: list[StageStatus]) -> Stage:
+    """The stage to open on: the first whose newest round is open, else the first with items."""
+    for status in statuses:
+        if status.latest is not None and status.latest.undecided:
+            return status.stage
+    for status in statuses:
+        if status.count.items:
+            return status.stage
+    return statuses[0].stage
+
+
+def _empty_text(stage: Stage | None, status: StageStatus | None, reading: bool, n: int) -> Text:
+    """What the item area says when there is no item to show."""
+    if stage is None or status is None or reading:
+        return Text("Reading…", style="dim")
+    count = status.count
+    if not count.items:
+        return Text.assemble(
+            (f"No items of {stage} yet.", "bold"),
+            "\n\nDerive training data from validated tasks with `cra data build`, or import "
+            "logged runs with `cra import-logs`; then draw a sample here with d.",
+        )
+    return Text.assemble(
+        (f"{stage} holds {count.items:,} items ({count.pairs:,} pairs); ", "bold"),
+        ("no sample has been drawn for review yet.", "bold"),
+        f"\n\nPress d to draw {min(n, count.unreviewed)} of its {count.unreviewed:,} unreviewed "
+        "items, stratified by source and repo.",
+    )

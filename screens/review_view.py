@@ -1,0 +1,343 @@
+"""What the Review pane draws, as plain functions of engine data: no widgets, no database.
+
+- the stage strip: one column per stage (items, newest round's progress, reject rate, gate);
+- the item heading: round, position, stage, kind, provenance, decision and note, and a ribbon
+  of the round's decisions with the current item marked;
+- the item itself: the prompt, then the answer of an SFT example, or a pair's chosen and
+  rejected answers side by side, aligned line by line with difflib so what differs stands out
+  (lines only in chosen green, only in rejected red, the changed characters of a changed line
+  in reverse).
+
+An answer holding search/replace edits (execute_code) is shown with each edit's search and
+replace text as code lines, and other JSON re-indented, so the diff runs over code lines
+rather than over escaped strings; the title says when an answer was reformatted.
+"""
+
+import difflib
+import json
+from dataclasses import dataclass
+from itertools import zip_longest
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from engine.training_data.guidelines import GUIDELINES, guideline_sections
+from engine.training_data.items import Message, StoredItem
+from engine.training_data.review import RoundSummary
+from engine.training_data.review_status import RoundItem, StageStatus
+from engine.training_data.stages import Stage
+from screens.review_lines import Row
+
+DECISION_MARK = {
+    None: ("·", "dim"),
+    "skip": ("↷", "yellow"),
+    "accept": ("✓", "bold green"),
+    "reject": ("✗", "bold red"),
+    "flip": ("⇄", "bold magenta"),
+}
+DECISION_WORD = {
+    None: "undecided",
+    "skip": "skipped",
+    "accept": "accepted",
+    "reject": "rejected",
+    "flip": "flipped",
+}
+CHOSEN_STYLE = "green"
+REJECTED_STYLE = "red"
+CHANGED_CHARS = "reverse"
+TAB_SIZE = 4
+# Two lines this alike (difflib's ratio) are one line edited: their differing characters show.
+SIMILAR_LINE = 0.6
+
+
+# -- the stage strip ----------------------------------------------------------------------
+
+
+def strip_table(statuses: list[StageStatus], selected: Stage | None) -> Table:
+    """Every stage as a column: its items, newest round, reject rate and gate."""
+    table = Table(box=None, padding=(0, 1, 0, 0), expand=True, show_edge=False, header_style="bold")
+    rows: list[list[Text]] = [[], [], [], []]
+    for status in statuses:
+        mine = status.stage == selected
+        table.add_column(
+            Text(status.stage, style="reverse bold" if mine else "bold"),
+            no_wrap=True,
+            overflow="ellipsis",
+            ratio=1,
+        )
+        count, latest = status.count, status.latest
+        emphasis = "bold" if mine else ""
+        rows[0].append(
+            Text(f"{count.items:,} item{'s' if count.items != 1 else ''}", style=emphasis)
+            if count.items
+            else Text("no items", style="dim")
+        )
+        if latest is None:
+            rows[1].append(Text("no round", style="dim"))
+            rows[2].append(Text("—", style="dim"))
+        else:
+            done = "green" if not latest.undecided else "yellow"
+            rows[1].append(
+                Text.assemble(
+                    (f"r{latest.round_id} ", emphasis),
+                    (f"{latest.decided}/{latest.total}", f"{done} {emphasis}"),
+                )
+            )
+            rows[2].append(
+                Text(f"{latest.reject_rate:.0%} rejected", style=emphasis)
+                if latest.decided
+                else Text("—", style="dim")
+            )
+        rows[3].append(
+            Text("✓ ready", style="bold green")
+            if status.gate.ok
+            else Text("✗ blocked", style="red")
+        )
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def gate_text(status: StageStatus) -> Text:
+    """The selected stage's gate in full: whether it may be curated, and why (not)."""
+    mark, style = ("✓ may be curated", "bold green") if status.gate.ok else ("✗ blocked", "red")
+    return Text.assemble(("Gate ", "bold"), (mark, style), " — ", status.gate.reason)
+
+
+# -- the item heading ---------------------------------------------------------------------
+
+
+def ribbon(items: list[RoundItem], position: int) -> Text:
+    """One mark per item of the round, the current one reversed."""
+    text = Text("Items ", style="bold")
+    for item in items:
+        mark, style = DECISION_MARK[item.decision]
+        text.append(mark, style=f"{style} reverse" if item.position == position else style)
+    return text
+
+
+def heading(summary: RoundSummary, items: list[RoundItem], position: int) -> Text:
+    """The current item's facts, its decision and note, and the round's ribbon."""
+    item = items[position - 1]
+    kind = "pair" if item.kind == "preference" else "SFT example"
+    text = Text.assemble(
+        (f"Round {summary.round_id}", "bold"),
+        f" · item {position}/{summary.total} · ",
+        (summary.stage, "bold"),
+        " · ",
+        (kind, "bold cyan"),
+        f" · {item.source}/{item.origin}",
+    )
+    if item.alignment is not None:
+        text.append(f" · alignment {item.alignment:.2f}")
+    text.append(f"\nrepo {item.repo} ({item.domain}) · task {item.task_key}")
+    if item.sha:
+        text.append(f" · commit {item.sha[:12]}")
+    text.append(f" · example #{item.example_id}", style="dim")
+    mark, style = DECISION_MARK[item.decision]
+    text.append("\nDecision ", style="bold")
+    text.append(f"{mark} {DECISION_WORD[item.decision]}", style=style)
+    if item.decided_by and item.decision:
+        text.append(f" by {item.decided_by}", style="dim")
+    text.append("   Note ", style="bold")
+    text.append(item.note or "—", style="" if item.note else "dim")
+    text.append(
+        f"\nseed {summary.seed} · drawn {summary.drawn_at} · {summary.decided} decided, "
+        f"{summary.rejected} rejected, {summary.undecided} to go   ",
+        style="dim",
+    )
+    text.append_text(ribbon(items, position))
+    return text
+
+
+# -- the item -----------------------------------------------------------------------------
+
+
+def readable(content: str) -> tuple[str, bool]:
+    """The answer as a reviewer reads it, and whether it was reformatted to get there."""
+    try:
+        value = json.loads(content)
+    except json.JSONDecodeError:
+        return content, False
+    if _is_edits(value):
+        return _edits_text(value), True
+    if isinstance(value, dict | list):
+        shown = json.dumps(value, indent=2, ensure_ascii=False)
+        return shown, shown != content
+    return content, False
+
+
+def _is_edits(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(e, dict) and {"path", "search", "replace"} <= set(e) for e in value)
+    )
+
+
+def _edits_text(edits: list[dict[str, Any]]) -> str:
+    lines: list[str] = []
+    for number, edit in enumerate(edits, 1):
+        if edit.get("delete"):
+            lines.append(f"# edit {number}: delete {edit['path']}")
+            continue
+        action = "create" if not edit["search"] else "edit"
+        lines.append(f"# edit {number}: {action} {edit['path']}")
+        if edit["search"]:
+            lines.append("search:")
+            lines.extend(f"    {line}" for line in str(edit["search"]).splitlines())
+        lines.append("replace:")
+        lines.extend(f"    {line}" for line in str(edit["replace"]).splitlines())
+    return "\n".join(lines)
+
+
+def answer_content(messages: list[Message]) -> str:
+    return "\n\n".join(message.content for message in messages)
+
+
+@dataclass(frozen=True)
+class DiffRow:
+    """One aligned line: the chosen side's text and the rejected side's (None: no line)."""
+
+    chosen: str | None
+    rejected: str | None
+
+    @property
+    def changed(self) -> bool:
+        return self.chosen != self.rejected
+
+
+def aligned(chosen: str, rejected: str) -> list[DiffRow]:
+    """The two answers line by line, lines that match side by side, the rest padded apart."""
+    old, new = rejected.splitlines(), chosen.splitlines()
+    rows: list[DiffRow] = []
+    matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            rows.extend(DiffRow(line, line) for line in new[j1:j2])
+        else:
+            rows.extend(
+                DiffRow(c, r) for c, r in zip_longest(new[j1:j2], old[i1:i2], fillvalue=None)
+            )
+    return rows
+
+
+def marked_line(line: str, other: str | None, style: str) -> Text:
+    """A changed line in `style`; when `other` is a close variant of it (an edited line rather
+    than a different one), the characters that differ are reversed too."""
+    text = _cell(line, style)
+    if other is None:
+        return text
+    matcher = difflib.SequenceMatcher(None, other, line, autojunk=False)
+    if matcher.ratio() < SIMILAR_LINE:
+        return text
+    for tag, _, _, j1, j2 in matcher.get_opcodes():
+        if tag != "equal" and j2 > j1:
+            text.stylize(CHANGED_CHARS, j1, j2)
+    return text
+
+
+def diff_rows(rows: list[DiffRow]) -> list[Row]:
+    """The aligned lines as (chosen, rejected) cells, what differs coloured."""
+    cells: list[Row] = []
+    for row in rows:
+        if not row.changed:
+            cells.append((_cell(row.chosen or ""), _cell(row.rejected or "")))
+            continue
+        cells.append(
+            (
+                _cell("")
+                if row.chosen is None
+                else marked_line(row.chosen, row.rejected, CHOSEN_STYLE),
+                _cell("")
+                if row.rejected is None
+                else marked_line(row.rejected, row.chosen, REJECTED_STYLE),
+            )
+        )
+    return cells
+
+
+def _cell(line: str, style: str = "") -> Text:
+    return Text(line, style=style, overflow="fold")
+
+
+@dataclass(frozen=True)
+class ItemView:
+    """An item ready to draw: its prompt's and answer's rows and the titles of their boxes."""
+
+    example_id: int
+    prompt: list[Row]
+    prompt_title: str
+    answer: list[Row]
+    answer_title: str
+    answer_header: Row | None = None
+
+
+def prompt_rows(messages: list[Message]) -> list[Row]:
+    """Each message's role, then its lines (the system prompt dimmed), a blank row between."""
+    rows: list[Row] = []
+    for number, message in enumerate(messages):
+        if number:
+            rows.append((_cell(""),))
+        rows.append((Text(message.role, style="bold underline"),))
+        style = "dim" if message.role == "system" else ""
+        rows.extend((_cell(line, style),) for line in _lines(message.content))
+    return rows
+
+
+def _lines(text: str) -> list[str]:
+    return text.expandtabs(TAB_SIZE).splitlines() or [""]
+
+
+def item_view(item: StoredItem) -> ItemView:
+    """What the pane shows of `item`: the prompt, and the answer or the pair's diff."""
+    chosen, chosen_formatted = readable(answer_content(item.chosen))
+    prompt = prompt_rows(item.prompt)
+    prompt_title = f"Prompt · {item.prompt_tokens:,} tokens"
+    if item.rejected is None:
+        title = f"Answer · {item.completion_tokens:,} tokens"
+        return ItemView(
+            item.id,
+            prompt,
+            prompt_title,
+            [(_cell(line),) for line in _lines(chosen)],
+            f"{title} · reformatted" if chosen_formatted else title,
+        )
+    rejected, rejected_formatted = readable(answer_content(item.rejected))
+    rows = aligned(chosen.expandtabs(TAB_SIZE), rejected.expandtabs(TAB_SIZE))
+    only_chosen = sum(1 for row in rows if row.changed and row.chosen is not None)
+    only_rejected = sum(1 for row in rows if row.changed and row.rejected is not None)
+    title = (
+        f"Chosen vs rejected · lines changed: {only_chosen} in chosen, {only_rejected} in "
+        f"rejected · {item.completion_tokens:,} tokens"
+    )
+    if not only_chosen and not only_rejected:
+        title += " · the two answers are the same"
+    if chosen_formatted or rejected_formatted:
+        title += " · reformatted"
+    header = (
+        Text(f"chosen  +{only_chosen}", style=f"bold {CHOSEN_STYLE}"),
+        Text(f"rejected  −{only_rejected}", style=f"bold {REJECTED_STYLE}"),
+    )
+    return ItemView(item.id, prompt, prompt_title, diff_rows(rows), title, header)
+
+
+# -- the guidelines -----------------------------------------------------------------------
+
+
+def guidelines_text(stage: Stage) -> Text:
+    """The stage's guideline: what an item is, then when to accept, reject, flip, skip."""
+    text = Text(f"{stage}\n", style="bold")
+    text.append(GUIDELINES[stage].item, style="italic")
+    styles = {
+        "Accept when": "bold green",
+        "Reject when": "bold red",
+        "Flip (pairs only) when": "bold magenta",
+        "Skip when": "bold yellow",
+    }
+    for title, rules in guideline_sections(stage):
+        text.append(f"\n\n{title}", style=styles[title])
+        for rule in rules:
+            text.append(f"\n• {rule}")
+    return text

@@ -1,0 +1,80 @@
+"""Snapshots of the Review pane at a fixed terminal size.
+
+Deterministic by construction: samples are drawn with fixed seeds, every round's drawing time
+is set to one known instant, and each screenshot waits until the pane has read the stages, the
+round and the current item. Regenerate with
+`pytest tests/test_review_snapshots.py --snapshot-update`, then read the SVGs' text.
+"""
+
+from pathlib import Path
+
+from test_review_engine import bulk_pairs, item, sft
+from test_review_pane import SIZE, console_workspace, open_pane
+from textual.pilot import Pilot
+
+from app.app import CraApp
+from engine.training_data.review import decide, draw_sample, set_note
+from engine.training_data.store import add_items
+from engine.workspace import Workspace
+
+DRAWN_AT = "2026-11-20T21:30:00Z"
+
+
+def fixed_times(ws: Workspace) -> None:
+    with ws.db.conn:
+        ws.db.execute("UPDATE review_rounds SET drawn_at = ?", [DRAWN_AT])
+
+
+def pair_workspace(tmp_path: Path) -> Workspace:
+    """Three execute_code pairs drawn in round 1; the first accepted with a note."""
+    ws = console_workspace(tmp_path / "workspace")
+    add_items(ws.db, [item(n, repo=repo) for n, repo in enumerate(["textkit", "slugs", "attrs"])])
+    round_id = draw_sample(ws, "execute_code", 3, seed=4)
+    decide(ws, round_id, 1, "accept")
+    set_note(ws, round_id, 1, "narrow except, good message")
+    fixed_times(ws)
+    return ws
+
+
+async def _settled(pilot: Pilot) -> None:
+    await open_pane(pilot)
+    await pilot.wait_for_scheduled_animations()
+
+
+def test_review_pair_with_a_code_diff(snap_compare, tmp_path):
+    app = CraApp(pair_workspace(tmp_path), [])
+    assert snap_compare(app, terminal_size=SIZE, run_before=_settled)
+
+
+def test_review_pair_with_the_guidelines(snap_compare, tmp_path):
+    app = CraApp(pair_workspace(tmp_path), [])
+
+    async def run_before(pilot: Pilot) -> None:
+        screen = await open_pane(pilot)
+        await pilot.press("g")
+        await pilot.pause()
+        assert screen.query_one("#guidelines").display
+        await pilot.wait_for_scheduled_animations()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_review_sft_example(snap_compare, tmp_path):
+    ws = console_workspace(tmp_path / "workspace")
+    add_items(ws.db, [sft(n) for n in range(4)] + [sft(9, stage="precision")])
+    draw_sample(ws, "scope", 4, seed=2)
+    fixed_times(ws)
+    assert snap_compare(CraApp(ws, []), terminal_size=SIZE, run_before=_settled)
+
+
+def test_review_empty_stage(snap_compare, tmp_path):
+    ws = console_workspace(tmp_path / "workspace")
+    assert snap_compare(CraApp(ws, []), terminal_size=SIZE, run_before=_settled)
+
+
+def test_review_100000_pairs(snap_compare, tmp_path):
+    ws = console_workspace(tmp_path / "workspace")
+    bulk_pairs(ws, 100_000)
+    draw_sample(ws, "execute_code", 15, seed=1)
+    fixed_times(ws)
+    assert snap_compare(CraApp(ws, []), terminal_size=SIZE, run_before=_settled)
