@@ -308,7 +308,7 @@ def _dataset(ws: Workspace, round_id: int) -> None:
                 "id": "execute_code-1",
                 "stage": "execute_code",
                 "base_model": "coding",
-                "format": "dpo",
+                "format": "preference",
                 "path": "datasets/execute_code-1.jsonl",
                 "created_at": utc_now(),
                 "manifest_sha256": "0" * 64,
@@ -345,6 +345,8 @@ def test_the_gate_says_why_a_stage_may_not_be_curated(workspace):
     gate = review_gate(workspace, "execute_code")
     assert not gate.ok
     assert "round 1 of execute_code was the spot-check of dataset execute_code-1" in gate.reason
+    assert not review_gate(workspace, "execute_code", "preference").ok
+    assert review_gate(workspace, "execute_code", "sft").ok, "one round gates each format once"
     assert (
         review_gate(workspace, "execute_code").round_id
         == latest_round(workspace.db, "execute_code").round_id

@@ -196,7 +196,7 @@ class _Selection:
 
 
 def _curate(ws: Workspace, target: _Target, operator: str) -> CuratedDataset:
-    gate = review_gate(ws, target.stage)
+    gate = review_gate(ws, target.stage, target.format)
     if not gate.ok or gate.round_id is None:
         raise CurationRefused(gate.reason)
     base = BASE_MODEL[target.stage]
@@ -259,12 +259,13 @@ def _select(
     minimum = target.criteria.min_examples if target.criteria else 1
     if len(train_rows) < minimum:
         raise CurationRefused(
-            f"{stage} ({kind}): {len(train_rows)} train rows after curation, fewer than the "
-            f"{minimum} needed (min_examples); derive or import more data"
+            f"{len(train_rows)} train rows after curation ({len(rows)} candidates left after "
+            f"review and deduplication, {len(holdout.eval)} of them held out for eval), fewer "
+            f"than the {minimum} needed (min_examples); derive or import more data"
         )
     if config.eval_share > 0 and not eval_rows:
         raise CurationRefused(
-            f"{stage} ({kind}): no new rows fall on the eval side ([curation] eval_share = "
+            f"no new rows fall on the eval side ([curation] eval_share = "
             f"{config.eval_share:g}); derive data from more tasks"
         )
     counts = Counts(
@@ -445,7 +446,10 @@ def _still_current(
     earlier_ids: list[str],
 ) -> None:
     """Refuse when another curation of the stage finished while this one was working."""
-    used = db.execute("SELECT id FROM datasets WHERE review_round_id = ?", [round_id]).fetchone()
+    used = db.execute(
+        "SELECT id FROM datasets WHERE review_round_id = ? AND format = ?",
+        [round_id, target.format],
+    ).fetchone()
     if used is not None:
         raise CurationRefused(
             f"review round {round_id} of {target.stage} became the spot-check of dataset "

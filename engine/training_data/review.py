@@ -5,7 +5,8 @@ is a seeded sample of the stage's items not yet reviewed, stratified by source a
 kind of data is seen. Each item gets a decision: accept, reject (curation leaves it out), flip
 (a pair whose chosen and rejected are the wrong way round; curation swaps them) or skip (not
 decided yet). A stage may be curated only when its newest round is fully decided, its reject
-rate is within the configured limit, and no earlier dataset of the stage used that round.
+rate is within the configured limit, and no earlier dataset of the stage (and format) used that
+round.
 """
 
 import random
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from engine.errors import CraError
 from engine.timestamps import utc_now
+from engine.training_data.items import Kind
 from engine.training_data.stages import STAGES, Stage
 from engine.workspace import Workspace
 
@@ -216,8 +218,9 @@ def latest_round(db: sqlite_utils.Database, stage: Stage) -> RoundSummary | None
     return None if row[0] is None else round_summary(db, row[0])
 
 
-def review_gate(ws: Workspace, stage: str) -> Gate:
-    """Whether `stage` may be curated now (see the module doc)."""
+def review_gate(ws: Workspace, stage: str, format: Kind | None = None) -> Gate:
+    """Whether `stage` may be curated now (see the module doc); with `format`, into a dataset
+    of that format, so one round can gate a stage's SFT dataset and its DPO dataset."""
     stage = check_stage(stage)
     latest = latest_round(ws.db, stage)
     if latest is None:
@@ -246,8 +249,9 @@ def review_gate(ws: Workspace, stage: str) -> Gate:
             "fix what produced them, then draw a new sample",
         )
     used = ws.db.execute(
-        "SELECT id FROM datasets WHERE review_round_id = ? ORDER BY created_at LIMIT 1",
-        [latest.round_id],
+        "SELECT id FROM datasets WHERE review_round_id = ? AND format = COALESCE(?, format) "
+        "ORDER BY created_at LIMIT 1",
+        [latest.round_id, format],
     ).fetchone()
     if used is not None:
         return _blocked(
