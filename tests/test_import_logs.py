@@ -120,7 +120,7 @@ def _build_raw(path: Path) -> dict[str, int]:
         "scope": _call(path, "run-ok", "scope", response="relevant: textkit/cli.py", system=""),
         "refilter": _call(path, "run-ok", "assembly_refilter"),
         "empty_response": _call(path, "run-ok", "precision", response=""),
-        "long_code": _call(path, "run-ok", "execute_code", prompt="x" * 100_000),
+        "long_code": _call(path, "run-ok", "execute_implement", prompt="x" * 100_000),
         "long_analysis": _call(path, "run-ok", "task_analysis", prompt="y" * 30_000),
         "dpo": _call(path, "run-ok", "planning_dpo"),
         "empty_prompt": _call(path, "run-ok", "precision", prompt="  \n"),
@@ -310,7 +310,7 @@ def test_reimport_adds_nothing_and_a_grown_db_adds_only_the_new(
 
     _sql(path, "UPDATE task_runs SET success = 1 WHERE task_id = 'run-open'")
     _run(path, "run-new", 1, "/r/newlib", "2026-01-04 08:00:00")
-    new_call = _call(path, "run-new", "execute_code", response="<<<SEARCH\na\n===\nb\n>>>")
+    new_call = _call(path, "run-new", "execute_implement", response="<<<SEARCH\na\n===\nb\n>>>")
 
     grown = import_logs(workspace, path)
 
@@ -456,3 +456,27 @@ def test_a_raw_db_in_wal_mode_is_read_without_changing_it(
     report = import_logs(workspace, path)
     assert (report.added, report.calls) == (4, 14)
     assert _sha(path) == before
+
+
+def test_planning_and_code_calls_map_to_their_stages_by_call_type_and_task_id(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    path = tmp_path / "raw.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(_SCHEMA)
+    conn.close()
+    for task_id in ("t1:meta_plan", "t1:part_plan:p1", "t1:test_plan:p1", "t1", "t1:adjust"):
+        _run(path, task_id, 1, "/r/textkit", "2026-01-02 03:04:05")
+    ids = {
+        "meta_plan": _call(path, "t1:meta_plan", "execute_plan"),
+        "step_plan": _call(path, "t1:part_plan:p1", "execute_plan"),
+        "test_plan": _call(path, "t1:test_plan:p1", "execute_plan"),
+        "execute_code": _call(path, "t1", "execute_function_implement"),
+        "unplanned": _call(path, "t1:adjust", "execute_plan"),
+    }
+    report = import_logs(workspace, path)
+    stages = {row["log_call_id"]: row["stage"] for row in workspace.db["examples"].rows}
+    assert stages == {
+        ids[stage]: stage for stage in ("meta_plan", "step_plan", "test_plan", "execute_code")
+    }
+    assert report.skipped == {"no_stage:execute_plan": 1}

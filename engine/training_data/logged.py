@@ -5,10 +5,10 @@ Seed 004 §4: a stage's self-improvement data is the agent's own `retrieval_llm_
 (`task_runs.success`). The raw DB is opened read-only and never changed. Every run and call is
 recorded in `logged_runs` and `logged_calls`, upserted with the id of the latest import that read
 it, so a run finalised after an earlier import gets its outcome. Each call of a successful run
-whose call type is a stage with SFT data becomes one example: the call's system prompt (when it
-has one) and prompt, answered by its response. `planning_dpo` is not such a stage: one logged
-answer is not an accept/reject pair. A call that gives no example is counted under its reason,
-and an example over its stage's token budget is skipped, never truncated.
+that belongs to a stage (`agent_calls.stage_of_call`: by call type, and for planning calls by
+task id) becomes one example: the call's system prompt (when it has one) and prompt, answered by
+its response. A call that gives no example is counted under its reason, and an example over its
+stage's token budget is skipped, never truncated.
 
 An example's repo is the basename of its run's `repo_path`; its domain is the `domain` of the
 newest approved package whose manifest name equals that repo, else the repo name itself (a repo
@@ -37,13 +37,13 @@ from pydantic import BaseModel, ConfigDict
 from engine.errors import CraError
 from engine.harness.retrieve import count_tokens
 from engine.timestamps import TIME_FORMAT, utc_now
+from engine.training_data.agent_calls import stage_of_call
 from engine.training_data.items import Message, TrainingItem
-from engine.training_data.stages import STAGES, TOKEN_BUDGET, Stage
+from engine.training_data.stages import TOKEN_BUDGET
 from engine.training_data.store import insert_items
 from engine.workspace import Workspace
 
 SQLITE_HEADER = b"SQLite format 3\x00"
-LOGGED_STAGES: frozenset[Stage] = frozenset(s for s in STAGES if s != "planning_dpo")
 
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "task_runs": ("task_id", "repo_path", "mode", "stages", "success", "total_tokens", "timestamp"),
@@ -410,9 +410,9 @@ def _example(
     if run.success == 0:
         return "run_failed"
     call_type = call["call_type"]
-    if call_type not in LOGGED_STAGES:
+    stage = stage_of_call(call_type, call["task_id"])
+    if stage is None:
         return f"no_stage:{call_type}"
-    stage: Stage = call_type
     where = f"{path}: call {call['id']}"
     system, prompt, response = (
         _text(call, column, where) for column in ("system_prompt", "prompt", "response")

@@ -39,6 +39,7 @@ from pydantic import ValidationError
 
 from engine.errors import CraError, validation_lines
 from engine.timestamps import utc_now
+from engine.training_data.agent_calls import LOGGED_CALLS
 from engine.training_data.dataset_manifest import DatasetManifest
 from engine.training_data.items import Kind, Source
 from engine.training_data.plan_model import (
@@ -92,22 +93,6 @@ SPECS: dict[Stage, tuple[_Spec, ...]] = {
     "test_plan": (_Spec("resolved_rate", _RESOLVED, "base"),),
     "planning_dpo": (_Spec("resolved_rate", _RESOLVED, "base"),),
     "execute_code": (_Spec("pass@1", _RESOLVED, "base"),),
-}
-
-# Logged calls of each stage: (call_type, GLOB on the run's task id).
-LOGGED_CALLS: dict[Stage, tuple[tuple[str, str], ...]] = {
-    "task_analysis": (("task_analysis", "*"),),
-    "scope": (("scope", "*"),),
-    "precision": (("precision", "*"),),
-    "meta_plan": (("execute_plan", "*:meta_plan"),),
-    "step_plan": (("execute_plan", "*:part_plan:*"),),
-    "test_plan": (("execute_plan", "*:test_plan:*"),),
-    "planning_dpo": (),
-    "execute_code": (
-        ("execute_implement", "*"),
-        ("execute_test_implement", "*"),
-        ("execute_function_implement", "*"),
-    ),
 }
 
 # The items a run wants (seed 004 §7.2, the low end of each stage's range): SFT examples
