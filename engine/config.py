@@ -2,6 +2,7 @@
 
 import tomllib
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -99,6 +100,20 @@ class CurationConfig(_Section):
     seed: int = 0
 
 
+class TrainingConfig(_Section):
+    """Where the frozen bases are, and when training may take the GPU.
+
+    `base_models` maps a base kind to a local model folder (relative paths are against the
+    workspace); a run always starts from it, never from a merged model (seed 002 §6). Training
+    is refused while something answers at `inference_url` (the inference server holds the GPU)
+    unless forced, and outside `window` ("HH:MM-HH:MM", local time, may wrap midnight) if set.
+    """
+
+    base_models: dict[Literal["reasoning", "coding"], str] = Field(default_factory=dict)
+    inference_url: str | None = Field(default=None, pattern=r"^https?://")
+    window: str | None = Field(default=None, pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$")
+
+
 class Config(_Section):
     """The whole workspace configuration."""
 
@@ -108,6 +123,7 @@ class Config(_Section):
     harness: HarnessConfig = Field(default_factory=HarnessConfig)
     training_data: TrainingDataConfig = Field(default_factory=TrainingDataConfig)
     curation: CurationConfig = Field(default_factory=CurationConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
 
 
 def load_config(path: Path) -> Config:

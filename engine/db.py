@@ -375,6 +375,64 @@ def _m005_training_data(db: sqlite_utils.Database) -> None:
         _append_only(db, table)
 
 
+def _m006_training(db: sqlite_utils.Database) -> None:
+    db["training_runs"].create(
+        {
+            "id": int,
+            "stage": str,
+            "base_model": str,
+            "method": str,
+            "dataset_id": str,
+            "spec_json": str,
+            "backend": str,
+            "status": str,
+            "reason": str,
+            "run_dir": str,
+            "created_at": str,
+            "created_by": str,
+            "started_at": str,
+            "finished_at": str,
+            "step": int,
+            "max_steps": int,
+            "loss": float,
+            "adapter_id": int,
+        },
+        pk="id",
+        foreign_keys=[("dataset_id", "datasets", "id")],
+        not_null={"stage", "base_model", "method", "dataset_id", "spec_json", "status", "run_dir"},
+    )
+    db["training_runs"].create_index(["status"])
+    db["adapter_versions"].create(
+        {
+            "id": int,
+            "stage": str,
+            "version": int,
+            "name": str,
+            "status": str,
+            "base_model": str,
+            "base_model_path": str,
+            "rank": int,
+            "path": str,
+            "run_id": int,
+            "dataset_id": str,
+            "dataset_sha256": str,
+            "spec_json": str,
+            "metrics_json": str,
+            "files_json": str,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("run_id", "training_runs", "id"), ("dataset_id", "datasets", "id")],
+        not_null={"stage", "version", "name", "status", "base_model", "path", "created_at"},
+    )
+    db["adapter_versions"].create_index(["stage", "version"], unique=True)
+    db["adapter_versions"].create_index(["name"], unique=True)
+    db.execute(
+        "CREATE UNIQUE INDEX adapter_versions_one_active ON adapter_versions (stage) "
+        "WHERE status = 'active'"
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "ingest: packages, package files, decisions", _m001_ingest),
     (2, "harness: validated tasks", _m002_tasks),
