@@ -510,6 +510,7 @@ def _add_training_data_commands() -> None:
     from app.cli_data import data
     from app.cli_logs import import_logs_command
     from app.cli_review import review
+    from app.cli_train import train
     from app.cli_train_plan import train_plan
 
     cli.add_command(data)
@@ -518,6 +519,7 @@ def _add_training_data_commands() -> None:
     cli.add_command(datasets)
     cli.add_command(train_plan)
     cli.add_command(review)
+    cli.add_command(train)
 
 
 _add_training_data_commands()

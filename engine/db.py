@@ -443,6 +443,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
         "training data: examples and pairs, logged runs, review, plans, datasets",
         _m005_training_data,
     ),
+    (6, "training: runs and adapter versions", _m006_training),
 ]
 
 

@@ -1,0 +1,157 @@
+"""`cra train`: start, stop and resume training runs, and follow them to their adapters."""
+
+import json
+import textwrap
+from typing import Any
+
+import click
+
+from engine.training.contract import RunSpec
+from engine.training.registry import last_step, read_result
+from engine.training.runs import (
+    list_runs,
+    parse_settings,
+    reconcile_runs,
+    resume_run,
+    run_row,
+    start_run,
+    stop_run,
+)
+from engine.training_data.stages import STAGES
+from engine.workspace import Workspace
+
+
+def _workspace(ctx: click.Context) -> Workspace:
+    return Workspace.open(ctx.obj["workspace"])
+
+
+def _progress(run: dict[str, Any]) -> str:
+    step = "-" if run["step"] is None else str(run["step"])
+    total = "-" if run["max_steps"] is None else str(run["max_steps"])
+    loss = "-" if run["loss"] is None else f"{run['loss']:.4f}"
+    return f"step {step}/{total}  loss {loss}"
+
+
+@click.group()
+def train() -> None:
+    """Training runs: start one on a curated dataset, stop, resume, follow it."""
+
+
+@train.command("start")
+@click.option("--dataset", "dataset_id", required=True, help="The curated dataset to train on.")
+@click.option("--stage", required=True, type=click.Choice(STAGES), help="The adapter's stage.")
+@click.option(
+    "--method",
+    type=click.Choice(["sft", "dpo"]),
+    help="sft or dpo (default: what the dataset's format trains with).",
+)
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a hyperparameter, e.g. --set max_steps=3 (repeatable).",
+)
+@click.option("--force", is_flag=True, help="Start despite the inference server or the window.")
+@click.pass_context
+def train_start(
+    ctx: click.Context,
+    dataset_id: str,
+    stage: str,
+    method: str | None,
+    settings: tuple[str, ...],
+    force: bool,
+) -> None:
+    """Start a run in a background worker; it goes on when the console closes."""
+    ws = _workspace(ctx)
+    run_id = start_run(ws, dataset_id, stage, method, parse_settings(settings), force=force)
+    run = run_row(ws, run_id)
+    click.echo(f"started run {run_id}: {stage} {run['method']} on {dataset_id} -> {run['run_dir']}")
+
+
+@train.command("stop")
+@click.argument("run_id", type=int)
+@click.pass_context
+def train_stop(ctx: click.Context, run_id: int) -> None:
+    """Ask a run to checkpoint and stop at its next step."""
+    stop_run(_workspace(ctx), run_id)
+    click.echo(f"run {run_id}: stopping at the next step (`cra train status` shows when)")
+
+
+@train.command("resume")
+@click.argument("run_id", type=int)
+@click.option("--force", is_flag=True, help="Resume despite the inference server or the window.")
+@click.pass_context
+def train_resume(ctx: click.Context, run_id: int, force: bool) -> None:
+    """Resume a stopped or failed run from its newest checkpoint."""
+    ws = _workspace(ctx)
+    if resume_run(ws, run_id, force=force) is None:
+        click.echo(f"run {run_id}: {run_row(ws, run_id)['status']} (its adapter was registered)")
+    else:
+        click.echo(f"run {run_id}: resumed from its newest checkpoint")
+
+
+@train.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@click.pass_context
+def train_status(ctx: click.Context, as_json: bool) -> None:
+    """Every run, newest first: status, progress, loss and the adapter it made."""
+    ws = _workspace(ctx)
+    reconcile_runs(ws)
+    runs = list_runs(ws)
+    if as_json:
+        fields = ("id", "stage", "method", "dataset_id", "status", "step", "max_steps", "loss")
+        click.echo(json.dumps([{k: run[k] for k in (*fields, "adapter_name")} for run in runs]))
+        return
+    if not runs:
+        click.echo("no training runs yet: `cra train start` starts one")
+        return
+    for run in runs:
+        click.echo(
+            f"{run['id']:>4}  {run['stage']:<13} {run['method']:<4} {run['dataset_id']:<20} "
+            f"{run['status']:<9} {_progress(run)}  {run['adapter_name'] or ''}"
+        )
+
+
+@train.command("show")
+@click.argument("run_id", type=int)
+@click.pass_context
+def train_show(ctx: click.Context, run_id: int) -> None:
+    """One run: its spec, progress, outcome and adapter."""
+    ws = _workspace(ctx)
+    reconcile_runs(ws)
+    run = run_row(ws, run_id)
+    spec = RunSpec.model_validate_json(run["spec_json"])
+    hyper = spec.hyper
+    settings = {
+        **hyper.model_dump(),
+        "alpha": hyper.lora_alpha,
+        "target_modules": ",".join(hyper.target_modules),
+    }
+    run_dir = ws.root / run["run_dir"]
+    lines = [
+        f"run {run_id}: {run['stage']} {run['method']} on {run['dataset_id']} -- {run['status']}",
+        f"  folder:   {run_dir}",
+        f"  base:     {spec.base_model} at {spec.base_model_path}",
+        f"  made:     {run['created_at']} by {run['created_by']}; started {run['started_at']}"
+        + (f", ended {run['finished_at']}" if run["finished_at"] else ""),
+        textwrap.fill(
+            ", ".join(f"{key}={value}" for key, value in settings.items()),
+            width=100,
+            initial_indent="  settings: ",
+            subsequent_indent=" " * 12,
+        ),
+        f"  progress: {_progress(run)}" + (f"  backend {run['backend']}" if run["backend"] else ""),
+    ]
+    step = last_step(run_dir)
+    if step is not None:
+        lines.append(f"  last log: {step.model_dump_json(exclude_none=True)}")
+    result = read_result(run_dir)
+    if result is not None and result.effective:
+        replaced = ", ".join(f"{key}: {value}" for key, value in result.effective.items())
+        lines.append(f"  replaced: {replaced}")
+    if run["adapter_name"]:
+        lines.append(f"  adapter:  {run['adapter_name']}")
+    if run["reason"]:
+        lines.append("  reason:   " + run["reason"].replace("\n", "\n            "))
+    click.echo("\n".join(lines))

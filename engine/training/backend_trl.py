@@ -1,0 +1,201 @@
+"""The transformers + peft + trl backend: LoRA SFT or DPO from one run spec, CPU or GPU.
+
+It runs wherever Unsloth does not: on CPU (CI, machines without a GPU) and on a GPU without
+Unsloth. What the spec asks for and this machine cannot do (4-bit quantisation and the 8-bit
+optimiser need CUDA and bitsandbytes, bf16 needs a GPU that has it) is replaced, and each
+replacement is named in `RunResult.effective`. SFT trains on the assistant's turns only; the
+adapter's eos is the spec's. `fit` is shared with the Unsloth backend.
+"""
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+import transformers
+from datasets import Dataset
+from peft import LoraConfig
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    BitsAndBytesConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+
+from engine.errors import CraError
+from engine.training.contract import CHECKPOINTS_DIR, Hyper
+from engine.training.job import Job, Trained
+from engine.training.step_log import StepLog
+
+KEEP_CHECKPOINTS = 2
+
+
+class BaseModelRefused(CraError):
+    """The base model or its tokenizer cannot train the run as specified."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What this machine trains with, after replacing what it cannot do."""
+
+    quantize_4bit: bool
+    optimizer: str
+    bf16: bool
+
+
+def effective_settings(
+    hyper: Hyper, cuda: bool, bitsandbytes: bool, bf16_supported: bool
+) -> tuple[Settings, dict[str, str]]:
+    """The settings to train with and, for each one replaced, what replaced it and why."""
+    effective: dict[str, str] = {}
+    missing = "no CUDA" if not cuda else "bitsandbytes is not installed"
+    quantize = hyper.quantize_4bit and cuda and bitsandbytes
+    if hyper.quantize_4bit and not quantize:
+        effective["quantize_4bit"] = f"off ({missing})"
+    optimizer = hyper.optimizer
+    if optimizer == "adamw_8bit" and not (cuda and bitsandbytes):
+        optimizer = "adamw_torch"
+        effective["optimizer"] = f"adamw_torch ({missing})"
+    bf16 = hyper.bf16 and cuda and bf16_supported
+    if hyper.bf16 and not bf16:
+        effective["bf16"] = "off (no CUDA)" if not cuda else "off (the GPU lacks bf16)"
+    return Settings(quantize_4bit=quantize, optimizer=optimizer, bf16=bf16), effective
+
+
+def train(job: Job) -> Trained:
+    """Load the base, put LoRA on the spec's modules and train it."""
+    quiet_progress_bars()
+    hyper = job.spec.hyper
+    cuda = torch.cuda.is_available()
+    settings, effective = effective_settings(
+        hyper,
+        cuda=cuda,
+        bitsandbytes=importlib.util.find_spec("bitsandbytes") is not None,
+        bf16_supported=cuda and torch.cuda.is_bf16_supported(),
+    )
+    dtype = torch.bfloat16 if settings.bf16 else torch.float32
+    tokenizer = AutoTokenizer.from_pretrained(job.base_path, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(
+        job.base_path,
+        local_files_only=True,
+        dtype=dtype,
+        quantization_config=BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+        )
+        if settings.quantize_4bit
+        else None,
+    )
+    set_eos(model, tokenizer, job.spec.eos_token, job.base_path)
+    check_targets(model, hyper.target_modules, job.base_path)
+    lora = LoraConfig(
+        r=hyper.rank,
+        lora_alpha=hyper.lora_alpha,
+        lora_dropout=hyper.dropout,
+        target_modules=list(hyper.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    args = training_args(job, settings, use_cpu=not cuda)
+    return fit(job, model, tokenizer, args, lora, effective)
+
+
+def quiet_progress_bars() -> None:
+    """No progress bars in train.log: they redraw with carriage returns; the log is lines."""
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def set_eos(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, eos: str, base_path: Path
+) -> None:
+    """Make `eos` the tokenizer's and the model's end of sequence (seed 004 §7.3)."""
+    if eos not in tokenizer.get_vocab():
+        raise BaseModelRefused(f"{base_path}: the tokenizer has no token {eos!r} to end on")
+    if not tokenizer.chat_template:
+        raise BaseModelRefused(f"{base_path}: the tokenizer has no chat template")
+    tokenizer.eos_token = eos
+    model.config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+
+
+def check_targets(model: PreTrainedModel, targets: tuple[str, ...], base_path: Path) -> None:
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [target for target in targets if target not in names]
+    if missing:
+        raise BaseModelRefused(f"{base_path}: no module named {', '.join(missing)} to adapt")
+
+
+def training_args(
+    job: Job, settings: Settings, use_cpu: bool, fp16: bool = False
+) -> SFTConfig | DPOConfig:
+    """The TRL config of `job`: the spec's hyperparameters with `settings` applied."""
+    hyper = job.spec.hyper
+    common: dict[str, Any] = {
+        "output_dir": str(job.run_dir / CHECKPOINTS_DIR),
+        "per_device_train_batch_size": hyper.batch_size,
+        "gradient_accumulation_steps": hyper.gradient_accumulation,
+        "learning_rate": hyper.learning_rate,
+        "lr_scheduler_type": hyper.scheduler,
+        "warmup_steps": hyper.warmup_ratio,
+        "num_train_epochs": hyper.epochs,
+        "max_steps": hyper.max_steps or -1,
+        "optim": settings.optimizer,
+        "bf16": settings.bf16,
+        "fp16": fp16,
+        "use_cpu": use_cpu,
+        "seed": hyper.seed,
+        "max_length": hyper.max_length,
+        "logging_steps": hyper.logging_steps,
+        "save_strategy": "steps",
+        "save_steps": hyper.save_steps,
+        "save_total_limit": KEEP_CHECKPOINTS,
+        "include_num_input_tokens_seen": "non_padding",
+        "report_to": "none",
+        "disable_tqdm": True,
+    }
+    if job.spec.method == "sft":
+        return SFTConfig(**common, assistant_only_loss=True, eos_token=job.spec.eos_token)
+    return DPOConfig(**common, beta=hyper.dpo_beta)
+
+
+def fit(
+    job: Job,
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    args: SFTConfig | DPOConfig,
+    lora: LoraConfig | None,
+    effective: dict[str, str],
+) -> Trained:
+    """Train `model` on `job`'s rows with the trainer of its method, resuming when asked."""
+    for name, value in effective.items():
+        print(f"effective {name}: {value}")
+    step_log = StepLog(job.run_dir, job.resume_step)
+    trainer_class = SFTTrainer if job.spec.method == "sft" else DPOTrainer
+    trainer = trainer_class(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(job.rows),
+        processing_class=tokenizer,
+        peft_config=lora,
+        callbacks=[step_log],
+    )
+    trainer.train(resume_from_checkpoint=str(job.resume_from) if job.resume_from else None)
+    state = trainer.state
+    losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
+    return Trained(
+        model=trainer.model,
+        tokenizer=tokenizer,
+        stopped=step_log.stop_requested and state.global_step < state.max_steps,
+        steps=state.global_step,
+        max_steps=state.max_steps,
+        final_loss=losses[-1] if losses else None,
+        runtime_s=step_log.elapsed(),
+        effective=effective,
+    )

@@ -1,0 +1,63 @@
+"""The Unsloth backend: the same run spec on Unsloth's FastLanguageModel, on a CUDA GPU.
+
+Unsloth loads the base (4-bit NF4 when the spec asks), puts LoRA on the spec's modules with its
+own gradient checkpointing, and patches TRL's trainers, so the training itself is the shared
+`backend_trl.fit`. Unsloth must be imported before transformers and trl to patch them, and it
+raises without a GPU: it is imported here only, inside `train`, which the worker calls only
+when CUDA is available and Unsloth is installed. No test machine here has a GPU: this path is
+not exercised by the test suite.
+"""
+
+import importlib.util
+
+from engine.training.job import Job, Trained
+
+
+def train(job: Job) -> Trained:
+    """Load the base with Unsloth, put LoRA on the spec's modules and train it."""
+    import unsloth  # noqa: F401  (first: it patches transformers and trl as it loads)
+    from unsloth import FastLanguageModel, PatchDPOTrainer, is_bfloat16_supported
+
+    from engine.training.backend_trl import (
+        check_targets,
+        effective_settings,
+        fit,
+        quiet_progress_bars,
+        set_eos,
+        training_args,
+    )
+
+    quiet_progress_bars()
+    hyper = job.spec.hyper
+    settings, effective = effective_settings(
+        hyper,
+        cuda=True,
+        bitsandbytes=importlib.util.find_spec("bitsandbytes") is not None,
+        bf16_supported=is_bfloat16_supported(),
+    )
+    fp16 = not settings.bf16
+    if fp16:
+        effective["fp16"] = "on (Unsloth trains in half precision when bf16 is off)"
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=str(job.base_path),
+        max_seq_length=hyper.max_length,
+        load_in_4bit=settings.quantize_4bit,
+        dtype=None,
+        local_files_only=True,
+    )
+    set_eos(model, tokenizer, job.spec.eos_token, job.base_path)
+    check_targets(model, hyper.target_modules, job.base_path)
+    model = FastLanguageModel.get_peft_model(
+        model,
+        r=hyper.rank,
+        lora_alpha=hyper.lora_alpha,
+        lora_dropout=hyper.dropout,
+        target_modules=list(hyper.target_modules),
+        bias="none",
+        use_gradient_checkpointing="unsloth",
+        random_state=hyper.seed,
+    )
+    if job.spec.method == "dpo":
+        PatchDPOTrainer()
+    args = training_args(job, settings, use_cpu=False, fp16=fp16)
+    return fit(job, model, tokenizer, args, None, effective)

@@ -1,0 +1,402 @@
+"""Training runs: start one on a curated dataset, stop, resume, and follow it to its adapter.
+
+A run is a row in `training_runs`, a folder `training/<id>/` (the files of
+`engine.training.contract`) and a job: the worker process, which outlives the console. The
+console reads the folder back (`reconcile_runs`): progress from metrics.jsonl, and once the job
+is gone, the outcome from result.json; a worker that left none failed, and the run's reason
+holds the end of its log. A finished run's adapter is registered as a candidate version.
+
+Training always starts from the frozen base named in `[training] base_models`, never from an
+adapter or a model merged with one (seed 002 §6, seed 004 §10).
+
+Run status: running → done | stopped | failed; `stop` makes it stopping until the worker has
+saved and left; a stopped or failed run can be resumed from its newest checkpoint.
+"""
+
+import json
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from engine.durable import fsync_dir
+from engine.errors import CraError, validation_lines
+from engine.jobs import finish_job, job_alive, latest_job, spawn_job
+from engine.timestamps import utc_now
+from engine.training.contract import (
+    LOG_FILE,
+    RESULT_FILE,
+    SPEC_FILE,
+    STOP_FILE,
+    Hyper,
+    Method,
+    RunResult,
+    RunSpec,
+)
+from engine.training.guardrails import check_guardrails
+from engine.training.registry import (
+    ADAPTER_CONFIG,
+    RegistryError,
+    last_step,
+    read_result,
+    register_candidate,
+)
+from engine.training_data.dataset_files import ROW_FILES, open_dataset, read_verified
+from engine.training_data.items import Kind
+from engine.training_data.stages import STAGES, BaseModelKind, Stage
+from engine.workspace import Workspace
+
+JOB_KIND = "training"
+RUNS_DIR = "training"
+ACTIVE = ("running", "stopping")
+RESUMABLE = ("stopped", "failed")
+LOG_TAIL_LINES = 20
+METHOD_FOR_FORMAT: dict[Kind, Method] = {"sft": "sft", "preference": "dpo"}
+
+
+class TrainingRunError(CraError):
+    """A run cannot be started, stopped or resumed as asked."""
+
+
+def stage_rank(stage: Stage) -> int:
+    """The LoRA rank a stage trains at unless overridden (seed 004 §7.2)."""
+    return 32 if stage == "execute_code" else 16
+
+
+def parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
+    """`key=value` strings as overrides; a value that parses as JSON is that JSON value."""
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise TrainingRunError(f"--set {pair!r}: expected key=value")
+        if key in settings:
+            raise TrainingRunError(f"--set {key}: given twice")
+        try:
+            settings[key] = json.loads(text)
+        except json.JSONDecodeError:
+            settings[key] = text
+    return settings
+
+
+def build_hyper(stage: Stage, overrides: dict[str, Any]) -> Hyper:
+    """The §7.3 defaults at the stage's rank, with `overrides` applied and checked."""
+    unknown = sorted(set(overrides) - set(Hyper.model_fields))
+    if unknown:
+        raise TrainingRunError(
+            f"unknown setting {', '.join(unknown)}; settings are {', '.join(Hyper.model_fields)}"
+        )
+    try:
+        return Hyper.model_validate({"rank": stage_rank(stage), **overrides})
+    except ValidationError as exc:
+        raise TrainingRunError(validation_lines("setting", exc)) from exc
+
+
+def frozen_base(ws: Workspace, kind: BaseModelKind) -> str:
+    """The configured base model folder of `kind`, workspace-relative when inside it.
+
+    Refused when unset, missing, not a model folder, an adapter, or anything under the
+    workspace's adapters/ or training/ folders (where adapters and their merges live).
+    """
+    key = f"[training] base_models.{kind}"
+    configured = ws.config.training.base_models.get(kind)
+    if configured is None:
+        raise TrainingRunError(
+            f"{key} is not set: name the local folder of the frozen {kind} base model in "
+            f"{ws.config_path}"
+        )
+    path = Path(configured).expanduser()
+    path = (path if path.is_absolute() else ws.root / path).resolve()
+    if not path.is_dir():
+        raise TrainingRunError(f"{key} = {configured!r}: {path} is not a folder")
+    if not (path / "config.json").is_file():
+        raise TrainingRunError(f"{key} = {configured!r}: {path} has no config.json; not a model")
+    for derived in (ws.adapters_dir, ws.root / RUNS_DIR):
+        if path.is_relative_to(derived.resolve()):
+            raise TrainingRunError(
+                f"{key} = {configured!r}: {path} lies under {derived.name}/; training always "
+                "starts from the frozen base, never from an adapter or a merged model"
+            )
+    if (path / ADAPTER_CONFIG).exists():
+        raise TrainingRunError(
+            f"{key} = {configured!r}: {path} holds {ADAPTER_CONFIG}, so it is an adapter or a "
+            "merge of one; training always starts from the frozen base"
+        )
+    root = ws.root.resolve()
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
+def build_spec(
+    ws: Workspace,
+    dataset_id: str,
+    stage: str,
+    method: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> RunSpec:
+    """The spec of a run of `dataset_id` for `stage`, every input checked."""
+    if stage not in STAGES:
+        raise TrainingRunError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+    stored = open_dataset(ws, dataset_id)
+    for name in ROW_FILES:
+        read_verified(stored, name)
+    manifest = stored.manifest
+    if manifest.stage != stage:
+        raise TrainingRunError(
+            f"dataset {dataset_id} is {manifest.stage} data; it cannot train the {stage} adapter"
+        )
+    fits = METHOD_FOR_FORMAT[manifest.format]
+    if method is not None and method != fits:
+        raise TrainingRunError(
+            f"dataset {dataset_id} holds {manifest.format} rows, which train with {fits}, "
+            f"not {method}"
+        )
+    (sha,) = ws.db.execute(
+        "SELECT manifest_sha256 FROM datasets WHERE id = ?", [dataset_id]
+    ).fetchone()
+    try:
+        return RunSpec(
+            stage=manifest.stage,
+            method=fits,
+            base_model=manifest.base_model,
+            base_model_path=frozen_base(ws, manifest.base_model),
+            dataset_id=dataset_id,
+            dataset_path=stored.path.relative_to(ws.root).as_posix(),
+            dataset_sha256=sha,
+            hyper=build_hyper(manifest.stage, overrides or {}),
+        )
+    except ValidationError as exc:
+        raise TrainingRunError(validation_lines(f"run of {dataset_id}", exc)) from exc
+
+
+def start_run(
+    ws: Workspace,
+    dataset_id: str,
+    stage: str,
+    method: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    force: bool = False,
+    operator: str | None = None,
+) -> int:
+    """Start training `stage`'s adapter on `dataset_id` in a worker job; returns the run id."""
+    reconcile_runs(ws)
+    spec = build_spec(ws, dataset_id, stage, method, overrides)
+    if not force:
+        check_guardrails(ws, datetime.now())
+    run_id = _insert_run(ws, spec, operator or ws.config.operator)
+    run_dir = ws.root / RUNS_DIR / str(run_id)
+    try:
+        (ws.root / RUNS_DIR).mkdir(exist_ok=True)
+        run_dir.mkdir()
+        _write_durably(run_dir / SPEC_FILE, (spec.model_dump_json(indent=2) + "\n").encode())
+    except OSError as exc:
+        reason = f"cannot write {run_dir}: {exc}"
+        _set(ws, run_id, status="failed", reason=reason, finished_at=utc_now())
+        raise TrainingRunError(f"run {run_id}: cannot write {run_dir}: {exc}") from exc
+    _spawn(ws, run_id, run_dir)
+    return run_id
+
+
+def stop_run(ws: Workspace, run_id: int) -> None:
+    """Ask the worker to save a checkpoint and stop at its next step."""
+    reconcile_runs(ws)
+    run = run_row(ws, run_id)
+    if run["status"] != "running":
+        raise TrainingRunError(f"run {run_id} is {run['status']}; only a running run stops")
+    _write_durably(ws.root / run["run_dir"] / STOP_FILE, b"")
+    _set(ws, run_id, status="stopping", reason="stop asked by the operator")
+
+
+def resume_run(ws: Workspace, run_id: int, force: bool = False) -> int | None:
+    """Start the worker of a stopped or failed run again on its folder; returns the job id.
+
+    A run whose worker finished but whose adapter could not be registered is registered now
+    instead, and no worker starts (returns None).
+    """
+    reconcile_runs(ws)
+    run = run_row(ws, run_id)
+    if run["status"] not in RESUMABLE:
+        raise TrainingRunError(
+            f"run {run_id} is {run['status']}; only a stopped or failed run resumes"
+        )
+    run_dir = ws.root / run["run_dir"]
+    result = read_result(run_dir)
+    if result is not None and result.status == "done":
+        _finish_done(ws, run_id, result)
+        return None
+    if not force:
+        check_guardrails(ws, datetime.now(), except_run=run_id)
+    for name in (STOP_FILE, RESULT_FILE):
+        (run_dir / name).unlink(missing_ok=True)
+    fsync_dir(run_dir)
+    _set(ws, run_id, status="running", reason="", finished_at=None)
+    return _spawn(ws, run_id, run_dir)
+
+
+def reconcile_runs(ws: Workspace) -> list[int]:
+    """Read running runs' folders back; returns the ids of runs whose worker has ended."""
+    ended = []
+    for run in list(ws.db["training_runs"].rows_where("status IN (?, ?)", list(ACTIVE))):
+        run_dir = ws.root / run["run_dir"]
+        step = last_step(run_dir)
+        if step is not None:
+            _set(ws, run["id"], step=step.step, max_steps=step.max_steps, loss=step.loss)
+        job = latest_job(ws, JOB_KIND, run["id"])
+        if job is not None and job["status"] in ("starting", "running") and job_alive(job):
+            continue
+        _settle(ws, run["id"], run_dir, job)
+        ended.append(run["id"])
+    return ended
+
+
+_RUNS_QUERY = (
+    "SELECT r.*, a.name AS adapter_name FROM training_runs r "
+    "LEFT JOIN adapter_versions a ON a.id = r.adapter_id"
+)
+
+
+def run_row(ws: Workspace, run_id: int) -> dict[str, Any]:
+    """Run `run_id`'s row, with the name of the adapter it made (None when none)."""
+    rows = list(ws.db.query(f"{_RUNS_QUERY} WHERE r.id = ?", [run_id]))
+    if not rows:
+        raise TrainingRunError(f"there is no training run {run_id}; `cra train status` lists them")
+    return rows[0]
+
+
+def list_runs(ws: Workspace) -> list[dict[str, Any]]:
+    """Every run, newest first, with the name of the adapter it made (None when none)."""
+    return list(ws.db.query(f"{_RUNS_QUERY} ORDER BY r.id DESC"))
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last `lines` lines of the log at `path`; empty when there is none."""
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, 2)
+            handle.seek(max(0, size - 65536))
+            tail = handle.read()
+    except FileNotFoundError:
+        return ""
+    text = tail.decode("utf-8", errors="replace").rstrip("\n")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _insert_run(ws: Workspace, spec: RunSpec, operator: str) -> int:
+    ws.db.execute("BEGIN IMMEDIATE")
+    try:
+        run_id = ws.db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM training_runs").fetchone()[0]
+        ws.db["training_runs"].insert(
+            {
+                "id": run_id,
+                "stage": spec.stage,
+                "base_model": spec.base_model,
+                "method": spec.method,
+                "dataset_id": spec.dataset_id,
+                "spec_json": spec.model_dump_json(),
+                "status": "running",
+                "reason": "",
+                "run_dir": f"{RUNS_DIR}/{run_id}",
+                "created_at": utc_now(),
+                "created_by": operator,
+            }
+        )
+    except BaseException:
+        ws.db.execute("ROLLBACK")
+        raise
+    ws.db.execute("COMMIT")
+    return run_id
+
+
+def _spawn(ws: Workspace, run_id: int, run_dir: Path) -> int:
+    argv = [sys.executable, "-m", "engine.training.worker", str(run_dir)]
+    try:
+        job_id = spawn_job(ws, JOB_KIND, run_id, argv)
+    except CraError as exc:
+        _set(ws, run_id, status="failed", reason=str(exc), finished_at=utc_now())
+        raise
+    _set(ws, run_id, started_at=utc_now())
+    return job_id
+
+
+def _settle(ws: Workspace, run_id: int, run_dir: Path, job: dict[str, Any] | None) -> None:
+    """Record how a run whose job is gone ended, from what its worker left behind."""
+    try:
+        result = read_result(run_dir)
+        why = None if result else f"the worker exited without {RESULT_FILE}"
+    except RegistryError as exc:
+        result, why = None, str(exc)
+    if job is not None and job["status"] in ("starting", "running"):
+        finish_job(ws, job["id"], "failed" if why else "exited", why or "")
+    if result is None:
+        reason = "\n".join([f"{why}; what it said last:", *_last_words(ws, run_dir, job)])
+        _set(ws, run_id, status="failed", reason=reason, finished_at=utc_now())
+    elif result.status == "stopped":
+        _set(
+            ws,
+            run_id,
+            status="stopped",
+            reason=f"stopped at step {result.steps} of {result.max_steps}",
+            backend=result.backend,
+            step=result.steps,
+            max_steps=result.max_steps,
+            finished_at=utc_now(),
+        )
+    else:
+        _finish_done(ws, run_id, result)
+
+
+def _last_words(ws: Workspace, run_dir: Path, job: dict[str, Any] | None) -> list[str]:
+    """The end of train.log (the worker's output once it runs) and of the job's own log
+    (what the process said before that, such as an import error)."""
+    logs = [run_dir / LOG_FILE] + ([ws.root / job["log_path"]] if job else [])
+    said = [f"-- {path.relative_to(ws.root)}:\n{tail}" for path in logs if (tail := log_tail(path))]
+    return said or ["(nothing: no log has any output)"]
+
+
+def _finish_done(ws: Workspace, run_id: int, result: RunResult) -> None:
+    """Register the adapter of a run whose worker finished, and mark the run done."""
+    try:
+        adapter_id = register_candidate(ws, run_id)
+    except RegistryError as exc:
+        _set(
+            ws,
+            run_id,
+            status="failed",
+            reason=f"trained, but the adapter could not be registered: {exc}; "
+            "`cra train resume` registers it again",
+            backend=result.backend,
+            finished_at=utc_now(),
+        )
+        return
+    _set(
+        ws,
+        run_id,
+        status="done",
+        reason="",
+        backend=result.backend,
+        step=result.steps,
+        max_steps=result.max_steps,
+        loss=result.final_loss,
+        adapter_id=adapter_id,
+        finished_at=utc_now(),
+    )
+
+
+def _set(ws: Workspace, run_id: int, **fields: Any) -> None:
+    ws.db["training_runs"].update(run_id, fields)
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """Write `path` beside its name, flush it and rename it into place."""
+    staging = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
+    with staging.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    staging.replace(path)
+    fsync_dir(path.parent)

@@ -1,0 +1,553 @@
+"""Training runs: the spec and its overrides, the guardrails, what `start_run` refuses,
+registering an adapter as a candidate version, and reconciling runs whose worker ended.
+
+Every test works in a real workspace holding a dataset curated from reviewed items. The jobs
+are real processes; the worker itself runs only in the end-to-end test at the bottom.
+"""
+
+import json
+import random
+import shutil
+import socket
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from app.cli import cli
+from app.cli_train import train
+from engine.jobs import job_alive, latest_job, spawn_job, terminate_job
+from engine.training.contract import RunResult, RunSpec, StepRecord
+from engine.training.guardrails import (
+    GuardrailError,
+    check_guardrails,
+    check_inference_server,
+    check_window,
+)
+from engine.training.registry import (
+    RegistryError,
+    register_candidate,
+    resolve_base,
+    sha256_file,
+)
+from engine.training.runs import (
+    JOB_KIND,
+    TrainingRunError,
+    build_hyper,
+    build_spec,
+    parse_settings,
+    reconcile_runs,
+    resume_run,
+    run_row,
+    start_run,
+    stop_run,
+)
+from engine.training_data.curate import curate
+from engine.training_data.dataset_files import UnknownDataset
+from engine.training_data.items import Message, TrainingItem
+from engine.training_data.review import decide, draw_sample
+from engine.training_data.store import add_items
+from engine.workspace import Workspace
+
+if train.name not in cli.commands:
+    cli.add_command(train)
+
+BASE = "models/reasoning-base"
+
+
+def _item(n: int) -> TrainingItem:
+    rng = random.Random(n)
+    words = [f"{a}{b}" for a in ("ka", "lo", "mi", "nu", "pe") for b in range(40)]
+    domain = f"dom{n % 6}"
+    return TrainingItem(
+        stage="scope",
+        kind="sft",
+        source="synthetic",
+        origin="commit",
+        repo=f"{domain}-repo",
+        domain=domain,
+        task_key=f"task-{n}",
+        task_date=f"2025-01-{1 + n % 28:02d}T{n % 24:02d}:00:00Z",
+        prompt=[
+            Message(role="system", content="You judge the files a task concerns."),
+            Message(role="user", content=" ".join(rng.choice(words) for _ in range(30))),
+        ],
+        chosen=[Message(role="assistant", content=" ".join(rng.choice(words) for _ in range(20)))],
+    )
+
+
+def _write_config(root: Path, **training: Any) -> None:
+    lines = ["[training]"] + [f"{key} = {json.dumps(value)}" for key, value in training.items()]
+    lines += ["[training.base_models]", f'reasoning = "{BASE}"']
+    (root / "cra.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def _template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace holding the curated sft dataset scope-d1 and a stand-in base model folder."""
+    root = tmp_path_factory.mktemp("template") / "ws"
+    ws = Workspace.open(root)
+    add_items(ws.db, [_item(n) for n in range(40)])
+    round_id = draw_sample(ws, "scope", 15, seed=3)
+    for position in range(1, 16):
+        decide(ws, round_id, position, "accept")
+    report = curate(ws, stage="scope")
+    assert [done.id for done in report.curated] == ["scope-d1"], report.blocked
+    (root / BASE).mkdir(parents=True)
+    (root / BASE / "config.json").write_text('{"model_type": "qwen2"}\n', encoding="utf-8")
+    ws.db.conn.close()
+    return root
+
+
+def _open(tmp_path: Path, template: Path, **training: Any) -> Workspace:
+    root = tmp_path / "ws"
+    shutil.copytree(template, root)
+    _write_config(root, **training)
+    return Workspace.open(root)
+
+
+@pytest.fixture
+def ws(tmp_path: Path, _template: Path) -> Workspace:
+    return _open(tmp_path, _template)
+
+
+def _insert_run(ws: Workspace, spec: RunSpec) -> tuple[int, Path]:
+    """A run row and folder as `start_run` leaves them, without starting a worker."""
+    run_id = (
+        ws.db["training_runs"]
+        .insert(
+            {
+                "stage": spec.stage,
+                "base_model": spec.base_model,
+                "method": spec.method,
+                "dataset_id": spec.dataset_id,
+                "spec_json": spec.model_dump_json(),
+                "status": "running",
+                "reason": "",
+                "run_dir": "pending",
+                "created_at": "2025-01-01T00:00:00Z",
+            }
+        )
+        .last_pk
+    )
+    ws.db["training_runs"].update(run_id, {"run_dir": f"training/{run_id}"})
+    run_dir = ws.root / "training" / str(run_id)
+    run_dir.mkdir(parents=True)
+    (run_dir / "spec.json").write_text(spec.model_dump_json(), encoding="utf-8")
+    return run_id, run_dir
+
+
+def _finished(run_dir: Path, ws: Workspace, *, status: str = "done", steps: int = 3) -> None:
+    """What a worker leaves when it finished: adapter/, metrics.jsonl and result.json."""
+    adapter = run_dir / "adapter"
+    (adapter / "nested").mkdir(parents=True)
+    config = {"base_model_name_or_path": str(ws.root / BASE), "r": 16, "peft_type": "LORA"}
+    (adapter / "adapter_config.json").write_text(json.dumps(config), encoding="utf-8")
+    (adapter / "adapter_model.safetensors").write_bytes(random.Random(steps).randbytes(4096))
+    (adapter / "nested" / "tokenizer.json").write_text("{}", encoding="utf-8")
+    records = [
+        StepRecord(step=step, max_steps=steps, loss=2.0 / step, elapsed_s=step)
+        for step in range(1, steps + 1)
+    ]
+    text = "".join(record.model_dump_json() + "\n" for record in records)
+    (run_dir / "metrics.jsonl").write_text(text + '{"step": 9, "max_st', encoding="utf-8")
+    result = RunResult(
+        status=status,
+        backend="trl",
+        steps=steps,
+        max_steps=steps,
+        final_loss=2.0 / steps,
+        train_runtime_s=1.5,
+        effective={"optimizer": "adamw_torch"},
+        adapter_dir="adapter" if status == "done" else None,
+    )
+    (run_dir / "result.json").write_text(result.model_dump_json(), encoding="utf-8")
+
+
+def _job(ws: Workspace, run_id: int, code: str) -> dict[str, Any]:
+    spawn_job(ws, JOB_KIND, run_id, [sys.executable, "-c", code])
+    job = latest_job(ws, JOB_KIND, run_id)
+    assert job is not None
+    return job
+
+
+def _wait_gone(job: dict[str, Any]) -> None:
+    deadline = time.monotonic() + 60
+    while job_alive(job):
+        if time.monotonic() > deadline:
+            pytest.fail(f"job {job['id']} (pid {job['pid']}) did not exit")
+        time.sleep(0.05)
+
+
+# -- the spec and its overrides ------------------------------------------------------------
+
+
+def test_settings_parse_as_json_values_or_text() -> None:
+    assert parse_settings(["max_steps=3", "learning_rate=1e-4", "scheduler=linear"]) == {
+        "max_steps": 3,
+        "learning_rate": 1e-4,
+        "scheduler": "linear",
+    }
+    assert parse_settings(['target_modules=["q_proj","v_proj"]', "alpha=null"]) == {
+        "target_modules": ["q_proj", "v_proj"],
+        "alpha": None,
+    }
+    with pytest.raises(TrainingRunError, match="expected key=value"):
+        parse_settings(["max_steps"])
+    with pytest.raises(TrainingRunError, match="max_steps: given twice"):
+        parse_settings(["max_steps=3", "max_steps=4"])
+
+
+def test_hyper_takes_the_stage_rank_and_checks_every_override() -> None:
+    assert build_hyper("scope", {}).rank == 16
+    code = build_hyper("execute_code", {})
+    assert (code.rank, code.lora_alpha, code.learning_rate, code.optimizer) == (
+        32,
+        64,
+        2e-4,
+        "adamw_8bit",
+    )
+    assert build_hyper("scope", {"rank": 8, "max_steps": 3}).lora_alpha == 16
+    with pytest.raises(TrainingRunError, match="unknown setting max_stepz; settings are rank,"):
+        build_hyper("scope", {"max_stepz": 3})
+    with pytest.raises(TrainingRunError, match="key max_steps: .*greater than or equal to 1"):
+        build_hyper("scope", {"max_steps": 0})
+    with pytest.raises(TrainingRunError, match="key scheduler: .*'cosine', 'linear'"):
+        build_hyper("scope", {"scheduler": "exponential"})
+
+
+def test_the_spec_names_the_dataset_the_frozen_base_and_the_method(ws: Workspace) -> None:
+    spec = build_spec(ws, "scope-d1", "scope", overrides={"max_steps": 5})
+    assert (spec.method, spec.base_model, spec.base_model_path) == ("sft", "reasoning", BASE)
+    assert spec.dataset_path == "datasets/scope-d1"
+    assert spec.dataset_sha256 == sha256_file(ws.datasets_dir / "scope-d1" / "manifest.json")
+    assert spec.hyper.max_steps == 5 and spec.hyper.rank == 16
+
+
+# -- guardrails ----------------------------------------------------------------------------
+
+
+def test_a_listening_inference_server_blocks_training(tmp_path: Path, _template: Path) -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        url = f"http://127.0.0.1:{port}/v1"
+        with pytest.raises(GuardrailError, match=f"inference server at 127.0.0.1:{port} .*--force"):
+            check_inference_server(url)
+        ws = _open(tmp_path, _template, inference_url=url)
+        with pytest.raises(GuardrailError, match="holds the GPU; stop it or pass --force"):
+            start_run(ws, "scope-d1", "scope")
+    assert ws.db["training_runs"].count == 0
+    check_inference_server(url)
+
+
+@pytest.mark.parametrize(
+    ("window", "now", "opens"),
+    [
+        ("22:00-06:00", "12:00", "22:00 (in 10 h 0 min)"),
+        ("22:00-06:00", "06:00", "22:00 (in 16 h 0 min)"),
+        ("09:00-17:00", "08:30", "09:00 (in 0 h 30 min)"),
+        ("09:00-17:00", "17:00", "09:00 (in 16 h 0 min)"),
+    ],
+)
+def test_outside_the_window_training_waits(window: str, now: str, opens: str) -> None:
+    clock = datetime.fromisoformat(f"2025-03-04T{now}:00")
+    with pytest.raises(GuardrailError) as refused:
+        check_window(window, clock)
+    assert f"outside the training window {window} ([training] window" in str(refused.value)
+    assert f"it opens at {opens}" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("window", "now"),
+    [("22:00-06:00", "23:30"), ("22:00-06:00", "05:59"), ("09:00-17:00", "09:00")],
+)
+def test_inside_the_window_training_may_start(window: str, now: str) -> None:
+    check_window(window, datetime.fromisoformat(f"2025-03-04T{now}:00"))
+    check_window(None, datetime.fromisoformat(f"2025-03-04T{now}:00"))
+
+
+def test_a_window_that_is_not_a_clock_range_is_refused() -> None:
+    with pytest.raises(GuardrailError, match="start equals end"):
+        check_window("08:00-08:00", datetime(2025, 1, 1, 9))
+    with pytest.raises(GuardrailError, match="not HH:MM-HH:MM"):
+        check_window("25:00-06:00", datetime(2025, 1, 1, 9))
+
+
+def test_a_second_run_waits_for_the_one_holding_the_gpu(ws: Workspace) -> None:
+    run_id, _ = _insert_run(ws, build_spec(ws, "scope-d1", "scope"))
+    job = _job(ws, run_id, "import time; time.sleep(60)")
+    try:
+        with pytest.raises(GuardrailError, match=f"training run {run_id} is running"):
+            start_run(ws, "scope-d1", "scope")
+        check_guardrails(ws, datetime.now(), except_run=run_id)
+    finally:
+        terminate_job(job)
+        _wait_gone(job)
+
+
+# -- what start refuses --------------------------------------------------------------------
+
+
+def test_start_refuses_a_missing_dataset_and_a_mismatched_stage_or_method(ws: Workspace) -> None:
+    with pytest.raises(UnknownDataset, match="no dataset has id 'scope-d9'"):
+        start_run(ws, "scope-d9", "scope")
+    with pytest.raises(TrainingRunError, match="scope data; it cannot train the precision"):
+        start_run(ws, "scope-d1", "precision")
+    with pytest.raises(TrainingRunError, match="holds sft rows, which train with sft, not dpo"):
+        start_run(ws, "scope-d1", "scope", method="dpo")
+    with pytest.raises(TrainingRunError, match="unknown stage 'scoop'"):
+        start_run(ws, "scope-d1", "scoop")
+    assert ws.db["training_runs"].count == 0
+    assert not (ws.root / "training").exists()
+
+
+def test_start_refuses_an_unset_missing_or_derived_base(ws: Workspace) -> None:
+    (ws.root / "cra.toml").write_text("", encoding="utf-8")
+    with pytest.raises(TrainingRunError, match=r"\[training\] base_models.reasoning is not set"):
+        start_run(Workspace.open(ws.root), "scope-d1", "scope")
+
+    def refused(base: Path, match: str) -> None:
+        text = f'[training.base_models]\nreasoning = "{base}"\n'
+        (ws.root / "cra.toml").write_text(text, encoding="utf-8")
+        with pytest.raises(TrainingRunError, match=match):
+            start_run(Workspace.open(ws.root), "scope-d1", "scope")
+
+    refused(ws.root / "models" / "nowhere", r"base_models.reasoning = .*nowhere is not a folder")
+    merged = ws.root / "models" / "merged"
+    merged.mkdir()
+    (merged / "config.json").write_text("{}", encoding="utf-8")
+    (merged / "adapter_config.json").write_text("{}", encoding="utf-8")
+    refused(merged, "holds adapter_config.json.*always starts from the frozen base")
+    under = ws.adapters_dir / "scope" / "v1"
+    under.mkdir(parents=True)
+    (under / "config.json").write_text("{}", encoding="utf-8")
+    refused(under, "lies under adapters/; training always starts from the frozen base")
+    assert ws.db["training_runs"].count == 0
+
+
+# -- registering an adapter ----------------------------------------------------------------
+
+
+def test_a_finished_run_registers_as_the_next_candidate_version(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    spec = build_spec(ws, "scope-d1", "scope")
+    run_id, run_dir = _insert_run(ws, spec)
+    _finished(run_dir, ws)
+    adapter_id = register_candidate(ws, run_id)
+    row = ws.db["adapter_versions"].get(adapter_id)
+    assert (row["name"], row["version"], row["status"], row["path"]) == (
+        "scope-v1",
+        1,
+        "candidate",
+        "adapters/scope/v1",
+    )
+    assert (row["base_model_path"], row["rank"], row["run_id"]) == (BASE, 16, run_id)
+    assert row["dataset_sha256"] == spec.dataset_sha256 and row["dataset_id"] == "scope-d1"
+    metrics = json.loads(row["metrics_json"])
+    assert metrics["result"]["final_loss"] == pytest.approx(2.0 / 3)
+    assert metrics["last_step"]["step"] == 3
+    target = ws.root / row["path"]
+    files = json.loads(row["files_json"])
+    assert sorted(files) == [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "nested/tokenizer.json",
+    ]
+    assert all(sha256_file(target / name) == digest for name, digest in files.items())
+    assert (target / "adapter_model.safetensors").read_bytes() == (
+        run_dir / "adapter" / "adapter_model.safetensors"
+    ).read_bytes()
+    config = json.loads((target / "adapter_config.json").read_text(encoding="utf-8"))
+    assert config == {"base_model_name_or_path": BASE, "r": 16, "peft_type": "LORA"}
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]
+    assert run_row(ws, run_id)["adapter_name"] == "scope-v1"
+
+    assert register_candidate(ws, run_id) == adapter_id
+    assert sorted(p.name for p in target.parent.iterdir()) == ["v1"]
+
+    (target.parent / "v2").mkdir()
+    second, second_dir = _insert_run(ws, spec)
+    _finished(second_dir, ws, steps=4)
+    assert ws.db["adapter_versions"].get(register_candidate(ws, second))["name"] == "scope-v3"
+
+    moved = tmp_path / "elsewhere" / "ws"
+    shutil.copytree(ws.root, moved)
+    assert resolve_base(Workspace.open(moved), row) == moved / BASE
+    assert (resolve_base(Workspace.open(moved), row) / "config.json").is_file()
+
+
+def test_a_stopped_run_has_no_adapter_to_register(ws: Workspace) -> None:
+    run_id, run_dir = _insert_run(ws, build_spec(ws, "scope-d1", "scope"))
+    with pytest.raises(RegistryError, match="no finished adapter to register .no result.json"):
+        register_candidate(ws, run_id)
+    _finished(run_dir, ws, status="stopped")
+    with pytest.raises(RegistryError, match="result.json says stopped"):
+        register_candidate(ws, run_id)
+    assert ws.db["adapter_versions"].count == 0
+
+
+# -- reconciling ---------------------------------------------------------------------------
+
+
+def test_a_worker_that_dies_without_a_result_fails_the_run_with_its_last_lines(
+    ws: Workspace,
+) -> None:
+    run_id, _ = _insert_run(ws, build_spec(ws, "scope-d1", "scope"))
+    code = (
+        "import sys\n"
+        f"with open('training/{run_id}/train.log', 'a') as log:\n"
+        "    for n in range(1, 31): print(f'line {n}', file=log)\n"
+        "sys.exit('boom: out of memory')"
+    )
+    job = _job(ws, run_id, code)
+    _wait_gone(job)
+    assert reconcile_runs(ws) == [run_id]
+    run = run_row(ws, run_id)
+    assert run["status"] == "failed" and run["finished_at"]
+    reason = run["reason"]
+    assert reason.startswith("the worker exited without result.json; what it said last:\n")
+    assert f"-- training/{run_id}/train.log:\n" in reason and "line 11\n" in reason
+    assert "line 30" in reason and "line 10\n" not in reason
+    assert f"-- {job['log_path']}:\nboom: out of memory" in reason
+    assert ws.db["jobs"].get(job["id"])["status"] == "failed"
+    assert reconcile_runs(ws) == []
+
+
+def test_progress_stop_and_a_stopped_worker(ws: Workspace) -> None:
+    run_id, run_dir = _insert_run(ws, build_spec(ws, "scope-d1", "scope"))
+    job = _job(ws, run_id, "import time; time.sleep(60)")
+    try:
+        record = StepRecord(step=7, max_steps=20, loss=1.25, elapsed_s=3)
+        (run_dir / "metrics.jsonl").write_text(record.model_dump_json() + "\n", encoding="utf-8")
+        assert reconcile_runs(ws) == []
+        run = run_row(ws, run_id)
+        assert (run["status"], run["step"], run["max_steps"], run["loss"]) == (
+            "running",
+            7,
+            20,
+            1.25,
+        )
+        with pytest.raises(TrainingRunError, match="only a stopped or failed run resumes"):
+            resume_run(ws, run_id)
+        stop_run(ws, run_id)
+        assert (run_dir / "STOP").exists() and run_row(ws, run_id)["status"] == "stopping"
+        with pytest.raises(TrainingRunError, match="is stopping; only a running run stops"):
+            stop_run(ws, run_id)
+    finally:
+        terminate_job(job)
+        _wait_gone(job)
+    _finished(run_dir, ws, status="stopped", steps=8)
+    assert reconcile_runs(ws) == [run_id]
+    run = run_row(ws, run_id)
+    assert (run["status"], run["reason"], run["backend"]) == (
+        "stopped",
+        "stopped at step 8 of 8",
+        "trl",
+    )
+    assert ws.db["jobs"].get(job["id"])["status"] == "exited"
+
+
+def test_a_run_whose_adapter_did_not_register_registers_on_resume(ws: Workspace) -> None:
+    run_id, run_dir = _insert_run(ws, build_spec(ws, "scope-d1", "scope"))
+    _finished(run_dir, ws)
+    shutil.move(run_dir / "adapter", run_dir / "adapter.aside")
+    _wait_gone(_job(ws, run_id, "pass"))
+    assert reconcile_runs(ws) == [run_id]
+    run = run_row(ws, run_id)
+    assert run["status"] == "failed"
+    assert "trained, but the adapter could not be registered" in run["reason"]
+    shutil.move(run_dir / "adapter.aside", run_dir / "adapter")
+    assert resume_run(ws, run_id) is None
+    run = run_row(ws, run_id)
+    assert (run["status"], run["adapter_name"], run["step"]) == ("done", "scope-v1", 3)
+
+
+def test_cli_status_and_show(ws: Workspace) -> None:
+    run_id, run_dir = _insert_run(ws, build_spec(ws, "scope-d1", "scope"))
+    _finished(run_dir, ws)
+    _wait_gone(_job(ws, run_id, "pass"))
+    runner = CliRunner()
+    status = runner.invoke(cli, ["--workspace", str(ws.root), "train", "status"])
+    assert status.exit_code == 0, status.output
+    assert f"{run_id:>4}  scope" in status.output
+    assert "done" in status.output and "step 3/3" in status.output
+    assert "scope-v1" in status.output
+    show = runner.invoke(cli, ["--workspace", str(ws.root), "train", "show", str(run_id)])
+    assert show.exit_code == 0, show.output
+    assert f"base:     reasoning at {BASE}" in show.output
+    assert "replaced: optimizer: adamw_torch" in show.output
+    assert "adapter:  scope-v1" in show.output
+    missing = runner.invoke(cli, ["--workspace", str(ws.root), "train", "stop", "99"])
+    assert missing.exit_code == 1
+    assert "error: there is no training run 99" in missing.output
+    start = ["--workspace", str(ws.root), "train", "start", "--dataset", "scope-d1"]
+    bad = runner.invoke(cli, [*start, "--stage", "scope", "--set", "max_steps=0"])
+    assert bad.exit_code == 1
+    assert "error: setting: key max_steps: Input should be greater than or equal to 1" in bad.output
+    assert ws.db["training_runs"].count == 1
+
+
+# -- end to end, with the real worker ------------------------------------------------------
+
+
+def _wait_for(ws: Workspace, run_id: int, status: str) -> dict[str, Any]:
+    """Reconcile until the run reaches `status`; fail with its log if it ends otherwise."""
+    deadline = time.monotonic() + 300
+    while True:
+        reconcile_runs(ws)
+        run = run_row(ws, run_id)
+        if run["status"] == status:
+            return run
+        if run["status"] not in ("running", "stopping") or time.monotonic() > deadline:
+            log = (ws.root / run["run_dir"] / "train.log").read_text(encoding="utf-8")
+            pytest.fail(f"run {run_id} is {run['status']}, not {status}: {run['reason']}\n{log}")
+        time.sleep(0.2)
+
+
+def test_a_run_stops_resumes_and_registers_its_adapter(tmp_path: Path, _template: Path) -> None:
+    from engine.training.adapter_io import load_with_adapter
+    from engine.training.tiny_model import build_tiny_model
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        ws = _open(tmp_path, _template, inference_url=f"http://127.0.0.1:{server.getsockname()[1]}")
+        shutil.rmtree(ws.root / BASE)
+        build_tiny_model(ws.root / BASE)
+        settings = ["max_steps=3", "save_steps=1", "gradient_accumulation=1", "max_length=256"]
+        run_id = start_run(ws, "scope-d1", "scope", overrides=parse_settings(settings), force=True)
+    stop_run(ws, run_id)
+    stopped = _wait_for(ws, run_id, "stopped")
+    assert 1 <= stopped["step"] < 3 and stopped["backend"] == "trl"
+    assert ws.db["adapter_versions"].count == 0
+
+    assert resume_run(ws, run_id, force=True) is not None
+    done = _wait_for(ws, run_id, "done")
+    log = (ws.root / done["run_dir"] / "train.log").read_text(encoding="utf-8")
+    assert f"resuming from checkpoints/checkpoint-{stopped['step']} at step" in log
+    assert (done["step"], done["max_steps"], done["adapter_name"]) == (3, 3, "scope-v1")
+    assert done["loss"] is not None
+    spec = json.loads((ws.root / done["run_dir"] / "spec.json").read_text(encoding="utf-8"))
+    assert spec["hyper"]["max_steps"] == 3 and spec["base_model_path"] == BASE
+
+    row = ws.db["adapter_versions"].get(done["adapter_id"])
+    assert (row["path"], row["status"], row["base_model_path"]) == (
+        "adapters/scope/v1",
+        "candidate",
+        BASE,
+    )
+    adapter = ws.root / row["path"]
+    config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    assert config["base_model_name_or_path"] == BASE
+    assert set(json.loads(row["files_json"])) == {
+        path.relative_to(adapter).as_posix() for path in adapter.rglob("*") if path.is_file()
+    }
+    model, _ = load_with_adapter(resolve_base(ws, row), adapter)
+    assert model.peft_config["default"].r == 16
