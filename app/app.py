@@ -21,6 +21,7 @@ from screens.harness import HarnessScreen
 from screens.help import HelpScreen, binding_sections
 from screens.ingest import IngestScreen
 from screens.review import ReviewScreen
+from screens.training import TrainingScreen
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ PANES: list[Pane] = [
     Pane("2", "harness", "Harness", lambda app: HarnessScreen(app.workspace)),
     Pane("3", "review", "Review", lambda app: ReviewScreen(app.workspace)),
     Pane("4", "datasets", "Datasets", lambda app: DatasetsScreen(app.workspace)),
+    Pane("5", "training", "Training", lambda app: TrainingScreen(app.workspace)),
 ]
 
 

@@ -59,6 +59,19 @@ if train.name not in cli.commands:
 BASE = "models/reasoning-base"
 
 
+def _pair(n: int) -> TrainingItem:
+    sft = _item(n)
+    return sft.model_copy(
+        update={
+            "stage": "planning_dpo",
+            "kind": "preference",
+            "origin": "harness_plan",
+            "source": "harness",
+            "rejected": [Message(role="assistant", content=f"a plan that misses part {n}")],
+        }
+    )
+
+
 def _item(n: int) -> TrainingItem:
     rng = random.Random(n)
     words = [f"{a}{b}" for a in ("ka", "lo", "mi", "nu", "pe") for b in range(40)]
@@ -88,7 +101,8 @@ def _write_config(root: Path, **training: Any) -> None:
 
 @pytest.fixture(scope="module")
 def _template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A workspace holding the curated sft dataset scope-d1 and a stand-in base model folder."""
+    """A workspace holding the curated datasets scope-d1 (sft) and planning_dpo-d1 (pairs) and a
+    stand-in base model folder."""
     root = tmp_path_factory.mktemp("template") / "ws"
     ws = Workspace.open(root)
     add_items(ws.db, [_item(n) for n in range(40)])
@@ -97,6 +111,12 @@ def _template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         decide(ws, round_id, position, "accept")
     report = curate(ws, stage="scope")
     assert [done.id for done in report.curated] == ["scope-d1"], report.blocked
+    add_items(ws.db, [_pair(n) for n in range(40)])
+    round_id = draw_sample(ws, "planning_dpo", 15, seed=3)
+    for position in range(1, 16):
+        decide(ws, round_id, position, "accept")
+    report = curate(ws, stage="planning_dpo")
+    assert [done.id for done in report.curated] == ["planning_dpo-d1"], report.blocked
     (root / BASE).mkdir(parents=True)
     (root / BASE / "config.json").write_text('{"model_type": "qwen2"}\n', encoding="utf-8")
     ws.db.conn.close()
@@ -551,3 +571,22 @@ def test_a_run_stops_resumes_and_registers_its_adapter(tmp_path: Path, _template
     }
     model, _ = load_with_adapter(resolve_base(ws, row), adapter)
     assert model.peft_config["default"].r == 16
+
+
+def test_a_dpo_run_through_the_job_system_registers_its_adapter(
+    tmp_path: Path, _template: Path
+) -> None:
+    from engine.training.tiny_model import build_tiny_model
+
+    ws = _open(tmp_path, _template)
+    shutil.rmtree(ws.root / BASE)
+    build_tiny_model(ws.root / BASE)
+    settings = ["max_steps=2", "gradient_accumulation=1", "max_length=256"]
+    run_id = start_run(ws, "planning_dpo-d1", "planning_dpo", overrides=parse_settings(settings))
+    done = _wait_for(ws, run_id, "done")
+    assert (done["method"], done["step"], done["adapter_name"]) == ("dpo", 2, "planning_dpo-v1")
+    lines = (ws.root / done["run_dir"] / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["step"] for r in records] == [1, 2]
+    assert all(r["reward_margin"] is not None and r["reward_accuracy"] is not None for r in records)
+    assert (ws.root / "adapters/planning_dpo/v1/adapter_config.json").is_file()

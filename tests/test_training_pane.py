@@ -1,0 +1,627 @@
+"""The Training pane over a real workspace: `training_runs` rows and run folders written the way
+a worker leaves them (spec.json, metrics.jsonl of StepRecords, train.log, result.json), driven
+by Pilot in a small app that shows only this pane.
+
+Nothing reconciles the rows with worker processes here (the pane is given a `reconcile` that
+does nothing): the test plays the engine and changes the rows and files itself. The engine's
+start, stop and resume are replaced by recorders, so what the keys send is what is checked.
+Snapshots are taken at 120 × 40 once the poll has shown the selected run; every timestamp is
+fixed. Regenerate with `pytest tests/test_training_pane.py --snapshot-update`, then read the
+SVGs' text.
+"""
+
+import io
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+from textual.app import App
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, Select, Static
+
+from app.widgets.confirm import ConfirmScreen
+from engine.errors import CraError
+from engine.training.contract import (
+    LOG_FILE,
+    METRICS_FILE,
+    RESULT_FILE,
+    SPEC_FILE,
+    Hyper,
+    RunResult,
+    RunSpec,
+    StepRecord,
+)
+from engine.training.log_tail import TailRead
+from engine.workspace import Workspace
+from screens.training import StartRunScreen, TrainingScreen
+from screens.training_log import LogView, shown
+from screens.training_plot import LossPlot, braille_cells
+
+SIZE = (120, 40)
+DONE, RUNNING = 2, 3
+
+
+class PaneApp(App[None]):
+    """Just the Training pane over `workspace`; the bell is counted, not rung."""
+
+    TITLE = "cra console"
+
+    def __init__(self, workspace: Workspace, log_lines: int = 5000) -> None:
+        super().__init__()
+        self.workspace = workspace
+        self.log_lines = log_lines
+        self.rings = 0
+
+    def on_mount(self) -> None:
+        self.push_screen(TrainingScreen(self.workspace, lambda ws: None, self.log_lines))
+
+    def bell(self) -> None:
+        self.rings += 1
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    root = tmp_path / "workspace"
+    root.mkdir()
+    (root / "cra.toml").write_text("[usb]\nmount_roots = []\n", encoding="utf-8")
+    return Workspace.open(root)
+
+
+def add_dataset(ws: Workspace, dataset_id: str, stage: str, fmt: str = "sft") -> None:
+    with ws.db.conn:
+        ws.db["datasets"].insert(
+            {
+                "id": dataset_id,
+                "stage": stage,
+                "base_model": "coding" if stage == "execute_code" else "reasoning",
+                "format": fmt,
+                "path": f"datasets/{dataset_id}",
+                "created_at": "2026-05-01T20:00:00Z",
+                "created_by": "night-shift",
+                "manifest_sha256": "0" * 64,
+                "manifest_json": "{}",
+            }
+        )
+
+
+def spec(dataset_id: str, stage: str, method: str = "sft") -> RunSpec:
+    return RunSpec(
+        stage=stage,
+        method=method,
+        base_model="coding" if stage == "execute_code" else "reasoning",
+        base_model_path="models/qwen2.5-coder-3b" if stage == "execute_code" else "models/qwen3-4b",
+        dataset_id=dataset_id,
+        dataset_path=f"datasets/{dataset_id}",
+        dataset_sha256="0" * 64,
+        hyper=Hyper(max_steps=40, save_steps=10),
+    )
+
+
+def loss_at(step: int) -> float:
+    """A falling loss with a fixed wobble, so raw and smoothed differ."""
+    return round(2.2 * math.exp(-step / 12) + 0.4 + 0.15 * math.sin(step * 1.7), 4)
+
+
+def step_line(step: int, max_steps: int = 40, **extra: Any) -> str:
+    record = StepRecord(
+        step=step,
+        max_steps=max_steps,
+        epoch=round(step / 20, 3),
+        loss=loss_at(step),
+        learning_rate=2e-4 * (1 - step / max_steps / 2),
+        grad_norm=round(1.5 - step / 40, 3),
+        tokens_per_s=1800.0 + step,
+        memory_mb=6144.0 + 10 * step,
+        elapsed_s=3.0 * step,
+        eta_s=3.0 * (max_steps - step),
+        **extra,
+    )
+    return record.model_dump_json() + "\n"
+
+
+def log_line(n: int) -> str:
+    return f"[worker] step {n}: loss {loss_at(n):.4f}\n"
+
+
+def add_run(
+    ws: Workspace,
+    run_id: int,
+    dataset_id: str,
+    stage: str,
+    status: str,
+    steps: int,
+    *,
+    method: str = "sft",
+    reason: str = "",
+    result: RunResult | None = None,
+) -> Path:
+    run_dir = ws.root / "training" / str(run_id)
+    run_dir.mkdir(parents=True)
+    run_spec = spec(dataset_id, stage, method)
+    (run_dir / SPEC_FILE).write_text(run_spec.model_dump_json(indent=2), encoding="utf-8")
+    (run_dir / METRICS_FILE).write_text(
+        "".join(step_line(n) for n in range(1, steps + 1)), encoding="utf-8"
+    )
+    (run_dir / LOG_FILE).write_text(
+        "loading base model models/qwen3-4b\n" + "".join(log_line(n) for n in range(1, steps + 1)),
+        encoding="utf-8",
+    )
+    if result is not None:
+        (run_dir / RESULT_FILE).write_text(result.model_dump_json(), encoding="utf-8")
+    with ws.db.conn:
+        ws.db["training_runs"].insert(
+            {
+                "id": run_id,
+                "stage": stage,
+                "base_model": run_spec.base_model,
+                "method": method,
+                "dataset_id": dataset_id,
+                "spec_json": run_spec.model_dump_json(),
+                "backend": "trl",
+                "status": status,
+                "reason": reason,
+                "run_dir": f"training/{run_id}",
+                "created_at": f"2026-05-0{run_id}T21:00:00Z",
+                "created_by": "night-shift",
+                "started_at": f"2026-05-0{run_id}T21:00:05Z",
+                "finished_at": f"2026-05-0{run_id}T23:00:00Z" if status == "done" else None,
+                "step": steps,
+                "max_steps": 40,
+                "loss": loss_at(steps),
+            }
+        )
+    return run_dir
+
+
+def fill(ws: Workspace) -> dict[int, Path]:
+    """A failed run, a done one and a running one (newest)."""
+    add_dataset(ws, "scope-d1", "scope")
+    add_dataset(ws, "execute_code-d1", "execute_code")
+    done = RunResult(
+        status="done",
+        backend="trl",
+        steps=40,
+        max_steps=40,
+        final_loss=loss_at(40),
+        train_runtime_s=120.0,
+        effective={"quantize_4bit": "off (no CUDA)", "optimizer": "adamw_torch"},
+        adapter_dir="adapter",
+    )
+    return {
+        1: add_run(
+            ws, 1, "scope-d1", "scope", "failed", 5, reason="worker exited 1 without result.json"
+        ),
+        DONE: add_run(ws, DONE, "scope-d1", "scope", "done", 40, result=done),
+        RUNNING: add_run(ws, RUNNING, "execute_code-d1", "execute_code", "running", 24),
+    }
+
+
+async def until(pilot: Pilot, condition: Callable[[], bool], what: str) -> None:
+    for _ in range(400):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def pane(pilot: Pilot) -> TrainingScreen:
+    screen = pilot.app.screen
+    assert isinstance(screen, TrainingScreen)
+    return screen
+
+
+def text_of(screen: TrainingScreen, selector: str) -> str:
+    console = Console(width=200, file=io.StringIO(), record=True)
+    console.print(screen.query_one(selector, Static).content)
+    return console.export_text()
+
+
+def log_lines(screen: TrainingScreen) -> list[str]:
+    log = screen.query_one(LogView)
+    count = len(log.ring) + (1 if log.partial else 0)
+    return [log.line_text(i) for i in range(count)]
+
+
+def shown_lines(screen: TrainingScreen) -> list[str]:
+    log = screen.query_one(LogView)
+    return [log.render_line(y).text.rstrip() for y in range(log.size.height)]
+
+
+async def settled(pilot: Pilot, run_id: int, step: int) -> TrainingScreen:
+    """Wait until `run_id` is selected and its folder read up to `step`."""
+    screen = pane(pilot)
+
+    def ready() -> bool:
+        state = screen.state
+        return (
+            screen.selected_run == run_id
+            and state is not None
+            and state.latest is not None
+            and state.latest.step == step
+            and not state.more
+            and log_line(step).rstrip("\n") in log_lines(screen)[-2:]
+        )
+
+    await until(pilot, ready, f"run {run_id} read up to step {step}")
+    await pilot.pause()
+    return screen
+
+
+def messages(app: App[None]) -> list[str]:
+    return [n.message for n in app._notifications]
+
+
+async def test_runs_are_listed_newest_first_and_the_newest_is_shown(ws: Workspace) -> None:
+    fill(ws)
+    async with PaneApp(ws).run_test(size=SIZE) as pilot:
+        screen = await settled(pilot, RUNNING, 24)
+        assert screen.run_ids == [3, 2, 1]
+        table = screen.query_one("#runs", DataTable)
+        assert [str(cell) for cell in table.get_row("3")] == [
+            "3",
+            "execute_code",
+            "sft",
+            "execute_code-d1",
+            "running",
+            "24/40",
+            f"{loss_at(24):.4g}",
+            "2026-05-03 21:00",
+            "trl",
+        ]
+        head = text_of(screen, "#run-head")
+        assert "running · backend trl" in head
+        assert "execute_code-d1 · base coding (models/qwen2.5-coder-3b)" in head
+        assert "r16 α32 · lr 0.0002 cosine · 40 steps · batch 1×4" in head
+        stats = text_of(screen, "#run-stats")
+        assert "24/40 · 60.0 % · ETA 48.0s · 1m 12s so far" in stats
+        assert "1,824 tokens/s · memory 6.2 GiB" in stats
+        state = screen.state
+        assert state is not None and [p.step for p in state.curve] == list(range(1, 25))
+        assert screen.query_one(LossPlot).curve == state.curve
+
+
+async def test_a_done_run_shows_its_curve_log_and_result(ws: Workspace) -> None:
+    fill(ws)
+    async with PaneApp(ws).run_test(size=SIZE) as pilot:
+        await settled(pilot, RUNNING, 24)
+        await pilot.press("down")
+        screen = await settled(pilot, DONE, 40)
+        stats = text_of(screen, "#run-stats")
+        assert "40/40 · 100.0 % · ETA 0.0s · 2m 00s so far" in stats
+        assert f"done after 40/40 steps in 2m 00s · final loss {loss_at(40):.4g}" in stats
+        assert "adapter adapter/" in stats
+        assert "instead: quantize_4bit off (no CUDA), optimizer adamw_torch" in stats
+        lines = log_lines(screen)
+        assert lines[0] == "loading base model models/qwen3-4b"
+        assert len(lines) == 41
+        assert shown_lines(screen)[-1] == log_line(40).rstrip("\n")  # follows the end
+        assert screen.query_one("#run").border_title == "Run 2 · scope · sft"
+        await pilot.press("down")
+        screen = await settled(pilot, 1, 5)
+        assert "worker exited 1 without result.json" in text_of(screen, "#run-head")
+        assert "Result" not in text_of(screen, "#run-stats")
+        assert len(log_lines(screen)) == 6
+
+
+async def test_a_running_run_shows_what_its_files_gain(ws: Workspace) -> None:
+    folders = fill(ws)
+    async with PaneApp(ws).run_test(size=SIZE) as pilot:
+        screen = await settled(pilot, RUNNING, 24)
+        with (folders[RUNNING] / LOG_FILE).open("a", encoding="utf-8") as log:
+            log.write(log_line(25) + log_line(26) + "saving checkpoint-2")
+        with (folders[RUNNING] / METRICS_FILE).open("a", encoding="utf-8") as metrics:
+            metrics.write(step_line(25) + step_line(26))
+        await settled(pilot, RUNNING, 26)
+        assert log_lines(screen)[-2:] == [log_line(26).rstrip("\n"), "saving checkpoint-2"]
+        assert "26/40 · 65.0 %" in text_of(screen, "#run-stats")
+        state = screen.state
+        assert state is not None and state.curve[-1].step == 26
+        with (folders[RUNNING] / LOG_FILE).open("a", encoding="utf-8") as log:
+            log.write("0\n" + log_line(27))
+        with (folders[RUNNING] / METRICS_FILE).open("a", encoding="utf-8") as metrics:
+            metrics.write(step_line(27))
+        await settled(pilot, RUNNING, 27)
+        assert log_lines(screen)[-2] == "saving checkpoint-20"
+        assert shown_lines(screen)[-1] == log_line(27).rstrip("\n")
+
+
+async def test_a_status_change_notifies_and_rings_the_bell(ws: Workspace) -> None:
+    fill(ws)
+    app = PaneApp(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await settled(pilot, RUNNING, 24)
+        assert app.rings == 0  # runs already finished when the pane opened are not news
+        with ws.db.conn:
+            ws.db["training_runs"].update(
+                RUNNING,
+                {"status": "failed", "reason": "CUDA out of memory\n-- train.log:\n[worker] …"},
+            )
+        expected = "Run 3 (execute_code, sft on execute_code-d1) failed: CUDA out of memory (…)"
+        await until(pilot, lambda: expected in messages(app), "the notification")
+        assert app.rings == 1
+        await until(
+            pilot, lambda: "CUDA out of memory" in text_of(screen, "#run-head"), "the reason"
+        )
+        await pilot.pause(0.6)
+        assert app.rings == 1  # once, not on every poll
+
+
+async def test_a_malformed_metrics_line_is_reported_and_the_rest_shown(ws: Workspace) -> None:
+    folders = fill(ws)
+    with (folders[RUNNING] / METRICS_FILE).open("a", encoding="utf-8") as metrics:
+        metrics.write('{"step": "twenty-five"}\n' + step_line(26))
+    (folders[RUNNING] / LOG_FILE).write_text(log_line(26), encoding="utf-8")
+    app = PaneApp(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, RUNNING, 26)
+        path = folders[RUNNING] / METRICS_FILE
+        assert any(f"{path} line 25: key step" in m for m in messages(app))
+
+
+async def test_a_long_log_keeps_only_its_last_lines(ws: Workspace) -> None:
+    folders = fill(ws)
+    (folders[RUNNING] / LOG_FILE).write_text(
+        "".join(f"[data] tokenized example {n}\n" for n in range(100_000))
+        + "".join(log_line(n) for n in range(1, 25)),
+        encoding="utf-8",
+    )
+    async with PaneApp(ws, log_lines=50).run_test(size=SIZE) as pilot:
+        screen = await settled(pilot, RUNNING, 24)
+        lines = log_lines(screen)
+        assert lines[0].endswith("not shown ──")  # opened near its end: the rest skipped
+        assert lines[1:26] == [f"[data] tokenized example {n}" for n in range(99_975, 100_000)]
+        assert lines[26:] == [log_line(n).rstrip("\n") for n in range(1, 25)]
+        with (folders[RUNNING] / LOG_FILE).open("a", encoding="utf-8") as log:
+            log.write("".join(log_line(n) for n in range(25, 125)))
+        with (folders[RUNNING] / METRICS_FILE).open("a", encoding="utf-8") as metrics:
+            metrics.write(step_line(124, max_steps=400))
+        await settled(pilot, RUNNING, 124)
+        log = screen.query_one(LogView)
+        assert len(log.ring) == 50
+        assert log_lines(screen) == [log_line(n).rstrip("\n") for n in range(75, 125)]
+
+
+async def test_an_empty_workspace_says_how_to_start(ws: Workspace) -> None:
+    async with PaneApp(ws).run_test(size=SIZE) as pilot:
+        screen = pane(pilot)
+        await until(
+            pilot, lambda: "No training run yet" in text_of(screen, "#run-head"), "the hint"
+        )
+        await pilot.press("x")
+        assert "No run to stop: start one first (t)." in messages(pilot.app)
+
+
+# -- actions: the engine's functions replaced by recorders ---------------------------------
+
+
+@pytest.fixture
+def runs_module() -> Any:
+    """The engine's run functions (another part of the console; skipped until it exists)."""
+    return pytest.importorskip("engine.training.runs")
+
+
+class Recorder:
+    """Stands in for an engine function: records its calls, then returns or raises."""
+
+    def __init__(self, returns: Any = None, raises: str | None = None) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.returns = returns
+        self.raises = raises
+
+    def __call__(self, ws: Workspace, *args: Any) -> Any:
+        self.calls.append((ws.root, *args))
+        if self.raises is not None:
+            raise CraError(self.raises)
+        return self.returns
+
+
+async def test_stop_asks_first_then_asks_the_engine(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch, runs_module: Any
+) -> None:
+    fill(ws)
+    stop = Recorder()
+    monkeypatch.setattr(runs_module, "stop_run", stop)
+    app = PaneApp(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, RUNNING, 24)
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert stop.calls == []
+        await pilot.press("x", "y")
+        await until(pilot, lambda: bool(stop.calls), "stop_run to be called")
+        assert stop.calls == [(ws.root, RUNNING)]
+        await until(
+            pilot, lambda: "run 3 stopping after its next step" in messages(app), "the notice"
+        )
+        await pilot.press("down")
+        await settled(pilot, DONE, 40)
+        await pilot.press("x")
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert "Run 2 is done: only a running run stops." in messages(app)
+
+
+async def test_resume_reports_the_engines_refusal(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch, runs_module: Any
+) -> None:
+    fill(ws)
+    resume = Recorder(raises="run 1 is failed; no checkpoint to resume from")
+    monkeypatch.setattr(runs_module, "resume_run", resume)
+    app = PaneApp(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, RUNNING, 24)
+        await pilot.press("down", "down")
+        await settled(pilot, 1, 5)
+        await pilot.press("u")
+        await until(
+            pilot,
+            lambda: "run 1 is failed; no checkpoint to resume from" in messages(app),
+            "the refusal",
+        )
+        assert resume.calls == [(ws.root, 1)]
+
+
+async def test_the_start_form_sends_dataset_stage_and_method(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch, runs_module: Any
+) -> None:
+    fill(ws)
+    add_dataset(ws, "planning_dpo-d1", "planning_dpo", "preference")
+    start = Recorder(returns=4)
+    monkeypatch.setattr(runs_module, "start_run", start)
+    app = PaneApp(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, RUNNING, 24)
+        await pilot.press("t")
+        form = app.screen
+        assert isinstance(form, StartRunScreen)
+        dataset = form.query_one("#form-dataset", Input)
+        assert dataset.value == "execute_code-d1"
+        assert form.query_one("#form-stage", Select).value == "execute_code"
+        dataset.value = "planning_dpo-d1"
+        await pilot.pause()
+        assert form.query_one("#form-stage", Select).value == "planning_dpo"
+        assert form.query_one("#form-method", Select).value == "dpo"
+        await pilot.press("enter")
+        await until(pilot, lambda: bool(start.calls), "start_run to be called")
+        assert start.calls == [(ws.root, "planning_dpo-d1", "planning_dpo", "dpo")]
+        assert "run 4 started: planning_dpo on planning_dpo-d1" in messages(app)
+        start.raises = "dataset scope-d9 does not exist"
+        await pilot.press("t")
+        form = app.screen
+        assert isinstance(form, StartRunScreen)
+        form.query_one("#form-dataset", Input).value = "scope-d9"
+        await pilot.press("ctrl+s")
+        await until(
+            pilot, lambda: "dataset scope-d9 does not exist" in messages(app), "the refusal"
+        )
+        assert start.calls[-1][1] == "scope-d9"
+
+
+async def test_the_start_form_needs_a_stage(ws: Workspace) -> None:
+    async with PaneApp(ws).run_test(size=SIZE) as pilot:
+        await pilot.press("t")
+        form = pilot.app.screen
+        assert isinstance(form, StartRunScreen)
+        assert "No dataset yet" in str(form.query_one("#form-error", Static).content)
+        form.query_one("#form-dataset", Input).value = "scope-d1"
+        await pilot.press("ctrl+s")
+        assert pilot.app.screen is form
+        assert "Choose the stage" in str(form.query_one("#form-error", Static).content)
+        await pilot.press("escape")
+        assert isinstance(pilot.app.screen, TrainingScreen)
+
+
+# -- the log view -------------------------------------------------------------------------
+
+
+class LogApp(App[None]):
+    def compose(self) -> Any:
+        yield LogView(20, id="log")
+
+
+def tail_read(lines: list[str], partial: str = "", **changes: Any) -> TailRead:
+    fields: dict[str, Any] = {"restarted": None, "skipped": 0, "more": False, **changes}
+    return TailRead(lines, partial=partial, **fields)
+
+
+async def test_the_log_view_follows_its_end_until_scrolled_up() -> None:
+    async with LogApp().run_test(size=(60, 12)) as pilot:
+        log = pilot.app.query_one(LogView)
+        log.add(tail_read([f"line {n}" for n in range(15)], "partial"), "train.log")
+        await pilot.pause()
+        height = log.size.height
+        assert log.following
+        assert log.render_line(height - 1).text.rstrip() == "partial"
+        log.focus()
+        await pilot.press("up")
+        assert not log.following
+        top = log.render_line(0).text.rstrip()
+        assert log.scroll_y == 3  # 3 lines above the view: as many as will be pushed out
+        log.add(tail_read([f"more {n}" for n in range(8)]), "train.log")  # pushes 3 out
+        await pilot.pause()
+        assert len(log.ring) == 20
+        assert log.render_line(0).text.rstrip() == top  # the same lines stay in view
+        await pilot.press("end")
+        await pilot.pause()
+        log.add(tail_read(["last"]), "train.log")
+        await pilot.pause()
+        assert log.following
+        assert log.render_line(height - 1).text.rstrip() == "last"
+
+
+def test_log_lines_are_made_safe_to_draw() -> None:
+    assert shown("plain") == "plain"
+    assert shown("\x1b[31mred\x1b[0m text") == "red text"
+    assert shown(" 10%|#   \r 20%|##  \r 30%|### ") == " 30%|### "
+    assert shown("a\tb\x07c") == "a       bc"
+    assert len(shown("y" * 10_000)) == 2000
+
+
+# -- the plot -----------------------------------------------------------------------------
+
+
+def test_braille_joins_points_and_the_last_series_owns_a_cell() -> None:
+    cells = braille_cells(
+        [[(0.0, 1.0), (1.0, 0.0)], [(0.0, 0.0), (1.0, 0.0)]],
+        columns=2,
+        rows=1,
+        x_range=(0.0, 1.0),
+        y_range=(0.0, 1.0),
+    )
+    # Four dot columns, four dot rows: the first series falls from the top left to the bottom
+    # right, joined column by column (rows 0 | 0-1 | 1-2 | 2-3); the second runs along the
+    # bottom row (3) and is drawn last.
+    (left, left_owner), (right, right_owner) = cells[0]
+    assert (left_owner, right_owner) == (1, 1)
+    assert chr(0x2800 + left) == "⣙"  # dots 1, 7 | 4, 5, 8
+    assert chr(0x2800 + right) == "⣦"  # dots 2, 3, 7 | 6, 8
+
+
+# -- snapshots ----------------------------------------------------------------------------
+
+
+def test_training_running_run(snap_compare, ws: Workspace) -> None:
+    fill(ws)
+
+    async def run_before(pilot: Pilot) -> None:
+        await settled(pilot, RUNNING, 24)
+        await pilot.wait_for_scheduled_animations()
+
+    assert snap_compare(PaneApp(ws), terminal_size=SIZE, run_before=run_before)
+
+
+def test_training_done_run(snap_compare, ws: Workspace) -> None:
+    fill(ws)
+
+    async def run_before(pilot: Pilot) -> None:
+        await settled(pilot, RUNNING, 24)
+        await pilot.press("down")
+        await settled(pilot, DONE, 40)
+        await pilot.wait_for_scheduled_animations()
+
+    assert snap_compare(PaneApp(ws), terminal_size=SIZE, run_before=run_before)
+
+
+def test_training_start_form(snap_compare, ws: Workspace) -> None:
+    fill(ws)
+
+    async def run_before(pilot: Pilot) -> None:
+        await settled(pilot, RUNNING, 24)
+        await pilot.press("t")
+        await pilot.wait_for_scheduled_animations()
+
+    assert snap_compare(PaneApp(ws), terminal_size=SIZE, run_before=run_before)
+
+
+def test_training_empty_workspace(snap_compare, ws: Workspace) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        screen = pane(pilot)
+        await until(
+            pilot, lambda: "No training run yet" in text_of(screen, "#run-head"), "the hint"
+        )
+        await pilot.wait_for_scheduled_animations()
+
+    assert snap_compare(PaneApp(ws), terminal_size=SIZE, run_before=run_before)
