@@ -114,6 +114,20 @@ class TrainingConfig(_Section):
     window: str | None = Field(default=None, pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$")
 
 
+class ServingConfig(_Section):
+    """The vLLM server that serves the bases with their adapters (seed 004 §3, §10.5).
+
+    `bases` maps a base kind to the local model folder vLLM serves (relative paths are against
+    the workspace); `base_url` is where its OpenAI-compatible API answers.
+    """
+
+    base_url: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://")
+    bases: dict[Literal["reasoning", "coding"], str] = Field(default_factory=dict)
+    max_loras: int = Field(default=4, ge=1)
+    max_cpu_loras: int | None = Field(default=None, ge=1)
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
 class Config(_Section):
     """The whole workspace configuration."""
 
@@ -124,6 +138,7 @@ class Config(_Section):
     training_data: TrainingDataConfig = Field(default_factory=TrainingDataConfig)
     curation: CurationConfig = Field(default_factory=CurationConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
 
 
 def load_config(path: Path) -> Config:

@@ -433,6 +433,27 @@ def _m006_training(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m007_activations(db: sqlite_utils.Database) -> None:
+    db["adapter_activations"].create(
+        {
+            "id": int,
+            "stage": str,
+            "action": str,
+            "from_id": int,
+            "to_id": int,
+            "operator": str,
+            "at": str,
+            "reason": str,
+            "metrics_json": str,
+        },
+        pk="id",
+        foreign_keys=[("from_id", "adapter_versions", "id"), ("to_id", "adapter_versions", "id")],
+        not_null={"stage", "action", "operator", "at", "reason"},
+    )
+    db["adapter_activations"].create_index(["stage", "id"])
+    _append_only(db, "adapter_activations")
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "ingest: packages, package files, decisions", _m001_ingest),
     (2, "harness: validated tasks", _m002_tasks),
@@ -444,6 +465,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
         _m005_training_data,
     ),
     (6, "training: runs and adapter versions", _m006_training),
+    (7, "adapters: append-only activation records", _m007_activations),
 ]
 
 
