@@ -8,6 +8,12 @@ from pathlib import Path
 
 import click
 
+from app.cli_curate import curate_data, datasets
+from app.cli_data import data
+from app.cli_logs import import_logs_command
+from app.cli_review import review
+from app.cli_train import train
+from app.cli_train_plan import train_plan
 from engine.errors import CraError
 from engine.mining.settings import FilterSettings
 from engine.repopack.build import DEFAULT_PYTHON, DEFAULT_TEST_COMMAND
@@ -505,24 +511,8 @@ def harness_status(ctx: click.Context) -> None:
         click.echo(f"campaign {campaign_id} {status}: {shown}" + (f" ({reason})" if reason else ""))
 
 
-def _add_training_data_commands() -> None:
-    from app.cli_curate import curate_data, datasets
-    from app.cli_data import data
-    from app.cli_logs import import_logs_command
-    from app.cli_review import review
-    from app.cli_train import train
-    from app.cli_train_plan import train_plan
-
-    cli.add_command(data)
-    cli.add_command(import_logs_command)
-    cli.add_command(curate_data)
-    cli.add_command(datasets)
-    cli.add_command(train_plan)
-    cli.add_command(review)
-    cli.add_command(train)
-
-
-_add_training_data_commands()
+for _command in (data, import_logs_command, review, train_plan, curate_data, datasets, train):
+    cli.add_command(_command)
 
 
 def main() -> None:
