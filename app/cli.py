@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from app.cli_adapters import adapters
 from app.cli_curate import curate_data, datasets
 from app.cli_data import data
 from app.cli_logs import import_logs_command
@@ -511,7 +512,16 @@ def harness_status(ctx: click.Context) -> None:
         click.echo(f"campaign {campaign_id} {status}: {shown}" + (f" ({reason})" if reason else ""))
 
 
-for _command in (data, import_logs_command, review, train_plan, curate_data, datasets, train):
+for _command in (
+    data,
+    import_logs_command,
+    review,
+    train_plan,
+    curate_data,
+    datasets,
+    train,
+    adapters,
+):
     cli.add_command(_command)
 
 

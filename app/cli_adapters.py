@@ -1,0 +1,118 @@
+"""`cra adapters`: list versions, promote, roll back, reject, and name what serves a stage."""
+
+import json
+from pathlib import Path
+
+import click
+
+from engine.adapters.activation import (
+    export_metadata,
+    history,
+    list_versions,
+    promote,
+    reject,
+    resolve,
+    rollback,
+    version_row,
+)
+from engine.training_data.stages import STAGES
+from engine.workspace import Workspace
+
+
+def _workspace(ctx: click.Context) -> Workspace:
+    return Workspace.open(ctx.obj["workspace"])
+
+
+@click.group()
+def adapters() -> None:
+    """Adapter versions: which one serves each stage, and switching it."""
+
+
+@adapters.command("list")
+@click.option("--stage", type=click.Choice(STAGES), help="Only this stage's versions.")
+@click.pass_context
+def adapters_list(ctx: click.Context, stage: str | None) -> None:
+    """Every version with its status, base and rank."""
+    rows = list_versions(_workspace(ctx), stage)
+    if not rows:
+        click.echo("no adapter versions yet: a finished training run registers one")
+        return
+    for row in rows:
+        click.echo(
+            f"{row['name']:<20} {row['status']:<9} {row['base_model']:<9} "
+            f"rank {row['rank']}  {row['created_at']}  {row['path']}"
+        )
+
+
+@adapters.command("promote")
+@click.argument("name")
+@click.option("--reason", default="", help="Why it goes live.")
+@click.option("--operator", help="Who promotes (default: the config's operator).")
+@click.pass_context
+def adapters_promote(ctx: click.Context, name: str, reason: str, operator: str | None) -> None:
+    """Make version NAME its stage's active one, after checking its files."""
+    ws = _workspace(ctx)
+    promote(ws, name, operator=operator, reason=reason)
+    click.echo(f"{name}: active for {version_row(ws, name)['stage']}")
+
+
+@adapters.command("rollback")
+@click.argument("stage", type=click.Choice(STAGES))
+@click.option("--reason", default="", help="Why the active version is withdrawn.")
+@click.option("--operator", help="Who rolls back (default: the config's operator).")
+@click.pass_context
+def adapters_rollback(ctx: click.Context, stage: str, reason: str, operator: str | None) -> None:
+    """Make STAGE's previously active version active again."""
+    ws = _workspace(ctx)
+    rollback(ws, stage, operator=operator, reason=reason)
+    click.echo(f"{stage}: rolled back to {resolve(ws, stage)}")
+
+
+@adapters.command("reject")
+@click.argument("name")
+@click.option("--reason", required=True, help="Why the candidate is rejected.")
+@click.option("--operator", help="Who rejects (default: the config's operator).")
+@click.pass_context
+def adapters_reject(ctx: click.Context, name: str, reason: str, operator: str | None) -> None:
+    """Mark candidate NAME rejected; it is kept on disk and never promoted."""
+    reject(_workspace(ctx), name, reason, operator=operator)
+    click.echo(f"{name}: rejected ({reason})")
+
+
+@adapters.command("resolve")
+@click.argument("stage", type=click.Choice(STAGES))
+@click.pass_context
+def adapters_resolve(ctx: click.Context, stage: str) -> None:
+    """The model name requests for STAGE use: the active version, else the base kind."""
+    click.echo(resolve(_workspace(ctx), stage))
+
+
+@adapters.command("export")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE.")
+@click.pass_context
+def adapters_export(ctx: click.Context, out: Path | None) -> None:
+    """Every version as the agent's `adapter_metadata` rows, in JSON."""
+    text = json.dumps(export_metadata(_workspace(ctx)), indent=2) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"{out}: cannot write: {exc}") from exc
+    click.echo(f"wrote {out}")
+
+
+@adapters.command("history")
+@click.argument("stage", type=click.Choice(STAGES))
+@click.pass_context
+def adapters_history(ctx: click.Context, stage: str) -> None:
+    """STAGE's promotions, rollbacks and rejections, oldest first."""
+    records = history(_workspace(ctx), stage)
+    if not records:
+        click.echo(f"{stage}: no activation records yet")
+        return
+    for rec in records:
+        moved = f"{rec['from_name'] or '-'} -> {rec['to_name'] or '-'}"
+        why = f"  ({rec['reason']})" if rec["reason"] else ""
+        click.echo(f"{rec['at']}  {rec['action']:<8} {moved:<30} {rec['operator']}{why}")

@@ -1,0 +1,1 @@
+"""Adapter versions in service: promote, roll back, reject, and name the active one."""

@@ -1,0 +1,335 @@
+"""Which adapter version serves each stage: promote, roll back, reject (seed 004 §10.5).
+
+A stage has at most one `active` version. The database enforces it: a partial unique index on
+`adapter_versions (stage) WHERE status = 'active'`. Every flip happens in one `BEGIN IMMEDIATE`
+transaction together with its append-only `adapter_activations` record (who, when, why, and the
+metrics of both versions), so the records replay to the current state.
+
+Before a version goes live its files are checked against the sha256 recorded at registration,
+and the optional `sync(version_row)` loads it on the inference server. `sync` runs before the
+database flip and outside the transaction: if it raises, nothing changes. Should another console
+flip the stage while `sync` runs, the flip is refused rather than applied to a state it was not
+planned for.
+
+Rollback undoes promotions in order: the records replay as a stack (promote pushes, rollback
+pops), so rolling back twice after promoting v1, v2, v3 lands on v1.
+
+Statuses: candidate → active | rejected; active → inactive → active again.
+"""
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from engine.errors import CraError
+from engine.timestamps import utc_now
+from engine.training.registry import sha256_file
+from engine.training_data.stages import BASE_MODEL, STAGES
+from engine.workspace import Workspace
+
+Sync = Callable[[dict[str, Any]], None]
+PROMOTABLE = ("candidate", "inactive")
+
+
+class ActivationError(CraError):
+    """A version cannot be promoted, rolled back to or rejected as asked."""
+
+
+class AdapterFilesError(ActivationError):
+    """A version's files on disk are not the files registered."""
+
+
+class StageChangedError(ActivationError):
+    """Another console changed the stage's active version while this one was loading."""
+
+
+def version_row(ws: Workspace, name: str) -> dict[str, Any]:
+    rows = list(ws.db["adapter_versions"].rows_where("name = ?", [name]))
+    if not rows:
+        raise ActivationError(f"there is no adapter version {name!r}")
+    return rows[0]
+
+
+def list_versions(ws: Workspace, stage: str | None = None) -> list[dict[str, Any]]:
+    """Every version (of `stage`, when given), by stage and version number."""
+    if stage is not None:
+        _check_stage(stage)
+        where, args = "stage = ?", [stage]
+    else:
+        where, args = None, []
+    return list(ws.db["adapter_versions"].rows_where(where, args, order_by="stage, version"))
+
+
+def verify_files(ws: Workspace, row: dict[str, Any]) -> None:
+    """Refuse `row` unless its folder holds exactly the registered files, each hash matching."""
+    if not row["files_json"]:
+        raise AdapterFilesError(f"{row['name']}: no file hashes were recorded; cannot verify it")
+    expected: dict[str, str] = json.loads(row["files_json"])
+    folder = ws.root / row["path"]
+    if not folder.is_dir():
+        raise AdapterFilesError(f"{row['name']}: its folder {folder} is missing")
+    for relative, digest in sorted(expected.items()):
+        path = folder / relative
+        if not path.is_file():
+            raise AdapterFilesError(f"{row['name']}: file {path} is missing")
+        if sha256_file(path) != digest:
+            raise AdapterFilesError(
+                f"{row['name']}: file {path} does not match its registered sha256"
+            )
+    extra = sorted(
+        path.relative_to(folder).as_posix()
+        for path in folder.rglob("*")
+        if not path.is_dir() and path.relative_to(folder).as_posix() not in expected
+    )
+    if extra:
+        raise AdapterFilesError(f"{row['name']}: unregistered file {folder / extra[0]}")
+
+
+def promote(
+    ws: Workspace,
+    name: str,
+    operator: str | None = None,
+    reason: str = "",
+    sync: Sync | None = None,
+) -> int:
+    """Make candidate or inactive version `name` its stage's active one; returns the record id.
+
+    The previously active version becomes inactive. Its files are verified first, then `sync`
+    loads it; only then does the database flip.
+    """
+    target = version_row(ws, name)
+    _check_promotable(target)
+    verify_files(ws, target)
+    if sync is not None:
+        sync(target)
+    with _immediate(ws):
+        target = version_row(ws, name)
+        _check_promotable(target)
+        current = _active_row(ws, target["stage"])
+        return _flip(ws, "promote", current, target, operator, reason)
+
+
+def rollback(
+    ws: Workspace,
+    stage: str,
+    operator: str | None = None,
+    reason: str = "",
+    sync: Sync | None = None,
+) -> int:
+    """Make the stage's previously active version active again; returns the record id.
+
+    The current version becomes inactive. Refused when no earlier version was active before it.
+    """
+    current, target = _rollback_plan(ws, stage)
+    verify_files(ws, target)
+    if sync is not None:
+        sync(target)
+    with _immediate(ws):
+        now_current, now_target = _rollback_plan(ws, stage)
+        if (now_current["id"], now_target["id"]) != (current["id"], target["id"]):
+            raise StageChangedError(
+                f"{stage}: the active version changed to {now_current['name']} while "
+                f"{target['name']} was loading; nothing changed, roll back again"
+            )
+        return _flip(ws, "rollback", current, target, operator, reason)
+
+
+def reject(ws: Workspace, name: str, reason: str, operator: str | None = None) -> int:
+    """Mark candidate `name` rejected for good; returns the record id (from_id names it)."""
+    if not reason.strip():
+        raise ActivationError(f"{name}: a rejection needs a reason")
+    with _immediate(ws):
+        row = version_row(ws, name)
+        if row["status"] != "candidate":
+            raise ActivationError(f"{name} is {row['status']}: only a candidate can be rejected")
+        ws.db.execute("UPDATE adapter_versions SET status = 'rejected' WHERE id = ?", [row["id"]])
+        return _record(ws, row["stage"], "reject", row, None, operator, reason)
+
+
+def resolve(ws: Workspace, stage: str) -> str:
+    """The model name the agent puts in a request's `model` field for `stage`.
+
+    The active version's name (`{stage}-v{N}`, the name it is served under); with no version
+    active, the stage's base model kind (`reasoning` or `coding`), meaning the bare base serves.
+    """
+    _check_stage(stage)
+    row = _active_row(ws, stage)
+    return BASE_MODEL[stage] if row is None else row["name"]
+
+
+def history(ws: Workspace, stage: str) -> list[dict[str, Any]]:
+    """The stage's activation records, oldest first, with the versions' names."""
+    _check_stage(stage)
+    return [
+        dict(
+            zip(
+                ("id", "action", "from_name", "to_name", "operator", "at", "reason"),
+                row,
+                strict=True,
+            )
+        )
+        for row in ws.db.execute(
+            "SELECT a.id, a.action, f.name, t.name, a.operator, a.at, a.reason "
+            "FROM adapter_activations a "
+            "LEFT JOIN adapter_versions f ON f.id = a.from_id "
+            "LEFT JOIN adapter_versions t ON t.id = a.to_id "
+            "WHERE a.stage = ? ORDER BY a.id",
+            [stage],
+        ).fetchall()
+    ]
+
+
+def export_metadata(ws: Workspace) -> list[dict[str, Any]]:
+    """One row per version shaped like the agent's curated `adapter_metadata` table.
+
+    model_tag is the served name; performance_notes the version's metrics as compact JSON;
+    deployed_at when it was last made active (None if never).
+    """
+    rows = ws.db.execute(
+        "SELECT v.stage, v.base_model, v.name, v.version, v.status, v.metrics_json, "
+        "(SELECT MAX(a.at) FROM adapter_activations a "
+        " WHERE a.to_id = v.id AND a.action IN ('promote', 'rollback')) "
+        "FROM adapter_versions v ORDER BY v.stage, v.version"
+    ).fetchall()
+    return [
+        {
+            "stage_name": stage,
+            "base_model": base_model,
+            "model_tag": name,
+            "version": version,
+            "active": int(status == "active"),
+            "performance_notes": _compact(metrics_json),
+            "deployed_at": deployed_at,
+        }
+        for stage, base_model, name, version, status, metrics_json, deployed_at in rows
+    ]
+
+
+def _compact(metrics_json: str | None) -> str:
+    if metrics_json is None:
+        return ""
+    return json.dumps(json.loads(metrics_json), sort_keys=True, separators=(",", ":"))
+
+
+def _check_stage(stage: str) -> None:
+    if stage not in STAGES:
+        raise ActivationError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+
+
+def _check_promotable(row: dict[str, Any]) -> None:
+    if row["status"] == "rejected":
+        raise ActivationError(f"{row['name']} was rejected; a rejected version is never promoted")
+    if row["status"] == "active":
+        raise ActivationError(f"{row['name']} is already the active {row['stage']} version")
+    if row["status"] not in PROMOTABLE:
+        raise ActivationError(f"{row['name']} has unknown status {row['status']!r}")
+
+
+def _active_row(ws: Workspace, stage: str) -> dict[str, Any] | None:
+    rows = list(ws.db["adapter_versions"].rows_where("stage = ? AND status = 'active'", [stage]))
+    return rows[0] if rows else None
+
+
+def _rollback_plan(ws: Workspace, stage: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The active version and the one that was active before it was promoted."""
+    _check_stage(stage)
+    current = _active_row(ws, stage)
+    if current is None:
+        raise ActivationError(f"{stage}: no version is active; there is nothing to roll back")
+    stack: list[int] = []
+    for action, to_id in ws.db.execute(
+        "SELECT action, to_id FROM adapter_activations "
+        "WHERE stage = ? AND action IN ('promote', 'rollback') ORDER BY id",
+        [stage],
+    ):
+        if action == "promote":
+            stack.append(to_id)
+        elif stack:
+            stack.pop()
+        else:
+            raise ActivationError(f"{stage}: a rollback record precedes every promotion")
+    if not stack or stack[-1] != current["id"]:
+        raise ActivationError(
+            f"{stage}: the activation records do not end at the active version {current['name']}"
+        )
+    if len(stack) < 2:
+        raise ActivationError(
+            f"{stage}: no earlier version was active before {current['name']}; "
+            "there is nothing to roll back to"
+        )
+    target = dict(ws.db["adapter_versions"].get(stack[-2]))
+    if target["status"] != "inactive":
+        raise ActivationError(
+            f"{stage}: the earlier version {target['name']} is {target['status']}, not inactive"
+        )
+    return current, target
+
+
+def _flip(
+    ws: Workspace,
+    action: str,
+    current: dict[str, Any] | None,
+    target: dict[str, Any],
+    operator: str | None,
+    reason: str,
+) -> int:
+    try:
+        if current is not None:
+            ws.db.execute(
+                "UPDATE adapter_versions SET status = 'inactive' WHERE id = ?", [current["id"]]
+            )
+        ws.db.execute("UPDATE adapter_versions SET status = 'active' WHERE id = ?", [target["id"]])
+    except sqlite3.IntegrityError as exc:
+        raise ActivationError(
+            f"{target['stage']}: the database refused to make {target['name']} active ({exc}); "
+            "only one version per stage can be active. Nothing changed"
+        ) from exc
+    return _record(ws, target["stage"], action, current, target, operator, reason)
+
+
+def _record(
+    ws: Workspace,
+    stage: str,
+    action: str,
+    from_row: dict[str, Any] | None,
+    to_row: dict[str, Any] | None,
+    operator: str | None,
+    reason: str,
+) -> int:
+    snapshot = {
+        side: None if row is None else {"name": row["name"], "metrics": _metrics(row)}
+        for side, row in (("from", from_row), ("to", to_row))
+    }
+    return (
+        ws.db["adapter_activations"]
+        .insert(
+            {
+                "stage": stage,
+                "action": action,
+                "from_id": None if from_row is None else from_row["id"],
+                "to_id": None if to_row is None else to_row["id"],
+                "operator": operator or ws.config.operator,
+                "at": utc_now(),
+                "reason": reason,
+                "metrics_json": json.dumps(snapshot, sort_keys=True),
+            }
+        )
+        .last_pk
+    )
+
+
+def _metrics(row: dict[str, Any]) -> Any:
+    return None if row["metrics_json"] is None else json.loads(row["metrics_json"])
+
+
+@contextmanager
+def _immediate(ws: Workspace) -> Iterator[None]:
+    ws.db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        ws.db.execute("ROLLBACK")
+        raise
+    ws.db.execute("COMMIT")
