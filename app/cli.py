@@ -13,6 +13,7 @@ from app.cli_curate import curate_data, datasets
 from app.cli_data import data
 from app.cli_logs import import_logs_command
 from app.cli_review import review
+from app.cli_serve import serve
 from app.cli_train import train
 from app.cli_train_plan import train_plan
 from engine.errors import CraError
@@ -521,6 +522,7 @@ for _command in (
     datasets,
     train,
     adapters,
+    serve,
 ):
     cli.add_command(_command)
 

@@ -1,0 +1,61 @@
+"""`cra serve`: show or start the vLLM servers for the configured bases and their adapters."""
+
+import os
+import shlex
+import shutil
+import subprocess
+import time
+
+import click
+
+from engine.errors import CraError
+from engine.serving.command import ServeCommand, serve_commands
+from engine.workspace import Workspace
+
+
+def _shell_line(command: ServeCommand) -> str:
+    env = " ".join(f"{key}={shlex.quote(value)}" for key, value in command.env.items())
+    return f"{env} {shlex.join(command.argv)}"
+
+
+@click.command()
+@click.option("--print", "show", is_flag=True, help="Write the server commands, one per base.")
+@click.option("--launch", is_flag=True, help="Start the servers and wait on them.")
+@click.pass_context
+def serve(ctx: click.Context, show: bool, launch: bool) -> None:
+    """One vLLM server per base, LoRA enabled, active adapters preloaded, runtime loads on."""
+    if show == launch:
+        raise click.UsageError("give exactly one of --print or --launch")
+    commands = serve_commands(Workspace.open(ctx.obj["workspace"]))
+    if show:
+        for command in commands:
+            click.echo(f"# base {command.base} at {command.url}")
+            click.echo(_shell_line(command))
+        return
+    if shutil.which("vllm") is None:
+        raise CraError(
+            "vllm is not installed here (no `vllm` on PATH); `cra serve --print` shows the "
+            "commands to run where it is"
+        )
+    _launch(commands)
+
+
+def _launch(commands: list[ServeCommand]) -> None:
+    """Start every server and wait; when one stops, or on Ctrl-C, the others are stopped too."""
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for command in commands:
+            click.echo(f"starting base {command.base} at {command.url}")
+            processes.append(subprocess.Popen(command.argv, env={**os.environ, **command.env}))
+        while all(process.poll() is None for process in processes):
+            time.sleep(1)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+                process.wait()
+    stopped = [
+        f"base {command.base} exited with status {process.returncode}"
+        for command, process in zip(commands, processes, strict=True)
+    ]
+    raise CraError("vLLM stopped, so every server was stopped: " + "; ".join(stopped))

@@ -1,0 +1,99 @@
+"""The `vllm serve` command lines for the configured bases: one server per base, own port.
+
+Each server starts with LoRA enabled, a `--max-lora-rank` large enough for every active and
+candidate version on its base, the base's active versions preloaded under their version names,
+and runtime loading allowed so candidates can be added without a restart. Ports follow a fixed
+order from `[serving] base_url`'s port (reasoning, then coding), so a base keeps its port
+whether or not the other is configured.
+"""
+
+import urllib.parse
+from dataclasses import dataclass, field
+
+from engine.serving.vllm_client import (
+    SERVED_STATUSES,
+    ServingError,
+    base_folder,
+    check_adapter,
+    rank_limit,
+)
+from engine.training_data.stages import BaseModelKind
+from engine.workspace import Workspace
+
+BASE_ORDER: tuple[BaseModelKind, ...] = ("reasoning", "coding")
+SERVE_ENV = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
+
+
+@dataclass(frozen=True)
+class ServeCommand:
+    """One server to start: the base it serves, where it answers, its argv and extra env."""
+
+    base: str
+    url: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=lambda: dict(SERVE_ENV))
+
+
+def server_url(ws: Workspace, kind: str) -> str:
+    """Where the server of base `kind` answers: `base_url` with the base's port."""
+    scheme = urllib.parse.urlsplit(ws.config.serving.base_url).scheme
+    host, port = _host_port(ws)
+    return f"{scheme}://{host}:{port + BASE_ORDER.index(kind)}"
+
+
+def serve_commands(ws: Workspace) -> list[ServeCommand]:
+    """One `vllm serve` command per configured base; refused when an adapter has no base."""
+    serving = ws.config.serving
+    if not serving.bases:
+        raise ServingError(f"no base is served: [serving] bases is empty in {ws.config_path}")
+    if serving.max_cpu_loras is not None and serving.max_cpu_loras < serving.max_loras:
+        raise ServingError(
+            f"{ws.config_path}: [serving] max_cpu_loras ({serving.max_cpu_loras}) must be at "
+            f"least max_loras ({serving.max_loras})"
+        )
+    versions = ws.db.execute(
+        "SELECT name, base_model FROM adapter_versions WHERE status IN (?, ?) ORDER BY name",
+        list(SERVED_STATUSES),
+    ).fetchall()
+    for name, kind in versions:
+        if kind not in serving.bases:
+            raise ServingError(
+                f"adapter {name} needs base '{kind}', but [serving] bases.{kind} is not set "
+                f"in {ws.config_path}"
+            )
+    return [_command(ws, kind) for kind in BASE_ORDER if kind in serving.bases]
+
+
+def _command(ws: Workspace, kind: BaseModelKind) -> ServeCommand:
+    serving = ws.config.serving
+    host, port = _host_port(ws)
+    max_rank = rank_limit(ws, kind)
+    argv = ["vllm", "serve", str(base_folder(ws, kind)), "--enable-lora"]
+    argv += ["--host", host, "--port", str(port + BASE_ORDER.index(kind))]
+    argv += ["--max-lora-rank", str(max_rank), "--max-loras", str(serving.max_loras)]
+    if serving.max_cpu_loras is not None:
+        argv += ["--max-cpu-loras", str(serving.max_cpu_loras)]
+    active = ws.db["adapter_versions"].rows_where(
+        "base_model = ? AND status = 'active'", [kind], order_by="name"
+    )
+    modules = []
+    for row in active:
+        adapter_dir = ws.root / row["path"]
+        check_adapter(row, adapter_dir, max_rank, serving.bases.keys())
+        modules.append(f"{row['name']}={adapter_dir}")
+    if modules:
+        argv += ["--lora-modules", *modules]
+    return ServeCommand(base=kind, url=server_url(ws, kind), argv=argv)
+
+
+def _host_port(ws: Workspace) -> tuple[str, int]:
+    url = ws.config.serving.base_url
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname is None or parts.path.strip("/"):
+        raise ServingError(
+            f"{ws.config_path}: [serving] base_url {url!r} must be scheme://host:port, no path"
+        )
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if port + len(BASE_ORDER) - 1 > 65535:
+        raise ServingError(f"{ws.config_path}: [serving] base_url port {port} leaves no room")
+    return parts.hostname, port

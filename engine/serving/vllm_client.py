@@ -1,0 +1,242 @@
+"""A small client for vLLM's OpenAI-compatible server: its model list and LoRA endpoints.
+
+Runtime loads need the server started with `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`. In
+`/v1/models` an adapter is an entry whose `parent` names the base it runs on and whose `root`
+is the folder it was loaded from; the base itself has no parent. Standard library only.
+"""
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.errors import CraError
+from engine.workspace import Workspace
+
+ADAPTER_CONFIG = "adapter_config.json"
+SERVED_STATUSES = ("active", "candidate")
+DEFAULT_MAX_LORA_RANK = 16
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+"""The values vLLM accepts for `--max-lora-rank`."""
+
+
+class ServingError(CraError):
+    """The vLLM server refused a request, gave an unreadable answer, or cannot be reached."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One entry of `/v1/models`: a base (parent None) or an adapter on a base."""
+
+    id: str
+    root: str | None
+    parent: str | None
+
+    @property
+    def is_adapter(self) -> bool:
+        return self.parent is not None
+
+
+class VllmClient:
+    """Talks to the vLLM server at `base_url` (scheme, host and port; no `/v1`)."""
+
+    def __init__(self, base_url: str, timeout_s: float) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+
+    def models(self) -> list[ServedModel]:
+        """Every model the server answers for: its bases and its loaded adapters."""
+        endpoint = "/v1/models"
+        body = self._request("GET", endpoint, None)
+        try:
+            data = json.loads(body)
+            return [
+                ServedModel(id=entry["id"], root=entry.get("root"), parent=entry.get("parent"))
+                for entry in data["data"]
+            ]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+            raise ServingError(
+                f"vLLM at {self.base_url}: {endpoint} is not a model list ({exc}): {body[:200]!r}"
+            ) from exc
+
+    def loaded_adapters(self) -> set[str]:
+        """The names of the adapters the server has loaded."""
+        return {model.id for model in self.models() if model.is_adapter}
+
+    def load_adapter(self, name: str, path: str) -> None:
+        """Ask the server to load the adapter folder `path` under `name`."""
+        self._request("POST", "/v1/load_lora_adapter", {"lora_name": name, "lora_path": path})
+
+    def unload_adapter(self, name: str) -> None:
+        """Ask the server to drop the adapter `name`."""
+        self._request("POST", "/v1/unload_lora_adapter", {"lora_name": name})
+
+    def _request(self, method: str, endpoint: str, payload: dict[str, Any] | None) -> bytes:
+        url = self.base_url + endpoint
+        data = None if payload is None else json.dumps(payload).encode()
+        request = urllib.request.Request(url, data=data, method=method)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        where = f"vLLM at {self.base_url}: {method} {endpoint}"
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                return response.read()
+        except urllib.error.HTTPError as exc:
+            raise ServingError(f"{where}: HTTP {exc.code}: {_server_message(exc)}") from exc
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, ConnectionRefusedError):
+                raise ServingError(
+                    f"{where}: connection refused; the vLLM server is not running at "
+                    f"{self.base_url} (start it with `cra serve --launch`)"
+                ) from exc
+            if isinstance(exc.reason, TimeoutError):
+                raise ServingError(f"{where}: no answer within {self.timeout_s:g}s") from exc
+            raise ServingError(f"{where}: cannot reach the server: {exc.reason}") from exc
+        except TimeoutError as exc:
+            raise ServingError(f"{where}: no answer within {self.timeout_s:g}s") from exc
+
+
+def _server_message(exc: urllib.error.HTTPError) -> str:
+    """What the server said: the `message` of vLLM's error JSON, else the body's text."""
+    text = exc.read().decode("utf-8", errors="replace").strip()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return text or exc.reason
+    if isinstance(data, dict):
+        error = data.get("error", data)
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return error["message"]
+    return text
+
+
+def base_folder(ws: Workspace, kind: str) -> Path:
+    """The model folder `[serving] bases.<kind>` names, absolute; refused when unset or absent."""
+    key = f"[serving] bases.{kind}"
+    folder = ws.config.serving.bases.get(kind)
+    if folder is None:
+        raise ServingError(f"base '{kind}' is not served: {key} is not set in {ws.config_path}")
+    path = Path(folder)
+    path = path if path.is_absolute() else ws.root / path
+    if not path.is_dir():
+        raise ServingError(f"{key} in {ws.config_path}: {path} is not a folder")
+    return path
+
+
+def rank_limit(ws: Workspace, kind: str) -> int:
+    """The `--max-lora-rank` the server of base `kind` is started with.
+
+    The largest rank among the base's active and candidate versions, at least 16, rounded up
+    to a value vLLM accepts: a larger adapter would fail to load.
+    """
+    row = ws.db.execute(
+        "SELECT MAX(rank) FROM adapter_versions WHERE base_model = ? AND status IN (?, ?)",
+        [kind, *SERVED_STATUSES],
+    ).fetchone()
+    needed = max(row[0] or 0, DEFAULT_MAX_LORA_RANK)
+    allowed = [rank for rank in VLLM_LORA_RANKS if rank >= needed]
+    if not allowed:
+        raise ServingError(
+            f"base '{kind}': an adapter version has rank {needed}, above vLLM's largest "
+            f"--max-lora-rank {VLLM_LORA_RANKS[-1]}"
+        )
+    return allowed[0]
+
+
+def adapter_rank(adapter_dir: Path) -> int:
+    """The LoRA rank `r` in the adapter folder's adapter_config.json."""
+    path = adapter_dir / ADAPTER_CONFIG
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ServingError(f"{path}: missing; {adapter_dir} is not a PEFT adapter") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ServingError(f"{path}: not readable JSON: {exc}") from exc
+    rank = config.get("r") if isinstance(config, dict) else None
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
+        raise ServingError(f"{path}: key r is {rank!r}, not a positive LoRA rank")
+    return rank
+
+
+def check_adapter(
+    version_row: dict[str, Any],
+    adapter_dir: Path,
+    max_lora_rank: int,
+    served_bases: Collection[str],
+) -> int:
+    """Refuse, before any request, an adapter the server could not load; returns its rank.
+
+    A rank above `--max-lora-rank` fails inside vLLM, and a failed load can fail the requests
+    in flight; an adapter on a base the server does not serve would answer with the wrong
+    weights. The rank on record must match the adapter's own config.
+    """
+    name = version_row["name"]
+    kind = version_row["base_model"]
+    if kind not in served_bases:
+        served = ", ".join(sorted(served_bases)) or "none"
+        raise ServingError(
+            f"adapter {name} is trained on base '{kind}', which is not served "
+            f"(served: {served}; set [serving] bases.{kind})"
+        )
+    rank = adapter_rank(adapter_dir)
+    if version_row["rank"] is not None and version_row["rank"] != rank:
+        raise ServingError(
+            f"adapter {name}: {adapter_dir / ADAPTER_CONFIG} has rank {rank}, "
+            f"but its version record says {version_row['rank']}"
+        )
+    if rank > max_lora_rank:
+        raise ServingError(
+            f"adapter {name} has rank {rank}, above the server's --max-lora-rank "
+            f"{max_lora_rank}; restart the server with `cra serve` to raise it"
+        )
+    return rank
+
+
+def load_version(client: VllmClient, ws: Workspace, version_row: dict[str, Any]) -> ServedModel:
+    """Load an adapter version under its own name and confirm the server lists it.
+
+    A version's name is never reused for other weights (reloading a name left a stale prefix
+    cache, vllm#42125), so a name already loaded from the same folder is confirmed, not
+    reloaded, and one loaded from another folder is refused. The server must serve the
+    version's base, and after the load `/v1/models` must list the adapter on it: a runtime add
+    the server does not list would send requests elsewhere (vllm#47724).
+    """
+    name = version_row["name"]
+    kind = version_row["base_model"]
+    adapter_dir = ws.root / version_row["path"]
+    check_adapter(version_row, adapter_dir, rank_limit(ws, kind), ws.config.serving.bases.keys())
+    base = str(base_folder(ws, kind))
+    models = client.models()
+    if not any(model.id == base and not model.is_adapter for model in models):
+        served = ", ".join(model.id for model in models if not model.is_adapter) or "nothing"
+        raise ServingError(
+            f"vLLM at {client.base_url} serves {served}, not base '{kind}' ({base}); "
+            f"adapter {name} is not loaded there"
+        )
+    existing = _adapter(models, name)
+    if existing is None:
+        client.load_adapter(name, str(adapter_dir))
+        existing = _adapter(client.models(), name)
+        if existing is None:
+            raise ServingError(
+                f"vLLM at {client.base_url} accepted adapter {name} but /v1/models does not "
+                f"list it; requests naming it would not reach it"
+            )
+    if existing.root != str(adapter_dir):
+        raise ServingError(
+            f"vLLM at {client.base_url} has adapter {name} from {existing.root}, "
+            f"not from {adapter_dir}; a name is never reused for other weights"
+        )
+    if existing.parent != base:
+        raise ServingError(
+            f"vLLM at {client.base_url} lists adapter {name} on {existing.parent}, not on "
+            f"base '{kind}' ({base})"
+        )
+    return existing
+
+
+def _adapter(models: list[ServedModel], name: str) -> ServedModel | None:
+    return next((model for model in models if model.id == name and model.is_adapter), None)

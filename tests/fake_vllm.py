@@ -1,0 +1,111 @@
+"""A local stand-in for vLLM's OpenAI-compatible server: `/v1/models` and the LoRA endpoints.
+
+It serves one base, keeps the adapters loaded at runtime, and answers like vLLM: an adapter in
+`/v1/models` has `root` (its folder) and `parent` (the base); errors are vLLM's error JSON.
+Tests can make a named load fail, lower the rank it accepts, or accept a load it then does not
+list. Every load request is recorded.
+"""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+
+class FakeVllm:
+    """Runs in a thread on 127.0.0.1; use as a context manager."""
+
+    def __init__(self, base: str, max_lora_rank: int = 16) -> None:
+        self.base = base
+        self.max_lora_rank = max_lora_rank
+        self.loaded: dict[str, str] = {}
+        self.fail_loads: set[str] = set()
+        self.unlisted: set[str] = set()
+        self.load_requests: list[str] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> "FakeVllm":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    def models(self) -> list[dict[str, Any]]:
+        entries = [{"id": self.base, "object": "model", "root": self.base, "parent": None}]
+        entries += [
+            {"id": name, "object": "model", "root": path, "parent": self.base}
+            for name, path in sorted(self.loaded.items())
+            if name not in self.unlisted
+        ]
+        return entries
+
+    def load(self, name: str, path: str) -> tuple[int, str | None]:
+        self.load_requests.append(name)
+        if name in self.loaded:
+            return 400, f"The lora adapter '{name}' has already been loaded."
+        if name in self.fail_loads:
+            return 500, f"Loading lora {name} failed: No adapter found for {path}"
+        config = Path(path) / "adapter_config.json"
+        if not config.is_file():
+            return 400, f"No adapter found for {path}"
+        rank = json.loads(config.read_text())["r"]
+        if rank > self.max_lora_rank:
+            return 400, f"LoRA rank {rank} is greater than max_lora_rank {self.max_lora_rank}."
+        self.loaded[name] = path
+        return 200, None
+
+    def unload(self, name: str) -> tuple[int, str | None]:
+        if self.loaded.pop(name, None) is None:
+            return 404, f"The lora adapter '{name}' cannot be found."
+        return 200, None
+
+
+def _handler(fake: FakeVllm) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path != "/v1/models":
+                self._error(404, f"Not Found: {self.path}")
+                return
+            self._send(200, "application/json", {"object": "list", "data": fake.models()})
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.path == "/v1/load_lora_adapter":
+                status, error = fake.load(body["lora_name"], body["lora_path"])
+                done = f"Success: LoRA adapter '{body['lora_name']}' added successfully."
+            elif self.path == "/v1/unload_lora_adapter":
+                status, error = fake.unload(body["lora_name"])
+                done = f"Success: LoRA adapter '{body['lora_name']}' removed successfully."
+            else:
+                status, error, done = 404, f"Not Found: {self.path}", ""
+            if error is not None:
+                self._error(status, error)
+            else:
+                self._send(200, "text/plain", done)
+
+        def _error(self, status: int, message: str) -> None:
+            body = {"object": "error", "message": message, "type": "BadRequestError"}
+            self._send(status, "application/json", {**body, "code": status})
+
+        def _send(self, status: int, kind: str, payload: Any) -> None:
+            data = (json.dumps(payload) if kind == "application/json" else payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    return Handler
