@@ -64,6 +64,17 @@ def _wait_status(ws: Workspace, campaign_id: int, wanted: set[str], limit_s: flo
     raise AssertionError(f"campaign {campaign_id} never reached {wanted}")
 
 
+def _wait_job_gone(ws: Workspace, campaign_id: int, limit_s: float = 30) -> None:
+    """The job records its end just before its process exits: give it that moment."""
+    deadline = time.monotonic() + limit_s
+    while job_alive(latest_job(ws, "campaign", campaign_id)):
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"campaign {campaign_id}'s job still runs {limit_s}s after it ended"
+            )
+        time.sleep(0.1)
+
+
 def _attempts(ws: Workspace, campaign_id: int) -> list[dict]:
     return list(ws.db["attempts"].rows_where("campaign_id = ?", [campaign_id], order_by="id"))
 
@@ -208,7 +219,7 @@ def test_pause_lets_running_attempts_finish_and_stop_requeues_them(
     assert _wait_status(ws, campaign_id, {"stopped", "failed"}) == "stopped"
     states = [r["state"] for r in _attempts(ws, campaign_id)]
     assert "running" not in states
-    assert not job_alive(latest_job(ws, "campaign", campaign_id))
+    _wait_job_gone(ws, campaign_id)
     with pytest.raises(HarnessError, match="nothing to stop"):
         stop_campaign(ws, campaign_id)
 
