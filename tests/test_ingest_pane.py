@@ -200,10 +200,15 @@ async def test_approve_asks_then_copies_into_the_corpus(console_workspace, valid
         await pilot.press("y")
         corpus = screen.query_one("#corpus", DataTable)
         await until(pilot, lambda: corpus.row_count == 1, "the corpus table to show the package")
+        # A notification reaches the app as a message, a moment after the table is redrawn.
+        await until(
+            pilot,
+            lambda: any("approved into" in m for m, _ in notifications(app)),
+            "the approval's notification",
+        )
         assert screen.package_status(valid_package) == "approved"
         [entry] = list_corpus(console_workspace)
         assert entry.name == "textkit" and entry.present
-        assert any("approved into" in m for m, _ in notifications(app))
 
 
 @pytest.mark.parametrize("answer", ["n", "escape"])
