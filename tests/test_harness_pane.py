@@ -489,13 +489,19 @@ async def test_start_shows_live_workers_then_stop_ends_the_job(tmp_path, valid_p
         screen = await open_pane(pilot)
         await settled(pilot, screen, campaign_id)
         await pilot.press("s")
+        # Checked at once: a notification expires after a few seconds, and on a loaded machine
+        # the worker can take longer than that to reach the planner.
+        await until(
+            pilot,
+            lambda: (f"campaign {campaign_id} started", "information") in notifications(app),
+            "the start notification",
+        )
         await until(
             pilot,
             lambda: re.search(r"slot 1  plan ", text_of(screen, "#workers")) is not None,
             "the worker line to reach the planner",
         )
         assert screen.query_one("#progress").border_title == f"Campaign {campaign_id} · running"
-        assert (f"campaign {campaign_id} started", "information") in notifications(app)
         job = latest_job(ws, "campaign", campaign_id)
         assert job_alive(job)
         await pilot.press("x", "y")
