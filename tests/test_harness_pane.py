@@ -512,7 +512,8 @@ async def test_start_shows_live_workers_then_stop_ends_the_job(tmp_path, valid_p
             ),
             "the campaign to stop",
         )
-    assert not job_alive(job)
+        # The job records its end a moment before its process exits.
+        await until(pilot, lambda: not job_alive(job), "the job's process to exit")
     states = {
         row["state"] for row in ws.db["attempts"].rows_where("campaign_id = ?", [campaign_id])
     }
