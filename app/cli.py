@@ -11,6 +11,7 @@ import click
 from app.cli_adapters import adapters
 from app.cli_curate import curate_data, datasets
 from app.cli_data import data
+from app.cli_eval import eval_group
 from app.cli_logs import import_logs_command
 from app.cli_review import review
 from app.cli_serve import serve
@@ -522,6 +523,7 @@ for _command in (
     datasets,
     train,
     adapters,
+    eval_group,
     serve,
 ):
     cli.add_command(_command)

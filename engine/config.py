@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from engine.errors import ConfigError, validation_lines
+from engine.evaluation.primary import metric_keys
 
 CONFIG_FILE = "cra.toml"
 DEFAULT_MOUNT_ROOTS = ["/media/*", "/run/media/*/*", "/mnt/*"]
@@ -128,6 +129,47 @@ class ServingConfig(_Section):
     timeout_s: float = Field(default=30.0, gt=0)
 
 
+class EvaluationConfig(_Section):
+    """How `cra eval run` gets the answers it scores.
+
+    `backend` "server" asks the configured vLLM server (`[serving]`); "local" starts the CPU
+    stand-in server (transformers) for the run, for the tiny test model and the demo.
+    `max_tokens` bounds each answer.
+    """
+
+    backend: Literal["server", "local"] = "server"
+    max_tokens: int = Field(default=1024, ge=1)
+    timeout_s: float = Field(default=600.0, gt=0)
+
+
+class GateConfig(_Section):
+    """When a candidate is rejected (seed 004 §9.2): a primary metric below the baseline's by
+    more than its tolerance, or below its minimum.
+
+    Keys are `stage.metric` (e.g. `scope.relevant_recall`); `tolerance` applies to every
+    primary metric without its own entry in `tolerances`. `minimums` is empty by default: the
+    seed's pass thresholds (§9.1) are targets to set once a stage has real data.
+    """
+
+    tolerance: float = Field(default=0.0, ge=0, le=1)
+    tolerances: dict[str, float] = Field(default_factory=dict)
+    minimums: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_metrics(self) -> "GateConfig":
+        known = metric_keys()
+        for table in ("tolerances", "minimums"):
+            for key, value in getattr(self, table).items():
+                if key not in known:
+                    raise ValueError(
+                        f"[gate] {table}: {key!r} is not a primary metric; "
+                        f"known: {', '.join(sorted(known))}"
+                    )
+                if not 0 <= value <= 1:
+                    raise ValueError(f"[gate] {table}.{key}: {value} is not within 0..1")
+        return self
+
+
 class Config(_Section):
     """The whole workspace configuration."""
 
@@ -139,6 +181,8 @@ class Config(_Section):
     curation: CurationConfig = Field(default_factory=CurationConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
 
 
 def load_config(path: Path) -> Config:

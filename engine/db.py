@@ -454,6 +454,72 @@ def _m007_activations(db: sqlite_utils.Database) -> None:
     _append_only(db, "adapter_activations")
 
 
+def _m008_evaluation(db: sqlite_utils.Database) -> None:
+    db["eval_runs"].create(
+        {
+            "id": int,
+            "target": str,
+            "adapter_id": int,
+            "stage": str,
+            "base_model": str,
+            "dataset_id": str,
+            "eval_sha256": str,
+            "backend": str,
+            "status": str,
+            "rows": int,
+            "metrics_json": str,
+            "reason": str,
+            "out_dir": str,
+            "created_at": str,
+            "created_by": str,
+            "finished_at": str,
+        },
+        pk="id",
+        foreign_keys=[("adapter_id", "adapter_versions", "id"), ("dataset_id", "datasets", "id")],
+        not_null={"target", "stage", "base_model", "dataset_id", "backend", "status", "out_dir"},
+    )
+    db["eval_runs"].create_index(["stage", "eval_sha256"])
+    db["gate_decisions"].create(
+        {
+            "id": int,
+            "adapter_id": int,
+            "stage": str,
+            "baseline": str,
+            "candidate_eval_id": int,
+            "baseline_eval_id": int,
+            "decision": str,
+            "reasons_json": str,
+            "deltas_json": str,
+            "at": str,
+            "operator": str,
+        },
+        pk="id",
+        foreign_keys=[
+            ("adapter_id", "adapter_versions", "id"),
+            ("candidate_eval_id", "eval_runs", "id"),
+            ("baseline_eval_id", "eval_runs", "id"),
+        ],
+        not_null={"adapter_id", "stage", "baseline", "decision", "reasons_json", "at"},
+    )
+    db["gate_decisions"].create_index(["adapter_id", "id"])
+    _append_only(db, "gate_decisions")
+    db["activation_intents"].create(
+        {
+            "id": int,
+            "stage": str,
+            "action": str,
+            "from_id": int,
+            "to_id": int,
+            "operator": str,
+            "started_at": str,
+            "pid": int,
+        },
+        pk="id",
+        foreign_keys=[("from_id", "adapter_versions", "id"), ("to_id", "adapter_versions", "id")],
+        not_null={"stage", "action", "operator", "started_at", "pid"},
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "ingest: packages, package files, decisions", _m001_ingest),
     (2, "harness: validated tasks", _m002_tasks),
@@ -466,6 +532,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     ),
     (6, "training: runs and adapter versions", _m006_training),
     (7, "adapters: append-only activation records", _m007_activations),
+    (8, "evaluation: eval runs, gate decisions, activation intents", _m008_evaluation),
 ]
 
 

@@ -12,7 +12,8 @@ flip the stage while `sync` runs, the flip is refused rather than applied to a s
 planned for.
 
 Rollback undoes promotions in order: the records replay as a stack (promote pushes, rollback
-pops), so rolling back twice after promoting v1, v2, v3 lands on v1.
+pops), so rolling back twice after promoting v1, v2, v3 lands on v1, and a third time on the
+bare base model (no version active).
 
 Statuses: candidate → active | rejected; active → inactive → active again.
 """
@@ -108,7 +109,7 @@ def promote(
         target = version_row(ws, name)
         _check_promotable(target)
         current = _active_row(ws, target["stage"])
-        return _flip(ws, "promote", current, target, operator, reason)
+        return _flip(ws, target["stage"], "promote", current, target, operator, reason)
 
 
 def rollback(
@@ -120,20 +121,30 @@ def rollback(
 ) -> int:
     """Make the stage's previously active version active again; returns the record id.
 
-    The current version becomes inactive. Refused when no earlier version was active before it.
+    The current version becomes inactive. When it was the stage's first promotion, the stage
+    goes back to the bare base model: no version is active and `sync` is not called.
     """
-    current, target = _rollback_plan(ws, stage)
-    verify_files(ws, target)
-    if sync is not None:
-        sync(target)
+    current, target = rollback_plan(ws, stage)
+    if target is not None:
+        verify_files(ws, target)
+        if sync is not None:
+            sync(target)
     with _immediate(ws):
-        now_current, now_target = _rollback_plan(ws, stage)
-        if (now_current["id"], now_target["id"]) != (current["id"], target["id"]):
+        now_current, now_target = rollback_plan(ws, stage)
+        if (now_current["id"], _id(now_target)) != (current["id"], _id(target)):
             raise StageChangedError(
                 f"{stage}: the active version changed to {now_current['name']} while "
-                f"{target['name']} was loading; nothing changed, roll back again"
+                f"{_label(target)} was loading; nothing changed, roll back again"
             )
-        return _flip(ws, "rollback", current, target, operator, reason)
+        return _flip(ws, stage, "rollback", current, target, operator, reason)
+
+
+def _id(row: dict[str, Any] | None) -> int | None:
+    return None if row is None else row["id"]
+
+
+def _label(row: dict[str, Any] | None) -> str:
+    return "the base model" if row is None else row["name"]
 
 
 def reject(ws: Workspace, name: str, reason: str, operator: str | None = None) -> int:
@@ -232,8 +243,9 @@ def _active_row(ws: Workspace, stage: str) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
-def _rollback_plan(ws: Workspace, stage: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The active version and the one that was active before it was promoted."""
+def rollback_plan(ws: Workspace, stage: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The active version and the one that was active before it was promoted (None: the bare
+    base model, when the active version was the stage's first promotion)."""
     _check_stage(stage)
     current = _active_row(ws, stage)
     if current is None:
@@ -255,10 +267,7 @@ def _rollback_plan(ws: Workspace, stage: str) -> tuple[dict[str, Any], dict[str,
             f"{stage}: the activation records do not end at the active version {current['name']}"
         )
     if len(stack) < 2:
-        raise ActivationError(
-            f"{stage}: no earlier version was active before {current['name']}; "
-            "there is nothing to roll back to"
-        )
+        return current, None
     target = dict(ws.db["adapter_versions"].get(stack[-2]))
     if target["status"] != "inactive":
         raise ActivationError(
@@ -269,9 +278,10 @@ def _rollback_plan(ws: Workspace, stage: str) -> tuple[dict[str, Any], dict[str,
 
 def _flip(
     ws: Workspace,
+    stage: str,
     action: str,
     current: dict[str, Any] | None,
-    target: dict[str, Any],
+    target: dict[str, Any] | None,
     operator: str | None,
     reason: str,
 ) -> int:
@@ -280,13 +290,16 @@ def _flip(
             ws.db.execute(
                 "UPDATE adapter_versions SET status = 'inactive' WHERE id = ?", [current["id"]]
             )
-        ws.db.execute("UPDATE adapter_versions SET status = 'active' WHERE id = ?", [target["id"]])
+        if target is not None:
+            ws.db.execute(
+                "UPDATE adapter_versions SET status = 'active' WHERE id = ?", [target["id"]]
+            )
     except sqlite3.IntegrityError as exc:
         raise ActivationError(
-            f"{target['stage']}: the database refused to make {target['name']} active ({exc}); "
+            f"{_label(target)}: the database refused to make it active ({exc}); "
             "only one version per stage can be active. Nothing changed"
         ) from exc
-    return _record(ws, target["stage"], action, current, target, operator, reason)
+    return _record(ws, stage, action, current, target, operator, reason)
 
 
 def _record(

@@ -52,6 +52,8 @@ from engine.timestamps import utc_now
 from engine.workspace import Workspace
 
 StageCallback = Callable[[str], None]
+Proposer = Callable[[CorpusPackage, PlannerTask], PipelineResult]
+"""What fills the planner slot for one attempt: the package and task in, the answer out."""
 
 
 class AttemptRecord(BaseModel):
@@ -100,6 +102,10 @@ def commit_message(package: CorpusPackage, sha: str) -> str:
         .stdout.decode("utf-8", "replace")
         .strip()
     )
+
+
+def _pipeline_proposer(ws: Workspace, attempt: dict[str, Any]) -> Proposer:
+    return lambda package, task: _propose(ws, package, attempt, task)
 
 
 def _propose(
@@ -187,7 +193,12 @@ class _Run:
 
 
 def _attempt(
-    ws: Workspace, attempt: dict[str, Any], out: Path, on_stage: StageCallback, run: _Run
+    ws: Workspace,
+    attempt: dict[str, Any],
+    out: Path,
+    on_stage: StageCallback,
+    run: _Run,
+    propose: Proposer,
 ) -> AttemptRecord:
     on_stage("gold")
     task_row = validated_task(ws, attempt["package_digest"], attempt["sha"], attempt["task"])
@@ -218,7 +229,7 @@ def _attempt(
             temperature=attempt["temperature"],
             seed=attempt["seed"],
         )
-        result = _propose(ws, package, attempt, task)
+        result = propose(package, task)
         (out / "raw.txt").write_text(result.raw, encoding="utf-8")
         run.prompt_tokens, run.completion_tokens = result.prompt_tokens, result.completion_tokens
         if result.output is None:
@@ -302,10 +313,37 @@ def run_attempt(ws: Workspace, attempt: dict[str, Any], on_stage: StageCallback)
     if out.exists():
         remove_tree(out)
     out.mkdir(parents=True)
-    run = _Run()
-    try:
-        record = _attempt(ws, attempt, out, on_stage, run)
-    except HarnessError as exc:
-        record = run.record("error", str(exc))
+    record = _run_attempt(ws, attempt, out, on_stage, _pipeline_proposer(ws, attempt))
     _save(ws, attempt["id"], out, record)
     return record
+
+
+def evaluate_attempt(
+    ws: Workspace, attempt: dict[str, Any], out: Path, propose: Proposer
+) -> AttemptRecord:
+    """Run an attempt that is not a campaign's: `propose` fills the planner slot, artifacts go
+    to `out` (created, emptied first) and nothing is written to `attempts`. An eval run uses it,
+    so its answers never become training data.
+
+    `attempt` needs package_digest, sha, task, pipeline (a label), model, temperature, seed.
+    """
+    if out.exists():
+        remove_tree(out)
+    out.mkdir(parents=True)
+    record = _run_attempt(ws, attempt, out, lambda stage: None, propose)
+    (out / "report.json").write_text(record.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    return record
+
+
+def _run_attempt(
+    ws: Workspace,
+    attempt: dict[str, Any],
+    out: Path,
+    on_stage: StageCallback,
+    propose: Proposer,
+) -> AttemptRecord:
+    run = _Run()
+    try:
+        return _attempt(ws, attempt, out, on_stage, run, propose)
+    except HarnessError as exc:
+        return run.record("error", str(exc))

@@ -1,0 +1,177 @@
+"""`cra eval`: score adapter versions on held-out eval sets, and put candidates through the gate."""
+
+import json
+import time
+from typing import Any
+
+import click
+
+from engine.adapters.activation import version_row
+from engine.evaluation.gate import Comparison, active_row, compare, decide
+from engine.evaluation.runs import (
+    BACKENDS,
+    eval_row,
+    list_evals,
+    reconcile_evals,
+    start_eval,
+    stop_eval,
+)
+from engine.training_data.stages import STAGES
+from engine.workspace import Workspace
+
+UNDER_WAY = ("queued", "running")
+
+
+def _workspace(ctx: click.Context) -> Workspace:
+    return Workspace.open(ctx.obj["workspace"])
+
+
+def _metrics_text(run: dict[str, Any]) -> str:
+    if run["metrics_json"] is None:
+        return "-"
+    metrics = json.loads(run["metrics_json"])
+    return "  ".join(f"{name} {value:.3f}" for name, value in sorted(metrics.items())) or "-"
+
+
+def _line(run: dict[str, Any]) -> str:
+    return (
+        f"{run['id']:>4} {run['target']:<18} {run['stage']:<13} {run['dataset_id']:<18} "
+        f"{run['backend']:<6} {run['status']:<8} {_metrics_text(run)}"
+    )
+
+
+def comparison_lines(comparison: Comparison) -> list[str]:
+    """A table of the candidate's metrics beside the baseline's, primary ones marked."""
+    lines = [f"{comparison.candidate} against {comparison.baseline}:"]
+    for delta in comparison.deltas:
+        mark = "*" if delta.primary else " "
+        cand = "-" if delta.candidate is None else f"{delta.candidate:.3f}"
+        base = "-" if delta.baseline is None else f"{delta.baseline:.3f}"
+        change = "" if delta.delta is None else f"  ({delta.delta:+.3f})"
+        lines.append(f"  {mark} {delta.metric:<16} {cand:>6}  vs {base:>6}{change}")
+    return lines
+
+
+@click.group("eval")
+def eval_group() -> None:
+    """Eval runs and the eval gate (seed 004 §9)."""
+
+
+@eval_group.command("run")
+@click.option("--adapter", help="The version to evaluate (its stage's baseline is scored too).")
+@click.option("--stage", type=click.Choice(STAGES), help="With no --adapter: score the base.")
+@click.option("--dataset", "dataset_id", help="The dataset whose eval.jsonl to use.")
+@click.option("--backend", type=click.Choice(BACKENDS), help="Default: [evaluation] backend.")
+@click.option("--wait", is_flag=True, help="Stay until the job ends, then show the gate.")
+@click.pass_context
+def eval_run(
+    ctx: click.Context,
+    adapter: str | None,
+    stage: str | None,
+    dataset_id: str | None,
+    backend: str | None,
+    wait: bool,
+) -> None:
+    """Score a version (and its baseline) on a held-out eval set, in a background job."""
+    ws = _workspace(ctx)
+    if adapter is not None and stage is not None:
+        raise click.UsageError("give --adapter or --stage, not both: a version has its stage")
+    ids = start_eval(ws, adapter, stage, dataset_id, backend)
+    for eval_id in ids:
+        run = eval_row(ws, eval_id)
+        click.echo(f"eval run {eval_id}: {run['target']} on {run['dataset_id']} ({run['backend']})")
+    if not wait:
+        click.echo("started; `cra eval status` follows it, the Adapters pane shows the results")
+        return
+    while True:
+        reconcile_evals(ws)
+        runs = [eval_row(ws, eval_id) for eval_id in ids]
+        if all(run["status"] not in UNDER_WAY for run in runs):
+            break
+        time.sleep(1)
+    for run in runs:
+        reason = f": {run['reason']}" if run["reason"] else ""
+        click.echo(f"eval run {run['id']} {run['status']}{reason}  {_metrics_text(run)}")
+    if adapter is not None:
+        _show_gate(ws, adapter)
+
+
+def _show_gate(ws: Workspace, name: str) -> None:
+    row = version_row(ws, name)
+    decision = ws.db.execute(
+        "SELECT decision, baseline, reasons_json FROM gate_decisions WHERE adapter_id = ? "
+        "ORDER BY id DESC LIMIT 1",
+        [row["id"]],
+    ).fetchone()
+    if decision is None:
+        click.echo(f"gate: {name} has no decision")
+        return
+    verdict, baseline, reasons = decision
+    click.echo(f"gate: {name} {verdict} against {baseline}")
+    for reason in json.loads(reasons):
+        click.echo(f"  {reason}")
+
+
+@eval_group.command("status")
+@click.pass_context
+def eval_status(ctx: click.Context) -> None:
+    """Every eval run, newest first."""
+    ws = _workspace(ctx)
+    reconcile_evals(ws)
+    runs = list_evals(ws)
+    if not runs:
+        click.echo("no eval runs yet: `cra eval run --adapter NAME` starts one")
+        return
+    for run in runs:
+        click.echo(_line(run))
+
+
+@eval_group.command("show")
+@click.argument("eval_id", type=int)
+@click.pass_context
+def eval_show(ctx: click.Context, eval_id: int) -> None:
+    """One eval run: what it scored, its metrics, where its answers are."""
+    ws = _workspace(ctx)
+    reconcile_evals(ws)
+    run = eval_row(ws, eval_id)
+    click.echo(_line(run))
+    if run["reason"]:
+        click.echo(f"reason: {run['reason']}")
+    click.echo(f"eval set: {run['dataset_id']} eval.jsonl sha256 {run['eval_sha256']}")
+    click.echo(f"answers: {ws.root / run['out_dir']}")
+
+
+@eval_group.command("gate")
+@click.argument("name")
+@click.option("--operator", help="Who decides (default: the config's operator).")
+@click.pass_context
+def eval_gate(ctx: click.Context, name: str, operator: str | None) -> None:
+    """Put candidate NAME through the gate against its stage's active version (or the base)."""
+    ws = _workspace(ctx)
+    decision = decide(ws, name, operator=operator)
+    row = version_row(ws, name)
+    baseline = active_row(ws, row["stage"])
+    for text in comparison_lines(compare(ws, row["stage"], row, baseline)):
+        click.echo(text)
+    click.echo(f"gate: {name} {decision['decision']} against {decision['baseline']}")
+    for reason in json.loads(decision["reasons_json"]):
+        click.echo(f"  {reason}")
+
+
+@eval_group.command("compare")
+@click.argument("name")
+@click.pass_context
+def eval_compare(ctx: click.Context, name: str) -> None:
+    """Version NAME's metrics beside its stage's active version's (or the base's)."""
+    ws = _workspace(ctx)
+    row = version_row(ws, name)
+    for text in comparison_lines(compare(ws, row["stage"], row, active_row(ws, row["stage"]))):
+        click.echo(text)
+
+
+@eval_group.command("stop")
+@click.pass_context
+def eval_stop(ctx: click.Context) -> None:
+    """Stop the eval job under way; its unfinished runs are marked stopped."""
+    eval_id = stop_eval(_workspace(ctx))
+    click.echo(f"eval run {eval_id}: asked to stop")

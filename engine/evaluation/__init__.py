@@ -1,0 +1,1 @@
+"""Evaluation: eval runs of adapter versions and the base models, and the gate on them."""

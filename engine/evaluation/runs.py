@@ -1,0 +1,200 @@
+"""Eval runs: a version (or the bare base) scored on a stage's eval set, in a background job.
+
+`start_eval` follows seed 004 §9.2: the candidate and its baseline (the stage's active version,
+or the base model for the first) are scored on the same eval set, the baseline first when it
+has no finished eval there yet; both run in one job, one after the other (two at once would
+only share the same cores), and the job ends by putting the candidate through the gate.
+An eval run's answers go to `evals/<id>/` (answers.jsonl, the harness attempts, eval.log) and
+its metrics to `eval_runs.metrics_json`. A run whose job died is marked failed at the next
+`reconcile_evals`; a failed run is never resumed, only run again.
+"""
+
+import sys
+from typing import Any
+
+from engine.errors import CraError
+from engine.evaluation.eval_set import load_eval_set
+from engine.evaluation.gate import BASE, active_row, done_evals
+from engine.jobs import finish_job, job_alive, spawn_job, terminate_job
+from engine.timestamps import utc_now
+from engine.training_data.stages import BASE_MODEL, STAGES
+from engine.workspace import Workspace
+
+JOB_KIND = "eval"
+EVALS_DIR = "evals"
+BACKENDS = ("server", "local")
+
+
+class EvalRunError(CraError):
+    """An eval run cannot be started as asked."""
+
+
+def _version(ws: Workspace, name: str) -> dict[str, Any]:
+    rows = list(ws.db["adapter_versions"].rows_where("name = ?", [name]))
+    if not rows:
+        raise EvalRunError(f"there is no adapter version {name!r}; `cra adapters list` shows them")
+    return rows[0]
+
+
+def start_eval(
+    ws: Workspace,
+    adapter: str | None = None,
+    stage: str | None = None,
+    dataset_id: str | None = None,
+    backend: str | None = None,
+    operator: str | None = None,
+) -> list[int]:
+    """Queue the eval runs `adapter` needs and start their job; returns the eval run ids.
+
+    With `adapter` (a version name): the eval set defaults to the version's training dataset,
+    and the stage's baseline is evaluated first when it has no finished eval on that set. With
+    no adapter: the base model alone on `stage`, `dataset_id` required.
+    """
+    backend = backend or ws.config.evaluation.backend
+    if backend not in BACKENDS:
+        raise EvalRunError(f"unknown eval backend {backend!r}; backends are {', '.join(BACKENDS)}")
+    targets: list[dict[str, Any] | None]
+    if adapter is not None:
+        row = _version(ws, adapter)
+        stage, dataset_id = row["stage"], dataset_id or row["dataset_id"]
+        baseline = active_row(ws, row["stage"])
+        targets = [row] if baseline is not None and baseline["id"] == row["id"] else [baseline, row]
+    elif stage not in STAGES:
+        raise EvalRunError(f"evaluating the base needs a stage; stages are {', '.join(STAGES)}")
+    elif dataset_id is None:
+        raise EvalRunError("evaluating the base needs a dataset (--dataset) for its eval set")
+    else:
+        targets = [None]
+    eval_set = load_eval_set(ws, dataset_id)
+    if eval_set.stage != stage:
+        raise EvalRunError(
+            f"dataset {dataset_id} is a {eval_set.stage} dataset; its eval set cannot score "
+            f"a {stage} model"
+        )
+    _refuse_running(ws)
+    if len(targets) == 2 and any(
+        run["eval_sha256"] == eval_set.sha256 for run in done_evals(ws, stage, targets[0])
+    ):
+        targets.pop(0)
+    who = operator or ws.config.operator
+    ids = [
+        _insert(ws, target, stage, eval_set.dataset_id, eval_set.sha256, backend, who)
+        for target in targets
+    ]
+    argv = [sys.executable, "-m", "engine.evaluation.worker", *map(str, ids)]
+    try:
+        spawn_job(ws, JOB_KIND, ids[-1], argv)
+    except CraError as exc:
+        for eval_id in ids:
+            _set(ws, eval_id, status="failed", reason=str(exc), finished_at=utc_now())
+        raise
+    return ids
+
+
+def _refuse_running(ws: Workspace) -> None:
+    running = [
+        row["id"] for row in ws.db["eval_runs"].rows_where("status IN ('queued', 'running')")
+    ]
+    if running:
+        raise EvalRunError(
+            f"eval run {running[0]} is still under way; one eval job at a time "
+            "(`cra eval status` shows it)"
+        )
+
+
+def _insert(
+    ws: Workspace,
+    target: dict[str, Any] | None,
+    stage: str,
+    dataset_id: str,
+    sha: str,
+    backend: str,
+    operator: str,
+) -> int:
+    with ws.db.conn:
+        eval_id = (
+            ws.db["eval_runs"]
+            .insert(
+                {
+                    "target": BASE if target is None else target["name"],
+                    "adapter_id": None if target is None else target["id"],
+                    "stage": stage,
+                    "base_model": BASE_MODEL[stage],
+                    "dataset_id": dataset_id,
+                    "eval_sha256": sha,
+                    "backend": backend,
+                    "status": "queued",
+                    "reason": "",
+                    "out_dir": "",
+                    "created_at": utc_now(),
+                    "created_by": operator,
+                }
+            )
+            .last_pk
+        )
+        ws.db["eval_runs"].update(eval_id, {"out_dir": f"{EVALS_DIR}/{eval_id}"})
+    return eval_id
+
+
+def _set(ws: Workspace, eval_id: int, **values: Any) -> None:
+    with ws.db.conn:
+        ws.db["eval_runs"].update(eval_id, values)
+
+
+def eval_row(ws: Workspace, eval_id: int) -> dict[str, Any]:
+    rows = list(ws.db["eval_runs"].rows_where("id = ?", [eval_id]))
+    if not rows:
+        raise EvalRunError(f"there is no eval run {eval_id}; `cra eval status` lists them")
+    return rows[0]
+
+
+def list_evals(ws: Workspace) -> list[dict[str, Any]]:
+    """Every eval run, newest first."""
+    return list(ws.db["eval_runs"].rows_where(order_by="id desc"))
+
+
+def stop_eval(ws: Workspace) -> int:
+    """Ask the eval job under way to stop; returns the id of the run it was on."""
+    running = list(ws.db["eval_runs"].rows_where("status IN ('queued', 'running')", order_by="id"))
+    if not running:
+        raise EvalRunError("no eval run is under way")
+    job = job_of(ws, running[0]["id"])
+    if job is None or not terminate_job(job):
+        raise EvalRunError(
+            f"eval run {running[0]['id']}: its job is not running; `cra eval status` settles it"
+        )
+    return running[0]["id"]
+
+
+def reconcile_evals(ws: Workspace) -> list[int]:
+    """Mark failed the queued or running eval runs whose job is gone; returns their ids."""
+    ended = []
+    for row in list(ws.db["eval_runs"].rows_where("status IN ('queued', 'running')")):
+        job = job_of(ws, row["id"])
+        if job is not None and job["status"] in ("starting", "running") and job_alive(job):
+            continue
+        if job is not None and job["status"] in ("starting", "running"):
+            finish_job(ws, job["id"], "failed", "the eval job died")
+        _set(
+            ws,
+            row["id"],
+            status="failed",
+            reason="the eval job ended before this run finished; run it again",
+            finished_at=utc_now(),
+        )
+        ended.append(row["id"])
+    return ended
+
+
+def job_of(ws: Workspace, eval_id: int) -> dict[str, Any] | None:
+    """The job that runs `eval_id`: its own, or the job of a later run queued with it."""
+    rows = list(
+        ws.db["jobs"].rows_where(
+            "kind = ? AND ref_id >= ? AND EXISTS (SELECT 1 FROM json_each(argv_json) "
+            "WHERE value = ?)",
+            [JOB_KIND, eval_id, str(eval_id)],
+            order_by="id desc",
+            limit=1,
+        )
+    )
+    return rows[0] if rows else None
