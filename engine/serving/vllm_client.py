@@ -85,7 +85,7 @@ class VllmClient:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 return response.read()
         except urllib.error.HTTPError as exc:
-            raise ServingError(f"{where}: HTTP {exc.code}: {_server_message(exc)}") from exc
+            raise ServingError(f"{where}: HTTP {exc.code}: {server_message(exc)}") from exc
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, ConnectionRefusedError):
                 raise ServingError(
@@ -99,7 +99,7 @@ class VllmClient:
             raise ServingError(f"{where}: no answer within {self.timeout_s:g}s") from exc
 
 
-def _server_message(exc: urllib.error.HTTPError) -> str:
+def server_message(exc: urllib.error.HTTPError) -> str:
     """What the server said: the `message` of vLLM's error JSON, else the body's text."""
     text = exc.read().decode("utf-8", errors="replace").strip()
     try:

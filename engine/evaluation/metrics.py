@@ -1,0 +1,242 @@
+"""Scoring a model's answer against the held-out reference, per stage (seed 004 §9.1).
+
+Each row yields counts (hits, out of) per metric so a stage's metrics are micro-averaged over
+its rows: a row with twenty reference files weighs twenty times one with one. Recall-type
+counts are out of the reference's items; precision out of the answer's. An answer that is not
+valid JSON of the stage's shape scores as if it named nothing. `pass_at_1` and `resolved_rate`
+are not here: they run the harness (`engine.evaluation.worker`).
+"""
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from engine.errors import CraError
+from engine.harness.plan import Edit
+from engine.training_data.stages import Stage
+
+SCOPE_CLASSES = ("relevant", "supporting", "irrelevant")
+SYMBOL_TIERS = ("primary", "supporting", "excluded")
+_EDITS = TypeAdapter(list[Edit])
+
+
+class MetricsError(CraError):
+    """A stage that is not scored row by row, a reference that is not the stage's shape, or
+    nothing to aggregate."""
+
+
+@dataclass(frozen=True)
+class RowScore:
+    """Whether the answer had the stage's shape, and (hits, out of) per metric."""
+
+    valid: bool
+    counts: dict[str, tuple[int, int]]
+
+
+def parse_answer(answer: str) -> Any | None:
+    """The JSON value of `answer`, unwrapping one surrounding markdown fence; None if none."""
+    text = answer.strip()
+    if text.startswith("```") and text.endswith("```") and len(text) >= 6:
+        body = text[3:-3]
+        first_line, _, rest = body.partition("\n")
+        text = rest if first_line.strip() in ("", "json") else body
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None
+
+
+def parse_edits(answer: str) -> list[Edit] | None:
+    """An execute_code answer as its edits; None unless it is a JSON list of valid edits."""
+    value = parse_answer(answer)
+    if not isinstance(value, list):
+        return None
+    try:
+        return _EDITS.validate_python(value)
+    except ValidationError:
+        return None
+
+
+def _paths(value: Any) -> set[str] | None:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        return None
+    return set(value)
+
+
+def _symbols(value: Any) -> set[tuple[str, str]] | None:
+    """{path: [symbol]} as (path, symbol) pairs; None when it is not that shape."""
+    if not isinstance(value, dict):
+        return None
+    pairs = set()
+    for path, names in value.items():
+        found = _paths(names)
+        if found is None:
+            return None
+        pairs |= {(path, name) for name in found}
+    return pairs
+
+
+def _classes(
+    value: Any, keys: tuple[str, ...], read: Callable[[Any], set | None]
+) -> dict[Any, str] | None:
+    """Each item's class: the first of `keys` whose list holds it (a missing key lists
+    nothing); None when malformed."""
+    if not isinstance(value, dict):
+        return None
+    labels: dict[Any, str] = {}
+    for key in keys:
+        raw = value.get(key)
+        items = set() if raw is None else read(raw)
+        if items is None:
+            return None
+        for item in items:
+            labels.setdefault(item, key)
+    return labels
+
+
+def _classification(
+    answer: Any, reference: Any, keys: tuple[str, ...], read: Callable[[Any], set | None]
+) -> tuple[bool, int, int, int, int]:
+    """(valid, correct, items, first-class hits, first-class items) over the reference's items."""
+    truth = _classes(reference, keys, read)
+    if truth is None:
+        raise MetricsError(f"the reference is not {{{', '.join(keys)}}} lists")
+    given = _classes(answer, keys, read)
+    valid = given is not None
+    given = given or {}
+    correct = sum(given.get(item) == label for item, label in truth.items())
+    first = [item for item, label in truth.items() if label == keys[0]]
+    first_hits = sum(given.get(item) == keys[0] for item in first)
+    return valid, correct, len(truth), first_hits, len(first)
+
+
+def _reference(value: Any, stage: str) -> Any:
+    if value is None:
+        raise MetricsError(f"{stage}: the reference answer is not JSON")
+    return value
+
+
+def _task_analysis(answer: Any, reference: Any) -> RowScore:
+    truth = _paths(reference.get("files")) if isinstance(reference, dict) else None
+    if truth is None:
+        raise MetricsError("task_analysis: the reference has no list of files")
+    files = _paths(answer.get("files")) if isinstance(answer, dict) else None
+    valid = files is not None and isinstance(answer.get("summary"), str)
+    files = files or set()
+    hits = len(files & truth)
+    return RowScore(
+        valid, {"file_recall": (hits, len(truth)), "file_precision": (hits, len(files))}
+    )
+
+
+def _scope(answer: Any, reference: Any) -> RowScore:
+    valid, correct, total, hits, relevant = _classification(
+        answer, reference, SCOPE_CLASSES, _paths
+    )
+    return RowScore(valid, {"accuracy": (correct, total), "relevant_recall": (hits, relevant)})
+
+
+def _precision(answer: Any, reference: Any) -> RowScore:
+    valid, correct, total, hits, primary = _classification(
+        answer, reference, SYMBOL_TIERS, _symbols
+    )
+    return RowScore(valid, {"accuracy": (correct, total), "primary_recall": (hits, primary)})
+
+
+def _meta_plan_valid(answer: Any) -> bool:
+    if not isinstance(answer, dict) or not isinstance(answer.get("summary"), str):
+        return False
+    parts = answer.get("parts")
+    if not isinstance(parts, list) or not parts:
+        return False
+    edges: dict[str, set[str]] = {}
+    for part in parts:
+        if not isinstance(part, dict) or not isinstance(part.get("title"), str):
+            return False
+        ident, depends = part.get("id"), _paths(part.get("depends_on", []))
+        if not isinstance(ident, str) or ident in edges or depends is None:
+            return False
+        edges[ident] = depends
+    if any(not depends <= edges.keys() for depends in edges.values()):
+        return False
+    done: set[str] = set()
+    while len(done) < len(edges):
+        ready = [ident for ident, deps in edges.items() if ident not in done and deps <= done]
+        if not ready:
+            return False
+        done.update(ready)
+    return True
+
+
+def _step_files(value: Any) -> set[str] | None:
+    steps = value.get("steps") if isinstance(value, dict) else None
+    if not isinstance(steps, list) or not steps:
+        return None
+    files = set()
+    for step in steps:
+        if not isinstance(step, dict) or not isinstance(step.get("description"), str):
+            return None
+        if not isinstance(step.get("file"), str) or _paths(step.get("symbols", [])) is None:
+            return None
+        files.add(step["file"])
+    return files
+
+
+def _test_files(value: Any) -> set[str] | None:
+    if not isinstance(value, dict) or _symbols(value.get("tests", {})) is None:
+        return None
+    return _paths(value.get("files"))
+
+
+def _file_plan(answer: Any, reference: Any, read: Callable[[Any], set[str] | None]) -> RowScore:
+    truth = read(reference)
+    if truth is None:
+        raise MetricsError("the reference plan is not the stage's shape")
+    files = read(answer)
+    found = len((files or set()) & truth)
+    return RowScore(files is not None, {"file_recall": (found, len(truth))})
+
+
+def score_row(stage: Stage, answer: str, reference: str) -> RowScore:
+    """Score one answer against its reference for `stage`."""
+    if stage == "planning_dpo":
+        raise MetricsError("planning_dpo is scored through the harness only, not row by row")
+    ref = _reference(parse_answer(reference), stage)
+    if stage == "execute_code":
+        if parse_edits(reference) is None:
+            raise MetricsError("execute_code: the reference is not a list of edits")
+        return RowScore(parse_edits(answer) is not None, {})
+    value = parse_answer(answer)
+    if stage == "task_analysis":
+        return _task_analysis(value, ref)
+    if stage == "scope":
+        return _scope(value, ref)
+    if stage == "precision":
+        return _precision(value, ref)
+    if stage == "meta_plan":
+        if not _meta_plan_valid(ref):
+            raise MetricsError("meta_plan: the reference is not a valid meta plan")
+        return RowScore(_meta_plan_valid(value), {})
+    if stage == "step_plan":
+        return _file_plan(value, ref, _step_files)
+    if stage == "test_plan":
+        return _file_plan(value, ref, _test_files)
+    raise MetricsError(f"unknown stage {stage!r}")
+
+
+def aggregate(stage: Stage, scores: list[RowScore]) -> dict[str, float]:
+    """`valid_rate` and every counted metric, micro-averaged over the rows."""
+    if not scores:
+        raise MetricsError(f"{stage}: no rows were scored")
+    totals: dict[str, list[int]] = {}
+    for score in scores:
+        for metric, (hits, out_of) in score.counts.items():
+            total = totals.setdefault(metric, [0, 0])
+            total[0] += hits
+            total[1] += out_of
+    metrics = {"valid_rate": sum(score.valid for score in scores) / len(scores)}
+    metrics |= {name: (hits / out_of if out_of else 0.0) for name, (hits, out_of) in totals.items()}
+    return metrics

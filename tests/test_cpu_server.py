@@ -1,0 +1,87 @@
+"""The CPU stand-in server: the tiny model and a LoRA adapter served over real HTTP, driven by
+the same clients the console uses for vLLM (`VllmClient`, `load_version`'s endpoints, `chat`)."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM
+
+from engine.serving.chat import chat
+from engine.serving.cpu_server import cpu_server
+from engine.serving.vllm_client import ServingError, VllmClient
+from engine.training.tiny_model import build_tiny_model
+
+MESSAGES = [{"role": "system", "content": "You plan."}, {"role": "user", "content": "Fix it."}]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The tiny base and an adapter whose weights move its answers away from the base's."""
+    root = tmp_path_factory.mktemp("cpu-server")
+    base = build_tiny_model(root / "base")
+    torch.manual_seed(1)
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base),
+        LoraConfig(r=8, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False),
+    )
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.mul_(50)
+    model.save_pretrained(root / "adapter")
+    return base, root / "adapter"
+
+
+@pytest.fixture(scope="module")
+def server(models: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    base, _ = models
+    log = tmp_path_factory.mktemp("log") / "server.log"
+    with cpu_server(base, log) as url:
+        yield url
+
+
+def test_it_answers_like_vllm_for_the_base_and_a_runtime_adapter(
+    server: str, models: tuple[Path, Path]
+) -> None:
+    base, adapter = models
+    client = VllmClient(server, 30)
+    [listed] = client.models()
+    assert (listed.id, listed.parent, listed.is_adapter) == (str(base), None, False)
+    first = chat(server, str(base), MESSAGES, 12, 30)
+    assert first.prompt_tokens > 0 and 0 < first.completion_tokens <= 12
+    assert chat(server, str(base), MESSAGES, 12, 30) == first
+
+    client.load_adapter("scope-v1", str(adapter))
+    loaded = [m for m in client.models() if m.is_adapter]
+    assert [(m.id, m.root, m.parent) for m in loaded] == [("scope-v1", str(adapter), str(base))]
+    tuned = chat(server, "scope-v1", MESSAGES, 12, 30)
+    assert tuned.text != first.text
+    assert chat(server, str(base), MESSAGES, 12, 30) == first
+
+    with pytest.raises(ServingError, match="has already been loaded"):
+        client.load_adapter("scope-v1", str(adapter))
+    short = chat(server, "scope-v1", MESSAGES, 3, 30)
+    assert short.completion_tokens <= 3 and short.finish_reason in ("length", "stop")
+
+    client.unload_adapter("scope-v1")
+    assert client.loaded_adapters() == set()
+    with pytest.raises(ServingError, match="The model `scope-v1` does not exist"):
+        chat(server, "scope-v1", MESSAGES, 3, 30)
+    with pytest.raises(ServingError, match="No adapter found"):
+        client.load_adapter("scope-v2", str(base))
+
+
+def test_adapters_named_at_start_are_served(models: tuple[Path, Path], tmp_path: Path) -> None:
+    base, adapter = models
+    with cpu_server(base, tmp_path / "s.log", {"precision-v4": adapter}) as url:
+        assert VllmClient(url, 30).loaded_adapters() == {"precision-v4"}
+        assert chat(url, "precision-v4", MESSAGES, 4, 30).completion_tokens >= 1
+
+
+def test_a_server_that_cannot_start_says_why(tmp_path: Path) -> None:
+    refused = pytest.raises(ServingError, match="exited .* before it served: .*not a model folder")
+    with refused, cpu_server(tmp_path, tmp_path / "bad.log"):
+        pass

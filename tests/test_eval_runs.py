@@ -1,0 +1,324 @@
+"""Eval runs over a real approved package: the eval set read back from a curated dataset,
+execute_code pass@1 and the planning stages' resolved rate through the real harness, and the
+eval job end to end on the tiny model served by the CPU stand-in.
+
+Model answers come from the reference (what the dataset trains on) or from a stand-in OpenAI
+endpoint at the GPU-server boundary; the harness, the sandboxed tests and the database are real.
+"""
+
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from click.testing import CliRunner
+from eval_fixtures import add_eval
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM
+
+from app.cli import cli
+from engine.evaluation.eval_set import EvalSetError, load_eval_set
+from engine.evaluation.runs import EvalRunError, list_evals, reconcile_evals, start_eval
+from engine.evaluation.worker import pass_at_1, resolved_rate
+from engine.harness.gold import gold_output
+from engine.harness.package import load_package
+from engine.harness.task_validation import find_commit, validate_task
+from engine.ingest import approve_package
+from engine.jobs import spawn_job
+from engine.training.registry import sha256_file
+from engine.training.tiny_model import build_tiny_model
+from engine.training_data.curate import curate
+from engine.training_data.derive import build_training_data
+from engine.training_data.review import decide, draw_sample
+from engine.workspace import Workspace
+
+CONFIG = (
+    "[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\ntest_timeout_s = 60\n"
+    "[curation]\nmax_domain_share = 1.0\neval_share = 0.5\n"
+)
+
+
+def _accept_sample(ws: Workspace, stage: str) -> None:
+    round_id = draw_sample(ws, stage, 15, seed=1)
+    count = ws.db.execute(
+        "SELECT COUNT(*) FROM review_items WHERE round_id = ?", [round_id]
+    ).fetchone()[0]
+    for position in range(1, count + 1):
+        decide(ws, round_id, position, "accept")
+
+
+@pytest.fixture(scope="module")
+def curated(tmp_path_factory: pytest.TempPathFactory, _package_template: Path) -> Path:
+    """A workspace root with the demo package approved, its commits validated, training data
+    built, and execute_code and meta_plan datasets curated with half their tasks held out."""
+    base = tmp_path_factory.mktemp("eval")
+    valid_package = base / "drive" / "textkit"
+    shutil.copytree(_package_template, valid_package, symlinks=True)
+    root = base / "ws"
+    root.mkdir()
+    (root / "cra.toml").write_text(CONFIG, encoding="utf-8")
+    ws = Workspace.open(root)
+    digest = approve_package(ws, valid_package).digest
+    manifest = json.loads((valid_package / "manifest.json").read_text())
+    for commit in manifest["commits"]:
+        validate_task(ws, digest, commit["sha"])
+    build_training_data(ws)
+    for stage in ("execute_code", "meta_plan"):
+        _accept_sample(ws, stage)
+        report = curate(ws, stage=stage, format="sft")
+        assert [done.id for done in report.curated] == [f"{stage}-d1"], report.blocked
+    ws.db.conn.close()
+    return root
+
+
+@pytest.fixture
+def ws(tmp_path: Path, curated: Path) -> Workspace:
+    root = tmp_path / "ws"
+    shutil.copytree(curated, root, symlinks=True)
+    return Workspace.open(root)
+
+
+def _run(eval_id: int, target: str = "execute_code-v1") -> dict[str, Any]:
+    return {"id": eval_id, "target": target}
+
+
+def test_the_eval_set_is_the_datasets_held_out_rows_with_their_tasks(ws: Workspace) -> None:
+    eval_set = load_eval_set(ws, "execute_code-d1")
+    manifest = json.loads((ws.root / "datasets/execute_code-d1/manifest.json").read_text())
+    assert eval_set.sha256 == manifest["files"]["eval.jsonl"]["sha256"]
+    assert (eval_set.stage, eval_set.base_model) == ("execute_code", "coding")
+    assert len(eval_set.rows) == manifest["counts"]["eval"] >= 1
+    row = eval_set.rows[0]
+    assert [m["role"] for m in row.messages] == ["system", "user"]
+    assert json.loads(row.reference)[0]["path"].startswith("textkit/")
+    assert row.task is not None and len(eval_set.tasks()) >= 1
+
+
+def test_a_dataset_without_held_out_rows_is_no_eval_set(ws: Workspace) -> None:
+    (ws.root / "cra.toml").write_text(CONFIG.replace("eval_share = 0.5", "eval_share = 0.0"))
+    ws = Workspace.open(ws.root)
+    _accept_sample(ws, "task_analysis")
+    curate(ws, stage="task_analysis", format="sft")
+    with pytest.raises(EvalSetError, match="dataset task_analysis-d1 has no eval rows"):
+        load_eval_set(ws, "task_analysis-d1")
+
+
+def test_pass_at_1_applies_the_answer_and_runs_the_tasks_tests(ws: Workspace) -> None:
+    eval_set = load_eval_set(ws, "execute_code-d1")
+    gold = [(row, row.reference) for row in eval_set.rows]
+    value, outcomes = pass_at_1(ws, _run(1), "m", ws.root / "evals" / "1", gold)
+    assert value == 1.0, outcomes
+    assert {o["outcome"] for o in outcomes} == {"resolved"}
+    task_dir = ws.root / "evals/1/tasks" / f"line-{eval_set.rows[0].line}"
+    assert "+++ b/textkit/" in (task_dir / "patch.diff").read_text()
+    assert ws.db["attempts"].count == 0
+
+    broken = [
+        (row, row.reference.replace('"search": "', '"search": "nowhere ', 1))
+        for row in eval_set.rows
+    ]
+    garbage = [(row, "not edits at all") for row in eval_set.rows]
+    value, outcomes = pass_at_1(ws, _run(2), "m", ws.root / "evals" / "2", broken)
+    assert value == 0.0 and {o["outcome"] for o in outcomes} == {"failed"}
+    assert "do not apply" in outcomes[0]["reason"]
+    value, outcomes = pass_at_1(ws, _run(3), "m", ws.root / "evals" / "3", garbage)
+    assert value == 0.0 and {o["outcome"] for o in outcomes} == {"invalid"}
+
+
+class _Planner:
+    """An OpenAI-compatible endpoint that answers each task with the commit's gold plan and
+    edits, or with prose: the stand-in for the model on the GPU server."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        self.answers = answers
+        self.models: list[str] = []
+        planner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                planner.models.append(body["model"])
+                prompt = body["messages"][-1]["content"]
+                content = next(
+                    (answer for key, answer in planner.answers.items() if key in prompt),
+                    "I would rather not plan this.",
+                )
+                data = json.dumps(
+                    {
+                        "choices": [{"message": {"content": content}, "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 10, "completion_tokens": 20},
+                    }
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+@pytest.fixture
+def planner() -> Iterator[_Planner]:
+    endpoint = _Planner({})
+    thread = threading.Thread(target=endpoint.server.serve_forever, daemon=True)
+    thread.start()
+    yield endpoint
+    endpoint.server.shutdown()
+    endpoint.server.server_close()
+
+
+def test_planning_runs_each_eval_task_through_the_harness(ws: Workspace, planner: _Planner) -> None:
+    eval_set = load_eval_set(ws, "meta_plan-d1")
+    tasks = eval_set.tasks()
+    assert tasks
+    for task in tasks:
+        package = load_package(ws, task.package_digest)
+        commit = find_commit(package, task.sha)
+        gold = gold_output(
+            package.repo, commit.parent, commit.sha, list(commit.test_files), commit.subject
+        )
+        assert gold.output is not None
+        planner.answers[commit.subject] = gold.output.model_dump_json()
+    value, outcomes = resolved_rate(
+        ws, _run(4, "meta_plan-v1"), planner.url, "meta_plan-v1", ws.root / "evals/4", eval_set
+    )
+    assert value == 1.0, outcomes
+    assert set(planner.models) == {"meta_plan-v1"}
+    planner.answers.clear()
+    value, outcomes = resolved_rate(
+        ws, _run(5, "meta_plan-v1"), planner.url, "meta_plan-v1", ws.root / "evals/5", eval_set
+    )
+    assert value == 0.0 and {o["outcome"] for o in outcomes} == {"failed"}
+    assert ws.db["attempts"].count == 0
+
+
+def test_start_refuses_what_cannot_be_evaluated(ws: Workspace) -> None:
+    with pytest.raises(EvalRunError, match="no adapter version 'scope-v9'"):
+        start_eval(ws, adapter="scope-v9")
+    with pytest.raises(EvalRunError, match="needs a dataset"):
+        start_eval(ws, stage="execute_code")
+    with pytest.raises(EvalRunError, match="is a meta_plan dataset"):
+        start_eval(ws, stage="execute_code", dataset_id="meta_plan-d1")
+    with pytest.raises(EvalRunError, match="unknown eval backend"):
+        start_eval(ws, stage="execute_code", dataset_id="execute_code-d1", backend="gpu")
+    assert list_evals(ws) == []
+
+
+def _wait_settled(ws: Workspace, eval_id: int) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        reconcile_evals(ws)
+        row = ws.db["eval_runs"].get(eval_id)
+        if row["status"] not in ("queued", "running"):
+            return row
+        time.sleep(0.2)
+    raise AssertionError(f"eval run {eval_id} is still under way")
+
+
+def test_a_run_that_cannot_reach_its_model_fails_with_the_reason(ws: Workspace) -> None:
+    [eval_id] = start_eval(ws, stage="execute_code", dataset_id="execute_code-d1", backend="server")
+    with pytest.raises(EvalRunError, match="still under way"):
+        start_eval(ws, stage="execute_code", dataset_id="execute_code-d1")
+    row = _wait_settled(ws, eval_id)
+    assert row["status"] == "failed"
+    assert "[serving] bases.coding is not set" in row["reason"]
+    result = CliRunner().invoke(cli, ["--workspace", str(ws.root), "eval", "status"])
+    assert result.exit_code == 0 and f"{eval_id:>4} base" in result.output
+
+
+def test_a_run_whose_job_died_fails_at_reconcile(ws: Workspace) -> None:
+    eval_id = add_eval(ws, "execute_code", None, {}, dataset_id="execute_code-d1", status="running")
+    job_id = spawn_job(ws, "eval", eval_id, ["sleep", "30", str(eval_id)])
+    assert reconcile_evals(ws) == []
+    os.kill(ws.db["jobs"].get(job_id)["pid"], signal.SIGKILL)
+    row = _wait_settled(ws, eval_id)
+    assert (row["status"], row["reason"]) == (
+        "failed",
+        "the eval job ended before this run finished; run it again",
+    )
+    assert ws.db["jobs"].get(job_id)["status"] == "failed"
+
+
+def _tiny_adapter(ws: Workspace, base: Path) -> None:
+    """Register execute_code-v1: a LoRA adapter on the tiny base, its files hashed."""
+    torch.manual_seed(2)
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base),
+        LoraConfig(r=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
+    folder = ws.adapters_dir / "execute_code" / "v1"
+    model.save_pretrained(folder)
+    files = {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file()}
+    ws.db["adapter_versions"].insert(
+        {
+            "stage": "execute_code",
+            "version": 1,
+            "name": "execute_code-v1",
+            "status": "candidate",
+            "base_model": "coding",
+            "base_model_path": "models/base",
+            "rank": 8,
+            "path": "adapters/execute_code/v1",
+            "dataset_id": "execute_code-d1",
+            "files_json": json.dumps(files),
+            "created_at": "2026-11-21T02:00:00Z",
+        }
+    )
+
+
+def test_the_eval_job_scores_the_base_then_the_candidate_and_gates_it(ws: Workspace) -> None:
+    base = build_tiny_model(ws.root / "models" / "base")
+    config = CONFIG + (
+        '[training.base_models]\ncoding = "models/base"\n'
+        '[evaluation]\nbackend = "local"\nmax_tokens = 8\n'
+    )
+    (ws.root / "cra.toml").write_text(config, encoding="utf-8")
+    ws = Workspace.open(ws.root)
+    _tiny_adapter(ws, base)
+    result = CliRunner().invoke(
+        cli, ["--workspace", str(ws.root), "eval", "run", "--adapter", "execute_code-v1", "--wait"]
+    )
+    assert result.exit_code == 0, result.output
+    runs = list(ws.db["eval_runs"].rows_where(order_by="id"))
+    assert [(r["target"], r["status"]) for r in runs] == [
+        ("base", "done"),
+        ("execute_code-v1", "done"),
+    ], runs
+    rows = len(load_eval_set(ws, "execute_code-d1").rows)
+    for run in runs:
+        metrics = json.loads(run["metrics_json"])
+        assert set(metrics) == {"valid_rate", "pass_at_1"}
+        answers = (ws.root / run["out_dir"] / "answers.jsonl").read_text().splitlines()
+        assert len(answers) == run["rows"] == rows
+        assert all(json.loads(line)["answer"] for line in answers)
+    assert "gate: execute_code-v1 pass against base" in result.output
+    [decision] = ws.db["gate_decisions"].rows
+    assert (decision["baseline_eval_id"], decision["candidate_eval_id"]) == (
+        runs[0]["id"],
+        runs[1]["id"],
+    )
+    assert (
+        ws.db["jobs"].get(ws.db.execute("SELECT MAX(id) FROM jobs").fetchone()[0])["status"]
+        == "exited"
+    )
+
+    again = start_eval(ws, adapter="execute_code-v1")
+    assert [ws.db["eval_runs"].get(i)["target"] for i in again] == ["execute_code-v1"]
+    _wait_settled(ws, again[0])
