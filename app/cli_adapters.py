@@ -9,12 +9,10 @@ from engine.adapters.activation import (
     export_metadata,
     history,
     list_versions,
-    promote,
     reject,
     resolve,
-    rollback,
-    version_row,
 )
+from engine.adapters.switch import promote_version, reconcile_intents, rollback_stage
 from engine.training_data.stages import STAGES
 from engine.workspace import Workspace
 
@@ -50,10 +48,9 @@ def adapters_list(ctx: click.Context, stage: str | None) -> None:
 @click.option("--operator", help="Who promotes (default: the config's operator).")
 @click.pass_context
 def adapters_promote(ctx: click.Context, name: str, reason: str, operator: str | None) -> None:
-    """Make version NAME its stage's active one, after checking its files."""
-    ws = _workspace(ctx)
-    promote(ws, name, operator=operator, reason=reason)
-    click.echo(f"{name}: active for {version_row(ws, name)['stage']}")
+    """Make version NAME its stage's active one: gate and files checked, loaded on the server."""
+    result = promote_version(_workspace(ctx), name, operator=operator, reason=reason)
+    click.echo(f"{name}: active for {result.stage}\nserver: {result.server}")
 
 
 @adapters.command("rollback")
@@ -62,10 +59,18 @@ def adapters_promote(ctx: click.Context, name: str, reason: str, operator: str |
 @click.option("--operator", help="Who rolls back (default: the config's operator).")
 @click.pass_context
 def adapters_rollback(ctx: click.Context, stage: str, reason: str, operator: str | None) -> None:
-    """Make STAGE's previously active version active again."""
-    ws = _workspace(ctx)
-    rollback(ws, stage, operator=operator, reason=reason)
-    click.echo(f"{stage}: rolled back to {resolve(ws, stage)}")
+    """Make STAGE's previously active version active again (the base after the first)."""
+    result = rollback_stage(_workspace(ctx), stage, operator=operator, reason=reason)
+    click.echo(f"{stage}: rolled back to {result.active}\nserver: {result.server}")
+
+
+@adapters.command("reconcile")
+@click.pass_context
+def adapters_reconcile(ctx: click.Context) -> None:
+    """Settle promotions and rollbacks whose process died mid-way."""
+    lines = reconcile_intents(_workspace(ctx))
+    for line in lines or ["nothing to reconcile: no switch was interrupted"]:
+        click.echo(line)
 
 
 @adapters.command("reject")

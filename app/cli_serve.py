@@ -10,6 +10,7 @@ import click
 
 from engine.errors import CraError
 from engine.serving.command import ServeCommand, serve_commands
+from engine.serving.status import serving_status
 from engine.workspace import Workspace
 
 
@@ -21,12 +22,17 @@ def _shell_line(command: ServeCommand) -> str:
 @click.command()
 @click.option("--print", "show", is_flag=True, help="Write the server commands, one per base.")
 @click.option("--launch", is_flag=True, help="Start the servers and wait on them.")
+@click.option("--status", is_flag=True, help="What each server has loaded, and what it lacks.")
 @click.pass_context
-def serve(ctx: click.Context, show: bool, launch: bool) -> None:
+def serve(ctx: click.Context, show: bool, launch: bool, status: bool) -> None:
     """One vLLM server per base, LoRA enabled, active adapters preloaded, runtime loads on."""
-    if show == launch:
-        raise click.UsageError("give exactly one of --print or --launch")
-    commands = serve_commands(Workspace.open(ctx.obj["workspace"]))
+    if show + launch + status != 1:
+        raise click.UsageError("give exactly one of --print, --launch or --status")
+    ws = Workspace.open(ctx.obj["workspace"])
+    if status:
+        _status(ws)
+        return
+    commands = serve_commands(ws)
     if show:
         for command in commands:
             click.echo(f"# base {command.base} at {command.url}")
@@ -38,6 +44,21 @@ def serve(ctx: click.Context, show: bool, launch: bool) -> None:
             "commands to run where it is"
         )
     _launch(commands)
+
+
+def _status(ws: Workspace) -> None:
+    statuses = serving_status(ws)
+    if not statuses:
+        click.echo(f"no base is served: [serving] bases is empty in {ws.config_path}")
+    for item in statuses:
+        state = "running" if item.running else "not running"
+        click.echo(f"base {item.base} at {item.url}: {state}")
+        if item.error:
+            click.echo(f"  error: {item.error}")
+        if item.running:
+            click.echo(f"  loaded: {', '.join(item.loaded) or 'no adapters'}")
+        if item.missing:
+            click.echo(f"  active but not loaded: {', '.join(item.missing)}")
 
 
 def _launch(commands: list[ServeCommand]) -> None:

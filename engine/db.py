@@ -513,10 +513,11 @@ def _m008_evaluation(db: sqlite_utils.Database) -> None:
             "operator": str,
             "started_at": str,
             "pid": int,
+            "pid_start": int,
         },
         pk="id",
         foreign_keys=[("from_id", "adapter_versions", "id"), ("to_id", "adapter_versions", "id")],
-        not_null={"stage", "action", "operator", "started_at", "pid"},
+        not_null={"stage", "action", "operator", "started_at", "pid", "pid_start"},
     )
 
 

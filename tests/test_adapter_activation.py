@@ -252,6 +252,20 @@ def test_resolve_and_export(ws: Workspace) -> None:
     assert (rows[1]["active"], rows[1]["deployed_at"]) == (0, None)
 
 
+def _pass_gate(ws: Workspace, name: str, baseline: str) -> None:
+    ws.db["gate_decisions"].insert(
+        {
+            "adapter_id": version_row(ws, name)["id"],
+            "stage": STAGE,
+            "baseline": baseline,
+            "decision": "pass",
+            "reasons_json": "[]",
+            "at": utc_now(),
+            "operator": "test",
+        }
+    )
+
+
 def test_cli(ws: Workspace, tmp_path: Path) -> None:
     runner = CliRunner()
 
@@ -262,9 +276,16 @@ def test_cli(ws: Workspace, tmp_path: Path) -> None:
 
     assert "scope-v1" in cra("list", "--stage", STAGE)
     assert cra("resolve", STAGE) == "reasoning\n"
-    assert "scope-v1: active for scope" in cra("promote", "scope-v1", "--reason", "first")
+    refused = runner.invoke(cli, ["--workspace", str(ws.root), "adapters", "promote", "scope-v1"])
+    assert "scope-v1 has not been through the eval gate" in refused.output
+    _pass_gate(ws, "scope-v1", "base")
+    assert cra("promote", "scope-v1", "--reason", "first") == (
+        "scope-v1: active for scope\n"
+        "server: [serving] bases.reasoning is not set; nothing was loaded on a server\n"
+    )
+    _pass_gate(ws, "scope-v2", "scope-v1")
     cra("promote", "scope-v2", "--operator", "dee")
-    assert cra("rollback", STAGE, "--reason", "bad") == "scope: rolled back to scope-v1\n"
+    assert cra("rollback", STAGE, "--reason", "bad").startswith("scope: rolled back to scope-v1\n")
     assert "rejected (worse)" in cra("reject", "scope-v3", "--reason", "worse")
     assert cra("resolve", STAGE) == "scope-v1\n"
     lines = cra("history", STAGE).splitlines()

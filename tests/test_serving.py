@@ -290,4 +290,4 @@ def test_cli_prints_the_commands_and_refuses_to_launch_without_vllm(
     assert "error: vllm is not installed here (no `vllm` on PATH)" in launched.output
     neither = runner.invoke(cli, ["--workspace", str(ws.root), "serve"])
     assert neither.exit_code == 2
-    assert "give exactly one of --print or --launch" in neither.output
+    assert "give exactly one of --print, --launch or --status" in neither.output
