@@ -16,6 +16,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from engine.workspace import Workspace
 from screens import PaneScreen
+from screens.adapters import AdaptersScreen
 from screens.datasets import DatasetsScreen
 from screens.harness import HarnessScreen
 from screens.help import HelpScreen, binding_sections
@@ -40,6 +41,7 @@ PANES: list[Pane] = [
     Pane("3", "review", "Review", lambda app: ReviewScreen(app.workspace)),
     Pane("4", "datasets", "Datasets", lambda app: DatasetsScreen(app.workspace)),
     Pane("5", "training", "Training", lambda app: TrainingScreen(app.workspace)),
+    Pane("6", "adapters", "Adapters", lambda app: AdaptersScreen(app.workspace)),
 ]
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from engine.adapters.activation import version_row
-from engine.evaluation.gate import Comparison, active_row, compare, decide
+from engine.evaluation.gate import active_row, compare, comparison_lines, decide
 from engine.evaluation.runs import (
     BACKENDS,
     eval_row,
@@ -38,18 +38,6 @@ def _line(run: dict[str, Any]) -> str:
         f"{run['id']:>4} {run['target']:<18} {run['stage']:<13} {run['dataset_id']:<18} "
         f"{run['backend']:<6} {run['status']:<8} {_metrics_text(run)}"
     )
-
-
-def comparison_lines(comparison: Comparison) -> list[str]:
-    """A table of the candidate's metrics beside the baseline's, primary ones marked."""
-    lines = [f"{comparison.candidate} against {comparison.baseline}:"]
-    for delta in comparison.deltas:
-        mark = "*" if delta.primary else " "
-        cand = "-" if delta.candidate is None else f"{delta.candidate:.3f}"
-        base = "-" if delta.baseline is None else f"{delta.baseline:.3f}"
-        change = "" if delta.delta is None else f"  ({delta.delta:+.3f})"
-        lines.append(f"  {mark} {delta.metric:<16} {cand:>6}  vs {base:>6}{change}")
-    return lines
 
 
 @click.group("eval")

@@ -101,13 +101,13 @@ def promote(
     loads it; only then does the database flip.
     """
     target = version_row(ws, name)
-    _check_promotable(target)
+    check_promotable(target)
     verify_files(ws, target)
     if sync is not None:
         sync(target)
     with _immediate(ws):
         target = version_row(ws, name)
-        _check_promotable(target)
+        check_promotable(target)
         current = _active_row(ws, target["stage"])
         return _flip(ws, target["stage"], "promote", current, target, operator, reason)
 
@@ -229,7 +229,7 @@ def _check_stage(stage: str) -> None:
         raise ActivationError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
 
 
-def _check_promotable(row: dict[str, Any]) -> None:
+def check_promotable(row: dict[str, Any]) -> None:
     if row["status"] == "rejected":
         raise ActivationError(f"{row['name']} was rejected; a rejected version is never promoted")
     if row["status"] == "active":

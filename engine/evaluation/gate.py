@@ -82,6 +82,18 @@ class Comparison:
         return [f for delta in self.deltas if (f := delta.failure) is not None]
 
 
+def comparison_lines(comparison: Comparison) -> list[str]:
+    """A table of the candidate's metrics beside the baseline's, primary ones starred."""
+    lines = [f"{comparison.candidate} against {comparison.baseline}:"]
+    for delta in comparison.deltas:
+        mark = "*" if delta.primary else " "
+        cand = "-" if delta.candidate is None else f"{delta.candidate:.3f}"
+        base = "-" if delta.baseline is None else f"{delta.baseline:.3f}"
+        change = "" if delta.delta is None else f"  ({delta.delta:+.3f})"
+        lines.append(f"  {mark} {delta.metric:<16} {cand:>6}  vs {base:>6}{change}")
+    return lines
+
+
 def target_name(row: dict[str, Any] | None) -> str:
     """An adapter version's name, or `base` for the bare base model."""
     return BASE if row is None else row["name"]

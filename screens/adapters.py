@@ -1,0 +1,432 @@
+"""The Adapters pane: which version serves each stage, switching it with one key, and the server.
+
+Left, the stages: what serves each (a version or the base) and how many candidates wait. Right,
+the serving status: per configured base, whether its server runs, the adapters it has loaded and
+any active version it lacks. In the middle, the selected stage's versions, newest first: status,
+base, created, dataset, gate decision, and the primary metrics of each version's newest eval with
+the change against the active version. Below, the stage's activation history, newest first.
+
+A one-second timer polls the database in a thread worker that only posts messages (so a switch
+made from the command line shows up), settling first any switch or eval job that died mid-way;
+the serving status is read every few seconds and on `s`.
+`p` promotes the selected version and `r` rolls the stage back, each after a confirmation that
+shows the metric deltas; `e` evaluates the selected version (a background job). Each runs the
+engine in a thread worker; an engine refusal becomes a notification, never a traceback.
+"""
+
+import sqlite3
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import DataTable, Static
+
+from app.widgets.confirm import ConfirmScreen
+from engine.adapters.overview import (
+    StageView,
+    VersionLine,
+    promote_text,
+    rollback_text,
+    stage_views,
+)
+from engine.adapters.switch import (
+    SwitchResult,
+    promote_version,
+    reconcile_intents,
+    rollback_stage,
+)
+from engine.errors import CraError
+from engine.evaluation.runs import reconcile_evals, start_eval
+from engine.harness.progress import reopened
+from engine.serving.status import ServerStatus, serving_status
+from engine.workspace import Workspace
+from screens import PaneScreen
+
+POLL_S = 1.0
+SERVING_POLL_S = 5.0
+WORKER_ERRORS = (CraError, sqlite3.Error, OSError)
+STATUS_STYLE = {
+    "active": "bold green",
+    "candidate": "cyan",
+    "inactive": "dim",
+    "rejected": "red",
+}
+VERSION_COLUMNS = (
+    ("Version", "name"),
+    ("Status", "status"),
+    ("Base", "base"),
+    ("Created", "created"),
+    ("Dataset", "dataset"),
+    ("Gate", "gate"),
+    ("Key metrics (Δ against the active one)", "metrics"),
+)
+HISTORY_COLUMNS = (
+    ("When", "at"),
+    ("Action", "action"),
+    ("From → to", "moved"),
+    ("Who", "operator"),
+    ("Why", "reason"),
+)
+
+
+class ViewsPolled(Message):
+    def __init__(self, views: list[StageView] | None, error: str | None) -> None:
+        super().__init__()
+        self.views = views
+        self.error = error
+
+
+class ServingPolled(Message):
+    def __init__(self, statuses: list[ServerStatus] | None, error: str | None) -> None:
+        super().__init__()
+        self.statuses = statuses
+        self.error = error
+
+
+class ConfirmText(Message):
+    """The confirmation to show before `action` ("promote" or "rollback") on `subject`."""
+
+    def __init__(self, action: str, subject: str, text: str | None, error: str | None) -> None:
+        super().__init__()
+        self.action = action
+        self.subject = subject
+        self.text = text
+        self.error = error
+
+
+class ActionDone(Message):
+    """A switch or eval start ended: `note` to show, `error` when refused."""
+
+    def __init__(self, note: str | None, error: str | None) -> None:
+        super().__init__()
+        self.note = note
+        self.error = error
+
+
+def when(timestamp: str | None) -> str:
+    return "—" if not timestamp else timestamp[:16].replace("T", " ")
+
+
+def metrics_text(line: VersionLine) -> Text:
+    text = Text()
+    for number, cell in enumerate(line.metrics):
+        if number:
+            text.append(" · ")
+        text.append(f"{cell.metric} ")
+        text.append("—" if cell.value is None else f"{cell.value:.3f}")
+        if cell.delta is not None:
+            style = "green" if cell.delta > 0 else "red" if cell.delta < 0 else "dim"
+            text.append(f" ({cell.delta:+.3f})", style=style)
+    return text
+
+
+def serving_text(statuses: list[ServerStatus] | None, error: str | None) -> Text:
+    if error is not None:
+        return Text(f"cannot read the serving status: {error}", style="red")
+    if statuses is None:
+        return Text("reading…", style="dim")
+    if not statuses:
+        return Text("no base is served: set [serving] bases in cra.toml", style="dim")
+    text = Text()
+    for status in statuses:
+        text.append(f"{status.base} ", style="bold")
+        text.append(f"{status.url} ")
+        if status.running:
+            text.append("running\n", style="green")
+            text.append(f"  loaded: {', '.join(status.loaded) or 'no adapters'}\n")
+        else:
+            text.append("not running\n", style="yellow")
+        if status.error:
+            text.append(f"  {status.error}\n", style="red")
+        if status.missing:
+            text.append(f"  active, not loaded: {', '.join(status.missing)}\n", style="yellow")
+    return text
+
+
+class AdaptersScreen(PaneScreen):
+    """Stages and serving on top, the selected stage's versions, then its history."""
+
+    PANE_TITLE = "Adapters"
+    CSS_PATH = "adapters.tcss"
+    AUTO_FOCUS = "#stages"
+    BINDINGS = [
+        Binding("p", "promote", "Promote", tooltip="Make the selected version serve its stage"),
+        Binding("r", "rollback", "Roll back", tooltip="Back to the stage's previous version"),
+        Binding("e", "evaluate", "Evaluate", tooltip="Score the selected version and gate it"),
+        Binding("s", "refresh_serving", "Serving", tooltip="Read the servers' status now"),
+    ]
+
+    def __init__(self, workspace: Workspace) -> None:
+        super().__init__()
+        self._ws = workspace
+        self._views: dict[str, StageView] = {}
+        self._stage: str | None = None
+        self._version: str | None = None
+        self._statuses: list[ServerStatus] | None = None
+        self._polling = False
+        self._reading_serving = False
+        self._last_error: str | None = None
+        self._shown: StageView | None = None
+
+    def compose_pane(self) -> ComposeResult:
+        with Vertical(id="adapters"):
+            with Horizontal(id="top"):
+                stages = DataTable(id="stages", cursor_type="row")
+                stages.border_title = "Stages"
+                yield stages
+                serving = Static(serving_text(None, None), id="serving")
+                serving.border_title = "Serving"
+                yield serving
+            versions = DataTable(id="versions", cursor_type="row")
+            versions.border_title = "Versions"
+            yield versions
+            history = DataTable(id="history", cursor_type="row")
+            history.border_title = "Activation history"
+            yield history
+
+    def on_mount(self) -> None:
+        stages = self.query_one("#stages", DataTable)
+        stages.add_column("Stage", key="stage")
+        stages.add_column("Serving", key="serving")
+        stages.add_column("Candidates", key="candidates")
+        for label, key in HISTORY_COLUMNS:
+            self.query_one("#history", DataTable).add_column(label, key=key)
+        self._timer = self.set_interval(POLL_S, self._poll_views, pause=True)
+        self._serving_timer = self.set_interval(SERVING_POLL_S, self._read_serving, pause=True)
+
+    def on_screen_resume(self) -> None:
+        self._timer.resume()
+        self._serving_timer.resume()
+        self._poll_views()
+        self._read_serving()
+
+    def on_screen_suspend(self) -> None:
+        self._timer.pause()
+        self._serving_timer.pause()
+
+    @property
+    def selected_stage(self) -> str | None:
+        return self._stage
+
+    @property
+    def selected_version(self) -> str | None:
+        return self._version
+
+    # -- polling --------------------------------------------------------------------------
+
+    def _poll_views(self) -> None:
+        if not self._polling:
+            self._polling = True
+            self._read_views()
+
+    @work(thread=True, group="poll")
+    def _read_views(self) -> None:
+        try:
+            with reopened(self._ws) as ws:
+                reconcile_intents(ws)
+                reconcile_evals(ws)
+                views = stage_views(ws)
+        except WORKER_ERRORS as exc:
+            self.post_message(ViewsPolled(None, str(exc)))
+            return
+        self.post_message(ViewsPolled(views, None))
+
+    def _read_serving(self) -> None:
+        if not self._reading_serving:
+            self._reading_serving = True
+            self._serving_worker()
+
+    @work(thread=True, group="serving")
+    def _serving_worker(self) -> None:
+        try:
+            with reopened(self._ws) as ws:
+                statuses = serving_status(ws)
+        except WORKER_ERRORS as exc:
+            self.post_message(ServingPolled(None, str(exc)))
+            return
+        self.post_message(ServingPolled(statuses, None))
+
+    @on(ViewsPolled)
+    def _views_polled(self, message: ViewsPolled) -> None:
+        self._polling = False
+        if message.error is not None:
+            if message.error != self._last_error:
+                self.notify(message.error, title="adapters", severity="error", markup=False)
+            self._last_error = message.error
+            return
+        self._last_error = None
+        views = message.views or []
+        first = not self._views
+        self._views = {view.stage: view for view in views}
+        stages = self.query_one("#stages", DataTable)
+        for view in views:
+            serving = Text(view.serving, style="bold green" if view.serving != "base" else "dim")
+            waiting = Text(str(view.candidates or "—"), justify="right")
+            if first:
+                stages.add_row(view.stage, serving, waiting, key=view.stage)
+            else:
+                stages.update_cell(view.stage, "serving", serving)
+                stages.update_cell(view.stage, "candidates", waiting)
+        if self._stage not in self._views:
+            self._stage = next(iter(self._views), None)
+        self._render_stage()
+
+    @on(ServingPolled)
+    def _serving_polled(self, message: ServingPolled) -> None:
+        self._reading_serving = False
+        self._statuses = message.statuses
+        self.query_one("#serving", Static).update(serving_text(message.statuses, message.error))
+
+    def _render_stage(self) -> None:
+        view = self._views.get(self._stage) if self._stage is not None else None
+        if view is None or view == self._shown:
+            return
+        self._shown = view
+        versions = self.query_one("#versions", DataTable)
+        history = self.query_one("#history", DataTable)
+        versions.clear(columns=True)
+        for label, key in VERSION_COLUMNS:
+            versions.add_column(label, key=key)
+        history.clear()
+        versions.border_title = f"Versions · {view.stage} · serving {view.serving}"
+        if not view.versions:
+            versions.add_row(
+                Text("no adapter versions yet: a finished training run registers one", "dim"),
+                *[""] * (len(VERSION_COLUMNS) - 1),
+            )
+            self._version = None
+        for line in view.versions:
+            versions.add_row(
+                Text(line.name, style="bold" if line.status == "active" else ""),
+                Text(line.status, style=STATUS_STYLE.get(line.status, "")),
+                line.base,
+                when(line.created),
+                line.dataset,
+                line.gate,
+                metrics_text(line),
+                key=line.name,
+            )
+        names = [line.name for line in view.versions]
+        if self._version not in names:
+            self._version = names[0] if names else None
+        if self._version is not None:
+            versions.move_cursor(row=names.index(self._version), animate=False)
+        for record in view.history:
+            moved = (
+                record["from_name"]
+                if record["action"] == "reject"
+                else f"{record['from_name'] or 'base'} → {record['to_name'] or 'base'}"
+            )
+            history.add_row(
+                when(record["at"]),
+                record["action"],
+                moved,
+                record["operator"],
+                record["reason"] or "—",
+            )
+
+    @on(DataTable.RowHighlighted, "#stages")
+    def _stage_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        stage = event.row_key.value
+        if stage is not None and stage != self._stage:
+            self._stage = stage
+            self._version = None
+            self._render_stage()
+
+    @on(DataTable.RowHighlighted, "#versions")
+    def _version_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key.value is not None:
+            self._version = event.row_key.value
+
+    # -- actions --------------------------------------------------------------------------
+
+    def action_promote(self) -> None:
+        if self._version is None:
+            self.notify("Select a version to promote first.", severity="warning")
+            return
+        self._confirm_text("promote", self._version)
+
+    def action_rollback(self) -> None:
+        if self._stage is None:
+            return
+        self._confirm_text("rollback", self._stage)
+
+    def action_evaluate(self) -> None:
+        if self._version is None:
+            self.notify("Select a version to evaluate first.", severity="warning")
+            return
+        self._evaluate(self._version)
+
+    def action_refresh_serving(self) -> None:
+        self._read_serving()
+
+    @work(thread=True, group="action")
+    def _confirm_text(self, action: str, subject: str) -> None:
+        try:
+            with reopened(self._ws) as ws:
+                if action == "promote":
+                    text = promote_text(ws, subject)
+                else:
+                    text = rollback_text(ws, subject)
+        except WORKER_ERRORS as exc:
+            self.post_message(ConfirmText(action, subject, None, str(exc)))
+            return
+        self.post_message(ConfirmText(action, subject, text, None))
+
+    @on(ConfirmText)
+    def _ask(self, message: ConfirmText) -> None:
+        if message.error is not None:
+            self.notify(message.error, title=message.action, severity="error", markup=False)
+            return
+        title = (
+            f"Promote {message.subject}?"
+            if message.action == "promote"
+            else f"Roll {message.subject} back?"
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._switch(message.action, message.subject)
+
+        self.app.push_screen(ConfirmScreen(title, message.text or ""), answered)
+
+    @work(thread=True, group="action")
+    def _switch(self, action: str, subject: str) -> None:
+        try:
+            with reopened(self._ws) as ws:
+                result: SwitchResult
+                if action == "promote":
+                    result = promote_version(ws, subject, reason="promoted in the console")
+                else:
+                    result = rollback_stage(ws, subject, reason="rolled back in the console")
+        except WORKER_ERRORS as exc:
+            self.post_message(ActionDone(None, str(exc)))
+            return
+        self.post_message(
+            ActionDone(f"{result.stage}: {result.active} serves now. {result.server}", None)
+        )
+
+    @work(thread=True, group="action")
+    def _evaluate(self, name: str) -> None:
+        try:
+            with reopened(self._ws) as ws:
+                ids = start_eval(ws, adapter=name)
+        except WORKER_ERRORS as exc:
+            self.post_message(ActionDone(None, str(exc)))
+            return
+        runs = ", ".join(str(eval_id) for eval_id in ids)
+        self.post_message(
+            ActionDone(f"{name}: eval run {runs} started; the gate decides when it ends", None)
+        )
+
+    @on(ActionDone)
+    def _action_done(self, message: ActionDone) -> None:
+        if message.error is not None:
+            self.notify(message.error, title="refused", severity="error", markup=False)
+        else:
+            self.notify(message.note or "", title="adapters", markup=False)
+        self._poll_views()
+        self._read_serving()

@@ -1,0 +1,256 @@
+"""The Adapters pane over a real workspace, driven by Pilot in the real app (key 6): versions
+with their gate and metric deltas, promote and roll back behind confirmations, refusals as
+notifications, the serving status against a local server speaking vLLM's endpoints, snapshots.
+
+Versions, eval runs, gate decisions and activation records are rows written here with fixed
+timestamps, so the snapshots are stable. Snapshots are 140 × 40; regenerate with
+`pytest tests/test_adapters_pane.py --snapshot-update`, then read the SVGs' text.
+"""
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from eval_fixtures import add_eval, add_version
+from fake_vllm import FakeVllm
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Static
+
+from app.app import CraApp
+from app.widgets.confirm import ConfirmScreen
+from engine.adapters.activation import history, resolve
+from engine.workspace import Workspace
+from screens.adapters import AdaptersScreen
+
+SIZE = (140, 40)
+STAGE = "scope"
+AT = "2026-11-21T07:30:00Z"
+
+
+def _open(root: Path, port: int) -> Workspace:
+    (root / "models/reasoning").mkdir(parents=True, exist_ok=True)
+    (root / "cra.toml").write_text(
+        f'[usb]\nmount_roots = []\n[serving]\nbase_url = "http://127.0.0.1:{port}"\n'
+        'timeout_s = 2\n[serving.bases]\nreasoning = "models/reasoning"\n',
+        encoding="utf-8",
+    )
+    return Workspace.open(root)
+
+
+def _gate(ws: Workspace, version: dict, baseline: str, decision: str = "pass") -> None:
+    ws.db["gate_decisions"].insert(
+        {
+            "adapter_id": version["id"],
+            "stage": STAGE,
+            "baseline": baseline,
+            "decision": decision,
+            "reasons_json": "[]",
+            "at": AT,
+            "operator": "ana",
+        }
+    )
+
+
+def fill(ws: Workspace) -> None:
+    """scope-v1 active (promoted over the base), v2 a candidate that passed against v1, v3
+    rejected by the gate; each evaluated on the same eval set."""
+    ws.db["datasets"].insert(
+        {
+            "id": "scope-d1",
+            "stage": STAGE,
+            "base_model": "reasoning",
+            "format": "sft",
+            "path": "datasets/scope-d1",
+            "created_at": AT,
+            "manifest_sha256": "0" * 64,
+        }
+    )
+    v1, v2, v3 = (add_version(ws, STAGE, n, dataset_id="scope-d1") for n in (1, 2, 3))
+    add_eval(ws, STAGE, None, {"accuracy": 0.5, "relevant_recall": 0.6, "valid_rate": 0.9})
+    add_eval(ws, STAGE, v1, {"accuracy": 0.6, "relevant_recall": 0.7, "valid_rate": 1.0})
+    add_eval(ws, STAGE, v2, {"accuracy": 0.65, "relevant_recall": 0.7, "valid_rate": 1.0})
+    add_eval(ws, STAGE, v3, {"accuracy": 0.4, "relevant_recall": 0.7, "valid_rate": 1.0})
+    _gate(ws, v1, "base")
+    _gate(ws, v2, "scope-v1")
+    _gate(ws, v3, "scope-v1", "reject")
+    ws.db.execute("UPDATE adapter_versions SET status = 'active' WHERE name = 'scope-v1'")
+    ws.db.execute("UPDATE adapter_versions SET status = 'rejected' WHERE name = 'scope-v3'")
+    for action, to_id, reason in (
+        ("promote", v1["id"], "beats the base"),
+        ("reject", None, "eval gate: accuracy fell from 0.600 to 0.400"),
+    ):
+        ws.db["adapter_activations"].insert(
+            {
+                "stage": STAGE,
+                "action": action,
+                "from_id": v3["id"] if action == "reject" else None,
+                "to_id": to_id,
+                "operator": "ana",
+                "at": AT,
+                "reason": reason,
+                "metrics_json": "{}",
+            }
+        )
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    """Served at port 1, where nothing listens: the server is "not running", and the port in
+    the snapshots never changes."""
+    return _open(tmp_path / "ws", 1)
+
+
+def pane(pilot: Pilot) -> AdaptersScreen:
+    screen = pilot.app.screen
+    assert isinstance(screen, AdaptersScreen)
+    return screen
+
+
+async def until(pilot: Pilot, check: Callable[[], bool], what: str, limit_s: float = 15) -> None:
+    deadline = time.monotonic() + limit_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never saw {what}")
+        await pilot.pause(0.05)
+
+
+def cell_texts(screen: AdaptersScreen, table: str) -> list[str]:
+    widget = screen.query_one(table, DataTable)
+    return [
+        " | ".join(str(cell) for cell in widget.get_row_at(row)) for row in range(widget.row_count)
+    ]
+
+
+def serving_shown(screen: AdaptersScreen) -> str:
+    return str(screen.query_one("#serving", Static).render())
+
+
+def notes(pilot: Pilot) -> list[str]:
+    return [note.message for note in pilot.app._notifications]
+
+
+async def on_scope(pilot: Pilot) -> AdaptersScreen:
+    await pilot.press("6")
+    screen = pane(pilot)
+    await until(pilot, lambda: screen.query_one("#stages", DataTable).row_count == 8, "stages")
+    await pilot.press("down")
+    await until(pilot, lambda: screen.selected_stage == STAGE, "the scope stage")
+    await until(pilot, lambda: len(cell_texts(screen, "#versions")) == 3, "scope's versions")
+    return screen
+
+
+async def test_versions_show_their_gate_and_metric_deltas(ws: Workspace) -> None:
+    fill(ws)
+    async with CraApp(ws, []).run_test(size=SIZE) as pilot:
+        screen = await on_scope(pilot)
+        rows = cell_texts(screen, "#versions")
+        assert rows[0].startswith("scope-v3 | rejected | reasoning")
+        assert "pass vs scope-v1" in rows[1]
+        assert "accuracy 0.650 (+0.050) · relevant_recall 0.700 (+0.000)" in rows[1]
+        assert "accuracy 0.600 · relevant_recall 0.700" in rows[2]
+        history_rows = cell_texts(screen, "#history")
+        assert history_rows[0].startswith("2026-11-21 07:30 | reject | scope-v3 | ana")
+        await until(pilot, lambda: "not running" in serving_shown(screen), "serving status")
+        assert "active, not loaded: scope-v1" in serving_shown(screen)
+
+
+async def test_promote_confirms_with_the_deltas_then_switches(ws: Workspace) -> None:
+    fill(ws)
+    async with CraApp(ws, []).run_test(size=SIZE) as pilot:
+        screen = await on_scope(pilot)
+        await pilot.press("tab", "down")
+        assert screen.selected_version == "scope-v2"
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), "the question")
+        body = str(pilot.app.screen.query_one(".dialog-body", Static).render())
+        assert "scope-v2 will serve scope in place of scope-v1." in body
+        assert "* accuracy          0.650  vs  0.600  (+0.050)" in body
+        await pilot.press("n")
+        await pilot.pause(0.3)
+        assert resolve(ws, STAGE) == "scope-v1"
+
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), "the question")
+        await pilot.press("y")
+        await until(pilot, lambda: any("scope-v2 serves now" in n for n in notes(pilot)), "note")
+        assert any("no server is running" in n for n in notes(pilot))
+        assert resolve(ws, STAGE) == "scope-v2"
+        await until(pilot, lambda: "scope-v2 | active" in cell_texts(screen, "#versions")[1], "row")
+
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), "the question")
+        body = str(pilot.app.screen.query_one(".dialog-body", Static).render())
+        assert "scope goes back from scope-v2 to scope-v1" in body
+        await pilot.press("y")
+        await until(pilot, lambda: resolve(ws, STAGE) == "scope-v1", "the rollback")
+        assert [h["action"] for h in history(ws, STAGE)][-2:] == ["promote", "rollback"]
+
+
+async def test_a_refused_promotion_is_a_notification_and_changes_nothing(ws: Workspace) -> None:
+    fill(ws)
+    async with CraApp(ws, []).run_test(size=SIZE) as pilot:
+        screen = await on_scope(pilot)
+        await pilot.press("tab")
+        assert screen.selected_version == "scope-v3"
+        await pilot.press("p")
+        await until(pilot, lambda: any("was rejected" in n for n in notes(pilot)), "refusal")
+        assert not isinstance(pilot.app.screen, ConfirmScreen)
+        assert resolve(ws, STAGE) == "scope-v1"
+
+
+async def test_the_serving_strip_lists_what_the_server_loaded(tmp_path: Path) -> None:
+    base = str(tmp_path / "ws" / "models/reasoning")
+    with FakeVllm(base) as fake:
+        ws = _open(tmp_path / "ws", int(fake.url.rsplit(":", 1)[1]))
+        fill(ws)
+        fake.loaded["scope-v1"] = str(ws.root / "adapters/scope/v1")
+        async with CraApp(ws, []).run_test(size=SIZE) as pilot:
+            screen = await on_scope(pilot)
+            await until(pilot, lambda: "loaded:" in serving_shown(screen), "serving status")
+            shown = serving_shown(screen)
+            assert f"reasoning {fake.url} running" in shown
+            assert "loaded: scope-v1" in shown and "not loaded" not in shown
+
+
+async def test_an_empty_workspace_says_how_versions_arrive(ws: Workspace) -> None:
+    async with CraApp(ws, []).run_test(size=SIZE) as pilot:
+        await pilot.press("6")
+        screen = pane(pilot)
+        await until(pilot, lambda: bool(cell_texts(screen, "#versions")), "the hint")
+        assert "no adapter versions yet" in cell_texts(screen, "#versions")[0]
+
+
+def test_adapters_stage_with_versions(snap_compare, ws: Workspace) -> None:
+    fill(ws)
+
+    async def run_before(pilot: Pilot) -> None:
+        screen = await on_scope(pilot)
+        await until(pilot, lambda: "not running" in serving_shown(screen), "serving status")
+        await pilot.wait_for_scheduled_animations()
+
+    assert snap_compare(CraApp(ws, []), terminal_size=SIZE, run_before=run_before)
+
+
+def test_adapters_promote_confirmation(snap_compare, ws: Workspace) -> None:
+    fill(ws)
+
+    async def run_before(pilot: Pilot) -> None:
+        screen = await on_scope(pilot)
+        await until(pilot, lambda: "not running" in serving_shown(screen), "serving status")
+        await pilot.press("tab", "down", "p")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), "the question")
+        await pilot.wait_for_scheduled_animations()
+
+    assert snap_compare(CraApp(ws, []), terminal_size=SIZE, run_before=run_before)
+
+
+def test_adapters_empty_workspace(snap_compare, ws: Workspace) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        await pilot.press("6")
+        screen = pane(pilot)
+        await until(pilot, lambda: bool(cell_texts(screen, "#versions")), "the hint")
+        await until(pilot, lambda: "not running" in serving_shown(screen), "serving status")
+        await pilot.wait_for_scheduled_animations()
+
+    assert snap_compare(CraApp(ws, []), terminal_size=SIZE, run_before=run_before)
