@@ -90,8 +90,8 @@ def test_promote_flips_and_records_both_metrics(ws: Workspace) -> None:
     assert (two["from_id"], two["to_id"], two["reason"]) == (v1["id"], v2["id"], "better loss")
     assert two["operator"] == ws.config.operator
     assert json.loads(two["metrics_json"]) == {
-        "from": {"name": "scope-v1", "metrics": {"eval_loss": 1.0}},
-        "to": {"name": "scope-v2", "metrics": {"eval_loss": 0.5}},
+        "from": {"name": "scope-v1", "metrics": {"eval_loss": 1.0}, "eval": None},
+        "to": {"name": "scope-v2", "metrics": {"eval_loss": 0.5}, "eval": None},
     }
     with pytest.raises(ActivationError, match="already the active"):
         promote(ws, "scope-v2")

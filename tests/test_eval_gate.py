@@ -118,6 +118,9 @@ def test_promotion_needs_a_pass_against_the_version_active_now(ws: Workspace) ->
     assert decide(ws, "scope-v2")["baseline"] == "base"
     decide(ws, "scope-v1")
     promote(ws, "scope-v1")
+    record = ws.db.execute("SELECT metrics_json FROM adapter_activations").fetchone()[0]
+    snapshot = json.loads(record)["to"]["eval"]
+    assert (snapshot["dataset"], snapshot["metrics"]) == ("scope-d1", _good())
     with pytest.raises(ActivationError, match="passed the gate against base, but scope-v1 is"):
         check_gate_passed(ws, version_row(ws, "scope-v2"))
     assert decide(ws, "scope-v2")["baseline"] == "scope-v1"

@@ -3,7 +3,7 @@
 A stage has at most one `active` version. The database enforces it: a partial unique index on
 `adapter_versions (stage) WHERE status = 'active'`. Every flip happens in one `BEGIN IMMEDIATE`
 transaction together with its append-only `adapter_activations` record (who, when, why, and the
-metrics of both versions), so the records replay to the current state.
+training and newest eval metrics of both versions), so the records replay to the current state.
 
 Before a version goes live its files are checked against the sha256 recorded at registration,
 and the optional `sync(version_row)` loads it on the inference server. `sync` runs before the
@@ -312,7 +312,9 @@ def _record(
     reason: str,
 ) -> int:
     snapshot = {
-        side: None if row is None else {"name": row["name"], "metrics": _metrics(row)}
+        side: None
+        if row is None
+        else {"name": row["name"], "metrics": _metrics(row), "eval": _newest_eval(ws, row)}
         for side, row in (("from", from_row), ("to", to_row))
     }
     return (
@@ -331,6 +333,24 @@ def _record(
         )
         .last_pk
     )
+
+
+def _newest_eval(ws: Workspace, row: dict[str, Any]) -> dict[str, Any] | None:
+    """The version's newest finished eval run: its id, eval set and metrics."""
+    found = ws.db.execute(
+        "SELECT id, dataset_id, eval_sha256, metrics_json FROM eval_runs "
+        "WHERE adapter_id = ? AND status = 'done' ORDER BY id DESC LIMIT 1",
+        [row["id"]],
+    ).fetchone()
+    if found is None:
+        return None
+    eval_id, dataset_id, sha, metrics = found
+    return {
+        "id": eval_id,
+        "dataset": dataset_id,
+        "eval_sha256": sha,
+        "metrics": json.loads(metrics),
+    }
 
 
 def _metrics(row: dict[str, Any]) -> Any:
