@@ -72,14 +72,26 @@ def console(ctx: click.Context, usb_dirs: tuple[Path, ...]) -> None:
 @cli.command()
 @click.option("--fresh", is_flag=True, help="Rebuild the demo workspace from scratch.")
 @click.option("--no-open", is_flag=True, help="Build the demo workspace without opening it.")
+@click.option(
+    "--run",
+    "run_loop_too",
+    is_flag=True,
+    help="Walk the whole loop without a person, on a fresh demo workspace, printing each step.",
+)
 @click.pass_context
-def demo(ctx: click.Context, fresh: bool, no_open: bool) -> None:
+def demo(ctx: click.Context, fresh: bool, no_open: bool, run_loop_too: bool) -> None:
     """Create a demo workspace with a stand-in USB drive, then open the console on it."""
     from engine.demo.workspace import prepare_demo
 
     root = ctx.obj["workspace"] or Path("cra-demo")
-    ws, drive = prepare_demo(root, fresh=fresh)
+    ws, drive = prepare_demo(root, fresh=fresh or run_loop_too)
     click.echo(f"demo workspace: {ws.root}\ndemo drive:     {drive}")
+    if run_loop_too:
+        from engine.demo.loop import run_loop
+
+        name = run_loop(ws, drive, click.echo)
+        click.echo(f"the loop is done: {name} was trained, evaluated, promoted and rolled back")
+        return
     if not no_open:
         from app.app import CraApp
 

@@ -1,16 +1,21 @@
 """The demo workspace: a workspace plus a folder standing in for a USB drive.
 
 The drive holds one valid repo package built from the generated textkit repository and several
-hostile packages, each breaking one rule, so a newcomer sees both an approval and refusals.
+hostile packages, each breaking one rule, so a newcomer sees both an approval and refusals. The
+workspace also holds a tiny model (random weights, a tokenizer trained on the spot) as both bases,
+so the whole loop, training and evaluation included, runs on a CPU in minutes.
 """
 
 import shutil
 import tempfile
 from pathlib import Path
 
+from transformers.utils import logging as hf_logging
+
 from engine.demo.hostile.catalog import BY_NAME
 from engine.demo.package import build_package, build_wheels
 from engine.errors import WorkspaceError
+from engine.training.tiny_model import build_tiny_model
 from engine.workspace import Workspace
 
 MARKER = ".cra-demo"
@@ -25,12 +30,21 @@ DEMO_HOSTILE = {
 }
 
 
+TINY_MODEL = "models/tiny"
+
+
 def _config(drive: Path) -> str:
     """The demo's cra.toml. Its corpus is one small repo from one domain, so curation may not
-    hold a domain to 20% and holds out one task in four for eval (1 of the 4 usable tasks)."""
+    hold a domain to 20% and holds out one task in four for eval (1 of the 4 usable tasks). Both
+    bases are the tiny model built here, trained and evaluated on the CPU; its server is the CPU
+    stand-in (`cra serve --launch --cpu`) on a port of its own."""
     return (
         f'operator = "demo"\n\n[usb]\nextra_dirs = ["{drive}"]\n\n'
-        "[curation]\nmax_domain_share = 1.0\neval_share = 0.25\n"
+        "[curation]\nmax_domain_share = 1.0\neval_share = 0.25\n\n"
+        f'[training.base_models]\nreasoning = "{TINY_MODEL}"\ncoding = "{TINY_MODEL}"\n\n'
+        '[evaluation]\nbackend = "local"\nmax_tokens = 32\ntimeout_s = 120\n\n'
+        '[serving]\nbase_url = "http://127.0.0.1:8765"\ntimeout_s = 10\n'
+        f'[serving.bases]\nreasoning = "{TINY_MODEL}"\ncoding = "{TINY_MODEL}"\n'
     )
 
 
@@ -59,6 +73,8 @@ def prepare_demo(root: Path, fresh: bool = False) -> tuple[Workspace, Path]:
         if drive.exists():
             shutil.rmtree(drive)
         build_demo_drive(drive)
+        hf_logging.disable_progress_bar()
+        build_tiny_model(root / TINY_MODEL)
         (root / "cra.toml").write_text(_config(drive), encoding="utf-8")
         (root / READY).write_text("", encoding="utf-8")
     return Workspace.open(root), drive

@@ -1,0 +1,154 @@
+"""The whole loop on the demo workspace, without a person: `cra demo --run`.
+
+Each step calls the same engine functions the console's keys call, and says what it did:
+approve the demo package from the demo drive; run a gold harness campaign on it; derive
+examples and pairs; draw a spot-check sample of one stage and accept it (a person reads it in
+the Review pane; here the demo accepts every item, and says so in the decisions' notes); curate
+a dataset; train a tiny adapter on the CPU; evaluate it against the base and let the gate
+decide; promote it; roll it back. A step that cannot go on raises with the reason.
+"""
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from engine.adapters.switch import promote_version, rollback_stage
+from engine.errors import CraError
+from engine.evaluation.runs import reconcile_evals, start_eval
+from engine.harness.campaigns import (
+    campaign_row,
+    create_campaign,
+    parse_spec,
+    reconcile_campaigns,
+    start_campaign,
+)
+from engine.ingest import approve_package
+from engine.training.runs import reconcile_runs, run_row, start_run
+from engine.training_data.curate import curate
+from engine.training_data.derive import build_training_data
+from engine.training_data.review import decide, draw_sample, set_note
+from engine.workspace import Workspace
+
+STAGE = "scope"
+PACKAGE = "textkit"
+WAIT_LIMIT_S = 900.0
+DEMO_NOTE = "accepted by `cra demo --run`, which reads nothing: an operator reads each item"
+
+Say = Callable[[str], None]
+
+
+class DemoLoopError(CraError):
+    """A step of the demo loop did not end as it must for the next one to start."""
+
+
+def _wait(what: str, done: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT_LIMIT_S
+    while not done():
+        if time.monotonic() > deadline:
+            raise DemoLoopError(f"{what} did not end within {WAIT_LIMIT_S:g}s")
+        time.sleep(0.5)
+
+
+def _campaign_ended(ws: Workspace, campaign_id: int) -> bool:
+    reconcile_campaigns(ws)
+    return campaign_row(ws, campaign_id)["status"] not in ("running", "pausing", "stopping")
+
+
+def _run_ended(ws: Workspace, run_id: int) -> bool:
+    reconcile_runs(ws)
+    return run_row(ws, run_id)["status"] not in ("pending", "running", "stopping")
+
+
+def _evals_ended(ws: Workspace, eval_ids: list[int]) -> bool:
+    reconcile_evals(ws)
+    return all(
+        ws.db["eval_runs"].get(eval_id)["status"] not in ("queued", "running")
+        for eval_id in eval_ids
+    )
+
+
+def run_loop(ws: Workspace, drive: Path, say: Say) -> str:
+    """Walk the loop once on `ws`; returns the name of the adapter version it trained."""
+    approved = approve_package(ws, drive / PACKAGE)
+    say(f"1. approved {PACKAGE} from {drive} (digest {approved.digest[:12]})")
+
+    spec = parse_spec(
+        {
+            "packages": [approved.digest],
+            "pipeline": "gold",
+            "model": "gold",
+            "temperatures": [0.0],
+            "seeds": [1],
+            "workers": 2,
+        }
+    )
+    campaign_id = create_campaign(ws, spec, ws.config.operator)
+    start_campaign(ws, campaign_id)
+    say(f"2. gold harness campaign {campaign_id} started")
+    _wait(f"campaign {campaign_id}", lambda: _campaign_ended(ws, campaign_id))
+    outcomes = dict(
+        ws.db.execute(
+            "SELECT outcome, COUNT(*) FROM attempts WHERE campaign_id = ? GROUP BY outcome",
+            [campaign_id],
+        ).fetchall()
+    )
+    status = campaign_row(ws, campaign_id)["status"]
+    if status != "done":
+        raise DemoLoopError(f"campaign {campaign_id} ended {status}, not done")
+    say(
+        f"   campaign {campaign_id} done: "
+        + ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items()))
+    )
+
+    report = build_training_data(ws)
+    examples = sum(package.examples_added for package in report.packages)
+    pairs = sum(sum(package.pairs_added.values()) for package in report.packages)
+    say(f"3. training data: {examples} examples and {pairs} preference pairs derived")
+
+    round_id = draw_sample(ws, STAGE, ws.config.training_data.review_sample_size, seed=0)
+    items = ws.db.execute(
+        "SELECT COUNT(*) FROM review_items WHERE round_id = ?", [round_id]
+    ).fetchone()[0]
+    for position in range(1, items + 1):
+        set_note(ws, round_id, position, DEMO_NOTE)
+        decide(ws, round_id, position, "accept")
+    say(f"4. spot-check round {round_id} of {STAGE}: {items} items drawn and accepted")
+
+    curated = curate(ws, stage=STAGE, format="sft")
+    if not curated.curated:
+        reasons = "; ".join(blocked.reason for blocked in curated.blocked)
+        raise DemoLoopError(f"curation of {STAGE} was blocked: {reasons}")
+    dataset = curated.curated[0]
+    say(f"5. curated dataset {dataset.id}")
+
+    run_id = start_run(ws, dataset.id, STAGE)
+    say(f"6. training run {run_id} started on {dataset.id} (tiny model, CPU)")
+    _wait(f"training run {run_id}", lambda: _run_ended(ws, run_id))
+    run = run_row(ws, run_id)
+    if run["status"] != "done" or run["adapter_name"] is None:
+        raise DemoLoopError(f"training run {run_id} ended {run['status']}: {run['reason']}")
+    name = run["adapter_name"]
+    say(f"   run {run_id} done at step {run['step']}, loss {run['loss']:.4f}: candidate {name}")
+
+    eval_ids = start_eval(ws, adapter=name)
+    say(f"7. eval runs {', '.join(map(str, eval_ids))} started (base, then {name})")
+    _wait("the eval job", lambda: _evals_ended(ws, eval_ids))
+    for eval_id in eval_ids:
+        row = ws.db["eval_runs"].get(eval_id)
+        if row["status"] != "done":
+            raise DemoLoopError(f"eval run {eval_id} ended {row['status']}: {row['reason']}")
+        say(f"   eval {eval_id} of {row['target']}: {row['metrics_json']}")
+    decision = ws.db.execute(
+        "SELECT decision, baseline, reasons_json FROM gate_decisions g "
+        "JOIN adapter_versions v ON v.id = g.adapter_id WHERE v.name = ? ORDER BY g.id DESC",
+        [name],
+    ).fetchone()
+    if decision is None or decision[0] != "pass":
+        raise DemoLoopError(f"the gate did not pass {name}: {decision}")
+    say(f"   gate: {name} passed against {decision[1]}")
+
+    promoted = promote_version(ws, name, reason="demo loop")
+    say(f"8. promoted {name}: {promoted.server}")
+    rolled = rollback_stage(ws, STAGE, reason="demo loop")
+    say(f"9. rolled {STAGE} back to {rolled.active}: {rolled.server}")
+    return name

@@ -1,0 +1,72 @@
+"""`cra demo --run`: the whole loop on a fresh demo workspace, without a person, in a real
+subprocess: approve, gold campaign, examples and pairs, spot-check, curate, train a tiny adapter
+on the CPU, evaluate it against the base, promote it, roll it back."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from engine.adapters.activation import history, resolve
+from engine.workspace import Workspace
+
+STEPS = (
+    "1. approved textkit from ",
+    "2. gold harness campaign 1 started",
+    "   campaign 1 done: 4 resolved, 1 unusable",
+    "3. training data: ",
+    "4. spot-check round 1 of scope: ",
+    "5. curated dataset scope-d1",
+    "6. training run 1 started on scope-d1 (tiny model, CPU)",
+    "   run 1 done at step ",
+    "7. eval runs 1, 2 started (base, then scope-v1)",
+    "   eval 1 of base: ",
+    "   eval 2 of scope-v1: ",
+    "   gate: scope-v1 passed against base",
+    "8. promoted scope-v1: no server is running at http://127.0.0.1:8765",
+    "9. rolled scope back to reasoning: the base model serves scope now; nothing to load",
+    "the loop is done: scope-v1 was trained, evaluated, promoted and rolled back",
+)
+
+
+def test_demo_run_walks_the_whole_loop(tmp_path: Path) -> None:
+    root = tmp_path / "demo"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "cra"), "--workspace", str(root), "demo", "--run"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    shown = [
+        line
+        for line in lines
+        if line.startswith(("1", "2", "3", "4", "5", "6", "7", "8", "9", "   ", "the loop"))
+    ]
+    assert len(shown) == len(STEPS), result.stdout
+    for line, start in zip(shown, STEPS, strict=True):
+        assert line.startswith(start), (line, start)
+
+    ws = Workspace.open(root)
+    assert resolve(ws, "scope") == "reasoning"
+    assert [h["action"] for h in history(ws, "scope")] == ["promote", "rollback"]
+    [version] = ws.db["adapter_versions"].rows
+    assert (version["name"], version["status"], version["dataset_id"]) == (
+        "scope-v1",
+        "inactive",
+        "scope-d1",
+    )
+    runs = list(ws.db["eval_runs"].rows_where(order_by="id"))
+    assert [(run["target"], run["status"]) for run in runs] == [
+        ("base", "done"),
+        ("scope-v1", "done"),
+    ]
+    assert set(json.loads(runs[1]["metrics_json"])) == {"accuracy", "relevant_recall", "valid_rate"}
+    notes = {row[0] for row in ws.db.execute("SELECT note FROM review_items")}
+    assert notes == {
+        "accepted by `cra demo --run`, which reads nothing: an operator reads each item"
+    }
