@@ -8,8 +8,10 @@ the chronological split (cutoff, eval-only repos), the domains, every count and 
 sha256.
 
 A timer polls the database in a thread worker that only posts messages, never two at once, and
-only while the pane is in view; `r` polls now. Everything shown comes from the manifests, which
-are never rewritten, so a poll replaces rows only when the list of datasets changed.
+only while the pane is in view; `r` polls now. `c` curates every stage the spot-check allows,
+after a confirmation, in a thread worker; what it made and what it could not are notified.
+Everything shown comes from the manifests, which are never rewritten, so a poll replaces rows
+only when the list of datasets changed.
 """
 
 import sqlite3
@@ -26,8 +28,10 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
+from app.widgets.confirm import ConfirmScreen
 from engine.errors import CraError
 from engine.harness.progress import reopened
+from engine.training_data.curate import curate
 from engine.training_data.dataset_manifest import DatasetManifest
 from engine.training_data.plan_model import TrainingPlan
 from engine.training_data.train_plan import latest_plan, recorded_datasets
@@ -229,6 +233,17 @@ class DatasetsPolled(Message):
         self.error = error
 
 
+class Curated(Message):
+    """A curation ended: the datasets made, the stages it could not curate and why, or the
+    error that stopped it."""
+
+    def __init__(self, made: list[str], blocked: list[str], error: str | None) -> None:
+        super().__init__()
+        self.made = made
+        self.blocked = blocked
+        self.error = error
+
+
 class PollDone(Message):
     """A poll ended."""
 
@@ -243,6 +258,7 @@ class DatasetsScreen(PaneScreen):
     CSS_PATH = "datasets.tcss"
     AUTO_FOCUS = "#datasets"
     BINDINGS = [
+        Binding("c", "curate", "Curate", tooltip="Curate every stage whose spot-check allows it"),
         Binding("r", "poll_now", "Refresh", tooltip="Read the plans and datasets again now"),
     ]
 
@@ -289,6 +305,46 @@ class DatasetsScreen(PaneScreen):
         return list(self._manifests)
 
     def action_poll_now(self) -> None:
+        self._request_poll()
+
+    def action_curate(self) -> None:
+        body = (
+            "Curate a dataset for every stage and format whose newest spot-check round is fully\n"
+            "decided and within the reject rate (the same as `cra curate-data`). Stages that\n"
+            "cannot be curated are listed with the reason; nothing is written for them."
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._curate()
+
+        self.app.push_screen(ConfirmScreen("Curate datasets?", body), answered)
+
+    @work(thread=True, group="curate")
+    def _curate(self) -> None:
+        try:
+            with reopened(self._ws) as ws:
+                report = curate(ws)
+        except WORKER_ERRORS as exc:
+            self.post_message(Curated([], [], str(exc)))
+            return
+        blocked = [f"{b.stage} {b.format}: {b.reason}" for b in report.blocked]
+        self.post_message(Curated([done.id for done in report.curated], blocked, None))
+
+    @on(Curated)
+    def _curated(self, message: Curated) -> None:
+        if message.error is not None:
+            self.notify(message.error, title="curation refused", severity="error", markup=False)
+            return
+        if message.made:
+            self.notify(f"Curated {', '.join(message.made)}.", title="curation", markup=False)
+        else:
+            self.notify("No dataset was curated.", title="curation", severity="warning")
+        for line in message.blocked[:4]:
+            self.notify(line, title="not curated", severity="warning", markup=False)
+        if len(message.blocked) > 4:
+            more = len(message.blocked) - 4
+            self.notify(f"… and {more} more; `cra curate-data` lists them all", markup=False)
         self._request_poll()
 
     # -- polling --------------------------------------------------------------------------

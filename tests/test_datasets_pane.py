@@ -351,3 +351,32 @@ def test_datasets_empty_workspace(snap_compare, ws: Workspace) -> None:
         await pilot.wait_for_scheduled_animations()
 
     assert snap_compare(PaneApp(ws), terminal_size=SIZE, run_before=run_before)
+
+
+async def test_c_curates_what_the_spot_check_allows_after_asking(ws: Workspace) -> None:
+    from test_training_runs import _item
+
+    from app.widgets.confirm import ConfirmScreen
+    from engine.training_data.review import decide, draw_sample
+    from engine.training_data.store import add_items
+
+    (ws.root / "cra.toml").write_text("[curation]\nmax_domain_share = 1.0\n", encoding="utf-8")
+    ws = Workspace.open(ws.root)
+    add_items(ws.db, [_item(n) for n in range(30)])
+    round_id = draw_sample(ws, "scope", 15, seed=3)
+    for position in range(1, 16):
+        decide(ws, round_id, position, "accept")
+    async with PaneApp(ws).run_test(size=SIZE) as pilot:
+        screen = pane(pilot)
+        await until(pilot, lambda: "No dataset yet" in text_of(screen, "#detail"), "no dataset")
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), "the question")
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        assert ws.db["datasets"].count == 0
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), "the question")
+        await pilot.press("y")
+        await settled_ids(pilot, screen, ["scope-d1"])
+        messages = [note.message for note in pilot.app._notifications]
+        assert "Curated scope-d1." in messages

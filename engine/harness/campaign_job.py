@@ -2,7 +2,8 @@
 
 Run as `python -m engine.harness.campaign_job WORKSPACE CAMPAIGN_ID` by `start_campaign`. It
 heartbeats its job row every second, starts one worker process per slot, and when they have all
-exited records how the campaign ended: done, paused, stopped, or failed with the reason. SIGTERM
+exited records how the campaign ended: done, paused, stopped, or failed with the reason. A done
+campaign's packages are derived into examples and pairs first (`cra data build`). SIGTERM
 (`stop_campaign`) kills the workers at once; attempts they were running go back to pending.
 """
 
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from engine.errors import CraError
 from engine.harness.campaigns import (
     campaign_row,
     campaign_spec,
@@ -21,6 +23,7 @@ from engine.harness.campaigns import (
     set_status,
 )
 from engine.jobs import JOB_ID_ENV, finish_job, heartbeat
+from engine.training_data.derive import build_training_data
 from engine.workspace import Workspace
 
 POLL_S = 1.0
@@ -96,8 +99,27 @@ def run_job(ws: Workspace, campaign_id: int, job_id: int) -> str:
     ]
     requeue_running(ws, campaign_id)
     status, reason = _end_status(ws, campaign_id, failures)
+    if status == "done":
+        _derive(ws, spec.packages)
     set_status(ws, campaign_id, status, reason)
     return status
+
+
+def _derive(ws: Workspace, packages: list[str]) -> None:
+    """Turn the finished campaign's tasks and attempts into examples and pairs (`cra data
+    build` for its packages), so the Review pane has them when the campaign shows done."""
+    try:
+        report = build_training_data(ws, packages)
+    except CraError as exc:
+        print(f"training data not derived: {exc}; run `cra data build`", flush=True)
+        return
+    for package in report.packages:
+        pairs = sum(package.pairs_added.values())
+        print(
+            f"training data from {package.name}: {package.examples_added} examples, "
+            f"{pairs} pairs added",
+            flush=True,
+        )
 
 
 def main(argv: list[str]) -> int:
