@@ -1,11 +1,12 @@
 """The whole loop on the demo workspace, without a person: `cra demo --run`.
 
 Each step calls the same engine functions the console's keys call, and says what it did:
-approve the demo package from the demo drive; run a gold harness campaign on it; derive
-examples and pairs; draw a spot-check sample of one stage and accept it (a person reads it in
-the Review pane; here the demo accepts every item, and says so in the decisions' notes); curate
-a dataset; train a tiny adapter on the CPU; evaluate it against the base and let the gate
-decide; promote it; roll it back. A step that cannot go on raises with the reason.
+approve the demo package from the demo drive; run a gold harness campaign on it (which derives
+its examples and pairs when it finishes); draw a spot-check sample of one stage and accept it (a
+person reads it in the Review pane; here the demo accepts every item, and says so in the
+decisions' notes); curate a dataset; train a tiny adapter on the CPU; evaluate it against the
+base and let the gate decide; promote it; roll it back. A step that cannot go on raises with
+the reason.
 """
 
 import time
@@ -25,7 +26,6 @@ from engine.harness.campaigns import (
 from engine.ingest import approve_package
 from engine.training.runs import reconcile_runs, run_row, start_run
 from engine.training_data.curate import curate
-from engine.training_data.derive import build_training_data
 from engine.training_data.review import decide, draw_sample, set_note
 from engine.workspace import Workspace
 
@@ -100,10 +100,11 @@ def run_loop(ws: Workspace, drive: Path, say: Say) -> str:
         + ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items()))
     )
 
-    report = build_training_data(ws)
-    examples = sum(package.examples_added for package in report.packages)
-    pairs = sum(sum(package.pairs_added.values()) for package in report.packages)
-    say(f"3. training data: {examples} examples and {pairs} preference pairs derived")
+    counts = dict(ws.db.execute("SELECT kind, COUNT(*) FROM examples GROUP BY kind").fetchall())
+    say(
+        f"3. training data: {counts.get('sft', 0)} examples and {counts.get('preference', 0)} "
+        "preference pairs, derived when the campaign finished"
+    )
 
     round_id = draw_sample(ws, STAGE, ws.config.training_data.review_sample_size, seed=0)
     items = ws.db.execute(
