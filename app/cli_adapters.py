@@ -12,6 +12,7 @@ from engine.adapters.activation import (
     reject,
     resolve,
 )
+from engine.adapters.lineage import trace_lines
 from engine.adapters.switch import promote_version, reconcile_intents, rollback_stage
 from engine.training_data.stages import STAGES
 from engine.workspace import Workspace
@@ -62,6 +63,15 @@ def adapters_rollback(ctx: click.Context, stage: str, reason: str, operator: str
     """Make STAGE's previously active version active again (the base after the first)."""
     result = rollback_stage(_workspace(ctx), stage, operator=operator, reason=reason)
     click.echo(f"{stage}: rolled back to {result.active}\nserver: {result.server}")
+
+
+@adapters.command("trace")
+@click.argument("name")
+@click.pass_context
+def adapters_trace(ctx: click.Context, name: str) -> None:
+    """Version NAME's lineage: run, dataset, examples, attempts, commits, packages and hashes."""
+    for line in trace_lines(_workspace(ctx), name):
+        click.echo(line)
 
 
 @adapters.command("reconcile")

@@ -10,8 +10,9 @@ A one-second timer polls the database in a thread worker that only posts message
 made from the command line shows up), settling first any switch or eval job that died mid-way;
 the serving status is read every few seconds and on `s`.
 `p` promotes the selected version and `r` rolls the stage back, each after a confirmation that
-shows the metric deltas; `e` evaluates the selected version (a background job). Each runs the
-engine in a thread worker; an engine refusal becomes a notification, never a traceback.
+shows the metric deltas; `e` evaluates the selected version (a background job); `t` shows where
+the selected version came from (`cra adapters trace`). Each runs the engine in a thread worker;
+an engine refusal becomes a notification, never a traceback.
 """
 
 import sqlite3
@@ -25,6 +26,8 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from app.widgets.confirm import ConfirmScreen
+from app.widgets.text_modal import TextScreen
+from engine.adapters.lineage import trace_lines
 from engine.adapters.overview import (
     StageView,
     VersionLine,
@@ -97,6 +100,16 @@ class ConfirmText(Message):
         self.error = error
 
 
+class Traced(Message):
+    """The lineage of version `name` as text, or why it could not be read."""
+
+    def __init__(self, name: str, text: str | None, error: str | None) -> None:
+        super().__init__()
+        self.name = name
+        self.text = text
+        self.error = error
+
+
 class ActionDone(Message):
     """A switch or eval start ended: `note` to show, `error` when refused."""
 
@@ -156,6 +169,7 @@ class AdaptersScreen(PaneScreen):
         Binding("p", "promote", "Promote", tooltip="Make the selected version serve its stage"),
         Binding("r", "rollback", "Roll back", tooltip="Back to the stage's previous version"),
         Binding("e", "evaluate", "Evaluate", tooltip="Score the selected version and gate it"),
+        Binding("t", "trace", "Trace", tooltip="Where the selected version came from"),
         Binding("s", "refresh_serving", "Serving", tooltip="Read the servers' status now"),
     ]
 
@@ -359,6 +373,29 @@ class AdaptersScreen(PaneScreen):
             self.notify("Select a version to evaluate first.", severity="warning")
             return
         self._evaluate(self._version)
+
+    def action_trace(self) -> None:
+        if self._version is None:
+            self.notify("Select a version to trace first.", severity="warning")
+            return
+        self._trace(self._version)
+
+    @work(thread=True, group="action")
+    def _trace(self, name: str) -> None:
+        try:
+            with reopened(self._ws) as ws:
+                lines = trace_lines(ws, name)
+        except WORKER_ERRORS as exc:
+            self.post_message(Traced(name, None, str(exc)))
+            return
+        self.post_message(Traced(name, "\n".join(lines), None))
+
+    @on(Traced)
+    def _traced(self, message: Traced) -> None:
+        if message.error is not None:
+            self.notify(message.error, title="trace", severity="error", markup=False)
+            return
+        self.app.push_screen(TextScreen(f"Lineage of {message.name}", message.text or ""))
 
     def action_refresh_serving(self) -> None:
         self._read_serving()

@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Static
 
 from app.app import CraApp
 from app.widgets.confirm import ConfirmScreen
+from app.widgets.text_modal import TextScreen
 from engine.adapters.activation import history, resolve
 from engine.workspace import Workspace
 from screens.adapters import AdaptersScreen
@@ -254,3 +255,16 @@ def test_adapters_empty_workspace(snap_compare, ws: Workspace) -> None:
         await pilot.wait_for_scheduled_animations()
 
     assert snap_compare(CraApp(ws, []), terminal_size=SIZE, run_before=run_before)
+
+
+async def test_t_shows_the_selected_versions_lineage(ws: Workspace) -> None:
+    fill(ws)
+    async with CraApp(ws, []).run_test(size=SIZE) as pilot:
+        await on_scope(pilot)
+        await pilot.press("tab", "down", "t")
+        await until(pilot, lambda: isinstance(pilot.app.screen, TextScreen), "the lineage")
+        body = str(pilot.app.screen.query_one(".dialog-body", Static).render())
+        assert body.startswith("scope-v2 (candidate): rank 16 on base reasoning")
+        assert "on dataset scope-d1 (manifest sha256 " + "0" * 64 + ")" in body
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(pilot.app.screen, AdaptersScreen), "the pane")

@@ -66,6 +66,30 @@ def test_demo_run_walks_the_whole_loop(tmp_path: Path) -> None:
         ("scope-v1", "done"),
     ]
     assert set(json.loads(runs[1]["metrics_json"])) == {"accuracy", "relevant_recall", "valid_rate"}
+    trace = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "cra"),
+            "--workspace",
+            str(root),
+            "adapters",
+            "trace",
+            "scope-v1",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    dataset = ws.db["datasets"].get("scope-d1")
+    assert f"on dataset scope-d1 (manifest sha256 {dataset['manifest_sha256']})" in trace
+    assert "  trained by run 1 (sft, done)" in trace
+    [package] = ws.db["packages"].rows
+    assert f"package textkit, manifest sha256 {package['digest']}, approved" in trace
+    for (sha,) in ws.db.execute(
+        "SELECT DISTINCT sha FROM examples WHERE id IN (SELECT example_id FROM dataset_examples)"
+    ):
+        assert f"          {sha[:12]} " in trace
+    for row in ws.db["package_files"].rows:
+        assert f"{row['sha256']}  {row['path']}" in trace
     notes = {row[0] for row in ws.db.execute("SELECT note FROM review_items")}
     assert notes == {
         "accepted by `cra demo --run`, which reads nothing: an operator reads each item"
