@@ -21,6 +21,7 @@ from screens.datasets import DatasetsScreen
 from screens.harness import HarnessScreen
 from screens.help import HelpScreen, binding_sections
 from screens.ingest import IngestScreen
+from screens.report import ReportScreen
 from screens.review import ReviewScreen
 from screens.training import TrainingScreen
 
@@ -42,6 +43,7 @@ PANES: list[Pane] = [
     Pane("4", "datasets", "Datasets", lambda app: DatasetsScreen(app.workspace)),
     Pane("5", "training", "Training", lambda app: TrainingScreen(app.workspace)),
     Pane("6", "adapters", "Adapters", lambda app: AdaptersScreen(app.workspace)),
+    Pane("7", "report", "Report", lambda app: ReportScreen(app.workspace)),
 ]
 
 

@@ -3,7 +3,7 @@
 import json
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -96,6 +96,19 @@ def demo(ctx: click.Context, fresh: bool, no_open: bool, run_loop_too: bool) -> 
         from app.app import CraApp
 
         CraApp(ws, usb_dirs=[drive]).run()
+
+
+@cli.command("report")
+@click.option(
+    "--since", default="24h", show_default=True, help="A duration (12h, 2d) or a time (ISO 8601)."
+)
+@click.pass_context
+def report(ctx: click.Context, since: str) -> None:
+    """The morning report: what happened since a time, from approvals to promotions."""
+    from engine.morning_report import morning_report, parse_since, report_text
+
+    moment = parse_since(since, datetime.now(UTC))
+    click.echo(report_text(morning_report(_workspace(ctx), moment), moment))
 
 
 @cli.group()

@@ -90,6 +90,31 @@ def test_demo_run_walks_the_whole_loop(tmp_path: Path) -> None:
         assert f"          {sha[:12]} " in trace
     for row in ws.db["package_files"].rows:
         assert f"{row['sha256']}  {row['path']}" in trace
+    report = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "cra"),
+            "--workspace",
+            str(root),
+            "report",
+            "--since",
+            "1h",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for expected in (
+        "Packages · 1 approved, 0 rejected",
+        "approved textkit by demo",
+        "campaign 1 (gold, gold) done: 4/4 resolved (100%)",
+        "Datasets curated · 1",
+        "Training runs · 1 ended, 0 failed",
+        "run 1 scope sft on scope-d1 done at step",
+        "gate: scope-v1 pass against base",
+        "Adapters · 1 promoted, 1 rolled back",
+        "scope rollback scope-v1 → base by demo: demo loop",
+    ):
+        assert expected in report, (expected, report)
     notes = {row[0] for row in ws.db.execute("SELECT note FROM review_items")}
     assert notes == {
         "accepted by `cra demo --run`, which reads nothing: an operator reads each item"

@@ -1,0 +1,94 @@
+"""The Report pane: the morning report (`cra report`), what the night did since a chosen time.
+
+Packages approved and rejected, campaigns and their resolved rates, datasets curated, training
+runs that ended, eval runs and gate decisions, promotions and rollbacks. The window is the last
+12 hours, 24 hours, 3 days or 7 days (`[` and `]`); the report is read in a thread worker that
+only posts a message, when the pane comes into view, when the window changes, and on `r`.
+"""
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.widgets import Static
+
+from engine.errors import CraError
+from engine.harness.progress import reopened
+from engine.morning_report import morning_report, report_text
+from engine.workspace import Workspace
+from screens import PaneScreen
+
+WINDOWS = (
+    ("12 hours", timedelta(hours=12)),
+    ("24 hours", timedelta(hours=24)),
+    ("3 days", timedelta(days=3)),
+    ("7 days", timedelta(days=7)),
+)
+WORKER_ERRORS = (CraError, sqlite3.Error, OSError)
+
+
+class ReportRead(Message):
+    def __init__(self, text: str | None, error: str | None) -> None:
+        super().__init__()
+        self.text = text
+        self.error = error
+
+
+class ReportScreen(PaneScreen):
+    """The report for the chosen window, scrollable."""
+
+    PANE_TITLE = "Report"
+    CSS_PATH = "report.tcss"
+    AUTO_FOCUS = "#report-box"
+    BINDINGS = [
+        Binding("right_square_bracket", "window(1)", "Longer", key_display="]/["),
+        Binding("left_square_bracket", "window(-1)", "Shorter", show=False),
+        Binding("r", "refresh", "Refresh", tooltip="Read the report again now"),
+    ]
+
+    def __init__(self, workspace: Workspace, now: datetime | None = None) -> None:
+        super().__init__()
+        self._ws = workspace
+        self._now = now
+        self._window = 1
+
+    def compose_pane(self) -> ComposeResult:
+        with VerticalScroll(id="report-box") as box:
+            box.border_title = self._title()
+            yield Static("reading…", id="report", markup=False)
+
+    def on_screen_resume(self) -> None:
+        self.action_refresh()
+
+    def _title(self) -> str:
+        return f"Morning report · the last {WINDOWS[self._window][0]}"
+
+    def action_window(self, step: int) -> None:
+        self._window = min(max(self._window + step, 0), len(WINDOWS) - 1)
+        self.query_one("#report-box").border_title = self._title()
+        self.action_refresh()
+
+    def action_refresh(self) -> None:
+        now = self._now or datetime.now(UTC)
+        self._read(now - WINDOWS[self._window][1])
+
+    @work(thread=True, group="report", exclusive=True)
+    def _read(self, since: datetime) -> None:
+        try:
+            with reopened(self._ws) as ws:
+                text = report_text(morning_report(ws, since), since)
+        except WORKER_ERRORS as exc:
+            self.post_message(ReportRead(None, str(exc)))
+            return
+        self.post_message(ReportRead(text, None))
+
+    @on(ReportRead)
+    def _report_read(self, message: ReportRead) -> None:
+        if message.error is not None:
+            self.notify(message.error, title="report", severity="error", markup=False)
+            return
+        self.query_one("#report", Static).update(message.text or "")

@@ -1,0 +1,112 @@
+"""The morning report: windows by duration or time, events filtered by instant (`Z` and offset
+timestamps alike), empty sections saying so, and the Report pane (key 7)."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from textual.app import App
+from textual.pilot import Pilot
+from textual.widgets import Static
+
+from app.app import CraApp
+from app.cli import cli
+from engine.morning_report import ReportError, morning_report, parse_since, report_text
+from engine.workspace import Workspace
+from screens.report import ReportScreen
+
+NOW = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "cra.toml").write_text("[usb]\nmount_roots = []\n", encoding="utf-8")
+    ws = Workspace.open(root)
+    for decided_at, decision, name in (
+        ("2026-11-20T20:00:00+00:00", "approved", "old-kit"),
+        ("2026-11-21T20:00:00+00:00", "approved", "textkit"),
+        ("2026-11-21T21:00:00Z", "rejected", "hooked-repo"),
+    ):
+        ws.db["ingest_decisions"].insert(
+            {
+                "digest": name * 4,
+                "name": name,
+                "decision": decision,
+                "operator": "night",
+                "reason": "a git hook" if decision == "rejected" else None,
+                "decided_at": decided_at,
+            }
+        )
+    return ws
+
+
+def test_since_takes_a_duration_or_a_time() -> None:
+    assert parse_since("12h", NOW) == datetime(2026, 11, 21, 19, 0, tzinfo=UTC)
+    assert parse_since("2d", NOW) == datetime(2026, 11, 20, 7, 0, tzinfo=UTC)
+    assert parse_since("2026-11-21T18:00", NOW) == datetime(2026, 11, 21, 18, 0, tzinfo=UTC)
+    with pytest.raises(ReportError, match="--since 'yesterday': give a duration such as 12h"):
+        parse_since("yesterday", NOW)
+
+
+def test_only_what_happened_since_is_reported_and_empty_sections_say_so(ws: Workspace) -> None:
+    since = parse_since("12h", NOW)
+    text = report_text(morning_report(ws, since), since)
+    assert "Since 2026-11-21 19:00 UTC" in text
+    assert "Packages · 1 approved, 1 rejected" in text
+    assert "2026-11-21 20:00  approved textkit by night" in text
+    assert "rejected hooked-repo by night: a git hook" in text
+    assert "old-kit" not in text
+    assert "Training runs · 0 ended, 0 failed\n  nothing" in text
+    result = CliRunner().invoke(cli, ["--workspace", str(ws.root), "report", "--since", "soon"])
+    assert result.exit_code == 1 and "give a duration" in result.output
+
+
+async def test_the_report_pane_changes_its_window(ws: Workspace) -> None:
+    async with CraApp(ws, []).run_test(size=(120, 40)) as pilot:
+        await pilot.press("7")
+        shown = pilot.app.screen.query_one("#report", Static)
+
+        async def until(text: str) -> None:
+            for _ in range(200):
+                if text in str(shown.render()):
+                    return
+                await pilot.pause(0.05)
+            raise AssertionError(f"never saw {text!r} in {shown.render()!s}")
+
+        await until("Packages ·")
+        box = pilot.app.screen.query_one("#report-box")
+        assert box.border_title == "Morning report · the last 24 hours"
+        await pilot.press("right_square_bracket", "right_square_bracket")
+        assert box.border_title == "Morning report · the last 7 days"
+        await until("Adapters · 0 promoted, 0 rolled back")
+        await pilot.press("left_square_bracket")
+        assert box.border_title == "Morning report · the last 3 days"
+        await pilot.press("r")
+        await until("Campaigns · 0")
+
+
+class ReportApp(App[None]):
+    """Only the Report pane, its clock fixed so the snapshot is stable."""
+
+    CSS_PATH = "../app/app.tcss"
+
+    def __init__(self, ws: Workspace) -> None:
+        super().__init__()
+        self.ws = ws
+
+    def on_mount(self) -> None:
+        self.push_screen(ReportScreen(self.ws, now=NOW))
+
+
+def test_report_pane(snap_compare, ws: Workspace) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        for _ in range(200):
+            if "Packages ·" in str(pilot.app.screen.query_one("#report", Static).render()):
+                break
+            await pilot.pause(0.05)
+        await pilot.wait_for_scheduled_animations()
+
+    assert snap_compare(ReportApp(ws), terminal_size=(120, 30), run_before=run_before)
