@@ -1,0 +1,231 @@
+"""The recovery drill: a harness campaign, a training run and a promotion are each killed
+mid-way; the console, opened afresh, shows each in its true state, and its keys resume or retry
+each to the end, with nothing lost and nothing counted twice.
+
+Everything is real (the package, the sandboxed tests, the tiny model training on the CPU, the
+jobs and their SIGKILL) except the inference server, which is the local vLLM stand-in.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from eval_fixtures import add_version
+from fake_vllm import FakeVllm
+from test_adapter_switch import DIE_AFTER_LOAD
+from test_campaigns import SLOW_PLANNER
+from textual.pilot import Pilot
+from textual.widgets import DataTable
+
+from app.app import CraApp
+from app.widgets.confirm import ConfirmScreen
+from engine.adapters.activation import history, promote, resolve, version_row
+from engine.harness.campaigns import CampaignSpec, create_campaign, start_campaign
+from engine.harness.task_validation import validate_task
+from engine.ingest import approve_package
+from engine.jobs import job_alive, latest_job
+from engine.training.registry import last_step
+from engine.training.runs import start_run
+from engine.training.tiny_model import build_tiny_model
+from engine.training_data.curate import curate
+from engine.training_data.derive import build_training_data
+from engine.training_data.review import decide, draw_sample
+from engine.workspace import Workspace
+
+SIZE = (140, 40)
+
+
+def _wait(what: str, check: Callable[[], bool], limit_s: float = 240) -> None:
+    deadline = time.monotonic() + limit_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.1)
+
+
+async def _until(pilot: Pilot, what: str, check: Callable[[], bool], limit_s: float = 240) -> None:
+    deadline = time.monotonic() + limit_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        await pilot.pause(0.1)
+
+
+def _planning(ws: Workspace, calls: Path) -> bool:
+    """Whether a running attempt, after a finished planned one, has called the planner."""
+    if not calls.exists() or not ws.db["attempts"].count_where("outcome = 'failed'"):
+        return False
+    logged = set(calls.read_text().splitlines())
+    return any(
+        f"{row['task']} {row['temperature']} {row['seed']}" in logged
+        for row in ws.db["attempts"].rows_where("state = 'running'")
+    )
+
+
+def _kill(job: dict) -> None:
+    os.killpg(job["pid"], signal.SIGKILL)
+    _wait("the killed job to go", lambda: not job_alive(job), 20)
+
+
+def _rows(pilot: Pilot, table: str) -> list[str]:
+    widget = pilot.app.screen.query_one(table, DataTable)
+    return [" ".join(map(str, widget.get_row_at(n))) for n in range(widget.row_count)]
+
+
+def _workspace(tmp_path: Path, valid_package: Path, vllm_url: str) -> Workspace:
+    root = tmp_path / "ws"
+    build_tiny_model(root / "models/tiny")
+    planner = tmp_path / "planner.py"
+    calls = tmp_path / "planner-calls.log"
+    planner.write_text(SLOW_PLANNER.format(log=str(calls), sleep=1.0), encoding="utf-8")
+    (root / "cra.toml").write_text(
+        "[usb]\nmount_roots = []\n"
+        "[harness]\nflaky_runs = 1\ntest_timeout_s = 60\n"
+        f"[harness.command]\nargv = {json.dumps([sys.executable, str(planner)])}\n"
+        "[curation]\nmax_domain_share = 1.0\neval_share = 0.25\n"
+        '[training.base_models]\nreasoning = "models/tiny"\n'
+        f'[serving]\nbase_url = "{vllm_url}"\ntimeout_s = 5\n'
+        '[serving.bases]\nreasoning = "models/tiny"\n',
+        encoding="utf-8",
+    )
+    ws = Workspace.open(root)
+    digest = approve_package(ws, valid_package).digest
+    for commit in json.loads((valid_package / "manifest.json").read_text())["commits"]:
+        validate_task(ws, digest, commit["sha"])
+    build_training_data(ws)
+    round_id = draw_sample(ws, "scope", 15, seed=0)
+    for position in range(1, ws.db["review_items"].count_where("round_id = ?", [round_id]) + 1):
+        decide(ws, round_id, position, "accept")
+    assert [d.id for d in curate(ws, stage="scope", format="sft").curated] == ["scope-d1"]
+    return ws
+
+
+async def test_killed_work_is_shown_true_and_finishes_once(
+    tmp_path: Path, valid_package: Path
+) -> None:
+    with FakeVllm(str(tmp_path / "ws" / "models/tiny")) as fake:
+        ws = _workspace(tmp_path, valid_package, fake.url)
+        digest = ws.db.execute("SELECT digest FROM packages").fetchone()[0]
+        calls = tmp_path / "planner-calls.log"
+
+        # The campaign: killed (job and workers) while an attempt is with the planner.
+        spec = CampaignSpec(
+            packages=[digest],
+            pipeline="command",
+            model="agent",
+            temperatures=[0.3],
+            seeds=[1, 2],
+            workers=1,
+        )
+        campaign_id = create_campaign(ws, spec, "night")
+        start_campaign(ws, campaign_id)
+        _wait("an attempt with the planner after one finished", lambda: _planning(ws, calls))
+        _kill(latest_job(ws, "campaign", campaign_id))
+        finished = dict(
+            ws.db.execute("SELECT id, finished_at FROM attempts WHERE state = 'done'").fetchall()
+        )
+
+        # The training run: killed after its first checkpoint.
+        run_id = start_run(ws, "scope-d1", "scope", overrides={"max_steps": 24, "save_steps": 2})
+        run_dir = ws.root / "training" / str(run_id)
+        _wait("step 3", lambda: (step := last_step(run_dir)) is not None and step.step >= 3)
+        _kill(latest_job(ws, "training", run_id))
+
+        # The promotion: precision-v2 loaded on the server, the process killed before the flip.
+        for version in (1, 2):
+            add_version(ws, "precision", version)
+        promote(ws, "precision-v1")
+        ws.db["gate_decisions"].insert(
+            {
+                "adapter_id": version_row(ws, "precision-v2")["id"],
+                "stage": "precision",
+                "baseline": "precision-v1",
+                "decision": "pass",
+                "reasons_json": "[]",
+                "at": "2026-11-22T01:00:00Z",
+                "operator": "night",
+            }
+        )
+        crashed = subprocess.run(
+            [sys.executable, "-c", DIE_AFTER_LOAD, str(ws.root), "precision-v2"],
+            capture_output=True,
+        )
+        assert crashed.returncode == 9, crashed.stderr
+        assert "precision-v2" in fake.loaded and resolve(ws, "precision") == "precision-v1"
+        ws.db.conn.close()
+
+        # The console, opened afresh, shows each as it truly is, and resumes each.
+        ws = Workspace.open(ws.root)
+        async with CraApp(ws, []).run_test(size=SIZE) as pilot:
+            await pilot.press("2")
+            await _until(
+                pilot,
+                "the interrupted campaign",
+                lambda: any("interrupted" in row for row in _rows(pilot, "#campaigns")),
+            )
+            assert ws.db["attempts"].count_where("state = 'running'") == 0
+            await pilot.press("s")
+            await _until(
+                pilot,
+                "the campaign to finish",
+                lambda: ws.db["campaigns"].get(campaign_id)["status"] == "done",
+            )
+
+            await pilot.press("5")
+            await _until(
+                pilot,
+                "the failed run",
+                lambda: any(" failed " in f" {row} " for row in _rows(pilot, "#runs")),
+            )
+            await pilot.press("u")
+            await _until(
+                pilot,
+                "the resumed run to finish",
+                lambda: ws.db["training_runs"].get(run_id)["status"] == "done",
+            )
+
+            await pilot.press("6")
+            await _until(
+                pilot,
+                "the interrupted switch in the history",
+                lambda: (
+                    [h["action"] for h in history(ws, "precision")] == ["promote", "interrupted"]
+                ),
+            )
+            await pilot.press("down", "down")
+            await _until(pilot, "precision's versions", lambda: len(_rows(pilot, "#versions")) == 2)
+            assert any("interrupted" in row for row in _rows(pilot, "#history"))
+            await pilot.press("tab")
+            await pilot.press("p")
+            await _until(pilot, "the question", lambda: isinstance(pilot.app.screen, ConfirmScreen))
+            await pilot.press("y")
+            await _until(pilot, "the promotion", lambda: resolve(ws, "precision") == "precision-v2")
+
+        # Nothing lost, nothing counted twice.
+        attempts = list(ws.db["attempts"].rows_where("campaign_id = ?", [campaign_id]))
+        assert {row["state"] for row in attempts} == {"done"}
+        for attempt_id, finished_at in finished.items():
+            assert ws.db["attempts"].get(attempt_id)["finished_at"] == finished_at
+        planned = [row for row in attempts if row["outcome"] != "unusable"]
+        assert len(calls.read_text().splitlines()) == len(planned) + 1
+        run = ws.db["training_runs"].get(run_id)
+        assert (run["status"], run["step"]) == ("done", 24)
+        assert [r["name"] for r in ws.db["adapter_versions"].rows_where("stage = 'scope'")] == [
+            "scope-v1"
+        ]
+        steps = [
+            json.loads(line)["step"]
+            for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+        ]
+        assert steps == sorted(set(steps)) and steps[-1] == 24
+        assert fake.load_requests.count("precision-v2") == 1
+        assert [h["action"] for h in history(ws, "precision")] == [
+            "promote",
+            "interrupted",
+            "promote",
+        ]
