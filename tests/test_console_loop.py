@@ -1,0 +1,120 @@
+"""The whole loop in the console, by its keys, on the demo workspace: approve the demo package,
+run a gold campaign, spot-check the examples it made, curate, train a tiny adapter on the CPU,
+evaluate it, promote it, roll it back, and read the night in the report. Every part is real;
+the only stand-in is the tiny model itself."""
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from test_ingest_pane import select, settled
+from textual.pilot import Pilot
+from textual.widgets import Input, Select, Static
+
+from app.app import CraApp
+from app.widgets.confirm import ConfirmScreen
+from engine.adapters.activation import history, resolve
+from engine.demo.workspace import prepare_demo
+from screens.harness import NewCampaignScreen
+from screens.review import ReviewScreen
+from screens.training import StartRunScreen
+
+SIZE = (140, 45)
+
+
+async def until(pilot: Pilot, what: str, check: Callable[[], bool], limit_s: float = 300) -> None:
+    deadline = time.monotonic() + limit_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        await pilot.pause(0.1)
+
+
+async def confirm(pilot: Pilot) -> None:
+    await until(pilot, "the question", lambda: isinstance(pilot.app.screen, ConfirmScreen), 30)
+    await pilot.press("y")
+
+
+async def test_the_demo_loop_walks_through_the_console(tmp_path: Path) -> None:
+    ws, drive = prepare_demo(tmp_path / "demo")
+    app = CraApp(ws, [drive])
+    async with app.run_test(size=SIZE) as pilot:
+        ingest = await settled(pilot, drive / "textkit")
+        await select(pilot, ingest, drive / "textkit")
+        await pilot.press("a")
+        await confirm(pilot)
+        await until(pilot, "the approval", lambda: ws.db["packages"].count == 1)
+
+        await pilot.press("2")
+        await pilot.press("n")
+        await until(pilot, "the form", lambda: isinstance(app.screen, NewCampaignScreen), 30)
+        app.screen.query_one("#form-temperatures", Input).value = "0"
+        await pilot.press("ctrl+s")
+        await until(pilot, "the campaign", lambda: ws.db["campaigns"].count == 1)
+        await pilot.press("s")
+        await until(
+            pilot, "the campaign to finish", lambda: ws.db["campaigns"].get(1)["status"] == "done"
+        )
+        assert ws.db["examples"].count_where("stage = 'scope'") == 4
+
+        await pilot.press("3")
+        review = app.screen
+        assert isinstance(review, ReviewScreen)
+        await until(pilot, "the review pane", lambda: review.stage is not None)
+        while review.stage != "scope":
+            await pilot.press("right_square_bracket")
+        await until(pilot, "scope's status", lambda: review.settled)
+        await pilot.press("d")
+        await confirm(pilot)
+        await until(pilot, "the drawn round", lambda: review.round is not None and review.settled)
+        for _ in range(len(review.items)):
+            await pilot.press("a")
+            await until(pilot, "the decision to be written", lambda: review.settled)
+        await until(
+            pilot,
+            "every item accepted",
+            lambda: ws.db["review_items"].count_where("decision = 'accept'") == 4,
+        )
+
+        await pilot.press("4")
+        await pilot.press("c")
+        await confirm(pilot)
+        await until(pilot, "the dataset", lambda: ws.db["datasets"].count == 1)
+
+        await pilot.press("5")
+        await pilot.press("t")
+        await until(pilot, "the form", lambda: isinstance(app.screen, StartRunScreen), 30)
+        form = app.screen
+        form.query_one("#form-dataset", Input).value = "scope-d1"
+        form.query_one("#form-stage", Select).value = "scope"
+        form.query_one("#form-method", Select).value = "sft"
+        await pilot.press("ctrl+s")
+        await until(pilot, "the run's candidate", lambda: ws.db["adapter_versions"].count == 1)
+
+        await pilot.press("6")
+        await until(pilot, "the stages", lambda: app.screen.query_one("#stages").row_count == 8)
+        await pilot.press("down", "tab")
+        await until(pilot, "scope-v1 selected", lambda: app.screen.selected_version == "scope-v1")
+        await pilot.press("e")
+        await until(pilot, "the gate", lambda: ws.db["gate_decisions"].count == 1)
+        assert ws.db["gate_decisions"].get(1)["decision"] == "pass"
+        await pilot.press("p")
+        await confirm(pilot)
+        await until(pilot, "the promotion", lambda: resolve(ws, "scope") == "scope-v1")
+        await pilot.press("r")
+        await confirm(pilot)
+        await until(pilot, "the rollback", lambda: resolve(ws, "scope") == "reasoning")
+        assert [h["action"] for h in history(ws, "scope")] == ["promote", "rollback"]
+
+        await pilot.press("7")
+        report = app.screen.query_one("#report", Static)
+        await until(
+            pilot,
+            "the report",
+            lambda: "Adapters · 1 promoted, 1 rolled back" in str(report.render()),
+            30,
+        )
+        shown = str(report.render())
+        assert "Packages · 1 approved, 0 rejected" in shown
+        assert "campaign 1 (gold, " in shown and "done: 4/4 resolved (100%)" in shown
+        assert "gate: scope-v1 pass against base" in shown
