@@ -9,22 +9,25 @@ import time
 import click
 
 from engine.errors import CraError
-from engine.serving.command import ServeCommand, serve_commands
+from engine.serving.command import ServeCommand, cpu_serve_commands, serve_commands
 from engine.serving.status import serving_status
 from engine.workspace import Workspace
 
 
 def _shell_line(command: ServeCommand) -> str:
-    env = " ".join(f"{key}={shlex.quote(value)}" for key, value in command.env.items())
-    return f"{env} {shlex.join(command.argv)}"
+    env = [f"{key}={shlex.quote(value)}" for key, value in command.env.items()]
+    return " ".join([*env, shlex.join(command.argv)])
 
 
 @click.command()
 @click.option("--print", "show", is_flag=True, help="Write the server commands, one per base.")
 @click.option("--launch", is_flag=True, help="Start the servers and wait on them.")
 @click.option("--status", is_flag=True, help="What each server has loaded, and what it lacks.")
+@click.option(
+    "--cpu", is_flag=True, help="The CPU stand-in instead of vLLM (the tiny model, the demo)."
+)
 @click.pass_context
-def serve(ctx: click.Context, show: bool, launch: bool, status: bool) -> None:
+def serve(ctx: click.Context, show: bool, launch: bool, status: bool, cpu: bool) -> None:
     """One vLLM server per base, LoRA enabled, active adapters preloaded, runtime loads on."""
     if show + launch + status != 1:
         raise click.UsageError("give exactly one of --print, --launch or --status")
@@ -32,13 +35,13 @@ def serve(ctx: click.Context, show: bool, launch: bool, status: bool) -> None:
     if status:
         _status(ws)
         return
-    commands = serve_commands(ws)
+    commands = cpu_serve_commands(ws) if cpu else serve_commands(ws)
     if show:
         for command in commands:
             click.echo(f"# base {command.base} at {command.url}")
             click.echo(_shell_line(command))
         return
-    if shutil.which("vllm") is None:
+    if not cpu and shutil.which("vllm") is None:
         raise CraError(
             "vllm is not installed here (no `vllm` on PATH); `cra serve --print` shows the "
             "commands to run where it is"

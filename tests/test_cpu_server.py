@@ -1,6 +1,14 @@
 """The CPU stand-in server: the tiny model and a LoRA adapter served over real HTTP, driven by
 the same clients the console uses for vLLM (`VllmClient`, `load_version`'s endpoints, `chat`)."""
 
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,10 +17,14 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
+from engine.adapters.switch import promote_version
 from engine.serving.chat import chat
 from engine.serving.cpu_server import cpu_server
+from engine.serving.status import serving_status
 from engine.serving.vllm_client import ServingError, VllmClient
+from engine.training.registry import sha256_file
 from engine.training.tiny_model import build_tiny_model
+from engine.workspace import Workspace
 
 MESSAGES = [{"role": "system", "content": "You plan."}, {"role": "user", "content": "Fix it."}]
 
@@ -85,3 +97,72 @@ def test_a_server_that_cannot_start_says_why(tmp_path: Path) -> None:
     refused = pytest.raises(ServingError, match="exited .* before it served: .*not a model folder")
     with refused, cpu_server(tmp_path, tmp_path / "bad.log"):
         pass
+
+
+def test_cra_serve_launches_the_stand_in_and_promotion_loads_on_it(
+    models: tuple[Path, Path], tmp_path: Path
+) -> None:
+    base, adapter = models
+    root = tmp_path / "ws"
+    root.mkdir()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (root / "cra.toml").write_text(
+        f'[serving]\nbase_url = "http://127.0.0.1:{port}"\ntimeout_s = 30\n'
+        f'[serving.bases]\nreasoning = "{base}"\n',
+        encoding="utf-8",
+    )
+    ws = Workspace.open(root)
+    folder = ws.adapters_dir / "scope" / "v1"
+    shutil.copytree(adapter, folder)
+    files = {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file()}
+    ws.db["adapter_versions"].insert(
+        {
+            "stage": "scope",
+            "version": 1,
+            "name": "scope-v1",
+            "status": "candidate",
+            "base_model": "reasoning",
+            "base_model_path": str(base),
+            "rank": 8,
+            "path": "adapters/scope/v1",
+            "files_json": json.dumps(files),
+            "created_at": "2026-11-22T01:00:00Z",
+        }
+    )
+    ws.db["gate_decisions"].insert(
+        {
+            "adapter_id": 1,
+            "stage": "scope",
+            "baseline": "base",
+            "decision": "pass",
+            "reasons_json": "[]",
+            "at": "2026-11-22T01:00:00Z",
+            "operator": "test",
+        }
+    )
+    cra = str(Path(sys.executable).parent / "cra")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen(
+        [cra, "--workspace", str(root), "serve", "--launch", "--cpu"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not serving_status(ws)[0].running:
+            assert server.poll() is None, server.stdout.read() if server.stdout else ""
+            assert time.monotonic() < deadline, "the stand-in never answered"
+            time.sleep(0.2)
+        result = promote_version(ws, "scope-v1")
+        assert result.server == f"scope-v1 loaded on http://127.0.0.1:{port}"
+        [status] = serving_status(ws)
+        assert (status.loaded, status.missing) == (["scope-v1"], [])
+        answer = chat(f"http://127.0.0.1:{port}", "scope-v1", MESSAGES, 4, 30)
+        assert answer.completion_tokens >= 1
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+    assert not serving_status(ws)[0].running

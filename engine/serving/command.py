@@ -7,6 +7,7 @@ order from `[serving] base_url`'s port (reasoning, then coding), so a base keeps
 whether or not the other is configured.
 """
 
+import sys
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -64,6 +65,39 @@ def serve_commands(ws: Workspace) -> list[ServeCommand]:
     return [_command(ws, kind) for kind in BASE_ORDER if kind in serving.bases]
 
 
+def cpu_serve_commands(ws: Workspace) -> list[ServeCommand]:
+    """The CPU stand-in (`engine.serving.cpu_server`) in place of vLLM, one per configured base
+    on the same ports, active versions preloaded: for the tiny model and the demo, no GPU."""
+    serving = ws.config.serving
+    if not serving.bases:
+        raise ServingError(f"no base is served: [serving] bases is empty in {ws.config_path}")
+    host, port = _host_port(ws)
+    commands = []
+    for kind in BASE_ORDER:
+        if kind not in serving.bases:
+            continue
+        argv = [sys.executable, "-m", "engine.serving.cpu_server"]
+        argv += ["--base", str(base_folder(ws, kind)), "--host", host]
+        argv += ["--port", str(port + BASE_ORDER.index(kind))]
+        modules = _active_modules(ws, kind, rank_limit(ws, kind))
+        if modules:
+            argv += ["--lora-modules", *modules]
+        commands.append(ServeCommand(base=kind, url=server_url(ws, kind), argv=argv, env={}))
+    return commands
+
+
+def _active_modules(ws: Workspace, kind: str, max_rank: int) -> list[str]:
+    """`NAME=PATH` for each active version on base `kind`, each checked against the server."""
+    modules = []
+    for row in ws.db["adapter_versions"].rows_where(
+        "base_model = ? AND status = 'active'", [kind], order_by="name"
+    ):
+        adapter_dir = ws.root / row["path"]
+        check_adapter(row, adapter_dir, max_rank, ws.config.serving.bases.keys())
+        modules.append(f"{row['name']}={adapter_dir}")
+    return modules
+
+
 def _command(ws: Workspace, kind: BaseModelKind) -> ServeCommand:
     serving = ws.config.serving
     host, port = _host_port(ws)
@@ -73,14 +107,7 @@ def _command(ws: Workspace, kind: BaseModelKind) -> ServeCommand:
     argv += ["--max-lora-rank", str(max_rank), "--max-loras", str(serving.max_loras)]
     if serving.max_cpu_loras is not None:
         argv += ["--max-cpu-loras", str(serving.max_cpu_loras)]
-    active = ws.db["adapter_versions"].rows_where(
-        "base_model = ? AND status = 'active'", [kind], order_by="name"
-    )
-    modules = []
-    for row in active:
-        adapter_dir = ws.root / row["path"]
-        check_adapter(row, adapter_dir, max_rank, serving.bases.keys())
-        modules.append(f"{row['name']}={adapter_dir}")
+    modules = _active_modules(ws, kind, max_rank)
     if modules:
         argv += ["--lora-modules", *modules]
     return ServeCommand(base=kind, url=server_url(ws, kind), argv=argv)
