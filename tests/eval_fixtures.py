@@ -90,3 +90,21 @@ def add_eval(
         )
         .last_pk
     )
+
+
+def pass_gate(ws: Workspace, name: str, baseline: str) -> None:
+    """Record that version `name` passed the gate against `baseline` (a name or `base`)."""
+    version = ws.db.execute(
+        "SELECT id, stage FROM adapter_versions WHERE name = ?", [name]
+    ).fetchone()
+    ws.db["gate_decisions"].insert(
+        {
+            "adapter_id": version[0],
+            "stage": version[1],
+            "baseline": baseline,
+            "decision": "pass",
+            "reasons_json": "[]",
+            "at": "2026-11-22T01:00:00Z",
+            "operator": "test",
+        }
+    )

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from eval_fixtures import pass_gate
 
 from app.cli import cli
 from app.cli_adapters import adapters
@@ -252,20 +253,6 @@ def test_resolve_and_export(ws: Workspace) -> None:
     assert (rows[1]["active"], rows[1]["deployed_at"]) == (0, None)
 
 
-def _pass_gate(ws: Workspace, name: str, baseline: str) -> None:
-    ws.db["gate_decisions"].insert(
-        {
-            "adapter_id": version_row(ws, name)["id"],
-            "stage": STAGE,
-            "baseline": baseline,
-            "decision": "pass",
-            "reasons_json": "[]",
-            "at": utc_now(),
-            "operator": "test",
-        }
-    )
-
-
 def test_cli(ws: Workspace, tmp_path: Path) -> None:
     runner = CliRunner()
 
@@ -278,12 +265,12 @@ def test_cli(ws: Workspace, tmp_path: Path) -> None:
     assert cra("resolve", STAGE) == "reasoning\n"
     refused = runner.invoke(cli, ["--workspace", str(ws.root), "adapters", "promote", "scope-v1"])
     assert "scope-v1 has not been through the eval gate" in refused.output
-    _pass_gate(ws, "scope-v1", "base")
+    pass_gate(ws, "scope-v1", "base")
     assert cra("promote", "scope-v1", "--reason", "first") == (
         "scope-v1: active for scope\n"
         "server: [serving] bases.reasoning is not set; nothing was loaded on a server\n"
     )
-    _pass_gate(ws, "scope-v2", "scope-v1")
+    pass_gate(ws, "scope-v2", "scope-v1")
     cra("promote", "scope-v2", "--operator", "dee")
     assert cra("rollback", STAGE, "--reason", "bad").startswith("scope: rolled back to scope-v1\n")
     assert "rejected (worse)" in cra("reject", "scope-v3", "--reason", "worse")

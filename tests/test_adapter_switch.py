@@ -14,15 +14,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from eval_fixtures import add_version
+from eval_fixtures import add_version, pass_gate
 from fake_vllm import FakeVllm
 
 from app.cli import cli
-from engine.adapters.activation import ActivationError, history, resolve, version_row
+from engine.adapters.activation import ActivationError, history, resolve
 from engine.adapters.switch import promote_version, reconcile_intents, rollback_stage
 from engine.serving.status import serving_status
 from engine.serving.vllm_client import ServingError
-from engine.timestamps import utc_now
 from engine.workspace import Workspace
 
 STAGE = "scope"
@@ -47,20 +46,6 @@ def _workspace(root: Path, port: int) -> Workspace:
     return ws
 
 
-def _pass_gate(ws: Workspace, name: str, baseline: str) -> None:
-    ws.db["gate_decisions"].insert(
-        {
-            "adapter_id": version_row(ws, name)["id"],
-            "stage": STAGE,
-            "baseline": baseline,
-            "decision": "pass",
-            "reasons_json": "[]",
-            "at": utc_now(),
-            "operator": "test",
-        }
-    )
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Workspace, FakeVllm]]:
     base = str(tmp_path / "ws" / "models/reasoning")
@@ -71,7 +56,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Workspace, FakeVllm]]:
 
 def test_promotion_loads_on_the_server_then_flips(served: tuple[Workspace, FakeVllm]) -> None:
     ws, fake = served
-    _pass_gate(ws, "scope-v1", "base")
+    pass_gate(ws, "scope-v1", "base")
     result = promote_version(ws, "scope-v1", operator="ana", reason="better recall")
     assert (result.stage, result.active) == (STAGE, "scope-v1")
     assert result.server == f"scope-v1 loaded on {fake.url}"
@@ -86,9 +71,9 @@ def test_a_failed_load_leaves_the_active_version_as_it_was(
     served: tuple[Workspace, FakeVllm],
 ) -> None:
     ws, fake = served
-    _pass_gate(ws, "scope-v1", "base")
+    pass_gate(ws, "scope-v1", "base")
     promote_version(ws, "scope-v1")
-    _pass_gate(ws, "scope-v2", "scope-v1")
+    pass_gate(ws, "scope-v2", "scope-v1")
     fake.fail_loads.add("scope-v2")
     with pytest.raises(ServingError, match="Loading lora scope-v2 failed"):
         promote_version(ws, "scope-v2")
@@ -100,7 +85,7 @@ def test_a_failed_load_leaves_the_active_version_as_it_was(
 def test_with_no_server_running_the_flip_happens_and_says_so(tmp_path: Path) -> None:
     port = _free_port()
     ws = _workspace(tmp_path / "ws", port)
-    _pass_gate(ws, "scope-v1", "base")
+    pass_gate(ws, "scope-v1", "base")
     result = promote_version(ws, "scope-v1")
     assert result.server.startswith(f"no server is running at http://127.0.0.1:{port}")
     assert resolve(ws, STAGE) == "scope-v1"
@@ -122,9 +107,9 @@ def test_rollback_loads_the_older_version_when_the_server_lacks_it(
     served: tuple[Workspace, FakeVllm],
 ) -> None:
     ws, fake = served
-    _pass_gate(ws, "scope-v1", "base")
+    pass_gate(ws, "scope-v1", "base")
     promote_version(ws, "scope-v1")
-    _pass_gate(ws, "scope-v2", "scope-v1")
+    pass_gate(ws, "scope-v2", "scope-v1")
     promote_version(ws, "scope-v2")
     fake.loaded.pop("scope-v1")
     result = rollback_stage(ws, STAGE, reason="e2e regression")
@@ -160,9 +145,9 @@ def test_a_crash_between_the_load_and_the_flip_is_reconciled(
     served: tuple[Workspace, FakeVllm],
 ) -> None:
     ws, fake = served
-    _pass_gate(ws, "scope-v1", "base")
+    pass_gate(ws, "scope-v1", "base")
     promote_version(ws, "scope-v1")
-    _pass_gate(ws, "scope-v2", "scope-v1")
+    pass_gate(ws, "scope-v2", "scope-v1")
     crashed = subprocess.run(
         [sys.executable, "-c", DIE_AFTER_LOAD, str(ws.root), "scope-v2"], capture_output=True
     )

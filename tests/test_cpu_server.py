@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from eval_fixtures import pass_gate
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
@@ -131,17 +132,7 @@ def test_cra_serve_launches_the_stand_in_and_promotion_loads_on_it(
             "created_at": "2026-11-22T01:00:00Z",
         }
     )
-    ws.db["gate_decisions"].insert(
-        {
-            "adapter_id": 1,
-            "stage": "scope",
-            "baseline": "base",
-            "decision": "pass",
-            "reasons_json": "[]",
-            "at": "2026-11-22T01:00:00Z",
-            "operator": "test",
-        }
-    )
+    pass_gate(ws, "scope-v1", "base")
     cra = str(Path(sys.executable).parent / "cra")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     server = subprocess.Popen(

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from eval_fixtures import add_version
+from eval_fixtures import add_version, pass_gate
 from fake_vllm import FakeVllm
 from test_adapter_switch import DIE_AFTER_LOAD
 from test_campaigns import SLOW_PLANNER
@@ -24,7 +24,7 @@ from textual.widgets import DataTable
 
 from app.app import CraApp
 from app.widgets.confirm import ConfirmScreen
-from engine.adapters.activation import history, promote, resolve, version_row
+from engine.adapters.activation import history, promote, resolve
 from engine.harness.campaigns import CampaignSpec, create_campaign, start_campaign
 from engine.harness.task_validation import validate_task
 from engine.ingest import approve_package
@@ -140,17 +140,7 @@ async def test_killed_work_is_shown_true_and_finishes_once(
         for version in (1, 2):
             add_version(ws, "precision", version)
         promote(ws, "precision-v1")
-        ws.db["gate_decisions"].insert(
-            {
-                "adapter_id": version_row(ws, "precision-v2")["id"],
-                "stage": "precision",
-                "baseline": "precision-v1",
-                "decision": "pass",
-                "reasons_json": "[]",
-                "at": "2026-11-22T01:00:00Z",
-                "operator": "night",
-            }
-        )
+        pass_gate(ws, "precision-v2", "precision-v1")
         crashed = subprocess.run(
             [sys.executable, "-c", DIE_AFTER_LOAD, str(ws.root), "precision-v2"],
             capture_output=True,

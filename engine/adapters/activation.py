@@ -105,7 +105,7 @@ def promote(
     verify_files(ws, target)
     if sync is not None:
         sync(target)
-    with _immediate(ws):
+    with immediate(ws):
         target = version_row(ws, name)
         check_promotable(target)
         current = _active_row(ws, target["stage"])
@@ -129,7 +129,7 @@ def rollback(
         verify_files(ws, target)
         if sync is not None:
             sync(target)
-    with _immediate(ws):
+    with immediate(ws):
         now_current, now_target = rollback_plan(ws, stage)
         if (now_current["id"], _id(now_target)) != (current["id"], _id(target)):
             raise StageChangedError(
@@ -151,12 +151,12 @@ def reject(ws: Workspace, name: str, reason: str, operator: str | None = None) -
     """Mark candidate `name` rejected for good; returns the record id (from_id names it)."""
     if not reason.strip():
         raise ActivationError(f"{name}: a rejection needs a reason")
-    with _immediate(ws):
+    with immediate(ws):
         row = version_row(ws, name)
         if row["status"] != "candidate":
             raise ActivationError(f"{name} is {row['status']}: only a candidate can be rejected")
         ws.db.execute("UPDATE adapter_versions SET status = 'rejected' WHERE id = ?", [row["id"]])
-        return _record(ws, row["stage"], "reject", row, None, operator, reason)
+        return record_activation(ws, row["stage"], "reject", row, None, operator, reason)
 
 
 def resolve(ws: Workspace, stage: str) -> str:
@@ -299,10 +299,10 @@ def _flip(
             f"{_label(target)}: the database refused to make it active ({exc}); "
             "only one version per stage can be active. Nothing changed"
         ) from exc
-    return _record(ws, stage, action, current, target, operator, reason)
+    return record_activation(ws, stage, action, current, target, operator, reason)
 
 
-def _record(
+def record_activation(
     ws: Workspace,
     stage: str,
     action: str,
@@ -358,7 +358,7 @@ def _metrics(row: dict[str, Any]) -> Any:
 
 
 @contextmanager
-def _immediate(ws: Workspace) -> Iterator[None]:
+def immediate(ws: Workspace) -> Iterator[None]:
     ws.db.execute("BEGIN IMMEDIATE")
     try:
         yield

@@ -11,14 +11,20 @@ activation and clears it: the database still names the version active before, wh
 truth, and the switch can simply be made again.
 """
 
-import json
 import os
 import urllib.error
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from engine.adapters.activation import promote, rollback, rollback_plan, version_row
+from engine.adapters.activation import (
+    immediate,
+    promote,
+    record_activation,
+    rollback,
+    rollback_plan,
+    version_row,
+)
 from engine.evaluation.gate import active_row, check_gate_passed, target_name
 from engine.jobs import process_start_time
 from engine.serving.command import server_url
@@ -172,6 +178,10 @@ def reconcile_intents(ws: Workspace) -> list[str]:
     ]
 
 
+def _version(ws: Workspace, version_id: int | None) -> dict[str, Any] | None:
+    return None if version_id is None else dict(ws.db["adapter_versions"].get(version_id))
+
+
 def _name(ws: Workspace, version_id: int | None) -> str:
     return (
         "the base model"
@@ -190,8 +200,7 @@ def _settle(ws: Workspace, intent: dict[str, Any]) -> str:
         [stage, action, intent["started_at"], intent["to_id"], intent["from_id"]],
     ).fetchone()[0]
     verb = "promotion" if action == "promote" else "rollback"
-    ws.db.execute("BEGIN IMMEDIATE")
-    try:
+    with immediate(ws):
         if flipped:
             line = f"{stage}: the {verb} to {to_name} had completed; {now} is active"
         else:
@@ -202,22 +211,14 @@ def _settle(ws: Workspace, intent: dict[str, Any]) -> str:
             )
             if intent["to_id"] is not None:
                 line += f" ({to_name} may be loaded on the server already: names are never reused)"
-            ws.db["adapter_activations"].insert(
-                {
-                    "stage": stage,
-                    "action": "interrupted",
-                    "from_id": intent["from_id"],
-                    "to_id": intent["to_id"],
-                    "operator": intent["operator"],
-                    "at": utc_now(),
-                    "reason": f"{verb} interrupted before the database flip (process "
-                    f"{intent['pid']} ended)",
-                    "metrics_json": json.dumps({"from": from_name, "to": to_name}),
-                }
+            record_activation(
+                ws,
+                stage,
+                "interrupted",
+                _version(ws, intent["from_id"]),
+                _version(ws, intent["to_id"]),
+                intent["operator"],
+                f"{verb} interrupted before the database flip (process {intent['pid']} ended)",
             )
         ws.db["activation_intents"].delete(intent["id"])
-    except BaseException:
-        ws.db.execute("ROLLBACK")
-        raise
-    ws.db.execute("COMMIT")
     return line
