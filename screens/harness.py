@@ -851,7 +851,8 @@ class HarnessScreen(PaneScreen):
         overall = self.query_one("#overall-text", Static)
         packages = self.query_one("#packages-progress", Static)
         workers_box = self.query_one("#workers", Static)
-        bar.display = progress is not None
+        # Hidden, not removed: the bar keeps its width, which it rounds each new value to.
+        bar.visible = progress is not None
         if progress is None:
             overall.update("")
             packages.update("")

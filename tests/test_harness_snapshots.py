@@ -100,8 +100,6 @@ async def _on_campaign(pilot: Pilot, campaign_id: int) -> HarnessScreen:
     await pilot.press("down")
     await settled(pilot, screen, campaign_id)
     await pilot.wait_for_scheduled_animations()
-    # One more refresh: a CI run once caught the progress bar's end cell from the frame before.
-    await pilot.pause(0.2)
     return screen
 
 
