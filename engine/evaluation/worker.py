@@ -22,7 +22,7 @@ from typing import Any
 
 from engine.config import OpenAIPipelineConfig
 from engine.errors import CraError
-from engine.evaluation.eval_set import EvalRow, EvalSet, load_eval_set
+from engine.evaluation.eval_set import EvalRow, EvalSet, HarnessTask, load_eval_set
 from engine.evaluation.gate import decide
 from engine.evaluation.metrics import RowScore, aggregate, parse_edits, score_row
 from engine.harness.attempts import evaluate_attempt
@@ -112,7 +112,7 @@ def _edits_plan(edits: list[Edit]) -> Plan:
     )
 
 
-def _attempt(run: dict[str, Any], model: str, task: Any) -> dict[str, Any]:
+def _attempt(run: dict[str, Any], model: str, task: HarnessTask) -> dict[str, Any]:
     return {
         "id": f"eval-{run['id']}",
         "package_digest": task.package_digest,
