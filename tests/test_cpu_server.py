@@ -20,7 +20,7 @@ from transformers import AutoModelForCausalLM
 
 from engine.adapters.switch import promote_version
 from engine.serving.chat import chat
-from engine.serving.cpu_server import cpu_server
+from engine.serving.cpu_server import Model, RequestRefused, cpu_server
 from engine.serving.status import serving_status
 from engine.serving.vllm_client import ServingError, VllmClient
 from engine.training.registry import sha256_file
@@ -50,48 +50,99 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def server(models: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    base, _ = models
+    """The stand-in on the tiny base with the adapter preloaded as precision-v4."""
+    base, adapter = models
     log = tmp_path_factory.mktemp("log") / "server.log"
-    with cpu_server(base, log) as url:
+    with cpu_server(base, log, {"precision-v4": adapter}) as url:
         yield url
 
 
-def test_it_answers_like_vllm_for_the_base_and_a_runtime_adapter(
+def test_it_answers_like_vllm_for_the_base_and_its_adapters(
     server: str, models: tuple[Path, Path]
 ) -> None:
     base, adapter = models
     client = VllmClient(server, 30)
-    [listed] = client.models()
-    assert (listed.id, listed.parent, listed.is_adapter) == (str(base), None, False)
+    listed = [(m.id, m.root, m.parent) for m in client.models()]
+    assert listed == [(str(base), str(base), None), ("precision-v4", str(adapter), str(base))]
     first = chat(server, str(base), MESSAGES, 12, 30)
-    assert first.prompt_tokens > 0 and 0 < first.completion_tokens <= 12
+    assert first.prompt_tokens > 0 and 0 < first.completion_tokens <= 12 and first.text
     assert chat(server, str(base), MESSAGES, 12, 30) == first
+    preloaded = chat(server, "precision-v4", MESSAGES, 12, 30)
+    assert preloaded.text != first.text
 
     client.load_adapter("scope-v1", str(adapter))
-    loaded = [m for m in client.models() if m.is_adapter]
-    assert [(m.id, m.root, m.parent) for m in loaded] == [("scope-v1", str(adapter), str(base))]
-    tuned = chat(server, "scope-v1", MESSAGES, 12, 30)
-    assert tuned.text != first.text
+    loaded = [(m.id, m.root, m.parent) for m in client.models() if m.id == "scope-v1"]
+    assert loaded == [("scope-v1", str(adapter), str(base))]
+    assert chat(server, "scope-v1", MESSAGES, 12, 30) == preloaded
     assert chat(server, str(base), MESSAGES, 12, 30) == first
-
-    with pytest.raises(ServingError, match="has already been loaded"):
+    with pytest.raises(ServingError, match="HTTP 400: The lora adapter 'scope-v1' has already"):
         client.load_adapter("scope-v1", str(adapter))
-    short = chat(server, "scope-v1", MESSAGES, 3, 30)
-    assert short.completion_tokens <= 3 and short.finish_reason in ("length", "stop")
+
+    short = chat(server, "scope-v1", MESSAGES, 5, 30)
+    assert (short.finish_reason, short.completion_tokens) == ("length", 5)
+    with pytest.raises(ServingError, match=r"HTTP 404: The model `nope` does not exist\."):
+        chat(server, "nope", MESSAGES, 5, 30)
 
     client.unload_adapter("scope-v1")
-    assert client.loaded_adapters() == set()
-    with pytest.raises(ServingError, match="The model `scope-v1` does not exist"):
-        chat(server, "scope-v1", MESSAGES, 3, 30)
-    with pytest.raises(ServingError, match="No adapter found"):
-        client.load_adapter("scope-v2", str(base))
+    assert client.loaded_adapters() == {"precision-v4"}
+    assert chat(server, str(base), MESSAGES, 12, 30) == first
+    with pytest.raises(ServingError, match=r"HTTP 404: The model `scope-v1` does not exist\."):
+        chat(server, "scope-v1", MESSAGES, 5, 30)
+    with pytest.raises(ServingError, match="HTTP 404: The lora adapter 'scope-v1' cannot be"):
+        client.unload_adapter("scope-v1")
+
+    client.unload_adapter("precision-v4")
+    assert chat(server, str(base), MESSAGES, 12, 30) == first
+    client.load_adapter("precision-v4", str(adapter))
+    assert chat(server, "precision-v4", MESSAGES, 12, 30) == preloaded
 
 
-def test_adapters_named_at_start_are_served(models: tuple[Path, Path], tmp_path: Path) -> None:
+def test_it_refuses_what_vllm_refuses_and_keeps_serving(
+    server: str, models: tuple[Path, Path], tmp_path: Path
+) -> None:
     base, adapter = models
-    with cpu_server(base, tmp_path / "s.log", {"precision-v4": adapter}) as url:
-        assert VllmClient(url, 30).loaded_adapters() == {"precision-v4"}
-        assert chat(url, "precision-v4", MESSAGES, 4, 30).completion_tokens >= 1
+    client = VllmClient(server, 30)
+    before = client.models()
+    with pytest.raises(ServingError, match=f"HTTP 400: No adapter found for {base}"):
+        client.load_adapter("scope-v2", str(base))
+    no_tensors = tmp_path / "no-tensors"
+    no_tensors.mkdir()
+    shutil.copy(adapter / "adapter_config.json", no_tensors)
+    with pytest.raises(ServingError, match="HTTP 400: .*no-tensors doesn't contain tensors"):
+        client.load_adapter("scope-v2", str(no_tensors))
+    junk = tmp_path / "junk"
+    shutil.copytree(adapter, junk)
+    (junk / "adapter_model.safetensors").write_bytes(b"not tensors")
+    with pytest.raises(ServingError, match="HTTP 500: Loading lora scope-v2 failed: "):
+        client.load_adapter("scope-v2", str(junk))
+    assert client.models() == before
+    with pytest.raises(ServingError, match="HTTP 400: max_tokens must be at least 1, got 0"):
+        chat(server, str(base), MESSAGES, 0, 30)
+    with pytest.raises(ServingError, match="HTTP 400: messages must be a non-empty list"):
+        chat(server, str(base), [{"role": "user"}], 5, 30)  # type: ignore[list-item]
+    assert chat(server, "precision-v4", MESSAGES, 3, 30).completion_tokens == 3
+
+
+def test_a_first_load_that_leaves_lora_layers_in_the_base_stops_serving(
+    models: tuple[Path, Path], tmp_path: Path
+) -> None:
+    base, adapter = models
+    junk = tmp_path / "junk"
+    shutil.copytree(adapter, junk)
+    (junk / "adapter_model.safetensors").write_bytes(b"not tensors")
+    model = Model(base)
+    with pytest.raises(RequestRefused, match="Loading lora scope-v2 failed"):
+        model.load("scope-v2", str(junk))
+    with pytest.raises(RequestRefused, match="left LoRA layers in the base model; restart"):
+        model.complete(str(base), MESSAGES, 3)
+
+
+def test_chat_names_the_server_it_cannot_reach() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with pytest.raises(ServingError, match=f"{url}/v1/chat/completions \\(model m\\): cannot"):
+        chat(url, "m", MESSAGES, 5, 5)
 
 
 def test_a_server_that_cannot_start_says_why(tmp_path: Path) -> None:

@@ -53,11 +53,16 @@ def chat(
         with _OPENER.open(request, timeout=timeout_s) as response:
             body = response.read()
     except urllib.error.HTTPError as exc:
-        raise ServingError(f"{where}: HTTP {exc.code}: {server_message(exc)}") from exc
+        with exc:
+            raise ServingError(f"{where}: HTTP {exc.code}: {_message(exc)}") from exc
     except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError):
+            raise ServingError(f"{where}: no answer within {timeout_s:g}s") from exc
         raise ServingError(f"{where}: cannot reach the server: {exc.reason}") from exc
-    except (TimeoutError, http.client.HTTPException, OSError) as exc:
-        raise ServingError(f"{where}: no usable answer within {timeout_s:g}s: {exc}") from exc
+    except TimeoutError as exc:
+        raise ServingError(f"{where}: no answer within {timeout_s:g}s") from exc
+    except (OSError, http.client.HTTPException) as exc:
+        raise ServingError(f"{where}: the connection failed: {exc!r}") from exc
     try:
         data = json.loads(body)
         choice = data["choices"][0]
@@ -70,3 +75,10 @@ def chat(
         )
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, IndexError, TypeError) as exc:
         raise ServingError(f"{where}: not a chat completion ({exc!r}): {body[:200]!r}") from exc
+
+
+def _message(exc: urllib.error.HTTPError) -> str:
+    try:
+        return server_message(exc)
+    except (OSError, http.client.HTTPException) as read_exc:
+        return f"(the body could not be read: {read_exc!r})"

@@ -1,11 +1,12 @@
 """A CPU stand-in for vLLM's OpenAI-compatible server, for the tiny test model and the demo.
 
-`python -m engine.serving.cpu_server --base PATH [--lora-modules NAME=PATH ...] --port N
-[--ready-file FILE]` serves one base with transformers + peft on the CPU and answers the
+`python -m engine.serving.cpu_server --base PATH [--host H] [--port N] [--lora-modules NAME=PATH
+...] [--ready-file FILE]` serves one base with transformers + peft on the CPU and answers the
 endpoints the console uses, shaped as vLLM answers them: `/v1/models` (the base's id is its
 folder's path; an adapter has `root` and `parent`), `/v1/load_lora_adapter`,
 `/v1/unload_lora_adapter` and `/v1/chat/completions`. Decoding is always greedy, whatever the
-temperature: the stand-in is deterministic, so an eval run's answers repeat. Requests are
+temperature and seed: the stand-in is deterministic, so an eval run's answers repeat. Port 0
+picks a free port; the URL it serves at is written to `--ready-file` once it listens. Requests are
 served one at a time. It never reaches the network; the model folders are local.
 """
 
@@ -24,9 +25,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from engine.errors import CraError
 from engine.serving.vllm_client import ServingError
 
 ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
@@ -35,7 +38,7 @@ OFFLINE_ENV = {
 }
 
 
-class _Refused(Exception):
+class RequestRefused(CraError):
     """A request the server answers with an error status and vLLM's error JSON."""
 
     def __init__(self, status: int, message: str, kind: str = "BadRequestError") -> None:
@@ -45,7 +48,7 @@ class _Refused(Exception):
 
 
 class Model:
-    """The base model and the adapters loaded on it; every method runs under one lock."""
+    """The base model and the adapters loaded on it; callers hold `lock` around every method."""
 
     def __init__(self, base: Path) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -55,6 +58,7 @@ class Model:
         self.model: Any = AutoModelForCausalLM.from_pretrained(base)
         self.model.eval()
         self.adapters: dict[str, str] = {}
+        self.broken: str | None = None
         self.lock = threading.Lock()
 
     def models(self) -> list[dict[str, Any]]:
@@ -66,30 +70,77 @@ class Model:
         return entries
 
     def load(self, name: str, path: str) -> None:
+        """Load the PEFT adapter folder `path` under `name`; a failed load leaves no trace of it,
+        or, when it left LoRA layers in the base itself, the server refuses every later request."""
         from peft import PeftModel
+        from safetensors import SafetensorError
 
+        self._check_usable()
         if name in self.adapters:
-            raise _Refused(400, f"The lora adapter '{name}' has already been loaded.")
-        if not (Path(path) / ADAPTER_CONFIG).is_file():
-            raise _Refused(400, f"No adapter found for {path}")
-        if self.adapters:
-            self.model.load_adapter(path, adapter_name=name)
-        else:
-            self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
-            self.model.eval()
+            raise RequestRefused(400, f"The lora adapter '{name}' has already been loaded.")
+        folder = Path(path)
+        if not (folder / ADAPTER_CONFIG).is_file():
+            raise RequestRefused(400, f"No adapter found for {path}")
+        if not any((folder / weights).is_file() for weights in ADAPTER_WEIGHTS):
+            raise RequestRefused(400, f"{path} doesn't contain tensors")
+        try:
+            if isinstance(self.model, PeftModel):
+                self.model.load_adapter(path, adapter_name=name)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
+                self.model.eval()
+        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
+            self._undo(name)
+            raise RequestRefused(
+                500, f"Loading lora {name} failed: {exc}", "InternalServerError"
+            ) from exc
         self.adapters[name] = path
 
+    def _undo(self, name: str) -> None:
+        from peft import PeftModel
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        if isinstance(self.model, PeftModel):
+            if name in self.model.peft_config:
+                self.model.delete_adapter(name)
+        elif any(isinstance(module, BaseTunerLayer) for module in self.model.modules()):
+            self.broken = (
+                f"the failed load of adapter {name} left LoRA layers in the base model; "
+                f"restart the server"
+            )
+
+    def _check_usable(self) -> None:
+        if self.broken is not None:
+            raise RequestRefused(500, self.broken, "InternalServerError")
+
     def unload(self, name: str) -> None:
+        """Drop adapter `name`; the last one goes with its LoRA layers, as peft serves no model
+        without an adapter."""
         if name not in self.adapters:
-            raise _Refused(404, f"The lora adapter '{name}' cannot be found.", "NotFoundError")
-        self.model.delete_adapter(name)
+            raise RequestRefused(
+                404, f"The lora adapter '{name}' cannot be found.", "NotFoundError"
+            )
+        if len(self.adapters) == 1:
+            self.model = self.model.unload()
+        else:
+            self.model.delete_adapter(name)
         del self.adapters[name]
 
-    def complete(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> dict:
+    def complete(self, model: str, messages: Any, max_tokens: Any) -> dict[str, Any]:
+        """Greedy decoding up to `max_tokens` new tokens or eos, the base with adapters off."""
         import torch
 
+        self._check_usable()
         if model != self.base_id and model not in self.adapters:
-            raise _Refused(404, f"The model `{model}` does not exist.", "NotFoundError")
+            raise RequestRefused(404, f"The model `{model}` does not exist.", "NotFoundError")
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+            raise RequestRefused(400, f"max_tokens must be at least 1, got {max_tokens}.")
+        if not _chat_messages(messages):
+            raise RequestRefused(
+                400,
+                "messages must be a non-empty list of {role, content} objects whose "
+                "role and content are strings (the CPU stand-in takes no content parts)",
+            )
         text = self.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True
         )
@@ -102,18 +153,20 @@ class Model:
             "pad_token_id": self.tokenizer.pad_token_id,
         }
         with torch.no_grad():
-            if model == self.base_id and self.adapters:
+            if model != self.base_id:
+                self.model.set_adapter(model)
+                output = self.model.generate(**inputs, **options)
+            elif self.adapters:
                 with self.model.disable_adapter():
                     output = self.model.generate(**inputs, **options)
             else:
-                if self.adapters:
-                    self.model.set_adapter(model)
                 output = self.model.generate(**inputs, **options)
         generated = output[0, prompt_tokens:].tolist()
         stopped = bool(generated) and generated[-1] == self.tokenizer.eos_token_id
         return {
             "id": f"chatcmpl-{time.monotonic_ns()}",
             "object": "chat.completion",
+            "created": int(time.time()),
             "model": model,
             "choices": [
                 {
@@ -133,37 +186,70 @@ class Model:
         }
 
 
+def _chat_messages(messages: Any) -> bool:
+    return (
+        isinstance(messages, list)
+        and bool(messages)
+        and all(
+            isinstance(message, dict)
+            and isinstance(message.get("role"), str)
+            and isinstance(message.get("content"), str)
+            for message in messages
+        )
+    )
+
+
 def _handler(model: Model) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path != "/v1/models":
-                self._error(_Refused(404, f"Not Found: {self.path}", "NotFoundError"))
+                self._error(RequestRefused(404, f"Not Found: {self.path}", "NotFoundError"))
                 return
             with model.lock:
                 self._send(200, {"object": "list", "data": model.models()})
 
         def do_POST(self) -> None:
             try:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                body = self._body()
                 with model.lock:
-                    self._send(200, self._answer(body))
-            except _Refused as exc:
+                    answer = self._answer(body)
+            except RequestRefused as exc:
                 self._error(exc)
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                self._error(_Refused(400, f"bad request to {self.path}: {exc!r}"))
+                return
+            self._send(200, answer)
+
+        def _body(self) -> dict[str, Any]:
+            raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            try:
+                body = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise RequestRefused(400, f"{self.path}: the body is not JSON: {exc}") from exc
+            if not isinstance(body, dict):
+                raise RequestRefused(400, f"{self.path}: the body is not a JSON object")
+            return body
+
+        def _string(self, body: dict[str, Any], key: str) -> str:
+            value = body.get(key)
+            if not isinstance(value, str) or not value:
+                raise RequestRefused(400, f"{self.path}: field '{key}' must be a non-empty string")
+            return value
 
         def _answer(self, body: dict[str, Any]) -> Any:
             if self.path == "/v1/load_lora_adapter":
-                model.load(body["lora_name"], body["lora_path"])
-                return f"Success: LoRA adapter '{body['lora_name']}' added successfully."
+                name = self._string(body, "lora_name")
+                model.load(name, self._string(body, "lora_path"))
+                return f"Success: LoRA adapter '{name}' added successfully."
             if self.path == "/v1/unload_lora_adapter":
-                model.unload(body["lora_name"])
-                return f"Success: LoRA adapter '{body['lora_name']}' removed successfully."
+                name = self._string(body, "lora_name")
+                model.unload(name)
+                return f"Success: LoRA adapter '{name}' removed successfully."
             if self.path == "/v1/chat/completions":
-                return model.complete(body["model"], body["messages"], int(body["max_tokens"]))
-            raise _Refused(404, f"Not Found: {self.path}", "NotFoundError")
+                return model.complete(
+                    self._string(body, "model"), body.get("messages"), body.get("max_tokens")
+                )
+            raise RequestRefused(404, f"Not Found: {self.path}", "NotFoundError")
 
-        def _error(self, exc: _Refused) -> None:
+        def _error(self, exc: RequestRefused) -> None:
             payload = {"object": "error", "message": str(exc), "type": exc.kind, "code": exc.status}
             self._send(exc.status, payload)
 
@@ -194,6 +280,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lora-modules", nargs="*", default=[], metavar="NAME=PATH")
     parser.add_argument("--ready-file", type=Path)
     args = parser.parse_args(argv)
+    base = args.base.resolve()
+    if not (base / "config.json").is_file():
+        print(f"error: {base}: not a model folder (no config.json)", file=sys.stderr)
+        return 2
+    modules = []
+    for module in args.lora_modules:
+        name, sep, path = module.partition("=")
+        if not sep or not name or not path:
+            print(f"error: --lora-modules {module!r} is not NAME=PATH", file=sys.stderr)
+            return 2
+        modules.append((name, path))
     os.environ.update(OFFLINE_ENV)
     signal.signal(signal.SIGTERM, _stop)
     import torch
@@ -202,20 +299,12 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.disable_progress_bar()
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(1)
-    base = args.base.resolve()
-    if not (base / "config.json").is_file():
-        print(f"error: {base}: not a model folder (no config.json)", file=sys.stderr)
-        return 2
     model = Model(base)
-    for module in args.lora_modules:
-        name, sep, path = module.partition("=")
-        if not sep or not name or not path:
-            print(f"error: --lora-modules {module!r} is not NAME=PATH", file=sys.stderr)
-            return 2
+    for name, path in modules:
         try:
             model.load(name, path)
-        except _Refused as exc:
-            print(f"error: --lora-modules {module!r}: {exc}", file=sys.stderr)
+        except RequestRefused as exc:
+            print(f"error: --lora-modules {name}={path}: {exc}", file=sys.stderr)
             return 2
     server = ThreadingHTTPServer((args.host, args.port), _handler(model))
     host, port = server.server_address[:2]
