@@ -108,7 +108,7 @@ def promote(
     with immediate(ws):
         target = version_row(ws, name)
         check_promotable(target)
-        current = _active_row(ws, target["stage"])
+        current = active_row(ws, target["stage"])
         return _flip(ws, target["stage"], "promote", current, target, operator, reason)
 
 
@@ -166,7 +166,7 @@ def resolve(ws: Workspace, stage: str) -> str:
     active, the stage's base model kind (`reasoning` or `coding`), meaning the bare base serves.
     """
     _check_stage(stage)
-    row = _active_row(ws, stage)
+    row = active_row(ws, stage)
     return BASE_MODEL[stage] if row is None else row["name"]
 
 
@@ -238,7 +238,7 @@ def check_promotable(row: dict[str, Any]) -> None:
         raise ActivationError(f"{row['name']} has unknown status {row['status']!r}")
 
 
-def _active_row(ws: Workspace, stage: str) -> dict[str, Any] | None:
+def active_row(ws: Workspace, stage: str) -> dict[str, Any] | None:
     rows = list(ws.db["adapter_versions"].rows_where("stage = ? AND status = 'active'", [stage]))
     return rows[0] if rows else None
 
@@ -247,7 +247,7 @@ def rollback_plan(ws: Workspace, stage: str) -> tuple[dict[str, Any], dict[str, 
     """The active version and the one that was active before it was promoted (None: the bare
     base model, when the active version was the stage's first promotion)."""
     _check_stage(stage)
-    current = _active_row(ws, stage)
+    current = active_row(ws, stage)
     if current is None:
         raise ActivationError(f"{stage}: no version is active; there is nothing to roll back")
     stack: list[int] = []

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from engine.adapters.activation import ActivationError, reject, version_row
+from engine.adapters.activation import ActivationError, active_row, reject, version_row
 from engine.config import GateConfig
 from engine.errors import CraError
 from engine.evaluation.primary import PRIMARY, SECONDARY
@@ -97,11 +97,6 @@ def comparison_lines(comparison: Comparison) -> list[str]:
 def target_name(row: dict[str, Any] | None) -> str:
     """An adapter version's name, or `base` for the bare base model."""
     return BASE if row is None else row["name"]
-
-
-def active_row(ws: Workspace, stage: str) -> dict[str, Any] | None:
-    rows = list(ws.db["adapter_versions"].rows_where("stage = ? AND status = 'active'", [stage]))
-    return rows[0] if rows else None
 
 
 def done_evals(ws: Workspace, stage: str, row: dict[str, Any] | None) -> list[dict[str, Any]]:
