@@ -161,3 +161,15 @@ def test_install_repo_build_backend_runs_in_the_sandbox(valid_package: Path, tmp
         "which the sandbox blocks:"
     )
     assert "mini_backend" in result.detail
+
+
+def test_a_collection_count_printed_by_the_code_is_not_trusted(valid_package: Path, tmp_path: Path):
+    """A conftest that prints its own count after pytest's cannot pass for a bigger suite."""
+    conftest = "import atexit\n\natexit.register(lambda: print('999 tests collected in 0.01s'))\n"
+    commit_files(valid_package, {"conftest.py": conftest}, "Add a conftest")
+    [result] = check_dry_run(checked(valid_package, tmp_path))
+    assert (result.ok, result.path) == (False, "repo")
+    assert result.detail.startswith(
+        "test collection is untrusted: pytest's last line says 999 tests were collected, "
+        "but it listed 10:"
+    )

@@ -97,5 +97,86 @@ def test_a_hanging_test_is_stopped_and_a_connecting_test_fails(
     [after] = [run for run in offline.runs if run.side == "after"]
     assert after.outcomes == {"tests/test_connects.py::test_reaches_the_listener": "failed"}
     output = (offline.artifacts / "after-1" / "output.txt").read_text()
-    assert "Network is unreachable" in output
+    assert "Connection refused" in output, "the sandbox's own loopback has no listener"
     assert json.loads((offline.artifacts / "report.json").read_text())["status"] == "unusable"
+
+
+FORGED_MODULE = '''\
+"""Present only at the commit, so the test module imports only there."""
+'''
+
+# Registered only where the commit's module imports (at the commit, not at the parent): after
+# pytest wrote its report and exited 1, the hook rewrites the report to say both tests passed.
+FORGER = """\
+import atexit
+import sys
+
+from textkit import forged
+
+REPORT = (
+    '<testsuites><testsuite name="pytest" tests="2">'
+    '<testcase classname="tests.test_forger" file="tests/test_forger.py" name="test_passes"/>'
+    '<testcase classname="tests.test_forger" file="tests/test_forger.py" name="test_never_passes"/>'
+    "</testsuite></testsuites>"
+)
+
+
+def _forge():
+    target = next(arg.split("=", 1)[1] for arg in sys.argv if arg.startswith("--junitxml="))
+    with open(target, "w") as report:
+        report.write(REPORT)
+
+
+atexit.register(_forge)
+
+
+def test_passes():
+    assert forged
+
+
+def test_never_passes():
+    assert False
+"""
+
+
+def test_a_report_rewritten_by_the_tested_code_is_not_trusted(
+    tmp_path: Path, _package_template: Path
+) -> None:
+    """A report rewritten by an atexit hook is caught: pytest's summary and exit say 1 failed."""
+    package = tmp_path / "drive" / "textkit"
+    shutil.copytree(_package_template, package, symlinks=True)
+    repo = package / "repo"
+    parent = demo_git(repo, "rev-parse", "HEAD")
+    files = {"textkit/forged.py": FORGED_MODULE, "tests/test_forger.py": FORGER}
+    sha = commit_files(package, files, "Add a module whose test forges its report")
+    entry = {
+        "sha": sha,
+        "parent": parent,
+        "date": "2024-04-02T10:00:00Z",
+        "subject": "Add a module whose test forges its report",
+        "files_changed": 2,
+        "lines_added": 30,
+        "lines_deleted": 0,
+        "planning_type": "step_plan",
+        "test_files": ["tests/test_forger.py"],
+    }
+    edit_manifest(package, lambda data: data["commits"].append(entry))
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "cra.toml").write_text(
+        "[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\n", encoding="utf-8"
+    )
+    ws = Workspace.open(root)
+    digest = approve_package(ws, package).digest
+
+    report = validate_task(ws, digest, sha)
+
+    assert report.status == "unusable"
+    assert report.fail_to_pass == []
+    assert report.reason.startswith("the tests at the commit gave no trustworthy result: ")
+    assert "holds 0 failures and errors" in report.reason
+    assert "'1 failed, 1 passed" in report.reason
+    [after] = [run for run in report.runs if run.side == "after"]
+    assert after.returncode == 1
+    forged = (report.artifacts / "after-1" / "junit.xml").read_text()
+    assert 'name="test_never_passes"/>' in forged, "the hook did rewrite the report"

@@ -1,4 +1,7 @@
-"""The sandbox for untrusted code: no network, writes confined, limits, no operator secrets."""
+"""The sandbox for untrusted code: its own filesystem view, no network, total limits, no secrets.
+
+Each hostile test runs real code in the real sandbox and fails if the isolation it names is gone.
+"""
 
 import errno
 import json
@@ -14,17 +17,28 @@ from pathlib import Path
 
 import pytest
 
+import engine.cgroups
 import engine.sandbox
 from engine.errors import CraError
-from engine.sandbox import OUTPUT_TAIL_BYTES, run_sandboxed
+from engine.sandbox import OUTPUT_TAIL_BYTES, python_paths, run_sandboxed
+
+PYTHON = python_paths(Path(sys.executable))
 
 
 def run_python(code: str, tmp_path: Path, **kwargs):
-    options = {"timeout_s": 30.0, "memory_mb": 1024, "env": {}, "tmp_root": tmp_path, **kwargs}
+    options = {
+        "timeout_s": 30.0,
+        "memory_mb": 1024,
+        "env": {},
+        "tmp_root": tmp_path,
+        "readable": PYTHON,
+        **kwargs,
+    }
     return run_sandboxed([sys.executable, "-c", code], tmp_path, **options)
 
 
 def test_connect_fails_inside_but_works_outside(tmp_path: Path):
+    """A listener on the host's loopback is out of reach: the sandbox's loopback is its own."""
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
         with socket.create_connection(("127.0.0.1", port), timeout=5):
@@ -39,7 +53,169 @@ def test_connect_fails_inside_but_works_outside(tmp_path: Path):
             "    print('connected')\n"
         )
         result = run_python(code, tmp_path)
-    assert result.stdout.strip() == str(errno.ENETUNREACH)
+    assert result.stdout.strip() == str(errno.ECONNREFUSED)
+
+
+CONNECT_UNIX = (
+    "import socket, sys\n"
+    "s = socket.socket(socket.AF_UNIX)\n"
+    "try:\n"
+    "    s.connect(sys.argv[1].replace('@', '\\0', 1))\n"
+    "except OSError as exc:\n"
+    "    print(exc.errno)\n"
+    "else:\n"
+    "    print('connected')\n"
+)
+
+
+def test_a_unix_socket_on_the_host_is_out_of_reach(tmp_path: Path):
+    """The tmux escape: a listener's socket file under the host's /tmp is not in the view."""
+    folder = Path(tempfile.mkdtemp(prefix="cra-listener-"))
+    try:
+        path = folder / "listener.sock"
+        with socket.socket(socket.AF_UNIX) as server:
+            server.bind(str(path))
+            server.listen()
+            with socket.socket(socket.AF_UNIX) as probe:
+                probe.connect(str(path))
+            result = run_sandboxed(
+                [sys.executable, "-c", CONNECT_UNIX, str(path)],
+                tmp_path,
+                timeout_s=30.0,
+                memory_mb=1024,
+                env={},
+                tmp_root=tmp_path,
+                readable=PYTHON,
+            )
+    finally:
+        shutil.rmtree(folder)
+    assert result.stdout.strip() == str(errno.ENOENT), result.stderr
+
+
+def test_an_abstract_socket_on_the_host_is_out_of_reach(tmp_path: Path):
+    """Abstract Unix sockets belong to a network namespace; the sandbox has its own."""
+    name = f"cra-abstract-{uuid.uuid4().hex}"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind("\0" + name)
+        server.listen()
+        with socket.socket(socket.AF_UNIX) as probe:
+            probe.connect("\0" + name)
+        result = run_sandboxed(
+            [sys.executable, "-c", CONNECT_UNIX, "@" + name],
+            tmp_path,
+            timeout_s=30.0,
+            memory_mb=1024,
+            env={},
+            tmp_root=tmp_path,
+            readable=PYTHON,
+        )
+    assert result.stdout.strip() == str(errno.ECONNREFUSED), result.stderr
+
+
+def test_files_outside_the_view_cannot_be_read(tmp_path: Path, worktree: Path):
+    """Secrets, homes, /run and the caller's own files beside the worktree do not exist inside."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("hunter2")
+    paths = ["/etc/shadow", "/root/.bashrc", "/home", "/run", "/var/run", str(secret)]
+    code = (
+        "import os, sys\n"
+        "for path in sys.argv[1:]:\n"
+        "    print(path, os.path.exists(path))\n"
+        "print('tmp', sorted(os.listdir('/tmp')))\n"
+        "print('passwd', open('/etc/passwd').read().count(':x:'))\n"
+    )
+    result = run_sandboxed(
+        [sys.executable, "-c", code, *paths],
+        worktree,
+        timeout_s=30.0,
+        memory_mb=1024,
+        env={},
+        tmp_root=worktree,
+        readable=PYTHON,
+    )
+    lines = result.stdout.splitlines()
+    assert lines[: len(paths)] == [f"{path} False" for path in paths], result.stderr
+    top = tmp_path.parts[2] if tmp_path.parts[1] == "tmp" else None
+    assert lines[len(paths)] == f"tmp {[top] if top else []}", "only the folders leading to binds"
+    assert lines[-1] == "passwd 1", "a passwd naming the sandbox's user alone"
+    assert "hunter2" not in result.stdout
+
+
+def test_a_fork_bomb_stops_at_the_process_limit(tmp_path: Path):
+    """The process total holds for the whole sandbox, not per process."""
+    code = (
+        "import os, time\n"
+        "started = 0\n"
+        "try:\n"
+        "    for _ in range(200):\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(30)\n"
+        "            os._exit(0)\n"
+        "        started += 1\n"
+        "except OSError as exc:\n"
+        "    print('refused', exc.errno)\n"
+        "print('started', started, flush=True)\n"
+        "os.killpg(0, 9)\n"
+    )
+    result = run_python(code, tmp_path, max_processes=24, timeout_s=60.0)
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"refused {errno.EAGAIN}", result.stderr
+    started = int(lines[1].split()[1])
+    assert 10 <= started < 24
+    assert "processes" in result.limits_hit
+
+
+def test_children_together_cannot_exceed_the_memory_limit(tmp_path: Path):
+    """Four children of 400 MB each under a 1 GB limit: the total is enforced, not each one."""
+    code = (
+        "import os, time\n"
+        "pids = []\n"
+        "for _ in range(4):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        held = bytearray(b'x' * (400 * 1024 * 1024))\n"
+        "        time.sleep(5)\n"
+        "        os._exit(0)\n"
+        "    pids.append(pid)\n"
+        "killed = sum(os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) == -9 for p in pids)\n"
+        "print('killed', killed)\n"
+    )
+    result = run_python(code, tmp_path, memory_mb=1024, timeout_s=60.0)
+    killed = int(result.stdout.split()[1])
+    assert killed >= 1, result.stderr
+    assert "memory" in result.limits_hit
+
+
+def test_a_process_cannot_outlive_its_command(tmp_path: Path, worktree: Path):
+    """A daemon (double fork, new session) dies with the command that started it."""
+    late = worktree / "late.txt"
+    token = f"cra-daemon-{uuid.uuid4().hex}"
+    daemon = f"import time; time.sleep(2); open({str(late)!r}, 'w').write('{token}')"
+    code = (
+        "import os, subprocess, sys\n"
+        f"subprocess.Popen([sys.executable, '-c', {daemon!r}], start_new_session=True,\n"
+        "                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+        "print('left it running')\n"
+    )
+    result = run_python(code, worktree)
+    assert result.stdout == "left it running\n"
+    time.sleep(3)
+    assert not late.exists()
+    assert subprocess.run(["pgrep", "-f", token], capture_output=True).returncode == 1
+
+
+def test_a_file_cannot_grow_past_the_size_limit(tmp_path: Path, worktree: Path):
+    """Writes past `max_file_mb` fail (EFBIG) instead of filling the disk."""
+    code = (
+        "try:\n"
+        "    with open('big.bin', 'wb') as f:\n"
+        "        f.write(b'x' * (3 * 1024 * 1024))\n"
+        "except OSError as exc:\n"
+        "    print(exc.errno)\n"
+    )
+    result = run_python(code, worktree, max_file_mb=1)
+    assert result.stdout.strip() == str(errno.EFBIG), result.stderr
+    assert (worktree / "big.bin").stat().st_size == 1024 * 1024
 
 
 def test_memory_limit_refuses_large_allocations(tmp_path: Path):
@@ -90,7 +266,7 @@ def test_operator_environment_stays_outside(tmp_path: Path, monkeypatch: pytest.
     assert seen["EXTRA"] == "yes"
     assert seen["PATH"].split(os.pathsep)[0] == str(venv_bin)
     home = Path(seen["HOME"])
-    assert home.parent == tmp_path
+    assert home.parent.parent == tmp_path
     assert Path(seen["TMPDIR"]) == home / "tmp"
     assert not home.exists(), "the throwaway home is removed afterwards"
 
@@ -118,33 +294,120 @@ def test_exit_status_and_signals_come_through(tmp_path: Path):
     assert (killed.returncode, killed.timed_out) == (128 + 15, False)
 
 
-def test_missing_unshare_is_an_error_not_a_fallback(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_passed_descriptor_reaches_the_command_and_its_file_stays_out_of_sight(
+    tmp_path: Path, worktree: Path
 ):
+    """A report file handed over as a descriptor can be written, but not found by name."""
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    report = reports / "report.xml"
+    fd = os.open(report, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    code = (
+        "import os, sys\n"
+        f"print(os.path.exists({str(report)!r}))\n"
+        "with open(f'/dev/fd/{sys.argv[1]}', 'w') as f:\n"
+        "    f.write('<testsuites/>')\n"
+    )
+    try:
+        result = run_sandboxed(
+            [sys.executable, "-c", code, str(fd)],
+            worktree,
+            timeout_s=30.0,
+            memory_mb=1024,
+            env={},
+            tmp_root=worktree,
+            readable=PYTHON,
+            pass_fds=[fd],
+        )
+    finally:
+        os.close(fd)
+    assert result.stdout == "False\n", result.stderr
+    assert report.read_text() == "<testsuites/>"
+
+
+def test_missing_bwrap_is_an_error_not_a_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    with pytest.raises(CraError, match="sandbox isolation is unavailable: `unshare`"):
+    with pytest.raises(CraError, match="sandbox isolation is unavailable: `bwrap`"):
         run_python("print('ran')", tmp_path)
 
 
-def test_failing_unshare_is_an_error_not_a_fallback(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
+def fake_bwrap(tmp_path: Path, body: str) -> None:
+    """Put a shell script named bwrap first on PATH; the real tools stay reachable."""
     fake_bin = tmp_path / "fake-bin"
     fake_bin.mkdir()
-    unshare = fake_bin / "unshare"
-    unshare.write_text(
-        "#!/bin/sh\necho 'unshare: unshare failed: Operation not permitted' >&2\nexit 1\n"
-    )
-    unshare.chmod(0o755)
-    for tool in ("prlimit", "setpriv"):
-        found = shutil.which(tool)
-        assert found is not None
-        (fake_bin / tool).symlink_to(found)
-    monkeypatch.setenv("PATH", str(fake_bin))
-    with pytest.raises(CraError, match="Operation not permitted"):
+    real = shutil.which("bwrap")
+    assert real is not None
+    script = fake_bin / "bwrap"
+    script.write_text(f"#!/bin/sh\nREAL={real}\n{body}\n")
+    script.chmod(0o755)
+    found = shutil.which("prlimit")
+    assert found is not None
+    (fake_bin / "prlimit").symlink_to(found)
+
+
+def test_failing_bwrap_is_an_error_not_a_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    fake_bwrap(tmp_path, "echo 'bwrap: No permissions to create new namespace' >&2\nexit 1")
+    monkeypatch.setenv("PATH", str(tmp_path / "fake-bin"))
+    with pytest.raises(CraError, match="No permissions to create new namespace"):
         run_python("print('ran')", tmp_path)
+
+
+def test_a_sandbox_sharing_the_network_is_refused(
+    tmp_path: Path, worktree: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The probe notices a chain that kept the host's network namespace, and nothing runs."""
+    fake_bwrap(tmp_path, 'first=$1; shift; exec "$REAL" "$first" --share-net "$@"')
+    monkeypatch.setenv("PATH", str(tmp_path / "fake-bin"))
+    with pytest.raises(CraError, match="sandbox isolation is unavailable: .*interfaces"):
+        write_each(worktree, [str(worktree / "ran")])
+    assert not (worktree / "ran").exists()
+
+
+def test_a_failed_setup_is_an_error_not_the_commands_failure(
+    tmp_path: Path, worktree: Path, monkeypatch: pytest.MonkeyPatch
+):
+    write_each(worktree, [])  # the probe has passed and is kept for the process
+    missing = tmp_path / "missing"
+    binds = engine.sandbox._system_binds
+    monkeypatch.setattr(
+        engine.sandbox,
+        "_system_binds",
+        lambda: [*binds(), "--ro-bind", str(missing), str(missing)],
+    )
+    with pytest.raises(CraError, match="setup failed .*Can't find source path"):
+        write_each(worktree, [str(worktree / "ran")])
+    assert not (worktree / "ran").exists()
+
+
+def test_no_cgroup_is_an_error_unless_per_process_limits_are_accepted(
+    tmp_path: Path, worktree: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Where no cgroup can be made the command is refused; the operator may accept less."""
+    write_each(worktree, [])
+    monkeypatch.setenv(engine.cgroups.CGROUP_PARENT_ENV, str(tmp_path / "no-such-cgroup"))
+    monkeypatch.setattr(engine.cgroups, "_open_v1", _no_v1)
+    with pytest.raises(CraError, match="no cgroup can bound the sandbox's totals"):
+        write_each(worktree, [str(worktree / "ran")])
+    assert not (worktree / "ran").exists()
+    monkeypatch.setenv(engine.sandbox.TOTALS_ENV, engine.sandbox.PER_PROCESS)
+    assert write_each(worktree, [str(worktree / "ran")]) == {str(worktree / "ran"): "ok"}
+
+
+def _no_v1(*args):
+    raise PermissionError("cgroup v1 refused for this test")
+
+
+def test_the_probe_runs_once_per_process(
+    tmp_path: Path, worktree: Path, monkeypatch: pytest.MonkeyPatch
+):
+    calls = tmp_path / "calls"
+    fake_bwrap(tmp_path, f'echo call >> {calls}\nexec "$REAL" "$@"')
+    monkeypatch.setenv("PATH", str(tmp_path / "fake-bin"))
+    for _ in range(3):
+        write_each(worktree, [])
+    assert calls.read_text().count("call") == 4, "one probe, then one bwrap per run"
 
 
 def test_command_dies_with_the_process_that_started_it(tmp_path: Path):
@@ -188,7 +451,14 @@ WRITE_EACH = (
 
 def write_each(cwd: Path, paths: list[str], **kwargs) -> dict[str, str]:
     """Each path mapped to 'ok' or the errno the sandboxed write got."""
-    options = {"timeout_s": 30.0, "memory_mb": 1024, "env": {}, "tmp_root": cwd.parent, **kwargs}
+    options = {
+        "timeout_s": 30.0,
+        "memory_mb": 1024,
+        "env": {},
+        "tmp_root": cwd.parent,
+        "readable": PYTHON,
+        **kwargs,
+    }
     result = run_sandboxed([sys.executable, "-c", WRITE_EACH, *paths], cwd, **options)
     assert result.returncode == 0, result.stderr
     return dict(line.rsplit(" ", 1) for line in result.stdout.splitlines())
@@ -214,7 +484,7 @@ def test_writes_inside_the_worktree_temp_and_writable_folders_go_through(
         "with tempfile.NamedTemporaryFile(delete=False) as f:\n"
         "    f.write(b't')\n"
         "pathlib.Path(os.environ['HOME'], '.cache').mkdir()\n"
-        f"pathlib.Path({str(reports / 'junit.xml')!r}).write_text('j')\n"
+        f"pathlib.Path({str(reports / 'out.txt')!r}).write_text('j')\n"
         "print(f.name)\n"
     )
     result = run_sandboxed(
@@ -224,29 +494,36 @@ def test_writes_inside_the_worktree_temp_and_writable_folders_go_through(
         memory_mb=1024,
         env={},
         tmp_root=tmp_path,
+        readable=PYTHON,
         writable=[reports],
     )
     assert result.returncode == 0, result.stderr
     assert (worktree / "relative.txt").read_text() == "r"
     assert (worktree / "pkg" / "nested.txt").read_text() == "n"
-    assert (reports / "junit.xml").read_text() == "j"
+    assert (reports / "out.txt").read_text() == "j"
     temp_file = Path(result.stdout.strip())
-    assert temp_file.parent.parent.parent == tmp_path, "the temp file went to the throwaway TMPDIR"
+    assert temp_file.parents[3] == tmp_path, "the temp file went to the throwaway TMPDIR"
 
 
-def test_writes_elsewhere_fail_read_only_and_leave_nothing(tmp_path: Path, worktree: Path):
+def test_writes_elsewhere_never_reach_the_host(tmp_path: Path, worktree: Path):
+    """Outside the writable folders a write fails, or lands in the sandbox's private /tmp."""
     outside = tmp_path / "outside"
     outside.mkdir()
+    readable = tmp_path / "readable"
+    readable.mkdir()
     unique = f"cra-sandbox-test-{uuid.uuid4().hex}"
     targets = [
         outside / "file.txt",
+        readable / "file.txt",
         tmp_path / "beside-the-worktree.txt",
         Path.home() / unique,
         Path(tempfile.gettempdir()) / unique,
+        Path("/usr") / unique,
     ]
     try:
-        seen = write_each(worktree, [str(t) for t in targets])
-        assert seen == {str(t): str(errno.EROFS) for t in targets}
+        seen = write_each(worktree, [str(t) for t in targets], readable=[*PYTHON, readable])
+        assert seen[str(readable / "file.txt")] == str(errno.EROFS)
+        assert seen[str(Path("/usr") / unique)] == str(errno.EROFS)
         assert [t for t in targets if t.exists()] == []
     finally:
         for target in targets:
@@ -274,29 +551,23 @@ def test_dev_null_and_a_private_dev_shm_work(worktree: Path):
 
 
 def test_the_command_cannot_undo_the_confinement(tmp_path: Path, worktree: Path):
-    """Remounting read-write, in the sandbox's namespaces or fresh ones, is refused."""
+    """Remounting is refused, and so is a nested user namespace that would allow it."""
     outside = tmp_path / "outside"
     outside.mkdir()
     code = (
         "import ctypes, os\n"
         "libc = ctypes.CDLL(None, use_errno=True)\n"
         "MS_REMOUNT, MS_BIND, CLONE_NEWNS, CLONE_NEWUSER = 32, 4096, 0x20000, 0x10000000\n"
-        f"outside = {os.fsencode(outside)!r}\n"
-        "def remount():\n"
-        "    if libc.mount(None, b'/', None, MS_REMOUNT | MS_BIND, None) == 0:\n"
-        "        print('remounted /')\n"
-        "    if libc.mount(outside, outside, None, MS_BIND, None) == 0:\n"
-        "        if libc.mount(None, outside, None, MS_REMOUNT | MS_BIND, None) == 0:\n"
-        "            print('remounted a bind of outside')\n"
-        "remount()\n"
-        "assert libc.unshare(CLONE_NEWUSER | CLONE_NEWNS) == 0, ctypes.get_errno()\n"
-        "remount()\n"
-        f"open({str(outside / 'escaped')!r}, 'x')\n"
+        "if libc.mount(None, b'/', None, MS_REMOUNT | MS_BIND, None) == 0:\n"
+        "    print('remounted /')\n"
+        "if libc.mount(b'/usr', b'/usr', None, MS_REMOUNT | MS_BIND, None) == 0:\n"
+        "    print('remounted /usr')\n"
+        "if libc.unshare(CLONE_NEWUSER | CLONE_NEWNS) == 0:\n"
+        "    print('nested user namespace')\n"
+        "print('done')\n"
     )
     result = run_python(code, worktree)
-    assert result.stdout == ""
-    assert "Read-only file system" in result.stderr
-    assert not (outside / "escaped").exists()
+    assert result.stdout == "done\n", result.stderr
 
 
 def test_the_consoles_processes_are_out_of_sight(tmp_path: Path, worktree: Path):
@@ -316,54 +587,3 @@ def test_the_consoles_processes_are_out_of_sight(tmp_path: Path, worktree: Path)
     assert result.stdout.splitlines()[1] == str(errno.ENOENT)
     assert max(json.loads(result.stdout.splitlines()[0])) < 10
     assert not (outside / "escaped").exists()
-
-
-def fake_unshare(tmp_path: Path, body: str) -> None:
-    """Put a shell script named unshare first on PATH; the real tools stay reachable."""
-    fake_bin = tmp_path / "fake-bin"
-    fake_bin.mkdir()
-    real = shutil.which("unshare")
-    assert real is not None
-    script = fake_bin / "unshare"
-    script.write_text(f"#!/bin/sh\nREAL={real}\n{body}\n")
-    script.chmod(0o755)
-    for tool in ("prlimit", "setpriv"):
-        found = shutil.which(tool)
-        assert found is not None
-        (fake_bin / tool).symlink_to(found)
-
-
-def test_unconfined_writes_are_an_error_not_a_fallback(
-    tmp_path: Path, worktree: Path, monkeypatch: pytest.MonkeyPatch
-):
-    # Drop the mount namespace: the confinement setup cannot work in the console's.
-    fake_unshare(
-        tmp_path,
-        'for arg; do shift; case $arg in --mount|--mount-proc) ;; *) set -- "$@" "$arg";; esac; '
-        'done\nexec "$REAL" "$@"',
-    )
-    monkeypatch.setenv("PATH", str(tmp_path / "fake-bin"))
-    with pytest.raises(CraError, match="sandbox isolation is unavailable: .*cannot make /"):
-        write_each(worktree, [str(worktree / "ran")])
-    assert not (worktree / "ran").exists()
-
-
-def test_a_failed_setup_is_an_error_not_the_commands_failure(
-    worktree: Path, monkeypatch: pytest.MonkeyPatch
-):
-    write_each(worktree, [])  # the probe has passed and is kept for the process
-    monkeypatch.setattr(engine.sandbox, "_CONFINE", "raise SystemExit('cra-sandbox: broken')")
-    with pytest.raises(CraError, match="setup failed .*cra-sandbox: broken"):
-        write_each(worktree, [str(worktree / "ran")])
-    assert not (worktree / "ran").exists()
-
-
-def test_the_probe_runs_once_per_process(
-    tmp_path: Path, worktree: Path, monkeypatch: pytest.MonkeyPatch
-):
-    calls = tmp_path / "calls"
-    fake_unshare(tmp_path, f'echo call >> {calls}\nexec "$REAL" "$@"')
-    monkeypatch.setenv("PATH", str(tmp_path / "fake-bin"))
-    for _ in range(3):
-        write_each(worktree, [])
-    assert calls.read_text().count("call") == 4, "one probe, then one unshare per run"

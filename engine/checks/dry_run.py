@@ -16,16 +16,22 @@ from engine.checks.context import PackageContext, failed, passed
 from engine.errors import CraError
 from engine.manifest import MANIFEST_FILE, ManifestV1
 from engine.report import CheckResult
-from engine.sandbox import SandboxResult, run_sandboxed
+from engine.sandbox import MAX_PROCESSES, SandboxResult, python_paths, run_sandboxed
 from engine.snapshot import SnapshotError, write_snapshot
 from engine.uvtool import UvStepError, build_offline_venv, offline_install_args, uv_settings
 
 NAME = "dry-run"
 TAIL_LINES = 12
 TAIL_MAX_CHARS = 1500
-_COLLECTED = re.compile(r"(\d+)(?:/\d+)? tests? collected")
+_COLLECTED = re.compile(
+    r"(\d+)(?:/\d+)? tests? collected(?: \(\d+ deselected\))?"
+    r" in [\d.]+(?:s| seconds)(?: \([^)]*\))?"
+)
 _ERROR_COLLECTING = re.compile(r"ERROR collecting (\S+)")
 _PYTEST_NO_TESTS = 5
+# What a connect says in the sandbox's network namespace: its own loopback has no listener,
+# and there is no route anywhere else.
+_NO_NETWORK = ("Network is unreachable", "Connection refused")
 # Python's and Rust's (uv's) words for an allocation the address-space limit refused.
 _OUT_OF_MEMORY = ("MemoryError", "memory allocation of ")
 
@@ -71,6 +77,7 @@ def _sandbox(
     argv: list[str],
     cwd: Path,
     env: dict[str, str],
+    readable: list[Path],
     writable: tuple[Path, ...] = (),
 ) -> SandboxResult:
     try:
@@ -81,6 +88,7 @@ def _sandbox(
             memory_mb=ctx.config.dry_run_memory_mb,
             env=env,
             tmp_root=ctx.scratch,
+            readable=readable,
             writable=writable,
         )
     except CraError as exc:
@@ -89,9 +97,13 @@ def _sandbox(
 
 def _install_repo(ctx: PackageContext, python: Path, snapshot: Path) -> None:
     """Build and install the repository itself; its build backend is untrusted, so sandboxed."""
-    argv = [uv.find_uv_bin(), *offline_install_args(ctx.packages, python), str(snapshot)]
+    uv_bin = uv.find_uv_bin()
+    argv = [uv_bin, *offline_install_args(ctx.packages, python), str(snapshot)]
     settings = uv_settings(ctx.scratch)
-    result = _sandbox(ctx, argv, snapshot.parent, settings, (Path(settings["UV_CACHE_DIR"]),))
+    cache = Path(settings["UV_CACHE_DIR"])
+    cache.mkdir(exist_ok=True)
+    readable = [Path(uv_bin), ctx.packages, *python_paths(python)]
+    result = _sandbox(ctx, argv, snapshot.parent, settings, readable, (cache,))
     if result.timed_out or result.returncode != 0:
         why = _why(result, "uv", ctx)
         detail = _with_tail(f"installing the repository (install_repo) {why}", result, snapshot)
@@ -132,12 +144,14 @@ def _why(result: SandboxResult, program: str, ctx: PackageContext) -> str:
             f"ran past the time limit of {limits.dry_run_timeout_s:g}s (dry_run_timeout_s) "
             "and was killed"
         )
-    if any(sign in output for sign in _OUT_OF_MEMORY):
+    if "memory" in result.limits_hit or any(sign in output for sign in _OUT_OF_MEMORY):
         return (
             f"ran out of memory under the limit of {limits.dry_run_memory_mb} MB "
             "(dry_run_memory_mb)"
         )
-    if "Network is unreachable" in output:
+    if "processes" in result.limits_hit:
+        return f"ran into the sandbox's limit of {MAX_PROCESSES} processes"
+    if any(sign in output for sign in _NO_NETWORK):
         return "tried to reach the network, which the sandbox blocks"
     return f"failed: {program} exited with {result.returncode}"
 
@@ -146,6 +160,23 @@ def _with_tail(summary: str, result: SandboxResult, snapshot: Path) -> str:
     output = result.stdout + "\n" + result.stderr
     tail = _tail(output, {f"{snapshot}/": "", str(snapshot): "repo"})
     return f"{summary}:\n{tail}" if tail else summary
+
+
+def _checked_count(stdout: str) -> int | str:
+    """How many tests the collection found, or why its output cannot be believed.
+
+    `--collect-only -q` prints one test id a line, then the count as its last line; the code
+    under collection can print too, so the two must agree and nothing may follow the count.
+    """
+    lines = [line.strip() for line in stdout.splitlines() if line.strip()]
+    match = _COLLECTED.fullmatch(lines[-1]) if lines else None
+    if match is None:
+        return "pytest's count of collected tests is not the last line of its output"
+    said = int(match.group(1))
+    listed = sum(1 for line in lines[:-1] if "::" in line and " " not in line)
+    if listed != said:
+        return f"pytest's last line says {said} tests were collected, but it listed {listed}"
+    return said
 
 
 def _collection_failure(
@@ -171,13 +202,18 @@ def check_dry_run(ctx: PackageContext) -> list[CheckResult]:
         wheels = len(list(python.parent.parent.glob("lib/python*/site-packages/*.dist-info")))
         if manifest.install_repo:
             _install_repo(ctx, python, snapshot)
-        result = _sandbox(ctx, collect_argv(manifest, python), snapshot, {})
+        result = _sandbox(ctx, collect_argv(manifest, python), snapshot, {}, python_paths(python))
     except _StepFailed as exc:
         return [failed(NAME, exc.detail, exc.path)]
     if result.timed_out or result.returncode != 0:
         return [_collection_failure(ctx, manifest.runner, result, snapshot)]
-    match = _COLLECTED.search(result.stdout)
-    count = match.group(1) if match else str(result.stdout.count("::"))
+    count = _checked_count(result.stdout)
+    if isinstance(count, str):
+        return [
+            failed(
+                NAME, _with_tail(f"test collection is untrusted: {count}", result, snapshot), "repo"
+            )
+        ]
     return [
         passed(
             NAME,

@@ -264,7 +264,7 @@ def _attempt(
             limit = ws.config.harness.test_timeout_s
             return run.record("error", f"the tests ran past the time limit of {limit:g}s")
         if junit_error is not None:
-            return run.record("error", f"the tests wrote no usable report: {junit_error}")
+            return run.record("error", f"the tests gave no trustworthy result: {junit_error}")
         outcome, reason, f2p_ok, p2p_ok = _grade(outcomes, f2p, p2p)
         run.f2p, run.p2p = (f2p_ok, len(f2p)), (p2p_ok, len(p2p))
         return run.record(outcome, reason)

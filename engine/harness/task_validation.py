@@ -1,8 +1,10 @@
 """Gold task validation: which of a commit's tests its own change makes pass (SWE-bench style).
 
 For a manifest commit, the tests it touches (its `test_files`) are run, each side
-`harness.flaky_runs` times in one checkout, with pytest's JUnit XML as the only source of
-results, inside `run_sandboxed` with the harness limits:
+`harness.flaky_runs` times in one checkout, inside `run_sandboxed` with the harness limits.
+Results come from pytest's JUnit XML, written through an inherited descriptor to a file outside
+the sandbox's view (the tested code cannot name it) and cross-checked against pytest's summary
+line and exit status; a run where they disagree is untrusted, and so is its side:
 
 - before: the parent's tree with the commit's test-file changes applied;
 - after: the commit's tree.
@@ -15,6 +17,7 @@ FAIL_TO_PASS is recorded as unusable, with the reason. Artifacts go to
 """
 
 import json
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -24,11 +27,11 @@ from pydantic import BaseModel, ConfigDict
 from engine.corpus import remove_tree
 from engine.gitsafe import run_git
 from engine.harness.environments import TaskEnv, ensure_env
-from engine.harness.junit import JunitError, Outcome, read_junit
+from engine.harness.junit import JunitError, Outcome, read_checked_junit
 from engine.harness.package import CorpusPackage, HarnessError, load_package
 from engine.harness.worktrees import checkout, overlay_files
 from engine.manifest import ManifestCommit
-from engine.sandbox import SandboxResult, run_sandboxed
+from engine.sandbox import SandboxResult, python_paths, run_sandboxed
 from engine.timestamps import utc_now
 from engine.uvtool import offline_install_args, uv_reason, uv_settings
 from engine.workspace import Workspace
@@ -84,7 +87,7 @@ def find_commit(package: CorpusPackage, sha: str) -> ManifestCommit:
     raise HarnessError(f"{package.root / 'manifest.json'}: commit {sha} is not in the manifest")
 
 
-def _pytest_argv(env: TaskEnv, package: CorpusPackage, files: list[str], junit: Path) -> list[str]:
+def _pytest_argv(env: TaskEnv, package: CorpusPackage, files: list[str], junit: str) -> list[str]:
     return [
         str(env.python),
         "-m",
@@ -133,6 +136,7 @@ def install_tree(
         memory_mb=limits.test_memory_mb,
         env={**uv_settings(dest), "UV_CACHE_DIR": str(cache)},
         tmp_root=dest,
+        readable=[Path(argv[0]), package.packages, *python_paths(env.python)],
         writable=[site, cache],
     )
     (dest / "install-output.txt").write_text(result.stdout + result.stderr, encoding="utf-8")
@@ -165,23 +169,28 @@ def run_tests(
     env_vars = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(site or tree)}
     run_dir.mkdir(parents=True)
     junit = run_dir / "junit.xml"
-    result = run_sandboxed(
-        _pytest_argv(env, package, files, junit),
-        tree,
-        timeout_s=limits.test_timeout_s,
-        memory_mb=limits.test_memory_mb,
-        env=env_vars,
-        extra_path=[env.bin_dir],
-        tmp_root=run_dir,
-        writable=[run_dir],
-    )
+    report_fd = os.open(junit, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        result = run_sandboxed(
+            _pytest_argv(env, package, files, f"/dev/fd/{report_fd}"),
+            tree,
+            timeout_s=limits.test_timeout_s,
+            memory_mb=limits.test_memory_mb,
+            env=env_vars,
+            extra_path=[env.bin_dir],
+            tmp_root=run_dir,
+            readable=[*python_paths(env.python), *([site] if site else [])],
+            pass_fds=[report_fd],
+        )
+    finally:
+        os.close(report_fd)
     (run_dir / "output.txt").write_text(
         f"$ exit {result.returncode} timed_out={result.timed_out}\n"
         f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}\n",
         encoding="utf-8",
     )
     try:
-        return result, read_junit(junit), None
+        return result, read_checked_junit(junit, result.stdout, result.returncode), None
     except JunitError as exc:
         return result, {}, str(exc)
 
@@ -229,7 +238,7 @@ def _broken_side(runs: list[SideRun], side: str, limits_s: float) -> str | None:
         if run.timed_out:
             return f"the tests {side} ran past the time limit of {limits_s:g}s (test_timeout_s)"
         if run.junit_error is not None:
-            return f"the tests {side} wrote no usable report: {run.junit_error}"
+            return f"the tests {side} gave no trustworthy result: {run.junit_error}"
     return None
 
 
