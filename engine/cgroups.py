@@ -48,23 +48,16 @@ class SandboxCgroup:
         return tuple(folder / "cgroup.procs" for folder in self.folders)
 
     def limits_hit(self) -> tuple[str, ...]:
-        """Which totals the command ran into: "memory" (a process was killed or refused
-        memory at the limit) and/or "processes" (a fork was refused at the limit)."""
+        """Which totals the command ran into: "memory" (a process was killed at the limit) and/or
+        "processes" (a fork was refused at the limit). Reclaiming page cache at the memory limit
+        is not counted: only a kill is."""
+        memory, pids = (self.folders[0], self.folders[0]) if self.version == 2 else self.folders
+        oom = _events(memory / ("memory.events" if self.version == 2 else "memory.oom_control"))
         hit = []
-        if self.version == 2:
-            events = _events(self.folders[0] / "memory.events")
-            if events.get("oom_kill", 0) or events.get("max", 0):
-                hit.append("memory")
-            if _events(self.folders[0] / "pids.events").get("max", 0):
-                hit.append("processes")
-        else:
-            memory, pids = self.folders
-            if _events(memory / "memory.oom_control").get("oom_kill", 0) or _read_int(
-                memory / "memory.failcnt"
-            ):
-                hit.append("memory")
-            if _events(pids / "pids.events").get("max", 0):
-                hit.append("processes")
+        if oom.get("oom_kill", 0):
+            hit.append("memory")
+        if _events(pids / "pids.events").get("max", 0):
+            hit.append("processes")
         return tuple(hit)
 
     def kill(self) -> None:
@@ -94,10 +87,6 @@ class SandboxCgroup:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.01)
-
-
-def _read_int(path: Path) -> int:
-    return int(path.read_text(encoding="ascii").split()[0])
 
 
 def _events(path: Path) -> dict[str, int]:

@@ -91,7 +91,8 @@ class SandboxResult(BaseModel):
 
     `returncode` is the command's exit status (128+N when killed by signal N); when `timed_out`
     is true the command was killed and `returncode` says nothing about it. `limits_hit` names
-    the totals it ran into: "memory" and/or "processes".
+    the totals it ran into: "memory" and/or "processes". `stdout_truncated` says whether
+    `stdout` holds only the tail of what it wrote.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -101,6 +102,7 @@ class SandboxResult(BaseModel):
     stderr: str
     timed_out: bool
     duration_s: float
+    stdout_truncated: bool
     limits_hit: tuple[str, ...] = ()
 
 
@@ -119,6 +121,7 @@ class _Limits(NamedTuple):
     memory_mb: int
     max_processes: int
     max_file_mb: int
+    output_tail_bytes: int = OUTPUT_TAIL_BYTES
 
 
 def _unavailable(reason: str) -> CraError:
@@ -252,12 +255,14 @@ class _TailReader(threading.Thread):
         self._fd = fd
         self._keep = keep
         self._tail = bytearray()
+        self.truncated = False
 
     def run(self) -> None:
         while chunk := os.read(self._fd, _READ_CHUNK):
             self._tail += chunk
             if len(self._tail) > self._keep:
                 del self._tail[: -self._keep]
+                self.truncated = True
 
     def text(self) -> str:
         return self._tail.decode("utf-8", "replace")
@@ -325,7 +330,7 @@ def _launch(
                 os.close(status_w)
             status = _TailReader(status_r)
             status.start()
-            returncode, stdout, stderr, timed_out = _wait(proc, limits.timeout_s, cgroup)
+            returncode, stdout, stderr, timed_out = _wait(proc, limits, cgroup)
             duration = time.monotonic() - started
             status.join()
         finally:
@@ -333,11 +338,12 @@ def _launch(
         hit = cgroup.limits_hit() if cgroup is not None else ()
     code = _exit_code(status.text())
     if code is None and not timed_out:
-        raise _SetupFailed(f"the sandbox setup failed (exit {returncode}): {stderr.strip()}")
+        raise _SetupFailed(f"the sandbox setup failed (exit {returncode}): {stderr.text().strip()}")
     return SandboxResult(
         returncode=returncode if code is None else code,
-        stdout=stdout,
-        stderr=stderr,
+        stdout=stdout.text(),
+        stdout_truncated=stdout.truncated,
+        stderr=stderr.text(),
         timed_out=timed_out,
         duration_s=duration,
         limits_hit=hit,
@@ -356,14 +362,17 @@ def _exits_within(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
 
 
 def _wait(
-    proc: subprocess.Popen[bytes], timeout_s: float, cgroup: SandboxCgroup | None
-) -> tuple[int, str, str, bool]:
-    """Drain `proc`'s output until it ends or `timeout_s` passes, then kill the whole sandbox."""
+    proc: subprocess.Popen[bytes], limits: _Limits, cgroup: SandboxCgroup | None
+) -> tuple[int, _TailReader, _TailReader, bool]:
+    """Drain `proc`'s output until it ends or its time is up, then kill the whole sandbox."""
     assert proc.stdout is not None and proc.stderr is not None
-    readers = [_TailReader(proc.stdout.fileno()), _TailReader(proc.stderr.fileno())]
+    readers = [
+        _TailReader(proc.stdout.fileno(), limits.output_tail_bytes),
+        _TailReader(proc.stderr.fileno()),
+    ]
     for reader in readers:
         reader.start()
-    timed_out = not _exits_within(proc, timeout_s)
+    timed_out = not _exits_within(proc, limits.timeout_s)
     if timed_out:
         kill_group(proc.pid)
         if cgroup is not None:
@@ -373,7 +382,7 @@ def _wait(
         reader.join()
     proc.stdout.close()
     proc.stderr.close()
-    return proc.returncode, readers[0].text(), readers[1].text(), timed_out
+    return proc.returncode, readers[0], readers[1], timed_out
 
 
 _PROBE_SCRIPT = (
@@ -482,19 +491,21 @@ def run_sandboxed(
     pass_fds: Sequence[int] = (),
     max_processes: int = MAX_PROCESSES,
     max_file_mb: int = MAX_FILE_MB,
+    stdout_tail_bytes: int = OUTPUT_TAIL_BYTES,
 ) -> SandboxResult:
     """Run `argv` in `cwd` isolated (see the module docstring) and return how it ended.
 
     `env` adds variables to the scrubbed environment; `extra_path` folders come first on PATH
     (a virtual environment's bin/, for instance), and must be readable (`python_paths` gives
-    what an interpreter needs). The throwaway HOME/TMPDIR folder is made under `tmp_root` (the
-    system temp folder when None) and removed afterwards. The command sees only the system,
+    what an interpreter needs); only the last `stdout_tail_bytes` of stdout are kept. The
+    throwaway HOME/TMPDIR folder is made under `tmp_root` (the system temp folder when None)
+    and removed afterwards. The command sees only the system,
     `readable` (read-only), and `cwd`, that folder and the existing `writable` folders.
     """
     if not argv:
         raise ValueError("run_sandboxed needs a command")
     tools = _checked_tools()
-    limits = _Limits(timeout_s, memory_mb, max_processes, max_file_mb)
+    limits = _Limits(timeout_s, memory_mb, max_processes, max_file_mb, stdout_tail_bytes)
     with _view(tmp_root, readable, [cwd, *writable]) as (home, view):
         try:
             return _launch(

@@ -16,12 +16,20 @@ from engine.checks.context import PackageContext, failed, passed
 from engine.errors import CraError
 from engine.manifest import MANIFEST_FILE, ManifestV1
 from engine.report import CheckResult
-from engine.sandbox import MAX_PROCESSES, SandboxResult, python_paths, run_sandboxed
+from engine.sandbox import (
+    MAX_PROCESSES,
+    OUTPUT_TAIL_BYTES,
+    SandboxResult,
+    python_paths,
+    run_sandboxed,
+)
 from engine.snapshot import SnapshotError, write_snapshot
 from engine.uvtool import UvStepError, build_offline_venv, offline_install_args, uv_settings
 
 NAME = "dry-run"
 TAIL_LINES = 12
+# The whole listing is kept to count it: about 70 bytes a test.
+COLLECT_OUTPUT_MAX_BYTES = 16 * 1024 * 1024
 TAIL_MAX_CHARS = 1500
 _COLLECTED = re.compile(
     r"(\d+)(?:/\d+)? tests? collected(?: \(\d+ deselected\))?"
@@ -79,6 +87,7 @@ def _sandbox(
     env: dict[str, str],
     readable: list[Path],
     writable: tuple[Path, ...] = (),
+    stdout_tail_bytes: int = OUTPUT_TAIL_BYTES,
 ) -> SandboxResult:
     try:
         return run_sandboxed(
@@ -90,6 +99,7 @@ def _sandbox(
             tmp_root=ctx.scratch,
             readable=readable,
             writable=writable,
+            stdout_tail_bytes=stdout_tail_bytes,
         )
     except CraError as exc:
         raise _StepFailed(str(exc), None) from exc
@@ -162,13 +172,15 @@ def _with_tail(summary: str, result: SandboxResult, snapshot: Path) -> str:
     return f"{summary}:\n{tail}" if tail else summary
 
 
-def _checked_count(stdout: str) -> int | str:
+def _checked_count(result: SandboxResult) -> int | str:
     """How many tests the collection found, or why its output cannot be believed.
 
     `--collect-only -q` prints one test id a line, then the count as its last line; the code
     under collection can print too, so the two must agree and nothing may follow the count.
     """
-    lines = [line.strip() for line in stdout.splitlines() if line.strip()]
+    if result.stdout_truncated:
+        return f"the collection printed more than {COLLECT_OUTPUT_MAX_BYTES} bytes"
+    lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]
     match = _COLLECTED.fullmatch(lines[-1]) if lines else None
     if match is None:
         return "pytest's count of collected tests is not the last line of its output"
@@ -202,12 +214,19 @@ def check_dry_run(ctx: PackageContext) -> list[CheckResult]:
         wheels = len(list(python.parent.parent.glob("lib/python*/site-packages/*.dist-info")))
         if manifest.install_repo:
             _install_repo(ctx, python, snapshot)
-        result = _sandbox(ctx, collect_argv(manifest, python), snapshot, {}, python_paths(python))
+        result = _sandbox(
+            ctx,
+            collect_argv(manifest, python),
+            snapshot,
+            {},
+            python_paths(python),
+            stdout_tail_bytes=COLLECT_OUTPUT_MAX_BYTES,
+        )
     except _StepFailed as exc:
         return [failed(NAME, exc.detail, exc.path)]
     if result.timed_out or result.returncode != 0:
         return [_collection_failure(ctx, manifest.runner, result, snapshot)]
-    count = _checked_count(result.stdout)
+    count = _checked_count(result)
     if isinstance(count, str):
         return [
             failed(
