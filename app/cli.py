@@ -17,6 +17,7 @@ from app.cli_review import review
 from app.cli_serve import serve
 from app.cli_train import train
 from app.cli_train_plan import train_plan
+from app.visible_output import visible_output
 from engine.errors import CraError
 from engine.mining.settings import FilterSettings
 from engine.repopack.build import DEFAULT_PYTHON, DEFAULT_TEST_COMMAND
@@ -25,7 +26,12 @@ from engine.workspace import ENV_VAR, Workspace
 
 
 class CraGroup(click.Group):
-    """Turns operator errors into a one-line message and exit status 1, never a traceback."""
+    """Turns operator errors into a one-line message and exit status 1, never a traceback;
+    everything a command prints shows control characters as visible escapes."""
+
+    def main(self, *args, **kwargs):
+        with visible_output():
+            return super().main(*args, **kwargs)
 
     def invoke(self, ctx: click.Context):
         try:

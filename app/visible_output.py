@@ -1,0 +1,58 @@
+"""The CLI's stdout and stderr pass every write through `engine.terminal_text.visible`.
+
+Commands print commit subjects, test ids, logged prompts, server replies: text from outside.
+Rather than trust every `click.echo` to remember, `cra` swaps both streams for the length of a
+command, so no output path can print a control character raw. The console itself is untouched:
+Textual writes to the terminal through `sys.__stderr__`, and its panes neutralise what they show.
+"""
+
+import contextlib
+import io
+import sys
+from collections.abc import Iterator
+from typing import TextIO
+
+from engine.terminal_text import visible
+
+
+class _VisibleStream(io.TextIOBase):
+    """A text stream writing `visible(text)` to the stream it wraps."""
+
+    def __init__(self, inner: TextIO) -> None:
+        super().__init__()
+        self._inner = inner
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._inner.encoding
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return self._inner.errors
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._inner.write(visible(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._inner.flush()
+
+    def isatty(self) -> bool:
+        return self._inner.isatty()
+
+    def fileno(self) -> int:
+        return self._inner.fileno()
+
+
+@contextlib.contextmanager
+def visible_output() -> Iterator[None]:
+    """Within the block, `sys.stdout` and `sys.stderr` show control characters as escapes."""
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _VisibleStream(out), _VisibleStream(err)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = out, err
