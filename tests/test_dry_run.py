@@ -173,3 +173,20 @@ def test_a_collection_count_printed_by_the_code_is_not_trusted(valid_package: Pa
         "test collection is untrusted: pytest's last line says 999 tests were collected, "
         "but it listed 10:"
     )
+
+
+def test_ids_with_spaces_and_a_warnings_summary_are_counted_right(
+    valid_package: Path, tmp_path: Path
+):
+    """Test ids may hold spaces, and pytest's warnings summary after the listing names tests too:
+    neither makes an honest collection look untrusted."""
+    module = (
+        "import warnings\n\nimport pytest\n\n"
+        "warnings.warn('Test: tests/test_spaced.py::test_words, deprecated', UserWarning)\n\n\n"
+        "@pytest.mark.parametrize('text', ['two words', 'three more words'])\n"
+        "def test_words(text):\n    assert ' ' in text\n"
+    )
+    commit_files(valid_package, {"tests/test_spaced.py": module}, "Add spaced ids")
+    [result] = check_dry_run(checked(valid_package, tmp_path))
+    assert result.ok, result.detail
+    assert result.detail.endswith("pytest collected 12 tests")

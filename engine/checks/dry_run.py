@@ -7,6 +7,7 @@ collection step (`pytest --collect-only`) runs inside `run_sandboxed`: no networ
 a memory limit.
 """
 
+import itertools
 import re
 from pathlib import Path
 
@@ -175,17 +176,22 @@ def _with_tail(summary: str, result: SandboxResult, snapshot: Path) -> str:
 def _checked_count(result: SandboxResult) -> int | str:
     """How many tests the collection found, or why its output cannot be believed.
 
-    `--collect-only -q` prints one test id a line, then the count as its last line; the code
-    under collection can print too, so the two must agree and nothing may follow the count.
+    `--collect-only -q` prints the test ids, one a line with no blank line between them (an id
+    may hold spaces), then, after a blank line, warnings, and the count as its very last line.
+    The code under collection can print too, so the listing and the count must agree and
+    nothing may follow the count.
     """
     if result.stdout_truncated:
         return f"the collection printed more than {COLLECT_OUTPUT_MAX_BYTES} bytes"
-    lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]
-    match = _COLLECTED.fullmatch(lines[-1]) if lines else None
+    lines = result.stdout.splitlines()
+    filled = [line.strip() for line in lines if line.strip()]
+    match = _COLLECTED.fullmatch(filled[-1]) if filled else None
     if match is None:
         return "pytest's count of collected tests is not the last line of its output"
     said = int(match.group(1))
-    listed = sum(1 for line in lines[:-1] if "::" in line and " " not in line)
+    first = next((i for i, line in enumerate(lines) if "::" in line), len(lines))
+    listing = itertools.takewhile(lambda line: line.strip() and "::" in line, lines[first:])
+    listed = sum(1 for _ in listing)
     if listed != said:
         return f"pytest's last line says {said} tests were collected, but it listed {listed}"
     return said
