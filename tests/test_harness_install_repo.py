@@ -8,10 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from package_commits import add_task_commit
 from test_dry_run import BACKEND, add_build_backend
 
-from engine.demo.hostile import commit_files, edit_manifest
-from engine.demo.repo import demo_git
+from engine.demo.hostile import commit_files
 from engine.harness.attempts import run_attempt
 from engine.harness.campaigns import CampaignSpec, create_campaign
 from engine.harness.task_validation import validate_task
@@ -24,38 +24,20 @@ TEST_SHOUT = (
 )
 
 
-def _add_commit(package: Path, files: dict[str, str], subject: str, tests: list[str]) -> str:
-    parent = demo_git(package / "repo", "rev-parse", "HEAD")
-    sha = commit_files(package, files, subject)
-    entry = {
-        "sha": sha,
-        "parent": parent,
-        "date": "2024-04-02T10:00:00Z",
-        "subject": subject,
-        "files_changed": len(files),
-        "lines_added": 6,
-        "lines_deleted": 0,
-        "planning_type": "step_plan",
-        "test_files": tests,
-    }
-    edit_manifest(package, lambda data: data["commits"].append(entry))
-    return sha
-
-
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory, _package_template: Path):
     root = tmp_path_factory.mktemp("install-repo")
     package = root / "drive" / "textkit"
     shutil.copytree(_package_template, package, symlinks=True)
     add_build_backend(package, BACKEND)
-    shout = _add_commit(
+    shout = add_task_commit(
         package,
         {"textkit/shout.py": SHOUT, "tests/test_shout.py": TEST_SHOUT},
         "Add shout",
         ["tests/test_shout.py"],
     )
     pyproject = (package / "repo" / "pyproject.toml").read_text(encoding="utf-8")
-    broken = _add_commit(
+    broken = add_task_commit(
         package,
         {
             "pyproject.toml": pyproject.replace('"mini_backend"', '"missing_backend"'),

@@ -10,9 +10,8 @@ import socket
 from pathlib import Path
 
 import pytest
+from package_commits import add_task_commit
 
-from engine.demo.hostile import commit_files, edit_manifest
-from engine.demo.repo import demo_git
 from engine.harness.task_validation import validate_task
 from engine.ingest import approve_package
 from engine.workspace import Workspace
@@ -39,21 +38,9 @@ def test_reaches_the_listener():
 
 
 def _commit_test(package: Path, name: str, text: str, subject: str) -> str:
-    parent = demo_git(package / "repo", "rev-parse", "HEAD")
-    sha = commit_files(package, {name: text}, subject)
-    entry = {
-        "sha": sha,
-        "parent": parent,
-        "date": "2024-04-01T10:00:00Z",
-        "subject": subject,
-        "files_changed": 1,
-        "lines_added": text.count("\n"),
-        "lines_deleted": 0,
-        "planning_type": "test_plan",
-        "test_files": [name],
-    }
-    edit_manifest(package, lambda data: data["commits"].append(entry))
-    return sha
+    return add_task_commit(
+        package, {name: text}, subject, [name], "test_plan", "2024-04-01T10:00:00Z"
+    )
 
 
 @pytest.fixture
@@ -145,22 +132,9 @@ def test_a_report_rewritten_by_the_tested_code_is_not_trusted(
     """A report rewritten by an atexit hook is caught: pytest's summary and exit say 1 failed."""
     package = tmp_path / "drive" / "textkit"
     shutil.copytree(_package_template, package, symlinks=True)
-    repo = package / "repo"
-    parent = demo_git(repo, "rev-parse", "HEAD")
     files = {"textkit/forged.py": FORGED_MODULE, "tests/test_forger.py": FORGER}
-    sha = commit_files(package, files, "Add a module whose test forges its report")
-    entry = {
-        "sha": sha,
-        "parent": parent,
-        "date": "2024-04-02T10:00:00Z",
-        "subject": "Add a module whose test forges its report",
-        "files_changed": 2,
-        "lines_added": 30,
-        "lines_deleted": 0,
-        "planning_type": "step_plan",
-        "test_files": ["tests/test_forger.py"],
-    }
-    edit_manifest(package, lambda data: data["commits"].append(entry))
+    subject = "Add a module whose test forges its report"
+    sha = add_task_commit(package, files, subject, ["tests/test_forger.py"])
     root = tmp_path / "ws"
     root.mkdir()
     (root / "cra.toml").write_text(

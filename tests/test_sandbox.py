@@ -25,16 +25,17 @@ from engine.sandbox import OUTPUT_TAIL_BYTES, python_paths, run_sandboxed
 PYTHON = python_paths(Path(sys.executable))
 
 
-def run_python(code: str, tmp_path: Path, **kwargs):
+def run_python(code: str, cwd: Path, *args: str, **kwargs):
+    """`python -c code args…` sandboxed in `cwd`, its throwaway HOME under `cwd` too."""
     options = {
         "timeout_s": 30.0,
         "memory_mb": 1024,
         "env": {},
-        "tmp_root": tmp_path,
+        "tmp_root": cwd,
         "readable": PYTHON,
         **kwargs,
     }
-    return run_sandboxed([sys.executable, "-c", code], tmp_path, **options)
+    return run_sandboxed([sys.executable, "-c", code, *args], cwd, **options)
 
 
 def test_connect_fails_inside_but_works_outside(tmp_path: Path):
@@ -78,15 +79,7 @@ def test_a_unix_socket_on_the_host_is_out_of_reach(tmp_path: Path):
             server.listen()
             with socket.socket(socket.AF_UNIX) as probe:
                 probe.connect(str(path))
-            result = run_sandboxed(
-                [sys.executable, "-c", CONNECT_UNIX, str(path)],
-                tmp_path,
-                timeout_s=30.0,
-                memory_mb=1024,
-                env={},
-                tmp_root=tmp_path,
-                readable=PYTHON,
-            )
+            result = run_python(CONNECT_UNIX, tmp_path, str(path))
     finally:
         shutil.rmtree(folder)
     assert result.stdout.strip() == str(errno.ENOENT), result.stderr
@@ -100,15 +93,7 @@ def test_an_abstract_socket_on_the_host_is_out_of_reach(tmp_path: Path):
         server.listen()
         with socket.socket(socket.AF_UNIX) as probe:
             probe.connect("\0" + name)
-        result = run_sandboxed(
-            [sys.executable, "-c", CONNECT_UNIX, "@" + name],
-            tmp_path,
-            timeout_s=30.0,
-            memory_mb=1024,
-            env={},
-            tmp_root=tmp_path,
-            readable=PYTHON,
-        )
+        result = run_python(CONNECT_UNIX, tmp_path, "@" + name)
     assert result.stdout.strip() == str(errno.ECONNREFUSED), result.stderr
 
 
@@ -124,15 +109,7 @@ def test_files_outside_the_view_cannot_be_read(tmp_path: Path, worktree: Path):
         "print('tmp', sorted(os.listdir('/tmp')))\n"
         "print('passwd', open('/etc/passwd').read().count(':x:'))\n"
     )
-    result = run_sandboxed(
-        [sys.executable, "-c", code, *paths],
-        worktree,
-        timeout_s=30.0,
-        memory_mb=1024,
-        env={},
-        tmp_root=worktree,
-        readable=PYTHON,
-    )
+    result = run_python(code, worktree, *paths)
     lines = result.stdout.splitlines()
     assert lines[: len(paths)] == [f"{path} False" for path in paths], result.stderr
     top = tmp_path.parts[2] if tmp_path.parts[1] == "tmp" else None
@@ -309,16 +286,7 @@ def test_a_passed_descriptor_reaches_the_command_and_its_file_stays_out_of_sight
         "    f.write('<testsuites/>')\n"
     )
     try:
-        result = run_sandboxed(
-            [sys.executable, "-c", code, str(fd)],
-            worktree,
-            timeout_s=30.0,
-            memory_mb=1024,
-            env={},
-            tmp_root=worktree,
-            readable=PYTHON,
-            pass_fds=[fd],
-        )
+        result = run_python(code, worktree, str(fd), pass_fds=[fd])
     finally:
         os.close(fd)
     assert result.stdout == "False\n", result.stderr
@@ -451,15 +419,7 @@ WRITE_EACH = (
 
 def write_each(cwd: Path, paths: list[str], **kwargs) -> dict[str, str]:
     """Each path mapped to 'ok' or the errno the sandboxed write got."""
-    options = {
-        "timeout_s": 30.0,
-        "memory_mb": 1024,
-        "env": {},
-        "tmp_root": cwd.parent,
-        "readable": PYTHON,
-        **kwargs,
-    }
-    result = run_sandboxed([sys.executable, "-c", WRITE_EACH, *paths], cwd, **options)
+    result = run_python(WRITE_EACH, cwd, *paths, **{"tmp_root": cwd.parent, **kwargs})
     assert result.returncode == 0, result.stderr
     return dict(line.rsplit(" ", 1) for line in result.stdout.splitlines())
 
@@ -487,16 +447,7 @@ def test_writes_inside_the_worktree_temp_and_writable_folders_go_through(
         f"pathlib.Path({str(reports / 'out.txt')!r}).write_text('j')\n"
         "print(f.name)\n"
     )
-    result = run_sandboxed(
-        [sys.executable, "-c", code],
-        worktree,
-        timeout_s=30.0,
-        memory_mb=1024,
-        env={},
-        tmp_root=tmp_path,
-        readable=PYTHON,
-        writable=[reports],
-    )
+    result = run_python(code, worktree, tmp_root=tmp_path, writable=[reports])
     assert result.returncode == 0, result.stderr
     assert (worktree / "relative.txt").read_text() == "r"
     assert (worktree / "pkg" / "nested.txt").read_text() == "n"

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from package_commits import add_task_commit
 from test_import_logs import _SCHEMA, _call, _run
 
 from app.cli import cli
-from engine.demo.hostile import commit_files, edit_manifest
-from engine.demo.repo import demo_git
 from engine.ingest import approve_package
 from engine.terminal_text import visible
 from engine.workspace import Workspace
@@ -106,21 +105,8 @@ def test_harness_validate_neutralises_a_hostile_commit_subject(
     """A commit subject holding escape sequences is printed escaped, not interpreted."""
     package = tmp_path / "drive" / "textkit"
     shutil.copytree(_package_template, package, symlinks=True)
-    parent = demo_git(package / "repo", "rev-parse", "HEAD")
     subject = f"Add a note {HOSTILE}"
-    sha = commit_files(package, {"NOTES.txt": "notes\n"}, subject)
-    entry = {
-        "sha": sha,
-        "parent": parent,
-        "date": "2024-04-03T10:00:00Z",
-        "subject": subject,
-        "files_changed": 1,
-        "lines_added": 1,
-        "lines_deleted": 0,
-        "planning_type": "step_plan",
-        "test_files": ["tests/test_slug.py"],
-    }
-    edit_manifest(package, lambda data: data["commits"].append(entry))
+    sha = add_task_commit(package, {"NOTES.txt": "notes\n"}, subject, ["tests/test_slug.py"])
     root = tmp_path / "ws"
     root.mkdir()
     (root / "cra.toml").write_text("[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\n")
