@@ -17,22 +17,28 @@ from app.cli_review import review
 from app.cli_serve import serve
 from app.cli_train import train
 from app.cli_train_plan import train_plan
+from app.output import echo, echo_json
 from engine.errors import CraError
 from engine.mining.settings import FilterSettings
 from engine.repopack.build import DEFAULT_PYTHON, DEFAULT_TEST_COMMAND
 from engine.repopack.wheels import DEFAULT_PLATFORM
+from engine.terminal_text import neutralise
 from engine.workspace import ENV_VAR, Workspace
 
 
 class CraGroup(click.Group):
-    """Turns operator errors into a one-line message and exit status 1, never a traceback."""
+    """Turns operator errors into a one-line message and exit status 1, never a traceback;
+    click's own error messages are neutralised too, since they can quote untrusted text."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except CraError as exc:
-            click.echo(f"error: {exc}", err=True)
+            echo(f"error: {exc}", err=True)
             sys.exit(1)
+        except click.ClickException as exc:
+            exc.message = neutralise(exc.message)
+            raise
 
 
 def _workspace(ctx: click.Context) -> Workspace:
@@ -85,12 +91,12 @@ def demo(ctx: click.Context, fresh: bool, no_open: bool, run_loop_too: bool) -> 
 
     root = ctx.obj["workspace"] or Path("cra-demo")
     ws, drive = prepare_demo(root, fresh=fresh or run_loop_too)
-    click.echo(f"demo workspace: {ws.root}\ndemo drive:     {drive}")
+    echo(f"demo workspace: {ws.root}\ndemo drive:     {drive}")
     if run_loop_too:
         from engine.demo.loop import run_loop
 
-        name = run_loop(ws, drive, click.echo)
-        click.echo(f"the loop is done: {name} was trained, evaluated, promoted and rolled back")
+        name = run_loop(ws, drive, echo)
+        echo(f"the loop is done: {name} was trained, evaluated, promoted and rolled back")
         return
     if not no_open:
         from app.app import CraApp
@@ -108,7 +114,7 @@ def report(ctx: click.Context, since: str) -> None:
     from engine.morning_report import morning_report, parse_since, report_text
 
     moment = parse_since(since, datetime.now(UTC))
-    click.echo(report_text(morning_report(_workspace(ctx), moment), moment))
+    echo(report_text(morning_report(_workspace(ctx), moment), moment))
 
 
 @cli.group()
@@ -121,7 +127,7 @@ def manifest_schema() -> None:
     """Print the JSON Schema of the current manifest version."""
     from engine.manifest import manifest_json_schema
 
-    click.echo(json.dumps(manifest_json_schema(), indent=2))
+    echo(json.dumps(manifest_json_schema(), indent=2))
 
 
 @cli.group()
@@ -132,17 +138,17 @@ def ingest() -> None:
 def _print_report(report) -> None:
     verdict = "OK" if report.ok else "REJECTED"
     s = report.summary
-    click.echo(f"{report.package}: {verdict}")
-    click.echo(
+    echo(f"{report.package}: {verdict}")
+    echo(
         f"  {s.name or '?'}: {s.commit_count} commits, {s.wheel_count} wheels, "
         f"{s.file_count} files, {s.size_bytes} bytes"
     )
     for check in report.checks:
         mark = "ok  " if check.ok else "skip" if check.skipped else "FAIL"
         where = f" [{check.path}]" if check.path else ""
-        click.echo(f"  {mark} {check.name}{where}: {check.detail}")
+        echo(f"  {mark} {check.name}{where}: {check.detail}")
     for flag in report.flags:
-        click.echo(f"  FLAG {flag.kind} [{flag.path}:{flag.line}]: {flag.detail}")
+        echo(f"  FLAG {flag.kind} [{flag.path}:{flag.line}]: {flag.detail}")
 
 
 @ingest.command("validate")
@@ -159,7 +165,7 @@ def ingest_validate(ctx: click.Context, path: Path, as_json: bool) -> None:
     except CraError as exc:
         raise click.UsageError(str(exc)) from exc
     if as_json:
-        click.echo(report.model_dump_json(indent=2))
+        echo_json(report)
     else:
         _print_report(report)
     sys.exit(0 if report.ok else 1)
@@ -175,9 +181,9 @@ def ingest_approve(ctx: click.Context, path: Path, operator: str | None) -> None
 
     result = approve_package(_workspace(ctx), path, operator=operator)
     if result.already_approved:
-        click.echo(f"{result.name}: already approved as {result.corpus_path}; nothing copied")
+        echo(f"{result.name}: already approved as {result.corpus_path}; nothing copied")
     else:
-        click.echo(f"{result.name}: approved into {result.corpus_path}")
+        echo(f"{result.name}: approved into {result.corpus_path}")
 
 
 @ingest.command("reject")
@@ -190,7 +196,7 @@ def ingest_reject(ctx: click.Context, path: Path, reason: str, operator: str | N
     from engine.ingest import reject_package
 
     decision = reject_package(_workspace(ctx), path, reason=reason, operator=operator)
-    click.echo(f"{decision.name or path}: rejected ({decision.reason})")
+    echo(f"{decision.name or path}: rejected ({decision.reason})")
 
 
 @ingest.command("list")
@@ -202,12 +208,12 @@ def ingest_list(ctx: click.Context, as_json: bool) -> None:
 
     entries = list_corpus(_workspace(ctx))
     if as_json:
-        click.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
+        echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
         return
     if not entries:
-        click.echo("corpus is empty")
+        echo("corpus is empty")
     for e in entries:
-        click.echo(
+        echo(
             f"{e.name:<24} {e.digest[:12]}  {e.commit_count:>4} commits  "
             f"{e.wheel_count:>3} wheels  {e.approved_at}  {e.approved_by}  {e.corpus_path}"
         )
@@ -230,14 +236,14 @@ def ingest_drives(ctx: click.Context, usb_dirs: tuple[Path, ...], as_json: bool)
     ws = _workspace(ctx)
     drives = scan_drives(ws.config.usb, list(usb_dirs))
     if as_json:
-        click.echo(json.dumps([d.model_dump(mode="json") for d in drives], indent=2))
+        echo(json.dumps([d.model_dump(mode="json") for d in drives], indent=2))
         return
     if not drives:
-        click.echo("no drives found")
+        echo("no drives found")
     for drive in drives:
-        click.echo(f"{drive.path}")
+        echo(f"{drive.path}")
         for pkg in drive.packages:
-            click.echo(f"  {pkg}")
+            echo(f"  {pkg}")
 
 
 def _option_problem(error) -> str:
@@ -360,10 +366,10 @@ def package(
         raise click.UsageError("\n".join(map(_option_problem, exc.errors()))) from exc
     result = package_repository(options)
     for line in summary_lines(result):
-        click.echo(line)
+        echo(line)
     if report:
         for line in report_lines(result):
-            click.echo(line)
+            echo(line)
 
 
 @cli.group()
@@ -387,12 +393,12 @@ def harness_validate(ctx: click.Context, package: str, commits: tuple[str, ...])
     for sha in shas:
         task = validate_task(ws, found.digest, sha)
         usable += task.status == "usable"
-        click.echo(
+        echo(
             f"{sha[:12]} {task.status:<8} F2P {len(task.fail_to_pass):>3}  "
             f"P2P {len(task.pass_to_pass):>3}  flaky {len(task.flaky):>2}  {task.subject}"
             + ("" if task.status == "usable" else f"  ({task.reason})")
         )
-    click.echo(f"{usable} of {len(shas)} commits are usable tasks")
+    echo(f"{usable} of {len(shas)} commits are usable tasks")
 
 
 def _floats(value: str) -> list[float]:
@@ -451,9 +457,7 @@ def harness_run(
     )
     campaign_id = create_campaign(ws, spec, ws.config.operator)
     job_id = start_campaign(ws, campaign_id)
-    click.echo(
-        f"campaign {campaign_id} started (job {job_id}); the console's Harness pane shows it"
-    )
+    echo(f"campaign {campaign_id} started (job {job_id}); the console's Harness pane shows it")
     if wait:
         _follow(ws, campaign_id)
 
@@ -472,11 +476,11 @@ def _follow(ws: Workspace, campaign_id: int) -> None:
             [campaign_id, shown],
         ).fetchall()
         for attempt_id, name, sha, temp, seed, outcome, reason in rows:
-            click.echo(f"{attempt_id:>6} {name} {sha[:12]} t={temp:g} s={seed} {outcome}: {reason}")
+            echo(f"{attempt_id:>6} {name} {sha[:12]} t={temp:g} s={seed} {outcome}: {reason}")
             shown = max(shown, attempt_id)
         if status not in ("running", "pausing", "stopping"):
             reason = campaign_row(ws, campaign_id)["reason"]
-            click.echo(f"campaign {campaign_id} {status}" + (f": {reason}" if reason else ""))
+            echo(f"campaign {campaign_id} {status}" + (f": {reason}" if reason else ""))
             return
         time.sleep(1)
 
@@ -491,7 +495,7 @@ def harness_start(ctx: click.Context, campaign_id: int, wait: bool) -> None:
 
     ws = _workspace(ctx)
     job_id = start_campaign(ws, campaign_id)
-    click.echo(f"campaign {campaign_id} started (job {job_id})")
+    echo(f"campaign {campaign_id} started (job {job_id})")
     if wait:
         _follow(ws, campaign_id)
 
@@ -504,7 +508,7 @@ def harness_pause(ctx: click.Context, campaign_id: int) -> None:
     from engine.harness.campaigns import pause_campaign
 
     pause_campaign(_workspace(ctx), campaign_id)
-    click.echo(f"campaign {campaign_id} pausing after its running attempts")
+    echo(f"campaign {campaign_id} pausing after its running attempts")
 
 
 @harness.command("stop")
@@ -515,7 +519,7 @@ def harness_stop(ctx: click.Context, campaign_id: int) -> None:
     from engine.harness.campaigns import stop_campaign
 
     stop_campaign(_workspace(ctx), campaign_id)
-    click.echo(f"campaign {campaign_id} stopping")
+    echo(f"campaign {campaign_id} stopping")
 
 
 @harness.command("status")
@@ -536,7 +540,7 @@ def harness_status(ctx: click.Context) -> None:
             ).fetchall()
         )
         shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-        click.echo(f"campaign {campaign_id} {status}: {shown}" + (f" ({reason})" if reason else ""))
+        echo(f"campaign {campaign_id} {status}: {shown}" + (f" ({reason})" if reason else ""))
 
 
 for _command in (

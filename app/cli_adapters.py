@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from app.output import echo
 from engine.adapters.activation import (
     export_metadata,
     history,
@@ -34,10 +35,10 @@ def adapters_list(ctx: click.Context, stage: str | None) -> None:
     """Every version with its status, base and rank."""
     rows = list_versions(_workspace(ctx), stage)
     if not rows:
-        click.echo("no adapter versions yet: a finished training run registers one")
+        echo("no adapter versions yet: a finished training run registers one")
         return
     for row in rows:
-        click.echo(
+        echo(
             f"{row['name']:<20} {row['status']:<9} {row['base_model']:<9} "
             f"rank {row['rank']}  {row['created_at']}  {row['path']}"
         )
@@ -51,7 +52,7 @@ def adapters_list(ctx: click.Context, stage: str | None) -> None:
 def adapters_promote(ctx: click.Context, name: str, reason: str, operator: str | None) -> None:
     """Make version NAME its stage's active one: gate and files checked, loaded on the server."""
     result = promote_version(_workspace(ctx), name, operator=operator, reason=reason)
-    click.echo(f"{name}: active for {result.stage}\nserver: {result.server}")
+    echo(f"{name}: active for {result.stage}\nserver: {result.server}")
 
 
 @adapters.command("rollback")
@@ -62,7 +63,7 @@ def adapters_promote(ctx: click.Context, name: str, reason: str, operator: str |
 def adapters_rollback(ctx: click.Context, stage: str, reason: str, operator: str | None) -> None:
     """Make STAGE's previously active version active again (the base after the first)."""
     result = rollback_stage(_workspace(ctx), stage, operator=operator, reason=reason)
-    click.echo(f"{stage}: rolled back to {result.active}\nserver: {result.server}")
+    echo(f"{stage}: rolled back to {result.active}\nserver: {result.server}")
 
 
 @adapters.command("trace")
@@ -71,7 +72,7 @@ def adapters_rollback(ctx: click.Context, stage: str, reason: str, operator: str
 def adapters_trace(ctx: click.Context, name: str) -> None:
     """Version NAME's lineage: run, dataset, examples, attempts, commits, packages and hashes."""
     for line in trace_lines(_workspace(ctx), name):
-        click.echo(line)
+        echo(line)
 
 
 @adapters.command("reconcile")
@@ -80,7 +81,7 @@ def adapters_reconcile(ctx: click.Context) -> None:
     """Settle promotions and rollbacks whose process died mid-way."""
     lines = reconcile_intents(_workspace(ctx))
     for line in lines or ["nothing to reconcile: no switch was interrupted"]:
-        click.echo(line)
+        echo(line)
 
 
 @adapters.command("reject")
@@ -91,7 +92,7 @@ def adapters_reconcile(ctx: click.Context) -> None:
 def adapters_reject(ctx: click.Context, name: str, reason: str, operator: str | None) -> None:
     """Mark candidate NAME rejected; it is kept on disk and never promoted."""
     reject(_workspace(ctx), name, reason, operator=operator)
-    click.echo(f"{name}: rejected ({reason})")
+    echo(f"{name}: rejected ({reason})")
 
 
 @adapters.command("resolve")
@@ -99,7 +100,7 @@ def adapters_reject(ctx: click.Context, name: str, reason: str, operator: str | 
 @click.pass_context
 def adapters_resolve(ctx: click.Context, stage: str) -> None:
     """The model name requests for STAGE use: the active version, else the base kind."""
-    click.echo(resolve(_workspace(ctx), stage))
+    echo(resolve(_workspace(ctx), stage))
 
 
 @adapters.command("export")
@@ -109,13 +110,13 @@ def adapters_export(ctx: click.Context, out: Path | None) -> None:
     """Every version as the agent's `adapter_metadata` rows, in JSON."""
     text = json.dumps(export_metadata(_workspace(ctx)), indent=2) + "\n"
     if out is None:
-        click.echo(text, nl=False)
+        echo(text, nl=False)
         return
     try:
         out.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise click.ClickException(f"{out}: cannot write: {exc}") from exc
-    click.echo(f"wrote {out}")
+    echo(f"wrote {out}")
 
 
 @adapters.command("history")
@@ -125,9 +126,9 @@ def adapters_history(ctx: click.Context, stage: str) -> None:
     """STAGE's promotions, rollbacks and rejections, oldest first."""
     records = history(_workspace(ctx), stage)
     if not records:
-        click.echo(f"{stage}: no activation records yet")
+        echo(f"{stage}: no activation records yet")
         return
     for rec in records:
         moved = f"{rec['from_name'] or '-'} -> {rec['to_name'] or '-'}"
         why = f"  ({rec['reason']})" if rec["reason"] else ""
-        click.echo(f"{rec['at']}  {rec['action']:<8} {moved:<30} {rec['operator']}{why}")
+        echo(f"{rec['at']}  {rec['action']:<8} {moved:<30} {rec['operator']}{why}")

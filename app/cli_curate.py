@@ -1,9 +1,11 @@
 """`cra curate-data` and `cra datasets`: make datasets from reviewed data, list and show them."""
 
+import json
 import sys
 
 import click
 
+from app.output import echo, echo_json
 from engine.training_data.curate import KINDS, CurateReport, curate
 from engine.training_data.dataset_files import (
     LINEAGE,
@@ -23,24 +25,24 @@ def _workspace(ctx: click.Context) -> Workspace:
 def _print_report(report: CurateReport) -> None:
     for done in report.curated:
         counts, replay = done.manifest.counts, done.manifest.replay
-        click.echo(
+        echo(
             f"curated {done.id}: {counts.train} train ({counts.replay} replayed, "
             f"{replay.share:.0%} of train, target {replay.target_share:.0%}), "
             f"{counts.eval} eval -> {done.path}"
         )
         if done.target_examples is not None and counts.train < done.target_examples:
-            click.echo(
+            echo(
                 f"  note: below the plan's target of {done.target_examples:,} train rows "
                 "(seed 004 §7.2); a run on it is a small round"
             )
-        click.echo(
+        echo(
             f"  {counts.candidates} candidates: {counts.excluded_by_review} rejected in review, "
             f"{counts.flipped_by_review} flipped, {counts.exact_duplicates} exact and "
             f"{counts.near_duplicates} near duplicates, {counts.dropped_for_balance} cut for "
             "domain balance"
         )
     for blocked in report.blocked:
-        click.echo(f"blocked {blocked.stage} ({blocked.format}): {blocked.reason}")
+        echo(f"blocked {blocked.stage} ({blocked.format}): {blocked.reason}")
 
 
 @click.command("curate-data")
@@ -67,7 +69,7 @@ def curate_data(
     """
     report = curate(_workspace(ctx), stage=stage, format=format_, plan_ref=plan_ref)
     if as_json:
-        click.echo(report.model_dump_json(indent=2))
+        echo_json(report)
     else:
         _print_report(report)
     if not report.curated:
@@ -87,13 +89,13 @@ def datasets_list(ctx: click.Context, stage: str | None, as_json: bool) -> None:
     """List the datasets in the order they were made."""
     records = list_datasets(_workspace(ctx).db, stage)
     if as_json:
-        click.echo("[" + ",".join(record.model_dump_json() for record in records) + "]")
+        echo(json.dumps([record.model_dump(mode="json") for record in records]))
         return
     if not records:
-        click.echo("no datasets yet: `cra curate-data` makes them")
+        echo("no datasets yet: `cra curate-data` makes them")
         return
     for record in records:
-        click.echo(
+        echo(
             f"{record.id:<22} {record.format:<10} train {record.train_count:>6} "
             f"(replay {record.replay_count:>5})  eval {record.eval_count:>5}  "
             f"{record.created_at}  {record.created_by or ''}"
@@ -111,7 +113,7 @@ def datasets_show(ctx: click.Context, dataset_id: str, as_json: bool) -> None:
         read_verified(stored, name)
     manifest = stored.manifest
     if as_json:
-        click.echo(manifest.model_dump_json(indent=2))
+        echo_json(manifest)
         return
     counts, split, replay = manifest.counts, manifest.split, manifest.replay
     lines = [
@@ -134,4 +136,4 @@ def datasets_show(ctx: click.Context, dataset_id: str, as_json: bool) -> None:
     for side in ("train", "eval"):
         domains = ", ".join(f"{name} {n}" for name, n in manifest.domains[side].items())
         lines.append(f"  {side + ' domains:':<15} {domains or 'none'}")
-    click.echo("\n".join(lines))
+    echo("\n".join(lines))

@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from app.output import echo, echo_json
 from engine.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -51,10 +52,10 @@ def build(ctx: click.Context, packages: tuple[str, ...], as_json: bool) -> None:
     ws = Workspace.open(ctx.obj["workspace"])
     report = build_training_data(ws, list(packages) or None)
     if as_json:
-        click.echo(report.model_dump_json(indent=2))
+        echo_json(report)
         return
     for line in report_lines(report):
-        click.echo(line)
+        echo(line)
 
 
 @data.command("stats")
@@ -67,9 +68,9 @@ def stats(ctx: click.Context) -> None:
         "ORDER BY stage, kind, source"
     ).fetchall()
     if not rows:
-        click.echo("no examples or pairs")
+        echo("no examples or pairs")
         return
-    click.echo(f"{'stage':<14}  {'kind':<10}  {'source':<9}  {'count':>6}")
+    echo(f"{'stage':<14}  {'kind':<10}  {'source':<9}  {'count':>6}")
     for stage, kind, source, count in rows:
-        click.echo(f"{stage:<14}  {kind:<10}  {source:<9}  {count:>6}")
-    click.echo(f"{'total':<14}  {'':<10}  {'':<9}  {sum(row[3] for row in rows):>6}")
+        echo(f"{stage:<14}  {kind:<10}  {source:<9}  {count:>6}")
+    echo(f"{'total':<14}  {'':<10}  {'':<9}  {sum(row[3] for row in rows):>6}")

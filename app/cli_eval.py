@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from app.output import echo
 from engine.adapters.activation import version_row
 from engine.evaluation.gate import active_row, compare, comparison_lines, decide
 from engine.evaluation.runs import (
@@ -67,9 +68,9 @@ def eval_run(
     ids = start_eval(ws, adapter, stage, dataset_id, backend)
     for eval_id in ids:
         run = eval_row(ws, eval_id)
-        click.echo(f"eval run {eval_id}: {run['target']} on {run['dataset_id']} ({run['backend']})")
+        echo(f"eval run {eval_id}: {run['target']} on {run['dataset_id']} ({run['backend']})")
     if not wait:
-        click.echo("started; `cra eval status` follows it, the Adapters pane shows the results")
+        echo("started; `cra eval status` follows it, the Adapters pane shows the results")
         return
     while True:
         reconcile_evals(ws)
@@ -79,7 +80,7 @@ def eval_run(
         time.sleep(1)
     for run in runs:
         reason = f": {run['reason']}" if run["reason"] else ""
-        click.echo(f"eval run {run['id']} {run['status']}{reason}  {_metrics_text(run)}")
+        echo(f"eval run {run['id']} {run['status']}{reason}  {_metrics_text(run)}")
     if adapter is not None:
         _show_gate(ws, adapter)
 
@@ -92,12 +93,12 @@ def _show_gate(ws: Workspace, name: str) -> None:
         [row["id"]],
     ).fetchone()
     if decision is None:
-        click.echo(f"gate: {name} has no decision")
+        echo(f"gate: {name} has no decision")
         return
     verdict, baseline, reasons = decision
-    click.echo(f"gate: {name} {verdict} against {baseline}")
+    echo(f"gate: {name} {verdict} against {baseline}")
     for reason in json.loads(reasons):
-        click.echo(f"  {reason}")
+        echo(f"  {reason}")
 
 
 @eval_group.command("status")
@@ -108,10 +109,10 @@ def eval_status(ctx: click.Context) -> None:
     reconcile_evals(ws)
     runs = list_evals(ws)
     if not runs:
-        click.echo("no eval runs yet: `cra eval run --adapter NAME` starts one")
+        echo("no eval runs yet: `cra eval run --adapter NAME` starts one")
         return
     for run in runs:
-        click.echo(_line(run))
+        echo(_line(run))
 
 
 @eval_group.command("show")
@@ -122,11 +123,11 @@ def eval_show(ctx: click.Context, eval_id: int) -> None:
     ws = _workspace(ctx)
     reconcile_evals(ws)
     run = eval_row(ws, eval_id)
-    click.echo(_line(run))
+    echo(_line(run))
     if run["reason"]:
-        click.echo(f"reason: {run['reason']}")
-    click.echo(f"eval set: {run['dataset_id']} eval.jsonl sha256 {run['eval_sha256']}")
-    click.echo(f"answers: {ws.root / run['out_dir']}")
+        echo(f"reason: {run['reason']}")
+    echo(f"eval set: {run['dataset_id']} eval.jsonl sha256 {run['eval_sha256']}")
+    echo(f"answers: {ws.root / run['out_dir']}")
 
 
 @eval_group.command("gate")
@@ -140,10 +141,10 @@ def eval_gate(ctx: click.Context, name: str, operator: str | None) -> None:
     row = version_row(ws, name)
     baseline = active_row(ws, row["stage"])
     for text in comparison_lines(compare(ws, row["stage"], row, baseline)):
-        click.echo(text)
-    click.echo(f"gate: {name} {decision['decision']} against {decision['baseline']}")
+        echo(text)
+    echo(f"gate: {name} {decision['decision']} against {decision['baseline']}")
     for reason in json.loads(decision["reasons_json"]):
-        click.echo(f"  {reason}")
+        echo(f"  {reason}")
 
 
 @eval_group.command("compare")
@@ -154,7 +155,7 @@ def eval_compare(ctx: click.Context, name: str) -> None:
     ws = _workspace(ctx)
     row = version_row(ws, name)
     for text in comparison_lines(compare(ws, row["stage"], row, active_row(ws, row["stage"]))):
-        click.echo(text)
+        echo(text)
 
 
 @eval_group.command("stop")
@@ -162,4 +163,4 @@ def eval_compare(ctx: click.Context, name: str) -> None:
 def eval_stop(ctx: click.Context) -> None:
     """Stop the eval job under way; its unfinished runs are marked stopped."""
     eval_id = stop_eval(_workspace(ctx))
-    click.echo(f"eval run {eval_id}: asked to stop")
+    echo(f"eval run {eval_id}: asked to stop")

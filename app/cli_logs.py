@@ -4,6 +4,8 @@ from pathlib import Path
 
 import click
 
+from app.output import echo, echo_json
+
 
 @click.command("import-logs")
 @click.argument("raw_db", type=click.Path(path_type=Path))
@@ -20,17 +22,17 @@ def import_logs_command(
 
     report = import_logs(Workspace.open(ctx.obj["workspace"]), raw_db, operator=operator)
     if as_json:
-        click.echo(report.model_dump_json(indent=2))
+        echo_json(report)
         return
-    click.echo(f"import {report.import_id}: {report.path} (sha256 {report.sha256[:12]})")
-    click.echo(
+    echo(f"import {report.import_id}: {report.path} (sha256 {report.sha256[:12]})")
+    echo(
         f"  {report.runs} runs ({report.successful_runs} successful, {report.decisions} "
         f"retrieval decisions in those), {report.calls} calls"
     )
     by_stage = ", ".join(f"{stage} {n}" for stage, n in report.added_by_stage.items())
-    click.echo(
+    echo(
         f"  examples: {report.added} new{f' ({by_stage})' if by_stage else ''}, "
         f"{report.already} already held"
     )
     for reason, count in report.skipped.items():
-        click.echo(f"  skipped {reason}: {count}")
+        echo(f"  skipped {reason}: {count}")

@@ -11,6 +11,7 @@ import secrets
 
 import click
 
+from app.output import echo
 from engine.training_data.guidelines import guideline_text
 from engine.training_data.review import DECISIONS, decide, draw_sample, round_summary, set_note
 from engine.training_data.review_status import RoundItem, round_items, stage_statuses
@@ -51,7 +52,7 @@ def review_sample(
     seed = fresh_seed() if seed is None else seed
     round_id = draw_sample(ws, stage, n, seed, operator)
     summary = round_summary(ws.db, round_id)
-    click.echo(
+    echo(
         f"round {round_id} of {stage}: {summary.total} items drawn with seed {seed}\n"
         f"decide them in the console (key 3) or with "
         f"`cra review decide {round_id} POSITION {'|'.join(DECISIONS)}`"
@@ -65,9 +66,9 @@ def review_status(ctx: click.Context, as_json: bool) -> None:
     """Each stage's items, its newest round's progress and reject rate, and its gate."""
     statuses = stage_statuses(_workspace(ctx))
     if as_json:
-        click.echo(json.dumps([s.model_dump() for s in statuses], indent=2))
+        echo(json.dumps([s.model_dump() for s in statuses], indent=2))
         return
-    click.echo(
+    echo(
         f"{'stage':<14} {'items':>9} {'pairs':>9} {'unreviewed':>10} {'round':>5} "
         f"{'decided':>9} {'rejected':>8}  gate"
     )
@@ -76,7 +77,7 @@ def review_status(ctx: click.Context, as_json: bool) -> None:
         progress = "—" if latest is None else f"{latest.decided}/{latest.total}"
         rate = "—" if latest is None or not latest.decided else f"{latest.reject_rate:.0%}"
         gate = "ok" if status.gate.ok else "blocked"
-        click.echo(
+        echo(
             f"{status.stage:<14} {count.items:>9,} {count.pairs:>9,} {count.unreviewed:>10,} "
             f"{'—' if latest is None else latest.round_id:>5} {progress:>9} {rate:>8}  "
             f"{gate}: {status.gate.reason}"
@@ -102,16 +103,16 @@ def review_show(ctx: click.Context, round_id: int, as_json: bool) -> None:
     summary, items = round_items(_workspace(ctx).db, round_id)
     if as_json:
         data = {"round": summary.model_dump(), "items": [item.model_dump() for item in items]}
-        click.echo(json.dumps(data, indent=2))
+        echo(json.dumps(data, indent=2))
         return
-    click.echo(
+    echo(
         f"round {summary.round_id} of {summary.stage}: seed {summary.seed}, drawn "
         f"{summary.drawn_at}; {summary.decided}/{summary.total} decided "
         f"({summary.accepted} accepted, {summary.rejected} rejected, {summary.flipped} flipped, "
         f"{summary.skipped} skipped)"
     )
     for item in items:
-        click.echo(_item_line(item))
+        echo(_item_line(item))
 
 
 @review.command("decide")
@@ -135,7 +136,7 @@ def review_decide(
     if note is not None:
         set_note(ws, round_id, position, note)
     summary = round_summary(ws.db, round_id)
-    click.echo(
+    echo(
         f"round {round_id}, item {position}: {decision} ({summary.decided}/{summary.total} decided)"
     )
 
@@ -148,11 +149,11 @@ def review_decide(
 def review_note(ctx: click.Context, round_id: int, position: int, text: str) -> None:
     """Write TEXT as the note on item POSITION of round ROUND_ID (an empty TEXT clears it)."""
     set_note(_workspace(ctx), round_id, position, text)
-    click.echo(f"round {round_id}, item {position}: note {'saved' if text.strip() else 'cleared'}")
+    echo(f"round {round_id}, item {position}: note {'saved' if text.strip() else 'cleared'}")
 
 
 @review.command("guidelines")
 @click.option("--stage", required=True, type=click.Choice(STAGES), help="The stage.")
 def review_guidelines(stage: str) -> None:
     """What to accept, reject, flip and skip when reviewing STAGE's items."""
-    click.echo(guideline_text(stage))  # type: ignore[arg-type]
+    echo(guideline_text(stage))  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ import time
 
 import click
 
+from app.output import echo
 from engine.errors import CraError
 from engine.serving.command import ServeCommand, cpu_serve_commands, serve_commands
 from engine.serving.status import serving_status
@@ -38,8 +39,8 @@ def serve(ctx: click.Context, show: bool, launch: bool, status: bool, cpu: bool)
     commands = cpu_serve_commands(ws) if cpu else serve_commands(ws)
     if show:
         for command in commands:
-            click.echo(f"# base {command.base} at {command.url}")
-            click.echo(_shell_line(command))
+            echo(f"# base {command.base} at {command.url}")
+            echo(_shell_line(command))
         return
     if not cpu and shutil.which("vllm") is None:
         raise CraError(
@@ -52,16 +53,16 @@ def serve(ctx: click.Context, show: bool, launch: bool, status: bool, cpu: bool)
 def _status(ws: Workspace) -> None:
     statuses = serving_status(ws)
     if not statuses:
-        click.echo(f"no base is served: [serving] bases is empty in {ws.config_path}")
+        echo(f"no base is served: [serving] bases is empty in {ws.config_path}")
     for item in statuses:
         state = "running" if item.running else "not running"
-        click.echo(f"base {item.base} at {item.url}: {state}")
+        echo(f"base {item.base} at {item.url}: {state}")
         if item.error:
-            click.echo(f"  error: {item.error}")
+            echo(f"  error: {item.error}")
         if item.running:
-            click.echo(f"  loaded: {', '.join(item.loaded) or 'no adapters'}")
+            echo(f"  loaded: {', '.join(item.loaded) or 'no adapters'}")
         if item.missing:
-            click.echo(f"  active but not loaded: {', '.join(item.missing)}")
+            echo(f"  active but not loaded: {', '.join(item.missing)}")
 
 
 def _launch(commands: list[ServeCommand]) -> None:
@@ -69,7 +70,7 @@ def _launch(commands: list[ServeCommand]) -> None:
     processes: list[subprocess.Popen[bytes]] = []
     try:
         for command in commands:
-            click.echo(f"starting base {command.base} at {command.url}")
+            echo(f"starting base {command.base} at {command.url}")
             processes.append(subprocess.Popen(command.argv, env={**os.environ, **command.env}))
         while all(process.poll() is None for process in processes):
             time.sleep(1)

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from app.output import echo
 from engine.training.contract import RunSpec
 from engine.training.registry import last_step, read_result
 from engine.training.runs import (
@@ -66,7 +67,7 @@ def train_start(
     ws = _workspace(ctx)
     run_id = start_run(ws, dataset_id, stage, method, parse_settings(settings), force=force)
     run = run_row(ws, run_id)
-    click.echo(f"started run {run_id}: {stage} {run['method']} on {dataset_id} -> {run['run_dir']}")
+    echo(f"started run {run_id}: {stage} {run['method']} on {dataset_id} -> {run['run_dir']}")
 
 
 @train.command("stop")
@@ -75,7 +76,7 @@ def train_start(
 def train_stop(ctx: click.Context, run_id: int) -> None:
     """Ask a run to checkpoint and stop at its next step."""
     stop_run(_workspace(ctx), run_id)
-    click.echo(f"run {run_id}: stopping at the next step (`cra train status` shows when)")
+    echo(f"run {run_id}: stopping at the next step (`cra train status` shows when)")
 
 
 @train.command("resume")
@@ -86,9 +87,9 @@ def train_resume(ctx: click.Context, run_id: int, force: bool) -> None:
     """Resume a stopped or failed run from its newest checkpoint."""
     ws = _workspace(ctx)
     if resume_run(ws, run_id, force=force) is None:
-        click.echo(f"run {run_id}: {run_row(ws, run_id)['status']} (its adapter was registered)")
+        echo(f"run {run_id}: {run_row(ws, run_id)['status']} (its adapter was registered)")
     else:
-        click.echo(f"run {run_id}: resumed from its newest checkpoint")
+        echo(f"run {run_id}: resumed from its newest checkpoint")
 
 
 @train.command("status")
@@ -101,13 +102,13 @@ def train_status(ctx: click.Context, as_json: bool) -> None:
     runs = list_runs(ws)
     if as_json:
         fields = ("id", "stage", "method", "dataset_id", "status", "step", "max_steps", "loss")
-        click.echo(json.dumps([{k: run[k] for k in (*fields, "adapter_name")} for run in runs]))
+        echo(json.dumps([{k: run[k] for k in (*fields, "adapter_name")} for run in runs]))
         return
     if not runs:
-        click.echo("no training runs yet: `cra train start` starts one")
+        echo("no training runs yet: `cra train start` starts one")
         return
     for run in runs:
-        click.echo(
+        echo(
             f"{run['id']:>4}  {run['stage']:<13} {run['method']:<4} {run['dataset_id']:<20} "
             f"{run['status']:<9} {_progress(run)}  {run['adapter_name'] or ''}"
         )
@@ -154,4 +155,4 @@ def train_show(ctx: click.Context, run_id: int) -> None:
         lines.append(f"  adapter:  {run['adapter_name']}")
     if run["reason"]:
         lines.append("  reason:   " + run["reason"].replace("\n", "\n            "))
-    click.echo("\n".join(lines))
+    echo("\n".join(lines))

@@ -4,6 +4,7 @@ import json
 
 import click
 
+from app.output import echo
 from engine.training_data.plan_model import DataCriteria, PlannedStage, TrainingPlan
 from engine.training_data.train_plan import make_plan, verdict
 from engine.workspace import Workspace
@@ -89,23 +90,23 @@ def train_plan(ctx: click.Context, as_json: bool, operator: str | None) -> None:
             "verdicts": verdicts,
             "plan": plan.model_dump(mode="json"),
         }
-        click.echo(json.dumps(document, indent=2))
+        echo(json.dumps(document, indent=2))
         return
-    click.echo(
+    echo(
         f"Base model: {ws.config.harness.openai.model} ([harness.openai] model); "
         f"a metric is judged from {min_samples} samples ([training_data] plan_min_samples)."
     )
-    click.echo("\n".join(_assessment_lines(plan, min_samples)))
-    click.echo("")
+    echo("\n".join(_assessment_lines(plan, min_samples)))
+    echo("")
     if plan.stages:
-        click.echo("Weak stages, largest gap first:")
+        echo("Weak stages, largest gap first:")
         for position, planned in enumerate(plan.stages, 1):
-            click.echo("\n".join(_planned_lines(position, planned)))
+            echo("\n".join(_planned_lines(position, planned)))
     elif any(verdict(m, min_samples) == "ok" for a in plan.assessed for m in a.metrics):
-        click.echo("No stage is weak: every judged metric meets its threshold; nothing to train.")
+        echo("No stage is weak: every judged metric meets its threshold; nothing to train.")
     else:
-        click.echo(
+        echo(
             "No stage is weak, but no metric could be judged yet: run a harness campaign with a "
             "planning pipeline (openai or command) to measure the stages."
         )
-    click.echo(f"plan {plan_id}: {path}")
+    echo(f"plan {plan_id}: {path}")
