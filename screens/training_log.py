@@ -2,7 +2,7 @@
 
 The view keeps at most `capacity` lines, however long the log, and draws only those in view.
 Each line is made safe to draw when it arrives: a progress bar's frames overwrite each other
-with `\\r`, so only the last frame is kept, after a visible `\\r` that says earlier ones were
+with `\\r`, so only the last frame is kept, after a visible `\\x0d` that says earlier ones were
 there; every other control character is shown as its escape (`engine.terminal_text`), tabs
 are expanded, at most `MAX_SHOWN` characters. The unfinished last line of the log is drawn
 dimmed under the rest.
