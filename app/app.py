@@ -13,7 +13,9 @@ from pathlib import Path
 from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.notifications import SeverityLevel
 
+from engine.terminal_text import neutralise
 from engine.workspace import Workspace
 from screens import PaneScreen
 from screens.adapters import AdaptersScreen
@@ -101,6 +103,25 @@ class CraApp(App[None]):
         self.usb_dirs = list(usb_dirs)
         for pane in PANES:
             self.add_mode(pane.mode, partial(pane.build, self))
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every notification of every pane: neutralised and never read as markup, since
+        messages quote package names, paths, reasons and the engine's errors."""
+        super().notify(
+            neutralise(message),
+            title=neutralise(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
 
     def action_switch_pane(self, mode: str) -> None:
         self.switch_mode(mode)

@@ -17,7 +17,8 @@ from app.cli_review import review
 from app.cli_serve import serve
 from app.cli_train import train
 from app.cli_train_plan import train_plan
-from app.visible_output import visible_output
+from app.output import echo_json
+from app.visible_output import install_visible_output, visible_output
 from engine.errors import CraError
 from engine.mining.settings import FilterSettings
 from engine.repopack.build import DEFAULT_PYTHON, DEFAULT_TEST_COMMAND
@@ -27,7 +28,7 @@ from engine.workspace import ENV_VAR, Workspace
 
 class CraGroup(click.Group):
     """Turns operator errors into a one-line message and exit status 1, never a traceback;
-    everything a command prints shows control characters as visible escapes."""
+    everything printed while it runs, click's own messages included, is neutralised."""
 
     def main(self, *args, **kwargs):
         with visible_output():
@@ -165,7 +166,7 @@ def ingest_validate(ctx: click.Context, path: Path, as_json: bool) -> None:
     except CraError as exc:
         raise click.UsageError(str(exc)) from exc
     if as_json:
-        click.echo(report.model_dump_json(indent=2))
+        echo_json(report)
     else:
         _print_report(report)
     sys.exit(0 if report.ok else 1)
@@ -561,4 +562,5 @@ for _command in (
 
 
 def main() -> None:
+    install_visible_output()
     cli(prog_name="cra")

@@ -1,9 +1,11 @@
 """`cra curate-data` and `cra datasets`: make datasets from reviewed data, list and show them."""
 
+import json
 import sys
 
 import click
 
+from app.output import echo_json
 from engine.training_data.curate import KINDS, CurateReport, curate
 from engine.training_data.dataset_files import (
     LINEAGE,
@@ -67,7 +69,7 @@ def curate_data(
     """
     report = curate(_workspace(ctx), stage=stage, format=format_, plan_ref=plan_ref)
     if as_json:
-        click.echo(report.model_dump_json(indent=2))
+        echo_json(report)
     else:
         _print_report(report)
     if not report.curated:
@@ -87,7 +89,7 @@ def datasets_list(ctx: click.Context, stage: str | None, as_json: bool) -> None:
     """List the datasets in the order they were made."""
     records = list_datasets(_workspace(ctx).db, stage)
     if as_json:
-        click.echo("[" + ",".join(record.model_dump_json() for record in records) + "]")
+        click.echo(json.dumps([record.model_dump(mode="json") for record in records]))
         return
     if not records:
         click.echo("no datasets yet: `cra curate-data` makes them")
@@ -111,7 +113,7 @@ def datasets_show(ctx: click.Context, dataset_id: str, as_json: bool) -> None:
         read_verified(stored, name)
     manifest = stored.manifest
     if as_json:
-        click.echo(manifest.model_dump_json(indent=2))
+        echo_json(manifest)
         return
     counts, split, replay = manifest.counts, manifest.split, manifest.replay
     lines = [

@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from app.output import echo_json
 from engine.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ def build(ctx: click.Context, packages: tuple[str, ...], as_json: bool) -> None:
     ws = Workspace.open(ctx.obj["workspace"])
     report = build_training_data(ws, list(packages) or None)
     if as_json:
-        click.echo(report.model_dump_json(indent=2))
+        echo_json(report)
         return
     for line in report_lines(report):
         click.echo(line)

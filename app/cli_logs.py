@@ -4,6 +4,8 @@ from pathlib import Path
 
 import click
 
+from app.output import echo_json
+
 
 @click.command("import-logs")
 @click.argument("raw_db", type=click.Path(path_type=Path))
@@ -20,7 +22,7 @@ def import_logs_command(
 
     report = import_logs(Workspace.open(ctx.obj["workspace"]), raw_db, operator=operator)
     if as_json:
-        click.echo(report.model_dump_json(indent=2))
+        echo_json(report)
         return
     click.echo(f"import {report.import_id}: {report.path} (sha256 {report.sha256[:12]})")
     click.echo(

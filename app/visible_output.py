@@ -1,9 +1,11 @@
-"""The CLI's stdout and stderr pass every write through `engine.terminal_text.visible`.
+"""The CLI's stdout and stderr pass every write through `engine.terminal_text.neutralise`.
 
 Commands print commit subjects, test ids, logged prompts, server replies: text from outside.
-Rather than trust every `click.echo` to remember, `cra` swaps both streams for the length of a
-command, so no output path can print a control character raw. The console itself is untouched:
-Textual writes to the terminal through `sys.__stderr__`, and its panes neutralise what they show.
+Rather than trust every `click.echo` to remember, `cra` swaps both streams for the whole process
+(`main`), and every command invoked through click swaps them too (`CraGroup.main`, which is what
+tests drive), so no output path can print a control character raw, a traceback's included.
+The console itself is untouched: Textual writes to the terminal through `sys.__stderr__`, and
+its panes neutralise what they show.
 """
 
 import contextlib
@@ -12,11 +14,11 @@ import sys
 from collections.abc import Iterator
 from typing import TextIO
 
-from engine.terminal_text import visible
+from engine.terminal_text import neutralise
 
 
 class _VisibleStream(io.TextIOBase):
-    """A text stream writing `visible(text)` to the stream it wraps."""
+    """A text stream writing `neutralise(text)` to the stream it wraps."""
 
     def __init__(self, inner: TextIO) -> None:
         super().__init__()
@@ -34,7 +36,7 @@ class _VisibleStream(io.TextIOBase):
         return True
 
     def write(self, text: str) -> int:
-        self._inner.write(visible(text))
+        self._inner.write(neutralise(text))
         return len(text)
 
     def flush(self) -> None:
@@ -47,11 +49,20 @@ class _VisibleStream(io.TextIOBase):
         return self._inner.fileno()
 
 
+def _visible(stream: TextIO) -> TextIO:
+    return stream if isinstance(stream, _VisibleStream) else _VisibleStream(stream)  # type: ignore[return-value]
+
+
+def install_visible_output() -> None:
+    """For the rest of the process, including a traceback printed as it ends."""
+    sys.stdout, sys.stderr = _visible(sys.stdout), _visible(sys.stderr)
+
+
 @contextlib.contextmanager
 def visible_output() -> Iterator[None]:
     """Within the block, `sys.stdout` and `sys.stderr` show control characters as escapes."""
     out, err = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _VisibleStream(out), _VisibleStream(err)
+    sys.stdout, sys.stderr = _visible(out), _visible(err)
     try:
         yield
     finally:

@@ -45,6 +45,7 @@ from engine.errors import CraError
 from engine.evaluation.runs import reconcile_evals, start_eval
 from engine.harness.progress import reopened
 from engine.serving.status import ServerStatus, serving_status
+from engine.terminal_text import neutralise
 from engine.workspace import Workspace
 from screens import PaneScreen
 
@@ -128,7 +129,7 @@ def metrics_text(line: VersionLine) -> Text:
     for number, cell in enumerate(line.metrics):
         if number:
             text.append(" · ")
-        text.append(f"{cell.metric} ")
+        text.append(neutralise(f"{cell.metric} "))
         text.append("—" if cell.value is None else f"{cell.value:.3f}")
         if cell.delta is not None:
             style = "green" if cell.delta > 0 else "red" if cell.delta < 0 else "dim"
@@ -138,24 +139,25 @@ def metrics_text(line: VersionLine) -> Text:
 
 def serving_text(statuses: list[ServerStatus] | None, error: str | None) -> Text:
     if error is not None:
-        return Text(f"cannot read the serving status: {error}", style="red")
+        return Text(neutralise(f"cannot read the serving status: {error}"), style="red")
     if statuses is None:
         return Text("reading…", style="dim")
     if not statuses:
         return Text("no base is served: set [serving] bases in cra.toml", style="dim")
     text = Text()
     for status in statuses:
-        text.append(f"{status.base} ", style="bold")
-        text.append(f"{status.url} ")
+        text.append(neutralise(f"{status.base} "), style="bold")
+        text.append(neutralise(f"{status.url} "))
         if status.running:
             text.append("running\n", style="green")
-            text.append(f"  loaded: {', '.join(status.loaded) or 'no adapters'}\n")
+            text.append(neutralise(f"  loaded: {', '.join(status.loaded) or 'no adapters'}\n"))
         else:
             text.append("not running\n", style="yellow")
         if status.error:
-            text.append(f"  {status.error}\n", style="red")
+            text.append(neutralise(f"  {status.error}\n"), style="red")
         if status.missing:
-            text.append(f"  active, not loaded: {', '.join(status.missing)}\n", style="yellow")
+            missing = neutralise(f"  active, not loaded: {', '.join(status.missing)}\n")
+            text.append(missing, style="yellow")
     return text
 
 
@@ -314,12 +316,12 @@ class AdaptersScreen(PaneScreen):
             self._version = None
         for line in view.versions:
             versions.add_row(
-                Text(line.name, style="bold" if line.status == "active" else ""),
+                Text(neutralise(line.name), style="bold" if line.status == "active" else ""),
                 Text(line.status, style=STATUS_STYLE.get(line.status, "")),
-                line.base,
+                Text(neutralise(line.base)),
                 when(line.created),
-                line.dataset,
-                line.gate,
+                Text(neutralise(line.dataset)),
+                Text(neutralise(line.gate)),
                 metrics_text(line),
                 key=line.name,
             )
@@ -337,9 +339,10 @@ class AdaptersScreen(PaneScreen):
             history.add_row(
                 when(record["at"]),
                 record["action"],
-                moved,
-                record["operator"],
-                record["reason"] or "—",
+                *(
+                    Text(neutralise(cell))
+                    for cell in (moved, record["operator"], record["reason"] or "—")
+                ),
             )
 
     @on(DataTable.RowHighlighted, "#stages")

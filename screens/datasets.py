@@ -31,6 +31,7 @@ from textual.widgets import DataTable, Static
 from app.widgets.confirm import ConfirmScreen
 from engine.errors import CraError
 from engine.harness.progress import reopened
+from engine.terminal_text import neutralise
 from engine.training_data.curate import curate
 from engine.training_data.dataset_manifest import DatasetManifest
 from engine.training_data.plan_model import TrainingPlan
@@ -110,7 +111,7 @@ def dataset_cells(manifest: DatasetManifest) -> dict[str, Text]:
         "replay": Text(share(manifest.replay.share), justify="right"),
         "review": Text(f"#{review.round_id} {review.rejected}/{review.reviewed}"),
         "plan": Text("—" if manifest.plan_id is None else f"#{manifest.plan_id}"),
-        "sources": Text(tally(manifest.sources.get("train", {}), short=True)),
+        "sources": Text(neutralise(tally(manifest.sources.get("train", {}), short=True))),
     }
 
 
@@ -134,7 +135,8 @@ def plan_text(found: tuple[int, TrainingPlan] | None) -> RenderableType:
         return Text("No training plan yet: `cra train-plan` writes one.", style="dim")
     plan_id, plan = found
     head = Text.assemble(
-        (f"Plan {plan_id}", "bold"), f" · {when(plan.created_at)} by {plan.created_by} · "
+        (f"Plan {plan_id}", "bold"),
+        neutralise(f" · {when(plan.created_at)} by {plan.created_by} · "),
     )
     if not plan.stages:
         head.append("no stage is weak: nothing to train", style="green")
@@ -152,13 +154,14 @@ def plan_text(found: tuple[int, TrainingPlan] | None) -> RenderableType:
             f"{position}.",
             planned.stage,
             f"{hp.method.upper()} r{hp.rank}",
-            planned.expected_improvement,
+            Text(neutralise(planned.expected_improvement)),
         )
     return Group(head, table)
 
 
 def detail_renderable(manifest: DatasetManifest) -> RenderableType:
-    """The dataset's manifest: split, review, replay, counts, sources, domains and files."""
+    """The dataset's manifest: split, review, replay, counts, sources, domains and files. Its
+    rows quote repos, domains and operators, so each is neutralised and none read as markup."""
     split, counts, review, replay = (
         manifest.split,
         manifest.counts,
@@ -168,29 +171,33 @@ def detail_renderable(manifest: DatasetManifest) -> RenderableType:
     table = Table(box=None, padding=(0, 1), show_header=False, expand=True)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(ratio=1)
-    table.add_row(
+
+    def row(label: str, value: str) -> None:
+        table.add_row(label, Text(neutralise(value)))
+
+    row(
         "Made",
         f"{when(manifest.created_at)} by {manifest.created_by}"
         + ("" if manifest.plan_id is None else f" · following plan {manifest.plan_id}")
         + f" · seed {manifest.seed}",
     )
-    table.add_row(
+    row(
         "Split",
         f"{split.rule} · eval share {share(split.eval_share)} · cutoff {split.cutoff or '—'}\n"
         f"eval-only repos: {', '.join(split.eval_repos) or '—'} · "
         f"{split.train_tasks:,} train tasks, {split.eval_tasks:,} eval tasks",
     )
-    table.add_row(
+    row(
         "Review",
         f"round {review.round_id}: {review.reviewed} reviewed, {review.rejected} rejected, "
         f"{review.flipped} flipped",
     )
-    table.add_row(
+    row(
         "Replay",
         f"{share(replay.share)} of train ({share(replay.target_share)} wanted) · "
         f"parents: {', '.join(replay.parents) or '—'}",
     )
-    table.add_row(
+    row(
         "Counts",
         f"{counts.candidates:,} candidates · {counts.excluded_by_review:,} excluded by review · "
         f"{counts.flipped_by_review:,} flipped · {counts.exact_duplicates:,} exact and "
@@ -199,8 +206,8 @@ def detail_renderable(manifest: DatasetManifest) -> RenderableType:
         f"{share(manifest.max_domain_share)} a domain) · {counts.train:,} train, "
         f"{counts.eval:,} eval, {counts.replay:,} replayed",
     )
-    table.add_row("Sources", _by_split(manifest.sources))
-    table.add_row("Domains", _by_split(manifest.domains))
+    row("Sources", _by_split(manifest.sources))
+    row("Domains", _by_split(manifest.domains))
     files = Table(box=None, padding=(0, 1), show_header=False)
     files.add_column(no_wrap=True)
     files.add_column(justify="right", no_wrap=True)

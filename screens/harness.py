@@ -66,6 +66,7 @@ from engine.harness.progress import (
     worker_lines,
 )
 from engine.ingest import list_corpus
+from engine.terminal_text import neutralise
 from engine.workspace import Workspace
 from screens import PaneScreen
 from screens.harness_attempt import AttemptScreen
@@ -177,7 +178,8 @@ def header_text(width: int) -> Text:
 
 
 def attempt_segments(row: AttemptRow, width: int) -> list[Segment]:
-    """One attempt as styled segments, column by column."""
+    """One attempt as styled segments, column by column (neutralised before they are fitted,
+    so the columns hold what is drawn)."""
     f2p = "—" if row.f2p_total is None else f"{row.f2p_passed}/{row.f2p_total}"
     values = [
         str(row.id),
@@ -192,6 +194,7 @@ def attempt_segments(row: AttemptRow, width: int) -> list[Segment]:
         "—" if row.file_recall is None else f"{row.file_recall:.2f}",
         (row.reason or "").replace("\n", " "),
     ]
+    values = [neutralise(value) for value in values]
     styles = [Style()] * len(COLUMNS) + [Style(dim=True)]
     styles[5] = STATE_STYLE.get(row.state, Style())
     styles[6] = OUTCOME_STYLE.get(row.outcome or "", Style())
@@ -472,7 +475,10 @@ class NewCampaignScreen(ModalScreen[CampaignSpec | None]):
             with Horizontal(classes="form-row form-packages"):
                 yield Label("Packages", classes="form-label")
                 yield SelectionList[str](
-                    *[(f"{name}  {digest[:12]}", digest, True) for name, digest in self._packages],
+                    *[
+                        (Text(neutralise(f"{name}  {digest[:12]}")), digest, True)
+                        for name, digest in self._packages
+                    ],
                     id="form-packages",
                 )
             with Horizontal(classes="form-row"):
@@ -817,8 +823,8 @@ class HarnessScreen(PaneScreen):
         return {
             "id": Text(str(campaign.id), justify="right"),
             "status": Text(campaign.status, style=STATUS_STYLE.get(campaign.status, "")),
-            "pipeline": Text(campaign.pipeline),
-            "model": Text(campaign.model),
+            "pipeline": Text(neutralise(campaign.pipeline)),
+            "model": Text(neutralise(campaign.model)),
             "done": Text(f"{totals.done:,}/{totals.total:,}", justify="right"),
         }
 
@@ -834,14 +840,17 @@ class HarnessScreen(PaneScreen):
         temperatures = " ".join(f"{t:g}" for t in campaign.temperatures)
         seeds = " ".join(str(s) for s in campaign.seeds)
         text = Text.assemble(
-            (campaign.pipeline, "bold"),
-            f" · model {campaign.model} · temperatures {temperatures} · seeds {seeds} · "
-            f"{campaign.workers} workers",
+            (neutralise(campaign.pipeline), "bold"),
+            neutralise(
+                f" · model {campaign.model} · temperatures {temperatures} · seeds {seeds} · "
+                f"{campaign.workers} workers"
+            ),
             ("\ncreated ", "dim"),
-            f"{campaign.created_at} by {campaign.created_by}",
+            neutralise(f"{campaign.created_at} by {campaign.created_by}"),
         )
         if campaign.reason:
-            text.append(f"\n{campaign.reason}", style=STATUS_STYLE.get(campaign.status, ""))
+            reason = neutralise(f"\n{campaign.reason}")
+            text.append(reason, style=STATUS_STYLE.get(campaign.status, ""))
         head.update(text)
 
     def _render_progress(
@@ -908,7 +917,7 @@ def _packages_table(progress: CampaignProgress) -> Table:
     for package in progress.packages:
         p = package.progress
         table.add_row(
-            package.name or package.digest[:12],
+            Text(neutralise(package.name or package.digest[:12])),
             f"{p.done:,}/{p.total:,}",
             f"{p.resolved:,}",
             rate_text(p.resolved_rate),
@@ -928,8 +937,8 @@ def _workers_text(workers: list[WorkerLine]) -> Group | Text:
             Text.assemble(
                 f"slot {worker.slot:<2} ",
                 (f"{worker.stage:<8}", stage_style),
-                f" {worker.task or '—'}",
-                ("  " + (worker.package_name or ""), "dim"),
+                neutralise(f" {worker.task or '—'}"),
+                (neutralise("  " + (worker.package_name or "")), "dim"),
                 f"  {duration_text(worker.elapsed_s)}",
             )
         )

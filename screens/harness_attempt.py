@@ -28,6 +28,7 @@ from engine.harness.progress import (
     attempt_detail,
     reopened,
 )
+from engine.terminal_text import neutralise
 from engine.workspace import Workspace
 
 TABS = [
@@ -87,11 +88,11 @@ def heading(detail: AttemptDetail) -> Text:
     temperature = "—" if row["temperature"] is None else f"{row['temperature']:g}"
     text = Text.assemble(
         (f"Attempt {row['id']}", "bold"),
-        f" · task {row['task']} · {package} @ {row['sha'][:12]}",
-        f" · {row['pipeline']} / {row['model']}",
+        neutralise(f" · task {row['task']} · {package} @ {row['sha'][:12]}"),
+        neutralise(f" · {row['pipeline']} / {row['model']}"),
         "\n",
-        (outcome, OUTCOME_STYLE.get(outcome, "bold")),
-        f" — {row['reason'] or 'no reason recorded'}",
+        (neutralise(outcome), OUTCOME_STYLE.get(outcome, "bold")),
+        neutralise(f" — {row['reason'] or 'no reason recorded'}"),
         "\n",
         f"temperature {temperature} · seed {row['seed']} · "
         f"tokens {_tokens(row['prompt_tokens'], row['completion_tokens'])} · "
@@ -110,18 +111,19 @@ def heading(detail: AttemptDetail) -> Text:
 
 
 def plan_text(plan: Plan) -> Text:
-    """The plan as indented text: its summary, each part, each part's numbered steps."""
-    text = Text(plan.summary, style="bold")
+    """The plan as indented text: its summary, each part, each part's numbered steps (a
+    model wrote all of it, so all of it is neutralised)."""
+    text = Text(neutralise(plan.summary), style="bold")
     for part in plan.parts:
-        text.append(f"\n\n[{part.id}] ", style="cyan")
-        text.append(part.title, style="bold")
+        text.append(neutralise(f"\n\n[{part.id}] "), style="cyan")
+        text.append(neutralise(part.title), style="bold")
         if part.depends_on:
-            text.append(f"  after {', '.join(part.depends_on)}", style="dim")
+            text.append(neutralise(f"  after {', '.join(part.depends_on)}"), style="dim")
         for number, step in enumerate(part.steps, start=1):
-            text.append(f"\n  {number}. {step.description}")
-            text.append(f"\n     {step.file}", style="green")
+            text.append(neutralise(f"\n  {number}. {step.description}"))
+            text.append(neutralise(f"\n     {step.file}"), style="green")
             if step.symbols:
-                text.append(f"  {', '.join(step.symbols)}", style="yellow")
+                text.append(neutralise(f"  {', '.join(step.symbols)}"), style="yellow")
     return text
 
 
@@ -129,26 +131,29 @@ def plan_view(detail: AttemptDetail) -> RenderableType:
     if detail.plan is not None:
         return plan_text(detail.plan)
     if detail.plan_error is not None:
-        return Text(detail.plan_error, style="red")
+        return Text(neutralise(detail.plan_error), style="red")
     return Text("No plan recorded for this attempt.", style="dim")
 
 
 def artifact_view(artifact: ArtifactText, lexer: str | None) -> RenderableType:
-    """The artifact's text (highlighted with `lexer` when given), or why there is none."""
+    """The artifact's text (highlighted with `lexer` when given), or why there is none. The
+    text is the tested code's or the model's: its controls are shown, never obeyed."""
     if artifact.text is None:
-        return Text(artifact.missing or f"{artifact.name}: nothing to show", style="dim italic")
+        why = artifact.missing or f"{artifact.name}: nothing to show"
+        return Text(neutralise(why), style="dim italic")
     if not artifact.text:
-        return Text(f"{artifact.path} is empty.", style="dim")
+        return Text(neutralise(f"{artifact.path} is empty."), style="dim")
+    shown = neutralise(artifact.text)
     body: RenderableType = (
-        Syntax(artifact.text, lexer, theme="ansi_dark", word_wrap=False)
-        if lexer
-        else Text.from_ansi(artifact.text)
+        Syntax(shown, lexer, theme="ansi_dark", word_wrap=False) if lexer else Text(shown)
     )
     if not artifact.truncated:
         return body
     note = Text(
-        f"… shown up to {len(artifact.text.encode()):,} bytes of {artifact.size:,}; "
-        f"the whole file is {artifact.path}",
+        neutralise(
+            f"… shown up to {len(artifact.text.encode()):,} bytes of {artifact.size:,}; "
+            f"the whole file is {artifact.path}"
+        ),
         style="bold yellow",
     )
     return Group(body, note)
@@ -196,7 +201,8 @@ class AttemptScreen(Screen[None]):
     def _loaded(self, message: AttemptLoaded) -> None:
         head = self.query_one("#attempt-head", Static)
         if isinstance(message.detail, str):
-            head.update(Text(f"The attempt could not be read: {message.detail}", style="red"))
+            error = neutralise(f"The attempt could not be read: {message.detail}")
+            head.update(Text(error, style="red"))
             return
         detail = message.detail
         self.detail = detail

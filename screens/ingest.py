@@ -32,6 +32,7 @@ from engine.errors import CraError
 from engine.ingest import PackageNotValid, approve_package, list_corpus, reject_package
 from engine.manifest import MANIFEST_FILE
 from engine.report import ValidationReport
+from engine.terminal_text import neutralise
 from engine.usb import Drive, watch_drives
 from engine.validate import validate_package
 from engine.workspace import Workspace
@@ -466,13 +467,14 @@ class IngestScreen(PaneScreen):
             count = len([p for p in drive.packages if p in self._rows])
             table.add_row(
                 Text(plural(count, "package"), style="dim"),
-                Text(str(drive.path), style="bold"),
+                Text(neutralise(str(drive.path)), style="bold"),
                 key=f"{DRIVE_PREFIX}{drive.path}",
             )
             for path in drive.packages:
                 row = self._rows.get(path)
                 if row is not None:
-                    table.add_row(self._status(row.key), Text(f"  {row.location}"), key=str(path))
+                    location = Text(neutralise(f"  {row.location}"))
+                    table.add_row(self._status(row.key), location, key=str(path))
         keys = [r.key.value for r in table.ordered_rows]
         if selected in keys:
             table.move_cursor(row=keys.index(selected), animate=False)
@@ -501,11 +503,11 @@ class IngestScreen(PaneScreen):
         for e in entries:
             name = e.name if e.present else f"{e.name} (missing)"
             table.add_row(
-                Text(name, style="" if e.present else "bold red"),
+                Text(neutralise(name), style="" if e.present else "bold red"),
                 Text(str(e.commit_count), justify="right"),
                 Text(str(e.wheel_count), justify="right"),
                 e.approved_at.strftime("%Y-%m-%d %H:%M"),
-                e.approved_by,
+                Text(neutralise(e.approved_by)),
                 e.digest[:12],
                 key=e.digest,
             )
@@ -532,7 +534,7 @@ class IngestScreen(PaneScreen):
                 "Validating in the background; other packages are not held up.", style="dim"
             )
         elif isinstance(state, str):
-            checks = mining = Text(f"Validation could not run: {state}", style="red")
+            checks = mining = Text(neutralise(f"Validation could not run: {state}"), style="red")
         else:
             checks = Group(*checks_parts(state))
             mining = Group(*mining_parts(state.summary))
@@ -554,7 +556,7 @@ class IngestScreen(PaneScreen):
         return Text.assemble(
             ("No drive found.\n\n", "bold"),
             "Watching: ",
-            ", ".join(where) or "nothing (no mount roots configured)",
+            neutralise(", ".join(where) or "nothing (no mount roots configured)"),
             "\nPlug in a drive, or start the console with --usb DIR.",
         )
 
@@ -562,20 +564,21 @@ class IngestScreen(PaneScreen):
         count = plural(len(drive.packages), "package")
         hint = "a folder holding manifest.json, up to two levels down"
         return Text.assemble(
-            (str(drive.path), "bold"), f"\n{count} ({hint}).\n\nSelect a package to see its report."
+            (neutralise(str(drive.path)), "bold"),
+            f"\n{count} ({hint}).\n\nSelect a package to see its report.",
         )
 
     def _heading(self, row: PackageRow) -> Text:
         """Name, status and where the package sits; then what validation found, at a glance."""
         state = self._state(row.key)
         heading = Text.assemble(
-            (self._package_name(row), "bold"),
+            (neutralise(self._package_name(row)), "bold"),
             "   ",
             self._status(row.key),
             ("\nfolder ", "dim"),
-            row.location,
+            neutralise(row.location),
             ("  on drive ", "dim"),
-            str(row.drive),
+            neutralise(str(row.drive)),
         )
         if isinstance(state, ValidationReport):
             heading.append("\n")

@@ -1,7 +1,8 @@
 """How the Ingest pane draws a package: the heading facts, the Checks tab and the Mining tab.
 
 Pure functions from a validation report (or its summary) to Rich renderables; the pane decides
-when to draw them.
+when to draw them. Everything the package wrote (paths, details, names in its manifest) is
+neutralised on its way into a renderable.
 """
 
 from collections import Counter
@@ -14,6 +15,7 @@ from rich.text import Text
 
 from engine.manifest import FilterStage, PlanArtifact, PlanningType, StyleScore
 from engine.report import PackageSummary, ValidationReport
+from engine.terminal_text import neutralise
 
 PLANNING_BAR_WIDTH = 20
 STRONG_STYLE_SCORE = 75  # seed 004 §6.7: repos scoring 75-100 are strong candidates
@@ -109,10 +111,11 @@ def checks_parts(report: ValidationReport) -> list[RenderableType]:
             mark = Text("FAIL", style="bold red")
         detail = Text()
         if check.path:
-            detail.append(check.path, style="bold")
+            detail.append(neutralise(check.path), style="bold")
             detail.append("\n" if not check.ok else "  ")
-        detail.append(check.detail, style="red" if not (check.ok or check.skipped) else "")
-        checks.add_row(mark, Text(check.name, style="bold"), detail)
+        failed = not (check.ok or check.skipped)
+        detail.append(neutralise(check.detail), style="red" if failed else "")
+        checks.add_row(mark, Text(neutralise(check.name), style="bold"), detail)
     parts: list[RenderableType] = [verdict, checks]
     if report.flags:
         parts.append(
@@ -125,8 +128,10 @@ def checks_parts(report: ValidationReport) -> list[RenderableType]:
         flags.add_column(no_wrap=True, style="dark_orange")
         flags.add_column(ratio=1)
         for flag in report.flags:
-            where = Text(f"{flag.path}:{flag.line}", style="bold")
-            flags.add_row(flag.kind, Text.assemble(where, "  ", flag.detail))
+            where = Text(neutralise(f"{flag.path}:{flag.line}"), style="bold")
+            flags.add_row(
+                Text(neutralise(flag.kind)), Text.assemble(where, "  ", neutralise(flag.detail))
+            )
         parts.append(flags)
     else:
         parts.append(Text("\nNo content flags.", style="dim"))
@@ -174,7 +179,9 @@ def _attrition_parts(stages: list[FilterStage]) -> list[RenderableType]:
     for stage in stages:
         dropped_style = "dim" if stage.dropped == 0 else "bold" if stage.dropped == worst else ""
         table.add_row(
-            stage.name, f"{stage.kept:,}", Text(f"{stage.dropped:,}", style=dropped_style)
+            Text(neutralise(stage.name)),
+            f"{stage.kept:,}",
+            Text(f"{stage.dropped:,}", style=dropped_style),
         )
     return [heading, table]
 
@@ -199,7 +206,7 @@ def _planning_parts(mix: dict[str, int]) -> list[RenderableType]:
         count = mix.get(kind, 0)
         dim = "dim" if count == 0 else ""
         table.add_row(
-            Text(kind, style=dim),
+            Text(neutralise(kind), style=dim),
             Text(f"{count:,}", style=dim),
             Text(_share(count, total), style=dim),
             _bar(count / total, PLANNING_BAR_WIDTH),
@@ -226,8 +233,8 @@ def _style_parts(style: StyleScore | None) -> list[RenderableType]:
     )
     if not style.metrics:
         return [heading, Text("no metrics recorded", style="dim")]
-    name_width = max(map(len, style.metrics))
-    values = {name: _metric_value(value) for name, value in style.metrics.items()}
+    values = {neutralise(name): _metric_value(value) for name, value in style.metrics.items()}
+    name_width = max(map(len, values))
     value_width = max(map(len, values.values()))
     cells = [
         Text.assemble((name.ljust(name_width), "dim"), " ", value.rjust(value_width))
@@ -248,10 +255,10 @@ def _plan_artifact_parts(artifacts: list[PlanArtifact]) -> list[RenderableType]:
         table.add_row(
             Text(artifact.label, style=PLAN_LABEL_STYLE[artifact.label]),
             Text.assemble(
-                (artifact.path, "bold"),
-                (f"  {artifact.added_in[:8]}", "dim"),
+                (neutralise(artifact.path), "bold"),
+                (neutralise(f"  {artifact.added_in[:8]}"), "dim"),
                 "  ",
-                artifact.reason,
+                neutralise(artifact.reason),
             ),
         )
     return [_section("Plan artifacts", f"{len(artifacts)}: {tally}"), table]

@@ -19,6 +19,7 @@ from textual.widgets import Static
 from engine.errors import CraError
 from engine.harness.progress import reopened
 from engine.morning_report import morning_report, report_text
+from engine.terminal_text import neutralise
 from engine.workspace import Workspace
 from screens import PaneScreen
 
@@ -91,4 +92,4 @@ class ReportScreen(PaneScreen):
         if message.error is not None:
             self.notify(message.error, title="report", severity="error", markup=False)
             return
-        self.query_one("#report", Static).update(message.text or "")
+        self.query_one("#report", Static).update(neutralise(message.text or ""))

@@ -33,6 +33,7 @@ from textual.widgets import Input, Label, Static
 from app.widgets.confirm import ConfirmScreen
 from engine.errors import CraError
 from engine.harness.progress import reopened
+from engine.terminal_text import neutralise
 from engine.training_data.review import (
     Decision,
     RoundSummary,
@@ -146,12 +147,12 @@ class NoteScreen(ModalScreen[str | None]):
 
     def __init__(self, title: str, note: str) -> None:
         super().__init__()
-        self._title = title
-        self._note = note
+        self._title = neutralise(title)
+        self._note = neutralise(note)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self._title, classes="dialog-title")
+            yield Label(self._title, classes="dialog-title", markup=False)
             yield Input(self._note, placeholder="note (empty clears it)", id="note")
             yield Label("[b]enter[/] save   [b]esc[/] cancel", classes="dialog-keys")
 

@@ -22,6 +22,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from engine.terminal_text import neutralise
 from engine.training_data.guidelines import GUIDELINES, guideline_sections
 from engine.training_data.items import Message, StoredItem
 from engine.training_data.review import RoundSummary
@@ -102,7 +103,7 @@ def strip_table(statuses: list[StageStatus], selected: Stage | None) -> Table:
 def gate_text(status: StageStatus) -> Text:
     """The selected stage's gate in full: whether it may be curated, and why (not)."""
     mark, style = ("✓ may be curated", "bold green") if status.gate.ok else ("✗ blocked", "red")
-    return Text.assemble(("Gate ", "bold"), (mark, style), " — ", status.gate.reason)
+    return Text.assemble(("Gate ", "bold"), (mark, style), " — ", neutralise(status.gate.reason))
 
 
 # -- the item heading ---------------------------------------------------------------------
@@ -127,21 +128,21 @@ def heading(summary: RoundSummary, items: list[RoundItem], position: int) -> Tex
         (summary.stage, "bold"),
         " · ",
         (kind, "bold cyan"),
-        f" · {item.source}/{item.origin}",
+        neutralise(f" · {item.source}/{item.origin}"),
     )
     if item.alignment is not None:
         text.append(f" · alignment {item.alignment:.2f}")
-    text.append(f"\nrepo {item.repo} ({item.domain}) · task {item.task_key}")
+    text.append(neutralise(f"\nrepo {item.repo} ({item.domain}) · task {item.task_key}"))
     if item.sha:
-        text.append(f" · commit {item.sha[:12]}")
+        text.append(neutralise(f" · commit {item.sha[:12]}"))
     text.append(f" · example #{item.example_id}", style="dim")
     mark, style = DECISION_MARK[item.decision]
     text.append("\nDecision ", style="bold")
     text.append(f"{mark} {DECISION_WORD[item.decision]}", style=style)
     if item.decided_by and item.decision:
-        text.append(f" by {item.decided_by}", style="dim")
+        text.append(neutralise(f" by {item.decided_by}"), style="dim")
     text.append("   Note ", style="bold")
-    text.append(item.note or "—", style="" if item.note else "dim")
+    text.append(neutralise(item.note or "—"), style="" if item.note else "dim")
     text.append(
         f"\nseed {summary.seed} · drawn {summary.drawn_at} · {summary.decided} decided, "
         f"{summary.rejected} rejected, {summary.undecided} to go   ",
@@ -280,14 +281,19 @@ def prompt_rows(messages: list[Message]) -> list[Row]:
     for number, message in enumerate(messages):
         if number:
             rows.append((_cell(""),))
-        rows.append((Text(message.role, style="bold underline"),))
+        rows.append((Text(neutralise(message.role), style="bold underline"),))
         style = "dim" if message.role == "system" else ""
         rows.extend((_cell(line, style),) for line in _lines(message.content))
     return rows
 
 
+def _shown(text: str) -> str:
+    """Untrusted text as the pane lays it out: its controls neutralised, its tabs expanded."""
+    return neutralise(text).expandtabs(TAB_SIZE)
+
+
 def _lines(text: str) -> list[str]:
-    return text.expandtabs(TAB_SIZE).splitlines() or [""]
+    return _shown(text).splitlines() or [""]
 
 
 def item_view(item: StoredItem) -> ItemView:
@@ -305,7 +311,7 @@ def item_view(item: StoredItem) -> ItemView:
             f"{title} · reformatted" if chosen_formatted else title,
         )
     rejected, rejected_formatted = readable(answer_content(item.rejected))
-    rows = aligned(chosen.expandtabs(TAB_SIZE), rejected.expandtabs(TAB_SIZE))
+    rows = aligned(_shown(chosen), _shown(rejected))
     only_chosen = sum(1 for row in rows if row.changed and row.chosen is not None)
     only_rejected = sum(1 for row in rows if row.changed and row.rejected is not None)
     title = (

@@ -38,6 +38,7 @@ from textual.widgets import DataTable, Input, Label, ProgressBar, Select, Static
 from app.widgets.confirm import ConfirmScreen
 from engine.errors import CraError
 from engine.harness.progress import reopened
+from engine.terminal_text import neutralise
 from engine.training.contract import LOG_FILE
 from engine.training.log_tail import LogTail, TailRead
 from engine.training.run_view import TERMINAL, RunRow, RunState, RunView, recent_runs
@@ -119,12 +120,12 @@ def run_cells(run: RunRow) -> dict[str, Text]:
         "id": Text(str(run.id), justify="right"),
         "stage": Text(run.stage),
         "method": Text(run.method),
-        "dataset": Text(run.dataset_id),
+        "dataset": Text(neutralise(run.dataset_id)),
         "status": Text(run.status, style=STATUS_STYLE.get(run.status, "")),
         "step": Text(step_text(run.step, run.max_steps), justify="right"),
         "loss": Text(loss_text(run.loss), justify="right"),
         "started": Text(when(run.started_at or run.created_at)),
-        "backend": Text(run.backend or "—"),
+        "backend": Text(neutralise(run.backend or "—")),
     }
 
 
@@ -137,12 +138,13 @@ def head_table(run: RunRow, state: RunState | None) -> Table:
     table.add_row(
         "Status",
         Text.assemble(
-            (run.status, STATUS_STYLE.get(run.status, "")), f" · backend {backend or '—'}"
+            (run.status, STATUS_STYLE.get(run.status, "")),
+            neutralise(f" · backend {backend or '—'}"),
         ),
     )
     spec = state.spec if state is not None else None
     base = f"base {run.base_model}" + (f" ({spec.base_model_path})" if spec is not None else "")
-    table.add_row("Dataset", f"{run.dataset_id} · {base}")
+    table.add_row("Dataset", Text(neutralise(f"{run.dataset_id} · {base}")))
     if spec is not None:
         hyper = spec.hyper
         steps = f"{hyper.max_steps} steps" if hyper.max_steps else f"{hyper.epochs:g} epochs"
@@ -151,12 +153,13 @@ def head_table(run: RunRow, state: RunState | None) -> Table:
             f"r{hyper.rank} α{hyper.lora_alpha} · lr {hyper.learning_rate:g} {hyper.scheduler} "
             f"· {steps} · batch {hyper.batch_size}×{hyper.gradient_accumulation}",
         )
-    table.add_row("Started", f"{when(run.started_at or run.created_at)} by {run.created_by or '—'}")
+    started = f"{when(run.started_at or run.created_at)} by {run.created_by or '—'}"
+    table.add_row("Started", Text(neutralise(started)))
     if run.finished_at:
         table.add_row("Finished", when(run.finished_at))
     if run.reason:
         style = STATUS_STYLE.get(run.status, "")
-        table.add_row("Reason", Text(headline(run.reason), style=style))
+        table.add_row("Reason", Text(neutralise(headline(run.reason)), style=style))
     return table
 
 
@@ -192,10 +195,10 @@ def stats_table(state: RunState) -> Table:
             f"{duration_text(result.train_runtime_s)} · final loss {loss_text(result.final_loss)}",
         )
         if result.adapter_dir:
-            text.append(f" · adapter {result.adapter_dir}/")
+            text.append(neutralise(f" · adapter {result.adapter_dir}/"))
         if result.effective:
             used = ", ".join(f"{name} {value}" for name, value in result.effective.items())
-            text.append(f" · instead: {used}", style="dim")
+            text.append(neutralise(f" · instead: {used}"), style="dim")
         table.add_row("Result", text)
     return table
 

@@ -1,9 +1,11 @@
 """`LogView`: the tail of a run's raw log, drawn a line at a time (Line API) from a `LineRing`.
 
 The view keeps at most `capacity` lines, however long the log, and draws only those in view.
-Each line is made safe to draw when it arrives: what a terminal would show after its last
-`\\r`, escape sequences and other control characters removed, tabs expanded, at most
-`MAX_SHOWN` characters. The unfinished last line of the log is drawn dimmed under the rest.
+Each line is made safe to draw when it arrives: a progress bar's frames overwrite each other
+with `\\r`, so only the last frame is kept, after a visible `\\x0d` that says earlier ones were
+there; every other control character is shown as its escape (`engine.terminal_text`), tabs
+are expanded, at most `MAX_SHOWN` characters. The unfinished last line of the log is drawn
+dimmed under the rest.
 
 The view is anchored to its end (Textual's `anchor`), so it follows the log; scrolled up, the
 anchor is released and the view stays on the lines in view as new ones arrive (and as the
@@ -11,28 +13,27 @@ oldest leave the ring); scrolling back to the end (or `end`) follows again. Wher
 truncated or rotated, or where lines were passed over, a marker line says so.
 """
 
-import re
-
 from rich.segment import Segment
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from engine.terminal_text import neutralise
 from engine.training.log_tail import LineRing, TailRead
 from screens.datasets import size_text
 
 RING_LINES = 5000
 MAX_SHOWN = 2000
-MARKER = "\x00"  # starts a marker line; log lines never hold it (control characters go)
-_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]?|[\x00-\x08\x0b-\x1f\x7f]")
+MARKER = "\x00"  # starts a marker line; log lines never hold it (controls are neutralised)
 
 
 def shown(line: str) -> str:
     """`line` as the view draws it."""
     if line.isascii() and line.isprintable():
         return line[:MAX_SHOWN]
-    line = line[line.rfind("\r") + 1 :]
-    return _CONTROL.sub("", line).expandtabs(8)[:MAX_SHOWN]
+    line = line.removesuffix("\r")
+    frame = line.rfind("\r")
+    return neutralise(line[frame:] if frame >= 0 else line).expandtabs(8)[:MAX_SHOWN]
 
 
 class LogView(ScrollView, can_focus=True):

@@ -1,157 +1,66 @@
-"""Untrusted text never reaches a terminal raw: `visible`, and every `cra` command's output.
-
-The CLI's streams pass every write through `visible` (`app/visible_output.py`), so these tests
-feed hostile text through real commands on real data, and one through a real `cra` process on a
-terminal. Click strips some escape sequences itself, but only when the output is not a terminal:
-the tests invoke with `color=True`, as a terminal would be treated.
-"""
-
-import json
-import os
-import pty
-import shutil
-import sqlite3
-import subprocess
-import sys
-from pathlib import Path
+"""`neutralise`: every code point a terminal would obey is shown as its escape, nothing else
+changes, nothing is dropped, and neutralising twice is neutralising once."""
 
 import pytest
-from click.testing import CliRunner
-from package_commits import add_task_commit
-from test_import_logs import _SCHEMA, _call, _run
 
-from app.cli import cli
-from engine.ingest import approve_package
-from engine.terminal_text import visible
-from engine.workspace import Workspace
+from engine.terminal_text import UNSAFE, neutralise
 
-# Clears the screen, retitles the window (OSC … BEL), a C1 CSI, a bidi override, a bare CR.
-HOSTILE = "ok\x1b[2J\x1b]0;pwned\x07 \x9b31m \u202eevil\rX"
-SHOWN = "ok\\x1b[2J\\x1b]0;pwned\\x07 \\x9b31m \\u202eevil\\x0dX"
-RAW = [chr(c) for c in [*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0)]] + [
-    "\u202e",
-    "\u2066",
+C0 = [chr(c) for c in range(0x20) if chr(c) not in "\t\n"]
+C1 = [chr(c) for c in range(0x80, 0xA0)]
+BIDI = [chr(c) for c in (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))]
+UNSAFE_POINTS = [*C0, "\x7f", *C1, *BIDI, "\ud800", "\udcff", "\udfff"]
+SAFE_SAMPLES = [
+    "plain ascii text",
+    "tab\tand\nnewline",
+    "\\x1b already written as an escape",
+    "[bold]markup[/] stays as it is",
+    "unicode: naïve café — ✓ ⇄ 漢字 😀",
+    "\u00a0no-break space and \u00ad soft hyphen",
+    "\u2028 line separator, \u200b zero width space",
+    "",
 ]
+HOSTILE = "subject \x1b[2J\x1b]0;pwned\x07 bell \x07 csi \x9b31m rlo \u202egnp.exe"
 
 
-def assert_safe(output: str) -> None:
-    """No character a terminal acts on, newline and tab aside."""
-    assert [c for c in RAW if c in output] == []
+class TestNeutralise:
+    @pytest.mark.parametrize("char", UNSAFE_POINTS, ids=lambda c: f"U+{ord(c):04X}")
+    def test_every_unsafe_code_point_is_shown_as_its_escape(self, char: str):
+        """Each C0 control but tab and newline, DEL, each C1 control, each bidi control and a
+        lone surrogate becomes its escape, the way Python writes it."""
+        point = ord(char)
+        expected = f"\\x{point:02x}" if point <= 0xFF else f"\\u{point:04x}"
+        assert neutralise(f"a{char}b") == f"a{expected}b"
 
+    def test_every_other_code_point_is_kept(self):
+        """Across all of Unicode, a code point outside the unsafe set is kept as it is and one
+        inside becomes its escape: nothing is dropped and no control is left."""
+        unsafe = set(UNSAFE_POINTS) | {chr(c) for c in range(0xD800, 0xE000)}
+        points = [chr(c) for c in range(0x110000)]
+        expected = [
+            (f"\\x{ord(c):02x}" if ord(c) <= 0xFF else f"\\u{ord(c):04x}") if c in unsafe else c
+            for c in points
+        ]
+        assert neutralise("".join(points)) == "".join(expected)
 
-class TestVisible:
-    @pytest.mark.parametrize("code", [*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0)])
-    def test_each_control_character_is_shown_as_a_hex_escape(self, code: int):
-        assert visible(f"a{chr(code)}b") == f"a\\x{code:02x}b"
+    @pytest.mark.parametrize("text", SAFE_SAMPLES)
+    def test_safe_text_is_unchanged(self, text: str):
+        """Text with nothing a terminal obeys comes back as it was: newline, tab, backslashes,
+        markup, non-ASCII letters and symbols included."""
+        assert neutralise(text) == text
 
-    @pytest.mark.parametrize("code", [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), 0x2066])
-    def test_bidirectional_controls_are_shown(self, code: int):
-        assert visible(chr(code)) == f"\\u{code:04x}"
+    @pytest.mark.parametrize("text", [HOSTILE, *SAFE_SAMPLES, "".join(UNSAFE_POINTS)])
+    def test_neutralising_twice_is_neutralising_once(self, text: str):
+        """The result holds nothing unsafe, so a second pass (a string neutralised by the
+        engine and again at the screen) changes nothing: no double escaping."""
+        once = neutralise(text)
+        assert not UNSAFE.search(once)
+        assert neutralise(once) == once
 
-    def test_newlines_tabs_and_ordinary_text_are_kept(self):
-        text = "déjà vu\tnaïve 漢字 🙂\nline two ← ✓"
-        assert visible(text) == text
-
-    def test_crlf_line_endings_become_newlines(self):
-        assert visible("one\r\ntwo\r\n") == "one\ntwo\n"
-
-    def test_a_hostile_string_is_shown_whole(self):
-        assert visible(HOSTILE) == SHOWN
-
-    def test_applying_it_twice_changes_nothing_more(self):
-        assert visible(visible(HOSTILE)) == visible(HOSTILE)
-
-
-def hostile_raw_db(path: Path) -> None:
-    """An agent's raw DB whose run id, repository path and logged prompt are hostile."""
-    conn = sqlite3.connect(path)
-    conn.executescript(_SCHEMA)
-    conn.close()
-    _run(path, f"run-{HOSTILE}", 1, f"/repos/{HOSTILE}", "2026-01-02 03:04:05")
-    _call(path, f"run-{HOSTILE}", "scope", prompt=f"Fix {HOSTILE}", response="relevant: a.py")
-    _call(path, f"run-{HOSTILE}", "task_analysis", prompt=f"Why {HOSTILE}")
-
-
-def test_import_logs_and_review_show_neutralise_logged_text(tmp_path: Path):
-    """The raw DB's path, run ids and repository reach `import-logs` and `review show` escaped."""
-    folder = tmp_path / f"agent{HOSTILE}"
-    folder.mkdir()
-    raw = folder / "raw.sqlite"
-    hostile_raw_db(raw)
-    runner = CliRunner()
-    base = ["--workspace", str(tmp_path / "ws")]
-
-    def invoke(*args: str):
-        return runner.invoke(cli, [*base, *args], color=True)
-
-    Workspace.open(tmp_path / "ws")
-    imported = invoke("import-logs", str(raw))
-    assert imported.exit_code == 0, imported.output
-    assert SHOWN in imported.output
-    sample = invoke("review", "sample", "--stage", "scope", "--n", "1")
-    assert sample.exit_code == 0, sample.output
-    shown = invoke("review", "show", "1")
-    assert shown.exit_code == 0, shown.output
-    as_json = invoke("review", "show", "1", "--json")
-    for output in (imported.output, sample.output, shown.output, as_json.output):
-        assert_safe(output)
-    assert "\\x1b[2J" in shown.output
-    assert json.loads(as_json.output)["items"], "JSON output stays parseable"
-
-
-def test_harness_validate_neutralises_a_hostile_commit_subject(
-    tmp_path: Path, _package_template: Path
-):
-    """A commit subject holding escape sequences is printed escaped, not interpreted."""
-    package = tmp_path / "drive" / "textkit"
-    shutil.copytree(_package_template, package, symlinks=True)
-    subject = f"Add a note {HOSTILE}"
-    sha = add_task_commit(package, {"NOTES.txt": "notes\n"}, subject, ["tests/test_slug.py"])
-    root = tmp_path / "ws"
-    root.mkdir()
-    (root / "cra.toml").write_text("[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\n")
-    approve_package(Workspace.open(root), package)
-    result = CliRunner().invoke(
-        cli,
-        ["--workspace", str(root), "harness", "validate", "textkit", "--commit", sha],
-        color=True,
-    )
-    assert_safe(result.output)
-    assert f"Add a note {SHOWN}" in result.output
-
-
-def test_a_real_cra_process_on_a_terminal_writes_no_control_character(tmp_path: Path):
-    """On a real terminal (a pty), where click strips nothing, a real `cra` shows escapes."""
-    hostile = tmp_path / f"drive{HOSTILE.replace(chr(0), '')}"
-    hostile.mkdir()
-    cra = Path(sys.executable).with_name("cra")
-    primary, secondary = pty.openpty()
-    try:
-        done = subprocess.run(
-            [str(cra), "--workspace", str(tmp_path / "ws"), "ingest", "validate", str(hostile)],
-            stdin=subprocess.DEVNULL,
-            stdout=secondary,
-            stderr=secondary,
-            check=False,
-            timeout=60,
+    def test_the_hostile_string_keeps_every_character_visible(self):
+        """Clear-screen, retitle, BEL, C1 CSI and a right-to-left override are all still there
+        to read, and no character of the text is dropped."""
+        shown = neutralise(HOSTILE)
+        assert shown == (
+            "subject \\x1b[2J\\x1b]0;pwned\\x07 bell \\x07 csi \\x9b31m rlo \\u202egnp.exe"
         )
-        os.close(secondary)
-        output = _read_all(primary).decode("utf-8").replace("\r\n", "\n")
-    finally:
-        os.close(primary)
-    assert done.returncode != 0
-    assert_safe(output)
-    assert "drive" + SHOWN in output
-
-
-def _read_all(fd: int) -> bytes:
-    """Everything left on a pty's primary side once its other side is closed."""
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError:
-            return b"".join(chunks)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
+        assert shown.encode("utf-8").isascii()

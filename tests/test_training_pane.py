@@ -553,10 +553,14 @@ async def test_the_log_view_follows_its_end_until_scrolled_up() -> None:
 
 
 def test_log_lines_are_made_safe_to_draw() -> None:
+    """Controls are shown as escapes, never dropped; a progress bar keeps its last frame after
+    a visible `\\x0d`; a line's own CR ending goes; tabs are expanded; long lines are cut."""
     assert shown("plain") == "plain"
-    assert shown("\x1b[31mred\x1b[0m text") == "red text"
-    assert shown(" 10%|#   \r 20%|##  \r 30%|### ") == " 30%|### "
-    assert shown("a\tb\x07c") == "a       bc"
+    assert shown("\x1b[31mred\x1b[0m text") == "\\x1b[31mred\\x1b[0m text"
+    assert shown(" 10%|#   \r 20%|##  \r 30%|### ") == "\\x0d 30%|### "
+    assert shown("a\tb\x07c") == "a       b\\x07c"
+    assert shown("crlf ending\r") == "crlf ending"
+    assert shown("\x9b2J \u202eevil") == "\\x9b2J \\u202eevil"
     assert len(shown("y" * 10_000)) == 2000
 
 

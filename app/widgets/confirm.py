@@ -6,6 +6,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
+from engine.terminal_text import neutralise
+
 
 class ConfirmScreen(ModalScreen[bool]):
     """Shows `title` and `body`; dismisses with True on `y`, False on `n` or `esc`."""
@@ -19,12 +21,12 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def __init__(self, title: str, body: str) -> None:
         super().__init__()
-        self._title = title
-        self._body = body
+        self._title = neutralise(title)
+        self._body = neutralise(body)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self._title, classes="dialog-title")
+            yield Label(self._title, classes="dialog-title", markup=False)
             yield Static(self._body, classes="dialog-body", markup=False)
             with Horizontal(classes="dialog-keys"):
                 yield Label("[b]y[/] yes", classes="key-yes")

@@ -7,6 +7,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
+from engine.terminal_text import neutralise
+
 
 class ReasonScreen(ModalScreen[str | None]):
     """Dismisses with the stripped reason, or None when cancelled; a blank reason is refused."""
@@ -16,12 +18,12 @@ class ReasonScreen(ModalScreen[str | None]):
 
     def __init__(self, title: str, prompt: str) -> None:
         super().__init__()
-        self._title = title
-        self._prompt = prompt
+        self._title = neutralise(title)
+        self._prompt = neutralise(prompt)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self._title, classes="dialog-title")
+            yield Label(self._title, classes="dialog-title", markup=False)
             yield Static(self._prompt, classes="dialog-body", markup=False)
             yield Input(placeholder="reason (required)", id="reason")
             yield Label("[b]enter[/] submit   [b]esc[/] cancel", classes="dialog-keys")

@@ -6,6 +6,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
+from engine.terminal_text import neutralise
+
 
 class TextScreen(ModalScreen[None]):
     """Shows `title` over `body` (plain text, scrollable)."""
@@ -15,12 +17,12 @@ class TextScreen(ModalScreen[None]):
 
     def __init__(self, title: str, body: str) -> None:
         super().__init__()
-        self._title = title
-        self._body = body
+        self._title = neutralise(title)
+        self._body = neutralise(body)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
-            yield Label(self._title, classes="dialog-title")
+            yield Label(self._title, classes="dialog-title", markup=False)
             with VerticalScroll(classes="dialog-scroll"):
                 yield Static(self._body, classes="dialog-body", markup=False)
             yield Label("[b]esc[/] close", classes="dialog-keys")
