@@ -17,11 +17,12 @@ from app.cli_review import review
 from app.cli_serve import serve
 from app.cli_train import train
 from app.cli_train_plan import train_plan
-from engine.errors import CraError
+from app.cli_workspace import open_workspace
+from engine.errors import CraError, WorkspaceError
 from engine.mining.settings import FilterSettings
 from engine.repopack.build import DEFAULT_PYTHON, DEFAULT_TEST_COMMAND
 from engine.repopack.wheels import DEFAULT_PLATFORM
-from engine.workspace import ENV_VAR, Workspace
+from engine.workspace import DB_FILE, ENV_VAR, Workspace, default_workspace_root
 
 
 class CraGroup(click.Group):
@@ -35,22 +36,44 @@ class CraGroup(click.Group):
             sys.exit(1)
 
 
-def _workspace(ctx: click.Context) -> Workspace:
-    return Workspace.open(ctx.obj["workspace"])
+def _workspace(ctx: click.Context, *, write: bool = True) -> Workspace:
+    return open_workspace(ctx, write=write)
+
+
+def _workspace_option(ctx: click.Context, param: click.Parameter, value: str | None):
+    """The workspace folder given, if any; an empty path names no folder (it would be `.`)."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise click.BadParameter("an empty path names no folder; give the workspace folder")
+    return Path(value)
 
 
 @click.group(cls=CraGroup)
 @click.option(
     "--workspace",
-    type=click.Path(file_okay=False, path_type=Path),
     envvar=ENV_VAR,
-    help=f"Workspace folder (default: ${ENV_VAR}, else ~/.local/share/cra).",
+    callback=_workspace_option,
+    help=f"Workspace folder (default: ${ENV_VAR}, else ~/.local/share/cra, made on first "
+    "use). A folder given here must already be a workspace: `cra init` makes one.",
 )
 @click.pass_context
 def cli(ctx: click.Context, workspace: Path | None) -> None:
     """cra console: the operator's console for the agent's self-improvement loop."""
     ctx.ensure_object(dict)
     ctx.obj["workspace"] = workspace
+    ctx.obj["explicit"] = workspace is not None
+
+
+@cli.command()
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Make a new, empty workspace at --workspace (or the default folder)."""
+    root = (ctx.obj["workspace"] or default_workspace_root()).expanduser().absolute()
+    if (root / DB_FILE).exists():
+        raise WorkspaceError(f"{root}: already a cra workspace (it has {DB_FILE}); nothing done")
+    ws = Workspace.open(root, create=True)
+    click.echo(f"created the workspace at {ws.root}; its settings go in {ws.config_path}")
 
 
 @cli.command()

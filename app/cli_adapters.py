@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from app.cli_workspace import open_workspace
 from engine.adapters.activation import (
     export_metadata,
     history,
@@ -18,8 +19,8 @@ from engine.training_data.stages import STAGES
 from engine.workspace import Workspace
 
 
-def _workspace(ctx: click.Context) -> Workspace:
-    return Workspace.open(ctx.obj["workspace"])
+def _workspace(ctx: click.Context, *, write: bool = True) -> Workspace:
+    return open_workspace(ctx, write=write)
 
 
 @click.group()

@@ -4,6 +4,7 @@ import sys
 
 import click
 
+from app.cli_workspace import open_workspace
 from engine.training_data.curate import KINDS, CurateReport, curate
 from engine.training_data.dataset_files import (
     LINEAGE,
@@ -16,8 +17,8 @@ from engine.training_data.stages import STAGES
 from engine.workspace import Workspace
 
 
-def _workspace(ctx: click.Context) -> Workspace:
-    return Workspace.open(ctx.obj["workspace"])
+def _workspace(ctx: click.Context, *, write: bool = True) -> Workspace:
+    return open_workspace(ctx, write=write)
 
 
 def _print_report(report: CurateReport) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from app.cli_workspace import open_workspace
 from engine.adapters.activation import version_row
 from engine.evaluation.gate import active_row, compare, comparison_lines, decide
 from engine.evaluation.runs import (
@@ -22,8 +23,8 @@ from engine.workspace import Workspace
 UNDER_WAY = ("queued", "running")
 
 
-def _workspace(ctx: click.Context) -> Workspace:
-    return Workspace.open(ctx.obj["workspace"])
+def _workspace(ctx: click.Context, *, write: bool = True) -> Workspace:
+    return open_workspace(ctx, write=write)
 
 
 def _metrics_text(run: dict[str, Any]) -> str:

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import click
 
+from app.cli_workspace import open_workspace
+
 
 @click.command("import-logs")
 @click.argument("raw_db", type=click.Path(path_type=Path))
@@ -16,9 +18,8 @@ def import_logs_command(
     """Import RAW_DB, the agent's raw.sqlite (read-only): every run and call, and an SFT
     example for each stage call of a successful run."""
     from engine.training_data.logged import import_logs
-    from engine.workspace import Workspace
 
-    report = import_logs(Workspace.open(ctx.obj["workspace"]), raw_db, operator=operator)
+    report = import_logs(open_workspace(ctx), raw_db, operator=operator)
     if as_json:
         click.echo(report.model_dump_json(indent=2))
         return

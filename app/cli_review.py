@@ -11,6 +11,7 @@ import secrets
 
 import click
 
+from app.cli_workspace import open_workspace
 from engine.training_data.guidelines import guideline_text
 from engine.training_data.review import DECISIONS, decide, draw_sample, round_summary, set_note
 from engine.training_data.review_status import RoundItem, round_items, stage_statuses
@@ -20,8 +21,8 @@ from engine.workspace import Workspace
 DECISION_MARK = {"accept": "accept", "reject": "REJECT", "flip": "flip", "skip": "skip"}
 
 
-def _workspace(ctx: click.Context) -> Workspace:
-    return Workspace.open(ctx.obj["workspace"])
+def _workspace(ctx: click.Context, *, write: bool = True) -> Workspace:
+    return open_workspace(ctx, write=write)
 
 
 def fresh_seed() -> int:

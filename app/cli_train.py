@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from app.cli_workspace import open_workspace
 from engine.training.contract import RunSpec
 from engine.training.registry import last_step, read_result
 from engine.training.runs import (
@@ -21,8 +22,8 @@ from engine.training_data.stages import STAGES
 from engine.workspace import Workspace
 
 
-def _workspace(ctx: click.Context) -> Workspace:
-    return Workspace.open(ctx.obj["workspace"])
+def _workspace(ctx: click.Context, *, write: bool = True) -> Workspace:
+    return open_workspace(ctx, write=write)
 
 
 def _progress(run: dict[str, Any]) -> str:

@@ -418,7 +418,7 @@ def test_cli_prints_the_report_and_refuses_in_one_line(
     tmp_path: Path, raw: tuple[Path, dict[str, int]]
 ) -> None:
     path, _ = raw
-    root = tmp_path / "workspace"
+    root = Workspace.open(tmp_path / "workspace").root
 
     def invoke(*args: str):
         return CliRunner().invoke(cli, ["--workspace", str(root), "import-logs", *args])
