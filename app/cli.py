@@ -89,7 +89,7 @@ def console(ctx: click.Context, usb_dirs: tuple[Path, ...]) -> None:
     """Open the console."""
     from app.app import CraApp
 
-    CraApp(_workspace(ctx), usb_dirs=list(usb_dirs)).run()
+    CraApp(_workspace(ctx, write=False), usb_dirs=list(usb_dirs)).run()
 
 
 @cli.command()
@@ -131,7 +131,7 @@ def report(ctx: click.Context, since: str) -> None:
     from engine.morning_report import morning_report, parse_since, report_text
 
     moment = parse_since(since, datetime.now(UTC))
-    click.echo(report_text(morning_report(_workspace(ctx), moment), moment))
+    click.echo(report_text(morning_report(_workspace(ctx, write=False), moment), moment))
 
 
 @cli.group()
@@ -176,7 +176,7 @@ def ingest_validate(ctx: click.Context, path: Path, as_json: bool) -> None:
     """Validate the repo package at PATH (exit 0 ok, 1 rejected, 2 usage error)."""
     from engine.validate import validate_package
 
-    ws = _workspace(ctx)
+    ws = _workspace(ctx, write=False)
     try:
         report = validate_package(path, ws.config.validation)
     except CraError as exc:
@@ -223,7 +223,7 @@ def ingest_list(ctx: click.Context, as_json: bool) -> None:
     """Show the approved corpus."""
     from engine.ingest import list_corpus
 
-    entries = list_corpus(_workspace(ctx))
+    entries = list_corpus(_workspace(ctx, write=False))
     if as_json:
         click.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
         return
@@ -250,7 +250,7 @@ def ingest_drives(ctx: click.Context, usb_dirs: tuple[Path, ...], as_json: bool)
     """Show the drives found under the mount roots and the packages on each."""
     from engine.usb import scan_drives
 
-    ws = _workspace(ctx)
+    ws = _workspace(ctx, write=False)
     drives = scan_drives(ws.config.usb, list(usb_dirs))
     if as_json:
         click.echo(json.dumps([d.model_dump(mode="json") for d in drives], indent=2))
@@ -547,8 +547,9 @@ def harness_status(ctx: click.Context) -> None:
     """Every campaign: status and its attempts by outcome."""
     from engine.harness.campaigns import reconcile_campaigns
 
-    ws = _workspace(ctx)
-    reconcile_campaigns(ws)
+    ws = _workspace(ctx, write=False)
+    if not ws.read_only:
+        reconcile_campaigns(ws)
     for row in ws.db.execute("SELECT id, status, reason, spec_json FROM campaigns ORDER BY id"):
         campaign_id, status, reason, _ = row
         counts = dict(

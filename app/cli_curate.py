@@ -86,7 +86,7 @@ def datasets() -> None:
 @click.pass_context
 def datasets_list(ctx: click.Context, stage: str | None, as_json: bool) -> None:
     """List the datasets in the order they were made."""
-    records = list_datasets(_workspace(ctx).db, stage)
+    records = list_datasets(_workspace(ctx, write=False).db, stage)
     if as_json:
         click.echo("[" + ",".join(record.model_dump_json() for record in records) + "]")
         return
@@ -107,7 +107,7 @@ def datasets_list(ctx: click.Context, stage: str | None, as_json: bool) -> None:
 @click.pass_context
 def datasets_show(ctx: click.Context, dataset_id: str, as_json: bool) -> None:
     """Show a dataset's manifest, after checking its files against it."""
-    stored = open_dataset(_workspace(ctx), dataset_id)
+    stored = open_dataset(_workspace(ctx, write=False), dataset_id)
     for name in (*ROW_FILES, LINEAGE):
         read_verified(stored, name)
     manifest = stored.manifest

@@ -61,7 +61,7 @@ def build(ctx: click.Context, packages: tuple[str, ...], as_json: bool) -> None:
 @click.pass_context
 def stats(ctx: click.Context) -> None:
     """How many examples and pairs the database holds, by stage, kind and source."""
-    ws = open_workspace(ctx)
+    ws = open_workspace(ctx, write=False)
     rows = ws.db.execute(
         "SELECT stage, kind, source, COUNT(*) FROM examples GROUP BY stage, kind, source "
         "ORDER BY stage, kind, source"

@@ -105,8 +105,9 @@ def _show_gate(ws: Workspace, name: str) -> None:
 @click.pass_context
 def eval_status(ctx: click.Context) -> None:
     """Every eval run, newest first."""
-    ws = _workspace(ctx)
-    reconcile_evals(ws)
+    ws = _workspace(ctx, write=False)
+    if not ws.read_only:
+        reconcile_evals(ws)
     runs = list_evals(ws)
     if not runs:
         click.echo("no eval runs yet: `cra eval run --adapter NAME` starts one")
@@ -120,8 +121,9 @@ def eval_status(ctx: click.Context) -> None:
 @click.pass_context
 def eval_show(ctx: click.Context, eval_id: int) -> None:
     """One eval run: what it scored, its metrics, where its answers are."""
-    ws = _workspace(ctx)
-    reconcile_evals(ws)
+    ws = _workspace(ctx, write=False)
+    if not ws.read_only:
+        reconcile_evals(ws)
     run = eval_row(ws, eval_id)
     click.echo(_line(run))
     if run["reason"]:
@@ -152,7 +154,7 @@ def eval_gate(ctx: click.Context, name: str, operator: str | None) -> None:
 @click.pass_context
 def eval_compare(ctx: click.Context, name: str) -> None:
     """Version NAME's metrics beside its stage's active version's (or the base's)."""
-    ws = _workspace(ctx)
+    ws = _workspace(ctx, write=False)
     row = version_row(ws, name)
     for text in comparison_lines(compare(ws, row["stage"], row, active_row(ws, row["stage"]))):
         click.echo(text)

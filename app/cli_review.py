@@ -64,7 +64,7 @@ def review_sample(
 @click.pass_context
 def review_status(ctx: click.Context, as_json: bool) -> None:
     """Each stage's items, its newest round's progress and reject rate, and its gate."""
-    statuses = stage_statuses(_workspace(ctx))
+    statuses = stage_statuses(_workspace(ctx, write=False))
     if as_json:
         click.echo(json.dumps([s.model_dump() for s in statuses], indent=2))
         return
@@ -100,7 +100,7 @@ def _item_line(item: RoundItem) -> str:
 @click.pass_context
 def review_show(ctx: click.Context, round_id: int, as_json: bool) -> None:
     """Round ROUND_ID's items, in drawing order, with their decisions."""
-    summary, items = round_items(_workspace(ctx).db, round_id)
+    summary, items = round_items(_workspace(ctx, write=False).db, round_id)
     if as_json:
         data = {"round": summary.model_dump(), "items": [item.model_dump() for item in items]}
         click.echo(json.dumps(data, indent=2))

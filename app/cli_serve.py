@@ -32,7 +32,7 @@ def serve(ctx: click.Context, show: bool, launch: bool, status: bool, cpu: bool)
     """One vLLM server per base, LoRA enabled, active adapters preloaded, runtime loads on."""
     if show + launch + status != 1:
         raise click.UsageError("give exactly one of --print, --launch or --status")
-    ws = open_workspace(ctx)
+    ws = open_workspace(ctx, write=launch)
     if status:
         _status(ws)
         return

@@ -572,6 +572,9 @@ def check_db_file(path: Path) -> None:
     valid_for, change_counter = header[92:96], header[24:28]
     if valid_for == change_counter and size < pages * page_size:
         raise _damaged(path, f"is truncated ({size} bytes, its header says {pages * page_size})")
+    app_id = int.from_bytes(header[68:72], "big")
+    if app_id not in (0, APPLICATION_ID):
+        raise _damaged(path, f"belongs to another application (application_id {app_id:#x})")
 
 
 def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
@@ -611,21 +614,32 @@ def open_db(path: Path, *, create: bool = False, read_only: bool = False) -> sql
         check_db_file(path)
     try:
         conn = _connect(path, read_only)
+    except sqlite3.DatabaseError as exc:
+        raise WorkspaceError(f"{path}: cannot open the database: {exc}") from exc
+    try:
+        db = _checked(conn, path, exists, read_only)
+    except BaseException:
+        conn.close()
+        raise
+    return db
+
+
+def _checked(
+    conn: sqlite3.Connection, path: Path, exists: bool, read_only: bool
+) -> sqlite_utils.Database:
+    """`conn` as this console's migrated database, or refused without a change to it."""
+    try:
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-        if exists and app_id != APPLICATION_ID:
-            if app_id != 0:
-                raise _damaged(path, f"belongs to another application (application_id {app_id:#x})")
-            if "schema_migrations" not in tables:
-                raise _damaged(path, "is an SQLite database without cra's application_id or tables")
+        if exists and app_id != APPLICATION_ID and "schema_migrations" not in tables:
+            raise _damaged(path, "is an SQLite database without cra's application_id or tables")
+        db = sqlite_utils.Database(conn)
+        _check_version(db, path, needs_migration_ok=not read_only)
         if not read_only:
             conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=30000")
-        db = sqlite_utils.Database(conn)
-        if read_only:
-            _check_version(db, path, needs_migration_ok=False)
-        else:
+        if not read_only:
             migrate(db, path)
     except sqlite3.DatabaseError as exc:
         raise WorkspaceError(

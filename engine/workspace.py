@@ -77,15 +77,15 @@ class Workspace:
             raise WorkspaceError(f"{root}: workspace must be a folder, found a file")
         db_path = root / DB_FILE
         is_new = not db_path.exists()
-        if is_new and not create:
-            raise WorkspaceError(
-                f"{root}: not a cra workspace (no {DB_FILE}); create one with "
-                f"`cra --workspace {root} init`, or check the path"
-            )
         if is_new and (held := _held_data(root)):
             raise WorkspaceError(
                 f"{root}: holds workspace data ({', '.join(held)}) but no {DB_FILE}; its "
                 "database is missing: restore it from a backup, a new one would not know that data"
+            )
+        if is_new and not create:
+            raise WorkspaceError(
+                f"{root}: not a cra workspace (no {DB_FILE}); create one with "
+                f"`cra --workspace {root} init`, or check the path"
             )
         read_only = None if is_new else read_only_reason(root)
         if read_only and write:
