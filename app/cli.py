@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from app.cli_adapters import adapters
+from app.cli_common import PathArg, open_workspace
 from app.cli_curate import curate_data, datasets
 from app.cli_data import data
 from app.cli_eval import eval_group
@@ -17,7 +18,6 @@ from app.cli_review import review
 from app.cli_serve import serve
 from app.cli_train import train
 from app.cli_train_plan import train_plan
-from app.cli_workspace import open_workspace
 from engine.errors import CraError, WorkspaceError
 from engine.mining.settings import FilterSettings
 from engine.repopack.build import DEFAULT_PYTHON, DEFAULT_TEST_COMMAND
@@ -40,20 +40,11 @@ def _workspace(ctx: click.Context, *, write: bool = True) -> Workspace:
     return open_workspace(ctx, write=write)
 
 
-def _workspace_option(ctx: click.Context, param: click.Parameter, value: str | None):
-    """The workspace folder given, if any; an empty path names no folder (it would be `.`)."""
-    if value is None:
-        return None
-    if not value.strip():
-        raise click.BadParameter("an empty path names no folder; give the workspace folder")
-    return Path(value)
-
-
 @click.group(cls=CraGroup)
 @click.option(
     "--workspace",
+    type=PathArg(file_okay=False),
     envvar=ENV_VAR,
-    callback=_workspace_option,
     help=f"Workspace folder (default: ${ENV_VAR}, else ~/.local/share/cra, made on first "
     "use). A folder given here must already be a workspace: `cra init` makes one.",
 )
@@ -81,7 +72,7 @@ def init(ctx: click.Context) -> None:
     "--usb",
     "usb_dirs",
     multiple=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    type=PathArg(file_okay=False),
     help="Also watch this folder as a drive (repeatable).",
 )
 @click.pass_context
@@ -169,7 +160,7 @@ def _print_report(report) -> None:
 
 
 @ingest.command("validate")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=PathArg())
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 def ingest_validate(ctx: click.Context, path: Path, as_json: bool) -> None:
@@ -189,7 +180,7 @@ def ingest_validate(ctx: click.Context, path: Path, as_json: bool) -> None:
 
 
 @ingest.command("approve")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=PathArg())
 @click.option("--operator", help="Who approves (default: the config's operator).")
 @click.pass_context
 def ingest_approve(ctx: click.Context, path: Path, operator: str | None) -> None:
@@ -204,7 +195,7 @@ def ingest_approve(ctx: click.Context, path: Path, operator: str | None) -> None
 
 
 @ingest.command("reject")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=PathArg())
 @click.option("--reason", required=True, help="Why the package is rejected.")
 @click.option("--operator", help="Who rejects (default: the config's operator).")
 @click.pass_context
@@ -241,7 +232,7 @@ def ingest_list(ctx: click.Context, as_json: bool) -> None:
     "--usb",
     "usb_dirs",
     multiple=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    type=PathArg(file_okay=False),
     help="Also look in this folder as a drive (repeatable).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the drives as JSON.")
@@ -272,11 +263,11 @@ def _option_problem(error) -> str:
 
 
 @cli.command()
-@click.argument("repo", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("repo", type=PathArg(file_okay=False))
 @click.option(
     "--out",
     required=True,
-    type=click.Path(path_type=Path),
+    type=PathArg(),
     help="Folder to write the package to; it must not exist yet.",
 )
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Oldest commit date to keep.")
@@ -323,7 +314,7 @@ def _option_problem(error) -> str:
 @click.option("--name", help="Package name (default: the project's name).")
 @click.option(
     "--wheels",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=PathArg(exists=True, file_okay=False),
     help="Take the wheels from this folder instead of downloading them with pip.",
 )
 @click.option(

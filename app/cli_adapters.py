@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from app.cli_workspace import open_workspace
+from app.cli_common import PathArg, open_workspace
 from engine.adapters.activation import (
     export_metadata,
     history,
@@ -104,7 +104,7 @@ def adapters_resolve(ctx: click.Context, stage: str) -> None:
 
 
 @adapters.command("export")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE.")
+@click.option("--out", type=PathArg(dir_okay=False), help="Write to FILE.")
 @click.pass_context
 def adapters_export(ctx: click.Context, out: Path | None) -> None:
     """Every version as the agent's `adapter_metadata` rows, in JSON."""

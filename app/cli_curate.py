@@ -4,7 +4,7 @@ import sys
 
 import click
 
-from app.cli_workspace import open_workspace
+from app.cli_common import open_workspace
 from engine.training_data.curate import KINDS, CurateReport, curate
 from engine.training_data.dataset_files import (
     LINEAGE,

@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from app.cli_workspace import open_workspace
+from app.cli_common import open_workspace
 
 if TYPE_CHECKING:
     from engine.training_data.derive import BuildReport

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from app.cli_workspace import open_workspace
+from app.cli_common import open_workspace
 from engine.adapters.activation import version_row
 from engine.evaluation.gate import active_row, compare, comparison_lines, decide
 from engine.evaluation.runs import (

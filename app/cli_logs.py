@@ -4,11 +4,11 @@ from pathlib import Path
 
 import click
 
-from app.cli_workspace import open_workspace
+from app.cli_common import PathArg, open_workspace
 
 
 @click.command("import-logs")
-@click.argument("raw_db", type=click.Path(path_type=Path))
+@click.argument("raw_db", type=PathArg())
 @click.option("--operator", help="Who imports (default: the config's operator).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context

@@ -11,7 +11,7 @@ import secrets
 
 import click
 
-from app.cli_workspace import open_workspace
+from app.cli_common import open_workspace
 from engine.training_data.guidelines import guideline_text
 from engine.training_data.review import DECISIONS, decide, draw_sample, round_summary, set_note
 from engine.training_data.review_status import RoundItem, round_items, stage_statuses

@@ -8,7 +8,7 @@ import time
 
 import click
 
-from app.cli_workspace import open_workspace
+from app.cli_common import open_workspace
 from engine.errors import CraError
 from engine.serving.command import ServeCommand, cpu_serve_commands, serve_commands
 from engine.serving.status import serving_status

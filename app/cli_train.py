@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from app.cli_workspace import open_workspace
+from app.cli_common import open_workspace
 from engine.training.contract import RunSpec
 from engine.training.registry import last_step, read_result
 from engine.training.runs import (

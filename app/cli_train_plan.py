@@ -4,7 +4,7 @@ import json
 
 import click
 
-from app.cli_workspace import open_workspace
+from app.cli_common import open_workspace
 from engine.training_data.plan_model import DataCriteria, PlannedStage, TrainingPlan
 from engine.training_data.train_plan import make_plan, verdict
 

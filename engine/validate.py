@@ -4,6 +4,7 @@ Nothing on the drive is modified or executed here except the test collection ins
 dry-run sandbox, which runs only once every other check has passed.
 """
 
+import os
 import tempfile
 from collections import Counter
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from engine.checks.requirements import check_requirements
 from engine.checks.wheels import check_wheels
 from engine.config import ValidationConfig
 from engine.errors import CraError
+from engine.manifest import MANIFEST_FILE
 from engine.report import CheckResult, PackageSummary, ValidationReport
 
 Check = Callable[[PackageContext], list[CheckResult]]
@@ -68,6 +70,8 @@ def validate_package(path: Path, config: ValidationConfig) -> ValidationReport:
     root = path.expanduser().absolute()
     if root.is_symlink() or not root.is_dir():
         raise CraError(f"{path}: a repo package must be a folder (not a file or a link)")
+    if not os.path.lexists(root / MANIFEST_FILE):
+        raise CraError(f"{path}: not a repo package: a package folder holds {MANIFEST_FILE}")
     with tempfile.TemporaryDirectory(prefix="cra-validate-") as scratch:
         ctx = PackageContext(root=root, config=config, scratch=Path(scratch))
         results: list[CheckResult] = []

@@ -7,12 +7,11 @@ fails on an exception escaping the command (a traceback), on exit status 0, on m
 error line, and on any change to the workspace's files.
 """
 
+import gc
 import hashlib
 import os
-import shutil
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +21,8 @@ from click.testing import CliRunner, Result
 
 from app.cli import cli
 from engine.db import APPLICATION_ID
+from engine.harness.campaigns import create_campaign, parse_spec
+from engine.harness.package import HarnessError
 from engine.workspace import DB_FILE, Workspace
 
 PKG = "/nonexistent-cra-package"
@@ -299,3 +300,122 @@ def test_init_makes_a_workspace_once(tmp_path: Path):
     before = _tree_digest(root)
     assert_refused(_invoke(["--workspace", str(root), "init"]), expect="already a cra workspace")
     assert _tree_digest(root) == before
+
+
+def _git_repo(root: Path) -> Path:
+    """A one-commit git repository, for `cra package`."""
+    root.mkdir()
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (root / "a.py").write_text("x = 1\n", encoding="utf-8")
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def valid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A valid workspace with a corpus row, a git repository, and a file that is not SQLite."""
+    base = tmp_path_factory.mktemp("valid")
+    ws = _real_workspace(base / "ws")
+    db = Workspace.open(ws.root).db
+    db["packages"].insert(
+        {
+            "name": "textkit",
+            "digest": "ab" * 32,
+            "corpus_path": "corpus/textkit-1234",
+            "approved_by": "t",
+            "approved_at": "2026-01-01T00:00:00Z",
+        }
+    )
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.conn.close()
+    text = base / "notes.txt"
+    text.write_text("not a database\n", encoding="utf-8")
+    return ws.root, _git_repo(base / "repo"), text
+
+
+# Bad arguments on a valid workspace: {repo} is a git repository, {text} a text file.
+ARG_CASES: list[list[str]] = [
+    ["report", "--since", "99999999d"],
+    ["report", "--since", "-5h"],
+    ["report", "--since", ""],
+    ["ingest", "validate", "/"],
+    ["ingest", "validate", ""],
+    ["ingest", "validate", "{text}"],
+    ["ingest", "approve", "/"],
+    ["ingest", "approve", ""],
+    ["ingest", "reject", "", "--reason", "x"],
+    ["ingest", "reject", "/nonexistent", "--reason", ""],
+    ["package", "{repo}", "--out", "/proc/x", "--domain", "d"],
+    ["package", "{repo}", "--out", "", "--domain", "d"],
+    ["package", "", "--out", "/tmp/cra-never", "--domain", "d"],
+    ["package", "{repo}", "--out", "{text}", "--domain", "d"],
+    ["harness", "validate", ""],
+    ["harness", "validate", "%"],
+    ["harness", "validate", "_"],
+    ["harness", "run", ""],
+    ["harness", "run", "nosuch", "--temperatures", "x"],
+    ["harness", "start", "999"],
+    ["harness", "pause", "999"],
+    ["harness", "stop", "-1"],
+    ["import-logs", ""],
+    ["import-logs", "/"],
+    ["import-logs", "{text}"],
+    ["review", "sample", "--stage", "scope", "--n", "0"],
+    ["review", "show", "999"],
+    ["review", "decide", "999", "1", "accept"],
+    ["review", "note", "999", "1", "x"],
+    ["curate-data", "--plan", ""],
+    ["curate-data", "--plan", "999"],
+    ["datasets", "show", ""],
+    ["datasets", "show", "../../etc"],
+    ["train", "start", "--dataset", "", "--stage", "scope"],
+    ["train", "start", "--dataset", "nosuch", "--stage", "scope", "--set", "garbage"],
+    ["train", "stop", "999"],
+    ["train", "resume", "999"],
+    ["train", "show", "999"],
+    ["adapters", "promote", ""],
+    ["adapters", "trace", ""],
+    ["adapters", "reject", "nosuch", "--reason", "x"],
+    ["adapters", "export", "--out", "/proc/x"],
+    ["eval", "run", "--adapter", ""],
+    ["eval", "run", "--stage", "scope", "--dataset", "nosuch"],
+    ["eval", "show", "999"],
+    ["eval", "gate", ""],
+    ["eval", "compare", "nosuch"],
+    ["eval", "stop"],
+    ["serve"],
+]
+
+
+@pytest.mark.parametrize("args", ARG_CASES, ids=" ".join)
+def test_bad_arguments_are_refused_in_one_line(valid: tuple[Path, Path, Path], args: list[str]):
+    """Each bad argument is refused in one line, with a non-zero exit, changing nothing."""
+    root, repo, text = valid
+    args = [arg.format(repo=repo, text=text) for arg in args]
+    before = _tree_digest(root)
+    result = _invoke(["--workspace", str(root), *args])
+    assert_refused(result)
+    del result
+    gc.collect()  # closes the command's connection, as its process's exit would
+    assert _tree_digest(root) == before
+    assert not Path("/tmp/cra-never").exists()
+
+
+def test_a_campaign_without_a_planner_is_refused(tmp_path: Path):
+    """A `command` campaign with no planner configured is refused before anything is recorded
+    (it would otherwise end `done` with every attempt an error)."""
+    ws = Workspace.open(tmp_path / "ws")
+    spec = parse_spec(
+        {
+            "packages": ["ab" * 32],
+            "pipeline": "command",
+            "model": "planner",
+            "temperatures": [0.3],
+            "seeds": [1],
+        }
+    )
+    with pytest.raises(HarnessError, match=r"no planner to run: set \[harness.command\] argv"):
+        create_campaign(ws, spec, "op")
+    assert ws.db["campaigns"].count == 0
