@@ -105,12 +105,10 @@ class Workspace:
             raise WorkspaceError(f"{root}: cannot create the workspace: {exc}") from exc
         return cls(root=root, config=config, db=db, read_only=read_only, created=is_new)
 
-    def require_writable(self, what: str) -> None:
-        """Refuse `what` (a write) on a workspace opened read-only."""
-        if self.read_only:
-            raise WorkspaceError(
-                f"{self.root}: the workspace is read-only ({self.read_only}); {what} is refused"
-            )
+    def reopen(self) -> "Workspace":
+        """The same workspace opened again, as it was (read-only or not), for another thread:
+        a SQLite connection serves one thread."""
+        return Workspace.open(self.root, create=False, write=self.read_only is None)
 
 
 def _held_data(root: Path) -> list[str]:
