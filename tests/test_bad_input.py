@@ -10,16 +10,15 @@ error line, and on any change to the workspace's files.
 import gc
 import hashlib
 import os
-import shutil
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner, Result
+from readonly_mount import cra_with_read_only, read_only_mounts_work
 
 from app.cli import cli
 from engine.db import APPLICATION_ID
@@ -423,48 +422,22 @@ def test_a_campaign_without_a_planner_is_refused(tmp_path: Path):
     assert ws.db["campaigns"].count == 0
 
 
-def _read_only_mount_works() -> bool:
-    """Whether this machine lets a process mount a folder read-only in its own namespace."""
-    if shutil.which("unshare") is None:
-        return False
-    script = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0"'
-    probe = subprocess.run(
-        ["unshare", "-rm", "sh", "-c", script, str(Path(__file__).parent)],
-        capture_output=True,
-        check=False,
-    )
-    return probe.returncode == 0
-
-
-def _cra_read_only(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`cra --workspace ROOT ARGS` with ROOT mounted read-only (a mount namespace of its own)."""
-    cra = str(Path(sys.executable).parent / "cra")
-    script = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0" && exec "$@"'
-    return subprocess.run(
-        ["unshare", "-rm", "sh", "-c", script, str(root), cra, "--workspace", str(root), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-
-
 READERS = [["ingest", "list"], ["report"], ["harness", "status"], ["adapters", "export"]]
 WRITERS = [["ingest", "reject", "/x", "--reason", "r"], ["train-plan"], ["adapters", "reconcile"]]
 
 
-@pytest.mark.skipif(not _read_only_mount_works(), reason="no user and mount namespaces here")
+@pytest.mark.skipif(not read_only_mounts_work(), reason="no user and mount namespaces here")
 def test_a_read_only_workspace_is_read_and_refuses_writes(tmp_path: Path):
     """On read-only media the workspace still answers lists and reports; every write command
     is refused in one line saying the workspace is read-only and why."""
     root = _real_workspace(tmp_path / "ws").root
     before = _tree_digest(root)
     for args in READERS:
-        done = _cra_read_only(root, *args)
+        done = cra_with_read_only(root, "--workspace", str(root), *args)
         assert done.returncode == 0, f"cra {' '.join(args)}: {done.stderr}"
         assert "Traceback" not in done.stderr
     for args in WRITERS:
-        done = _cra_read_only(root, *args)
+        done = cra_with_read_only(root, "--workspace", str(root), *args)
         assert done.returncode == 1, f"cra {' '.join(args)}: {done.stdout}{done.stderr}"
         assert done.stderr.splitlines() == [
             f"error: {root}: the workspace is read-only (it is on read-only media); this "
