@@ -100,6 +100,8 @@ class CraApp(App[None]):
     def __init__(self, workspace: Workspace, usb_dirs: list[Path]) -> None:
         super().__init__()
         self.workspace = workspace
+        if workspace.read_only:
+            self.title = f"cra console · read-only workspace ({workspace.read_only})"
         self.usb_dirs = list(usb_dirs)
         for pane in PANES:
             self.add_mode(pane.mode, partial(pane.build, self))

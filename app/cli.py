@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from app.cli_adapters import adapters
+from app.cli_common import PathArg, open_workspace
 from app.cli_curate import curate_data, datasets
 from app.cli_data import data
 from app.cli_eval import eval_group
@@ -19,11 +20,11 @@ from app.cli_train import train
 from app.cli_train_plan import train_plan
 from app.output import echo_json
 from app.visible_output import install_visible_output, visible_output
-from engine.errors import CraError
+from engine.errors import CraError, WorkspaceError
 from engine.mining.settings import FilterSettings
 from engine.repopack.build import DEFAULT_PYTHON, DEFAULT_TEST_COMMAND
 from engine.repopack.wheels import DEFAULT_PLATFORM
-from engine.workspace import ENV_VAR, Workspace
+from engine.workspace import DB_FILE, ENV_VAR, Workspace, default_workspace_root
 
 
 class CraGroup(click.Group):
@@ -42,22 +43,35 @@ class CraGroup(click.Group):
             sys.exit(1)
 
 
-def _workspace(ctx: click.Context) -> Workspace:
-    return Workspace.open(ctx.obj["workspace"])
+def _workspace(ctx: click.Context, *, write: bool = True) -> Workspace:
+    return open_workspace(ctx, write=write)
 
 
 @click.group(cls=CraGroup)
 @click.option(
     "--workspace",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=PathArg(file_okay=False),
     envvar=ENV_VAR,
-    help=f"Workspace folder (default: ${ENV_VAR}, else ~/.local/share/cra).",
+    help=f"Workspace folder (default: ${ENV_VAR}, else ~/.local/share/cra, made on first "
+    "use). A folder given here must already be a workspace: `cra init` makes one.",
 )
 @click.pass_context
 def cli(ctx: click.Context, workspace: Path | None) -> None:
     """cra console: the operator's console for the agent's self-improvement loop."""
     ctx.ensure_object(dict)
     ctx.obj["workspace"] = workspace
+    ctx.obj["explicit"] = workspace is not None
+
+
+@cli.command()
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Make a new, empty workspace at --workspace (or the default folder)."""
+    root = (ctx.obj["workspace"] or default_workspace_root()).expanduser().absolute()
+    if (root / DB_FILE).exists():
+        raise WorkspaceError(f"{root}: already a cra workspace (it has {DB_FILE}); nothing done")
+    ws = Workspace.open(root, create=True)
+    click.echo(f"created the workspace at {ws.root}; its settings go in {ws.config_path}")
 
 
 @cli.command()
@@ -65,7 +79,7 @@ def cli(ctx: click.Context, workspace: Path | None) -> None:
     "--usb",
     "usb_dirs",
     multiple=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    type=PathArg(file_okay=False),
     help="Also watch this folder as a drive (repeatable).",
 )
 @click.pass_context
@@ -73,7 +87,7 @@ def console(ctx: click.Context, usb_dirs: tuple[Path, ...]) -> None:
     """Open the console."""
     from app.app import CraApp
 
-    CraApp(_workspace(ctx), usb_dirs=list(usb_dirs)).run()
+    CraApp(_workspace(ctx, write=False), usb_dirs=list(usb_dirs)).run()
 
 
 @cli.command()
@@ -115,7 +129,7 @@ def report(ctx: click.Context, since: str) -> None:
     from engine.morning_report import morning_report, parse_since, report_text
 
     moment = parse_since(since, datetime.now(UTC))
-    click.echo(report_text(morning_report(_workspace(ctx), moment), moment))
+    click.echo(report_text(morning_report(_workspace(ctx, write=False), moment), moment))
 
 
 @cli.group()
@@ -153,14 +167,14 @@ def _print_report(report) -> None:
 
 
 @ingest.command("validate")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=PathArg())
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 def ingest_validate(ctx: click.Context, path: Path, as_json: bool) -> None:
     """Validate the repo package at PATH (exit 0 ok, 1 rejected, 2 usage error)."""
     from engine.validate import validate_package
 
-    ws = _workspace(ctx)
+    ws = _workspace(ctx, write=False)
     try:
         report = validate_package(path, ws.config.validation)
     except CraError as exc:
@@ -173,7 +187,7 @@ def ingest_validate(ctx: click.Context, path: Path, as_json: bool) -> None:
 
 
 @ingest.command("approve")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=PathArg())
 @click.option("--operator", help="Who approves (default: the config's operator).")
 @click.pass_context
 def ingest_approve(ctx: click.Context, path: Path, operator: str | None) -> None:
@@ -188,7 +202,7 @@ def ingest_approve(ctx: click.Context, path: Path, operator: str | None) -> None
 
 
 @ingest.command("reject")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=PathArg())
 @click.option("--reason", required=True, help="Why the package is rejected.")
 @click.option("--operator", help="Who rejects (default: the config's operator).")
 @click.pass_context
@@ -207,7 +221,7 @@ def ingest_list(ctx: click.Context, as_json: bool) -> None:
     """Show the approved corpus."""
     from engine.ingest import list_corpus
 
-    entries = list_corpus(_workspace(ctx))
+    entries = list_corpus(_workspace(ctx, write=False))
     if as_json:
         click.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
         return
@@ -225,7 +239,7 @@ def ingest_list(ctx: click.Context, as_json: bool) -> None:
     "--usb",
     "usb_dirs",
     multiple=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    type=PathArg(file_okay=False),
     help="Also look in this folder as a drive (repeatable).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the drives as JSON.")
@@ -234,7 +248,7 @@ def ingest_drives(ctx: click.Context, usb_dirs: tuple[Path, ...], as_json: bool)
     """Show the drives found under the mount roots and the packages on each."""
     from engine.usb import scan_drives
 
-    ws = _workspace(ctx)
+    ws = _workspace(ctx, write=False)
     drives = scan_drives(ws.config.usb, list(usb_dirs))
     if as_json:
         click.echo(json.dumps([d.model_dump(mode="json") for d in drives], indent=2))
@@ -256,11 +270,11 @@ def _option_problem(error) -> str:
 
 
 @cli.command()
-@click.argument("repo", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("repo", type=PathArg(file_okay=False))
 @click.option(
     "--out",
     required=True,
-    type=click.Path(path_type=Path),
+    type=PathArg(),
     help="Folder to write the package to; it must not exist yet.",
 )
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Oldest commit date to keep.")
@@ -307,7 +321,7 @@ def _option_problem(error) -> str:
 @click.option("--name", help="Package name (default: the project's name).")
 @click.option(
     "--wheels",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=PathArg(exists=True, file_okay=False),
     help="Take the wheels from this folder instead of downloading them with pip.",
 )
 @click.option(
@@ -531,8 +545,9 @@ def harness_status(ctx: click.Context) -> None:
     """Every campaign: status and its attempts by outcome."""
     from engine.harness.campaigns import reconcile_campaigns
 
-    ws = _workspace(ctx)
-    reconcile_campaigns(ws)
+    ws = _workspace(ctx, write=False)
+    if not ws.read_only:
+        reconcile_campaigns(ws)
     for row in ws.db.execute("SELECT id, status, reason, spec_json FROM campaigns ORDER BY id"):
         campaign_id, status, reason, _ = row
         counts = dict(

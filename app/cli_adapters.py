@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from app.cli_common import PathArg, open_workspace
 from engine.adapters.activation import (
     export_metadata,
     history,
@@ -18,8 +19,8 @@ from engine.training_data.stages import STAGES
 from engine.workspace import Workspace
 
 
-def _workspace(ctx: click.Context) -> Workspace:
-    return Workspace.open(ctx.obj["workspace"])
+def _workspace(ctx: click.Context, *, write: bool = True) -> Workspace:
+    return open_workspace(ctx, write=write)
 
 
 @click.group()
@@ -32,7 +33,7 @@ def adapters() -> None:
 @click.pass_context
 def adapters_list(ctx: click.Context, stage: str | None) -> None:
     """Every version with its status, base and rank."""
-    rows = list_versions(_workspace(ctx), stage)
+    rows = list_versions(_workspace(ctx, write=False), stage)
     if not rows:
         click.echo("no adapter versions yet: a finished training run registers one")
         return
@@ -70,7 +71,7 @@ def adapters_rollback(ctx: click.Context, stage: str, reason: str, operator: str
 @click.pass_context
 def adapters_trace(ctx: click.Context, name: str) -> None:
     """Version NAME's lineage: run, dataset, examples, attempts, commits, packages and hashes."""
-    for line in trace_lines(_workspace(ctx), name):
+    for line in trace_lines(_workspace(ctx, write=False), name):
         click.echo(line)
 
 
@@ -99,15 +100,15 @@ def adapters_reject(ctx: click.Context, name: str, reason: str, operator: str | 
 @click.pass_context
 def adapters_resolve(ctx: click.Context, stage: str) -> None:
     """The model name requests for STAGE use: the active version, else the base kind."""
-    click.echo(resolve(_workspace(ctx), stage))
+    click.echo(resolve(_workspace(ctx, write=False), stage))
 
 
 @adapters.command("export")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE.")
+@click.option("--out", type=PathArg(dir_okay=False), help="Write to FILE.")
 @click.pass_context
 def adapters_export(ctx: click.Context, out: Path | None) -> None:
     """Every version as the agent's `adapter_metadata` rows, in JSON."""
-    text = json.dumps(export_metadata(_workspace(ctx)), indent=2) + "\n"
+    text = json.dumps(export_metadata(_workspace(ctx, write=False)), indent=2) + "\n"
     if out is None:
         click.echo(text, nl=False)
         return
@@ -123,7 +124,7 @@ def adapters_export(ctx: click.Context, out: Path | None) -> None:
 @click.pass_context
 def adapters_history(ctx: click.Context, stage: str) -> None:
     """STAGE's promotions, rollbacks and rejections, oldest first."""
-    records = history(_workspace(ctx), stage)
+    records = history(_workspace(ctx, write=False), stage)
     if not records:
         click.echo(f"{stage}: no activation records yet")
         return

@@ -5,6 +5,7 @@ import sys
 
 import click
 
+from app.cli_common import open_workspace
 from app.output import echo_json
 from engine.training_data.curate import KINDS, CurateReport, curate
 from engine.training_data.dataset_files import (
@@ -18,8 +19,8 @@ from engine.training_data.stages import STAGES
 from engine.workspace import Workspace
 
 
-def _workspace(ctx: click.Context) -> Workspace:
-    return Workspace.open(ctx.obj["workspace"])
+def _workspace(ctx: click.Context, *, write: bool = True) -> Workspace:
+    return open_workspace(ctx, write=write)
 
 
 def _print_report(report: CurateReport) -> None:
@@ -87,7 +88,7 @@ def datasets() -> None:
 @click.pass_context
 def datasets_list(ctx: click.Context, stage: str | None, as_json: bool) -> None:
     """List the datasets in the order they were made."""
-    records = list_datasets(_workspace(ctx).db, stage)
+    records = list_datasets(_workspace(ctx, write=False).db, stage)
     if as_json:
         click.echo(json.dumps([record.model_dump(mode="json") for record in records]))
         return
@@ -108,7 +109,7 @@ def datasets_list(ctx: click.Context, stage: str | None, as_json: bool) -> None:
 @click.pass_context
 def datasets_show(ctx: click.Context, dataset_id: str, as_json: bool) -> None:
     """Show a dataset's manifest, after checking its files against it."""
-    stored = open_dataset(_workspace(ctx), dataset_id)
+    stored = open_dataset(_workspace(ctx, write=False), dataset_id)
     for name in (*ROW_FILES, LINEAGE):
         read_verified(stored, name)
     manifest = stored.manifest

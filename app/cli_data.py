@@ -4,8 +4,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from app.cli_common import open_workspace
 from app.output import echo_json
-from engine.workspace import Workspace
 
 if TYPE_CHECKING:
     from engine.training_data.derive import BuildReport
@@ -49,7 +49,7 @@ def build(ctx: click.Context, packages: tuple[str, ...], as_json: bool) -> None:
     the harness attempts' preference pairs; what is already held is not added again."""
     from engine.training_data.derive import build_training_data
 
-    ws = Workspace.open(ctx.obj["workspace"])
+    ws = open_workspace(ctx)
     report = build_training_data(ws, list(packages) or None)
     if as_json:
         echo_json(report)
@@ -62,7 +62,7 @@ def build(ctx: click.Context, packages: tuple[str, ...], as_json: bool) -> None:
 @click.pass_context
 def stats(ctx: click.Context) -> None:
     """How many examples and pairs the database holds, by stage, kind and source."""
-    ws = Workspace.open(ctx.obj["workspace"])
+    ws = open_workspace(ctx, write=False)
     rows = ws.db.execute(
         "SELECT stage, kind, source, COUNT(*) FROM examples GROUP BY stage, kind, source "
         "ORDER BY stage, kind, source"

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from app.cli_common import open_workspace
 from engine.adapters.activation import version_row
 from engine.evaluation.gate import active_row, compare, comparison_lines, decide
 from engine.evaluation.runs import (
@@ -22,8 +23,8 @@ from engine.workspace import Workspace
 UNDER_WAY = ("queued", "running")
 
 
-def _workspace(ctx: click.Context) -> Workspace:
-    return Workspace.open(ctx.obj["workspace"])
+def _workspace(ctx: click.Context, *, write: bool = True) -> Workspace:
+    return open_workspace(ctx, write=write)
 
 
 def _metrics_text(run: dict[str, Any]) -> str:
@@ -104,8 +105,9 @@ def _show_gate(ws: Workspace, name: str) -> None:
 @click.pass_context
 def eval_status(ctx: click.Context) -> None:
     """Every eval run, newest first."""
-    ws = _workspace(ctx)
-    reconcile_evals(ws)
+    ws = _workspace(ctx, write=False)
+    if not ws.read_only:
+        reconcile_evals(ws)
     runs = list_evals(ws)
     if not runs:
         click.echo("no eval runs yet: `cra eval run --adapter NAME` starts one")
@@ -119,8 +121,9 @@ def eval_status(ctx: click.Context) -> None:
 @click.pass_context
 def eval_show(ctx: click.Context, eval_id: int) -> None:
     """One eval run: what it scored, its metrics, where its answers are."""
-    ws = _workspace(ctx)
-    reconcile_evals(ws)
+    ws = _workspace(ctx, write=False)
+    if not ws.read_only:
+        reconcile_evals(ws)
     run = eval_row(ws, eval_id)
     click.echo(_line(run))
     if run["reason"]:
@@ -151,7 +154,7 @@ def eval_gate(ctx: click.Context, name: str, operator: str | None) -> None:
 @click.pass_context
 def eval_compare(ctx: click.Context, name: str) -> None:
     """Version NAME's metrics beside its stage's active version's (or the base's)."""
-    ws = _workspace(ctx)
+    ws = _workspace(ctx, write=False)
     row = version_row(ws, name)
     for text in comparison_lines(compare(ws, row["stage"], row, active_row(ws, row["stage"]))):
         click.echo(text)

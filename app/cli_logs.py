@@ -4,11 +4,12 @@ from pathlib import Path
 
 import click
 
+from app.cli_common import PathArg, open_workspace
 from app.output import echo_json
 
 
 @click.command("import-logs")
-@click.argument("raw_db", type=click.Path(path_type=Path))
+@click.argument("raw_db", type=PathArg())
 @click.option("--operator", help="Who imports (default: the config's operator).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
@@ -18,9 +19,8 @@ def import_logs_command(
     """Import RAW_DB, the agent's raw.sqlite (read-only): every run and call, and an SFT
     example for each stage call of a successful run."""
     from engine.training_data.logged import import_logs
-    from engine.workspace import Workspace
 
-    report = import_logs(Workspace.open(ctx.obj["workspace"]), raw_db, operator=operator)
+    report = import_logs(open_workspace(ctx), raw_db, operator=operator)
     if as_json:
         echo_json(report)
         return

@@ -11,6 +11,7 @@ import secrets
 
 import click
 
+from app.cli_common import open_workspace
 from engine.training_data.guidelines import guideline_text
 from engine.training_data.review import DECISIONS, decide, draw_sample, round_summary, set_note
 from engine.training_data.review_status import RoundItem, round_items, stage_statuses
@@ -20,8 +21,8 @@ from engine.workspace import Workspace
 DECISION_MARK = {"accept": "accept", "reject": "REJECT", "flip": "flip", "skip": "skip"}
 
 
-def _workspace(ctx: click.Context) -> Workspace:
-    return Workspace.open(ctx.obj["workspace"])
+def _workspace(ctx: click.Context, *, write: bool = True) -> Workspace:
+    return open_workspace(ctx, write=write)
 
 
 def fresh_seed() -> int:
@@ -63,7 +64,7 @@ def review_sample(
 @click.pass_context
 def review_status(ctx: click.Context, as_json: bool) -> None:
     """Each stage's items, its newest round's progress and reject rate, and its gate."""
-    statuses = stage_statuses(_workspace(ctx))
+    statuses = stage_statuses(_workspace(ctx, write=False))
     if as_json:
         click.echo(json.dumps([s.model_dump() for s in statuses], indent=2))
         return
@@ -99,7 +100,7 @@ def _item_line(item: RoundItem) -> str:
 @click.pass_context
 def review_show(ctx: click.Context, round_id: int, as_json: bool) -> None:
     """Round ROUND_ID's items, in drawing order, with their decisions."""
-    summary, items = round_items(_workspace(ctx).db, round_id)
+    summary, items = round_items(_workspace(ctx, write=False).db, round_id)
     if as_json:
         data = {"round": summary.model_dump(), "items": [item.model_dump() for item in items]}
         click.echo(json.dumps(data, indent=2))

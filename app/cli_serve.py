@@ -8,6 +8,7 @@ import time
 
 import click
 
+from app.cli_common import open_workspace
 from engine.errors import CraError
 from engine.serving.command import ServeCommand, cpu_serve_commands, serve_commands
 from engine.serving.status import serving_status
@@ -31,7 +32,7 @@ def serve(ctx: click.Context, show: bool, launch: bool, status: bool, cpu: bool)
     """One vLLM server per base, LoRA enabled, active adapters preloaded, runtime loads on."""
     if show + launch + status != 1:
         raise click.UsageError("give exactly one of --print, --launch or --status")
-    ws = Workspace.open(ctx.obj["workspace"])
+    ws = open_workspace(ctx, write=launch)
     if status:
         _status(ws)
         return

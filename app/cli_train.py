@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from app.cli_common import open_workspace
 from engine.training.contract import RunSpec
 from engine.training.registry import last_step, read_result
 from engine.training.runs import (
@@ -21,8 +22,8 @@ from engine.training_data.stages import STAGES
 from engine.workspace import Workspace
 
 
-def _workspace(ctx: click.Context) -> Workspace:
-    return Workspace.open(ctx.obj["workspace"])
+def _workspace(ctx: click.Context, *, write: bool = True) -> Workspace:
+    return open_workspace(ctx, write=write)
 
 
 def _progress(run: dict[str, Any]) -> str:
@@ -96,8 +97,9 @@ def train_resume(ctx: click.Context, run_id: int, force: bool) -> None:
 @click.pass_context
 def train_status(ctx: click.Context, as_json: bool) -> None:
     """Every run, newest first: status, progress, loss and the adapter it made."""
-    ws = _workspace(ctx)
-    reconcile_runs(ws)
+    ws = _workspace(ctx, write=False)
+    if not ws.read_only:
+        reconcile_runs(ws)
     runs = list_runs(ws)
     if as_json:
         fields = ("id", "stage", "method", "dataset_id", "status", "step", "max_steps", "loss")
@@ -118,8 +120,9 @@ def train_status(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def train_show(ctx: click.Context, run_id: int) -> None:
     """One run: its spec, progress, outcome and adapter."""
-    ws = _workspace(ctx)
-    reconcile_runs(ws)
+    ws = _workspace(ctx, write=False)
+    if not ws.read_only:
+        reconcile_runs(ws)
     run = run_row(ws, run_id)
     spec = RunSpec.model_validate_json(run["spec_json"])
     hyper = spec.hyper

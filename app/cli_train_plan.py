@@ -4,9 +4,9 @@ import json
 
 import click
 
+from app.cli_common import open_workspace
 from engine.training_data.plan_model import DataCriteria, PlannedStage, TrainingPlan
 from engine.training_data.train_plan import make_plan, verdict
-from engine.workspace import Workspace
 
 # title, width, right-aligned
 _COLUMNS = (
@@ -72,7 +72,7 @@ def _planned_lines(position: int, planned: PlannedStage) -> list[str]:
 @click.pass_context
 def train_plan(ctx: click.Context, as_json: bool, operator: str | None) -> None:
     """Judge every stage on harness attempts and logged runs; plan training for the weak ones."""
-    ws = Workspace.open(ctx.obj["workspace"])
+    ws = open_workspace(ctx)
     min_samples = ws.config.training_data.plan_min_samples
     plan_id, path, plan = make_plan(ws, operator)
     if as_json:

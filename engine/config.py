@@ -189,8 +189,12 @@ def load_config(path: Path) -> Config:
     """Read and validate `path`; a missing file means all defaults."""
     if not path.exists():
         return Config()
+    if not path.is_file():
+        raise ConfigError(f"{path}: the config must be a file (TOML), found something else")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     except UnicodeDecodeError as exc:

@@ -3,6 +3,7 @@
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import sqlite_utils
 
@@ -537,17 +538,117 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
 ]
 
 
-def open_db(path: Path) -> sqlite_utils.Database:
-    """Open (creating if needed) the database at `path` and apply pending migrations."""
+APPLICATION_ID = 0x43524131
+"""`PRAGMA application_id` of a cra console database ("CRA1"): a file without it is not ours."""
+SQLITE_HEADER = b"SQLite format 3\x00"
+_HEADER_BYTES = 100
+
+
+def _damaged(path: Path, rule: str) -> WorkspaceError:
+    return WorkspaceError(
+        f"{path}: {rule}; it is not a cra console database: restore it from a backup, "
+        "or point --workspace at the right folder"
+    )
+
+
+def check_db_file(path: Path) -> None:
+    """Refuse a file at `path` that is not a whole SQLite database: empty, another format, or
+    shorter than the size its own header records (truncated)."""
     try:
-        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-    except sqlite3.OperationalError as exc:
-        raise WorkspaceError(f"{path}: cannot open database: {exc}") from exc
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=30000")
-    db = sqlite_utils.Database(conn)
-    migrate(db)
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            header = handle.read(_HEADER_BYTES)
+    except OSError as exc:
+        raise WorkspaceError(f"{path}: cannot read the database: {exc}") from exc
+    if size == 0:
+        raise _damaged(path, "is empty (0 bytes)")
+    if not header.startswith(SQLITE_HEADER):
+        raise _damaged(path, "is not an SQLite database (its header is wrong)")
+    if len(header) < _HEADER_BYTES:
+        raise _damaged(path, f"is truncated ({size} bytes, shorter than an SQLite header)")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    valid_for, change_counter = header[92:96], header[24:28]
+    # A checkpoint cut short can leave the header ahead of the file; its -wal then still holds
+    # the pages, and SQLite finishes the checkpoint on open.
+    wal = path.with_name(path.name + "-wal")
+    pending = wal.exists() and wal.stat().st_size > 0
+    if valid_for == change_counter and size < pages * page_size and not pending:
+        raise _damaged(path, f"is truncated ({size} bytes, its header says {pages * page_size})")
+    app_id = int.from_bytes(header[68:72], "big")
+    if app_id not in (0, APPLICATION_ID):
+        raise _damaged(path, f"belongs to another application (application_id {app_id:#x})")
+
+
+def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
+    """A connection to `path`; read-only ones never write beside it if they need not."""
+    if not read_only:
+        return sqlite3.connect(path, timeout=30, isolation_level=None)
+    uri = f"file:{quote(str(path))}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.OperationalError:
+        # A WAL database on read-only media cannot get its -shm; with no -wal beside it
+        # there is nothing but the file to read, so it is opened as immutable.
+        conn.close()
+        wal = path.with_name(path.name + "-wal")
+        if wal.exists() and wal.stat().st_size:
+            raise WorkspaceError(
+                f"{wal}: holds writes not yet in {path.name}, and the folder is read-only so "
+                "they cannot be read; copy the workspace somewhere writable"
+            ) from None
+        conn = sqlite3.connect(f"{uri}&immutable=1", uri=True, isolation_level=None)
+    return conn
+
+
+def open_db(path: Path, *, create: bool = False, read_only: bool = False) -> sqlite_utils.Database:
+    """Open the cra console database at `path` and apply pending migrations.
+
+    A missing file is created only with `create`; an existing one must be a whole SQLite
+    database with this console's application_id (or, made before it was set, this console's
+    schema_migrations table). `read_only` opens it without writing anything (and migrates
+    nothing: a database that needs a migration cannot be read-only).
+    """
+    exists = path.exists()
+    if not exists and (not create or read_only):
+        raise WorkspaceError(f"{path}: no database here; this folder is not a cra workspace")
+    if exists:
+        check_db_file(path)
+    try:
+        conn = _connect(path, read_only)
+    except sqlite3.DatabaseError as exc:
+        raise WorkspaceError(f"{path}: cannot open the database: {exc}") from exc
+    try:
+        db = _checked(conn, path, exists, read_only)
+    except BaseException:
+        conn.close()
+        raise
+    return db
+
+
+def _checked(
+    conn: sqlite3.Connection, path: Path, exists: bool, read_only: bool
+) -> sqlite_utils.Database:
+    """`conn` as this console's migrated database, or refused without a change to it."""
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        if exists and app_id != APPLICATION_ID and "schema_migrations" not in tables:
+            raise _damaged(path, "is an SQLite database without cra's application_id or tables")
+        db = sqlite_utils.Database(conn)
+        _check_version(db, path, needs_migration_ok=not read_only)
+        if not read_only:
+            conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=30000")
+        if not read_only:
+            migrate(db, path)
+    except sqlite3.DatabaseError as exc:
+        raise WorkspaceError(
+            f"{path}: cannot read the database ({exc}); restore it from a backup"
+        ) from exc
     return db
 
 
@@ -559,20 +660,35 @@ def schema_version(db: sqlite_utils.Database) -> int:
     return row[0] or 0
 
 
-def migrate(db: sqlite_utils.Database) -> None:
-    """Apply every migration newer than the database, each in its own transaction."""
+def _check_version(db: sqlite_utils.Database, path: Path | str, needs_migration_ok: bool) -> int:
+    """The database's schema version, refused if newer than this code knows, or (when
+    `needs_migration_ok` is false) older."""
+    current = schema_version(db)
+    newest = MIGRATIONS[-1][0]
+    if current > newest:
+        raise WorkspaceError(
+            f"{path}: database schema version {current} is newer than this console knows "
+            f"({newest}); use a newer cra console"
+        )
+    if current < newest and not needs_migration_ok:
+        raise WorkspaceError(
+            f"{path}: database schema version {current} needs migrating to {newest}, which "
+            "writes; open it once where it is writable"
+        )
+    return current
+
+
+def migrate(db: sqlite_utils.Database, path: Path | str = "database") -> None:
+    """Apply every migration newer than the database, each in its own transaction, and mark
+    the file as this console's (application_id)."""
     db.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations "
         "(version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
         "applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')))"
     )
-    current = schema_version(db)
-    newest = MIGRATIONS[-1][0]
-    if current > newest:
-        raise WorkspaceError(
-            f"database schema version {current} is newer than this console knows ({newest}); "
-            "use a newer cra console"
-        )
+    if db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+        db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    current = _check_version(db, path, needs_migration_ok=True)
     for version, description, apply in MIGRATIONS:
         if version <= current:
             continue

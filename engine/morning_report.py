@@ -34,7 +34,12 @@ def parse_since(text: str, now: datetime) -> datetime:
     match = DURATION.fullmatch(text.strip())
     if match:
         amount, unit = int(match[1]), match[2]
-        return now - (timedelta(hours=amount) if unit == "h" else timedelta(days=amount))
+        try:
+            return now - (timedelta(hours=amount) if unit == "h" else timedelta(days=amount))
+        except OverflowError as exc:
+            raise ReportError(
+                f"--since {text!r}: reaches before the year 1; give a shorter duration"
+            ) from exc
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError as exc:

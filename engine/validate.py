@@ -4,6 +4,7 @@ Nothing on the drive is modified or executed here except the test collection ins
 dry-run sandbox, which runs only once every other check has passed.
 """
 
+import os
 import tempfile
 from collections import Counter
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from engine.checks.requirements import check_requirements
 from engine.checks.wheels import check_wheels
 from engine.config import ValidationConfig
 from engine.errors import CraError
+from engine.manifest import MANIFEST_FILE
 from engine.report import CheckResult, PackageSummary, ValidationReport
 
 Check = Callable[[PackageContext], list[CheckResult]]
@@ -63,11 +65,18 @@ def _summary(ctx: PackageContext) -> PackageSummary:
     )
 
 
+PACKAGE_ENTRIES = (MANIFEST_FILE, "repo", "packages")
+"""What a repo package's folder holds: a folder with none of them is not one at all (and is
+not walked: `ingest validate /` would read the whole filesystem)."""
+
+
 def validate_package(path: Path, config: ValidationConfig) -> ValidationReport:
     """Run every check on the package folder at `path` and return the full report."""
     root = path.expanduser().absolute()
     if root.is_symlink() or not root.is_dir():
         raise CraError(f"{path}: a repo package must be a folder (not a file or a link)")
+    if not any(os.path.lexists(root / name) for name in PACKAGE_ENTRIES):
+        raise CraError(f"{path}: not a repo package: it holds none of {', '.join(PACKAGE_ENTRIES)}")
     with tempfile.TemporaryDirectory(prefix="cra-validate-") as scratch:
         ctx = PackageContext(root=root, config=config, scratch=Path(scratch))
         results: list[CheckResult] = []

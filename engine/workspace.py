@@ -12,6 +12,9 @@ from engine.errors import WorkspaceError
 
 ENV_VAR = "CRA_WORKSPACE"
 DB_FILE = "cra.sqlite"
+WORKSPACE_DIRS = ("corpus", "adapters", "logs")
+DATA_DIRS = ("corpus", "adapters", "datasets", "plans", "runs", "training", "evals")
+"""Folders whose contents the database records: beside them a missing database is a loss."""
 
 
 def default_workspace_root() -> Path:
@@ -29,6 +32,10 @@ class Workspace:
     root: Path
     config: Config
     db: sqlite_utils.Database
+    read_only: str | None = None
+    """Why the workspace was opened for reading only; None when it is writable."""
+    created: bool = False
+    """Whether this open made a new workspace."""
 
     @property
     def corpus_dir(self) -> Path:
@@ -55,15 +62,67 @@ class Workspace:
         return self.root / CONFIG_FILE
 
     @classmethod
-    def open(cls, root: Path | None = None) -> "Workspace":
-        """Open the workspace at `root` (or the default), creating its folders and database."""
+    def open(
+        cls, root: Path | None = None, *, create: bool = True, write: bool = True
+    ) -> "Workspace":
+        """Open the workspace at `root` (or the default).
+
+        With `create`, a folder without a database becomes a new workspace (`created` says so),
+        unless it already holds workspace data: a lost database is never silently replaced.
+        Without it, a folder that is not a workspace is refused. A read-only workspace (folder,
+        database or media) opens for reading only; with `write` it is refused, saying why.
+        """
         root = (root or default_workspace_root()).expanduser().absolute()
         if root.exists() and not root.is_dir():
             raise WorkspaceError(f"{root}: workspace must be a folder, found a file")
-        try:
-            for sub in ("corpus", "adapters", "logs"):
-                (root / sub).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise WorkspaceError(f"{root}: cannot create workspace folders: {exc}") from exc
+        db_path = root / DB_FILE
+        is_new = not db_path.exists()
+        if is_new and (held := _held_data(root)):
+            raise WorkspaceError(
+                f"{root}: holds workspace data ({', '.join(held)}) but no {DB_FILE}; its "
+                "database is missing: restore it from a backup, a new one would not know that data"
+            )
+        if is_new and not create:
+            raise WorkspaceError(
+                f"{root}: not a cra workspace (no {DB_FILE}); create one with "
+                f"`cra --workspace {root} init`, or check the path"
+            )
+        read_only = None if is_new else read_only_reason(root)
+        if read_only and write:
+            raise WorkspaceError(
+                f"{root}: the workspace is read-only ({read_only}); this command writes to it "
+                "and is refused. Lists, reports and the console can still read it"
+            )
         config = load_config(root / CONFIG_FILE)
-        return cls(root=root, config=config, db=open_db(root / DB_FILE))
+        try:
+            if is_new:
+                root.mkdir(parents=True, exist_ok=True)
+            db = open_db(db_path, create=is_new, read_only=bool(read_only))
+            if not read_only:
+                for sub in WORKSPACE_DIRS:
+                    (root / sub).mkdir(exist_ok=True)
+        except OSError as exc:
+            raise WorkspaceError(f"{root}: cannot create the workspace: {exc}") from exc
+        return cls(root=root, config=config, db=db, read_only=read_only, created=is_new)
+
+    def reopen(self) -> "Workspace":
+        """The same workspace opened again, as it was (read-only or not), for another thread:
+        a SQLite connection serves one thread."""
+        return Workspace.open(self.root, create=False, write=self.read_only is None)
+
+
+def _held_data(root: Path) -> list[str]:
+    """The workspace's data folders under `root` that hold something."""
+    return [name for name in DATA_DIRS if (root / name).is_dir() and any((root / name).iterdir())]
+
+
+def read_only_reason(root: Path) -> str | None:
+    """Why the workspace at `root` cannot be written, or None when it can."""
+    db_path = root / DB_FILE
+    if os.statvfs(root).f_flag & os.ST_RDONLY:
+        return "it is on read-only media"
+    if not os.access(root, os.W_OK):
+        return f"its folder {root} is not writable"
+    if db_path.exists() and not os.access(db_path, os.W_OK):
+        return f"its database {db_path} is not writable"
+    return None

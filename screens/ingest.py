@@ -108,7 +108,7 @@ class DecisionDone(Message):
 @contextmanager
 def _thread_workspace(ws: Workspace) -> Iterator[Workspace]:
     """The workspace opened again for a worker thread: a SQLite connection serves one thread."""
-    own = Workspace.open(ws.root)
+    own = ws.reopen()
     try:
         yield own
     finally:

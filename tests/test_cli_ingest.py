@@ -10,11 +10,12 @@ from click.testing import CliRunner, Result
 from app.cli import cli
 from engine.demo.hostile import edit_manifest
 from engine.manifest import MANIFEST_FILE
+from engine.workspace import Workspace
 
 
 @pytest.fixture
 def run(tmp_path: Path):
-    workspace = tmp_path / "workspace"
+    workspace = Workspace.open(tmp_path / "workspace").root
 
     def invoke(*args: str) -> Result:
         return CliRunner().invoke(cli, ["--workspace", str(workspace), *args])

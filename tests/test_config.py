@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import DEFAULT_MOUNT_ROOTS, load_config
+from engine.demo.workspace import demo_config
 from engine.errors import ConfigError
 from engine.workspace import Workspace
 
@@ -61,3 +62,12 @@ def test_workspace_that_is_a_file_is_refused(tmp_path: Path):
     (tmp_path / "ws").write_text("")
     with pytest.raises(Exception, match="workspace must be a folder"):
         Workspace.open(tmp_path / "ws")
+
+
+def test_demo_config_keeps_a_drive_path_with_quotes_whole(tmp_path: Path):
+    """The demo's cra.toml is written by a TOML library: a path holding `"`, `\\` or a newline
+    stays one string and the config still validates."""
+    drive = tmp_path / 'a"b\\c\nd' / "usb-drive"
+    path = tmp_path / "cra.toml"
+    path.write_text(demo_config(drive), encoding="utf-8")
+    assert load_config(path).usb.extra_dirs == [drive]

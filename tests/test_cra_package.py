@@ -15,6 +15,7 @@ from engine.manifest import MANIFEST_FILE, parse_manifest
 from engine.repopack.head import HeadFiles
 from engine.repopack.license import infer_license
 from engine.style_score import score_style
+from engine.workspace import Workspace
 
 PACKAGED_PYPROJECT = PYPROJECT.replace(
     'requires-python = ">=3.11"\n',
@@ -91,7 +92,8 @@ def test_package_validates_and_lists_the_mined_commits(
     assert "planning types: mixed 4, test_plan 1" in result.stdout
     assert "5 of 10 commits kept" in result.stdout
 
-    validation = cra("--workspace", str(tmp_path / "ws"), "ingest", "validate", "--json", str(out))
+    ws_root = Workspace.open(tmp_path / "ws").root
+    validation = cra("--workspace", str(ws_root), "ingest", "validate", "--json", str(out))
     assert validation.exit_code == 0, validation.output
     report = json.loads(validation.stdout)
     assert [c["name"] for c in report["checks"] if not c["ok"]] == []

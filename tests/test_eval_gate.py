@@ -137,8 +137,7 @@ def test_gate_decisions_are_append_only(ws: Workspace) -> None:
 
 
 def test_unknown_gate_keys_are_refused_naming_them(tmp_path: Path) -> None:
-    root = tmp_path / "bad"
-    root.mkdir()
+    root = Workspace.open(tmp_path / "bad").root
     (root / "cra.toml").write_text('[gate.tolerances]\n"scope.f1" = 0.1\n', encoding="utf-8")
     result = CliRunner().invoke(cli, ["--workspace", str(root), "eval", "status"])
     assert result.exit_code == 1

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from readonly_mount import cra_with_read_only, read_only_mounts_work
 
 from app.cli import cli
 from app.cli_logs import import_logs_command
@@ -418,7 +419,7 @@ def test_cli_prints_the_report_and_refuses_in_one_line(
     tmp_path: Path, raw: tuple[Path, dict[str, int]]
 ) -> None:
     path, _ = raw
-    root = tmp_path / "workspace"
+    root = Workspace.open(tmp_path / "workspace").root
 
     def invoke(*args: str):
         return CliRunner().invoke(cli, ["--workspace", str(root), "import-logs", *args])
@@ -456,6 +457,24 @@ def test_a_raw_db_in_wal_mode_is_read_without_changing_it(
     report = import_logs(workspace, path)
     assert (report.added, report.calls) == (4, 14)
     assert _sha(path) == before
+    assert sorted(p.name for p in path.parent.iterdir() if p.name.startswith("raw")) == [path.name]
+
+
+def test_a_raw_db_with_writes_in_its_wal_is_refused_untouched(
+    workspace: Workspace, raw: tuple[Path, dict[str, int]]
+) -> None:
+    """Rows still in the -wal would be missed by an immutable read: the import refuses."""
+    path, _ = raw
+    agent = sqlite3.connect(path)
+    agent.execute("PRAGMA journal_mode=WAL")
+    agent.execute("PRAGMA wal_autocheckpoint=0")
+    agent.execute("CREATE TABLE agent_scratch (x INTEGER)")
+    agent.commit()
+    before = _sha(path)
+    with pytest.raises(LogImportError, match="writes not yet checkpointed"):
+        import_logs(workspace, path)
+    assert _sha(path) == before
+    agent.close()
 
 
 def test_planning_and_code_calls_map_to_their_stages_by_call_type_and_task_id(
@@ -480,3 +499,22 @@ def test_planning_and_code_calls_map_to_their_stages_by_call_type_and_task_id(
         ids[stage]: stage for stage in ("meta_plan", "step_plan", "test_plan", "execute_code")
     }
     assert report.skipped == {"no_stage:execute_plan": 1}
+
+
+@pytest.mark.skipif(not read_only_mounts_work(), reason="no user and mount namespaces here")
+def test_a_raw_db_on_read_only_media_is_imported(
+    tmp_path: Path, raw: tuple[Path, dict[str, int]]
+) -> None:
+    """A WAL raw DB on a read-only drive imports (nothing can be written beside it)."""
+    path, _ = raw
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.close()
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    path = path.rename(drive / path.name)
+    root = Workspace.open(tmp_path / "workspace").root
+    done = cra_with_read_only(drive, "--workspace", str(root), "import-logs", str(path))
+    assert done.returncode == 0, done.stderr
+    assert "examples: 4 new" in done.stdout
+    assert sorted(p.name for p in drive.iterdir()) == [path.name]

@@ -152,7 +152,11 @@ def _package_file_rules(name: str) -> Iterator[str]:
 
 def _link_rules(root: Path, rel: Path) -> Iterator[str]:
     path = root / rel
-    target = path.readlink()
+    try:
+        target = path.readlink()
+    except OSError as exc:
+        yield f"symlink cannot be read: {exc.strerror}"
+        return
     if target.is_absolute():
         yield f"symlink with an absolute target ({_show(target)}): links must stay in the package"
         return

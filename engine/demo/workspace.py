@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import tomli_w
 from transformers.utils import logging as hf_logging
 
 from engine.demo.hostile.catalog import BY_NAME
@@ -33,18 +34,22 @@ DEMO_HOSTILE = {
 TINY_MODEL = "models/tiny"
 
 
-def _config(drive: Path) -> str:
+def demo_config(drive: Path) -> str:
     """The demo's cra.toml. Its corpus is one small repo from one domain, so curation may not
     hold a domain to 20% and holds out one task in four for eval (1 of the 4 usable tasks). Both
     bases are the tiny model built here, trained and evaluated on the CPU; its server is the CPU
-    stand-in (`cra serve --launch --cpu`) on a port of its own."""
-    return (
-        f'operator = "demo"\n\n[usb]\nextra_dirs = ["{drive}"]\n\n'
-        "[curation]\nmax_domain_share = 1.0\neval_share = 0.25\n\n"
-        f'[training.base_models]\nreasoning = "{TINY_MODEL}"\ncoding = "{TINY_MODEL}"\n\n'
-        '[evaluation]\nbackend = "local"\nmax_tokens = 32\ntimeout_s = 120\n\n'
-        '[serving]\nbase_url = "http://127.0.0.1:8765"\ntimeout_s = 10\n'
-        f'[serving.bases]\nreasoning = "{TINY_MODEL}"\ncoding = "{TINY_MODEL}"\n'
+    stand-in (`cra serve --launch --cpu`) on a port of its own. Written by a TOML library, so
+    any path (quotes, backslashes) stays one string."""
+    bases = {"reasoning": TINY_MODEL, "coding": TINY_MODEL}
+    return tomli_w.dumps(
+        {
+            "operator": "demo",
+            "usb": {"extra_dirs": [str(drive)]},
+            "curation": {"max_domain_share": 1.0, "eval_share": 0.25},
+            "training": {"base_models": bases},
+            "evaluation": {"backend": "local", "max_tokens": 32, "timeout_s": 120},
+            "serving": {"base_url": "http://127.0.0.1:8765", "timeout_s": 10, "bases": bases},
+        }
     )
 
 
@@ -75,6 +80,6 @@ def prepare_demo(root: Path, fresh: bool = False) -> tuple[Workspace, Path]:
         build_demo_drive(drive)
         hf_logging.disable_progress_bar()
         build_tiny_model(root / TINY_MODEL)
-        (root / "cra.toml").write_text(_config(drive), encoding="utf-8")
+        (root / "cra.toml").write_text(demo_config(drive), encoding="utf-8")
         (root / READY).write_text("", encoding="utf-8")
     return Workspace.open(root), drive

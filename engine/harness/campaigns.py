@@ -71,6 +71,11 @@ def parse_spec(data: dict[str, Any]) -> CampaignSpec:
 
 def create_campaign(ws: Workspace, spec: CampaignSpec, operator: str) -> int:
     """Record the campaign and every attempt it will make; returns the campaign id."""
+    if spec.pipeline == "command" and not ws.config.harness.command.argv:
+        raise HarnessError(
+            f"pipeline 'command' has no planner to run: set [harness.command] argv in "
+            f"{ws.config_path}"
+        )
     packages = [load_package(ws, digest) for digest in dict.fromkeys(spec.packages)]
     now = utc_now()
     with ws.db.conn:

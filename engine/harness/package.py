@@ -44,9 +44,12 @@ def load_package(ws: Workspace, digest: str) -> CorpusPackage:
 
 def find_package(ws: Workspace, name_or_digest: str) -> CorpusPackage:
     """The approved package named `name_or_digest`, or whose digest starts with it (unique)."""
+    if not name_or_digest.strip():
+        raise HarnessError("an empty package name matches nothing; give a name or a digest prefix")
     rows = ws.db.execute(
-        "SELECT digest FROM packages WHERE name = ? OR digest LIKE ? ORDER BY approved_at DESC",
-        [name_or_digest, f"{name_or_digest}%"],
+        "SELECT digest FROM packages WHERE name = ? OR substr(digest, 1, ?) = ? "
+        "ORDER BY approved_at DESC",
+        [name_or_digest, len(name_or_digest), name_or_digest],
     ).fetchall()
     digests = list(dict.fromkeys(row[0] for row in rows))
     if not digests:

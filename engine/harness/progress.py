@@ -52,7 +52,7 @@ _ROW_COLUMNS = (
 @contextmanager
 def reopened(ws: Workspace) -> Iterator[Workspace]:
     """The workspace opened again, for another thread: a SQLite connection serves one thread."""
-    own = Workspace.open(ws.root)
+    own = ws.reopen()
     try:
         yield own
     finally:

@@ -260,7 +260,10 @@ def package_repository(options: PackageOptions) -> PackageResult:
     """Build the package `options` asks for at `options.out`, all or nothing."""
     out = options.out.expanduser().absolute()
     checked = _check_options(options.model_copy(update={"out": out}))
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.cra-staging-", dir=out.parent))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.cra-staging-", dir=out.parent))
+    except OSError as exc:
+        raise PackagingError(f"--out {out}: cannot write in {out.parent}: {exc.strerror}") from exc
     try:
         staging.chmod(0o755)
         with tempfile.TemporaryDirectory(prefix="cra-package-") as scratch:

@@ -212,8 +212,22 @@ def _sha256(path: Path) -> str:
 
 
 def _open_read_only(path: Path) -> sqlite3.Connection:
+    """The raw DB opened so that nothing is written beside it, even on read-only media.
+
+    A WAL database opened read-only the usual way makes a -wal and -shm beside it and leaves
+    them; opened immutable it makes neither but reads only the main file. So a raw DB with
+    writes still in its -wal (the agent is running, or did not close cleanly) is refused.
+    """
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size:
+        raise LogImportError(
+            f"{path}: has writes not yet checkpointed into it ({wal.name}): stop the agent, or "
+            "import a copy made with `sqlite3 raw.sqlite .backup copy.sqlite`"
+        )
     try:
-        raw = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, isolation_level=None)
+        raw = sqlite3.connect(
+            f"file:{quote(str(path))}?mode=ro&immutable=1", uri=True, isolation_level=None
+        )
     except sqlite3.Error as exc:
         raise LogImportError(f"{path}: cannot open the raw DB read-only: {exc}") from exc
     raw.row_factory = sqlite3.Row
