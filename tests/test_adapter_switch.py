@@ -112,10 +112,10 @@ def test_rollback_loads_the_older_version_when_the_server_lacks_it(
     pass_gate(ws, "scope-v2", "scope-v1")
     promote_version(ws, "scope-v2")
     fake.loaded.pop("scope-v1")
-    result = rollback_stage(ws, STAGE, reason="e2e regression")
+    result = rollback_stage(ws, STAGE, "scope-v2", reason="e2e regression")
     assert (result.active, result.server) == ("scope-v1", f"scope-v1 loaded on {fake.url}")
     assert set(fake.loaded) == {"scope-v1", "scope-v2"}
-    result = rollback_stage(ws, STAGE)
+    result = rollback_stage(ws, STAGE, "scope-v1")
     assert (result.active, result.server) == (
         "reasoning",
         "the base model serves scope now; nothing to load",
@@ -131,7 +131,7 @@ DIE_AFTER_LOAD = textwrap.dedent(
     from engine.adapters.activation import version_row
     from engine.workspace import Workspace
 
-    def load_then_die(ws, name, operator=None, reason="", sync=None):
+    def load_then_die(ws, name, operator=None, reason="", sync=None, check=None):
         sync(version_row(ws, name))
         os._exit(9)
 
