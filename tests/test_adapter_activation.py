@@ -272,7 +272,9 @@ def test_cli(ws: Workspace, tmp_path: Path) -> None:
     )
     pass_gate(ws, "scope-v2", "scope-v1")
     cra("promote", "scope-v2", "--operator", "dee")
-    assert cra("rollback", STAGE, "--from", "scope-v2", "--reason", "bad").startswith("scope: rolled back to scope-v1\n")
+    assert cra("rollback", STAGE, "--from", "scope-v2", "--reason", "bad").startswith(
+        "scope: rolled back to scope-v1\n"
+    )
     assert "rejected (worse)" in cra("reject", "scope-v3", "--reason", "worse")
     assert cra("resolve", STAGE) == "scope-v1\n"
     lines = cra("history", STAGE).splitlines()
