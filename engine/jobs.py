@@ -19,7 +19,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,7 @@ class JobLock:
     def alive(self, job: dict[str, Any]) -> bool:
         """Whether `job` (a row of this kind) still runs: its run lock is held (by the job or a
         process it started), or its recorded process is still the one running."""
-        fd = try_lock(_run_lock(self.ws, self.kind, job["ref_id"]))
+        fd = _try_run_lock(self.ws, self.kind, job["ref_id"])
         if fd is None:
             return True
         os.close(fd)
@@ -85,7 +85,7 @@ class JobLock:
         Refused while a job of `ref_id` still runs: one job per campaign, run or eval."""
         ws, kind = self.ws, self.kind
         live = self.running(ref_id)
-        run_fd = try_lock(_run_lock(ws, kind, ref_id))
+        run_fd = _try_run_lock(ws, kind, ref_id)
         if live is not None or run_fd is None:
             if run_fd is not None:
                 os.close(run_fd)
@@ -103,7 +103,12 @@ def job_lock(ws: Workspace, kind: str) -> Iterator[JobLock]:
     inside it, and no other process can do either for that kind in between.
 
     Never taken inside a database transaction: a holder may wait on the database."""
-    with exclusive_lock(_locks_dir(ws) / f"start-{kind}.lock"):
+    path = _locks_dir(ws) / f"start-{kind}.lock"
+    with ExitStack() as held:
+        try:
+            held.enter_context(exclusive_lock(path))
+        except OSError as exc:
+            raise JobError(f"{path}: cannot take the {kind} start lock: {exc.strerror}") from exc
         yield JobLock(ws, kind)
 
 
@@ -116,8 +121,13 @@ def _locks_dir(ws: Workspace) -> Path:
     return folder
 
 
-def _run_lock(ws: Workspace, kind: str, ref_id: int) -> Path:
-    return _locks_dir(ws) / f"{kind}-{ref_id}.lock"
+def _try_run_lock(ws: Workspace, kind: str, ref_id: int) -> int | None:
+    """The descriptor holding the run lock of `kind` `ref_id`; None when a job holds it."""
+    path = _locks_dir(ws) / f"{kind}-{ref_id}.lock"
+    try:
+        return try_lock(path)
+    except OSError as exc:
+        raise JobError(f"{path}: cannot take the job's run lock: {exc.strerror}") from exc
 
 
 def spawn_job(ws: Workspace, kind: str, ref_id: int, argv: Sequence[str]) -> int:
