@@ -18,6 +18,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -31,6 +32,7 @@ from engine.workspace import Workspace
 JOB_ID_ENV = "CRA_JOB_ID"
 LOCKS_DIR = "locks"
 LIVE = ("starting", "running")
+EXIT_GRACE_S = 10.0
 
 
 class JobError(CraError):
@@ -79,13 +81,24 @@ class JobLock:
             return job
         return None
 
+    def _after_last_exits(self, ref_id: int) -> int | None:
+        """Take `ref_id`'s run lock, giving a job that has recorded its end up to
+        `EXIT_GRACE_S` to exit (it records its end just before its process exits); None when a
+        process still holds it after that."""
+        deadline = time.monotonic() + EXIT_GRACE_S
+        while (fd := _try_run_lock(self.ws, self.kind, ref_id)) is None:
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.05)
+        return fd
+
     def spawn(self, ref_id: int, argv: Sequence[str]) -> int:
         """Start `argv` as a detached job for `ref_id`; returns the job id.
 
         Refused while a job of `ref_id` still runs: one job per campaign, run or eval."""
         ws, kind = self.ws, self.kind
         live = self.running(ref_id)
-        run_fd = _try_run_lock(ws, kind, ref_id)
+        run_fd = None if live is not None else self._after_last_exits(ref_id)
         if live is not None or run_fd is None:
             if run_fd is not None:
                 os.close(run_fd)
