@@ -546,8 +546,7 @@ def harness_status(ctx: click.Context) -> None:
     from engine.harness.campaigns import reconcile_campaigns
 
     ws = _workspace(ctx, write=False)
-    if not ws.read_only:
-        reconcile_campaigns(ws)
+    reconcile_campaigns(ws)
     for row in ws.db.execute("SELECT id, status, reason, spec_json FROM campaigns ORDER BY id"):
         campaign_id, status, reason, _ = row
         counts = dict(

@@ -7,6 +7,8 @@ import click
 
 from app.cli_common import PathArg, open_workspace
 from engine.adapters.activation import (
+    ActivationError,
+    active_row,
     export_metadata,
     history,
     list_versions,
@@ -57,12 +59,29 @@ def adapters_promote(ctx: click.Context, name: str, reason: str, operator: str |
 
 @adapters.command("rollback")
 @click.argument("stage", type=click.Choice(STAGES))
+@click.option(
+    "--from",
+    "withdraw",
+    metavar="NAME",
+    help="The active version you withdraw (required: refused if another serves now).",
+)
 @click.option("--reason", default="", help="Why the active version is withdrawn.")
 @click.option("--operator", help="Who rolls back (default: the config's operator).")
 @click.pass_context
-def adapters_rollback(ctx: click.Context, stage: str, reason: str, operator: str | None) -> None:
-    """Make STAGE's previously active version active again (the base after the first)."""
-    result = rollback_stage(_workspace(ctx), stage, operator=operator, reason=reason)
+def adapters_rollback(
+    ctx: click.Context, stage: str, withdraw: str | None, reason: str, operator: str | None
+) -> None:
+    """Withdraw STAGE's active version (--from NAME): the one before it serves again (the base
+    after the first)."""
+    ws = _workspace(ctx)
+    if withdraw is None:
+        active = active_row(ws, stage)
+        now = "no version is active" if active is None else f"{active['name']} is active now"
+        raise ActivationError(
+            f"{stage}: name the version you withdraw with --from NAME ({now}); a rollback "
+            "never withdraws a version its operator did not name"
+        )
+    result = rollback_stage(ws, stage, withdraw, operator=operator, reason=reason)
     click.echo(f"{stage}: rolled back to {result.active}\nserver: {result.server}")
 
 

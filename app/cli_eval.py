@@ -106,8 +106,7 @@ def _show_gate(ws: Workspace, name: str) -> None:
 def eval_status(ctx: click.Context) -> None:
     """Every eval run, newest first."""
     ws = _workspace(ctx, write=False)
-    if not ws.read_only:
-        reconcile_evals(ws)
+    reconcile_evals(ws)
     runs = list_evals(ws)
     if not runs:
         click.echo("no eval runs yet: `cra eval run --adapter NAME` starts one")
@@ -122,8 +121,7 @@ def eval_status(ctx: click.Context) -> None:
 def eval_show(ctx: click.Context, eval_id: int) -> None:
     """One eval run: what it scored, its metrics, where its answers are."""
     ws = _workspace(ctx, write=False)
-    if not ws.read_only:
-        reconcile_evals(ws)
+    reconcile_evals(ws)
     run = eval_row(ws, eval_id)
     click.echo(_line(run))
     if run["reason"]:

@@ -98,8 +98,7 @@ def train_resume(ctx: click.Context, run_id: int, force: bool) -> None:
 def train_status(ctx: click.Context, as_json: bool) -> None:
     """Every run, newest first: status, progress, loss and the adapter it made."""
     ws = _workspace(ctx, write=False)
-    if not ws.read_only:
-        reconcile_runs(ws)
+    reconcile_runs(ws)
     runs = list_runs(ws)
     if as_json:
         fields = ("id", "stage", "method", "dataset_id", "status", "step", "max_steps", "loss")
@@ -121,8 +120,7 @@ def train_status(ctx: click.Context, as_json: bool) -> None:
 def train_show(ctx: click.Context, run_id: int) -> None:
     """One run: its spec, progress, outcome and adapter."""
     ws = _workspace(ctx, write=False)
-    if not ws.read_only:
-        reconcile_runs(ws)
+    reconcile_runs(ws)
     run = run_row(ws, run_id)
     spec = RunSpec.model_validate_json(run["spec_json"])
     hyper = spec.hyper

@@ -2,24 +2,37 @@
 
 A job is started in its own session (closing the console or its terminal does not reach it),
 its output goes to a log file under `logs/`, and its row in `jobs` carries the pid and the
-process's start time: a pid alone can be reused after the job dies, the pair cannot. A job
-whose process is gone (or a zombie) while its row says `running` died without finishing: the
-owner of the job's kind reconciles that (campaigns: `reconcile_campaigns`).
+process's start time: a pid alone can be reused after the job dies, the pair cannot.
+
+Starting a job and judging whether one died never race (`job_lock`): every start and every
+reconcile of a kind holds that kind's start lock (`locks/start-KIND.lock`), so none of them sees
+another's half-made start. The job itself holds its run lock (`locks/KIND-REF.lock`) for as long
+as it lives: the starter takes it before the row is written and the job process inherits the
+descriptor, so the lock is held without a gap from before the `starting` row exists until the
+last process holding it exits, and the kernel frees it however that process ends. A job whose
+run lock is free and whose recorded process is gone died without finishing: the owner of the
+job's kind reconciles that (campaigns: `reconcile_campaigns`). No clock is involved.
 """
 
 import json
 import os
 import signal
 import subprocess
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 from engine.errors import CraError
+from engine.locks import exclusive_lock, try_lock
 from engine.timestamps import utc_now
 from engine.workspace import Workspace
 
 JOB_ID_ENV = "CRA_JOB_ID"
+LOCKS_DIR = "locks"
+LIVE = ("starting", "running")
+EXIT_GRACE_S = 10.0
 
 
 class JobError(CraError):
@@ -45,8 +58,99 @@ def job_alive(job: dict[str, Any]) -> bool:
     return process_start_time(job["pid"]) == job["pid_start"]
 
 
+class JobLock:
+    """A kind's start lock, held: no other process starts or settles a job of that kind now."""
+
+    def __init__(self, ws: Workspace, kind: str) -> None:
+        self.ws = ws
+        self.kind = kind
+
+    def alive(self, job: dict[str, Any]) -> bool:
+        """Whether `job` (a row of this kind) still runs: its run lock is held (by the job or a
+        process it started), or its recorded process is still the one running."""
+        fd = _try_run_lock(self.ws, self.kind, job["ref_id"])
+        if fd is None:
+            return True
+        os.close(fd)
+        return job_alive(job)
+
+    def running(self, ref_id: int) -> dict[str, Any] | None:
+        """The job of `ref_id` that still runs, if any."""
+        job = latest_job(self.ws, self.kind, ref_id)
+        if job is not None and job["status"] in LIVE and self.alive(job):
+            return job
+        return None
+
+    def _after_last_exits(self, ref_id: int) -> int | None:
+        """Take `ref_id`'s run lock, giving a job that has recorded its end up to
+        `EXIT_GRACE_S` to exit (it records its end just before its process exits); None when a
+        process still holds it after that."""
+        deadline = time.monotonic() + EXIT_GRACE_S
+        while (fd := _try_run_lock(self.ws, self.kind, ref_id)) is None:
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.05)
+        return fd
+
+    def spawn(self, ref_id: int, argv: Sequence[str]) -> int:
+        """Start `argv` as a detached job for `ref_id`; returns the job id.
+
+        Refused while a job of `ref_id` still runs: one job per campaign, run or eval."""
+        ws, kind = self.ws, self.kind
+        live = self.running(ref_id)
+        run_fd = None if live is not None else self._after_last_exits(ref_id)
+        if live is not None or run_fd is None:
+            if run_fd is not None:
+                os.close(run_fd)
+            which = "" if live is None else f" (job {live['id']}, pid {live['pid']})"
+            raise JobError(f"{kind} {ref_id} already has a job running{which}; one at a time")
+        try:
+            return _spawn(ws, kind, ref_id, argv, run_fd)
+        finally:
+            os.close(run_fd)
+
+
+@contextmanager
+def job_lock(ws: Workspace, kind: str) -> Iterator[JobLock]:
+    """Hold `kind`'s start lock for the block: check, record and spawn (or judge and settle)
+    inside it, and no other process can do either for that kind in between.
+
+    Never taken inside a database transaction: a holder may wait on the database."""
+    path = _locks_dir(ws) / f"start-{kind}.lock"
+    with ExitStack() as held:
+        try:
+            held.enter_context(exclusive_lock(path))
+        except OSError as exc:
+            raise JobError(f"{path}: cannot take the {kind} start lock: {exc.strerror}") from exc
+        yield JobLock(ws, kind)
+
+
+def _locks_dir(ws: Workspace) -> Path:
+    folder = ws.root / LOCKS_DIR
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise JobError(f"{folder}: cannot create the job locks folder: {exc.strerror}") from exc
+    return folder
+
+
+def _try_run_lock(ws: Workspace, kind: str, ref_id: int) -> int | None:
+    """The descriptor holding the run lock of `kind` `ref_id`; None when a job holds it."""
+    path = _locks_dir(ws) / f"{kind}-{ref_id}.lock"
+    try:
+        return try_lock(path)
+    except OSError as exc:
+        raise JobError(f"{path}: cannot take the job's run lock: {exc.strerror}") from exc
+
+
 def spawn_job(ws: Workspace, kind: str, ref_id: int, argv: Sequence[str]) -> int:
     """Start `argv` as a detached job of `kind` for `ref_id`; returns the job id."""
+    with job_lock(ws, kind) as lock:
+        return lock.spawn(ref_id, argv)
+
+
+def _spawn(ws: Workspace, kind: str, ref_id: int, argv: Sequence[str], run_fd: int) -> int:
+    """Record the job `starting`, start it holding `run_fd` (its run lock), record its pid."""
     started = utc_now()
     log_rel = Path("logs") / f"{kind}-{ref_id}-{started.replace(':', '')}.log"
     with ws.db.conn:
@@ -75,6 +179,7 @@ def spawn_job(ws: Workspace, kind: str, ref_id: int, argv: Sequence[str]) -> int
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                pass_fds=(run_fd,),
             )
     except OSError as exc:
         _finish(ws, job_id, "failed", None, f"could not start {argv[0]}: {exc}")

@@ -1,4 +1,8 @@
-"""Advisory file locks between processes (flock): released by the kernel if the holder dies."""
+"""Advisory file locks between processes (flock): released by the kernel if the holder dies.
+
+A flock belongs to the open file, not to the process: a child that inherits the descriptor
+holds the lock with its parent, and keeps holding it after the parent closes its copy.
+"""
 
 import fcntl
 import os
@@ -16,3 +20,21 @@ def exclusive_lock(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def try_lock(path: Path) -> int | None:
+    """Take an exclusive lock on `path` (created if missing) without waiting.
+
+    Returns the descriptor that holds it (close it to release the lock), or None when another
+    open file holds it.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

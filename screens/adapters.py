@@ -29,6 +29,7 @@ from app.widgets.confirm import ConfirmScreen
 from app.widgets.text_modal import TextScreen
 from engine.adapters.lineage import trace_lines
 from engine.adapters.overview import (
+    Confirmation,
     StageView,
     VersionLine,
     promote_text,
@@ -93,11 +94,13 @@ class ServingPolled(Message):
 class ConfirmText(Message):
     """The confirmation to show before `action` ("promote" or "rollback") on `subject`."""
 
-    def __init__(self, action: str, subject: str, text: str | None, error: str | None) -> None:
+    def __init__(
+        self, action: str, subject: str, confirmation: Confirmation | None, error: str | None
+    ) -> None:
         super().__init__()
         self.action = action
         self.subject = subject
-        self.text = text
+        self.confirmation = confirmation
         self.error = error
 
 
@@ -408,13 +411,13 @@ class AdaptersScreen(PaneScreen):
         try:
             with reopened(self._ws) as ws:
                 if action == "promote":
-                    text = promote_text(ws, subject)
+                    confirmation = promote_text(ws, subject)
                 else:
-                    text = rollback_text(ws, subject)
+                    confirmation = rollback_text(ws, subject)
         except WORKER_ERRORS as exc:
             self.post_message(ConfirmText(action, subject, None, str(exc)))
             return
-        self.post_message(ConfirmText(action, subject, text, None))
+        self.post_message(ConfirmText(action, subject, confirmation, None))
 
     @on(ConfirmText)
     def _ask(self, message: ConfirmText) -> None:
@@ -427,21 +430,29 @@ class AdaptersScreen(PaneScreen):
             else f"Roll {message.subject} back?"
         )
 
+        confirmation = message.confirmation
+        assert confirmation is not None
+
         def answered(yes: bool | None) -> None:
             if yes:
-                self._switch(message.action, message.subject)
+                self._switch(message.action, message.subject, confirmation.serving)
 
-        self.app.push_screen(ConfirmScreen(title, message.text or ""), answered)
+        self.app.push_screen(ConfirmScreen(title, confirmation.text), answered)
 
     @work(thread=True, group="action")
-    def _switch(self, action: str, subject: str) -> None:
+    def _switch(self, action: str, subject: str, serving: str) -> None:
+        """Promote or roll back, naming the version the confirmation showed serving."""
         try:
             with reopened(self._ws) as ws:
                 result: SwitchResult
                 if action == "promote":
-                    result = promote_version(ws, subject, reason="promoted in the console")
+                    result = promote_version(
+                        ws, subject, reason="promoted in the console", replacing=serving
+                    )
                 else:
-                    result = rollback_stage(ws, subject, reason="rolled back in the console")
+                    result = rollback_stage(
+                        ws, subject, serving, reason="rolled back in the console"
+                    )
         except WORKER_ERRORS as exc:
             self.post_message(ActionDone(None, str(exc)))
             return

@@ -101,15 +101,15 @@ def test_promote_flips_and_records_both_metrics(ws: Workspace) -> None:
 def test_rollback_unwinds_promotions_in_order(ws: Workspace) -> None:
     for n in (1, 2, 3):
         promote(ws, f"scope-v{n}")
-    rollback(ws, STAGE, operator="bo", reason="e2e regression")
+    rollback(ws, STAGE, "scope-v3", operator="bo", reason="e2e regression")
     assert resolve(ws, STAGE) == "scope-v2"
     rec = _records(ws)[-1]
     v2, v3 = version_row(ws, "scope-v2"), version_row(ws, "scope-v3")
     assert (rec["action"], rec["from_id"], rec["to_id"]) == ("rollback", v3["id"], v2["id"])
     assert (rec["operator"], rec["reason"]) == ("bo", "e2e regression")
-    rollback(ws, STAGE)
+    rollback(ws, STAGE, "scope-v2")
     assert _statuses(ws) == {"scope-v1": "active", "scope-v2": "inactive", "scope-v3": "inactive"}
-    rollback(ws, STAGE)
+    rollback(ws, STAGE, "scope-v1")
     assert resolve(ws, STAGE) == "reasoning"
     assert set(_statuses(ws).values()) == {"inactive"}
     assert [(h["action"], h["from_name"], h["to_name"]) for h in history(ws, STAGE)] == [
@@ -124,15 +124,15 @@ def test_rollback_unwinds_promotions_in_order(ws: Workspace) -> None:
 
 def test_rolling_back_the_first_promotion_returns_to_the_base(ws: Workspace) -> None:
     with pytest.raises(ActivationError, match="no version is active"):
-        rollback(ws, STAGE)
+        rollback(ws, STAGE, "scope-v1")
     promote(ws, "scope-v1")
-    rollback(ws, STAGE, reason="worse than base")
+    rollback(ws, STAGE, "scope-v1", reason="worse than base")
     assert resolve(ws, STAGE) == "reasoning"
     assert version_row(ws, "scope-v1")["status"] == "inactive"
     last = _records(ws)[-1]
     assert (last["action"], last["to_id"], last["reason"]) == ("rollback", None, "worse than base")
     with pytest.raises(ActivationError, match="no version is active"):
-        rollback(ws, STAGE)
+        rollback(ws, STAGE, "scope-v1")
     promote(ws, "scope-v1")
     assert resolve(ws, STAGE) == "scope-v1"
 
@@ -180,7 +180,7 @@ def test_rollback_verifies_the_earlier_version_files(ws: Workspace) -> None:
     promote(ws, "scope-v2")
     (ws.root / version_row(ws, "scope-v1")["path"] / "adapter_config.json").write_text("{}")
     with pytest.raises(AdapterFilesError, match="scope-v1: file .*adapter_config.json"):
-        rollback(ws, STAGE)
+        rollback(ws, STAGE, "scope-v2")
     assert resolve(ws, STAGE) == "scope-v2"
 
 
@@ -203,7 +203,7 @@ def test_failing_sync_changes_nothing(ws: Workspace) -> None:
     with pytest.raises(ServerDown, match="scope-v3"):
         promote(ws, "scope-v3", sync=down)
     with pytest.raises(ServerDown, match="scope-v1"):
-        rollback(ws, STAGE, sync=down)
+        rollback(ws, STAGE, "scope-v2", sync=down)
     assert (_statuses(ws), _records(ws)) == before
 
 
@@ -272,7 +272,9 @@ def test_cli(ws: Workspace, tmp_path: Path) -> None:
     )
     pass_gate(ws, "scope-v2", "scope-v1")
     cra("promote", "scope-v2", "--operator", "dee")
-    assert cra("rollback", STAGE, "--reason", "bad").startswith("scope: rolled back to scope-v1\n")
+    assert cra("rollback", STAGE, "--from", "scope-v2", "--reason", "bad").startswith(
+        "scope: rolled back to scope-v1\n"
+    )
     assert "rejected (worse)" in cra("reject", "scope-v3", "--reason", "worse")
     assert cra("resolve", STAGE) == "scope-v1\n"
     lines = cra("history", STAGE).splitlines()
@@ -292,7 +294,7 @@ WORKER = textwrap.dedent(
     import json, sys
     from pathlib import Path
     from engine.adapters.activation import (
-        ActivationError, StageChangedError, promote, rollback,
+        ActivationError, StageChangedError, promote, resolve, rollback,
     )
     from engine.workspace import Workspace
 
@@ -304,7 +306,7 @@ WORKER = textwrap.dedent(
             if role == "promote":
                 promote(ws, f"scope-v{i % 4 + 1}", operator=role)
             else:
-                rollback(ws, "scope", operator=role)
+                rollback(ws, "scope", resolve(ws, "scope"), operator=role)
             done += 1
         except ActivationError as exc:
             if not isinstance(exc, StageChangedError) and not any(

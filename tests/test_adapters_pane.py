@@ -21,6 +21,7 @@ from app.app import CraApp
 from app.widgets.confirm import ConfirmScreen
 from app.widgets.text_modal import TextScreen
 from engine.adapters.activation import history, resolve
+from engine.adapters.switch import promote_version
 from engine.workspace import Workspace
 from screens.adapters import AdaptersScreen
 
@@ -186,6 +187,25 @@ async def test_promote_confirms_with_the_deltas_then_switches(ws: Workspace) -> 
         await pilot.press("y")
         await until(pilot, lambda: resolve(ws, STAGE) == "scope-v1", "the rollback")
         assert [h["action"] for h in history(ws, STAGE)][-2:] == ["promote", "rollback"]
+
+
+async def test_a_rollback_confirmed_after_another_switch_is_refused(ws: Workspace) -> None:
+    """The rollback the operator confirms withdraws the version its confirmation showed: when
+    another console promoted a newer one meanwhile, the rollback is refused, naming both, and
+    the newer version still serves."""
+    fill(ws)
+    async with CraApp(ws, []).run_test(size=SIZE) as pilot:
+        await on_scope(pilot)
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), "the question")
+        body = str(pilot.app.screen.query_one(".dialog-body", Static).render())
+        assert "scope goes back from scope-v1 to base" in body
+        promote_version(Workspace.open(ws.root), "scope-v2")
+        await pilot.press("y")
+        refusal = "the rollback withdraws scope-v1, but scope-v2 serves scope now"
+        await until(pilot, lambda: any(refusal in n for n in notes(pilot)), "the refusal")
+        assert resolve(ws, STAGE) == "scope-v2"
+        assert [h["action"] for h in history(ws, STAGE)][-1] == "promote"
 
 
 async def test_a_refused_promotion_is_a_notification_and_changes_nothing(ws: Workspace) -> None:

@@ -1,4 +1,5 @@
-"""Campaigns as background jobs: gold runs to the end, resume after kill -9, pause and stop.
+"""Campaigns as background jobs: gold runs to the end, resume after kill -9, pause and stop,
+and starts and status polls from several processes at once.
 
 Real processes throughout: the job and its workers are spawned as the console spawns them, the
 attempts run pytest in the sandbox, and the command pipeline is a real script that logs every
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from races import end_jobs, last_job_id, race
 
 from app.cli import cli
 from engine.harness.campaigns import (
@@ -179,10 +181,12 @@ def test_a_campaign_killed_with_sigkill_resumes_without_redoing_finished_attempt
     _wait_planning(ws, campaign_id, tmp_path / "planner-calls.log")
     job = latest_job(ws, "campaign", campaign_id)
     os.kill(job["pid"], signal.SIGKILL)
+    # Settled once its process is gone, run lock included: a killed process with threads shows
+    # as a zombie a moment before its files are closed.
     deadline = time.monotonic() + 10
-    while job_alive(job) and time.monotonic() < deadline:
+    while not (interrupted := reconcile_campaigns(ws)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert reconcile_campaigns(ws) == [campaign_id]
+    assert interrupted == [campaign_id]
     row = campaign_row(ws, campaign_id)
     assert row["status"] == "interrupted" and f"pid {job['pid']}" in row["reason"]
     finished_before = {
@@ -241,3 +245,81 @@ def test_a_bad_campaign_request_is_a_clear_error(tmp_path: Path, valid_package: 
     assert "no approved package is named 'nosuch'" in result.output
     with pytest.raises(HarnessError, match="there is no campaign 7"):
         start_campaign(ws, 7)
+
+
+# -- several processes at once -------------------------------------------------------------
+
+RACED = 1
+"""The campaign the racers start: the first one of the workspace."""
+
+
+def _raced_campaign(tmp_path: Path, valid_package: Path) -> Workspace:
+    ws = _workspace(tmp_path / "ws")
+    approve_package(ws, valid_package)
+    digest = ws.db.execute("SELECT digest FROM packages").fetchone()[0]
+    spec = CampaignSpec(
+        packages=[digest], pipeline="gold", model="gold", temperatures=[0], seeds=[1]
+    )
+    assert create_campaign(ws, spec, "tester") == RACED
+    return ws
+
+
+def _start(ws: Workspace, round_no: int, seen: object) -> str:
+    return f"job {start_campaign(ws, RACED)}"
+
+
+def _poll(ws: Workspace, round_no: int, seen: object) -> str:
+    """`harness status` (or a console's poll) over and over while the other racer starts."""
+    deadline = time.monotonic() + 0.4
+    while time.monotonic() < deadline:
+        if interrupted := reconcile_campaigns(ws):
+            return f"declared dead: campaigns {interrupted}"
+        time.sleep(0.002)
+    return "ok"
+
+
+def _kill_the_round(ws: Workspace, after_job: int) -> tuple[list[dict], list[int]]:
+    """End the round's jobs (they would go on to run the campaign) and settle them: returns
+    their rows and the campaigns the settling found interrupted (the raced one, so that it can
+    start again in the next round)."""
+    jobs = end_jobs(ws, "campaign", after_job)
+    return jobs, reconcile_campaigns(ws)
+
+
+def test_two_starts_of_one_campaign_at_once_run_one_job(
+    tmp_path: Path, valid_package: Path
+) -> None:
+    """Two processes start the same campaign at the same moment, round after round: each time
+    exactly one job runs it, and the other start is refused, naming the job that runs."""
+    ws = _raced_campaign(tmp_path, valid_package)
+    mark = [last_job_id(ws)]
+
+    def settle(round_no: int, outcomes: list[str]) -> None:
+        jobs, settled = _kill_the_round(ws, mark[0])
+        mark[0] = last_job_id(ws)
+        started = [o for o in outcomes if o.startswith("job ")]
+        assert len(jobs) == 1 and len(started) == 1, (round_no, outcomes, jobs)
+        [refused] = [o for o in outcomes if o not in started]
+        assert "still runs; one job per campaign" in refused, (round_no, refused)
+        assert settled == [RACED]
+
+    race(ws.root, [(None, _start), (None, _start)], settle)
+
+
+def test_a_status_poll_during_a_start_never_declares_it_dead(
+    tmp_path: Path, valid_package: Path
+) -> None:
+    """While one process starts a campaign, another reconciles campaigns as fast as it can
+    (`harness status`, the console's poll): the starting job is never declared dead, and the
+    start always succeeds."""
+    ws = _raced_campaign(tmp_path, valid_package)
+    mark = [last_job_id(ws)]
+
+    def settle(round_no: int, outcomes: list[str]) -> None:
+        jobs, settled = _kill_the_round(ws, mark[0])
+        mark[0] = last_job_id(ws)
+        assert outcomes[1] == "ok", (round_no, outcomes)
+        assert outcomes[0].startswith("job ") and len(jobs) == 1, (round_no, outcomes, jobs)
+        assert settled == [RACED]
+
+    race(ws.root, [(None, _start), (None, _poll)], settle)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from races import end_jobs, last_job_id, race
 
 from app.cli import cli
 from app.cli_train import train
@@ -512,6 +513,91 @@ def test_cli_status_and_show(ws: Workspace) -> None:
     assert bad.exit_code == 1
     assert "error: setting: key max_steps: Input should be greater than or equal to 1" in bad.output
     assert ws.db["training_runs"].count == 1
+
+
+# -- several processes at once -------------------------------------------------------------
+
+
+def _start(ws: Workspace, round_no: int, seen: object) -> str:
+    return f"run {start_run(ws, 'scope-d1', 'scope')}"
+
+
+def _resume(ws: Workspace, round_no: int, seen: object) -> str:
+    return f"job {resume_run(ws, 1)}"
+
+
+def _poll(ws: Workspace, round_no: int, seen: object) -> str:
+    """`cra train status` (or the Training pane's poll) over and over while a run starts."""
+    deadline = time.monotonic() + 0.4
+    while time.monotonic() < deadline:
+        if ended := reconcile_runs(ws):
+            return f"declared ended: runs {ended}"
+        time.sleep(0.002)
+    return "ok"
+
+
+def _end_the_round(ws: Workspace, after_job: int) -> tuple[list[dict[str, Any]], list[int]]:
+    """Kill the round's workers (they would go on to train) and settle their runs as failed:
+    returns the workers' job rows and the runs settled."""
+    jobs = end_jobs(ws, JOB_KIND, after_job)
+    return jobs, reconcile_runs(ws)
+
+
+def test_two_resumes_of_one_run_at_once_start_one_worker(ws: Workspace) -> None:
+    """Two processes resume the same failed run at the same moment, round after round: each
+    time exactly one worker starts on its folder, and the other resume is refused."""
+    run_id, _ = _insert_run(ws, build_spec(ws, "scope-d1", "scope"))
+    assert run_id == 1
+    _set_status(ws, run_id, "failed")
+    mark = [last_job_id(ws)]
+
+    def settle(round_no: int, outcomes: list[str]) -> None:
+        jobs, settled = _end_the_round(ws, mark[0])
+        mark[0] = last_job_id(ws)
+        started = [o for o in outcomes if o.startswith("job ")]
+        assert len(jobs) == 1 and len(started) == 1, (round_no, outcomes, jobs)
+        [refused] = [o for o in outcomes if o not in started]
+        assert "run 1 is running; only a stopped or failed run resumes" in refused, refused
+        assert settled == [run_id] and run_row(ws, run_id)["status"] == "failed"
+
+    race(ws.root, [(None, _resume), (None, _resume)], settle)
+
+
+def test_two_starts_at_once_start_one_training_run(ws: Workspace) -> None:
+    """Two processes start a training run at the same moment, round after round: one run
+    starts, the other start is refused because that run holds the GPU."""
+    mark = [last_job_id(ws)]
+
+    def settle(round_no: int, outcomes: list[str]) -> None:
+        jobs, settled = _end_the_round(ws, mark[0])
+        mark[0] = last_job_id(ws)
+        started = [o for o in outcomes if o.startswith("run ")]
+        assert len(jobs) == 1 and len(started) == 1, (round_no, outcomes, jobs)
+        [refused] = [o for o in outcomes if o not in started]
+        run_id = int(started[0].split()[1])
+        assert f"training run {run_id} is running and holds the GPU" in refused, refused
+        assert settled == [run_id]
+
+    race(ws.root, [(None, _start), (None, _start)], settle)
+
+
+def test_a_status_poll_during_a_start_never_fails_the_run(ws: Workspace) -> None:
+    """While one process starts a training run, another reconciles runs as fast as it can:
+    the run being started is never declared ended, so no second worker can take its place."""
+    mark = [last_job_id(ws)]
+
+    def settle(round_no: int, outcomes: list[str]) -> None:
+        jobs, settled = _end_the_round(ws, mark[0])
+        mark[0] = last_job_id(ws)
+        assert outcomes[1] == "ok", (round_no, outcomes)
+        assert outcomes[0].startswith("run ") and len(jobs) == 1, (round_no, outcomes, jobs)
+        assert settled == [int(outcomes[0].split()[1])]
+
+    race(ws.root, [(None, _start), (None, _poll)], settle)
+
+
+def _set_status(ws: Workspace, run_id: int, status: str) -> None:
+    ws.db["training_runs"].update(run_id, {"status": status})
 
 
 # -- end to end, with the real worker ------------------------------------------------------

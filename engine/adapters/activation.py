@@ -9,7 +9,10 @@ Before a version goes live its files are checked against the sha256 recorded at 
 and the optional `sync(version_row)` loads it on the inference server. `sync` runs before the
 database flip and outside the transaction: if it raises, nothing changes. Should another console
 flip the stage while `sync` runs, the flip is refused rather than applied to a state it was not
-planned for.
+planned for: a promotion runs its `check` (the version it expects to replace, the eval gate)
+inside the flip's transaction; a rollback names the version it withdraws, and is
+refused when that version is no longer the active one, so it never undoes a promotion made
+meanwhile by someone else.
 
 Rollback undoes promotions in order: the records replay as a stack (promote pushes, rollback
 pops), so rolling back twice after promoting v1, v2, v3 lands on v1, and a third time on the
@@ -31,6 +34,7 @@ from engine.training_data.stages import BASE_MODEL, STAGES
 from engine.workspace import Workspace
 
 Sync = Callable[[dict[str, Any]], None]
+Check = Callable[[dict[str, Any], dict[str, Any] | None], None]
 PROMOTABLE = ("candidate", "inactive")
 
 
@@ -43,7 +47,8 @@ class AdapterFilesError(ActivationError):
 
 
 class StageChangedError(ActivationError):
-    """Another console changed the stage's active version while this one was loading."""
+    """The stage's active version is not the one this switch was planned against: another
+    console switched it since the operator looked, or while this one was loading."""
 
 
 def version_row(ws: Workspace, name: str) -> dict[str, Any]:
@@ -94,11 +99,14 @@ def promote(
     operator: str | None = None,
     reason: str = "",
     sync: Sync | None = None,
+    check: Check | None = None,
 ) -> int:
     """Make candidate or inactive version `name` its stage's active one; returns the record id.
 
     The previously active version becomes inactive. Its files are verified first, then `sync`
-    loads it; only then does the database flip.
+    loads it; only then does the database flip. `check(version, active)` (active: the version
+    serving now, None for the bare base) runs inside the flip's transaction and refuses by
+    raising, so what it checks cannot change before the flip.
     """
     target = version_row(ws, name)
     check_promotable(target)
@@ -109,34 +117,40 @@ def promote(
         target = version_row(ws, name)
         check_promotable(target)
         current = active_row(ws, target["stage"])
+        if check is not None:
+            check(target, current)
         return _flip(ws, target["stage"], "promote", current, target, operator, reason)
 
 
 def rollback(
     ws: Workspace,
     stage: str,
+    withdraw: str,
     operator: str | None = None,
     reason: str = "",
     sync: Sync | None = None,
 ) -> int:
-    """Make the stage's previously active version active again; returns the record id.
+    """Withdraw `withdraw`, the stage's active version, making the one active before it active
+    again; returns the record id.
 
-    The current version becomes inactive. When it was the stage's first promotion, the stage
-    goes back to the bare base model: no version is active and `sync` is not called.
+    `withdraw` is the version the operator saw serving: when another version serves the stage
+    now, the rollback is refused, so it never undoes a promotion it did not see. When the
+    withdrawn version was the stage's first promotion, the stage goes back to the bare base
+    model: no version is active and `sync` is not called.
     """
-    current, target = rollback_plan(ws, stage)
+    current, target = rollback_plan(ws, stage, withdraw)
     if target is not None:
         verify_files(ws, target)
         if sync is not None:
             sync(target)
     with immediate(ws):
-        now_current, now_target = rollback_plan(ws, stage)
-        if (now_current["id"], _id(now_target)) != (current["id"], _id(target)):
+        now_current, now_target = rollback_plan(ws, stage, withdraw)
+        if _id(now_target) != _id(target):
             raise StageChangedError(
-                f"{stage}: the active version changed to {now_current['name']} while "
-                f"{_label(target)} was loading; nothing changed, roll back again"
+                f"{stage}: the activation history changed while {_label(target)} was loading; "
+                "nothing changed, roll back again"
             )
-        return _flip(ws, stage, "rollback", current, target, operator, reason)
+        return _flip(ws, stage, "rollback", now_current, target, operator, reason)
 
 
 def _id(row: dict[str, Any] | None) -> int | None:
@@ -243,13 +257,23 @@ def active_row(ws: Workspace, stage: str) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
-def rollback_plan(ws: Workspace, stage: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def rollback_plan(
+    ws: Workspace, stage: str, withdraw: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The active version and the one that was active before it was promoted (None: the bare
-    base model, when the active version was the stage's first promotion)."""
+    base model, when the active version was the stage's first promotion).
+
+    With `withdraw`, refused unless that version is the active one."""
     _check_stage(stage)
     current = active_row(ws, stage)
     if current is None:
         raise ActivationError(f"{stage}: no version is active; there is nothing to roll back")
+    if withdraw is not None and current["name"] != withdraw:
+        version_row(ws, withdraw)
+        raise StageChangedError(
+            f"{stage}: the rollback withdraws {withdraw}, but {current['name']} serves {stage} "
+            "now; nothing changed (someone switched it since), look again and roll back again"
+        )
     stack: list[int] = []
     for action, to_id in ws.db.execute(
         "SELECT action, to_id FROM adapter_activations "

@@ -96,7 +96,16 @@ def stage_views(ws: Workspace) -> list[StageView]:
     return views
 
 
-def promote_text(ws: Workspace, name: str) -> str:
+@dataclass(frozen=True)
+class Confirmation:
+    """What a confirmation shows, and the version it shows serving: the switch the operator
+    confirms names it, so a switch someone else made meanwhile refuses it."""
+
+    text: str
+    serving: str
+
+
+def promote_text(ws: Workspace, name: str) -> Confirmation:
     """What promoting `name` will do, with its metrics against the version active now; refused
     at once when the promotion would be (rejected, already active, no gate pass)."""
     row = version_row(ws, name)
@@ -112,10 +121,10 @@ def promote_text(ws: Workspace, name: str) -> str:
     ]
     if comparison.candidate_eval is None:
         lines.append(f"  {name} has not been evaluated.")
-    return "\n".join(lines)
+    return Confirmation("\n".join(lines), target_name(active))
 
 
-def rollback_text(ws: Workspace, stage: str) -> str:
+def rollback_text(ws: Workspace, stage: str) -> Confirmation:
     """What rolling `stage` back will do, with the target's metrics against the current one."""
     current, target = rollback_plan(ws, stage)
     lines = [
@@ -125,4 +134,4 @@ def rollback_text(ws: Workspace, stage: str) -> str:
         "",
         *comparison_lines(compare(ws, stage, target, current)),
     ]
-    return "\n".join(lines)
+    return Confirmation("\n".join(lines), current["name"])

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.adapters.activation import (
+    StageChangedError,
     immediate,
     promote,
     record_activation,
@@ -85,16 +86,37 @@ def _running(client: VllmClient) -> bool:
 
 
 def promote_version(
-    ws: Workspace, name: str, operator: str | None = None, reason: str = ""
+    ws: Workspace,
+    name: str,
+    operator: str | None = None,
+    reason: str = "",
+    replacing: str | None = None,
 ) -> SwitchResult:
     """Make `name` its stage's active version, loading it on the running server first.
 
-    A candidate must have passed the eval gate against the version active now.
+    A candidate must have passed the eval gate against the version active now. `replacing`
+    names the version the operator saw serving (`base` for the bare base); when given, another
+    serving now refuses the promotion. The gate and the active version are checked again in the
+    flip's transaction: whatever another console switched meanwhile refuses, never bypasses.
     """
     reconcile_intents(ws)
     row = version_row(ws, name)
-    check_gate_passed(ws, row)
     current = active_row(ws, row["stage"])
+    if replacing is not None and target_name(current) != replacing:
+        raise StageChangedError(
+            f"{name} was to replace {replacing}, but {target_name(current)} serves "
+            f"{row['stage']} now; nothing changed, look again and promote again"
+        )
+    check_gate_passed(ws, row)
+
+    def still_planned(target: dict[str, Any], active: dict[str, Any] | None) -> None:
+        if _id(active) != _id(current):
+            raise StageChangedError(
+                f"{row['stage']}: {target_name(active)} became active while {name} was loading "
+                f"(it was to replace {target_name(current)}); nothing changed, promote again"
+            )
+        check_gate_passed(ws, target)
+
     loader = _Loader(ws)
     record_id = _with_intent(
         ws,
@@ -103,18 +125,22 @@ def promote_version(
         current,
         row,
         operator,
-        lambda: promote(ws, name, operator=operator, reason=reason, sync=loader),
+        lambda: promote(
+            ws, name, operator=operator, reason=reason, sync=loader, check=still_planned
+        ),
     )
     return SwitchResult(record_id, row["stage"], name, loader.note)
 
 
 def rollback_stage(
-    ws: Workspace, stage: str, operator: str | None = None, reason: str = ""
+    ws: Workspace, stage: str, withdraw: str, operator: str | None = None, reason: str = ""
 ) -> SwitchResult:
-    """Make the stage's previously active version active again (or the bare base), loading it
-    on the running server first when the server lacks it."""
+    """Withdraw `withdraw`, the stage's active version, making the one before it (or the bare
+    base) active again, loading it on the running server first when the server lacks it.
+
+    `withdraw` is the version the operator saw serving; refused when another serves now."""
     reconcile_intents(ws)
-    current, target = rollback_plan(ws, stage)
+    current, target = rollback_plan(ws, stage, withdraw)
     loader = _Loader(ws)
     if target is None:
         loader.note = f"the base model serves {stage} now; nothing to load"
@@ -125,10 +151,14 @@ def rollback_stage(
         current,
         target,
         operator,
-        lambda: rollback(ws, stage, operator=operator, reason=reason, sync=loader),
+        lambda: rollback(ws, stage, withdraw, operator=operator, reason=reason, sync=loader),
     )
     active = BASE_MODEL[stage] if target is None else target["name"]
     return SwitchResult(record_id, stage, active, loader.note)
+
+
+def _id(row: dict[str, Any] | None) -> int | None:
+    return None if row is None else row["id"]
 
 
 def _with_intent(
@@ -169,8 +199,10 @@ def reconcile_intents(ws: Workspace) -> list[str]:
     """Settle the switches whose process died mid-way; one line for each, saying what is true.
 
     An intent whose process still runs (same pid, same start time) is a switch under way and
-    is left alone.
+    is left alone. A read-only workspace is shown as recorded: nothing can be settled there.
     """
+    if ws.read_only:
+        return []
     return [
         _settle(ws, intent)
         for intent in list(ws.db["activation_intents"].rows_where(order_by="id"))

@@ -150,6 +150,6 @@ def run_loop(ws: Workspace, drive: Path, say: Say) -> str:
 
     promoted = promote_version(ws, name, reason="demo loop")
     say(f"8. promoted {name}: {promoted.server}")
-    rolled = rollback_stage(ws, STAGE, reason="demo loop")
+    rolled = rollback_stage(ws, STAGE, name, reason="demo loop")
     say(f"9. rolled {STAGE} back to {rolled.active}: {rolled.server}")
     return name

@@ -15,7 +15,7 @@ from typing import Any
 from engine.errors import CraError
 from engine.evaluation.eval_set import load_eval_set
 from engine.evaluation.gate import BASE, active_row, done_evals
-from engine.jobs import finish_job, job_alive, spawn_job, terminate_job
+from engine.jobs import LIVE, JobLock, finish_job, job_lock, terminate_job
 from engine.timestamps import utc_now
 from engine.training_data.stages import BASE_MODEL, STAGES
 from engine.workspace import Workspace
@@ -71,23 +71,25 @@ def start_eval(
             f"dataset {dataset_id} is a {eval_set.stage} dataset; its eval set cannot score "
             f"a {stage} model"
         )
-    _refuse_running(ws)
-    if len(targets) == 2 and any(
-        run["eval_sha256"] == eval_set.sha256 for run in done_evals(ws, stage, targets[0])
-    ):
-        targets.pop(0)
-    who = operator or ws.config.operator
-    ids = [
-        _insert(ws, target, stage, eval_set.dataset_id, eval_set.sha256, backend, who)
-        for target in targets
-    ]
-    argv = [sys.executable, "-m", "engine.evaluation.worker", *map(str, ids)]
-    try:
-        spawn_job(ws, JOB_KIND, ids[-1], argv)
-    except CraError as exc:
-        for eval_id in ids:
-            _set(ws, eval_id, status="failed", reason=str(exc), finished_at=utc_now())
-        raise
+    with job_lock(ws, JOB_KIND) as lock:
+        _reconcile(ws, lock)
+        _refuse_running(ws)
+        if len(targets) == 2 and any(
+            run["eval_sha256"] == eval_set.sha256 for run in done_evals(ws, stage, targets[0])
+        ):
+            targets.pop(0)
+        who = operator or ws.config.operator
+        ids = [
+            _insert(ws, target, stage, eval_set.dataset_id, eval_set.sha256, backend, who)
+            for target in targets
+        ]
+        argv = [sys.executable, "-m", "engine.evaluation.worker", *map(str, ids)]
+        try:
+            lock.spawn(ids[-1], argv)
+        except CraError as exc:
+            for eval_id in ids:
+                _set(ws, eval_id, status="failed", reason=str(exc), finished_at=utc_now())
+            raise
     return ids
 
 
@@ -155,25 +157,37 @@ def list_evals(ws: Workspace) -> list[dict[str, Any]]:
 
 def stop_eval(ws: Workspace) -> int:
     """Ask the eval job under way to stop; returns the id of the run it was on."""
-    running = list(ws.db["eval_runs"].rows_where("status IN ('queued', 'running')", order_by="id"))
-    if not running:
-        raise EvalRunError("no eval run is under way")
-    job = job_of(ws, running[0]["id"])
-    if job is None or not terminate_job(job):
-        raise EvalRunError(
-            f"eval run {running[0]['id']}: its job is not running; `cra eval status` settles it"
+    with job_lock(ws, JOB_KIND):
+        running = list(
+            ws.db["eval_runs"].rows_where("status IN ('queued', 'running')", order_by="id")
         )
+        if not running:
+            raise EvalRunError("no eval run is under way")
+        job = job_of(ws, running[0]["id"])
+        if job is None or not terminate_job(job):
+            raise EvalRunError(
+                f"eval run {running[0]['id']}: its job is not running; `cra eval status` settles it"
+            )
     return running[0]["id"]
 
 
 def reconcile_evals(ws: Workspace) -> list[int]:
-    """Mark failed the queued or running eval runs whose job is gone; returns their ids."""
+    """Mark failed the queued or running eval runs whose job is gone; returns their ids.
+
+    A read-only workspace is shown as recorded: nothing can be settled there."""
+    if ws.read_only:
+        return []
+    with job_lock(ws, JOB_KIND) as lock:
+        return _reconcile(ws, lock)
+
+
+def _reconcile(ws: Workspace, lock: JobLock) -> list[int]:
     ended = []
     for row in list(ws.db["eval_runs"].rows_where("status IN ('queued', 'running')")):
         job = job_of(ws, row["id"])
-        if job is not None and job["status"] in ("starting", "running") and job_alive(job):
+        if job is not None and job["status"] in LIVE and lock.alive(job):
             continue
-        if job is not None and job["status"] in ("starting", "running"):
+        if job is not None and job["status"] in LIVE:
             finish_job(ws, job["id"], "failed", "the eval job died")
         _set(
             ws,

@@ -22,7 +22,7 @@ from engine.errors import validation_lines
 from engine.harness.package import HarnessError, load_package
 from engine.harness.pipeline import PipelineName
 from engine.harness.task_validation import task_name
-from engine.jobs import job_alive, latest_job, spawn_job, terminate_job
+from engine.jobs import LIVE, JobLock, job_lock, latest_job, terminate_job
 from engine.timestamps import utc_now
 from engine.workspace import Workspace
 
@@ -145,21 +145,23 @@ def requeue_running(ws: Workspace, campaign_id: int) -> int:
     return cursor.rowcount
 
 
-def _job_running(ws: Workspace, campaign_id: int) -> dict[str, Any] | None:
-    job = latest_job(ws, JOB_KIND, campaign_id)
-    if job is not None and job["status"] in ("starting", "running") and job_alive(job):
-        return job
-    return None
-
-
 def reconcile_campaigns(ws: Workspace) -> list[int]:
-    """Mark campaigns whose job died without a word as interrupted; returns their ids."""
+    """Mark campaigns whose job died without a word as interrupted; returns their ids.
+
+    A read-only workspace is shown as recorded: nothing can be settled there."""
+    if ws.read_only:
+        return []
+    with job_lock(ws, JOB_KIND) as lock:
+        return _reconcile(ws, lock)
+
+
+def _reconcile(ws: Workspace, lock: JobLock) -> list[int]:
     found = []
     for row in ws.db["campaigns"].rows_where("status IN (?, ?, ?)", list(ACTIVE)):
-        if _job_running(ws, row["id"]) is not None:
+        if lock.running(row["id"]) is not None:
             continue
         job = latest_job(ws, JOB_KIND, row["id"])
-        if job is not None and job["status"] in ("starting", "running"):
+        if job is not None and job["status"] in LIVE:
             with ws.db.conn:
                 ws.db["jobs"].update(
                     job["id"],
@@ -173,34 +175,51 @@ def reconcile_campaigns(ws: Workspace) -> list[int]:
 
 
 def start_campaign(ws: Workspace, campaign_id: int) -> int:
-    """Start (or resume) the campaign's job; returns the job id."""
-    reconcile_campaigns(ws)
-    row = campaign_row(ws, campaign_id)
-    if row["status"] == "done":
-        raise HarnessError(f"campaign {campaign_id} is done; create a new one to run again")
-    if row["status"] not in STARTABLE:
-        raise HarnessError(f"campaign {campaign_id} is {row['status']}; it cannot start now")
-    requeue_running(ws, campaign_id)
-    set_status(ws, campaign_id, "running")
-    argv = [sys.executable, "-m", "engine.harness.campaign_job", str(ws.root), str(campaign_id)]
-    return spawn_job(ws, JOB_KIND, campaign_id, argv)
+    """Start (or resume) the campaign's job; returns the job id.
+
+    Refused while the campaign's job runs (or is being started by another process)."""
+    with job_lock(ws, JOB_KIND) as lock:
+        _reconcile(ws, lock)
+        row = campaign_row(ws, campaign_id)
+        if row["status"] == "done":
+            raise HarnessError(f"campaign {campaign_id} is done; create a new one to run again")
+        job = lock.running(campaign_id)
+        if job is not None:
+            raise HarnessError(
+                f"campaign {campaign_id} is {row['status']}: its job {job['id']} (pid "
+                f"{job['pid']}) still runs; one job per campaign"
+            )
+        if row["status"] not in STARTABLE:
+            raise HarnessError(f"campaign {campaign_id} is {row['status']}; it cannot start now")
+        requeue_running(ws, campaign_id)
+        set_status(ws, campaign_id, "running")
+        argv = [
+            sys.executable,
+            "-m",
+            "engine.harness.campaign_job",
+            str(ws.root),
+            str(campaign_id),
+        ]
+        return lock.spawn(campaign_id, argv)
 
 
 def pause_campaign(ws: Workspace, campaign_id: int) -> None:
     """Let running attempts finish, then stop claiming new ones."""
-    row = campaign_row(ws, campaign_id)
-    if row["status"] != "running":
-        raise HarnessError(f"campaign {campaign_id} is {row['status']}, not running")
-    set_status(ws, campaign_id, "pausing", "pausing after the running attempts")
+    with job_lock(ws, JOB_KIND):
+        row = campaign_row(ws, campaign_id)
+        if row["status"] != "running":
+            raise HarnessError(f"campaign {campaign_id} is {row['status']}, not running")
+        set_status(ws, campaign_id, "pausing", "pausing after the running attempts")
 
 
 def stop_campaign(ws: Workspace, campaign_id: int) -> None:
     """Stop now: the job kills its workers; running attempts are redone on the next start."""
-    row = campaign_row(ws, campaign_id)
-    if row["status"] not in ACTIVE:
-        raise HarnessError(f"campaign {campaign_id} is {row['status']}; nothing to stop")
-    set_status(ws, campaign_id, "stopping", "stopped by the operator")
-    job = _job_running(ws, campaign_id)
-    if job is None or not terminate_job(job):
-        requeue_running(ws, campaign_id)
-        set_status(ws, campaign_id, "stopped", "stopped by the operator")
+    with job_lock(ws, JOB_KIND) as lock:
+        row = campaign_row(ws, campaign_id)
+        if row["status"] not in ACTIVE:
+            raise HarnessError(f"campaign {campaign_id} is {row['status']}; nothing to stop")
+        set_status(ws, campaign_id, "stopping", "stopped by the operator")
+        job = lock.running(campaign_id)
+        if job is None or not terminate_job(job):
+            requeue_running(ws, campaign_id)
+            set_status(ws, campaign_id, "stopped", "stopped by the operator")

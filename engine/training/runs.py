@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from engine.durable import fsync_dir
 from engine.errors import CraError, validation_lines
-from engine.jobs import finish_job, job_alive, latest_job, spawn_job
+from engine.jobs import LIVE, JobLock, finish_job, job_lock, latest_job
 from engine.timestamps import utc_now
 from engine.training.contract import (
     LOG_FILE,
@@ -183,73 +183,93 @@ def start_run(
     force: bool = False,
     operator: str | None = None,
 ) -> int:
-    """Start training `stage`'s adapter on `dataset_id` in a worker job; returns the run id."""
-    reconcile_runs(ws)
+    """Start training `stage`'s adapter on `dataset_id` in a worker job; returns the run id.
+
+    The guardrails, the new row and the worker's start happen under the training start lock,
+    so two starts (or a start and a reconcile) never both see the GPU free."""
     spec = build_spec(ws, dataset_id, stage, method, overrides)
-    if not force:
-        check_guardrails(ws, datetime.now())
-    run_id = _insert_run(ws, spec, operator or ws.config.operator)
-    run_dir = ws.root / RUNS_DIR / str(run_id)
-    try:
-        (ws.root / RUNS_DIR).mkdir(exist_ok=True)
-        run_dir.mkdir()
-        _write_durably(run_dir / SPEC_FILE, (spec.model_dump_json(indent=2) + "\n").encode())
-    except OSError as exc:
-        reason = f"cannot write {run_dir}: {exc}"
-        _set(ws, run_id, status="failed", reason=reason, finished_at=utc_now())
-        raise TrainingRunError(f"run {run_id}: cannot write {run_dir}: {exc}") from exc
-    _spawn(ws, run_id, run_dir)
+    with job_lock(ws, JOB_KIND) as lock:
+        _reconcile(ws, lock)
+        if not force:
+            check_guardrails(ws, datetime.now())
+        run_id = _insert_run(ws, spec, operator or ws.config.operator)
+        run_dir = ws.root / RUNS_DIR / str(run_id)
+        try:
+            (ws.root / RUNS_DIR).mkdir(exist_ok=True)
+            run_dir.mkdir()
+            _write_durably(run_dir / SPEC_FILE, (spec.model_dump_json(indent=2) + "\n").encode())
+        except OSError as exc:
+            reason = f"cannot write {run_dir}: {exc}"
+            _set(ws, run_id, status="failed", reason=reason, finished_at=utc_now())
+            raise TrainingRunError(f"run {run_id}: cannot write {run_dir}: {exc}") from exc
+        _spawn(ws, lock, run_id, run_dir)
     return run_id
 
 
 def stop_run(ws: Workspace, run_id: int) -> None:
     """Ask the worker to save a checkpoint and stop at its next step."""
-    reconcile_runs(ws)
-    run = run_row(ws, run_id)
-    if run["status"] != "running":
-        raise TrainingRunError(f"run {run_id} is {run['status']}; only a running run stops")
-    _write_durably(ws.root / run["run_dir"] / STOP_FILE, b"")
-    _set(ws, run_id, status="stopping", reason="stop asked by the operator")
+    with job_lock(ws, JOB_KIND) as lock:
+        _reconcile(ws, lock)
+        run = run_row(ws, run_id)
+        if run["status"] != "running":
+            raise TrainingRunError(f"run {run_id} is {run['status']}; only a running run stops")
+        _write_durably(ws.root / run["run_dir"] / STOP_FILE, b"")
+        _set(ws, run_id, status="stopping", reason="stop asked by the operator")
 
 
 def resume_run(ws: Workspace, run_id: int, force: bool = False) -> int | None:
     """Start the worker of a stopped or failed run again on its folder; returns the job id.
 
     A run whose worker finished but whose adapter could not be registered is registered now
-    instead, and no worker starts (returns None).
+    instead, and no worker starts (returns None). Refused while a worker runs on the folder.
     """
-    reconcile_runs(ws)
-    run = run_row(ws, run_id)
-    if run["status"] not in RESUMABLE:
-        raise TrainingRunError(
-            f"run {run_id} is {run['status']}; only a stopped or failed run resumes"
-        )
-    run_dir = ws.root / run["run_dir"]
-    result = read_result(run_dir)
-    if result is not None and result.status == "done":
-        _finish_done(ws, run_id, result)
-        return None
-    if not force:
-        check_guardrails(ws, datetime.now(), except_run=run_id)
-    for name in (STOP_FILE, RESULT_FILE):
-        (run_dir / name).unlink(missing_ok=True)
-    fsync_dir(run_dir)
-    _set(ws, run_id, status="running", reason="", finished_at=None)
-    return _spawn(ws, run_id, run_dir)
+    with job_lock(ws, JOB_KIND) as lock:
+        _reconcile(ws, lock)
+        run = run_row(ws, run_id)
+        if run["status"] not in RESUMABLE:
+            raise TrainingRunError(
+                f"run {run_id} is {run['status']}; only a stopped or failed run resumes"
+            )
+        job = lock.running(run_id)
+        if job is not None:
+            raise TrainingRunError(
+                f"run {run_id} is {run['status']}, yet its job {job['id']} (pid {job['pid']}) "
+                f"still runs on {run['run_dir']}; one worker per run folder"
+            )
+        run_dir = ws.root / run["run_dir"]
+        result = read_result(run_dir)
+        if result is not None and result.status == "done":
+            _finish_done(ws, run_id, result)
+            return None
+        if not force:
+            check_guardrails(ws, datetime.now(), except_run=run_id)
+        for name in (STOP_FILE, RESULT_FILE):
+            (run_dir / name).unlink(missing_ok=True)
+        fsync_dir(run_dir)
+        _set(ws, run_id, status="running", reason="", finished_at=None)
+        return _spawn(ws, lock, run_id, run_dir)
 
 
 def reconcile_runs(ws: Workspace) -> list[int]:
-    """Read running runs' folders back; returns the ids of runs whose worker has ended."""
+    """Read running runs' folders back; returns the ids of runs whose worker has ended.
+
+    A read-only workspace is shown as recorded: nothing can be settled there."""
+    if ws.read_only:
+        return []
+    with job_lock(ws, JOB_KIND) as lock:
+        return _reconcile(ws, lock)
+
+
+def _reconcile(ws: Workspace, lock: JobLock) -> list[int]:
     ended = []
     for run in list(ws.db["training_runs"].rows_where("status IN (?, ?)", list(ACTIVE))):
         run_dir = ws.root / run["run_dir"]
         step = last_step(run_dir)
         if step is not None:
             _set(ws, run["id"], step=step.step, max_steps=step.max_steps, loss=step.loss)
-        job = latest_job(ws, JOB_KIND, run["id"])
-        if job is not None and job["status"] in ("starting", "running") and job_alive(job):
+        if lock.running(run["id"]) is not None:
             continue
-        _settle(ws, run["id"], run_dir, job)
+        _settle(ws, run["id"], run_dir, latest_job(ws, JOB_KIND, run["id"]))
         ended.append(run["id"])
     return ended
 
@@ -312,10 +332,10 @@ def _insert_run(ws: Workspace, spec: RunSpec, operator: str) -> int:
     return run_id
 
 
-def _spawn(ws: Workspace, run_id: int, run_dir: Path) -> int:
+def _spawn(ws: Workspace, lock: JobLock, run_id: int, run_dir: Path) -> int:
     argv = [sys.executable, "-m", "engine.training.worker", str(run_dir)]
     try:
-        job_id = spawn_job(ws, JOB_KIND, run_id, argv)
+        job_id = lock.spawn(run_id, argv)
     except CraError as exc:
         _set(ws, run_id, status="failed", reason=str(exc), finished_at=utc_now())
         raise
@@ -330,7 +350,7 @@ def _settle(ws: Workspace, run_id: int, run_dir: Path, job: dict[str, Any] | Non
         why = None if result else f"the worker exited without {RESULT_FILE}"
     except RegistryError as exc:
         result, why = None, str(exc)
-    if job is not None and job["status"] in ("starting", "running"):
+    if job is not None and job["status"] in LIVE:
         finish_job(ws, job["id"], "failed" if why else "exited", why or "")
     if result is None:
         reason = "\n".join([f"{why}; what it said last:", *_last_words(ws, run_dir, job)])
