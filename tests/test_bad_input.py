@@ -24,6 +24,7 @@ from app.cli import cli
 from engine.db import APPLICATION_ID
 from engine.harness.campaigns import create_campaign, parse_spec
 from engine.harness.package import HarnessError
+from engine.jobs import LOCKS_DIR
 from engine.workspace import DB_FILE, Workspace
 
 PKG = "/nonexistent-cra-package"
@@ -100,12 +101,15 @@ def test_every_subcommand_has_a_row():
 
 
 def _tree_digest(root: Path) -> dict[str, str]:
-    """Every file and folder under `root` with its content hash and mode."""
+    """Every file and folder under `root` with its content hash and mode, but `locks/`: its
+    files are empty, made on a lock's first use (`engine/jobs.py`), and hold no state."""
     if not root.exists():
         return {}
     found = {".": f"dir {root.stat().st_mode:o}"}
     for path in sorted(root.rglob("*")):
         rel = str(path.relative_to(root))
+        if rel == LOCKS_DIR or rel.startswith(f"{LOCKS_DIR}/"):
+            continue
         if path.is_symlink() or not path.is_file():
             found[rel] = f"dir {path.stat().st_mode:o}" if path.is_dir() else "other"
         else:

@@ -263,8 +263,17 @@ def rollback_plan(
     """The active version and the one that was active before it was promoted (None: the bare
     base model, when the active version was the stage's first promotion).
 
-    With `withdraw`, refused unless that version is the active one."""
+    With `withdraw`, refused unless that version is the active one. Its reads see one snapshot
+    of the database, so a switch made meanwhile by another process cannot show it an active
+    version and a history that disagree."""
     _check_stage(stage)
+    with _snapshot(ws):
+        return _rollback_plan(ws, stage, withdraw)
+
+
+def _rollback_plan(
+    ws: Workspace, stage: str, withdraw: str | None
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
     current = active_row(ws, stage)
     if current is None:
         raise ActivationError(f"{stage}: no version is active; there is nothing to roll back")
@@ -379,6 +388,19 @@ def _newest_eval(ws: Workspace, row: dict[str, Any]) -> dict[str, Any] | None:
 
 def _metrics(row: dict[str, Any]) -> Any:
     return None if row["metrics_json"] is None else json.loads(row["metrics_json"])
+
+
+@contextmanager
+def _snapshot(ws: Workspace) -> Iterator[None]:
+    """Reads in one transaction (a consistent snapshot), or in the caller's if one is open."""
+    if ws.db.conn.in_transaction:
+        yield
+        return
+    ws.db.execute("BEGIN DEFERRED")
+    try:
+        yield
+    finally:
+        ws.db.execute("COMMIT")
 
 
 @contextmanager
