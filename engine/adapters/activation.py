@@ -145,7 +145,7 @@ def rollback(
             sync(target)
     with immediate(ws):
         now_current, now_target = rollback_plan(ws, stage, withdraw)
-        if _id(now_target) != _id(target):
+        if row_id(now_target) != row_id(target):
             raise StageChangedError(
                 f"{stage}: the activation history changed while {_label(target)} was loading; "
                 "nothing changed, roll back again"
@@ -153,7 +153,8 @@ def rollback(
         return _flip(ws, stage, "rollback", now_current, target, operator, reason)
 
 
-def _id(row: dict[str, Any] | None) -> int | None:
+def row_id(row: dict[str, Any] | None) -> int | None:
+    """A version row's id; None for the bare base model."""
     return None if row is None else row["id"]
 
 

@@ -24,6 +24,7 @@ from engine.adapters.activation import (
     record_activation,
     rollback,
     rollback_plan,
+    row_id,
     version_row,
 )
 from engine.evaluation.gate import active_row, check_gate_passed, target_name
@@ -110,7 +111,7 @@ def promote_version(
     check_gate_passed(ws, row)
 
     def still_planned(target: dict[str, Any], active: dict[str, Any] | None) -> None:
-        if _id(active) != _id(current):
+        if row_id(active) != row_id(current):
             raise StageChangedError(
                 f"{row['stage']}: {target_name(active)} became active while {name} was loading "
                 f"(it was to replace {target_name(current)}); nothing changed, promote again"
@@ -155,10 +156,6 @@ def rollback_stage(
     )
     active = BASE_MODEL[stage] if target is None else target["name"]
     return SwitchResult(record_id, stage, active, loader.note)
-
-
-def _id(row: dict[str, Any] | None) -> int | None:
-    return None if row is None else row["id"]
 
 
 def _with_intent(
