@@ -540,7 +540,6 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
 
 APPLICATION_ID = 0x43524131
 """`PRAGMA application_id` of a cra console database ("CRA1"): a file without it is not ours."""
-SQLITE_HEADER = b"SQLite format 3\x00"
 _HEADER_BYTES = 100
 
 
@@ -551,32 +550,42 @@ def _damaged(path: Path, rule: str) -> WorkspaceError:
     )
 
 
-def check_db_file(path: Path) -> None:
-    """Refuse a file at `path` that is not a whole SQLite database: empty, another format, or
-    shorter than the size its own header records (truncated)."""
+def _file_size(path: Path) -> int:
+    """The database file's size, refused when it cannot hold a database at all.
+
+    Only `stat`: the file is never opened here. Closing any descriptor of a database file drops
+    every POSIX lock this process holds on it, SQLite's included, and another process may then
+    take its live WAL for abandoned and delete it (SQLite's "How To Corrupt", 2.2): a console
+    worker thread opens the workspace while the main thread's connection is live.
+    """
     try:
         size = path.stat().st_size
-        with path.open("rb") as handle:
-            header = handle.read(_HEADER_BYTES)
     except OSError as exc:
         raise WorkspaceError(f"{path}: cannot read the database: {exc}") from exc
     if size == 0:
         raise _damaged(path, "is empty (0 bytes)")
-    if not header.startswith(SQLITE_HEADER):
-        raise _damaged(path, "is not an SQLite database (its header is wrong)")
-    if len(header) < _HEADER_BYTES:
+    if size < _HEADER_BYTES:
         raise _damaged(path, f"is truncated ({size} bytes, shorter than an SQLite header)")
-    page_size = int.from_bytes(header[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    pages = int.from_bytes(header[28:32], "big")
-    valid_for, change_counter = header[92:96], header[24:28]
+    return size
+
+
+def _check_whole(conn: sqlite3.Connection, path: Path, size: int) -> None:
+    """Refuse, through SQLite's own reading of the header, a file that is not an SQLite
+    database, one shorter than its header records (truncated), or another application's."""
+    try:
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        if exc.sqlite_errorcode == sqlite3.SQLITE_NOTADB:
+            raise _damaged(path, "is not an SQLite database (its header is wrong)") from exc
+        raise _damaged(path, f"is damaged or truncated ({exc})") from exc
     # A checkpoint cut short can leave the header ahead of the file; its -wal then still holds
     # the pages, and SQLite finishes the checkpoint on open.
     wal = path.with_name(path.name + "-wal")
     pending = wal.exists() and wal.stat().st_size > 0
-    if valid_for == change_counter and size < pages * page_size and not pending:
+    if size < pages * page_size and not pending:
         raise _damaged(path, f"is truncated ({size} bytes, its header says {pages * page_size})")
-    app_id = int.from_bytes(header[68:72], "big")
     if app_id not in (0, APPLICATION_ID):
         raise _damaged(path, f"belongs to another application (application_id {app_id:#x})")
 
@@ -614,13 +623,16 @@ def open_db(path: Path, *, create: bool = False, read_only: bool = False) -> sql
     exists = path.exists()
     if not exists and (not create or read_only):
         raise WorkspaceError(f"{path}: no database here; this folder is not a cra workspace")
-    if exists:
-        check_db_file(path)
+    size = _file_size(path) if exists else 0
     try:
         conn = _connect(path, read_only)
     except sqlite3.DatabaseError as exc:
+        if exc.sqlite_errorcode == sqlite3.SQLITE_NOTADB:
+            raise _damaged(path, "is not an SQLite database (its header is wrong)") from exc
         raise WorkspaceError(f"{path}: cannot open the database: {exc}") from exc
     try:
+        if exists:
+            _check_whole(conn, path, size)
         db = _checked(conn, path, exists, read_only)
     except BaseException:
         conn.close()

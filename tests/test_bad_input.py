@@ -209,7 +209,7 @@ def _config_bad_value(root: Path) -> None:
 CASES: dict[str, tuple[Callable[[Path], None], str]] = {
     "zero-byte database": (_zero_byte, "is empty (0 bytes)"),
     "garbage database": (_garbage, "is not an SQLite database"),
-    "truncated database": (_truncated, "is truncated"),
+    "truncated database": (_truncated, "is damaged or truncated"),
     "foreign database": (_foreign, "without cra's application_id"),
     "other application": (_other_application, "belongs to another application"),
     "newer schema": (_newer_schema, "newer than this console knows"),
