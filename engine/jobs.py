@@ -19,7 +19,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -123,6 +123,17 @@ def job_lock(ws: Workspace, kind: str) -> Iterator[JobLock]:
         except OSError as exc:
             raise JobError(f"{path}: cannot take the {kind} start lock: {exc.strerror}") from exc
         yield JobLock(ws, kind)
+
+
+def settle(
+    ws: Workspace, kind: str, reconcile: Callable[[Workspace, JobLock], list[int]]
+) -> list[int]:
+    """`reconcile(ws, lock)` holding `kind`'s start lock: settle the jobs of `kind` that died;
+    returns what it settled. A read-only workspace is shown as recorded: nothing is settled."""
+    if ws.read_only:
+        return []
+    with job_lock(ws, kind) as lock:
+        return reconcile(ws, lock)
 
 
 def _locks_dir(ws: Workspace) -> Path:

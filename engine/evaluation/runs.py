@@ -15,7 +15,7 @@ from typing import Any
 from engine.errors import CraError
 from engine.evaluation.eval_set import load_eval_set
 from engine.evaluation.gate import BASE, active_row, done_evals
-from engine.jobs import LIVE, JobLock, finish_job, job_lock, terminate_job
+from engine.jobs import LIVE, JobLock, finish_job, job_lock, settle, terminate_job
 from engine.timestamps import utc_now
 from engine.training_data.stages import BASE_MODEL, STAGES
 from engine.workspace import Workspace
@@ -172,13 +172,8 @@ def stop_eval(ws: Workspace) -> int:
 
 
 def reconcile_evals(ws: Workspace) -> list[int]:
-    """Mark failed the queued or running eval runs whose job is gone; returns their ids.
-
-    A read-only workspace is shown as recorded: nothing can be settled there."""
-    if ws.read_only:
-        return []
-    with job_lock(ws, JOB_KIND) as lock:
-        return _reconcile(ws, lock)
+    """Mark failed the queued or running eval runs whose job is gone; returns their ids."""
+    return settle(ws, JOB_KIND, _reconcile)
 
 
 def _reconcile(ws: Workspace, lock: JobLock) -> list[int]:

@@ -22,7 +22,7 @@ from engine.errors import validation_lines
 from engine.harness.package import HarnessError, load_package
 from engine.harness.pipeline import PipelineName
 from engine.harness.task_validation import task_name
-from engine.jobs import LIVE, JobLock, job_lock, latest_job, terminate_job
+from engine.jobs import LIVE, JobLock, job_lock, latest_job, settle, terminate_job
 from engine.timestamps import utc_now
 from engine.workspace import Workspace
 
@@ -146,13 +146,8 @@ def requeue_running(ws: Workspace, campaign_id: int) -> int:
 
 
 def reconcile_campaigns(ws: Workspace) -> list[int]:
-    """Mark campaigns whose job died without a word as interrupted; returns their ids.
-
-    A read-only workspace is shown as recorded: nothing can be settled there."""
-    if ws.read_only:
-        return []
-    with job_lock(ws, JOB_KIND) as lock:
-        return _reconcile(ws, lock)
+    """Mark campaigns whose job died without a word as interrupted; returns their ids."""
+    return settle(ws, JOB_KIND, _reconcile)
 
 
 def _reconcile(ws: Workspace, lock: JobLock) -> list[int]:

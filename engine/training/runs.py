@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from engine.durable import fsync_dir
 from engine.errors import CraError, validation_lines
-from engine.jobs import LIVE, JobLock, finish_job, job_lock, latest_job
+from engine.jobs import LIVE, JobLock, finish_job, job_lock, latest_job, settle
 from engine.timestamps import utc_now
 from engine.training.contract import (
     LOG_FILE,
@@ -251,13 +251,8 @@ def resume_run(ws: Workspace, run_id: int, force: bool = False) -> int | None:
 
 
 def reconcile_runs(ws: Workspace) -> list[int]:
-    """Read running runs' folders back; returns the ids of runs whose worker has ended.
-
-    A read-only workspace is shown as recorded: nothing can be settled there."""
-    if ws.read_only:
-        return []
-    with job_lock(ws, JOB_KIND) as lock:
-        return _reconcile(ws, lock)
+    """Read running runs' folders back; returns the ids of runs whose worker has ended."""
+    return settle(ws, JOB_KIND, _reconcile)
 
 
 def _reconcile(ws: Workspace, lock: JobLock) -> list[int]:
