@@ -34,3 +34,12 @@ def valid_package(tmp_path: Path, _package_template: Path) -> Path:
 def workspace(tmp_path: Path) -> Workspace:
     """An empty workspace with default config."""
     return Workspace.open(tmp_path / "workspace")
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    """A workspace that watches no drives (no mount roots), so a pane shows none."""
+    root = tmp_path / "workspace"
+    root.mkdir()
+    (root / "cra.toml").write_text("[usb]\nmount_roots = []\n", encoding="utf-8")
+    return Workspace.open(root)

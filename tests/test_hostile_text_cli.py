@@ -17,7 +17,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner, Result
 from eval_fixtures import add_version
 from test_import_logs import _SCHEMA, _call, _run
@@ -44,14 +43,6 @@ def assert_neutralised(result: Result) -> None:
         assert raw not in output, f"{raw!r} printed raw:\n{output!r}"
     for shown in SHOWN:
         assert shown in output, f"{shown!r} not shown:\n{output!r}"
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
-    root = tmp_path / "workspace"
-    root.mkdir()
-    (root / "cra.toml").write_text("[usb]\nmount_roots = []\n", encoding="utf-8")
-    return Workspace.open(root)
 
 
 def cra(ws: Workspace, *args: str) -> Result:

@@ -10,7 +10,6 @@ renders) must hold none of its controls raw, and show them as escapes.
 import json
 from pathlib import Path
 
-import pytest
 from eval_fixtures import add_version
 from test_datasets_pane import PaneApp as DatasetsApp
 from test_datasets_pane import manifest, record
@@ -36,14 +35,6 @@ from screens.harness_attempt import AttemptScreen
 from screens.review import ReviewScreen
 
 SIZE = (160, 50)
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
-    root = tmp_path / "workspace"
-    root.mkdir()
-    (root / "cra.toml").write_text("[usb]\nmount_roots = []\n", encoding="utf-8")
-    return Workspace.open(root)
 
 
 def drawn(app: App) -> str:
