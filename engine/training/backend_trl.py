@@ -4,7 +4,9 @@ It runs wherever Unsloth does not: on CPU (CI, machines without a GPU) and on a 
 Unsloth. What the spec asks for and this machine cannot do (4-bit quantisation and the 8-bit
 optimiser need CUDA and bitsandbytes, bf16 needs a GPU that has it) is replaced, and each
 replacement is named in `RunResult.effective`. SFT trains on the assistant's turns only; the
-adapter's eos is the spec's. `fit` is shared with the Unsloth backend.
+adapter's eos is the spec's. A run that continues an adapter (execute_code DPO after its SFT)
+loads it trainable instead of a fresh LoRA; the frozen copy DPOTrainer makes of it as the
+reference is dropped before the adapter is saved. `fit` is shared with the Unsloth backend.
 """
 
 import importlib.util
@@ -16,7 +18,7 @@ import datasets
 import torch
 import transformers
 from datasets import Dataset
-from peft import LoraConfig
+from peft import LoraConfig, PeftModel
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -32,6 +34,7 @@ from engine.training.job import Job, Trained
 from engine.training.step_log import StepLog
 
 KEEP_CHECKPOINTS = 2
+REFERENCE_ADAPTER = "ref"
 
 
 class BaseModelRefused(CraError):
@@ -94,6 +97,9 @@ def train(job: Job) -> Trained:
     )
     set_eos(model, tokenizer, job.spec.eos_token, job.base_path)
     check_targets(model, hyper.target_modules, job.base_path)
+    args = training_args(job, settings, use_cpu=not cuda)
+    if job.continues is not None:
+        return fit(job, continued_policy(model, job.continues), tokenizer, args, None, effective)
     lora = LoraConfig(
         r=hyper.rank,
         lora_alpha=hyper.lora_alpha,
@@ -102,8 +108,14 @@ def train(job: Job) -> Trained:
         bias="none",
         task_type="CAUSAL_LM",
     )
-    args = training_args(job, settings, use_cpu=not cuda)
     return fit(job, model, tokenizer, args, lora, effective)
+
+
+def continued_policy(model: PreTrainedModel, adapter: Path) -> PeftModel:
+    """The adapter at `adapter` on the base `model`, trainable: a DPO run's policy starts from
+    its weights. DPOTrainer (trl 1.16) copies it into a frozen `ref` adapter as the reference,
+    so the reference is the SFT model, as DPO wants."""
+    return PeftModel.from_pretrained(model, adapter, is_trainable=True)
 
 
 def quiet_progress_bars() -> None:
@@ -187,6 +199,8 @@ def fit(
         callbacks=[step_log],
     )
     trainer.train(resume_from_checkpoint=str(job.resume_from) if job.resume_from else None)
+    if REFERENCE_ADAPTER in getattr(trainer.model, "peft_config", {}):
+        trainer.model.delete_adapter(REFERENCE_ADAPTER)
     state = trainer.state
     losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
     return Trained(

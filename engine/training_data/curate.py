@@ -63,7 +63,13 @@ from engine.training_data.review import (
     round_summary,
     verdicts,
 )
-from engine.training_data.stages import BASE_MODEL, STAGES, BaseModelKind, Stage
+from engine.training_data.stages import (
+    BASE_MODEL,
+    LORA_STAGES,
+    BaseModelKind,
+    Stage,
+    require_lora_stage,
+)
 from engine.training_data.store import item_from_row
 from engine.workspace import Workspace
 
@@ -138,6 +144,7 @@ def _targets(
         raise CurateError(f"unknown format {format!r}; use one of {', '.join(KINDS)}")
     if stage is not None:
         stage = check_stage(stage)
+        require_lora_stage(stage, "LoRA dataset")
     if plan_ref is not None:
         return _planned(ws, plan_ref, stage, format)
     if stage is not None:
@@ -146,19 +153,20 @@ def _targets(
     present = {
         row[0]
         for row in ws.db.execute(
-            "SELECT DISTINCT stage FROM examples WHERE kind IN (SELECT value FROM json_each(?))",
-            [json.dumps(kinds)],
+            "SELECT DISTINCT stage FROM examples WHERE kind IN (SELECT value FROM json_each(?)) "
+            "AND stage IN (SELECT value FROM json_each(?))",
+            [json.dumps(kinds), json.dumps(LORA_STAGES)],
         )
     }
     if not present:
         what = f"{format} items" if format else "examples or pairs"
         raise CurateError(
-            f"no {what} in the workspace: derive training data first (`cra data build`) or "
-            "import logged runs (`cra import-logs`)"
+            f"no {what} of a LoRA stage ({', '.join(LORA_STAGES)}) in the workspace: derive "
+            "training data first (`cra data build`) or import logged runs (`cra import-logs`)"
         )
     return [
         _Target(name, format or default_format(name), None, None)
-        for name in STAGES
+        for name in LORA_STAGES
         if name in present
     ]
 
@@ -169,6 +177,7 @@ def _planned(
     plan_id, plan = load_plan(ws, plan_ref)
     targets = []
     for planned in plan.stages:
+        require_lora_stage(planned.stage, f"LoRA dataset (plan {plan_id})")
         if planned.base_model != BASE_MODEL[planned.stage]:
             raise CurateError(
                 f"plan {plan_id}: stage {planned.stage} trains the {BASE_MODEL[planned.stage]} "
