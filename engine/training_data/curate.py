@@ -249,13 +249,9 @@ def _select(
     if not candidates:
         raise CurationRefused(_nothing_new(target, earlier_ids))
     decisions = verdicts(ws.db, stage)
-    rows = [
-        DatasetRow.new(item, decisions.get(item.id) == "flip")
-        for item in candidates
-        if decisions.get(item.id) != "reject"
-    ]
-    rows, exact = drop_exact(rows, (row.digest for row in old_rows))
-    rows, near = drop_near(rows, [row.text for row in old_rows], config.near_duplicate_threshold)
+    rows, exact, near = reviewed_rows(
+        candidates, decisions, old_rows, config.near_duplicate_threshold
+    )
     holdout = split(rows, config.eval_share, config.eval_repos, _earlier_eval_tasks(ws.db, stage))
     seed = f"{config.seed}:{stage}:{kind}"
     train, dropped = balance(holdout.train, config.max_domain_share, seed)
@@ -289,6 +285,25 @@ def _select(
         replay=len(replayed),
     )
     return _Selection(train=train_rows, eval=eval_rows, holdout=holdout, counts=counts)
+
+
+def reviewed_rows(
+    candidates: Sequence[StoredItem],
+    decisions: dict[int, Decision],
+    old_rows: Sequence[DatasetRow],
+    near_threshold: float,
+) -> tuple[list[DatasetRow], int, int]:
+    """Step 3 of the module doc, shared with the base export: the rows of `candidates` that
+    review kept (flipped where flipped), less exact and near duplicates of each other and of
+    `old_rows`; with how many exact and near duplicates went."""
+    rows = [
+        DatasetRow.new(item, decisions.get(item.id) == "flip")
+        for item in candidates
+        if decisions.get(item.id) != "reject"
+    ]
+    rows, exact = drop_exact(rows, (row.digest for row in old_rows))
+    rows, near = drop_near(rows, [row.text for row in old_rows], near_threshold)
+    return rows, exact, near
 
 
 def _manifest(
