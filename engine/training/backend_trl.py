@@ -6,7 +6,8 @@ optimiser need CUDA and bitsandbytes, bf16 needs a GPU that has it) is replaced,
 replacement is named in `RunResult.effective`. SFT trains on the assistant's turns only; the
 adapter's eos is the spec's. A run that continues an adapter (execute_code DPO after its SFT)
 loads it trainable instead of a fresh LoRA; the frozen copy DPOTrainer makes of it as the
-reference is dropped before the adapter is saved. `fit` is shared with the Unsloth backend.
+reference is dropped before the adapter is saved. A curriculum stage's rows are read in the
+dataset's order (easy to hard), not shuffled. `fit` is shared with the Unsloth backend.
 """
 
 import importlib.util
@@ -32,6 +33,7 @@ from engine.errors import CraError
 from engine.training.contract import CHECKPOINTS_DIR, Hyper
 from engine.training.job import Job, Trained
 from engine.training.step_log import StepLog
+from engine.training_data.curriculum import CURRICULUM_STAGES
 
 KEEP_CHECKPOINTS = 2
 REFERENCE_ADAPTER = "ref"
@@ -171,6 +173,9 @@ def training_args(
         "include_num_input_tokens_seen": "non_padding",
         "report_to": "none",
         "disable_tqdm": True,
+        "train_sampling_strategy": (
+            "sequential" if job.spec.stage in CURRICULUM_STAGES else "random"
+        ),
     }
     if job.spec.method == "sft":
         return SFTConfig(**common, assistant_only_loss=True, eos_token=job.spec.eos_token)

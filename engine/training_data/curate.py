@@ -10,7 +10,8 @@ never replace; 10-20% replay). For each stage and format:
 3. rejected items are left out and flipped pairs swapped, then exact and near duplicates go
    (also against the rows of earlier datasets), the oldest of each group kept;
 4. whole tasks are split into train and eval (holdout.py), train is cut to the domain cap
-   (balance.py), and rows of earlier datasets are replayed into train (replay.py);
+   (balance.py), and rows of earlier datasets are replayed into train (replay.py); a
+   precision dataset's train rows are ordered easy to hard (curriculum.py);
 5. the folder is written and renamed into place, then recorded with its rows in one
    transaction. An earlier dataset is read (and checked) but never touched.
 """
@@ -27,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from engine.timestamps import utc_now
 from engine.training_data.balance import balance
 from engine.training_data.curation_errors import CurateError, CurationRefused
+from engine.training_data.curriculum import CURRICULUM_STAGES, Curriculum, easy_to_hard
 from engine.training_data.dataset_files import (
     LINEAGE,
     MANIFEST,
@@ -260,6 +262,8 @@ def _select(
         pool, train, config.replay_share, config.max_domain_share, f"{seed}:replay"
     )
     train_rows = sorted([*train, *replayed], key=lambda row: row.example_id)
+    if stage in CURRICULUM_STAGES:
+        train_rows = easy_to_hard(train_rows)
     eval_rows = sorted(holdout.eval, key=lambda row: row.example_id)
     minimum = target.criteria.min_examples if target.criteria else 1
     if len(train_rows) < minimum:
@@ -351,6 +355,7 @@ def _manifest(
         near_duplicate_threshold=config.near_duplicate_threshold,
         max_domain_share=config.max_domain_share,
         seed=config.seed,
+        curriculum=Curriculum() if target.stage in CURRICULUM_STAGES else None,
     )
 
 
