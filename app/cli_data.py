@@ -1,5 +1,6 @@
 """`cra data`: turn usable tasks and harness attempts into examples and pairs, and count them."""
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -74,3 +75,40 @@ def stats(ctx: click.Context) -> None:
     for stage, kind, source, count in rows:
         click.echo(f"{stage:<14}  {kind:<10}  {source:<9}  {count:>6}")
     click.echo(f"{'total':<14}  {'':<10}  {'':<9}  {sum(row[3] for row in rows):>6}")
+
+
+@data.command("export-base")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["reasoning", "coding"]),
+    help="The base whose full fine-tune data to export.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A new folder to write (its parent must exist).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the export's manifest as JSON.")
+@click.pass_context
+def export_base_command(ctx: click.Context, role: str, out: Path, as_json: bool) -> None:
+    """Write the base's full fine-tune data (the reviewed planning examples, chat-format JSONL
+    with a manifest and lineage) for the outsourced run, seed 004 §12.3."""
+    from engine.training_data.base_export import export_base
+
+    export = export_base(open_workspace(ctx), role, out)
+    if as_json:
+        echo_json(export)
+        return
+    manifest = export.manifest
+    click.echo(
+        f"exported {export.id} to {export.path}: {manifest.files['train.jsonl'].rows} train, "
+        f"{manifest.files['eval.jsonl'].rows} eval rows"
+    )
+    for stage, counts in manifest.stages.items():
+        click.echo(
+            f"  {stage}: {counts.train} train, {counts.eval} eval (review round "
+            f"{counts.review_round_id}; {counts.excluded_by_review} rejected, "
+            f"{counts.exact_duplicates + counts.near_duplicates} duplicates left out)"
+        )

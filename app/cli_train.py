@@ -54,6 +54,10 @@ def train() -> None:
     help="Override a hyperparameter, e.g. --set max_steps=3 (repeatable).",
 )
 @click.option("--force", is_flag=True, help="Start despite the inference server or the window.")
+@click.option(
+    "--from-version",
+    help="execute_code DPO: the SFT version to continue (default: the newest not rejected).",
+)
 @click.pass_context
 def train_start(
     ctx: click.Context,
@@ -62,12 +66,26 @@ def train_start(
     method: str | None,
     settings: tuple[str, ...],
     force: bool,
+    from_version: str | None,
 ) -> None:
     """Start a run in a background worker; it goes on when the console closes."""
     ws = _workspace(ctx)
-    run_id = start_run(ws, dataset_id, stage, method, parse_settings(settings), force=force)
+    run_id = start_run(
+        ws,
+        dataset_id,
+        stage,
+        method,
+        parse_settings(settings),
+        force=force,
+        from_version=from_version,
+    )
     run = run_row(ws, run_id)
-    click.echo(f"started run {run_id}: {stage} {run['method']} on {dataset_id} -> {run['run_dir']}")
+    spec = RunSpec.model_validate_json(run["spec_json"])
+    continues = f" (continues {spec.continues})" if spec.continues else ""
+    click.echo(
+        f"started run {run_id}: {stage} {run['method']} on {dataset_id}{continues} -> "
+        f"{run['run_dir']}"
+    )
 
 
 @train.command("stop")

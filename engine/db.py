@@ -522,6 +522,34 @@ def _m008_evaluation(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m009_base_tune(db: sqlite_utils.Database) -> None:
+    db["adapter_versions"].add_column("parent_id", int)
+    db["examples"].add_column("evidence", str)
+    db["base_exports"].create(
+        {
+            "id": str,
+            "role": str,
+            "path": str,
+            "created_at": str,
+            "created_by": str,
+            "train_count": int,
+            "eval_count": int,
+            "manifest_sha256": str,
+            "manifest_json": str,
+        },
+        pk="id",
+        not_null={"role", "path", "created_at", "manifest_sha256", "manifest_json"},
+    )
+    db["base_export_examples"].create(
+        {"export_id": str, "example_id": int, "split": str},
+        pk=("export_id", "example_id"),
+        foreign_keys=[("export_id", "base_exports", "id"), ("example_id", "examples", "id")],
+        not_null={"split"},
+    )
+    for table in ("base_exports", "base_export_examples"):
+        _append_only(db, table)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "ingest: packages, package files, decisions", _m001_ingest),
     (2, "harness: validated tasks", _m002_tasks),
@@ -535,6 +563,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (6, "training: runs and adapter versions", _m006_training),
     (7, "adapters: append-only activation records", _m007_activations),
     (8, "evaluation: eval runs, gate decisions, activation intents", _m008_evaluation),
+    (9, "base fine-tune: exports, item evidence, adapter parents", _m009_base_tune),
 ]
 
 

@@ -85,13 +85,24 @@ class StyleScore(_Model):
     metrics: dict[str, float] = Field(default_factory=dict)
 
 
+class PlanRef(_Model):
+    """Another plan file of the repository: its path and the commit that added it."""
+
+    path: RepoPath
+    added_in: Sha
+
+
 class PlanArtifact(_Model):
-    """A plan file committed to the repository, labelled by what the history did next (§6.8)."""
+    """A plan file committed to the repository, labelled by what the history did next (§6.8).
+
+    `replaced_by` names the plan that replaced a bad one (absent in manifests made before it
+    was recorded, and for every other plan)."""
 
     path: RepoPath
     added_in: Sha
     label: Literal["good", "fine", "bad"]
     reason: str = Field(min_length=1, max_length=1000)
+    replaced_by: PlanRef | None = None
 
 
 class ManifestV1(_Model):

@@ -16,7 +16,7 @@ Labels, from the seed's table, first match wins:
 
 - bad: a revert touching the plan or its files follows (`Revert …`, git's own wording);
 - bad: the plan is deleted and another plan naming some of the same files was added meanwhile
-  (replaced);
+  (replaced; the artifact's `replaced_by` names that plan);
 - bad: no commit touched the files it names (abandoned), or none of them was ever committed (a
   partial implementation is not told apart from a full one: any commit on its files counts);
 - bad: a commit on its files says it rewrites, reworks, redoes or reimplements them;
@@ -44,7 +44,7 @@ from pydantic import ValidationError
 
 from engine.errors import CraError, validation_lines
 from engine.gitobjects import read_blobs, repo_git
-from engine.manifest import PlanArtifact
+from engine.manifest import PlanArtifact, PlanRef
 
 WINDOW_DAYS = 30
 WINDOW_S = WINDOW_DAYS * 24 * 3600
@@ -260,10 +260,17 @@ def _artifact(
     repo: Path, commits: list[Commit], plan: Followed, everything: list[Followed]
 ) -> PlanArtifact:
     label, reason = _label(commits, plan, everything)
+    replacement = _replacement(plan, everything) if label == "bad" else None
     try:
         plan.path.encode("utf-8")
         return PlanArtifact(
-            path=plan.path, added_in=commits[plan.index].sha, label=label, reason=reason
+            path=plan.path,
+            added_in=commits[plan.index].sha,
+            label=label,
+            reason=reason,
+            replaced_by=None
+            if replacement is None
+            else PlanRef(path=replacement.path, added_in=commits[replacement.index].sha),
         )
     except UnicodeEncodeError as exc:
         raise PlanArtifactError(

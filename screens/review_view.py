@@ -27,7 +27,7 @@ from engine.training_data.guidelines import GUIDELINES, guideline_sections
 from engine.training_data.items import Message, StoredItem
 from engine.training_data.review import RoundSummary
 from engine.training_data.review_status import RoundItem, StageStatus
-from engine.training_data.stages import Stage
+from engine.training_data.stages import BASE_TUNE_STAGES, Stage
 from screens.review_lines import Row
 
 DECISION_MARK = {
@@ -101,8 +101,14 @@ def strip_table(statuses: list[StageStatus], selected: Stage | None) -> Table:
 
 
 def gate_text(status: StageStatus) -> Text:
-    """The selected stage's gate in full: whether it may be curated, and why (not)."""
-    mark, style = ("✓ may be curated", "bold green") if status.gate.ok else ("✗ blocked", "red")
+    """The selected stage's gate in full: whether it may be curated (a planning stage: exported
+    for the base fine-tune), and why (not)."""
+    passed = (
+        "✓ may be exported (cra data export-base)"
+        if status.stage in BASE_TUNE_STAGES
+        else "✓ may be curated"
+    )
+    mark, style = (passed, "bold green") if status.gate.ok else ("✗ blocked", "red")
     return Text.assemble(("Gate ", "bold"), (mark, style), " — ", neutralise(status.gate.reason))
 
 

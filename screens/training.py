@@ -42,7 +42,7 @@ from engine.terminal_text import neutralise
 from engine.training.contract import LOG_FILE
 from engine.training.log_tail import LogTail, TailRead
 from engine.training.run_view import TERMINAL, RunRow, RunState, RunView, recent_runs
-from engine.training_data.stages import STAGES
+from engine.training_data.stages import LORA_STAGES
 from engine.workspace import Workspace
 from screens import PaneScreen
 from screens.harness import duration_text
@@ -298,7 +298,7 @@ class StartRunScreen(ModalScreen[StartRequest | None]):
             with Horizontal(classes="form-row"):
                 yield Label("Stage", classes="form-label")
                 yield Select(
-                    [(name, name) for name in STAGES],
+                    [(name, name) for name in LORA_STAGES],
                     value=stage or Select.NULL,
                     prompt="stage",
                     id="form-stage",

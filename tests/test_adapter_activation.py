@@ -32,6 +32,7 @@ from engine.adapters.activation import (
 )
 from engine.timestamps import utc_now
 from engine.training.registry import sha256_file
+from engine.training_data.stages import NotALoraStage
 from engine.workspace import Workspace
 
 if adapters.name not in cli.commands:
@@ -357,3 +358,23 @@ def test_one_active_under_concurrent_promote_and_rollback(ws: Workspace) -> None
         assert after["from_id"] == before["to_id"]
     active = [name for name, status in _statuses(ws).items() if status == "active"]
     assert [version_row(ws, active[0])["id"]] == [flips[-1]["to_id"]]
+
+
+def test_planning_stages_have_no_adapters_to_list_promote_or_roll_back(ws: Workspace) -> None:
+    """meta/step/test planning are the base fine-tune's (seed 004 §2.6): the adapter commands
+    refuse them naming the rule, even for a version recorded before the rule (no promotion);
+    the agent still resolves a planning stage to its base."""
+    legacy = _add_version(ws, "meta_plan", 1)
+    with pytest.raises(NotALoraStage, match="meta_plan has no adapter to promote .meta_plan-v1."):
+        promote(ws, legacy)
+    with pytest.raises(NotALoraStage, match="step_plan has no adapter history: planning"):
+        history(ws, "step_plan")
+    with pytest.raises(NotALoraStage, match="test_plan has no adapter to roll back"):
+        rollback(ws, "test_plan", "test_plan-v1")
+    assert resolve(ws, "meta_plan") == "reasoning"
+    result = CliRunner().invoke(
+        cli, ["--workspace", str(ws.root), "adapters", "list", "--stage", "meta_plan"]
+    )
+    assert result.exit_code == 1
+    assert result.output.startswith("error: meta_plan has no adapter versions: planning")
+    assert "export-base --role reasoning" in result.output

@@ -22,6 +22,7 @@ from app.widgets.confirm import ConfirmScreen
 from app.widgets.text_modal import TextScreen
 from engine.adapters.activation import history, resolve
 from engine.adapters.switch import promote_version
+from engine.training_data.stages import LORA_STAGES
 from engine.workspace import Workspace
 from screens.adapters import AdaptersScreen
 
@@ -135,7 +136,11 @@ def notes(pilot: Pilot) -> list[str]:
 async def on_scope(pilot: Pilot) -> AdaptersScreen:
     await pilot.press("6")
     screen = pane(pilot)
-    await until(pilot, lambda: screen.query_one("#stages", DataTable).row_count == 8, "stages")
+    await until(
+        pilot,
+        lambda: screen.query_one("#stages", DataTable).row_count == len(LORA_STAGES),
+        "stages",
+    )
     await pilot.press("down")
     await until(pilot, lambda: screen.selected_stage == STAGE, "the scope stage")
     await until(pilot, lambda: len(cell_texts(screen, "#versions")) == 3, "scope's versions")

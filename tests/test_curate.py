@@ -32,6 +32,7 @@ from engine.training_data.plan_model import (
 )
 from engine.training_data.plans import save_plan
 from engine.training_data.review import decide, draw_sample
+from engine.training_data.stages import NotALoraStage
 from engine.training_data.store import add_items
 from engine.workspace import Workspace
 
@@ -487,3 +488,33 @@ def test_the_cli_curates_lists_and_shows(tmp_path: Path) -> None:
     assert len(rows["train.jsonl"]) == report.curated[0].manifest.counts.train
     unknown = runner.invoke(cli, [*base, "datasets", "show", "scope-d9"])
     assert unknown.exit_code == 1 and "no dataset has id 'scope-d9'" in unknown.output
+
+
+def test_planning_stages_are_never_curated_into_a_lora_dataset(tmp_path: Path) -> None:
+    """meta/step/test planning items are reviewed, but curation (by stage, by plan, or of every
+    stage) never makes a LoRA dataset of them: they are the base fine-tune's (seed 004 §2.6)."""
+    ws = _workspace(tmp_path)
+    add_items(ws.db, [_item(n, stage="meta_plan") for n in range(40)])
+    _review(ws, "meta_plan")
+    with pytest.raises(NotALoraStage, match="meta_plan has no LoRA dataset: planning .* full"):
+        curate(ws, stage="meta_plan")
+    plan_id, _ = save_plan(
+        ws,
+        _plan(
+            DataCriteria(format="sft", sources=["synthetic"]), stage="meta_plan", base="reasoning"
+        ),
+    )
+    with pytest.raises(NotALoraStage, match="export-base --role reasoning"):
+        curate(ws, plan_ref=str(plan_id))
+    with pytest.raises(CurateError, match="no examples or pairs of a LoRA stage"):
+        curate(ws)
+    result = CliRunner().invoke(
+        cli, ["--workspace", str(ws.root), "curate-data", "--stage", "step_plan"]
+    )
+    assert result.exit_code == 1 and result.output.startswith("error: step_plan has no LoRA")
+    add_items(ws.db, [_item(n) for n in range(40, 80)])
+    _review(ws)
+    assert [done.manifest.stage for done in curate(ws).curated] == ["scope"]
+    assert ws.db.execute("SELECT COUNT(*) FROM datasets WHERE stage = 'meta_plan'").fetchone() == (
+        0,
+    )

@@ -279,15 +279,12 @@ async def test_the_plan_lists_its_weak_stages_largest_gap_first(ws: Workspace) -
         # resolved 0.25 vs the base model's 0.75 (gap 0.50) on the outcome stages; then scope
         # (0.85 − 0.5) and task_analysis (0.80 − 0.5).
         assert [line[1] for line in lines] == [
-            "meta_plan",
-            "step_plan",
-            "test_plan",
             "planning_dpo",
             "execute_code",
             "scope",
             "task_analysis",
         ]
-        assert lines[4][2:4] == ["SFT", "r32"]
+        assert lines[1][2:4] == ["SFT", "r32"]
         assert "relevant_recall 0.50 → 0.85 (gap 0.35)" in plan
 
 

@@ -1,5 +1,5 @@
 """Eval runs over a real approved package: the eval set read back from a curated dataset,
-execute_code pass@1 and the planning stages' resolved rate through the real harness, and the
+execute_code pass@1 and the planning DPO's resolved rate through the real harness, and the
 eval job end to end on the tiny model served by the CPU stand-in.
 
 Model answers come from the reference (what the dataset trains on) or from a stand-in OpenAI
@@ -37,7 +37,10 @@ from engine.training.registry import sha256_file
 from engine.training.tiny_model import build_tiny_model
 from engine.training_data.curate import curate
 from engine.training_data.derive import build_training_data
+from engine.training_data.items import Message, TrainingItem
 from engine.training_data.review import decide, draw_sample
+from engine.training_data.stages import NotALoraStage
+from engine.training_data.store import add_items, item_from_row
 from engine.workspace import Workspace
 
 CONFIG = (
@@ -55,10 +58,29 @@ def _accept_sample(ws: Workspace, stage: str) -> None:
         decide(ws, round_id, position, "accept")
 
 
+def _planning_pairs(ws: Workspace) -> list[TrainingItem]:
+    """A planning DPO pair per derived meta plan: the commit's plan chosen over a vague one."""
+    rows = ws.db.query("SELECT * FROM examples WHERE stage = 'meta_plan' AND kind = 'sft'")
+    return [
+        TrainingItem(
+            **item_from_row(row).model_dump(include=set(TrainingItem.model_fields)),
+        ).model_copy(
+            update={
+                "stage": "planning_dpo",
+                "kind": "preference",
+                "source": "harness",
+                "origin": "harness_plan",
+                "rejected": [Message(role="assistant", content='{"summary": "do it"}')],
+            }
+        )
+        for row in rows
+    ]
+
+
 @pytest.fixture(scope="module")
 def curated(tmp_path_factory: pytest.TempPathFactory, _package_template: Path) -> Path:
     """A workspace root with the demo package approved, its commits validated, training data
-    built, and execute_code and meta_plan datasets curated with half their tasks held out."""
+    built, and execute_code and planning_dpo datasets curated with half their tasks held out."""
     base = tmp_path_factory.mktemp("eval")
     valid_package = base / "drive" / "textkit"
     shutil.copytree(_package_template, valid_package, symlinks=True)
@@ -71,9 +93,10 @@ def curated(tmp_path_factory: pytest.TempPathFactory, _package_template: Path) -
     for commit in manifest["commits"]:
         validate_task(ws, digest, commit["sha"])
     build_training_data(ws)
-    for stage in ("execute_code", "meta_plan"):
+    add_items(ws.db, _planning_pairs(ws))
+    for stage, kind in (("execute_code", "sft"), ("planning_dpo", "preference")):
         _accept_sample(ws, stage)
-        report = curate(ws, stage=stage, format="sft")
+        report = curate(ws, stage=stage, format=kind)
         assert [done.id for done in report.curated] == [f"{stage}-d1"], report.blocked
     ws.db.conn.close()
     return root
@@ -185,7 +208,7 @@ def planner() -> Iterator[_Planner]:
 
 
 def test_planning_runs_each_eval_task_through_the_harness(ws: Workspace, planner: _Planner) -> None:
-    eval_set = load_eval_set(ws, "meta_plan-d1")
+    eval_set = load_eval_set(ws, "planning_dpo-d1")
     tasks = eval_set.tasks()
     assert tasks
     for task in tasks:
@@ -197,13 +220,23 @@ def test_planning_runs_each_eval_task_through_the_harness(ws: Workspace, planner
         assert gold.output is not None
         planner.answers[commit.subject] = gold.output.model_dump_json()
     value, outcomes = resolved_rate(
-        ws, _run(4, "meta_plan-v1"), planner.url, "meta_plan-v1", ws.root / "evals/4", eval_set
+        ws,
+        _run(4, "planning_dpo-v1"),
+        planner.url,
+        "planning_dpo-v1",
+        ws.root / "evals/4",
+        eval_set,
     )
     assert value == 1.0, outcomes
-    assert set(planner.models) == {"meta_plan-v1"}
+    assert set(planner.models) == {"planning_dpo-v1"}
     planner.answers.clear()
     value, outcomes = resolved_rate(
-        ws, _run(5, "meta_plan-v1"), planner.url, "meta_plan-v1", ws.root / "evals/5", eval_set
+        ws,
+        _run(5, "planning_dpo-v1"),
+        planner.url,
+        "planning_dpo-v1",
+        ws.root / "evals/5",
+        eval_set,
     )
     assert value == 0.0 and {o["outcome"] for o in outcomes} == {"failed"}
     assert ws.db["attempts"].count == 0
@@ -214,8 +247,10 @@ def test_start_refuses_what_cannot_be_evaluated(ws: Workspace) -> None:
         start_eval(ws, adapter="scope-v9")
     with pytest.raises(EvalRunError, match="needs a dataset"):
         start_eval(ws, stage="execute_code")
-    with pytest.raises(EvalRunError, match="is a meta_plan dataset"):
-        start_eval(ws, stage="execute_code", dataset_id="meta_plan-d1")
+    with pytest.raises(EvalRunError, match="is a planning_dpo dataset"):
+        start_eval(ws, stage="execute_code", dataset_id="planning_dpo-d1")
+    with pytest.raises(NotALoraStage, match="meta_plan has no evaluation: planning"):
+        start_eval(ws, stage="meta_plan", dataset_id="planning_dpo-d1")
     with pytest.raises(EvalRunError, match="unknown eval backend"):
         start_eval(ws, stage="execute_code", dataset_id="execute_code-d1", backend="gpu")
     assert list_evals(ws) == []

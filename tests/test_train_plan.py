@@ -16,6 +16,7 @@ from app.cli_train_plan import train_plan
 from engine.training_data.items import Message, TrainingItem
 from engine.training_data.plan_model import StageAssessment, StageMetric
 from engine.training_data.plans import load_plan
+from engine.training_data.stages import LORA_STAGES
 from engine.training_data.store import add_items
 from engine.training_data.train_plan import assess, latest_plan, make_plan, verdict
 from engine.workspace import Workspace
@@ -183,12 +184,10 @@ def test_outcome_metrics_are_judged_against_the_base_models(ws: Workspace) -> No
     pass1 = metric(stages["execute_code"], "pass@1")
     assert (pass1.value, pass1.threshold, pass1.samples) == (0.2, 0.6, 5)
     assert pass1.gap == pytest.approx(0.4)
-    for stage in ("meta_plan", "step_plan", "test_plan", "planning_dpo"):
-        assert metric(stages[stage], "resolved_rate").threshold == 0.6
-        assert stages[stage].weak
-    order = metric(stages["step_plan"], "order_agreement")
-    assert (order.value, order.threshold, verdict(order, 4)) == (0.75, 0.5, "ok")
+    assert metric(stages["planning_dpo"], "resolved_rate").threshold == 0.6
+    assert stages["planning_dpo"].weak
     assert "below the base model's 0.60" in stages["execute_code"].reason
+    assert set(stages) == set(LORA_STAGES)
 
 
 def test_without_enough_base_attempts_an_outcome_metric_has_no_threshold(ws: Workspace) -> None:
@@ -232,9 +231,6 @@ def test_logged_run_success_per_stage_is_information(ws: Workspace) -> None:
         assert (found.source, found.threshold) == ("logged", None)
         return found.value, found.samples
 
-    assert success("meta_plan") == (0.5, 2)
-    assert success("step_plan") == (0.0, 1)
-    assert success("test_plan") == (1.0, 1)
     assert success("task_analysis") == (1.0, 1)
     assert success("execute_code") == (0.0, 1)
     assert success("precision") == (None, 0)
@@ -265,9 +261,6 @@ def test_planned_stages_name_data_and_hyperparameters(ws: Workspace) -> None:
         ("task_analysis", "sft"),
         ("execute_code", "sft"),
         ("execute_code", "preference"),
-        ("meta_plan", "sft"),
-        ("step_plan", "sft"),
-        ("test_plan", "sft"),
         ("planning_dpo", "preference"),
     }
     analysis = planned[("task_analysis", "sft")]
@@ -296,13 +289,8 @@ def test_planned_stages_name_data_and_hyperparameters(ws: Workspace) -> None:
     assert planned[("execute_code", "sft")].data.target_examples == 10000
     dpo = planned[("planning_dpo", "preference")]
     assert dpo.data.sources == ["harness"] and dpo.hyperparameters.max_length == 32768
-    meta = planned[("meta_plan", "sft")]
-    assert meta.data.sources == ["synthetic", "harness", "logged"]
-    assert meta.expected_improvement == (
-        "resolved_rate 0.00 → 1.00 (gap 1.00); no examples yet, 3,000 needed"
-    )
     # Outcome gaps (1.0) before task_analysis's (0.40); the DPO run right after the SFT run.
-    assert [p.stage for p in plan.stages][:3] == ["meta_plan", "step_plan", "test_plan"]
+    assert [p.stage for p in plan.stages][0] == "planning_dpo"
     assert [p.stage for p in plan.stages][-1] == "task_analysis"
     codes = [i for i, p in enumerate(plan.stages) if p.stage == "execute_code"]
     assert plan.stages[codes[0]].data.format == "sft" and codes[1] == codes[0] + 1
@@ -318,7 +306,7 @@ def test_no_weak_stage_is_an_empty_plan_not_an_error(ws: Workspace) -> None:
     assert latest_plan(ws) is None
     attempts(ws, "student", ["resolved"] * 4, file_recall=0.9, file_precision=0.9)
     plan_id, _, plan = make_plan(ws)
-    assert plan.stages == [] and len(plan.assessed) == 8
+    assert plan.stages == [] and len(plan.assessed) == len(LORA_STAGES)
     assert latest_plan(ws) == (plan_id, plan)
 
 

@@ -51,6 +51,7 @@ from engine.training_data.curate import curate
 from engine.training_data.dataset_files import UnknownDataset
 from engine.training_data.items import Message, TrainingItem
 from engine.training_data.review import decide, draw_sample
+from engine.training_data.stages import NotALoraStage
 from engine.training_data.store import add_items
 from engine.workspace import Workspace
 
@@ -322,10 +323,25 @@ def test_start_refuses_a_missing_dataset_and_a_mismatched_stage_or_method(ws: Wo
         start_run(ws, "scope-d1", "precision")
     with pytest.raises(TrainingRunError, match="holds sft rows, which train with sft, not dpo"):
         start_run(ws, "scope-d1", "scope", method="dpo")
-    with pytest.raises(TrainingRunError, match="unknown stage 'scoop'"):
+    with pytest.raises(NotALoraStage, match="unknown stage 'scoop'; the LoRA stages are"):
         start_run(ws, "scope-d1", "scoop")
     assert ws.db["training_runs"].count == 0
     assert not (ws.root / "training").exists()
+
+
+def test_a_planning_stage_trains_no_lora_adapter(ws: Workspace) -> None:
+    """meta/step/test planning are the base fine-tune's (seed 004 §2.6): a run for one is
+    refused, naming the rule, by the engine and by `cra train start`; no run is recorded."""
+    with pytest.raises(NotALoraStage, match="meta_plan has no LoRA adapter to train: planning"):
+        start_run(ws, "scope-d1", "meta_plan")
+    result = CliRunner().invoke(
+        cli,
+        ["--workspace", str(ws.root), "train", "start", "--dataset", "scope-d1"]
+        + ["--stage", "step_plan"],
+    )
+    assert result.exit_code == 1
+    assert result.output.startswith("error: step_plan has no LoRA adapter to train: planning")
+    assert ws.db["training_runs"].count == 0
 
 
 def test_start_refuses_an_unset_missing_or_derived_base(ws: Workspace) -> None:

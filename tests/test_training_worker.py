@@ -128,7 +128,7 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for task, plan in TASKS
     ]
     shas = {
-        "step_plan-d1": write_dataset(root, "step_plan-d1", "step_plan", sft),
+        "scope-d1": write_dataset(root, "scope-d1", "scope", sft),
         "planning_dpo-d1": write_dataset(root, "planning_dpo-d1", "planning_dpo", pairs),
     }
     (root / "shas.json").write_text(json.dumps(shas))
@@ -235,7 +235,7 @@ def test_tiny_model_is_deterministic_and_loads_offline(tmp_path: Path) -> None:
 
 
 def test_sft_run_stops_on_request_and_resumes_to_an_adapter(ws: Path) -> None:
-    run_dir = make_run(ws, "sft", "step_plan-d1", max_steps=60, save_steps=1000)
+    run_dir = make_run(ws, "sft", "scope-d1", max_steps=60, save_steps=1000)
     proc = start_worker(ws, run_dir)
     wait_until(proc, lambda: has_metrics(run_dir), run_dir)
     (run_dir / STOP_FILE).touch()
@@ -309,14 +309,15 @@ def test_dpo_run_killed_then_rerun_resumes_from_the_newest_checkpoint(ws: Path) 
     [
         ("rank", lambda spec: spec["hyper"].update(rank=0), "key hyper.rank: Input should be"),
         ("sha", lambda spec: spec.update(dataset_sha256="0" * 64), "differs from 0000"),
-        ("stage", lambda spec: spec.update(stage="scope"), "stage 'step_plan' (the run spec"),
+        ("stage", lambda spec: spec.update(stage="task_analysis"), "stage 'scope' (the run spec"),
         ("base", lambda spec: spec.update(base_model_path="models/none"), "has no config.json"),
+        ("planning", lambda spec: spec.update(stage="meta_plan"), "meta_plan trains no LoRA"),
     ],
 )
 def test_a_bad_spec_or_dataset_exits_non_zero_with_the_reason(
     ws: Path, name: str, change: Callable[[dict], None], reason: str
 ) -> None:
-    run_dir = make_run(ws, f"bad-{name}", "step_plan-d1", max_steps=2)
+    run_dir = make_run(ws, f"bad-{name}", "scope-d1", max_steps=2)
     spec = json.loads((run_dir / SPEC_FILE).read_text())
     change(spec)
     (run_dir / SPEC_FILE).write_text(json.dumps(spec))

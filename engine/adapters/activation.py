@@ -30,7 +30,7 @@ from typing import Any
 from engine.errors import CraError
 from engine.timestamps import utc_now
 from engine.training.registry import sha256_file
-from engine.training_data.stages import BASE_MODEL, STAGES
+from engine.training_data.stages import BASE_MODEL, STAGES, require_lora_stage
 from engine.workspace import Workspace
 
 Sync = Callable[[dict[str, Any]], None]
@@ -61,7 +61,7 @@ def version_row(ws: Workspace, name: str) -> dict[str, Any]:
 def list_versions(ws: Workspace, stage: str | None = None) -> list[dict[str, Any]]:
     """Every version (of `stage`, when given), by stage and version number."""
     if stage is not None:
-        _check_stage(stage)
+        require_lora_stage(stage, "adapter versions")
         where, args = "stage = ?", [stage]
     else:
         where, args = None, []
@@ -187,7 +187,7 @@ def resolve(ws: Workspace, stage: str) -> str:
 
 def history(ws: Workspace, stage: str) -> list[dict[str, Any]]:
     """The stage's activation records, oldest first, with the versions' names."""
-    _check_stage(stage)
+    require_lora_stage(stage, "adapter history")
     return [
         dict(
             zip(
@@ -245,6 +245,7 @@ def _check_stage(stage: str) -> None:
 
 
 def check_promotable(row: dict[str, Any]) -> None:
+    require_lora_stage(row["stage"], f"adapter to promote ({row['name']})")
     if row["status"] == "rejected":
         raise ActivationError(f"{row['name']} was rejected; a rejected version is never promoted")
     if row["status"] == "active":
@@ -267,7 +268,7 @@ def rollback_plan(
     With `withdraw`, refused unless that version is the active one. Its reads see one snapshot
     of the database, so a switch made meanwhile by another process cannot show it an active
     version and a history that disagree."""
-    _check_stage(stage)
+    require_lora_stage(stage, "adapter to roll back")
     with _snapshot(ws):
         return _rollback_plan(ws, stage, withdraw)
 

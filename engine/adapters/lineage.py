@@ -28,6 +28,12 @@ def trace_lines(ws: Workspace, name: str) -> list[str]:
             f"  trained by run {run['id']} ({run['method']}, {run['status']}), started "
             f"{run['started_at'] or run['created_at']} by {run['created_by']}, in {run['run_dir']}"
         )
+    if version["parent_id"] is not None:
+        parent = ws.db["adapter_versions"].get(version["parent_id"])
+        lines.append(
+            f"  continues {parent['name']} (its weights trained further; "
+            f"`cra adapters trace {parent['name']}` shows its chain)"
+        )
     dataset_id = version["dataset_id"]
     if dataset_id is None:
         lines.append("  no dataset is recorded for this version")

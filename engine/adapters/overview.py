@@ -13,7 +13,7 @@ from engine.evaluation.gate import (
     comparison_lines,
     target_name,
 )
-from engine.training_data.stages import STAGES
+from engine.training_data.stages import LORA_STAGES
 from engine.workspace import Workspace
 
 
@@ -77,9 +77,9 @@ def _line(ws: Workspace, row: dict[str, Any], active: dict[str, Any] | None) -> 
 
 
 def stage_views(ws: Workspace) -> list[StageView]:
-    """Every stage, in pipeline order, with its versions newest first."""
+    """Every LoRA stage, in pipeline order, with its versions newest first."""
     views = []
-    for stage in STAGES:
+    for stage in LORA_STAGES:
         rows = list(
             ws.db["adapter_versions"].rows_where("stage = ?", [stage], order_by="version desc")
         )

@@ -16,7 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from engine.errors import CraError
 from engine.harness.plan import Edit
-from engine.training_data.stages import Stage
+from engine.training_data.stages import Stage, require_lora_stage
 
 SCOPE_CLASSES = ("relevant", "supporting", "irrelevant")
 SYMBOL_TIERS = ("primary", "supporting", "excluded")
@@ -146,60 +146,6 @@ def _precision(answer: Any, reference: Any) -> RowScore:
     return RowScore(valid, {"accuracy": (correct, total), "primary_recall": (hits, primary)})
 
 
-def _meta_plan_valid(answer: Any) -> bool:
-    if not isinstance(answer, dict) or not isinstance(answer.get("summary"), str):
-        return False
-    parts = answer.get("parts")
-    if not isinstance(parts, list) or not parts:
-        return False
-    edges: dict[str, set[str]] = {}
-    for part in parts:
-        if not isinstance(part, dict) or not isinstance(part.get("title"), str):
-            return False
-        ident, depends = part.get("id"), _paths(part.get("depends_on", []))
-        if not isinstance(ident, str) or ident in edges or depends is None:
-            return False
-        edges[ident] = depends
-    if any(not depends <= edges.keys() for depends in edges.values()):
-        return False
-    done: set[str] = set()
-    while len(done) < len(edges):
-        ready = [ident for ident, deps in edges.items() if ident not in done and deps <= done]
-        if not ready:
-            return False
-        done.update(ready)
-    return True
-
-
-def _step_files(value: Any) -> set[str] | None:
-    steps = value.get("steps") if isinstance(value, dict) else None
-    if not isinstance(steps, list) or not steps:
-        return None
-    files = set()
-    for step in steps:
-        if not isinstance(step, dict) or not isinstance(step.get("description"), str):
-            return None
-        if not isinstance(step.get("file"), str) or _paths(step.get("symbols", [])) is None:
-            return None
-        files.add(step["file"])
-    return files
-
-
-def _test_files(value: Any) -> set[str] | None:
-    if not isinstance(value, dict) or _symbols(value.get("tests", {})) is None:
-        return None
-    return _paths(value.get("files"))
-
-
-def _file_plan(answer: Any, reference: Any, read: Callable[[Any], set[str] | None]) -> RowScore:
-    truth = read(reference)
-    if truth is None:
-        raise MetricsError("the reference plan is not the stage's shape")
-    files = read(answer)
-    found = len((files or set()) & truth)
-    return RowScore(files is not None, {"file_recall": (found, len(truth))})
-
-
 def score_row(stage: Stage, answer: str, reference: str) -> RowScore:
     """Score one answer against its reference for `stage`."""
     if stage == "planning_dpo":
@@ -216,15 +162,8 @@ def score_row(stage: Stage, answer: str, reference: str) -> RowScore:
         return _scope(value, ref)
     if stage == "precision":
         return _precision(value, ref)
-    if stage == "meta_plan":
-        if not _meta_plan_valid(ref):
-            raise MetricsError("meta_plan: the reference is not a valid meta plan")
-        return RowScore(_meta_plan_valid(value), {})
-    if stage == "step_plan":
-        return _file_plan(value, ref, _step_files)
-    if stage == "test_plan":
-        return _file_plan(value, ref, _test_files)
-    raise MetricsError(f"unknown stage {stage!r}")
+    require_lora_stage(stage, "evaluation")
+    raise MetricsError(f"{stage} is not scored row by row")
 
 
 def aggregate(stage: Stage, scores: list[RowScore]) -> dict[str, float]:

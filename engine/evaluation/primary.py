@@ -1,9 +1,10 @@
 """Each stage's metrics, and which of them are primary: the ones the gate decides on.
 
-Seed 004 §9.1. Retrieval stages are scored by comparing the model's answer with the held-out
-answer; execute_code by applying its edits and running the task's tests (pass@1); the planning
-stages by running their eval tasks through the harness with the version in the planner slot
-(resolved rate). Every metric is a share in [0, 1], higher is better.
+Seed 004 §9.1. Only the LoRA stages are evaluated (meta, step and test planning are the base's
+full fine-tune, `stages.BASE_TUNE_STAGES`). Retrieval stages are scored by comparing the model's
+answer with the held-out answer; execute_code by applying its edits and running the task's tests
+(pass@1); the planning DPO by running its eval tasks through the harness with the version in the
+planner slot (resolved rate). Every metric is a share in [0, 1], higher is better.
 """
 
 from engine.training_data.stages import Stage
@@ -13,9 +14,6 @@ PRIMARY: dict[Stage, tuple[str, ...]] = {
     "scope": ("accuracy", "relevant_recall"),
     "precision": ("accuracy", "primary_recall"),
     "execute_code": ("pass_at_1",),
-    "meta_plan": ("resolved_rate",),
-    "step_plan": ("resolved_rate",),
-    "test_plan": ("resolved_rate",),
     "planning_dpo": ("resolved_rate",),
 }
 
@@ -24,9 +22,6 @@ SECONDARY: dict[Stage, tuple[str, ...]] = {
     "scope": ("valid_rate",),
     "precision": ("valid_rate",),
     "execute_code": ("valid_rate",),
-    "meta_plan": ("valid_rate",),
-    "step_plan": ("valid_rate", "file_recall"),
-    "test_plan": ("valid_rate", "file_recall"),
     "planning_dpo": (),
 }
 

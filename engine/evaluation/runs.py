@@ -17,7 +17,7 @@ from engine.evaluation.eval_set import load_eval_set
 from engine.evaluation.gate import BASE, active_row, done_evals
 from engine.jobs import LIVE, JobLock, finish_job, job_lock, settle, terminate_job
 from engine.timestamps import utc_now
-from engine.training_data.stages import BASE_MODEL, STAGES
+from engine.training_data.stages import BASE_MODEL, LORA_STAGES, require_lora_stage
 from engine.workspace import Workspace
 
 JOB_KIND = "eval"
@@ -56,14 +56,18 @@ def start_eval(
     targets: list[dict[str, Any] | None]
     if adapter is not None:
         row = _version(ws, adapter)
+        require_lora_stage(row["stage"], f"adapter to evaluate ({adapter})")
         stage, dataset_id = row["stage"], dataset_id or row["dataset_id"]
         baseline = active_row(ws, row["stage"])
         targets = [row] if baseline is not None and baseline["id"] == row["id"] else [baseline, row]
-    elif stage not in STAGES:
-        raise EvalRunError(f"evaluating the base needs a stage; stages are {', '.join(STAGES)}")
-    elif dataset_id is None:
-        raise EvalRunError("evaluating the base needs a dataset (--dataset) for its eval set")
+    elif stage is None:
+        raise EvalRunError(
+            f"evaluating the base needs a stage; the LoRA stages are {', '.join(LORA_STAGES)}"
+        )
     else:
+        require_lora_stage(stage, "evaluation")
+        if dataset_id is None:
+            raise EvalRunError("evaluating the base needs a dataset (--dataset) for its eval set")
         targets = [None]
     eval_set = load_eval_set(ws, dataset_id)
     if eval_set.stage != stage:

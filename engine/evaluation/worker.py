@@ -2,7 +2,7 @@
 
 Each eval run asks its model every eval row's prompt (temperature 0) and scores the answer
 against the reference (`engine.evaluation.metrics`). execute_code answers are also applied to
-their task's parent commit and the task's tests decide (pass@1); the planning stages run each
+their task's parent commit and the task's tests decide (pass@1); the planning DPO runs each
 eval task through the harness with the model in the planner slot (resolved rate), seed 004
 §9.1. The model answers from the configured vLLM server (`server`: an adapter is loaded under
 its own name first) or from the CPU stand-in started for the run (`local`). Answers go to
@@ -41,7 +41,6 @@ from engine.training.runs import frozen_base
 from engine.training.worker import OFFLINE_ENV
 from engine.workspace import Workspace
 
-PLANNING = ("meta_plan", "step_plan", "test_plan", "planning_dpo")
 ANSWERS_FILE = "answers.jsonl"
 LOG_FILE = "eval.log"
 
@@ -229,7 +228,7 @@ def evaluate(ws: Workspace, eval_id: int, job_id: int | None) -> dict[str, float
             value, outcomes = pass_at_1(ws, run, model, out, answered)
             if value is not None:
                 metrics["pass_at_1"] = value
-        elif stage in PLANNING:
+        elif stage == "planning_dpo":
             value, outcomes = resolved_rate(ws, run, url, model, out, eval_set)
             if value is not None:
                 metrics["resolved_rate"] = value

@@ -4,7 +4,10 @@ It runs wherever Unsloth does not: on CPU (CI, machines without a GPU) and on a 
 Unsloth. What the spec asks for and this machine cannot do (4-bit quantisation and the 8-bit
 optimiser need CUDA and bitsandbytes, bf16 needs a GPU that has it) is replaced, and each
 replacement is named in `RunResult.effective`. SFT trains on the assistant's turns only; the
-adapter's eos is the spec's. `fit` is shared with the Unsloth backend.
+adapter's eos is the spec's. A run that continues an adapter (execute_code DPO after its SFT)
+loads it trainable instead of a fresh LoRA; the frozen copy DPOTrainer makes of it as the
+reference is dropped before the adapter is saved. A curriculum stage's rows are read in the
+dataset's order (easy to hard), not shuffled. `fit` is shared with the Unsloth backend.
 """
 
 import importlib.util
@@ -16,7 +19,7 @@ import datasets
 import torch
 import transformers
 from datasets import Dataset
-from peft import LoraConfig
+from peft import LoraConfig, PeftModel
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -30,8 +33,10 @@ from engine.errors import CraError
 from engine.training.contract import CHECKPOINTS_DIR, Hyper
 from engine.training.job import Job, Trained
 from engine.training.step_log import StepLog
+from engine.training_data.curriculum import CURRICULUM_STAGES
 
 KEEP_CHECKPOINTS = 2
+REFERENCE_ADAPTER = "ref"
 
 
 class BaseModelRefused(CraError):
@@ -94,6 +99,9 @@ def train(job: Job) -> Trained:
     )
     set_eos(model, tokenizer, job.spec.eos_token, job.base_path)
     check_targets(model, hyper.target_modules, job.base_path)
+    args = training_args(job, settings, use_cpu=not cuda)
+    if job.continues is not None:
+        return fit(job, continued_policy(model, job.continues), tokenizer, args, None, effective)
     lora = LoraConfig(
         r=hyper.rank,
         lora_alpha=hyper.lora_alpha,
@@ -102,8 +110,14 @@ def train(job: Job) -> Trained:
         bias="none",
         task_type="CAUSAL_LM",
     )
-    args = training_args(job, settings, use_cpu=not cuda)
     return fit(job, model, tokenizer, args, lora, effective)
+
+
+def continued_policy(model: PreTrainedModel, adapter: Path) -> PeftModel:
+    """The adapter at `adapter` on the base `model`, trainable: a DPO run's policy starts from
+    its weights. DPOTrainer (trl 1.16) copies it into a frozen `ref` adapter as the reference,
+    so the reference is the SFT model, as DPO wants."""
+    return PeftModel.from_pretrained(model, adapter, is_trainable=True)
 
 
 def quiet_progress_bars() -> None:
@@ -159,6 +173,9 @@ def training_args(
         "include_num_input_tokens_seen": "non_padding",
         "report_to": "none",
         "disable_tqdm": True,
+        "train_sampling_strategy": (
+            "sequential" if job.spec.stage in CURRICULUM_STAGES else "random"
+        ),
     }
     if job.spec.method == "sft":
         return SFTConfig(**common, assistant_only_loss=True, eos_token=job.spec.eos_token)
@@ -187,6 +204,8 @@ def fit(
         callbacks=[step_log],
     )
     trainer.train(resume_from_checkpoint=str(job.resume_from) if job.resume_from else None)
+    if REFERENCE_ADAPTER in getattr(trainer.model, "peft_config", {}):
+        trainer.model.delete_adapter(REFERENCE_ADAPTER)
     state = trainer.state
     losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
     return Trained(

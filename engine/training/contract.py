@@ -9,7 +9,9 @@ run's folder, so a worker outlives the console and a console reattaches to any w
 - `checkpoints/checkpoint-<step>/`: every `save_steps` steps; a resume continues from the newest.
 - `STOP`: the console asks for a stop by creating it; the worker saves a checkpoint at the next
   step and exits with `result.json` status `stopped`.
-- `adapter/`: the final PEFT adapter (written beside its name and renamed into place).
+- `adapter/`: the final PEFT adapter (written beside its name and renamed into place). An
+  execute_code DPO run continues the stage's SFT adapter (`RunSpec.continues`, seed 004 §1:
+  SFT then DPO on one adapter): its adapter is that one's weights trained further.
 - `result.json` (`RunResult`): written last; a worker that exits without it failed.
 
 Hyperparameter defaults follow seed 004 §7.3: QLoRA 4-bit NF4 on a GPU, alpha 2 × rank,
@@ -22,7 +24,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from engine.training_data.stages import BaseModelKind, Stage
+from engine.training_data.stages import BASE_TUNE_RULE, BASE_TUNE_STAGES, BaseModelKind, Stage
 
 SPEC_FILE = "spec.json"
 METRICS_FILE = "metrics.jsonl"
@@ -30,6 +32,7 @@ LOG_FILE = "train.log"
 CHECKPOINTS_DIR = "checkpoints"
 STOP_FILE = "STOP"
 ADAPTER_DIR = "adapter"
+ADAPTER_CONFIG = "adapter_config.json"
 RESULT_FILE = "result.json"
 
 Method = Literal["sft", "dpo"]
@@ -84,11 +87,23 @@ class RunSpec(_Model):
     dataset_sha256: str = Field(description="sha256 of the dataset's manifest.json")
     eos_token: str = "<|im_end|>"
     hyper: Hyper = Field(default_factory=Hyper)
+    continues: str | None = Field(
+        default=None, description="the adapter version whose weights this run trains on from"
+    )
+    continues_path: str | None = Field(
+        default=None, description="that version's folder, workspace-relative"
+    )
 
     @model_validator(mode="after")
     def _method_fits_stage(self) -> "RunSpec":
+        if self.stage in BASE_TUNE_STAGES:
+            raise ValueError(f"{self.stage} trains no LoRA adapter: {BASE_TUNE_RULE}")
         if self.stage == "planning_dpo" and self.method != "dpo":
             raise ValueError("planning_dpo trains on preference pairs: method must be dpo")
+        if (self.continues is None) != (self.continues_path is None):
+            raise ValueError("continues and continues_path name one adapter version together")
+        if self.continues is not None and (self.stage, self.method) != ("execute_code", "dpo"):
+            raise ValueError("only an execute_code DPO run continues an adapter (its SFT one)")
         return self
 
 

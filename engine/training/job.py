@@ -9,7 +9,8 @@ from engine.training.contract import RunSpec
 
 @dataclass(frozen=True)
 class Job:
-    """What a backend trains: the spec, its resolved paths, the rows and where to resume."""
+    """What a backend trains: the spec, its resolved paths (the adapter it continues, if any),
+    the rows and where to resume."""
 
     spec: RunSpec
     run_dir: Path
@@ -17,6 +18,7 @@ class Job:
     rows: list[dict[str, Any]]
     resume_from: Path | None
     resume_step: int
+    continues: Path | None = None
 
 
 @dataclass(frozen=True)

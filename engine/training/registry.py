@@ -7,7 +7,8 @@ writes the base model's absolute path into `adapter_config.json`; the copy names
 the workspace (when the base lies inside it) so the adapter stays valid when the workspace moves.
 Registering holds a lock on `adapters/.register.lock`, so two consoles reconciling the same
 finished run register it once. Promotion and rollback are not here: a registered version is
-always a `candidate`.
+always a `candidate`. A version trained on from another (execute_code DPO continuing its SFT
+adapter) records that one as its parent.
 """
 
 import hashlib
@@ -25,6 +26,7 @@ from engine.errors import CraError, validation_lines
 from engine.locks import exclusive_lock
 from engine.timestamps import utc_now
 from engine.training.contract import (
+    ADAPTER_CONFIG,
     ADAPTER_DIR,
     METRICS_FILE,
     RESULT_FILE,
@@ -34,7 +36,6 @@ from engine.training.contract import (
 )
 from engine.workspace import Workspace
 
-ADAPTER_CONFIG = "adapter_config.json"
 LOCK_FILE = ".register.lock"
 
 
@@ -128,6 +129,14 @@ def _register(ws: Workspace, run_id: int) -> int:
     if not (source / ADAPTER_CONFIG).is_file():
         raise RegistryError(f"{source}: no {ADAPTER_CONFIG}; the run left no PEFT adapter")
 
+    parent_id = None
+    if spec.continues is not None:
+        parent = ws.db.execute(
+            "SELECT id FROM adapter_versions WHERE name = ?", [spec.continues]
+        ).fetchone()
+        if parent is None:
+            raise RegistryError(f"run {run_id} continued {spec.continues}, which is not recorded")
+        parent_id = parent[0]
     stage_dir = ws.adapters_dir / spec.stage
     stage_dir.mkdir(parents=True, exist_ok=True)
     version = _next_version(ws, spec.stage, stage_dir)
@@ -143,6 +152,7 @@ def _register(ws: Workspace, run_id: int) -> int:
         "rank": spec.hyper.rank,
         "path": target.relative_to(ws.root).as_posix(),
         "run_id": run_id,
+        "parent_id": parent_id,
         "dataset_id": spec.dataset_id,
         "dataset_sha256": spec.dataset_sha256,
         "spec_json": spec.model_dump_json(),

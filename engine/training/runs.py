@@ -6,8 +6,9 @@ console reads the folder back (`reconcile_runs`): progress from metrics.jsonl, a
 is gone, the outcome from result.json; a worker that left none failed, and the run's reason
 holds the end of its log. A finished run's adapter is registered as a candidate version.
 
-Training always starts from the frozen base named in `[training] base_models`, never from an
-adapter or a model merged with one (seed 002 §6, seed 004 §10).
+Training always starts from the frozen base named in `[training] base_models`, never from a
+model merged with an adapter (seed 002 §6, seed 004 §10). The one adapter a run loads is the
+execute_code SFT version its DPO run continues (seed 004 §1: SFT then DPO on one adapter).
 
 Run status: running → done | stopped | failed; `stop` makes it stopping until the worker has
 saved and left; a stopped or failed run can be resumed from its newest checkpoint.
@@ -24,6 +25,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from engine.adapters.activation import verify_files, version_row
 from engine.durable import fsync_dir
 from engine.errors import CraError, validation_lines
 from engine.jobs import LIVE, JobLock, finish_job, job_lock, latest_job, settle
@@ -48,7 +50,7 @@ from engine.training.registry import (
 )
 from engine.training_data.dataset_files import ROW_FILES, open_dataset, read_verified
 from engine.training_data.items import Kind
-from engine.training_data.stages import STAGES, BaseModelKind, Stage
+from engine.training_data.stages import BaseModelKind, Stage, require_lora_stage
 from engine.workspace import Workspace
 
 JOB_KIND = "training"
@@ -138,10 +140,14 @@ def build_spec(
     stage: str,
     method: str | None = None,
     overrides: dict[str, Any] | None = None,
+    from_version: str | None = None,
 ) -> RunSpec:
-    """The spec of a run of `dataset_id` for `stage`, every input checked."""
-    if stage not in STAGES:
-        raise TrainingRunError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+    """The spec of a run of `dataset_id` for `stage`, every input checked.
+
+    An execute_code DPO run continues the stage's SFT adapter (`from_version`, else the newest
+    SFT version not rejected): its LoRA shape is that adapter's and it starts from its weights.
+    """
+    require_lora_stage(stage, "LoRA adapter to train")
     stored = open_dataset(ws, dataset_id)
     for name in ROW_FILES:
         read_verified(stored, name)
@@ -159,19 +165,86 @@ def build_spec(
     (sha,) = ws.db.execute(
         "SELECT manifest_sha256 FROM datasets WHERE id = ?", [dataset_id]
     ).fetchone()
+    base_path = frozen_base(ws, manifest.base_model)
+    overrides = dict(overrides or {})
+    parent = None
+    if (manifest.stage, fits) == ("execute_code", "dpo"):
+        parent = sft_parent(ws, from_version, base_path)
+        overrides = _parent_shape(parent, overrides)
+    elif from_version is not None:
+        raise TrainingRunError(
+            f"--from-version {from_version}: only an execute_code DPO run continues an adapter "
+            f"(this run is {manifest.stage} {fits})"
+        )
     try:
         return RunSpec(
             stage=manifest.stage,
             method=fits,
             base_model=manifest.base_model,
-            base_model_path=frozen_base(ws, manifest.base_model),
+            base_model_path=base_path,
             dataset_id=dataset_id,
             dataset_path=stored.path.relative_to(ws.root).as_posix(),
             dataset_sha256=sha,
-            hyper=build_hyper(manifest.stage, overrides or {}),
+            hyper=build_hyper(manifest.stage, overrides),
+            continues=None if parent is None else parent["name"],
+            continues_path=None if parent is None else parent["path"],
         )
     except ValidationError as exc:
         raise TrainingRunError(validation_lines(f"run of {dataset_id}", exc)) from exc
+
+
+_SHAPE = ("rank", "alpha", "dropout", "target_modules")
+
+
+def sft_parent(ws: Workspace, name: str | None, base_path: str) -> dict[str, Any]:
+    """The execute_code SFT version a DPO run continues: `name`, else the newest SFT version
+    not rejected. Refused when there is none, or it is not an SFT execute_code adapter on the
+    same frozen base, or its files differ from their record."""
+    rule = "execute_code trains SFT then DPO on one adapter (seed 004 §1)"
+    if name is None:
+        rows = list(
+            ws.db.query(
+                "SELECT * FROM adapter_versions WHERE stage = 'execute_code' AND "
+                "status != 'rejected' AND json_extract(spec_json, '$.method') = 'sft' "
+                "ORDER BY version DESC LIMIT 1"
+            )
+        )
+        if not rows:
+            raise TrainingRunError(
+                f"no execute_code SFT adapter to continue: {rule}; train one on an sft "
+                "dataset first (`cra train start --stage execute_code --dataset …`)"
+            )
+        row = rows[0]
+    else:
+        row = version_row(ws, name)
+    parent = RunSpec.model_validate_json(row["spec_json"])
+    if (row["stage"], parent.method) != ("execute_code", "sft"):
+        raise TrainingRunError(
+            f"{row['name']} is a {row['stage']} {parent.method} adapter; {rule}, so its DPO "
+            "run continues an execute_code SFT version"
+        )
+    if row["status"] == "rejected":
+        raise TrainingRunError(f"{row['name']} was rejected; a DPO run never continues it")
+    if row["base_model_path"] != base_path:
+        raise TrainingRunError(
+            f"{row['name']} was trained on {row['base_model_path']}, not the configured base "
+            f"{base_path}; a DPO run continues an adapter of the same base"
+        )
+    verify_files(ws, row)
+    return row
+
+
+def _parent_shape(parent: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`overrides` with the parent's LoRA shape; refused when they change it."""
+    hyper = RunSpec.model_validate_json(parent["spec_json"]).hyper
+    shape = {key: getattr(hyper, key) for key in _SHAPE}
+    changed = sorted(key for key in _SHAPE if key in overrides and overrides[key] != shape[key])
+    if changed:
+        raise TrainingRunError(
+            f"--set {', '.join(changed)}: a DPO run continuing {parent['name']} keeps its LoRA "
+            f"shape ({', '.join(f'{key}={shape[key]}' for key in _SHAPE)})"
+        )
+    return {**overrides, **shape, "target_modules": list(hyper.target_modules)}
 
 
 def start_run(
@@ -182,12 +255,13 @@ def start_run(
     overrides: dict[str, Any] | None = None,
     force: bool = False,
     operator: str | None = None,
+    from_version: str | None = None,
 ) -> int:
     """Start training `stage`'s adapter on `dataset_id` in a worker job; returns the run id.
 
     The guardrails, the new row and the worker's start happen under the training start lock,
     so two starts (or a start and a reconcile) never both see the GPU free."""
-    spec = build_spec(ws, dataset_id, stage, method, overrides)
+    spec = build_spec(ws, dataset_id, stage, method, overrides, from_version)
     with job_lock(ws, JOB_KIND) as lock:
         _reconcile(ws, lock)
         if not force:

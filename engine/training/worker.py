@@ -23,6 +23,7 @@ from engine.durable import fsync_dir, fsync_tree
 from engine.errors import CraError, validation_lines
 from engine.timestamps import utc_now
 from engine.training.contract import (
+    ADAPTER_CONFIG,
     ADAPTER_DIR,
     CHECKPOINTS_DIR,
     LOG_FILE,
@@ -88,6 +89,13 @@ def run(run_dir: Path, workspace: Path) -> RunResult:
     base_path = workspace / spec.base_model_path
     if not (base_path / "config.json").is_file():
         raise RunRefused(f"{base_path}: base model folder has no config.json")
+    continues = None
+    if spec.continues_path is not None:
+        continues = workspace / spec.continues_path
+        if not (continues / ADAPTER_CONFIG).is_file():
+            raise RunRefused(
+                f"{continues}: adapter {spec.continues} to continue has no {ADAPTER_CONFIG}"
+            )
     rows = load_train_rows(workspace / spec.dataset_path, spec)
     resume_from, resume_step = newest_checkpoint(run_dir / CHECKPOINTS_DIR)
     if previous is not None:
@@ -95,9 +103,11 @@ def run(run_dir: Path, workspace: Path) -> RunResult:
         (run_dir / RESULT_FILE).unlink()
     if resume_from is not None:
         print(f"resuming from {resume_from.relative_to(run_dir)} at step {resume_step}")
-    job = Job(spec, run_dir, base_path, rows, resume_from, resume_step)
-    backend, why = pick_backend()
+    job = Job(spec, run_dir, base_path, rows, resume_from, resume_step, continues)
+    backend, why = pick_backend(spec)
     print(f"backend: {backend} ({why}); {spec.method} on {len(rows)} rows of {spec.dataset_id}")
+    if spec.continues is not None:
+        print(f"continuing adapter {spec.continues} ({spec.continues_path})")
     if backend == "unsloth":
         from engine.training.backend_unsloth import train
     else:
@@ -133,10 +143,13 @@ def load_spec(run_dir: Path) -> RunSpec:
         raise RunRefused(validation_lines(str(path), exc).replace("\n", "; ")) from exc
 
 
-def pick_backend() -> tuple[Backend, str]:
-    """Unsloth when CUDA is available and Unsloth is installed; trl otherwise, and why."""
+def pick_backend(spec: RunSpec) -> tuple[Backend, str]:
+    """Unsloth when CUDA is available and Unsloth is installed; trl otherwise (and for a run
+    continuing an adapter, which peft loads trainable), and why."""
     import torch
 
+    if spec.continues is not None:
+        return "trl", f"continues adapter {spec.continues}, which peft loads trainable"
     if not torch.cuda.is_available():
         return "trl", "no CUDA"
     if importlib.util.find_spec("unsloth") is None:

@@ -10,7 +10,8 @@ never replace; 10-20% replay). For each stage and format:
 3. rejected items are left out and flipped pairs swapped, then exact and near duplicates go
    (also against the rows of earlier datasets), the oldest of each group kept;
 4. whole tasks are split into train and eval (holdout.py), train is cut to the domain cap
-   (balance.py), and rows of earlier datasets are replayed into train (replay.py);
+   (balance.py), and rows of earlier datasets are replayed into train (replay.py); a
+   precision dataset's train rows are ordered easy to hard (curriculum.py);
 5. the folder is written and renamed into place, then recorded with its rows in one
    transaction. An earlier dataset is read (and checked) but never touched.
 """
@@ -27,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from engine.timestamps import utc_now
 from engine.training_data.balance import balance
 from engine.training_data.curation_errors import CurateError, CurationRefused
+from engine.training_data.curriculum import CURRICULUM_STAGES, Curriculum, easy_to_hard
 from engine.training_data.dataset_files import (
     LINEAGE,
     MANIFEST,
@@ -63,7 +65,13 @@ from engine.training_data.review import (
     round_summary,
     verdicts,
 )
-from engine.training_data.stages import BASE_MODEL, STAGES, BaseModelKind, Stage
+from engine.training_data.stages import (
+    BASE_MODEL,
+    LORA_STAGES,
+    BaseModelKind,
+    Stage,
+    require_lora_stage,
+)
 from engine.training_data.store import item_from_row
 from engine.workspace import Workspace
 
@@ -138,6 +146,7 @@ def _targets(
         raise CurateError(f"unknown format {format!r}; use one of {', '.join(KINDS)}")
     if stage is not None:
         stage = check_stage(stage)
+        require_lora_stage(stage, "LoRA dataset")
     if plan_ref is not None:
         return _planned(ws, plan_ref, stage, format)
     if stage is not None:
@@ -146,19 +155,20 @@ def _targets(
     present = {
         row[0]
         for row in ws.db.execute(
-            "SELECT DISTINCT stage FROM examples WHERE kind IN (SELECT value FROM json_each(?))",
-            [json.dumps(kinds)],
+            "SELECT DISTINCT stage FROM examples WHERE kind IN (SELECT value FROM json_each(?)) "
+            "AND stage IN (SELECT value FROM json_each(?))",
+            [json.dumps(kinds), json.dumps(LORA_STAGES)],
         )
     }
     if not present:
         what = f"{format} items" if format else "examples or pairs"
         raise CurateError(
-            f"no {what} in the workspace: derive training data first (`cra data build`) or "
-            "import logged runs (`cra import-logs`)"
+            f"no {what} of a LoRA stage ({', '.join(LORA_STAGES)}) in the workspace: derive "
+            "training data first (`cra data build`) or import logged runs (`cra import-logs`)"
         )
     return [
         _Target(name, format or default_format(name), None, None)
-        for name in STAGES
+        for name in LORA_STAGES
         if name in present
     ]
 
@@ -169,6 +179,7 @@ def _planned(
     plan_id, plan = load_plan(ws, plan_ref)
     targets = []
     for planned in plan.stages:
+        require_lora_stage(planned.stage, f"LoRA dataset (plan {plan_id})")
         if planned.base_model != BASE_MODEL[planned.stage]:
             raise CurateError(
                 f"plan {plan_id}: stage {planned.stage} trains the {BASE_MODEL[planned.stage]} "
@@ -240,13 +251,9 @@ def _select(
     if not candidates:
         raise CurationRefused(_nothing_new(target, earlier_ids))
     decisions = verdicts(ws.db, stage)
-    rows = [
-        DatasetRow.new(item, decisions.get(item.id) == "flip")
-        for item in candidates
-        if decisions.get(item.id) != "reject"
-    ]
-    rows, exact = drop_exact(rows, (row.digest for row in old_rows))
-    rows, near = drop_near(rows, [row.text for row in old_rows], config.near_duplicate_threshold)
+    rows, exact, near = reviewed_rows(
+        candidates, decisions, old_rows, config.near_duplicate_threshold
+    )
     holdout = split(rows, config.eval_share, config.eval_repos, _earlier_eval_tasks(ws.db, stage))
     seed = f"{config.seed}:{stage}:{kind}"
     train, dropped = balance(holdout.train, config.max_domain_share, seed)
@@ -255,6 +262,8 @@ def _select(
         pool, train, config.replay_share, config.max_domain_share, f"{seed}:replay"
     )
     train_rows = sorted([*train, *replayed], key=lambda row: row.example_id)
+    if stage in CURRICULUM_STAGES:
+        train_rows = easy_to_hard(train_rows)
     eval_rows = sorted(holdout.eval, key=lambda row: row.example_id)
     minimum = target.criteria.min_examples if target.criteria else 1
     if len(train_rows) < minimum:
@@ -280,6 +289,25 @@ def _select(
         replay=len(replayed),
     )
     return _Selection(train=train_rows, eval=eval_rows, holdout=holdout, counts=counts)
+
+
+def reviewed_rows(
+    candidates: Sequence[StoredItem],
+    decisions: dict[int, Decision],
+    old_rows: Sequence[DatasetRow],
+    near_threshold: float,
+) -> tuple[list[DatasetRow], int, int]:
+    """Step 3 of the module doc, shared with the base export: the rows of `candidates` that
+    review kept (flipped where flipped), less exact and near duplicates of each other and of
+    `old_rows`; with how many exact and near duplicates went."""
+    rows = [
+        DatasetRow.new(item, decisions.get(item.id) == "flip")
+        for item in candidates
+        if decisions.get(item.id) != "reject"
+    ]
+    rows, exact = drop_exact(rows, (row.digest for row in old_rows))
+    rows, near = drop_near(rows, [row.text for row in old_rows], near_threshold)
+    return rows, exact, near
 
 
 def _manifest(
@@ -327,6 +355,7 @@ def _manifest(
         near_duplicate_threshold=config.near_duplicate_threshold,
         max_domain_share=config.max_domain_share,
         seed=config.seed,
+        curriculum=Curriculum() if target.stage in CURRICULUM_STAGES else None,
     )
 
 

@@ -4,6 +4,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.training_data.curriculum import Curriculum
 from engine.training_data.items import Kind
 from engine.training_data.stages import BaseModelKind, Stage
 
@@ -85,3 +86,6 @@ class DatasetManifest(_Model):
     near_duplicate_threshold: float
     max_domain_share: float
     seed: int
+    curriculum: Curriculum | None = Field(
+        default=None, description="how train.jsonl is ordered; None: by item id"
+    )

@@ -3,8 +3,9 @@
 For every usable task not yet derived: the synthetic SFT examples of its commit (seed 004 §6.3,
 `derive_examples`) and its CodeFavor pairs (§6.7), then a `derivations` row with the counts and
 the skipped stages, so a commit is derived once; a commit that yields nothing records why and
-is not retried on every build. Then the harness pairs of every task with done attempts (§6.9),
-which are rebuilt each time and kept once by the store's dedup. Adding twice adds nothing; of
+is not retried on every build. Then the items of the packages' plan artifacts (§6.8,
+plan_items.py) and the harness pairs of every task with done attempts (§6.9), which are
+rebuilt each time and kept once by the store's dedup. Adding twice adds nothing; of
 two builds racing over one commit, the first one's `derivations` row stands.
 """
 
@@ -22,6 +23,7 @@ from engine.timestamps import utc_now
 from engine.training_data.codefavor import codefavor_pairs
 from engine.training_data.harness_pairs import Lineage, Skip, harness_pairs, lineage_of
 from engine.training_data.items import TrainingItem
+from engine.training_data.plan_items import plan_artifact_items
 from engine.training_data.stages import Stage
 from engine.training_data.store import add_items
 from engine.training_data.synthetic import Example, SyntheticError, derive_examples
@@ -84,6 +86,11 @@ def build_training_data(ws: Workspace, packages: list[str] | None = None) -> Bui
                 reports[digest].tasks_already_derived += 1
             else:
                 _derive_task(ws.db, package, sha, reports[digest])
+    for digest, package in chosen.items():
+        artifact_items, no_item = plan_artifact_items(package)
+        reports[digest].add(ws.db, artifact_items)
+        if no_item:
+            reports[digest].skipped["plan artifact"] = len(no_item)
     items, skips = harness_pairs(ws, ws.config.training_data, set(chosen))
     for digest, report in reports.items():
         report.add(ws.db, [item for item in items if item.package_digest == digest])

@@ -17,7 +17,9 @@ from engine.training_data.stages import BASE_MODEL, BaseModelKind, Stage
 
 Kind = Literal["sft", "preference"]
 Source = Literal["synthetic", "harness", "logged"]
-Origin = Literal["commit", "codefavor", "harness_plan", "harness_code", "logged_call"]
+Origin = Literal[
+    "commit", "codefavor", "harness_plan", "harness_code", "logged_call", "plan_artifact"
+]
 
 
 class _Model(BaseModel):
@@ -49,6 +51,9 @@ class TrainingItem(_Model):
     log_import_id: int | None = None
     log_call_id: int | None = None
     alignment: float | None = Field(default=None, description="the rejected plan's alignment")
+    evidence: str | None = Field(
+        default=None, description="why its label holds, e.g. a plan artifact's history"
+    )
     prompt: list[Message] = Field(min_length=1)
     chosen: list[Message] = Field(min_length=1)
     rejected: list[Message] | None = None

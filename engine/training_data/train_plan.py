@@ -1,4 +1,7 @@
-"""`cra train-plan`: judge every stage on the outcomes recorded, and plan training for the weak.
+"""`cra train-plan`: judge each LoRA stage on the outcomes recorded; plan training for the weak.
+
+Only the LoRA stages are judged and planned (`stages.LORA_STAGES`): meta, step and test planning
+are the reasoning base's full fine-tune (seed 004 §2.6), exported by `cra data export-base`.
 
 Outcomes (seed 002 §3 Stream C, seed 004 §9.1):
 - Harness attempts finished by a planning pipeline that produced a plan. Gold attempts are left
@@ -22,7 +25,7 @@ at least `[training_data] plan_min_samples` attempts.
 Bars (§9.1): task_analysis file recall ≥ 0.80 and precision ≥ 0.60; scope relevant-recall
 (file recall) ≥ 0.85; precision primary-recall (symbol recall) ≥ 0.80; the seed's accuracy bars
 are listed unmeasured, since attempts record no classification. execute_code pass@1 and the
-planning stages' resolved rate (and step_plan's order agreement) against the base model's.
+planning DPO's resolved rate against the base model's.
 
 A metric is judged when it has a value, a bar and at least `plan_min_samples` samples; a stage
 is weak when a judged metric is below its bar. Weak stages are planned largest gap first: the
@@ -51,14 +54,14 @@ from engine.training_data.plan_model import (
     TrainingPlan,
 )
 from engine.training_data.plans import load_plan, save_plan
-from engine.training_data.stages import BASE_MODEL, STAGES, TOKEN_BUDGET, Stage
+from engine.training_data.stages import BASE_MODEL, LORA_STAGES, TOKEN_BUDGET, Stage
 from engine.workspace import Workspace
 
 Verdict = Literal["weak", "ok", "few samples", "no bar", "not measured"]
 
 # The attempts that say something about a model: a planning pipeline's, finished, with a plan.
 _MEASURED_ATTEMPTS = "state = 'done' AND pipeline != 'gold' AND plan_json IS NOT NULL"
-_ALIGNMENT = ("file_recall", "file_precision", "symbol_recall", "order_agreement")
+_ALIGNMENT = ("file_recall", "file_precision", "symbol_recall")
 _RESOLVED = "resolved"
 
 
@@ -85,12 +88,6 @@ SPECS: dict[Stage, tuple[_Spec, ...]] = {
         _Spec("primary_recall", "symbol_recall", 0.80),
         _Spec("accuracy", None, 0.70),
     ),
-    "meta_plan": (_Spec("resolved_rate", _RESOLVED, "base"),),
-    "step_plan": (
-        _Spec("resolved_rate", _RESOLVED, "base"),
-        _Spec("order_agreement", "order_agreement", "base"),
-    ),
-    "test_plan": (_Spec("resolved_rate", _RESOLVED, "base"),),
     "planning_dpo": (_Spec("resolved_rate", _RESOLVED, "base"),),
     "execute_code": (_Spec("pass@1", _RESOLVED, "base"),),
 }
@@ -101,9 +98,6 @@ MIN_EXAMPLES: dict[Stage, int] = {
     "task_analysis": 3000,
     "scope": 2000,
     "precision": 3000,
-    "meta_plan": 3000,
-    "step_plan": 3000,
-    "test_plan": 2000,
     "execute_code": 10000,
 }
 MIN_PAIRS = 1000
@@ -111,7 +105,7 @@ MIN_PAIRS = 1000
 # LoRA settings (§7.2, §7.3): rank 16 on the reasoning base's stages, 32 for code; alpha twice
 # the rank; 2e-4 with a cosine schedule; dropout 0. Epochs: two, the middle of the seed's 1-3
 # (more can hurt); one for DPO, a single round (§10).
-RANK: dict[Stage, int] = {stage: 32 if stage == "execute_code" else 16 for stage in STAGES}
+RANK: dict[Stage, int] = {stage: 32 if stage == "execute_code" else 16 for stage in LORA_STAGES}
 LEARNING_RATE = 2e-4
 SCHEDULER = "cosine"
 SFT_EPOCHS = 2
@@ -260,7 +254,7 @@ def assess(ws: Workspace) -> list[StageAssessment]:
     min_samples = ws.config.training_data.plan_min_samples
     harness = _harness(ws)
     assessed = []
-    for stage in STAGES:
+    for stage in LORA_STAGES:
         measured = [_harness_metric(spec, harness, min_samples) for spec in SPECS[stage]]
         logged = _logged_metric(ws.db, stage, min_samples)
         if logged is not None:
@@ -361,7 +355,7 @@ def plan_stages(ws: Workspace, assessed: Sequence[StageAssessment]) -> list[Plan
     min_samples = ws.config.training_data.plan_min_samples
     weak = sorted(
         (a for a in assessed if a.weak),
-        key=lambda a: (-_largest_gap(a, min_samples), STAGES.index(a.stage)),
+        key=lambda a: (-_largest_gap(a, min_samples), LORA_STAGES.index(a.stage)),
     )
     planned = []
     for assessment in weak:
