@@ -333,7 +333,8 @@ def _steps_per_part(answer: Any) -> Iterable[int]:
     parts = plan.get("parts")
     if isinstance(parts, list) and parts:
         return [
-            len(part["steps"]) if isinstance(part, dict) and isinstance(part.get("steps"), list)
+            len(part["steps"])
+            if isinstance(part, dict) and isinstance(part.get("steps"), list)
             else 0
             for part in parts
         ]

@@ -105,7 +105,6 @@ RULES: tuple[Rule, ...] = (
     ),
 )
 RULE_BY_NAME: dict[str, Rule] = {rule.name: rule for rule in RULES}
-PERSONAL_DATA_RULES = ("prompt_email", "prompt_trailer")
 
 _EMAIL = re.compile(
     r"(?<![\w.+-])[\w.+-]{1,64}@((?:[A-Za-z0-9-]{1,63}\.){1,8}[A-Za-z]{2,24})(?![\w-])"
@@ -113,8 +112,11 @@ _EMAIL = re.compile(
 _RESERVED_DOMAINS = ("example.com", "example.org", "example.net")
 _RESERVED_SUFFIXES = (".example", ".invalid", ".test", ".localhost")
 _FILE_SUFFIXES = frozenset(
-    "png jpg jpeg gif svg webp ico bmp tif tiff pdf py pyi txt md rst json yml yaml toml cfg "
-    "ini html css js".split()
+    {
+        *("png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp", "tif", "tiff", "pdf"),
+        *("py", "pyi", "txt", "md", "rst", "json", "yml", "yaml", "toml", "cfg", "ini"),
+        *("html", "css", "js"),
+    }
 )
 """A "domain" ending so is a file name (`docset-icon@2x.png`), not an address."""
 _TRAILER = re.compile(r"^[ \t]*([A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*-by):[ \t]*\S", re.M | re.I)
@@ -339,9 +341,9 @@ def _plan_step_repeats_title(text: ItemText) -> bool:
     for title, steps in _parts_and_steps(plan):
         titles = given | ({_folded(title)} if title else set())
         for step in steps:
-            if isinstance(step, dict) and isinstance(step.get("description"), str):
-                if _folded(step["description"]) in titles:
-                    return True
+            description = step.get("description") if isinstance(step, dict) else None
+            if isinstance(description, str) and _folded(description) in titles:
+                return True
     return False
 
 
@@ -397,8 +399,10 @@ def _pair_side_not_python(text: ItemText) -> bool:
 
 
 def _pair_identical(text: ItemText) -> bool:
-    return text.origin != "codefavor" and text.rejected is not None and (
-        text.chosen.strip() == text.rejected.strip()
+    return (
+        text.origin != "codefavor"
+        and text.rejected is not None
+        and (text.chosen.strip() == text.rejected.strip())
     )
 
 
