@@ -106,6 +106,7 @@ RULES: tuple[Rule, ...] = (
 )
 RULE_BY_NAME: dict[str, Rule] = {rule.name: rule for rule in RULES}
 
+_LOCAL_MAX, _DOMAIN_MAX = 64, 255
 _EMAIL = re.compile(
     r"(?<![\w.+-])[\w.+-]{1,64}@((?:[A-Za-z0-9-]{1,63}\.){1,8}[A-Za-z]{2,24})(?![\w-])"
 )
@@ -119,9 +120,9 @@ _FILE_SUFFIXES = frozenset(
     }
 )
 """A "domain" ending so is a file name (`docset-icon@2x.png`), not an address."""
-_TRAILER = re.compile(r"^[ \t]*([A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*-by):[ \t]*\S", re.M | re.I)
+_TRAILER = re.compile(r"[ \t]*([A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*-by):[ \t]*\S", re.I)
 _TITLE = re.compile(r'"title"\s*:\s*("(?:[^"\\]|\\.)*")')
-_PART_HEADING = re.compile(r"^Part:[ \t]*(.*)$", re.M)
+_BY = re.compile(r"-by:", re.I)
 _TEST_ROLES = PathRoles(DEFAULT_TEST_PATTERNS)
 
 
@@ -214,7 +215,7 @@ def personal_data(text: ItemText) -> tuple[int, list[str]]:
     """How many e-mail addresses the prompt holds and the trailer keys it has (`Signed-off-by`):
     for the audit's report, which names what was found, never the address itself."""
     emails = sum(1 for message in _prompt_texts(text) for _ in _emails(message))
-    trailers = [m.group(1) for message in _prompt_texts(text) for m in _TRAILER.finditer(message)]
+    trailers = [key for message in _prompt_texts(text) for key in _trailers(message)]
     return emails, trailers
 
 
@@ -294,18 +295,34 @@ def _prompt_email(text: ItemText) -> bool:
 
 
 def _emails(message: str) -> Iterator[str]:
-    if "@" not in message:
-        return
-    for match in _EMAIL.finditer(message):
-        domain = match.group(1).lower()
-        if domain in _RESERVED_DOMAINS or domain.endswith(_RESERVED_SUFFIXES):
-            continue
-        if domain.rsplit(".", 1)[1] not in _FILE_SUFFIXES:
+    """The addresses in `message`, found from each `@` outwards: a pattern run over the whole
+    text would try a local part at every character of it."""
+    at = message.find("@")
+    while at != -1:
+        window = _EMAIL.finditer(message, max(0, at - _LOCAL_MAX), at + _DOMAIN_MAX)
+        match = next((m for m in window if m.start() < at < m.end()), None)
+        if match is not None and _is_address(match.group(1).lower()):
             yield match.group()
+        at = message.find("@", at + 1)
+
+
+def _is_address(domain: str) -> bool:
+    if domain in _RESERVED_DOMAINS or domain.endswith(_RESERVED_SUFFIXES):
+        return False
+    return domain.rsplit(".", 1)[1] not in _FILE_SUFFIXES
 
 
 def _prompt_trailer(text: ItemText) -> bool:
-    return any(_TRAILER.search(message) for message in _prompt_texts(text))
+    return any(next(_trailers(message), None) is not None for message in _prompt_texts(text))
+
+
+def _trailers(message: str) -> Iterator[str]:
+    """The trailer keys of `message`: each `-by:` checked from its line's start (a multi-line
+    pattern would be tried at every character of a long prompt)."""
+    for hit in _BY.finditer(message):
+        line = _TRAILER.match(message, message.rfind("\n", 0, hit.start()) + 1)
+        if line is not None and line.end(1) == hit.end() - 1:
+            yield line.group(1)
 
 
 def _prompt_texts(text: ItemText) -> Iterator[str]:
@@ -381,9 +398,14 @@ def _prompt_titles(user: str) -> Iterator[str]:
             yield json.loads(match.group(1))
         except ValueError:
             continue
-    for match in _PART_HEADING.finditer(user):
-        if match.group(1).strip():
-            yield match.group(1)
+    start = user.find("Part:")
+    while start != -1:
+        if start == 0 or user[start - 1] == "\n":
+            end = user.find("\n", start)
+            line = user[start + len("Part:") : end if end != -1 else len(user)]
+            if line.strip():
+                yield line
+        start = user.find("Part:", start + 1)
 
 
 def _folded(text: str) -> str:
