@@ -141,6 +141,13 @@ def audit(ws: Workspace, stage: str | None = None) -> AuditReport:
     )
 
 
+def examples_signature(ws: Workspace) -> tuple[int, int | None]:
+    """How many items the database holds and the newest id: a cheap read that changes whenever
+    items are added or removed, so a view re-audits only then."""
+    count, newest = ws.db.execute("SELECT COUNT(*), MAX(id) FROM examples").fetchone()
+    return count, newest
+
+
 def screen_candidates(stage: Stage, items: Sequence[StoredItem], limit: float) -> set[int]:
     """The ids of `items` (a stage's curation candidates) that break a rule of the stage's
     contract, to be left out; refuses the stage when their share is above `limit`, naming the
