@@ -111,7 +111,7 @@ def floor(ws: Workspace) -> int:
     """Stream the audit's columns and parse each row's JSON: what any audit must do."""
     seen = 0
     for row in ws.db.query(
-        "SELECT id, stage, kind, source, origin, repo, package_digest, sha, content_hash, "
+        "SELECT id, stage, source, origin, repo, package_digest, sha, content_hash, "
         "prompt_tokens, prompt_json, chosen_json, rejected_json FROM examples ORDER BY id"
     ):
         json.loads(row["prompt_json"])

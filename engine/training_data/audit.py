@@ -41,7 +41,7 @@ EXAMPLES = 5
 """Item ids shown per failing rule (and per kind of personal data)."""
 
 _COLUMNS = (
-    "id, stage, kind, source, origin, repo, package_digest, sha, content_hash, prompt_tokens, "
+    "id, stage, source, origin, repo, package_digest, sha, content_hash, prompt_tokens, "
     "prompt_json, chosen_json, rejected_json"
 )
 
@@ -174,7 +174,8 @@ def _percent(share: float) -> str:
 
 
 def _dropped_by_budget(db: sqlite_utils.Database) -> Counter[str]:
-    """Per stage, the examples and pairs derivations skipped for the token budget."""
+    """Per stage, the examples and pairs derivations skipped for the token budget: the skips
+    whose reason names it (`ExampleTooLong`'s and `harness_pairs.OVER_BUDGET` both do)."""
     dropped: Counter[str] = Counter()
     for (raw,) in db.execute("SELECT skipped_json FROM derivations"):
         for skip in json.loads(raw) if raw else []:

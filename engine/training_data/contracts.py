@@ -128,10 +128,9 @@ _TEST_ROLES = PathRoles(DEFAULT_TEST_PATTERNS)
 
 @dataclass(frozen=True)
 class ItemText:
-    """What the rules read of one item: its stage, kind, origin, texts and prompt tokens."""
+    """What the rules read of one item: its stage, origin, texts and prompt tokens."""
 
     stage: Stage
-    kind: str
     origin: str
     prompt: tuple[tuple[str, str], ...]
     chosen: str
@@ -174,7 +173,6 @@ def item_text(item: TrainingItem) -> ItemText:
     )
     return ItemText(
         stage=item.stage,
-        kind=item.kind,
         origin=item.origin,
         prompt=tuple((m.role, m.content) for m in item.prompt),
         chosen="".join(m.content for m in item.chosen),
@@ -188,7 +186,6 @@ def row_text(row: dict[str, Any]) -> ItemText:
     rejected = row["rejected_json"]
     return ItemText(
         stage=row["stage"],
-        kind=row["kind"],
         origin=row["origin"],
         prompt=tuple((m["role"], m["content"]) for m in json.loads(row["prompt_json"])),
         chosen=_joined(row["chosen_json"]),
