@@ -9,6 +9,7 @@ from app.cli_common import open_workspace
 from app.output import echo_json
 
 if TYPE_CHECKING:
+    from engine.training_data.audit import AuditReport, StageAudit
     from engine.training_data.derive import BuildReport
 
 
@@ -29,6 +30,72 @@ def report_lines(report: "BuildReport") -> list[str]:
         ]
         lines += [f"  skipped {label}: {n}" for label, n in sorted(package.skipped.items())]
     return lines
+
+
+def audit_lines(report: "AuditReport") -> list[str]:
+    """The audit as the CLI prints it: one block per stage."""
+    if not report.stages:
+        return ["no examples or pairs, and no derivation dropped any"]
+    lines: list[str] = []
+    for stage in report.stages:
+        if lines:
+            lines.append("")
+        lines += _stage_lines(stage)
+    return lines
+
+
+def _stage_lines(stage: "StageAudit") -> list[str]:
+    if not stage.items:
+        head = [f"{stage.stage}: no items"]
+        if stage.tokens.dropped_by_budget:
+            head.append(f"  {stage.tokens.dropped_by_budget} dropped by the token budget")
+        return head
+    lines = [
+        f"{stage.stage}: {stage.items} items, {stage.degenerate} degenerate "
+        f"({_percent(stage.degenerate_rate)})",
+        f"  sources: {_tally(stage.by_source)} · origins: {_tally(stage.by_origin)}",
+        f"  repositories: {_tally(stage.by_repo)}",
+    ]
+    for name, counts in stage.shapes.items():
+        spread = " ".join(f"{value}:{n}" for value, n in counts.items()) or "—"
+        lines.append(f"  answers, {name} (value:items): {spread}")
+    width = max(len(tally.rule) for tally in stage.rules)
+    lines.append("  rules:")
+    for tally in stage.rules:
+        shown = f"  e.g. {', '.join(map(str, tally.examples))}" if tally.examples else ""
+        lines.append(
+            f"    {tally.rule:<{width}}  {tally.items:>6}  {_percent(tally.rate):>7}  "
+            f"{tally.reason}{shown}"
+        )
+    tokens = stage.tokens
+    lines.append(
+        f"  tokens (prompt and answer): min {tokens.min} · median {tokens.median:g} · "
+        f"p95 {tokens.p95} · max {tokens.max} · budget {tokens.budget} · "
+        f"{tokens.over_budget} over it · {tokens.dropped_by_budget} dropped by derivation"
+    )
+    dups = stage.duplicates
+    shown = f" (e.g. {', '.join(map(str, dups.examples))})" if dups.examples else ""
+    lines.append(
+        f"  duplicates: {dups.within_package} within a package, {dups.across_packages} across "
+        f"packages{shown}; {dups.commits_in_several_packages} commits in several packages"
+    )
+    data = stage.personal_data
+    found = [f"{name} {n}" for name, n in data.trailer_keys.items()]
+    lines.append(
+        f"  personal data: {data.items} items"
+        + (f" (trailers: {', '.join(found)})" if found else "")
+        + (f"; e-mail e.g. {', '.join(map(str, data.with_email))}" if data.with_email else "")
+        + (f"; trailer e.g. {', '.join(map(str, data.with_trailer))}" if data.with_trailer else "")
+    )
+    return lines
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.1f} %"
+
+
+def _tally(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in counts.items()) or "—"
 
 
 @click.group("data")
@@ -112,3 +179,21 @@ def export_base_command(ctx: click.Context, role: str, out: Path, as_json: bool)
             f"{counts.review_round_id}; {counts.excluded_by_review} rejected, "
             f"{counts.exact_duplicates + counts.near_duplicates} duplicates left out)"
         )
+
+
+@data.command("audit")
+@click.option("--stage", help="Audit this stage only (default: every stage with items).")
+@click.option("--json", "as_json", is_flag=True, help="Print the audit as JSON.")
+@click.pass_context
+def audit(ctx: click.Context, stage: str | None, as_json: bool) -> None:
+    """Per stage: counts by source and repository, answer shapes, the contract's degenerate
+    rates, token lengths against the budget, duplicates and personal data in prompts."""
+    from engine.training_data.audit import audit as audit_stages
+
+    ws = open_workspace(ctx, write=False)
+    report = audit_stages(ws, stage)
+    if as_json:
+        echo_json(report)
+        return
+    for line in audit_lines(report):
+        click.echo(line)

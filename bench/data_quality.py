@@ -71,7 +71,9 @@ def derived_twice(database: Path) -> int:
 
 def rule_count(audit: dict, stage: str, rule: str) -> int:
     """Items breaking `rule` in `stage` ("any": summed over stages)."""
-    stages = audit["stages"] if stage == "any" else [s for s in audit["stages"] if s["stage"] == stage]
+    stages = (
+        audit["stages"] if stage == "any" else [s for s in audit["stages"] if s["stage"] == stage]
+    )
     return sum(r["count"] for s in stages for r in s["rules"] if r["rule"] == rule)
 
 

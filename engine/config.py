@@ -99,6 +99,8 @@ class CurationConfig(_Section):
     eval_repos: list[str] = Field(default_factory=list)
     replay_share: float = Field(default=0.15, ge=0.1, le=0.2)
     seed: int = 0
+    max_degenerate_rate: float = Field(default=0.05, ge=0, le=1)
+    """A stage whose candidates break their contract (`contracts.py`) more often is refused."""
 
 
 class TrainingConfig(_Section):

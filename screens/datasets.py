@@ -1,15 +1,21 @@
-"""The Datasets pane: the latest training plan's weak stages, the curated datasets, one's detail.
+"""The Datasets pane: the latest training plan's weak stages, the audit of the stored examples
+per stage, the curated datasets, one's detail.
 
 On top, what the newest `cra train-plan` asks for: each weak stage with its run and the
-improvement expected. In the middle, every curated dataset, newest first: stage, base model,
+improvement expected. Below it, `cra data audit` in short: per stage, its items, the share that
+breaks the stage's contract (red above `[curation] max_degenerate_rate`, where curation refuses
+the stage), the rules broken most, token lengths against the budget, duplicates and prompts with
+personal data. In the middle, every curated dataset, newest first: stage, base model,
 format, when, train/eval rows, replay share, where the train rows came from, the spot-check
 round that let it be curated and the plan it followed. Below, the highlighted dataset's manifest:
 the chronological split (cutoff, eval-only repos), the domains, every count and each file's
 sha256.
 
 A timer polls the database in a thread worker that only posts messages, never two at once, and
-only while the pane is in view; `r` polls now. `c` curates every stage the spot-check allows,
-after a confirmation, in a thread worker; what it made and what it could not are notified.
+only while the pane is in view; `r` polls now. The audit reads every item, so it runs in a
+worker of its own, only when a poll finds the items changed (or on `r`), never two at once.
+`c` curates every stage the spot-check allows, after a confirmation, in a thread worker; what
+it made and what it could not are notified.
 Everything shown comes from the manifests, which are never rewritten, so a poll replaces rows
 only when the list of datasets changed.
 """
@@ -32,6 +38,7 @@ from app.widgets.confirm import ConfirmScreen
 from engine.errors import CraError
 from engine.harness.progress import reopened
 from engine.terminal_text import neutralise
+from engine.training_data.audit import AuditReport, StageAudit, audit, examples_signature
 from engine.training_data.curate import curate
 from engine.training_data.dataset_manifest import DatasetManifest
 from engine.training_data.plan_model import TrainingPlan
@@ -200,7 +207,8 @@ def detail_renderable(manifest: DatasetManifest) -> RenderableType:
     row(
         "Counts",
         f"{counts.candidates:,} candidates · {counts.excluded_by_review:,} excluded by review · "
-        f"{counts.flipped_by_review:,} flipped · {counts.exact_duplicates:,} exact and "
+        f"{counts.flipped_by_review:,} flipped · {counts.degenerate:,} degenerate left out · "
+        f"{counts.exact_duplicates:,} exact and "
         f"{counts.near_duplicates:,} near duplicates (≥ {manifest.near_duplicate_threshold:g}) · "
         f"{counts.dropped_for_balance:,} dropped for balance (≤ "
         f"{share(manifest.max_domain_share)} a domain) · {counts.train:,} train, "
@@ -217,6 +225,53 @@ def detail_renderable(manifest: DatasetManifest) -> RenderableType:
         files.add_row(name, f"{record.rows:,} rows", size_text(record.bytes), record.sha256)
     table.add_row("Files", files)
     return table
+
+
+def audit_renderable(report: AuditReport | None, limit: float) -> RenderableType:
+    """A row per audited stage: items, degenerate share (red above `limit`, the curation
+    refusal's), the rules broken most, tokens against the budget, duplicates and personal data
+    (`cra data audit` prints it all)."""
+    if report is None:
+        return Text("Auditing the examples…", style="dim")
+    if not report.stages:
+        return Text("No examples yet: `cra data build` derives them.", style="dim")
+    table = Table(box=None, padding=(0, 1), expand=True)
+    table.add_column("Stage", no_wrap=True, style="bold")
+    table.add_column("Items", justify="right", no_wrap=True)
+    table.add_column("Degenerate", justify="right", no_wrap=True)
+    table.add_column("Rules broken most", ratio=1, no_wrap=True, overflow="ellipsis")
+    table.add_column("Tokens p95/budget", justify="right", no_wrap=True)
+    table.add_column("Dropped", justify="right", no_wrap=True)
+    table.add_column("Dups", justify="right", no_wrap=True)
+    table.add_column("PII", justify="right", no_wrap=True)
+    for stage in report.stages:
+        table.add_row(*_audit_cells(stage, limit))
+    return table
+
+
+def _audit_cells(stage: StageAudit, limit: float) -> list[Text]:
+    rate = Text(f"{stage.degenerate:,} {share(stage.degenerate_rate)}", justify="right")
+    if stage.degenerate_rate > limit:
+        rate.stylize("bold red")
+    elif stage.degenerate == 0 and stage.items:
+        rate.stylize("green")
+    broken = sorted((t for t in stage.rules if t.items), key=lambda t: (-t.items, t.rule))
+    rules = ", ".join(f"{t.rule} {t.items:,}" for t in broken) or "—"
+    tokens = stage.tokens
+    dups = stage.duplicates.within_package + stage.duplicates.across_packages
+    pii = Text(f"{stage.personal_data.items:,}", justify="right")
+    if stage.personal_data.items:
+        pii.stylize("bold red")
+    return [
+        Text(stage.stage),
+        Text(f"{stage.items:,}", justify="right"),
+        rate,
+        Text(rules),
+        Text(f"{'—' if tokens.p95 is None else f'{tokens.p95:,}'}/{tokens.budget:,}"),
+        Text(f"{tokens.dropped_by_budget:,}", justify="right"),
+        Text(f"{dups:,}", justify="right"),
+        pii,
+    ]
 
 
 # -- messages -----------------------------------------------------------------------------
@@ -237,6 +292,31 @@ class DatasetsPolled(Message):
     def __init__(self, manifests: list[DatasetManifest], error: str | None) -> None:
         super().__init__()
         self.manifests = manifests
+        self.error = error
+
+
+class ExamplesPolled(Message):
+    """How many items the database holds and the newest id (`examples_signature`), or the
+    error that stopped reading them."""
+
+    def __init__(self, signature: tuple[int, int | None] | None, error: str | None) -> None:
+        super().__init__()
+        self.signature = signature
+        self.error = error
+
+
+class Audited(Message):
+    """The audit of the items as they were at `signature`, or the error that stopped it."""
+
+    def __init__(
+        self,
+        report: AuditReport | None,
+        signature: tuple[int, int | None] | None,
+        error: str | None,
+    ) -> None:
+        super().__init__()
+        self.report = report
+        self.signature = signature
         self.error = error
 
 
@@ -276,13 +356,21 @@ class DatasetsScreen(PaneScreen):
         self._selected: str | None = None
         self._polling = False
         self._poll_wanted = False
-        self._errors: dict[str, str | None] = {"plan": None, "datasets": None}
+        self._errors: dict[str, str | None] = {"plan": None, "datasets": None, "audit": None}
+        self._audit: AuditReport | None = None
+        self._audited: tuple[int, int | None] | None = None
+        self._audit_target: tuple[int, int | None] | None = None
+        self._auditing = False
+        self._audit_wanted = False
 
     def compose_pane(self) -> ComposeResult:
         with Vertical(id="datasets-pane"):
             with VerticalScroll(id="plan-box") as plan_box:
                 plan_box.border_title = "Training plan"
                 yield Static(id="plan")
+            with VerticalScroll(id="audit-box") as audit_box:
+                audit_box.border_title = "Audit"
+                yield Static(id="audit")
             table = DataTable(id="datasets", cursor_type="row")
             table.border_title = "Datasets"
             yield table
@@ -293,6 +381,7 @@ class DatasetsScreen(PaneScreen):
     def on_mount(self) -> None:
         fill_table(self.query_one("#datasets", DataTable), [])
         self._show_detail()
+        self._show_audit()
         self._timer = self.set_interval(POLL_S, self._tick, pause=True)
 
     def on_screen_resume(self) -> None:
@@ -311,7 +400,12 @@ class DatasetsScreen(PaneScreen):
     def dataset_ids(self) -> list[str]:
         return list(self._manifests)
 
+    @property
+    def audit_report(self) -> AuditReport | None:
+        return self._audit
+
     def action_poll_now(self) -> None:
+        self._audited = self._audit_target = None
         self._request_poll()
 
     def action_curate(self) -> None:
@@ -384,6 +478,10 @@ class DatasetsScreen(PaneScreen):
                     self.post_message(DatasetsPolled(recorded_datasets(ws), None))
                 except WORKER_ERRORS as exc:
                     self.post_message(DatasetsPolled([], str(exc)))
+                try:
+                    self.post_message(ExamplesPolled(examples_signature(ws), None))
+                except WORKER_ERRORS as exc:
+                    self.post_message(ExamplesPolled(None, str(exc)))
         except WORKER_ERRORS as exc:
             self.post_message(DatasetsPolled([], str(exc)))
         self.post_message(PollDone())
@@ -416,6 +514,56 @@ class DatasetsScreen(PaneScreen):
         if self._selected is not None:
             table.move_cursor(row=table.get_row_index(self._selected), animate=False)
         self._show_detail()
+
+    @on(ExamplesPolled)
+    def _examples_polled(self, message: ExamplesPolled) -> None:
+        """Audit again when the items changed since the last audit (or the one under way)."""
+        self._report("audit", message.error)
+        signature = message.signature
+        if signature is None or signature in (self._audited, self._audit_target):
+            return
+        self._audit_target = signature
+        if self._auditing:
+            self._audit_wanted = True
+        else:
+            self._start_audit()
+
+    def _start_audit(self) -> None:
+        self._auditing = True
+        self._audit_wanted = False
+        self._run_audit()
+
+    @work(thread=True, group="audit")
+    def _run_audit(self) -> None:
+        try:
+            with reopened(self._ws) as ws:
+                signature = examples_signature(ws)
+                report = audit(ws)
+        except WORKER_ERRORS as exc:
+            self.post_message(Audited(None, None, str(exc)))
+            return
+        self.post_message(Audited(report, signature, None))
+
+    @on(Audited)
+    def _audit_done(self, message: Audited) -> None:
+        self._auditing = False
+        self._report("audit", message.error)
+        if message.report is not None:
+            self._audit = message.report
+            self._audited = message.signature
+            self._show_audit()
+        if self._audit_wanted:
+            self._start_audit()
+
+    def _show_audit(self) -> None:
+        box = self.query_one("#audit-box")
+        limit = self._ws.config.curation.max_degenerate_rate
+        self.query_one("#audit", Static).update(audit_renderable(self._audit, limit))
+        if self._audit is not None:
+            items = sum(stage.items for stage in self._audit.stages)
+            box.border_title = (
+                f"Audit · {items:,} items · curation refuses above {share(limit)} degenerate"
+            )
 
     @on(PollDone)
     def _poll_done(self) -> None:

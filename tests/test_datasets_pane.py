@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from test_data_audit import SCOPE_OK, scope_item
 from test_train_plan import attempts
 from textual.app import App
 from textual.pilot import Pilot
@@ -27,6 +28,7 @@ from engine.training_data.dataset_manifest import (
     Split,
 )
 from engine.training_data.plans import save_plan
+from engine.training_data.store import add_items
 from engine.training_data.train_plan import build_plan
 from engine.workspace import Workspace
 from screens.datasets import DatasetsScreen
@@ -161,8 +163,18 @@ def weak_plan(ws: Workspace) -> int:
     return save_plan(ws, plan)[0]
 
 
+def examples(ws: Workspace, count: int = 10, degenerate: int = 2) -> None:
+    """`count` scope items, the first `degenerate` of them with nothing to change."""
+    items = [
+        scope_item(n, {**SCOPE_OK, "relevant": [] if n < degenerate else [f"m{n}.py"]})
+        for n in range(count)
+    ]
+    add_items(ws.db, items)
+
+
 def fill(ws: Workspace) -> None:
     plan_id = weak_plan(ws)
+    examples(ws)
     record(ws, manifest(ws, "scope-d1", "scope", "2026-04-28T21:00:00Z"))
     record(
         ws,
@@ -218,6 +230,7 @@ async def settled(pilot: Pilot, ids: list[str], selected: str) -> DatasetsScreen
     def ready() -> bool:
         return (
             screen.dataset_ids == ids
+            and screen.audit_report is not None
             and screen.selected_dataset == selected
             and f"Dataset {selected} " in str(screen.query_one("#detail-box").border_title)
             and "Plan" in text_of(screen, "#plan")
@@ -302,6 +315,39 @@ async def test_a_dataset_recorded_later_appears_on_a_poll(ws: Workspace) -> None
         assert "cutoff 2026-04-20T00:00:00Z" in text_of(screen, "#detail")
 
 
+async def test_the_audit_shows_each_stage_and_follows_new_items(ws: Workspace) -> None:
+    """Each stage's items, degenerate share and the rules broken; items added later are
+    audited on the next poll, and only then."""
+    examples(ws, count=10, degenerate=2)
+    async with PaneApp(ws).run_test(size=SIZE) as pilot:
+        screen = pane(pilot)
+        await until(pilot, lambda: screen.audit_report is not None, "the audit")
+        shown = text_of(screen, "#audit")
+        row = next(line for line in shown.splitlines() if line.split()[:1] == ["scope"])
+        assert row.split()[:4] == ["scope", "10", "2", "20.0%"]
+        assert "scope_nothing_to_change 2" in row
+        assert screen.query_one("#audit-box").border_title == (
+            "Audit · 10 items · curation refuses above 5.0% degenerate"
+        )
+        first = screen.audit_report
+        await pilot.press("r")
+        await pilot.pause(0.5)
+        assert screen.audit_report is not first, "`r` audits again"
+        again = screen.audit_report
+        await pilot.pause(2.5)
+        assert screen.audit_report is again, "a poll with no new items does not re-audit"
+        add_items(ws.db, [scope_item(n, {**SCOPE_OK, "relevant": []}) for n in (10, 11)])
+
+        def updated() -> bool:
+            report = screen.audit_report
+            return report is not None and report.stages[0].items == 12
+
+        await until(pilot, updated, "the new items audited")
+        shown = text_of(screen, "#audit")
+        row = next(line for line in shown.splitlines() if line.split()[:1] == ["scope"])
+        assert row.split()[:4] == ["scope", "12", "4", "33.3%"]
+
+
 async def settled_ids(pilot: Pilot, screen: DatasetsScreen, ids: list[str]) -> None:
     await until(pilot, lambda: screen.dataset_ids == ids, f"datasets {ids}")
 
@@ -345,6 +391,7 @@ def test_datasets_empty_workspace(snap_compare, ws: Workspace) -> None:
     async def run_before(pilot: Pilot) -> None:
         screen = pane(pilot)
         await until(pilot, lambda: "No training plan yet" in text_of(screen, "#plan"), "plan")
+        await until(pilot, lambda: "No examples yet" in text_of(screen, "#audit"), "audit")
         await pilot.wait_for_scheduled_animations()
 
     assert snap_compare(PaneApp(ws), terminal_size=SIZE, run_before=run_before)

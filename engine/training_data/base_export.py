@@ -6,7 +6,9 @@ every reviewed planning example (the commit-derived ones and the good or fine pl
 origin `plan_artifact`) under the rules curation keeps:
 
 1. each planning stage that has items must pass its spot-check gate (`review.review_gate`);
-2. rejected items are left out, then exact and near duplicates go (`curate.reviewed_rows`);
+2. rejected items are left out, and so are items breaking their stage's contract (the stage
+   is refused above `[curation] max_degenerate_rate`, `audit.screen_candidates`); then exact
+   and near duplicates go (`curate.reviewed_rows`);
 3. whole tasks are held out for eval, jointly across the three stages so no commit trains one
    planning type and evaluates another; a task held out by an earlier export (or dataset) of
    these stages stays held out (`holdout.split`);
@@ -35,7 +37,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.errors import CraError
 from engine.timestamps import utc_now
+from engine.training_data.audit import screen_candidates
 from engine.training_data.curate import reviewed_rows
+from engine.training_data.curation_errors import CurationRefused
 from engine.training_data.dataset_files import (
     file_record,
     jsonl,
@@ -72,6 +76,7 @@ class StageExport(_Model):
     rejected: int = Field(ge=0)
     candidates: int = Field(ge=0)
     excluded_by_review: int = Field(ge=0)
+    degenerate: int = Field(ge=0, description="left out for breaking the stage's contract")
     exact_duplicates: int = Field(ge=0)
     near_duplicates: int = Field(ge=0)
     train: int = Field(ge=0)
@@ -224,7 +229,14 @@ def _stage_rows(
     if not gate.ok or gate.round_id is None:
         raise BaseExportError(f"{stage} cannot be exported: {gate.reason}")
     decisions = verdicts(ws.db, stage)
-    rows, exact, near = reviewed_rows(candidates, decisions, [], near_threshold)
+    kept = [item for item in candidates if decisions.get(item.id) != "reject"]
+    try:
+        degenerate = screen_candidates(stage, kept, ws.config.curation.max_degenerate_rate)
+    except CurationRefused as exc:
+        raise BaseExportError(f"{stage} cannot be exported: {exc}") from exc
+    rows, exact, near = reviewed_rows(
+        [item for item in candidates if item.id not in degenerate], decisions, [], near_threshold
+    )
     summary = round_summary(ws.db, gate.round_id)
     counts = StageExport(
         review_round_id=gate.round_id,
@@ -232,6 +244,7 @@ def _stage_rows(
         rejected=summary.rejected,
         candidates=len(candidates),
         excluded_by_review=sum(decisions.get(item.id) == "reject" for item in candidates),
+        degenerate=len(degenerate),
         exact_duplicates=exact,
         near_duplicates=near,
         train=0,

@@ -7,8 +7,10 @@ never replace; 10-20% replay). For each stage and format:
 2. the candidates are the stage's items of that kind (within the plan's criteria) that no
    earlier dataset of the stage, base model and format holds: new data only, earlier data
    comes back through replay;
-3. rejected items are left out and flipped pairs swapped, then exact and near duplicates go
-   (also against the rows of earlier datasets), the oldest of each group kept;
+3. rejected items are left out and flipped pairs swapped; items that break their stage's
+   contract (`contracts.py`) are left out too, and the stage is refused when more than
+   `max_degenerate_rate` of the candidates the review kept do (audit.py); then exact and near
+   duplicates go (also against the rows of earlier datasets), the oldest of each group kept;
 4. whole tasks are split into train and eval (holdout.py), train is cut to the domain cap
    (balance.py), and rows of earlier datasets are replayed into train (replay.py); a
    precision dataset's train rows are ordered easy to hard (curriculum.py);
@@ -26,6 +28,7 @@ import sqlite_utils
 from pydantic import BaseModel, ConfigDict
 
 from engine.timestamps import utc_now
+from engine.training_data.audit import screen_candidates
 from engine.training_data.balance import balance
 from engine.training_data.curation_errors import CurateError, CurationRefused
 from engine.training_data.curriculum import CURRICULUM_STAGES, Curriculum, easy_to_hard
@@ -251,8 +254,13 @@ def _select(
     if not candidates:
         raise CurationRefused(_nothing_new(target, earlier_ids))
     decisions = verdicts(ws.db, stage)
+    kept = [item for item in candidates if decisions.get(item.id) != "reject"]
+    degenerate = screen_candidates(stage, kept, config.max_degenerate_rate)
     rows, exact, near = reviewed_rows(
-        candidates, decisions, old_rows, config.near_duplicate_threshold
+        [item for item in candidates if item.id not in degenerate],
+        decisions,
+        old_rows,
+        config.near_duplicate_threshold,
     )
     holdout = split(rows, config.eval_share, config.eval_repos, _earlier_eval_tasks(ws.db, stage))
     seed = f"{config.seed}:{stage}:{kind}"
@@ -281,6 +289,7 @@ def _select(
         candidates=len(candidates),
         excluded_by_review=sum(decisions.get(item.id) == "reject" for item in candidates),
         flipped_by_review=sum(decisions.get(item.id) == "flip" for item in candidates),
+        degenerate=len(degenerate),
         exact_duplicates=exact,
         near_duplicates=near,
         dropped_for_balance=dropped,

@@ -29,6 +29,7 @@ class Counts(_Model):
     candidates: int = Field(ge=0)
     excluded_by_review: int = Field(ge=0)
     flipped_by_review: int = Field(ge=0)
+    degenerate: int = Field(default=0, ge=0, description="left out for breaking the contract")
     exact_duplicates: int = Field(ge=0)
     near_duplicates: int = Field(ge=0)
     dropped_for_balance: int = Field(ge=0)
