@@ -544,7 +544,10 @@ def _gold(commit: _Commit) -> PlannerOutput:
     return commit.gold
 
 
-def _context(changes: list[FileChange], docs_by_name: bool) -> str:
+_ONLY_ADDS = "(the task only adds files)"
+
+
+def _context(changes: list[FileChange], docs_by_name: bool, empty: str) -> str:
     """The pre-commit source of each of `changes` that existed; with `docs_by_name`, a
     documentation or changelog file is named with its length instead (a plan needs to know it
     is there, not its text)."""
@@ -559,7 +562,7 @@ def _context(changes: list[FileChange], docs_by_name: bool) -> str:
         fence = "`" * max(3, _longest_backtick_run(change.old) + 1)
         body = change.old if change.old.endswith("\n") else f"{change.old}\n"
         blocks.append(f"### {change.path}\n{fence}\n{body}{fence}")
-    return "\n\n".join(blocks) or "(the task only adds files)"
+    return "\n\n".join(blocks) or empty
 
 
 def _longest_backtick_run(text: str) -> int:
@@ -576,7 +579,14 @@ def _execute_code(commit: _Commit) -> list[_Draft]:
     if idle:
         raise SyntheticError(f"commit {commit.sha}: gold edits that change nothing: {idle}")
     answer = [edit.model_dump() for edit in edits]
-    return [_draft("execute_code", answer, context=_context(commit.code, False), task=commit.task)]
+    return [
+        _draft(
+            "execute_code",
+            answer,
+            context=_context(commit.code, False, _ONLY_ADDS),
+            task=commit.task,
+        )
+    ]
 
 
 def _part_header(part: PlanPart) -> dict[str, object]:
@@ -586,7 +596,7 @@ def _part_header(part: PlanPart) -> dict[str, object]:
 def _meta_plan(commit: _Commit) -> list[_Draft]:
     plan = _gold(commit).plan
     answer = {"summary": plan.summary, "parts": [_part_header(p) for p in plan.parts]}
-    context = _context(commit.code, True)
+    context = _context(commit.code, True, _ONLY_ADDS)
     return [_draft("meta_plan", answer, context=context, task=commit.task)]
 
 
@@ -604,7 +614,11 @@ def _step_plan(commit: _Commit) -> list[_Draft]:
             _draft(
                 "step_plan",
                 {"steps": [step.model_dump() for step in part.steps]},
-                context=_context([c for c in commit.code if c.path in files], True),
+                context=_context(
+                    [c for c in commit.code if c.path in files],
+                    True,
+                    "(this part only adds files)",
+                ),
                 task=commit.task,
                 part=_json(_part_header(part)),
             )
