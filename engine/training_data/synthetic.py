@@ -157,10 +157,7 @@ def derive_examples(
 def _read_commit(repo: Path, parent: str, sha: str, message: str, test_files: list[str]) -> _Commit:
     task = clean_task_text(message)
     if not task:
-        raise SyntheticError(
-            f"commit {sha} has an empty message once trailers, references and e-mails are "
-            "removed, so there is no task"
-        )
+        raise SyntheticError(f"commit {sha} has an empty message, so there is no task")
     hidden = set(test_files)
     changes = commit_changes(repo, parent, sha, exclude=())
     code = [change for change in changes if change.path not in hidden]
