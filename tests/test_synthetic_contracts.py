@@ -380,3 +380,30 @@ def test_the_harness_prompt_carries_the_cleaned_task(valid_package: Path) -> Non
     user = build_messages(task)[1]["content"]
     assert f"Instruction (the commit message to implement):\n{CLEAN}\n\n" in user
     assert not EMAIL.search(user) and "-by:" not in user and "#12" not in user
+
+
+PYPROJECT = '[project]\nname = "textkit"\nversion = "1"\nauthors = [{email = "jane@example.org"}]\n'
+
+
+def test_repository_emails_are_redacted_and_edits_with_one_are_skipped(tmp_path: Path) -> None:
+    """An author's address in a file shown is redacted in every prompt; an image's `@2x` name is
+    no address; an example whose edits would carry an address is skipped with the reason."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    files = {"pyproject.toml": PYPROJECT, "docs/_static/icon@2x.png": "png\n", "tk.py": "A = 1\n"}
+    parent = _commit(repo, files, "Start")
+    bump = {"pyproject.toml": PYPROJECT.replace('"1"', '"2"'), "tk.py": "A = 2\n"}
+    sha = _commit(repo, bump, "Raise A to two")
+    result = derive_examples(repo, parent, sha, "Raise A to two", [])
+    assert {"task_analysis", "execute_code", "meta_plan"} <= {e.stage for e in result.examples}
+    for example in result.examples:
+        assert not EMAIL.search(example.messages[1].content), example.stage
+    assert "docs/_static/icon@2x.png" in _one(result, "scope").messages[1].content
+    assert "<redacted e-mail>" in _one(result, "execute_code").messages[1].content
+
+    moved = {"pyproject.toml": PYPROJECT.replace("jane@", "j.dev@"), "tk.py": "A = 3\n"}
+    again = _commit(repo, moved, "Raise A to three")
+    result = derive_examples(repo, sha, again, "Raise A to three", [])
+    [skipped] = [s for s in result.skipped if s.stage == "execute_code"]
+    assert skipped.reason.endswith("the edits to pyproject.toml carry an e-mail address")

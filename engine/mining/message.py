@@ -18,7 +18,9 @@ TRAILER_LINE = re.compile(
 )
 CHERRY_PICK_LINE = re.compile(r"^\s*\(cherry picked from commit [0-9a-f]+\)\s*$", re.MULTILINE)
 URL = re.compile(r"<?\b(?:https?://|www\.)\S+>?", re.IGNORECASE)
-EMAIL = re.compile(r"<?\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b>?")
+EMAIL = re.compile(r"<?\b[\w.+-]+@(?!\d+x\.)[\w-]+(?:\.[\w-]+)+\b>?")
+"""An e-mail address; not an image's scale suffix (`icon@2x.png`)."""
+REDACTED_EMAIL = "<redacted e-mail>"
 ISSUE_REF = r"(?:[\w.-]+/[\w.-]+)?(?:#|\bGH-)\d+\b"
 ISSUE_REF_LINE = re.compile(
     rf"^\s*(?:(?:fix(?:es|ed)?|close[sd]?|resolve[sd]?|refs?|see|re)\b:?\s*)?"
@@ -95,6 +97,12 @@ def clean_task_text(message: str) -> str:
     lines = [line.strip().rstrip(",;:") for line in text.split("\n")]
     text = BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
     return text[:1].upper() + text[1:]
+
+
+def redact_emails(text: str) -> str:
+    """`text` with every e-mail address replaced by a marker: repository files shown in a prompt
+    (an author's address in `pyproject.toml`) must not carry personal data either."""
+    return EMAIL.sub(REDACTED_EMAIL, text)
 
 
 def _without_squash_list(body: str) -> str:

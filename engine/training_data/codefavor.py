@@ -10,8 +10,9 @@ property and its setter) is both definitions in order.
 
 A pair teaches code only where the two sides differ as code (issue 15): a symbol whose change is
 docstrings, comments or layout only (`code_differs` finds no difference; for a class, in its own
-code without the methods, which pair on their own) is skipped with the reason, as is a pair over
-the execute_code token budget, never truncated.
+code without the methods, which pair on their own) is skipped with the reason, as is a symbol
+whose source carries an e-mail address (the file shown has its addresses redacted) and a pair
+over the execute_code token budget, never truncated.
 """
 
 import ast
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from engine.harness.ast_diff import FileChange, commit_changes
 from engine.harness.change_plan import cosmetic_symbols
-from engine.mining.message import clean_task_text
+from engine.mining.message import EMAIL, clean_task_text, redact_emails
 from engine.training_data.harness_pairs import OVER_BUDGET, Lineage, Skip, pair_tokens
 from engine.training_data.items import Message, TrainingItem
 from engine.training_data.stages import TOKEN_BUDGET
@@ -36,6 +37,7 @@ Answer with the symbol's new source only: its whole definition, from its first d
 last line, indented as it is in the file. Write no other code, no explanation and no fences."""
 
 NO_CODE_DIFFERENCE = "chosen and rejected differ only in docstrings, comments or layout"
+PERSONAL_DATA = "the symbol's source carries an e-mail address"
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 _SymbolNode = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
 
@@ -54,14 +56,21 @@ def codefavor_pairs(
     for change in commit_changes(repo, parent, lineage.sha, exclude=set(test_files)):
         cosmetic = cosmetic_symbols(change)
         for name, old, new in _modified(change):
-            if name in cosmetic:
+            reason = (
+                NO_CODE_DIFFERENCE
+                if name in cosmetic
+                else PERSONAL_DATA
+                if EMAIL.search(old) or EMAIL.search(new)
+                else None
+            )
+            if reason is not None:
                 skips.append(
                     Skip(
                         package_digest=lineage.package_digest,
                         sha=lineage.sha,
                         what="codefavor pair",
                         stage="execute_code",
-                        reason=NO_CODE_DIFFERENCE,
+                        reason=reason,
                         detail=f"{change.path}::{name}",
                     )
                 )
@@ -133,6 +142,7 @@ def _collect(body: list[ast.stmt], prefix: str, lines: list[str], found: dict[st
 
 
 def _user(path: str, text: str, name: str, task: str) -> str:
+    text = redact_emails(text)
     fence = "`" * max(3, _longest_backtick_run(text) + 1)
     body = text if text.endswith("\n") else f"{text}\n"
     return (

@@ -48,7 +48,7 @@ from engine.harness.plan import PlannerOutput, PlanPart
 from engine.harness.repo_index import FileEntry, RepoIndex, build_index
 from engine.harness.retrieve import count_tokens
 from engine.harness.worktrees import checkout
-from engine.mining.message import clean_task_text
+from engine.mining.message import EMAIL, clean_task_text, redact_emails
 from engine.training_data.items import Message
 from engine.training_data.stages import BASE_MODEL, TOKEN_BUDGET, BaseModelKind, Stage
 from engine.training_data.templates import render
@@ -149,7 +149,7 @@ def derive_examples(
         for draft in drafts:
             try:
                 examples.append(_example(draft, sha))
-            except ExampleTooLong as exc:
+            except SyntheticError as exc:
                 skipped.append(Skipped(stage=stage, reason=str(exc)))
     return Derivation(examples=examples, skipped=skipped)
 
@@ -210,6 +210,12 @@ def _decoded(data: bytes, sha: str) -> str:
 
 
 def _example(draft: _Draft, sha: str) -> Example:
+    """The example of `draft`, unless it breaks a contract every stage keeps: no e-mail
+    address in its prompt, prompt and answer within the stage's token budget."""
+    if EMAIL.search(draft.system) or EMAIL.search(draft.user):
+        raise SyntheticError(
+            f"{draft.stage} example for commit {sha}: an e-mail address in the prompt"
+        )
     prompt_tokens = count_tokens(draft.system) + count_tokens(draft.user)
     completion_tokens = count_tokens(draft.answer)
     budget = TOKEN_BUDGET[draft.stage]
@@ -556,8 +562,9 @@ def _context(changes: list[FileChange], docs_by_name: bool, empty: str) -> str:
             lines = change.old.count("\n") + (0 if change.old.endswith("\n") else 1)
             blocks.append(f"### {change.path}\n(documentation, {lines} lines, not shown)")
             continue
-        fence = "`" * max(3, _longest_backtick_run(change.old) + 1)
-        body = change.old if change.old.endswith("\n") else f"{change.old}\n"
+        text = redact_emails(change.old)
+        fence = "`" * max(3, _longest_backtick_run(text) + 1)
+        body = text if text.endswith("\n") else f"{text}\n"
         blocks.append(f"### {change.path}\n{fence}\n{body}{fence}")
     return "\n\n".join(blocks) or empty
 
@@ -575,6 +582,11 @@ def _execute_code(commit: _Commit) -> list[_Draft]:
     idle = [e.path for e in edits if not e.delete and e.search == e.replace]
     if idle:
         raise SyntheticError(f"commit {commit.sha}: gold edits that change nothing: {idle}")
+    personal = sorted({e.path for e in edits if EMAIL.search(e.search) or EMAIL.search(e.replace)})
+    if personal:
+        raise SyntheticError(
+            f"commit {commit.sha}: the edits to {', '.join(personal)} carry an e-mail address"
+        )
     answer = [edit.model_dump() for edit in edits]
     return [
         _draft(
@@ -635,7 +647,7 @@ def _test_plan(commit: _Commit) -> list[_Draft]:
         "files": sorted(change.path for change in commit.tests),
         "tests": {path: names for path, names in sorted(tests.items()) if names},
     }
-    return [_draft("test_plan", answer, task=commit.task, diff=commit.diff)]
+    return [_draft("test_plan", answer, task=commit.task, diff=redact_emails(commit.diff))]
 
 
 _BUILDERS: dict[Stage, Callable[[_Commit], list[_Draft]]] = {
