@@ -17,7 +17,7 @@ from engine.harness.pipeline import PlannerTask
 from engine.harness.prompt import build_messages
 from engine.manifest import read_manifest
 from engine.mining.message import EMAIL, clean_task_text
-from engine.training_data import stages
+from engine.training_data import stages, synthetic
 from engine.training_data.synthetic import Derivation, Example, derive_examples
 
 NOISY = """fix(wrap): clip long words in fill (#12)
@@ -407,3 +407,55 @@ def test_repository_emails_are_redacted_and_edits_with_one_are_skipped(tmp_path:
     result = derive_examples(repo, sha, again, "Raise A to three", [])
     [skipped] = [s for s in result.skipped if s.stage == "execute_code"]
     assert skipped.reason.endswith("the edits to pyproject.toml carry an e-mail address")
+
+
+BIG = '''"""Big."""
+
+import os
+
+LIMIT = 3
+
+
+def keep(a, b=1):
+    return a + b
+
+
+class Box:
+    size = 1
+
+    def open(self):
+        return self.size
+
+    def close(self):
+        return 0
+
+
+def change(x):
+    return x
+'''
+
+
+def test_a_big_file_is_shown_to_a_plan_as_outline_and_touched_symbols(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over the full-file limit, a plan's prompt keeps the module-level code and the symbols the
+    change modifies whole, and one outline line for every other symbol; execute_code still sees
+    the whole file, since its search texts must match it."""
+    monkeypatch.setattr(synthetic, "_FULL_FILE_TOKENS", 10)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    parent = _commit(repo, {"big.py": BIG}, "Start")
+    new = BIG.replace("return x", "return x * LIMIT").replace("return 0", "return -1")
+    sha = _commit(repo, {"big.py": new}, "Scale change by the limit")
+    result = derive_examples(repo, parent, sha, "Scale change by the limit", [])
+    [step_plan] = _all(result, "step_plan")
+    context = step_plan.messages[1].content.split("Task:\n")[0]
+    assert context == (
+        "Files before the change:\n### big.py (23 lines: module-level code and the symbols the "
+        'change touches in full, the rest as outlines)\n```\n"""Big."""\n\nimport os\n\n'
+        "LIMIT = 3\n\n\ndef keep(a, b=1): ...  # 2 lines not shown\n\n\nclass Box:\n"
+        "    def open(self): ...  # 2 lines not shown\n"
+        "    def close(self):\n        return 0\n\n\ndef change(x):\n    return x\n```\n\n"
+    )
+    assert BIG in _one(result, "execute_code").messages[1].content

@@ -550,23 +550,89 @@ def _gold(commit: _Commit) -> PlannerOutput:
 _ONLY_ADDS = "(the task only adds files)"
 
 
-def _context(changes: list[FileChange], docs_by_name: bool, empty: str) -> str:
-    """The pre-commit source of each of `changes` that existed; with `docs_by_name`, a
+def _context(changes: list[FileChange], planning: bool, empty: str) -> str:
+    """The pre-commit source of each of `changes` that existed. For a plan (`planning`), a
     documentation or changelog file is named with its length instead (a plan needs to know it
-    is there, not its text)."""
+    is there, not its text), and a Python file over `_FULL_FILE_TOKENS` is cut to its
+    module-level code, the full source of the symbols the change modifies or removes, and one
+    outline line for every other symbol (`_compact`)."""
     blocks = []
     for change in changes:
         if change.old is None:
             continue
-        if docs_by_name and is_docs(change.path):
-            lines = change.old.count("\n") + (0 if change.old.endswith("\n") else 1)
+        lines = change.old.count("\n") + (0 if change.old.endswith("\n") else 1)
+        if planning and is_docs(change.path):
             blocks.append(f"### {change.path}\n(documentation, {lines} lines, not shown)")
             continue
         text = redact_emails(change.old)
+        if (
+            planning
+            and count_tokens(text) > _FULL_FILE_TOKENS
+            and change.symbols is not None
+            and change.symbols.parse_error is None
+        ):
+            wanted = {*change.symbols.modified, *change.symbols.removed}
+            text = _compact(text, wanted)
+            blocks.append(
+                f"### {change.path} ({lines} lines: module-level code and the symbols the "
+                "change touches in full, the rest as outlines)"
+            )
+        else:
+            blocks.append(f"### {change.path}")
         fence = "`" * max(3, _longest_backtick_run(text) + 1)
         body = text if text.endswith("\n") else f"{text}\n"
-        blocks.append(f"### {change.path}\n{fence}\n{body}{fence}")
+        blocks[-1] += f"\n{fence}\n{body}{fence}"
     return "\n\n".join(blocks) or empty
+
+
+_FULL_FILE_TOKENS = 4000
+
+
+def _compact(source: str, wanted: set[str]) -> str:
+    """`source` with the lines outside any symbol, the symbols in `wanted` whole (a class: its
+    own lines, its members judged one by one), and for every other symbol one line: its
+    signature and how many lines are not shown."""
+    lines = source.splitlines()
+    shown: dict[int, str] = {}
+    covered: set[int] = set()
+
+    def visit(body: list[ast.stmt], prefix: str) -> None:
+        for node in body:
+            if not isinstance(node, _SymbolNode):
+                continue
+            name = prefix + node.name
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            last = node.end_lineno or node.lineno
+            covered.update(range(first, last + 1))
+            if isinstance(node, ast.ClassDef):
+                nested = {
+                    n
+                    for child in node.body
+                    if isinstance(child, _SymbolNode)
+                    for n in range(
+                        min([child.lineno, *(d.lineno for d in child.decorator_list)]),
+                        (child.end_lineno or child.lineno) + 1,
+                    )
+                }
+                own = range(first, last + 1) if name in wanted else range(first, node.lineno + 1)
+                shown.update((n, lines[n - 1]) for n in own if n not in nested)
+                visit(node.body, f"{name}.")
+            elif name in wanted:
+                shown.update((n, lines[n - 1]) for n in range(first, last + 1))
+            else:
+                head = "async def" if isinstance(node, ast.AsyncFunctionDef) else "def"
+                indent = " " * node.col_offset
+                hidden = last - first + 1
+                shown[first] = (
+                    f"{indent}{head} {node.name}({ast.unparse(node.args)}): ...  "
+                    f"# {hidden} line{'s' if hidden != 1 else ''} not shown"
+                )
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)
+        visit(ast.parse(source).body, "")
+    shown.update((n, lines[n - 1]) for n in range(1, len(lines) + 1) if n not in covered)
+    return "\n".join(shown[n] for n in sorted(shown))
 
 
 def _longest_backtick_run(text: str) -> int:
