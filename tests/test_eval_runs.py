@@ -214,9 +214,7 @@ def test_planning_runs_each_eval_task_through_the_harness(ws: Workspace, planner
     for task in tasks:
         package = load_package(ws, task.package_digest)
         commit = find_commit(package, task.sha)
-        gold = gold_output(
-            package.repo, commit.parent, commit.sha, list(commit.test_files), commit.subject
-        )
+        gold = gold_output(package.repo, commit.parent, commit.sha, list(commit.test_files))
         assert gold.output is not None
         planner.answers[commit.subject] = gold.output.model_dump_json()
     value, outcomes = resolved_rate(

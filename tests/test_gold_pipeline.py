@@ -183,7 +183,7 @@ def test_commit_changes_marks_binary_and_unparsable_files(repo: Path) -> None:
     changes = {change.path: change for change in commit_changes(repo, parent, sha, set())}
     assert changes["logo.bin"].text is False and changes["logo.bin"].new is None
     assert changes["pkg/broken.py"].symbols.parse_error is not None
-    result = gold_output(repo, parent, sha, [], "binary")
+    result = gold_output(repo, parent, sha, [])
     assert result.output is None and "logo.bin" in (result.error or "")
 
 
@@ -238,17 +238,26 @@ def test_dependency_order_breaks_cycles_by_path() -> None:
 def test_gold_output_plan_and_edits(repo: Path) -> None:
     parent, sha = _feature(repo)
     tests = ["tests/test_core.py"]
-    result = gold_output(repo, parent, sha, tests, "Shout when starting")
+    result = gold_output(repo, parent, sha, tests)
     assert result.error is None and result.output is not None
     plan = result.output.plan
-    assert plan.summary == "Shout when starting"
+    assert plan.summary == (
+        "Delete pkg/legacy.py; add `shout` in pkg/util.py; change `Engine.start` in "
+        "pkg/core.py; document it in 1 file."
+    )
     steps = plan.ordered_steps()
-    files = [step.file for step in steps]
-    assert files == ["README.md", "pkg/legacy.py", "pkg/util.py", "pkg/core.py"]
-    assert [step.symbols for step in steps] == [[], [], ["shout"], ["Engine.start"]]
+    assert [(step.file, step.symbols, step.description) for step in steps] == [
+        ("pkg/legacy.py", [], "Delete the module pkg/legacy.py, which defines `old`"),
+        ("pkg/util.py", ["shout"], "Add function `shout(text)` in pkg/util.py"),
+        ("pkg/core.py", [], "In pkg/core.py, import `shout`"),
+        ("pkg/core.py", ["Engine.start"], "Change method `Engine.start(self)` in pkg/core.py"),
+        ("README.md", [], "Update the documentation in README.md"),
+    ]
     parts = {part.steps[0].file: part for part in plan.parts}
     assert parts["pkg/core.py"].depends_on == [parts["pkg/util.py"].id]
-    assert {edit.path for edit in result.output.edits} == set(files)
+    assert parts["README.md"].title == "Document the change"
+    assert parts["README.md"].depends_on == [part.id for part in plan.parts[:-1]]
+    assert {edit.path for edit in result.output.edits} == {step.file for step in steps}
     assert result.output.model_dump_json() == result.raw
     assert (result.prompt_tokens, result.completion_tokens) == (0, 0)
 
@@ -261,7 +270,7 @@ def test_gold_output_plan_and_edits(repo: Path) -> None:
 
 def test_gold_edits_reproduce_the_commit(repo: Path, tmp_path: Path) -> None:
     parent, sha = _feature(repo)
-    result = gold_output(repo, parent, sha, ["tests/test_core.py"], "Shout when starting")
+    result = gold_output(repo, parent, sha, ["tests/test_core.py"])
     assert result.output is not None
     with checkout(repo, parent, tmp_path) as tree, checkout(repo, sha, tmp_path) as expected:
         changed = apply_edits(tree, list(result.output.edits))
@@ -280,6 +289,6 @@ def _contents(root: Path) -> dict[str, bytes]:
 def test_gold_refuses_a_commit_of_only_tests(repo: Path) -> None:
     parent = _git(repo, "rev-parse", "HEAD")
     sha = _commit(repo, {"tests/test_core.py": "def test_more():\n    pass\n"}, "tests")
-    result = gold_output(repo, parent, sha, ["tests/test_core.py"], "tests")
+    result = gold_output(repo, parent, sha, ["tests/test_core.py"])
     assert result.output is None
     assert result.error == "the commit changes no files outside its tests"

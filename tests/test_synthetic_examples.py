@@ -171,19 +171,27 @@ def test_the_instruction_is_the_commit_message_never_the_new_code(
 
 
 def test_task_analysis_names_the_changed_files_and_symbols(derivation: Derivation) -> None:
-    assert _answer(_only(derivation, "task_analysis")) == {
-        "summary": "Title cores as URL slugs",
+    """The summary says what to change (not the subject again); the prompt holds the tree."""
+    example = _only(derivation, "task_analysis")
+    assert _answer(example) == {
+        "summary": "Add `slug` in pkg/util.py; change `Core.title` in pkg/core.py.",
         "files": ["pkg/core.py", "pkg/util.py"],
+        "create": [],
         "symbols": {"pkg/core.py": ["Core.title"], "pkg/util.py": ["slug"]},
     }
+    assert example.messages[1].content == (
+        f"Task:\n{MESSAGE}\n\nRepository files:\nREADME.md\npkg/__init__.py\npkg/base.py\n"
+        "pkg/core.py\npkg/other.py\npkg/util.py"
+    )
 
 
 def test_scope_classifies_the_parent_files(derivation: Derivation) -> None:
     example = _only(derivation, "scope")
     assert _answer(example) == {
         "relevant": ["pkg/core.py", "pkg/util.py"],
-        "supporting": ["pkg/__init__.py", "pkg/base.py"],
-        "irrelevant": ["README.md", "pkg/other.py"],
+        "create": [],
+        "supporting": ["pkg/base.py"],
+        "irrelevant": ["README.md", "pkg/__init__.py", "pkg/other.py"],
     }
     assert "tests/test_core.py" not in example.messages[1].content
 
@@ -216,15 +224,34 @@ def test_execute_code_edits_reproduce_the_commit(
 def test_plans_order_util_before_core(derivation: Derivation) -> None:
     meta = _answer(_only(derivation, "meta_plan"))
     assert meta == {
-        "summary": "Title cores as URL slugs",
+        "summary": "Add `slug` in pkg/util.py; change `Core.title` in pkg/core.py.",
         "parts": [
-            {"id": "part-1", "title": "Change pkg/util.py: slug", "depends_on": []},
-            {"id": "part-2", "title": "Change pkg/core.py: Core.title", "depends_on": ["part-1"]},
+            {"id": "part-1", "title": "Update pkg/util.py: slug", "depends_on": []},
+            {"id": "part-2", "title": "Update pkg/core.py: Core.title", "depends_on": ["part-1"]},
         ],
     }
     steps = [e for e in derivation.examples if e.stage == "step_plan"]
-    assert [_answer(e)["steps"][0]["file"] for e in steps] == ["pkg/util.py", "pkg/core.py"]
-    assert _answer(steps[1])["steps"][0]["symbols"] == ["Core.title"]
+    assert [_answer(e)["steps"] for e in steps] == [
+        [
+            {
+                "description": "Add function `slug(text)` in pkg/util.py",
+                "file": "pkg/util.py",
+                "symbols": ["slug"],
+            }
+        ],
+        [
+            {
+                "description": "In pkg/core.py, import `util`",
+                "file": "pkg/core.py",
+                "symbols": [],
+            },
+            {
+                "description": "Change method `Core.title(self)` in pkg/core.py",
+                "file": "pkg/core.py",
+                "symbols": ["Core.title"],
+            },
+        ],
+    ]
     assert '"depends_on": [\n    "part-1"\n  ]' in steps[1].messages[1].content
 
 
@@ -259,13 +286,22 @@ def test_a_commit_changing_only_tests_gives_no_code_stages(
 ) -> None:
     repo, _, sha, tests_only = history
     result = derive_examples(repo, sha, tests_only, "Note more tests", TEST_FILES)
-    assert [example.stage for example in result.examples] == [
+    assert result.examples == []
+    assert [s.stage for s in result.skipped] == [
         "task_analysis",
         "scope",
         "precision",
+        "execute_code",
+        "meta_plan",
+        "step_plan",
     ]
-    assert [s.stage for s in result.skipped] == ["execute_code", "meta_plan", "step_plan"]
-    assert all("the commit changes no files outside its tests" in s.reason for s in result.skipped)
+    reasons = [s.reason.split(": ", 1)[1] for s in result.skipped]
+    assert reasons[:2] == [
+        "the task_analysis answer would have nothing to change or create outside the tests",
+        "the scope answer would have nothing to change or create outside the tests",
+    ]
+    assert reasons[2].startswith("the change adds, changes or removes no Python symbol")
+    assert all("the commit changes no files outside its tests" in r for r in reasons[3:])
 
 
 def test_an_empty_message_is_refused(history: tuple[Path, str, str, str]) -> None:

@@ -48,6 +48,7 @@ from engine.harness.task_validation import (
 )
 from engine.harness.worktrees import checkout, overlay_files
 from engine.locks import exclusive_lock
+from engine.mining.message import clean_task_text
 from engine.timestamps import utc_now
 from engine.workspace import Workspace
 
@@ -95,13 +96,11 @@ def validated_task(ws: Workspace, package_digest: str, sha: str, task: str) -> d
 
 
 def commit_message(package: CorpusPackage, sha: str) -> str:
-    """The commit's full message: the task's natural-language instruction."""
+    """The commit's message as task text (`clean_task_text`: no trailers, references, e-mails
+    or squash-merge list): the task's natural-language instruction in every prompt."""
     git_dir = f"--git-dir={package.repo / '.git'}"
-    return (
-        run_git(package.repo, git_dir, "log", "-1", "--format=%B", sha)
-        .stdout.decode("utf-8", "replace")
-        .strip()
-    )
+    raw = run_git(package.repo, git_dir, "log", "-1", "--format=%B", sha).stdout
+    return clean_task_text(raw.decode("utf-8", "replace"))
 
 
 def _pipeline_proposer(ws: Workspace, attempt: dict[str, Any]) -> Proposer:
@@ -114,9 +113,7 @@ def _propose(
     pipeline = attempt["pipeline"]
     if pipeline == "gold":
         commit = find_commit(package, attempt["sha"])
-        return gold_output(
-            package.repo, commit.parent, commit.sha, list(commit.test_files), commit.subject
-        )
+        return gold_output(package.repo, commit.parent, commit.sha, list(commit.test_files))
     if pipeline == "openai":
         return propose_openai(ws.config.harness.openai, task)
     if pipeline == "command":

@@ -2,6 +2,10 @@
 
 The cleaner follows CommitChronicle's published filter: trailers, issue references, URLs, e-mails
 and commit hashes carry no task information, so they are removed from the text the agent sees.
+GitHub's squash-merge body is noise too: the `* subject` paragraphs of the squashed commits (two or
+more, or any before a `---------` separator line) and the separator are dropped, leaving the pull
+request's title and any prose written above the list. The harness prompts and every derived
+training example take their task text from `clean_task_text` alone; cleaning twice changes nothing.
 The quality rule follows CommitPackFT's: an imperative verb first, enough words, not generic.
 """
 
@@ -14,7 +18,9 @@ TRAILER_LINE = re.compile(
 )
 CHERRY_PICK_LINE = re.compile(r"^\s*\(cherry picked from commit [0-9a-f]+\)\s*$", re.MULTILINE)
 URL = re.compile(r"<?\b(?:https?://|www\.)\S+>?", re.IGNORECASE)
-EMAIL = re.compile(r"<?\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b>?")
+EMAIL = re.compile(r"<?\b[\w.+-]+@(?!\d+x\.)[\w-]+(?:\.[\w-]+)+\b>?")
+"""An e-mail address; not an image's scale suffix (`icon@2x.png`)."""
+REDACTED_EMAIL = "<redacted e-mail>"
 ISSUE_REF = r"(?:[\w.-]+/[\w.-]+)?(?:#|\bGH-)\d+\b"
 ISSUE_REF_LINE = re.compile(
     rf"^\s*(?:(?:fix(?:es|ed)?|close[sd]?|resolve[sd]?|refs?|see|re)\b:?\s*)?"
@@ -28,6 +34,8 @@ EMPTY_BRACKETS = re.compile(r"\(\s*[,;]?\s*\)|\[\s*\]")
 SPACE_BEFORE_PUNCTUATION = re.compile(r"[ \t]+([,.;:)])")
 SPACES = re.compile(r"[ \t]{2,}")
 BLANK_LINES = re.compile(r"\n{3,}")
+SQUASH_SEPARATOR = re.compile(r"^-{3,}[ \t]*$")
+SQUASH_BULLET = re.compile(r"^\* \S")
 
 MERGE_SUBJECT = re.compile(r"\bmerge (?:branch|pull request|remote-tracking|tag)\b", re.I)
 VERSION_ONLY = re.compile(r"^\s*v?\d+(?:\.\d+)+\S*\s*$", re.IGNORECASE)
@@ -78,7 +86,7 @@ def clean_task_text(message: str) -> str:
     """`message` as task text: no trailers, issue refs, URLs, e-mails, hashes or type prefixes."""
     text = message.replace("\r\n", "\n").replace("\r", "\n")
     subject, _, body = text.partition("\n")
-    text = CONVENTIONAL_PREFIX.sub("", subject) + "\n" + body
+    text = CONVENTIONAL_PREFIX.sub("", subject) + "\n" + _without_squash_list(body)
     for pattern in (TRAILER_LINE, CHERRY_PICK_LINE, ISSUE_REF_LINE, URL, EMAIL):
         text = pattern.sub("", text)
     text = INLINE_ISSUE_REF.sub("", text)
@@ -89,6 +97,38 @@ def clean_task_text(message: str) -> str:
     lines = [line.strip().rstrip(",;:") for line in text.split("\n")]
     text = BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
     return text[:1].upper() + text[1:]
+
+
+def redact_emails(text: str) -> str:
+    """`text` with every e-mail address replaced by a marker: repository files shown in a prompt
+    (an author's address in `pyproject.toml`) must not carry personal data either."""
+    return EMAIL.sub(REDACTED_EMAIL, text)
+
+
+def _without_squash_list(body: str) -> str:
+    """`body` without GitHub's squash-merge list: from the first `* ` paragraph to the
+    `---------` separator (kept: what follows it, trailers the cleaner removes next), when there is
+    a separator or at least two `* ` paragraphs; otherwise `body` unchanged."""
+    lines = body.split("\n")
+    separator = next(
+        (
+            n
+            for n, line in enumerate(lines)
+            if SQUASH_SEPARATOR.match(line) and (n == 0 or not lines[n - 1].strip())
+        ),
+        None,
+    )
+    end = len(lines) if separator is None else separator
+    bullets = [
+        n
+        for n in range(end)
+        if SQUASH_BULLET.match(lines[n]) and (n == 0 or not lines[n - 1].strip())
+    ]
+    if separator is None and len(bullets) < 2:
+        return body
+    start = bullets[0] if bullets else end
+    rest = lines[end + 1 :] if separator is not None else []
+    return "\n".join([*lines[:start], *rest])
 
 
 def task_subject(message: str) -> str:

@@ -3,11 +3,16 @@
 For every function, method or class a commit modifies (it exists at the parent and at the
 commit and its text differs, as `engine.harness.ast_diff` decides) in a changed Python file
 outside the commit's test files: the prompt is the file's pre-commit text, the symbol's dotted
-name and the task (the commit message, NL-to-code as §6.3 asks); chosen is the symbol's source
-at the commit, rejected its source at the parent. A symbol's source runs from its first
+name and the task (the cleaned commit message, NL-to-code as §6.3 asks); chosen is the symbol's
+source at the commit, rejected its source at the parent. A symbol's source runs from its first
 decorator to its last line, indented as in the file; a name defined twice at one level (a
-property and its setter) is both definitions in order. Since the texts differ, chosen and
-rejected never coincide. A pair over the execute_code token budget is skipped, never truncated.
+property and its setter) is both definitions in order.
+
+A pair teaches code only where the two sides differ as code (issue 15): a symbol whose change is
+docstrings, comments or layout only (`code_differs` finds no difference; for a class, in its own
+code without the methods, which pair on their own) is skipped with the reason, as is a symbol
+whose source carries an e-mail address (the file shown has its addresses redacted) and a pair
+over the execute_code token budget, never truncated.
 """
 
 import ast
@@ -16,6 +21,8 @@ import warnings
 from pathlib import Path
 
 from engine.harness.ast_diff import FileChange, commit_changes
+from engine.harness.change_plan import cosmetic_symbols
+from engine.mining.message import EMAIL, clean_task_text, redact_emails
 from engine.training_data.harness_pairs import OVER_BUDGET, Lineage, Skip, pair_tokens
 from engine.training_data.items import Message, TrainingItem
 from engine.training_data.stages import TOKEN_BUDGET
@@ -29,6 +36,8 @@ carries out the task.
 Answer with the symbol's new source only: its whole definition, from its first decorator to its \
 last line, indented as it is in the file. Write no other code, no explanation and no fences."""
 
+NO_CODE_DIFFERENCE = "chosen and rejected differ only in docstrings, comments or layout"
+PERSONAL_DATA = "the symbol's source carries an e-mail address"
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 _SymbolNode = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
 
@@ -37,14 +46,35 @@ def codefavor_pairs(
     repo: Path, parent: str, message: str, test_files: list[str], lineage: Lineage
 ) -> tuple[list[TrainingItem], list[Skip]]:
     """The CodeFavor pairs of commit `lineage.sha` (a child of `parent` in `repo`), in path and
-    symbol order, and the symbols skipped for the token budget."""
-    task = message.strip()
+    symbol order, and the symbols skipped (no code difference, over the token budget).
+    `message` is the commit's message, raw or already cleaned."""
+    task = clean_task_text(message)
     if not task:
         raise SyntheticError(f"commit {lineage.sha} has an empty message, so there is no task")
     items: list[TrainingItem] = []
     skips: list[Skip] = []
     for change in commit_changes(repo, parent, lineage.sha, exclude=set(test_files)):
+        cosmetic = cosmetic_symbols(change)
         for name, old, new in _modified(change):
+            reason = (
+                NO_CODE_DIFFERENCE
+                if name in cosmetic
+                else PERSONAL_DATA
+                if EMAIL.search(old) or EMAIL.search(new)
+                else None
+            )
+            if reason is not None:
+                skips.append(
+                    Skip(
+                        package_digest=lineage.package_digest,
+                        sha=lineage.sha,
+                        what="codefavor pair",
+                        stage="execute_code",
+                        reason=reason,
+                        detail=f"{change.path}::{name}",
+                    )
+                )
+                continue
             prompt = [
                 Message(role="system", content=SYSTEM_PROMPT),
                 Message(role="user", content=_user(change.path, change.old or "", name, task)),
@@ -112,6 +142,7 @@ def _collect(body: list[ast.stmt], prefix: str, lines: list[str], found: dict[st
 
 
 def _user(path: str, text: str, name: str, task: str) -> str:
+    text = redact_emails(text)
     fence = "`" * max(3, _longest_backtick_run(text) + 1)
     body = text if text.endswith("\n") else f"{text}\n"
     return (

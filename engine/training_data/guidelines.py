@@ -59,10 +59,12 @@ EVERY_STAGE = Rules(
 
 GUIDELINES: dict[Stage, Guideline] = {
     "task_analysis": Guideline(
-        item="A task (the commit message) -> a one-line summary and the files and symbols it "
-        "concerns, reconstructed from the commit's diff (§6.3).",
+        item="A task (the cleaned commit message) and the repository's file tree at the parent "
+        "(tests hidden) -> a one-line summary of what to change, the files to change, the files "
+        "to create and the symbols, reconstructed from the commit's diff (§6.3).",
         accept=(
-            "The summary restates the task in one line without inventing behaviour.",
+            "The summary says what to change to which symbols and files, without inventing "
+            "behaviour; it does not merely repeat the task's subject.",
             "The files are the ones the change touched; recall matters most (the eval wants at "
             "least 80 % recall and 60 % precision, §9.1).",
         ),
@@ -73,16 +75,18 @@ GUIDELINES: dict[Stage, Guideline] = {
         ),
     ),
     "scope": Guideline(
-        item="The task and the parent commit's files -> relevant (changed outside the tests), "
-        "supporting (imported by the changed files) and irrelevant (the rest) (§6.3).",
+        item="The task and the parent commit's files, test files excluded -> relevant (changed "
+        "outside the tests), create (files the commit adds), supporting (repository files the "
+        "changed and created files import) and irrelevant (the rest) (§6.3).",
         accept=(
-            "Relevant holds the files the change edits in substance; supporting holds what "
-            "those files import.",
+            "Relevant holds the files the change edits in substance; create the files it adds; "
+            "supporting holds what those files import.",
         ),
         reject=(
             "A relevant file the change touched only in passing (a reformat, an import sort): "
             "it was not needed (the stage's quality signal, §1).",
             "A file the commit adds offered as a candidate, or a test file anywhere.",
+            "Nothing to change and nothing to create: the example teaches nothing.",
             "A candidate list swamped by generated or vendored files, so the labels are noise.",
         ),
     ),
@@ -124,22 +128,24 @@ GUIDELINES: dict[Stage, Guideline] = {
         ),
     ),
     "meta_plan": Guideline(
-        item="The files before the change and the task -> a summary and parts with dependency "
-        "edges, grouped from the diff (a post-hoc reconstruction, §6.3).",
+        item="The code before the change (documentation files by name) and the task -> a "
+        "summary and parts with dependency edges, reconstructed from the change (§6.3): one part "
+        "per changed code file in import order, then one part for the docs and changelog.",
         accept=(
-            "Each part is an independent unit of work; each edge points from a part to the "
-            "parts it needs first.",
+            "Each edge points from a part to the parts it needs first; code comes before the "
+            "documentation and changelog.",
+            "The summary says what the change does to which symbols and files.",
         ),
         reject=(
-            "Parts that mirror the files one to one when the change is one unit, or one part "
-            "for a change that clearly splits.",
             "A dependency edge that runs backwards, or a cycle.",
-            "A summary that narrates the diff instead of stating the task's intent.",
+            "Docs or changelog planned ahead of the code they describe.",
+            "A summary that only repeats the task's subject, or narrates line edits.",
         ),
     ),
     "step_plan": Guideline(
-        item="The files before the change, the task and one part -> ordered steps, each naming "
-        "its file and the symbols it targets (§6.3).",
+        item="The source of the part's files before the change, the task and one part -> "
+        "ordered steps, each saying what to do to which symbol and naming its file and "
+        "symbols (§6.3).",
         accept=(
             "The order works: definitions before their uses, a changed signature before its "
             "callers.",
@@ -147,6 +153,7 @@ GUIDELINES: dict[Stage, Guideline] = {
         ),
         reject=(
             "A step too coarse to act on ('implement the feature') or one step per line.",
+            "A step that repeats the part's title instead of saying what to do.",
             "File or symbol targets that do not match what the step says.",
             "Steps that belong to another part.",
         ),

@@ -1,29 +1,38 @@
 """Synthetic training examples for each pipeline stage, reconstructed from one commit.
 
-Seed 004 §6.3: a commit says what a correct pipeline run should have produced. The commit
-message is the task at every stage (NL-to-code, never the pre-commit code as the instruction);
-the diff gives the answers:
+Seed 004 §6.3: a commit says what a correct pipeline run should have produced. The cleaned
+commit message (`engine.mining.message.clean_task_text`) is the task at every stage (NL-to-code,
+never the pre-commit code as the instruction); the diff gives the answers. Each stage's contract
+(input, answer, what makes an example degenerate) is in docs/stage-contracts.md; a draft that
+breaks its contract is skipped with the reason, never emitted:
 
-- task_analysis: the task -> the files and symbols it concerns.
-- scope: the task and the parent's files -> relevant (changed, outside the tests), supporting
-  (files the changed files import, before or after the change) and irrelevant (the rest).
-  Candidates are the files that exist at the parent, so a file the commit adds is not one.
+- task_analysis: the task and the parent's file tree -> a summary of what to change (built from
+  the change's structure, `change_summary`), the files to change, the files to create and the
+  symbols. A tree over the budget is cut (shallow paths first, every path the answer names kept)
+  and says how many paths it leaves out.
+- scope: the task and the parent's files -> relevant (to change), create (to add), supporting
+  (repository files the changed and created files import, at the parent or at the commit) and
+  irrelevant (the rest). Candidates are the files that exist at the parent, tests excluded.
 - precision: the task and the symbols of the relevant and supporting files at the parent ->
   primary (added, changed or removed), supporting (parent symbols the new code of the changed
   symbols uses) and excluded (the rest), each by file.
 - execute_code: the pre-commit source of the changed files and the task -> the commit's
   search/replace edits (engine.harness.gold).
-- meta_plan / step_plan: the same context -> the gold plan's parts, then each part's steps.
+- meta_plan / step_plan: the pre-commit source of the changed code (documentation files by name)
+  and the task -> the gold plan (`engine.harness.change_plan`): its summary and parts, then each
+  part's steps, whose prompt shows only that part's files.
 - test_plan: only for a commit changing test files and others: the task and the code diff ->
   the test files changed and the test functions added or changed.
 
-The commit's test files are hidden from every stage but test_plan, as the harness hides them.
-A stage whose example does not fit its token budget is skipped with the reason, never truncated.
-The same commit always gives the same `Derivation.model_dump_json()`, byte for byte.
+Test files (the commit's, and any path under the default test globs) are hidden from every
+stage but test_plan, as the harness hides them. A stage whose example does not fit its token
+budget is skipped with the reason, never truncated. The same commit always gives the same
+`Derivation.model_dump_json()`, byte for byte.
 """
 
 import ast
 import json
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
@@ -33,11 +42,13 @@ from pydantic import BaseModel, ConfigDict
 from engine.errors import CraError
 from engine.gitsafe import run_git
 from engine.harness.ast_diff import FileChange, commit_changes, from_base, module_name
+from engine.harness.change_plan import change_summary, cosmetic_symbols, is_docs, is_test
 from engine.harness.gold import gold_output
-from engine.harness.plan import PlannerOutput
+from engine.harness.plan import PlannerOutput, PlanPart
 from engine.harness.repo_index import FileEntry, RepoIndex, build_index
 from engine.harness.retrieve import count_tokens
 from engine.harness.worktrees import checkout
+from engine.mining.message import EMAIL, clean_task_text, redact_emails
 from engine.training_data.items import Message
 from engine.training_data.stages import BASE_MODEL, TOKEN_BUDGET, BaseModelKind, Stage
 from engine.training_data.templates import render
@@ -103,8 +114,8 @@ class _Commit(_Model):
 
     sha: str
     task: str
-    subject: str
     code: list[FileChange]
+    visible: list[FileChange]
     tests: list[FileChange]
     candidates: list[str]
     parent_index: RepoIndex
@@ -124,7 +135,8 @@ class _Draft(_Model):
 def derive_examples(
     repo: Path, parent: str, sha: str, message: str, test_files: list[str]
 ) -> Derivation:
-    """Every synthetic example `sha` (a child of `parent` in `repo`) gives; see the module doc."""
+    """Every synthetic example `sha` (a child of `parent` in `repo`) gives; see the module doc.
+    `message` is the commit's message, raw or already cleaned."""
     commit = _read_commit(repo, parent, sha, message, test_files)
     examples: list[Example] = []
     skipped: list[Skipped] = []
@@ -137,13 +149,13 @@ def derive_examples(
         for draft in drafts:
             try:
                 examples.append(_example(draft, sha))
-            except ExampleTooLong as exc:
+            except SyntheticError as exc:
                 skipped.append(Skipped(stage=stage, reason=str(exc)))
     return Derivation(examples=examples, skipped=skipped)
 
 
 def _read_commit(repo: Path, parent: str, sha: str, message: str, test_files: list[str]) -> _Commit:
-    task = message.strip()
+    task = clean_task_text(message)
     if not task:
         raise SyntheticError(f"commit {sha} has an empty message, so there is no task")
     hidden = set(test_files)
@@ -153,16 +165,17 @@ def _read_commit(repo: Path, parent: str, sha: str, message: str, test_files: li
         parent_index = build_index(tree)
     with checkout(repo, sha) as tree:
         new_index = build_index(tree)
-    gold = gold_output(repo, parent, sha, test_files, task.splitlines()[0])
+    gold = gold_output(repo, parent, sha, test_files)
     git_dir = f"--git-dir={repo / '.git'}"
     listed = run_git(repo, git_dir, "ls-tree", "-r", "-z", "--name-only", parent).stdout
+    paths = [p for p in _decoded(listed, sha).split("\0") if p]
     return _Commit(
         sha=sha,
         task=task,
-        subject=task.splitlines()[0],
         code=code,
+        visible=[change for change in code if not is_test(change.path)],
         tests=[change for change in changes if change.path in hidden],
-        candidates=sorted(p for p in _decoded(listed, sha).split("\0") if p and p not in hidden),
+        candidates=sorted(p for p in paths if p not in hidden and not is_test(p)),
         parent_index=parent_index,
         new_index=new_index,
         gold=gold.output,
@@ -197,6 +210,12 @@ def _decoded(data: bytes, sha: str) -> str:
 
 
 def _example(draft: _Draft, sha: str) -> Example:
+    """The example of `draft`, unless it breaks a contract every stage keeps: no e-mail
+    address in its prompt, prompt and answer within the stage's token budget."""
+    if EMAIL.search(draft.system) or EMAIL.search(draft.user):
+        raise SyntheticError(
+            f"{draft.stage} example for commit {sha}: an e-mail address in the prompt"
+        )
     prompt_tokens = count_tokens(draft.system) + count_tokens(draft.user)
     completion_tokens = count_tokens(draft.answer)
     budget = TOKEN_BUDGET[draft.stage]
@@ -227,18 +246,54 @@ def _json(value: object) -> str:
 
 def _task_analysis(commit: _Commit) -> list[_Draft]:
     answer = {
-        "summary": commit.subject,
-        "files": sorted(change.path for change in commit.code),
+        "summary": change_summary(commit.visible),
+        "files": _relevant(commit),
+        "create": _created(commit),
         "symbols": _primary(commit),
     }
-    return [_draft("task_analysis", answer, task=commit.task)]
+    _require_work(commit, answer["files"], answer["create"], "task_analysis")
+    system, bare = render("task_analysis", task=commit.task, tree="")
+    room = TOKEN_BUDGET["task_analysis"] - count_tokens(system) - count_tokens(bare)
+    tree = _tree(commit.candidates, set(answer["files"]), room - count_tokens(_json(answer)))
+    return [_draft("task_analysis", answer, task=commit.task, tree=tree)]
+
+
+def _tree(paths: list[str], keep: set[str], room: int) -> str:
+    """`paths` one a line, in `room` tokens if they fit; otherwise the shallowest paths that
+    fit with every path in `keep`, in path order, and a last line saying how many are left out."""
+    whole = "\n".join(paths)
+    if count_tokens(whole) <= room:
+        return whole
+    note = f"({len(paths)} more paths not shown)"
+    used = count_tokens(note) + sum(count_tokens(f"{p}\n") for p in keep)
+    shown = set(keep)
+    for path in sorted((p for p in paths if p not in keep), key=lambda p: (p.count("/"), p)):
+        cost = count_tokens(f"{path}\n")
+        if used + cost > room:
+            break
+        used += cost
+        shown.add(path)
+    left_out = len(paths) - len(shown)
+    return "\n".join([*sorted(shown), f"({left_out} more paths not shown)"])
+
+
+def _require_work(commit: _Commit, change: list[str], create: list[str], stage: Stage) -> None:
+    """The contract every file-level answer keeps: something to change or to create."""
+    if not change and not create:
+        raise SyntheticError(
+            f"commit {commit.sha}: the {stage} answer would have nothing to change or create "
+            "outside the tests"
+        )
 
 
 def _scope(commit: _Commit) -> list[_Draft]:
     relevant = _relevant(commit)
+    create = _created(commit)
+    _require_work(commit, relevant, create, "scope")
     supporting = _supporting_files(commit)
     answer = {
         "relevant": relevant,
+        "create": create,
         "supporting": supporting,
         "irrelevant": [p for p in commit.candidates if p not in {*relevant, *supporting}],
     }
@@ -247,25 +302,106 @@ def _scope(commit: _Commit) -> list[_Draft]:
 
 def _relevant(commit: _Commit) -> list[str]:
     """The changed files outside the tests that exist at the parent."""
-    return sorted(change.path for change in commit.code if change.status != "added")
+    return sorted(change.path for change in commit.visible if change.status != "added")
+
+
+def _created(commit: _Commit) -> list[str]:
+    """The files outside the tests that the commit adds."""
+    return sorted(change.path for change in commit.visible if change.status == "added")
 
 
 def _supporting_files(commit: _Commit) -> list[str]:
-    """Parent files, not themselves changed, that a changed file imports before or after."""
-    changed = {change.path for change in commit.code}
+    """Parent files, not themselves changed, that a changed or created Python file imports,
+    before the change (resolved at the parent) or after it (resolved at the commit)."""
     imported: set[str] = set()
-    for index in (commit.parent_index, commit.new_index):
-        for entry in index.files:
-            if entry.path in changed:
-                imported.update(f for imp in entry.imports for f in imp.files)
+    for change in commit.visible:
+        if not change.path.endswith(".py"):
+            continue
+        for source, index in ((change.old, commit.parent_index), (change.new, commit.new_index)):
+            if source is not None:
+                imported |= _imported_files(change.path, source, _modules(index))
+    changed = {change.path for change in commit.visible}
     return sorted((imported & set(commit.candidates)) - changed)
+
+
+def _modules(index: RepoIndex) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for entry in index.files:
+        found.setdefault(entry.module, []).append(entry.path)
+    return found
+
+
+def _imported_files(path: str, source: str, modules: dict[str, list[str]]) -> set[str]:
+    """The repository files `source` (the text of `path`) imports: `import a.b` reads a/b;
+    `from a import b` reads module a.b when there is one, else a (where b is defined); a
+    relative import resolves against `path`'s package. A bare name matches only a module of
+    that exact name, so `import typing` never names a repository's own `pkg/typing.py`."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    package = module_name(path).split(".")
+    if not path.endswith("__init__.py"):
+        package = package[:-1]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                found.update(_module_files(alias.name, modules))
+        elif isinstance(node, ast.ImportFrom):
+            base = from_base(package, node)
+            if base is None:
+                continue
+            for alias in node.names:
+                sub = f"{base}.{alias.name}" if base else alias.name
+                found.update(_module_files(sub, modules) or _module_files(base, modules))
+    found.discard(path)
+    return found
+
+
+def _module_files(name: str, modules: dict[str, list[str]]) -> list[str]:
+    """The files of module `name`; a dotted name not found whole may sit under a deeper import
+    root (`pkg.a` as `lib/pkg/a.py`)."""
+    if not name:
+        return []
+    if name in modules:
+        return modules[name]
+    if "." not in name:
+        return []
+    return sorted(
+        p for module, paths in modules.items() if module.endswith(f".{name}") for p in paths
+    )
 
 
 def _precision(commit: _Commit) -> list[_Draft]:
     primary = _primary(commit)
+    if not primary:
+        raise SyntheticError(
+            f"commit {commit.sha}: the change adds, changes or removes no Python symbol outside "
+            "the tests, so precision has no primary symbol"
+        )
     entries = _entries(commit.parent_index)
     shown = [p for p in [*_relevant(commit), *_supporting_files(commit)] if p in entries]
     shown.sort()
+    listed = {(path, symbol.name) for path in shown for symbol in entries[path].symbols}
+    created = {
+        (change.path, name)
+        for change in commit.visible
+        if change.symbols is not None
+        for name in change.symbols.added
+    }
+    unknown = [
+        f"{path}::{name}"
+        for path, names in primary.items()
+        for name in names
+        if (path, name) not in listed | created
+    ]
+    if unknown:
+        raise SyntheticError(
+            f"commit {commit.sha}: primary symbols neither listed nor created: {', '.join(unknown)}"
+        )
     used = _referenced(commit)
     supporting: _ByFile = {}
     excluded: _ByFile = {}
@@ -287,11 +423,14 @@ def _entries(index: RepoIndex) -> dict[str, FileEntry]:
 
 
 def _primary(commit: _Commit) -> _ByFile:
-    """The symbols each changed Python file outside the tests adds, changes or removes."""
+    """The symbols each changed Python file outside the tests adds, removes or changes as code
+    (a docstring-, comment- or layout-only change is cosmetic, not primary)."""
     found: _ByFile = {}
-    for change in commit.code:
+    for change in commit.visible:
         if change.symbols is not None:
-            names = {*change.symbols.added, *change.symbols.modified, *change.symbols.removed}
+            cosmetic = cosmetic_symbols(change)
+            modified = [name for name in change.symbols.modified if name not in cosmetic]
+            names = {*change.symbols.added, *modified, *change.symbols.removed}
             if names:
                 found[change.path] = sorted(names)
     return found
@@ -408,15 +547,92 @@ def _gold(commit: _Commit) -> PlannerOutput:
     return commit.gold
 
 
-def _context(commit: _Commit) -> str:
-    """The pre-commit source of every changed file outside the tests that existed."""
+_ONLY_ADDS = "(the task only adds files)"
+
+
+def _context(changes: list[FileChange], planning: bool, empty: str) -> str:
+    """The pre-commit source of each of `changes` that existed. For a plan (`planning`), a
+    documentation or changelog file is named with its length instead (a plan needs to know it
+    is there, not its text), and a Python file over `_FULL_FILE_TOKENS` is cut to its
+    module-level code, the full source of the symbols the change modifies or removes, and one
+    outline line for every other symbol (`_compact`)."""
     blocks = []
-    for change in commit.code:
-        if change.old is not None:
-            fence = "`" * max(3, _longest_backtick_run(change.old) + 1)
-            body = change.old if change.old.endswith("\n") else f"{change.old}\n"
-            blocks.append(f"### {change.path}\n{fence}\n{body}{fence}")
-    return "\n\n".join(blocks) or "(the task only adds files)"
+    for change in changes:
+        if change.old is None:
+            continue
+        lines = change.old.count("\n") + (0 if change.old.endswith("\n") else 1)
+        if planning and is_docs(change.path):
+            blocks.append(f"### {change.path}\n(documentation, {lines} lines, not shown)")
+            continue
+        text = redact_emails(change.old)
+        if (
+            planning
+            and count_tokens(text) > _FULL_FILE_TOKENS
+            and change.symbols is not None
+            and change.symbols.parse_error is None
+        ):
+            wanted = {*change.symbols.modified, *change.symbols.removed}
+            text = _compact(text, wanted)
+            blocks.append(
+                f"### {change.path} ({lines} lines: module-level code and the symbols the "
+                "change touches in full, the rest as outlines)"
+            )
+        else:
+            blocks.append(f"### {change.path}")
+        fence = "`" * max(3, _longest_backtick_run(text) + 1)
+        body = text if text.endswith("\n") else f"{text}\n"
+        blocks[-1] += f"\n{fence}\n{body}{fence}"
+    return "\n\n".join(blocks) or empty
+
+
+_FULL_FILE_TOKENS = 4000
+
+
+def _compact(source: str, wanted: set[str]) -> str:
+    """`source` with the lines outside any symbol, the symbols in `wanted` whole (a class: its
+    own lines, its members judged one by one), and for every other symbol one line: its
+    signature and how many lines are not shown."""
+    lines = source.splitlines()
+    shown: dict[int, str] = {}
+    covered: set[int] = set()
+
+    def visit(body: list[ast.stmt], prefix: str) -> None:
+        for node in body:
+            if not isinstance(node, _SymbolNode):
+                continue
+            name = prefix + node.name
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            last = node.end_lineno or node.lineno
+            covered.update(range(first, last + 1))
+            if isinstance(node, ast.ClassDef):
+                nested = {
+                    n
+                    for child in node.body
+                    if isinstance(child, _SymbolNode)
+                    for n in range(
+                        min([child.lineno, *(d.lineno for d in child.decorator_list)]),
+                        (child.end_lineno or child.lineno) + 1,
+                    )
+                }
+                own = range(first, last + 1) if name in wanted else range(first, node.lineno + 1)
+                shown.update((n, lines[n - 1]) for n in own if n not in nested)
+                visit(node.body, f"{name}.")
+            elif name in wanted:
+                shown.update((n, lines[n - 1]) for n in range(first, last + 1))
+            else:
+                head = "async def" if isinstance(node, ast.AsyncFunctionDef) else "def"
+                indent = " " * node.col_offset
+                hidden = last - first + 1
+                shown[first] = (
+                    f"{indent}{head} {node.name}({ast.unparse(node.args)}): ...  "
+                    f"# {hidden} line{'s' if hidden != 1 else ''} not shown"
+                )
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)
+        visit(ast.parse(source).body, "")
+    shown.update((n, lines[n - 1]) for n in range(1, len(lines) + 1) if n not in covered)
+    return "\n".join(shown[n] for n in sorted(shown))
 
 
 def _longest_backtick_run(text: str) -> int:
@@ -428,35 +644,61 @@ def _longest_backtick_run(text: str) -> int:
 
 
 def _execute_code(commit: _Commit) -> list[_Draft]:
-    answer = [edit.model_dump() for edit in _gold(commit).edits]
-    return [_draft("execute_code", answer, context=_context(commit), task=commit.task)]
+    edits = _gold(commit).edits
+    idle = [e.path for e in edits if not e.delete and e.search == e.replace]
+    if idle:
+        raise SyntheticError(f"commit {commit.sha}: gold edits that change nothing: {idle}")
+    personal = sorted({e.path for e in edits if EMAIL.search(e.search) or EMAIL.search(e.replace)})
+    if personal:
+        raise SyntheticError(
+            f"commit {commit.sha}: the edits to {', '.join(personal)} carry an e-mail address"
+        )
+    answer = [edit.model_dump() for edit in edits]
+    return [
+        _draft(
+            "execute_code",
+            answer,
+            context=_context(commit.code, False, _ONLY_ADDS),
+            task=commit.task,
+        )
+    ]
 
 
-def _part_header(part_id: str, title: str, depends_on: list[str]) -> dict[str, object]:
-    return {"id": part_id, "title": title, "depends_on": depends_on}
+def _part_header(part: PlanPart) -> dict[str, object]:
+    return {"id": part.id, "title": part.title, "depends_on": part.depends_on}
 
 
 def _meta_plan(commit: _Commit) -> list[_Draft]:
     plan = _gold(commit).plan
-    answer = {
-        "summary": plan.summary,
-        "parts": [_part_header(p.id, p.title, p.depends_on) for p in plan.parts],
-    }
-    return [_draft("meta_plan", answer, context=_context(commit), task=commit.task)]
+    answer = {"summary": plan.summary, "parts": [_part_header(p) for p in plan.parts]}
+    context = _context(commit.code, True, _ONLY_ADDS)
+    return [_draft("meta_plan", answer, context=context, task=commit.task)]
 
 
 def _step_plan(commit: _Commit) -> list[_Draft]:
-    context = _context(commit)
-    return [
-        _draft(
-            "step_plan",
-            {"steps": [step.model_dump() for step in part.steps]},
-            context=context,
-            task=commit.task,
-            part=_json(_part_header(part.id, part.title, part.depends_on)),
+    drafts = []
+    for part in _gold(commit).plan.parts:
+        repeated = [step.description for step in part.steps if step.description == part.title]
+        if repeated:
+            raise SyntheticError(
+                f"commit {commit.sha}: part {part.id} has a step that repeats its title "
+                f"{part.title!r}"
+            )
+        files = {step.file for step in part.steps}
+        drafts.append(
+            _draft(
+                "step_plan",
+                {"steps": [step.model_dump() for step in part.steps]},
+                context=_context(
+                    [c for c in commit.code if c.path in files],
+                    True,
+                    "(this part only adds files)",
+                ),
+                task=commit.task,
+                part=_json(_part_header(part)),
+            )
         )
-        for part in _gold(commit).plan.parts
-    ]
+    return drafts
 
 
 def _test_plan(commit: _Commit) -> list[_Draft]:
@@ -471,7 +713,7 @@ def _test_plan(commit: _Commit) -> list[_Draft]:
         "files": sorted(change.path for change in commit.tests),
         "tests": {path: names for path, names in sorted(tests.items()) if names},
     }
-    return [_draft("test_plan", answer, task=commit.task, diff=commit.diff)]
+    return [_draft("test_plan", answer, task=commit.task, diff=redact_emails(commit.diff))]
 
 
 _BUILDERS: dict[Stage, Callable[[_Commit], list[_Draft]]] = {

@@ -1,9 +1,9 @@
 """One prompt template per stage that synthetic examples are derived for.
 
 Each template is a system prompt and a user prompt with named fields. The task is always the
-natural-language description (a commit message), never code: seed 004 §6.3 finds NL-to-code pairs
-train better than code-to-code ones. `planning_dpo` has no template here: its preference pairs
-come from the plan validation harness (§6.9), not from a commit alone.
+natural-language description (the cleaned commit message), never code: seed 004 §6.3 finds
+NL-to-code pairs train better than code-to-code ones. `planning_dpo` has no template here: its
+preference pairs come from the plan validation harness (§6.9), not from a commit alone.
 """
 
 from string import Formatter
@@ -30,15 +30,17 @@ class Template(BaseModel):
 
 TEMPLATES: dict[Stage, Template] = {
     "task_analysis": Template(
-        system="You analyse a coding task for a Python repository: say in one line what it asks "
-        'and which files and symbols it concerns, as {"summary": str, "files": [path], '
+        system="You analyse a coding task for a Python repository, given its file tree: say "
+        "in one line what to change, which existing files to change, which new files to create "
+        'and which symbols it concerns, as {"summary": str, "files": [path], "create": [path], '
         f'"symbols": {{path: [symbol]}}}}. {_JSON_ONLY}',
-        user="Task:\n{task}",
+        user="Task:\n{task}\n\nRepository files:\n{tree}",
     ),
     "scope": Template(
         system="You classify a repository's files for a coding task: relevant (to be changed), "
-        "supporting (read for context) or irrelevant, as "
-        f'{{"relevant": [path], "supporting": [path], "irrelevant": [path]}}. {_JSON_ONLY}',
+        "supporting (read for context) or irrelevant, and name the new files the task creates, "
+        'as {"relevant": [path], "create": [path], "supporting": [path], "irrelevant": [path]}. '
+        f"{_JSON_ONLY}",
         user="Task:\n{task}\n\nRepository files:\n{files}",
     ),
     "precision": Template(
