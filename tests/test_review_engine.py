@@ -90,7 +90,7 @@ def item(n: int = 0, **changes) -> TrainingItem:
             Message(
                 role="user",
                 content="Files before the change:\n### src/textkit/config.py\n```\n"
-                f"{CODE_BEFORE}```\n\nTask:\nRaise ConfigError naming a missing key",
+                f"{CODE_BEFORE}```\n\nTask:\nRaise ConfigError naming a missing key ({n})",
             ),
         ],
         chosen=[Message(role="assistant", content=edits(CHOSEN_CODE))],

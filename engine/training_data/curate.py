@@ -7,8 +7,9 @@ never replace; 10-20% replay). For each stage and format:
 2. the candidates are the stage's items of that kind (within the plan's criteria) that no
    earlier dataset of the stage, base model and format holds: new data only, earlier data
    comes back through replay;
-3. rejected items are left out and flipped pairs swapped, then exact and near duplicates go
-   (also against the rows of earlier datasets), the oldest of each group kept;
+3. rejected items, their identical twins (the same content) and their near twins (at the
+   near-duplicate threshold) are left out and flipped pairs swapped, then exact and near
+   duplicates go (also against the rows of earlier datasets), the oldest of each group kept;
 4. whole tasks are split into train and eval (holdout.py), train is cut to the domain cap
    (balance.py), and rows of earlier datasets are replayed into train (replay.py);
 5. the folder is written and renamed into place, then recorded with its rows in one
@@ -49,7 +50,7 @@ from engine.training_data.dataset_manifest import (
     Split,
 )
 from engine.training_data.dataset_rows import DatasetRow
-from engine.training_data.dedup import drop_exact, drop_near
+from engine.training_data.dedup import drop_exact, drop_near, drop_near_to
 from engine.training_data.holdout import Holdout, split
 from engine.training_data.items import Kind, StoredItem
 from engine.training_data.plan_model import DataCriteria
@@ -245,12 +246,15 @@ def _select(
         for item in candidates
         if decisions.get(item.id) != "reject"
     ]
+    rejected_texts = _rejected_texts(ws.db, decisions)
+    rows, near_rejected = drop_near_to(rows, rejected_texts, config.near_duplicate_threshold)
     rows, exact = drop_exact(rows, (row.digest for row in old_rows))
     rows, near = drop_near(rows, [row.text for row in old_rows], config.near_duplicate_threshold)
     holdout = split(rows, config.eval_share, config.eval_repos, _earlier_eval_tasks(ws.db, stage))
     seed = f"{config.seed}:{stage}:{kind}"
     train, dropped = balance(holdout.train, config.max_domain_share, seed)
     pool = _replay_pool(earlier, rows, holdout, config.eval_repos, decisions)
+    pool, _ = drop_near_to(pool, rejected_texts, config.near_duplicate_threshold)
     replayed = pick_replay(
         pool, train, config.replay_share, config.max_domain_share, f"{seed}:replay"
     )
@@ -270,7 +274,8 @@ def _select(
         )
     counts = Counts(
         candidates=len(candidates),
-        excluded_by_review=sum(decisions.get(item.id) == "reject" for item in candidates),
+        excluded_by_review=sum(decisions.get(item.id) == "reject" for item in candidates)
+        + near_rejected,
         flipped_by_review=sum(decisions.get(item.id) == "flip" for item in candidates),
         exact_duplicates=exact,
         near_duplicates=near,
@@ -378,6 +383,17 @@ def _nothing_new(target: _Target, earlier_ids: Sequence[str]) -> str:
     return what + ": derive or import more training data first"
 
 
+def _rejected_texts(db: sqlite_utils.Database, decisions: dict[int, Decision]) -> list[str]:
+    """The texts of the rejected items (and their identical twins): a candidate near one of
+    them is rejected content too, and never curated."""
+    rejected = [example_id for example_id, decision in decisions.items() if decision == "reject"]
+    rows = db.query(
+        "SELECT * FROM examples WHERE id IN (SELECT value FROM json_each(?))",
+        [json.dumps(rejected)],
+    )
+    return [DatasetRow.new(item_from_row(row), False).text for row in rows]
+
+
 def _earlier_eval_tasks(db: sqlite_utils.Database, stage: Stage) -> set[str]:
     return {
         row[0]
@@ -399,7 +415,8 @@ def _replay_pool(
 ) -> list[DatasetRow]:
     """Train rows of earlier datasets that may train again: not an exact duplicate of a new or
     another pooled row, not on the eval side now, and not contradicted by the newest review
-    (rejected since, or flipped the other way)."""
+    (its content rejected since, or flipped the other way); the caller also drops the near
+    twins of rejected items."""
     seen = {row.digest for row in new_rows}
     pool = []
     for rows in earlier_rows:

@@ -9,6 +9,7 @@ rate is within the configured limit, and no earlier dataset of the stage (and fo
 round.
 """
 
+import json
 import random
 from collections import defaultdict
 from typing import Literal, get_args
@@ -78,15 +79,12 @@ def check_stage(stage: str) -> Stage:
 
 
 def draw_sample(ws: Workspace, stage: str, n: int, seed: int, operator: str | None = None) -> int:
-    """Draw round of up to `n` unreviewed items of `stage`; returns the round's id."""
+    """Draw a round of up to `n` unreviewed items of `stage`; returns the round's id. An item
+    whose content a round already drew is not drawn, nor two items of one content."""
     stage = check_stage(stage)
     if n < 1:
         raise ReviewError(f"a sample needs at least one item, not {n}")
-    rows = ws.db.execute(
-        "SELECT id, source, repo FROM examples WHERE stage = ? AND id NOT IN "
-        "(SELECT example_id FROM review_items) ORDER BY id",
-        [stage],
-    ).fetchall()
+    rows = _drawable(ws.db, stage)
     if not rows:
         raise ReviewError(
             f"no unreviewed examples or pairs of stage {stage}: derive training data first "
@@ -118,6 +116,39 @@ def draw_sample(ws: Workspace, stage: str, n: int, seed: int, operator: str | No
         raise
     ws.db.execute("COMMIT")
     return round_id
+
+
+_REVIEWED_CONTENT = (
+    "SELECT e.content_hash FROM review_items i JOIN examples e ON e.id = i.example_id "
+    "WHERE e.stage = ?"
+)
+
+
+def _drawable(db: sqlite_utils.Database, stage: Stage) -> list[tuple[int, str, str]]:
+    """(id, source, repo) of each content of `stage` that no round has drawn: the oldest item
+    of each content hash, none whose identical twin was drawn (its decision is the twin's)."""
+    return db.execute(
+        "SELECT MIN(id), source, repo FROM examples WHERE stage = ? AND content_hash NOT IN "
+        f"({_REVIEWED_CONTENT}) GROUP BY content_hash ORDER BY MIN(id)",
+        [stage, stage],
+    ).fetchall()
+
+
+def unreviewed_counts(db: sqlite_utils.Database) -> dict[str, int]:
+    """Per stage, how many contents a new round could draw (see `_drawable`); read from the
+    (stage, content_hash) index, not the items."""
+    distinct = dict(
+        db.execute(
+            "SELECT stage, COUNT(DISTINCT content_hash) FROM examples GROUP BY stage"
+        ).fetchall()
+    )
+    reviewed = dict(
+        db.execute(
+            "SELECT e.stage, COUNT(DISTINCT e.content_hash) FROM review_items i "
+            "JOIN examples e ON e.id = i.example_id GROUP BY e.stage"
+        ).fetchall()
+    )
+    return {stage: count - reviewed.get(stage, 0) for stage, count in distinct.items()}
 
 
 def _allocate(sizes: dict[tuple[str, str], int], n: int) -> dict[tuple[str, str], int]:
@@ -273,12 +304,26 @@ def _blocked(stage: Stage, round_id: int | None, reason: str) -> Gate:
 
 
 def verdicts(db: sqlite_utils.Database, stage: Stage) -> dict[int, Decision]:
-    """The newest decision on each reviewed item of `stage` (skips left out)."""
+    """The decision on each item of `stage` whose content was decided (skips left out).
+
+    A decision follows the content: it applies to the reviewed item and to every identical
+    twin (the same content hash: the same commit from another package, the same logged call
+    imported twice). When twins were decided differently a reject wins (a rejected content is
+    never curated), else the newest decision."""
     rows = db.execute(
-        "SELECT i.example_id, i.decision FROM review_items i "
-        "JOIN review_rounds r ON r.id = i.round_id "
+        "SELECT e.content_hash, i.decision FROM review_items i "
+        "JOIN review_rounds r ON r.id = i.round_id JOIN examples e ON e.id = i.example_id "
         "WHERE r.stage = ? AND i.decision IN ('accept', 'reject', 'flip') "
         "ORDER BY i.decided_at, i.round_id",
         [stage],
     ).fetchall()
-    return {example_id: decision for example_id, decision in rows}
+    by_content: dict[str, Decision] = {}
+    for content, decision in rows:
+        if by_content.get(content) != "reject":
+            by_content[content] = decision
+    twins = db.execute(
+        "SELECT id, content_hash FROM examples WHERE stage = ? AND content_hash IN "
+        "(SELECT value FROM json_each(?))",
+        [stage, json.dumps(list(by_content))],
+    ).fetchall()
+    return {example_id: by_content[content] for example_id, content in twins}
