@@ -18,6 +18,7 @@ from engine.harness.task_validation import RUNS_DIR, task_name, validate_task
 from engine.ingest import approve_package
 from engine.manifest import MANIFEST_FILE, parse_manifest
 from engine.training_data.derive import build_training_data
+from engine.training_data.review import draw_sample
 from engine.workspace import Workspace
 
 PYPROJECT = """\
@@ -183,7 +184,8 @@ def test_the_cli_says_where_a_reused_validation_came_from(twice):
 
 def test_a_commit_in_two_packages_is_derived_once(twice, tmp_path):
     """`cra data build` over both packages derives each commit once, under `repo:sha`; the
-    slice reports its commits as already derived, and no two items share stage and content."""
+    slice reports its commits as already derived, no two items share stage and content, and a
+    round of scope draws each commit once."""
     root, full, since = twice
     ws = _copy(root, tmp_path)
     reports = {report.digest: report for report in build_training_data(ws).packages}
@@ -199,6 +201,13 @@ def test_a_commit_in_two_packages_is_derived_once(twice, tmp_path):
         "HAVING COUNT(*) > 1)"
     ).fetchone()[0]
     assert twins == 0
+    round_id = draw_sample(ws, "scope", 15, seed=1)
+    drawn = ws.db.execute(
+        "SELECT e.task_key FROM review_items i JOIN examples e ON e.id = i.example_id "
+        "WHERE i.round_id = ?",
+        [round_id],
+    ).fetchall()
+    assert sorted(key for (key,) in drawn) == sorted(keys)
     again = {report.digest: report for report in build_training_data(ws).packages}
     assert (again[full].tasks_already_derived, again[since].tasks_already_derived) == (3, 2)
     assert again[full].examples_added == again[since].examples_added == 0
