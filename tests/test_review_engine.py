@@ -347,7 +347,7 @@ def test_the_gate_says_why_a_stage_may_not_be_curated(workspace):
     assert gate.reason == (
         "round 1 of execute_code: 5 of 10 rejected (50%): with 90% confidence the stage's "
         "reject rate is at least 27%, above the limit of 20% ([training_data] "
-        "review_max_reject_rate); fix what produced the rejects (they stay out of curation), "
+        "review_max_reject_rate); fix what produced the rejects (they stay out of curation); "
         "then draw a new sample of at least 10 from its 10 unreviewed items "
         "(`cra review sample --stage execute_code`)"
     )

@@ -297,7 +297,7 @@ def review_gate(ws: Workspace, stage: str, format: Kind | None = None) -> Gate:
             f"{where}: {latest.rejected} of {latest.decided} rejected ({latest.reject_rate:.0%}): "
             f"with {confidence:.0%} confidence the stage's reject rate is at least {bound:.0%}, "
             f"above the limit of {limit:.0%} ([training_data] review_max_reject_rate); "
-            "fix what produced the rejects (they stay out of curation), then "
+            "fix what produced the rejects (they stay out of curation); then "
             + _next_round(ws.db, stage, minimum),
         )
     used = ws.db.execute(
