@@ -72,12 +72,19 @@ class TrainingDataConfig(_Section):
     is a planning failure (a planning_dpo pair); at least `coding_alignment_min`, the plan was
     sound and the code failed (an execute_code pair); in between, the pair would be mislabelled
     either way and is not made (seed 004 §6.9).
+
+    A review round gives a verdict once at least `review_min_sample` of its items are decided
+    (the seed's 10-20 items, §7.2, §9.3); it blocks the stage when its rejects show, at
+    `review_confidence`, a reject rate above `review_max_reject_rate` (a one-sided
+    Clopper-Pearson lower bound; `engine/training_data/reject_bound.py`).
     """
 
     planning_alignment_max: float = Field(default=0.5, ge=0, le=1)
     coding_alignment_min: float = Field(default=0.8, ge=0, le=1)
     review_sample_size: int = Field(default=15, ge=1, le=500)
     review_max_reject_rate: float = Field(default=0.2, ge=0, le=1)
+    review_min_sample: int = Field(default=10, ge=1, le=500)
+    review_confidence: float = Field(default=0.9, gt=0, lt=1)
     plan_min_samples: int = Field(default=10, ge=1)
 
     @model_validator(mode="after")
@@ -86,6 +93,12 @@ class TrainingDataConfig(_Section):
             raise ValueError(
                 f"planning_alignment_max ({self.planning_alignment_max}) must be below "
                 f"coding_alignment_min ({self.coding_alignment_min})"
+            )
+        if self.review_sample_size < self.review_min_sample:
+            raise ValueError(
+                f"review_sample_size ({self.review_sample_size}) must be at least "
+                f"review_min_sample ({self.review_min_sample}): a smaller round never gets a "
+                "verdict"
             )
         return self
 

@@ -550,6 +550,45 @@ def _m009_base_tune(db: sqlite_utils.Database) -> None:
         _append_only(db, table)
 
 
+def _m010_task_identity(db: sqlite_utils.Database) -> None:
+    """A task is its repository (the manifest's name) and commit, whatever package brought it.
+
+    `tasks.validated_in` names the package whose sandbox run a reused gold validation is (NULL:
+    the row's own run). `derivations` is keyed by repo and sha (the oldest of two packages'
+    derivations of one commit stays). Stored items get the `repo:sha` key; an item whose
+    rewritten key would make it an exact duplicate of another (the same commit derived from two
+    packages) keeps its old key: curation drops it as an exact duplicate of its twin, and review
+    carries decisions over by content.
+    """
+    db["tasks"].add_column("validated_in", str)
+    db["derivations_by_repo"].create(
+        {
+            "repo": str,
+            "sha": str,
+            "package_digest": str,
+            "derived_at": str,
+            "examples": int,
+            "pairs": int,
+            "skipped_json": str,
+        },
+        pk=("repo", "sha"),
+        not_null={"package_digest", "derived_at"},
+    )
+    db.execute(
+        "INSERT OR IGNORE INTO derivations_by_repo (repo, sha, package_digest, derived_at, "
+        "examples, pairs, skipped_json) SELECT p.name, d.sha, d.package_digest, d.derived_at, "
+        "d.examples, d.pairs, d.skipped_json FROM derivations d "
+        "JOIN packages p ON p.digest = d.package_digest ORDER BY d.derived_at, d.rowid"
+    )
+    db.execute("DROP TABLE derivations")
+    db.execute("ALTER TABLE derivations_by_repo RENAME TO derivations")
+    db.execute(
+        "UPDATE OR IGNORE examples SET task_key = repo || ':' || sha "
+        "WHERE source IN ('synthetic', 'harness') AND sha IS NOT NULL"
+    )
+    db["examples"].create_index(["stage", "content_hash"])
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "ingest: packages, package files, decisions", _m001_ingest),
     (2, "harness: validated tasks", _m002_tasks),
@@ -564,6 +603,11 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (7, "adapters: append-only activation records", _m007_activations),
     (8, "evaluation: eval runs, gate decisions, activation intents", _m008_evaluation),
     (9, "base fine-tune: exports, item evidence, adapter parents", _m009_base_tune),
+    (
+        10,
+        "one task per commit: reused validations, derivations and task keys by repo",
+        _m010_task_identity,
+    ),
 ]
 
 

@@ -467,6 +467,12 @@ class ReviewScreen(PaneScreen):
             f"Draw {min(n, count.unreviewed)} of the {count.unreviewed:,} unreviewed items of "
             f"{stage}, stratified by source and repo ([training_data] review_sample_size)."
         )
+        minimum = self._ws.config.training_data.review_min_sample
+        if min(n, count.unreviewed) < minimum:
+            body += (
+                f"\n\nA round of fewer than {minimum} items gets no verdict ([training_data] "
+                f"review_min_sample): to curate {stage}, derive more data first."
+            )
         latest = status.latest
         if latest is not None and latest.undecided:
             body += (

@@ -115,7 +115,9 @@ def _review(
 
 
 def _ids(ws: Workspace, stage: str = "scope") -> list[int]:
-    return [r[0] for r in ws.db.execute("SELECT id FROM examples WHERE stage = ?", [stage])]
+    return [
+        r[0] for r in ws.db.execute("SELECT id FROM examples WHERE stage = ? ORDER BY id", [stage])
+    ]
 
 
 def _one(report: CurateReport) -> CuratedDataset:

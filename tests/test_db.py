@@ -4,6 +4,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlite_utils
 
 from engine.db import APPLICATION_ID, MIGRATIONS, open_db, schema_version
 from engine.errors import WorkspaceError
@@ -123,3 +124,94 @@ def test_read_only_open_writes_nothing(tmp_path: Path):
     assert "packages" in db.table_names()
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         db.execute("DELETE FROM packages")
+
+
+def _at_version(path: Path, version: int) -> sqlite_utils.Database:
+    """A database made by the migrations up to `version`, as an older console left it."""
+    db = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
+    db.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
+        "applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')))"
+    )
+    for number, description, apply in MIGRATIONS:
+        if number <= version:
+            apply(db)
+            db.execute("INSERT INTO schema_migrations VALUES (?, ?, 'then')", [number, description])
+    return db
+
+
+def _example(task_key: str, digest: str, sha: str, content: str) -> dict:
+    return {
+        "stage": "scope",
+        "base_model": "coder",
+        "kind": "sft",
+        "source": "synthetic",
+        "origin": "commit",
+        "repo": "textkit",
+        "domain": "text",
+        "task_key": task_key,
+        "task_date": "2024-03-04T10:00:00Z",
+        "package_digest": digest,
+        "sha": sha,
+        "prompt_json": "[]",
+        "chosen_json": "[]",
+        "content_hash": content,
+        "created_at": "2024-03-05T10:00:00Z",
+    }
+
+
+def test_migration_9_keys_tasks_by_repo_and_commit(tmp_path: Path):
+    """A database where one commit came in two packages (derived twice under `digest:sha`):
+    its derivations become one row per repo and sha (the older stays), items get `repo:sha`
+    keys, and the one twin whose new key would duplicate another item keeps its old key."""
+    path = tmp_path / "cra.sqlite"
+    old = _at_version(path, 8)
+    for digest, name in (("d1", "textkit"), ("d2", "textkit"), ("d3", "other")):
+        old["packages"].insert(
+            {
+                "name": name,
+                "digest": digest,
+                "corpus_path": f"corpus/{digest}",
+                "approved_by": "op",
+                "approved_at": "2024-03-01T00:00:00Z",
+            }
+        )
+    for digest, when in (("d2", "2024-03-06T00:00:00Z"), ("d1", "2024-03-05T00:00:00Z")):
+        old["derivations"].insert(
+            {
+                "package_digest": digest,
+                "sha": "s1",
+                "derived_at": when,
+                "examples": 1,
+                "pairs": 0,
+                "skipped_json": "[]",
+            }
+        )
+    old["derivations"].insert(
+        {"package_digest": "d3", "sha": "s1", "derived_at": "2024-03-07T00:00:00Z"}
+    )
+    old["examples"].insert_all(
+        [
+            _example("d1:s1", "d1", "s1", "same"),
+            _example("d2:s1", "d2", "s1", "same"),
+            _example("d2:s1", "d2", "s1", "other"),
+            {**_example("logged:7", None, None, "same"), "source": "logged", "repo": "r"},
+        ]
+    )
+    old.conn.close()
+
+    db = open_db(path)
+    assert schema_version(db) == MIGRATIONS[-1][0]
+    assert db.execute(
+        "SELECT repo, sha, package_digest, derived_at FROM derivations ORDER BY repo"
+    ).fetchall() == [
+        ("other", "s1", "d3", "2024-03-07T00:00:00Z"),
+        ("textkit", "s1", "d1", "2024-03-05T00:00:00Z"),
+    ]
+    assert db.execute("SELECT task_key FROM examples ORDER BY id").fetchall() == [
+        ("textkit:s1",),
+        ("d2:s1",),
+        ("textkit:s1",),
+        ("logged:7",),
+    ]
+    assert "validated_in" in db["tasks"].columns_dict

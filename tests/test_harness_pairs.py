@@ -183,7 +183,7 @@ def test_a_misaligned_failed_plan_is_a_planning_pair(harness: Harness):
         "2024-03-04T10:00:00Z",
     )
     assert (item.task_key, item.package_digest) == (
-        f"{package.digest}:{harness.sha}",
+        f"textkit:{harness.sha}",
         package.digest,
     )
 

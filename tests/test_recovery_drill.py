@@ -88,6 +88,7 @@ def _workspace(tmp_path: Path, valid_package: Path, vllm_url: str) -> Workspace:
         "[harness]\nflaky_runs = 1\ntest_timeout_s = 60\n"
         f"[harness.command]\nargv = {json.dumps([sys.executable, str(planner)])}\n"
         "[curation]\nmax_domain_share = 1.0\neval_share = 0.25\n"
+        "[training_data]\nreview_min_sample = 1\n"  # the demo package's rounds are small
         '[training.base_models]\nreasoning = "models/tiny"\n'
         f'[serving]\nbase_url = "{vllm_url}"\ntimeout_s = 5\n'
         '[serving.bases]\nreasoning = "models/tiny"\n',

@@ -90,7 +90,7 @@ def item(n: int = 0, **changes) -> TrainingItem:
             Message(
                 role="user",
                 content="Files before the change:\n### src/textkit/config.py\n```\n"
-                f"{CODE_BEFORE}```\n\nTask:\nRaise ConfigError naming a missing key",
+                f"{CODE_BEFORE}```\n\nTask:\nRaise ConfigError naming a missing key ({n})",
             ),
         ],
         chosen=[Message(role="assistant", content=edits(CHOSEN_CODE))],
@@ -318,29 +318,41 @@ def _dataset(ws: Workspace, round_id: int) -> None:
 
 
 def test_the_gate_says_why_a_stage_may_not_be_curated(workspace):
-    add_items(workspace.db, [item(n) for n in range(10)])
+    add_items(workspace.db, [item(n) for n in range(20)])
     gate = review_gate(workspace, "execute_code")
     assert not gate.ok and gate.round_id is None
     assert "no spot-check sample of execute_code has been drawn" in gate.reason
-    round_id = draw_sample(workspace, "execute_code", 5, seed=1)
+    round_id = draw_sample(workspace, "execute_code", 10, seed=1)
     decide(workspace, round_id, 1, "accept")
     decide(workspace, round_id, 2, "skip")
     gate = review_gate(workspace, "execute_code")
     assert not gate.ok and gate.round_id == round_id
     assert gate.reason == (
-        "round 1 of execute_code: 1 of 5 items reviewed, 1 skipped; decide the rest before curating"
+        "round 1 of execute_code: 1 of 10 items reviewed, 1 skipped; decide the rest before "
+        "curating"
     )
-    for position in (2, 3, 4):
+    for position in range(2, 7):
         decide(workspace, round_id, position, "accept")
-    decide(workspace, round_id, 5, "reject")
+    for position in range(7, 11):
+        decide(workspace, round_id, position, "reject")
     gate = review_gate(workspace, "execute_code")
-    assert gate.ok, "a reject rate at the limit (20 %) passes; only above it blocks"
-    decide(workspace, round_id, 4, "reject")
+    assert gate.ok, "4 of 10 do not show with 90 % confidence a rate above 20 %"
+    assert gate.reason == (
+        "round 1 of execute_code: 10 reviewed, 4 rejected (5 rejects of 10 would block at the "
+        "20% limit)"
+    )
+    decide(workspace, round_id, 6, "reject")
     gate = review_gate(workspace, "execute_code")
-    assert not gate.ok and "2 of 5 rejected (40%), above the limit of 20%" in gate.reason
-    decide(workspace, round_id, 4, "flip")
-    gate = review_gate(workspace, "execute_code")
-    assert gate.ok and gate.reason == "round 1 of execute_code: 5 reviewed, 1 rejected"
+    assert not gate.ok
+    assert gate.reason == (
+        "round 1 of execute_code: 5 of 10 rejected (50%): with 90% confidence the stage's "
+        "reject rate is at least 27%, above the limit of 20% ([training_data] "
+        "review_max_reject_rate); fix what produced the rejects (they stay out of curation); "
+        "then draw a new sample of at least 10 from its 10 unreviewed items "
+        "(`cra review sample --stage execute_code`)"
+    )
+    decide(workspace, round_id, 6, "flip")
+    assert review_gate(workspace, "execute_code").ok
     _dataset(workspace, round_id)
     gate = review_gate(workspace, "execute_code")
     assert not gate.ok
@@ -429,7 +441,9 @@ def test_cli_samples_decides_and_shows_a_round(workspace):
 
 
 def test_cli_sample_size_comes_from_the_config(workspace):
-    workspace.config_path.write_text("[training_data]\nreview_sample_size = 3\n")
+    workspace.config_path.write_text(
+        "[training_data]\nreview_sample_size = 3\nreview_min_sample = 3\n"
+    )
     add_items(workspace.db, [item(n) for n in range(10)])
     code, out = run(workspace, "sample", "--stage", "execute_code")
     assert code == 0 and "3 items drawn with seed" in out

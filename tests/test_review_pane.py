@@ -33,7 +33,8 @@ SIZE = (120, 40)
 def console_workspace(root: Path, sample_size: int = 15) -> Workspace:
     root.mkdir()
     (root / "cra.toml").write_text(
-        f"[usb]\nmount_roots = []\n\n[training_data]\nreview_sample_size = {sample_size}\n",
+        f"[usb]\nmount_roots = []\n\n[training_data]\nreview_sample_size = {sample_size}\n"
+        f"review_min_sample = {min(sample_size, 10)}\n",
         encoding="utf-8",
     )
     return Workspace.open(root)
@@ -129,15 +130,15 @@ async def test_keys_pressed_faster_than_writes_are_applied_in_order(ws):
     app = CraApp(ws, [])
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_pane(pilot)
-        await pilot.press("a", "r", "a", "f", "r")
+        await pilot.press("r", "r", "a", "f", "r")
         await until(pilot, lambda: screen.settled, "the writes")
-        assert decisions(ws, round_id) == ["accept", "reject", "accept", "flip", "reject"]
+        assert decisions(ws, round_id) == ["reject", "reject", "accept", "flip", "reject"]
         assert (
             f"Every item of round {round_id} is decided.",
             "information",
         ) in notifications(app)
         assert "Gate ✗ blocked" in text_of(screen, "#gate")
-        assert "2 of 5 rejected (40%), above the limit" in text_of(screen, "#gate")
+        assert "3 of 5 rejected (60%): with 90% confidence" in text_of(screen, "#gate")
 
 
 async def test_a_note_is_written_in_a_modal_and_saved(ws):
@@ -232,6 +233,7 @@ async def test_drawing_a_sample_asks_first(ws, monkeypatch):
         await pilot.press("d")
         body = str(app.screen.query_one(".dialog-body", Static).content)
         assert "Draw 2 of the 2 unreviewed items of scope" in body
+        assert "A round of fewer than 3 items gets no verdict" in body
         assert "Round 1 still has 1 undecided items" in body
         await pilot.press("y")
         await until(pilot, lambda: screen.round.round_id == 2 and screen.settled, "round 2")

@@ -67,6 +67,17 @@ def test_review_sft_example(snap_compare, tmp_path):
     assert snap_compare(CraApp(ws, []), terminal_size=SIZE, run_before=_settled)
 
 
+def test_review_small_stage_gate(snap_compare, tmp_path):
+    """A stage of four items, all decided, one rejected: the gate asks for more items."""
+    ws = console_workspace(tmp_path / "workspace")
+    add_items(ws.db, [sft(n) for n in range(4)])
+    round_id = draw_sample(ws, "scope", 15, seed=2)
+    for position in range(1, 5):
+        decide(ws, round_id, position, "reject" if position == 1 else "accept")
+    fixed_times(ws)
+    assert snap_compare(CraApp(ws, []), terminal_size=SIZE, run_before=_settled)
+
+
 def test_review_empty_stage(snap_compare, tmp_path):
     ws = console_workspace(tmp_path / "workspace")
     assert snap_compare(CraApp(ws, []), terminal_size=SIZE, run_before=_settled)

@@ -150,7 +150,7 @@ def test_usable_tasks_become_examples_and_pairs_with_their_lineage(ws, validated
             digest,
             shas[FOLD],
         )
-        assert (item.task_key, item.task_date) == (f"{digest}:{shas[FOLD]}", "2024-03-04T10:00:00Z")
+        assert (item.task_key, item.task_date) == (f"textkit:{shas[FOLD]}", "2024-03-04T10:00:00Z")
         assert [m.role for m in item.prompt] == ["system", "user"]
         assert FOLD in item.prompt[1].content
     [pair] = [i for i in fold if i.kind == "preference"]

@@ -84,9 +84,10 @@ def _task_lock(ws: Workspace, task: str) -> Iterator[None]:
         yield
 
 
-def validated_task(ws: Workspace, package_digest: str, sha: str, task: str) -> dict[str, Any]:
-    """The task's gold validation record, validating it now if no worker has yet."""
-    with _task_lock(ws, task):
+def validated_task(ws: Workspace, package_digest: str, sha: str) -> dict[str, Any]:
+    """The task's gold validation record, validating it now if no worker has yet. The lock is
+    the commit's, so workers on two packages that share it validate it once."""
+    with _task_lock(ws, f"commit-{sha}"):
         where = "package_digest = ? AND sha = ?"
         rows = list(ws.db["tasks"].rows_where(where, [package_digest, sha]))
         if not rows:
@@ -198,7 +199,7 @@ def _attempt(
     propose: Proposer,
 ) -> AttemptRecord:
     on_stage("gold")
-    task_row = validated_task(ws, attempt["package_digest"], attempt["sha"], attempt["task"])
+    task_row = validated_task(ws, attempt["package_digest"], attempt["sha"])
     if task_row["status"] != "usable":
         return run.record("unusable", task_row["reason"])
     package = load_package(ws, attempt["package_digest"])

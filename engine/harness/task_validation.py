@@ -14,6 +14,11 @@ the commit adds cannot even be collected at the parent). PASS_TO_PASS: passing i
 whose outcome differs between runs of one side is flaky and excluded from both. A commit with no
 FAIL_TO_PASS is recorded as unusable, with the reason. Artifacts go to
 `runs/<task>/gold/`: the commit's patch, each run's output and JUnit XML, and `report.json`.
+
+A task is its repository and commit, not its package: a commit that another package of the same
+repository (the manifest's name) already validated in its own sandbox run reuses that result
+(status, tests, reason and report), its row naming the package in `validated_in`; the sandbox is
+not run again. Validating that package again carries its new result to the rows that reuse it.
 """
 
 import json
@@ -22,7 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 import uv
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from engine.corpus import remove_tree
 from engine.gitsafe import run_git
@@ -73,6 +78,9 @@ class TaskValidation(BaseModel):
     runs: list[SideRun]
     env_key: str
     artifacts: Path
+    validated_in: str | None = Field(
+        default=None, description="the package whose sandbox run this is, when another's"
+    )
 
 
 def task_name(package_digest: str, sha: str) -> str:
@@ -269,7 +277,12 @@ def _classify(
     return [], p2p, sorted(flaky), why
 
 
+_RESULT = ("status", "reason", "fail_to_pass", "pass_to_pass", "flaky", "report_path")
+
+
 def _record(ws: Workspace, report: TaskValidation, report_path: Path) -> None:
+    """Upsert the task's row; an own run also updates the rows of other packages that reuse
+    this package's validation of the commit."""
     row = {
         "package_digest": report.package_digest,
         "sha": report.sha,
@@ -282,15 +295,71 @@ def _record(ws: Workspace, report: TaskValidation, report_path: Path) -> None:
         "flaky": json.dumps(report.flaky),
         "validated_at": utc_now(),
         "report_path": report_path.relative_to(ws.root).as_posix(),
+        "validated_in": report.validated_in,
     }
     with ws.db.conn:
         ws.db["tasks"].upsert(row, pk=("package_digest", "sha"))
+        if report.validated_in is None:
+            ws.db.execute(
+                f"UPDATE tasks SET {', '.join(f'{name} = ?' for name in _RESULT)}, "
+                "validated_at = ? WHERE validated_in = ? AND sha = ?",
+                [
+                    *(row[name] for name in _RESULT),
+                    row["validated_at"],
+                    report.package_digest,
+                    report.sha,
+                ],
+            )
+
+
+def _validated_elsewhere(
+    ws: Workspace, package: CorpusPackage, sha: str
+) -> tuple[str, Path] | None:
+    """The package and report of the newest own sandbox run of commit `sha` in another package
+    of the same repository, or None."""
+    row = ws.db.execute(
+        "SELECT t.package_digest, t.report_path FROM tasks t "
+        "JOIN packages p ON p.digest = t.package_digest "
+        "WHERE p.name = ? AND t.sha = ? AND t.package_digest != ? AND t.validated_in IS NULL "
+        "ORDER BY t.validated_at DESC, t.id DESC LIMIT 1",
+        [package.manifest.name, sha, package.digest],
+    ).fetchone()
+    return None if row is None else (row[0], ws.root / row[1])
+
+
+def _reuse(
+    ws: Workspace, package: CorpusPackage, sha: str, source: str, path: Path
+) -> TaskValidation:
+    """Record package `source`'s gold validation of `sha` (its report at `path`) as this
+    package's, without running anything."""
+    try:
+        earlier = TaskValidation.model_validate_json(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise HarnessError(
+            f"commit {sha} of {package.manifest.name} was validated in package {source[:12]}, "
+            f"but its report {path} cannot be read ({exc}); run `cra harness validate "
+            f"{source[:12]} --commit {sha}` again"
+        ) from exc
+    report = earlier.model_copy(
+        update={
+            "task": task_name(package.digest, sha),
+            "package_digest": package.digest,
+            "validated_in": source,
+        }
+    )
+    _record(ws, report, path)
+    return report
 
 
 def validate_task(ws: Workspace, package_digest: str, sha: str) -> TaskValidation:
-    """Validate commit `sha` of the approved package `package_digest`; record and return it."""
+    """Validate commit `sha` of the approved package `package_digest`; record and return it.
+
+    When another package of the same repository validated the commit in its own sandbox run,
+    that result is reused (see the module doc)."""
     package = load_package(ws, package_digest)
     commit = find_commit(package, sha)
+    if earlier := _validated_elsewhere(ws, package, sha):
+        return _reuse(ws, package, sha, *earlier)
     env = ensure_env(ws, package)
     task = task_name(package_digest, sha)
     out = ws.root / RUNS_DIR / task / "gold"

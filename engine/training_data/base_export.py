@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.errors import CraError
 from engine.timestamps import utc_now
 from engine.training_data.audit import screen_candidates
-from engine.training_data.curate import reviewed_rows
+from engine.training_data.curate import rejected_texts, reviewed_rows
 from engine.training_data.curation_errors import CurationRefused
 from engine.training_data.dataset_files import (
     file_record,
@@ -234,8 +234,12 @@ def _stage_rows(
         degenerate = screen_candidates(stage, kept, ws.config.curation.max_degenerate_rate)
     except CurationRefused as exc:
         raise BaseExportError(f"{stage} cannot be exported: {exc}") from exc
-    rows, exact, near = reviewed_rows(
-        [item for item in candidates if item.id not in degenerate], decisions, [], near_threshold
+    rows, exact, near, near_rejected = reviewed_rows(
+        [item for item in candidates if item.id not in degenerate],
+        decisions,
+        rejected_texts(ws.db, decisions),
+        [],
+        near_threshold,
     )
     summary = round_summary(ws.db, gate.round_id)
     counts = StageExport(
@@ -243,7 +247,8 @@ def _stage_rows(
         reviewed=summary.decided,
         rejected=summary.rejected,
         candidates=len(candidates),
-        excluded_by_review=sum(decisions.get(item.id) == "reject" for item in candidates),
+        excluded_by_review=sum(decisions.get(item.id) == "reject" for item in candidates)
+        + near_rejected,
         degenerate=len(degenerate),
         exact_duplicates=exact,
         near_duplicates=near,

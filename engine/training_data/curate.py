@@ -7,8 +7,9 @@ never replace; 10-20% replay). For each stage and format:
 2. the candidates are the stage's items of that kind (within the plan's criteria) that no
    earlier dataset of the stage, base model and format holds: new data only, earlier data
    comes back through replay;
-3. rejected items are left out and flipped pairs swapped; items that break their stage's
-   contract (`contracts.py`) are left out too, and the stage is refused when more than
+3. rejected items, their identical twins (the same content) and their near twins (at the
+   near-duplicate threshold) are left out and flipped pairs swapped; items that break their
+   stage's contract (`contracts.py`) are left out too, and the stage is refused when more than
    `max_degenerate_rate` of the candidates the review kept do (audit.py); then exact and near
    duplicates go (also against the rows of earlier datasets), the oldest of each group kept;
 4. whole tasks are split into train and eval (holdout.py), train is cut to the domain cap
@@ -54,7 +55,7 @@ from engine.training_data.dataset_manifest import (
     Split,
 )
 from engine.training_data.dataset_rows import DatasetRow
-from engine.training_data.dedup import drop_exact, drop_near
+from engine.training_data.dedup import drop_exact, drop_near, drop_near_to
 from engine.training_data.holdout import Holdout, split
 from engine.training_data.items import Kind, StoredItem
 from engine.training_data.plan_model import DataCriteria
@@ -256,9 +257,11 @@ def _select(
     decisions = verdicts(ws.db, stage)
     kept = [item for item in candidates if decisions.get(item.id) != "reject"]
     degenerate = screen_candidates(stage, kept, config.max_degenerate_rate)
-    rows, exact, near = reviewed_rows(
+    rejected = rejected_texts(ws.db, decisions)
+    rows, exact, near, near_rejected = reviewed_rows(
         [item for item in candidates if item.id not in degenerate],
         decisions,
+        rejected,
         old_rows,
         config.near_duplicate_threshold,
     )
@@ -266,6 +269,7 @@ def _select(
     seed = f"{config.seed}:{stage}:{kind}"
     train, dropped = balance(holdout.train, config.max_domain_share, seed)
     pool = _replay_pool(earlier, rows, holdout, config.eval_repos, decisions)
+    pool, _ = drop_near_to(pool, rejected, config.near_duplicate_threshold)
     replayed = pick_replay(
         pool, train, config.replay_share, config.max_domain_share, f"{seed}:replay"
     )
@@ -287,7 +291,8 @@ def _select(
         )
     counts = Counts(
         candidates=len(candidates),
-        excluded_by_review=sum(decisions.get(item.id) == "reject" for item in candidates),
+        excluded_by_review=sum(decisions.get(item.id) == "reject" for item in candidates)
+        + near_rejected,
         flipped_by_review=sum(decisions.get(item.id) == "flip" for item in candidates),
         degenerate=len(degenerate),
         exact_duplicates=exact,
@@ -303,20 +308,23 @@ def _select(
 def reviewed_rows(
     candidates: Sequence[StoredItem],
     decisions: dict[int, Decision],
+    rejected_texts: Sequence[str],
     old_rows: Sequence[DatasetRow],
     near_threshold: float,
-) -> tuple[list[DatasetRow], int, int]:
+) -> tuple[list[DatasetRow], int, int, int]:
     """Step 3 of the module doc, shared with the base export: the rows of `candidates` that
-    review kept (flipped where flipped), less exact and near duplicates of each other and of
-    `old_rows`; with how many exact and near duplicates went."""
+    review kept (flipped where flipped), less near twins of rejected content and exact and near
+    duplicates of each other and of `old_rows`; with how many exact and near duplicates and
+    near twins of rejected items went."""
     rows = [
         DatasetRow.new(item, decisions.get(item.id) == "flip")
         for item in candidates
         if decisions.get(item.id) != "reject"
     ]
+    rows, near_rejected = drop_near_to(rows, rejected_texts, near_threshold)
     rows, exact = drop_exact(rows, (row.digest for row in old_rows))
     rows, near = drop_near(rows, [row.text for row in old_rows], near_threshold)
-    return rows, exact, near
+    return rows, exact, near, near_rejected
 
 
 def _manifest(
@@ -416,6 +424,17 @@ def _nothing_new(target: _Target, earlier_ids: Sequence[str]) -> str:
     return what + ": derive or import more training data first"
 
 
+def rejected_texts(db: sqlite_utils.Database, decisions: dict[int, Decision]) -> list[str]:
+    """The texts of the rejected items (and their identical twins): a candidate near one of
+    them is rejected content too, and never curated."""
+    rejected = [example_id for example_id, decision in decisions.items() if decision == "reject"]
+    rows = db.query(
+        "SELECT * FROM examples WHERE id IN (SELECT value FROM json_each(?))",
+        [json.dumps(rejected)],
+    )
+    return [DatasetRow.new(item_from_row(row), False).text for row in rows]
+
+
 def _earlier_eval_tasks(db: sqlite_utils.Database, stage: Stage) -> set[str]:
     return {
         row[0]
@@ -437,7 +456,8 @@ def _replay_pool(
 ) -> list[DatasetRow]:
     """Train rows of earlier datasets that may train again: not an exact duplicate of a new or
     another pooled row, not on the eval side now, and not contradicted by the newest review
-    (rejected since, or flipped the other way)."""
+    (its content rejected since, or flipped the other way); the caller also drops the near
+    twins of rejected items."""
     seen = {row.digest for row in new_rows}
     pool = []
     for rows in earlier_rows:

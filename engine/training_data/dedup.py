@@ -57,6 +57,36 @@ def lsh_params(threshold: float, num_perm: int = NUM_PERM) -> tuple[int, int]:
     return num_perm, 1
 
 
+def _minhashes(all_sets: Sequence[frozenset[str]]) -> list[MinHash]:
+    return MinHash.bulk(
+        [[s.encode("utf-8") for s in sets] for sets in all_sets],
+        num_perm=NUM_PERM,
+        hashfunc=zlib.crc32,
+    )
+
+
+def drop_near_to(
+    rows: Sequence[DatasetRow], others: Sequence[str], threshold: float
+) -> tuple[list[DatasetRow], int]:
+    """`rows` less each one at or above `threshold` Jaccard similarity to one of the `others`
+    texts (the rows are not compared with each other); and how many were dropped."""
+    if not rows or not others:
+        return list(rows), 0
+    other_sets = [shingles(text) for text in others]
+    row_sets = [shingles(row.text) for row in rows]
+    hashes = _minhashes(other_sets + row_sets)
+    lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM, params=lsh_params(threshold))
+    for index, sets in enumerate(other_sets):
+        if sets:
+            lsh.insert(index, hashes[index])
+    kept: list[DatasetRow] = []
+    for offset, (row, sets) in enumerate(zip(rows, row_sets, strict=True)):
+        found = lsh.query(hashes[len(other_sets) + offset]) if sets else []
+        if not any(jaccard(other_sets[key], sets) >= threshold for key in found):
+            kept.append(row)
+    return kept, len(rows) - len(kept)
+
+
 def drop_near(
     rows: Sequence[DatasetRow], earlier: Sequence[str], threshold: float
 ) -> tuple[list[DatasetRow], int]:
@@ -66,11 +96,7 @@ def drop_near(
     row_sets = [shingles(row.text) for row in rows]
     earlier_sets = [shingles(text) for text in earlier]
     all_sets = earlier_sets + row_sets
-    hashes = MinHash.bulk(
-        [[s.encode("utf-8") for s in sets] for sets in all_sets],
-        num_perm=NUM_PERM,
-        hashfunc=zlib.crc32,
-    )
+    hashes = _minhashes(all_sets)
     lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM, params=lsh_params(threshold))
     stored: dict[int, frozenset[str]] = {}
 

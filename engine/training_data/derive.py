@@ -2,10 +2,11 @@
 
 For every usable task not yet derived: the synthetic SFT examples of its commit (seed 004 §6.3,
 `derive_examples`) and its CodeFavor pairs (§6.7), then a `derivations` row with the counts and
-the skipped stages, so a commit is derived once; a commit that yields nothing records why and
-is not retried on every build. Then the items of the packages' plan artifacts (§6.8,
-plan_items.py) and the harness pairs of every task with done attempts (§6.9), which are
-rebuilt each time and kept once by the store's dedup. Adding twice adds nothing; of
+the skipped stages, so a commit is derived once per repository (the manifest's name) and sha,
+whichever package brought it first; a commit that yields nothing records why and is not retried
+on every build. Then the items of the packages' plan artifacts (§6.8, plan_items.py) and the
+harness pairs of every task with done attempts (§6.9), which are rebuilt each time and kept
+once by the store's dedup. Adding twice adds nothing; of
 two builds racing over one commit, the first one's `derivations` row stands.
 """
 
@@ -77,9 +78,9 @@ def build_training_data(ws: Workspace, packages: list[str] | None = None) -> Bui
     for digest, package in chosen.items():
         rows = ws.db.execute(
             "SELECT t.sha, d.sha IS NOT NULL FROM tasks t LEFT JOIN derivations d "
-            "ON d.package_digest = t.package_digest AND d.sha = t.sha "
+            "ON d.repo = ? AND d.sha = t.sha "
             "WHERE t.package_digest = ? AND t.status = 'usable' ORDER BY t.id",
-            [digest],
+            [package.manifest.name, digest],
         ).fetchall()
         for sha, derived in rows:
             if derived:
@@ -171,8 +172,9 @@ def _record(
     with db.conn:
         db["derivations"].insert(
             {
-                "package_digest": lineage.package_digest,
+                "repo": lineage.repo,
                 "sha": lineage.sha,
+                "package_digest": lineage.package_digest,
                 "derived_at": utc_now(),
                 "examples": examples,
                 "pairs": pairs,

@@ -87,7 +87,10 @@ class Lineage(_Model):
 
 
 def lineage_of(package: CorpusPackage, commit: ManifestCommit) -> Lineage:
-    """The task's lineage: its repo, domain, `digest:sha` key and the commit's date in UTC."""
+    """The task's lineage: its repo, domain, `repo:sha` key and the commit's date in UTC.
+
+    The key is the repository (the manifest's name) and the commit, not the package: a commit
+    two packages bring is one task, so its items share a holdout side and a review decision."""
     if commit.date.tzinfo is None:
         raise TrainingDataError(
             f"{package.root / 'manifest.json'}: commit {commit.sha} has a date without a time "
@@ -96,7 +99,7 @@ def lineage_of(package: CorpusPackage, commit: ManifestCommit) -> Lineage:
     return Lineage(
         repo=package.manifest.name,
         domain=package.manifest.domain,
-        task_key=f"{package.digest}:{commit.sha}",
+        task_key=f"{package.manifest.name}:{commit.sha}",
         task_date=commit.date.astimezone(UTC).strftime(TIME_FORMAT),
         package_digest=package.digest,
         sha=commit.sha,

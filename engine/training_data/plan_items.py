@@ -78,7 +78,7 @@ def _item(
         origin="plan_artifact",
         repo=package.manifest.name,
         domain=package.manifest.domain,
-        task_key=f"{package.digest}:{sha}",
+        task_key=f"{package.manifest.name}:{sha}",
         task_date=_commit_time(package, sha),
         package_digest=package.digest,
         sha=sha,

@@ -4,11 +4,16 @@ Seed 004 §7.2 and §9.3: 10-20 items per stage per training round are inspected
 is a seeded sample of the stage's items not yet reviewed, stratified by source and repo so each
 kind of data is seen. Each item gets a decision: accept, reject (curation leaves it out), flip
 (a pair whose chosen and rejected are the wrong way round; curation swaps them) or skip (not
-decided yet). A stage may be curated only when its newest round is fully decided, its reject
-rate is within the configured limit, and no earlier dataset of the stage (and format) used that
-round.
+decided yet). A stage may be curated only when its newest round is fully decided, holds at
+least `[training_data] review_min_sample` decided items, does not show with
+`review_confidence` that the stage's reject rate is above `review_max_reject_rate`
+(reject_bound.py: a one-sided Clopper-Pearson bound, so one reject in a small round does not
+block), and no earlier dataset of the stage (and format) used that round. A round that cannot
+pass says what to do next: draw a new sample (it draws only contents no round drew), or derive
+the items the stage lacks for one.
 """
 
+import json
 import random
 from collections import defaultdict
 from typing import Literal, get_args
@@ -19,6 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from engine.errors import CraError
 from engine.timestamps import utc_now
 from engine.training_data.items import Kind
+from engine.training_data.reject_bound import blocks, reject_rate_lower_bound, rejects_that_block
 from engine.training_data.stages import STAGES, Stage
 from engine.workspace import Workspace
 
@@ -78,15 +84,12 @@ def check_stage(stage: str) -> Stage:
 
 
 def draw_sample(ws: Workspace, stage: str, n: int, seed: int, operator: str | None = None) -> int:
-    """Draw round of up to `n` unreviewed items of `stage`; returns the round's id."""
+    """Draw a round of up to `n` unreviewed items of `stage`; returns the round's id. An item
+    whose content a round already drew is not drawn, nor two items of one content."""
     stage = check_stage(stage)
     if n < 1:
         raise ReviewError(f"a sample needs at least one item, not {n}")
-    rows = ws.db.execute(
-        "SELECT id, source, repo FROM examples WHERE stage = ? AND id NOT IN "
-        "(SELECT example_id FROM review_items) ORDER BY id",
-        [stage],
-    ).fetchall()
+    rows = _drawable(ws.db, stage)
     if not rows:
         raise ReviewError(
             f"no unreviewed examples or pairs of stage {stage}: derive training data first "
@@ -118,6 +121,39 @@ def draw_sample(ws: Workspace, stage: str, n: int, seed: int, operator: str | No
         raise
     ws.db.execute("COMMIT")
     return round_id
+
+
+_REVIEWED_CONTENT = (
+    "SELECT e.content_hash FROM review_items i JOIN examples e ON e.id = i.example_id "
+    "WHERE e.stage = ?"
+)
+
+
+def _drawable(db: sqlite_utils.Database, stage: Stage) -> list[tuple[int, str, str]]:
+    """(id, source, repo) of each content of `stage` that no round has drawn: the oldest item
+    of each content hash, none whose identical twin was drawn (its decision is the twin's)."""
+    return db.execute(
+        "SELECT MIN(id), source, repo FROM examples WHERE stage = ? AND content_hash NOT IN "
+        f"({_REVIEWED_CONTENT}) GROUP BY content_hash ORDER BY MIN(id)",
+        [stage, stage],
+    ).fetchall()
+
+
+def unreviewed_counts(db: sqlite_utils.Database) -> dict[str, int]:
+    """Per stage, how many contents a new round could draw (see `_drawable`); read from the
+    (stage, content_hash) index, not the items."""
+    distinct = dict(
+        db.execute(
+            "SELECT stage, COUNT(DISTINCT content_hash) FROM examples GROUP BY stage"
+        ).fetchall()
+    )
+    reviewed = dict(
+        db.execute(
+            "SELECT e.stage, COUNT(DISTINCT e.content_hash) FROM review_items i "
+            "JOIN examples e ON e.id = i.example_id GROUP BY e.stage"
+        ).fetchall()
+    )
+    return {stage: count - reviewed.get(stage, 0) for stage, count in distinct.items()}
 
 
 def _allocate(sizes: dict[tuple[str, str], int], n: int) -> dict[tuple[str, str], int]:
@@ -239,14 +275,30 @@ def review_gate(ws: Workspace, stage: str, format: Kind | None = None) -> Gate:
             f"{where}: {latest.decided} of {latest.total} items reviewed{skipped}; "
             "decide the rest before curating",
         )
-    limit = ws.config.training_data.review_max_reject_rate
-    if latest.reject_rate > limit:
+    config = ws.config.training_data
+    minimum, limit, confidence = (
+        config.review_min_sample,
+        config.review_max_reject_rate,
+        config.review_confidence,
+    )
+    if latest.decided < minimum:
         return _blocked(
             stage,
             latest.round_id,
-            f"{where}: {latest.rejected} of {latest.decided} rejected ({latest.reject_rate:.0%}), "
+            f"{where}: {latest.decided} items decided, needs {minimum - latest.decided} more: "
+            f"a verdict takes at least {minimum} ([training_data] review_min_sample); "
+            + _next_round(ws.db, stage, minimum),
+        )
+    if blocks(latest.rejected, latest.decided, limit, confidence):
+        bound = reject_rate_lower_bound(latest.rejected, latest.decided, confidence)
+        return _blocked(
+            stage,
+            latest.round_id,
+            f"{where}: {latest.rejected} of {latest.decided} rejected ({latest.reject_rate:.0%}): "
+            f"with {confidence:.0%} confidence the stage's reject rate is at least {bound:.0%}, "
             f"above the limit of {limit:.0%} ([training_data] review_max_reject_rate); "
-            "fix what produced them, then draw a new sample",
+            "fix what produced the rejects (they stay out of curation); then "
+            + _next_round(ws.db, stage, minimum),
         )
     used = ws.db.execute(
         "SELECT id FROM datasets WHERE review_round_id = ? AND format = COALESCE(?, format) "
@@ -260,11 +312,29 @@ def review_gate(ws: Workspace, stage: str, format: Kind | None = None) -> Gate:
             f"{where} was the spot-check of dataset {used[0]}: draw a new sample for this "
             "round of training",
         )
+    threshold = rejects_that_block(latest.decided, limit, confidence)
+    would = "no number of rejects" if threshold is None else f"{threshold} rejects"
     return Gate(
         stage=stage,
         ok=True,
-        reason=f"{where}: {latest.decided} reviewed, {latest.rejected} rejected",
+        reason=f"{where}: {latest.decided} reviewed, {latest.rejected} rejected "
+        f"({would} of {latest.decided} would block at the {limit:.0%} limit)",
         round_id=latest.round_id,
+    )
+
+
+def _next_round(db: sqlite_utils.Database, stage: Stage, minimum: int) -> str:
+    """What to do for a round that can give a verdict: draw one, or first derive the items a
+    draw of `minimum` needs (a new round draws only contents no round drew)."""
+    left = unreviewed_counts(db).get(stage, 0)
+    if left >= minimum:
+        return (
+            f"draw a new sample of at least {minimum} from its {left} unreviewed items "
+            f"(`cra review sample --stage {stage}`)"
+        )
+    return (
+        f"the stage has {left} unreviewed items and needs {minimum - left} more for a sample "
+        f"of {minimum}: derive more data (`cra data build`, `cra import-logs`), then draw one"
     )
 
 
@@ -273,12 +343,26 @@ def _blocked(stage: Stage, round_id: int | None, reason: str) -> Gate:
 
 
 def verdicts(db: sqlite_utils.Database, stage: Stage) -> dict[int, Decision]:
-    """The newest decision on each reviewed item of `stage` (skips left out)."""
+    """The decision on each item of `stage` whose content was decided (skips left out).
+
+    A decision follows the content: it applies to the reviewed item and to every identical
+    twin (the same content hash: the same commit from another package, the same logged call
+    imported twice). When twins were decided differently a reject wins (a rejected content is
+    never curated), else the newest decision."""
     rows = db.execute(
-        "SELECT i.example_id, i.decision FROM review_items i "
-        "JOIN review_rounds r ON r.id = i.round_id "
+        "SELECT e.content_hash, i.decision FROM review_items i "
+        "JOIN review_rounds r ON r.id = i.round_id JOIN examples e ON e.id = i.example_id "
         "WHERE r.stage = ? AND i.decision IN ('accept', 'reject', 'flip') "
         "ORDER BY i.decided_at, i.round_id",
         [stage],
     ).fetchall()
-    return {example_id: decision for example_id, decision in rows}
+    by_content: dict[str, Decision] = {}
+    for content, decision in rows:
+        if by_content.get(content) != "reject":
+            by_content[content] = decision
+    twins = db.execute(
+        "SELECT id, content_hash FROM examples WHERE stage = ? AND content_hash IN "
+        "(SELECT value FROM json_each(?))",
+        [stage, json.dumps(list(by_content))],
+    ).fetchall()
+    return {example_id: by_content[content] for example_id, content in twins}

@@ -1,9 +1,10 @@
 """Where the spot-check stands, read cheaply: per-stage counts, rounds and a round's items.
 
 The Review pane and `cra review status` / `show` read these with 100,000 items in the database,
-so nothing here reads every item: per-stage counts come from one GROUP BY over the
-`examples (stage, kind, id)` index, and a round's items (at most a few hundred) are joined to
-their examples by primary key, without the prompt and answers (`load_item` reads one of those).
+so nothing here reads every item: per-stage counts come from GROUP BYs over the `examples
+(stage, kind, id)` and `(stage, content_hash)` indexes, and a round's items (at most a few
+hundred) are joined to their examples by primary key, without the prompt and answers
+(`load_item` reads one of those).
 """
 
 import sqlite_utils
@@ -17,6 +18,7 @@ from engine.training_data.review import (
     latest_round,
     review_gate,
     round_summary,
+    unreviewed_counts,
 )
 from engine.training_data.stages import STAGES, Stage
 from engine.workspace import Workspace
@@ -27,15 +29,13 @@ class _Model(BaseModel):
 
 
 class StageCount(_Model):
-    """How many items a stage holds, how many are pairs, and how many a round has drawn."""
+    """How many items a stage holds, how many are pairs, how many a round has drawn, and how
+    many a new round could draw (contents no round drew: identical twins count once)."""
 
     items: int = 0
     pairs: int = 0
     reviewed: int = 0
-
-    @property
-    def unreviewed(self) -> int:
-        return self.items - self.reviewed
+    unreviewed: int = 0
 
 
 class StageStatus(_Model):
@@ -79,11 +79,13 @@ def stage_counts(db: sqlite_utils.Database) -> dict[Stage, StageCount]:
             "JOIN review_rounds r ON r.id = i.round_id GROUP BY r.stage"
         ).fetchall()
     )
+    unreviewed = unreviewed_counts(db)
     return {
         stage: StageCount(
             items=sum(totals[stage].values()),
             pairs=totals[stage].get("preference", 0),
             reviewed=reviewed.get(stage, 0),
+            unreviewed=unreviewed.get(stage, 0),
         )
         for stage in STAGES
     }
