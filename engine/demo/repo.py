@@ -793,7 +793,7 @@ DEMO_HISTORY = [
         "They read better where they are called: snake_case(name) says what comes back.",
     ),
     DemoCommit(
-        "Add wrap_lines for fixed-width paragraphs",
+        "Add wrap_lines to break a paragraph into lines",
         {
             "textkit/wrap.py": WRAP_V2,
             "tests/test_wrap.py": TEST_WRAP_V2,
