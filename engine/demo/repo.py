@@ -676,12 +676,18 @@ END = re.compile(r"(?<=[.!?])\\s+(?=[A-Z0-9\\"'])")
 ABBREVIATIONS = frozenset({"dr.", "e.g.", "i.e.", "mr.", "mrs.", "ms.", "prof.", "vs."})
 
 
+def ends_in_abbreviation(text: str) -> bool:
+    """Whether the last word of `text` is a known abbreviation such as "Dr."."""
+    words = text.split()
+    return bool(words) and words[-1].lower() in ABBREVIATIONS
+
+
 def sentences(text: str) -> list[str]:
     """The sentences of `text`: one ends at ".", "!" or "?" before a space and a capital,
-    unless the word before the stop is an abbreviation such as "Dr."."""
+    unless the stop ends an abbreviation."""
     found: list[str] = []
     for part in END.split(text.strip()):
-        if found and found[-1].rsplit(maxsplit=1)[-1].lower() in ABBREVIATIONS:
+        if found and ends_in_abbreviation(found[-1]):
             found[-1] = f"{found[-1]} {part}"
         elif part:
             found.append(part)
@@ -832,7 +838,8 @@ DEMO_HISTORY = [
     DemoCommit(
         "Reject a reading speed below one word a minute",
         {"textkit/stats.py": STATS_V4, "tests/test_stats.py": TEST_STATS_V4},
-        "A speed of 0 raised ZeroDivisionError and a negative one read every text in 0 minutes.",
+        "reading_time raised ZeroDivisionError at a speed of 0, and at a negative one it read\n"
+        "any text in 0 minutes.",
     ),
     DemoCommit(
         "Let slugify join words with another separator",
