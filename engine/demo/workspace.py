@@ -57,13 +57,14 @@ def demo_config(drive: Path) -> str:
 
 
 def build_demo_drive(drive: Path) -> None:
-    """Fill `drive` with the valid textkit package and the demo's hostile packages."""
+    """Fill `drive` with the valid textkit package and the demo's hostile packages, each a copy
+    of the valid one (a package is built the same every time) with one rule broken."""
     with tempfile.TemporaryDirectory(prefix="cra-demo-wheels-") as scratch:
         wheels = Path(scratch)
         build_wheels(wheels)
-        build_package(drive / "textkit", wheels)
+        valid = build_package(drive / "textkit", wheels)
         for folder, case_name in DEMO_HOSTILE.items():
-            package = build_package(drive / folder, wheels)
+            package = Path(shutil.copytree(valid, drive / folder, symlinks=True))
             BY_NAME[case_name].mutate(package)
 
 
