@@ -6,7 +6,12 @@ from pathlib import Path
 import pytest
 
 from engine.demo.package import build_package, build_wheels
+from engine.demo.repo import DEMO_HISTORY
 from engine.workspace import Workspace
+
+SHORT_HISTORY = 8
+"""The demo's first commits, up to its README update: the textkit of slugify, word_counts and
+truncate."""
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +32,22 @@ def valid_package(tmp_path: Path, _package_template: Path) -> Path:
     """A fresh copy of a valid repo package (repo/, packages/, manifest.json) to mutate."""
     dest = tmp_path / "drive" / "textkit"
     shutil.copytree(_package_template, dest, symlinks=True)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def _short_package_template(tmp_path_factory: pytest.TempPathFactory, wheel_cache: Path) -> Path:
+    history = DEMO_HISTORY[:SHORT_HISTORY]
+    return build_package(tmp_path_factory.mktemp("short") / "textkit", wheel_cache, history=history)
+
+
+@pytest.fixture
+def short_package(tmp_path: Path, _short_package_template: Path) -> Path:
+    """A valid repo package of the demo's first commits (four usable tasks, one unusable), for
+    tests of the harness's machinery that run every task and need a package, not the demo's
+    data: a campaign over the whole demo takes minutes."""
+    dest = tmp_path / "drive" / "textkit"
+    shutil.copytree(_short_package_template, dest, symlinks=True)
     return dest
 
 

@@ -124,13 +124,13 @@ def test_a_gold_campaign_resolves_every_usable_task(tmp_path: Path, valid_packag
     assert "training data from textkit: " in log
 
 
-def _slow_command_workspace(tmp_path: Path, valid_package: Path, sleep: float) -> Workspace:
+def _slow_command_workspace(tmp_path: Path, short_package: Path, sleep: float) -> Workspace:
     log = tmp_path / "planner-calls.log"
     script = tmp_path / "planner.py"
     script.write_text(SLOW_PLANNER.format(log=str(log), sleep=sleep), encoding="utf-8")
     argv = json.dumps([sys.executable, str(script)])
     ws = _workspace(tmp_path / "ws", f"[harness.command]\nargv = {argv}\n")
-    approve_package(ws, valid_package)
+    approve_package(ws, short_package)
     return ws
 
 
@@ -173,9 +173,9 @@ def _wait_planning(ws: Workspace, campaign_id: int, log: Path) -> None:
 
 
 def test_a_campaign_killed_with_sigkill_resumes_without_redoing_finished_attempts(
-    tmp_path: Path, valid_package: Path
+    tmp_path: Path, short_package: Path
 ) -> None:
-    ws = _slow_command_workspace(tmp_path, valid_package, sleep=1.5)
+    ws = _slow_command_workspace(tmp_path, short_package, sleep=1.5)
     campaign_id = _command_campaign(ws)
     start_campaign(ws, campaign_id)
     _wait_planning(ws, campaign_id, tmp_path / "planner-calls.log")
@@ -208,9 +208,9 @@ def test_a_campaign_killed_with_sigkill_resumes_without_redoing_finished_attempt
 
 
 def test_pause_lets_running_attempts_finish_and_stop_requeues_them(
-    tmp_path: Path, valid_package: Path
+    tmp_path: Path, short_package: Path
 ) -> None:
-    ws = _slow_command_workspace(tmp_path, valid_package, sleep=1.0)
+    ws = _slow_command_workspace(tmp_path, short_package, sleep=1.0)
     campaign_id = _command_campaign(ws)
     start_campaign(ws, campaign_id)
     _wait_running_attempt(ws, campaign_id, done_at_least=0)

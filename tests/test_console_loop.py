@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import demo_counts
 from test_ingest_pane import select, settled
 from textual.pilot import Pilot
 from textual.widgets import Input, Select, Static
@@ -14,12 +15,14 @@ from textual.widgets import Input, Select, Static
 from app.app import CraApp
 from app.widgets.confirm import ConfirmScreen
 from engine.adapters.activation import history, resolve
+from engine.config import TrainingDataConfig
 from engine.demo.workspace import prepare_demo
 from screens.harness import NewCampaignScreen
 from screens.review import ReviewScreen
 from screens.training import StartRunScreen
 
 SIZE = (140, 45)
+ROUND = TrainingDataConfig().review_sample_size
 
 
 async def until(pilot: Pilot, what: str, check: Callable[[], bool], limit_s: float = 300) -> None:
@@ -55,7 +58,8 @@ async def test_the_demo_loop_walks_through_the_console(tmp_path: Path) -> None:
         await until(
             pilot, "the campaign to finish", lambda: ws.db["campaigns"].get(1)["status"] == "done"
         )
-        assert ws.db["examples"].count_where("stage = 'scope'") == 4
+        scope = demo_counts.SFT_EXAMPLES["scope"]
+        assert ws.db["examples"].count_where("stage = 'scope'") == scope
 
         await pilot.press("3")
         review = app.screen
@@ -73,7 +77,7 @@ async def test_the_demo_loop_walks_through_the_console(tmp_path: Path) -> None:
         await until(
             pilot,
             "every item accepted",
-            lambda: ws.db["review_items"].count_where("decision = 'accept'") == 4,
+            lambda: ws.db["review_items"].count_where("decision = 'accept'") == ROUND,
         )
 
         await pilot.press("4")
@@ -116,5 +120,7 @@ async def test_the_demo_loop_walks_through_the_console(tmp_path: Path) -> None:
         )
         shown = str(report.render())
         assert "Packages · 1 approved, 0 rejected" in shown
-        assert "campaign 1 (gold, " in shown and "done: 4/4 resolved (100%)" in shown
+        resolved = len(demo_counts.USABLE)
+        assert "campaign 1 (gold, " in shown
+        assert f"done: {resolved}/{resolved} resolved (100%)" in shown
         assert "gate: scope-v1 pass against base" in shown

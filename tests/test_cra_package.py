@@ -6,12 +6,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import demo_counts
 import pytest
 from click.testing import CliRunner, Result
 
 from app.cli import cli
 from engine.demo.repo import DEMO_HISTORY, PYPROJECT, DemoCommit, build_demo_repo
 from engine.manifest import MANIFEST_FILE, parse_manifest
+from engine.mining.message import task_subject
 from engine.repopack.head import HeadFiles
 from engine.repopack.license import infer_license
 from engine.style_score import score_style
@@ -36,23 +38,18 @@ HISTORY = [
         {"pyproject.toml": PACKAGED_PYPROJECT.replace('"0.1.0"', '"0.2.0"')},
     ),
 ]
-KEPT_SUBJECTS = [
-    "Add slugify for ASCII titles",
-    "Add word counting that skips stopwords",
-    "Fold accented letters in slugify",
-    "Add truncate with an ellipsis",
-    "Cover slugify edge cases in tests",
-]
+KEPT_SUBJECTS = demo_counts.KEPT
+TOTAL = len(HISTORY)
 ATTRITION = [
-    ("date range", 10, 0),
-    ("non-merge", 10, 0),
-    ("has parent", 9, 1),
-    ("not automated", 8, 1),
-    ("message quality", 5, 3),
-    ("diff size", 5, 0),
-    ("touches Python", 5, 0),
-    ("not docs/CI/config-only", 5, 0),
-    ("tests exist", 5, 0),
+    ("date range", TOTAL, 0),
+    ("non-merge", TOTAL, 0),
+    ("has parent", TOTAL - 1, 1),
+    ("not automated", TOTAL - 2, 1),
+    ("message quality", len(KEPT_SUBJECTS), TOTAL - 2 - len(KEPT_SUBJECTS)),
+    ("diff size", len(KEPT_SUBJECTS), 0),
+    ("touches Python", len(KEPT_SUBJECTS), 0),
+    ("not docs/CI/config-only", len(KEPT_SUBJECTS), 0),
+    ("tests exist", len(KEPT_SUBJECTS), 0),
 ]
 
 
@@ -89,8 +86,9 @@ def test_package_validates_and_lists_the_mined_commits(
     assert re.search(
         r"pytest>=8 +pyproject.toml \[project.optional-dependencies\] test", result.stdout
     )
-    assert "planning types: mixed 4, test_plan 1" in result.stdout
-    assert "5 of 10 commits kept" in result.stdout
+    mix = ", ".join(f"{kind} {count}" for kind, count in demo_counts.PLANNING_TYPES.items())
+    assert f"planning types: {mix}" in result.stdout
+    assert f"{len(KEPT_SUBJECTS)} of {TOTAL} commits kept" in result.stdout
 
     ws_root = Workspace.open(tmp_path / "ws").root
     validation = cra("--workspace", str(ws_root), "ingest", "validate", "--json", str(out))
@@ -100,7 +98,7 @@ def test_package_validates_and_lists_the_mined_commits(
     assert {c["name"] for c in report["checks"]} >= {"git-safety", "requirements", "dry-run"}
 
     manifest = parse_manifest((out / MANIFEST_FILE).read_bytes())
-    by_subject = dict(zip((c.subject for c in HISTORY), shas, strict=True))
+    by_subject = dict(zip((task_subject(c.message) for c in HISTORY), shas, strict=True))
     assert [c.subject for c in manifest.commits] == KEPT_SUBJECTS
     assert [c.sha for c in manifest.commits] == [by_subject[s] for s in KEPT_SUBJECTS]
     assert [(s.name, s.kept, s.dropped) for s in manifest.filter_stages] == ATTRITION
@@ -144,7 +142,11 @@ def test_a_bare_repository_packages_the_same_commits(
     manifest = parse_manifest((out / MANIFEST_FILE).read_bytes())
     assert manifest.head == shas[-1]
     assert manifest.name == "textkit-bare"
-    assert manifest.filter_stages[0].model_dump() == {"name": "date range", "kept": 8, "dropped": 2}
+    assert manifest.filter_stages[0].model_dump() == {
+        "name": "date range",
+        "kept": TOTAL - 2,
+        "dropped": 2,
+    }
     assert [c.subject for c in manifest.commits] == KEPT_SUBJECTS[1:]
 
 
@@ -187,7 +189,9 @@ def test_no_commit_survives(tmp_path: Path, source: tuple[Path, list[str]], whee
     repo, _ = source
     out = tmp_path / "out"
     result = package(repo, out, wheel_cache, "--until", "2024-03-01")
-    refused(result, out, "no commits survive the filters", "date range", "0 of 10 commits kept")
+    refused(
+        result, out, "no commits survive the filters", "date range", f"0 of {TOTAL} commits kept"
+    )
 
 
 def test_a_requirement_without_a_wheel_is_named(

@@ -1,6 +1,7 @@
 """`cra demo --run`: the whole loop on a fresh demo workspace, without a person, in a real
 subprocess: approve, gold campaign, examples and pairs, spot-check, curate, train a tiny adapter
-on the CPU, evaluate it against the base, promote it, roll it back."""
+on the CPU, evaluate it against the base, promote it, roll it back. The demo's history gives each
+LoRA stage at least a full review round of items."""
 
 import json
 import os
@@ -8,15 +9,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import demo_counts
+
 from engine.adapters.activation import history, resolve
+from engine.config import TrainingDataConfig
 from engine.workspace import Workspace
+
+RESOLVED = len(demo_counts.USABLE)
+UNUSABLE = len(demo_counts.KEPT) - RESOLVED
+LORA_STAGES = ("task_analysis", "scope", "precision", "execute_code")
+ROUND = TrainingDataConfig().review_sample_size
 
 STEPS = (
     "1. approved textkit from ",
     "2. gold harness campaign 1 started",
-    "   campaign 1 done: 4 resolved, 1 unusable",
+    f"   campaign 1 done: {RESOLVED} resolved, {UNUSABLE} unusable",
     "3. training data: ",
-    "4. spot-check round 1 of scope: ",
+    f"4. spot-check round 1 of scope: {ROUND} items drawn and accepted",
     "5. curated dataset scope-d1",
     "6. training run 1 started on scope-d1 (tiny model, CPU)",
     "   run 1 done at step ",
@@ -106,7 +115,7 @@ def test_demo_run_walks_the_whole_loop(tmp_path: Path) -> None:
     for expected in (
         "Packages · 1 approved, 0 rejected",
         "approved textkit by demo",
-        "campaign 1 (gold, gold) done: 4/4 resolved (100%)",
+        f"campaign 1 (gold, gold) done: {RESOLVED}/{RESOLVED} resolved (100%)",
         "Datasets curated · 1",
         "Training runs · 1 ended, 0 failed",
         "run 1 scope sft on scope-d1 done at step",
@@ -115,6 +124,15 @@ def test_demo_run_walks_the_whole_loop(tmp_path: Path) -> None:
         "scope rollback scope-v1 → base by demo: demo loop",
     ):
         assert expected in report, (expected, report)
+    counts = dict(
+        ws.db.execute("SELECT stage || ' ' || kind, COUNT(*) FROM examples GROUP BY 1").fetchall()
+    )
+    assert counts == {
+        **{f"{stage} sft": n for stage, n in demo_counts.SFT_EXAMPLES.items()},
+        "execute_code preference": demo_counts.CODEFAVOR_PAIRS,
+    }
+    for stage in LORA_STAGES:
+        assert ws.db["examples"].count_where("stage = ?", [stage]) >= ROUND, stage
     notes = {row[0] for row in ws.db.execute("SELECT note FROM review_items")}
     assert notes == {
         "accepted by `cra demo --run`, which reads nothing: an operator reads each item"

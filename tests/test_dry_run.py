@@ -5,6 +5,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import demo_counts
 import pytest
 
 from engine.checks.context import PackageContext
@@ -16,7 +17,7 @@ from engine.config import ValidationConfig
 from engine.demo.hostile import commit_files, edit_manifest
 from engine.demo.hostile.wheels import CASES
 from engine.demo.package import sha256_file
-from engine.demo.repo import TEST_SLUG_V3, git_env
+from engine.demo.repo import TEST_SLUG_V5, git_env
 from engine.demo.wheels import build_wheel
 
 DRY_RUN_CASES = [c for c in CASES if c.check == "dry-run"]
@@ -98,7 +99,10 @@ def test_valid_package_builds_and_collects(
     before = tree_digest(valid_package)
     [result] = check_dry_run(checked(valid_package, scratch))
     assert result.ok, result.detail
-    assert result.detail == "environment built offline (6 wheels) and pytest collected 10 tests"
+    assert result.detail == (
+        "environment built offline (6 wheels) and pytest collected "
+        f"{demo_counts.TESTS_AT_HEAD} tests"
+    )
     assert tree_digest(valid_package) == before, "the drive's package must not change"
     assert list(system_tmp.iterdir()) == [], "nothing is written outside the scratch folder"
 
@@ -115,12 +119,12 @@ def test_hostile_case_is_refused(case, valid_package: Path, tmp_path: Path):
 
 
 def test_collects_what_head_holds_not_the_working_tree(valid_package: Path, tmp_path: Path):
-    uncommitted = TEST_SLUG_V3 + "\n\ndef test_only_in_the_working_tree():\n    pass\n"
+    uncommitted = TEST_SLUG_V5 + "\n\ndef test_only_in_the_working_tree():\n    pass\n"
     (valid_package / "repo" / "tests" / "test_slug.py").write_text(uncommitted, encoding="utf-8")
     edit_manifest(valid_package, lambda data: data.update(test_command="pytest tests/test_slug.py"))
     [result] = check_dry_run(checked(valid_package, tmp_path))
     assert result.ok, result.detail
-    assert "pytest collected 5 tests" in result.detail
+    assert f"pytest collected {TEST_SLUG_V5.count('def test_')} tests" in result.detail
 
 
 def test_snapshot_refuses_a_link_leaving_the_repository(valid_package: Path, tmp_path: Path):
@@ -171,7 +175,7 @@ def test_a_collection_count_printed_by_the_code_is_not_trusted(valid_package: Pa
     assert (result.ok, result.path) == (False, "repo")
     assert result.detail.startswith(
         "test collection is untrusted: pytest's last line says 999 tests were collected, "
-        "but it listed 10:"
+        f"but it listed {demo_counts.TESTS_AT_HEAD}:"
     )
 
 
@@ -189,4 +193,4 @@ def test_ids_with_spaces_and_a_warnings_summary_are_counted_right(
     commit_files(valid_package, {"tests/test_spaced.py": module}, "Add spaced ids")
     [result] = check_dry_run(checked(valid_package, tmp_path))
     assert result.ok, result.detail
-    assert result.detail.endswith("pytest collected 12 tests")
+    assert result.detail.endswith(f"pytest collected {demo_counts.TESTS_AT_HEAD + 2} tests")

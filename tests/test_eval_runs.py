@@ -123,7 +123,9 @@ def test_the_eval_set_is_the_datasets_held_out_rows_with_their_tasks(ws: Workspa
     assert len(eval_set.rows) == manifest["counts"]["eval"] >= 1
     row = eval_set.rows[0]
     assert [m["role"] for m in row.messages] == ["system", "user"]
-    assert json.loads(row.reference)[0]["path"].startswith("textkit/")
+    paths = [edit["path"] for edit in json.loads(row.reference)]
+    assert any(path.startswith("textkit/") for path in paths)  # the commit's code edits,
+    assert not any(path.startswith("tests/") for path in paths)  # never its tests
     assert row.task is not None and len(eval_set.tasks()) >= 1
 
 

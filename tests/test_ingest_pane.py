@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import demo_counts
 import pytest
 from rich.console import Console
 from textual.pilot import Pilot
@@ -183,8 +184,10 @@ async def test_selecting_a_package_shows_its_full_report(console_workspace, vali
         for check in ("manifest", "file-policy", "git-fsck", "git-safety", "dry-run"):
             assert check in text
         head = head_text(screen)
-        assert "5 commits  6 wheels" in head
-        assert "filter 8 → 5 (62.5 %) · style 95/100 · 1 plan artifact" in head
+        kept, total = len(demo_counts.KEPT), demo_counts.COMMITS
+        assert f"{kept} commits  6 wheels" in head
+        share = f"{100 * kept / total:.1f} %"
+        assert f"filter {total} → {kept} ({share}) · style 95/100 · 1 plan artifact" in head
 
         await pilot.press("enter")
         assert screen.focused is screen.query_one("#report")

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import demo_counts
 import pytest
 
 from engine.errors import ManifestError
@@ -17,8 +18,8 @@ def test_valid_manifest_parses(valid_package: Path):
     manifest = read_manifest(valid_package, max_bytes=1 << 20)
     assert manifest.name == "textkit"
     assert manifest.runner == "pytest"
-    assert len(manifest.commits) == 5
-    assert {c.planning_type for c in manifest.commits} == {"mixed", "test_plan"}
+    assert len(manifest.commits) == len(demo_counts.KEPT)
+    assert {c.planning_type for c in manifest.commits} == set(demo_counts.PLANNING_TYPES)
 
 
 def test_unknown_schema_version_is_refused(valid_package: Path):

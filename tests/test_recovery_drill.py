@@ -77,7 +77,7 @@ def _rows(pilot: Pilot, table: str) -> list[str]:
     return [" ".join(map(str, widget.get_row_at(n))) for n in range(widget.row_count)]
 
 
-def _workspace(tmp_path: Path, valid_package: Path, vllm_url: str) -> Workspace:
+def _workspace(tmp_path: Path, short_package: Path, vllm_url: str) -> Workspace:
     root = tmp_path / "ws"
     build_tiny_model(root / "models/tiny")
     planner = tmp_path / "planner.py"
@@ -95,8 +95,8 @@ def _workspace(tmp_path: Path, valid_package: Path, vllm_url: str) -> Workspace:
         encoding="utf-8",
     )
     ws = Workspace.open(root)
-    digest = approve_package(ws, valid_package).digest
-    for commit in json.loads((valid_package / "manifest.json").read_text())["commits"]:
+    digest = approve_package(ws, short_package).digest
+    for commit in json.loads((short_package / "manifest.json").read_text())["commits"]:
         validate_task(ws, digest, commit["sha"])
     build_training_data(ws)
     round_id = draw_sample(ws, "scope", 15, seed=0)
@@ -107,10 +107,10 @@ def _workspace(tmp_path: Path, valid_package: Path, vllm_url: str) -> Workspace:
 
 
 async def test_killed_work_is_shown_true_and_finishes_once(
-    tmp_path: Path, valid_package: Path
+    tmp_path: Path, short_package: Path
 ) -> None:
     with FakeVllm(str(tmp_path / "ws" / "models/tiny")) as fake:
-        ws = _workspace(tmp_path, valid_package, fake.url)
+        ws = _workspace(tmp_path, short_package, fake.url)
         digest = ws.db.execute("SELECT digest FROM packages").fetchone()[0]
         calls = tmp_path / "planner-calls.log"
 

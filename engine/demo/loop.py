@@ -2,11 +2,11 @@
 
 Each step calls the same engine functions the console's keys call, and says what it did:
 approve the demo package from the demo drive; run a gold harness campaign on it (which derives
-its examples and pairs when it finishes); draw a spot-check sample of one stage and accept it (a
-person reads it in the Review pane; here the demo accepts every item, and says so in the
-decisions' notes); curate a dataset; train a tiny adapter on the CPU; evaluate it against the
-base and let the gate decide; promote it; roll it back. A step that cannot go on raises with
-the reason.
+its examples and pairs when it finishes); draw a spot-check round of one stage, as large as
+the review gate asks for (`review_sample_size`), and accept it (a person reads it in the
+Review pane; here the demo accepts every item, and says so in the decisions' notes); curate a
+dataset; train a tiny adapter on the CPU; evaluate it against the base and let the gate
+decide; promote it; roll it back. A step that cannot go on raises with the reason.
 """
 
 import time
@@ -106,10 +106,16 @@ def run_loop(ws: Workspace, drive: Path, say: Say) -> str:
         "preference pairs, derived when the campaign finished"
     )
 
-    round_id = draw_sample(ws, STAGE, ws.config.training_data.review_sample_size, seed=0)
+    size = ws.config.training_data.review_sample_size
+    round_id = draw_sample(ws, STAGE, size, seed=0)
     items = ws.db.execute(
         "SELECT COUNT(*) FROM review_items WHERE round_id = ?", [round_id]
     ).fetchone()[0]
+    if items < size:
+        raise DemoLoopError(
+            f"round {round_id} of {STAGE} drew {items} items: a review round holds "
+            f"[training_data] review_sample_size = {size}"
+        )
     for position in range(1, items + 1):
         set_note(ws, round_id, position, DEMO_NOTE)
         decide(ws, round_id, position, "accept")

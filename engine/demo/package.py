@@ -9,7 +9,7 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-from engine.demo.repo import build_demo_repo
+from engine.demo.repo import DEMO_HISTORY, DemoCommit, build_demo_repo
 from engine.demo.wheels import build_wheel, repack_installed, runtime_closure
 from engine.manifest import MANIFEST_FILE, ManifestV1, WheelEntry
 from engine.mining import FilterSettings, mine_commits
@@ -54,9 +54,15 @@ def write_manifest(package_dir: Path, manifest: ManifestV1) -> Path:
     return path
 
 
-def build_package(dest: Path, wheel_cache: Path | None = None, name: str = "textkit") -> Path:
-    """Create a valid repo package at `dest`; wheels are copied from `wheel_cache` if given."""
-    shas = build_demo_repo(dest / "repo")
+def build_package(
+    dest: Path,
+    wheel_cache: Path | None = None,
+    name: str = "textkit",
+    history: list[DemoCommit] = DEMO_HISTORY,
+) -> Path:
+    """Create a valid repo package of `history` at `dest`; wheels are copied from `wheel_cache`
+    if given."""
+    shas = build_demo_repo(dest / "repo", history)
     packages = dest / "packages"
     if wheel_cache is None:
         wheels = build_wheels(packages)
