@@ -13,6 +13,7 @@ import demo_counts
 
 from engine.adapters.activation import history, resolve
 from engine.config import TrainingDataConfig
+from engine.demo.loop import DEMO_NOTE
 from engine.workspace import Workspace
 
 RESOLVED = len(demo_counts.USABLE)
@@ -25,7 +26,8 @@ STEPS = (
     "2. gold harness campaign 1 started",
     f"   campaign 1 done: {RESOLVED} resolved, {UNUSABLE} unusable",
     "3. training data: ",
-    f"4. spot-check round 1 of scope: {ROUND} items drawn and accepted",
+    f"4. spot-check round 1 of scope: {ROUND} items drawn, decided by the stage contract's "
+    f"checks: {ROUND} accepted, 0 rejected",
     "5. curated dataset scope-d1",
     "6. training run 1 started on scope-d1 (tiny model, CPU)",
     "   run 1 done at step ",
@@ -133,7 +135,6 @@ def test_demo_run_walks_the_whole_loop(tmp_path: Path) -> None:
     }
     for stage in LORA_STAGES:
         assert ws.db["examples"].count_where("stage = ?", [stage]) >= ROUND, stage
-    notes = {row[0] for row in ws.db.execute("SELECT note FROM review_items")}
-    assert notes == {
-        "accepted by `cra demo --run`, which reads nothing: an operator reads each item"
-    }
+    decided = set(ws.db.execute("SELECT decision, note FROM review_items").fetchall())
+    assert decided == {("accept", DEMO_NOTE)}
+    assert "not read by a person" in DEMO_NOTE

@@ -3,10 +3,12 @@
 Each step calls the same engine functions the console's keys call, and says what it did:
 approve the demo package from the demo drive; run a gold harness campaign on it (which derives
 its examples and pairs when it finishes); draw a spot-check round of one stage, as large as
-the review gate asks for (`review_sample_size`), and accept it (a person reads it in the
-Review pane; here the demo accepts every item, and says so in the decisions' notes); curate a
-dataset; train a tiny adapter on the CPU; evaluate it against the base and let the gate
-decide; promote it; roll it back. A step that cannot go on raises with the reason.
+the review gate asks for (`review_sample_size`), and decide it (a person reads it in the Review
+pane; here each item is decided by its stage contract's checks, `contracts.check_item`, the
+rules `cra data audit` counts: accepted when it breaks none, rejected naming the rules it
+breaks, and every note says no person read it); curate a dataset; train a tiny adapter on the
+CPU; evaluate it against the base and let the gate decide; promote it; roll it back. A step
+that cannot go on raises with the reason.
 """
 
 import time
@@ -25,14 +27,19 @@ from engine.harness.campaigns import (
 )
 from engine.ingest import approve_package
 from engine.training.runs import reconcile_runs, run_row, start_run
+from engine.training_data.contracts import check_item
 from engine.training_data.curate import curate
 from engine.training_data.review import decide, draw_sample, set_note
+from engine.training_data.store import load_item
 from engine.workspace import Workspace
 
 STAGE = "scope"
 PACKAGE = "textkit"
 WAIT_LIMIT_S = 900.0
-DEMO_NOTE = "accepted by `cra demo --run`, which reads nothing: an operator reads each item"
+DEMO_NOTE = (
+    "decided by `cra demo --run` from the stage contract's checks alone, not read by a person: "
+    "an operator reads each item against the guidelines"
+)
 
 Say = Callable[[str], None]
 
@@ -116,10 +123,20 @@ def run_loop(ws: Workspace, drive: Path, say: Say) -> str:
             f"round {round_id} of {STAGE} drew {items} items: a review round holds "
             f"[training_data] review_sample_size = {size}"
         )
-    for position in range(1, items + 1):
-        set_note(ws, round_id, position, DEMO_NOTE)
-        decide(ws, round_id, position, "accept")
-    say(f"4. spot-check round {round_id} of {STAGE}: {items} items drawn and accepted")
+    rejected = 0
+    for position, example_id in ws.db.execute(
+        "SELECT position, example_id FROM review_items WHERE round_id = ? ORDER BY position",
+        [round_id],
+    ).fetchall():
+        broken = check_item(load_item(ws.db, example_id))
+        note = f"{DEMO_NOTE}; breaks {', '.join(broken)}" if broken else DEMO_NOTE
+        set_note(ws, round_id, position, note)
+        decide(ws, round_id, position, "reject" if broken else "accept")
+        rejected += bool(broken)
+    say(
+        f"4. spot-check round {round_id} of {STAGE}: {items} items drawn, decided by the stage "
+        f"contract's checks: {items - rejected} accepted, {rejected} rejected"
+    )
 
     curated = curate(ws, stage=STAGE, format="sft")
     if not curated.curated:
