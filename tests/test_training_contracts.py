@@ -201,9 +201,12 @@ def test_a_deletion_is_not_a_copy_though_its_replace_is_in_the_prompt():
     assert check_item(item("execute_code", edits, file)) == []
 
 
-def test_a_summary_restating_the_task_is_not_a_copy():
-    """task_analysis's summary restates the task by contract; its files are the answer."""
-    answer = {"summary": TASK, "files": ["textkit/slug.py"], "symbols": {}}
+def test_a_summary_restating_the_subject_is_a_copy():
+    """A summary must say what to change (docs/stage-contracts.md rule 2): one that repeats
+    the task's subject, case, spacing and a final period aside, is copied from the prompt."""
+    answer = {"summary": TASK.upper() + ".", "files": ["textkit/slug.py"], "symbols": {}}
+    assert check_item(item("task_analysis", answer)) == ["answer_copied"]
+    answer["summary"] = "Change `slugify` in textkit/slug.py."
     assert check_item(item("task_analysis", answer)) == []
 
 

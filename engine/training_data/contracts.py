@@ -11,8 +11,9 @@ Every stage
   (a top-level object's plain strings, such as a summary, do not count as content).
 - `answer_copied`: the chosen answer is already in the prompt's last user message. A text answer
   counts when its whole stripped text occurs there. A JSON answer counts when it has at least
-  one string of four words or more and every such string occurs there; `summary` values are left
-  out (a summary restates the task by contract) and so are paths. An execute_code answer counts
+  one string of four words or more and every such string occurs there, or when its `summary`
+  equals the task's subject (case, spacing and a final period aside: a summary says what to
+  change, built from the change's structure); paths do not count. An execute_code answer counts
   when every one of its edits has `replace` equal to `search`: the `search` side is in the
   prompt by design, and a `replace` may legitimately be a piece of it (a deletion), so only an
   edit that changes nothing is a copy.
@@ -249,8 +250,22 @@ def _answer_copied(text: ItemText) -> bool:
         return bool(edits) and all(
             edit["replace"] == edit["search"] and not edit.get("delete") for edit in edits
         )
+    if _summary_is_subject(answer, text.user):
+        return True
     long = [s for s in _free_text(answer) if len(s.split()) >= COPY_MIN_WORDS]
     return bool(long) and all(_in_prompt(s, text.user) for s in long)
+
+
+def _summary_is_subject(answer: Any, user: str) -> bool:
+    """A `summary` that restates the task's subject (the line after `Task:`), case and
+    spacing aside: the summary must say what to change, not repeat what was asked."""
+    if not isinstance(answer, dict) or not isinstance(answer.get("summary"), str):
+        return False
+    start = user.find("Task:\n")
+    if start == -1:
+        return False
+    subject = user[start + len("Task:\n") :].partition("\n")[0]
+    return _folded(answer["summary"]).rstrip(".") == _folded(subject).rstrip(".") != ""
 
 
 def _edits(answer: Any) -> list[dict[str, Any]]:
