@@ -30,10 +30,11 @@ import time
 from pathlib import Path
 
 TARGET_RULES = {
-    "personal data in prompts": ("any", "personal_data"),
-    "scope examples with nothing to change or create": ("scope", "nothing_to_change"),
-    "planning steps that repeat the prompt": ("step_plan", "step_repeats_title"),
-    "CodeFavor pairs without a code difference": ("execute_code", "no_code_difference"),
+    "prompts with an e-mail address": ("any", "prompt_email"),
+    "prompts with a trailer line": ("any", "prompt_trailer"),
+    "scope examples with nothing to change or create": ("scope", "scope_nothing_to_change"),
+    "planning steps that repeat the prompt": ("any", "plan_step_repeats_title"),
+    "CodeFavor pairs without a code difference": ("execute_code", "pair_no_code_difference"),
 }
 
 
@@ -60,12 +61,12 @@ def task_commits(package: Path, count: int) -> list[str]:
 
 
 def derived_twice(database: Path) -> int:
-    """Commits (repository and sha) with more than one derivation."""
+    """Commits (repository and sha) whose commit-derived examples came from more than one
+    package: a commit derived twice."""
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
         return db.execute(
-            "SELECT COUNT(*) FROM (SELECT p.name, d.sha FROM derivations d "
-            "JOIN packages p ON p.digest = d.package_digest GROUP BY p.name, d.sha "
-            "HAVING COUNT(*) > 1)"
+            "SELECT COUNT(*) FROM (SELECT repo, sha FROM examples WHERE origin = 'commit' "
+            "GROUP BY repo, sha HAVING COUNT(DISTINCT package_digest) > 1)"
         ).fetchone()[0]
 
 
@@ -74,7 +75,7 @@ def rule_count(audit: dict, stage: str, rule: str) -> int:
     stages = (
         audit["stages"] if stage == "any" else [s for s in audit["stages"] if s["stage"] == stage]
     )
-    return sum(r["count"] for s in stages for r in s["rules"] if r["rule"] == rule)
+    return sum(r["items"] for s in stages for r in s["rules"] if r["rule"] == rule)
 
 
 def main() -> None:
