@@ -39,16 +39,19 @@ commit (test_plan) and the docstring-only one (step_plan)."""
 SFT_EXAMPLES = {
     "task_analysis": len(USABLE),
     "scope": len(USABLE),
-    "precision": len(USABLE),
+    "precision": len(USABLE) - 1,
     "execute_code": len(USABLE),
-    "meta_plan": len(USABLE),
-    "step_plan": len(USABLE) + 4,
+    "meta_plan": len(USABLE) + 1,
+    "step_plan": len(USABLE) + 3,
     "test_plan": len(USABLE),
 }
-"""Synthetic SFT examples per stage from the usable tasks: one each, but one step plan per part
-(a part per changed file outside the tests): accent folding moved into normalize has two,
-wrap_lines with its README and changelog entries three, strip_tags with its changelog entry
-two."""
+"""Synthetic SFT examples per stage from the usable tasks: one each, but
+- precision: none for "keep acronyms together", which changes only the module constant HUMP, so
+  no symbol is primary;
+- meta_plan: one more, the good plan artifact docs/plans/truncate.md;
+- step_plan: one per part (a part per changed code file, then one part for the docs): accent
+  folding moved into normalize has two parts, wrap_lines with its README and changelog entries
+  two, strip_tags with its changelog entry two."""
 
 TESTS_AT_HEAD = 44
 """What pytest collects at the head: 43 test functions, one of them parametrized twice."""

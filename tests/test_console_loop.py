@@ -17,6 +17,7 @@ from app.widgets.confirm import ConfirmScreen
 from engine.adapters.activation import history, resolve
 from engine.config import TrainingDataConfig
 from engine.demo.workspace import prepare_demo
+from engine.training_data.stages import LORA_STAGES
 from screens.harness import NewCampaignScreen
 from screens.review import ReviewScreen
 from screens.training import StartRunScreen
@@ -96,7 +97,10 @@ async def test_the_demo_loop_walks_through_the_console(tmp_path: Path) -> None:
         await until(pilot, "the run's candidate", lambda: ws.db["adapter_versions"].count == 1)
 
         await pilot.press("6")
-        await until(pilot, "the stages", lambda: app.screen.query_one("#stages").row_count == 8)
+        stages = len(LORA_STAGES)
+        await until(
+            pilot, "the stages", lambda: app.screen.query_one("#stages").row_count == stages
+        )
         await pilot.press("down", "tab")
         await until(pilot, "scope-v1 selected", lambda: app.screen.selected_version == "scope-v1")
         await pilot.press("e")
