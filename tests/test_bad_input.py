@@ -51,6 +51,7 @@ COMMANDS: dict[str, list[str] | None] = {
     "data build": [],
     "data stats": [],
     "data audit": [],
+    "data export-base": ["--role", "reasoning", "--out", "/nonexistent-cra-export/out"],
     "import-logs": ["/nonexistent-raw.sqlite"],
     "review sample": ["--stage", "scope"],
     "review status": [],

@@ -118,8 +118,12 @@ def test_a_gold_campaign_resolves_every_usable_task(tmp_path: Path, valid_packag
         assert json.loads(row["plan_json"])["parts"]
     assert {row["worker"] for row in rows} <= {1, 2}
     assert latest_job(ws, "campaign", 1)["status"] == "exited"
-    derived = ws.db.execute("SELECT COUNT(DISTINCT sha) FROM examples").fetchone()[0]
+    derived = ws.db.execute(
+        "SELECT COUNT(DISTINCT sha) FROM examples WHERE origin != 'plan_artifact'"
+    ).fetchone()[0]
     assert derived == sum(row["outcome"] == "resolved" for row in rows) > 0
+    artifacts = ws.db.execute("SELECT COUNT(*) FROM examples WHERE origin = 'plan_artifact'")
+    assert artifacts.fetchone()[0] == 1, "the demo's good truncate plan is a meta_plan example"
     log = (ws.root / latest_job(ws, "campaign", 1)["log_path"]).read_text()
     assert "training data from textkit: " in log
 
