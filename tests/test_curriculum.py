@@ -26,6 +26,8 @@ from engine.training_data.review import decide, draw_sample
 from engine.training_data.store import add_items
 from engine.workspace import Workspace
 
+SCOPE = json.dumps({"relevant": ["pkg/a.py"], "create": [], "supporting": [], "irrelevant": []})
+
 
 def _answer(rng: random.Random) -> str:
     tiers = {}
@@ -54,7 +56,7 @@ def _item(n: int, stage: str = "precision") -> TrainingItem:
                 role="user", content=f"task {n}: " + " ".join(str(rng.random()) for _ in "abcdef")
             ),
         ],
-        chosen=[Message(role="assistant", content=_answer(rng))],
+        chosen=[Message(role="assistant", content=_answer(rng) if stage == "precision" else SCOPE)],
     )
 
 

@@ -262,8 +262,9 @@ def test_building_twice_stores_each_pair_once(harness: Harness):
     assert (first.pairs_added, first.already_present) == ({"planning_dpo": 1}, 0)
     assert first.skipped == {f"harness pair: {AMBIGUOUS}": 1}
     [second] = build_training_data(harness.ws).packages
-    assert (second.pairs_added, second.already_present) == ({"planning_dpo": 0}, 1)
+    assert (second.pairs_added, second.already_present) == ({"planning_dpo": 0}, 2)
     rows = list(harness.ws.db["examples"].rows)
-    assert [(r["stage"], r["source"], r["rejected_attempt_id"]) for r in rows] == [
-        ("planning_dpo", "harness", rejected)
-    ]
+    assert [(r["stage"], r["origin"], r["rejected_attempt_id"]) for r in rows] == [
+        ("meta_plan", "plan_artifact", None),
+        ("planning_dpo", "harness_plan", rejected),
+    ], "the demo's truncate plan and the one pair, each stored once"
