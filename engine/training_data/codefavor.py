@@ -64,16 +64,7 @@ def codefavor_pairs(
                 else None
             )
             if reason is not None:
-                skips.append(
-                    Skip(
-                        package_digest=lineage.package_digest,
-                        sha=lineage.sha,
-                        what="codefavor pair",
-                        stage="execute_code",
-                        reason=reason,
-                        detail=f"{change.path}::{name}",
-                    )
-                )
+                skips.append(_skip(lineage, reason, f"{change.path}::{name}"))
                 continue
             prompt = [
                 Message(role="system", content=SYSTEM_PROMPT),
@@ -81,16 +72,9 @@ def codefavor_pairs(
             ]
             tokens = pair_tokens(prompt, new, old)
             if tokens > TOKEN_BUDGET["execute_code"]:
-                skips.append(
-                    Skip(
-                        package_digest=lineage.package_digest,
-                        sha=lineage.sha,
-                        what="codefavor pair",
-                        stage="execute_code",
-                        reason=OVER_BUDGET,
-                        detail=f"{change.path}::{name}: {tokens} > {TOKEN_BUDGET['execute_code']}",
-                    )
-                )
+                budget = TOKEN_BUDGET["execute_code"]
+                detail = f"{change.path}::{name}: {tokens} > {budget}"
+                skips.append(_skip(lineage, OVER_BUDGET, detail))
                 continue
             items.append(
                 TrainingItem(
@@ -153,3 +137,15 @@ def _user(path: str, text: str, name: str, task: str) -> str:
 
 def _longest_backtick_run(text: str) -> int:
     return max((len(run) for run in re.findall(r"`+", text)), default=0)
+
+
+def _skip(lineage: Lineage, reason: str, detail: str) -> Skip:
+    """A CodeFavor pair of `lineage`'s commit left out, and why."""
+    return Skip(
+        package_digest=lineage.package_digest,
+        sha=lineage.sha,
+        what="codefavor pair",
+        stage="execute_code",
+        reason=reason,
+        detail=detail,
+    )
