@@ -22,6 +22,7 @@ from app.cli_adapters import adapters
 from engine.adapters.activation import (
     ActivationError,
     AdapterFilesError,
+    StageChangedError,
     export_metadata,
     history,
     promote,
@@ -135,6 +136,17 @@ def test_rolling_back_the_first_promotion_returns_to_the_base(ws: Workspace) -> 
     with pytest.raises(ActivationError, match="no version is active"):
         rollback(ws, STAGE, "scope-v1")
     promote(ws, "scope-v1")
+    assert resolve(ws, STAGE) == "scope-v1"
+
+
+def test_a_rollback_seen_on_the_bare_base_is_refused_once_a_version_serves(
+    ws: Workspace,
+) -> None:
+    """An operator who saw the bare base serving and whose rollback arrives after a promotion
+    is told the stage changed, not that the base is an unknown version."""
+    promote(ws, "scope-v1")
+    with pytest.raises(StageChangedError, match="withdraws reasoning, but scope-v1 serves"):
+        rollback(ws, STAGE, "reasoning")
     assert resolve(ws, STAGE) == "scope-v1"
 
 

@@ -185,10 +185,13 @@ def test_the_cli_says_where_a_reused_validation_came_from(twice):
 def test_a_commit_in_two_packages_is_derived_once(twice, tmp_path):
     """`cra data build` over both packages derives each commit once, under `repo:sha`; the
     slice reports its commits as already derived, no two items share stage and content, and a
-    round of scope draws each commit once."""
+    round of scope draws each commit once. The slice is named first: a commit is derived under
+    the package that validated it, whatever order the packages come in."""
     root, full, since = twice
     ws = _copy(root, tmp_path)
-    reports = {report.digest: report for report in build_training_data(ws).packages}
+    built = build_training_data(ws, [since[:12], full[:12]]).packages
+    assert [report.digest for report in built] == [since, full]
+    reports = {report.digest: report for report in built}
     assert (reports[full].tasks_derived, reports[full].tasks_already_derived) == (3, 0)
     assert (reports[since].tasks_derived, reports[since].tasks_already_derived) == (0, 2)
     assert reports[full].examples_added > 0 and reports[since].examples_added == 0

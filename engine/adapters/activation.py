@@ -280,7 +280,8 @@ def _rollback_plan(
     if current is None:
         raise ActivationError(f"{stage}: no version is active; there is nothing to roll back")
     if withdraw is not None and current["name"] != withdraw:
-        version_row(ws, withdraw)
+        if withdraw != BASE_MODEL[stage]:
+            version_row(ws, withdraw)
         raise StageChangedError(
             f"{stage}: the rollback withdraws {withdraw}, but {current['name']} serves {stage} "
             "now; nothing changed (someone switched it since), look again and roll back again"

@@ -75,18 +75,15 @@ def build_training_data(ws: Workspace, packages: list[str] | None = None) -> Bui
         digest: PackageBuild(name=package.manifest.name, digest=digest)
         for digest, package in chosen.items()
     }
-    for digest, package in chosen.items():
-        rows = ws.db.execute(
-            "SELECT t.sha, d.sha IS NOT NULL FROM tasks t LEFT JOIN derivations d "
-            "ON d.repo = ? AND d.sha = t.sha "
-            "WHERE t.package_digest = ? AND t.status = 'usable' ORDER BY t.id",
-            [package.manifest.name, digest],
-        ).fetchall()
-        for sha, derived in rows:
-            if derived:
-                reports[digest].tasks_already_derived += 1
-            else:
-                _derive_task(ws.db, package, sha, reports[digest])
+    for digest, sha in _usable_tasks(ws, chosen):
+        package = chosen[digest]
+        derived = ws.db.execute(
+            "SELECT 1 FROM derivations WHERE repo = ? AND sha = ?", [package.manifest.name, sha]
+        ).fetchone()
+        if derived:
+            reports[digest].tasks_already_derived += 1
+        else:
+            _derive_task(ws.db, package, sha, reports[digest])
     for digest, package in chosen.items():
         artifact_items, no_item = plan_artifact_items(package)
         reports[digest].add(ws.db, artifact_items)
@@ -97,6 +94,20 @@ def build_training_data(ws: Workspace, packages: list[str] | None = None) -> Bui
         report.add(ws.db, [item for item in items if item.package_digest == digest])
         report.count(skip for skip in skips if skip.package_digest == digest)
     return BuildReport(packages=list(reports.values()))
+
+
+def _usable_tasks(ws: Workspace, chosen: dict[str, CorpusPackage]) -> list[tuple[str, str]]:
+    """The chosen packages' usable tasks as (digest, sha), those each package validated itself
+    first: a commit in two packages is derived under the package whose sandbox run validated
+    it, whatever order the packages' digests sort in."""
+    rows = ws.db.execute(
+        "SELECT package_digest, sha, validated_in, id FROM tasks WHERE status = 'usable' "
+        f"AND package_digest IN ({', '.join('?' for _ in chosen)}) ORDER BY id",
+        list(chosen),
+    ).fetchall()
+    order = {digest: index for index, digest in enumerate(chosen)}
+    rows.sort(key=lambda row: (row[2] in chosen, order[row[0]], row[3]))
+    return [(digest, sha) for digest, sha, _, _ in rows]
 
 
 def _packages(ws: Workspace, names: list[str] | None) -> dict[str, CorpusPackage]:
