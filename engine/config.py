@@ -4,7 +4,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine.errors import ConfigError, validation_lines
 from engine.evaluation.primary import metric_keys
@@ -144,6 +144,16 @@ class ServingConfig(_Section):
     timeout_s: float = Field(default=30.0, gt=0)
 
 
+DEFAULT_EVAL_SIZES = {
+    "task_analysis": 200,
+    "scope": 200,
+    "precision": 200,
+    "execute_code": 100,
+    "planning_dpo": 50,
+}
+"""Seed 004 §9.1: the lower end of each stage's eval-set size."""
+
+
 class EvaluationConfig(_Section):
     """How `cra eval run` gets the answers it scores.
 
@@ -155,6 +165,21 @@ class EvaluationConfig(_Section):
     backend: Literal["server", "local"] = "server"
     max_tokens: int = Field(default=1024, ge=1)
     timeout_s: float = Field(default=600.0, gt=0)
+    eval_sizes: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_EVAL_SIZES))
+    """Rows in each LoRA stage's frozen eval set (seed 004 §9.1's lower sizes by default). A
+    smaller set may be built, but every gate decision on it is marked underpowered."""
+
+    @field_validator("eval_sizes", mode="after")
+    @classmethod
+    def _known_stages(cls, sizes: dict[str, int]) -> dict[str, int]:
+        for stage, size in sizes.items():
+            if stage not in DEFAULT_EVAL_SIZES:
+                raise ValueError(
+                    f"{stage!r} is not a LoRA stage; known: {', '.join(DEFAULT_EVAL_SIZES)}"
+                )
+            if size < 1:
+                raise ValueError(f"{stage}: {size} is below 1")
+        return DEFAULT_EVAL_SIZES | sizes
 
 
 class GateConfig(_Section):
