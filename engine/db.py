@@ -589,6 +589,31 @@ def _m010_task_identity(db: sqlite_utils.Database) -> None:
     db["examples"].create_index(["stage", "content_hash"])
 
 
+def _m011_eval_scores(db: sqlite_utils.Database) -> None:
+    """Each eval run's score per example, so two runs on one eval set compare pair by pair.
+
+    `key` pairs a row across runs on the same eval set: `line:N` for a row scored alone, the
+    task's name for a metric scored per harness task (planning_dpo's resolved_rate).
+    `counts_json` maps each metric to [hits, out of]; `valid` is NULL where the stage has no
+    answer shape to check. Written once, with the run's metrics, when the run is done.
+    """
+    db["eval_scores"].create(
+        {
+            "eval_id": int,
+            "key": str,
+            "line": int,
+            "example_id": int,
+            "task": str,
+            "valid": int,
+            "counts_json": str,
+        },
+        pk=("eval_id", "key"),
+        foreign_keys=[("eval_id", "eval_runs", "id")],
+        not_null={"counts_json"},
+    )
+    _append_only(db, "eval_scores")
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "ingest: packages, package files, decisions", _m001_ingest),
     (2, "harness: validated tasks", _m002_tasks),
@@ -608,6 +633,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
         "one task per commit: reused validations, derivations and task keys by repo",
         _m010_task_identity,
     ),
+    (11, "evaluation: per-example scores", _m011_eval_scores),
 ]
 
 

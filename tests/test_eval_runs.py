@@ -26,6 +26,7 @@ from transformers import AutoModelForCausalLM
 
 from app.cli import cli
 from engine.evaluation.eval_set import EvalSetError, load_eval_set
+from engine.evaluation.example_scores import load_scores
 from engine.evaluation.runs import EvalRunError, list_evals, reconcile_evals, start_eval
 from engine.evaluation.worker import pass_at_1, resolved_rate
 from engine.harness.gold import gold_output
@@ -345,6 +346,11 @@ def test_the_eval_job_scores_the_base_then_the_candidate_and_gates_it(ws: Worksp
         answers = (ws.root / run["out_dir"] / "answers.jsonl").read_text().splitlines()
         assert len(answers) == run["rows"] == rows
         assert all(json.loads(line)["answer"] for line in answers)
+        scores = load_scores(ws, run["id"])
+        assert [score.line for score in scores.values()] == list(range(1, rows + 1))
+        for metric, value in metrics.items():
+            counted = [s.counts[metric] for s in scores.values() if metric in s.counts]
+            assert value == sum(h for h, _ in counted) / sum(o for _, o in counted), metric
     assert "gate: execute_code-v1 pass against base" in result.output
     [decision] = ws.db["gate_decisions"].rows
     assert (decision["baseline_eval_id"], decision["candidate_eval_id"]) == (

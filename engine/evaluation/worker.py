@@ -23,6 +23,7 @@ from typing import Any
 from engine.config import OpenAIPipelineConfig
 from engine.errors import CraError
 from engine.evaluation.eval_set import EvalRow, EvalSet, HarnessTask, load_eval_set
+from engine.evaluation.example_scores import ExampleScore, line_key
 from engine.evaluation.gate import decide
 from engine.evaluation.metrics import RowScore, aggregate, parse_edits, score_row
 from engine.harness.attempts import evaluate_attempt
@@ -98,6 +99,18 @@ def _ask(ws: Workspace, url: str, model: str, row: EvalRow) -> tuple[str, str | 
     except CraError as exc:
         return "", str(exc)
     return answer.text, None
+
+
+def _example(row: EvalRow, score: RowScore) -> ExampleScore:
+    """A scored row as its per-example record: the stage's counts and valid_rate's."""
+    return ExampleScore(
+        key=line_key(row.line),
+        line=row.line,
+        example_id=row.example_id,
+        task=None if row.task is None else row.task.name,
+        valid=score.valid,
+        counts={**score.counts, "valid_rate": (int(score.valid), 1)},
+    )
 
 
 def _edits_plan(edits: list[Edit]) -> Plan:
@@ -199,6 +212,7 @@ def evaluate(ws: Workspace, eval_id: int, job_id: int | None) -> dict[str, float
     stage = run["stage"]
     print(f"eval {eval_id}: {run['target']} on {len(eval_set.rows)} rows of {run['dataset_id']}")
     scores: list[RowScore] = []
+    examples: dict[str, ExampleScore] = {}
     answered: list[tuple[EvalRow, str]] = []
     metrics: dict[str, float] = {}
     with _endpoint(ws, run, out) as (url, model), (out / ANSWERS_FILE).open("w") as answers:
@@ -218,6 +232,7 @@ def evaluate(ws: Workspace, eval_id: int, job_id: int | None) -> dict[str, float
                 score = score_row(stage, answer, row.reference)
                 scores.append(score)
                 record["valid"] = score.valid
+                examples[line_key(row.line)] = _example(row, score)
             answers.write(json.dumps(record) + "\n")
             if job_id is not None:
                 heartbeat(ws, job_id)
@@ -228,19 +243,34 @@ def evaluate(ws: Workspace, eval_id: int, job_id: int | None) -> dict[str, float
             value, outcomes = pass_at_1(ws, run, model, out, answered)
             if value is not None:
                 metrics["pass_at_1"] = value
+            for outcome in outcomes:
+                example = examples[line_key(outcome["line"])]
+                example.counts["pass_at_1"] = (int(outcome["outcome"] == "resolved"), 1)
         elif stage == "planning_dpo":
             value, outcomes = resolved_rate(ws, run, url, model, out, eval_set)
             if value is not None:
                 metrics["resolved_rate"] = value
+            for outcome in outcomes:
+                examples[outcome["task"]] = ExampleScore(
+                    key=outcome["task"],
+                    line=None,
+                    example_id=None,
+                    task=outcome["task"],
+                    valid=None,
+                    counts={"resolved_rate": (int(outcome["outcome"] == "resolved"), 1)},
+                )
     (out / "harness.json").write_text(json.dumps(outcomes, indent=2) + "\n", encoding="utf-8")
-    _set(
-        ws,
-        eval_id,
-        status="done",
-        rows=len(eval_set.rows),
-        metrics_json=json.dumps(metrics, sort_keys=True),
-        finished_at=utc_now(),
-    )
+    with ws.db.conn:
+        ws.db["eval_scores"].insert_all(example.record(eval_id) for example in examples.values())
+        ws.db["eval_runs"].update(
+            eval_id,
+            {
+                "status": "done",
+                "rows": len(eval_set.rows),
+                "metrics_json": json.dumps(metrics, sort_keys=True),
+                "finished_at": utc_now(),
+            },
+        )
     print(f"eval {eval_id}: done: {json.dumps(metrics, sort_keys=True)}")
     return metrics
 
