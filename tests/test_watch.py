@@ -243,7 +243,8 @@ def test_switched_off_or_for_a_stage_outside_the_planner_slot_no_watch_runs(
     tmp_path: Path, curated: Path
 ) -> None:
     """`[watch] enabled = false`: promoting a planning_dpo version starts nothing. A scope
-    version is never watched: the harness does not call it."""
+    version is never watched: the harness does not call it. A version with no held-out tasks
+    is promoted, and its watch is recorded failed, naming why."""
     root = tmp_path / "ws"
     shutil.copytree(curated, root, symlinks=True)
     ws = _workspace(root, "[watch]\nenabled = false\n")
@@ -261,6 +262,13 @@ def test_switched_off_or_for_a_stage_outside_the_planner_slot_no_watch_runs(
     assert _watch_cli(ws) == [
         "no watches yet: promoting a planning_dpo or execute_code version starts one"
     ]
+    add_version(ws, "execute_code", 1)
+    pass_gate(ws, "execute_code-v1", "base")
+    result = promote_version(ws, "execute_code-v1")
+    why = "execute_code-v1: no training dataset is recorded; no held-out tasks"
+    assert result.watch == f"watch 1 could not start: {why}"
+    assert resolve(ws, "execute_code") == "execute_code-v1"
+    assert _watch_cli(ws) == [f"watch 1 execute_code: execute_code-v1 against base failed: {why}"]
 
 
 def test_a_killed_watch_fails_at_reconcile_and_never_rolls_back(

@@ -92,17 +92,20 @@ def start_watch(ws: Workspace, activation_id: int) -> str:
         if record["from_id"] is None
         else dict(ws.db["adapter_versions"].get(record["from_id"]))
     )
-    with job_lock(ws, JOB_KIND) as lock:
-        _reconcile(ws, lock)
-        watch_id = _insert(ws, record, version, baseline)
-        try:
+    watch_id = None
+    try:
+        with job_lock(ws, JOB_KIND) as lock:
+            _reconcile(ws, lock)
+            watch_id = _insert(ws, record, version, baseline)
             task_set = watch_tasks(ws, version)
             _set(ws, watch_id, dataset_id=task_set.dataset_id, tasks_sha256=task_set.sha256)
             argv = [sys.executable, "-m", "engine.adapters.watch_worker", str(watch_id)]
             lock.spawn(watch_id, argv)
-        except CraError as exc:
-            _set(ws, watch_id, status="failed", reason=str(exc), finished_at=utc_now())
-            return f"watch {watch_id} could not start: {exc}"
+    except CraError as exc:
+        if watch_id is None:
+            watch_id = _insert(ws, record, version, baseline)
+        _set(ws, watch_id, status="failed", reason=str(exc), finished_at=utc_now())
+        return f"watch {watch_id} could not start: {exc}"
     return (
         f"watch {watch_id} started: {version['name']} against {target_name(baseline)} on "
         f"{len(task_set.tasks)} held-out tasks (`cra adapters watch`)"
