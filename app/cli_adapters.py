@@ -17,6 +17,7 @@ from engine.adapters.activation import (
 )
 from engine.adapters.lineage import trace_lines
 from engine.adapters.switch import promote_version, reconcile_intents, rollback_stage
+from engine.adapters.watch import list_watches, reconcile_watches, watch_detail, watch_line
 from engine.training_data.stages import STAGES
 from engine.workspace import Workspace
 
@@ -54,7 +55,7 @@ def adapters_list(ctx: click.Context, stage: str | None) -> None:
 def adapters_promote(ctx: click.Context, name: str, reason: str, operator: str | None) -> None:
     """Make version NAME its stage's active one: gate and files checked, loaded on the server."""
     result = promote_version(_workspace(ctx), name, operator=operator, reason=reason)
-    click.echo(f"{name}: active for {result.stage}\nserver: {result.server}")
+    click.echo(f"{name}: active for {result.stage}\nserver: {result.server}\nwatch: {result.watch}")
 
 
 @adapters.command("rollback")
@@ -83,6 +84,26 @@ def adapters_rollback(
         )
     result = rollback_stage(ws, stage, withdraw, operator=operator, reason=reason)
     click.echo(f"{stage}: rolled back to {result.active}\nserver: {result.server}")
+
+
+@adapters.command("watch")
+@click.argument("watch_id", type=int, required=False)
+@click.pass_context
+def adapters_watch(ctx: click.Context, watch_id: int | None) -> None:
+    """The end-to-end watches after promotions, newest first, one line each; with WATCH_ID,
+    that watch and every task its two measurements disagree on."""
+    ws = _workspace(ctx, write=False)
+    reconcile_watches(ws)
+    if watch_id is not None:
+        for line in watch_detail(ws, watch_id):
+            click.echo(line)
+        return
+    rows = list_watches(ws)
+    if not rows:
+        click.echo("no watches yet: promoting a planning_dpo or execute_code version starts one")
+        return
+    for row in rows:
+        click.echo(watch_line(ws, row))
 
 
 @adapters.command("trace")

@@ -210,6 +210,19 @@ class GateConfig(_Section):
         return self
 
 
+class WatchConfig(_Section):
+    """The end-to-end check after a promotion (seed 004 §9.2, §10.5 step 3; seed 002 §6).
+
+    With `enabled`, promoting a version of a stage the harness puts in its planner slot
+    (planning_dpo, execute_code) starts a watch: the harness resolved rate on the stage's held-out
+    tasks with the model before the promotion and with the promoted version. A drop of more than
+    `tolerance` rolls the stage back.
+    """
+
+    enabled: bool = True
+    tolerance: float = Field(default=0.05, ge=0, le=1)
+
+
 class Config(_Section):
     """The whole workspace configuration."""
 
@@ -223,6 +236,7 @@ class Config(_Section):
     serving: ServingConfig = Field(default_factory=ServingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
+    watch: WatchConfig = Field(default_factory=WatchConfig)
 
 
 def load_config(path: Path) -> Config:

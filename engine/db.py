@@ -614,6 +614,65 @@ def _m011_eval_scores(db: sqlite_utils.Database) -> None:
     _append_only(db, "eval_scores")
 
 
+def _m012_watch(db: sqlite_utils.Database) -> None:
+    """The end-to-end check after a promotion: one `watch_runs` row per promotion watched (its
+    state moves queued → running → done, failed or stopped), and `e2e_results`, append-only,
+    one row per model measured on a task set (a later watch may reuse it as its baseline)."""
+    db["watch_runs"].create(
+        {
+            "id": int,
+            "stage": str,
+            "adapter_id": int,
+            "activation_id": int,
+            "baseline": str,
+            "baseline_adapter_id": int,
+            "dataset_id": str,
+            "tasks_sha256": str,
+            "backend": str,
+            "tolerance": float,
+            "status": str,
+            "verdict": str,
+            "baseline_result_id": int,
+            "after_result_id": int,
+            "rollback_id": int,
+            "reason": str,
+            "out_dir": str,
+            "created_at": str,
+            "created_by": str,
+            "finished_at": str,
+        },
+        pk="id",
+        foreign_keys=[
+            ("adapter_id", "adapter_versions", "id"),
+            ("baseline_adapter_id", "adapter_versions", "id"),
+            ("activation_id", "adapter_activations", "id"),
+            ("rollback_id", "adapter_activations", "id"),
+        ],
+        not_null={"stage", "adapter_id", "activation_id", "baseline", "status", "created_at"},
+    )
+    db["e2e_results"].create(
+        {
+            "id": int,
+            "watch_id": int,
+            "target": str,
+            "adapter_id": int,
+            "stage": str,
+            "base_path": str,
+            "backend": str,
+            "tasks_sha256": str,
+            "n": int,
+            "resolved": int,
+            "outcomes_json": str,
+            "at": str,
+        },
+        pk="id",
+        foreign_keys=[("watch_id", "watch_runs", "id"), ("adapter_id", "adapter_versions", "id")],
+        not_null={"watch_id", "target", "stage", "backend", "tasks_sha256", "n", "resolved", "at"},
+    )
+    db["e2e_results"].create_index(["stage", "tasks_sha256", "target"])
+    _append_only(db, "e2e_results")
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "ingest: packages, package files, decisions", _m001_ingest),
     (2, "harness: validated tasks", _m002_tasks),
@@ -634,6 +693,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
         _m010_task_identity,
     ),
     (11, "evaluation: per-example scores", _m011_eval_scores),
+    (12, "adapters: the watch after a promotion, end-to-end results", _m012_watch),
 ]
 
 

@@ -2,7 +2,8 @@
 
 Packages approved and rejected; campaigns and their resolved rates; datasets curated; training
 runs that finished, failed or stopped; eval runs and gate decisions; promotions, rollbacks,
-rejections and interrupted switches. Each section says "nothing" rather than disappearing, so
+rejections and interrupted switches; the watches after promotions (held or rolled back, with
+their resolved rates). Each section says "nothing" rather than disappearing, so
 an empty night reads as one. Timestamps are compared as instants (some rows carry `Z`, approvals
 an offset), never as strings.
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from engine.adapters.watch import list_watches, watch_line
 from engine.errors import CraError
 from engine.workspace import Workspace
 
@@ -74,6 +76,7 @@ def morning_report(ws: Workspace, since: datetime) -> list[Section]:
         _runs(ws, since),
         _evals(ws, since),
         _switches(ws, since),
+        _watches(ws, since),
     ]
 
 
@@ -224,6 +227,25 @@ def _switches(ws: Workspace, since: datetime) -> Section:
     }
     return Section(
         f"Adapters · {counts['promote']} promoted, {counts['rollback']} rolled back", lines
+    )
+
+
+def _watches(ws: Workspace, since: datetime) -> Section:
+    rows = [
+        row
+        for row in reversed(list_watches(ws))
+        if (moment := _at(row["finished_at"] or row["created_at"])) is not None and moment >= since
+    ]
+    lines = [
+        f"{_short(row['finished_at'] or row['created_at'])}  {watch_line(ws, row)}" for row in rows
+    ]
+    counts = {
+        verdict: sum(row["verdict"] == verdict for row in rows)
+        for verdict in ("held", "rolled_back")
+    }
+    return Section(
+        f"Watches after promotion · {counts['held']} held, {counts['rolled_back']} rolled back",
+        lines,
     )
 
 

@@ -456,8 +456,9 @@ class AdaptersScreen(PaneScreen):
         except WORKER_ERRORS as exc:
             self.post_message(ActionDone(None, str(exc)))
             return
+        watch = f" Watch: {result.watch}" if result.watch else ""
         self.post_message(
-            ActionDone(f"{result.stage}: {result.active} serves now. {result.server}", None)
+            ActionDone(f"{result.stage}: {result.active} serves now. {result.server}{watch}", None)
         )
 
     @work(thread=True, group="action")

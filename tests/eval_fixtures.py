@@ -1,5 +1,5 @@
 """Rows the eval and gate tests build on: adapter versions with real hashed files, a dataset
-record, and finished eval runs with given metrics."""
+record, finished eval runs with given metrics, and planning DPO pairs to curate."""
 
 import json
 from typing import Any
@@ -7,6 +7,10 @@ from typing import Any
 from engine.evaluation.gate import BASE
 from engine.timestamps import utc_now
 from engine.training.registry import sha256_file
+from engine.training_data.items import Message, TrainingItem
+from engine.training_data.review import decide as review_decide
+from engine.training_data.review import draw_sample
+from engine.training_data.store import item_from_row
 from engine.workspace import Workspace
 
 
@@ -108,3 +112,32 @@ def pass_gate(ws: Workspace, name: str, baseline: str) -> None:
             "operator": "test",
         }
     )
+
+
+def accept_sample(ws: Workspace, stage: str) -> None:
+    """Draw `stage`'s review sample and accept every item, so the stage can be curated."""
+    round_id = draw_sample(ws, stage, 15, seed=1)
+    count = ws.db.execute(
+        "SELECT COUNT(*) FROM review_items WHERE round_id = ?", [round_id]
+    ).fetchone()[0]
+    for position in range(1, count + 1):
+        review_decide(ws, round_id, position, "accept")
+
+
+def planning_pairs(ws: Workspace) -> list[TrainingItem]:
+    """A planning DPO pair per derived meta plan: the commit's plan chosen over a vague one."""
+    rows = ws.db.query("SELECT * FROM examples WHERE stage = 'meta_plan' AND kind = 'sft'")
+    return [
+        TrainingItem(
+            **item_from_row(row).model_dump(include=set(TrainingItem.model_fields)),
+        ).model_copy(
+            update={
+                "stage": "planning_dpo",
+                "kind": "preference",
+                "source": "harness",
+                "origin": "harness_plan",
+                "rejected": [Message(role="assistant", content='{"summary": "do it"}')],
+            }
+        )
+        for row in rows
+    ]

@@ -3,11 +3,13 @@
 It serves one base, keeps the adapters loaded at runtime, and answers like vLLM: an adapter in
 `/v1/models` has `root` (its folder) and `parent` (the base); errors are vLLM's error JSON.
 Tests can make a named load fail, lower the rank it accepts, or accept a load it then does not
-list. Every load request is recorded.
+list. Every load request is recorded. With `answer` set, `/v1/chat/completions` answers a served
+model's requests with `answer(model, messages)`.
 """
 
 import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ class FakeVllm:
         self.fail_loads: set[str] = set()
         self.unlisted: set[str] = set()
         self.load_requests: list[str] = []
+        self.answer: Callable[[str, list[dict[str, str]]], str] | None = None
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -83,6 +86,9 @@ def _handler(fake: FakeVllm) -> type[BaseHTTPRequestHandler]:
             if self.path == "/v1/load_lora_adapter":
                 status, error = fake.load(body["lora_name"], body["lora_path"])
                 done = f"Success: LoRA adapter '{body['lora_name']}' added successfully."
+            elif self.path == "/v1/chat/completions" and fake.answer is not None:
+                self._chat(body)
+                return
             elif self.path == "/v1/unload_lora_adapter":
                 status, error = fake.unload(body["lora_name"])
                 done = f"Success: LoRA adapter '{body['lora_name']}' removed successfully."
@@ -92,6 +98,17 @@ def _handler(fake: FakeVllm) -> type[BaseHTTPRequestHandler]:
                 self._error(status, error)
             else:
                 self._send(200, "text/plain", done)
+
+        def _chat(self, body: dict[str, Any]) -> None:
+            model = body["model"]
+            if model != fake.base and model not in fake.loaded:
+                self._error(404, f"The model `{model}` does not exist.")
+                return
+            assert fake.answer is not None
+            content = fake.answer(model, body["messages"])
+            choice = {"message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+            usage = {"prompt_tokens": 10, "completion_tokens": 20}
+            self._send(200, "application/json", {"choices": [choice], "usage": usage})
 
         def _error(self, status: int, message: str) -> None:
             body = {"object": "error", "message": message, "type": "BadRequestError"}

@@ -282,6 +282,8 @@ def test_cli(ws: Workspace, tmp_path: Path) -> None:
     assert cra("promote", "scope-v1", "--reason", "first") == (
         "scope-v1: active for scope\n"
         "server: [serving] bases.reasoning is not set; nothing was loaded on a server\n"
+        "watch: none: the harness's planner slot does not call scope adapters, so an "
+        "end-to-end check cannot see them; the eval gate is their check\n"
     )
     pass_gate(ws, "scope-v2", "scope-v1")
     cra("promote", "scope-v2", "--operator", "dee")

@@ -182,6 +182,9 @@ async def test_promote_confirms_with_the_deltas_then_switches(ws: Workspace) -> 
         await pilot.press("y")
         await until(pilot, lambda: any("scope-v2 serves now" in n for n in notes(pilot)), "note")
         assert any("no server is running" in n for n in notes(pilot))
+        assert any(
+            "Watch: none: the harness's planner slot does not call scope" in n for n in notes(pilot)
+        )
         assert resolve(ws, STAGE) == "scope-v2"
         await until(pilot, lambda: "scope-v2 | active" in cell_texts(screen, "#versions")[1], "row")
 

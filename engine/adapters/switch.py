@@ -27,6 +27,7 @@ from engine.adapters.activation import (
     row_id,
     version_row,
 )
+from engine.adapters.watch import start_watch
 from engine.evaluation.gate import active_row, check_gate_passed, target_name
 from engine.jobs import process_start_time
 from engine.serving.command import server_url
@@ -38,12 +39,14 @@ from engine.workspace import Workspace
 
 @dataclass(frozen=True)
 class SwitchResult:
-    """The activation record made, what serves the stage now, and what the server did."""
+    """The activation record made, what serves the stage now, what the server did, and (for a
+    promotion) what became of its end-to-end watch."""
 
     record_id: int
     stage: str
     active: str
     server: str
+    watch: str = ""
 
 
 class _Loader:
@@ -99,6 +102,7 @@ def promote_version(
     names the version the operator saw serving (`base` for the bare base); when given, another
     serving now refuses the promotion. The gate and the active version are checked again in the
     flip's transaction: whatever another console switched meanwhile refuses, never bypasses.
+    Once the flip is made, the promotion's watch starts (`engine.adapters.watch`).
     """
     reconcile_intents(ws)
     row = version_row(ws, name)
@@ -130,7 +134,7 @@ def promote_version(
             ws, name, operator=operator, reason=reason, sync=loader, check=still_planned
         ),
     )
-    return SwitchResult(record_id, row["stage"], name, loader.note)
+    return SwitchResult(record_id, row["stage"], name, loader.note, start_watch(ws, record_id))
 
 
 def rollback_stage(
