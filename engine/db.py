@@ -589,6 +589,38 @@ def _m010_task_identity(db: sqlite_utils.Database) -> None:
     db["examples"].create_index(["stage", "content_hash"])
 
 
+def _m011_eval_sets(db: sqlite_utils.Database) -> None:
+    """Frozen eval sets: one row a version, its rows (which example each line of its eval.jsonl
+    is) and the task keys it holds, which no dataset ever trains on; an eval run names the set
+    it scored."""
+    db["eval_sets"].create(
+        {
+            "id": int,
+            "stage": str,
+            "base_model": str,
+            "path": str,
+            "sha256": str,
+            "size": int,
+            "target_size": int,
+            "tasks_json": str,
+            "created_at": str,
+            "created_by": str,
+        },
+        pk="id",
+        not_null={"stage", "base_model", "path", "sha256", "size", "target_size", "tasks_json"},
+    )
+    db["eval_sets"].create_index(["stage", "id"])
+    db["eval_set_rows"].create(
+        {"eval_set_id": int, "line": int, "example_id": int, "flipped": int},
+        pk=("eval_set_id", "line"),
+        foreign_keys=[("eval_set_id", "eval_sets", "id"), ("example_id", "examples", "id")],
+        not_null={"example_id", "flipped"},
+    )
+    for table in ("eval_sets", "eval_set_rows"):
+        _append_only(db, table)
+    db.execute("ALTER TABLE eval_runs ADD COLUMN eval_set_id INTEGER REFERENCES eval_sets(id)")
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "ingest: packages, package files, decisions", _m001_ingest),
     (2, "harness: validated tasks", _m002_tasks),
@@ -608,6 +640,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
         "one task per commit: reused validations, derivations and task keys by repo",
         _m010_task_identity,
     ),
+    (11, "evaluation: frozen eval sets per stage, the set an eval run scored", _m011_eval_sets),
 ]
 
 

@@ -56,7 +56,7 @@ from engine.training_data.dataset_manifest import (
 )
 from engine.training_data.dataset_rows import DatasetRow
 from engine.training_data.dedup import drop_exact, drop_near, drop_near_to
-from engine.training_data.holdout import Holdout, split
+from engine.training_data.holdout import Holdout, held_out_tasks, split
 from engine.training_data.items import Kind, StoredItem
 from engine.training_data.plan_model import DataCriteria
 from engine.training_data.plans import load_plan
@@ -265,7 +265,7 @@ def _select(
         old_rows,
         config.near_duplicate_threshold,
     )
-    holdout = split(rows, config.eval_share, config.eval_repos, _earlier_eval_tasks(ws.db, stage))
+    holdout = split(rows, config.eval_share, config.eval_repos, held_out_tasks(ws.db))
     seed = f"{config.seed}:{stage}:{kind}"
     train, dropped = balance(holdout.train, config.max_domain_share, seed)
     pool = _replay_pool(earlier, rows, holdout, config.eval_repos, decisions)
@@ -433,18 +433,6 @@ def rejected_texts(db: sqlite_utils.Database, decisions: dict[int, Decision]) ->
         [json.dumps(rejected)],
     )
     return [DatasetRow.new(item_from_row(row), False).text for row in rows]
-
-
-def _earlier_eval_tasks(db: sqlite_utils.Database, stage: Stage) -> set[str]:
-    return {
-        row[0]
-        for row in db.execute(
-            "SELECT DISTINCT e.task_key FROM dataset_examples de "
-            "JOIN datasets d ON d.id = de.dataset_id JOIN examples e ON e.id = de.example_id "
-            "WHERE d.stage = ? AND de.split = 'eval'",
-            [stage],
-        )
-    }
 
 
 def _replay_pool(
