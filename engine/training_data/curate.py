@@ -12,9 +12,10 @@ never replace; 10-20% replay). For each stage and format:
    stage's contract (`contracts.py`) are left out too, and the stage is refused when more than
    `max_degenerate_rate` of the candidates the review kept do (audit.py); then exact and near
    duplicates go (also against the rows of earlier datasets), the oldest of each group kept;
-4. whole tasks are split into train and eval (holdout.py), train is cut to the domain cap
-   (balance.py), and rows of earlier datasets are replayed into train (replay.py); a
-   precision dataset's train rows are ordered easy to hard (curriculum.py);
+4. whole tasks are split into train and eval (holdout.py: a task of any frozen eval set, or
+   held out by any earlier dataset or base export, of any stage, is eval), train is cut to the
+   domain cap (balance.py), and rows of earlier datasets are replayed into train (replay.py);
+   a precision dataset's train rows are ordered easy to hard (curriculum.py);
 5. the folder is written and renamed into place, then recorded with its rows in one
    transaction. An earlier dataset is read (and checked) but never touched.
 """
