@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from app.cli_common import open_workspace
+from app.cli_eval_set import eval_set_group
 from engine.adapters.activation import version_row
 from engine.evaluation.gate import active_row, compare, comparison_lines, decide
 from engine.evaluation.runs import (
@@ -46,10 +47,12 @@ def eval_group() -> None:
     """Eval runs and the eval gate (seed 004 §9)."""
 
 
+eval_group.add_command(eval_set_group)
+
+
 @eval_group.command("run")
 @click.option("--adapter", help="The version to evaluate (its stage's baseline is scored too).")
 @click.option("--stage", type=click.Choice(STAGES), help="With no --adapter: score the base.")
-@click.option("--dataset", "dataset_id", help="The dataset whose eval.jsonl to use.")
 @click.option("--backend", type=click.Choice(BACKENDS), help="Default: [evaluation] backend.")
 @click.option("--wait", is_flag=True, help="Stay until the job ends, then show the gate.")
 @click.pass_context
@@ -57,18 +60,20 @@ def eval_run(
     ctx: click.Context,
     adapter: str | None,
     stage: str | None,
-    dataset_id: str | None,
     backend: str | None,
     wait: bool,
 ) -> None:
-    """Score a version (and its baseline) on a held-out eval set, in a background job."""
+    """Score a version (and its baseline) on its stage's newest frozen eval set, in a job."""
     ws = _workspace(ctx)
     if adapter is not None and stage is not None:
         raise click.UsageError("give --adapter or --stage, not both: a version has its stage")
-    ids = start_eval(ws, adapter, stage, dataset_id, backend)
+    ids = start_eval(ws, adapter, stage, backend)
     for eval_id in ids:
         run = eval_row(ws, eval_id)
-        click.echo(f"eval run {eval_id}: {run['target']} on {run['dataset_id']} ({run['backend']})")
+        click.echo(
+            f"eval run {eval_id}: {run['target']} on eval set {run['eval_set_id']} "
+            f"({run['backend']})"
+        )
     if not wait:
         click.echo("started; `cra eval status` follows it, the Adapters pane shows the results")
         return
@@ -126,7 +131,12 @@ def eval_show(ctx: click.Context, eval_id: int) -> None:
     click.echo(_line(run))
     if run["reason"]:
         click.echo(f"reason: {run['reason']}")
-    click.echo(f"eval set: {run['dataset_id']} eval.jsonl sha256 {run['eval_sha256']}")
+    where = (
+        f"eval set {run['eval_set_id']}"
+        if run["eval_set_id"] is not None
+        else f"dataset {run['dataset_id']}'s eval.jsonl"
+    )
+    click.echo(f"eval set: {where}, sha256 {run['eval_sha256']}")
     click.echo(f"answers: {ws.root / run['out_dir']}")
 
 

@@ -626,7 +626,7 @@ def _m012_watch(db: sqlite_utils.Database) -> None:
             "activation_id": int,
             "baseline": str,
             "baseline_adapter_id": int,
-            "dataset_id": str,
+            "eval_set_id": int,
             "tasks_sha256": str,
             "backend": str,
             "tolerance": float,
@@ -673,6 +673,38 @@ def _m012_watch(db: sqlite_utils.Database) -> None:
     _append_only(db, "e2e_results")
 
 
+def _m013_eval_sets(db: sqlite_utils.Database) -> None:
+    """Frozen eval sets: one row a version, its rows (which example each line of its eval.jsonl
+    is) and the task keys it holds, which no dataset ever trains on; an eval run names the set
+    it scored."""
+    db["eval_sets"].create(
+        {
+            "id": int,
+            "stage": str,
+            "base_model": str,
+            "path": str,
+            "sha256": str,
+            "size": int,
+            "target_size": int,
+            "tasks_json": str,
+            "created_at": str,
+            "created_by": str,
+        },
+        pk="id",
+        not_null={"stage", "base_model", "path", "sha256", "size", "target_size", "tasks_json"},
+    )
+    db["eval_sets"].create_index(["stage", "id"])
+    db["eval_set_rows"].create(
+        {"eval_set_id": int, "line": int, "example_id": int, "flipped": int},
+        pk=("eval_set_id", "line"),
+        foreign_keys=[("eval_set_id", "eval_sets", "id"), ("example_id", "examples", "id")],
+        not_null={"example_id", "flipped"},
+    )
+    for table in ("eval_sets", "eval_set_rows"):
+        _append_only(db, table)
+    db.execute("ALTER TABLE eval_runs ADD COLUMN eval_set_id INTEGER REFERENCES eval_sets(id)")
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "ingest: packages, package files, decisions", _m001_ingest),
     (2, "harness: validated tasks", _m002_tasks),
@@ -694,6 +726,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     ),
     (11, "evaluation: per-example scores", _m011_eval_scores),
     (12, "adapters: the watch after a promotion, end-to-end results", _m012_watch),
+    (13, "evaluation: frozen eval sets per stage, the set an eval run scored", _m013_eval_sets),
 ]
 
 

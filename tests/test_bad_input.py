@@ -83,6 +83,8 @@ COMMANDS: dict[str, list[str] | None] = {
     "eval gate": ["nosuch"],
     "eval compare": ["nosuch"],
     "eval stop": [],
+    "eval set build": ["--stage", "scope"],
+    "eval set list": [],
     "serve": ["--status"],
 }
 
@@ -388,7 +390,9 @@ ARG_CASES: list[list[str]] = [
     ["adapters", "reject", "nosuch", "--reason", "x"],
     ["adapters", "export", "--out", "/proc/x"],
     ["eval", "run", "--adapter", ""],
-    ["eval", "run", "--stage", "scope", "--dataset", "nosuch"],
+    ["eval", "run", "--stage", "scope"],
+    ["eval", "set", "build", "--stage", "meta_plan"],
+    ["eval", "set", "build", "--stage", "scope"],
     ["eval", "show", "999"],
     ["eval", "gate", ""],
     ["eval", "compare", "nosuch"],

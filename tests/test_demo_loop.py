@@ -1,7 +1,8 @@
 """`cra demo --run`: the whole loop on a fresh demo workspace, without a person, in a real
-subprocess: approve, gold campaign, examples and pairs, spot-check, curate, train a tiny adapter
-on the CPU, evaluate it against the base, promote it, roll it back. The demo's history gives each
-LoRA stage at least a full review round of items."""
+subprocess: approve, gold campaign, examples and pairs, spot-check, build scope's frozen eval
+set, curate, train a tiny adapter on the CPU, evaluate it against the base on that set, promote
+it, roll it back. The demo's history gives each LoRA stage at least a full review round of
+items."""
 
 import json
 import os
@@ -28,6 +29,7 @@ STEPS = (
     "3. training data: ",
     f"4. spot-check round 1 of scope: {ROUND} items drawn, decided by the stage contract's "
     f"checks: {ROUND} accepted, 0 rejected",
+    "   eval set 1 (scope, reasoning base): ",
     "5. curated dataset scope-d1",
     "6. training run 1 started on scope-d1 (tiny model, CPU)",
     "   run 1 done at step ",
@@ -77,6 +79,7 @@ def test_demo_run_walks_the_whole_loop(tmp_path: Path) -> None:
         ("scope-v1", "done"),
     ]
     assert set(json.loads(runs[1]["metrics_json"])) == {"accuracy", "relevant_recall", "valid_rate"}
+    assert {run["eval_set_id"] for run in runs} == {1}
     trace = subprocess.run(
         [
             str(Path(sys.executable).parent / "cra"),

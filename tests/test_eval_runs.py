@@ -1,4 +1,4 @@
-"""Eval runs over a real approved package: the eval set read back from a curated dataset,
+"""Eval runs over a real approved package: the stage's frozen eval set read back,
 execute_code pass@1 and the planning DPO's resolved rate through the real harness, and the
 eval job end to end on the tiny model served by the CPU stand-in.
 
@@ -6,6 +6,7 @@ Model answers come from the reference (what the dataset trains on) or from a sta
 endpoint at the GPU-server boundary; the harness, the sandboxed tests and the database are real.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -25,7 +26,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
 from app.cli import cli
-from engine.evaluation.eval_set import EvalSetError, load_eval_set
+from engine.evaluation.eval_set import EvalSet, build_eval_set, load_eval_set, newest_eval_set
 from engine.evaluation.example_scores import load_scores
 from engine.evaluation.runs import EvalRunError, list_evals, reconcile_evals, start_eval
 from engine.evaluation.worker import pass_at_1, resolved_rate
@@ -49,6 +50,7 @@ CONFIG = (
     "[curation]\nmax_domain_share = 1.0\neval_share = 0.5\n"
     # The demo package's few commits give rounds smaller than the gate's default minimum.
     "[training_data]\nreview_min_sample = 1\n"
+    "[evaluation.eval_sizes]\nexecute_code = 3\nplanning_dpo = 3\n"
 )
 
 
@@ -83,7 +85,8 @@ def _planning_pairs(ws: Workspace) -> list[TrainingItem]:
 @pytest.fixture(scope="module")
 def curated(tmp_path_factory: pytest.TempPathFactory, _package_template: Path) -> Path:
     """A workspace root with the demo package approved, its commits validated, training data
-    built, and execute_code and planning_dpo datasets curated with half their tasks held out."""
+    built, execute_code and planning_dpo eval sets of their newest 3 tasks built, and datasets
+    of those stages curated with half the other tasks held out."""
     base = tmp_path_factory.mktemp("eval")
     valid_package = base / "drive" / "textkit"
     shutil.copytree(_package_template, valid_package, symlinks=True)
@@ -98,6 +101,7 @@ def curated(tmp_path_factory: pytest.TempPathFactory, _package_template: Path) -
     build_training_data(ws)
     add_items(ws.db, _planning_pairs(ws))
     for stage, kind in (("execute_code", "sft"), ("planning_dpo", "preference")):
+        build_eval_set(ws, stage)
         _accept_sample(ws, stage)
         report = curate(ws, stage=stage, format=kind)
         assert [done.id for done in report.curated] == [f"{stage}-d1"], report.blocked
@@ -116,31 +120,39 @@ def _run(eval_id: int, target: str = "execute_code-v1") -> dict[str, Any]:
     return {"id": eval_id, "target": target}
 
 
-def test_the_eval_set_is_the_datasets_held_out_rows_with_their_tasks(ws: Workspace) -> None:
-    eval_set = load_eval_set(ws, "execute_code-d1")
-    manifest = json.loads((ws.root / "datasets/execute_code-d1/manifest.json").read_text())
-    assert eval_set.sha256 == manifest["files"]["eval.jsonl"]["sha256"]
+def _eval_set(ws: Workspace, stage: str) -> EvalSet:
+    record = newest_eval_set(ws, stage)
+    assert record is not None
+    return load_eval_set(ws, record.id)
+
+
+def test_the_eval_set_is_the_stages_frozen_rows_with_their_tasks(ws: Workspace) -> None:
+    """The execute_code eval set reads back the rows it froze, each a prompt and the commit's
+    code edits with its harness task, and the dataset curated after it trains on none of them."""
+    eval_set = _eval_set(ws, "execute_code")
+    data = (ws.root / "eval_sets/execute_code" / eval_set.sha256[:12] / "eval.jsonl").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == eval_set.sha256
     assert (eval_set.stage, eval_set.base_model) == ("execute_code", "coding")
-    assert len(eval_set.rows) == manifest["counts"]["eval"] >= 1
+    assert eval_set.size == 3 == eval_set.target_size and not eval_set.underpowered
     row = eval_set.rows[0]
     assert [m["role"] for m in row.messages] == ["system", "user"]
     paths = [edit["path"] for edit in json.loads(row.reference)]
     assert any(path.startswith("textkit/") for path in paths)  # the commit's code edits,
     assert not any(path.startswith("tests/") for path in paths)  # never its tests
-    assert row.task is not None and len(eval_set.tasks()) >= 1
-
-
-def test_a_dataset_without_held_out_rows_is_no_eval_set(ws: Workspace) -> None:
-    (ws.root / "cra.toml").write_text(CONFIG.replace("eval_share = 0.5", "eval_share = 0.0"))
-    ws = Workspace.open(ws.root)
-    _accept_sample(ws, "task_analysis")
-    curate(ws, stage="task_analysis", format="sft")
-    with pytest.raises(EvalSetError, match="dataset task_analysis-d1 has no eval rows"):
-        load_eval_set(ws, "task_analysis-d1")
+    assert row.task is not None and len(eval_set.tasks()) == 3
+    trained = {
+        line["example_id"]
+        for line in map(
+            json.loads,
+            (ws.root / "datasets/execute_code-d1/lineage.jsonl").read_text().splitlines(),
+        )
+        if line["file"] == "train.jsonl"
+    }
+    assert not trained & {r.example_id for r in eval_set.rows}
 
 
 def test_pass_at_1_applies_the_answer_and_runs_the_tasks_tests(ws: Workspace) -> None:
-    eval_set = load_eval_set(ws, "execute_code-d1")
+    eval_set = _eval_set(ws, "execute_code")
     gold = [(row, row.reference) for row in eval_set.rows]
     value, outcomes = pass_at_1(ws, _run(1), "m", ws.root / "evals" / "1", gold)
     assert value == 1.0, outcomes
@@ -213,7 +225,7 @@ def planner() -> Iterator[_Planner]:
 
 
 def test_planning_runs_each_eval_task_through_the_harness(ws: Workspace, planner: _Planner) -> None:
-    eval_set = load_eval_set(ws, "planning_dpo-d1")
+    eval_set = _eval_set(ws, "planning_dpo")
     tasks = eval_set.tasks()
     assert tasks
     for task in tasks:
@@ -248,14 +260,14 @@ def test_planning_runs_each_eval_task_through_the_harness(ws: Workspace, planner
 def test_start_refuses_what_cannot_be_evaluated(ws: Workspace) -> None:
     with pytest.raises(EvalRunError, match="no adapter version 'scope-v9'"):
         start_eval(ws, adapter="scope-v9")
-    with pytest.raises(EvalRunError, match="needs a dataset"):
-        start_eval(ws, stage="execute_code")
-    with pytest.raises(EvalRunError, match="is a planning_dpo dataset"):
-        start_eval(ws, stage="execute_code", dataset_id="planning_dpo-d1")
+    with pytest.raises(EvalRunError, match="needs a stage"):
+        start_eval(ws)
+    with pytest.raises(EvalRunError, match="scope has no eval set yet; `cra eval set build"):
+        start_eval(ws, stage="scope")
     with pytest.raises(NotALoraStage, match="meta_plan has no evaluation: planning"):
-        start_eval(ws, stage="meta_plan", dataset_id="planning_dpo-d1")
+        start_eval(ws, stage="meta_plan")
     with pytest.raises(EvalRunError, match="unknown eval backend"):
-        start_eval(ws, stage="execute_code", dataset_id="execute_code-d1", backend="gpu")
+        start_eval(ws, stage="execute_code", backend="gpu")
     assert list_evals(ws) == []
 
 
@@ -271,9 +283,9 @@ def _wait_settled(ws: Workspace, eval_id: int) -> dict[str, Any]:
 
 
 def test_a_run_that_cannot_reach_its_model_fails_with_the_reason(ws: Workspace) -> None:
-    [eval_id] = start_eval(ws, stage="execute_code", dataset_id="execute_code-d1", backend="server")
+    [eval_id] = start_eval(ws, stage="execute_code", backend="server")
     with pytest.raises(EvalRunError, match="still under way"):
-        start_eval(ws, stage="execute_code", dataset_id="execute_code-d1")
+        start_eval(ws, stage="execute_code")
     row = _wait_settled(ws, eval_id)
     assert row["status"] == "failed"
     assert "[serving] bases.coding is not set" in row["reason"]
@@ -339,7 +351,7 @@ def test_the_eval_job_scores_the_base_then_the_candidate_and_gates_it(ws: Worksp
         ("base", "done"),
         ("execute_code-v1", "done"),
     ], runs
-    rows = len(load_eval_set(ws, "execute_code-d1").rows)
+    rows = len(_eval_set(ws, "execute_code").rows)
     for run in runs:
         metrics = json.loads(run["metrics_json"])
         assert set(metrics) == {"valid_rate", "pass_at_1"}

@@ -30,7 +30,7 @@ from app.cli import cli
 from engine.adapters.activation import history, resolve
 from engine.adapters.switch import promote_version
 from engine.adapters.watch import reconcile_watches, watch_tasks
-from engine.evaluation.eval_set import load_eval_set
+from engine.evaluation.eval_set import build_eval_set, load_eval_set, newest_eval_set
 from engine.harness.gold import gold_output
 from engine.harness.package import load_package
 from engine.harness.task_validation import find_commit, validate_task
@@ -48,6 +48,7 @@ CONFIG = (
     "[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\ntest_timeout_s = 60\n"
     "[curation]\nmax_domain_share = 1.0\neval_share = 0.5\n"
     "[training_data]\nreview_min_sample = 1\n"
+    "[evaluation.eval_sizes]\nplanning_dpo = 6\n"
 )
 PROSE = "I would rather not plan this."
 
@@ -68,6 +69,7 @@ def curated(tmp_path_factory: pytest.TempPathFactory, _package_template: Path) -
         validate_task(ws, digest, commit["sha"])
     build_training_data(ws)
     add_items(ws.db, planning_pairs(ws))
+    build_eval_set(ws, STAGE)
     accept_sample(ws, STAGE)
     report = curate(ws, stage=STAGE, format="preference")
     assert [done.id for done in report.curated] == [f"{STAGE}-d1"], report.blocked
@@ -95,7 +97,7 @@ def served(tmp_path: Path, curated: Path) -> Iterator[tuple[Workspace, FakeVllm]
             '[evaluation]\nbackend = "server"\n',
         )
         gold = {}
-        for task in load_eval_set(ws, f"{STAGE}-d1").tasks():
+        for task in load_eval_set(ws, newest_eval_set(ws, STAGE).id).tasks():
             package = load_package(ws, task.package_digest)
             commit = find_commit(package, task.sha)
             output = gold_output(package.repo, commit.parent, commit.sha, list(commit.test_files))
@@ -265,7 +267,10 @@ def test_switched_off_or_for_a_stage_outside_the_planner_slot_no_watch_runs(
     add_version(ws, "execute_code", 1)
     pass_gate(ws, "execute_code-v1", "base")
     result = promote_version(ws, "execute_code-v1")
-    why = "execute_code-v1: no training dataset is recorded; no held-out tasks"
+    why = (
+        "execute_code-v1: execute_code has no eval set, so no held-out tasks; "
+        "`cra eval set build --stage execute_code` builds it"
+    )
     assert result.watch == f"watch 1 could not start: {why}"
     assert resolve(ws, "execute_code") == "execute_code-v1"
     assert _watch_cli(ws) == [f"watch 1 execute_code: execute_code-v1 against base failed: {why}"]

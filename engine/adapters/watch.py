@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import CraError
-from engine.evaluation.eval_set import HarnessTask, load_eval_set
+from engine.evaluation.eval_set import HarnessTask, load_eval_set, newest_eval_set
 from engine.evaluation.gate import target_name
 from engine.jobs import LIVE, JobLock, finish_job, job_lock, latest_job, settle
 from engine.timestamps import utc_now
@@ -48,27 +48,36 @@ class WatchError(CraError):
 
 @dataclass(frozen=True)
 class TaskSet:
-    """The held-out harness tasks a watch runs, the dataset they come from, and their hash."""
+    """The held-out harness tasks a watch runs, the frozen eval set they come from, and the
+    hash of their names."""
 
-    dataset_id: str
+    eval_set_id: int
     sha256: str
     tasks: list[HarnessTask]
 
 
 def watch_tasks(ws: Workspace, version: dict[str, Any]) -> TaskSet:
-    """The held-out harness tasks of `version`'s stage: those behind the eval rows of the
-    dataset it was trained on, in eval-row order."""
-    dataset_id = version["dataset_id"]
-    if dataset_id is None:
-        raise WatchError(f"{version['name']}: no training dataset is recorded; no held-out tasks")
-    tasks = load_eval_set(ws, dataset_id).tasks()
+    """The held-out harness tasks of `version`'s stage: those behind the rows of the stage's
+    newest frozen eval set, which no dataset trains on."""
+    record = newest_eval_set(ws, version["stage"])
+    if record is None:
+        raise WatchError(
+            f"{version['name']}: {version['stage']} has no eval set, so no held-out tasks; "
+            f"`cra eval set build --stage {version['stage']}` builds it"
+        )
+    return task_set(ws, record.id)
+
+
+def task_set(ws: Workspace, eval_set_id: int) -> TaskSet:
+    """The harness tasks behind eval set `eval_set_id`'s rows, in row order."""
+    tasks = load_eval_set(ws, eval_set_id).tasks()
     if not tasks:
         raise WatchError(
-            f"{version['name']}: dataset {dataset_id}'s eval rows come from no harness task; "
+            f"eval set {eval_set_id}'s rows come from no harness task; "
             "the end-to-end check has nothing to run"
         )
     names = "\n".join(task.name for task in tasks)
-    return TaskSet(dataset_id, hashlib.sha256(names.encode("utf-8")).hexdigest(), tasks)
+    return TaskSet(eval_set_id, hashlib.sha256(names.encode("utf-8")).hexdigest(), tasks)
 
 
 def start_watch(ws: Workspace, activation_id: int) -> str:
@@ -98,7 +107,7 @@ def start_watch(ws: Workspace, activation_id: int) -> str:
             _reconcile(ws, lock)
             watch_id = _insert(ws, record, version, baseline)
             task_set = watch_tasks(ws, version)
-            _set(ws, watch_id, dataset_id=task_set.dataset_id, tasks_sha256=task_set.sha256)
+            _set(ws, watch_id, eval_set_id=task_set.eval_set_id, tasks_sha256=task_set.sha256)
             argv = [sys.executable, "-m", "engine.adapters.watch_worker", str(watch_id)]
             lock.spawn(watch_id, argv)
     except CraError as exc:

@@ -27,7 +27,7 @@ from engine.adapters.watch import (
     WatchError,
     flipped,
     result_rate,
-    watch_tasks,
+    task_set,
 )
 from engine.config import OpenAIPipelineConfig
 from engine.errors import CraError
@@ -237,24 +237,24 @@ def run_watch(ws: Workspace, watch_id: int, job_id: int | None) -> tuple[str, st
     out = ws.root / watch["out_dir"]
     try:
         version = dict(ws.db["adapter_versions"].get(watch["adapter_id"]))
-        task_set = watch_tasks(ws, version)
-        if task_set.sha256 != watch["tasks_sha256"]:
+        tasks = task_set(ws, watch["eval_set_id"])
+        if tasks.sha256 != watch["tasks_sha256"]:
             raise WatchError(
-                f"watch {watch_id}: the held-out tasks of {task_set.dataset_id} changed since "
-                "the watch was queued"
+                f"watch {watch_id}: the held-out tasks of eval set {tasks.eval_set_id} changed "
+                "since the watch was queued"
             )
         kind = BASE_MODEL[watch["stage"]]
         target = _version(ws, watch["baseline_adapter_id"])
         base = _base_path(ws, watch["backend"], kind, target)
         baseline = _reusable(ws, watch, target, base) or _measure(
-            ws, watch, target, base, task_set, out / "baseline", job_id
+            ws, watch, target, base, tasks, out / "baseline", job_id
         )
         after = _measure(
             ws,
             watch,
             version,
             _base_path(ws, watch["backend"], kind, version),
-            task_set,
+            tasks,
             out / "after",
             job_id,
         )

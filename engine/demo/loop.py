@@ -6,9 +6,10 @@ its examples and pairs when it finishes); draw a spot-check round of one stage, 
 the review gate asks for (`review_sample_size`), and decide it (a person reads it in the Review
 pane; here each item is decided by its stage contract's checks, `contracts.check_item`, the
 rules `cra data audit` counts: accepted when it breaks none, rejected naming the rules it
-breaks, and every note says no person read it); curate a dataset; train a tiny adapter on the
-CPU; evaluate it against the base and let the gate decide; promote it; roll it back. A step
-that cannot go on raises with the reason.
+breaks, and every note says no person read it); build the stage's frozen eval set (its newest
+tasks, which curation then holds out of train); curate a dataset; train a tiny adapter on the
+CPU; evaluate it against the base on that eval set and let the gate decide; promote it; roll it
+back. A step that cannot go on raises with the reason.
 """
 
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from engine.adapters.switch import promote_version, rollback_stage
 from engine.errors import CraError
+from engine.evaluation.eval_set import build_eval_set
 from engine.evaluation.runs import reconcile_evals, start_eval
 from engine.harness.campaigns import (
     campaign_row,
@@ -137,6 +139,9 @@ def run_loop(ws: Workspace, drive: Path, say: Say) -> str:
         f"4. spot-check round {round_id} of {STAGE}: {items} items drawn, decided by the stage "
         f"contract's checks: {items - rejected} accepted, {rejected} rejected"
     )
+
+    eval_set = build_eval_set(ws, STAGE).eval_set
+    say(f"   {eval_set.summary()}")
 
     curated = curate(ws, stage=STAGE, format="sft")
     if not curated.curated:

@@ -36,7 +36,8 @@ TINY_MODEL = "models/tiny"
 
 def demo_config(drive: Path) -> str:
     """The demo's cra.toml. Its corpus is one small repo from one domain, so curation may not
-    hold a domain to 20%; it holds out the newest tenth for eval (2 of the 22 usable tasks). Its
+    hold a domain to 20%; scope's frozen eval set holds its 2 newest tasks (of the 22 usable
+    ones), and curation holds nothing else out (eval_share 0), so the rest train. Its
     tests are deterministic, so gold validation runs each side once, not three times: the gold
     campaign over its 24 commits takes about a minute, not three. Both bases are the tiny model
     built here, trained and evaluated on the CPU; its server is the CPU stand-in
@@ -48,9 +49,14 @@ def demo_config(drive: Path) -> str:
             "operator": "demo",
             "usb": {"extra_dirs": [str(drive)]},
             "harness": {"flaky_runs": 1},
-            "curation": {"max_domain_share": 1.0, "eval_share": 0.1},
+            "curation": {"max_domain_share": 1.0, "eval_share": 0.0},
             "training": {"base_models": bases},
-            "evaluation": {"backend": "local", "max_tokens": 32, "timeout_s": 120},
+            "evaluation": {
+                "backend": "local",
+                "max_tokens": 32,
+                "timeout_s": 120,
+                "eval_sizes": {"scope": 2},
+            },
             "serving": {"base_url": "http://127.0.0.1:8765", "timeout_s": 10, "bases": bases},
         }
     )

@@ -1,19 +1,20 @@
 """Eval runs: a version (or the bare base) scored on a stage's eval set, in a background job.
 
 `start_eval` follows seed 004 §9.2: the candidate and its baseline (the stage's active version,
-or the base model for the first) are scored on the same eval set, the baseline first when it
-has no finished eval there yet; both run in one job, one after the other (two at once would
-only share the same cores), and the job ends by putting the candidate through the gate.
-An eval run's answers go to `evals/<id>/` (answers.jsonl, the harness attempts, eval.log) and
-its metrics to `eval_runs.metrics_json`. A run whose job died is marked failed at the next
-`reconcile_evals`; a failed run is never resumed, only run again.
+or the base model for the first) are scored on the same eval set, the stage's newest frozen one
+(`eval_set.py`), the baseline first when it has no finished eval there yet; both run in one
+job, one after the other (two at once would only share the same cores), and the job ends by
+putting the candidate through the gate. An eval run's answers go to `evals/<id>/`
+(answers.jsonl, the harness attempts, eval.log) and its metrics to `eval_runs.metrics_json`;
+`eval_runs.eval_set_id` and `eval_sha256` name the set it scored. A run whose job died is
+marked failed at the next `reconcile_evals`; a failed run is never resumed, only run again.
 """
 
 import sys
 from typing import Any
 
 from engine.errors import CraError
-from engine.evaluation.eval_set import load_eval_set
+from engine.evaluation.eval_set import newest_eval_set
 from engine.evaluation.gate import BASE, active_row, done_evals
 from engine.jobs import LIVE, JobLock, finish_job, job_lock, settle, terminate_job
 from engine.timestamps import utc_now
@@ -40,15 +41,14 @@ def start_eval(
     ws: Workspace,
     adapter: str | None = None,
     stage: str | None = None,
-    dataset_id: str | None = None,
     backend: str | None = None,
     operator: str | None = None,
 ) -> list[int]:
     """Queue the eval runs `adapter` needs and start their job; returns the eval run ids.
 
-    With `adapter` (a version name): the eval set defaults to the version's training dataset,
-    and the stage's baseline is evaluated first when it has no finished eval on that set. With
-    no adapter: the base model alone on `stage`, `dataset_id` required.
+    Every run scores its stage's newest frozen eval set. With `adapter` (a version name): the
+    stage's baseline is evaluated first when it has no finished eval on that set. With no
+    adapter: the base model alone on `stage`.
     """
     backend = backend or ws.config.evaluation.backend
     if backend not in BACKENDS:
@@ -57,7 +57,7 @@ def start_eval(
     if adapter is not None:
         row = _version(ws, adapter)
         require_lora_stage(row["stage"], f"adapter to evaluate ({adapter})")
-        stage, dataset_id = row["stage"], dataset_id or row["dataset_id"]
+        stage, dataset_id = row["stage"], row["dataset_id"]
         baseline = active_row(ws, row["stage"])
         targets = [row] if baseline is not None and baseline["id"] == row["id"] else [baseline, row]
     elif stage is None:
@@ -66,15 +66,14 @@ def start_eval(
         )
     else:
         require_lora_stage(stage, "evaluation")
-        if dataset_id is None:
-            raise EvalRunError("evaluating the base needs a dataset (--dataset) for its eval set")
         targets = [None]
-    eval_set = load_eval_set(ws, dataset_id)
-    if eval_set.stage != stage:
+    eval_set = newest_eval_set(ws, stage)
+    if eval_set is None:
         raise EvalRunError(
-            f"dataset {dataset_id} is a {eval_set.stage} dataset; its eval set cannot score "
-            f"a {stage} model"
+            f"{stage} has no eval set yet; `cra eval set build --stage {stage}` builds it"
         )
+    if adapter is None:
+        dataset_id = _newest_dataset(ws, stage)
     with job_lock(ws, JOB_KIND) as lock:
         _reconcile(ws, lock)
         _refuse_running(ws)
@@ -84,7 +83,7 @@ def start_eval(
             targets.pop(0)
         who = operator or ws.config.operator
         ids = [
-            _insert(ws, target, stage, eval_set.dataset_id, eval_set.sha256, backend, who)
+            _insert(ws, target, stage, dataset_id, eval_set.id, eval_set.sha256, backend, who)
             for target in targets
         ]
         argv = [sys.executable, "-m", "engine.evaluation.worker", *map(str, ids)]
@@ -95,6 +94,19 @@ def start_eval(
                 _set(ws, eval_id, status="failed", reason=str(exc), finished_at=utc_now())
             raise
     return ids
+
+
+def _newest_dataset(ws: Workspace, stage: str) -> str:
+    """The stage's newest dataset, which a bare-base run records (`eval_runs.dataset_id`)."""
+    found = ws.db.execute(
+        "SELECT id FROM datasets WHERE stage = ? ORDER BY rowid DESC LIMIT 1", [stage]
+    ).fetchone()
+    if found is None:
+        raise EvalRunError(
+            f"{stage} has no dataset yet; an eval run records the stage's newest dataset: "
+            f"curate one first (`cra curate-data --stage {stage}`)"
+        )
+    return found[0]
 
 
 def _refuse_running(ws: Workspace) -> None:
@@ -113,6 +125,7 @@ def _insert(
     target: dict[str, Any] | None,
     stage: str,
     dataset_id: str,
+    eval_set_id: int,
     sha: str,
     backend: str,
     operator: str,
@@ -127,6 +140,7 @@ def _insert(
                     "stage": stage,
                     "base_model": BASE_MODEL[stage],
                     "dataset_id": dataset_id,
+                    "eval_set_id": eval_set_id,
                     "eval_sha256": sha,
                     "backend": backend,
                     "status": "queued",

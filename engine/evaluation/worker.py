@@ -203,14 +203,14 @@ def evaluate(ws: Workspace, eval_id: int, job_id: int | None) -> dict[str, float
     out = ws.root / run["out_dir"]
     out.mkdir(parents=True, exist_ok=True)
     _set(ws, eval_id, status="running", reason="")
-    eval_set = load_eval_set(ws, run["dataset_id"])
+    eval_set = load_eval_set(ws, run["eval_set_id"])
     if eval_set.sha256 != run["eval_sha256"]:
         raise CraError(
-            f"eval run {eval_id}: dataset {run['dataset_id']}'s eval.jsonl is not the one queued "
+            f"eval run {eval_id}: eval set {eval_set.id} is not the one queued "
             f"(sha256 {eval_set.sha256[:12]}, queued {run['eval_sha256'][:12]})"
         )
     stage = run["stage"]
-    print(f"eval {eval_id}: {run['target']} on {len(eval_set.rows)} rows of {run['dataset_id']}")
+    print(f"eval {eval_id}: {run['target']} on {len(eval_set.rows)} rows of eval set {eval_set.id}")
     scores: list[RowScore] = []
     examples: dict[str, ExampleScore] = {}
     answered: list[tuple[EvalRow, str]] = []

@@ -10,8 +10,8 @@ origin `plan_artifact`) under the rules curation keeps:
    is refused above `[curation] max_degenerate_rate`, `audit.screen_candidates`); then exact
    and near duplicates go (`curate.reviewed_rows`);
 3. whole tasks are held out for eval, jointly across the three stages so no commit trains one
-   planning type and evaluates another; a task held out by an earlier export (or dataset) of
-   these stages stays held out (`holdout.split`);
+   planning type and evaluates another; a task held out anywhere (a frozen eval set of any
+   stage, an earlier export or dataset's eval side) stays held out (`holdout.split`);
 4. the folder is written beside its name and renamed into place (never over an existing one)
    and recorded, in one transaction, in `base_exports` with each row in `base_export_examples`.
 
@@ -48,7 +48,7 @@ from engine.training_data.dataset_files import (
 )
 from engine.training_data.dataset_manifest import FileRecord, Split
 from engine.training_data.dataset_rows import DatasetRow
-from engine.training_data.holdout import Holdout, split
+from engine.training_data.holdout import Holdout, held_out_tasks, split
 from engine.training_data.review import review_gate, round_summary, verdicts
 from engine.training_data.stages import BASE_TUNE_STAGES, BaseModelKind, Stage
 from engine.training_data.store import item_from_row
@@ -145,7 +145,7 @@ def export_base(ws: Workspace, role: str, out: Path, operator: str | None = None
             "(`cra data build`)"
         )
     rows = [row for stage_rows, _ in per_stage.values() for row in stage_rows]
-    holdout = split(rows, config.eval_share, config.eval_repos, _earlier_eval_tasks(ws))
+    holdout = split(rows, config.eval_share, config.eval_repos, held_out_tasks(ws.db))
     order = {stage: index for index, stage in enumerate(BASE_TUNE_STAGES)}
 
     def ordered(side: Sequence[DatasetRow]) -> list[DatasetRow]:
@@ -256,21 +256,6 @@ def _stage_rows(
         eval=0,
     )
     return rows, counts
-
-
-def _earlier_eval_tasks(ws: Workspace) -> set[str]:
-    """Tasks on the eval side of an earlier export or dataset of a planning stage."""
-    stages = json.dumps(BASE_TUNE_STAGES)
-    return {
-        row[0]
-        for row in ws.db.execute(
-            "SELECT e.task_key FROM base_export_examples b JOIN examples e ON e.id = b.example_id "
-            "WHERE b.split = 'eval' UNION SELECT e.task_key FROM dataset_examples de "
-            "JOIN datasets d ON d.id = de.dataset_id JOIN examples e ON e.id = de.example_id "
-            "WHERE de.split = 'eval' AND d.stage IN (SELECT value FROM json_each(?))",
-            [stages],
-        )
-    }
 
 
 def _files(train: Sequence[DatasetRow], eval_: Sequence[DatasetRow]) -> dict[str, bytes]:

@@ -12,9 +12,10 @@ never replace; 10-20% replay). For each stage and format:
    stage's contract (`contracts.py`) are left out too, and the stage is refused when more than
    `max_degenerate_rate` of the candidates the review kept do (audit.py); then exact and near
    duplicates go (also against the rows of earlier datasets), the oldest of each group kept;
-4. whole tasks are split into train and eval (holdout.py), train is cut to the domain cap
-   (balance.py), and rows of earlier datasets are replayed into train (replay.py); a
-   precision dataset's train rows are ordered easy to hard (curriculum.py);
+4. whole tasks are split into train and eval (holdout.py: a task of any frozen eval set, or
+   held out by any earlier dataset or base export, of any stage, is eval), train is cut to the
+   domain cap (balance.py), and rows of earlier datasets are replayed into train (replay.py);
+   a precision dataset's train rows are ordered easy to hard (curriculum.py);
 5. the folder is written and renamed into place, then recorded with its rows in one
    transaction. An earlier dataset is read (and checked) but never touched.
 """
@@ -56,7 +57,7 @@ from engine.training_data.dataset_manifest import (
 )
 from engine.training_data.dataset_rows import DatasetRow
 from engine.training_data.dedup import drop_exact, drop_near, drop_near_to
-from engine.training_data.holdout import Holdout, split
+from engine.training_data.holdout import Holdout, held_out_tasks, split
 from engine.training_data.items import Kind, StoredItem
 from engine.training_data.plan_model import DataCriteria
 from engine.training_data.plans import load_plan
@@ -265,7 +266,7 @@ def _select(
         old_rows,
         config.near_duplicate_threshold,
     )
-    holdout = split(rows, config.eval_share, config.eval_repos, _earlier_eval_tasks(ws.db, stage))
+    holdout = split(rows, config.eval_share, config.eval_repos, held_out_tasks(ws.db))
     seed = f"{config.seed}:{stage}:{kind}"
     train, dropped = balance(holdout.train, config.max_domain_share, seed)
     pool = _replay_pool(earlier, rows, holdout, config.eval_repos, decisions)
@@ -433,18 +434,6 @@ def rejected_texts(db: sqlite_utils.Database, decisions: dict[int, Decision]) ->
         [json.dumps(rejected)],
     )
     return [DatasetRow.new(item_from_row(row), False).text for row in rows]
-
-
-def _earlier_eval_tasks(db: sqlite_utils.Database, stage: Stage) -> set[str]:
-    return {
-        row[0]
-        for row in db.execute(
-            "SELECT DISTINCT e.task_key FROM dataset_examples de "
-            "JOIN datasets d ON d.id = de.dataset_id JOIN examples e ON e.id = de.example_id "
-            "WHERE d.stage = ? AND de.split = 'eval'",
-            [stage],
-        )
-    }
 
 
 def _replay_pool(

@@ -1,16 +1,20 @@
 """The held-out split: whole tasks go to eval, never a task on both sides (seed 004 §9.1).
 
 Eval gets every task of the configured eval repos (repos kept for evaluation only), every task
-that was on the eval side of an earlier dataset of the stage (an eval task stays eval), and
-the newest `eval_share` of the remaining tasks by date: the date of the k-th newest is the
-cutoff and every task dated at or after it is eval, ties included, so each of those tasks is
-strictly newer than every task left for train. A task's date is the newest of its rows' dates.
+held out anywhere (`held_out_tasks`: a task in any frozen eval set, of any stage and version, or
+on the eval side of an earlier dataset or base export of any stage: an eval task stays eval, for
+every stage), and the newest `eval_share` of the remaining tasks by date: the date of the k-th
+newest is the cutoff and every task dated at or after it is eval, ties included, so each of
+those tasks is strictly newer than every task left for train. A task's date is the newest of its
+rows' dates.
 """
 
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+
+import sqlite_utils
 
 from engine.training_data.dataset_rows import DatasetRow
 
@@ -70,3 +74,32 @@ def split(
         cutoff_time=None if cutoff is None else cutoff[0],
         eval_tasks=frozenset(held),
     )
+
+
+def held_out_tasks(db: sqlite_utils.Database) -> set[str]:
+    """Every task key a dataset may never train on: those of every frozen eval set (any stage,
+    any version) and those on the eval side of any dataset or base export."""
+    return {
+        row[0]
+        for row in db.execute(
+            "SELECT value FROM eval_sets, json_each(eval_sets.tasks_json) "
+            "UNION SELECT e.task_key FROM dataset_examples de "
+            "JOIN examples e ON e.id = de.example_id WHERE de.split = 'eval' "
+            "UNION SELECT e.task_key FROM base_export_examples b "
+            "JOIN examples e ON e.id = b.example_id WHERE b.split = 'eval'"
+        )
+    }
+
+
+def trained_tasks(db: sqlite_utils.Database) -> set[str]:
+    """Every task key some dataset or base export trained on (replayed rows included): never
+    held out later, so an eval set is never scored on a task a model saw."""
+    return {
+        row[0]
+        for row in db.execute(
+            "SELECT e.task_key FROM dataset_examples de "
+            "JOIN examples e ON e.id = de.example_id WHERE de.split = 'train' "
+            "UNION SELECT e.task_key FROM base_export_examples b "
+            "JOIN examples e ON e.id = b.example_id WHERE b.split = 'train'"
+        )
+    }
