@@ -36,12 +36,14 @@ from textual.widgets import DataTable, Static
 
 from app.widgets.confirm import ConfirmScreen
 from engine.errors import CraError
+from engine.evaluation.eval_set import EvalSetError, build_eval_set
 from engine.harness.progress import reopened
 from engine.terminal_text import neutralise
 from engine.training_data.audit import AuditReport, StageAudit, audit, examples_signature
 from engine.training_data.curate import curate
 from engine.training_data.dataset_manifest import DatasetManifest
 from engine.training_data.plan_model import TrainingPlan
+from engine.training_data.stages import LORA_STAGES
 from engine.training_data.train_plan import latest_plan, recorded_datasets
 from engine.workspace import Workspace
 from screens import PaneScreen
@@ -331,6 +333,15 @@ class Curated(Message):
         self.error = error
 
 
+class EvalSetsBuilt(Message):
+    """Each LoRA stage's eval-set build, one line each, or why none ran."""
+
+    def __init__(self, lines: list[str], error: str | None) -> None:
+        super().__init__()
+        self.lines = lines
+        self.error = error
+
+
 class PollDone(Message):
     """A poll ended."""
 
@@ -346,6 +357,12 @@ class DatasetsScreen(PaneScreen):
     AUTO_FOCUS = "#datasets"
     BINDINGS = [
         Binding("c", "curate", "Curate", tooltip="Curate every stage whose spot-check allows it"),
+        Binding(
+            "e",
+            "build_eval_sets",
+            "Eval sets",
+            tooltip="Freeze each LoRA stage's newest held-out tasks as its eval set",
+        ),
         Binding("r", "poll_now", "Refresh", tooltip="Read the plans and datasets again now"),
     ]
 
@@ -447,6 +464,46 @@ class DatasetsScreen(PaneScreen):
             more = len(message.blocked) - 4
             self.notify(f"… and {more} more; `cra curate-data` lists them all", markup=False)
         self._request_poll()
+
+    def action_build_eval_sets(self) -> None:
+        body = (
+            "Freeze each LoRA stage's newest held-out tasks as its eval set (the same as\n"
+            "`cra eval set build --stage S` for every stage). A stage whose newest tasks are\n"
+            "unchanged keeps its version; the tasks of every eval set never train. Build them\n"
+            "before curating: curation then holds their tasks out."
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._build_eval_sets()
+
+        self.app.push_screen(ConfirmScreen("Build eval sets?", body), answered)
+
+    @work(thread=True, group="eval-sets")
+    def _build_eval_sets(self) -> None:
+        lines: list[str] = []
+        try:
+            with reopened(self._ws) as ws:
+                for stage in LORA_STAGES:
+                    try:
+                        built = build_eval_set(ws, stage)
+                    except EvalSetError as exc:
+                        lines.append(f"{stage}: no eval set: {exc}")
+                        continue
+                    prefix = "built" if built.new else "unchanged:"
+                    lines.append(f"{prefix} {built.eval_set.summary()}")
+        except WORKER_ERRORS as exc:
+            self.post_message(EvalSetsBuilt([], str(exc)))
+            return
+        self.post_message(EvalSetsBuilt(lines, None))
+
+    @on(EvalSetsBuilt)
+    def _eval_sets_built(self, message: EvalSetsBuilt) -> None:
+        if message.error is not None:
+            self.notify(message.error, title="eval sets refused", severity="error", markup=False)
+            return
+        for line in message.lines:
+            self.notify(line, title="eval set", markup=False)
 
     # -- polling --------------------------------------------------------------------------
 
