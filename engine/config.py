@@ -168,6 +168,10 @@ class EvaluationConfig(_Section):
     eval_sizes: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_EVAL_SIZES))
     """Rows in each LoRA stage's frozen eval set (seed 004 §9.1's lower sizes by default). A
     smaller set may be built, but every gate decision on it is marked underpowered."""
+    max_eval_share: float = Field(default=0.2, gt=0, lt=1)
+    """The most of a stage's tasks an eval set may hold (seed 004 §9.1 reserves 10-20 %):
+    its tasks never train, so a small corpus gets a small, underpowered set, not an empty
+    train split."""
 
     @field_validator("eval_sizes", mode="after")
     @classmethod

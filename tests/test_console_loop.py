@@ -1,8 +1,7 @@
 """The whole loop in the console, by its keys, on the demo workspace: approve the demo package,
-run a gold campaign, spot-check the examples it made, build scope's eval set (through the engine,
-as `cra eval set build` does), curate, train a tiny adapter on the CPU, evaluate it, promote it,
-roll it back, and read the night in the report. Every part is real; the only stand-in is the
-tiny model itself."""
+run a gold campaign, spot-check the examples it made, build the eval sets, curate, train a tiny
+adapter on the CPU, evaluate it, promote it, roll it back, and read the night in the report.
+Every part is real; the only stand-in is the tiny model itself."""
 
 import time
 from collections.abc import Callable
@@ -18,7 +17,6 @@ from app.widgets.confirm import ConfirmScreen
 from engine.adapters.activation import history, resolve
 from engine.config import TrainingDataConfig
 from engine.demo.workspace import prepare_demo
-from engine.evaluation.eval_set import build_eval_set
 from engine.training_data.stages import LORA_STAGES
 from screens.harness import NewCampaignScreen
 from screens.review import ReviewScreen
@@ -83,9 +81,12 @@ async def test_the_demo_loop_walks_through_the_console(tmp_path: Path) -> None:
             lambda: ws.db["review_items"].count_where("decision = 'accept'") == ROUND,
         )
 
-        # No pane builds an eval set yet: the operator runs `cra eval set build --stage scope`.
-        build_eval_set(ws, "scope")
         await pilot.press("4")
+        await pilot.press("e")
+        await confirm(pilot)
+        await until(
+            pilot, "scope's eval set", lambda: ws.db["eval_sets"].count_where("stage = 'scope'")
+        )
         await pilot.press("c")
         await confirm(pilot)
         await until(pilot, "the dataset", lambda: ws.db["datasets"].count == 1)

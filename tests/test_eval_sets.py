@@ -46,13 +46,22 @@ def _item(n: int, stage: str, repo: str = "lib") -> TrainingItem:
     )
 
 
-def _workspace(tmp_path: Path, eval_share: float, scope_size: int, **curation: object) -> Workspace:
+def _workspace(
+    tmp_path: Path,
+    eval_share: float,
+    scope_size: int,
+    max_eval_share: float = 0.9,
+    **curation: object,
+) -> Workspace:
+    """A workspace whose eval sets may take most tasks (`max_eval_share`), unless a test is
+    about that cap."""
     root = tmp_path / "ws"
     root.mkdir(parents=True, exist_ok=True)
     extra = "".join(f"{key} = {json.dumps(value)}\n" for key, value in curation.items())
     (root / "cra.toml").write_text(
         f"[curation]\nmax_domain_share = 1.0\neval_share = {eval_share}\n{extra}"
         "[training_data]\nreview_min_sample = 1\n"
+        f"[evaluation]\nmax_eval_share = {max_eval_share}\n"
         f"[evaluation.eval_sizes]\nscope = {scope_size}\n",
         encoding="utf-8",
     )
@@ -175,6 +184,20 @@ def test_a_set_under_its_target_is_underpowered_and_never_holds_a_trained_task(
     assert [row.line for row in loaded.rows] == list(range(1, 11))
 
 
+def test_a_set_holds_at_most_its_share_of_the_stages_tasks(tmp_path: Path) -> None:
+    """With the default cap (a fifth of the stage's tasks), 20 tasks give a set of the 4 newest
+    however large its target, so 16 are left to train; it is marked underpowered."""
+    ws = _workspace(tmp_path, eval_share=0.0, scope_size=200, max_eval_share=0.2)
+    add_items(ws.db, [_item(n, "scope") for n in range(20)])
+    built = build_eval_set(ws, "scope").eval_set
+    assert built.tasks == [f"task-{n}" for n in (16, 17, 18, 19)]
+    assert (built.size, built.target_size, built.underpowered) == (4, 200, True)
+    _accept_sample(ws, "scope")
+    curate(ws, stage="scope")
+    train = _split_tasks(ws, "scope-d1")["train.jsonl"]
+    assert train == {f"task-{n}" for n in range(16)}
+
+
 def test_the_cli_builds_lists_and_names_the_missing_set(tmp_path: Path) -> None:
     """`cra eval set build` prints the set's id, size, target and power, once; `list` lists the
     versions; `cra eval run` on a stage without a set says so and names the command."""
@@ -194,7 +217,7 @@ def test_the_cli_builds_lists_and_names_the_missing_set(tmp_path: Path) -> None:
     result = runner.invoke(cli, [*base, "set", "build", "--stage", "scope"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith(
-        "built eval set 1 (scope, reasoning base): 3 rows of 3 tasks, target 5, underpowered; "
+        "built eval set 1 (scope, reasoning base): 2 rows of 2 tasks, target 5, underpowered; "
         "sha256 "
     )
     result = runner.invoke(cli, [*base, "set", "build", "--stage", "scope"])
@@ -202,7 +225,7 @@ def test_the_cli_builds_lists_and_names_the_missing_set(tmp_path: Path) -> None:
     result = runner.invoke(cli, [*base, "set", "list"])
     assert result.exit_code == 0
     [line] = result.output.splitlines()
-    assert "eval set 1 (scope, reasoning base): 3 rows of 3 tasks, target 5, underpowered" in line
+    assert "eval set 1 (scope, reasoning base): 2 rows of 2 tasks, target 5, underpowered" in line
 
     result = runner.invoke(cli, [*base, "set", "build", "--stage", "precision"])
     assert result.exit_code == 1

@@ -10,8 +10,10 @@ rows. A version holds the chronologically newest held-out tasks of the stage's e
   is never scored on a task a model saw);
 - every task of `[curation] eval_repos` goes in, then whole tasks newest first (a task's date is
   its newest row's, ties broken by task key) while the set holds fewer rows than its target,
-  `[evaluation] eval_sizes[stage]`. Fewer rows than the target is allowed: the set records its
-  target and is `underpowered`, and the gate marks its decisions so.
+  `[evaluation] eval_sizes[stage]`, and while it holds fewer than `[evaluation] max_eval_share`
+  of the stage's tasks (its tasks never train: a small corpus gets a small set, not an empty
+  train split). Fewer rows than the target is allowed: the set records its target and is
+  `underpowered`, and the gate marks its decisions so.
 
 A version is frozen: its rows are written once to `eval_sets/<stage>/<sha12>/eval.jsonl` (one
 TRL row a line, as a dataset's eval.jsonl), recorded in the append-only `eval_sets` (with the
@@ -243,7 +245,7 @@ def build_eval_set(ws: Workspace, stage: str, operator: str | None = None) -> Bu
             f"no held-out {stage} examples to build an eval set from (every task is trained "
             "on, rejected or none is derived): derive or import data from new tasks first"
         )
-    chosen = _newest_tasks(rows, target, ws.config.curation.eval_repos)
+    chosen = _newest_tasks(rows, target, _max_tasks(ws, stage), ws.config.curation.eval_repos)
     data = jsonl([row.line for row in chosen])
     digest = sha256(data)
     tasks = sorted({row.item.task_key for row in chosen})
@@ -284,11 +286,20 @@ def _held_rows(ws: Workspace, stage: Stage) -> list[DatasetRow]:
     return rows
 
 
+def _max_tasks(ws: Workspace, stage: Stage) -> int:
+    """`[evaluation] max_eval_share` of the stage's tasks (trained or not), at least one."""
+    (tasks,) = ws.db.execute(
+        "SELECT COUNT(DISTINCT task_key) FROM examples WHERE stage = ? AND kind = ?",
+        [stage, default_format(stage)],
+    ).fetchone()
+    return max(1, int(tasks * ws.config.evaluation.max_eval_share))
+
+
 def _newest_tasks(
-    rows: Sequence[DatasetRow], target: int, eval_repos: Sequence[str]
+    rows: Sequence[DatasetRow], target: int, max_tasks: int, eval_repos: Sequence[str]
 ) -> list[DatasetRow]:
     """The rows of every eval-repo task, then of whole tasks newest first while fewer than
-    `target` rows are held; in example order."""
+    `target` rows and fewer than `max_tasks` tasks are held; in example order."""
     by_task: dict[str, list[DatasetRow]] = defaultdict(list)
     for row in rows:
         by_task[row.item.task_key].append(row)
@@ -308,7 +319,7 @@ def _newest_tasks(
     held = list(pinned)
     size = sum(len(by_task[task]) for task in held)
     for task in rest:
-        if size >= target:
+        if size >= target or len(held) >= max_tasks:
             break
         held.append(task)
         size += len(by_task[task])
