@@ -8,17 +8,24 @@ pane; here each item is decided by its stage contract's checks, `contracts.check
 rules `cra data audit` counts: accepted when it breaks none, rejected naming the rules it
 breaks, and every note says no person read it); build the stage's frozen eval set (its newest
 tasks, which curation then holds out of train); curate a dataset; train a tiny adapter on the
-CPU; evaluate it against the base on that eval set and let the gate decide; promote it; roll it
-back. A step that cannot go on raises with the reason.
+CPU (`DEMO_HYPER`: a few dozen steps at a learning rate a tiny model learns at); evaluate it
+against the base on that eval set, say each metric's paired difference and interval, and let the
+gate decide, which must pass it; promote it; roll it back. Then train a second candidate that
+cannot be better, the same run at a learning rate of 1e-12 (its LoRA update is nil, so it
+answers as the base does), evaluate it and say what the gate decides. A step that cannot go on
+raises with the reason.
 """
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from engine.adapters.switch import promote_version, rollback_stage
 from engine.errors import CraError
 from engine.evaluation.eval_set import build_eval_set
+from engine.evaluation.example_scores import paired_metrics
 from engine.evaluation.runs import reconcile_evals, start_eval
 from engine.harness.campaigns import (
     campaign_row,
@@ -42,6 +49,19 @@ DEMO_NOTE = (
     "decided by `cra demo --run` from the stage contract's checks alone, not read by a person: "
     "an operator reads each item against the guidelines"
 )
+
+DEMO_HYPER = {
+    "learning_rate": 1e-2,
+    "max_steps": 60,
+    "batch_size": 4,
+    "gradient_accumulation": 1,
+    "warmup_ratio": 0.0,
+    "save_steps": 60,
+}
+"""The demo's scope run: the defaults (lr 2e-4, two epochs) are for a real base; the tiny one
+learns the scope answer in 60 steps of 4 rows at 1e-2 (docs/decisions.md)."""
+NO_GAIN_LR = 1e-12
+"""The second candidate's learning rate: too small to move a weight, so it cannot gain."""
 
 Say = Callable[[str], None]
 
@@ -150,8 +170,33 @@ def run_loop(ws: Workspace, drive: Path, say: Say) -> str:
     dataset = curated.curated[0]
     say(f"5. curated dataset {dataset.id}")
 
-    run_id = start_run(ws, dataset.id, STAGE)
-    say(f"6. training run {run_id} started on {dataset.id} (tiny model, CPU)")
+    name, decision = _train_and_gate(ws, dataset.id, DEMO_HYPER, 6, say)
+    if decision["decision"] != "pass":
+        raise DemoLoopError(f"the gate did not pass {name}: {_decision_text(decision)}")
+    say(f"   gate: {name} passed against {decision['baseline']}")
+
+    promoted = promote_version(ws, name, reason="demo loop")
+    say(f"8. promoted {name}: {promoted.server}")
+    rolled = rollback_stage(ws, STAGE, name, reason="demo loop")
+    say(f"9. rolled {STAGE} back to {rolled.active}: {rolled.server}")
+
+    flat = {**DEMO_HYPER, "learning_rate": NO_GAIN_LR}
+    second, decision = _train_and_gate(ws, dataset.id, flat, 10, say)
+    say(f"   gate: {second}: {_decision_text(decision)}")
+    return name
+
+
+def _train_and_gate(
+    ws: Workspace, dataset_id: str, hyper: dict[str, float], number: int, say: Say
+) -> tuple[str, dict[str, Any]]:
+    """Train a candidate on `dataset_id` with `hyper`, evaluate it (and the base, unless the base
+    has a done eval on the same set) and say the paired differences the gate's decision rests
+    on; returns its name and that decision."""
+    run_id = start_run(ws, dataset_id, STAGE, overrides=hyper)
+    say(
+        f"{number}. training run {run_id} started on {dataset_id} (tiny model, CPU, learning "
+        f"rate {hyper['learning_rate']:g})"
+    )
     _wait(f"training run {run_id}", lambda: _run_ended(ws, run_id))
     run = run_row(ws, run_id)
     if run["status"] != "done" or run["adapter_name"] is None:
@@ -160,24 +205,34 @@ def run_loop(ws: Workspace, drive: Path, say: Say) -> str:
     say(f"   run {run_id} done at step {run['step']}, loss {run['loss']:.4f}: candidate {name}")
 
     eval_ids = start_eval(ws, adapter=name)
-    say(f"7. eval runs {', '.join(map(str, eval_ids))} started (base, then {name})")
+    say(f"{number + 1}. eval runs {', '.join(map(str, eval_ids))} started for {name}")
     _wait("the eval job", lambda: _evals_ended(ws, eval_ids))
     for eval_id in eval_ids:
         row = ws.db["eval_runs"].get(eval_id)
         if row["status"] != "done":
             raise DemoLoopError(f"eval run {eval_id} ended {row['status']}: {row['reason']}")
-        say(f"   eval {eval_id} of {row['target']}: {row['metrics_json']}")
-    decision = ws.db.execute(
-        "SELECT decision, baseline, reasons_json FROM gate_decisions g "
-        "JOIN adapter_versions v ON v.id = g.adapter_id WHERE v.name = ? ORDER BY g.id DESC",
+    decisions = ws.db.query(
+        "SELECT g.* FROM gate_decisions g JOIN adapter_versions v ON v.id = g.adapter_id "
+        "WHERE v.name = ? ORDER BY g.id DESC LIMIT 1",
         [name],
-    ).fetchone()
-    if decision is None or decision[0] != "pass":
-        raise DemoLoopError(f"the gate did not pass {name}: {decision}")
-    say(f"   gate: {name} passed against {decision[1]}")
+    )
+    decision = next(iter(decisions), None)
+    if decision is None:
+        raise DemoLoopError(f"the gate did not decide on {name}")
+    base = ws.db["eval_runs"].get(decision["baseline_eval_id"])
+    candidate = ws.db["eval_runs"].get(decision["candidate_eval_id"])
+    for row in (base, candidate):
+        say(f"   eval {row['id']} of {row['target']}: {row['metrics_json']}")
+    for d in paired_metrics(ws, STAGE, candidate, base):
+        say(
+            f"   {d.metric}: {base['target']} {d.baseline:.3f}, {name} {d.candidate:.3f}, "
+            f"difference {d.interval()} at {d.confidence:.0%}, n={d.n}"
+        )
+    return name, decision
 
-    promoted = promote_version(ws, name, reason="demo loop")
-    say(f"8. promoted {name}: {promoted.server}")
-    rolled = rollback_stage(ws, STAGE, name, reason="demo loop")
-    say(f"9. rolled {STAGE} back to {rolled.active}: {rolled.server}")
-    return name
+
+def _decision_text(decision: dict[str, Any]) -> str:
+    reasons = "; ".join(json.loads(decision["reasons_json"]))
+    return f"{decision['decision']} against {decision['baseline']}" + (
+        f": {reasons}" if reasons else ""
+    )

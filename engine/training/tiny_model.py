@@ -31,7 +31,7 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
 
-_CORPUS = (
+CORPUS = (
     "def add(a, b):\n    return a + b\n",
     "class Stack:\n    def __init__(self):\n        self.items = []\n",
     "    def push(self, item):\n        self.items.append(item)\n",
@@ -81,7 +81,7 @@ def _tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    bpe.train_from_iterator(_CORPUS, trainer=trainer)
+    bpe.train_from_iterator(CORPUS, trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=bpe,
         eos_token=IM_END,
