@@ -1,8 +1,9 @@
 """`cra demo --run`: the whole loop on a fresh demo workspace, without a person, in a real
 subprocess: approve, gold campaign, examples and pairs, spot-check, build scope's frozen eval
 set, curate, train a tiny adapter on the CPU, evaluate it against the base on that set, promote
-it, roll it back. The demo's history gives each LoRA stage at least a full review round of
-items."""
+it, roll it back, then train a second candidate at a learning rate of 1e-12 and evaluate it. The
+demo's history gives each LoRA stage at least a full review round of items. One loop runs for
+the module (it takes minutes); each test reads its workspace and output."""
 
 import json
 import os
@@ -11,16 +12,20 @@ import sys
 from pathlib import Path
 
 import demo_counts
+import pytest
 
 from engine.adapters.activation import history, resolve
 from engine.config import TrainingDataConfig
 from engine.demo.loop import DEMO_NOTE
+from engine.evaluation.example_scores import paired_metrics
 from engine.workspace import Workspace
 
 RESOLVED = len(demo_counts.USABLE)
 UNUSABLE = len(demo_counts.KEPT) - RESOLVED
 LORA_STAGES = ("task_analysis", "scope", "precision", "execute_code")
 ROUND = TrainingDataConfig().review_sample_size
+MIN_EVAL_ROWS = 10
+"""The fewest paired examples the gate decides on without calling the set underpowered."""
 
 STEPS = (
     "1. approved textkit from ",
@@ -31,20 +36,34 @@ STEPS = (
     f"checks: {ROUND} accepted, 0 rejected",
     "   eval set 1 (scope, reasoning base): ",
     "5. curated dataset scope-d1",
-    "6. training run 1 started on scope-d1 (tiny model, CPU)",
-    "   run 1 done at step ",
-    "7. eval runs 1, 2 started (base, then scope-v1)",
+    "6. training run 1 started on scope-d1 (tiny model, CPU, learning rate 0.01)",
+    "   run 1 done at step 60, loss ",
+    "7. eval runs 1, 2 started for scope-v1",
     "   eval 1 of base: ",
     "   eval 2 of scope-v1: ",
+    "   accuracy: base 0.000, scope-v1 ",
+    "   relevant_recall: base ",
+    "   valid_rate: base ",
     "   gate: scope-v1 passed against base",
     "8. promoted scope-v1: no server is running at http://127.0.0.1:8765",
     "9. rolled scope back to reasoning: the base model serves scope now; nothing to load",
+    "10. training run 2 started on scope-d1 (tiny model, CPU, learning rate 1e-12)",
+    "   run 2 done at step 60, loss ",
+    "11. eval run 3 started for scope-v2",
+    "   eval 1 of base: ",
+    "   eval 3 of scope-v2: ",
+    "   accuracy: base 0.000, scope-v2 0.000, difference +0.000 [+0.000, +0.000] at 95%, n=10",
+    "   relevant_recall: base ",
+    "   valid_rate: base ",
+    "   gate: scope-v2: ",
     "the loop is done: scope-v1 was trained, evaluated, promoted and rolled back",
 )
 
 
-def test_demo_run_walks_the_whole_loop(tmp_path: Path) -> None:
-    root = tmp_path / "demo"
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """`cra demo --run` once, in a subprocess: the workspace's root and what it printed."""
+    root = tmp_path_factory.mktemp("demo-loop") / "demo"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [str(Path(sys.executable).parent / "cra"), "--workspace", str(root), "demo", "--run"],
@@ -54,29 +73,37 @@ def test_demo_run_walks_the_whole_loop(tmp_path: Path) -> None:
         timeout=900,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    lines = result.stdout.splitlines()
+    return root, result.stdout
+
+
+def test_demo_run_walks_the_whole_loop(demo_run: tuple[Path, str]) -> None:
+    """Every step of the loop says what it did, in order, and leaves its records."""
+    root, stdout = demo_run
+    lines = stdout.splitlines()
     shown = [
         line
         for line in lines
         if line.startswith(("1", "2", "3", "4", "5", "6", "7", "8", "9", "   ", "the loop"))
     ]
-    assert len(shown) == len(STEPS), result.stdout
+    assert len(shown) == len(STEPS), stdout
     for line, start in zip(shown, STEPS, strict=True):
         assert line.startswith(start), (line, start)
 
     ws = Workspace.open(root)
     assert resolve(ws, "scope") == "reasoning"
     assert [h["action"] for h in history(ws, "scope")] == ["promote", "rollback"]
-    [version] = ws.db["adapter_versions"].rows
-    assert (version["name"], version["status"], version["dataset_id"]) == (
+    first, second = ws.db["adapter_versions"].rows_where(order_by="id")
+    assert (first["name"], first["status"], first["dataset_id"]) == (
         "scope-v1",
         "inactive",
         "scope-d1",
     )
+    assert (second["name"], second["dataset_id"]) == ("scope-v2", "scope-d1")
     runs = list(ws.db["eval_runs"].rows_where(order_by="id"))
     assert [(run["target"], run["status"]) for run in runs] == [
         ("base", "done"),
         ("scope-v1", "done"),
+        ("scope-v2", "done"),
     ]
     assert set(json.loads(runs[1]["metrics_json"])) == {"accuracy", "relevant_recall", "valid_rate"}
     assert {run["eval_set_id"] for run in runs} == {1}
@@ -122,7 +149,7 @@ def test_demo_run_walks_the_whole_loop(tmp_path: Path) -> None:
         "approved textkit by demo",
         f"campaign 1 (gold, gold) done: {RESOLVED}/{RESOLVED} resolved (100%)",
         "Datasets curated · 1",
-        "Training runs · 1 ended, 0 failed",
+        "Training runs · 2 ended, 0 failed",
         "run 1 scope sft on scope-d1 done at step",
         "gate: scope-v1 pass against base",
         "Adapters · 1 promoted, 1 rolled back",
@@ -141,3 +168,47 @@ def test_demo_run_walks_the_whole_loop(tmp_path: Path) -> None:
     decided = set(ws.db.execute("SELECT decision, note FROM review_items").fetchall())
     assert decided == {("accept", DEMO_NOTE)}
     assert "not read by a person" in DEMO_NOTE
+
+
+def _paired(ws: Workspace, candidate: str) -> dict[str, object]:
+    """The paired differences the gate's newest decision on `candidate` rests on, by metric."""
+    [decision] = ws.db.query(
+        "SELECT g.* FROM gate_decisions g JOIN adapter_versions v ON v.id = g.adapter_id "
+        "WHERE v.name = ? ORDER BY g.id DESC LIMIT 1",
+        [candidate],
+    )
+    evidence = paired_metrics(
+        ws,
+        "scope",
+        ws.db["eval_runs"].get(decision["candidate_eval_id"]),
+        ws.db["eval_runs"].get(decision["baseline_eval_id"]),
+    )
+    return {d.metric: d for d in evidence}
+
+
+def test_demo_adapter_beats_the_base_and_the_1e12_candidate_does_not(
+    demo_run: tuple[Path, str],
+) -> None:
+    """The demo's scope adapter, trained on the CPU from fixed seeds, beats the base on at
+    least 10 held-out examples with 95 % confidence (the paired interval of its accuracy is
+    above zero), its training loss falls, and the candidate trained at a learning rate of
+    1e-12 answers as the base does: no metric gains."""
+    root, _ = demo_run
+    ws = Workspace.open(root)
+    learned = _paired(ws, "scope-v1")
+    accuracy = learned["accuracy"]
+    assert accuracy.n >= MIN_EVAL_ROWS
+    assert accuracy.baseline == 0.0
+    assert accuracy.gain, accuracy.interval()
+    assert learned["relevant_recall"].delta >= 0
+    flat = _paired(ws, "scope-v2")
+    assert flat["accuracy"].n >= MIN_EVAL_ROWS
+    assert not any(d.gain for d in flat.values()), {m: d.interval() for m, d in flat.items()}
+    assert all(d.delta == 0 for d in flat.values())
+    run = ws.db["training_runs"].get(1)
+    losses = [
+        json.loads(line)["loss"]
+        for line in (root / run["run_dir"] / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert len(losses) == 60
+    assert max(losses[-10:]) < 0.5 * losses[0], losses

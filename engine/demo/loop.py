@@ -205,7 +205,8 @@ def _train_and_gate(
     say(f"   run {run_id} done at step {run['step']}, loss {run['loss']:.4f}: candidate {name}")
 
     eval_ids = start_eval(ws, adapter=name)
-    say(f"{number + 1}. eval runs {', '.join(map(str, eval_ids))} started for {name}")
+    runs = "eval runs" if len(eval_ids) > 1 else "eval run"
+    say(f"{number + 1}. {runs} {', '.join(map(str, eval_ids))} started for {name}")
     _wait("the eval job", lambda: _evals_ended(ws, eval_ids))
     for eval_id in eval_ids:
         row = ws.db["eval_runs"].get(eval_id)
