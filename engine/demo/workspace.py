@@ -42,7 +42,7 @@ def demo_config(drive: Path) -> str:
     underpowered, and curation holds nothing else out (eval_share 0), so the other 12 train.
     The gate's minimums for scope (seed 004 §9.1's pass thresholds, meant for a real base) are
     off: the tiny base shows the gate deciding on a real, confident gain, not a useful model. An
-    answer is some thirty tokens; `max_tokens` leaves room for a longer one. Its
+    answer is some twenty tokens; `max_tokens` leaves room for a longer one. Its
     tests are deterministic, so gold validation runs each side once, not three times: the gold
     campaign over its 24 commits takes about a minute, not three. Both bases are the tiny model
     built here, trained and evaluated on the CPU; its server is the CPU stand-in
