@@ -127,10 +127,10 @@ class VersionEvidence:
         """The metric table's column names; None with no eval to show."""
         if self.candidate_eval is None:
             return None
-        return (
-            f"  {'metric':<16} {'base':>6}   {'cand':>6}  {'difference [95% interval]':<26} "
-            "n     method"
-        )
+        columns = f"  {'metric':<16} {'base':>6}   {'cand':>6}  "
+        if not self.paired:
+            return f"{columns}difference"
+        return f"{columns}{'difference [95% interval]':<26} n     method"
 
     def footer(self) -> str:
         """Why there are no intervals, or how many examples disagree on the primary metric."""
