@@ -163,6 +163,8 @@ def eval_show(
     )
     click.echo(f"eval set: {where}, sha256 {run['eval_sha256']}")
     click.echo(f"answers: {ws.root / run['out_dir']}")
+    if run["status"] != "done" and not show_differences:
+        return
     evidence = run_evidence(ws, eval_id)
     if evidence is None:
         click.echo("a run of the base: it is the baseline, compared with nothing")

@@ -117,7 +117,7 @@ class DifferencesScreen(Screen[None]):
             with reopened(self._ws) as ws:
                 evidence = version_evidence(ws, self.version)
                 found = differences(ws, evidence)
-        except (CraError, sqlite3.Error, OSError) as exc:
+        except (CraError, sqlite3.Error, OSError, ValueError) as exc:
             self.post_message(DifferencesRead(None, None, str(exc)))
             return
         self.post_message(DifferencesRead(evidence, found, None))

@@ -311,7 +311,7 @@ class AdaptersScreen(PaneScreen):
                 if name is not None:
                     try:
                         evidence = version_evidence(ws, name, reuse)
-                    except WORKER_ERRORS as exc:
+                    except (*WORKER_ERRORS, ValueError) as exc:
                         evidence_error = str(exc)
         except WORKER_ERRORS as exc:
             self.post_message(ViewsPolled(None, str(exc)))

@@ -143,7 +143,8 @@ def test_a_missing_answers_file_is_an_error_naming_it(ws: Workspace) -> None:
 
 def test_the_evidence_names_an_eval_run_under_way(ws: Workspace) -> None:
     """A queued run of the version is part of its evidence, with its state; the numbers stay
-    those of its finished runs."""
+    those of its finished runs. `cra eval show` of the unfinished run compares nothing, and
+    `--differences` on it says why in one line."""
     version, candidate_id, _ = scored_candidate(ws)
     ws.db["eval_runs"].insert(
         {
@@ -166,3 +167,11 @@ def test_the_evidence_names_an_eval_run_under_way(ws: Workspace) -> None:
     assert evidence.heading()[-1] == f"eval run {candidate_id + 1} of scope-v1: queued"
     assert evidence.candidate_eval is not None and evidence.candidate_eval["id"] == candidate_id
     assert evidence.paired
+    queued = str(candidate_id + 1)
+    code, lines = show(ws, queued)
+    assert code == 0 and lines[-1] == f"answers: {ws.root / 'evals/9'}"
+    code, lines = show(ws, queued, "--differences")
+    assert code == 1
+    assert lines[-1].endswith(
+        f"eval run {queued} is not done (status failed): only a finished run has results to compare"
+    )

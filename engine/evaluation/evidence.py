@@ -34,7 +34,6 @@ from engine.workspace import Workspace
 
 ANSWERS_FILE = "answers.jsonl"
 HARNESS_FILE = "harness.json"
-UNDER_WAY = ("queued", "running")
 
 
 class EvidenceError(CraError):
@@ -200,7 +199,7 @@ def _gather(
         try:
             paired = {d.metric: d for d in paired_metrics(ws, stage, cand_eval, base_eval)}
             unpaired = None
-        except ExampleScoresError as exc:
+        except (ExampleScoresError, ValueError) as exc:
             unpaired = f"no interval: {exc}"
     cand_values, base_values = _values(cand_eval), _values(base_eval)
     metrics = [
@@ -257,11 +256,16 @@ def version_evidence(
 
 
 def run_evidence(ws: Workspace, eval_id: int) -> VersionEvidence | None:
-    """Eval run `eval_id` beside its version's baseline's newest finished run on the same eval
-    set; None for a run of the base, which is every first baseline itself."""
+    """Finished eval run `eval_id` beside its version's baseline's newest finished run on the
+    same eval set; None for a run of the base, which is every first baseline itself."""
     run = eval_row(ws, eval_id)
     if run["adapter_id"] is None:
         return None
+    if run["status"] != "done":
+        raise EvidenceError(
+            f"eval run {eval_id} is not done (status {run['status']}): only a finished run has "
+            "results to compare"
+        )
     row = dict(ws.db["adapter_versions"].get(run["adapter_id"]))
     stage = row["stage"]
     baseline = _baseline_row(ws, row)
@@ -273,16 +277,15 @@ def run_evidence(ws: Workspace, eval_id: int) -> VersionEvidence | None:
         ),
         None,
     )
-    done = run["status"] == "done"
     return _gather(
         ws,
         stage,
         row["name"],
         BASE if baseline is None else baseline["name"],
-        run if done else None,
-        base_eval if done else None,
+        run,
+        base_eval,
         _decision_word(ws, row),
-        [run] if run["status"] in UNDER_WAY else [],
+        [],
         None,
     )
 
