@@ -9,6 +9,13 @@ import click
 from app.cli_common import open_workspace
 from app.cli_eval_set import eval_set_group
 from engine.adapters.activation import version_row
+from engine.evaluation.evidence import (
+    Differences,
+    EvidenceError,
+    differences,
+    run_evidence,
+    shorten,
+)
 from engine.evaluation.gate import active_row, compare, comparison_lines, decide
 from engine.evaluation.runs import (
     BACKENDS,
@@ -18,6 +25,7 @@ from engine.evaluation.runs import (
     start_eval,
     stop_eval,
 )
+from engine.terminal_text import neutralise
 from engine.training_data.stages import STAGES
 from engine.workspace import Workspace
 
@@ -122,9 +130,26 @@ def eval_status(ctx: click.Context) -> None:
 
 @eval_group.command("show")
 @click.argument("eval_id", type=int)
+@click.option(
+    "--differences",
+    "show_differences",
+    is_flag=True,
+    help="List the examples where the run and its baseline disagree.",
+)
+@click.option("--metric", help="With --differences: the metric (default: the first primary).")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="With --differences: at most this many examples of each side.",
+)
 @click.pass_context
-def eval_show(ctx: click.Context, eval_id: int) -> None:
-    """One eval run: what it scored, its metrics, where its answers are."""
+def eval_show(
+    ctx: click.Context, eval_id: int, show_differences: bool, metric: str | None, limit: int
+) -> None:
+    """One eval run: what it scored, its metrics, where its answers are, and beside its
+    baseline's run on the same eval set the paired difference of each metric."""
     ws = _workspace(ctx, write=False)
     reconcile_evals(ws)
     run = eval_row(ws, eval_id)
@@ -138,6 +163,49 @@ def eval_show(ctx: click.Context, eval_id: int) -> None:
     )
     click.echo(f"eval set: {where}, sha256 {run['eval_sha256']}")
     click.echo(f"answers: {ws.root / run['out_dir']}")
+    if run["status"] != "done" and not show_differences:
+        return
+    evidence = run_evidence(ws, eval_id)
+    if evidence is None:
+        click.echo("a run of the base: it is the baseline, compared with nothing")
+        if show_differences:
+            raise EvidenceError(
+                f"eval run {eval_id} is the base's: it has no baseline to differ from"
+            )
+        return
+    click.echo("")
+    for text in evidence.lines():
+        click.echo(text)
+    if show_differences:
+        _show_differences(differences(ws, evidence, metric), limit)
+
+
+def _examples(count: int) -> str:
+    return f"{count} example" + ("" if count == 1 else "s")
+
+
+def _show_differences(found: Differences, limit: int) -> None:
+    """Each side's disagreeing examples: scores, then the task, reference and both answers on
+    one shortened line each, their control characters shown as escapes."""
+    groups = (
+        (f"{found.candidate} better", found.better),
+        (f"{found.baseline} better", found.worse),
+    )
+    for title, examples in groups:
+        click.echo(f"\n{title} on {found.metric}: {_examples(len(examples))}")
+        for example in examples[:limit]:
+            click.echo(f"  {neutralise(example.title())}")
+            texts = [
+                ("task", example.prompt, None),
+                ("reference", example.reference, None),
+                ("baseline", example.baseline.answer, example.baseline.note),
+                ("candidate", example.candidate.answer, example.candidate.note),
+            ]
+            for label, text, note in texts:
+                extra = f" [{shorten(note, 60)}]" if note else ""
+                click.echo(neutralise(f"    {label + ':':<10} {shorten(text, 100)}{extra}"))
+        if len(examples) > limit:
+            click.echo(f"  … {len(examples) - limit} more (--limit)")
 
 
 @eval_group.command("gate")
