@@ -70,7 +70,8 @@ def _share(hits: int, out_of: int) -> float:
     return hits / out_of if out_of else 0.0
 
 
-def _score(counts: Counts) -> float:
+def score(counts: Counts) -> float:
+    """One example's share, hits over out of (0 when it counts nothing)."""
     return _share(*counts)
 
 
@@ -93,8 +94,8 @@ def compare_counts(
         raise ValueError(f"{metric}: no examples to compare")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
-    better = sum(_score(c) > _score(b) for c, b in zip(candidate, baseline, strict=True))
-    worse = sum(_score(c) < _score(b) for c, b in zip(candidate, baseline, strict=True))
+    better = sum(score(c) > score(b) for c, b in zip(candidate, baseline, strict=True))
+    worse = sum(score(c) < score(b) for c, b in zip(candidate, baseline, strict=True))
     if metric in BINARY_METRICS:
         return _mcnemar(metric, candidate, baseline, confidence, better, worse)
     return _bootstrap(metric, candidate, baseline, confidence, samples, seed, better, worse)
