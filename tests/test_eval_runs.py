@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import torch
 from click.testing import CliRunner
-from eval_fixtures import add_eval
+from eval_fixtures import accept_sample, add_eval, planning_pairs
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
@@ -39,10 +39,8 @@ from engine.training.registry import sha256_file
 from engine.training.tiny_model import build_tiny_model
 from engine.training_data.curate import curate
 from engine.training_data.derive import build_training_data
-from engine.training_data.items import Message, TrainingItem
-from engine.training_data.review import decide, draw_sample
 from engine.training_data.stages import NotALoraStage
-from engine.training_data.store import add_items, item_from_row
+from engine.training_data.store import add_items
 from engine.workspace import Workspace
 
 CONFIG = (
@@ -52,34 +50,6 @@ CONFIG = (
     "[training_data]\nreview_min_sample = 1\n"
     "[evaluation.eval_sizes]\nexecute_code = 3\nplanning_dpo = 3\n"
 )
-
-
-def _accept_sample(ws: Workspace, stage: str) -> None:
-    round_id = draw_sample(ws, stage, 15, seed=1)
-    count = ws.db.execute(
-        "SELECT COUNT(*) FROM review_items WHERE round_id = ?", [round_id]
-    ).fetchone()[0]
-    for position in range(1, count + 1):
-        decide(ws, round_id, position, "accept")
-
-
-def _planning_pairs(ws: Workspace) -> list[TrainingItem]:
-    """A planning DPO pair per derived meta plan: the commit's plan chosen over a vague one."""
-    rows = ws.db.query("SELECT * FROM examples WHERE stage = 'meta_plan' AND kind = 'sft'")
-    return [
-        TrainingItem(
-            **item_from_row(row).model_dump(include=set(TrainingItem.model_fields)),
-        ).model_copy(
-            update={
-                "stage": "planning_dpo",
-                "kind": "preference",
-                "source": "harness",
-                "origin": "harness_plan",
-                "rejected": [Message(role="assistant", content='{"summary": "do it"}')],
-            }
-        )
-        for row in rows
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -99,10 +69,10 @@ def curated(tmp_path_factory: pytest.TempPathFactory, _package_template: Path) -
     for commit in manifest["commits"]:
         validate_task(ws, digest, commit["sha"])
     build_training_data(ws)
-    add_items(ws.db, _planning_pairs(ws))
+    add_items(ws.db, planning_pairs(ws))
     for stage, kind in (("execute_code", "sft"), ("planning_dpo", "preference")):
         build_eval_set(ws, stage)
-        _accept_sample(ws, stage)
+        accept_sample(ws, stage)
         report = curate(ws, stage=stage, format=kind)
         assert [done.id for done in report.curated] == [f"{stage}-d1"], report.blocked
     ws.db.conn.close()
