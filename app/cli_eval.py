@@ -22,11 +22,13 @@ from engine.evaluation.gate import (
 from engine.evaluation.runs import (
     BACKENDS,
     eval_row,
+    job_of,
     list_evals,
     reconcile_evals,
     start_eval,
     stop_eval,
 )
+from engine.jobs import LIVE, job_alive
 from engine.training_data.stages import STAGES
 from engine.workspace import Workspace
 
@@ -89,7 +91,10 @@ def eval_run(
     while True:
         reconcile_evals(ws)
         runs = [eval_row(ws, eval_id) for eval_id in ids]
-        if all(run["status"] not in UNDER_WAY for run in runs):
+        job = job_of(ws, ids[-1])
+        # The job gates the candidate after its last run is done: wait for the job too.
+        gating = job is not None and job["status"] in LIVE and job_alive(job)
+        if all(run["status"] not in UNDER_WAY for run in runs) and not gating:
             break
         time.sleep(1)
     for run in runs:
