@@ -182,5 +182,5 @@ def adapters_history(ctx: click.Context, stage: str) -> None:
         moved = f"{rec['from_name'] or '-'} -> {rec['to_name'] or '-'}"
         why = f"  ({rec['reason']})" if rec["reason"] else ""
         if rec["override"]:
-            why = f"  over a '{rec['override']}' gate decision{why}"
+            why = f"  over its '{rec['override']}' gate decision{why}"
         click.echo(f"{rec['at']}  {rec['action']:<8} {moved:<30} {rec['operator']}{why}")

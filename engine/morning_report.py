@@ -224,7 +224,7 @@ def _switches(ws: Workspace, since: datetime) -> Section:
         why = f": {row['reason']}" if row["reason"] else ""
         if row["override"]:
             lines.append(
-                f"{_short(row['at'])}  {row['stage']} promoted {row['to_name']} over a "
+                f"{_short(row['at'])}  {row['stage']} promoted {row['to_name']} over its "
                 f"'{row['override']}' gate decision ({moved} by {row['operator']}){why}"
             )
             continue

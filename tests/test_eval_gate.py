@@ -321,7 +321,7 @@ def test_promote_over_no_gain_needs_override_and_reason(ws: Workspace) -> None:
     )
     assert history(ws, STAGE)[-1]["override"] == "no gain"
     code, out = _cli(ws, "adapters", "history", STAGE)
-    assert "over a 'no gain' gate decision  (the format is right)" in out
+    assert "over its 'no gain' gate decision  (the format is right)" in out
 
 
 def test_a_pass_promotes_without_override_and_records_none(ws: Workspace) -> None:

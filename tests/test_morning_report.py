@@ -133,6 +133,6 @@ def test_a_promotion_over_the_gate_is_reported_with_its_reason(ws: Workspace) ->
     ) in text
     assert "gate: scope-v1 no gain against base: no gain: no primary metric improves" in text
     assert (
-        "scope promoted scope-v1 over a 'no gain' gate decision (base → scope-v1 by ana): "
+        "scope promoted scope-v1 over its 'no gain' gate decision (base → scope-v1 by ana): "
         "the demo cannot gain"
     ) in text
