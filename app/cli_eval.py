@@ -18,6 +18,7 @@ from engine.evaluation.gate import (
     decision_lines,
     evidence_lines,
     latest_decision,
+    metric_confidence,
 )
 from engine.evaluation.runs import (
     BACKENDS,
@@ -179,7 +180,7 @@ def eval_compare(ctx: click.Context, name: str) -> None:
         row["stage"],
         comparison.candidate_eval,
         comparison.baseline_eval,
-        confidence=ws.config.gate.confidence,
+        confidence=metric_confidence(row["stage"], ws.config.gate.confidence),
     )
     click.echo(
         f"{name} against {comparison.baseline} (eval runs {comparison.candidate_eval['id']} "

@@ -76,7 +76,7 @@ def test_a_true_gain_passes_with_its_evidence_recorded(ws: Workspace) -> None:
     assert reason.endswith(", n=40) improves with 95 % confidence")
     evidence = decision_evidence(decision)
     runs = [ws.db["eval_runs"].get(eval_id) for eval_id in (mine, base)]
-    assert evidence == paired_metrics(ws, STAGE, *runs)
+    assert evidence == paired_metrics(ws, STAGE, *runs, confidence=0.975)
     accuracy = evidence[0]
     assert (accuracy.metric, accuracy.n, accuracy.better, accuracy.worse) == ("accuracy", N, 12, 0)
     assert accuracy.gain and accuracy.method == "paired bootstrap"
@@ -133,7 +133,7 @@ def test_a_regression_names_the_metric_the_drop_and_its_interval(ws: Workspace) 
     assert (decision["decision"], decision["baseline"]) == ("regression", "scope-v1")
     reason = json.loads(decision["reasons_json"])[0]
     assert re.fullmatch(
-        r"scope\.accuracy fell 0\.700 -> 0\.600 \(-0\.100 \[-0\.\d{3}, -0\.\d{3}\], n=40\), "
+        r"scope\.accuracy fell 0\.700 -> 0\.600 \(-0\.100 \[-0\.\d{3}, [-+]0\.\d{3}\], n=40\), "
         r"more than its tolerance 0\.020",
         reason,
     ), reason
@@ -382,7 +382,7 @@ def test_cli_gate_and_compare_print_each_metrics_interval(ws: Workspace) -> None
     assert code == 0, compared
     assert "scope-v1 against base (eval runs 2 and 1):" in compared
     assert re.search(
-        r"\* accuracy {9}0\.700 -> 0\.600  -0\.100 \[-0\.\d{3}, -0\.\d{3}\]  n=40 "
+        r"\* accuracy {9}0\.700 -> 0\.600  -0\.100 \[-0\.\d{3}, [-+]0\.\d{3}\]  n=40 "
         r"\(paired bootstrap\)",
         compared,
     ), compared

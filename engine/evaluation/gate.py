@@ -11,7 +11,8 @@ verdict, the most serious that holds, with every reason that holds:
 3. **underpowered**: the eval set is under its target size (as built, or the paired examples
    under `[evaluation] eval_sizes`), or holds fewer than `MIN_EXAMPLES`;
 4. **no gain**: no primary metric improves with `[gate] confidence` (its interval's lower
-   bound is not above 0): a tie is not a gain;
+   bound is not above 0; with k primary metrics each interval is taken at 1 - (1 - confidence)
+   / k, so that "some primary metric gained" holds at `confidence`): a tie is not a gain;
 5. **pass**: some primary metric gains, and none of the above holds.
 
 Every decision is an append-only `gate_decisions` row holding the per-metric evidence
@@ -172,6 +173,13 @@ class Judgement:
     underpowered: bool
 
 
+def metric_confidence(stage: str, confidence: float) -> float:
+    """The level of each metric's interval: Bonferroni over the stage's primary metrics, since a
+    candidate passes when any one of them gains (two at 95 % each would pass a no-gain candidate
+    in up to 5 % of trials, and the bootstrap's percentiles run a little over)."""
+    return 1 - (1 - confidence) / len(PRIMARY[stage])
+
+
 def _confidence(confidence: float) -> str:
     return f"{confidence * 100:g} %"
 
@@ -261,7 +269,9 @@ def decide(ws: Workspace, name: str, operator: str | None = None) -> dict[str, A
             f"(eval.jsonl {sha}); run `cra eval run --adapter {name}`, which evaluates both"
         )
     gate = ws.config.gate
-    evidence = paired_metrics(ws, stage, cand_eval, base_eval, confidence=gate.confidence)
+    evidence = paired_metrics(
+        ws, stage, cand_eval, base_eval, confidence=metric_confidence(stage, gate.confidence)
+    )
     set_id = cand_eval["eval_set_id"]
     eval_set = None if set_id is None else eval_set_record(ws, set_id)
     primary = [d.n for d in evidence if d.metric in PRIMARY[stage]]
