@@ -16,15 +16,27 @@ from engine.evaluation.evidence import (
     run_evidence,
     shorten,
 )
-from engine.evaluation.gate import active_row, compare, comparison_lines, decide
+from engine.evaluation.example_scores import paired_metrics
+from engine.evaluation.gate import (
+    GateError,
+    active_row,
+    compare,
+    decide,
+    decision_lines,
+    evidence_lines,
+    latest_decision,
+    metric_confidence,
+)
 from engine.evaluation.runs import (
     BACKENDS,
     eval_row,
+    job_of,
     list_evals,
     reconcile_evals,
     start_eval,
     stop_eval,
 )
+from engine.jobs import LIVE, job_alive
 from engine.terminal_text import neutralise
 from engine.training_data.stages import STAGES
 from engine.workspace import Workspace
@@ -88,7 +100,10 @@ def eval_run(
     while True:
         reconcile_evals(ws)
         runs = [eval_row(ws, eval_id) for eval_id in ids]
-        if all(run["status"] not in UNDER_WAY for run in runs):
+        job = job_of(ws, ids[-1])
+        # The job gates the candidate after its last run is done: wait for the job too.
+        gating = job is not None and job["status"] in LIVE and job_alive(job)
+        if all(run["status"] not in UNDER_WAY for run in runs) and not gating:
             break
         time.sleep(1)
     for run in runs:
@@ -99,19 +114,12 @@ def eval_run(
 
 
 def _show_gate(ws: Workspace, name: str) -> None:
-    row = version_row(ws, name)
-    decision = ws.db.execute(
-        "SELECT decision, baseline, reasons_json FROM gate_decisions WHERE adapter_id = ? "
-        "ORDER BY id DESC LIMIT 1",
-        [row["id"]],
-    ).fetchone()
+    decision = latest_decision(ws, version_row(ws, name)["id"])
     if decision is None:
         click.echo(f"gate: {name} has no decision")
         return
-    verdict, baseline, reasons = decision
-    click.echo(f"gate: {name} {verdict} against {baseline}")
-    for reason in json.loads(reasons):
-        click.echo(f"  {reason}")
+    for text in decision_lines(ws, decision):
+        click.echo(text)
 
 
 @eval_group.command("status")
@@ -213,26 +221,40 @@ def _show_differences(found: Differences, limit: int) -> None:
 @click.option("--operator", help="Who decides (default: the config's operator).")
 @click.pass_context
 def eval_gate(ctx: click.Context, name: str, operator: str | None) -> None:
-    """Put candidate NAME through the gate against its stage's active version (or the base)."""
+    """Put candidate NAME through the gate against its stage's active version (or the base):
+    the verdict, each metric's paired difference with its interval, and every reason."""
     ws = _workspace(ctx)
-    decision = decide(ws, name, operator=operator)
-    row = version_row(ws, name)
-    baseline = active_row(ws, row["stage"])
-    for text in comparison_lines(compare(ws, row["stage"], row, baseline)):
+    for text in decision_lines(ws, decide(ws, name, operator=operator)):
         click.echo(text)
-    click.echo(f"gate: {name} {decision['decision']} against {decision['baseline']}")
-    for reason in json.loads(decision["reasons_json"]):
-        click.echo(f"  {reason}")
 
 
 @eval_group.command("compare")
 @click.argument("name")
 @click.pass_context
 def eval_compare(ctx: click.Context, name: str) -> None:
-    """Version NAME's metrics beside its stage's active version's (or the base's)."""
+    """Version NAME's metrics beside its stage's active version's (or the base's), example by
+    example on their newest shared eval set: each difference with its interval; decides
+    nothing."""
     ws = _workspace(ctx, write=False)
     row = version_row(ws, name)
-    for text in comparison_lines(compare(ws, row["stage"], row, active_row(ws, row["stage"]))):
+    comparison = compare(ws, row["stage"], row, active_row(ws, row["stage"]))
+    if comparison.candidate_eval is None or comparison.baseline_eval is None:
+        raise GateError(
+            f"{name} and {comparison.baseline} have no finished eval runs on one eval set; "
+            f"run `cra eval run --adapter {name}`"
+        )
+    evidence = paired_metrics(
+        ws,
+        row["stage"],
+        comparison.candidate_eval,
+        comparison.baseline_eval,
+        confidence=metric_confidence(row["stage"], ws.config.gate.confidence),
+    )
+    click.echo(
+        f"{name} against {comparison.baseline} (eval runs {comparison.candidate_eval['id']} "
+        f"and {comparison.baseline_eval['id']}):"
+    )
+    for text in evidence_lines(row["stage"], evidence):
         click.echo(text)
 
 

@@ -14,10 +14,11 @@ made from the command line shows up), settling first any switch or eval job that
 the same poll gathers the selected version's evidence, pairing the runs again only when they
 changed. The serving status is read every few seconds and on `s`.
 `p` promotes the selected version and `r` rolls the stage back, each after a confirmation that
-shows the metric deltas; `e` evaluates the selected version (a background job); `t` shows where
-the selected version came from (`cra adapters trace`); `d` lists the examples where the
-selected version and its baseline disagree (`DifferencesScreen`). Each runs the engine in a
-thread worker; an engine refusal becomes a notification, never a traceback.
+shows the metric deltas (promoting over a gate decision that did not pass then asks why); `e`
+evaluates the selected version (a background job); `t` shows where the selected version came
+from (`cra adapters trace`); `d` lists the examples where the selected version and its
+baseline disagree (`DifferencesScreen`). Each runs the engine in a thread worker; an engine
+refusal becomes a notification, never a traceback.
 """
 
 import sqlite3
@@ -31,6 +32,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from app.widgets.confirm import ConfirmScreen
+from app.widgets.reason import ReasonScreen
 from app.widgets.text_modal import TextScreen
 from engine.adapters.lineage import trace_lines
 from engine.adapters.overview import (
@@ -536,21 +538,41 @@ class AdaptersScreen(PaneScreen):
         confirmation = message.confirmation
         assert confirmation is not None
 
+        def overridden(reason: str | None) -> None:
+            if reason is not None:
+                self._switch(message.action, message.subject, confirmation.serving, reason)
+
         def answered(yes: bool | None) -> None:
-            if yes:
+            if not yes:
+                return
+            if confirmation.override is None:
                 self._switch(message.action, message.subject, confirmation.serving)
+                return
+            self.app.push_screen(
+                ReasonScreen(
+                    f"Override the gate for {message.subject}?",
+                    f"The gate said {confirmation.override}. Why promote it anyway?",
+                    blank="An override needs a reason.",
+                ),
+                overridden,
+            )
 
         self.app.push_screen(ConfirmScreen(title, confirmation.text), answered)
 
     @work(thread=True, group="action")
-    def _switch(self, action: str, subject: str, serving: str) -> None:
-        """Promote or roll back, naming the version the confirmation showed serving."""
+    def _switch(self, action: str, subject: str, serving: str, override: str | None = None) -> None:
+        """Promote or roll back, naming the version the confirmation showed serving; `override`
+        is the reason for promoting over a gate decision that did not pass."""
         try:
             with reopened(self._ws) as ws:
                 result: SwitchResult
                 if action == "promote":
                     result = promote_version(
-                        ws, subject, reason="promoted in the console", replacing=serving
+                        ws,
+                        subject,
+                        reason=override or "promoted in the console",
+                        replacing=serving,
+                        override=override is not None,
                     )
                 else:
                     result = rollback_stage(

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from eval_fixtures import add_eval, add_version
+from eval_fixtures import add_eval, add_version, examples
 from evidence_fixtures import scored_candidate
 from fake_vllm import FakeVllm
 from textual.pilot import Pilot
@@ -20,6 +20,7 @@ from textual.widgets import DataTable, OptionList, Static
 
 from app.app import CraApp
 from app.widgets.confirm import ConfirmScreen
+from app.widgets.reason import ReasonScreen
 from app.widgets.text_modal import TextScreen
 from engine.adapters.activation import history, resolve
 from engine.adapters.switch import promote_version
@@ -74,10 +75,10 @@ def fill(ws: Workspace) -> None:
         }
     )
     v1, v2, v3 = (add_version(ws, STAGE, n, dataset_id="scope-d1") for n in (1, 2, 3))
-    add_eval(ws, STAGE, None, {"accuracy": 0.5, "relevant_recall": 0.6, "valid_rate": 0.9})
-    add_eval(ws, STAGE, v1, {"accuracy": 0.6, "relevant_recall": 0.7, "valid_rate": 1.0})
-    add_eval(ws, STAGE, v2, {"accuracy": 0.65, "relevant_recall": 0.7, "valid_rate": 1.0})
-    add_eval(ws, STAGE, v3, {"accuracy": 0.4, "relevant_recall": 0.7, "valid_rate": 1.0})
+    add_eval(ws, STAGE, None, examples(20, accuracy=0.5, relevant_recall=0.6, valid_rate=0.9))
+    add_eval(ws, STAGE, v1, examples(20, accuracy=0.6, relevant_recall=0.7, valid_rate=1.0))
+    add_eval(ws, STAGE, v2, examples(20, accuracy=0.65, relevant_recall=0.7, valid_rate=1.0))
+    add_eval(ws, STAGE, v3, examples(20, accuracy=0.4, relevant_recall=0.7, valid_rate=1.0))
     _gate(ws, v1, "base")
     _gate(ws, v2, "scope-v1")
     _gate(ws, v3, "scope-v1", "reject")
@@ -199,6 +200,46 @@ async def test_promote_confirms_with_the_deltas_then_switches(ws: Workspace) -> 
         await pilot.press("y")
         await until(pilot, lambda: resolve(ws, STAGE) == "scope-v1", "the rollback")
         assert [h["action"] for h in history(ws, STAGE)][-2:] == ["promote", "rollback"]
+
+
+async def test_promoting_over_a_no_gain_decision_asks_why(ws: Workspace) -> None:
+    """A candidate the gate found no gain in is promoted only after its confirmation says so
+    and the operator gives the override's reason (esc gives up); the activation log records
+    the override and the reason."""
+    fill(ws)
+    ws.db["gate_decisions"].insert(
+        {
+            "adapter_id": 2,
+            "stage": STAGE,
+            "baseline": "scope-v1",
+            "decision": "no gain",
+            "reasons_json": '["no gain: no primary metric improves"]',
+            "at": AT,
+            "operator": "ana",
+        }
+    )
+    async with CraApp(ws, []).run_test(size=SIZE) as pilot:
+        screen = await on_scope(pilot)
+        await pilot.press("tab", "down")
+        assert screen.selected_version == "scope-v2"
+        for answer in ("escape", "enter"):
+            await pilot.press("p")
+            await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), "question")
+            body = str(pilot.app.screen.query_one(".dialog-body", Static).render())
+            assert "The gate did not pass it: no gain against scope-v1." in body
+            await pilot.press("y")
+            await until(pilot, lambda: isinstance(pilot.app.screen, ReasonScreen), "the reason")
+            if answer == "escape":
+                await pilot.press("escape")
+                await pilot.pause(0.3)
+                assert resolve(ws, STAGE) == "scope-v1"
+                continue
+            await pilot.press(*"needed for the demo", "enter")
+        await until(pilot, lambda: resolve(ws, STAGE) == "scope-v2", "the promotion")
+        record = ws.db.execute(
+            "SELECT override, reason FROM adapter_activations ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        assert record == ("no gain", "needed for the demo")
 
 
 async def test_a_rollback_confirmed_after_another_switch_is_refused(ws: Workspace) -> None:

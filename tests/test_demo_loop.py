@@ -36,8 +36,9 @@ STEPS = (
     "7. eval runs 1, 2 started (base, then scope-v1)",
     "   eval 1 of base: ",
     "   eval 2 of scope-v1: ",
-    "   gate: scope-v1 passed against base",
-    "8. promoted scope-v1: no server is running at http://127.0.0.1:8765",
+    "   gate: scope-v1 underpowered against base",
+    "8. promoted scope-v1 over its 'underpowered' gate decision: no server is running at "
+    "http://127.0.0.1:8765",
     "9. rolled scope back to reasoning: the base model serves scope now; nothing to load",
     "the loop is done: scope-v1 was trained, evaluated, promoted and rolled back",
 )
@@ -124,7 +125,9 @@ def test_demo_run_walks_the_whole_loop(tmp_path: Path) -> None:
         "Datasets curated · 1",
         "Training runs · 1 ended, 0 failed",
         "run 1 scope sft on scope-d1 done at step",
-        "gate: scope-v1 pass against base",
+        "gate: scope-v1 underpowered against base: underpowered: 2 paired examples",
+        "scope promoted scope-v1 over its 'underpowered' gate decision (base → scope-v1 by demo): "
+        "demo loop: the tiny demo model cannot gain",
         "Adapters · 1 promoted, 1 rolled back",
         "scope rollback scope-v1 → base by demo: demo loop",
     ):

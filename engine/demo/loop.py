@@ -8,17 +8,21 @@ pane; here each item is decided by its stage contract's checks, `contracts.check
 rules `cra data audit` counts: accepted when it breaks none, rejected naming the rules it
 breaks, and every note says no person read it); build the stage's frozen eval set (its newest
 tasks, which curation then holds out of train); curate a dataset; train a tiny adapter on the
-CPU; evaluate it against the base on that eval set and let the gate decide; promote it; roll it
-back. A step that cannot go on raises with the reason.
+CPU; evaluate it against the base on that eval set and let the gate decide; promote it (over a
+no-gain or underpowered decision with an override whose reason says why: the tiny model does not
+learn the task on the demo's few examples); roll it back. A step that cannot go on raises with
+the reason.
 """
 
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from engine.adapters.activation import version_row
 from engine.adapters.switch import promote_version, rollback_stage
 from engine.errors import CraError
 from engine.evaluation.eval_set import build_eval_set
+from engine.evaluation.gate import OVERRIDABLE, latest_decision
 from engine.evaluation.runs import reconcile_evals, start_eval
 from engine.harness.campaigns import (
     campaign_row,
@@ -41,6 +45,11 @@ WAIT_LIMIT_S = 900.0
 DEMO_NOTE = (
     "decided by `cra demo --run` from the stage contract's checks alone, not read by a person: "
     "an operator reads each item against the guidelines"
+)
+
+DEMO_OVERRIDE = (
+    "demo loop: the tiny demo model cannot gain on the demo's few examples; promoted over the "
+    "gate to walk the loop"
 )
 
 Say = Callable[[str], None]
@@ -167,17 +176,19 @@ def run_loop(ws: Workspace, drive: Path, say: Say) -> str:
         if row["status"] != "done":
             raise DemoLoopError(f"eval run {eval_id} ended {row['status']}: {row['reason']}")
         say(f"   eval {eval_id} of {row['target']}: {row['metrics_json']}")
-    decision = ws.db.execute(
-        "SELECT decision, baseline, reasons_json FROM gate_decisions g "
-        "JOIN adapter_versions v ON v.id = g.adapter_id WHERE v.name = ? ORDER BY g.id DESC",
-        [name],
-    ).fetchone()
-    if decision is None or decision[0] != "pass":
-        raise DemoLoopError(f"the gate did not pass {name}: {decision}")
-    say(f"   gate: {name} passed against {decision[1]}")
-
-    promoted = promote_version(ws, name, reason="demo loop")
-    say(f"8. promoted {name}: {promoted.server}")
+    decision = latest_decision(ws, version_row(ws, name)["id"])
+    if decision is None:
+        raise DemoLoopError(f"the gate did not decide on {name}")
+    verdict = decision["decision"]
+    say(f"   gate: {name} {verdict} against {decision['baseline']}")
+    if verdict == "pass":
+        promoted = promote_version(ws, name, reason="demo loop")
+        say(f"8. promoted {name}: {promoted.server}")
+    elif verdict in OVERRIDABLE:
+        promoted = promote_version(ws, name, reason=DEMO_OVERRIDE, override=True)
+        say(f"8. promoted {name} over its '{verdict}' gate decision: {promoted.server}")
+    else:
+        raise DemoLoopError(f"the gate rejected {name}: {decision['reasons_json']}")
     rolled = rollback_stage(ws, STAGE, name, reason="demo loop")
     say(f"9. rolled {STAGE} back to {rolled.active}: {rolled.server}")
     return name

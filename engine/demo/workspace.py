@@ -41,8 +41,9 @@ def demo_config(drive: Path) -> str:
     tests are deterministic, so gold validation runs each side once, not three times: the gold
     campaign over its 24 commits takes about a minute, not three. Both bases are the tiny model
     built here, trained and evaluated on the CPU; its server is the CPU stand-in
-    (`cra serve --launch --cpu`) on a port of its own. Written by a TOML library, so any path
-    (quotes, backslashes) stays one string."""
+    (`cra serve --launch --cpu`) on a port of its own. The seed's scope minimums are off: the
+    tiny model does not reach them, and a version below them is rejected for good. Written by
+    a TOML library, so any path (quotes, backslashes) stays one string."""
     bases = {"reasoning": TINY_MODEL, "coding": TINY_MODEL}
     return tomli_w.dumps(
         {
@@ -58,6 +59,7 @@ def demo_config(drive: Path) -> str:
                 "eval_sizes": {"scope": 2},
             },
             "serving": {"base_url": "http://127.0.0.1:8765", "timeout_s": 10, "bases": bases},
+            "gate": {"minimums": {"scope.accuracy": 0, "scope.relevant_recall": 0}},
         }
     )
 
