@@ -49,12 +49,22 @@ def adapters_list(ctx: click.Context, stage: str | None) -> None:
 
 @adapters.command("promote")
 @click.argument("name")
-@click.option("--reason", default="", help="Why it goes live.")
+@click.option("--reason", default="", help="Why it goes live (required with --override).")
+@click.option(
+    "--override",
+    is_flag=True,
+    help="Promote over a 'no gain' or 'underpowered' gate decision (never a rejection).",
+)
 @click.option("--operator", help="Who promotes (default: the config's operator).")
 @click.pass_context
-def adapters_promote(ctx: click.Context, name: str, reason: str, operator: str | None) -> None:
-    """Make version NAME its stage's active one: gate and files checked, loaded on the server."""
-    result = promote_version(_workspace(ctx), name, operator=operator, reason=reason)
+def adapters_promote(
+    ctx: click.Context, name: str, reason: str, override: bool, operator: str | None
+) -> None:
+    """Make version NAME its stage's active one: gate and files checked, loaded on the server.
+    Only a gate pass is promoted unless --override is given with a --reason."""
+    result = promote_version(
+        _workspace(ctx), name, operator=operator, reason=reason, override=override
+    )
     click.echo(f"{name}: active for {result.stage}\nserver: {result.server}\nwatch: {result.watch}")
 
 
@@ -171,4 +181,6 @@ def adapters_history(ctx: click.Context, stage: str) -> None:
     for rec in records:
         moved = f"{rec['from_name'] or '-'} -> {rec['to_name'] or '-'}"
         why = f"  ({rec['reason']})" if rec["reason"] else ""
+        if rec["override"]:
+            why = f"  over its '{rec['override']}' gate decision{why}"
         click.echo(f"{rec['at']}  {rec['action']:<8} {moved:<30} {rec['operator']}{why}")

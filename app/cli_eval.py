@@ -9,15 +9,35 @@ import click
 from app.cli_common import open_workspace
 from app.cli_eval_set import eval_set_group
 from engine.adapters.activation import version_row
-from engine.evaluation.gate import active_row, compare, comparison_lines, decide
+from engine.evaluation.evidence import (
+    Differences,
+    EvidenceError,
+    differences,
+    run_evidence,
+    shorten,
+)
+from engine.evaluation.example_scores import paired_metrics
+from engine.evaluation.gate import (
+    GateError,
+    active_row,
+    compare,
+    decide,
+    decision_lines,
+    evidence_lines,
+    latest_decision,
+    metric_confidence,
+)
 from engine.evaluation.runs import (
     BACKENDS,
     eval_row,
+    job_of,
     list_evals,
     reconcile_evals,
     start_eval,
     stop_eval,
 )
+from engine.jobs import LIVE, job_alive
+from engine.terminal_text import neutralise
 from engine.training_data.stages import STAGES
 from engine.workspace import Workspace
 
@@ -80,7 +100,10 @@ def eval_run(
     while True:
         reconcile_evals(ws)
         runs = [eval_row(ws, eval_id) for eval_id in ids]
-        if all(run["status"] not in UNDER_WAY for run in runs):
+        job = job_of(ws, ids[-1])
+        # The job gates the candidate after its last run is done: wait for the job too.
+        gating = job is not None and job["status"] in LIVE and job_alive(job)
+        if all(run["status"] not in UNDER_WAY for run in runs) and not gating:
             break
         time.sleep(1)
     for run in runs:
@@ -91,19 +114,12 @@ def eval_run(
 
 
 def _show_gate(ws: Workspace, name: str) -> None:
-    row = version_row(ws, name)
-    decision = ws.db.execute(
-        "SELECT decision, baseline, reasons_json FROM gate_decisions WHERE adapter_id = ? "
-        "ORDER BY id DESC LIMIT 1",
-        [row["id"]],
-    ).fetchone()
+    decision = latest_decision(ws, version_row(ws, name)["id"])
     if decision is None:
         click.echo(f"gate: {name} has no decision")
         return
-    verdict, baseline, reasons = decision
-    click.echo(f"gate: {name} {verdict} against {baseline}")
-    for reason in json.loads(reasons):
-        click.echo(f"  {reason}")
+    for text in decision_lines(ws, decision):
+        click.echo(text)
 
 
 @eval_group.command("status")
@@ -122,9 +138,26 @@ def eval_status(ctx: click.Context) -> None:
 
 @eval_group.command("show")
 @click.argument("eval_id", type=int)
+@click.option(
+    "--differences",
+    "show_differences",
+    is_flag=True,
+    help="List the examples where the run and its baseline disagree.",
+)
+@click.option("--metric", help="With --differences: the metric (default: the first primary).")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="With --differences: at most this many examples of each side.",
+)
 @click.pass_context
-def eval_show(ctx: click.Context, eval_id: int) -> None:
-    """One eval run: what it scored, its metrics, where its answers are."""
+def eval_show(
+    ctx: click.Context, eval_id: int, show_differences: bool, metric: str | None, limit: int
+) -> None:
+    """One eval run: what it scored, its metrics, where its answers are, and beside its
+    baseline's run on the same eval set the paired difference of each metric."""
     ws = _workspace(ctx, write=False)
     reconcile_evals(ws)
     run = eval_row(ws, eval_id)
@@ -138,6 +171,49 @@ def eval_show(ctx: click.Context, eval_id: int) -> None:
     )
     click.echo(f"eval set: {where}, sha256 {run['eval_sha256']}")
     click.echo(f"answers: {ws.root / run['out_dir']}")
+    if run["status"] != "done" and not show_differences:
+        return
+    evidence = run_evidence(ws, eval_id)
+    if evidence is None:
+        click.echo("a run of the base: it is the baseline, compared with nothing")
+        if show_differences:
+            raise EvidenceError(
+                f"eval run {eval_id} is the base's: it has no baseline to differ from"
+            )
+        return
+    click.echo("")
+    for text in evidence.lines():
+        click.echo(text)
+    if show_differences:
+        _show_differences(differences(ws, evidence, metric), limit)
+
+
+def _examples(count: int) -> str:
+    return f"{count} example" + ("" if count == 1 else "s")
+
+
+def _show_differences(found: Differences, limit: int) -> None:
+    """Each side's disagreeing examples: scores, then the task, reference and both answers on
+    one shortened line each, their control characters shown as escapes."""
+    groups = (
+        (f"{found.candidate} better", found.better),
+        (f"{found.baseline} better", found.worse),
+    )
+    for title, examples in groups:
+        click.echo(f"\n{title} on {found.metric}: {_examples(len(examples))}")
+        for example in examples[:limit]:
+            click.echo(f"  {neutralise(example.title())}")
+            texts = [
+                ("task", example.prompt, None),
+                ("reference", example.reference, None),
+                ("baseline", example.baseline.answer, example.baseline.note),
+                ("candidate", example.candidate.answer, example.candidate.note),
+            ]
+            for label, text, note in texts:
+                extra = f" [{shorten(note, 60)}]" if note else ""
+                click.echo(neutralise(f"    {label + ':':<10} {shorten(text, 100)}{extra}"))
+        if len(examples) > limit:
+            click.echo(f"  … {len(examples) - limit} more (--limit)")
 
 
 @eval_group.command("gate")
@@ -145,26 +221,40 @@ def eval_show(ctx: click.Context, eval_id: int) -> None:
 @click.option("--operator", help="Who decides (default: the config's operator).")
 @click.pass_context
 def eval_gate(ctx: click.Context, name: str, operator: str | None) -> None:
-    """Put candidate NAME through the gate against its stage's active version (or the base)."""
+    """Put candidate NAME through the gate against its stage's active version (or the base):
+    the verdict, each metric's paired difference with its interval, and every reason."""
     ws = _workspace(ctx)
-    decision = decide(ws, name, operator=operator)
-    row = version_row(ws, name)
-    baseline = active_row(ws, row["stage"])
-    for text in comparison_lines(compare(ws, row["stage"], row, baseline)):
+    for text in decision_lines(ws, decide(ws, name, operator=operator)):
         click.echo(text)
-    click.echo(f"gate: {name} {decision['decision']} against {decision['baseline']}")
-    for reason in json.loads(decision["reasons_json"]):
-        click.echo(f"  {reason}")
 
 
 @eval_group.command("compare")
 @click.argument("name")
 @click.pass_context
 def eval_compare(ctx: click.Context, name: str) -> None:
-    """Version NAME's metrics beside its stage's active version's (or the base's)."""
+    """Version NAME's metrics beside its stage's active version's (or the base's), example by
+    example on their newest shared eval set: each difference with its interval; decides
+    nothing."""
     ws = _workspace(ctx, write=False)
     row = version_row(ws, name)
-    for text in comparison_lines(compare(ws, row["stage"], row, active_row(ws, row["stage"]))):
+    comparison = compare(ws, row["stage"], row, active_row(ws, row["stage"]))
+    if comparison.candidate_eval is None or comparison.baseline_eval is None:
+        raise GateError(
+            f"{name} and {comparison.baseline} have no finished eval runs on one eval set; "
+            f"run `cra eval run --adapter {name}`"
+        )
+    evidence = paired_metrics(
+        ws,
+        row["stage"],
+        comparison.candidate_eval,
+        comparison.baseline_eval,
+        confidence=metric_confidence(row["stage"], ws.config.gate.confidence),
+    )
+    click.echo(
+        f"{name} against {comparison.baseline} (eval runs {comparison.candidate_eval['id']} "
+        f"and {comparison.baseline_eval['id']}):"
+    )
+    for text in evidence_lines(row["stage"], evidence):
         click.echo(text)
 
 

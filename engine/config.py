@@ -186,18 +186,32 @@ class EvaluationConfig(_Section):
         return DEFAULT_EVAL_SIZES | sizes
 
 
+DEFAULT_MINIMUMS = {
+    "task_analysis.file_recall": 0.80,
+    "task_analysis.file_precision": 0.60,
+    "scope.accuracy": 0.75,
+    "scope.relevant_recall": 0.85,
+    "precision.accuracy": 0.70,
+    "precision.primary_recall": 0.80,
+}
+"""Seed 004 §9.1's pass thresholds; execute_code and planning_dpo need only beat their
+baseline, so they have none."""
+
+
 class GateConfig(_Section):
-    """When a candidate is rejected (seed 004 §9.2): a primary metric below the baseline's by
-    more than its tolerance, or below its minimum.
+    """When a candidate passes (seed 004 §9.2, `engine.evaluation.gate`): a primary metric
+    improves with `confidence` (the paired interval's lower bound above 0), none drops by more
+    than its tolerance, each is at least its minimum.
 
     Keys are `stage.metric` (e.g. `scope.relevant_recall`); `tolerance` applies to every
-    primary metric without its own entry in `tolerances`. `minimums` is empty by default: the
-    seed's pass thresholds (§9.1) are targets to set once a stage has real data.
+    primary metric without its own entry in `tolerances`. `minimums` are the seed's pass
+    thresholds (§9.1) unless set here; 0 switches one off.
     """
 
     tolerance: float = Field(default=0.0, ge=0, le=1)
     tolerances: dict[str, float] = Field(default_factory=dict)
-    minimums: dict[str, float] = Field(default_factory=dict)
+    minimums: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_MINIMUMS))
+    confidence: float = Field(default=0.95, ge=0.5, lt=1)
 
     @model_validator(mode="after")
     def _known_metrics(self) -> "GateConfig":
@@ -212,6 +226,11 @@ class GateConfig(_Section):
                 if not 0 <= value <= 1:
                     raise ValueError(f"[gate] {table}.{key}: {value} is not within 0..1")
         return self
+
+    @field_validator("minimums", mode="after")
+    @classmethod
+    def _seed_minimums(cls, minimums: dict[str, float]) -> dict[str, float]:
+        return DEFAULT_MINIMUMS | minimums
 
 
 class WatchConfig(_Section):

@@ -705,6 +705,22 @@ def _m013_eval_sets(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE eval_runs ADD COLUMN eval_set_id INTEGER REFERENCES eval_sets(id)")
 
 
+def _m014_gate_evidence(db: sqlite_utils.Database) -> None:
+    """The gate's paired evidence and the overrides of it. A decision records, per metric, the
+    paired comparison it rests on (`evidence_json`), whether its eval set was underpowered and
+    which frozen set it was; an activation records the gate decision it promoted over
+    (`override`: that decision's verdict, NULL for none) and which decision it was. Rows written
+    before keep NULL there and read as before."""
+    db.execute("ALTER TABLE gate_decisions ADD COLUMN evidence_json TEXT")
+    db.execute("ALTER TABLE gate_decisions ADD COLUMN underpowered INTEGER")
+    db.execute("ALTER TABLE gate_decisions ADD COLUMN eval_set_id INTEGER REFERENCES eval_sets(id)")
+    db.execute("ALTER TABLE adapter_activations ADD COLUMN override TEXT")
+    db.execute(
+        "ALTER TABLE adapter_activations ADD COLUMN gate_decision_id INTEGER "
+        "REFERENCES gate_decisions(id)"
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "ingest: packages, package files, decisions", _m001_ingest),
     (2, "harness: validated tasks", _m002_tasks),
@@ -727,6 +743,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (11, "evaluation: per-example scores", _m011_eval_scores),
     (12, "adapters: the watch after a promotion, end-to-end results", _m012_watch),
     (13, "evaluation: frozen eval sets per stage, the set an eval run scored", _m013_eval_sets),
+    (14, "evaluation: the gate's paired evidence, overrides of it", _m014_gate_evidence),
 ]
 
 

@@ -1,7 +1,8 @@
 """The morning report: what the night did, from the database, since a given time.
 
 Packages approved and rejected; campaigns and their resolved rates; datasets curated; training
-runs that finished, failed or stopped; eval runs and gate decisions; promotions, rollbacks,
+runs that finished, failed or stopped; eval runs and gate decisions; promotions (those made
+over a gate decision that did not pass, with the override's reason), rollbacks,
 rejections and interrupted switches; the watches after promotions (held or rolled back, with
 their resolved rates). Each section says "nothing" rather than disappearing, so
 an empty night reads as one. Timestamps are compared as instants (some rows carry `Z`, approvals
@@ -16,6 +17,7 @@ from typing import Any
 
 from engine.adapters.watch import list_watches, watch_line
 from engine.errors import CraError
+from engine.evaluation.gate import REJECTING
 from engine.workspace import Workspace
 
 DURATION = re.compile(r"(\d+)([hd])")
@@ -186,9 +188,10 @@ def _evals(ws: Workspace, since: datetime) -> Section:
             f"{row['baseline']}" + (f": {reasons}" if reasons else "")
         )
     passed = sum(row["decision"] == "pass" for row in decisions)
+    rejected = sum(row["decision"] in REJECTING for row in decisions)
     return Section(
-        f"Evaluation · {len(runs)} eval runs, {passed} passed and "
-        f"{len(decisions) - passed} rejected at the gate",
+        f"Evaluation · {len(runs)} eval runs; gate: {passed} passed, {rejected} rejected, "
+        f"{len(decisions) - passed - rejected} not passed (no gain or underpowered)",
         lines,
     )
 
@@ -219,6 +222,12 @@ def _switches(ws: Workspace, since: datetime) -> Section:
             else f"{row['from_name'] or 'base'} → {row['to_name'] or 'base'}"
         )
         why = f": {row['reason']}" if row["reason"] else ""
+        if row["override"]:
+            lines.append(
+                f"{_short(row['at'])}  {row['stage']} promoted {row['to_name']} over its "
+                f"'{row['override']}' gate decision ({moved} by {row['operator']}){why}"
+            )
+            continue
         lines.append(
             f"{_short(row['at'])}  {row['stage']} {row['action']} {moved} by {row['operator']}{why}"
         )

@@ -4,15 +4,21 @@ Left, the stages: what serves each (a version or the base) and how many candidat
 the serving status: per configured base, whether its server runs, the adapters it has loaded and
 any active version it lacks. In the middle, the selected stage's versions, newest first: status,
 base, created, dataset, gate decision, and the primary metrics of each version's newest eval with
-the change against the active version. Below, the stage's activation history, newest first.
+the change against the active version. Under them, the selected version's evidence: beside
+its baseline's eval on the same eval set, per metric the baseline, the candidate, the paired
+difference with its interval and n, the eval set's size against its target, the gate's decision
+word, and any eval run of it still under way. Below, the stage's activation history.
 
 A one-second timer polls the database in a thread worker that only posts messages (so a switch
 made from the command line shows up), settling first any switch or eval job that died mid-way;
-the serving status is read every few seconds and on `s`.
+the same poll gathers the selected version's evidence, pairing the runs again only when they
+changed. The serving status is read every few seconds and on `s`.
 `p` promotes the selected version and `r` rolls the stage back, each after a confirmation that
-shows the metric deltas; `e` evaluates the selected version (a background job); `t` shows where
-the selected version came from (`cra adapters trace`). Each runs the engine in a thread worker;
-an engine refusal becomes a notification, never a traceback.
+shows the metric deltas (promoting over a gate decision that did not pass then asks why); `e`
+evaluates the selected version (a background job); `t` shows where the selected version came
+from (`cra adapters trace`); `d` lists the examples where the selected version and its
+baseline disagree (`DifferencesScreen`). Each runs the engine in a thread worker; an engine
+refusal becomes a notification, never a traceback.
 """
 
 import sqlite3
@@ -26,6 +32,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from app.widgets.confirm import ConfirmScreen
+from app.widgets.reason import ReasonScreen
 from app.widgets.text_modal import TextScreen
 from engine.adapters.lineage import trace_lines
 from engine.adapters.overview import (
@@ -43,12 +50,15 @@ from engine.adapters.switch import (
     rollback_stage,
 )
 from engine.errors import CraError
+from engine.evaluation.evidence import VersionEvidence, version_evidence
+from engine.evaluation.paired import PairedDifference
 from engine.evaluation.runs import reconcile_evals, start_eval
 from engine.harness.progress import reopened
 from engine.serving.status import ServerStatus, serving_status
 from engine.terminal_text import neutralise
 from engine.workspace import Workspace
 from screens import PaneScreen
+from screens.adapter_differences import DifferencesScreen
 
 POLL_S = 1.0
 SERVING_POLL_S = 5.0
@@ -78,10 +88,22 @@ HISTORY_COLUMNS = (
 
 
 class ViewsPolled(Message):
-    def __init__(self, views: list[StageView] | None, error: str | None) -> None:
+    """The stages, and the evidence of version `name` (or why it could not be gathered)."""
+
+    def __init__(
+        self,
+        views: list[StageView] | None,
+        error: str | None,
+        name: str | None = None,
+        evidence: VersionEvidence | None = None,
+        evidence_error: str | None = None,
+    ) -> None:
         super().__init__()
         self.views = views
         self.error = error
+        self.name = name
+        self.evidence = evidence
+        self.evidence_error = evidence_error
 
 
 class ServingPolled(Message):
@@ -140,6 +162,35 @@ def metrics_text(line: VersionLine) -> Text:
     return text
 
 
+def _metric_style(paired: PairedDifference | None) -> str:
+    """Green for a gain with confidence, red for a drop with confidence, plain otherwise."""
+    if paired is None:
+        return ""
+    if paired.gain:
+        return "green"
+    return "red" if paired.high < 0 else ""
+
+
+def evidence_text(evidence: VersionEvidence) -> Text:
+    """The evidence's lines: the metric lines of a paired gain green, of a sure drop red."""
+    text = Text()
+    heading = evidence.heading()
+    text.append(neutralise(heading[0]) + "\n", style="bold")
+    for line in heading[1:]:
+        style = "yellow" if "underpowered" in line or line.startswith("eval run") else ""
+        text.append(neutralise(line) + "\n", style=style)
+    header = evidence.table_header()
+    if header is not None:
+        text.append(header + "\n", style="dim")
+        for metric in evidence.metrics:
+            style = _metric_style(metric.paired)
+            if metric.primary:
+                style = f"bold {style}"
+            text.append(neutralise(metric.line()) + "\n", style=style)
+    text.append(neutralise(evidence.footer()), style="dim" if evidence.paired else "yellow")
+    return text
+
+
 def serving_text(statuses: list[ServerStatus] | None, error: str | None) -> Text:
     if error is not None:
         return Text(neutralise(f"cannot read the serving status: {error}"), style="red")
@@ -175,6 +226,12 @@ class AdaptersScreen(PaneScreen):
         Binding("r", "rollback", "Roll back", tooltip="Back to the stage's previous version"),
         Binding("e", "evaluate", "Evaluate", tooltip="Score the selected version and gate it"),
         Binding("t", "trace", "Trace", tooltip="Where the selected version came from"),
+        Binding(
+            "d",
+            "differences",
+            "Differences",
+            tooltip="The examples where the selected version and its baseline disagree",
+        ),
         Binding("s", "refresh_serving", "Serving", tooltip="Read the servers' status now"),
     ]
 
@@ -189,6 +246,7 @@ class AdaptersScreen(PaneScreen):
         self._reading_serving = False
         self._last_error: str | None = None
         self._shown: StageView | None = None
+        self._evidence: VersionEvidence | None = None
 
     def compose_pane(self) -> ComposeResult:
         with Vertical(id="adapters"):
@@ -202,6 +260,9 @@ class AdaptersScreen(PaneScreen):
             versions = DataTable(id="versions", cursor_type="row")
             versions.border_title = "Versions"
             yield versions
+            evidence = Static(Text("select a version", style="dim"), id="evidence")
+            evidence.border_title = "Evidence"
+            yield evidence
             history = DataTable(id="history", cursor_type="row")
             history.border_title = "Activation history"
             yield history
@@ -239,19 +300,25 @@ class AdaptersScreen(PaneScreen):
     def _poll_views(self) -> None:
         if not self._polling:
             self._polling = True
-            self._read_views()
+            self._read_views(self._version, self._evidence)
 
     @work(thread=True, group="poll")
-    def _read_views(self) -> None:
+    def _read_views(self, name: str | None, reuse: VersionEvidence | None) -> None:
         try:
             with reopened(self._ws) as ws:
                 reconcile_intents(ws)
                 reconcile_evals(ws)
                 views = stage_views(ws)
+                evidence, evidence_error = None, None
+                if name is not None:
+                    try:
+                        evidence = version_evidence(ws, name, reuse)
+                    except (*WORKER_ERRORS, ValueError) as exc:
+                        evidence_error = str(exc)
         except WORKER_ERRORS as exc:
             self.post_message(ViewsPolled(None, str(exc)))
             return
-        self.post_message(ViewsPolled(views, None))
+        self.post_message(ViewsPolled(views, None, name, evidence, evidence_error))
 
     def _read_serving(self) -> None:
         if not self._reading_serving:
@@ -292,6 +359,29 @@ class AdaptersScreen(PaneScreen):
         if self._stage not in self._views:
             self._stage = next(iter(self._views), None)
         self._render_stage()
+        self._render_evidence(message)
+
+    def _render_evidence(self, message: ViewsPolled) -> None:
+        """The polled evidence, when it is the selected version's; otherwise poll again."""
+        panel = self.query_one("#evidence", Static)
+        if self._version is None:
+            self._evidence = None
+            panel.border_title = "Evidence"
+            panel.update(Text("no version selected", style="dim"))
+            return
+        if message.name != self._version:
+            self._poll_views()
+            return
+        panel.border_title = Text(neutralise(f"Evidence · {self._version}"))
+        if message.evidence_error is not None:
+            self._evidence = None
+            error = neutralise(f"cannot gather the evidence: {message.evidence_error}")
+            panel.update(Text(error, style="red"))
+            return
+        if message.evidence != self._evidence:
+            self._evidence = message.evidence
+            assert message.evidence is not None
+            panel.update(evidence_text(message.evidence))
 
     @on(ServingPolled)
     def _serving_polled(self, message: ServingPolled) -> None:
@@ -355,11 +445,20 @@ class AdaptersScreen(PaneScreen):
             self._stage = stage
             self._version = None
             self._render_stage()
+            self._evidence_wanted()
 
     @on(DataTable.RowHighlighted, "#versions")
     def _version_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key.value is not None:
+        if event.row_key.value is not None and event.row_key.value != self._version:
             self._version = event.row_key.value
+            self._evidence_wanted()
+
+    def _evidence_wanted(self) -> None:
+        """The selection changed: read the selected version's evidence now."""
+        self._evidence = None
+        if self._version is not None:
+            self.query_one("#evidence", Static).update(Text("reading…", style="dim"))
+        self._poll_views()
 
     # -- actions --------------------------------------------------------------------------
 
@@ -385,6 +484,12 @@ class AdaptersScreen(PaneScreen):
             self.notify("Select a version to trace first.", severity="warning")
             return
         self._trace(self._version)
+
+    def action_differences(self) -> None:
+        if self._version is None:
+            self.notify("Select a version first.", severity="warning")
+            return
+        self.app.push_screen(DifferencesScreen(self._ws, self._version))
 
     @work(thread=True, group="action")
     def _trace(self, name: str) -> None:
@@ -433,21 +538,41 @@ class AdaptersScreen(PaneScreen):
         confirmation = message.confirmation
         assert confirmation is not None
 
+        def overridden(reason: str | None) -> None:
+            if reason is not None:
+                self._switch(message.action, message.subject, confirmation.serving, reason)
+
         def answered(yes: bool | None) -> None:
-            if yes:
+            if not yes:
+                return
+            if confirmation.override is None:
                 self._switch(message.action, message.subject, confirmation.serving)
+                return
+            self.app.push_screen(
+                ReasonScreen(
+                    f"Override the gate for {message.subject}?",
+                    f"The gate said {confirmation.override}. Why promote it anyway?",
+                    blank="An override needs a reason.",
+                ),
+                overridden,
+            )
 
         self.app.push_screen(ConfirmScreen(title, confirmation.text), answered)
 
     @work(thread=True, group="action")
-    def _switch(self, action: str, subject: str, serving: str) -> None:
-        """Promote or roll back, naming the version the confirmation showed serving."""
+    def _switch(self, action: str, subject: str, serving: str, override: str | None = None) -> None:
+        """Promote or roll back, naming the version the confirmation showed serving; `override`
+        is the reason for promoting over a gate decision that did not pass."""
         try:
             with reopened(self._ws) as ws:
                 result: SwitchResult
                 if action == "promote":
                     result = promote_version(
-                        ws, subject, reason="promoted in the console", replacing=serving
+                        ws,
+                        subject,
+                        reason=override or "promoted in the console",
+                        replacing=serving,
+                        override=override is not None,
                     )
                 else:
                     result = rollback_stage(

@@ -1,7 +1,8 @@
 """Rows the eval and gate tests build on: adapter versions with real hashed files, a dataset
-record, finished eval runs with given metrics, and planning DPO pairs to curate."""
+record, finished eval runs with their per-example scores, and planning DPO pairs to curate."""
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from engine.evaluation.gate import BASE
@@ -61,17 +62,39 @@ def add_dataset(ws: Workspace, dataset_id: str, stage: str) -> None:
     )
 
 
+Counts = tuple[int, int]
+
+
+def examples(n: int, **shares: float) -> dict[str, list[Counts]]:
+    """Per-example pass/fail counts of `n` examples per metric: the first round(share × n) hit,
+    the rest miss, so two runs built so share their hits where both hit."""
+    return {
+        metric: [(1, 1)] * round(share * n) + [(0, 1)] * (n - round(share * n))
+        for metric, share in shares.items()
+    }
+
+
 def add_eval(
     ws: Workspace,
     stage: str,
     version: dict[str, Any] | None,
-    metrics: dict[str, float],
+    scores: dict[str, Sequence[Counts]],
     eval_sha: str = "a" * 64,
     dataset_id: str = "scope-d1",
     status: str = "done",
+    eval_set_id: int | None = None,
 ) -> int:
-    """A finished eval run of `version` (None: the base) on the eval set `eval_sha`."""
-    return (
+    """A finished eval run of `version` (None: the base) on the eval set `eval_sha`, with one
+    `eval_scores` row per example (`scores`: each metric's (hits, out of), example by example)
+    and the micro-averaged means derived from them, as the eval worker records both."""
+    sizes = {len(counts) for counts in scores.values()}
+    assert len(sizes) <= 1, f"every metric needs the same examples, got {sizes}"
+    n = sizes.pop() if sizes else 0
+    metrics = {
+        metric: sum(h for h, _ in counts) / max(1, sum(o for _, o in counts))
+        for metric, counts in scores.items()
+    }
+    eval_id = (
         ws.db["eval_runs"]
         .insert(
             {
@@ -81,9 +104,10 @@ def add_eval(
                 "base_model": "reasoning",
                 "dataset_id": dataset_id,
                 "eval_sha256": eval_sha,
+                "eval_set_id": eval_set_id,
                 "backend": "local",
                 "status": status,
-                "rows": 10,
+                "rows": n,
                 "metrics_json": json.dumps(metrics),
                 "reason": "",
                 "out_dir": "evals/x",
@@ -94,6 +118,18 @@ def add_eval(
         )
         .last_pk
     )
+    ws.db["eval_scores"].insert_all(
+        {
+            "eval_id": eval_id,
+            "key": f"line:{line}",
+            "line": line,
+            "counts_json": json.dumps(
+                {metric: list(counts[line - 1]) for metric, counts in sorted(scores.items())}
+            ),
+        }
+        for line in range(1, n + 1)
+    )
+    return eval_id
 
 
 def pass_gate(ws: Workspace, name: str, baseline: str) -> None:

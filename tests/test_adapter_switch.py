@@ -141,7 +141,7 @@ DIE_AFTER_LOAD = textwrap.dedent(
     from engine.adapters.activation import version_row
     from engine.workspace import Workspace
 
-    def load_then_die(ws, name, operator=None, reason="", sync=None, check=None):
+    def load_then_die(ws, name, operator=None, reason="", sync=None, check=None, override=None):
         sync(version_row(ws, name))
         os._exit(9)
 

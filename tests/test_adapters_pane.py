@@ -12,18 +12,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from eval_fixtures import add_eval, add_version
+from eval_fixtures import add_eval, add_version, examples
+from evidence_fixtures import scored_candidate
 from fake_vllm import FakeVllm
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, OptionList, Static
 
 from app.app import CraApp
 from app.widgets.confirm import ConfirmScreen
+from app.widgets.reason import ReasonScreen
 from app.widgets.text_modal import TextScreen
 from engine.adapters.activation import history, resolve
 from engine.adapters.switch import promote_version
+from engine.evaluation.example_scores import paired_metrics
+from engine.evaluation.runs import eval_row
 from engine.training_data.stages import LORA_STAGES
 from engine.workspace import Workspace
+from screens.adapter_differences import DifferencesScreen
 from screens.adapters import AdaptersScreen
 
 SIZE = (140, 40)
@@ -70,10 +75,10 @@ def fill(ws: Workspace) -> None:
         }
     )
     v1, v2, v3 = (add_version(ws, STAGE, n, dataset_id="scope-d1") for n in (1, 2, 3))
-    add_eval(ws, STAGE, None, {"accuracy": 0.5, "relevant_recall": 0.6, "valid_rate": 0.9})
-    add_eval(ws, STAGE, v1, {"accuracy": 0.6, "relevant_recall": 0.7, "valid_rate": 1.0})
-    add_eval(ws, STAGE, v2, {"accuracy": 0.65, "relevant_recall": 0.7, "valid_rate": 1.0})
-    add_eval(ws, STAGE, v3, {"accuracy": 0.4, "relevant_recall": 0.7, "valid_rate": 1.0})
+    add_eval(ws, STAGE, None, examples(20, accuracy=0.5, relevant_recall=0.6, valid_rate=0.9))
+    add_eval(ws, STAGE, v1, examples(20, accuracy=0.6, relevant_recall=0.7, valid_rate=1.0))
+    add_eval(ws, STAGE, v2, examples(20, accuracy=0.65, relevant_recall=0.7, valid_rate=1.0))
+    add_eval(ws, STAGE, v3, examples(20, accuracy=0.4, relevant_recall=0.7, valid_rate=1.0))
     _gate(ws, v1, "base")
     _gate(ws, v2, "scope-v1")
     _gate(ws, v3, "scope-v1", "reject")
@@ -197,6 +202,46 @@ async def test_promote_confirms_with_the_deltas_then_switches(ws: Workspace) -> 
         assert [h["action"] for h in history(ws, STAGE)][-2:] == ["promote", "rollback"]
 
 
+async def test_promoting_over_a_no_gain_decision_asks_why(ws: Workspace) -> None:
+    """A candidate the gate found no gain in is promoted only after its confirmation says so
+    and the operator gives the override's reason (esc gives up); the activation log records
+    the override and the reason."""
+    fill(ws)
+    ws.db["gate_decisions"].insert(
+        {
+            "adapter_id": 2,
+            "stage": STAGE,
+            "baseline": "scope-v1",
+            "decision": "no gain",
+            "reasons_json": '["no gain: no primary metric improves"]',
+            "at": AT,
+            "operator": "ana",
+        }
+    )
+    async with CraApp(ws, []).run_test(size=SIZE) as pilot:
+        screen = await on_scope(pilot)
+        await pilot.press("tab", "down")
+        assert screen.selected_version == "scope-v2"
+        for answer in ("escape", "enter"):
+            await pilot.press("p")
+            await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), "question")
+            body = str(pilot.app.screen.query_one(".dialog-body", Static).render())
+            assert "The gate did not pass it: no gain against scope-v1." in body
+            await pilot.press("y")
+            await until(pilot, lambda: isinstance(pilot.app.screen, ReasonScreen), "the reason")
+            if answer == "escape":
+                await pilot.press("escape")
+                await pilot.pause(0.3)
+                assert resolve(ws, STAGE) == "scope-v1"
+                continue
+            await pilot.press(*"needed for the demo", "enter")
+        await until(pilot, lambda: resolve(ws, STAGE) == "scope-v2", "the promotion")
+        record = ws.db.execute(
+            "SELECT override, reason FROM adapter_activations ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        assert record == ("no gain", "needed for the demo")
+
+
 async def test_a_rollback_confirmed_after_another_switch_is_refused(ws: Workspace) -> None:
     """The rollback the operator confirms withdraws the version its confirmation showed: when
     another console promoted a newer one meanwhile, the rollback is refused, naming both, and
@@ -251,11 +296,13 @@ async def test_an_empty_workspace_says_how_versions_arrive(ws: Workspace) -> Non
 
 
 def test_adapters_stage_with_versions(snap_compare, ws: Workspace) -> None:
+    """The newest version selected, its runs without per-example scores: no interval."""
     fill(ws)
 
     async def run_before(pilot: Pilot) -> None:
         screen = await on_scope(pilot)
         await until(pilot, lambda: "not running" in serving_shown(screen), "serving status")
+        await until(pilot, lambda: "no interval" in evidence_shown(screen), "the evidence")
         await pilot.wait_for_scheduled_animations()
 
     assert snap_compare(CraApp(ws, []), terminal_size=SIZE, run_before=run_before)
@@ -267,7 +314,9 @@ def test_adapters_promote_confirmation(snap_compare, ws: Workspace) -> None:
     async def run_before(pilot: Pilot) -> None:
         screen = await on_scope(pilot)
         await until(pilot, lambda: "not running" in serving_shown(screen), "serving status")
-        await pilot.press("tab", "down", "p")
+        await pilot.press("tab", "down")
+        await until(pilot, lambda: "scope-v2 against" in evidence_shown(screen), "the evidence")
+        await pilot.press("p")
         await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), "the question")
         await pilot.wait_for_scheduled_animations()
 
@@ -296,3 +345,136 @@ async def test_t_shows_the_selected_versions_lineage(ws: Workspace) -> None:
         assert "on dataset scope-d1 (manifest sha256 " + "0" * 64 + ")" in body
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(pilot.app.screen, AdaptersScreen), "the pane")
+
+
+def evidence_shown(screen: AdaptersScreen) -> str:
+    return str(screen.query_one("#evidence", Static).render())
+
+
+async def on_scored_candidate(pilot: Pilot) -> AdaptersScreen:
+    """The scope stage with scope-v1 selected, its evidence shown."""
+    await pilot.press("6")
+    screen = pane(pilot)
+    await until(
+        pilot,
+        lambda: screen.query_one("#stages", DataTable).row_count == len(LORA_STAGES),
+        "stages",
+    )
+    await pilot.press("down")
+    await until(pilot, lambda: screen.selected_version == "scope-v1", "scope-v1 selected")
+    await until(pilot, lambda: "scope-v1 against base" in evidence_shown(screen), "evidence")
+    return screen
+
+
+async def test_the_evidence_shows_baseline_candidate_difference_interval_and_n(
+    ws: Workspace,
+) -> None:
+    """For the selected version against its baseline, each metric shows the baseline's and
+    the candidate's value, the paired difference with its interval (the engine's numbers) and
+    n, primary metrics starred; the eval set's size against its target, underpowered; the
+    gate's decision word as recorded; and how many examples disagree."""
+    version, candidate_id, base_id = scored_candidate(ws)
+    expected = {
+        d.metric: d
+        for d in paired_metrics(ws, STAGE, eval_row(ws, candidate_id), eval_row(ws, base_id))
+    }
+    async with CraApp(ws, []).run_test(size=SIZE) as pilot:
+        screen = await on_scored_candidate(pilot)
+        shown = evidence_shown(screen)
+    assert f"scope-v1 against base (eval runs {candidate_id} and {base_id})" in shown
+    assert "eval set 1: 6 of 200 rows, underpowered" in shown
+    assert "gate: pass vs base" in shown
+    accuracy = expected["accuracy"]
+    assert (accuracy.baseline, accuracy.candidate) == (8 / 18, 13 / 18)
+    assert f"* accuracy          0.444 →  0.722  {accuracy.interval()}" in shown
+    recall = expected["relevant_recall"]
+    assert f"* relevant_recall   0.167 →  0.667  {recall.interval()}" in shown
+    assert f"  valid_rate        1.000 →  0.833  {expected['valid_rate'].interval()}" in shown
+    assert shown.count("n 6     paired bootstrap") == 3
+    assert "4 examples better, 1 worse on accuracy" in shown
+
+
+async def test_a_run_without_per_example_scores_says_so_instead_of_an_interval(
+    ws: Workspace,
+) -> None:
+    """Runs recorded before per-example scores show their means and plain difference, and say
+    there is no interval and why; no interval or n is drawn."""
+    _, candidate_id, _ = scored_candidate(ws, scored=False)
+    async with CraApp(ws, []).run_test(size=SIZE) as pilot:
+        screen = await on_scored_candidate(pilot)
+        await until(pilot, lambda: "no interval:" in evidence_shown(screen), "the reason")
+        shown = evidence_shown(screen)
+    assert f"no interval: eval run {candidate_id} has no per-example scores" in shown
+    assert "* accuracy          0.444 →  0.722  +0.278 (no interval)" in shown
+    assert "interval]" not in shown and "n 6" not in shown and "bootstrap" not in shown
+
+
+async def test_the_drill_down_lists_both_groups_and_shows_an_example_side_by_side(
+    ws: Workspace,
+) -> None:
+    """`d` lists the examples where the two disagree on accuracy in two groups with their
+    counts; the highlighted one shows its task, reference and both answers with their scores;
+    an answer's Rich markup and escape sequences are shown as text, never obeyed."""
+    scored_candidate(ws)
+    async with CraApp(ws, []).run_test(size=SIZE) as pilot:
+        await on_scored_candidate(pilot)
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(pilot.app.screen, DifferencesScreen), "drill")
+        drill = pilot.app.screen
+        assert isinstance(drill, DifferencesScreen)
+        await until(pilot, lambda: drill.found is not None, "the examples")
+        listing = drill.query_one("#examples", OptionList)
+        labels = [str(listing.get_option_at_index(i).prompt) for i in range(listing.option_count)]
+        assert labels[0] == "scope-v1 better · 4"
+        assert labels[1].startswith("line 2  3/3 (1.000) vs 1/3 (0.333)")
+        assert labels[5] == "base better · 1"
+        assert labels[6].startswith("line 1  0/3 (0.000) vs 3/3 (1.000)")
+
+        def part(widget: str) -> str:
+            return str(drill.query_one(widget, Static).render())
+
+        assert "Task 25: make feature 25 configurable." in part("#example-task")
+        assert '"relevant": ["src/feature25.py"]' in part("#example-reference")
+        baseline = part("#answer-baseline")
+        assert baseline.startswith("base (baseline)  1/3 (0.333)")
+        assert '"irrelevant": ["src/feature25.py", "src/helpers25.py"' in baseline
+        assert part("#answer-candidate").startswith("scope-v1 (candidate)  3/3 (1.000)")
+
+        await pilot.press("end")
+        await until(pilot, lambda: "Task 24" in part("#example-task"), "the hostile example")
+        hostile = part("#answer-candidate")
+        assert "[bold red]pwned[/] \\x1b[2J\\x1b]0;owned\\x07 done" in hostile
+        assert "\x1b" not in hostile and "\x07" not in hostile
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(pilot.app.screen, AdaptersScreen), "the pane")
+
+
+def test_adapters_evidence_of_a_scored_candidate(snap_compare, ws: Workspace) -> None:
+    scored_candidate(ws)
+
+    async def run_before(pilot: Pilot) -> None:
+        screen = await on_scored_candidate(pilot)
+        await until(pilot, lambda: "not running" in serving_shown(screen), "serving status")
+        await pilot.wait_for_scheduled_animations()
+
+    assert snap_compare(CraApp(ws, []), terminal_size=SIZE, run_before=run_before)
+
+
+def test_adapters_differences_drill_down(snap_compare, ws: Workspace) -> None:
+    scored_candidate(ws)
+
+    async def run_before(pilot: Pilot) -> None:
+        await on_scored_candidate(pilot)
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(pilot.app.screen, DifferencesScreen), "drill")
+        drill = pilot.app.screen
+        await until(pilot, lambda: drill.found is not None, "the examples")
+        await pilot.press("end")
+        await until(
+            pilot,
+            lambda: "Task 24" in str(drill.query_one("#example-task", Static).render()),
+            "the hostile example",
+        )
+        await pilot.wait_for_scheduled_animations()
+
+    assert snap_compare(CraApp(ws, []), terminal_size=SIZE, run_before=run_before)

@@ -77,6 +77,7 @@ COMMANDS: dict[str, list[str] | None] = {
     "adapters resolve": ["scope"],
     "adapters export": [],
     "adapters history": ["scope"],
+    "adapters watch": ["999"],
     "eval run": ["--stage", "scope"],
     "eval status": [],
     "eval show": ["999"],

@@ -151,7 +151,9 @@ def test_demo_run_walks_the_whole_loop(demo_run: tuple[Path, str]) -> None:
         "Datasets curated · 1",
         "Training runs · 2 ended, 0 failed",
         "run 1 scope sft on scope-d1 done at step",
-        "gate: scope-v1 pass against base",
+        "gate: scope-v1 underpowered against base: underpowered: 2 paired examples",
+        "scope promoted scope-v1 over its 'underpowered' gate decision (base → scope-v1 by demo): "
+        "demo loop: the tiny demo model cannot gain",
         "Adapters · 1 promoted, 1 rolled back",
         "scope rollback scope-v1 → base by demo: demo loop",
     ):

@@ -21,11 +21,12 @@ from typing import Any
 import pytest
 import torch
 from click.testing import CliRunner
-from eval_fixtures import add_eval
+from eval_fixtures import accept_sample, add_eval, planning_pairs
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
 from app.cli import cli
+from engine.adapters.activation import version_row
 from engine.evaluation.eval_set import EvalSet, build_eval_set, load_eval_set, newest_eval_set
 from engine.evaluation.example_scores import load_scores
 from engine.evaluation.runs import EvalRunError, list_evals, reconcile_evals, start_eval
@@ -36,13 +37,12 @@ from engine.harness.task_validation import find_commit, validate_task
 from engine.ingest import approve_package
 from engine.jobs import spawn_job
 from engine.training.registry import sha256_file
+from engine.training.runs import reconcile_runs, run_row, start_run
 from engine.training.tiny_model import build_tiny_model
 from engine.training_data.curate import curate
 from engine.training_data.derive import build_training_data
-from engine.training_data.items import Message, TrainingItem
-from engine.training_data.review import decide, draw_sample
 from engine.training_data.stages import NotALoraStage
-from engine.training_data.store import add_items, item_from_row
+from engine.training_data.store import add_items
 from engine.workspace import Workspace
 
 CONFIG = (
@@ -52,34 +52,6 @@ CONFIG = (
     "[training_data]\nreview_min_sample = 1\n"
     "[evaluation.eval_sizes]\nexecute_code = 3\nplanning_dpo = 3\n"
 )
-
-
-def _accept_sample(ws: Workspace, stage: str) -> None:
-    round_id = draw_sample(ws, stage, 15, seed=1)
-    count = ws.db.execute(
-        "SELECT COUNT(*) FROM review_items WHERE round_id = ?", [round_id]
-    ).fetchone()[0]
-    for position in range(1, count + 1):
-        decide(ws, round_id, position, "accept")
-
-
-def _planning_pairs(ws: Workspace) -> list[TrainingItem]:
-    """A planning DPO pair per derived meta plan: the commit's plan chosen over a vague one."""
-    rows = ws.db.query("SELECT * FROM examples WHERE stage = 'meta_plan' AND kind = 'sft'")
-    return [
-        TrainingItem(
-            **item_from_row(row).model_dump(include=set(TrainingItem.model_fields)),
-        ).model_copy(
-            update={
-                "stage": "planning_dpo",
-                "kind": "preference",
-                "source": "harness",
-                "origin": "harness_plan",
-                "rejected": [Message(role="assistant", content='{"summary": "do it"}')],
-            }
-        )
-        for row in rows
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -99,10 +71,10 @@ def curated(tmp_path_factory: pytest.TempPathFactory, _package_template: Path) -
     for commit in manifest["commits"]:
         validate_task(ws, digest, commit["sha"])
     build_training_data(ws)
-    add_items(ws.db, _planning_pairs(ws))
+    add_items(ws.db, planning_pairs(ws))
     for stage, kind in (("execute_code", "sft"), ("planning_dpo", "preference")):
         build_eval_set(ws, stage)
-        _accept_sample(ws, stage)
+        accept_sample(ws, stage)
         report = curate(ws, stage=stage, format=kind)
         assert [done.id for done in report.curated] == [f"{stage}-d1"], report.blocked
     ws.db.conn.close()
@@ -363,8 +335,13 @@ def test_the_eval_job_scores_the_base_then_the_candidate_and_gates_it(ws: Worksp
         for metric, value in metrics.items():
             counted = [s.counts[metric] for s in scores.values() if metric in s.counts]
             assert value == sum(h for h, _ in counted) / sum(o for _, o in counted), metric
-    assert "gate: execute_code-v1 pass against base" in result.output
+    # Three tasks, both scoring alike: no longer a pass, as it was when a tie passed.
+    assert "gate: execute_code-v1 underpowered against base" in result.output
+    assert "under the floor of 10 below which an interval means nothing" in result.output
+    assert "  * pass_at_1        " in result.output
     [decision] = ws.db["gate_decisions"].rows
+    assert decision["decision"] == "underpowered"
+    assert version_row(ws, "execute_code-v1")["status"] == "candidate"
     assert (decision["baseline_eval_id"], decision["candidate_eval_id"]) == (
         runs[0]["id"],
         runs[1]["id"],
@@ -377,3 +354,63 @@ def test_the_eval_job_scores_the_base_then_the_candidate_and_gates_it(ws: Worksp
     again = start_eval(ws, adapter="execute_code-v1")
     assert [ws.db["eval_runs"].get(i)["target"] for i in again] == ["execute_code-v1"]
     _wait_settled(ws, again[0])
+
+
+def test_a_candidate_that_cannot_improve_is_not_passed(ws: Workspace) -> None:
+    """The issue's core: a scope adapter trained on the tiny model at a learning rate of 1e-12
+    answers every held-out row exactly as the base does, so after a real `cra eval run --wait`
+    on a full-size eval set the gate says no gain, and it is not promoted without an override.
+    (The seed's minimums are switched off here, so it is the gain check that refuses it.)"""
+    build_tiny_model(ws.root / "models" / "base")
+    config = (
+        "[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\n"
+        "[curation]\nmax_domain_share = 1.0\neval_share = 0.2\n"
+        "[training_data]\nreview_min_sample = 1\n"
+        '[training.base_models]\nreasoning = "models/base"\n'
+        '[evaluation]\nbackend = "local"\nmax_tokens = 8\nmax_eval_share = 0.5\n'
+        "[evaluation.eval_sizes]\nscope = 10\n"
+        '[gate.minimums]\n"scope.accuracy" = 0\n"scope.relevant_recall" = 0\n'
+    )
+    (ws.root / "cra.toml").write_text(config, encoding="utf-8")
+    ws = Workspace.open(ws.root)
+    eval_set = build_eval_set(ws, "scope").eval_set
+    assert (eval_set.size, eval_set.underpowered) == (10, False)
+    accept_sample(ws, "scope")
+    assert [d.id for d in curate(ws, stage="scope", format="sft").curated] == ["scope-d1"]
+    run_id = start_run(
+        ws, "scope-d1", "scope", overrides={"learning_rate": 1e-12, "max_steps": 2}, force=True
+    )
+    deadline = time.monotonic() + 300
+    while True:
+        reconcile_runs(ws)
+        if run_row(ws, run_id)["status"] not in ("pending", "running", "stopping"):
+            break
+        assert time.monotonic() < deadline, "the training run did not end"
+        time.sleep(0.5)
+    run = run_row(ws, run_id)
+    assert (run["status"], run["adapter_name"]) == ("done", "scope-v1"), run["reason"]
+
+    result = CliRunner().invoke(
+        cli, ["--workspace", str(ws.root), "eval", "run", "--adapter", "scope-v1", "--wait"]
+    )
+    assert result.exit_code == 0, result.output
+    base, mine = list(ws.db["eval_runs"].rows_where(order_by="id"))
+    assert (base["target"], mine["target"], mine["rows"]) == ("base", "scope-v1", 10)
+    answers = [
+        [
+            json.loads(line)["answer"]
+            for line in (ws.root / run["out_dir"] / "answers.jsonl").read_text().splitlines()
+        ]
+        for run in (base, mine)
+    ]
+    assert answers[0] == answers[1]
+    assert "gate: scope-v1 no gain against base" in result.output
+    assert "  no gain: no primary metric improves with 95 % confidence" in result.output
+    [decision] = ws.db["gate_decisions"].rows
+    assert (decision["decision"], decision["underpowered"]) == ("no gain", 0)
+    assert version_row(ws, "scope-v1")["status"] == "candidate"
+    refused = CliRunner().invoke(
+        cli, ["--workspace", str(ws.root), "adapters", "promote", "scope-v1"]
+    )
+    assert refused.exit_code == 1
+    assert "scope-v1's gate decision against base is no gain" in refused.output

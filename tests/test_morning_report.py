@@ -6,12 +6,15 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from eval_fixtures import add_dataset, add_eval, add_version, examples
 from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import Static
 
 from app.app import CraApp
 from app.cli import cli
+from engine.adapters.switch import promote_version
+from engine.evaluation.gate import decide
 from engine.morning_report import ReportError, morning_report, parse_since, report_text
 from engine.workspace import Workspace
 from screens.report import ReportScreen
@@ -110,3 +113,26 @@ def test_report_pane(snap_compare, ws: Workspace) -> None:
         await pilot.wait_for_scheduled_animations()
 
     assert snap_compare(ReportApp(ws), terminal_size=(120, 30), run_before=run_before)
+
+
+def test_a_promotion_over_the_gate_is_reported_with_its_reason(ws: Workspace) -> None:
+    """A promotion made over a 'no gain' gate decision reads as such in the report, with the
+    override's reason; the evaluation heading counts the decision as not passed."""
+    add_dataset(ws, "scope-d1", "scope")
+    v1 = add_version(ws, "scope", 1)
+    scores = examples(200, accuracy=0.8, relevant_recall=0.9, valid_rate=1.0)
+    add_eval(ws, "scope", None, scores)
+    add_eval(ws, "scope", v1, scores)
+    assert decide(ws, "scope-v1")["decision"] == "no gain"
+    promote_version(ws, "scope-v1", operator="ana", reason="the demo cannot gain", override=True)
+    since = parse_since("12h", datetime.now(UTC))
+    text = report_text(morning_report(ws, since), since)
+    assert (
+        "Evaluation · 2 eval runs; gate: 0 passed, 0 rejected, 1 not passed "
+        "(no gain or underpowered)"
+    ) in text
+    assert "gate: scope-v1 no gain against base: no gain: no primary metric improves" in text
+    assert (
+        "scope promoted scope-v1 over its 'no gain' gate decision (base → scope-v1 by ana): "
+        "the demo cannot gain"
+    ) in text

@@ -48,8 +48,9 @@ CONFIG = (
     "[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\ntest_timeout_s = 60\n"
     "[curation]\nmax_domain_share = 1.0\neval_share = 0.5\n"
     "[training_data]\nreview_min_sample = 1\n"
-    "[evaluation.eval_sizes]\nplanning_dpo = 6\n"
 )
+EVAL_SET_CONFIG = "[evaluation]\nmax_eval_share = 0.5\n[evaluation.eval_sizes]\nplanning_dpo = 6\n"
+"""Half the demo's planning tasks, six or more, in the eval set the watch runs."""
 PROSE = "I would rather not plan this."
 
 
@@ -62,7 +63,7 @@ def curated(tmp_path_factory: pytest.TempPathFactory, _package_template: Path) -
     shutil.copytree(_package_template, package, symlinks=True)
     root = base / "ws"
     root.mkdir()
-    (root / "cra.toml").write_text(CONFIG, encoding="utf-8")
+    (root / "cra.toml").write_text(CONFIG + EVAL_SET_CONFIG, encoding="utf-8")
     ws = Workspace.open(root)
     digest = approve_package(ws, package).digest
     for commit in json.loads((package / "manifest.json").read_text())["commits"]:
@@ -143,6 +144,7 @@ def test_a_drop_past_the_tolerance_rolls_the_stage_back_with_the_evidence(
     ws, _ = served
     tasks = [task.name for task in watch_tasks(ws, ws.db["adapter_versions"].get(1)).tasks]
     n = len(tasks)
+    assert n > 5  # more tasks flip than the reason names
     pass_gate(ws, f"{STAGE}-v1", "base")
     first = promote_version(ws, f"{STAGE}-v1", operator="ana")
     assert first.watch.startswith(f"watch 1 started: {STAGE}-v1 against base on {n} held-out")

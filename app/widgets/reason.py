@@ -1,4 +1,5 @@
-"""Asks why a package is rejected: enter submits a non-blank reason, esc cancels."""
+"""Asks why (a package is rejected, a promotion overrides the gate): enter submits a non-blank
+reason, esc cancels."""
 
 from textual import on
 from textual.app import ComposeResult
@@ -16,10 +17,11 @@ class ReasonScreen(ModalScreen[str | None]):
     DEFAULT_CLASSES = "modal"
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, title: str, prompt: str) -> None:
+    def __init__(self, title: str, prompt: str, blank: str = "A rejection needs a reason.") -> None:
         super().__init__()
         self._title = neutralise(title)
         self._prompt = neutralise(prompt)
+        self._blank = blank
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -32,7 +34,7 @@ class ReasonScreen(ModalScreen[str | None]):
     def _submit(self, event: Input.Submitted) -> None:
         reason = event.value.strip()
         if not reason:
-            self.notify("A rejection needs a reason.", severity="warning")
+            self.notify(self._blank, severity="warning")
             return
         self.dismiss(reason)
 

@@ -100,13 +100,15 @@ def promote(
     reason: str = "",
     sync: Sync | None = None,
     check: Check | None = None,
+    override: dict[str, Any] | None = None,
 ) -> int:
     """Make candidate or inactive version `name` its stage's active one; returns the record id.
 
     The previously active version becomes inactive. Its files are verified first, then `sync`
     loads it; only then does the database flip. `check(version, active)` (active: the version
     serving now, None for the bare base) runs inside the flip's transaction and refuses by
-    raising, so what it checks cannot change before the flip.
+    raising, so what it checks cannot change before the flip. `override` is the gate decision
+    the promotion overrides (a `gate_decisions` row), recorded with it.
     """
     target = version_row(ws, name)
     check_promotable(target)
@@ -119,7 +121,7 @@ def promote(
         current = active_row(ws, target["stage"])
         if check is not None:
             check(target, current)
-        return _flip(ws, target["stage"], "promote", current, target, operator, reason)
+        return _flip(ws, target["stage"], "promote", current, target, operator, reason, override)
 
 
 def rollback(
@@ -186,18 +188,19 @@ def resolve(ws: Workspace, stage: str) -> str:
 
 
 def history(ws: Workspace, stage: str) -> list[dict[str, Any]]:
-    """The stage's activation records, oldest first, with the versions' names."""
+    """The stage's activation records, oldest first, with the versions' names; `override` is
+    the gate verdict a promotion was made over (None for none)."""
     require_lora_stage(stage, "adapter history")
     return [
         dict(
             zip(
-                ("id", "action", "from_name", "to_name", "operator", "at", "reason"),
+                ("id", "action", "from_name", "to_name", "operator", "at", "reason", "override"),
                 row,
                 strict=True,
             )
         )
         for row in ws.db.execute(
-            "SELECT a.id, a.action, f.name, t.name, a.operator, a.at, a.reason "
+            "SELECT a.id, a.action, f.name, t.name, a.operator, a.at, a.reason, a.override "
             "FROM adapter_activations a "
             "LEFT JOIN adapter_versions f ON f.id = a.from_id "
             "LEFT JOIN adapter_versions t ON t.id = a.to_id "
@@ -320,6 +323,7 @@ def _flip(
     target: dict[str, Any] | None,
     operator: str | None,
     reason: str,
+    override: dict[str, Any] | None = None,
 ) -> int:
     try:
         if current is not None:
@@ -335,7 +339,7 @@ def _flip(
             f"{_label(target)}: the database refused to make it active ({exc}); "
             "only one version per stage can be active. Nothing changed"
         ) from exc
-    return record_activation(ws, stage, action, current, target, operator, reason)
+    return record_activation(ws, stage, action, current, target, operator, reason, override)
 
 
 def record_activation(
@@ -346,7 +350,10 @@ def record_activation(
     to_row: dict[str, Any] | None,
     operator: str | None,
     reason: str,
+    override: dict[str, Any] | None = None,
 ) -> int:
+    """Append an activation record; `override` is the gate decision a promotion was made over
+    (its verdict goes in `override`, its id in `gate_decision_id`)."""
     snapshot = {
         side: None
         if row is None
@@ -365,6 +372,8 @@ def record_activation(
                 "at": utc_now(),
                 "reason": reason,
                 "metrics_json": json.dumps(snapshot, sort_keys=True),
+                "override": None if override is None else override["decision"],
+                "gate_decision_id": None if override is None else override["id"],
             }
         )
         .last_pk

@@ -99,18 +99,21 @@ def stage_views(ws: Workspace) -> list[StageView]:
 @dataclass(frozen=True)
 class Confirmation:
     """What a confirmation shows, and the version it shows serving: the switch the operator
-    confirms names it, so a switch someone else made meanwhile refuses it."""
+    confirms names it, so a switch someone else made meanwhile refuses it. `override` is the
+    verdict of a gate decision that did not pass: promoting over it needs a reason."""
 
     text: str
     serving: str
+    override: str | None = None
 
 
 def promote_text(ws: Workspace, name: str) -> Confirmation:
     """What promoting `name` will do, with its metrics against the version active now; refused
-    at once when the promotion would be (rejected, already active, no gate pass)."""
+    at once when the promotion would be (rejected, already active, not gated against the
+    version active now). A no-gain or underpowered decision is named: it needs an override."""
     row = version_row(ws, name)
     check_promotable(row)
-    check_gate_passed(ws, row)
+    overridden = check_gate_passed(ws, row, override=True)
     active = active_row(ws, row["stage"])
     comparison = compare(ws, row["stage"], row, active)
     lines = [
@@ -121,7 +124,15 @@ def promote_text(ws: Workspace, name: str) -> Confirmation:
     ]
     if comparison.candidate_eval is None:
         lines.append(f"  {name} has not been evaluated.")
-    return Confirmation("\n".join(lines), target_name(active))
+    if overridden is None:
+        return Confirmation("\n".join(lines), target_name(active))
+    verdict = overridden["decision"]
+    lines += [
+        "",
+        f"The gate did not pass it: {verdict} against {overridden['baseline']}.",
+        "Promoting it overrides the gate: you will be asked why, and the reason is recorded.",
+    ]
+    return Confirmation("\n".join(lines), target_name(active), verdict)
 
 
 def rollback_text(ws: Workspace, stage: str) -> Confirmation:

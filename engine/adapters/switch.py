@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.adapters.activation import (
+    ActivationError,
     StageChangedError,
     immediate,
     promote,
@@ -95,10 +96,13 @@ def promote_version(
     operator: str | None = None,
     reason: str = "",
     replacing: str | None = None,
+    override: bool = False,
 ) -> SwitchResult:
     """Make `name` its stage's active version, loading it on the running server first.
 
-    A candidate must have passed the eval gate against the version active now. `replacing`
+    A candidate must have passed the eval gate against the version active now; with
+    `override`, a no-gain or underpowered decision is promoted over, which needs a `reason`
+    and is recorded with the decision it overrides (a rejected version never is). `replacing`
     names the version the operator saw serving (`base` for the bare base); when given, another
     serving now refuses the promotion. The gate and the active version are checked again in the
     flip's transaction: whatever another console switched meanwhile refuses, never bypasses.
@@ -112,7 +116,9 @@ def promote_version(
             f"{name} was to replace {replacing}, but {target_name(current)} serves "
             f"{row['stage']} now; nothing changed, look again and promote again"
         )
-    check_gate_passed(ws, row)
+    if override and not reason.strip():
+        raise ActivationError(f"{name}: promoting over the eval gate needs a reason (--reason)")
+    overridden = check_gate_passed(ws, row, override=override)
 
     def still_planned(target: dict[str, Any], active: dict[str, Any] | None) -> None:
         if row_id(active) != row_id(current):
@@ -120,7 +126,11 @@ def promote_version(
                 f"{row['stage']}: {target_name(active)} became active while {name} was loading "
                 f"(it was to replace {target_name(current)}); nothing changed, promote again"
             )
-        check_gate_passed(ws, target)
+        if row_id(check_gate_passed(ws, target, override=override)) != row_id(overridden):
+            raise StageChangedError(
+                f"{name} went through the gate again while it was loading; nothing changed, "
+                "look at the new decision and promote again"
+            )
 
     loader = _Loader(ws)
     record_id = _with_intent(
@@ -131,7 +141,13 @@ def promote_version(
         row,
         operator,
         lambda: promote(
-            ws, name, operator=operator, reason=reason, sync=loader, check=still_planned
+            ws,
+            name,
+            operator=operator,
+            reason=reason,
+            sync=loader,
+            check=still_planned,
+            override=overridden,
         ),
     )
     return SwitchResult(record_id, row["stage"], name, loader.note, start_watch(ws, record_id))

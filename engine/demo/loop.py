@@ -22,10 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from engine.adapters.activation import version_row
 from engine.adapters.switch import promote_version, rollback_stage
 from engine.errors import CraError
 from engine.evaluation.eval_set import build_eval_set
 from engine.evaluation.example_scores import paired_metrics
+from engine.evaluation.gate import latest_decision
 from engine.evaluation.runs import reconcile_evals, start_eval
 from engine.harness.campaigns import (
     campaign_row,
@@ -212,12 +214,7 @@ def _train_and_gate(
         row = ws.db["eval_runs"].get(eval_id)
         if row["status"] != "done":
             raise DemoLoopError(f"eval run {eval_id} ended {row['status']}: {row['reason']}")
-    decisions = ws.db.query(
-        "SELECT g.* FROM gate_decisions g JOIN adapter_versions v ON v.id = g.adapter_id "
-        "WHERE v.name = ? ORDER BY g.id DESC LIMIT 1",
-        [name],
-    )
-    decision = next(iter(decisions), None)
+    decision = latest_decision(ws, version_row(ws, name)["id"])
     if decision is None:
         raise DemoLoopError(f"the gate did not decide on {name}")
     base = ws.db["eval_runs"].get(decision["baseline_eval_id"])

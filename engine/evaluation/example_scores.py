@@ -11,6 +11,7 @@ from typing import Any
 
 from engine.errors import CraError
 from engine.evaluation.paired import Counts, PairedDifference, compare_counts
+from engine.evaluation.paired import score as share
 from engine.evaluation.primary import PRIMARY, SECONDARY
 from engine.workspace import Workspace
 
@@ -122,13 +123,9 @@ def disagreements(
         other = theirs.get(key)
         if other is None or metric not in score.counts or metric not in other.counts:
             continue
-        ours, base = _share(score.counts[metric]), _share(other.counts[metric])
+        ours, base = share(score.counts[metric]), share(other.counts[metric])
         if ours > base:
             up.append((score, other))
         elif ours < base:
             down.append((score, other))
     return up, down
-
-
-def _share(counts: Counts) -> float:
-    return counts[0] / counts[1] if counts[1] else 0.0

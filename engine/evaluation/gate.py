@@ -1,26 +1,59 @@
 """The eval gate: a candidate against the stage's active version, or the base for the first.
 
-Seed 004 §9.2: both are evaluated on the same eval set (same eval.jsonl sha256); any primary
-metric that drops by more than its tolerance, or falls below its minimum, rejects the candidate,
-with the reason recorded. Every decision is an append-only `gate_decisions` row; a rejection also
-marks the version `rejected` through `engine.adapters.activation.reject`, which records it in the
-activation history. A pass leaves the version a candidate that may be promoted while the version
-it was compared with is still the active one.
+Seed 004 §9.2, "if metrics improve, promote", per stage. Both are scored on the same frozen
+eval set and compared example by example (`example_scores.paired_metrics`: a paired bootstrap
+for counted metrics, an exact McNemar interval for pass/fail ones). `decide` records one
+verdict, the most serious that holds, with every reason that holds:
+
+1. **regression**: a primary metric's difference is below minus its tolerance;
+2. **below minimum**: a primary metric of the candidate is under its minimum (`[gate]
+   minimums`, seed 004 §9.1's pass thresholds by default);
+3. **underpowered**: the eval set is under its target size (as built, or the paired examples
+   under `[evaluation] eval_sizes`), or holds fewer than `MIN_EXAMPLES`;
+4. **no gain**: no primary metric improves with `[gate] confidence` (its interval's lower
+   bound is not above 0; with k primary metrics each interval is taken at 1 - (1 - confidence)
+   / k, so that "some primary metric gained" holds at `confidence`): a tie is not a gain;
+5. **pass**: some primary metric gains, and none of the above holds.
+
+Every decision is an append-only `gate_decisions` row holding the per-metric evidence
+(`evidence_json`, read back by `decision_evidence`). A regression or a candidate below its
+minimum is rejected for good (`engine.adapters.activation.reject`, recorded in the activation
+history). No gain and underpowered leave it a candidate that is promoted only by an explicit
+override with a reason (`check_gate_passed`); a pass may be promoted while the version it was
+compared with is still the active one.
 """
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
 
 from engine.adapters.activation import ActivationError, active_row, reject, version_row
 from engine.config import GateConfig
 from engine.errors import CraError
+from engine.evaluation.eval_set import EvalSetRecord, eval_set_record
+from engine.evaluation.example_scores import paired_metrics
+from engine.evaluation.paired import PairedDifference
 from engine.evaluation.primary import PRIMARY, SECONDARY
 from engine.timestamps import utc_now
 from engine.workspace import Workspace
 
 BASE = "base"
 """The `target` of an eval run of the bare base model (no adapter)."""
+
+Verdict = Literal["pass", "regression", "below minimum", "underpowered", "no gain"]
+REJECTING = frozenset({"regression", "below minimum", "reject"})
+"""Verdicts that reject the version; `reject` is the one verdict of decisions made before
+migration 14."""
+OVERRIDABLE = frozenset({"underpowered", "no gain"})
+"""Verdicts that leave a candidate promotable only by an override with a reason."""
+
+MIN_EXAMPLES = 10
+"""Below this many paired examples a decision is underpowered whatever the target: the
+bootstrap's 2.5th and 97.5th percentiles are then drawn from a handful of distinct resamples
+and say nothing about the population."""
+
+_EPSILON = 1e-9
+"""Float slack when a difference or a value meets its tolerance or minimum exactly."""
 
 
 class GateError(CraError):
@@ -29,37 +62,18 @@ class GateError(CraError):
 
 @dataclass(frozen=True)
 class MetricDelta:
-    """One metric of the candidate beside the baseline's, and whether it fails the gate."""
+    """One metric's mean of the candidate beside the baseline's."""
 
     metric: str
     primary: bool
     candidate: float | None
     baseline: float | None
-    tolerance: float
-    minimum: float | None
 
     @property
     def delta(self) -> float | None:
         if self.candidate is None or self.baseline is None:
             return None
         return self.candidate - self.baseline
-
-    @property
-    def failure(self) -> str | None:
-        """Why this metric rejects the candidate; None when it does not."""
-        if not self.primary:
-            return None
-        if self.candidate is None:
-            return f"{self.metric}: the candidate has no value"
-        if self.minimum is not None and self.candidate < self.minimum:
-            return f"{self.metric} {self.candidate:.3f} is below its minimum {self.minimum:.3f}"
-        delta = self.delta
-        if delta is not None and delta < -self.tolerance:
-            return (
-                f"{self.metric} fell from {self.baseline:.3f} to {self.candidate:.3f} "
-                f"({delta:+.3f}, tolerance {self.tolerance:.3f})"
-            )
-        return None
 
 
 @dataclass(frozen=True)
@@ -76,10 +90,6 @@ class Comparison:
     @property
     def complete(self) -> bool:
         return self.candidate_eval is not None and self.baseline_eval is not None
-
-    @property
-    def failures(self) -> list[str]:
-        return [f for delta in self.deltas if (f := delta.failure) is not None]
 
 
 def comparison_lines(comparison: Comparison) -> list[str]:
@@ -121,36 +131,19 @@ def compare(
         cand_eval, base_eval = shared, theirs[shared["eval_sha256"]]
     else:
         cand_eval, base_eval = (mine[0] if mine else None), None
+    cand_metrics, base_metrics = _metrics(cand_eval), _metrics(base_eval)
     return Comparison(
         stage=stage,
         candidate=target_name(candidate),
         baseline=target_name(baseline),
         candidate_eval=cand_eval,
         baseline_eval=base_eval,
-        deltas=_deltas(ws.config.gate, stage, cand_eval, base_eval),
+        deltas=[
+            MetricDelta(metric, primary, cand_metrics.get(metric), base_metrics.get(metric))
+            for primary, names in ((True, PRIMARY[stage]), (False, SECONDARY[stage]))
+            for metric in names
+        ],
     )
-
-
-def _deltas(
-    gate: GateConfig, stage: str, cand: dict[str, Any] | None, base: dict[str, Any] | None
-) -> list[MetricDelta]:
-    cand_metrics = _metrics(cand)
-    base_metrics = _metrics(base)
-    deltas = []
-    for primary, names in ((True, PRIMARY[stage]), (False, SECONDARY[stage])):
-        for metric in names:
-            key = f"{stage}.{metric}"
-            deltas.append(
-                MetricDelta(
-                    metric=metric,
-                    primary=primary,
-                    candidate=cand_metrics.get(metric),
-                    baseline=base_metrics.get(metric),
-                    tolerance=gate.tolerances.get(key, gate.tolerance),
-                    minimum=gate.minimums.get(key) if primary else None,
-                )
-            )
-    return deltas
 
 
 def _metrics(run: dict[str, Any] | None) -> dict[str, float]:
@@ -159,45 +152,191 @@ def _metrics(run: dict[str, Any] | None) -> dict[str, float]:
     return json.loads(run["metrics_json"])
 
 
+@dataclass(frozen=True)
+class Power:
+    """How big the compared set is against what a decision needs."""
+
+    n: int
+    """Paired examples (the fewest of any primary metric)."""
+    target: int
+    """`[evaluation] eval_sizes` of the stage."""
+    eval_set: EvalSetRecord | None = None
+    """The frozen set both runs scored; None for a run that names none."""
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A verdict, every reason for it (most serious first), and whether the set was too small."""
+
+    verdict: Verdict
+    reasons: list[str]
+    underpowered: bool
+
+
+def metric_confidence(stage: str, confidence: float) -> float:
+    """The level of each metric's interval: Bonferroni over the stage's primary metrics, since a
+    candidate passes when any one of them gains (two at 95 % each would pass a no-gain candidate
+    in up to 5 % of trials, and the bootstrap's percentiles run a little over)."""
+    return 1 - (1 - confidence) / len(PRIMARY[stage])
+
+
+def _confidence(confidence: float) -> str:
+    return f"{confidence * 100:g} %"
+
+
+def _evidence_text(stage: str, d: PairedDifference) -> str:
+    return f"{stage}.{d.metric} {d.baseline:.3f} -> {d.candidate:.3f} ({d.interval()}, n={d.n})"
+
+
+def judge(
+    stage: str, evidence: list[PairedDifference], gate: GateConfig, power: Power
+) -> Judgement:
+    """The gate's verdict on `stage`'s paired evidence (the rule of the module doc); pure, so the
+    benchmark measures exactly what `decide` records."""
+    primary = [d for d in evidence if d.metric in PRIMARY[stage]]
+    missing = sorted(set(PRIMARY[stage]) - {d.metric for d in primary})
+    if missing:
+        raise GateError(f"{stage}: no paired scores of primary metric {', '.join(missing)}")
+    regressions, below, small = [], [], []
+    for d in primary:
+        key = f"{stage}.{d.metric}"
+        tolerance = gate.tolerances.get(key, gate.tolerance)
+        if d.delta < -tolerance - _EPSILON:
+            regressions.append(
+                f"{key} fell {d.baseline:.3f} -> {d.candidate:.3f} ({d.interval()}, n={d.n}), "
+                f"more than its tolerance {tolerance:.3f}"
+            )
+        minimum = gate.minimums.get(key, 0.0)
+        if d.candidate < minimum - _EPSILON:
+            below.append(f"{key} {d.candidate:.3f} is below its minimum {minimum:.3f}")
+    if power.eval_set is not None and power.eval_set.underpowered:
+        small.append(
+            f"underpowered: eval set {power.eval_set.id} holds {power.eval_set.size} rows, under "
+            f"its target {power.eval_set.target_size}"
+        )
+    if power.n < power.target:
+        small.append(
+            f"underpowered: {power.n} paired examples, under [evaluation] "
+            f"eval_sizes.{stage} = {power.target}"
+        )
+    if power.n < MIN_EXAMPLES:
+        small.append(
+            f"underpowered: {power.n} paired examples, under the floor of {MIN_EXAMPLES} below "
+            "which an interval means nothing"
+        )
+    gains = [d for d in primary if d.gain]
+    no_gain = (
+        []
+        if gains
+        else [
+            f"no gain: no primary metric improves with {_confidence(gate.confidence)} confidence "
+            f"({'; '.join(_evidence_text(stage, d) for d in primary)})"
+        ]
+    )
+    for verdict, reasons in (
+        ("regression", regressions),
+        ("below minimum", below),
+        ("underpowered", small),
+        ("no gain", no_gain),
+    ):
+        if reasons:
+            return Judgement(
+                verdict, regressions + below + small + no_gain, underpowered=bool(small)
+            )
+    passed = [
+        f"{_evidence_text(stage, d)} improves with {_confidence(gate.confidence)} confidence"
+        for d in gains
+    ]
+    return Judgement("pass", passed, underpowered=False)
+
+
 def decide(ws: Workspace, name: str, operator: str | None = None) -> dict[str, Any]:
     """Gate candidate `name` against its stage's active version (or the base); returns the
-    recorded decision. A rejection marks the version rejected."""
+    recorded decision. A regression or a candidate below its minimum is rejected."""
     row = version_row(ws, name)
     if row["status"] != "candidate":
         raise GateError(f"{name} is {row['status']}: only a candidate goes through the gate")
     stage = row["stage"]
     baseline = active_row(ws, stage)
     comparison = compare(ws, stage, row, baseline)
-    if comparison.candidate_eval is None:
+    cand_eval, base_eval = comparison.candidate_eval, comparison.baseline_eval
+    if cand_eval is None:
         raise GateError(f"{name} has no finished eval run; run `cra eval run --adapter {name}`")
-    if comparison.baseline_eval is None:
-        sha = comparison.candidate_eval["eval_sha256"][:12]
+    if base_eval is None:
+        sha = cand_eval["eval_sha256"][:12]
         raise GateError(
             f"{comparison.baseline} has no finished eval run on {name}'s eval set "
             f"(eval.jsonl {sha}); run `cra eval run --adapter {name}`, which evaluates both"
         )
-    failures = comparison.failures
-    decision = "reject" if failures else "pass"
+    gate = ws.config.gate
+    evidence = paired_metrics(
+        ws, stage, cand_eval, base_eval, confidence=metric_confidence(stage, gate.confidence)
+    )
+    set_id = cand_eval["eval_set_id"]
+    eval_set = None if set_id is None else eval_set_record(ws, set_id)
+    primary = [d.n for d in evidence if d.metric in PRIMARY[stage]]
+    power = Power(
+        n=min(primary, default=0),
+        target=ws.config.evaluation.eval_sizes[stage],
+        eval_set=eval_set,
+    )
+    judgement = judge(stage, evidence, gate, power)
     who = operator or ws.config.operator
     record = {
         "adapter_id": row["id"],
         "stage": stage,
         "baseline": comparison.baseline,
-        "candidate_eval_id": comparison.candidate_eval["id"],
-        "baseline_eval_id": comparison.baseline_eval["id"],
-        "decision": decision,
-        "reasons_json": json.dumps(failures),
+        "candidate_eval_id": cand_eval["id"],
+        "baseline_eval_id": base_eval["id"],
+        "decision": judgement.verdict,
+        "reasons_json": json.dumps(judgement.reasons),
         "deltas_json": json.dumps(
             {d.metric: [d.candidate, d.baseline] for d in comparison.deltas}, sort_keys=True
         ),
+        "evidence_json": json.dumps([asdict(d) for d in evidence]),
+        "underpowered": int(judgement.underpowered),
+        "eval_set_id": set_id,
         "at": utc_now(),
         "operator": who,
     }
     with ws.db.conn:
         decision_id = ws.db["gate_decisions"].insert(record).last_pk
-    if failures:
-        reject(ws, name, "eval gate: " + "; ".join(failures), operator=who)
+    if judgement.verdict in REJECTING:
+        reject(ws, name, f"eval gate: {judgement.verdict}: " + "; ".join(judgement.reasons), who)
     return dict(ws.db["gate_decisions"].get(decision_id))
+
+
+def decision_evidence(decision: dict[str, Any]) -> list[PairedDifference]:
+    """A recorded decision's per-metric paired evidence, primary metrics first; empty for a
+    decision made before the gate recorded it (migration 14)."""
+    if not decision.get("evidence_json"):
+        return []
+    names = {field.name for field in fields(PairedDifference)}
+    return [
+        PairedDifference(**{key: value for key, value in item.items() if key in names})
+        for item in json.loads(decision["evidence_json"])
+    ]
+
+
+def evidence_lines(stage: str, evidence: list[PairedDifference]) -> list[str]:
+    """`metric baseline -> candidate  delta [low, high]  n=N (method)`, one line a metric,
+    primary ones starred."""
+    return [
+        f"  {'*' if d.metric in PRIMARY[stage] else ' '} {d.metric:<16} "
+        f"{d.baseline:.3f} -> {d.candidate:.3f}  {d.interval()}  n={d.n} ({d.method})"
+        for d in evidence
+    ]
+
+
+def decision_lines(ws: Workspace, decision: dict[str, Any]) -> list[str]:
+    """A recorded decision as the CLI and the eval worker print it: the verdict, the evidence
+    per metric, then every reason."""
+    name = ws.db["adapter_versions"].get(decision["adapter_id"])["name"]
+    return [
+        f"gate: {name} {decision['decision']} against {decision['baseline']}",
+        *evidence_lines(decision["stage"], decision_evidence(decision)),
+        *(f"  {reason}" for reason in json.loads(decision["reasons_json"])),
+    ]
 
 
 def latest_decision(ws: Workspace, adapter_id: int) -> dict[str, Any] | None:
@@ -209,11 +348,15 @@ def latest_decision(ws: Workspace, adapter_id: int) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
-def check_gate_passed(ws: Workspace, row: dict[str, Any]) -> None:
-    """Refuse promoting candidate `row` unless its newest gate decision passed against the
-    version that is active now. Inactive versions were active before and need no gate."""
+def check_gate_passed(
+    ws: Workspace, row: dict[str, Any], override: bool = False
+) -> dict[str, Any] | None:
+    """Refuse promoting candidate `row` unless its newest gate decision, made against the
+    version active now, passed; with `override`, a no-gain or underpowered decision is let
+    through and returned (the caller records the override). None when nothing is overridden.
+    Inactive versions were active before and need no gate; rejected ones are never promoted."""
     if row["status"] != "candidate":
-        return
+        return None
     decision = latest_decision(ws, row["id"])
     name = row["name"]
     if decision is None:
@@ -221,11 +364,24 @@ def check_gate_passed(ws: Workspace, row: dict[str, Any]) -> None:
             f"{name} has not been through the eval gate; run `cra eval run --adapter {name}` "
             f"then `cra eval gate {name}`"
         )
-    if decision["decision"] != "pass":
-        raise ActivationError(f"{name} failed the eval gate: {decision['reasons_json']}")
     current = target_name(active_row(ws, row["stage"]))
     if decision["baseline"] != current:
         raise ActivationError(
-            f"{name} passed the gate against {decision['baseline']}, but {current} is active "
-            f"now; run `cra eval gate {name}` again"
+            f"{name} was gated against {decision['baseline']}, but {current} is active now; "
+            f"run `cra eval gate {name}` again"
         )
+    verdict = decision["decision"]
+    if verdict == "pass":
+        return None
+    reasons = "; ".join(json.loads(decision["reasons_json"]))
+    if verdict not in OVERRIDABLE:
+        raise ActivationError(
+            f"{name} failed the eval gate ({verdict}: {reasons}); a rejected version is never "
+            "promoted"
+        )
+    if not override:
+        raise ActivationError(
+            f"{name}'s gate decision against {current} is {verdict} ({reasons}); only a pass is "
+            f'promoted, anything else needs `--override --reason "..."`'
+        )
+    return decision

@@ -24,7 +24,7 @@ from engine.config import OpenAIPipelineConfig
 from engine.errors import CraError
 from engine.evaluation.eval_set import EvalRow, EvalSet, HarnessTask, load_eval_set
 from engine.evaluation.example_scores import ExampleScore, line_key
-from engine.evaluation.gate import decide
+from engine.evaluation.gate import decide, decision_lines
 from engine.evaluation.metrics import RowScore, aggregate, parse_edits, score_row
 from engine.harness.attempts import evaluate_attempt
 from engine.harness.openai_pipeline import propose_openai
@@ -310,11 +310,7 @@ def _gate(ws: Workspace, run: dict[str, Any]) -> None:
     except CraError as exc:
         print(f"gate: {version['name']}: not decided: {exc}")
         return
-    reasons = "; ".join(json.loads(decision["reasons_json"]))
-    print(
-        f"gate: {version['name']}: {decision['decision']} against {decision['baseline']}"
-        + (f": {reasons}" if reasons else "")
-    )
+    print("\n".join(decision_lines(ws, decision)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
