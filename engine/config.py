@@ -123,11 +123,20 @@ class TrainingConfig(_Section):
     workspace); a run always starts from it, never from a merged model (seed 002 §6). Training
     is refused while something answers at `inference_url` (the inference server holds the GPU)
     unless forced, and outside `window` ("HH:MM-HH:MM", local time, may wrap midnight) if set.
+
+    `hyper` holds a LoRA stage's own training settings (`[training.hyper.scope]`,
+    `learning_rate = 1e-4`), over seed 004 §7.3's defaults and under a run's own `--set`; they
+    are checked against the settings a run takes when a run starts
+    (`engine.training.runs.build_hyper`).
     """
 
     base_models: dict[Literal["reasoning", "coding"], str] = Field(default_factory=dict)
     inference_url: str | None = Field(default=None, pattern=r"^https?://")
     window: str | None = Field(default=None, pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$")
+    hyper: dict[
+        Literal["task_analysis", "scope", "precision", "planning_dpo", "execute_code"],
+        dict[str, bool | int | float | str | list[str]],
+    ] = Field(default_factory=dict)
 
 
 class ServingConfig(_Section):
@@ -201,14 +210,17 @@ baseline, so they have none."""
 class GateConfig(_Section):
     """When a candidate passes (seed 004 §9.2, `engine.evaluation.gate`): a primary metric
     improves with `confidence` (the paired interval's lower bound above 0), none drops by more
-    than its tolerance, each is at least its minimum.
+    than its tolerance, each is at least its minimum. A drop past the tolerance whose interval
+    is below 0 is a regression; one whose interval reaches 0 leaves the decision underpowered.
 
     Keys are `stage.metric` (e.g. `scope.relevant_recall`); `tolerance` applies to every
-    primary metric without its own entry in `tolerances`. `minimums` are the seed's pass
-    thresholds (§9.1) unless set here; 0 switches one off.
+    primary metric without its own entry in `tolerances`. Its default, 0.02, is the chance
+    wobble of a primary metric that did not change (`bench/gate.py`: at 0, half of the truly
+    better scope candidates were stopped by their unchanged second metric). `minimums` are
+    the seed's pass thresholds (§9.1) unless set here; 0 switches one off.
     """
 
-    tolerance: float = Field(default=0.0, ge=0, le=1)
+    tolerance: float = Field(default=0.02, ge=0, le=1)
     tolerances: dict[str, float] = Field(default_factory=dict)
     minimums: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_MINIMUMS))
     confidence: float = Field(default=0.95, ge=0.5, lt=1)

@@ -520,3 +520,29 @@ def test_planning_stages_are_never_curated_into_a_lora_dataset(tmp_path: Path) -
     assert ws.db.execute("SELECT COUNT(*) FROM datasets WHERE stage = 'meta_plan'").fetchone() == (
         0,
     )
+
+
+def test_the_same_items_make_the_same_dataset_whatever_order_they_came_in(
+    tmp_path: Path,
+) -> None:
+    """A dataset's rows are ordered by task date, then content, never by example id: ids follow
+    the order a campaign's attempts happened to finish in, and a trainer fed the same rows in
+    another order learns something else. Items sharing a date and a domain cap in force (six
+    domains at most 0.2 of train each) still give byte-identical train and eval files."""
+    items = [_item(n, hours=n // 4) for n in range(60)]
+    files = []
+    for name, order in (("first", items), ("second", items[::-1])):
+        ws = _workspace(tmp_path / name, max_domain_share=0.2, eval_share=0.2)
+        add_items(ws.db, order)
+        round_id = draw_sample(ws, "scope", 15, seed=7)
+        for position in range(1, 16):
+            decide(ws, round_id, position, "accept")
+        done = _one(curate(ws, stage="scope"))
+        files.append(
+            [
+                (ws.datasets_dir / done.id / split).read_bytes()
+                for split in ("train.jsonl", "eval.jsonl")
+            ]
+        )
+    assert files[0] == files[1]
+    assert files[0][0].count(b"\n") > 10

@@ -75,7 +75,8 @@ def _curated(tmp_path: Path, stage: str) -> str:
 
 def test_a_precision_dataset_trains_easy_to_hard_and_says_so(tmp_path: Path) -> None:
     """Train rows are sorted by candidate symbols, then primary symbols; the manifest records
-    the order and its measure; a scope dataset keeps the item order and records none."""
+    the order and its measure; a scope dataset keeps the dataset order (task date, then
+    content) and records none."""
     dataset_id = _curated(tmp_path, "precision")
     ws = Workspace.open(tmp_path / "ws")
     stored = open_dataset(ws, dataset_id)
@@ -93,8 +94,8 @@ def test_a_precision_dataset_trains_easy_to_hard_and_says_so(tmp_path: Path) -> 
     scope_ws = Workspace.open(other / "ws")
     scope = open_dataset(scope_ws, scope_id)
     assert scope.manifest.curriculum is None
-    ids = [row.example_id for row in read_rows(scope_ws.db, scope)["train.jsonl"]]
-    assert ids == sorted(ids)
+    rows = read_rows(scope_ws.db, scope)["train.jsonl"]
+    assert [row.order for row in rows] == sorted(row.order for row in rows)
 
 
 @pytest.mark.parametrize(("stage", "ordered"), [("precision", True), ("scope", False)])

@@ -14,10 +14,12 @@ from pathlib import Path
 import demo_counts
 import pytest
 
-from engine.adapters.activation import history, resolve
+from engine.adapters.activation import history, resolve, version_row
 from engine.config import TrainingDataConfig
 from engine.demo.loop import DEMO_NOTE
 from engine.evaluation.example_scores import paired_metrics
+from engine.evaluation.gate import decision_evidence, latest_decision
+from engine.evaluation.paired import PairedDifference
 from engine.workspace import Workspace
 
 RESOLVED = len(demo_counts.USABLE)
@@ -36,26 +38,27 @@ STEPS = (
     f"checks: {ROUND} accepted, 0 rejected",
     "   eval set 1 (scope, reasoning base): ",
     "5. curated dataset scope-d1",
-    "6. training run 1 started on scope-d1 (tiny model, CPU, learning rate 0.01)",
+    "6. training run 1 started on scope-d1 (tiny model, CPU, 60 steps at learning rate 0.01)",
     "   run 1 done at step 60, loss ",
     "7. eval runs 1, 2 started for scope-v1",
-    "   eval 1 of base: ",
-    "   eval 2 of scope-v1: ",
-    "   accuracy: base 0.000, scope-v1 ",
-    "   relevant_recall: base ",
-    "   valid_rate: base ",
-    "   gate: scope-v1 passed against base",
+    "   eval 1 of base: accuracy 0.000, relevant_recall ",
+    "   eval 2 of scope-v1: accuracy ",
+    "   gate: scope-v1 pass against base",
+    "     * accuracy         0.000 -> ",
+    "     * relevant_recall  ",
+    "       valid_rate       ",
     "8. promoted scope-v1: no server is running at http://127.0.0.1:8765",
     "9. rolled scope back to reasoning: the base model serves scope now; nothing to load",
-    "10. training run 2 started on scope-d1 (tiny model, CPU, learning rate 1e-12)",
+    "10. training run 2 started on scope-d1 (tiny model, CPU, 60 steps at learning rate 1e-12)",
     "   run 2 done at step 60, loss ",
     "11. eval run 3 started for scope-v2",
     "   eval 1 of base: ",
     "   eval 3 of scope-v2: ",
-    "   accuracy: base 0.000, scope-v2 0.000, difference +0.000 [+0.000, +0.000] at 95%, n=10",
-    "   relevant_recall: base ",
-    "   valid_rate: base ",
-    "   gate: scope-v2: ",
+    "   gate: scope-v2 no gain against base",
+    "     * accuracy         0.000 -> 0.000  +0.000 [+0.000, +0.000]  n=10",
+    "     * relevant_recall  ",
+    "       valid_rate       ",
+    "     no gain: no primary metric improves with 95 % confidence",
     "the loop is done: scope-v1 was trained, evaluated, promoted and rolled back",
 )
 
@@ -84,7 +87,10 @@ def test_demo_run_walks_the_whole_loop(demo_run: tuple[Path, str]) -> None:
         line
         for line in lines
         if line.startswith(("1", "2", "3", "4", "5", "6", "7", "8", "9", "   ", "the loop"))
+        and not line.endswith(") improves with 95 % confidence")
     ]
+    gains = [line for line in lines if line.endswith(") improves with 95 % confidence")]
+    assert gains and all(line.startswith("     scope.") for line in gains), stdout
     assert len(shown) == len(STEPS), stdout
     for line, start in zip(shown, STEPS, strict=True):
         assert line.startswith(start), (line, start)
@@ -151,9 +157,9 @@ def test_demo_run_walks_the_whole_loop(demo_run: tuple[Path, str]) -> None:
         "Datasets curated · 1",
         "Training runs · 2 ended, 0 failed",
         "run 1 scope sft on scope-d1 done at step",
-        "gate: scope-v1 underpowered against base: underpowered: 2 paired examples",
-        "scope promoted scope-v1 over its 'underpowered' gate decision (base → scope-v1 by demo): "
-        "demo loop: the tiny demo model cannot gain",
+        "gate: scope-v1 pass against base: scope.",
+        "gate: scope-v2 no gain against base: no gain: no primary metric improves",
+        "scope promote base → scope-v1 by demo: demo loop",
         "Adapters · 1 promoted, 1 rolled back",
         "scope rollback scope-v1 → base by demo: demo loop",
     ):
@@ -172,38 +178,38 @@ def test_demo_run_walks_the_whole_loop(demo_run: tuple[Path, str]) -> None:
     assert "not read by a person" in DEMO_NOTE
 
 
-def _paired(ws: Workspace, candidate: str) -> dict[str, object]:
-    """The paired differences the gate's newest decision on `candidate` rests on, by metric."""
-    [decision] = ws.db.query(
-        "SELECT g.* FROM gate_decisions g JOIN adapter_versions v ON v.id = g.adapter_id "
-        "WHERE v.name = ? ORDER BY g.id DESC LIMIT 1",
-        [candidate],
-    )
-    evidence = paired_metrics(
-        ws,
-        "scope",
-        ws.db["eval_runs"].get(decision["candidate_eval_id"]),
-        ws.db["eval_runs"].get(decision["baseline_eval_id"]),
-    )
-    return {d.metric: d for d in evidence}
+def _paired(ws: Workspace, candidate: str) -> tuple[str, dict[str, PairedDifference]]:
+    """The gate's newest verdict on `candidate` and the paired differences it rests on (as
+    recorded, at the gate's per-metric level), by metric; the recorded evidence is checked
+    against pairing the two runs' stored scores again."""
+    decision = latest_decision(ws, version_row(ws, candidate)["id"])
+    assert decision is not None
+    evidence = decision_evidence(decision)
+    runs = [
+        ws.db["eval_runs"].get(decision[key]) for key in ("candidate_eval_id", "baseline_eval_id")
+    ]
+    assert evidence == paired_metrics(ws, "scope", *runs, confidence=evidence[0].confidence)
+    return decision["decision"], {d.metric: d for d in evidence}
 
 
 def test_demo_adapter_beats_the_base_and_the_1e12_candidate_does_not(
     demo_run: tuple[Path, str],
 ) -> None:
     """The demo's scope adapter, trained on the CPU from fixed seeds, beats the base on at
-    least 10 held-out examples with 95 % confidence (the paired interval of its accuracy is
-    above zero), its training loss falls, and the candidate trained at a learning rate of
-    1e-12 answers as the base does: no metric gains."""
+    least 10 held-out examples with the gate's confidence (a primary metric's paired interval
+    above zero), so the gate passes it, with no primary metric lower; its training loss falls;
+    and the candidate trained at a learning rate of 1e-12 answers as the base does: no metric
+    gains, and the gate says no gain."""
     root, _ = demo_run
     ws = Workspace.open(root)
-    learned = _paired(ws, "scope-v1")
-    accuracy = learned["accuracy"]
-    assert accuracy.n >= MIN_EVAL_ROWS
-    assert accuracy.baseline == 0.0
-    assert accuracy.gain, accuracy.interval()
-    assert learned["relevant_recall"].delta >= 0
-    flat = _paired(ws, "scope-v2")
+    verdict, learned = _paired(ws, "scope-v1")
+    assert verdict == "pass"
+    primary = [learned["accuracy"], learned["relevant_recall"]]
+    assert all(d.n >= MIN_EVAL_ROWS and d.baseline == 0.0 for d in primary)
+    assert any(d.gain for d in primary), {d.metric: d.interval() for d in primary}
+    assert all(d.delta >= 0 for d in primary)
+    verdict, flat = _paired(ws, "scope-v2")
+    assert verdict == "no gain"
     assert flat["accuracy"].n >= MIN_EVAL_ROWS
     assert not any(d.gain for d in flat.values()), {m: d.interval() for m, d in flat.items()}
     assert all(d.delta == 0 for d in flat.values())

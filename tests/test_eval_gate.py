@@ -120,20 +120,21 @@ def test_a_swap_of_as_many_rights_as_wrongs_is_no_gain(ws: Workspace) -> None:
 
 
 def test_a_regression_names_the_metric_the_drop_and_its_interval(ws: Workspace) -> None:
-    """A primary metric below the active version's by more than its tolerance rejects the
-    candidate for good, the reason naming the metric, the drop and its interval, also in the
-    activation history; even a gain elsewhere does not excuse it."""
+    """A primary metric below the active version's by more than its tolerance, its whole
+    interval below 0, rejects the candidate for good, the reason naming the metric, the drop
+    and its interval, also in the activation history; even a gain elsewhere does not excuse
+    it."""
     v1, v2 = add_version(ws, STAGE, 1), add_version(ws, STAGE, 2)
     add_eval(ws, STAGE, None, _scores(accuracy=0.5))
     add_eval(ws, STAGE, v1, _scores())
     assert decide(ws, "scope-v1")["decision"] == "pass"
     promote(ws, "scope-v1")
-    add_eval(ws, STAGE, v2, _scores(accuracy=0.6, relevant_recall=1.0))
+    add_eval(ws, STAGE, v2, _scores(accuracy=0.5, relevant_recall=1.0))
     decision = decide(ws, "scope-v2")
     assert (decision["decision"], decision["baseline"]) == ("regression", "scope-v1")
     reason = json.loads(decision["reasons_json"])[0]
     assert re.fullmatch(
-        r"scope\.accuracy fell 0\.700 -> 0\.600 \(-0\.100 \[-0\.\d{3}, [-+]0\.\d{3}\], n=40\), "
+        r"scope\.accuracy fell 0\.700 -> 0\.500 \(-0\.200 \[-0\.\d{3}, -0\.\d{3}\], n=40\), "
         r"more than its tolerance 0\.020",
         reason,
     ), reason
@@ -145,17 +146,27 @@ def test_a_regression_names_the_metric_the_drop_and_its_interval(ws: Workspace) 
 
 
 def test_a_drop_within_its_tolerance_is_no_regression(ws: Workspace) -> None:
-    """accuracy 0.70 -> 0.68 is within [gate] tolerance 0.02: no regression, but no gain either;
-    relevant_recall has a tolerance of its own, 0, so any drop of it is a regression."""
-    v1, v2 = add_version(ws, STAGE, 1), add_version(ws, STAGE, 2)
+    """accuracy 0.70 -> 0.68 is within [gate] tolerance 0.02: no regression, but no gain either.
+    relevant_recall has a tolerance of its own, 0: its drop by one example of 50 is past it,
+    but the interval reaches 0, so the set cannot tell it from chance: underpowered, the
+    candidate neither rejected nor passed; ten examples lost is a regression."""
+    v1, v2, v3 = (add_version(ws, STAGE, n) for n in (1, 2, 3))
     add_eval(ws, STAGE, None, _scores(n=50, accuracy=0.7))
     add_eval(ws, STAGE, v1, _scores(n=50, accuracy=0.68))
-    add_eval(ws, STAGE, v2, _scores(n=50, relevant_recall=0.78))
+    add_eval(ws, STAGE, v2, _scores(n=50, accuracy=0.9, relevant_recall=0.78))
+    add_eval(ws, STAGE, v3, _scores(n=50, accuracy=0.9, relevant_recall=0.6))
     assert decide(ws, "scope-v1")["decision"] == "no gain"
     decision = decide(ws, "scope-v2")
+    assert (decision["decision"], decision["underpowered"]) == ("underpowered", 1)
+    assert json.loads(decision["reasons_json"])[0].startswith(
+        "underpowered: scope.relevant_recall fell 0.800 -> 0.780 (-0.020 [-0.080, +0.000], n=50)"
+        ", more than its tolerance 0.000, but its interval reaches 0"
+    )
+    assert version_row(ws, "scope-v2")["status"] == "candidate"
+    decision = decide(ws, "scope-v3")
     assert decision["decision"] == "regression"
     assert json.loads(decision["reasons_json"])[0].startswith(
-        "scope.relevant_recall fell 0.800 -> 0.780 (-0.020 ["
+        "scope.relevant_recall fell 0.800 -> 0.600 (-0.200 [-"
     )
 
 
@@ -231,7 +242,7 @@ def test_a_small_eval_set_is_underpowered_even_with_a_gain(ws: Workspace) -> Non
     ]
 
     v4 = add_version(ws, STAGE, 4)
-    add_eval(ws, STAGE, v4, _scores(n=15, accuracy=0.0), eval_sha="b" * 64)
+    add_eval(ws, STAGE, v4, _scores(n=15, relevant_recall=0.0), eval_sha="b" * 64)
     decision = decide(ws, "scope-v4")
     assert decision["decision"] == "regression"
     assert any(r.startswith("underpowered: ") for r in json.loads(decision["reasons_json"]))
@@ -377,12 +388,12 @@ def test_cli_gate_and_compare_print_each_metrics_interval(ws: Workspace) -> None
     difference with its interval, n and the method; the gate then its verdict and reasons."""
     v1 = add_version(ws, STAGE, 1)
     add_eval(ws, STAGE, None, _scores())
-    add_eval(ws, STAGE, v1, _scores(accuracy=0.6))
+    add_eval(ws, STAGE, v1, _scores(accuracy=0.5))
     code, compared = _cli(ws, "eval", "compare", "scope-v1")
     assert code == 0, compared
     assert "scope-v1 against base (eval runs 2 and 1):" in compared
     assert re.search(
-        r"\* accuracy {9}0\.700 -> 0\.600  -0\.100 \[-0\.\d{3}, [-+]0\.\d{3}\]  n=40 "
+        r"\* accuracy {9}0\.700 -> 0\.500  -0\.200 \[-0\.\d{3}, -0\.\d{3}\]  n=40 "
         r"\(paired bootstrap\)",
         compared,
     ), compared
@@ -392,5 +403,5 @@ def test_cli_gate_and_compare_print_each_metrics_interval(ws: Workspace) -> None
     assert code == 0, gated
     lines = gated.splitlines()
     assert lines[0] == "gate: scope-v1 regression against base"
-    assert lines[1].startswith("  * accuracy         0.700 -> 0.600  -0.100 [")
-    assert lines[4].startswith("  scope.accuracy fell 0.700 -> 0.600 (-0.100 [")
+    assert lines[1].startswith("  * accuracy         0.700 -> 0.500  -0.200 [")
+    assert lines[4].startswith("  scope.accuracy fell 0.700 -> 0.500 (-0.200 [")

@@ -250,6 +250,39 @@ def test_the_spec_names_the_dataset_the_frozen_base_and_the_method(ws: Workspace
     assert spec.hyper.max_steps == 5 and spec.hyper.rank == 16
 
 
+def test_a_stages_configured_settings_sit_between_the_defaults_and_a_runs_own(
+    tmp_path: Path, _template: Path
+) -> None:
+    """`[training.hyper.scope]` applies to scope's runs only, a run's `--set` wins over it, and
+    a bad setting there is refused when a run starts, naming the table and the rule."""
+    ws = _open(tmp_path, _template)
+    config = (ws.root / "cra.toml").read_text(encoding="utf-8")
+    table = "[training.hyper.scope]\nlearning_rate = 0.01\nmax_steps = 60\n"
+    (ws.root / "cra.toml").write_text(config + table, encoding="utf-8")
+    ws = Workspace.open(ws.root)
+    spec = build_spec(ws, "scope-d1", "scope")
+    assert (spec.hyper.learning_rate, spec.hyper.max_steps, spec.hyper.rank) == (0.01, 60, 16)
+    spec = build_spec(ws, "scope-d1", "scope", overrides={"learning_rate": 1e-12})
+    assert (spec.hyper.learning_rate, spec.hyper.max_steps) == (1e-12, 60)
+    other = build_spec(ws, "planning_dpo-d1", "planning_dpo")
+    assert (other.hyper.learning_rate, other.hyper.max_steps) == (2e-4, None)
+
+    (ws.root / "cra.toml").write_text(
+        config + "[training.hyper.scope]\nmax_stepz = 3\n", encoding="utf-8"
+    )
+    with pytest.raises(
+        TrainingRunError, match=r"^\[training.hyper.scope\] in cra.toml: unknown setting max_stepz"
+    ):
+        start_run(Workspace.open(ws.root), "scope-d1", "scope")
+    (ws.root / "cra.toml").write_text(
+        config + "[training.hyper.meta_plan]\nmax_steps = 3\n", encoding="utf-8"
+    )
+    result = CliRunner().invoke(cli, ["--workspace", str(ws.root), "train", "status"])
+    assert result.exit_code == 1
+    assert "training.hyper.meta_plan" in result.output and "Traceback" not in result.output
+    assert ws.db["training_runs"].count == 0
+
+
 # -- guardrails ----------------------------------------------------------------------------
 
 

@@ -8,7 +8,8 @@ pane; here each item is decided by its stage contract's checks, `contracts.check
 rules `cra data audit` counts: accepted when it breaks none, rejected naming the rules it
 breaks, and every note says no person read it); build the stage's frozen eval set (its newest
 tasks, which curation then holds out of train); curate a dataset; train a tiny adapter on the
-CPU (`DEMO_HYPER`: a few dozen steps at a learning rate a tiny model learns at); evaluate it
+CPU (the demo config's `[training.hyper.scope]`: a few dozen steps at a learning rate a tiny
+model learns at); evaluate it
 against the base on that eval set, say each metric's paired difference and interval, and let the
 gate decide, which must pass it; promote it; roll it back. Then train a second candidate that
 cannot be better, the same run at a learning rate of 1e-12 (its LoRA update is nil, so it
@@ -26,8 +27,7 @@ from engine.adapters.activation import version_row
 from engine.adapters.switch import promote_version, rollback_stage
 from engine.errors import CraError
 from engine.evaluation.eval_set import build_eval_set
-from engine.evaluation.example_scores import paired_metrics
-from engine.evaluation.gate import latest_decision
+from engine.evaluation.gate import decision_lines, latest_decision
 from engine.evaluation.runs import reconcile_evals, start_eval
 from engine.harness.campaigns import (
     campaign_row,
@@ -37,6 +37,7 @@ from engine.harness.campaigns import (
     start_campaign,
 )
 from engine.ingest import approve_package
+from engine.training.contract import RunSpec
 from engine.training.runs import reconcile_runs, run_row, start_run
 from engine.training_data.contracts import check_item
 from engine.training_data.curate import curate
@@ -52,16 +53,6 @@ DEMO_NOTE = (
     "an operator reads each item against the guidelines"
 )
 
-DEMO_HYPER = {
-    "learning_rate": 1e-2,
-    "max_steps": 60,
-    "batch_size": 4,
-    "gradient_accumulation": 1,
-    "warmup_ratio": 0.0,
-    "save_steps": 60,
-}
-"""The demo's scope run: the defaults (lr 2e-4, two epochs) are for a real base; the tiny one
-learns the scope answer in 60 steps of 4 rows at 1e-2 (docs/decisions.md)."""
 NO_GAIN_LR = 1e-12
 """The second candidate's learning rate: too small to move a weight, so it cannot gain."""
 
@@ -172,32 +163,30 @@ def run_loop(ws: Workspace, drive: Path, say: Say) -> str:
     dataset = curated.curated[0]
     say(f"5. curated dataset {dataset.id}")
 
-    name, decision = _train_and_gate(ws, dataset.id, DEMO_HYPER, 6, say)
+    name, decision = _train_and_gate(ws, dataset.id, {}, 6, say)
     if decision["decision"] != "pass":
-        raise DemoLoopError(f"the gate did not pass {name}: {_decision_text(decision)}")
-    say(f"   gate: {name} passed against {decision['baseline']}")
+        raise DemoLoopError(f"the gate did not pass {name}: {decision['reasons_json']}")
 
     promoted = promote_version(ws, name, reason="demo loop")
     say(f"8. promoted {name}: {promoted.server}")
     rolled = rollback_stage(ws, STAGE, name, reason="demo loop")
     say(f"9. rolled {STAGE} back to {rolled.active}: {rolled.server}")
 
-    flat = {**DEMO_HYPER, "learning_rate": NO_GAIN_LR}
-    second, decision = _train_and_gate(ws, dataset.id, flat, 10, say)
-    say(f"   gate: {second}: {_decision_text(decision)}")
+    _train_and_gate(ws, dataset.id, {"learning_rate": NO_GAIN_LR}, 10, say)
     return name
 
 
 def _train_and_gate(
-    ws: Workspace, dataset_id: str, hyper: dict[str, float], number: int, say: Say
+    ws: Workspace, dataset_id: str, overrides: dict[str, float], number: int, say: Say
 ) -> tuple[str, dict[str, Any]]:
-    """Train a candidate on `dataset_id` with `hyper`, evaluate it (and the base, unless the base
-    has a done eval on the same set) and say the paired differences the gate's decision rests
-    on; returns its name and that decision."""
-    run_id = start_run(ws, dataset_id, STAGE, overrides=hyper)
+    """Train a candidate on `dataset_id` (the config's settings, then `overrides`), evaluate it
+    (and the base, unless the base has a done eval on the same set) and say the gate's decision
+    with the paired evidence it rests on; returns its name and that decision."""
+    run_id = start_run(ws, dataset_id, STAGE, overrides=overrides)
+    spec = RunSpec.model_validate_json(run_row(ws, run_id)["spec_json"])
     say(
-        f"{number}. training run {run_id} started on {dataset_id} (tiny model, CPU, learning "
-        f"rate {hyper['learning_rate']:g})"
+        f"{number}. training run {run_id} started on {dataset_id} (tiny model, CPU, "
+        f"{spec.hyper.max_steps} steps at learning rate {spec.hyper.learning_rate:g})"
     )
     _wait(f"training run {run_id}", lambda: _run_ended(ws, run_id))
     run = run_row(ws, run_id)
@@ -220,17 +209,12 @@ def _train_and_gate(
     base = ws.db["eval_runs"].get(decision["baseline_eval_id"])
     candidate = ws.db["eval_runs"].get(decision["candidate_eval_id"])
     for row in (base, candidate):
-        say(f"   eval {row['id']} of {row['target']}: {row['metrics_json']}")
-    for d in paired_metrics(ws, STAGE, candidate, base):
-        say(
-            f"   {d.metric}: {base['target']} {d.baseline:.3f}, {name} {d.candidate:.3f}, "
-            f"difference {d.interval()} at {d.confidence:.0%}, n={d.n}"
-        )
+        say(f"   eval {row['id']} of {row['target']}: {_metrics(row)}")
+    for line in decision_lines(ws, decision):
+        say(f"   {line}")
     return name, decision
 
 
-def _decision_text(decision: dict[str, Any]) -> str:
-    reasons = "; ".join(json.loads(decision["reasons_json"]))
-    return f"{decision['decision']} against {decision['baseline']}" + (
-        f": {reasons}" if reasons else ""
-    )
+def _metrics(run: dict[str, Any]) -> str:
+    metrics = json.loads(run["metrics_json"])
+    return ", ".join(f"{metric} {value:.3f}" for metric, value in sorted(metrics.items()))

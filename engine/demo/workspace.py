@@ -33,21 +33,33 @@ DEMO_HOSTILE = {
 
 
 TINY_MODEL = "models/tiny"
+DEMO_HYPER = {
+    "learning_rate": 1e-2,
+    "max_steps": 60,
+    "batch_size": 4,
+    "gradient_accumulation": 1,
+    "warmup_ratio": 0.0,
+    "save_steps": 60,
+}
+"""The demo's scope training settings (`[training.hyper.scope]`): seed 004 §7.3's defaults
+(lr 2e-4, two epochs) are for a real base; the tiny one learns the scope answer in 60 steps of
+4 rows at 1e-2 (docs/decisions.md). A run from the console's Training form takes them too."""
 
 
 def demo_config(drive: Path) -> str:
     """The demo's cra.toml. Its corpus is one small repo from one domain, so curation may not
-    hold a domain to 20%. Scope's frozen eval set holds its 10 newest tasks (of the 22 usable
-    ones; `max_eval_share` 0.5 allows 11), the fewest the gate calls anything but
-    underpowered, and curation holds nothing else out (eval_share 0), so the other 12 train.
-    The gate's minimums for scope (seed 004 §9.1's pass thresholds, meant for a real base) are
-    off: the tiny base shows the gate deciding on a real, confident gain, not a useful model. An
-    answer is some twenty tokens; `max_tokens` leaves room for a longer one. Its
-    tests are deterministic, so gold validation runs each side once, not three times: the gold
-    campaign over its 24 commits takes about a minute, not three. Both bases are the tiny model
-    built here, trained and evaluated on the CPU; its server is the CPU stand-in
-    (`cra serve --launch --cpu`) on a port of its own. Written by a TOML library, so any path
-    (quotes, backslashes) stays one string."""
+        hold a domain to 20%. Scope's frozen eval set holds its 10 newest tasks (of the 22 usable
+        ones; `max_eval_share` 0.5 allows 11), the fewest the gate calls anything but
+        underpowered, and curation holds nothing else out (eval_share 0), so the other 12 train.
+        The gate's minimums for scope (seed 004 §9.1's pass thresholds, meant for a real base) are
+        off: the tiny base shows the gate deciding on a real, confident gain, not a useful model. An
+        answer is some twenty tokens; `max_tokens` leaves room for a longer one. Scope trains with
+    `DEMO_HYPER`. Its
+        tests are deterministic, so gold validation runs each side once, not three times: the gold
+        campaign over its 24 commits takes about a minute, not three. Both bases are the tiny model
+        built here, trained and evaluated on the CPU; its server is the CPU stand-in
+        (`cra serve --launch --cpu`) on a port of its own. Written by a TOML library, so any path
+        (quotes, backslashes) stays one string."""
     bases = {"reasoning": TINY_MODEL, "coding": TINY_MODEL}
     return tomli_w.dumps(
         {
@@ -55,7 +67,7 @@ def demo_config(drive: Path) -> str:
             "usb": {"extra_dirs": [str(drive)]},
             "harness": {"flaky_runs": 1},
             "curation": {"max_domain_share": 1.0, "eval_share": 0.0},
-            "training": {"base_models": bases},
+            "training": {"base_models": bases, "hyper": {"scope": DEMO_HYPER}},
             "evaluation": {
                 "backend": "local",
                 "max_tokens": 96,

@@ -5,11 +5,14 @@ eval set and compared example by example (`example_scores.paired_metrics`: a pai
 for counted metrics, an exact McNemar interval for pass/fail ones). `decide` records one
 verdict, the most serious that holds, with every reason that holds:
 
-1. **regression**: a primary metric's difference is below minus its tolerance;
+1. **regression**: a primary metric's difference is below minus its tolerance and its whole
+   interval is below 0 (a drop the paired test confirms; seed 004 §9.2 "regresses");
 2. **below minimum**: a primary metric of the candidate is under its minimum (`[gate]
    minimums`, seed 004 §9.1's pass thresholds by default);
 3. **underpowered**: the eval set is under its target size (as built, or the paired examples
-   under `[evaluation] eval_sizes`), or holds fewer than `MIN_EXAMPLES`;
+   under `[evaluation] eval_sizes`), or holds fewer than `MIN_EXAMPLES`, or a primary metric
+   fell by more than its tolerance but its interval reaches 0 (the set cannot tell the drop
+   from chance: neither rejected for good nor passed);
 4. **no gain**: no primary metric improves with `[gate] confidence` (its interval's lower
    bound is not above 0; with k primary metrics each interval is taken at 1 - (1 - confidence)
    / k, so that "some primary metric gained" holds at `confidence`): a tie is not a gain;
@@ -202,10 +205,17 @@ def judge(
         key = f"{stage}.{d.metric}"
         tolerance = gate.tolerances.get(key, gate.tolerance)
         if d.delta < -tolerance - _EPSILON:
-            regressions.append(
+            fell = (
                 f"{key} fell {d.baseline:.3f} -> {d.candidate:.3f} ({d.interval()}, n={d.n}), "
                 f"more than its tolerance {tolerance:.3f}"
             )
+            if d.high < 0:
+                regressions.append(fell)
+            else:
+                small.append(
+                    f"underpowered: {fell}, but its interval reaches 0: the eval set cannot "
+                    "tell a drop from chance"
+                )
         minimum = gate.minimums.get(key, 0.0)
         if d.candidate < minimum - _EPSILON:
             below.append(f"{key} {d.candidate:.3f} is below its minimum {minimum:.3f}")

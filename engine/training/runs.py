@@ -166,7 +166,12 @@ def build_spec(
         "SELECT manifest_sha256 FROM datasets WHERE id = ?", [dataset_id]
     ).fetchone()
     base_path = frozen_base(ws, manifest.base_model)
-    overrides = dict(overrides or {})
+    configured = ws.config.training.hyper.get(manifest.stage, {})
+    try:
+        build_hyper(manifest.stage, configured)
+    except TrainingRunError as exc:
+        raise TrainingRunError(f"[training.hyper.{manifest.stage}] in cra.toml: {exc}") from exc
+    overrides = {**configured, **(overrides or {})}
     parent = None
     if (manifest.stage, fits) == ("execute_code", "dpo"):
         parent = sft_parent(ws, from_version, base_path)

@@ -32,7 +32,8 @@ def domain_cap(counts: Mapping[str, int], share: float) -> int | None:
 
 
 def balance(rows: Sequence[DatasetRow], share: float, seed: str) -> tuple[list[DatasetRow], int]:
-    """`rows` with the biggest domains cut to the cap (in id order), and how many were cut."""
+    """`rows` with the biggest domains cut to the cap (in `DatasetRow.order`), and how many were
+    cut."""
     by_domain: dict[str, list[DatasetRow]] = defaultdict(list)
     for row in rows:
         by_domain[row.item.domain].append(row)
@@ -49,9 +50,9 @@ def balance(rows: Sequence[DatasetRow], share: float, seed: str) -> tuple[list[D
         )
     kept: list[DatasetRow] = []
     for domain in sorted(by_domain):
-        group = sorted(by_domain[domain], key=lambda row: row.example_id)
+        group = sorted(by_domain[domain], key=lambda row: row.order)
         if len(group) > cap:
             group = random.Random(f"{seed}:{domain}").sample(group, cap)
         kept.extend(group)
-    kept.sort(key=lambda row: row.example_id)
+    kept.sort(key=lambda row: row.order)
     return kept, len(rows) - len(kept)

@@ -149,7 +149,7 @@ def export_base(ws: Workspace, role: str, out: Path, operator: str | None = None
     order = {stage: index for index, stage in enumerate(BASE_TUNE_STAGES)}
 
     def ordered(side: Sequence[DatasetRow]) -> list[DatasetRow]:
-        return sorted(side, key=lambda row: (order[row.item.stage], row.example_id))
+        return sorted(side, key=lambda row: (order[row.item.stage], row.order))
 
     train, eval_ = ordered(holdout.train), ordered(holdout.eval)
     if not train:

@@ -274,10 +274,10 @@ def _select(
     replayed = pick_replay(
         pool, train, config.replay_share, config.max_domain_share, f"{seed}:replay"
     )
-    train_rows = sorted([*train, *replayed], key=lambda row: row.example_id)
+    train_rows = sorted([*train, *replayed], key=lambda row: row.order)
     if stage in CURRICULUM_STAGES:
         train_rows = easy_to_hard(train_rows)
-    eval_rows = sorted(holdout.eval, key=lambda row: row.example_id)
+    eval_rows = sorted(holdout.eval, key=lambda row: row.order)
     minimum = target.criteria.min_examples if target.criteria else 1
     if len(train_rows) < minimum:
         raise CurationRefused(

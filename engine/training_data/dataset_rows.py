@@ -41,6 +41,14 @@ class DatasetRow:
         return hashlib.sha256(self.line.encode("utf-8")).hexdigest()
 
     @property
+    def order(self) -> tuple[datetime, str]:
+        """Where the row stands in a dataset: by task date, then by content. Never by example
+        id: ids follow the order a campaign's attempts happened to finish in, so two runs of
+        the same campaign would train on the same rows in a different order, and learn
+        differently."""
+        return (self.task_time, self.digest)
+
+    @property
     def text(self) -> str:
         """Every message's content, in row order: what near duplicates are judged on."""
         row = self.item.row(self.flipped)

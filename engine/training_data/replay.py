@@ -46,7 +46,7 @@ def pick_replay(
     if count == 0:
         return []
     rooms = _rooms(new, available, len(new_rows) + count, max_share)
-    order = sorted(pool, key=lambda row: row.example_id)
+    order = sorted(pool, key=lambda row: row.order)
     random.Random(seed).shuffle(order)
     picked: list[DatasetRow] = []
     for row in order:
