@@ -163,7 +163,7 @@ def _evals(ws: Workspace, since: datetime) -> Section:
     runs = _since(list(ws.db["eval_runs"].rows_where(order_by="id")), "finished_at", since)
     lines = [
         f"{_short(row['finished_at'])}  eval {row['id']} of {row['target']} on "
-        f"{row['dataset_id']} {row['status']}"
+        f"{_scored_on(row)} {row['status']}"
         + (
             f": {_metrics(row['metrics_json'])}"
             if row["status"] == "done"
@@ -194,6 +194,14 @@ def _evals(ws: Workspace, since: datetime) -> Section:
         f"{len(decisions) - passed - rejected} not passed (no gain or underpowered)",
         lines,
     )
+
+
+def _scored_on(run: dict[str, Any]) -> str:
+    """What the run scored: its frozen eval set (a run of the base scores no dataset), else,
+    for a run made before eval sets, its dataset's eval rows."""
+    if run["eval_set_id"] is not None:
+        return f"eval set {run['eval_set_id']}"
+    return f"{run['dataset_id']}'s eval rows"
 
 
 def _metrics(metrics_json: str | None) -> str:
