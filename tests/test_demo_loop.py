@@ -38,8 +38,8 @@ STEPS = (
     f"checks: {ROUND} accepted, 0 rejected",
     "   eval set 1 (scope, reasoning base): ",
     "5. curated dataset scope-d1",
-    "6. training run 1 started on scope-d1 (tiny model, CPU, 120 steps at learning rate 0.01)",
-    "   run 1 done at step 120, loss ",
+    "6. training run 1 started on scope-d1 (tiny model, CPU, 200 steps at learning rate 0.01)",
+    "   run 1 done at step 200, loss ",
     "7. eval runs 1, 2 started for scope-v1",
     "   eval 1 of base: accuracy 0.000, relevant_recall ",
     "   eval 2 of scope-v1: accuracy ",
@@ -49,8 +49,8 @@ STEPS = (
     "       valid_rate       ",
     "8. promoted scope-v1: no server is running at http://127.0.0.1:8765",
     "9. rolled scope back to reasoning: the base model serves scope now; nothing to load",
-    "10. training run 2 started on scope-d1 (tiny model, CPU, 120 steps at learning rate 1e-12)",
-    "   run 2 done at step 120, loss ",
+    "10. training run 2 started on scope-d1 (tiny model, CPU, 200 steps at learning rate 1e-12)",
+    "   run 2 done at step 200, loss ",
     "11. eval run 3 started for scope-v2",
     "   eval 1 of base: ",
     "   eval 3 of scope-v2: ",
@@ -219,5 +219,5 @@ def test_demo_adapter_beats_the_base_and_the_1e12_candidate_does_not(
         json.loads(line)["loss"]
         for line in (root / run["run_dir"] / "metrics.jsonl").read_text().splitlines()
     ]
-    assert len(losses) == 120
+    assert len(losses) == 200
     assert max(losses[-10:]) < 0.5 * losses[0], losses

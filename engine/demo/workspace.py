@@ -35,14 +35,14 @@ DEMO_HOSTILE = {
 TINY_MODEL = "models/tiny"
 DEMO_HYPER = {
     "learning_rate": 1e-2,
-    "max_steps": 120,
+    "max_steps": 200,
     "batch_size": 4,
     "gradient_accumulation": 1,
     "warmup_ratio": 0.0,
-    "save_steps": 120,
+    "save_steps": 200,
 }
 """The demo's scope training settings (`[training.hyper.scope]`): seed 004 §7.3's defaults
-(lr 2e-4, two epochs) are for a real base; the tiny one learns the scope answer in 120 steps of
+(lr 2e-4, two epochs) are for a real base; the tiny one learns the scope answer in 200 steps of
 4 rows at 1e-2 (docs/decisions.md). A run from the console's Training form takes them too."""
 
 
