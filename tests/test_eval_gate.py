@@ -200,7 +200,8 @@ def test_the_seed_minimums_are_on_by_default(tmp_path: Path) -> None:
 def test_a_small_eval_set_is_underpowered_even_with_a_gain(ws: Workspace) -> None:
     """Fewer paired examples than [evaluation] eval_sizes, or than the floor of 10, or an eval
     set built under its target: underpowered, even where the candidate gains; the candidate
-    stays a candidate. A regression on a small set is still a regression."""
+    stays a candidate. Under the floor even a collapse is underpowered, never a rejection for
+    good; over it, a regression on a small set is still a regression."""
     v1, v2, v3 = (add_version(ws, STAGE, n) for n in (1, 2, 3))
     add_eval(ws, STAGE, None, _scores(n=15, accuracy=0.2), eval_sha="b" * 64)
     add_eval(ws, STAGE, v1, _scores(n=15, accuracy=1.0), eval_sha="b" * 64)
@@ -220,6 +221,14 @@ def test_a_small_eval_set_is_underpowered_even_with_a_gain(ws: Workspace) -> Non
         "means nothing"
     )
     assert reasons[2].startswith("no gain: ")
+    v5 = add_version(ws, STAGE, 5)
+    add_eval(ws, STAGE, v5, _scores(n=8, accuracy=0.0, relevant_recall=0.0), eval_sha="c" * 64)
+    decision = decide(ws, "scope-v5")
+    reasons = json.loads(decision["reasons_json"])
+    assert decision["decision"] == "underpowered", reasons
+    assert reasons[0].startswith("scope.accuracy fell 0.750 -> 0.000 (-0.750 [-")
+    assert "scope.accuracy 0.000 is below its minimum 0.500" in reasons
+    assert version_row(ws, "scope-v5")["status"] == "candidate"
 
     ws.db["eval_sets"].insert(
         {

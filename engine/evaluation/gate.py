@@ -10,7 +10,8 @@ verdict, the most serious that holds, with every reason that holds:
 2. **below minimum**: a primary metric of the candidate is under its minimum (`[gate]
    minimums`, seed 004 §9.1's pass thresholds by default);
 3. **underpowered**: the eval set is under its target size (as built, or the paired examples
-   under `[evaluation] eval_sizes`), or holds fewer than `MIN_EXAMPLES`, or a primary metric
+   under `[evaluation] eval_sizes`), or holds fewer than `MIN_EXAMPLES` (then even a regression
+   or a value under a minimum is not grounds to reject for good), or a primary metric
    fell by more than its tolerance but its interval reaches 0 (the set cannot tell the drop
    from chance: neither rejected for good nor passed);
 4. **no gain**: no primary metric improves with `[gate] confidence` (its interval's lower
@@ -243,12 +244,17 @@ def judge(
             f"({'; '.join(_evidence_text(stage, d) for d in primary)})"
         ]
     )
-    for verdict, reasons in (
+    order = [
         ("regression", regressions),
         ("below minimum", below),
         ("underpowered", small),
         ("no gain", no_gain),
-    ):
+    ]
+    if power.n < MIN_EXAMPLES:
+        # Under the floor nothing is decided for good: a drop or a value under a minimum
+        # measured on a handful of examples is no ground to reject a version forever.
+        order = order[2:]
+    for verdict, reasons in order:
         if reasons:
             return Judgement(
                 verdict, regressions + below + small + no_gain, underpowered=bool(small)
