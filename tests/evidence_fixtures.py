@@ -16,7 +16,7 @@ from eval_fixtures import add_version
 
 from engine.evaluation.eval_set import EvalSet, build_eval_set, load_eval_set
 from engine.evaluation.example_scores import ExampleScore, line_key
-from engine.evaluation.gate import BASE
+from engine.evaluation.gate import BASE, decide
 from engine.evaluation.metrics import aggregate, score_row
 from engine.training_data.items import Message, TrainingItem
 from engine.training_data.store import add_items
@@ -134,8 +134,9 @@ def _run(
 
 
 def scored_candidate(ws: Workspace, scored: bool = True) -> tuple[dict[str, Any], int, int]:
-    """scope-v1, a candidate that passed the gate against the base, both scored on scope's
-    frozen eval set; returns the version and the candidate's and the base's eval run ids."""
+    """scope-v1, a candidate, and the base, both scored on scope's frozen eval set of 6 rows
+    (target 200), and, when scored example by example, the gate's real decision on them:
+    underpowered. Returns the version and the candidate's and the base's eval run ids."""
     ws.db["datasets"].insert(
         {
             "id": "scope-d1",
@@ -153,17 +154,6 @@ def scored_candidate(ws: Workspace, scored: bool = True) -> tuple[dict[str, Any]
     answers = _answers(eval_set)
     base_id = _run(ws, eval_set, None, answers[BASE], scored)
     candidate_id = _run(ws, eval_set, version, answers["candidate"], scored)
-    ws.db["gate_decisions"].insert(
-        {
-            "adapter_id": version["id"],
-            "stage": STAGE,
-            "baseline": BASE,
-            "candidate_eval_id": candidate_id,
-            "baseline_eval_id": base_id,
-            "decision": "pass",
-            "reasons_json": "[]",
-            "at": AT,
-            "operator": "ana",
-        }
-    )
+    if scored:
+        decide(ws, "scope-v1", operator="ana")
     return version, candidate_id, base_id

@@ -296,13 +296,14 @@ async def test_an_empty_workspace_says_how_versions_arrive(ws: Workspace) -> Non
 
 
 def test_adapters_stage_with_versions(snap_compare, ws: Workspace) -> None:
-    """The newest version selected, its runs without per-example scores: no interval."""
+    """The newest version selected (scope-v3, rejected), its evidence against the active
+    scope-v1 with each metric's interval."""
     fill(ws)
 
     async def run_before(pilot: Pilot) -> None:
         screen = await on_scope(pilot)
         await until(pilot, lambda: "not running" in serving_shown(screen), "serving status")
-        await until(pilot, lambda: "no interval" in evidence_shown(screen), "the evidence")
+        await until(pilot, lambda: "scope-v3 against" in evidence_shown(screen), "the evidence")
         await pilot.wait_for_scheduled_animations()
 
     assert snap_compare(CraApp(ws, []), terminal_size=SIZE, run_before=run_before)
@@ -370,20 +371,18 @@ async def test_the_evidence_shows_baseline_candidate_difference_interval_and_n(
     ws: Workspace,
 ) -> None:
     """For the selected version against its baseline, each metric shows the baseline's and
-    the candidate's value, the paired difference with its interval (the engine's numbers) and
-    n, primary metrics starred; the eval set's size against its target, underpowered; the
-    gate's decision word as recorded; and how many examples disagree."""
+    the candidate's value, the paired difference with its interval at the gate's level (the
+    engine's numbers) and n, primary metrics starred; the eval set's size against its target,
+    underpowered; the gate's decision word as recorded; and how many examples disagree."""
     version, candidate_id, base_id = scored_candidate(ws)
-    expected = {
-        d.metric: d
-        for d in paired_metrics(ws, STAGE, eval_row(ws, candidate_id), eval_row(ws, base_id))
-    }
+    runs = eval_row(ws, candidate_id), eval_row(ws, base_id)
+    expected = {d.metric: d for d in paired_metrics(ws, STAGE, *runs, confidence=0.975)}
     async with CraApp(ws, []).run_test(size=SIZE) as pilot:
         screen = await on_scored_candidate(pilot)
         shown = evidence_shown(screen)
     assert f"scope-v1 against base (eval runs {candidate_id} and {base_id})" in shown
     assert "eval set 1: 6 of 200 rows, underpowered" in shown
-    assert "gate: pass vs base" in shown
+    assert "gate: underpowered vs base" in shown
     accuracy = expected["accuracy"]
     assert (accuracy.baseline, accuracy.candidate) == (8 / 18, 13 / 18)
     assert f"* accuracy          0.444 →  0.722  {accuracy.interval()}" in shown

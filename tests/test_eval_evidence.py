@@ -35,23 +35,22 @@ def test_eval_show_prints_each_metric_beside_the_baseline_with_its_interval(
 ) -> None:
     """`cra eval show` of a candidate's run prints, after the run, the pairing, the eval set
     (size against target, underpowered), the gate's word, then per metric baseline →
-    candidate, the paired difference [low, high], n and the method: the engine's numbers."""
+    candidate, the paired difference [low, high] at the gate's level for the metric (97.5 %
+    for scope's two primary metrics), n and the method: the engine's numbers."""
     _, candidate_id, base_id = scored_candidate(ws)
-    expected = {
-        d.metric: d
-        for d in paired_metrics(ws, "scope", eval_row(ws, candidate_id), eval_row(ws, base_id))
-    }
+    runs = eval_row(ws, candidate_id), eval_row(ws, base_id)
+    expected = {d.metric: d for d in paired_metrics(ws, "scope", *runs, confidence=0.975)}
     code, lines = show(ws, str(candidate_id))
     assert code == 0, lines
     start = lines.index(f"scope-v1 against base (eval runs {candidate_id} and {base_id})")
     assert lines[start + 1].startswith("eval set 1: 6 of 200 rows, underpowered (sha256 ")
-    assert lines[start + 2] == "gate: pass vs base"
+    assert lines[start + 2] == "gate: underpowered vs base"
     assert lines[start + 4 : start + 8] == [
-        f"* accuracy          0.444 →  0.722  {expected['accuracy'].interval():<26} n 6     "
+        f"* accuracy          0.444 →  0.722  {expected['accuracy'].interval():<28} n 6     "
         "paired bootstrap",
-        f"* relevant_recall   0.167 →  0.667  {expected['relevant_recall'].interval():<26} "
+        f"* relevant_recall   0.167 →  0.667  {expected['relevant_recall'].interval():<28} "
         "n 6     paired bootstrap",
-        f"  valid_rate        1.000 →  0.833  {expected['valid_rate'].interval():<26} n 6     "
+        f"  valid_rate        1.000 →  0.833  {expected['valid_rate'].interval():<28} n 6     "
         "paired bootstrap",
         "4 examples better, 1 worse on accuracy",
     ]

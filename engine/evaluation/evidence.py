@@ -26,7 +26,14 @@ from engine.evaluation.example_scores import (
     disagreements,
     paired_metrics,
 )
-from engine.evaluation.gate import BASE, active_row, compare, done_evals, latest_decision
+from engine.evaluation.gate import (
+    BASE,
+    active_row,
+    compare,
+    done_evals,
+    latest_decision,
+    metric_confidence,
+)
 from engine.evaluation.paired import Counts, PairedDifference
 from engine.evaluation.primary import PRIMARY, SECONDARY
 from engine.evaluation.runs import eval_row
@@ -60,7 +67,7 @@ class MetricEvidence:
         head = f"{mark} {self.metric:<16} {base:>6} → {cand:>6}"
         if self.paired is not None:
             paired = self.paired
-            return f"{head}  {paired.interval():<26} n {paired.n:<5} {paired.method}"
+            return f"{head}  {paired.interval():<28} n {paired.n:<5} {paired.method}"
         if self.baseline is None or self.candidate is None:
             return head
         return f"{head}  {self.candidate - self.baseline:+.3f} (no interval)"
@@ -129,7 +136,8 @@ class VersionEvidence:
         columns = f"  {'metric':<16} {'base':>6}   {'cand':>6}  "
         if not self.paired:
             return f"{columns}difference"
-        return f"{columns}{'difference [95% interval]':<26} n     method"
+        level = next(m.paired.confidence for m in self.metrics if m.paired is not None)
+        return f"{columns}{f'difference [{level:.1%} interval]':<28} n     method"
 
     def footer(self) -> str:
         """Why there are no intervals, or how many examples disagree on the primary metric."""
@@ -197,7 +205,9 @@ def _gather(
         unpaired = f"{baseline} has no finished eval run on {name}'s eval set: no paired comparison"
     else:
         try:
-            paired = {d.metric: d for d in paired_metrics(ws, stage, cand_eval, base_eval)}
+            level = metric_confidence(stage, ws.config.gate.confidence)
+            compared = paired_metrics(ws, stage, cand_eval, base_eval, confidence=level)
+            paired = {d.metric: d for d in compared}
             unpaired = None
         except (ExampleScoresError, ValueError) as exc:
             unpaired = f"no interval: {exc}"
