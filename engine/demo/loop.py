@@ -8,13 +8,12 @@ pane; here each item is decided by its stage contract's checks, `contracts.check
 rules `cra data audit` counts: accepted when it breaks none, rejected naming the rules it
 breaks, and every note says no person read it); build the stage's frozen eval set (its newest
 tasks, which curation then holds out of train); curate a dataset; train a tiny adapter on the
-CPU (the demo config's `[training.hyper.scope]`: a few dozen steps at a learning rate a tiny
-model learns at); evaluate it
-against the base on that eval set, say each metric's paired difference and interval, and let the
-gate decide, which must pass it; promote it; roll it back. Then train a second candidate that
-cannot be better, the same run at a learning rate of 1e-12 (its LoRA update is nil, so it
-answers as the base does), evaluate it and say what the gate decides. A step that cannot go on
-raises with the reason.
+CPU (the demo config's `[training.hyper.scope]`: 200 steps at a learning rate a tiny model
+learns at); evaluate it against the base on that eval set, say the gate's decision with each
+metric's paired difference and interval, which must be a pass; promote it; roll it back.
+Then train a second candidate that cannot be better, the same run at a learning rate of 1e-12
+(its LoRA update is nil, so it answers as the base does), evaluate it and say what the gate
+decides. A step that cannot go on raises with the reason.
 """
 
 import json
