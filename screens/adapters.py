@@ -31,9 +31,6 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from app.widgets.confirm import ConfirmScreen
-from app.widgets.reason import ReasonScreen
-from app.widgets.text_modal import TextScreen
 from engine.adapters.lineage import trace_lines
 from engine.adapters.overview import (
     Confirmation,
@@ -59,6 +56,9 @@ from engine.terminal_text import neutralise
 from engine.workspace import Workspace
 from screens import PaneScreen
 from screens.adapter_differences import DifferencesScreen
+from screens.widgets.confirm import ConfirmScreen
+from screens.widgets.reason import ReasonScreen
+from screens.widgets.text_modal import TextScreen
 
 POLL_S = 1.0
 SERVING_POLL_S = 5.0

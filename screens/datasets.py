@@ -34,7 +34,6 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from app.widgets.confirm import ConfirmScreen
 from engine.errors import CraError
 from engine.evaluation.eval_set import EvalSetError, build_eval_set
 from engine.harness.progress import reopened
@@ -47,6 +46,7 @@ from engine.training_data.stages import LORA_STAGES
 from engine.training_data.train_plan import latest_plan, recorded_datasets
 from engine.workspace import Workspace
 from screens import PaneScreen
+from screens.widgets.confirm import ConfirmScreen
 
 POLL_S = 2.0
 # What a poll turns into a notification rather than a crash: refusals, a busy database, I/O.

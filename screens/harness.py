@@ -35,7 +35,6 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import DataTable, Input, Label, ProgressBar, Select, SelectionList, Static
 
-from app.widgets.confirm import ConfirmScreen
 from engine.errors import CraError
 from engine.harness.campaigns import (
     CampaignSpec,
@@ -70,6 +69,7 @@ from engine.terminal_text import neutralise
 from engine.workspace import Workspace
 from screens import PaneScreen
 from screens.harness_attempt import AttemptScreen
+from screens.widgets.confirm import ConfirmScreen
 
 POLL_S = 1.0
 PAGE_SIZE = 100

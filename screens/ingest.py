@@ -26,8 +26,6 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
-from app.widgets.confirm import ConfirmScreen
-from app.widgets.reason import ReasonScreen
 from engine.errors import CraError
 from engine.ingest import PackageNotValid, approve_package, list_corpus, reject_package
 from engine.manifest import MANIFEST_FILE
@@ -44,6 +42,8 @@ from screens.ingest_report import (
     mining_parts,
     plural,
 )
+from screens.widgets.confirm import ConfirmScreen
+from screens.widgets.reason import ReasonScreen
 
 Decision = Literal["approved", "rejected"]
 DRIVE_PREFIX = "drive:"

@@ -30,7 +30,6 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from app.widgets.confirm import ConfirmScreen
 from engine.errors import CraError
 from engine.harness.progress import reopened
 from engine.terminal_text import neutralise
@@ -60,6 +59,7 @@ from screens.review_view import (
     item_view,
     strip_table,
 )
+from screens.widgets.confirm import ConfirmScreen
 
 CACHE_ITEMS = 16
 # What a worker turns into a message rather than a crash: refusals, a busy database, I/O.

@@ -35,7 +35,6 @@ from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import DataTable, Input, Label, ProgressBar, Select, Static
 
-from app.widgets.confirm import ConfirmScreen
 from engine.errors import CraError
 from engine.harness.progress import reopened
 from engine.terminal_text import neutralise
@@ -48,6 +47,7 @@ from screens import PaneScreen
 from screens.harness import duration_text
 from screens.training_log import RING_LINES, LogView
 from screens.training_plot import LossPlot, number
+from screens.widgets.confirm import ConfirmScreen
 
 POLL_S = 0.5
 # What a worker turns into a message rather than a crash: refusals, a busy database, I/O.

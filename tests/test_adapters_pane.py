@@ -19,9 +19,6 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, OptionList, Static
 
 from app.app import CraApp
-from app.widgets.confirm import ConfirmScreen
-from app.widgets.reason import ReasonScreen
-from app.widgets.text_modal import TextScreen
 from engine.adapters.activation import history, resolve
 from engine.adapters.switch import promote_version
 from engine.evaluation.example_scores import paired_metrics
@@ -30,6 +27,9 @@ from engine.training_data.stages import LORA_STAGES
 from engine.workspace import Workspace
 from screens.adapter_differences import DifferencesScreen
 from screens.adapters import AdaptersScreen
+from screens.widgets.confirm import ConfirmScreen
+from screens.widgets.reason import ReasonScreen
+from screens.widgets.text_modal import TextScreen
 
 SIZE = (140, 40)
 STAGE = "scope"

@@ -13,7 +13,6 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Select, Static
 
 from app.app import CraApp
-from app.widgets.confirm import ConfirmScreen
 from engine.adapters.activation import history, resolve
 from engine.config import TrainingDataConfig
 from engine.demo.workspace import prepare_demo
@@ -21,6 +20,7 @@ from engine.training_data.stages import LORA_STAGES
 from screens.harness import NewCampaignScreen
 from screens.review import ReviewScreen
 from screens.training import StartRunScreen
+from screens.widgets.confirm import ConfirmScreen
 
 SIZE = (140, 45)
 ROUND = TrainingDataConfig().review_sample_size

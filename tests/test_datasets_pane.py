@@ -400,9 +400,9 @@ def test_datasets_empty_workspace(snap_compare, ws: Workspace) -> None:
 async def test_c_curates_what_the_spot_check_allows_after_asking(ws: Workspace) -> None:
     from test_training_runs import _item
 
-    from app.widgets.confirm import ConfirmScreen
     from engine.training_data.review import decide, draw_sample
     from engine.training_data.store import add_items
+    from screens.widgets.confirm import ConfirmScreen
 
     (ws.root / "cra.toml").write_text("[curation]\nmax_domain_share = 1.0\n", encoding="utf-8")
     ws = Workspace.open(ws.root)

@@ -35,7 +35,6 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static, TabbedContent
 
 from app.app import PANES, CraApp, Pane
-from app.widgets.confirm import ConfirmScreen
 from engine.harness.campaigns import CampaignSpec, campaign_row, create_campaign
 from engine.harness.progress import Clock
 from engine.ingest import approve_package
@@ -43,6 +42,7 @@ from engine.jobs import job_alive, latest_job
 from engine.workspace import Workspace
 from screens.harness import PAGE_SIZE, AttemptList, HarnessScreen, NewCampaignScreen
 from screens.harness_attempt import AttemptScreen
+from screens.widgets.confirm import ConfirmScreen
 
 SIZE = (120, 40)
 

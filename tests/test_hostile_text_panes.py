@@ -23,7 +23,6 @@ from textual.app import App
 from textual.pilot import Pilot
 
 from app.app import CraApp
-from app.widgets.confirm import ConfirmScreen
 from engine.adapters.activation import reject
 from engine.training.contract import LOG_FILE
 from engine.training_data.items import Message
@@ -33,6 +32,7 @@ from engine.workspace import Workspace
 from screens.harness import AttemptList
 from screens.harness_attempt import AttemptScreen
 from screens.review import ReviewScreen
+from screens.widgets.confirm import ConfirmScreen
 
 SIZE = (160, 50)
 

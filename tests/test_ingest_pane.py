@@ -14,13 +14,13 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static, TabbedContent
 
 from app.app import CraApp
-from app.widgets.confirm import ConfirmScreen
-from app.widgets.reason import ReasonScreen
 from engine.demo.hostile import edit_manifest, load_manifest_dict
 from engine.ingest import list_corpus
 from engine.workspace import Workspace
 from screens.help import HelpScreen
 from screens.ingest import IngestScreen
+from screens.widgets.confirm import ConfirmScreen
+from screens.widgets.reason import ReasonScreen
 
 SIZE = (120, 40)
 MINED_STAGES = [

@@ -23,7 +23,6 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from app.app import CraApp
-from app.widgets.confirm import ConfirmScreen
 from engine.adapters.activation import history, promote, resolve
 from engine.harness.campaigns import CampaignSpec, create_campaign, start_campaign
 from engine.harness.task_validation import validate_task
@@ -36,6 +35,7 @@ from engine.training_data.curate import curate
 from engine.training_data.derive import build_training_data
 from engine.training_data.review import decide, draw_sample
 from engine.workspace import Workspace
+from screens.widgets.confirm import ConfirmScreen
 
 SIZE = (140, 40)
 

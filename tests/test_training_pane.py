@@ -22,7 +22,6 @@ from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Select, Static
 
-from app.widgets.confirm import ConfirmScreen
 from engine.errors import CraError
 from engine.training.contract import (
     LOG_FILE,
@@ -39,6 +38,7 @@ from engine.workspace import Workspace
 from screens.training import StartRunScreen, TrainingScreen
 from screens.training_log import LogView, shown
 from screens.training_plot import LossPlot, braille_cells
+from screens.widgets.confirm import ConfirmScreen
 
 SIZE = (120, 40)
 DONE, RUNNING = 2, 3
