@@ -7,14 +7,13 @@ timestamps, so the snapshots are stable. Snapshots are 140 × 40; regenerate wit
 `pytest tests/test_adapters_pane.py --snapshot-update`, then read the SVGs' text.
 """
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from eval_fixtures import add_eval, add_version, examples
 from evidence_fixtures import scored_candidate
 from fake_vllm import FakeVllm
+from pilot_wait import until
 from textual.pilot import Pilot
 from textual.widgets import DataTable, OptionList, Static
 
@@ -113,14 +112,6 @@ def pane(pilot: Pilot) -> AdaptersScreen:
     screen = pilot.app.screen
     assert isinstance(screen, AdaptersScreen)
     return screen
-
-
-async def until(pilot: Pilot, check: Callable[[], bool], what: str, limit_s: float = 15) -> None:
-    deadline = time.monotonic() + limit_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never saw {what}")
-        await pilot.pause(0.05)
 
 
 def cell_texts(screen: AdaptersScreen, table: str) -> list[str]:

@@ -3,11 +3,11 @@ run a gold campaign, spot-check the examples it made, build the eval sets, curat
 adapter on the CPU, evaluate it, promote it, roll it back, and read the night in the report.
 Every part is real; the only stand-in is the tiny model itself."""
 
-import time
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import demo_counts
+from pilot_wait import until
 from test_ingest_pane import select, settled
 from textual.pilot import Pilot
 from textual.widgets import Input, Select, Static
@@ -23,19 +23,15 @@ from screens.training import StartRunScreen
 from screens.widgets.confirm import ConfirmScreen
 
 SIZE = (140, 45)
+wait = partial(until, limit_s=300)
+"""`until` with room for the loop's campaign, training and evals on a loaded machine."""
 ROUND = TrainingDataConfig().review_sample_size
 
 
-async def until(pilot: Pilot, what: str, check: Callable[[], bool], limit_s: float = 300) -> None:
-    deadline = time.monotonic() + limit_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        await pilot.pause(0.1)
-
-
 async def confirm(pilot: Pilot) -> None:
-    await until(pilot, "the question", lambda: isinstance(pilot.app.screen, ConfirmScreen), 30)
+    await wait(
+        pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), "the question", limit_s=30
+    )
     await pilot.press("y")
 
 
@@ -47,17 +43,17 @@ async def test_the_demo_loop_walks_through_the_console(tmp_path: Path) -> None:
         await select(pilot, ingest, drive / "textkit")
         await pilot.press("a")
         await confirm(pilot)
-        await until(pilot, "the approval", lambda: ws.db["packages"].count == 1)
+        await wait(pilot, lambda: ws.db["packages"].count == 1, "the approval")
 
         await pilot.press("2")
         await pilot.press("n")
-        await until(pilot, "the form", lambda: isinstance(app.screen, NewCampaignScreen), 30)
+        await wait(pilot, lambda: isinstance(app.screen, NewCampaignScreen), "the form", limit_s=30)
         app.screen.query_one("#form-temperatures", Input).value = "0"
         await pilot.press("ctrl+s")
-        await until(pilot, "the campaign", lambda: ws.db["campaigns"].count == 1)
+        await wait(pilot, lambda: ws.db["campaigns"].count == 1, "the campaign")
         await pilot.press("s")
-        await until(
-            pilot, "the campaign to finish", lambda: ws.db["campaigns"].get(1)["status"] == "done"
+        await wait(
+            pilot, lambda: ws.db["campaigns"].get(1)["status"] == "done", "the campaign to finish"
         )
         scope = demo_counts.SFT_EXAMPLES["scope"]
         assert ws.db["examples"].count_where("stage = 'scope'") == scope
@@ -65,67 +61,65 @@ async def test_the_demo_loop_walks_through_the_console(tmp_path: Path) -> None:
         await pilot.press("3")
         review = app.screen
         assert isinstance(review, ReviewScreen)
-        await until(pilot, "the review pane", lambda: review.stage is not None)
+        await wait(pilot, lambda: review.stage is not None, "the review pane")
         while review.stage != "scope":
             await pilot.press("right_square_bracket")
-        await until(pilot, "scope's status", lambda: review.settled)
+        await wait(pilot, lambda: review.settled, "scope's status")
         await pilot.press("d")
         await confirm(pilot)
-        await until(pilot, "the drawn round", lambda: review.round is not None and review.settled)
+        await wait(pilot, lambda: review.round is not None and review.settled, "the drawn round")
         for _ in range(len(review.items)):
             await pilot.press("a")
-            await until(pilot, "the decision to be written", lambda: review.settled)
-        await until(
+            await wait(pilot, lambda: review.settled, "the decision to be written")
+        await wait(
             pilot,
-            "every item accepted",
             lambda: ws.db["review_items"].count_where("decision = 'accept'") == ROUND,
+            "every item accepted",
         )
 
         await pilot.press("4")
         await pilot.press("e")
         await confirm(pilot)
-        await until(
-            pilot, "scope's eval set", lambda: ws.db["eval_sets"].count_where("stage = 'scope'")
+        await wait(
+            pilot, lambda: ws.db["eval_sets"].count_where("stage = 'scope'"), "scope's eval set"
         )
         await pilot.press("c")
         await confirm(pilot)
-        await until(pilot, "the dataset", lambda: ws.db["datasets"].count == 1)
+        await wait(pilot, lambda: ws.db["datasets"].count == 1, "the dataset")
 
         await pilot.press("5")
         await pilot.press("t")
-        await until(pilot, "the form", lambda: isinstance(app.screen, StartRunScreen), 30)
+        await wait(pilot, lambda: isinstance(app.screen, StartRunScreen), "the form", limit_s=30)
         form = app.screen
         form.query_one("#form-dataset", Input).value = "scope-d1"
         form.query_one("#form-stage", Select).value = "scope"
         form.query_one("#form-method", Select).value = "sft"
         await pilot.press("ctrl+s")
-        await until(pilot, "the run's candidate", lambda: ws.db["adapter_versions"].count == 1)
+        await wait(pilot, lambda: ws.db["adapter_versions"].count == 1, "the run's candidate")
 
         await pilot.press("6")
         stages = len(LORA_STAGES)
-        await until(
-            pilot, "the stages", lambda: app.screen.query_one("#stages").row_count == stages
-        )
+        await wait(pilot, lambda: app.screen.query_one("#stages").row_count == stages, "the stages")
         await pilot.press("down", "tab")
-        await until(pilot, "scope-v1 selected", lambda: app.screen.selected_version == "scope-v1")
+        await wait(pilot, lambda: app.screen.selected_version == "scope-v1", "scope-v1 selected")
         await pilot.press("e")
-        await until(pilot, "the gate", lambda: ws.db["gate_decisions"].count == 1)
+        await wait(pilot, lambda: ws.db["gate_decisions"].count == 1, "the gate")
         assert ws.db["gate_decisions"].get(1)["decision"] == "pass"
         await pilot.press("p")
         await confirm(pilot)
-        await until(pilot, "the promotion", lambda: resolve(ws, "scope") == "scope-v1")
+        await wait(pilot, lambda: resolve(ws, "scope") == "scope-v1", "the promotion")
         await pilot.press("r")
         await confirm(pilot)
-        await until(pilot, "the rollback", lambda: resolve(ws, "scope") == "reasoning")
+        await wait(pilot, lambda: resolve(ws, "scope") == "reasoning", "the rollback")
         assert [h["action"] for h in history(ws, "scope")] == ["promote", "rollback"]
 
         await pilot.press("7")
         report = app.screen.query_one("#report", Static)
-        await until(
+        await wait(
             pilot,
-            "the report",
             lambda: "Adapters · 1 promoted, 1 rolled back" in str(report.render()),
-            30,
+            "the report",
+            limit_s=30,
         )
         shown = str(report.render())
         assert "Packages · 1 approved, 0 rejected" in shown

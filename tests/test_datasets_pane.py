@@ -8,10 +8,10 @@ highlighted dataset's detail; every timestamp is fixed. Regenerate with
 
 import hashlib
 import io
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from pilot_wait import until
 from rich.console import Console
 from test_data_audit import SCOPE_OK, scope_item
 from test_train_plan import attempts
@@ -200,14 +200,6 @@ def fill(ws: Workspace) -> None:
             train_sources={"harness": 120, "synthetic": 780},
         ),
     )
-
-
-async def until(pilot: Pilot, condition: Callable[[], bool], what: str) -> None:
-    for _ in range(400):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 def text_of(screen: DatasetsScreen, selector: str) -> str:

@@ -12,11 +12,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+from pilot_wait import until
 from rich.console import Console
 from test_harness_progress import (
     DIFF,
@@ -89,14 +90,6 @@ def live_campaign(ws: Workspace, sleeper: subprocess.Popen) -> tuple[int, list[i
     add_worker(ws, first, 1, "execute", ids[6], "", "2025-06-01T12:29:00Z")
     add_worker(ws, first, 2, "idle", None, "", "2025-06-01T12:29:50Z")
     return first, ids
-
-
-async def until(pilot: Pilot, condition: Callable[[], bool], what: str) -> None:
-    for _ in range(400):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 async def open_pane(pilot: Pilot) -> HarnessScreen:

@@ -8,9 +8,11 @@ renders) must hold none of its controls raw, and show them as escapes.
 """
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from eval_fixtures import add_version
+from pilot_wait import until as wait_until
 from test_datasets_pane import PaneApp as DatasetsApp
 from test_datasets_pane import manifest, record
 from test_harness_progress import add_attempts, add_campaign, attempt, write_artifacts
@@ -46,12 +48,9 @@ def has_raw(app: App) -> bool:
     return any(raw in drawn(app) for raw in RAW)
 
 
-async def until(pilot: Pilot, condition, what: str) -> None:
-    for _ in range(600):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"gave up waiting for {what}:\n{drawn(pilot.app)}")
+async def until(pilot: Pilot, condition: Callable[[], bool], what: str) -> None:
+    """`pilot_wait.until`, failing with what the app drew."""
+    await wait_until(pilot, condition, what, detail=lambda: drawn(pilot.app))
 
 
 async def shows_neutralised(pilot: Pilot, *visible: str) -> None:

@@ -4,11 +4,11 @@ import io
 import re
 import shutil
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import demo_counts
 import pytest
+from pilot_wait import until
 from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static, TabbedContent
@@ -89,15 +89,6 @@ def hostile_package(valid_package: Path) -> Path:
     hook.write_text("#!/bin/sh\necho owned\n", encoding="utf-8")
     hook.chmod(0o755)
     return dest
-
-
-async def until(pilot: Pilot, condition: Callable[[], bool], what: str) -> None:
-    """Let the app run until `condition` holds; fail after a generous bound."""
-    for _ in range(1200):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 async def settled(pilot: Pilot, *packages: Path) -> IngestScreen:

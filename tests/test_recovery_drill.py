@@ -13,10 +13,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from eval_fixtures import add_version, pass_gate
 from fake_vllm import FakeVllm
+from pilot_wait import until
 from test_adapter_switch import DIE_AFTER_LOAD
 from test_campaigns import SLOW_PLANNER
 from textual.pilot import Pilot
@@ -38,6 +40,8 @@ from engine.workspace import Workspace
 from screens.widgets.confirm import ConfirmScreen
 
 SIZE = (140, 40)
+wait = partial(until, limit_s=240)
+"""`until` with room for the drill's campaign, run and switch on a loaded machine."""
 
 
 def _wait(what: str, check: Callable[[], bool], limit_s: float = 240) -> None:
@@ -46,14 +50,6 @@ def _wait(what: str, check: Callable[[], bool], limit_s: float = 240) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what}")
         time.sleep(0.1)
-
-
-async def _until(pilot: Pilot, what: str, check: Callable[[], bool], limit_s: float = 240) -> None:
-    deadline = time.monotonic() + limit_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        await pilot.pause(0.1)
 
 
 def _planning(ws: Workspace, calls: Path) -> bool:
@@ -154,48 +150,48 @@ async def test_killed_work_is_shown_true_and_finishes_once(
         ws = Workspace.open(ws.root)
         async with CraApp(ws, []).run_test(size=SIZE) as pilot:
             await pilot.press("2")
-            await _until(
+            await wait(
                 pilot,
-                "the interrupted campaign",
                 lambda: any("interrupted" in row for row in _rows(pilot, "#campaigns")),
+                "the interrupted campaign",
             )
             assert ws.db["attempts"].count_where("state = 'running'") == 0
             await pilot.press("s")
-            await _until(
+            await wait(
                 pilot,
-                "the campaign to finish",
                 lambda: ws.db["campaigns"].get(campaign_id)["status"] == "done",
+                "the campaign to finish",
             )
 
             await pilot.press("5")
-            await _until(
+            await wait(
                 pilot,
-                "the failed run",
                 lambda: any(" failed " in f" {row} " for row in _rows(pilot, "#runs")),
+                "the failed run",
             )
             await pilot.press("u")
-            await _until(
+            await wait(
                 pilot,
-                "the resumed run to finish",
                 lambda: ws.db["training_runs"].get(run_id)["status"] == "done",
+                "the resumed run to finish",
             )
 
             await pilot.press("6")
-            await _until(
+            await wait(
                 pilot,
-                "the interrupted switch in the history",
                 lambda: (
                     [h["action"] for h in history(ws, "precision")] == ["promote", "interrupted"]
                 ),
+                "the interrupted switch in the history",
             )
             await pilot.press("down", "down")
-            await _until(pilot, "precision's versions", lambda: len(_rows(pilot, "#versions")) == 2)
+            await wait(pilot, lambda: len(_rows(pilot, "#versions")) == 2, "precision's versions")
             assert any("interrupted" in row for row in _rows(pilot, "#history"))
             await pilot.press("tab")
             await pilot.press("p")
-            await _until(pilot, "the question", lambda: isinstance(pilot.app.screen, ConfirmScreen))
+            await wait(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), "the question")
             await pilot.press("y")
-            await _until(pilot, "the promotion", lambda: resolve(ws, "precision") == "precision-v2")
+            await wait(pilot, lambda: resolve(ws, "precision") == "precision-v2", "the promotion")
 
         # Nothing lost, nothing counted twice.
         attempts = list(ws.db["attempts"].rows_where("campaign_id = ?", [campaign_id]))

@@ -6,10 +6,10 @@ Every key is checked against the database the engine wrote, not against the pane
 
 import io
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from pilot_wait import until
 from rich.console import Console
 from rich.text import Text
 from test_review_engine import CHOSEN_CODE, REJECTED_CODE, edits, item, sft
@@ -53,14 +53,6 @@ def panes_with_seed(seed: int) -> list[Pane]:
         else p
         for p in PANES
     ]
-
-
-async def until(pilot: Pilot, condition: Callable[[], bool], what: str) -> None:
-    for _ in range(400):
-        if condition():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 async def open_pane(pilot: Pilot) -> ReviewScreen:

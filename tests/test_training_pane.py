@@ -12,11 +12,11 @@ SVGs' text.
 
 import io
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pilot_wait import until
 from rich.console import Console
 from textual.app import App
 from textual.pilot import Pilot
@@ -197,14 +197,6 @@ def fill(ws: Workspace) -> dict[int, Path]:
         DONE: add_run(ws, DONE, "scope-d1", "scope", "done", 40, result=done),
         RUNNING: add_run(ws, RUNNING, "execute_code-d1", "execute_code", "running", 24),
     }
-
-
-async def until(pilot: Pilot, condition: Callable[[], bool], what: str) -> None:
-    for _ in range(400):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 def pane(pilot: Pilot) -> TrainingScreen:
