@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import pre_tokenizers
 from transformers import GraniteConfig, GraniteForCausalLM, PreTrainedTokenizerFast
 
 from engine.demo.repo import DEMO_HISTORY
-from engine.training.tiny_model import CHAT_TEMPLATE, CORPUS, IM_END, IM_START, PAD, SPECIAL_TOKENS
+from engine.training.tiny_model import CORPUS, chat_tokenizer
 from engine.training_data.templates import TEMPLATES
 
 VOCAB_SIZE = 1024
@@ -115,29 +115,13 @@ def _tokenizer(conversations: list[Messages]) -> PreTrainedTokenizerFast:
         for path, text in commit.files.items():
             corpus += [path, text]
     corpus += [turn["content"] for conversation in conversations for turn in conversation]
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+    lines = pre_tokenizers.Sequence(
         [
             pre_tokenizers.Split("\n", behavior="merged_with_previous"),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    bpe.train_from_iterator(corpus, trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
-        eos_token=IM_END,
-        pad_token=PAD,
-        additional_special_tokens=[IM_START],
-        chat_template=CHAT_TEMPLATE,
-        model_max_length=MAX_POSITIONS,
-    )
+    return chat_tokenizer(corpus, VOCAB_SIZE, lines, max_length=MAX_POSITIONS)
 
 
 def _encoded(

@@ -7,6 +7,7 @@ template marks the assistant's turns with `{% generation %}` so TRL can train on
 eos is `<|im_end|>` and pad is `<|endoftext|>`. The same seed gives the same files.
 """
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -72,8 +73,21 @@ def build_tiny_model(out: Path, vocab_size: int = 512, seed: int = 0) -> Path:
 
 
 def _tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
+    return chat_tokenizer(
+        CORPUS, vocab_size, pre_tokenizers.ByteLevel(add_prefix_space=False), max_length=512
+    )
+
+
+def chat_tokenizer(
+    corpus: Iterable[str],
+    vocab_size: int,
+    pre_tokenizer: pre_tokenizers.PreTokenizer,
+    max_length: int,
+) -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained on `corpus` with the ChatML special tokens and chat template
+    the training worker expects; `pre_tokenizer` decides where words split."""
     bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.pre_tokenizer = pre_tokenizer
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -81,12 +95,12 @@ def _tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    bpe.train_from_iterator(CORPUS, trainer=trainer)
+    bpe.train_from_iterator(corpus, trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=bpe,
         eos_token=IM_END,
         pad_token=PAD,
         additional_special_tokens=[IM_START],
         chat_template=CHAT_TEMPLATE,
-        model_max_length=512,
+        model_max_length=max_length,
     )
