@@ -15,8 +15,10 @@ against the targets (issue 17, point 4):
   app, runs it headless at 120x40 and exits on `Ready`, the event Textual sends once the first
   frame is drawn. The console is the real `CraApp` on the empty workspace: within 2x.
 
-`cra` runs as its script does (`from app.cli import main; main()`), with this interpreter, so
-`PYTHONPATH` picks the checkout measured.
+`cra` runs as its script does (`from app.cli import main; main()`) with this interpreter; the
+code measured is the current directory's (`python -c` puts it first on the path), so run it from
+the checkout to measure. Opening the workspace alone (sqlite-utils and the config's models) is
+timed too: it is what every listing command is made of before it reads anything.
 """
 
 import argparse
@@ -73,6 +75,14 @@ FirstFrame(ws, usb_dirs=[]).run(headless=True, size=(120, 40))
 """
 
 
+OPEN_WORKSPACE = """
+import sqlite_utils
+from engine.workspace import Workspace
+
+Workspace.open(create=False, write=False)
+"""
+
+
 def cra(*args: str) -> list[str]:
     return [sys.executable, "-c", CRA, *args]
 
@@ -109,6 +119,7 @@ def main() -> None:
             "python -c 'import click'": python("import click"),
             "cra --help": cra("--help"),
             "python -c 'import sqlite_utils'": python("import sqlite_utils"),
+            "python: open the workspace": python(OPEN_WORKSPACE),
             "cra adapters list": cra("adapters", "list"),
             "cra train status": cra("train", "status"),
             "cra ingest list": cra("ingest", "list"),
@@ -132,16 +143,20 @@ def main() -> None:
     print("ratios against their floors (target):")
     checks = [
         ("cra --help", "python -c 'import click'", 3.0),
+        ("python: open the workspace", "python -c 'import sqlite_utils'", None),
         ("cra adapters list", "python -c 'import sqlite_utils'", 1.5),
         ("cra train status", "python -c 'import sqlite_utils'", 1.5),
         ("cra ingest list", "python -c 'import sqlite_utils'", 1.5),
         ("console, first frame", "minimal Textual app, first frame", 2.0),
-        ("console, first frame", "the same, importing sqlite_utils", 2.0),
+        ("console, first frame", "the same, importing sqlite_utils", None),
     ]
     for name, floor, target in checks:
         ratio = median[name] / median[floor]
-        verdict = "ok" if ratio <= target else "OVER"
-        print(f"  {name:<20} / {floor:<32} {ratio:5.2f}x  (<= {target:g}x) {verdict}")
+        if target is None:
+            print(f"  {name:<26} / {floor:<32} {ratio:5.2f}x")
+        else:
+            verdict = "ok" if ratio <= target else "OVER"
+            print(f"  {name:<26} / {floor:<32} {ratio:5.2f}x  (<= {target:g}x) {verdict}")
 
 
 if __name__ == "__main__":
