@@ -11,7 +11,6 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
@@ -19,10 +18,7 @@ from app.cli_common import PathArg, open_workspace
 from app.lazy_group import LazyCommand, LazyGroup
 from app.visible_output import install_visible_output, visible_output
 from engine.errors import CraError, WorkspaceError
-from engine.workspace import ENV_VAR
-
-if TYPE_CHECKING:
-    from engine.workspace import Workspace
+from engine.workspace import DB_FILE, ENV_VAR, Workspace, default_workspace_root
 
 LAZY_COMMANDS = {
     "adapters": LazyCommand(
@@ -84,7 +80,7 @@ class CraGroup(LazyGroup):
             sys.exit(1)
 
 
-def _workspace(ctx: click.Context, *, write: bool = True) -> "Workspace":
+def _workspace(ctx: click.Context, *, write: bool = True) -> Workspace:
     return open_workspace(ctx, write=write)
 
 
@@ -109,8 +105,6 @@ def cli(ctx: click.Context, workspace: Path | None) -> None:
 @click.pass_context
 def init(ctx: click.Context) -> None:
     """Make a new, empty workspace at --workspace (or the default folder)."""
-    from engine.workspace import DB_FILE, Workspace, default_workspace_root
-
     root = (ctx.obj["workspace"] or default_workspace_root()).expanduser().absolute()
     if (root / DB_FILE).exists():
         raise WorkspaceError(f"{root}: already a cra workspace (it has {DB_FILE}); nothing done")
@@ -399,7 +393,7 @@ def harness_run(
         _follow(ws, campaign_id)
 
 
-def _follow(ws: "Workspace", campaign_id: int) -> None:
+def _follow(ws: Workspace, campaign_id: int) -> None:
     """Print each attempt as it finishes until the campaign stops running."""
     from engine.harness.campaigns import campaign_row, reconcile_campaigns
 
