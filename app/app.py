@@ -18,14 +18,7 @@ from textual.notifications import SeverityLevel
 from engine.terminal_text import neutralise
 from engine.workspace import Workspace
 from screens import PaneScreen
-from screens.adapters import AdaptersScreen
-from screens.datasets import DatasetsScreen
-from screens.harness import HarnessScreen
 from screens.help import HelpScreen, binding_sections
-from screens.ingest import IngestScreen
-from screens.report import ReportScreen
-from screens.review import ReviewScreen
-from screens.training import TrainingScreen
 
 
 @dataclass(frozen=True)
@@ -38,14 +31,60 @@ class Pane:
     build: Callable[["CraApp"], PaneScreen]
 
 
+# Each pane's module is imported when its screen is first built, so the console's first frame
+# pays only for the pane it opens on.
+
+
+def _ingest(app: "CraApp") -> PaneScreen:
+    from screens.ingest import IngestScreen
+
+    return IngestScreen(app.workspace, app.usb_dirs)
+
+
+def _harness(app: "CraApp") -> PaneScreen:
+    from screens.harness import HarnessScreen
+
+    return HarnessScreen(app.workspace)
+
+
+def _review(app: "CraApp") -> PaneScreen:
+    from screens.review import ReviewScreen
+
+    return ReviewScreen(app.workspace)
+
+
+def _datasets(app: "CraApp") -> PaneScreen:
+    from screens.datasets import DatasetsScreen
+
+    return DatasetsScreen(app.workspace)
+
+
+def _training(app: "CraApp") -> PaneScreen:
+    from screens.training import TrainingScreen
+
+    return TrainingScreen(app.workspace)
+
+
+def _adapters(app: "CraApp") -> PaneScreen:
+    from screens.adapters import AdaptersScreen
+
+    return AdaptersScreen(app.workspace)
+
+
+def _report(app: "CraApp") -> PaneScreen:
+    from screens.report import ReportScreen
+
+    return ReportScreen(app.workspace)
+
+
 PANES: list[Pane] = [
-    Pane("1", "ingest", "Ingest", lambda app: IngestScreen(app.workspace, app.usb_dirs)),
-    Pane("2", "harness", "Harness", lambda app: HarnessScreen(app.workspace)),
-    Pane("3", "review", "Review", lambda app: ReviewScreen(app.workspace)),
-    Pane("4", "datasets", "Datasets", lambda app: DatasetsScreen(app.workspace)),
-    Pane("5", "training", "Training", lambda app: TrainingScreen(app.workspace)),
-    Pane("6", "adapters", "Adapters", lambda app: AdaptersScreen(app.workspace)),
-    Pane("7", "report", "Report", lambda app: ReportScreen(app.workspace)),
+    Pane("1", "ingest", "Ingest", _ingest),
+    Pane("2", "harness", "Harness", _harness),
+    Pane("3", "review", "Review", _review),
+    Pane("4", "datasets", "Datasets", _datasets),
+    Pane("5", "training", "Training", _training),
+    Pane("6", "adapters", "Adapters", _adapters),
+    Pane("7", "report", "Report", _report),
 ]
 
 

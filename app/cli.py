@@ -1,4 +1,10 @@
-"""`cra`: every console action as a scriptable subcommand."""
+"""`cra`: every console action as a scriptable subcommand.
+
+Start-up is kept small: the command groups that live in their own modules are registered in
+`LAZY_COMMANDS` and imported only when used (`app.lazy_group`), and this module imports nothing
+heavy at its top, so `cra --help` and `cra --version` load little more than click, and each
+command loads only what it runs on. `tests/test_cli_startup.py` holds that in a subprocess.
+"""
 
 import json
 import sys
@@ -8,26 +14,57 @@ from pathlib import Path
 
 import click
 
-from app.cli_adapters import adapters
 from app.cli_common import PathArg, open_workspace
-from app.cli_curate import curate_data, datasets
-from app.cli_data import data
-from app.cli_eval import eval_group
-from app.cli_logs import import_logs_command
-from app.cli_review import review
-from app.cli_serve import serve
-from app.cli_train import train
-from app.cli_train_plan import train_plan
-from app.output import echo_json
+from app.lazy_group import LazyCommand, LazyGroup
 from app.visible_output import install_visible_output, visible_output
 from engine.errors import CraError, WorkspaceError
-from engine.mining.settings import FilterSettings
-from engine.repopack.build import DEFAULT_PYTHON, DEFAULT_TEST_COMMAND
-from engine.repopack.wheels import DEFAULT_PLATFORM
 from engine.workspace import DB_FILE, ENV_VAR, Workspace, default_workspace_root
 
+LAZY_COMMANDS = {
+    "adapters": LazyCommand(
+        "app.cli_adapters:adapters",
+        "Adapter versions: which one serves each stage, and switching it.",
+    ),
+    "curate-data": LazyCommand(
+        "app.cli_curate:curate_data",
+        "Turn reviewed examples and pairs into datasets: dedup, holdout, balance, replay.",
+    ),
+    "data": LazyCommand(
+        "app.cli_data:data",
+        "Training examples and preference pairs in the workspace database.",
+    ),
+    "datasets": LazyCommand("app.cli_curate:datasets", "Curated datasets: list them, show one."),
+    "eval": LazyCommand("app.cli_eval:eval_group", "Eval runs and the eval gate (seed 004 §9)."),
+    "import-logs": LazyCommand(
+        "app.cli_logs:import_logs_command",
+        "Import RAW_DB, the agent's raw.sqlite (read-only): every run and call, and an SFT "
+        "example for each stage call of a successful run.",
+    ),
+    "package": LazyCommand(
+        "app.cli_package:package",
+        "Mine, filter and package the git repository REPO for the USB drive.",
+    ),
+    "review": LazyCommand(
+        "app.cli_review:review",
+        "Spot-check training items per stage before a dataset is curated.",
+    ),
+    "serve": LazyCommand(
+        "app.cli_serve:serve",
+        "One vLLM server per base, LoRA enabled, active adapters preloaded, runtime loads on.",
+    ),
+    "train": LazyCommand(
+        "app.cli_train:train",
+        "Training runs: start one on a curated dataset, stop, resume, follow it.",
+    ),
+    "train-plan": LazyCommand(
+        "app.cli_train_plan:train_plan",
+        "Judge every stage on harness attempts and logged runs; plan training for the weak ones.",
+    ),
+}
+"""The subcommands imported on use: name, where it lives, the first paragraph of its help."""
 
-class CraGroup(click.Group):
+
+class CraGroup(LazyGroup):
     """Turns operator errors into a one-line message and exit status 1, never a traceback;
     everything printed while it runs, click's own messages included, is neutralised."""
 
@@ -47,7 +84,8 @@ def _workspace(ctx: click.Context, *, write: bool = True) -> Workspace:
     return open_workspace(ctx, write=write)
 
 
-@click.group(cls=CraGroup)
+@click.group(cls=CraGroup, lazy=LAZY_COMMANDS)
+@click.version_option(package_name="cra-console", prog_name="cra")
 @click.option(
     "--workspace",
     type=PathArg(file_okay=False),
@@ -172,6 +210,7 @@ def _print_report(report) -> None:
 @click.pass_context
 def ingest_validate(ctx: click.Context, path: Path, as_json: bool) -> None:
     """Validate the repo package at PATH (exit 0 ok, 1 rejected, 2 usage error)."""
+    from app.output import echo_json
     from engine.validate import validate_package
 
     ws = _workspace(ctx, write=False)
@@ -259,132 +298,6 @@ def ingest_drives(ctx: click.Context, usb_dirs: tuple[Path, ...], as_json: bool)
         click.echo(f"{drive.path}")
         for pkg in drive.packages:
             click.echo(f"  {pkg}")
-
-
-def _option_problem(error) -> str:
-    """A pydantic error on a `cra package` option as `--option: reason`."""
-    if not error["loc"]:
-        return error["msg"].removeprefix("Value error, ")
-    option = "--" + str(error["loc"][0]).replace("_", "-")
-    return f"{option}: {error['msg'].removeprefix('Value error, ')}"
-
-
-@cli.command()
-@click.argument("repo", type=PathArg(file_okay=False))
-@click.option(
-    "--out",
-    required=True,
-    type=PathArg(),
-    help="Folder to write the package to; it must not exist yet.",
-)
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Oldest commit date to keep.")
-@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Newest commit date to keep.")
-@click.option(
-    "--min-files",
-    type=int,
-    default=FilterSettings.model_fields["min_files"].default,
-    show_default=True,
-    help="Fewest files a kept commit changes.",
-)
-@click.option(
-    "--max-files",
-    type=int,
-    default=FilterSettings.model_fields["max_files"].default,
-    show_default=True,
-    help="Most files a kept commit changes.",
-)
-@click.option(
-    "--max-lines",
-    type=int,
-    default=FilterSettings.model_fields["max_lines"].default,
-    show_default=True,
-    help="A kept commit changes fewer lines than this.",
-)
-@click.option(
-    "--python",
-    "python_version",
-    default=DEFAULT_PYTHON,
-    show_default=True,
-    help="Python version of the air-gapped machine.",
-)
-@click.option(
-    "--platform",
-    default=DEFAULT_PLATFORM,
-    show_default=True,
-    help="Platform of the air-gapped machine, for the wheels.",
-)
-@click.option(
-    "--test-command", default=DEFAULT_TEST_COMMAND, show_default=True, help="How to run the tests."
-)
-@click.option("--domain", required=True, help="Domain of the repository, for corpus balance.")
-@click.option("--license", "license_", help="License (default: what the repository declares).")
-@click.option("--name", help="Package name (default: the project's name).")
-@click.option(
-    "--wheels",
-    type=PathArg(exists=True, file_okay=False),
-    help="Take the wheels from this folder instead of downloading them with pip.",
-)
-@click.option(
-    "--test-group",
-    "test_groups",
-    multiple=True,
-    help="Extra or dependency group holding test requirements (repeatable; "
-    "default: test, tests, testing, else dev).",
-)
-@click.option("--report", is_flag=True, help="Print the attrition table and planning types.")
-def package(
-    repo: Path,
-    out: Path,
-    since: datetime | None,
-    until: datetime | None,
-    min_files: int,
-    max_files: int,
-    max_lines: int,
-    python_version: str,
-    platform: str,
-    test_command: str,
-    domain: str,
-    license_: str | None,
-    name: str | None,
-    wheels: Path | None,
-    test_groups: tuple[str, ...],
-    report: bool,
-) -> None:
-    """Mine, filter and package the git repository REPO for the USB drive."""
-    from pydantic import ValidationError
-
-    from engine.repopack.build import PackageOptions, package_repository
-    from engine.repopack.summary import report_lines, summary_lines
-
-    try:
-        filters = FilterSettings(
-            since=since.date() if since else None,
-            until=until.date() if until else None,
-            min_files=min_files,
-            max_files=max_files,
-            max_lines=max_lines,
-        )
-        options = PackageOptions(
-            repo=repo,
-            out=out,
-            domain=domain,
-            filters=filters,
-            python_version=python_version,
-            platform=platform,
-            test_command=test_command,
-            license=license_,
-            name=name,
-            wheels=wheels,
-            test_groups=test_groups,
-        )
-    except ValidationError as exc:
-        raise click.UsageError("\n".join(map(_option_problem, exc.errors()))) from exc
-    result = package_repository(options)
-    for line in summary_lines(result):
-        click.echo(line)
-    if report:
-        for line in report_lines(result):
-            click.echo(line)
 
 
 @cli.group()
@@ -559,21 +472,6 @@ def harness_status(ctx: click.Context) -> None:
         )
         shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         click.echo(f"campaign {campaign_id} {status}: {shown}" + (f" ({reason})" if reason else ""))
-
-
-for _command in (
-    data,
-    import_logs_command,
-    review,
-    train_plan,
-    curate_data,
-    datasets,
-    train,
-    adapters,
-    eval_group,
-    serve,
-):
-    cli.add_command(_command)
 
 
 def main() -> None:

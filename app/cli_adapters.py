@@ -1,4 +1,8 @@
-"""`cra adapters`: list versions, promote, roll back, reject, and name what serves a stage."""
+"""`cra adapters`: list versions, promote, roll back, reject, and name what serves a stage.
+
+Switching, watches and lineage are imported by the commands that use them: the watches load
+evaluation and curation, which listing versions does not need.
+"""
 
 import json
 from pathlib import Path
@@ -15,9 +19,6 @@ from engine.adapters.activation import (
     reject,
     resolve,
 )
-from engine.adapters.lineage import trace_lines
-from engine.adapters.switch import promote_version, reconcile_intents, rollback_stage
-from engine.adapters.watch import list_watches, reconcile_watches, watch_detail, watch_line
 from engine.training_data.stages import STAGES
 from engine.workspace import Workspace
 
@@ -62,6 +63,8 @@ def adapters_promote(
 ) -> None:
     """Make version NAME its stage's active one: gate and files checked, loaded on the server.
     Only a gate pass is promoted unless --override is given with a --reason."""
+    from engine.adapters.switch import promote_version
+
     result = promote_version(
         _workspace(ctx), name, operator=operator, reason=reason, override=override
     )
@@ -84,6 +87,8 @@ def adapters_rollback(
 ) -> None:
     """Withdraw STAGE's active version (--from NAME): the one before it serves again (the base
     after the first)."""
+    from engine.adapters.switch import rollback_stage
+
     ws = _workspace(ctx)
     if withdraw is None:
         active = active_row(ws, stage)
@@ -102,6 +107,8 @@ def adapters_rollback(
 def adapters_watch(ctx: click.Context, watch_id: int | None) -> None:
     """The end-to-end watches after promotions, newest first, one line each; with WATCH_ID,
     that watch and every task its two measurements disagree on."""
+    from engine.adapters.watch import list_watches, reconcile_watches, watch_detail, watch_line
+
     ws = _workspace(ctx, write=False)
     reconcile_watches(ws)
     if watch_id is not None:
@@ -121,6 +128,8 @@ def adapters_watch(ctx: click.Context, watch_id: int | None) -> None:
 @click.pass_context
 def adapters_trace(ctx: click.Context, name: str) -> None:
     """Version NAME's lineage: run, dataset, examples, attempts, commits, packages and hashes."""
+    from engine.adapters.lineage import trace_lines
+
     for line in trace_lines(_workspace(ctx, write=False), name):
         click.echo(line)
 
@@ -129,6 +138,8 @@ def adapters_trace(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def adapters_reconcile(ctx: click.Context) -> None:
     """Settle promotions and rollbacks whose process died mid-way."""
+    from engine.adapters.switch import reconcile_intents
+
     lines = reconcile_intents(_workspace(ctx))
     for line in lines or ["nothing to reconcile: no switch was interrupted"]:
         click.echo(line)

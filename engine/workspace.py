@@ -1,14 +1,21 @@
-"""A workspace: one folder holding the database, config, corpus, adapters and logs."""
+"""A workspace: one folder holding the database, config, corpus, adapters and logs.
+
+Importing this module is cheap: the config and database modules load when a workspace opens,
+because sqlite-utils loads pandas and numpy (about 0.4 s) and `cra --help` names
+`$CRA_WORKSPACE` without opening anything.
+"""
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import sqlite_utils
-
-from engine.config import CONFIG_FILE, Config, load_config
-from engine.db import open_db
 from engine.errors import WorkspaceError
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+    from engine.config import Config
 
 ENV_VAR = "CRA_WORKSPACE"
 DB_FILE = "cra.sqlite"
@@ -30,8 +37,8 @@ class Workspace:
     """An opened workspace: its folders, its validated config and its database."""
 
     root: Path
-    config: Config
-    db: sqlite_utils.Database
+    config: "Config"
+    db: "sqlite_utils.Database"
     read_only: str | None = None
     """Why the workspace was opened for reading only; None when it is writable."""
     created: bool = False
@@ -59,6 +66,8 @@ class Workspace:
 
     @property
     def config_path(self) -> Path:
+        from engine.config import CONFIG_FILE
+
         return self.root / CONFIG_FILE
 
     @classmethod
@@ -72,6 +81,9 @@ class Workspace:
         Without it, a folder that is not a workspace is refused. A read-only workspace (folder,
         database or media) opens for reading only; with `write` it is refused, saying why.
         """
+        from engine.config import CONFIG_FILE, load_config
+        from engine.db import open_db
+
         root = (root or default_workspace_root()).expanduser().absolute()
         if root.exists() and not root.is_dir():
             raise WorkspaceError(f"{root}: workspace must be a folder, found a file")

@@ -91,8 +91,12 @@ COMMANDS: dict[str, list[str] | None] = {
 
 
 def _leaf_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[str]:
+    """Every leaf command's path, through click's listing (`cli` loads its groups lazily, so
+    `group.commands` holds only those already loaded)."""
+    ctx = click.Context(group)
     found = []
-    for name, command in group.commands.items():
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
         if isinstance(command, click.Group):
             found += _leaf_commands(command, (*prefix, name))
         else:

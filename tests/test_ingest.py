@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import engine.ingest
+import engine.validate
 from engine.corpus import STAGING_DIR, folder_name
 from engine.demo.hostile import edit_manifest
 from engine.demo.repo import git_env
@@ -282,7 +282,7 @@ def test_wheel_changed_after_validation_is_refused(
             fh.write(b"\0")
         return report
 
-    monkeypatch.setattr(engine.ingest, "validate_package", validate_then_tamper)
+    monkeypatch.setattr(engine.validate, "validate_package", validate_then_tamper)
     with pytest.raises(IngestError, match=f"{wheel.name}: sha256 of the copy is"):
         approve_package(workspace, valid_package)
     assert list_corpus(workspace) == []
@@ -298,7 +298,7 @@ def test_manifest_changed_during_validation_is_refused(
             fh.write("\n")
         return validate_package(path, config)
 
-    monkeypatch.setattr(engine.ingest, "validate_package", tamper_then_validate)
+    monkeypatch.setattr(engine.validate, "validate_package", tamper_then_validate)
     with pytest.raises(IngestError, match="changed while the package was being validated"):
         approve_package(workspace, valid_package)
     assert list_corpus(workspace) == []
@@ -430,7 +430,7 @@ def test_reject_uses_the_report_given(
     def must_not_validate(path, config):
         raise AssertionError("the given report should be used")
 
-    monkeypatch.setattr(engine.ingest, "validate_package", must_not_validate)
+    monkeypatch.setattr(engine.validate, "validate_package", must_not_validate)
     decision = reject_package(workspace, valid_package, reason="seen enough", report=report)
     assert decision.report == report
     other = valid_package.parent / "other"

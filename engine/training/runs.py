@@ -48,7 +48,6 @@ from engine.training.registry import (
     read_result,
     register_candidate,
 )
-from engine.training_data.dataset_files import ROW_FILES, open_dataset, read_verified
 from engine.training_data.items import Kind
 from engine.training_data.stages import BaseModelKind, Stage, require_lora_stage
 from engine.workspace import Workspace
@@ -147,6 +146,9 @@ def build_spec(
     An execute_code DPO run continues the stage's SFT adapter (`from_version`, else the newest
     SFT version not rejected): its LoRA shape is that adapter's and it starts from its weights.
     """
+    # Imported here: dataset files cost about 0.1 s that `cra train status` does not need.
+    from engine.training_data.dataset_files import ROW_FILES, open_dataset, read_verified
+
     require_lora_stage(stage, "LoRA adapter to train")
     stored = open_dataset(ws, dataset_id)
     for name in ROW_FILES:

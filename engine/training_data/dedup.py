@@ -10,10 +10,12 @@ candidate). Rows are judged oldest first, so the oldest of a group is the one ke
 
 import zlib
 from collections.abc import Iterable, Sequence
-
-from datasketch import MinHash, MinHashLSH
+from typing import TYPE_CHECKING
 
 from engine.training_data.dataset_rows import DatasetRow
+
+if TYPE_CHECKING:
+    from datasketch import MinHash, MinHashLSH
 
 SHINGLE_WORDS = 3
 NUM_PERM = 128
@@ -57,12 +59,23 @@ def lsh_params(threshold: float, num_perm: int = NUM_PERM) -> tuple[int, int]:
     return num_perm, 1
 
 
-def _minhashes(all_sets: Sequence[frozenset[str]]) -> list[MinHash]:
+def _minhashes(all_sets: Sequence[frozenset[str]]) -> "list[MinHash]":
+    """One MinHash per shingle set. datasketch is imported here, not at the top: it loads
+    scipy (about 0.4 s), which every module that imports curation would otherwise pay."""
+    from datasketch import MinHash
+
     return MinHash.bulk(
         [[s.encode("utf-8") for s in sets] for sets in all_sets],
         num_perm=NUM_PERM,
         hashfunc=zlib.crc32,
     )
+
+
+def _index(threshold: float) -> "MinHashLSH":
+    """An empty MinHash LSH index tuned for `threshold` (see `lsh_params`)."""
+    from datasketch import MinHashLSH
+
+    return MinHashLSH(threshold=threshold, num_perm=NUM_PERM, params=lsh_params(threshold))
 
 
 def drop_near_to(
@@ -75,7 +88,7 @@ def drop_near_to(
     other_sets = [shingles(text) for text in others]
     row_sets = [shingles(row.text) for row in rows]
     hashes = _minhashes(other_sets + row_sets)
-    lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM, params=lsh_params(threshold))
+    lsh = _index(threshold)
     for index, sets in enumerate(other_sets):
         if sets:
             lsh.insert(index, hashes[index])
@@ -97,7 +110,7 @@ def drop_near(
     earlier_sets = [shingles(text) for text in earlier]
     all_sets = earlier_sets + row_sets
     hashes = _minhashes(all_sets)
-    lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM, params=lsh_params(threshold))
+    lsh = _index(threshold)
     stored: dict[int, frozenset[str]] = {}
 
     def similar(index: int) -> bool:
