@@ -15,8 +15,8 @@ from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.notifications import SeverityLevel
 
-from engine.terminal_text import neutralise
-from engine.workspace import Workspace
+from engine.core.terminal_text import neutralise
+from engine.core.workspace import Workspace
 from screens import PaneScreen
 from screens.help import HelpScreen, binding_sections
 

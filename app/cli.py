@@ -17,8 +17,8 @@ import click
 from app.cli_common import PathArg, open_workspace
 from app.lazy_group import LazyCommand, LazyGroup
 from app.visible_output import install_visible_output, visible_output
-from engine.errors import CraError, WorkspaceError
-from engine.workspace import DB_FILE, ENV_VAR, Workspace, default_workspace_root
+from engine.core.errors import CraError, WorkspaceError
+from engine.core.workspace import DB_FILE, ENV_VAR, Workspace, default_workspace_root
 
 LAZY_COMMANDS = {
     "adapters": LazyCommand(
@@ -164,7 +164,7 @@ def demo(ctx: click.Context, fresh: bool, no_open: bool, run_loop_too: bool) -> 
 @click.pass_context
 def report(ctx: click.Context, since: str) -> None:
     """The morning report: what happened since a time, from approvals to promotions."""
-    from engine.morning_report import morning_report, parse_since, report_text
+    from engine.reports.morning import morning_report, parse_since, report_text
 
     moment = parse_since(since, datetime.now(UTC))
     click.echo(report_text(morning_report(_workspace(ctx, write=False), moment), moment))
@@ -178,7 +178,7 @@ def manifest() -> None:
 @manifest.command("schema")
 def manifest_schema() -> None:
     """Print the JSON Schema of the current manifest version."""
-    from engine.manifest import manifest_json_schema
+    from engine.intake.manifest import manifest_json_schema
 
     click.echo(json.dumps(manifest_json_schema(), indent=2))
 
@@ -211,7 +211,7 @@ def _print_report(report) -> None:
 def ingest_validate(ctx: click.Context, path: Path, as_json: bool) -> None:
     """Validate the repo package at PATH (exit 0 ok, 1 rejected, 2 usage error)."""
     from app.output import echo_json
-    from engine.validate import validate_package
+    from engine.intake.validate import validate_package
 
     ws = _workspace(ctx, write=False)
     try:
@@ -231,7 +231,7 @@ def ingest_validate(ctx: click.Context, path: Path, as_json: bool) -> None:
 @click.pass_context
 def ingest_approve(ctx: click.Context, path: Path, operator: str | None) -> None:
     """Re-validate PATH and place it in the corpus."""
-    from engine.ingest import approve_package
+    from engine.intake.approval import approve_package
 
     result = approve_package(_workspace(ctx), path, operator=operator)
     if result.already_approved:
@@ -247,7 +247,7 @@ def ingest_approve(ctx: click.Context, path: Path, operator: str | None) -> None
 @click.pass_context
 def ingest_reject(ctx: click.Context, path: Path, reason: str, operator: str | None) -> None:
     """Record that PATH is rejected, with the reason."""
-    from engine.ingest import reject_package
+    from engine.intake.approval import reject_package
 
     decision = reject_package(_workspace(ctx), path, reason=reason, operator=operator)
     click.echo(f"{decision.name or path}: rejected ({decision.reason})")
@@ -258,7 +258,7 @@ def ingest_reject(ctx: click.Context, path: Path, reason: str, operator: str | N
 @click.pass_context
 def ingest_list(ctx: click.Context, as_json: bool) -> None:
     """Show the approved corpus."""
-    from engine.ingest import list_corpus
+    from engine.intake.approval import list_corpus
 
     entries = list_corpus(_workspace(ctx, write=False))
     if as_json:
@@ -285,7 +285,7 @@ def ingest_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def ingest_drives(ctx: click.Context, usb_dirs: tuple[Path, ...], as_json: bool) -> None:
     """Show the drives found under the mount roots and the packages on each."""
-    from engine.usb import scan_drives
+    from engine.intake.usb import scan_drives
 
     ws = _workspace(ctx, write=False)
     drives = scan_drives(ws.config.usb, list(usb_dirs))

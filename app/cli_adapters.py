@@ -19,8 +19,8 @@ from engine.adapters.activation import (
     reject,
     resolve,
 )
-from engine.training_data.stages import STAGES
-from engine.workspace import Workspace
+from engine.core.stages import STAGES
+from engine.core.workspace import Workspace
 
 
 def _workspace(ctx: click.Context, *, write: bool = True) -> Workspace:
@@ -63,7 +63,7 @@ def adapters_promote(
 ) -> None:
     """Make version NAME its stage's active one: gate and files checked, loaded on the server.
     Only a gate pass is promoted unless --override is given with a --reason."""
-    from engine.adapters.switch import promote_version
+    from engine.promotion.switch import promote_version
 
     result = promote_version(
         _workspace(ctx), name, operator=operator, reason=reason, override=override
@@ -87,7 +87,7 @@ def adapters_rollback(
 ) -> None:
     """Withdraw STAGE's active version (--from NAME): the one before it serves again (the base
     after the first)."""
-    from engine.adapters.switch import rollback_stage
+    from engine.promotion.switch import rollback_stage
 
     ws = _workspace(ctx)
     if withdraw is None:
@@ -107,7 +107,7 @@ def adapters_rollback(
 def adapters_watch(ctx: click.Context, watch_id: int | None) -> None:
     """The end-to-end watches after promotions, newest first, one line each; with WATCH_ID,
     that watch and every task its two measurements disagree on."""
-    from engine.adapters.watch import list_watches, reconcile_watches, watch_detail, watch_line
+    from engine.promotion.watch import list_watches, reconcile_watches, watch_detail, watch_line
 
     ws = _workspace(ctx, write=False)
     reconcile_watches(ws)
@@ -138,7 +138,7 @@ def adapters_trace(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def adapters_reconcile(ctx: click.Context) -> None:
     """Settle promotions and rollbacks whose process died mid-way."""
-    from engine.adapters.switch import reconcile_intents
+    from engine.promotion.switch import reconcile_intents
 
     lines = reconcile_intents(_workspace(ctx))
     for line in lines or ["nothing to reconcile: no switch was interrupted"]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from engine.workspace import Workspace
+from engine.core.workspace import Workspace
 
 
 def open_workspace(ctx: click.Context, *, write: bool = True) -> Workspace:

@@ -7,6 +7,8 @@ import click
 
 from app.cli_common import open_workspace
 from app.output import echo_json
+from engine.core.stages import STAGES
+from engine.core.workspace import Workspace
 from engine.training_data.curate import KINDS, CurateReport, curate
 from engine.training_data.dataset_files import (
     LINEAGE,
@@ -15,8 +17,6 @@ from engine.training_data.dataset_files import (
     open_dataset,
     read_verified,
 )
-from engine.training_data.stages import STAGES
-from engine.workspace import Workspace
 
 
 def _workspace(ctx: click.Context, *, write: bool = True) -> Workspace:

@@ -9,6 +9,10 @@ import click
 from app.cli_common import open_workspace
 from app.cli_eval_set import eval_set_group
 from engine.adapters.activation import version_row
+from engine.core.jobs import LIVE, job_alive
+from engine.core.stages import STAGES
+from engine.core.terminal_text import neutralise
+from engine.core.workspace import Workspace
 from engine.evaluation.evidence import (
     Differences,
     EvidenceError,
@@ -36,10 +40,6 @@ from engine.evaluation.runs import (
     start_eval,
     stop_eval,
 )
-from engine.jobs import LIVE, job_alive
-from engine.terminal_text import neutralise
-from engine.training_data.stages import STAGES
-from engine.workspace import Workspace
 
 UNDER_WAY = ("queued", "running")
 

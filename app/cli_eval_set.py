@@ -3,8 +3,8 @@
 import click
 
 from app.cli_common import open_workspace
+from engine.core.stages import LORA_STAGES
 from engine.evaluation.eval_set import build_eval_set, list_eval_sets
-from engine.training_data.stages import LORA_STAGES
 
 
 @click.group("set")

@@ -7,8 +7,8 @@ import click
 
 from app.cli_common import PathArg
 from engine.mining.settings import FilterSettings
-from engine.repopack.build import DEFAULT_PYTHON, DEFAULT_TEST_COMMAND
-from engine.repopack.wheels import DEFAULT_PLATFORM
+from engine.packaging.build import DEFAULT_PYTHON, DEFAULT_TEST_COMMAND
+from engine.packaging.wheels import DEFAULT_PLATFORM
 
 
 def _option_problem(error) -> str:
@@ -103,8 +103,8 @@ def package(
     """Mine, filter and package the git repository REPO for the USB drive."""
     from pydantic import ValidationError
 
-    from engine.repopack.build import PackageOptions, package_repository
-    from engine.repopack.summary import report_lines, summary_lines
+    from engine.packaging.build import PackageOptions, package_repository
+    from engine.packaging.summary import report_lines, summary_lines
 
     try:
         filters = FilterSettings(

@@ -12,11 +12,11 @@ import secrets
 import click
 
 from app.cli_common import open_workspace
+from engine.core.stages import STAGES
+from engine.core.workspace import Workspace
 from engine.training_data.guidelines import guideline_text
 from engine.training_data.review import DECISIONS, decide, draw_sample, round_summary, set_note
 from engine.training_data.review_status import RoundItem, round_items, stage_statuses
-from engine.training_data.stages import STAGES
-from engine.workspace import Workspace
 
 DECISION_MARK = {"accept": "accept", "reject": "REJECT", "flip": "flip", "skip": "skip"}
 

@@ -9,10 +9,10 @@ import time
 import click
 
 from app.cli_common import open_workspace
-from engine.errors import CraError
+from engine.core.errors import CraError
+from engine.core.workspace import Workspace
 from engine.serving.command import ServeCommand, cpu_serve_commands, serve_commands
 from engine.serving.status import serving_status
-from engine.workspace import Workspace
 
 
 def _shell_line(command: ServeCommand) -> str:

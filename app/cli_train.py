@@ -7,6 +7,8 @@ from typing import Any
 import click
 
 from app.cli_common import open_workspace
+from engine.core.stages import STAGES
+from engine.core.workspace import Workspace
 from engine.training.contract import RunSpec
 from engine.training.registry import last_step, read_result
 from engine.training.runs import (
@@ -18,8 +20,6 @@ from engine.training.runs import (
     start_run,
     stop_run,
 )
-from engine.training_data.stages import STAGES
-from engine.workspace import Workspace
 
 
 def _workspace(ctx: click.Context, *, write: bool = True) -> Workspace:

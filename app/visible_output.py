@@ -1,4 +1,4 @@
-"""The CLI's stdout and stderr pass every write through `engine.terminal_text.neutralise`.
+"""The CLI's stdout and stderr pass every write through `engine.core.terminal_text.neutralise`.
 
 Commands print commit subjects, test ids, logged prompts, server replies: text from outside.
 Rather than trust every `click.echo` to remember, `cra` swaps both streams for the whole process
@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 from typing import TextIO
 
-from engine.terminal_text import neutralise
+from engine.core.terminal_text import neutralise
 
 
 class _VisibleStream(io.TextIOBase):

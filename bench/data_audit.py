@@ -19,10 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from engine.core.workspace import Workspace
 from engine.training_data.audit import audit
 from engine.training_data.items import Message, TrainingItem
 from engine.training_data.store import insert_items
-from engine.workspace import Workspace
 
 SIZES = {
     "task_analysis": 1_000,

@@ -34,11 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.config import DEFAULT_MINIMUMS, GateConfig
+from engine.core.config import DEFAULT_MINIMUMS, GateConfig
+from engine.core.timestamps import utc_now
+from engine.core.workspace import Workspace
 from engine.evaluation.gate import Power, decide, judge, metric_confidence
 from engine.evaluation.paired import Counts, PairedDifference, compare_counts
-from engine.timestamps import utc_now
-from engine.workspace import Workspace
 
 SIZES = (50, 200, 500)
 EFFECTS = (0.0, 0.05, 0.10)

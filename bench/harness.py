@@ -22,16 +22,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.corpus import remove_tree
+from engine.core.workspace import ENVS_DIR, Workspace
 from engine.demo.package import build_package, build_wheels
 from engine.demo.wheels import repack_installed, runtime_closure
 from engine.harness.attempts import run_attempt, validated_task
 from engine.harness.campaigns import CampaignSpec, create_campaign
-from engine.harness.environments import ENVS_DIR, ensure_env, env_key
+from engine.harness.environments import ensure_env, env_key
 from engine.harness.package import CorpusPackage, load_package
-from engine.ingest import approve_package
-from engine.uvtool import find_python, offline_install_args, run_uv, write_requirements
-from engine.workspace import Workspace
+from engine.intake.approval import approve_package
+from engine.intake.corpus import remove_tree
+from engine.isolation.uvtool import find_python, offline_install_args, run_uv, write_requirements
 
 
 def bare_install(package_dir: Path, requirements: list[str], python: str, scratch: Path) -> float:

@@ -35,6 +35,7 @@ from textual.widgets import Static
 
 import app.app as app_module
 from app.app import CraApp
+from engine.core.workspace import Workspace
 from engine.harness.progress import (
     attempt_count,
     attempt_page,
@@ -43,7 +44,6 @@ from engine.harness.progress import (
     package_progress,
     worker_lines,
 )
-from engine.workspace import Workspace
 from screens.harness import PAGE_SIZE, AttemptList
 
 SIZE = (120, 40)

@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from engine.gitsafe import git_argv, safe_git_env
+from engine.isolation.gitsafe import git_argv, safe_git_env
 from engine.mining import FilterSettings, MiningResult, mine_commits
 
 

@@ -34,11 +34,11 @@ from textual.widgets import Static
 
 import app.app as app_module
 from app.app import CraApp
-from engine.timestamps import utc_now
+from engine.core.timestamps import utc_now
+from engine.core.workspace import Workspace
 from engine.training_data.review import draw_sample
 from engine.training_data.review_status import latest_round_items, stage_counts, stage_statuses
 from engine.training_data.store import load_item
-from engine.workspace import Workspace
 from screens.review_lines import RowsView
 from screens.review_view import item_view
 

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.sandbox import python_paths, run_sandboxed
+from engine.isolation.sandbox import python_paths, run_sandboxed
 
 TESTS = "import pytest\n\n\n@pytest.mark.parametrize('n', range(50))\ndef test_n(n):\n    pass\n"
 

@@ -56,7 +56,7 @@ import sys
 from pathlib import Path
 
 from app.app import CraApp
-from engine.workspace import Workspace
+from engine.core.workspace import Workspace
 
 imported = time.perf_counter()
 
@@ -77,7 +77,7 @@ FirstFrame(ws, usb_dirs=[]).run(headless=True, size=(120, 40))
 
 OPEN_WORKSPACE = """
 import sqlite_utils
-from engine.workspace import Workspace
+from engine.core.workspace import Workspace
 
 Workspace.open(create=False, write=False)
 """

@@ -41,8 +41,8 @@ from textual.binding import Binding
 from textual.pilot import Pilot
 from textual.widgets import Static
 
+from engine.core.workspace import Workspace
 from engine.training.contract import LOG_FILE, METRICS_FILE, SPEC_FILE, Hyper, RunSpec, StepRecord
-from engine.workspace import Workspace
 from screens.training import TrainingScreen
 from screens.training_log import MARKER, LogView
 

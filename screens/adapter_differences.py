@@ -20,7 +20,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
-from engine.errors import CraError
+from engine.core.errors import CraError
+from engine.core.terminal_text import neutralise
+from engine.core.workspace import Workspace
 from engine.evaluation.evidence import (
     Differences,
     DifferingExample,
@@ -31,8 +33,6 @@ from engine.evaluation.evidence import (
     version_evidence,
 )
 from engine.harness.progress import reopened
-from engine.terminal_text import neutralise
-from engine.workspace import Workspace
 
 PROMPT_CHARS = 600
 ROW_CHARS = 48

@@ -32,7 +32,14 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from engine.adapters.lineage import trace_lines
-from engine.adapters.overview import (
+from engine.core.errors import CraError
+from engine.core.terminal_text import neutralise
+from engine.core.workspace import Workspace
+from engine.evaluation.evidence import VersionEvidence, version_evidence
+from engine.evaluation.paired import PairedDifference
+from engine.evaluation.runs import reconcile_evals, start_eval
+from engine.harness.progress import reopened
+from engine.promotion.overview import (
     Confirmation,
     StageView,
     VersionLine,
@@ -40,20 +47,13 @@ from engine.adapters.overview import (
     rollback_text,
     stage_views,
 )
-from engine.adapters.switch import (
+from engine.promotion.switch import (
     SwitchResult,
     promote_version,
     reconcile_intents,
     rollback_stage,
 )
-from engine.errors import CraError
-from engine.evaluation.evidence import VersionEvidence, version_evidence
-from engine.evaluation.paired import PairedDifference
-from engine.evaluation.runs import reconcile_evals, start_eval
-from engine.harness.progress import reopened
 from engine.serving.status import ServerStatus, serving_status
-from engine.terminal_text import neutralise
-from engine.workspace import Workspace
 from screens import PaneScreen
 from screens.adapter_differences import DifferencesScreen
 from screens.widgets.confirm import ConfirmScreen

@@ -34,17 +34,17 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from engine.errors import CraError
+from engine.core.errors import CraError
+from engine.core.stages import LORA_STAGES
+from engine.core.terminal_text import neutralise
+from engine.core.workspace import Workspace
 from engine.evaluation.eval_set import EvalSetError, build_eval_set
 from engine.harness.progress import reopened
-from engine.terminal_text import neutralise
 from engine.training_data.audit import AuditReport, StageAudit, audit, examples_signature
 from engine.training_data.curate import curate
 from engine.training_data.dataset_manifest import DatasetManifest
 from engine.training_data.plan_model import TrainingPlan
-from engine.training_data.stages import LORA_STAGES
 from engine.training_data.train_plan import latest_plan, recorded_datasets
-from engine.workspace import Workspace
 from screens import PaneScreen
 from screens.widgets.confirm import ConfirmScreen
 

@@ -35,7 +35,9 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import DataTable, Input, Label, ProgressBar, Select, SelectionList, Static
 
-from engine.errors import CraError
+from engine.core.errors import CraError
+from engine.core.terminal_text import neutralise
+from engine.core.workspace import Workspace
 from engine.harness.campaigns import (
     CampaignSpec,
     create_campaign,
@@ -64,9 +66,7 @@ from engine.harness.progress import (
     wall_clock,
     worker_lines,
 )
-from engine.ingest import list_corpus
-from engine.terminal_text import neutralise
-from engine.workspace import Workspace
+from engine.intake.approval import list_corpus
 from screens import PaneScreen
 from screens.harness_attempt import AttemptScreen
 from screens.widgets.confirm import ConfirmScreen

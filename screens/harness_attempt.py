@@ -19,7 +19,9 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
-from engine.errors import CraError
+from engine.core.errors import CraError
+from engine.core.terminal_text import neutralise
+from engine.core.workspace import Workspace
 from engine.harness.plan import Plan
 from engine.harness.progress import (
     ALIGNMENT_KEYS,
@@ -28,8 +30,6 @@ from engine.harness.progress import (
     attempt_detail,
     reopened,
 )
-from engine.terminal_text import neutralise
-from engine.workspace import Workspace
 
 TABS = [
     ("plan", "Plan", "p"),

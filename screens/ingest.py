@@ -6,7 +6,7 @@ planning-type mix, the style score and the plan artifacts from its manifest); `c
 switch between them.
 
 Everything slow runs in workers that only post messages: the USB watcher (async, over
-`engine.usb.watch_drives`), one validation thread per package, and the approve/reject calls.
+`engine.intake.usb.watch_drives`), one validation thread per package, and the approve/reject calls.
 Reports are cached per package path and manifest mtime, so rescans never revalidate.
 """
 
@@ -26,14 +26,14 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
-from engine.errors import CraError
-from engine.ingest import PackageNotValid, approve_package, list_corpus, reject_package
-from engine.manifest import MANIFEST_FILE
-from engine.report import ValidationReport
-from engine.terminal_text import neutralise
-from engine.usb import Drive, watch_drives
-from engine.validate import validate_package
-from engine.workspace import Workspace
+from engine.core.errors import CraError
+from engine.core.terminal_text import neutralise
+from engine.core.workspace import Workspace
+from engine.intake.approval import PackageNotValid, approve_package, list_corpus, reject_package
+from engine.intake.manifest import MANIFEST_FILE
+from engine.intake.usb import Drive, watch_drives
+from engine.intake.validate import validate_package
+from engine.intake.validation_report import ValidationReport
 from screens import PaneScreen
 from screens.ingest_report import (
     checks_parts,

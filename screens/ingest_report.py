@@ -13,9 +13,9 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from engine.manifest import FilterStage, PlanArtifact, PlanningType, StyleScore
-from engine.report import PackageSummary, ValidationReport
-from engine.terminal_text import neutralise
+from engine.core.terminal_text import neutralise
+from engine.intake.manifest import FilterStage, PlanArtifact, PlanningType, StyleScore
+from engine.intake.validation_report import PackageSummary, ValidationReport
 
 PLANNING_BAR_WIDTH = 20
 STRONG_STYLE_SCORE = 75  # seed 004 §6.7: repos scoring 75-100 are strong candidates

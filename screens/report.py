@@ -16,11 +16,11 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Static
 
-from engine.errors import CraError
+from engine.core.errors import CraError
+from engine.core.terminal_text import neutralise
+from engine.core.workspace import Workspace
 from engine.harness.progress import reopened
-from engine.morning_report import morning_report, report_text
-from engine.terminal_text import neutralise
-from engine.workspace import Workspace
+from engine.reports.morning import morning_report, report_text
 from screens import PaneScreen
 
 WINDOWS = (

@@ -30,9 +30,11 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from engine.errors import CraError
+from engine.core.errors import CraError
+from engine.core.stages import STAGES, Stage
+from engine.core.terminal_text import neutralise
+from engine.core.workspace import Workspace
 from engine.harness.progress import reopened
-from engine.terminal_text import neutralise
 from engine.training_data.review import (
     Decision,
     RoundSummary,
@@ -46,9 +48,7 @@ from engine.training_data.review_status import (
     latest_round_items,
     stage_statuses,
 )
-from engine.training_data.stages import STAGES, Stage
 from engine.training_data.store import load_item
-from engine.workspace import Workspace
 from screens import PaneScreen
 from screens.review_lines import RowsView
 from screens.review_view import (

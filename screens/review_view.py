@@ -22,12 +22,12 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from engine.terminal_text import neutralise
+from engine.core.stages import BASE_TUNE_STAGES, Stage
+from engine.core.terminal_text import neutralise
 from engine.training_data.guidelines import GUIDELINES, guideline_sections
 from engine.training_data.items import Message, StoredItem
 from engine.training_data.review import RoundSummary
 from engine.training_data.review_status import RoundItem, StageStatus
-from engine.training_data.stages import BASE_TUNE_STAGES, Stage
 from screens.review_lines import Row
 
 DECISION_MARK = {

@@ -35,14 +35,14 @@ from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import DataTable, Input, Label, ProgressBar, Select, Static
 
-from engine.errors import CraError
+from engine.core.errors import CraError
+from engine.core.stages import LORA_STAGES
+from engine.core.terminal_text import neutralise
+from engine.core.workspace import Workspace
 from engine.harness.progress import reopened
-from engine.terminal_text import neutralise
 from engine.training.contract import LOG_FILE
 from engine.training.log_tail import LogTail, TailRead
 from engine.training.run_view import TERMINAL, RunRow, RunState, RunView, recent_runs
-from engine.training_data.stages import LORA_STAGES
-from engine.workspace import Workspace
 from screens import PaneScreen
 from screens.harness import duration_text
 from screens.training_log import RING_LINES, LogView

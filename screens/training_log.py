@@ -3,7 +3,7 @@
 The view keeps at most `capacity` lines, however long the log, and draws only those in view.
 Each line is made safe to draw when it arrives: a progress bar's frames overwrite each other
 with `\\r`, so only the last frame is kept, after a visible `\\x0d` that says earlier ones were
-there; every other control character is shown as its escape (`engine.terminal_text`), tabs
+there; every other control character is shown as its escape (`engine.core.terminal_text`), tabs
 are expanded, at most `MAX_SHOWN` characters. The unfinished last line of the log is drawn
 dimmed under the rest.
 
@@ -18,7 +18,7 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from engine.terminal_text import neutralise
+from engine.core.terminal_text import neutralise
 from engine.training.log_tail import LineRing, TailRead
 from screens.datasets import size_text
 

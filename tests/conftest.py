@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from engine.core.workspace import Workspace
 from engine.demo.package import build_package, build_wheels
 from engine.demo.repo import DEMO_HISTORY
-from engine.workspace import Workspace
 
 SHORT_HISTORY = 8
 """The demo's first commits, up to its README update: the textkit of slugify, word_counts and

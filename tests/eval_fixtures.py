@@ -5,14 +5,14 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from engine.core.hashing import sha256_file
+from engine.core.timestamps import utc_now
+from engine.core.workspace import Workspace
 from engine.evaluation.gate import BASE
-from engine.timestamps import utc_now
-from engine.training.registry import sha256_file
 from engine.training_data.items import Message, TrainingItem
 from engine.training_data.review import decide as review_decide
 from engine.training_data.review import draw_sample
 from engine.training_data.store import item_from_row
-from engine.workspace import Workspace
 
 
 def add_version(

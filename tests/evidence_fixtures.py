@@ -14,13 +14,13 @@ from typing import Any
 
 from eval_fixtures import add_version
 
+from engine.core.workspace import Workspace
 from engine.evaluation.eval_set import EvalSet, build_eval_set, load_eval_set
 from engine.evaluation.example_scores import ExampleScore, line_key
 from engine.evaluation.gate import BASE, decide
 from engine.evaluation.metrics import aggregate, score_row
 from engine.training_data.items import Message, TrainingItem
 from engine.training_data.store import add_items
-from engine.workspace import Workspace
 
 STAGE = "scope"
 HOSTILE = "[bold red]pwned[/] \x1b[2J\x1b]0;owned\x07 done"

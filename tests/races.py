@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.errors import CraError
-from engine.jobs import job_alive, job_lock
-from engine.workspace import Workspace
+from engine.core.errors import CraError
+from engine.core.jobs import job_alive, job_lock
+from engine.core.workspace import Workspace
 
 ROUNDS = 20
 WAIT_S = 120

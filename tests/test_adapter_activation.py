@@ -31,10 +31,10 @@ from engine.adapters.activation import (
     rollback,
     version_row,
 )
-from engine.timestamps import utc_now
-from engine.training.registry import sha256_file
-from engine.training_data.stages import NotALoraStage
-from engine.workspace import Workspace
+from engine.core.hashing import sha256_file
+from engine.core.stages import NotALoraStage
+from engine.core.timestamps import utc_now
+from engine.core.workspace import Workspace
 
 if adapters.name not in cli.commands:
     cli.add_command(adapters)
@@ -311,7 +311,7 @@ WORKER = textwrap.dedent(
     from engine.adapters.activation import (
         ActivationError, StageChangedError, promote, resolve, rollback,
     )
-    from engine.workspace import Workspace
+    from engine.core.workspace import Workspace
 
     ws = Workspace.open(Path(sys.argv[1]))
     role, rounds = sys.argv[2], int(sys.argv[3])

@@ -28,11 +28,11 @@ from engine.adapters.activation import (
     resolve,
     version_row,
 )
-from engine.adapters.switch import promote_version, reconcile_intents, rollback_stage
+from engine.core.workspace import Workspace
 from engine.evaluation.gate import latest_decision, target_name
+from engine.promotion.switch import promote_version, reconcile_intents, rollback_stage
 from engine.serving.status import serving_status
 from engine.serving.vllm_client import ServingError
-from engine.workspace import Workspace
 
 STAGE = "scope"
 
@@ -137,9 +137,9 @@ DIE_AFTER_LOAD = textwrap.dedent(
     """
     import os, sys
     from pathlib import Path
-    from engine.adapters import switch
+    from engine.promotion import switch
     from engine.adapters.activation import version_row
-    from engine.workspace import Workspace
+    from engine.core.workspace import Workspace
 
     def load_then_die(ws, name, operator=None, reason="", sync=None, check=None, override=None):
         sync(version_row(ws, name))

@@ -19,11 +19,11 @@ from textual.widgets import DataTable, OptionList, Static
 
 from app.app import CraApp
 from engine.adapters.activation import history, resolve
-from engine.adapters.switch import promote_version
+from engine.core.stages import LORA_STAGES
+from engine.core.workspace import Workspace
 from engine.evaluation.example_scores import paired_metrics
 from engine.evaluation.runs import eval_row
-from engine.training_data.stages import LORA_STAGES
-from engine.workspace import Workspace
+from engine.promotion.switch import promote_version
 from screens.adapter_differences import DifferencesScreen
 from screens.adapters import AdaptersScreen
 from screens.widgets.confirm import ConfirmScreen

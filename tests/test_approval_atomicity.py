@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.corpus import STAGING_DIR, folder_name
-from engine.ingest import approve_package, decision_history, list_corpus
-from engine.manifest import MANIFEST_FILE
-from engine.workspace import Workspace
+from engine.core.workspace import Workspace
+from engine.intake.approval import approve_package, decision_history, list_corpus
+from engine.intake.corpus import STAGING_DIR, folder_name
+from engine.intake.manifest import MANIFEST_FILE
 
 CHILD = """
 import importlib, os, signal, sys
@@ -38,8 +38,8 @@ def die_at_the_nth_call(*args, **kwargs):
 
 setattr(module, attr, die_at_the_nth_call)
 
-from engine.ingest import approve_package
-from engine.workspace import Workspace
+from engine.intake.approval import approve_package
+from engine.core.workspace import Workspace
 
 approve_package(Workspace.open(Path(workspace)), Path(package))
 sys.exit(3)
@@ -78,7 +78,9 @@ def assert_retry_recovers(ws: Workspace, package: Path, leftovers: list[Path]) -
 def test_kill_mid_copy_leaves_nothing_listed_and_the_retry_succeeds(
     workspace: Workspace, valid_package: Path, wheels_copied: int
 ):
-    approve_and_die(workspace, valid_package, "engine.corpus.copy_file", wheels_copied, "after")
+    approve_and_die(
+        workspace, valid_package, "engine.intake.corpus.copy_file", wheels_copied, "after"
+    )
 
     assert list_corpus(workspace) == []
     assert decision_history(workspace) == []
@@ -90,7 +92,7 @@ def test_kill_mid_copy_leaves_nothing_listed_and_the_retry_succeeds(
 
 
 def test_kill_after_staging_before_rename(workspace: Workspace, valid_package: Path):
-    approve_and_die(workspace, valid_package, "engine.corpus.rebuild_repo", 1, "after")
+    approve_and_die(workspace, valid_package, "engine.intake.corpus.rebuild_repo", 1, "after")
 
     assert list_corpus(workspace) == []
     assert package_folders(workspace, "textkit") == []
@@ -100,7 +102,7 @@ def test_kill_after_staging_before_rename(workspace: Workspace, valid_package: P
 
 
 def test_kill_between_rename_and_db_commit(workspace: Workspace, valid_package: Path):
-    approve_and_die(workspace, valid_package, "engine.ingest.record_approval", 1, "before")
+    approve_and_die(workspace, valid_package, "engine.intake.approval.record_approval", 1, "before")
 
     digest = hashlib.sha256((valid_package / MANIFEST_FILE).read_bytes()).hexdigest()
     orphan = workspace.corpus_dir / folder_name("textkit", digest)

@@ -21,11 +21,10 @@ from click.testing import CliRunner, Result
 from readonly_mount import cra_with_read_only, read_only_mounts_work
 
 from app.cli import cli
-from engine.db import APPLICATION_ID
+from engine.core.db import APPLICATION_ID
+from engine.core.workspace import DB_FILE, LOCKS_DIR, Workspace
 from engine.harness.campaigns import create_campaign, parse_spec
 from engine.harness.package import HarnessError
-from engine.jobs import LOCKS_DIR
-from engine.workspace import DB_FILE, Workspace
 
 PKG = "/nonexistent-cra-package"
 
@@ -111,7 +110,7 @@ def test_every_subcommand_has_a_row():
 
 def _tree_digest(root: Path) -> dict[str, str]:
     """Every file and folder under `root` with its content hash and mode, but `locks/`: its
-    files are empty, made on a lock's first use (`engine/jobs.py`), and hold no state."""
+    files are empty, made on a lock's first use (`engine/core/jobs.py`), and hold no state."""
     if not root.exists():
         return {}
     found = {".": f"dir {root.stat().st_mode:o}"}

@@ -13,11 +13,11 @@ from click.testing import CliRunner
 
 from app.cli import cli
 from app.cli_data import data
+from engine.core.workspace import Workspace
 from engine.training_data.base_export import BaseExportError, export_base
 from engine.training_data.items import Message, TrainingItem
 from engine.training_data.review import decide, draw_sample
 from engine.training_data.store import add_items
-from engine.workspace import Workspace
 
 if data.name not in cli.commands:
     cli.add_command(data)

@@ -18,6 +18,8 @@ from click.testing import CliRunner
 from races import end_jobs, last_job_id, race
 
 from app.cli import cli
+from engine.core.jobs import job_alive, latest_job
+from engine.core.workspace import Workspace
 from engine.harness.campaigns import (
     CampaignSpec,
     campaign_row,
@@ -28,9 +30,7 @@ from engine.harness.campaigns import (
     stop_campaign,
 )
 from engine.harness.package import HarnessError
-from engine.ingest import approve_package
-from engine.jobs import job_alive, latest_job
-from engine.workspace import Workspace
+from engine.intake.approval import approve_package
 
 # A planner that logs each call, sleeps, then answers with an edit that breaks nothing and fixes
 # nothing: every attempt of a usable task fails, slowly enough to be interrupted.

@@ -5,13 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from engine.checks.context import PackageContext
-from engine.checks.files import MAX_LISTED, check_file_policy
-from engine.config import ValidationConfig
+from engine.core.config import ValidationConfig
 from engine.demo.hostile import HostileCase
 from engine.demo.hostile.git_files import CASES, ELF_HEADER
 from engine.demo.repo import git_env
-from engine.report import CheckResult
+from engine.intake.checks.context import PackageContext
+from engine.intake.checks.files import MAX_LISTED, check_file_policy
+from engine.intake.validation_report import CheckResult
 
 FILE_CASES = [case for case in CASES if case.check == "file-policy"]
 

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from engine.checks.content import scan_content
-from engine.checks.context import PackageContext
-from engine.checks.files import check_file_policy
-from engine.checks.git import check_commits, check_git_fsck, check_git_safety
-from engine.checks.manifest_check import check_manifest
-from engine.config import ValidationConfig
+from engine.core.config import ValidationConfig
 from engine.demo.hostile import HostileCase, commit_files, edit_manifest
 from engine.demo.hostile.git_files import CASES
 from engine.demo.repo import git_env
-from engine.report import CheckResult
+from engine.intake.checks.content import scan_content
+from engine.intake.checks.context import PackageContext
+from engine.intake.checks.files import check_file_policy
+from engine.intake.checks.git import check_commits, check_git_fsck, check_git_safety
+from engine.intake.checks.manifest_check import check_manifest
+from engine.intake.validation_report import CheckResult
 
 GIT_CASES = [case for case in CASES if case.check in ("git-fsck", "git-safety", "commits")]
 CHECKS = (check_manifest, check_file_policy, check_git_fsck, check_git_safety, check_commits)

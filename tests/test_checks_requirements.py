@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from engine.checks.context import PackageContext
-from engine.checks.manifest_check import check_manifest
-from engine.checks.requirements import check_requirements
-from engine.checks.wheels import check_wheels
-from engine.config import ValidationConfig
+from engine.core.config import ValidationConfig
 from engine.demo.hostile import commit_files, edit_manifest
 from engine.demo.hostile.wheels import CASES
 from engine.demo.repo import git_env
+from engine.intake.checks.context import PackageContext
+from engine.intake.checks.manifest_check import check_manifest
+from engine.intake.checks.requirements import check_requirements
+from engine.intake.checks.wheels import check_wheels
 
 REQUIREMENT_CASES = [c for c in CASES if c.check == "requirements"]
 

@@ -6,14 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from engine.checks.context import PackageContext
-from engine.checks.manifest_check import check_manifest
-from engine.checks.wheels import check_wheels
-from engine.config import ValidationConfig
+from engine.core.config import ValidationConfig
+from engine.core.hashing import sha256_file
 from engine.demo.hostile import edit_manifest
 from engine.demo.hostile.wheels import CASES, STOPWORDS_WHEEL
-from engine.demo.package import STOPWORDS_MODULE, sha256_file
+from engine.demo.package import STOPWORDS_MODULE
 from engine.demo.wheels import build_wheel
+from engine.intake.checks.context import PackageContext
+from engine.intake.checks.manifest_check import check_manifest
+from engine.intake.checks.wheels import check_wheels
 
 WHEEL_CASES = [c for c in CASES if c.check == "wheels"]
 MIB = 1024 * 1024

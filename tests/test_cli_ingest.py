@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from app.cli import cli
+from engine.core.workspace import Workspace
 from engine.demo.hostile import edit_manifest
-from engine.manifest import MANIFEST_FILE
-from engine.workspace import Workspace
+from engine.intake.manifest import MANIFEST_FILE
 
 
 @pytest.fixture

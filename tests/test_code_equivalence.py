@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine.training_data.code_equivalence import NotPython, code_differs
+from engine.harness.code_equivalence import NotPython, code_differs
 
 
 def test_docstring_punctuation_is_no_difference():

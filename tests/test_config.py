@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import DEFAULT_MOUNT_ROOTS, load_config
+from engine.core.config import DEFAULT_MOUNT_ROOTS, load_config
+from engine.core.errors import ConfigError
+from engine.core.workspace import Workspace
 from engine.demo.workspace import demo_config
-from engine.errors import ConfigError
-from engine.workspace import Workspace
 
 
 def test_missing_file_gives_defaults(tmp_path: Path):

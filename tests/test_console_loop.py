@@ -14,9 +14,9 @@ from textual.widgets import Input, Select, Static
 
 from app.app import CraApp
 from engine.adapters.activation import history, resolve
-from engine.config import TrainingDataConfig
+from engine.core.config import TrainingDataConfig
+from engine.core.stages import LORA_STAGES
 from engine.demo.workspace import prepare_demo
-from engine.training_data.stages import LORA_STAGES
 from screens.harness import NewCampaignScreen
 from screens.review import ReviewScreen
 from screens.training import StartRunScreen

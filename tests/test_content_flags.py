@@ -5,15 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from engine.checks.content import MAX_FLAGS_PER_KIND, scan_content
-from engine.checks.context import PackageContext
-from engine.checks.files import check_file_policy
-from engine.checks.git import check_commits, check_git_fsck, check_git_safety
-from engine.checks.manifest_check import check_manifest
-from engine.config import ValidationConfig
+from engine.core.config import ValidationConfig
 from engine.demo.hostile import HostileCase, commit_files, edit_manifest
 from engine.demo.hostile.git_files import CASES
-from engine.report import ContentFlag
+from engine.intake.checks.content import MAX_FLAGS_PER_KIND, scan_content
+from engine.intake.checks.context import PackageContext
+from engine.intake.checks.files import check_file_policy
+from engine.intake.checks.git import check_commits, check_git_fsck, check_git_safety
+from engine.intake.checks.manifest_check import check_manifest
+from engine.intake.validation_report import ContentFlag
 
 FLAG_CASES = [case for case in CASES if case.flag]
 

@@ -18,14 +18,14 @@ from eval_fixtures import pass_gate
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
-from engine.adapters.switch import promote_version
+from engine.core.hashing import sha256_file
+from engine.core.workspace import Workspace
+from engine.promotion.switch import promote_version
 from engine.serving.chat import chat
 from engine.serving.cpu_server import Model, RequestRefused, cpu_server
 from engine.serving.status import serving_status
 from engine.serving.vllm_client import ServingError, VllmClient
-from engine.training.registry import sha256_file
 from engine.training.tiny_model import build_tiny_model
-from engine.workspace import Workspace
 
 MESSAGES = [{"role": "system", "content": "You plan."}, {"role": "user", "content": "Fix it."}]
 

@@ -11,13 +11,13 @@ import pytest
 from click.testing import CliRunner, Result
 
 from app.cli import cli
+from engine.core.workspace import Workspace
 from engine.demo.repo import DEMO_HISTORY, PYPROJECT, DemoCommit, build_demo_repo
-from engine.manifest import MANIFEST_FILE, parse_manifest
+from engine.intake.manifest import MANIFEST_FILE, parse_manifest
 from engine.mining.message import task_subject
-from engine.repopack.head import HeadFiles
-from engine.repopack.license import infer_license
-from engine.style_score import score_style
-from engine.workspace import Workspace
+from engine.packaging.head import HeadFiles
+from engine.packaging.license import infer_license
+from engine.packaging.style_score import score_style
 
 PACKAGED_PYPROJECT = PYPROJECT.replace(
     'requires-python = ">=3.11"\n',

@@ -13,6 +13,8 @@ from click.testing import CliRunner
 
 from app.cli import cli
 from app.cli_curate import curate_data, datasets
+from engine.core.stages import NotALoraStage
+from engine.core.workspace import Workspace
 from engine.training_data.curate import CuratedDataset, CurateReport, curate
 from engine.training_data.curation_errors import CurateError
 from engine.training_data.dataset_files import (
@@ -32,9 +34,7 @@ from engine.training_data.plan_model import (
 )
 from engine.training_data.plans import save_plan
 from engine.training_data.review import decide, draw_sample
-from engine.training_data.stages import NotALoraStage
 from engine.training_data.store import add_items
-from engine.workspace import Workspace
 
 for _command in (curate_data, datasets):
     if _command.name not in cli.commands:

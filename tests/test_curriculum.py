@@ -14,6 +14,7 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTTrainer
 
+from engine.core.workspace import Workspace
 from engine.training.backend_trl import Settings, training_args
 from engine.training.contract import Hyper, RunSpec
 from engine.training.job import Job
@@ -24,7 +25,6 @@ from engine.training_data.dataset_files import open_dataset, read_rows
 from engine.training_data.items import Message, TrainingItem
 from engine.training_data.review import decide, draw_sample
 from engine.training_data.store import add_items
-from engine.workspace import Workspace
 
 SCOPE = json.dumps({"relevant": ["pkg/a.py"], "create": [], "supporting": [], "irrelevant": []})
 

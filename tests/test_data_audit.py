@@ -15,12 +15,12 @@ from test_hostile_text_cli import HOSTILE, assert_neutralised
 from test_training_contracts import SCOPE_OK, STEP_OK, STEP_USER, TASK
 
 from app.cli import cli
+from engine.core.workspace import Workspace
 from engine.training_data.audit import audit
 from engine.training_data.curate import curate
 from engine.training_data.items import Message, TrainingItem
 from engine.training_data.review import decide, draw_sample
 from engine.training_data.store import add_items
-from engine.workspace import Workspace
 
 PKG_A, PKG_B = "a" * 64, "b" * 64
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from engine.core.stages import STAGES, TOKEN_BUDGET
+from engine.core.workspace import Workspace
 from engine.harness.task_validation import validate_task
-from engine.ingest import approve_package
+from engine.intake.approval import approve_package
 from engine.training_data.contracts import RULES
-from engine.training_data.stages import STAGES, TOKEN_BUDGET
-from engine.workspace import Workspace
 
 CRA = str(Path(sys.executable).parent / "cra")
 STAGE_KEYS = {

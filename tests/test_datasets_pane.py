@@ -19,6 +19,7 @@ from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
+from engine.core.workspace import Workspace
 from engine.training_data.dataset_manifest import (
     Counts,
     DatasetManifest,
@@ -30,7 +31,6 @@ from engine.training_data.dataset_manifest import (
 from engine.training_data.plans import save_plan
 from engine.training_data.store import add_items
 from engine.training_data.train_plan import build_plan
-from engine.workspace import Workspace
 from screens.datasets import DatasetsScreen
 
 SIZE = (120, 40)

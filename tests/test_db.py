@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from engine.db import APPLICATION_ID, MIGRATIONS, open_db, schema_version
-from engine.errors import WorkspaceError
+from engine.core.db import APPLICATION_ID, MIGRATIONS, open_db, schema_version
+from engine.core.errors import WorkspaceError
 
 
 def test_fresh_database_is_migrated_and_in_wal(tmp_path: Path):

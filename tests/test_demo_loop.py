@@ -15,12 +15,12 @@ import demo_counts
 import pytest
 
 from engine.adapters.activation import history, resolve, version_row
-from engine.config import TrainingDataConfig
+from engine.core.config import TrainingDataConfig
+from engine.core.workspace import Workspace
 from engine.demo.loop import DEMO_NOTE
 from engine.evaluation.example_scores import paired_metrics
 from engine.evaluation.gate import decision_evidence, latest_decision
 from engine.evaluation.paired import PairedDifference
-from engine.workspace import Workspace
 
 RESOLVED = len(demo_counts.USABLE)
 UNUSABLE = len(demo_counts.KEPT) - RESOLVED

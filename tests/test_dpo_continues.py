@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 from app.cli import cli
 from app.cli_train import train
 from engine.adapters.lineage import trace_lines
+from engine.core.workspace import Workspace
 from engine.training.runs import (
     TrainingRunError,
     build_spec,
@@ -33,7 +34,6 @@ from engine.training_data.curate import curate
 from engine.training_data.items import Message, TrainingItem
 from engine.training_data.review import decide, draw_sample
 from engine.training_data.store import add_items
-from engine.workspace import Workspace
 
 if train.name not in cli.commands:
     cli.add_command(train)

@@ -8,17 +8,17 @@ from pathlib import Path
 import demo_counts
 import pytest
 
-from engine.checks.context import PackageContext
-from engine.checks.dry_run import check_dry_run
-from engine.checks.manifest_check import check_manifest
-from engine.checks.requirements import check_requirements
-from engine.checks.wheels import check_wheels
-from engine.config import ValidationConfig
+from engine.core.config import ValidationConfig
+from engine.core.hashing import sha256_file
 from engine.demo.hostile import commit_files, edit_manifest
 from engine.demo.hostile.wheels import CASES
-from engine.demo.package import sha256_file
 from engine.demo.repo import TEST_SLUG_V5, git_env
 from engine.demo.wheels import build_wheel
+from engine.intake.checks.context import PackageContext
+from engine.intake.checks.dry_run import check_dry_run
+from engine.intake.checks.manifest_check import check_manifest
+from engine.intake.checks.requirements import check_requirements
+from engine.intake.checks.wheels import check_wheels
 
 DRY_RUN_CASES = [c for c in CASES if c.check == "dry-run"]
 

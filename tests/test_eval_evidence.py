@@ -10,11 +10,11 @@ from click.testing import CliRunner
 from evidence_fixtures import scored_candidate
 
 from app.cli import cli
+from engine.core.timestamps import utc_now
+from engine.core.workspace import Workspace
 from engine.evaluation.evidence import EvidenceError, differences, version_evidence
 from engine.evaluation.example_scores import paired_metrics
 from engine.evaluation.runs import eval_row
-from engine.timestamps import utc_now
-from engine.workspace import Workspace
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ from eval_fixtures import add_dataset, add_eval, add_version, examples
 
 from app.cli import cli
 from engine.adapters.activation import ActivationError, history, promote, version_row
-from engine.config import DEFAULT_MINIMUMS, GateConfig
+from engine.core.config import DEFAULT_MINIMUMS, GateConfig
+from engine.core.timestamps import utc_now
+from engine.core.workspace import Workspace
 from engine.evaluation.example_scores import paired_metrics
 from engine.evaluation.gate import (
     GateError,
@@ -22,8 +24,6 @@ from engine.evaluation.gate import (
     decision_evidence,
     latest_decision,
 )
-from engine.timestamps import utc_now
-from engine.workspace import Workspace
 
 STAGE = "scope"
 N = 40

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from engine.core.stages import LORA_STAGES, PRIMARY, NotALoraStage
 from engine.evaluation.metrics import (
     MetricsError,
     RowScore,
@@ -12,8 +13,6 @@ from engine.evaluation.metrics import (
     parse_edits,
     score_row,
 )
-from engine.evaluation.primary import PRIMARY
-from engine.training_data.stages import LORA_STAGES, NotALoraStage
 
 TA_REF = json.dumps({"summary": "s", "files": ["a.py", "b.py", "c.py"], "symbols": {}})
 SCOPE_REF = json.dumps(

@@ -27,23 +27,23 @@ from transformers import AutoModelForCausalLM
 
 from app.cli import cli
 from engine.adapters.activation import version_row
+from engine.core.hashing import sha256_file
+from engine.core.jobs import spawn_job
+from engine.core.stages import NotALoraStage
+from engine.core.workspace import Workspace
 from engine.evaluation.eval_set import EvalSet, build_eval_set, load_eval_set, newest_eval_set
 from engine.evaluation.example_scores import load_scores
 from engine.evaluation.runs import EvalRunError, list_evals, reconcile_evals, start_eval
-from engine.evaluation.worker import pass_at_1, resolved_rate
 from engine.harness.gold import gold_output
 from engine.harness.package import load_package
 from engine.harness.task_validation import find_commit, validate_task
-from engine.ingest import approve_package
-from engine.jobs import spawn_job
-from engine.training.registry import sha256_file
+from engine.intake.approval import approve_package
+from engine.runners.evaluation import pass_at_1, resolved_rate
 from engine.training.runs import reconcile_runs, run_row, start_run
 from engine.training.tiny_model import build_tiny_model
 from engine.training_data.curate import curate
 from engine.training_data.derive import build_training_data
-from engine.training_data.stages import NotALoraStage
 from engine.training_data.store import add_items
-from engine.workspace import Workspace
 
 CONFIG = (
     "[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\ntest_timeout_s = 60\n"

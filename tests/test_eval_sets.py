@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import cli
+from engine.core.workspace import Workspace
 from engine.evaluation.eval_set import (
     EvalSetError,
     build_eval_set,
@@ -21,7 +22,6 @@ from engine.training_data.curate import curate
 from engine.training_data.items import Message, TrainingItem
 from engine.training_data.review import decide, draw_sample
 from engine.training_data.store import add_items
-from engine.workspace import Workspace
 
 _START = datetime(2025, 1, 1, tzinfo=UTC)
 

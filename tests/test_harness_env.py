@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.harness.environments import BUILD_FILE, ENVS_DIR, STAGING_DIR, ensure_env, env_key
+from engine.core.workspace import ENVS_DIR, Workspace
+from engine.harness.environments import BUILD_FILE, STAGING_DIR, ensure_env, env_key
 from engine.harness.package import HarnessError, load_package
 from engine.harness.worktrees import checkout, overlay_files
-from engine.ingest import approve_package
-from engine.workspace import Workspace
+from engine.intake.approval import approve_package
 
 
 @pytest.fixture
@@ -42,9 +42,9 @@ _KILLED_BUILD = """
 import sys, time
 from pathlib import Path
 import engine.harness.environments as environments
-import engine.uvtool as uvtool
+import engine.isolation.uvtool as uvtool
 from engine.harness.package import load_package
-from engine.workspace import Workspace
+from engine.core.workspace import Workspace
 
 real = uvtool.run_uv
 

@@ -11,12 +11,12 @@ import pytest
 from package_commits import add_task_commit
 from test_dry_run import BACKEND, add_build_backend
 
+from engine.core.workspace import Workspace
 from engine.demo.hostile import commit_files
 from engine.harness.attempts import run_attempt
 from engine.harness.campaigns import CampaignSpec, create_campaign
 from engine.harness.task_validation import validate_task
-from engine.ingest import approve_package
-from engine.workspace import Workspace
+from engine.intake.approval import approve_package
 
 SHOUT = 'def shout(text: str) -> str:\n    return text.upper() + "!"\n'
 TEST_SHOUT = (

@@ -12,15 +12,16 @@ from typing import Any
 
 import pytest
 
-from engine.config import TrainingDataConfig
+from engine.core.config import TrainingDataConfig
+from engine.core.timestamps import utc_now
+from engine.core.workspace import RUNS_DIR, Workspace
 from engine.harness.attempts import commit_message
 from engine.harness.package import load_package
 from engine.harness.pipeline import PlannerTask
 from engine.harness.prompt import build_messages
 from engine.harness.retrieve import count_tokens
-from engine.harness.task_validation import RUNS_DIR, task_name
-from engine.ingest import approve_package
-from engine.timestamps import utc_now
+from engine.harness.task_validation import task_name
+from engine.intake.approval import approve_package
 from engine.training_data.derive import build_training_data
 from engine.training_data.harness_pairs import (
     AMBIGUOUS,
@@ -32,7 +33,6 @@ from engine.training_data.harness_pairs import (
     harness_pairs,
     plan_alignment,
 )
-from engine.workspace import Workspace
 
 SUBJECT = "Fold accented letters in slugify"
 CONTEXT = "### textkit/slug.py\n```\ndef slugify(title): ...\n```\n"

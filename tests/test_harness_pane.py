@@ -36,11 +36,11 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static, TabbedContent
 
 from app.app import PANES, CraApp, Pane
+from engine.core.jobs import job_alive, latest_job
+from engine.core.workspace import Workspace
 from engine.harness.campaigns import CampaignSpec, campaign_row, create_campaign
 from engine.harness.progress import Clock
-from engine.ingest import approve_package
-from engine.jobs import job_alive, latest_job
-from engine.workspace import Workspace
+from engine.intake.approval import approve_package
 from screens.harness import PAGE_SIZE, AttemptList, HarnessScreen, NewCampaignScreen
 from screens.harness_attempt import AttemptScreen
 from screens.widgets.confirm import ConfirmScreen

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from engine.core.jobs import process_start_time
+from engine.core.workspace import Workspace
 from engine.harness.package import HarnessError
 from engine.harness.progress import (
     ARTIFACT_CAP_BYTES,
@@ -25,8 +27,6 @@ from engine.harness.progress import (
     package_progress,
     worker_lines,
 )
-from engine.jobs import process_start_time
-from engine.workspace import Workspace
 
 NOW = datetime(2025, 6, 1, 12, 30, tzinfo=UTC)
 DIGEST_A = "a" * 64

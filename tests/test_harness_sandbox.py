@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from package_commits import add_task_commit
 
+from engine.core.workspace import Workspace
 from engine.harness.task_validation import validate_task
-from engine.ingest import approve_package
-from engine.workspace import Workspace
+from engine.intake.approval import approve_package
 
 SLEEPER = """\
 import time

@@ -27,7 +27,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from app.app import CraApp
-from engine.workspace import Workspace
+from engine.core.workspace import Workspace
 from screens.harness import AttemptList, HarnessScreen
 from screens.harness_attempt import AttemptScreen
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from engine.core.errors import IngestError
+from engine.core.workspace import Workspace
 from engine.demo.hostile import HostileCase
 from engine.demo.hostile.catalog import ALL_CASES
-from engine.errors import IngestError
-from engine.ingest import approve_package, list_corpus
-from engine.validate import validate_package
-from engine.workspace import Workspace
+from engine.intake.approval import approve_package, list_corpus
+from engine.intake.validate import validate_package
 
 
 def _tree_digest(root: Path) -> str:

@@ -24,12 +24,12 @@ from test_review_engine import item
 from test_training_pane import add_dataset, add_run
 
 from app.cli import cli
+from engine.core.workspace import Workspace
 from engine.demo.hostile import edit_manifest
 from engine.harness.campaigns import create_campaign, parse_spec
-from engine.ingest import approve_package
+from engine.intake.approval import approve_package
 from engine.training_data.review import draw_sample, set_note
 from engine.training_data.store import add_items
-from engine.workspace import Workspace
 
 HOSTILE = "pwn \x1b[2J\x1b]0;pwned\x07 bell\x07 csi\x9b6n rlo\u202eexe.txt"
 RAW = ("\x1b", "\x07", "\x9b", "\u202e")

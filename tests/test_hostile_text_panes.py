@@ -26,11 +26,11 @@ from textual.pilot import Pilot
 
 from app.app import CraApp
 from engine.adapters.activation import reject
+from engine.core.workspace import Workspace
 from engine.training.contract import LOG_FILE
 from engine.training_data.items import Message
 from engine.training_data.review import draw_sample, set_note
 from engine.training_data.store import add_items
-from engine.workspace import Workspace
 from screens.harness import AttemptList
 from screens.harness_attempt import AttemptScreen
 from screens.review import ReviewScreen
@@ -196,7 +196,7 @@ async def test_adapters_pane_history(ws: Workspace):
 async def test_report_pane_and_notifications(ws: Workspace, valid_package: Path):
     """A rejection's reason in the morning report; a notification quoting hostile text is
     neutralised and never read as markup."""
-    from engine.ingest import reject_package
+    from engine.intake.approval import reject_package
 
     reject_package(ws, valid_package, reason=f"why {HOSTILE}", operator="night")
     app = CraApp(ws, [])

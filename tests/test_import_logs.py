@@ -13,7 +13,8 @@ from readonly_mount import cra_with_read_only, read_only_mounts_work
 
 from app.cli import cli
 from app.cli_logs import import_logs_command
-from engine.ingest import approve_package
+from engine.core.workspace import Workspace
+from engine.intake.approval import approve_package
 from engine.training_data.items import Message
 from engine.training_data.logged import (
     LogConflict,
@@ -23,7 +24,6 @@ from engine.training_data.logged import (
     normalise_time,
 )
 from engine.training_data.store import item_from_row
-from engine.workspace import Workspace
 
 if "import-logs" not in cli.commands:
     cli.add_command(import_logs_command)

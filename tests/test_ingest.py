@@ -1,4 +1,4 @@
-"""Approval into the corpus, rejection, and reading the corpus back (engine/ingest.py)."""
+"""Approval into the corpus, rejection, and reading the corpus back (engine/intake/approval.py)."""
 
 import hashlib
 import os
@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 
-import engine.validate
-from engine.corpus import STAGING_DIR, folder_name
+import engine.intake.validate
+from engine.core.errors import IngestError
+from engine.core.workspace import Workspace
 from engine.demo.hostile import edit_manifest
 from engine.demo.repo import git_env
-from engine.errors import IngestError
-from engine.gitsafe import run_git
-from engine.ingest import (
+from engine.intake.approval import (
     PATH_DIGEST_PREFIX,
     PackageNotValid,
     approve_package,
@@ -24,11 +23,12 @@ from engine.ingest import (
     list_corpus,
     reject_package,
 )
-from engine.manifest import MANIFEST_FILE, read_manifest
+from engine.intake.corpus import STAGING_DIR, folder_name
+from engine.intake.manifest import MANIFEST_FILE, read_manifest
+from engine.intake.repo_rebuild import rebuild_repo
+from engine.intake.validate import validate_package
+from engine.isolation.gitsafe import run_git
 from engine.mining import describe_commit
-from engine.repo_rebuild import rebuild_repo
-from engine.validate import validate_package
-from engine.workspace import Workspace
 
 
 def drive_state(root: Path) -> dict[str, tuple]:
@@ -282,7 +282,7 @@ def test_wheel_changed_after_validation_is_refused(
             fh.write(b"\0")
         return report
 
-    monkeypatch.setattr(engine.validate, "validate_package", validate_then_tamper)
+    monkeypatch.setattr(engine.intake.validate, "validate_package", validate_then_tamper)
     with pytest.raises(IngestError, match=f"{wheel.name}: sha256 of the copy is"):
         approve_package(workspace, valid_package)
     assert list_corpus(workspace) == []
@@ -298,7 +298,7 @@ def test_manifest_changed_during_validation_is_refused(
             fh.write("\n")
         return validate_package(path, config)
 
-    monkeypatch.setattr(engine.validate, "validate_package", tamper_then_validate)
+    monkeypatch.setattr(engine.intake.validate, "validate_package", tamper_then_validate)
     with pytest.raises(IngestError, match="changed while the package was being validated"):
         approve_package(workspace, valid_package)
     assert list_corpus(workspace) == []
@@ -430,7 +430,7 @@ def test_reject_uses_the_report_given(
     def must_not_validate(path, config):
         raise AssertionError("the given report should be used")
 
-    monkeypatch.setattr(engine.validate, "validate_package", must_not_validate)
+    monkeypatch.setattr(engine.intake.validate, "validate_package", must_not_validate)
     decision = reject_package(workspace, valid_package, reason="seen enough", report=report)
     assert decision.report == report
     other = valid_package.parent / "other"

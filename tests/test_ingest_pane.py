@@ -14,9 +14,9 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static, TabbedContent
 
 from app.app import CraApp
+from engine.core.workspace import Workspace
 from engine.demo.hostile import edit_manifest, load_manifest_dict
-from engine.ingest import list_corpus
-from engine.workspace import Workspace
+from engine.intake.approval import list_corpus
 from screens.help import HelpScreen
 from screens.ingest import IngestScreen
 from screens.widgets.confirm import ConfirmScreen

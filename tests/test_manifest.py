@@ -6,8 +6,8 @@ from pathlib import Path
 import demo_counts
 import pytest
 
-from engine.errors import ManifestError
-from engine.manifest import manifest_json_schema, parse_manifest, read_manifest
+from engine.core.errors import ManifestError
+from engine.intake.manifest import manifest_json_schema, parse_manifest, read_manifest
 
 
 def _data(valid_package: Path) -> dict:

@@ -10,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from engine.demo.repo import demo_git
-from engine.gitsafe import GitError
-from engine.manifest import FilterStage
+from engine.intake.manifest import FilterStage
+from engine.isolation.gitsafe import GitError
 from engine.mining import FilterSettings, MiningResult, clean_task_text, mine_commits
 from engine.mining.log import FileChange, LogCommit, read_log
 from engine.mining.message import message_problem

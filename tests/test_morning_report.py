@@ -13,10 +13,10 @@ from textual.widgets import Static
 
 from app.app import CraApp
 from app.cli import cli
-from engine.adapters.switch import promote_version
+from engine.core.workspace import Workspace
 from engine.evaluation.gate import decide
-from engine.morning_report import ReportError, morning_report, parse_since, report_text
-from engine.workspace import Workspace
+from engine.promotion.switch import promote_version
+from engine.reports.morning import ReportError, morning_report, parse_since, report_text
 from screens.report import ReportScreen
 
 NOW = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)

@@ -13,13 +13,13 @@ import pytest
 from click.testing import CliRunner, Result
 
 from app.cli import cli
+from engine.core.workspace import RUNS_DIR, Workspace
 from engine.demo.repo import DemoCommit, build_demo_repo
-from engine.harness.task_validation import RUNS_DIR, task_name, validate_task
-from engine.ingest import approve_package
-from engine.manifest import MANIFEST_FILE, parse_manifest
+from engine.harness.task_validation import task_name, validate_task
+from engine.intake.approval import approve_package
+from engine.intake.manifest import MANIFEST_FILE, parse_manifest
 from engine.training_data.derive import build_training_data
 from engine.training_data.review import draw_sample
-from engine.workspace import Workspace
 
 PYPROJECT = """\
 [project]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from engine.config import CommandPipelineConfig, OpenAIPipelineConfig
+from engine.core.config import CommandPipelineConfig, OpenAIPipelineConfig
 from engine.harness.command_pipeline import propose_command
 from engine.harness.openai_pipeline import propose_openai
 from engine.harness.package import HarnessError

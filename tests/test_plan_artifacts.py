@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-import engine.gitobjects as gitobjects
+import engine.isolation.gitobjects as gitobjects
 from engine.demo.repo import demo_git
-from engine.manifest import PlanArtifact
-from engine.plan_artifacts import PlanArtifactError, find_plan_artifacts, is_plan_path
+from engine.intake.manifest import PlanArtifact
+from engine.packaging.plan_artifacts import PlanArtifactError, find_plan_artifacts, is_plan_path
 
 START = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 PLAN = """\

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from test_plan_artifacts import IMPLEMENTATION, PLAN, History
 
+from engine.core.workspace import Workspace
 from engine.harness.package import CorpusPackage
-from engine.ingest import approve_package
-from engine.manifest import ManifestV1, PlanRef
+from engine.intake.approval import approve_package
+from engine.intake.manifest import ManifestV1, PlanRef
 from engine.training_data.derive import build_training_data
 from engine.training_data.plan_items import plan_artifact_items
 from engine.training_data.store import item_from_row
-from engine.workspace import Workspace
 
 
 def _package(history: History) -> CorpusPackage:

@@ -26,17 +26,17 @@ from textual.widgets import DataTable
 
 from app.app import CraApp
 from engine.adapters.activation import history, promote, resolve
+from engine.core.jobs import job_alive, latest_job
+from engine.core.workspace import Workspace
 from engine.harness.campaigns import CampaignSpec, create_campaign, start_campaign
 from engine.harness.task_validation import validate_task
-from engine.ingest import approve_package
-from engine.jobs import job_alive, latest_job
+from engine.intake.approval import approve_package
 from engine.training.registry import last_step
 from engine.training.runs import start_run
 from engine.training.tiny_model import build_tiny_model
 from engine.training_data.curate import curate
 from engine.training_data.derive import build_training_data
 from engine.training_data.review import decide, draw_sample
-from engine.workspace import Workspace
 from screens.widgets.confirm import ConfirmScreen
 
 SIZE = (140, 40)

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from engine.demo.repo import DemoCommit, build_demo_repo
-from engine.repopack.deps import Dependencies, GroupNames, discover_dependencies
-from engine.repopack.errors import PackagingError
-from engine.repopack.head import HeadFiles
+from engine.packaging.deps import Dependencies, GroupNames, discover_dependencies
+from engine.packaging.errors import PackagingError
+from engine.packaging.head import HeadFiles
 
 
 def head_files(tmp_path: Path, files: dict[str, str]) -> HeadFiles:

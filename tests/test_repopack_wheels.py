@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from engine.demo.wheels import build_wheel
-from engine.repopack.deps import FoundRequirement
-from engine.repopack.errors import PackagingError
-from engine.repopack.wheels import Target, download_wheels, select_wheels
+from engine.packaging.deps import FoundRequirement
+from engine.packaging.errors import PackagingError
+from engine.packaging.wheels import Target, download_wheels, select_wheels
 
 PYTEST_CLOSURE = {
     "iniconfig-2.3.1-py3-none-any.whl",

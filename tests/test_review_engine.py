@@ -13,7 +13,9 @@ from click.testing import CliRunner
 
 from app.cli import cli
 from app.cli_review import review
-from engine.timestamps import utc_now
+from engine.core.stages import STAGES
+from engine.core.timestamps import utc_now
+from engine.core.workspace import Workspace
 from engine.training_data.guidelines import (
     EVERY_STAGE,
     GUIDELINES,
@@ -32,9 +34,7 @@ from engine.training_data.review import (
     verdicts,
 )
 from engine.training_data.review_status import round_items, stage_counts, stage_statuses
-from engine.training_data.stages import STAGES
 from engine.training_data.store import add_items
-from engine.workspace import Workspace
 
 if "review" not in cli.commands:
     cli.add_command(review)

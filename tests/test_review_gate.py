@@ -14,7 +14,8 @@ from click.testing import CliRunner
 
 from app.cli import cli
 from app.cli_review import review
-from engine.errors import ConfigError
+from engine.core.errors import ConfigError
+from engine.core.workspace import Workspace
 from engine.training_data.items import Message, TrainingItem
 from engine.training_data.reject_bound import (
     binomial_tail,
@@ -24,7 +25,6 @@ from engine.training_data.reject_bound import (
 )
 from engine.training_data.review import decide, draw_sample, review_gate
 from engine.training_data.store import add_items
-from engine.workspace import Workspace
 
 if "review" not in cli.commands:
     cli.add_command(review)

@@ -18,10 +18,10 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 from app.app import PANES, CraApp, Pane
+from engine.core.workspace import Workspace
 from engine.training_data.review import decide, draw_sample
 from engine.training_data.review_status import round_items
 from engine.training_data.store import add_items
-from engine.workspace import Workspace
 from screens.review import NoteScreen, ReviewScreen
 from screens.review_lines import RowsView
 from screens.review_view import DiffRow, aligned, marked_line, readable

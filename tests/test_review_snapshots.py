@@ -13,9 +13,9 @@ from test_review_pane import SIZE, console_workspace, open_pane
 from textual.pilot import Pilot
 
 from app.app import CraApp
+from engine.core.workspace import Workspace
 from engine.training_data.review import decide, draw_sample, set_note
 from engine.training_data.store import add_items
-from engine.workspace import Workspace
 
 DRAWN_AT = "2026-11-20T21:30:00Z"
 

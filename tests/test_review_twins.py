@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from engine.core.workspace import Workspace
 from engine.training_data.curate import curate
 from engine.training_data.items import Message, TrainingItem
 from engine.training_data.review import ReviewError, decide, draw_sample, verdicts
 from engine.training_data.review_status import stage_counts
 from engine.training_data.store import add_items
-from engine.workspace import Workspace
 
 _VOCAB = [f"{a}{b}" for a in ("ka", "lo", "mi", "nu", "pe", "ri") for b in range(50)]
 

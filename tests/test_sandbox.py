@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-import engine.cgroups
-import engine.sandbox
-from engine.errors import CraError
-from engine.sandbox import OUTPUT_TAIL_BYTES, python_paths, run_sandboxed
+import engine.isolation.cgroups
+import engine.isolation.sandbox
+from engine.core.errors import CraError
+from engine.isolation.sandbox import OUTPUT_TAIL_BYTES, python_paths, run_sandboxed
 
 PYTHON = python_paths(Path(sys.executable))
 
@@ -339,9 +339,9 @@ def test_a_failed_setup_is_an_error_not_the_commands_failure(
 ):
     write_each(worktree, [])  # the probe has passed and is kept for the process
     missing = tmp_path / "missing"
-    binds = engine.sandbox._system_binds
+    binds = engine.isolation.sandbox._system_binds
     monkeypatch.setattr(
-        engine.sandbox,
+        engine.isolation.sandbox,
         "_system_binds",
         lambda: [*binds(), "--ro-bind", str(missing), str(missing)],
     )
@@ -355,12 +355,12 @@ def test_no_cgroup_is_an_error_unless_per_process_limits_are_accepted(
 ):
     """Where no cgroup can be made the command is refused; the operator may accept less."""
     write_each(worktree, [])
-    monkeypatch.setenv(engine.cgroups.CGROUP_PARENT_ENV, str(tmp_path / "no-such-cgroup"))
-    monkeypatch.setattr(engine.cgroups, "_open_v1", _no_v1)
+    monkeypatch.setenv(engine.isolation.cgroups.CGROUP_PARENT_ENV, str(tmp_path / "no-such-cgroup"))
+    monkeypatch.setattr(engine.isolation.cgroups, "_open_v1", _no_v1)
     with pytest.raises(CraError, match="no cgroup can bound the sandbox's totals"):
         write_each(worktree, [str(worktree / "ran")])
     assert not (worktree / "ran").exists()
-    monkeypatch.setenv(engine.sandbox.TOTALS_ENV, engine.sandbox.PER_PROCESS)
+    monkeypatch.setenv(engine.isolation.sandbox.TOTALS_ENV, engine.isolation.sandbox.PER_PROCESS)
     assert write_each(worktree, [str(worktree / "ran")]) == {str(worktree / "ran"): "ok"}
 
 
@@ -384,7 +384,7 @@ def test_command_dies_with_the_process_that_started_it(tmp_path: Path):
     parent_code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from engine.sandbox import run_sandboxed\n"
+        "from engine.isolation.sandbox import run_sandboxed\n"
         f"run_sandboxed(['/bin/sh', '-c', 'sleep 300; : {token}'], Path({str(tmp_path)!r}),\n"
         f"              timeout_s=300, memory_mb=512, env={{}}, tmp_root=Path({str(tmp_path)!r}))\n"
     )

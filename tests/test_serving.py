@@ -11,6 +11,7 @@ from fake_vllm import FakeVllm
 
 from app.cli import cli
 from app.cli_serve import serve
+from engine.core.workspace import Workspace
 from engine.serving.command import SERVE_ENV, serve_commands, server_url
 from engine.serving.vllm_client import (
     ServedModel,
@@ -19,7 +20,6 @@ from engine.serving.vllm_client import (
     check_adapter,
     load_version,
 )
-from engine.workspace import Workspace
 
 if "serve" not in cli.commands:
     cli.add_command(serve)

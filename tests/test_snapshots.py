@@ -14,8 +14,8 @@ from test_ingest_pane import add_mining_facts
 from textual.pilot import Pilot
 
 from app.app import CraApp
+from engine.core.workspace import Workspace
 from engine.demo.hostile import edit_manifest
-from engine.workspace import Workspace
 from screens.ingest import IngestScreen
 
 SIZE = (120, 40)

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-import engine.gitobjects as gitobjects
+import engine.isolation.gitobjects as gitobjects
 from engine.demo.repo import demo_git
-from engine.style_score import (
+from engine.packaging.style_score import (
     StyleScoreError,
     count_source,
     is_test_path,

@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 from test_gold_pipeline import GIT_ENV
 
+from engine.core import stages
 from engine.harness.attempts import commit_message
 from engine.harness.package import CorpusPackage
 from engine.harness.pipeline import PlannerTask
 from engine.harness.prompt import build_messages
-from engine.manifest import read_manifest
+from engine.intake.manifest import read_manifest
 from engine.mining.message import EMAIL, clean_task_text
-from engine.training_data import stages, synthetic
+from engine.training_data import synthetic
 from engine.training_data.synthetic import Derivation, Example, derive_examples
 
 NOISY = """fix(wrap): clip long words in fill (#12)

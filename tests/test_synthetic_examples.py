@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from test_gold_pipeline import GIT_ENV
 
-from engine.errors import CraError
+from engine.core import stages
+from engine.core.errors import CraError
+from engine.core.stages import BASE_MODEL, STAGES, TOKEN_BUDGET
 from engine.harness.edits import apply_edits
 from engine.harness.plan import Edit
 from engine.harness.worktrees import checkout
-from engine.training_data import stages
-from engine.training_data.stages import BASE_MODEL, STAGES, TOKEN_BUDGET
 from engine.training_data.synthetic import (
     Derivation,
     Example,

@@ -8,11 +8,11 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import cli
+from engine.core.workspace import Workspace
 from engine.demo.hostile import commit_files, edit_manifest
 from engine.demo.repo import demo_git
 from engine.harness.task_validation import TaskValidation, validate_task
-from engine.ingest import approve_package
-from engine.workspace import Workspace
+from engine.intake.approval import approve_package
 
 SHOUT = '''\
 """Loud text."""

@@ -3,7 +3,7 @@ changes, nothing is dropped, and neutralising twice is neutralising once."""
 
 import pytest
 
-from engine.terminal_text import UNSAFE, neutralise
+from engine.core.terminal_text import UNSAFE, neutralise
 
 C0 = [chr(c) for c in range(0x20) if chr(c) not in "\t\n"]
 C1 = [chr(c) for c in range(0x80, 0xA0)]

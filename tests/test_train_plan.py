@@ -13,13 +13,13 @@ from click.testing import CliRunner
 
 from app.cli import cli
 from app.cli_train_plan import train_plan
+from engine.core.stages import LORA_STAGES
+from engine.core.workspace import Workspace
 from engine.training_data.items import Message, TrainingItem
 from engine.training_data.plan_model import StageAssessment, StageMetric
 from engine.training_data.plans import load_plan
-from engine.training_data.stages import LORA_STAGES
 from engine.training_data.store import add_items
 from engine.training_data.train_plan import assess, latest_plan, make_plan, verdict
-from engine.workspace import Workspace
 
 if "train-plan" not in cli.commands:
     cli.add_command(train_plan)

@@ -9,9 +9,9 @@ import json
 
 import pytest
 
+from engine.core.stages import TOKEN_BUDGET
 from engine.training_data.contracts import RULES, check_item, item_text, personal_data
 from engine.training_data.items import Message, TrainingItem
-from engine.training_data.stages import TOKEN_BUDGET
 
 TASK = "Fold accented letters in slugify so that café becomes cafe"
 

@@ -15,13 +15,13 @@ from click.testing import CliRunner
 
 from app.cli import cli
 from app.cli_data import data
+from engine.core.workspace import Workspace
 from engine.demo.hostile import edit_manifest
 from engine.demo.repo import demo_git
 from engine.harness.task_validation import validate_task
-from engine.ingest import approve_package
+from engine.intake.approval import approve_package
 from engine.training_data.derive import build_training_data
 from engine.training_data.store import item_from_row
-from engine.workspace import Workspace
 
 if "data" not in cli.commands:
     cli.add_command(data)

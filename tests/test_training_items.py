@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from engine.core.workspace import Workspace
 from engine.training_data.items import Message, TrainingItem, content_hash
 from engine.training_data.plan_model import TrainingPlan
 from engine.training_data.plans import TrainingPlanError, load_plan, save_plan
 from engine.training_data.store import UnknownItem, add_items, load_item
-from engine.workspace import Workspace
 
 
 def _item(**changes) -> TrainingItem:

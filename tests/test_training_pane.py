@@ -22,7 +22,8 @@ from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Select, Static
 
-from engine.errors import CraError
+from engine.core.errors import CraError
+from engine.core.workspace import Workspace
 from engine.training.contract import (
     LOG_FILE,
     METRICS_FILE,
@@ -34,7 +35,6 @@ from engine.training.contract import (
     StepRecord,
 )
 from engine.training.log_tail import TailRead
-from engine.workspace import Workspace
 from screens.training import StartRunScreen, TrainingScreen
 from screens.training_log import LogView, shown
 from screens.training_plot import LossPlot, braille_cells

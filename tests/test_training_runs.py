@@ -21,7 +21,10 @@ from races import end_jobs, last_job_id, race
 
 from app.cli import cli
 from app.cli_train import train
-from engine.jobs import job_alive, latest_job, spawn_job, terminate_job
+from engine.core.hashing import sha256_file
+from engine.core.jobs import job_alive, latest_job, spawn_job, terminate_job
+from engine.core.stages import NotALoraStage
+from engine.core.workspace import Workspace
 from engine.training.contract import RunResult, RunSpec, StepRecord
 from engine.training.guardrails import (
     GuardrailError,
@@ -33,7 +36,6 @@ from engine.training.registry import (
     RegistryError,
     register_candidate,
     resolve_base,
-    sha256_file,
 )
 from engine.training.runs import (
     JOB_KIND,
@@ -51,9 +53,7 @@ from engine.training_data.curate import curate
 from engine.training_data.dataset_files import UnknownDataset
 from engine.training_data.items import Message, TrainingItem
 from engine.training_data.review import decide, draw_sample
-from engine.training_data.stages import NotALoraStage
 from engine.training_data.store import add_items
-from engine.workspace import Workspace
 
 if train.name not in cli.commands:
     cli.add_command(train)

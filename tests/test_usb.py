@@ -5,8 +5,8 @@ import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from engine.config import UsbConfig
-from engine.usb import Drive, scan_drives, watch_drives
+from engine.core.config import UsbConfig
+from engine.intake.usb import Drive, scan_drives, watch_drives
 
 NO_MOUNT_ROOTS = UsbConfig(mount_roots=[])
 

@@ -28,20 +28,20 @@ from transformers import AutoModelForCausalLM
 
 from app.cli import cli
 from engine.adapters.activation import history, resolve
-from engine.adapters.switch import promote_version
-from engine.adapters.watch import reconcile_watches, watch_tasks
+from engine.core.hashing import sha256_file
+from engine.core.workspace import Workspace
 from engine.evaluation.eval_set import build_eval_set, load_eval_set, newest_eval_set
 from engine.harness.gold import gold_output
 from engine.harness.package import load_package
 from engine.harness.task_validation import find_commit, validate_task
-from engine.ingest import approve_package
-from engine.morning_report import morning_report, report_text
-from engine.training.registry import sha256_file
+from engine.intake.approval import approve_package
+from engine.promotion.switch import promote_version
+from engine.promotion.watch import reconcile_watches, watch_tasks
+from engine.reports.morning import morning_report, report_text
 from engine.training.tiny_model import build_tiny_model
 from engine.training_data.curate import curate
 from engine.training_data.derive import build_training_data
 from engine.training_data.store import add_items
-from engine.workspace import Workspace
 
 STAGE = "planning_dpo"
 CONFIG = (

@@ -27,10 +27,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from engine.errors import CraError
-from engine.timestamps import utc_now
-from engine.training_data.stages import BASE_MODEL, STAGES, require_lora_stage
-from engine.workspace import Workspace
+from engine.core.errors import CraError
+from engine.core.hashing import sha256_file
+from engine.core.stages import BASE_MODEL, STAGES, require_lora_stage
+from engine.core.timestamps import utc_now
+from engine.core.workspace import Workspace
 
 Sync = Callable[[dict[str, Any]], None]
 Check = Callable[[dict[str, Any], dict[str, Any] | None], None]
@@ -69,10 +70,6 @@ def list_versions(ws: Workspace, stage: str | None = None) -> list[dict[str, Any
 
 def verify_files(ws: Workspace, row: dict[str, Any]) -> None:
     """Refuse `row` unless its folder holds exactly the registered files, each hash matching."""
-    # Imported here: the training registry loads the run contract's models, which listing
-    # versions (`cra adapters list`) does not need.
-    from engine.training.registry import sha256_file
-
     if not row["files_json"]:
         raise AdapterFilesError(f"{row['name']}: no file hashes were recorded; cannot verify it")
     expected: dict[str, str] = json.loads(row["files_json"])

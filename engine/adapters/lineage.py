@@ -7,7 +7,7 @@ from collections import Counter
 from typing import Any
 
 from engine.adapters.activation import version_row
-from engine.workspace import Workspace
+from engine.core.workspace import Workspace
 
 
 def _rows(ws: Workspace, sql: str, args: list[Any]) -> list[dict[str, Any]]:

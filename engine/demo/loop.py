@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.adapters.activation import version_row
-from engine.adapters.switch import promote_version, rollback_stage
-from engine.errors import CraError
+from engine.core.errors import CraError
+from engine.core.workspace import Workspace
 from engine.evaluation.eval_set import build_eval_set
 from engine.evaluation.gate import decision_lines, latest_decision
 from engine.evaluation.runs import reconcile_evals, start_eval
@@ -35,14 +35,14 @@ from engine.harness.campaigns import (
     reconcile_campaigns,
     start_campaign,
 )
-from engine.ingest import approve_package
+from engine.intake.approval import approve_package
+from engine.promotion.switch import promote_version, rollback_stage
 from engine.training.contract import RunSpec
 from engine.training.runs import reconcile_runs, run_row, start_run
 from engine.training_data.contracts import check_item
 from engine.training_data.curate import curate
 from engine.training_data.review import decide, draw_sample, set_note
 from engine.training_data.store import load_item
-from engine.workspace import Workspace
 
 STAGE = "scope"
 PACKAGE = "textkit"

@@ -4,17 +4,17 @@ The commits, attrition table, style score and plan artifacts come from the same 
 `cra package` uses; only the wheels (built offline) and the fixed metadata are the demo's own.
 """
 
-import hashlib
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
+from engine.core.hashing import sha256_file
 from engine.demo.repo import DEMO_HISTORY, DemoCommit, build_demo_repo
 from engine.demo.wheels import build_wheel, repack_installed, runtime_closure
-from engine.manifest import MANIFEST_FILE, ManifestV1, WheelEntry
+from engine.intake.manifest import MANIFEST_FILE, ManifestV1, WheelEntry
 from engine.mining import FilterSettings, mine_commits
-from engine.plan_artifacts import find_plan_artifacts
-from engine.style_score import score_style
+from engine.packaging.plan_artifacts import find_plan_artifacts
+from engine.packaging.style_score import score_style
 
 STOPWORDS_MODULE = '''\
 """A tiny stopword list for the demo."""
@@ -38,14 +38,6 @@ def build_wheels(out_dir: Path) -> list[Path]:
     ]
     wheels += [repack_installed(name, out_dir) for name in runtime_closure("pytest")]
     return wheels
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_manifest(package_dir: Path, manifest: ManifestV1) -> Path:

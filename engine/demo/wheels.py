@@ -17,7 +17,7 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from engine.errors import CraError
+from engine.core.errors import CraError
 
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _SKIPPED_DIST_INFO = {"INSTALLER", "REQUESTED", "RECORD", "direct_url.json"}

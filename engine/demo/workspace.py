@@ -14,11 +14,11 @@ from pathlib import Path
 import tomli_w
 from transformers.utils import logging as hf_logging
 
+from engine.core.errors import WorkspaceError
+from engine.core.workspace import Workspace
 from engine.demo.base import build_demo_base
 from engine.demo.hostile.catalog import BY_NAME
 from engine.demo.package import build_package, build_wheels
-from engine.errors import WorkspaceError
-from engine.workspace import Workspace
 
 MARKER = ".cra-demo"
 READY = ".cra-demo-ready"

@@ -38,21 +38,20 @@ from typing import Any
 import sqlite_utils
 from pydantic import BaseModel, ConfigDict
 
-from engine.errors import CraError
+from engine.core.errors import CraError
+from engine.core.stages import BASE_MODEL, Stage, require_lora_stage
+from engine.core.timestamps import utc_now
+from engine.core.workspace import Workspace
 from engine.harness.task_validation import task_name
-from engine.timestamps import utc_now
 from engine.training_data.contracts import check_item
 from engine.training_data.curate import default_format, rejected_texts, reviewed_rows
 from engine.training_data.dataset_files import jsonl, sha256, write_dataset_folder
 from engine.training_data.dataset_rows import DatasetRow
 from engine.training_data.holdout import trained_tasks
 from engine.training_data.review import verdicts
-from engine.training_data.stages import BASE_MODEL, Stage, require_lora_stage
 from engine.training_data.store import item_from_row
-from engine.workspace import Workspace
 
 EVAL_FILE = "eval.jsonl"
-EVAL_SETS_DIR = "eval_sets"
 
 
 class EvalSetError(CraError):
@@ -329,7 +328,7 @@ def _newest_tasks(
 def _write(ws: Workspace, stage: str, digest: str, data: bytes) -> str:
     """eval.jsonl in `eval_sets/<stage>/<sha12>/`, written once: a version with the same rows
     shares the folder, which must still hold them."""
-    folder = ws.root / EVAL_SETS_DIR / stage
+    folder = ws.eval_sets_dir / stage
     path = folder / digest[:12] / EVAL_FILE
     if path.parent.exists():
         try:

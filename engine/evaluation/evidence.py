@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.adapters.activation import version_row
-from engine.errors import CraError
+from engine.core.errors import CraError
+from engine.core.stages import PRIMARY, SECONDARY
+from engine.core.workspace import Workspace
 from engine.evaluation.eval_set import EvalRow, EvalSetRecord, eval_set_record, load_eval_set
 from engine.evaluation.example_scores import (
     ExampleScore,
@@ -35,9 +37,7 @@ from engine.evaluation.gate import (
     metric_confidence,
 )
 from engine.evaluation.paired import Counts, PairedDifference
-from engine.evaluation.primary import PRIMARY, SECONDARY
 from engine.evaluation.runs import eval_row
-from engine.workspace import Workspace
 
 ANSWERS_FILE = "answers.jsonl"
 HARNESS_FILE = "harness.json"

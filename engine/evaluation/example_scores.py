@@ -9,11 +9,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from engine.errors import CraError
+from engine.core.errors import CraError
+from engine.core.stages import PRIMARY, SECONDARY
+from engine.core.workspace import Workspace
 from engine.evaluation.paired import Counts, PairedDifference, compare_counts
 from engine.evaluation.paired import score as share
-from engine.evaluation.primary import PRIMARY, SECONDARY
-from engine.workspace import Workspace
 
 
 class ExampleScoresError(CraError):

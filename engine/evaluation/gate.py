@@ -32,14 +32,14 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 from engine.adapters.activation import ActivationError, active_row, reject, version_row
-from engine.config import GateConfig
-from engine.errors import CraError
+from engine.core.config import GateConfig
+from engine.core.errors import CraError
+from engine.core.stages import PRIMARY, SECONDARY
+from engine.core.timestamps import utc_now
+from engine.core.workspace import Workspace
 from engine.evaluation.eval_set import EvalSetRecord, eval_set_record
 from engine.evaluation.example_scores import paired_metrics
 from engine.evaluation.paired import PairedDifference
-from engine.evaluation.primary import PRIMARY, SECONDARY
-from engine.timestamps import utc_now
-from engine.workspace import Workspace
 
 BASE = "base"
 """The `target` of an eval run of the bare base model (no adapter)."""

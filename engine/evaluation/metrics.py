@@ -4,19 +4,19 @@ Each row yields counts (hits, out of) per metric so a stage's metrics are micro-
 its rows: a row with twenty reference files weighs twenty times one with one. Recall-type
 counts are out of the reference's items; precision out of the answer's. An answer that is not
 valid JSON of the stage's shape scores as if it named nothing. `pass_at_1` and `resolved_rate`
-are not here: they run the harness (`engine.evaluation.worker`).
+are not here: they run the harness (`engine.runners.evaluation`).
 """
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from engine.errors import CraError
+from engine.core.errors import CraError
+from engine.core.stages import Stage, require_lora_stage
 from engine.harness.plan import Edit
-from engine.training_data.stages import Stage, require_lora_stage
+from engine.training_data.answers import parse_answer
 
 SCOPE_CLASSES = ("relevant", "supporting", "irrelevant")
 SYMBOL_TIERS = ("primary", "supporting", "excluded")
@@ -34,19 +34,6 @@ class RowScore:
 
     valid: bool
     counts: dict[str, tuple[int, int]]
-
-
-def parse_answer(answer: str) -> Any | None:
-    """The JSON value of `answer`, unwrapping one surrounding markdown fence; None if none."""
-    text = answer.strip()
-    if text.startswith("```") and text.endswith("```") and len(text) >= 6:
-        body = text[3:-3]
-        first_line, _, rest = body.partition("\n")
-        text = rest if first_line.strip() in ("", "json") else body
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return None
 
 
 def parse_edits(answer: str) -> list[Edit] | None:

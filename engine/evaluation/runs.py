@@ -13,16 +13,15 @@ marked failed at the next `reconcile_evals`; a failed run is never resumed, only
 import sys
 from typing import Any
 
-from engine.errors import CraError
+from engine.core.errors import CraError
+from engine.core.jobs import LIVE, JobLock, finish_job, job_lock, settle, terminate_job
+from engine.core.stages import BASE_MODEL, LORA_STAGES, require_lora_stage
+from engine.core.timestamps import utc_now
+from engine.core.workspace import EVALS_DIR, Workspace
 from engine.evaluation.eval_set import newest_eval_set
 from engine.evaluation.gate import BASE, active_row, done_evals
-from engine.jobs import LIVE, JobLock, finish_job, job_lock, settle, terminate_job
-from engine.timestamps import utc_now
-from engine.training_data.stages import BASE_MODEL, LORA_STAGES, require_lora_stage
-from engine.workspace import Workspace
 
 JOB_KIND = "eval"
-EVALS_DIR = "evals"
 BACKENDS = ("server", "local")
 
 
@@ -86,7 +85,7 @@ def start_eval(
             _insert(ws, target, stage, dataset_id, eval_set.id, eval_set.sha256, backend, who)
             for target in targets
         ]
-        argv = [sys.executable, "-m", "engine.evaluation.worker", *map(str, ids)]
+        argv = [sys.executable, "-m", "engine.runners.evaluation", *map(str, ids)]
         try:
             lock.spawn(ids[-1], argv)
         except CraError as exc:

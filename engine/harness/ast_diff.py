@@ -21,9 +21,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from engine.gitobjects import read_blobs
-from engine.gitsafe import run_git
 from engine.harness.package import HarnessError
+from engine.isolation.gitobjects import read_blobs
+from engine.isolation.gitsafe import run_git
 
 ChangeStatus = Literal["added", "modified", "deleted"]
 _STATUSES: dict[str, ChangeStatus] = {

@@ -25,8 +25,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from engine.corpus import remove_tree
-from engine.gitsafe import run_git
+from engine.core.locks import exclusive_lock
+from engine.core.timestamps import utc_now
+from engine.core.workspace import Workspace
 from engine.harness.alignment import Alignment, score_alignment
 from engine.harness.ast_diff import commit_changes
 from engine.harness.command_pipeline import propose_command
@@ -39,7 +40,6 @@ from engine.harness.pipeline import PipelineResult, PlannerTask
 from engine.harness.repo_index import build_index
 from engine.harness.retrieve import select_context
 from engine.harness.task_validation import (
-    RUNS_DIR,
     RepoInstallError,
     find_commit,
     install_tree,
@@ -47,10 +47,9 @@ from engine.harness.task_validation import (
     validate_task,
 )
 from engine.harness.worktrees import checkout, overlay_files
-from engine.locks import exclusive_lock
+from engine.intake.corpus import remove_tree
+from engine.isolation.gitsafe import run_git
 from engine.mining.message import clean_task_text
-from engine.timestamps import utc_now
-from engine.workspace import Workspace
 
 StageCallback = Callable[[str], None]
 Proposer = Callable[[CorpusPackage, PlannerTask], PipelineResult]
@@ -78,7 +77,7 @@ class AttemptRecord(BaseModel):
 
 @contextmanager
 def _task_lock(ws: Workspace, task: str) -> Iterator[None]:
-    locks = ws.root / RUNS_DIR / ".locks"
+    locks = ws.runs_dir / ".locks"
     locks.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(locks / f"{task}.lock"):
         yield
@@ -307,7 +306,7 @@ def run_attempt(ws: Workspace, attempt: dict[str, Any], on_stage: StageCallback)
     A HarnessError (the environment cannot be built, a context that cannot fit its budget) is
     the attempt's `error` outcome with the message as the reason, not a crash of the worker.
     """
-    out = ws.root / RUNS_DIR / attempt["task"] / "attempts" / str(attempt["id"])
+    out = ws.runs_dir / attempt["task"] / "attempts" / str(attempt["id"])
     if out.exists():
         remove_tree(out)
     out.mkdir(parents=True)

@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from engine.core.processes import die_with_parent
+from engine.core.timestamps import utc_now
+from engine.core.workspace import Workspace
 from engine.harness.attempts import run_attempt
 from engine.harness.campaigns import campaign_row
-from engine.processes import die_with_parent
-from engine.timestamps import utc_now
-from engine.workspace import Workspace
 
 
 def _die_with_parent(parent: int) -> None:

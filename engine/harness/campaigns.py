@@ -2,7 +2,7 @@
 
 A campaign is created with every attempt it will make, one row per (package, commit, pipeline,
 model, temperature, seed), all `pending`. Starting it spawns a job process
-(`engine.harness.campaign_job`), which starts the worker processes; a worker claims one pending
+(`engine.runners.campaign`), which starts the worker processes; a worker claims one pending
 attempt at a time in a transaction, so two workers never run the same attempt. The job survives
 the console closing. Restarting a campaign skips `done` attempts and redoes those a dead worker
 left `running`.
@@ -18,13 +18,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from engine.errors import validation_lines
+from engine.core.errors import validation_lines
+from engine.core.jobs import LIVE, JobLock, job_lock, latest_job, settle, terminate_job
+from engine.core.timestamps import utc_now
+from engine.core.workspace import Workspace
 from engine.harness.package import HarnessError, load_package
 from engine.harness.pipeline import PipelineName
 from engine.harness.task_validation import task_name
-from engine.jobs import LIVE, JobLock, job_lock, latest_job, settle, terminate_job
-from engine.timestamps import utc_now
-from engine.workspace import Workspace
 
 JOB_KIND = "campaign"
 ACTIVE = ("running", "pausing", "stopping")
@@ -191,7 +191,7 @@ def start_campaign(ws: Workspace, campaign_id: int) -> int:
         argv = [
             sys.executable,
             "-m",
-            "engine.harness.campaign_job",
+            "engine.runners.campaign",
             str(ws.root),
             str(campaign_id),
         ]

@@ -33,10 +33,10 @@ from engine.harness.ast_diff import (
     diff_symbols,
     import_graph,
 )
+from engine.harness.code_equivalence import code_differs
 from engine.harness.plan import Plan, PlanPart, PlanStep
 from engine.mining.paths import PathRoles, is_changelog
 from engine.mining.settings import DEFAULT_TEST_PATTERNS
-from engine.training_data.code_equivalence import code_differs
 
 _ROLES = PathRoles(DEFAULT_TEST_PATTERNS)
 _SymbolNode = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef

@@ -15,11 +15,11 @@ kept as the raw answer.
 import os
 import subprocess
 
-from engine.config import CommandPipelineConfig
+from engine.core.config import CommandPipelineConfig
+from engine.core.processes import die_with_parent, kill_group
 from engine.harness.package import HarnessError
 from engine.harness.pipeline import PipelineResult, PlannerTask
 from engine.harness.prompt import MalformedOutput, parse_output
-from engine.processes import die_with_parent, kill_group
 
 INHERITED_ENV = ("PATH", "HOME", "LANG")
 STDERR_TAIL_CHARS = 2000

@@ -13,16 +13,15 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.corpus import remove_tree
-from engine.durable import fsync_dir, sync_filesystem
+from engine.core.durable import fsync_dir, sync_filesystem
+from engine.core.locks import exclusive_lock
+from engine.core.timestamps import utc_now
+from engine.core.workspace import Workspace
 from engine.harness.package import CorpusPackage, HarnessError
-from engine.locks import exclusive_lock
-from engine.manifest import MANIFEST_FILE
-from engine.timestamps import utc_now
-from engine.uvtool import UvStepError, build_offline_venv
-from engine.workspace import Workspace
+from engine.intake.corpus import remove_tree
+from engine.intake.manifest import MANIFEST_FILE
+from engine.isolation.uvtool import UvStepError, build_offline_venv
 
-ENVS_DIR = "envs"
 STAGING_DIR = ".staging"
 BUILD_FILE = "build.json"
 
@@ -54,7 +53,7 @@ def env_key(package: CorpusPackage) -> str:
 
 def ensure_env(ws: Workspace, package: CorpusPackage) -> TaskEnv:
     """The package's environment, built now if no ready one exists."""
-    envs = ws.root / ENVS_DIR
+    envs = ws.envs_dir
     (envs / STAGING_DIR).mkdir(parents=True, exist_ok=True)
     key = env_key(package)
     final = envs / key

@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from engine.errors import CraError
+from engine.core.errors import CraError
 
 Outcome = Literal["passed", "failed", "error", "skipped"]
 JUNIT_MAX_BYTES = 64 * 1024 * 1024

@@ -17,8 +17,8 @@ import urllib.request
 
 from pydantic import BaseModel, Field, ValidationError
 
-from engine.config import OpenAIPipelineConfig
-from engine.errors import validation_lines
+from engine.core.config import OpenAIPipelineConfig
+from engine.core.errors import validation_lines
 from engine.harness.pipeline import PipelineResult, PlannerTask
 from engine.harness.prompt import MalformedOutput, build_messages, parse_output
 

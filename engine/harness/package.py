@@ -3,9 +3,9 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import CraError
-from engine.manifest import ManifestV1, parse_manifest
-from engine.workspace import Workspace
+from engine.core.errors import CraError
+from engine.core.workspace import Workspace
+from engine.intake.manifest import ManifestV1, parse_manifest
 
 
 class HarnessError(CraError):

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from engine.manifest import RepoPath
+from engine.intake.manifest import RepoPath
 
 
 class _Model(BaseModel):

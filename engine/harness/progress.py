@@ -24,11 +24,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from engine.core.timestamps import TIME_FORMAT
+from engine.core.workspace import Workspace
 from engine.harness.campaigns import JOB_KIND, CampaignSpec, parse_spec
 from engine.harness.package import HarnessError
 from engine.harness.plan import Plan
-from engine.timestamps import TIME_FORMAT
-from engine.workspace import Workspace
 
 Outcome = Literal["resolved", "partial", "failed", "error", "unusable"]
 OUTCOMES: tuple[Outcome, ...] = ("resolved", "partial", "failed", "error", "unusable")

@@ -14,7 +14,7 @@ import re
 
 from pydantic import ValidationError
 
-from engine.errors import CraError, validation_lines
+from engine.core.errors import CraError, validation_lines
 from engine.harness.pipeline import PlannerTask
 from engine.harness.plan import Edit, Plan, PlannerOutput, PlanPart, PlanStep
 

@@ -29,19 +29,18 @@ from typing import Literal
 import uv
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.corpus import remove_tree
-from engine.gitsafe import run_git
+from engine.core.timestamps import utc_now
+from engine.core.workspace import Workspace
 from engine.harness.environments import TaskEnv, ensure_env
 from engine.harness.junit import JunitError, Outcome, read_checked_junit
 from engine.harness.package import CorpusPackage, HarnessError, load_package
 from engine.harness.worktrees import checkout, overlay_files
-from engine.manifest import ManifestCommit
-from engine.sandbox import SandboxResult, python_paths, run_sandboxed
-from engine.timestamps import utc_now
-from engine.uvtool import offline_install_args, uv_reason, uv_settings
-from engine.workspace import Workspace
+from engine.intake.corpus import remove_tree
+from engine.intake.manifest import ManifestCommit
+from engine.isolation.gitsafe import run_git
+from engine.isolation.sandbox import SandboxResult, python_paths, run_sandboxed
+from engine.isolation.uvtool import offline_install_args, uv_reason, uv_settings
 
-RUNS_DIR = "runs"
 Side = Literal["before", "after"]
 
 
@@ -362,7 +361,7 @@ def validate_task(ws: Workspace, package_digest: str, sha: str) -> TaskValidatio
         return _reuse(ws, package, sha, *earlier)
     env = ensure_env(ws, package)
     task = task_name(package_digest, sha)
-    out = ws.root / RUNS_DIR / task / "gold"
+    out = ws.runs_dir / task / "gold"
     if out.exists():
         remove_tree(out)
     out.mkdir(parents=True)

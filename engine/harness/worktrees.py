@@ -1,7 +1,7 @@
 """Throwaway checkouts of a corpus repository at one commit, removed when the block ends.
 
-A checkout is a `git archive` snapshot (engine.snapshot), not a git worktree: it writes nothing
-into the corpus repository and has no `.git` a test could reach.
+A checkout is a `git archive` snapshot (engine.isolation.snapshot), not a git worktree: it writes
+nothing into the corpus repository and has no `.git` a test could reach.
 """
 
 import os
@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from engine.corpus import remove_tree
-from engine.gitsafe import run_git
 from engine.harness.package import HarnessError
-from engine.snapshot import write_snapshot
+from engine.intake.corpus import remove_tree
+from engine.isolation.gitsafe import run_git
+from engine.isolation.snapshot import write_snapshot
 
 
 @contextmanager

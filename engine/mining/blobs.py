@@ -10,7 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from engine.gitsafe import GitError, git_argv, safe_git_env
+from engine.isolation.gitsafe import GitError, git_argv, safe_git_env
 from engine.mining.errors import MiningError
 
 TREE_MODE = b"40000"

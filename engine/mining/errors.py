@@ -1,6 +1,6 @@
 """Errors of the commit mining pipeline."""
 
-from engine.errors import CraError
+from engine.core.errors import CraError
 
 
 class MiningError(CraError):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from engine.gitsafe import GitError, git_argv, safe_git_env
+from engine.isolation.gitsafe import GitError, git_argv, safe_git_env
 
 LOG_FORMAT = "%H%x00%P%x00%an%x00%ae%x00%cI%x00%s%x00%b"
 # The repository's own config must not change what the parser sees: no signatures in the output,

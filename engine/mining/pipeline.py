@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from engine.manifest import FilterStage, ManifestCommit
+from engine.intake.manifest import FilterStage, ManifestCommit
 from engine.mining.blobs import ObjectReader
 from engine.mining.log import LogCommit, read_log
 from engine.mining.paths import PathRoles

@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from engine.manifest import ManifestCommit, PlanningType
+from engine.intake.manifest import ManifestCommit, PlanningType
 from engine.mining.blobs import ObjectReader
 from engine.mining.errors import MiningError
 from engine.mining.log import LogCommit, read_log

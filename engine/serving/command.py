@@ -11,6 +11,8 @@ import sys
 import urllib.parse
 from dataclasses import dataclass, field
 
+from engine.core.stages import BaseModelKind
+from engine.core.workspace import Workspace
 from engine.serving.vllm_client import (
     SERVED_STATUSES,
     ServingError,
@@ -18,8 +20,6 @@ from engine.serving.vllm_client import (
     check_adapter,
     rank_limit,
 )
-from engine.training_data.stages import BaseModelKind
-from engine.workspace import Workspace
 
 BASE_ORDER: tuple[BaseModelKind, ...] = ("reasoning", "coding")
 SERVE_ENV = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}

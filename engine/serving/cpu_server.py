@@ -25,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from engine.errors import CraError
+from engine.core.errors import CraError
 from engine.serving.vllm_client import ServingError
 
 ADAPTER_CONFIG = "adapter_config.json"

@@ -2,9 +2,9 @@
 
 from dataclasses import dataclass
 
+from engine.core.workspace import Workspace
 from engine.serving.command import BASE_ORDER, server_url
 from engine.serving.vllm_client import ServingError, VllmClient
-from engine.workspace import Workspace
 
 
 @dataclass(frozen=True)

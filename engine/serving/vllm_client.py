@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.errors import CraError
-from engine.workspace import Workspace
+from engine.core.errors import CraError
+from engine.core.workspace import Workspace
 
 ADAPTER_CONFIG = "adapter_config.json"
 SERVED_STATUSES = ("active", "candidate")

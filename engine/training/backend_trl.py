@@ -29,7 +29,7 @@ from transformers import (
 )
 from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
-from engine.errors import CraError
+from engine.core.errors import CraError
 from engine.training.contract import CHECKPOINTS_DIR, Hyper
 from engine.training.job import Job, Trained
 from engine.training.step_log import StepLog

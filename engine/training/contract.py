@@ -24,7 +24,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from engine.training_data.stages import BASE_TUNE_RULE, BASE_TUNE_STAGES, BaseModelKind, Stage
+from engine.core.stages import BASE_TUNE_RULE, BASE_TUNE_STAGES, BaseModelKind, Stage
 
 SPEC_FILE = "spec.json"
 METRICS_FILE = "metrics.jsonl"

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from engine.errors import CraError, validation_lines
+from engine.core.errors import CraError, validation_lines
 from engine.training.contract import RunSpec
 from engine.training_data.dataset_files import (
     MANIFEST,

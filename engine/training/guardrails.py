@@ -7,8 +7,8 @@ import socket
 from datetime import datetime, time, timedelta
 from urllib.parse import urlsplit
 
-from engine.errors import CraError
-from engine.workspace import Workspace
+from engine.core.errors import CraError
+from engine.core.workspace import Workspace
 
 CONNECT_TIMEOUT_S = 0.5
 

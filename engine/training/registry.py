@@ -11,7 +11,6 @@ always a `candidate`. A version trained on from another (execute_code DPO contin
 adapter) records that one as its parent.
 """
 
-import hashlib
 import json
 import re
 import secrets
@@ -21,10 +20,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from engine.durable import fsync_dir, fsync_tree
-from engine.errors import CraError, validation_lines
-from engine.locks import exclusive_lock
-from engine.timestamps import utc_now
+from engine.core.durable import fsync_dir, fsync_tree
+from engine.core.errors import CraError, validation_lines
+from engine.core.hashing import sha256_file
+from engine.core.locks import exclusive_lock
+from engine.core.timestamps import utc_now
+from engine.core.workspace import Workspace
 from engine.training.contract import (
     ADAPTER_CONFIG,
     ADAPTER_DIR,
@@ -34,7 +35,6 @@ from engine.training.contract import (
     RunSpec,
     StepRecord,
 )
-from engine.workspace import Workspace
 
 LOCK_FILE = ".register.lock"
 
@@ -51,14 +51,6 @@ def resolve_base(ws: Workspace, version_row: dict[str, Any]) -> Path:
     """The base model folder an adapter version was trained on, as an absolute path."""
     path = Path(version_row["base_model_path"])
     return path if path.is_absolute() else ws.root / path
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_result(run_dir: Path) -> RunResult | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import sqlite_utils
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from engine.errors import validation_lines
+from engine.core.errors import validation_lines
 from engine.training.contract import (
     METRICS_FILE,
     RESULT_FILE,

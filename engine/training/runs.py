@@ -26,10 +26,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from engine.adapters.activation import verify_files, version_row
-from engine.durable import fsync_dir
-from engine.errors import CraError, validation_lines
-from engine.jobs import LIVE, JobLock, finish_job, job_lock, latest_job, settle
-from engine.timestamps import utc_now
+from engine.core.durable import fsync_dir
+from engine.core.errors import CraError, validation_lines
+from engine.core.jobs import LIVE, JobLock, finish_job, job_lock, latest_job, settle
+from engine.core.stages import BaseModelKind, Stage, require_lora_stage
+from engine.core.timestamps import utc_now
+from engine.core.workspace import TRAINING_DIR, Workspace
 from engine.training.contract import (
     LOG_FILE,
     RESULT_FILE,
@@ -49,11 +51,8 @@ from engine.training.registry import (
     register_candidate,
 )
 from engine.training_data.items import Kind
-from engine.training_data.stages import BaseModelKind, Stage, require_lora_stage
-from engine.workspace import Workspace
 
 JOB_KIND = "training"
-RUNS_DIR = "training"
 ACTIVE = ("running", "stopping")
 RESUMABLE = ("stopped", "failed")
 LOG_TAIL_LINES = 20
@@ -118,7 +117,7 @@ def frozen_base(ws: Workspace, kind: BaseModelKind) -> str:
         raise TrainingRunError(f"{key} = {configured!r}: {path} is not a folder")
     if not (path / "config.json").is_file():
         raise TrainingRunError(f"{key} = {configured!r}: {path} has no config.json; not a model")
-    for derived in (ws.adapters_dir, ws.root / RUNS_DIR):
+    for derived in (ws.adapters_dir, ws.training_dir):
         if path.is_relative_to(derived.resolve()):
             raise TrainingRunError(
                 f"{key} = {configured!r}: {path} lies under {derived.name}/; training always "
@@ -274,9 +273,9 @@ def start_run(
         if not force:
             check_guardrails(ws, datetime.now())
         run_id = _insert_run(ws, spec, operator or ws.config.operator)
-        run_dir = ws.root / RUNS_DIR / str(run_id)
+        run_dir = ws.training_dir / str(run_id)
         try:
-            (ws.root / RUNS_DIR).mkdir(exist_ok=True)
+            (ws.training_dir).mkdir(exist_ok=True)
             run_dir.mkdir()
             _write_durably(run_dir / SPEC_FILE, (spec.model_dump_json(indent=2) + "\n").encode())
         except OSError as exc:
@@ -396,7 +395,7 @@ def _insert_run(ws: Workspace, spec: RunSpec, operator: str) -> int:
                 "spec_json": spec.model_dump_json(),
                 "status": "running",
                 "reason": "",
-                "run_dir": f"{RUNS_DIR}/{run_id}",
+                "run_dir": f"{TRAINING_DIR}/{run_id}",
                 "created_at": utc_now(),
                 "created_by": operator,
             }

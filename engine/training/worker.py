@@ -19,9 +19,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from engine.durable import fsync_dir, fsync_tree
-from engine.errors import CraError, validation_lines
-from engine.timestamps import utc_now
+from engine.core.durable import fsync_dir, fsync_tree
+from engine.core.errors import CraError, validation_lines
+from engine.core.timestamps import utc_now
 from engine.training.contract import (
     ADAPTER_CONFIG,
     ADAPTER_DIR,

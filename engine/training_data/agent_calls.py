@@ -10,7 +10,7 @@ has no call of its own: its data is pairs, which one logged answer cannot make.
 
 from fnmatch import fnmatchcase
 
-from engine.training_data.stages import Stage
+from engine.core.stages import Stage
 
 # Each stage's calls: (call_type, SQLite GLOB pattern on the call's task id).
 LOGGED_CALLS: dict[Stage, tuple[tuple[str, str], ...]] = {

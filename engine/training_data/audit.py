@@ -22,6 +22,8 @@ from typing import Any
 import sqlite_utils
 from pydantic import BaseModel, ConfigDict
 
+from engine.core.stages import STAGES, TOKEN_BUDGET, Stage
+from engine.core.workspace import Workspace
 from engine.training_data.contracts import (
     RULE_BY_NAME,
     RULES,
@@ -34,8 +36,6 @@ from engine.training_data.contracts import (
 from engine.training_data.curation_errors import CurationRefused
 from engine.training_data.items import StoredItem
 from engine.training_data.review import check_stage
-from engine.training_data.stages import STAGES, TOKEN_BUDGET, Stage
-from engine.workspace import Workspace
 
 EXAMPLES = 5
 """Item ids shown per failing rule (and per kind of personal data)."""

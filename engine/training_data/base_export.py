@@ -35,8 +35,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.errors import CraError
-from engine.timestamps import utc_now
+from engine.core.errors import CraError
+from engine.core.stages import BASE_TUNE_STAGES, BaseModelKind, Stage
+from engine.core.timestamps import utc_now
+from engine.core.workspace import Workspace
 from engine.training_data.audit import screen_candidates
 from engine.training_data.curate import rejected_texts, reviewed_rows
 from engine.training_data.curation_errors import CurationRefused
@@ -50,9 +52,7 @@ from engine.training_data.dataset_manifest import FileRecord, Split
 from engine.training_data.dataset_rows import DatasetRow
 from engine.training_data.holdout import Holdout, held_out_tasks, split
 from engine.training_data.review import review_gate, round_summary, verdicts
-from engine.training_data.stages import BASE_TUNE_STAGES, BaseModelKind, Stage
 from engine.training_data.store import item_from_row
-from engine.workspace import Workspace
 
 FORMAT = "chat-jsonl"
 MANIFEST = "manifest.json"

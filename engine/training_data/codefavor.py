@@ -20,12 +20,12 @@ import re
 import warnings
 from pathlib import Path
 
+from engine.core.stages import TOKEN_BUDGET
 from engine.harness.ast_diff import FileChange, commit_changes
 from engine.harness.change_plan import cosmetic_symbols
 from engine.mining.message import EMAIL, clean_task_text, redact_emails
 from engine.training_data.harness_pairs import OVER_BUDGET, Lineage, Skip, pair_tokens
 from engine.training_data.items import Message, TrainingItem
-from engine.training_data.stages import TOKEN_BUDGET
 from engine.training_data.synthetic import SyntheticError
 
 SYSTEM_PROMPT = """You are a software engineer working in a Python repository. You are given one \

@@ -51,12 +51,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from engine.core.stages import STAGES, TOKEN_BUDGET, Stage
+from engine.harness.code_equivalence import NotPython, code_differs
 from engine.harness.retrieve import count_tokens
 from engine.mining.paths import PathRoles
 from engine.mining.settings import DEFAULT_TEST_PATTERNS
-from engine.training_data.code_equivalence import NotPython, code_differs
 from engine.training_data.items import StoredItem, TrainingItem
-from engine.training_data.stages import STAGES, TOKEN_BUDGET, Stage
 
 COPY_MIN_WORDS = 4
 """A JSON answer's string counts for `answer_copied` from this many words on: shorter ones

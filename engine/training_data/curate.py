@@ -29,7 +29,15 @@ from typing import get_args
 import sqlite_utils
 from pydantic import BaseModel, ConfigDict
 
-from engine.timestamps import utc_now
+from engine.core.stages import (
+    BASE_MODEL,
+    LORA_STAGES,
+    BaseModelKind,
+    Stage,
+    require_lora_stage,
+)
+from engine.core.timestamps import utc_now
+from engine.core.workspace import Workspace
 from engine.training_data.audit import screen_candidates
 from engine.training_data.balance import balance
 from engine.training_data.curation_errors import CurateError, CurationRefused
@@ -70,15 +78,7 @@ from engine.training_data.review import (
     round_summary,
     verdicts,
 )
-from engine.training_data.stages import (
-    BASE_MODEL,
-    LORA_STAGES,
-    BaseModelKind,
-    Stage,
-    require_lora_stage,
-)
 from engine.training_data.store import item_from_row
-from engine.workspace import Workspace
 
 KINDS: tuple[Kind, ...] = get_args(Kind)
 

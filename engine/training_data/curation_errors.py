@@ -4,7 +4,7 @@
 with the other stages. `CurateError` is about the request itself and stops it.
 """
 
-from engine.errors import CraError
+from engine.core.errors import CraError
 
 
 class CurationRefused(CraError):

@@ -13,10 +13,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from engine.evaluation.metrics import parse_answer
+from engine.core.stages import Stage
+from engine.training_data.answers import parse_answer
 from engine.training_data.curation_errors import CurationRefused
 from engine.training_data.dataset_rows import DatasetRow
-from engine.training_data.stages import Stage
 
 CURRICULUM_STAGES: tuple[Stage, ...] = ("precision",)
 MEASURE = "candidate symbols tiered, then primary symbols, then item id; fewer is easier"

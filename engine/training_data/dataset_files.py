@@ -20,12 +20,12 @@ from typing import Literal
 import sqlite_utils
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from engine.durable import fsync_dir, fsync_tree
-from engine.errors import CraError, validation_lines
+from engine.core.durable import fsync_dir, fsync_tree
+from engine.core.errors import CraError, validation_lines
+from engine.core.workspace import Workspace
 from engine.training_data.dataset_manifest import DatasetFile, DatasetManifest, FileRecord
 from engine.training_data.dataset_rows import DatasetRow
 from engine.training_data.store import item_from_row
-from engine.workspace import Workspace
 
 MANIFEST = "manifest.json"
 ROW_FILES: tuple[Literal["train.jsonl"], Literal["eval.jsonl"]] = ("train.jsonl", "eval.jsonl")

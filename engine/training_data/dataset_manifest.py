@@ -4,9 +4,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.core.stages import BaseModelKind, Stage
 from engine.training_data.curriculum import Curriculum
 from engine.training_data.items import Kind
-from engine.training_data.stages import BaseModelKind, Stage
 
 DatasetFile = Literal["train.jsonl", "eval.jsonl", "lineage.jsonl"]
 

@@ -17,18 +17,18 @@ from collections.abc import Iterable
 import sqlite_utils
 from pydantic import BaseModel, Field
 
+from engine.core.stages import Stage
+from engine.core.timestamps import utc_now
+from engine.core.workspace import Workspace
 from engine.harness.attempts import commit_message
 from engine.harness.package import CorpusPackage, find_package, load_package
 from engine.harness.task_validation import find_commit
-from engine.timestamps import utc_now
 from engine.training_data.codefavor import codefavor_pairs
 from engine.training_data.harness_pairs import Lineage, Skip, harness_pairs, lineage_of
 from engine.training_data.items import TrainingItem
 from engine.training_data.plan_items import plan_artifact_items
-from engine.training_data.stages import Stage
 from engine.training_data.store import add_items
 from engine.training_data.synthetic import Example, SyntheticError, derive_examples
-from engine.workspace import Workspace
 
 
 class PackageBuild(BaseModel):

@@ -11,7 +11,7 @@ prints them.
 
 from pydantic import BaseModel, ConfigDict
 
-from engine.training_data.stages import Stage
+from engine.core.stages import Stage
 
 
 class Rules(BaseModel):

@@ -29,19 +29,19 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.config import TrainingDataConfig
-from engine.errors import CraError
+from engine.core.config import TrainingDataConfig
+from engine.core.errors import CraError
+from engine.core.stages import TOKEN_BUDGET, Stage
+from engine.core.timestamps import TIME_FORMAT
+from engine.core.workspace import Workspace
 from engine.harness.attempts import commit_message
 from engine.harness.package import CorpusPackage, load_package
 from engine.harness.pipeline import PlannerTask
 from engine.harness.prompt import build_messages
 from engine.harness.retrieve import count_tokens
 from engine.harness.task_validation import find_commit
-from engine.manifest import ManifestCommit
-from engine.timestamps import TIME_FORMAT
+from engine.intake.manifest import ManifestCommit
 from engine.training_data.items import Message, TrainingItem
-from engine.training_data.stages import TOKEN_BUDGET, Stage
-from engine.workspace import Workspace
 
 NO_PLAN = "no plan to judge"
 AMBIGUOUS = "alignment between the planning and coding bands: the label would be a guess"

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from engine.training_data.stages import BASE_MODEL, BaseModelKind, Stage
+from engine.core.stages import BASE_MODEL, BaseModelKind, Stage
 
 Kind = Literal["sft", "preference"]
 Source = Literal["synthetic", "harness", "logged"]

@@ -34,14 +34,14 @@ from urllib.parse import quote
 import sqlite_utils
 from pydantic import BaseModel, ConfigDict
 
-from engine.errors import CraError
+from engine.core.errors import CraError
+from engine.core.stages import TOKEN_BUDGET
+from engine.core.timestamps import TIME_FORMAT, utc_now
+from engine.core.workspace import Workspace
 from engine.harness.retrieve import count_tokens
-from engine.timestamps import TIME_FORMAT, utc_now
 from engine.training_data.agent_calls import stage_of_call
 from engine.training_data.items import Message, TrainingItem
-from engine.training_data.stages import TOKEN_BUDGET
 from engine.training_data.store import insert_items
-from engine.workspace import Workspace
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 

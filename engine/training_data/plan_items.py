@@ -1,7 +1,7 @@
 """Plan artifacts as training data (seed 004 §6.8): real plans, labelled by what history did.
 
 A package's manifest lists the plan files committed to its repository, each labelled good, fine
-or bad (`engine.plan_artifacts`). Here:
+or bad (`engine.packaging.plan_artifacts`). Here:
 
 - a good or fine plan is a meta plan SFT example (origin `plan_artifact`) for the reasoning base's
   full fine-tune: the prompt is the task (the cleaned message of the commit that added the plan,
@@ -17,15 +17,15 @@ stage's token budget is skipped, never truncated.
 
 from datetime import UTC, datetime
 
-from engine.gitsafe import run_git
+from engine.core.stages import TOKEN_BUDGET
+from engine.core.timestamps import TIME_FORMAT
 from engine.harness.attempts import commit_message
 from engine.harness.package import CorpusPackage
 from engine.harness.retrieve import count_tokens
-from engine.manifest import PlanArtifact
+from engine.intake.manifest import PlanArtifact
+from engine.isolation.gitsafe import run_git
 from engine.mining.message import clean_task_text
-from engine.timestamps import TIME_FORMAT
 from engine.training_data.items import Message, TrainingItem
-from engine.training_data.stages import TOKEN_BUDGET
 
 SYSTEM = (
     "You plan a coding task in this repository: write the plan a developer will follow, "

@@ -8,8 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.core.stages import BaseModelKind, Stage
 from engine.training_data.items import Kind, Origin, Source
-from engine.training_data.stages import BaseModelKind, Stage
 
 
 class _Model(BaseModel):

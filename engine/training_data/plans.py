@@ -10,10 +10,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from engine.durable import fsync_dir
-from engine.errors import CraError, validation_lines
+from engine.core.durable import fsync_dir
+from engine.core.errors import CraError, validation_lines
+from engine.core.workspace import Workspace
 from engine.training_data.plan_model import TrainingPlan
-from engine.workspace import Workspace
 
 
 class TrainingPlanError(CraError):

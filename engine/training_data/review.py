@@ -21,12 +21,12 @@ from typing import Literal, get_args
 import sqlite_utils
 from pydantic import BaseModel, ConfigDict
 
-from engine.errors import CraError
-from engine.timestamps import utc_now
+from engine.core.errors import CraError
+from engine.core.stages import STAGES, Stage
+from engine.core.timestamps import utc_now
+from engine.core.workspace import Workspace
 from engine.training_data.items import Kind
 from engine.training_data.reject_bound import blocks, reject_rate_lower_bound, rejects_that_block
-from engine.training_data.stages import STAGES, Stage
-from engine.workspace import Workspace
 
 Decision = Literal["accept", "reject", "flip", "skip"]
 DECISIONS: tuple[Decision, ...] = get_args(Decision)

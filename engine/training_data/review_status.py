@@ -10,6 +10,8 @@ hundred) are joined to their examples by primary key, without the prompt and ans
 import sqlite_utils
 from pydantic import BaseModel, ConfigDict
 
+from engine.core.stages import STAGES, Stage
+from engine.core.workspace import Workspace
 from engine.training_data.items import Kind, Origin, Source
 from engine.training_data.review import (
     Decision,
@@ -20,8 +22,6 @@ from engine.training_data.review import (
     round_summary,
     unreviewed_counts,
 )
-from engine.training_data.stages import STAGES, Stage
-from engine.workspace import Workspace
 
 
 class _Model(BaseModel):

@@ -7,9 +7,9 @@ from typing import Any
 import sqlite_utils
 from pydantic import BaseModel, ConfigDict
 
-from engine.errors import CraError
+from engine.core.errors import CraError
+from engine.core.timestamps import utc_now
 from engine.harness.retrieve import count_tokens
-from engine.timestamps import utc_now
 from engine.training_data.items import Message, StoredItem, TrainingItem, content_hash
 
 _LIST_FIELDS = ("prompt", "chosen", "rejected")

@@ -39,8 +39,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from engine.errors import CraError
-from engine.gitsafe import run_git
+from engine.core.errors import CraError
+from engine.core.stages import BASE_MODEL, TOKEN_BUDGET, BaseModelKind, Stage
 from engine.harness.ast_diff import FileChange, commit_changes, from_base, module_name
 from engine.harness.change_plan import change_summary, cosmetic_symbols, is_docs, is_test
 from engine.harness.gold import gold_output
@@ -48,9 +48,9 @@ from engine.harness.plan import PlannerOutput, PlanPart
 from engine.harness.repo_index import FileEntry, RepoIndex, build_index
 from engine.harness.retrieve import count_tokens
 from engine.harness.worktrees import checkout
+from engine.isolation.gitsafe import run_git
 from engine.mining.message import EMAIL, clean_task_text, redact_emails
 from engine.training_data.items import Message
-from engine.training_data.stages import BASE_MODEL, TOKEN_BUDGET, BaseModelKind, Stage
 from engine.training_data.templates import render
 
 _SymbolNode = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef

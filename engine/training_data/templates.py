@@ -10,7 +10,7 @@ from string import Formatter
 
 from pydantic import BaseModel, ConfigDict
 
-from engine.training_data.stages import Stage
+from engine.core.stages import Stage
 
 _JSON_ONLY = "Answer with JSON only."
 

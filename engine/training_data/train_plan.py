@@ -40,8 +40,10 @@ from typing import Literal, get_args
 import sqlite_utils
 from pydantic import ValidationError
 
-from engine.errors import CraError, validation_lines
-from engine.timestamps import utc_now
+from engine.core.errors import CraError, validation_lines
+from engine.core.stages import BASE_MODEL, LORA_STAGES, TOKEN_BUDGET, Stage
+from engine.core.timestamps import utc_now
+from engine.core.workspace import Workspace
 from engine.training_data.agent_calls import LOGGED_CALLS
 from engine.training_data.dataset_manifest import DatasetManifest
 from engine.training_data.items import Kind, Source
@@ -54,8 +56,6 @@ from engine.training_data.plan_model import (
     TrainingPlan,
 )
 from engine.training_data.plans import load_plan, save_plan
-from engine.training_data.stages import BASE_MODEL, LORA_STAGES, TOKEN_BUDGET, Stage
-from engine.workspace import Workspace
 
 Verdict = Literal["weak", "ok", "few samples", "no bar", "not measured"]
 

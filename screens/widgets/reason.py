@@ -8,7 +8,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from engine.terminal_text import neutralise
+from engine.core.terminal_text import neutralise
 
 
 class ReasonScreen(ModalScreen[str | None]):

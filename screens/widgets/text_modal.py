@@ -6,7 +6,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
-from engine.terminal_text import neutralise
+from engine.core.terminal_text import neutralise
 
 
 class TextScreen(ModalScreen[None]):

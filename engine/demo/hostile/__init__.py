@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.demo.repo import demo_git
-from engine.manifest import MANIFEST_FILE
+from engine.intake.manifest import MANIFEST_FILE
 
 COMMIT_DATE = "2024-03-20T10:00:00+00:00"
 

@@ -10,9 +10,10 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.config import ValidationConfig
+from engine.core.config import ValidationConfig
+from engine.core.hashing import sha256_file
 from engine.demo.hostile import HostileCase, committing, edit_manifest
-from engine.demo.package import STOPWORDS_MODULE, sha256_file
+from engine.demo.package import STOPWORDS_MODULE
 from engine.demo.wheels import build_wheel
 
 STOPWORDS_WHEEL = "stopwords_mini-1.0.0-py3-none-any.whl"

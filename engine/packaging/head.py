@@ -1,0 +1,55 @@
+"""Read a repository's files as committed at HEAD, through git, never from the work tree.
+
+Every git call names the git folder itself (`--git-dir`) and runs through
+`engine.isolation.gitsafe`, so the repository's hooks and config never run and a work tree's
+uncommitted edits are never read.
+"""
+
+import tomllib
+from pathlib import Path
+
+from engine.isolation.gitsafe import GitError, run_git
+from engine.packaging.errors import PackagingError
+
+
+class HeadFiles:
+    """The files of the commit at HEAD of the repository whose git folder is `git_dir`."""
+
+    def __init__(self, git_dir: Path) -> None:
+        self.git_dir = git_dir.absolute()
+        out = self._git("ls-tree", "-r", "-z", "--full-tree", "HEAD").stdout
+        blobs: set[str] = set()
+        for record in out.split(b"\0"):
+            if not record:
+                continue
+            meta, _, path = record.partition(b"\t")
+            mode, kind, _sha = meta.decode("ascii").split()
+            if kind == "blob" and not mode.startswith("120"):
+                blobs.add(path.decode("utf-8", "surrogateescape"))
+        self.paths = frozenset(blobs)
+
+    def _git(self, *args: str):
+        return run_git(self.git_dir, f"--git-dir={self.git_dir}", *args)
+
+    def has(self, path: str) -> bool:
+        return path in self.paths
+
+    def read(self, path: str) -> str:
+        """The text of `path` at HEAD; a missing or non-UTF-8 file is a PackagingError."""
+        if path not in self.paths:
+            raise PackagingError(f"{path}: not a file at HEAD")
+        try:
+            raw = self._git("cat-file", "blob", f"HEAD:{path}").stdout
+        except GitError as exc:
+            raise PackagingError(f"{path}: cannot be read at HEAD: {exc}") from exc
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PackagingError(f"{path}: not UTF-8 text at HEAD ({exc})") from exc
+
+    def read_toml(self, path: str) -> dict:
+        """`path` at HEAD parsed as TOML; invalid TOML is a PackagingError naming the file."""
+        try:
+            return tomllib.loads(self.read(path))
+        except tomllib.TOMLDecodeError as exc:
+            raise PackagingError(f"{path} at HEAD is not valid TOML: {exc}") from exc

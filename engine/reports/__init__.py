@@ -1,0 +1,1 @@
+"""Readers over the whole workspace: the morning report."""
