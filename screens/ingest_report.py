@@ -18,7 +18,7 @@ from engine.report import PackageSummary, ValidationReport
 from engine.terminal_text import neutralise
 
 PLANNING_BAR_WIDTH = 20
-STRONG_STYLE_SCORE = 75  # seed 004 §6.7: repos scoring 75-100 are strong candidates
+STRONG_STYLE_SCORE = 75  # LoRA Training Strategy §6.7: repos scoring 75-100 are strong candidates
 PLAN_LABEL_STYLE = {"good": "bold green", "fine": "bold yellow", "bad": "bold red"}
 
 

@@ -1,10 +1,10 @@
 """Each stage's metrics, and which of them are primary: the ones the gate decides on.
 
-Seed 004 §9.1. Only the LoRA stages are evaluated (meta, step and test planning are the base's
-full fine-tune, `stages.BASE_TUNE_STAGES`). Retrieval stages are scored by comparing the model's
-answer with the held-out answer; execute_code by applying its edits and running the task's tests
-(pass@1); the planning DPO by running its eval tasks through the harness with the version in the
-planner slot (resolved rate). Every metric is a share in [0, 1], higher is better.
+LoRA Training Strategy §9.1. Only the LoRA stages are evaluated (meta, step and test planning are
+the base's full fine-tune, `stages.BASE_TUNE_STAGES`). Retrieval stages are scored by comparing the
+model's answer with the held-out answer; execute_code by applying its edits and running the task's
+tests (pass@1); the planning DPO by running its eval tasks through the harness with the version in
+the planner slot (resolved rate). Every metric is a share in [0, 1], higher is better.
 """
 
 from engine.training_data.stages import Stage

@@ -1,11 +1,11 @@
 """The pipeline stages that get training data, the base model each trains on, and its budget.
 
-Seed 004 §2.2: task analysis runs on an 8K-token context-reduced base; every other stage shares
-the 32K one. Code execution trains the coding base; the planning and retrieval stages train the
-reasoning base (§2, §7.2).
+LoRA Training Strategy §2.2: task analysis runs on an 8K-token context-reduced base; every other
+stage shares the 32K one. Code execution trains the coding base; the planning and retrieval stages
+train the reasoning base (§2, §7.2).
 
-Seed 004 §1, §2.6, §7.2: only some stages are LoRA adapters. Task analysis, scope, precision
-(SFT with a curriculum), execute_code (SFT, then DPO on the same adapter) and the optional
+LoRA Training Strategy §1, §2.6, §7.2: only some stages are LoRA adapters. Task analysis, scope,
+precision (SFT with a curriculum), execute_code (SFT, then DPO on the same adapter) and the optional
 planning DPO are trained, evaluated and promoted as adapters. Meta, step and test planning are
 the reasoning base's own full fine-tune: their items are derived, reviewed and kept with their
 lineage, then exported for that fine-tune (`cra data export-base`), never curated into a LoRA
@@ -49,7 +49,7 @@ TOKEN_BUDGET: dict[Stage, int] = {
 
 BASE_TUNE_RULE = (
     "planning (meta_plan, step_plan, test_plan) is trained in the reasoning base's full "
-    "fine-tune, not as a LoRA adapter (seed 004 §1, §2.6); export it with "
+    "fine-tune, not as a LoRA adapter (LoRA Training Strategy §1, §2.6); export it with "
     "`cra data export-base --role reasoning`"
 )
 
