@@ -34,7 +34,9 @@ LAZY_COMMANDS = {
         "Training examples and preference pairs in the workspace database.",
     ),
     "datasets": LazyCommand("app.cli_curate:datasets", "Curated datasets: list them, show one."),
-    "eval": LazyCommand("app.cli_eval:eval_group", "Eval runs and the eval gate (seed 004 §9)."),
+    "eval": LazyCommand(
+        "app.cli_eval:eval_group", "Eval runs and the eval gate (LoRA Training Strategy §9)."
+    ),
     "import-logs": LazyCommand(
         "app.cli_logs:import_logs_command",
         "Import RAW_DB, the agent's raw.sqlite (read-only): every run and call, and an SFT "

@@ -34,7 +34,7 @@ def _print_report(report: CurateReport) -> None:
         if done.target_examples is not None and counts.train < done.target_examples:
             click.echo(
                 f"  note: below the plan's target of {done.target_examples:,} train rows "
-                "(seed 004 §7.2); a run on it is a small round"
+                "(LoRA Training Strategy §7.2); a run on it is a small round"
             )
         click.echo(
             f"  {counts.candidates} candidates: {counts.excluded_by_review} rejected in review, "

@@ -161,7 +161,7 @@ def stats(ctx: click.Context) -> None:
 @click.pass_context
 def export_base_command(ctx: click.Context, role: str, out: Path, as_json: bool) -> None:
     """Write the base's full fine-tune data (the reviewed planning examples, chat-format JSONL
-    with a manifest and lineage) for the outsourced run, seed 004 §12.3."""
+    with a manifest and lineage) for the outsourced run, LoRA Training Strategy §12.3."""
     from engine.training_data.base_export import export_base
 
     export = export_base(open_workspace(ctx), role, out)

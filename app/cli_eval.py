@@ -64,7 +64,7 @@ def _line(run: dict[str, Any]) -> str:
 
 @click.group("eval")
 def eval_group() -> None:
-    """Eval runs and the eval gate (seed 004 §9)."""
+    """Eval runs and the eval gate (LoRA Training Strategy §9)."""
 
 
 eval_group.add_command(eval_set_group)

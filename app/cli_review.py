@@ -1,4 +1,5 @@
-"""`cra review`: the spot-check of training items from the terminal (seed 004 §7.2, §9.3).
+"""`cra review`: the spot-check of training items from the terminal (LoRA Training Strategy §7.2,
+§9.3).
 
 `sample` draws a seeded round of a stage's unreviewed items, `status` shows where each stage
 stands and whether it may be curated, `show` lists a round's items and their decisions, `decide`

@@ -4,7 +4,7 @@ Usage: .venv/bin/python bench/data_quality.py REPO --domain DOMAIN --since YYYY-
            --slice-since YYYY-MM-DD [--tasks N] [--wheels DIR] [--scratch DIR]
 
 REPO is a git work tree of a real project fetched into a scratch folder (never committed), e.g.
-`git clone /work/.mirror/python-attrs+attrs/repo /work/scratch/attrs`. As an operator would,
+`git clone https://github.com/python-attrs/attrs scratch/attrs`. As an operator would,
 through `cra` in a fresh workspace under --scratch:
 
 1. package REPO twice: its history since --since, and a later slice since --slice-since (the

@@ -10,7 +10,7 @@ same process, N times each:
 - the console opened on the Harness pane: seconds from building the app until the attempt list
   draws its first attempt (read from SQLite through the pane's poll).
 
-The medians and their ratio are printed (the design's anchor: 0.29 s for a minimal app; the
+The medians and their ratio are printed (docs/BENCHMARKS.md's anchor: 0.29 s for a minimal app; the
 target: the pane's first frame within 0.3 s), then what each query of the pane's poll costs on
 this database.
 """

@@ -11,8 +11,8 @@ process, N times each:
 - the console opened on the Review pane: seconds from building the app until the pair's
   answers draw (the stages counted, the round read, the item read and laid out).
 
-The medians and their ratio are printed (the design's anchor: 0.29 s for a minimal app), then
-what each engine call of the pane costs on this database.
+The medians and their ratio are printed (docs/BENCHMARKS.md's anchor: 0.29 s for a minimal app),
+then what each engine call of the pane costs on this database.
 """
 
 import argparse

@@ -18,7 +18,7 @@ from engine.intake.manifest import FilterStage, PlanArtifact, PlanningType, Styl
 from engine.intake.validation_report import PackageSummary, ValidationReport
 
 PLANNING_BAR_WIDTH = 20
-STRONG_STYLE_SCORE = 75  # seed 004 §6.7: repos scoring 75-100 are strong candidates
+STRONG_STYLE_SCORE = 75  # LoRA Training Strategy §6.7: repos scoring 75-100 are strong candidates
 PLAN_LABEL_STYLE = {"good": "bold green", "fine": "bold yellow", "bad": "bold red"}
 
 

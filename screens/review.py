@@ -1,4 +1,5 @@
-"""The Review pane: spot-check a sample of each stage's items by key (seed 004 §7.2, §9.3).
+"""The Review pane: spot-check a sample of each stage's items by key (LoRA Training Strategy §7.2,
+§9.3).
 
 On top, a strip with one column per stage (items, newest round's progress, reject rate, gate)
 and the selected stage's gate in full. Below, the current item of the stage's newest round: its

@@ -1,7 +1,7 @@
 """`RowsView`: rows of one or more aligned text columns, drawn a line at a time (Line API).
 
-A prompt can hold 32K tokens (seed 004 §2.2), thousands of lines; a pair's answers hundreds.
-A `Static` lays all of it out whenever the item changes (about half a second for a 190 KB
+A prompt can hold 32K tokens (LoRA Training Strategy §2.2), thousands of lines; a pair's answers
+hundreds. A `Static` lays all of it out whenever the item changes (about half a second for a 190 KB
 prompt), so the Review pane draws them here instead: each row's height is known from its
 cells' widths (only lines wider than their column are wrapped to find it), and only the rows
 in view are wrapped and rendered, kept in a small cache until the width or the rows change.

@@ -375,9 +375,9 @@ def test_one_active_under_concurrent_promote_and_rollback(ws: Workspace) -> None
 
 
 def test_planning_stages_have_no_adapters_to_list_promote_or_roll_back(ws: Workspace) -> None:
-    """meta/step/test planning are the base fine-tune's (seed 004 §2.6): the adapter commands
-    refuse them naming the rule, even for a version recorded before the rule (no promotion);
-    the agent still resolves a planning stage to its base."""
+    """meta/step/test planning are the base fine-tune's (LoRA Training Strategy §2.6): the adapter
+    commands refuse them naming the rule, even for a version recorded before the rule (no
+    promotion); the agent still resolves a planning stage to its base."""
     legacy = _add_version(ws, "meta_plan", 1)
     with pytest.raises(NotALoraStage, match="meta_plan has no adapter to promote .meta_plan-v1."):
         promote(ws, legacy)

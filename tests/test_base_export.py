@@ -1,4 +1,5 @@
-"""`cra data export-base`: the reasoning base's full fine-tune data (seed 004 §2.6, §12.3).
+"""`cra data export-base`: the reasoning base's full fine-tune data (LoRA Training Strategy §2.6,
+§12.3).
 
 Every test builds planning items in a real workspace database, reviews them through the review
 module and exports to a real folder."""

@@ -1,4 +1,5 @@
-"""CodeFavor pairs (seed 004 §6.7) from a real commit in a git repository built here."""
+"""CodeFavor pairs (LoRA Training Strategy §6.7) from a real commit in a git repository built
+here."""
 
 from pathlib import Path
 

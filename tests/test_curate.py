@@ -494,7 +494,8 @@ def test_the_cli_curates_lists_and_shows(tmp_path: Path) -> None:
 
 def test_planning_stages_are_never_curated_into_a_lora_dataset(tmp_path: Path) -> None:
     """meta/step/test planning items are reviewed, but curation (by stage, by plan, or of every
-    stage) never makes a LoRA dataset of them: they are the base fine-tune's (seed 004 §2.6)."""
+    stage) never makes a LoRA dataset of them: they are the base fine-tune's (LoRA Training Strategy
+    §2.6)."""
     ws = _workspace(tmp_path)
     add_items(ws.db, [_item(n, stage="meta_plan") for n in range(40)])
     _review(ws, "meta_plan")

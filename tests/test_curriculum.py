@@ -1,5 +1,6 @@
-"""Precision's curriculum (seed 004 §7.2, SFT + curriculum): curation orders a precision
-dataset's train rows easy to hard and records it, and the trainer reads them in that order.
+"""Precision's curriculum (LoRA Training Strategy §7.2, SFT + curriculum): curation orders a
+precision dataset's train rows easy to hard and records it, and the trainer reads them in that
+order.
 
 Items live in a real workspace database and are reviewed through the review module; the trainer
 is TRL's SFTTrainer on the tiny local Qwen2 model the training tests build.

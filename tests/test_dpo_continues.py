@@ -1,5 +1,5 @@
-"""execute_code trains SFT then DPO on one adapter (seed 004 §1): a DPO run continues the
-stage's SFT version, starting from its weights, and the version it makes records that parent.
+"""execute_code trains SFT then DPO on one adapter (LoRA Training Strategy §1): a DPO run continues
+the stage's SFT version, starting from its weights, and the version it makes records that parent.
 
 A real workspace holds an execute_code SFT dataset and a preference dataset curated from
 reviewed items; the base is the tiny local Qwen2 model the training tests build; the runs are

@@ -171,8 +171,9 @@ def test_a_drop_within_its_tolerance_is_no_regression(ws: Workspace) -> None:
 
 
 def test_the_seed_minimums_are_on_by_default(tmp_path: Path) -> None:
-    """With no [gate] minimums set, seed 004 §9.1's pass thresholds hold: a scope candidate at
-    accuracy 0.70 is below 0.75 and rejected, however much it gains; 0 switches one off."""
+    """With no [gate] minimums set, LoRA Training Strategy §9.1's pass thresholds hold: a scope
+    candidate at accuracy 0.70 is below 0.75 and rejected, however much it gains; 0 switches one
+    off."""
     assert GateConfig().minimums == DEFAULT_MINIMUMS
     assert DEFAULT_MINIMUMS["scope.accuracy"] == 0.75
     assert not any(key.startswith(("execute_code", "planning_dpo")) for key in DEFAULT_MINIMUMS)

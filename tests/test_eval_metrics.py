@@ -71,7 +71,8 @@ def test_execute_code_is_checked_for_shape() -> None:
 
 
 def test_planning_stages_are_never_scored_as_adapters() -> None:
-    """meta/step/test planning are the base fine-tune's (seed 004 §2.6): no eval metric."""
+    """meta/step/test planning are the base fine-tune's (LoRA Training Strategy §2.6): no eval
+    metric."""
     for stage in ("meta_plan", "step_plan", "test_plan"):
         with pytest.raises(NotALoraStage, match=f"{stage} has no evaluation: planning"):
             score_row(stage, "{}", "{}")

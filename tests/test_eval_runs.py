@@ -360,7 +360,7 @@ def test_a_candidate_that_cannot_improve_is_not_passed(ws: Workspace) -> None:
     """The issue's core: a scope adapter trained on the tiny model at a learning rate of 1e-12
     answers every held-out row exactly as the base does, so after a real `cra eval run --wait`
     on a full-size eval set the gate says no gain, and it is not promoted without an override.
-    (The seed's minimums are switched off here, so it is the gain check that refuses it.)"""
+    (The strategy's minimums are switched off here, so it is the gain check that refuses it.)"""
     build_tiny_model(ws.root / "models" / "base")
     config = (
         "[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\n"

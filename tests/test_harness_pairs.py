@@ -1,4 +1,5 @@
-"""Harness preference pairs (seed 004 §6.9): labelling rules over real attempt rows and artifacts.
+"""Harness preference pairs (LoRA Training Strategy §6.9): labelling rules over real attempt rows
+and artifacts.
 
 The demo package is approved once; each test works on a copy of that workspace, writes
 campaign and attempt rows into its SQLite database and the attempts' artifacts (context.txt,

@@ -1,4 +1,5 @@
-"""Plan artifacts: generated histories that follow a committed plan to each of the seed's labels."""
+"""Plan artifacts: generated histories that follow a committed plan to each of the LoRA Training
+Strategy's labels."""
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path

@@ -1,6 +1,6 @@
-"""Plan artifacts become training data (seed 004 §6.8): a good or fine plan a meta plan example
-for the base export, a replaced bad plan a planning DPO pair beside its replacement, each with
-its label's evidence; a bad plan without a replacement makes nothing.
+"""Plan artifacts become training data (LoRA Training Strategy §6.8): a good or fine plan a meta
+plan example for the base export, a replaced bad plan a planning DPO pair beside its replacement,
+each with its label's evidence; a bad plan without a replacement makes nothing.
 
 The histories are real git repositories generated here (the plan-artifact tests' `History`);
 the demo package's plan flows through `cra data build` in a real workspace.

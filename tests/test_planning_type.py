@@ -1,4 +1,5 @@
-"""Planning types (seed 004 §6.9): the rule, the AST comparison behind it, and the demo repo."""
+"""Planning types (LoRA Training Strategy §6.9): the rule, the AST comparison behind it, and the
+demo repo."""
 
 from pathlib import Path
 

@@ -363,8 +363,8 @@ def test_start_refuses_a_missing_dataset_and_a_mismatched_stage_or_method(ws: Wo
 
 
 def test_a_planning_stage_trains_no_lora_adapter(ws: Workspace) -> None:
-    """meta/step/test planning are the base fine-tune's (seed 004 §2.6): a run for one is
-    refused, naming the rule, by the engine and by `cra train start`; no run is recorded."""
+    """meta/step/test planning are the base fine-tune's (LoRA Training Strategy §2.6): a run for one
+    is refused, naming the rule, by the engine and by `cra train start`; no run is recorded."""
     with pytest.raises(NotALoraStage, match="meta_plan has no LoRA adapter to train: planning"):
         start_run(ws, "scope-d1", "meta_plan")
     result = CliRunner().invoke(

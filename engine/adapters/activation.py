@@ -1,4 +1,5 @@
-"""Which adapter version serves each stage: promote, roll back, reject (seed 004 §10.5).
+"""Which adapter version serves each stage: promote, roll back, reject (LoRA Training Strategy
+§10.5).
 
 A stage has at most one `active` version. The database enforces it: a partial unique index on
 `adapter_versions (stage) WHERE status = 'active'`. Every flip happens in one `BEGIN IMMEDIATE`

@@ -71,11 +71,11 @@ class TrainingDataConfig(_Section):
     A failed attempt's plan whose alignment with the commit is at most `planning_alignment_max`
     is a planning failure (a planning_dpo pair); at least `coding_alignment_min`, the plan was
     sound and the code failed (an execute_code pair); in between, the pair would be mislabelled
-    either way and is not made (seed 004 §6.9).
+    either way and is not made (LoRA Training Strategy §6.9).
 
     A review round gives a verdict once at least `review_min_sample` of its items are decided
-    (the seed's 10-20 items, §7.2, §9.3); it blocks the stage when its rejects show, at
-    `review_confidence`, a reject rate above `review_max_reject_rate` (a one-sided
+    (the LoRA Training Strategy's 10-20 items, §7.2, §9.3); it blocks the stage when its rejects
+    show, at `review_confidence`, a reject rate above `review_max_reject_rate` (a one-sided
     Clopper-Pearson lower bound; `engine/training_data/reject_bound.py`).
     """
 
@@ -104,7 +104,7 @@ class TrainingDataConfig(_Section):
 
 
 class CurationConfig(_Section):
-    """The rules `cra curate-data` applies (seed 004 §6.1, §9.1, §10)."""
+    """The rules `cra curate-data` applies (LoRA Training Strategy §6.1, §9.1, §10)."""
 
     near_duplicate_threshold: float = Field(default=0.9, gt=0, le=1)
     max_domain_share: float = Field(default=0.2, gt=0, le=1)
@@ -120,13 +120,13 @@ class TrainingConfig(_Section):
     """Where the frozen bases are, and when training may take the GPU.
 
     `base_models` maps a base kind to a local model folder (relative paths are against the
-    workspace); a run always starts from it, never from a merged model (seed 002 §6). Training
-    is refused while something answers at `inference_url` (the inference server holds the GPU)
-    unless forced, and outside `window` ("HH:MM-HH:MM", local time, may wrap midnight) if set.
+    workspace); a run always starts from it, never from a merged model (Phase 4 Guidelines §6).
+    Training is refused while something answers at `inference_url` (the inference server holds the
+    GPU) unless forced, and outside `window` ("HH:MM-HH:MM", local time, may wrap midnight) if set.
 
     `hyper` holds a LoRA stage's own training settings (`[training.hyper.scope]`,
-    `learning_rate = 1e-4`), over seed 004 §7.3's defaults and under a run's own `--set`; they
-    are checked against the settings a run takes when a run starts
+    `learning_rate = 1e-4`), over LoRA Training Strategy §7.3's defaults and under a run's own
+    `--set`; they are checked against the settings a run takes when a run starts
     (`engine.training.runs.build_hyper`).
     """
 
@@ -140,7 +140,7 @@ class TrainingConfig(_Section):
 
 
 class ServingConfig(_Section):
-    """The vLLM server that serves the bases with their adapters (seed 004 §3, §10.5).
+    """The vLLM server that serves the bases with their adapters (LoRA Training Strategy §3, §10.5).
 
     `bases` maps a base kind to the local model folder vLLM serves (relative paths are against
     the workspace); `base_url` is where its OpenAI-compatible API answers.
@@ -160,7 +160,7 @@ DEFAULT_EVAL_SIZES = {
     "execute_code": 100,
     "planning_dpo": 50,
 }
-"""Seed 004 §9.1: the lower end of each stage's eval-set size."""
+"""LoRA Training Strategy §9.1: the lower end of each stage's eval-set size."""
 
 
 class EvaluationConfig(_Section):
@@ -175,12 +175,12 @@ class EvaluationConfig(_Section):
     max_tokens: int = Field(default=1024, ge=1)
     timeout_s: float = Field(default=600.0, gt=0)
     eval_sizes: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_EVAL_SIZES))
-    """Rows in each LoRA stage's frozen eval set (seed 004 §9.1's lower sizes by default). A
-    smaller set may be built, but every gate decision on it is marked underpowered."""
+    """Rows in each LoRA stage's frozen eval set (LoRA Training Strategy §9.1's lower sizes by
+    default). A smaller set may be built, but every gate decision on it is marked underpowered."""
     max_eval_share: float = Field(default=0.2, gt=0, lt=1)
-    """The most of a stage's tasks an eval set may hold (seed 004 §9.1 reserves 10-20 %):
-    its tasks never train, so a small corpus gets a small, underpowered set, not an empty
-    train split."""
+    """The most of a stage's tasks an eval set may hold (LoRA Training Strategy §9.1
+    reserves 10-20 %): its tasks never train, so a small corpus gets a small, underpowered set, not
+    an empty train split."""
 
     @field_validator("eval_sizes", mode="after")
     @classmethod
@@ -203,21 +203,21 @@ DEFAULT_MINIMUMS = {
     "precision.accuracy": 0.70,
     "precision.primary_recall": 0.80,
 }
-"""Seed 004 §9.1's pass thresholds; execute_code and planning_dpo need only beat their
+"""LoRA Training Strategy §9.1's pass thresholds; execute_code and planning_dpo need only beat their
 baseline, so they have none."""
 
 
 class GateConfig(_Section):
-    """When a candidate passes (seed 004 §9.2, `engine.evaluation.gate`): a primary metric
-    improves with `confidence` (the paired interval's lower bound above 0), none drops by more
-    than its tolerance, each is at least its minimum. A drop past the tolerance whose interval
+    """When a candidate passes (LoRA Training Strategy §9.2, `engine.evaluation.gate`): a primary
+    metric improves with `confidence` (the paired interval's lower bound above 0), none drops by
+    more than its tolerance, each is at least its minimum. A drop past the tolerance whose interval
     is below 0 is a regression; one whose interval reaches 0 leaves the decision underpowered.
 
     Keys are `stage.metric` (e.g. `scope.relevant_recall`); `tolerance` applies to every
     primary metric without its own entry in `tolerances`. Its default, 0.02, is the chance
     wobble of a primary metric that did not change (`bench/gate.py`: at 0, half of the truly
     better scope candidates were stopped by their unchanged second metric). `minimums` are
-    the seed's pass thresholds (§9.1) unless set here; 0 switches one off.
+    the LoRA Training Strategy's pass thresholds (§9.1) unless set here; 0 switches one off.
     """
 
     tolerance: float = Field(default=0.02, ge=0, le=1)
@@ -246,7 +246,8 @@ class GateConfig(_Section):
 
 
 class WatchConfig(_Section):
-    """The end-to-end check after a promotion (seed 004 §9.2, §10.5 step 3; seed 002 §6).
+    """The end-to-end check after a promotion (LoRA Training Strategy §9.2, §10.5 step 3; Phase 4
+    Guidelines §6).
 
     With `enabled`, promoting a version of a stage the harness puts in its planner slot
     (planning_dpo, execute_code) starts a watch: the harness resolved rate on the stage's held-out

@@ -1,22 +1,22 @@
 """The vocabulary every layer shares: the pipeline stages, the base model each trains on, its
 token budget, and the metrics each is evaluated on.
 
-Seed 004 §2.2: task analysis runs on an 8K-token context-reduced base; every other stage shares
-the 32K one. Code execution trains the coding base; the planning and retrieval stages train the
-reasoning base (§2, §7.2).
+LoRA Training Strategy §2.2: task analysis runs on an 8K-token context-reduced base; every other
+stage shares the 32K one. Code execution trains the coding base; the planning and retrieval stages
+train the reasoning base (§2, §7.2).
 
-Seed 004 §1, §2.6, §7.2: only some stages are LoRA adapters. Task analysis, scope, precision
-(SFT with a curriculum), execute_code (SFT, then DPO on the same adapter) and the optional
+LoRA Training Strategy §1, §2.6, §7.2: only some stages are LoRA adapters. Task analysis, scope,
+precision (SFT with a curriculum), execute_code (SFT, then DPO on the same adapter) and the optional
 planning DPO are trained, evaluated and promoted as adapters. Meta, step and test planning are
 the reasoning base's own full fine-tune: their items are derived, reviewed and kept with their
 lineage, then exported for that fine-tune (`cra data export-base`), never curated into a LoRA
 dataset.
 
-Seed 004 §9.1: every LoRA stage is evaluated on its metrics, each a share in [0, 1], higher is
-better; the primary ones are those the gate decides on. Retrieval stages are scored by comparing
-the model's answer with the held-out answer; execute_code by applying its edits and running the
-task's tests (pass@1); the planning DPO by running its eval tasks through the harness with the
-version in the planner slot (resolved rate).
+LoRA Training Strategy §9.1: every LoRA stage is evaluated on its metrics, each a share in
+[0, 1], higher is better; the primary ones are those the gate decides on. Retrieval stages are
+scored by comparing the model's answer with the held-out answer; execute_code by applying its
+edits and running the task's tests (pass@1); the planning DPO by running its eval tasks through
+the harness with the version in the planner slot (resolved rate).
 """
 
 from typing import Literal, get_args
@@ -56,7 +56,7 @@ TOKEN_BUDGET: dict[Stage, int] = {
 
 BASE_TUNE_RULE = (
     "planning (meta_plan, step_plan, test_plan) is trained in the reasoning base's full "
-    "fine-tune, not as a LoRA adapter (seed 004 §1, §2.6); export it with "
+    "fine-tune, not as a LoRA adapter (LoRA Training Strategy §1, §2.6); export it with "
     "`cra data export-base --role reasoning`"
 )
 

@@ -41,25 +41,25 @@ DEMO_HYPER = {
     "warmup_ratio": 0.0,
     "save_steps": 200,
 }
-"""The demo's scope training settings (`[training.hyper.scope]`): seed 004 §7.3's defaults
-(lr 2e-4, two epochs) are for a real base; the tiny one learns the scope answer in 200 steps of
-4 rows at 1e-2 (docs/decisions.md). A run from the console's Training form takes them too."""
+"""The demo's scope training settings (`[training.hyper.scope]`): LoRA Training Strategy §7.3's
+defaults (lr 2e-4, two epochs) are for a real base; the tiny one learns the scope answer in 200
+steps of 4 rows at 1e-2 (docs/decisions.md). A run from the console's Training form takes them
+too."""
 
 
 def demo_config(drive: Path) -> str:
     """The demo's cra.toml. Its corpus is one small repo from one domain, so curation may not
-        hold a domain to 20%. Scope's frozen eval set holds its 10 newest tasks (of the 22 usable
-        ones; `max_eval_share` 0.5 allows 11), the fewest the gate calls anything but
-        underpowered, and curation holds nothing else out (eval_share 0), so the other 12 train.
-        The gate's minimums for scope (seed 004 §9.1's pass thresholds, meant for a real base) are
-        off: the tiny base shows the gate deciding on a real, confident gain, not a useful model. An
-        answer is some twenty tokens; `max_tokens` leaves room for a longer one. Scope trains with
-    `DEMO_HYPER`. Its
-        tests are deterministic, so gold validation runs each side once, not three times: the gold
-        campaign over its 24 commits takes about a minute, not three. Both bases are the tiny model
-        built here, trained and evaluated on the CPU; its server is the CPU stand-in
-        (`cra serve --launch --cpu`) on a port of its own. Written by a TOML library, so any path
-        (quotes, backslashes) stays one string."""
+    hold a domain to 20%. Scope's frozen eval set holds its 10 newest tasks (of the 22 usable
+    ones; `max_eval_share` 0.5 allows 11), the fewest the gate calls anything but underpowered,
+    and curation holds nothing else out (eval_share 0), so the other 12 train. The gate's
+    minimums for scope (LoRA Training Strategy §9.1's pass thresholds, meant for a real base) are
+    off: the tiny base shows the gate deciding on a real, confident gain, not a useful model. An
+    answer is some twenty tokens; `max_tokens` leaves room for a longer one. Scope trains with
+    `DEMO_HYPER`. Its tests are deterministic, so gold validation runs each side once, not three
+    times: the gold campaign over its 24 commits takes about a minute, not three. Both bases are
+    the tiny model built here, trained and evaluated on the CPU; its server is the CPU stand-in
+    (`cra serve --launch --cpu`) on a port of its own. Written by a TOML library, so any path
+    (quotes, backslashes) stays one string."""
     bases = {"reasoning": TINY_MODEL, "coding": TINY_MODEL}
     return tomli_w.dumps(
         {

@@ -1,4 +1,5 @@
-"""A stage's frozen eval set: the rows every candidate of the stage is scored on (seed 004 §9.1).
+"""A stage's frozen eval set: the rows every candidate of the stage is scored on (LoRA Training
+Strategy §9.1).
 
 Per LoRA stage (and so per base model) the operator builds versions (`cra eval set build`); the
 newest is what `cra eval run` scores, so a candidate and its baseline always meet on the same

@@ -1,14 +1,14 @@
 """The eval gate: a candidate against the stage's active version, or the base for the first.
 
-Seed 004 §9.2, "if metrics improve, promote", per stage. Both are scored on the same frozen
-eval set and compared example by example (`example_scores.paired_metrics`: a paired bootstrap
+LoRA Training Strategy §9.2, "if metrics improve, promote", per stage. Both are scored on the same
+frozen eval set and compared example by example (`example_scores.paired_metrics`: a paired bootstrap
 for counted metrics, an exact McNemar interval for pass/fail ones). `decide` records one
 verdict, the most serious that holds, with every reason that holds:
 
 1. **regression**: a primary metric's difference is below minus its tolerance and its whole
-   interval is below 0 (a drop the paired test confirms; seed 004 §9.2 "regresses");
+   interval is below 0 (a drop the paired test confirms; LoRA Training Strategy §9.2 "regresses");
 2. **below minimum**: a primary metric of the candidate is under its minimum (`[gate]
-   minimums`, seed 004 §9.1's pass thresholds by default);
+   minimums`, LoRA Training Strategy §9.1's pass thresholds by default);
 3. **underpowered**: the eval set is under its target size (as built, or the paired examples
    under `[evaluation] eval_sizes`), or holds fewer than `MIN_EXAMPLES` (then even a regression
    or a value under a minimum is not grounds to reject for good), or a primary metric

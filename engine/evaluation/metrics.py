@@ -1,4 +1,4 @@
-"""Scoring a model's answer against the held-out reference, per stage (seed 004 §9.1).
+"""Scoring a model's answer against the held-out reference, per stage (LoRA Training Strategy §9.1).
 
 Each row yields counts (hits, out of) per metric so a stage's metrics are micro-averaged over
 its rows: a row with twenty reference files weighs twenty times one with one. Recall-type

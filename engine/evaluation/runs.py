@@ -1,8 +1,8 @@
 """Eval runs: a version (or the bare base) scored on a stage's eval set, in a background job.
 
-`start_eval` follows seed 004 §9.2: the candidate and its baseline (the stage's active version,
-or the base model for the first) are scored on the same eval set, the stage's newest frozen one
-(`eval_set.py`), the baseline first when it has no finished eval there yet; both run in one
+`start_eval` follows LoRA Training Strategy §9.2: the candidate and its baseline (the stage's active
+version, or the base model for the first) are scored on the same eval set, the stage's newest frozen
+one (`eval_set.py`), the baseline first when it has no finished eval there yet; both run in one
 job, one after the other (two at once would only share the same cores), and the job ends by
 putting the candidate through the gate. An eval run's answers go to `evals/<id>/`
 (answers.jsonl, the harness attempts, eval.log) and its metrics to `eval_runs.metrics_json`;

@@ -1,4 +1,5 @@
-"""Plan-diff structural alignment (seed 004 §6.9): a plan against the commit, without running it.
+"""Plan-diff structural alignment (LoRA Training Strategy §6.9): a plan against the commit, without
+running it.
 
 Files and symbols from the plan's steps are compared with the commit's changes outside its test
 files (test files the plan names are left out on both sides: the harness overlays them). Every

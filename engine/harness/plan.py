@@ -1,8 +1,8 @@
 """What a pipeline in the planner slot returns: a plan and search/replace edits (pydantic).
 
-The plan follows the agent's shape (seed 004 §6.9): a meta plan splits the task into parts with
-dependency edges; each part is an ordered list of steps, each step naming the file it changes
-and the symbols it targets. Edits are search/replace blocks applied to the task's worktree.
+The plan follows the agent's shape (LoRA Training Strategy §6.9): a meta plan splits the task into
+parts with dependency edges; each part is an ordered list of steps, each step naming the file it
+changes and the symbols it targets. Edits are search/replace blocks applied to the task's worktree.
 """
 
 from typing import Annotated

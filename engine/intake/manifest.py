@@ -78,7 +78,8 @@ class FilterStage(_Model):
 
 
 class StyleScore(_Model):
-    """Fail-fast style score of the repository's Python at HEAD (seed 004 §6.7), 0–100."""
+    """Fail-fast style score of the repository's Python at HEAD (LoRA Training Strategy §6.7),
+    0–100."""
 
     score: float = Field(ge=0, le=100)
     files: int = Field(ge=0)

@@ -1,4 +1,5 @@
-"""Planning type of a kept commit (seed 004 §6.9) and the manifest entry that records it.
+"""Planning type of a kept commit (LoRA Training Strategy §6.9) and the manifest entry that records
+it.
 
 test_plan: tests changed, production code not. mixed: both. Production code alone: meta_plan
 when 4+ production files change and the change adds symbols (a multi-file feature), else

@@ -19,7 +19,8 @@ DEFAULT_TEST_PATTERNS = (
 
 
 class FilterSettings(BaseModel):
-    """Bounds of the commit filter (seed 004 §6.2); dates are inclusive committer dates."""
+    """Bounds of the commit filter (LoRA Training Strategy §6.2); dates are inclusive committer
+    dates."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -1,4 +1,5 @@
-"""Plan files committed to a repository, labelled by what its history did next (seed 004 §6.8).
+"""Plan files committed to a repository, labelled by what its history did next (LoRA Training
+Strategy §6.8).
 
 A plan file is a text file (`.md`, `.markdown`, `.txt`, `.rst`, `.org`, `.adoc` or no extension)
 that lives under a folder named `plan`, `plans`, `design` or `designs` (so `plans/*.md`,
@@ -12,7 +13,7 @@ names nothing path-like cannot be followed and is left out. The commits that fol
 after it (oldest first, parents before children) within 30 days of it; the plan's own commit counts
 as implementation when it also touches the files the plan names.
 
-Labels, from the seed's table, first match wins:
+Labels, from the LoRA Training Strategy's table, first match wins:
 
 - bad: a revert touching the plan or its files follows (`Revert …`, git's own wording);
 - bad: the plan is deleted and another plan naming some of the same files was added meanwhile

@@ -1,13 +1,14 @@
-"""Fail-fast style score of a repository's Python at HEAD (seed 004 §6.7), 0–100.
+"""Fail-fast style score of a repository's Python at HEAD (LoRA Training Strategy §6.7), 0–100.
 
-The seed ranks candidate corpus repositories by how much their code fails fast: narrow `except`
-clauses, no silent swallowing, errors raised with their cause, `d["key"]` rather than `.get()`.
-The score reads production code only: test files (a `test`/`tests` folder, or one ending or
-starting with it such as `typing_tests`, and `test_*.py`, `*_test.py`, `conftest.py`) are counted
-in `test_files` and skipped, because the style the model should learn is the library's, and tests
-catch broadly and index freely for reasons of their own. Files that do not parse are counted in
-`unparsable_files` and skipped; when no file is left to score, that is an error, not a score.
-Files are read from git objects at HEAD (symlinks and submodules left out), never from a work tree.
+The LoRA Training Strategy (§6.7) ranks candidate corpus repositories by how much their code fails
+fast: narrow `except` clauses, no silent swallowing, errors raised with their cause, `d["key"]`
+rather than `.get()`. The score reads production code only: test files (a `test`/`tests` folder, or
+one ending or starting with it such as `typing_tests`, and `test_*.py`, `*_test.py`, `conftest.py`)
+are counted in `test_files` and skipped, because the style the model should learn is the library's,
+and tests catch broadly and index freely for reasons of their own. Files that do not parse are
+counted in `unparsable_files` and skipped; when no file is left to score, that is an error, not a
+score. Files are read from git objects at HEAD (symlinks and submodules left out), never from a work
+tree.
 
 Metrics (stable names in `StyleScore.metrics`), with their weight and how they earn marks (0–1):
 
@@ -25,7 +26,7 @@ Metrics (stable names in `StyleScore.metrics`), with their weight and how they e
 
 The score is the sum of weight × marks. A penalised ratio loses its marks linearly: a tenth of the
 handlers bare, or half of them blind or silent, is as bad as it gets. These thresholds put attrs
-(the seed's top-tier example) in the seed's 75–100 band and long-running UI code that catches
+(the strategy's top-tier example) in its 75–100 band and long-running UI code that catches
 broadly (textual, rich) near 60.
 
 A ratio whose denominator is empty (no handlers, no raises inside handlers, no key reads) takes

@@ -1,8 +1,8 @@
 """The watch after a promotion: an end-to-end check that rolls its stage back on a regression.
 
-Seed 004 §9.2 (the end-to-end eval runs after any adapter change), §10.5 (rollback step 3),
-seed 002 §6 (a primary metric that regresses after a promotion is rolled back at once). When
-`promote_version` makes a version of a stage the harness puts in its planner slot
+LoRA Training Strategy §9.2 (the end-to-end eval runs after any adapter change), §10.5 (rollback
+step 3), Phase 4 Guidelines §6 (a primary metric that regresses after a promotion is rolled back at
+once). When `promote_version` makes a version of a stage the harness puts in its planner slot
 (`WATCHED_STAGES`) active and `[watch] enabled` is on, a watch starts as a background job
 (`python -m engine.runners.watch WATCH_ID`). It measures the harness resolved rate on the
 stage's held-out tasks twice: the baseline (the model that served the stage before, the version

@@ -3,9 +3,9 @@
 Each eval run asks its model every eval row's prompt (temperature 0) and scores the answer
 against the reference (`engine.evaluation.metrics`). execute_code answers are also applied to
 their task's parent commit and the task's tests decide (pass@1); the planning DPO runs each
-eval task through the harness with the model in the planner slot (resolved rate), seed 004
-§9.1. The model answers from the configured vLLM server (`server`: an adapter is loaded under
-its own name first) or from the CPU stand-in started for the run (`local`). Answers go to
+eval task through the harness with the model in the planner slot (resolved rate), LoRA Training
+Strategy §9.1. The model answers from the configured vLLM server (`server`: an adapter is loaded
+under its own name first) or from the CPU stand-in started for the run (`local`). Answers go to
 `evals/<id>/answers.jsonl`, harness attempts under `evals/<id>/tasks/`. After the last run, a
 candidate goes through the gate. SIGTERM stops the job: the run under way is marked stopped.
 """

@@ -129,7 +129,7 @@ def quiet_progress_bars() -> None:
 def set_eos(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, eos: str, base_path: Path
 ) -> None:
-    """Make `eos` the tokenizer's and the model's end of sequence (seed 004 §7.3)."""
+    """Make `eos` the tokenizer's and the model's end of sequence (LoRA Training Strategy §7.3)."""
     if eos not in tokenizer.get_vocab():
         raise BaseModelRefused(f"{base_path}: the tokenizer has no token {eos!r} to end on")
     if not tokenizer.chat_template:

@@ -10,12 +10,12 @@ run's folder, so a worker outlives the console and a console reattaches to any w
 - `STOP`: the console asks for a stop by creating it; the worker saves a checkpoint at the next
   step and exits with `result.json` status `stopped`.
 - `adapter/`: the final PEFT adapter (written beside its name and renamed into place). An
-  execute_code DPO run continues the stage's SFT adapter (`RunSpec.continues`, seed 004 §1:
-  SFT then DPO on one adapter): its adapter is that one's weights trained further.
+  execute_code DPO run continues the stage's SFT adapter (`RunSpec.continues`, LoRA Training
+  Strategy §1: SFT then DPO on one adapter): its adapter is that one's weights trained further.
 - `result.json` (`RunResult`): written last; a worker that exits without it failed.
 
-Hyperparameter defaults follow seed 004 §7.3: QLoRA 4-bit NF4 on a GPU, alpha 2 × rank,
-lr 2e-4 cosine, adamw_8bit, dropout 0, bf16, all seven linear projections, eos `<|im_end|>`.
+Hyperparameter defaults follow LoRA Training Strategy §7.3: QLoRA 4-bit NF4 on a GPU, alpha 2 ×
+rank, lr 2e-4 cosine, adamw_8bit, dropout 0, bf16, all seven linear projections, eos `<|im_end|>`.
 On the CPU backend, quantisation, the 8-bit optimiser and bf16 are not available and the
 backend says what it used instead in `RunResult.effective`.
 """

@@ -1,6 +1,7 @@
 """When a training run may take the GPU: not while the inference server holds it, not outside
-the operator's training window, not beside another run (seed 003: VRAM contention crashed the
-daemon). Each refusal says how to clear it; `force` skips them all.
+the operator's training window, not beside another run (mnemonic's continuous-learning pull
+request: VRAM contention crashed its daemon; docs/background.md). Each refusal says how to clear it;
+`force` skips them all.
 """
 
 import socket

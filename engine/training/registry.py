@@ -1,8 +1,8 @@
 """Adapter versions: a finished run's adapter copied to `adapters/<stage>/v<N>/` as a candidate.
 
 N is one above every version of the stage recorded or present on disk, so a number is never
-reused, even after a crash between the copy and the record (seed 004 §10.5). The copy is made
-in a staging folder, flushed and renamed into place; every file's sha256 is recorded. PEFT
+reused, even after a crash between the copy and the record (LoRA Training Strategy §10.5). The copy
+is made in a staging folder, flushed and renamed into place; every file's sha256 is recorded. PEFT
 writes the base model's absolute path into `adapter_config.json`; the copy names it relative to
 the workspace (when the base lies inside it) so the adapter stays valid when the workspace moves.
 Registering holds a lock on `adapters/.register.lock`, so two consoles reconciling the same

@@ -7,8 +7,9 @@ is gone, the outcome from result.json; a worker that left none failed, and the r
 holds the end of its log. A finished run's adapter is registered as a candidate version.
 
 Training always starts from the frozen base named in `[training] base_models`, never from a
-model merged with an adapter (seed 002 §6, seed 004 §10). The one adapter a run loads is the
-execute_code SFT version its DPO run continues (seed 004 §1: SFT then DPO on one adapter).
+model merged with an adapter (Phase 4 Guidelines §6, LoRA Training Strategy §10). The one adapter a
+run loads is the execute_code SFT version its DPO run continues (LoRA Training Strategy §1: SFT then
+DPO on one adapter).
 
 Run status: running → done | stopped | failed; `stop` makes it stopping until the worker has
 saved and left; a stopped or failed run can be resumed from its newest checkpoint.
@@ -64,7 +65,7 @@ class TrainingRunError(CraError):
 
 
 def stage_rank(stage: Stage) -> int:
-    """The LoRA rank a stage trains at unless overridden (seed 004 §7.2)."""
+    """The LoRA rank a stage trains at unless overridden (LoRA Training Strategy §7.2)."""
     return 32 if stage == "execute_code" else 16
 
 
@@ -206,7 +207,7 @@ def sft_parent(ws: Workspace, name: str | None, base_path: str) -> dict[str, Any
     """The execute_code SFT version a DPO run continues: `name`, else the newest SFT version
     not rejected. Refused when there is none, or it is not an SFT execute_code adapter on the
     same frozen base, or its files differ from their record."""
-    rule = "execute_code trains SFT then DPO on one adapter (seed 004 §1)"
+    rule = "execute_code trains SFT then DPO on one adapter (LoRA Training Strategy §1)"
     if name is None:
         rows = list(
             ws.db.query(

@@ -1,11 +1,11 @@
 """Which stage each of the agent's logged LLM calls belongs to.
 
 The agent logs every call in `retrieval_llm_calls` with a `call_type` and the task id of its run
-(REFERENCE.md). Retrieval calls are typed by their stage's name. The orchestrator types every
-planning call `execute_plan` and tells them apart by the task id it gives the call's run
-(`<task>:meta_plan`, `<task>:part_plan:<part>`, `<task>:test_plan:<part>`); code calls are
-`execute_implement`, `execute_test_implement` and `execute_function_implement`. Planning DPO
-has no call of its own: its data is pairs, which one logged answer cannot make.
+(the agent's raw DB, docs/background.md). Retrieval calls are typed by their stage's name. The
+orchestrator types every planning call `execute_plan` and tells them apart by the task id it gives
+the call's run (`<task>:meta_plan`, `<task>:part_plan:<part>`, `<task>:test_plan:<part>`); code
+calls are `execute_implement`, `execute_test_implement` and `execute_function_implement`. Planning
+DPO has no call of its own: its data is pairs, which one logged answer cannot make.
 """
 
 from fnmatch import fnmatchcase

@@ -1,4 +1,5 @@
-"""Domain balance of a training split: no domain above `max_domain_share` (seed 004 §6.1).
+"""Domain balance of a training split: no domain above `max_domain_share` (LoRA Training Strategy
+§6.1).
 
 The biggest domains are cut down to one cap `c`, the largest with c <= share x sum(min(n_d, c)):
 after the cut each domain holds at most c rows of that total. Which rows stay is a seeded

@@ -1,8 +1,8 @@
 """`cra data export-base`: a base model's full fine-tune data, for the outsourced run.
 
-Seed 004 §2, §2.6, §12.3: meta, step and test planning are trained into the reasoning base by a
-full fine-tune that runs on another machine; the console prepares its data. The export holds
-every reviewed planning example (the commit-derived ones and the good or fine plan artifacts,
+LoRA Training Strategy §2, §2.6, §12.3: meta, step and test planning are trained into the reasoning
+base by a full fine-tune that runs on another machine; the console prepares its data. The export
+holds every reviewed planning example (the commit-derived ones and the good or fine plan artifacts,
 origin `plan_artifact`) under the rules curation keeps:
 
 1. each planning stage that has items must pass its spot-check gate (`review.review_gate`);
@@ -124,7 +124,7 @@ def export_base(ws: Workspace, role: str, out: Path, operator: str | None = None
     if role == "coding":
         raise BaseExportError(
             "the coding base has no planning data to export: planning is the reasoning base's "
-            "(seed 004 §2.6); use --role reasoning"
+            "(LoRA Training Strategy §2.6); use --role reasoning"
         )
     if role != "reasoning":
         raise BaseExportError(f"unknown role {role!r}; the roles are reasoning and coding")

@@ -1,4 +1,5 @@
-"""CodeFavor preference pairs (seed 004 §6.7): a symbol after the commit is preferred to before.
+"""CodeFavor preference pairs (LoRA Training Strategy §6.7): a symbol after the commit is preferred
+to before.
 
 For every function, method or class a commit modifies (it exists at the parent and at the
 commit and its text differs, as `engine.harness.ast_diff` decides) in a changed Python file

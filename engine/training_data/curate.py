@@ -1,7 +1,8 @@
 """`cra curate-data`: a stage's reviewed examples or pairs become a dataset on disk.
 
-DESIGN.md "Pairs and datasets"; seed 004 §6.1 (domains), §9.1 (held-out eval), §10 (accumulate,
-never replace; 10-20% replay). For each stage and format:
+The console's design brief, "Pairs and datasets" (docs/background.md); LoRA Training Strategy §6.1
+(domains), §9.1 (held-out eval), §10 (accumulate, never replace; 10-20% replay). For each stage and
+format:
 
 1. the stage's spot-check must pass its review gate;
 2. the candidates are the stage's items of that kind (within the plan's criteria) that no

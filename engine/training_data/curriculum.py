@@ -1,4 +1,5 @@
-"""Precision's curriculum (seed 004 §1, §7.2: SFT + curriculum): train rows ordered easy to hard.
+"""Precision's curriculum (LoRA Training Strategy §1, §7.2: SFT + curriculum): train rows ordered
+easy to hard.
 
 A precision example tiers every candidate symbol of the files in scope as primary, supporting or
 excluded. Its difficulty is the number of candidate symbols it tiers (more to weigh is harder),

@@ -50,7 +50,8 @@ class Split(_Model):
 
 
 class Replay(_Model):
-    """Rows replayed from earlier datasets of the same stage and base model (seed 004 §10)."""
+    """Rows replayed from earlier datasets of the same stage and base model (LoRA Training Strategy
+    §10)."""
 
     target_share: float
     share: float

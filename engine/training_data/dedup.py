@@ -1,5 +1,5 @@
 """Exact and near duplicates among a stage's rows (CommitChronicle: removed within and across
-splits, REFERENCE.md).
+splits, docs/background.md).
 
 Exact duplicates are rows with the same line, hence the same sha256. Near duplicates are rows
 whose word shingles overlap at or above a Jaccard threshold: MinHash LSH finds the candidate

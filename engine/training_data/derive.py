@@ -1,9 +1,9 @@
 """`cra data build`: the approved packages' usable tasks and done attempts into the database.
 
-For every usable task not yet derived: the synthetic SFT examples of its commit (seed 004 §6.3,
-`derive_examples`) and its CodeFavor pairs (§6.7), then a `derivations` row with the counts and
-the skipped stages, so a commit is derived once per repository (the manifest's name) and sha,
-whichever package brought it first; a commit that yields nothing records why and is not retried
+For every usable task not yet derived: the synthetic SFT examples of its commit (LoRA Training
+Strategy §6.3, `derive_examples`) and its CodeFavor pairs (§6.7), then a `derivations` row with the
+counts and the skipped stages, so a commit is derived once per repository (the manifest's name) and
+sha, whichever package brought it first; a commit that yields nothing records why and is not retried
 on every build. Then the items of the packages' plan artifacts (§6.8, plan_items.py) and the
 harness pairs of every task with done attempts (§6.9), which are rebuilt each time and kept
 once by the store's dedup. Adding twice adds nothing; of

@@ -1,12 +1,12 @@
 """What to accept, reject, flip or skip when spot-checking each stage's items.
 
-Seed 004 §7.2 and §9.3: 10-20 items per stage per training round are read by hand, because
-some failures are invisible to the eval set: plans that look sound but are subtly wrong, style
-drift toward defensive code, mislabelled preference pairs. These guidelines say, per stage, what
-an item is and what makes it good or bad, drawn from the seed sections that define the data
-(§6.2 commit filtering, §6.3 synthetic derivations, §6.7 fail-fast style, §6.9 the harness and
-plan-quality isolation). The Review pane shows them beside the item; `cra review guidelines`
-prints them.
+LoRA Training Strategy §7.2 and §9.3: 10-20 items per stage per training round are read by hand,
+because some failures are invisible to the eval set: plans that look sound but are subtly wrong,
+style drift toward defensive code, mislabelled preference pairs. These guidelines say, per stage,
+what an item is and what makes it good or bad, drawn from the planning documents' sections that
+define the data (§6.2 commit filtering, §6.3 synthetic derivations, §6.7 fail-fast style, §6.9 the
+harness and plan-quality isolation). The Review pane shows them beside the item; `cra review
+guidelines` prints them.
 """
 
 from pydantic import BaseModel, ConfigDict

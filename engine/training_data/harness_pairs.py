@@ -1,5 +1,5 @@
-"""Preference pairs from harness attempts (seed 004 §6.9): same task, same context, one plan
-passed and one failed.
+"""Preference pairs from harness attempts (LoRA Training Strategy §6.9): same task, same context,
+one plan passed and one failed.
 
 Only two outcomes label a plan. Chosen: `resolved` (every FAIL_TO_PASS and PASS_TO_PASS test
 passes), the gold pipeline's attempts included. Rejected: `failed` (no FAIL_TO_PASS test passes,

@@ -1,4 +1,5 @@
-"""The held-out split: whole tasks go to eval, never a task on both sides (seed 004 §9.1).
+"""The held-out split: whole tasks go to eval, never a task on both sides (LoRA Training Strategy
+§9.1).
 
 Eval gets every task of the configured eval repos (repos kept for evaluation only), every task
 held out anywhere (`held_out_tasks`: a task in any frozen eval set, of any stage and version, or

@@ -3,8 +3,9 @@
 An SFT example is a prompt (system and user messages) and its answer (`chosen`); a preference
 pair adds a `rejected` answer. Both live in one `examples` table, told apart by `kind`, so the
 spot-check review and curation see one list. Every item says where it came from: its source
-(seed 004 §6.5: synthetic, harness or logged), how it was made (`origin`), its repo, domain and
-task (for balance and the holdout) and the attempt, commit or logged call it was built from.
+(LoRA Training Strategy §6.5: synthetic, harness or logged), how it was made (`origin`), its repo,
+domain and task (for balance and the holdout) and the attempt, commit or logged call it was built
+from.
 """
 
 import hashlib

@@ -1,7 +1,7 @@
 """Importing the agent's raw DB: its runs and calls, and SFT examples from its successful runs.
 
-Seed 004 §4: a stage's self-improvement data is the agent's own `retrieval_llm_calls`, chosen by
-`call_type` (the stage that made the call) and by whether the run it belongs to succeeded
+LoRA Training Strategy §4: a stage's self-improvement data is the agent's own `retrieval_llm_calls`,
+chosen by `call_type` (the stage that made the call) and by whether the run it belongs to succeeded
 (`task_runs.success`). The raw DB is opened read-only and never changed. Every run and call is
 recorded in `logged_runs` and `logged_calls`, upserted with the id of the latest import that read
 it, so a run finalised after an earlier import gets its outcome. Each call of a successful run

@@ -1,4 +1,5 @@
-"""Plan artifacts as training data (seed 004 §6.8): real plans, labelled by what history did.
+"""Plan artifacts as training data (LoRA Training Strategy §6.8): real plans, labelled by what
+history did.
 
 A package's manifest lists the plan files committed to its repository, each labelled good, fine
 or bad (`engine.packaging.plan_artifacts`). Here:

@@ -1,7 +1,7 @@
 """The training-plan artifact `cra train-plan` writes and `cra curate-data --plan` follows.
 
-Seed 002 §3 Stream C and the agent's `training_plans` table (REFERENCE.md): per weak stage, the
-base model, the data criteria, the hyperparameters and the improvement expected.
+Phase 4 Guidelines §3 Stream C and the agent's `training_plans` table (docs/background.md): per weak
+stage, the base model, the data criteria, the hyperparameters and the improvement expected.
 """
 
 from typing import Literal
@@ -17,11 +17,11 @@ class _Model(BaseModel):
 
 
 class StageMetric(_Model):
-    """One measured metric of a stage against its threshold (seed 004 §9.1)."""
+    """One measured metric of a stage against its threshold (LoRA Training Strategy §9.1)."""
 
     name: str
     value: float | None = Field(description="None when no outcome measured it")
-    threshold: float | None = Field(description="None when the seed gives no absolute bar")
+    threshold: float | None = Field(description="None when the strategy gives no absolute bar")
     samples: int = Field(ge=0)
     source: Literal["harness", "logged"]
 
@@ -50,12 +50,14 @@ class DataCriteria(_Model):
     origins: list[Origin] | None = None
     min_examples: int = Field(default=1, ge=1, description="curation refuses fewer")
     target_examples: int | None = Field(
-        default=None, ge=1, description="what a run wants (seed 004 §7.2): advice, not a floor"
+        default=None,
+        ge=1,
+        description="what a run wants (LoRA Training Strategy §7.2): advice, not a floor",
     )
 
 
 class Hyperparameters(_Model):
-    """The LoRA run the plan proposes (seed 004 §7.2, §7.3)."""
+    """The LoRA run the plan proposes (LoRA Training Strategy §7.2, §7.3)."""
 
     method: Literal["sft", "dpo"]
     rank: int = Field(ge=1)

@@ -1,7 +1,7 @@
 """How sure a spot-check is that a stage's reject rate is above its limit.
 
-A round of 10-20 items (seed 004 §7.2, §9.3) is a small sample: 1 reject of 4 is 25 %, yet says
-little about the stage. The review gate therefore blocks only when the sample shows, at a
+A round of 10-20 items (LoRA Training Strategy §7.2, §9.3) is a small sample: 1 reject of 4 is 25 %,
+yet says little about the stage. The review gate therefore blocks only when the sample shows, at a
 configured confidence, that the stage's true reject rate is above the limit: when the one-sided
 Clopper-Pearson lower bound of the rate is above it. That bound is the rate p at which k or more
 rejects of n would be seen with probability 1 - confidence, found here by bisection on the

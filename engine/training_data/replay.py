@@ -1,5 +1,5 @@
-"""Replay: rows of earlier datasets mixed into a new train split (seed 004 §10: accumulate,
-never replace; 10-20% replay against catastrophic forgetting).
+"""Replay: rows of earlier datasets mixed into a new train split (LoRA Training Strategy §10:
+accumulate, never replace; 10-20% replay against catastrophic forgetting).
 
 The target is `share` of the final train split, so r replayed rows go with M new ones when
 r / (M + r) is closest to the share. Replayed rows must not break the domain cap either: each

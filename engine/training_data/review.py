@@ -1,10 +1,10 @@
 """The operator's spot-check: seeded samples per stage, decisions, and the gate on curation.
 
-Seed 004 §7.2 and §9.3: 10-20 items per stage per training round are inspected by hand. A round
-is a seeded sample of the stage's items not yet reviewed, stratified by source and repo so each
-kind of data is seen. Each item gets a decision: accept, reject (curation leaves it out), flip
-(a pair whose chosen and rejected are the wrong way round; curation swaps them) or skip (not
-decided yet). A stage may be curated only when its newest round is fully decided, holds at
+LoRA Training Strategy §7.2 and §9.3: 10-20 items per stage per training round are inspected by
+hand. A round is a seeded sample of the stage's items not yet reviewed, stratified by source and
+repo so each kind of data is seen. Each item gets a decision: accept, reject (curation leaves it
+out), flip (a pair whose chosen and rejected are the wrong way round; curation swaps them) or skip
+(not decided yet). A stage may be curated only when its newest round is fully decided, holds at
 least `[training_data] review_min_sample` decided items, does not show with
 `review_confidence` that the stage's reject rate is above `review_max_reject_rate`
 (reject_bound.py: a one-sided Clopper-Pearson bound, so one reject in a small round does not

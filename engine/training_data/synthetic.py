@@ -1,10 +1,10 @@
 """Synthetic training examples for each pipeline stage, reconstructed from one commit.
 
-Seed 004 §6.3: a commit says what a correct pipeline run should have produced. The cleaned
-commit message (`engine.mining.message.clean_task_text`) is the task at every stage (NL-to-code,
-never the pre-commit code as the instruction); the diff gives the answers. Each stage's contract
-(input, answer, what makes an example degenerate) is in docs/stage-contracts.md; a draft that
-breaks its contract is skipped with the reason, never emitted:
+LoRA Training Strategy §6.3: a commit says what a correct pipeline run should have produced. The
+cleaned commit message (`engine.mining.message.clean_task_text`) is the task at every stage
+(NL-to-code, never the pre-commit code as the instruction); the diff gives the answers. Each stage's
+contract (input, answer, what makes an example degenerate) is in docs/stage-contracts.md; a draft
+that breaks its contract is skipped with the reason, never emitted:
 
 - task_analysis: the task and the parent's file tree -> a summary of what to change (built from
   the change's structure, `change_summary`), the files to change, the files to create and the

@@ -1,8 +1,8 @@
 """One prompt template per stage that synthetic examples are derived for.
 
 Each template is a system prompt and a user prompt with named fields. The task is always the
-natural-language description (the cleaned commit message), never code: seed 004 §6.3 finds
-NL-to-code pairs train better than code-to-code ones. `planning_dpo` has no template here: its
+natural-language description (the cleaned commit message), never code: LoRA Training Strategy §6.3
+finds NL-to-code pairs train better than code-to-code ones. `planning_dpo` has no template here: its
 preference pairs come from the plan validation harness (§6.9), not from a commit alone.
 """
 

@@ -1,9 +1,10 @@
 """`cra train-plan`: judge each LoRA stage on the outcomes recorded; plan training for the weak.
 
 Only the LoRA stages are judged and planned (`stages.LORA_STAGES`): meta, step and test planning
-are the reasoning base's full fine-tune (seed 004 §2.6), exported by `cra data export-base`.
+are the reasoning base's full fine-tune (LoRA Training Strategy §2.6), exported by
+`cra data export-base`.
 
-Outcomes (seed 002 §3 Stream C, seed 004 §9.1):
+Outcomes (Phase 4 Guidelines §3 Stream C, LoRA Training Strategy §9.1):
 - Harness attempts finished by a planning pipeline that produced a plan. Gold attempts are left
   out: their plan is the commit itself and says nothing about a model. A plan's alignment with
   the commit measures the retrieval stages; its outcome measures plans and code: resolved over
@@ -18,14 +19,14 @@ Outcomes (seed 002 §3 Stream C, seed 004 §9.1):
 
 Measured against what: the base model is `[harness.openai] model`. Attempts by every other model
 (adapters, the agent) are what is measured, and the base model's own attempts are the bar where
-the seed's bar is the base model's figure; while only the base model has attempts, it is what
-is measured and those metrics have no bar. The base model's figure is a bar only when it rests on
-at least `[training_data] plan_min_samples` attempts.
+the LoRA Training Strategy's bar is the base model's figure; while only the base model has attempts,
+it is what is measured and those metrics have no bar. The base model's figure is a bar only when it
+rests on at least `[training_data] plan_min_samples` attempts.
 
 Bars (§9.1): task_analysis file recall ≥ 0.80 and precision ≥ 0.60; scope relevant-recall
-(file recall) ≥ 0.85; precision primary-recall (symbol recall) ≥ 0.80; the seed's accuracy bars
-are listed unmeasured, since attempts record no classification. execute_code pass@1 and the
-planning DPO's resolved rate against the base model's.
+(file recall) ≥ 0.85; precision primary-recall (symbol recall) ≥ 0.80; the LoRA Training Strategy's
+accuracy bars are listed unmeasured, since attempts record no classification. execute_code pass@1
+and the planning DPO's resolved rate against the base model's.
 
 A metric is judged when it has a value, a bar and at least `plan_min_samples` samples; a stage
 is weak when a judged metric is below its bar. Weak stages are planned largest gap first: the
@@ -92,8 +93,9 @@ SPECS: dict[Stage, tuple[_Spec, ...]] = {
     "execute_code": (_Spec("pass@1", _RESOLVED, "base"),),
 }
 
-# The items a run wants (seed 004 §7.2, the low end of each stage's range): SFT examples
-# per stage; preference pairs, the planning DPO LoRA's 1K (the seed gives code pairs none).
+# The items a run wants (LoRA Training Strategy §7.2, the low end of each stage's range): SFT
+# examples per stage; preference pairs, the planning DPO LoRA's 1K (the LoRA Training Strategy gives
+# code pairs none).
 MIN_EXAMPLES: dict[Stage, int] = {
     "task_analysis": 3000,
     "scope": 2000,
@@ -103,8 +105,8 @@ MIN_EXAMPLES: dict[Stage, int] = {
 MIN_PAIRS = 1000
 
 # LoRA settings (§7.2, §7.3): rank 16 on the reasoning base's stages, 32 for code; alpha twice
-# the rank; 2e-4 with a cosine schedule; dropout 0. Epochs: two, the middle of the seed's 1-3
-# (more can hurt); one for DPO, a single round (§10).
+# the rank; 2e-4 with a cosine schedule; dropout 0. Epochs: two, the middle of the LoRA Training
+# Strategy's 1-3 (more can hurt); one for DPO, a single round (§10).
 RANK: dict[Stage, int] = {stage: 32 if stage == "execute_code" else 16 for stage in LORA_STAGES}
 LEARNING_RATE = 2e-4
 SCHEDULER = "cosine"

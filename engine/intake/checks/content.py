@@ -1,5 +1,5 @@
-"""Content flags for human review, never rejection (the seed project's USB design): text that
-reads like instructions to an LLM, long base64 blobs and abnormal line lengths.
+"""Content flags for human review, never rejection (the Clean Room Agent's USB transfer design):
+text that reads like instructions to an LLM, long base64 blobs and abnormal line lengths.
 
 The repository is scanned as committed at HEAD (what the harness will check out), reading every
 blob through one `git cat-file --batch` per chunk of content; binary blobs are skipped and blobs
