@@ -166,7 +166,7 @@ def _spawn(ws: Workspace, kind: str, ref_id: int, argv: Sequence[str], run_fd: i
     log_rel = Path("logs") / f"{kind}-{ref_id}-{started.replace(':', '')}.log"
     with ws.db.conn:
         job_id = (
-            ws.db["jobs"]
+            ws.db.table("jobs")
             .insert(
                 {
                     "kind": kind,
@@ -197,7 +197,7 @@ def _spawn(ws: Workspace, kind: str, ref_id: int, argv: Sequence[str], run_fd: i
         raise JobError(f"job {kind} {ref_id}: could not start {argv[0]}: {exc}") from exc
     start = process_start_time(proc.pid)
     with ws.db.conn:
-        ws.db["jobs"].update(
+        ws.db.table("jobs").update(
             job_id,
             {"pid": proc.pid, "pid_start": start, "status": "running", "heartbeat_at": started},
         )
@@ -206,12 +206,12 @@ def _spawn(ws: Workspace, kind: str, ref_id: int, argv: Sequence[str], run_fd: i
 
 def heartbeat(ws: Workspace, job_id: int) -> None:
     with ws.db.conn:
-        ws.db["jobs"].update(job_id, {"heartbeat_at": utc_now()})
+        ws.db.table("jobs").update(job_id, {"heartbeat_at": utc_now()})
 
 
 def _finish(ws: Workspace, job_id: int, status: str, exit_code: int | None, reason: str) -> None:
     with ws.db.conn:
-        ws.db["jobs"].update(
+        ws.db.table("jobs").update(
             job_id,
             {"status": status, "exit_code": exit_code, "reason": reason, "ended_at": utc_now()},
         )

@@ -310,7 +310,7 @@ def _rollback_plan(
         )
     if len(stack) < 2:
         return current, None
-    target = dict(ws.db["adapter_versions"].get(stack[-2]))
+    target = dict(ws.db.table("adapter_versions").get(stack[-2]))
     if target["status"] != "inactive":
         raise ActivationError(
             f"{stage}: the earlier version {target['name']} is {target['status']}, not inactive"
@@ -364,7 +364,7 @@ def record_activation(
         for side, row in (("from", from_row), ("to", to_row))
     }
     return (
-        ws.db["adapter_activations"]
+        ws.db.table("adapter_activations")
         .insert(
             {
                 "stage": stage,

@@ -23,13 +23,13 @@ def trace_lines(ws: Workspace, name: str) -> list[str]:
         f"files under {version['path']}"
     ]
     if version["run_id"] is not None:
-        run = ws.db["training_runs"].get(version["run_id"])
+        run = ws.db.table("training_runs").get(version["run_id"])
         lines.append(
             f"  trained by run {run['id']} ({run['method']}, {run['status']}), started "
             f"{run['started_at'] or run['created_at']} by {run['created_by']}, in {run['run_dir']}"
         )
     if version["parent_id"] is not None:
-        parent = ws.db["adapter_versions"].get(version["parent_id"])
+        parent = ws.db.table("adapter_versions").get(version["parent_id"])
         lines.append(
             f"  continues {parent['name']} (its weights trained further; "
             f"`cra adapters trace {parent['name']}` shows its chain)"
@@ -38,7 +38,7 @@ def trace_lines(ws: Workspace, name: str) -> list[str]:
     if dataset_id is None:
         lines.append("  no dataset is recorded for this version")
         return lines
-    dataset = ws.db["datasets"].get(dataset_id)
+    dataset = ws.db.table("datasets").get(dataset_id)
     lines.append(
         f"  on dataset {dataset_id} (manifest sha256 {dataset['manifest_sha256']}), "
         f"{dataset['train_count']} train / {dataset['eval_count']} eval rows, "

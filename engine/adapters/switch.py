@@ -190,7 +190,7 @@ def _with_intent(
     """Run `switch` with an intent recorded for its duration; a refusal removes it too."""
     with ws.db.conn:
         intent_id = (
-            ws.db["activation_intents"]
+            ws.db.table("activation_intents")
             .insert(
                 {
                     "stage": stage,
@@ -209,7 +209,7 @@ def _with_intent(
         return switch()
     finally:
         with ws.db.conn:
-            ws.db["activation_intents"].delete(intent_id)
+            ws.db.table("activation_intents").delete(intent_id)
 
 
 def reconcile_intents(ws: Workspace) -> list[str]:
@@ -228,14 +228,14 @@ def reconcile_intents(ws: Workspace) -> list[str]:
 
 
 def _version(ws: Workspace, version_id: int | None) -> dict[str, Any] | None:
-    return None if version_id is None else dict(ws.db["adapter_versions"].get(version_id))
+    return None if version_id is None else dict(ws.db.table("adapter_versions").get(version_id))
 
 
 def _name(ws: Workspace, version_id: int | None) -> str:
     return (
         "the base model"
         if version_id is None
-        else ws.db["adapter_versions"].get(version_id)["name"]
+        else ws.db.table("adapter_versions").get(version_id)["name"]
     )
 
 
@@ -269,5 +269,5 @@ def _settle(ws: Workspace, intent: dict[str, Any]) -> str:
                 intent["operator"],
                 f"{verb} interrupted before the database flip (process {intent['pid']} ended)",
             )
-        ws.db["activation_intents"].delete(intent["id"])
+        ws.db.table("activation_intents").delete(intent["id"])
     return line

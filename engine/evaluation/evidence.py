@@ -276,7 +276,7 @@ def run_evidence(ws: Workspace, eval_id: int) -> VersionEvidence | None:
             f"eval run {eval_id} is not done (status {run['status']}): only a finished run has "
             "results to compare"
         )
-    row = dict(ws.db["adapter_versions"].get(run["adapter_id"]))
+    row = dict(ws.db.table("adapter_versions").get(run["adapter_id"]))
     stage = row["stage"]
     baseline = _baseline_row(ws, row)
     base_eval = next(

@@ -316,10 +316,10 @@ def decide(ws: Workspace, name: str, operator: str | None = None) -> dict[str, A
         "operator": who,
     }
     with ws.db.conn:
-        decision_id = ws.db["gate_decisions"].insert(record).last_pk
+        decision_id = ws.db.table("gate_decisions").insert(record).last_pk
     if judgement.verdict in REJECTING:
         reject(ws, name, f"eval gate: {judgement.verdict}: " + "; ".join(judgement.reasons), who)
-    return dict(ws.db["gate_decisions"].get(decision_id))
+    return dict(ws.db.table("gate_decisions").get(decision_id))
 
 
 def decision_evidence(decision: dict[str, Any]) -> list[PairedDifference]:
@@ -347,7 +347,7 @@ def evidence_lines(stage: str, evidence: list[PairedDifference]) -> list[str]:
 def decision_lines(ws: Workspace, decision: dict[str, Any]) -> list[str]:
     """A recorded decision as the CLI and the eval worker print it: the verdict, the evidence
     per metric, then every reason."""
-    name = ws.db["adapter_versions"].get(decision["adapter_id"])["name"]
+    name = ws.db.table("adapter_versions").get(decision["adapter_id"])["name"]
     return [
         f"gate: {name} {decision['decision']} against {decision['baseline']}",
         *evidence_lines(decision["stage"], decision_evidence(decision)),

@@ -132,7 +132,7 @@ def _insert(
 ) -> int:
     with ws.db.conn:
         eval_id = (
-            ws.db["eval_runs"]
+            ws.db.table("eval_runs")
             .insert(
                 {
                     "target": BASE if target is None else target["name"],
@@ -152,13 +152,13 @@ def _insert(
             )
             .last_pk
         )
-        ws.db["eval_runs"].update(eval_id, {"out_dir": f"{EVALS_DIR}/{eval_id}"})
+        ws.db.table("eval_runs").update(eval_id, {"out_dir": f"{EVALS_DIR}/{eval_id}"})
     return eval_id
 
 
 def _set(ws: Workspace, eval_id: int, **values: Any) -> None:
     with ws.db.conn:
-        ws.db["eval_runs"].update(eval_id, values)
+        ws.db.table("eval_runs").update(eval_id, values)
 
 
 def eval_row(ws: Workspace, eval_id: int) -> dict[str, Any]:

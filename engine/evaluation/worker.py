@@ -55,19 +55,19 @@ def _on_term(signum: int, frame: FrameType | None) -> None:
 
 
 def _row(ws: Workspace, eval_id: int) -> dict[str, Any]:
-    return dict(ws.db["eval_runs"].get(eval_id))
+    return dict(ws.db.table("eval_runs").get(eval_id))
 
 
 def _set(ws: Workspace, eval_id: int, **values: Any) -> None:
     with ws.db.conn:
-        ws.db["eval_runs"].update(eval_id, values)
+        ws.db.table("eval_runs").update(eval_id, values)
 
 
 def _version(ws: Workspace, run: dict[str, Any]) -> dict[str, Any] | None:
     return (
         None
         if run["adapter_id"] is None
-        else dict(ws.db["adapter_versions"].get(run["adapter_id"]))
+        else dict(ws.db.table("adapter_versions").get(run["adapter_id"]))
     )
 
 
@@ -261,8 +261,8 @@ def evaluate(ws: Workspace, eval_id: int, job_id: int | None) -> dict[str, float
                 )
     (out / "harness.json").write_text(json.dumps(outcomes, indent=2) + "\n", encoding="utf-8")
     with ws.db.conn:
-        ws.db["eval_scores"].insert_all(example.record(eval_id) for example in examples.values())
-        ws.db["eval_runs"].update(
+        ws.db.table("eval_scores").insert_all(example.record(eval_id) for example in examples.values())
+        ws.db.table("eval_runs").update(
             eval_id,
             {
                 "status": "done",

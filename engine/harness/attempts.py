@@ -298,7 +298,7 @@ def _save(ws: Workspace, attempt_id: int, out: Path, record: AttemptRecord) -> N
         },
     }
     with ws.db.conn:
-        ws.db["attempts"].update(attempt_id, row)
+        ws.db.table("attempts").update(attempt_id, row)
 
 
 def run_attempt(ws: Workspace, attempt: dict[str, Any], on_stage: StageCallback) -> AttemptRecord:

@@ -80,7 +80,7 @@ def create_campaign(ws: Workspace, spec: CampaignSpec, operator: str) -> int:
     now = utc_now()
     with ws.db.conn:
         campaign_id = (
-            ws.db["campaigns"]
+            ws.db.table("campaigns")
             .insert(
                 {
                     "created_at": now,
@@ -111,7 +111,7 @@ def create_campaign(ws: Workspace, spec: CampaignSpec, operator: str) -> int:
             for temperature in spec.temperatures
             for seed in spec.seeds
         )
-        ws.db["attempts"].insert_all(rows, batch_size=1000)
+        ws.db.table("attempts").insert_all(rows, batch_size=1000)
     return campaign_id
 
 
@@ -128,7 +128,7 @@ def campaign_spec(row: dict[str, Any]) -> CampaignSpec:
 
 def set_status(ws: Workspace, campaign_id: int, status: str, reason: str = "") -> None:
     with ws.db.conn:
-        ws.db["campaigns"].update(
+        ws.db.table("campaigns").update(
             campaign_id, {"status": status, "reason": reason, "updated_at": utc_now()}
         )
 
@@ -158,7 +158,7 @@ def _reconcile(ws: Workspace, lock: JobLock) -> list[int]:
         job = latest_job(ws, JOB_KIND, row["id"])
         if job is not None and job["status"] in LIVE:
             with ws.db.conn:
-                ws.db["jobs"].update(
+                ws.db.table("jobs").update(
                     job["id"],
                     {"status": "killed", "ended_at": utc_now(), "reason": "process vanished"},
                 )

@@ -162,8 +162,8 @@ def _register(ws: Workspace, run_id: int) -> int:
     }
     ws.db.execute("BEGIN IMMEDIATE")
     try:
-        adapter_id = ws.db["adapter_versions"].insert(record).last_pk
-        ws.db["training_runs"].update(run_id, {"adapter_id": adapter_id})
+        adapter_id = ws.db.table("adapter_versions").insert(record).last_pk
+        ws.db.table("training_runs").update(run_id, {"adapter_id": adapter_id})
     except BaseException:
         ws.db.execute("ROLLBACK")
         shutil.rmtree(target)

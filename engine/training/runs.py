@@ -386,7 +386,7 @@ def _insert_run(ws: Workspace, spec: RunSpec, operator: str) -> int:
     ws.db.execute("BEGIN IMMEDIATE")
     try:
         run_id = ws.db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM training_runs").fetchone()[0]
-        ws.db["training_runs"].insert(
+        ws.db.table("training_runs").insert(
             {
                 "id": run_id,
                 "stage": spec.stage,
@@ -484,7 +484,7 @@ def _finish_done(ws: Workspace, run_id: int, result: RunResult) -> None:
 
 
 def _set(ws: Workspace, run_id: int, **fields: Any) -> None:
-    ws.db["training_runs"].update(run_id, fields)
+    ws.db.table("training_runs").update(run_id, fields)
 
 
 def _write_durably(path: Path, data: bytes) -> None:

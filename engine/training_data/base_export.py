@@ -299,7 +299,7 @@ def _record(
     train: Sequence[DatasetRow],
     eval_: Sequence[DatasetRow],
 ) -> None:
-    ws.db["base_exports"].insert(
+    ws.db.table("base_exports").insert(
         {
             "id": manifest.id,
             "role": manifest.role,
