@@ -10,6 +10,15 @@ import sqlite_utils
 from engine.errors import WorkspaceError
 
 
+def inserted_id(table: sqlite_utils.db.Table) -> int:
+    """The integer key of the row `table`'s last insert wrote (sqlite-utils types `last_pk` as
+    optional, since it is unset before any insert)."""
+    key = table.last_pk
+    if not isinstance(key, int):
+        raise TypeError(f"{table.name}: the last insert gave no integer key, got {key!r}")
+    return key
+
+
 def _m001_ingest(db: sqlite_utils.Database) -> None:
     db.table("packages").create(
         {

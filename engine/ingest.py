@@ -27,6 +27,7 @@ from engine.corpus import (
     remove_tree,
     stage_package,
 )
+from engine.db import inserted_id
 from engine.errors import IngestError, ManifestError
 from engine.manifest import MANIFEST_FILE, parse_manifest
 from engine.report import ValidationReport
@@ -188,8 +189,10 @@ def record_approval(
 ) -> int:
     """Insert the package row, its file rows and the decision in one transaction; return its id."""
     with db.atomic():
-        package_id = db.table("packages").insert(package).last_pk
-        db.table("package_files").insert_all({"package_id": package_id, **f.model_dump()} for f in files)
+        package_id = inserted_id(db.table("packages").insert(package))
+        db.table("package_files").insert_all(
+            {"package_id": package_id, **f.model_dump()} for f in files
+        )
         db.table("ingest_decisions").insert(decision)
     return package_id
 
@@ -241,7 +244,7 @@ def reject_package(
         decided_at=_now(),
         report_json=report.model_dump_json(),
     )
-    decision_id = ws.db.table("ingest_decisions").insert(row).last_pk
+    decision_id = inserted_id(ws.db.table("ingest_decisions").insert(row))
     return _decision(ws.db.table("ingest_decisions").get(decision_id))
 
 

@@ -24,6 +24,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from engine.db import inserted_id
 from engine.errors import CraError
 from engine.locks import exclusive_lock, try_lock
 from engine.timestamps import utc_now
@@ -165,9 +166,8 @@ def _spawn(ws: Workspace, kind: str, ref_id: int, argv: Sequence[str], run_fd: i
     started = utc_now()
     log_rel = Path("logs") / f"{kind}-{ref_id}-{started.replace(':', '')}.log"
     with ws.db.conn:
-        job_id = (
-            ws.db.table("jobs")
-            .insert(
+        job_id = inserted_id(
+            ws.db.table("jobs").insert(
                 {
                     "kind": kind,
                     "ref_id": ref_id,
@@ -177,7 +177,6 @@ def _spawn(ws: Workspace, kind: str, ref_id: int, argv: Sequence[str], run_fd: i
                     "log_path": log_rel.as_posix(),
                 }
             )
-            .last_pk
         )
     env = {**os.environ, JOB_ID_ENV: str(job_id)}
     try:

@@ -44,7 +44,7 @@ from pydantic import ValidationError
 
 from engine.errors import CraError, validation_lines
 from engine.gitobjects import read_blobs, repo_git
-from engine.manifest import PlanArtifact, PlanRef
+from engine.manifest import PlanArtifact, PlanLabel, PlanRef
 
 WINDOW_DAYS = 30
 WINDOW_S = WINDOW_DAYS * 24 * 3600
@@ -280,7 +280,9 @@ def _artifact(
         raise PlanArtifactError(validation_lines(f"{repo}: plan {plan.path!r}", exc)) from exc
 
 
-def _label(commits: list[Commit], plan: Followed, everything: list[Followed]) -> tuple[str, str]:
+def _label(
+    commits: list[Commit], plan: Followed, everything: list[Followed]
+) -> tuple[PlanLabel, str]:
     window = f"within {WINDOW_DAYS} days"
     if plan.reverts:
         return "bad", f"reverted in {_shas(plan.reverts)}"

@@ -27,9 +27,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from engine.db import inserted_id
 from engine.errors import CraError
 from engine.timestamps import utc_now
-from engine.training_data.stages import BASE_MODEL, STAGES, require_lora_stage
+from engine.training_data.stages import BASE_MODEL, STAGES, as_stage, require_lora_stage
 from engine.workspace import Workspace
 
 Sync = Callable[[dict[str, Any]], None]
@@ -187,7 +188,7 @@ def resolve(ws: Workspace, stage: str) -> str:
     """
     _check_stage(stage)
     row = active_row(ws, stage)
-    return BASE_MODEL[stage] if row is None else row["name"]
+    return BASE_MODEL[as_stage(stage)] if row is None else row["name"]
 
 
 def history(ws: Workspace, stage: str) -> list[dict[str, Any]]:
@@ -286,7 +287,7 @@ def _rollback_plan(
     if current is None:
         raise ActivationError(f"{stage}: no version is active; there is nothing to roll back")
     if withdraw is not None and current["name"] != withdraw:
-        if withdraw != BASE_MODEL[stage]:
+        if withdraw != BASE_MODEL[as_stage(stage)]:
             version_row(ws, withdraw)
         raise StageChangedError(
             f"{stage}: the rollback withdraws {withdraw}, but {current['name']} serves {stage} "
@@ -363,9 +364,8 @@ def record_activation(
         else {"name": row["name"], "metrics": _metrics(row), "eval": _newest_eval(ws, row)}
         for side, row in (("from", from_row), ("to", to_row))
     }
-    return (
-        ws.db.table("adapter_activations")
-        .insert(
+    return inserted_id(
+        ws.db.table("adapter_activations").insert(
             {
                 "stage": stage,
                 "action": action,
@@ -379,7 +379,6 @@ def record_activation(
                 "gate_decision_id": None if override is None else override["id"],
             }
         )
-        .last_pk
     )
 
 

@@ -29,12 +29,13 @@ from engine.adapters.activation import (
     version_row,
 )
 from engine.adapters.watch import start_watch
+from engine.db import inserted_id
 from engine.evaluation.gate import active_row, check_gate_passed, target_name
 from engine.jobs import process_start_time
 from engine.serving.command import server_url
 from engine.serving.vllm_client import ServingError, VllmClient, load_version
 from engine.timestamps import utc_now
-from engine.training_data.stages import BASE_MODEL
+from engine.training_data.stages import BASE_MODEL, as_stage
 from engine.workspace import Workspace
 
 
@@ -174,7 +175,7 @@ def rollback_stage(
         operator,
         lambda: rollback(ws, stage, withdraw, operator=operator, reason=reason, sync=loader),
     )
-    active = BASE_MODEL[stage] if target is None else target["name"]
+    active = BASE_MODEL[as_stage(stage)] if target is None else target["name"]
     return SwitchResult(record_id, stage, active, loader.note)
 
 
@@ -189,9 +190,8 @@ def _with_intent(
 ) -> int:
     """Run `switch` with an intent recorded for its duration; a refusal removes it too."""
     with ws.db.conn:
-        intent_id = (
-            ws.db.table("activation_intents")
-            .insert(
+        intent_id = inserted_id(
+            ws.db.table("activation_intents").insert(
                 {
                     "stage": stage,
                     "action": action,
@@ -203,7 +203,6 @@ def _with_intent(
                     "pid_start": process_start_time(os.getpid()),
                 }
             )
-            .last_pk
         )
     try:
         return switch()

@@ -26,6 +26,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from engine.db import inserted_id
 from engine.errors import CraError
 from engine.evaluation.eval_set import HarnessTask, load_eval_set, newest_eval_set
 from engine.evaluation.gate import target_name
@@ -128,9 +129,8 @@ def _insert(
     baseline: dict[str, Any] | None,
 ) -> int:
     with ws.db.conn:
-        watch_id = (
-            ws.db.table("watch_runs")
-            .insert(
+        watch_id = inserted_id(
+            ws.db.table("watch_runs").insert(
                 {
                     "stage": record["stage"],
                     "adapter_id": version["id"],
@@ -146,7 +146,6 @@ def _insert(
                     "created_by": record["operator"],
                 }
             )
-            .last_pk
         )
         ws.db.table("watch_runs").update(watch_id, {"out_dir": f"{WATCHES_DIR}/{watch_id}"})
     return watch_id

@@ -30,6 +30,7 @@ from engine.adapters.watch import (
     task_set,
 )
 from engine.config import OpenAIPipelineConfig
+from engine.db import inserted_id
 from engine.errors import CraError
 from engine.evaluation.gate import target_name
 from engine.harness.attempts import evaluate_attempt
@@ -163,9 +164,8 @@ def _measure(
             if job_id is not None:
                 heartbeat(ws, job_id)
     with ws.db.conn:
-        result_id = (
-            ws.db.table("e2e_results")
-            .insert(
+        result_id = inserted_id(
+            ws.db.table("e2e_results").insert(
                 {
                     "watch_id": watch["id"],
                     "target": label,
@@ -180,7 +180,6 @@ def _measure(
                     "at": utc_now(),
                 }
             )
-            .last_pk
         )
     return dict(ws.db.table("e2e_results").get(result_id))
 

@@ -37,6 +37,7 @@ from engine.evaluation.gate import (
 from engine.evaluation.paired import Counts, PairedDifference
 from engine.evaluation.primary import PRIMARY, SECONDARY
 from engine.evaluation.runs import eval_row
+from engine.training_data.stages import as_stage
 from engine.workspace import Workspace
 
 ANSWERS_FILE = "answers.jsonl"
@@ -95,7 +96,7 @@ class VersionEvidence:
     @property
     def primary_metric(self) -> str:
         """The stage's first primary metric: the one the drill-down lists disagreements on."""
-        return PRIMARY[self.stage][0]
+        return PRIMARY[as_stage(self.stage)][0]
 
     @property
     def paired(self) -> bool:
@@ -220,7 +221,10 @@ def _gather(
             candidate=cand_values.get(metric),
             paired=paired.get(metric),
         )
-        for primary, names in ((True, PRIMARY[stage]), (False, SECONDARY[stage]))
+        for primary, names in (
+            (True, PRIMARY[as_stage(stage)]),
+            (False, SECONDARY[as_stage(stage)]),
+        )
         for metric in names
     ]
     eval_set_id = None if cand_eval is None else cand_eval["eval_set_id"]
@@ -421,7 +425,7 @@ def differences(ws: Workspace, evidence: VersionEvidence, metric: str | None = N
     """The examples where the evidence's two runs disagree on `metric` (default: the stage's
     first primary metric), each with its prompt, reference and both answers."""
     metric = metric or evidence.primary_metric
-    known = (*PRIMARY[evidence.stage], *SECONDARY[evidence.stage])
+    known = (*PRIMARY[as_stage(evidence.stage)], *SECONDARY[as_stage(evidence.stage)])
     if metric not in known:
         raise EvidenceError(
             f"{metric!r} is not a {evidence.stage} metric; its metrics: {', '.join(known)}"

@@ -13,6 +13,7 @@ from engine.errors import CraError
 from engine.evaluation.paired import Counts, PairedDifference, compare_counts
 from engine.evaluation.paired import score as share
 from engine.evaluation.primary import PRIMARY, SECONDARY
+from engine.training_data.stages import as_stage
 from engine.workspace import Workspace
 
 
@@ -95,7 +96,7 @@ def paired_metrics(
         )
     keys = list(mine)
     differences = []
-    for metric in (*PRIMARY[stage], *SECONDARY[stage]):
+    for metric in (*PRIMARY[as_stage(stage)], *SECONDARY[as_stage(stage)]):
         pairs = [
             (mine[key].counts[metric], theirs[key].counts[metric])
             for key in keys

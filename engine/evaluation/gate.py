@@ -33,12 +33,14 @@ from typing import Any, Literal
 
 from engine.adapters.activation import ActivationError, active_row, reject, version_row
 from engine.config import GateConfig
+from engine.db import inserted_id
 from engine.errors import CraError
 from engine.evaluation.eval_set import EvalSetRecord, eval_set_record
 from engine.evaluation.example_scores import paired_metrics
 from engine.evaluation.paired import PairedDifference
 from engine.evaluation.primary import PRIMARY, SECONDARY
 from engine.timestamps import utc_now
+from engine.training_data.stages import as_stage
 from engine.workspace import Workspace
 
 BASE = "base"
@@ -144,7 +146,10 @@ def compare(
         baseline_eval=base_eval,
         deltas=[
             MetricDelta(metric, primary, cand_metrics.get(metric), base_metrics.get(metric))
-            for primary, names in ((True, PRIMARY[stage]), (False, SECONDARY[stage]))
+            for primary, names in (
+                (True, PRIMARY[as_stage(stage)]),
+                (False, SECONDARY[as_stage(stage)]),
+            )
             for metric in names
         ],
     )
@@ -181,7 +186,7 @@ def metric_confidence(stage: str, confidence: float) -> float:
     """The level of each metric's interval: Bonferroni over the stage's primary metrics, since a
     candidate passes when any one of them gains (two at 95 % each would pass a no-gain candidate
     in up to 5 % of trials, and the bootstrap's percentiles run a little over)."""
-    return 1 - (1 - confidence) / len(PRIMARY[stage])
+    return 1 - (1 - confidence) / len(PRIMARY[as_stage(stage)])
 
 
 def _confidence(confidence: float) -> str:
@@ -197,8 +202,8 @@ def judge(
 ) -> Judgement:
     """The gate's verdict on `stage`'s paired evidence (the rule of the module doc); pure, so the
     benchmark measures exactly what `decide` records."""
-    primary = [d for d in evidence if d.metric in PRIMARY[stage]]
-    missing = sorted(set(PRIMARY[stage]) - {d.metric for d in primary})
+    primary = [d for d in evidence if d.metric in PRIMARY[as_stage(stage)]]
+    missing = sorted(set(PRIMARY[as_stage(stage)]) - {d.metric for d in primary})
     if missing:
         raise GateError(f"{stage}: no paired scores of primary metric {', '.join(missing)}")
     regressions, below, small = [], [], []
@@ -316,7 +321,7 @@ def decide(ws: Workspace, name: str, operator: str | None = None) -> dict[str, A
         "operator": who,
     }
     with ws.db.conn:
-        decision_id = ws.db.table("gate_decisions").insert(record).last_pk
+        decision_id = inserted_id(ws.db.table("gate_decisions").insert(record))
     if judgement.verdict in REJECTING:
         reject(ws, name, f"eval gate: {judgement.verdict}: " + "; ".join(judgement.reasons), who)
     return dict(ws.db.table("gate_decisions").get(decision_id))
@@ -338,7 +343,7 @@ def evidence_lines(stage: str, evidence: list[PairedDifference]) -> list[str]:
     """`metric baseline -> candidate  delta [low, high]  n=N (method)`, one line a metric,
     primary ones starred."""
     return [
-        f"  {'*' if d.metric in PRIMARY[stage] else ' '} {d.metric:<16} "
+        f"  {'*' if d.metric in PRIMARY[as_stage(stage)] else ' '} {d.metric:<16} "
         f"{d.baseline:.3f} -> {d.candidate:.3f}  {d.interval()}  n={d.n} ({d.method})"
         for d in evidence
     ]

@@ -13,12 +13,13 @@ marked failed at the next `reconcile_evals`; a failed run is never resumed, only
 import sys
 from typing import Any
 
+from engine.db import inserted_id
 from engine.errors import CraError
 from engine.evaluation.eval_set import newest_eval_set
 from engine.evaluation.gate import BASE, active_row, done_evals
 from engine.jobs import LIVE, JobLock, finish_job, job_lock, settle, terminate_job
 from engine.timestamps import utc_now
-from engine.training_data.stages import BASE_MODEL, LORA_STAGES, require_lora_stage
+from engine.training_data.stages import BASE_MODEL, LORA_STAGES, as_stage, require_lora_stage
 from engine.workspace import Workspace
 
 JOB_KIND = "eval"
@@ -131,14 +132,13 @@ def _insert(
     operator: str,
 ) -> int:
     with ws.db.conn:
-        eval_id = (
-            ws.db.table("eval_runs")
-            .insert(
+        eval_id = inserted_id(
+            ws.db.table("eval_runs").insert(
                 {
                     "target": BASE if target is None else target["name"],
                     "adapter_id": None if target is None else target["id"],
                     "stage": stage,
-                    "base_model": BASE_MODEL[stage],
+                    "base_model": BASE_MODEL[as_stage(stage)],
                     "dataset_id": dataset_id,
                     "eval_set_id": eval_set_id,
                     "eval_sha256": sha,
@@ -150,7 +150,6 @@ def _insert(
                     "created_by": operator,
                 }
             )
-            .last_pk
         )
         ws.db.table("eval_runs").update(eval_id, {"out_dir": f"{EVALS_DIR}/{eval_id}"})
     return eval_id

@@ -261,7 +261,9 @@ def evaluate(ws: Workspace, eval_id: int, job_id: int | None) -> dict[str, float
                 )
     (out / "harness.json").write_text(json.dumps(outcomes, indent=2) + "\n", encoding="utf-8")
     with ws.db.conn:
-        ws.db.table("eval_scores").insert_all(example.record(eval_id) for example in examples.values())
+        ws.db.table("eval_scores").insert_all(
+            example.record(eval_id) for example in examples.values()
+        )
         ws.db.table("eval_runs").update(
             eval_id,
             {

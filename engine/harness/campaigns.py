@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from engine.db import inserted_id
 from engine.errors import validation_lines
 from engine.harness.package import HarnessError, load_package
 from engine.harness.pipeline import PipelineName
@@ -79,9 +80,8 @@ def create_campaign(ws: Workspace, spec: CampaignSpec, operator: str) -> int:
     packages = [load_package(ws, digest) for digest in dict.fromkeys(spec.packages)]
     now = utc_now()
     with ws.db.conn:
-        campaign_id = (
-            ws.db.table("campaigns")
-            .insert(
+        campaign_id = inserted_id(
+            ws.db.table("campaigns").insert(
                 {
                     "created_at": now,
                     "created_by": operator,
@@ -91,7 +91,6 @@ def create_campaign(ws: Workspace, spec: CampaignSpec, operator: str) -> int:
                     "updated_at": now,
                 }
             )
-            .last_pk
         )
         rows = (
             {

@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from engine.db import inserted_id
 from engine.durable import fsync_dir, fsync_tree
 from engine.errors import CraError, validation_lines
 from engine.locks import exclusive_lock
@@ -162,7 +163,7 @@ def _register(ws: Workspace, run_id: int) -> int:
     }
     ws.db.execute("BEGIN IMMEDIATE")
     try:
-        adapter_id = ws.db.table("adapter_versions").insert(record).last_pk
+        adapter_id = inserted_id(ws.db.table("adapter_versions").insert(record))
         ws.db.table("training_runs").update(run_id, {"adapter_id": adapter_id})
     except BaseException:
         ws.db.execute("ROLLBACK")

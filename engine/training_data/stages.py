@@ -47,6 +47,16 @@ TOKEN_BUDGET: dict[Stage, int] = {
     stage: 8192 if stage == "task_analysis" else 32768 for stage in STAGES
 }
 
+
+def as_stage(value: str) -> Stage:
+    """`value`, a stage name read back from the database, a file or an argument, as a Stage; a
+    name that is no stage is a KeyError, as the per-stage lookup it precedes would raise."""
+    for stage in STAGES:
+        if stage == value:
+            return stage
+    raise KeyError(value)
+
+
 BASE_TUNE_RULE = (
     "planning (meta_plan, step_plan, test_plan) is trained in the reasoning base's full "
     "fine-tune, not as a LoRA adapter (seed 004 §1, §2.6); export it with "
