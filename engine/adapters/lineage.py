@@ -4,6 +4,7 @@ were made from, the tasks and commits, and the repo packages with the hashes the
 with. Every link is read from the database; nothing is inferred from names."""
 
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from engine.adapters.activation import version_row
@@ -130,16 +131,12 @@ def _json(values: list[int]) -> str:
     return "[" + ",".join(str(value) for value in values) + "]"
 
 
-def _ids(values: Any) -> str:
+def _ids(values: Iterable[int]) -> str:
     """Ids as compact ranges: 1-4, 7, 9-10."""
-    ordered = sorted(set(values))
-    parts: list[str] = []
-    start = previous = None
-    for value in ordered + [None]:
-        if start is not None and (value is None or value != previous + 1):
-            parts.append(str(start) if start == previous else f"{start}-{previous}")
-            start = None
-        if value is not None and start is None:
-            start = value
-        previous = value
-    return ", ".join(parts) or "none"
+    ranges: list[tuple[int, int]] = []
+    for value in sorted(set(values)):
+        if ranges and value == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], value)
+        else:
+            ranges.append((value, value))
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges) or "none"

@@ -45,7 +45,7 @@ from engine.timestamps import utc_now
 from engine.training.registry import resolve_base
 from engine.training.runs import frozen_base
 from engine.training.worker import OFFLINE_ENV
-from engine.training_data.stages import BASE_MODEL
+from engine.training_data.stages import BASE_MODEL, BaseModelKind
 from engine.workspace import Workspace
 
 FLIPPED_IN_REASON = 5
@@ -60,7 +60,9 @@ def _version(ws: Workspace, version_id: int | None) -> dict[str, Any] | None:
     return None if version_id is None else dict(ws.db.table("adapter_versions").get(version_id))
 
 
-def _base_path(ws: Workspace, backend: str, kind: str, target: dict[str, Any] | None) -> Path:
+def _base_path(
+    ws: Workspace, backend: str, kind: BaseModelKind, target: dict[str, Any] | None
+) -> Path:
     """The base model folder the measurement uses: a result is reused only on the same one."""
     if backend == "server":
         return base_folder(ws, kind)

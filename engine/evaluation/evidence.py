@@ -441,7 +441,7 @@ def differences(ws: Workspace, evidence: VersionEvidence, metric: str | None = N
         )
     rows = load_eval_set(ws, cand["eval_set_id"]).rows
     by_line = {row.line: row for row in rows}
-    by_task = {}
+    by_task: dict[str, EvalRow] = {}
     for row in rows:
         if row.task is not None:
             by_task.setdefault(row.task.name, row)

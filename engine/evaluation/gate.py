@@ -133,6 +133,8 @@ def compare(
     mine = done_evals(ws, stage, candidate)
     theirs = {run["eval_sha256"]: run for run in reversed(done_evals(ws, stage, baseline))}
     shared = next((run for run in mine if run["eval_sha256"] in theirs), None)
+    cand_eval: dict[str, Any] | None
+    base_eval: dict[str, Any] | None
     if shared is not None:
         cand_eval, base_eval = shared, theirs[shared["eval_sha256"]]
     else:
@@ -249,7 +251,7 @@ def judge(
             f"({'; '.join(_evidence_text(stage, d) for d in primary)})"
         ]
     )
-    order = [
+    order: list[tuple[Verdict, list[str]]] = [
         ("regression", regressions),
         ("below minimum", below),
         ("underpowered", small),

@@ -26,7 +26,7 @@ from engine.evaluation.eval_set import EvalRow, EvalSet, HarnessTask, load_eval_
 from engine.evaluation.example_scores import ExampleScore, line_key
 from engine.evaluation.gate import decide, decision_lines
 from engine.evaluation.metrics import RowScore, aggregate, parse_edits, score_row
-from engine.harness.attempts import evaluate_attempt
+from engine.harness.attempts import Proposer, evaluate_attempt
 from engine.harness.openai_pipeline import propose_openai
 from engine.harness.package import CorpusPackage
 from engine.harness.pipeline import PipelineResult, PlannerTask
@@ -137,6 +137,11 @@ def _attempt(run: dict[str, Any], model: str, task: HarnessTask) -> dict[str, An
     }
 
 
+def _answered(result: PipelineResult) -> Proposer:
+    """A planner slot that gives `result`, the answer the served model already wrote."""
+    return lambda package, task: result
+
+
 def pass_at_1(
     ws: Workspace, run: dict[str, Any], model: str, out: Path, answered: list[tuple[EvalRow, str]]
 ) -> tuple[float | None, list[dict[str, Any]]]:
@@ -156,7 +161,7 @@ def pass_at_1(
             ws,
             _attempt(run, model, row.task),
             out / "tasks" / f"line-{row.line}",
-            lambda package, task, result=result: result,
+            _answered(result),
         )
         outcomes.append(
             {

@@ -149,7 +149,7 @@ def build_spec(
     # Imported here: dataset files cost about 0.1 s that `cra train status` does not need.
     from engine.training_data.dataset_files import ROW_FILES, open_dataset, read_verified
 
-    require_lora_stage(stage, "LoRA adapter to train")
+    stage = require_lora_stage(stage, "LoRA adapter to train")
     stored = open_dataset(ws, dataset_id)
     for name in ROW_FILES:
         read_verified(stored, name)
@@ -168,7 +168,7 @@ def build_spec(
         "SELECT manifest_sha256 FROM datasets WHERE id = ?", [dataset_id]
     ).fetchone()
     base_path = frozen_base(ws, manifest.base_model)
-    configured = ws.config.training.hyper.get(manifest.stage, {})
+    configured = ws.config.training.hyper.get(stage, {})
     try:
         build_hyper(manifest.stage, configured)
     except TrainingRunError as exc:

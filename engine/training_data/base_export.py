@@ -31,7 +31,7 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,6 +41,7 @@ from engine.training_data.audit import screen_candidates
 from engine.training_data.curate import rejected_texts, reviewed_rows
 from engine.training_data.curation_errors import CurationRefused
 from engine.training_data.dataset_files import (
+    RowFile,
     file_record,
     jsonl,
     sha256,
@@ -54,10 +55,10 @@ from engine.training_data.stages import BASE_TUNE_STAGES, BaseModelKind, Stage
 from engine.training_data.store import item_from_row
 from engine.workspace import Workspace
 
-FORMAT = "chat-jsonl"
+FORMAT: Final = "chat-jsonl"
 MANIFEST = "manifest.json"
 LINEAGE = "lineage.jsonl"
-ROW_FILES = ("train.jsonl", "eval.jsonl")
+ROW_FILES: tuple[RowFile, RowFile] = ("train.jsonl", "eval.jsonl")
 
 
 class BaseExportError(CraError):
@@ -86,7 +87,7 @@ class StageExport(_Model):
 class BaseLineage(_Model):
     """One line of lineage.jsonl: which item a line of train.jsonl or eval.jsonl is."""
 
-    file: Literal["train.jsonl", "eval.jsonl"]
+    file: RowFile
     line: int = Field(ge=1)
     example_id: int
     stage: Stage
