@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from engine.db import inserted_id
 from engine.errors import CraError
 from engine.timestamps import utc_now
@@ -36,6 +38,47 @@ from engine.workspace import Workspace
 Sync = Callable[[dict[str, Any]], None]
 Check = Callable[[dict[str, Any], dict[str, Any] | None], None]
 PROMOTABLE = ("candidate", "inactive")
+
+
+class AdapterVersion(BaseModel):
+    """One row of `adapter_versions`: a registered adapter, its status, base and files."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    stage: str
+    version: int
+    name: str
+    status: str
+    base_model: str
+    base_model_path: str | None
+    rank: int | None
+    path: str
+    run_id: int | None
+    dataset_id: str | None
+    dataset_sha256: str | None
+    spec_json: str | None
+    metrics_json: str | None
+    files_json: str | None
+    created_at: str
+    parent_id: int | None
+
+
+class ActivationRecord(BaseModel):
+    """One row of a stage's activation history, with the versions named: `from_name` and
+    `to_name` are None for the base model; `override` is the gate verdict a promotion was made
+    over (None for none)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    action: str
+    from_name: str | None
+    to_name: str | None
+    operator: str
+    at: str
+    reason: str
+    override: str | None
 
 
 class ActivationError(CraError):
@@ -58,14 +101,15 @@ def version_row(ws: Workspace, name: str) -> dict[str, Any]:
     return rows[0]
 
 
-def list_versions(ws: Workspace, stage: str | None = None) -> list[dict[str, Any]]:
+def list_versions(ws: Workspace, stage: str | None = None) -> list[AdapterVersion]:
     """Every version (of `stage`, when given), by stage and version number."""
     if stage is not None:
         require_lora_stage(stage, "adapter versions")
         where, args = "stage = ?", [stage]
     else:
         where, args = None, []
-    return list(ws.db["adapter_versions"].rows_where(where, args, order_by="stage, version"))
+    rows = ws.db.table("adapter_versions").rows_where(where, args, order_by="stage, version")
+    return [AdapterVersion(**row) for row in rows]
 
 
 def verify_files(ws: Workspace, row: dict[str, Any]) -> None:
@@ -191,19 +235,21 @@ def resolve(ws: Workspace, stage: str) -> str:
     return BASE_MODEL[as_stage(stage)] if row is None else row["name"]
 
 
-def history(ws: Workspace, stage: str) -> list[dict[str, Any]]:
-    """The stage's activation records, oldest first, with the versions' names; `override` is
-    the gate verdict a promotion was made over (None for none)."""
+def history(ws: Workspace, stage: str) -> list[ActivationRecord]:
+    """The stage's activation records, oldest first."""
     require_lora_stage(stage, "adapter history")
     return [
-        dict(
-            zip(
-                ("id", "action", "from_name", "to_name", "operator", "at", "reason", "override"),
-                row,
-                strict=True,
-            )
+        ActivationRecord(
+            id=id_,
+            action=action,
+            from_name=from_name,
+            to_name=to_name,
+            operator=operator,
+            at=at,
+            reason=reason,
+            override=override,
         )
-        for row in ws.db.execute(
+        for id_, action, from_name, to_name, operator, at, reason, override in ws.db.execute(
             "SELECT a.id, a.action, f.name, t.name, a.operator, a.at, a.reason, a.override "
             "FROM adapter_activations a "
             "LEFT JOIN adapter_versions f ON f.id = a.from_id "
