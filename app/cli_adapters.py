@@ -43,8 +43,8 @@ def adapters_list(ctx: click.Context, stage: str | None) -> None:
         return
     for row in rows:
         click.echo(
-            f"{row['name']:<20} {row['status']:<9} {row['base_model']:<9} "
-            f"rank {row['rank']}  {row['created_at']}  {row['path']}"
+            f"{row.name:<20} {row.status:<9} {row.base_model:<9} "
+            f"rank {row.rank}  {row.created_at}  {row.path}"
         )
 
 
@@ -190,8 +190,8 @@ def adapters_history(ctx: click.Context, stage: str) -> None:
         click.echo(f"{stage}: no activation records yet")
         return
     for rec in records:
-        moved = f"{rec['from_name'] or '-'} -> {rec['to_name'] or '-'}"
-        why = f"  ({rec['reason']})" if rec["reason"] else ""
-        if rec["override"]:
-            why = f"  over its '{rec['override']}' gate decision{why}"
-        click.echo(f"{rec['at']}  {rec['action']:<8} {moved:<30} {rec['operator']}{why}")
+        moved = f"{rec.from_name or '-'} -> {rec.to_name or '-'}"
+        why = f"  ({rec.reason})" if rec.reason else ""
+        if rec.override:
+            why = f"  over its '{rec.override}' gate decision{why}"
+        click.echo(f"{rec.at}  {rec.action:<8} {moved:<30} {rec.operator}{why}")

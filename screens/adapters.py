@@ -425,16 +425,16 @@ class AdaptersScreen(PaneScreen):
             versions.move_cursor(row=names.index(self._version), animate=False)
         for record in view.history:
             moved = (
-                record["from_name"]
-                if record["action"] == "reject"
-                else f"{record['from_name'] or 'base'} → {record['to_name'] or 'base'}"
+                record.from_name
+                if record.action == "reject"
+                else f"{record.from_name or 'base'} → {record.to_name or 'base'}"
             )
             history.add_row(
-                when(record["at"]),
-                record["action"],
+                when(record.at),
+                record.action,
                 *(
                     Text(neutralise(cell))
-                    for cell in (moved, record["operator"], record["reason"] or "—")
+                    for cell in (moved, record.operator, record.reason or "—")
                 ),
             )
 

@@ -114,7 +114,7 @@ def test_rollback_unwinds_promotions_in_order(ws: Workspace) -> None:
     rollback(ws, STAGE, "scope-v1")
     assert resolve(ws, STAGE) == "reasoning"
     assert set(_statuses(ws).values()) == {"inactive"}
-    assert [(h["action"], h["from_name"], h["to_name"]) for h in history(ws, STAGE)] == [
+    assert [(h.action, h.from_name, h.to_name) for h in history(ws, STAGE)] == [
         ("promote", None, "scope-v1"),
         ("promote", "scope-v1", "scope-v2"),
         ("promote", "scope-v2", "scope-v3"),

@@ -88,7 +88,7 @@ def test_a_failed_load_leaves_the_active_version_as_it_was(
     with pytest.raises(ServingError, match="Loading lora scope-v2 failed"):
         promote_version(ws, "scope-v2")
     assert resolve(ws, STAGE) == "scope-v1"
-    assert [h["action"] for h in history(ws, STAGE)] == ["promote"]
+    assert [h.action for h in history(ws, STAGE)] == ["promote"]
     assert ws.db["activation_intents"].count == 0
 
 
@@ -170,7 +170,7 @@ def test_a_crash_between_the_load_and_the_flip_is_reconciled(
     assert "the promotion from scope-v1 to scope-v2" in line
     assert "was interrupted before the database flip; scope-v1 is still active" in line
     assert ws.db["activation_intents"].count == 0
-    assert [h["action"] for h in history(ws, STAGE)] == ["promote", "interrupted"]
+    assert [h.action for h in history(ws, STAGE)] == ["promote", "interrupted"]
     assert reconcile_intents(ws) == []
     output = CliRunner().invoke(cli, ["--workspace", str(ws.root), "adapters", "reconcile"])
     assert output.output == "nothing to reconcile: no switch was interrupted\n"
@@ -197,7 +197,7 @@ def test_a_rollback_naming_a_version_no_longer_active_is_refused(tmp_path: Path)
         "changed (someone switched it since), look again and roll back again"
     )
     assert resolve(ws, STAGE) == "scope-v3"
-    assert [h["action"] for h in history(ws, STAGE)] == ["promote"] * 3
+    assert [h.action for h in history(ws, STAGE)] == ["promote"] * 3
 
     def cra(*args: str) -> tuple[int, str]:
         result = CliRunner().invoke(cli, ["--workspace", str(ws.root), "adapters", *args])
@@ -269,15 +269,15 @@ def test_racing_switches_never_promote_past_the_gate_nor_undo_an_unseen_promotio
         landed = [o for o in outcomes if not o.startswith("refused: ")]
         assert len(landed) == 1, (round_no, outcomes)
         assert not any(o.startswith("crashed") for o in outcomes), outcomes
-        flips = [h for h in history(ws, STAGE) if h["action"] in ("promote", "rollback")]
+        flips = [h for h in history(ws, STAGE) if h.action in ("promote", "rollback")]
         for before, after in zip(flips, flips[1:], strict=False):
-            assert after["from_name"] == before["to_name"], flips
+            assert after.from_name == before.to_name, flips
         for flip in flips:
-            if flip["action"] == "promote":
-                gate = latest_decision(ws, version_row(ws, flip["to_name"])["id"])
-                assert gate["baseline"] == (flip["from_name"] or "base"), (round_no, flip)
+            if flip.action == "promote":
+                gate = latest_decision(ws, version_row(ws, flip.to_name)["id"])
+                assert gate["baseline"] == (flip.from_name or "base"), (round_no, flip)
         if landed[0].startswith("withdrew "):
-            assert flips[-1]["action"] == "rollback"
-            assert flips[-1]["from_name"] == landed[0].split()[1], (round_no, flips[-1])
+            assert flips[-1].action == "rollback"
+            assert flips[-1].from_name == landed[0].split()[1], (round_no, flips[-1])
 
     race(ws.root, [(None, _promote_first), (_serving, _promote_or_roll_back)], settle, prepare)

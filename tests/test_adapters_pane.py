@@ -190,7 +190,7 @@ async def test_promote_confirms_with_the_deltas_then_switches(ws: Workspace) -> 
         assert "scope goes back from scope-v2 to scope-v1" in body
         await pilot.press("y")
         await until(pilot, lambda: resolve(ws, STAGE) == "scope-v1", "the rollback")
-        assert [h["action"] for h in history(ws, STAGE)][-2:] == ["promote", "rollback"]
+        assert [h.action for h in history(ws, STAGE)][-2:] == ["promote", "rollback"]
 
 
 async def test_promoting_over_a_no_gain_decision_asks_why(ws: Workspace) -> None:
@@ -249,7 +249,7 @@ async def test_a_rollback_confirmed_after_another_switch_is_refused(ws: Workspac
         refusal = "the rollback withdraws scope-v1, but scope-v2 serves scope now"
         await until(pilot, lambda: any(refusal in n for n in notes(pilot)), "the refusal")
         assert resolve(ws, STAGE) == "scope-v2"
-        assert [h["action"] for h in history(ws, STAGE)][-1] == "promote"
+        assert [h.action for h in history(ws, STAGE)][-1] == "promote"
 
 
 async def test_a_refused_promotion_is_a_notification_and_changes_nothing(ws: Workspace) -> None:

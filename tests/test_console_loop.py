@@ -111,7 +111,7 @@ async def test_the_demo_loop_walks_through_the_console(tmp_path: Path) -> None:
         await pilot.press("r")
         await confirm(pilot)
         await wait(pilot, lambda: resolve(ws, "scope") == "reasoning", "the rollback")
-        assert [h["action"] for h in history(ws, "scope")] == ["promote", "rollback"]
+        assert [h.action for h in history(ws, "scope")] == ["promote", "rollback"]
 
         await pilot.press("7")
         report = app.screen.query_one("#report", Static)

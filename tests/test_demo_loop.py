@@ -97,7 +97,7 @@ def test_demo_run_walks_the_whole_loop(demo_run: tuple[Path, str]) -> None:
 
     ws = Workspace.open(root)
     assert resolve(ws, "scope") == "reasoning"
-    assert [h["action"] for h in history(ws, "scope")] == ["promote", "rollback"]
+    assert [h.action for h in history(ws, "scope")] == ["promote", "rollback"]
     first, second = ws.db["adapter_versions"].rows_where(order_by="id")
     assert (first["name"], first["status"], first["dataset_id"]) == (
         "scope-v1",

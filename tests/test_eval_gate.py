@@ -140,7 +140,7 @@ def test_a_regression_names_the_metric_the_drop_and_its_interval(ws: Workspace) 
     ), reason
     assert version_row(ws, "scope-v2")["status"] == "rejected"
     last = history(ws, STAGE)[-1]
-    assert last["action"] == "reject" and reason in last["reason"]
+    assert last.action == "reject" and reason in last.reason
     with pytest.raises(ActivationError, match="was rejected"):
         promote(ws, "scope-v2")
 
@@ -340,7 +340,7 @@ def test_promote_over_no_gain_needs_override_and_reason(ws: Workspace) -> None:
         decision["id"],
         "the format is right",
     )
-    assert history(ws, STAGE)[-1]["override"] == "no gain"
+    assert history(ws, STAGE)[-1].override == "no gain"
     code, out = _cli(ws, "adapters", "history", STAGE)
     assert "over its 'no gain' gate decision  (the format is right)" in out
 

@@ -179,9 +179,7 @@ async def test_killed_work_is_shown_true_and_finishes_once(
             await pilot.press("6")
             await wait(
                 pilot,
-                lambda: (
-                    [h["action"] for h in history(ws, "precision")] == ["promote", "interrupted"]
-                ),
+                lambda: [h.action for h in history(ws, "precision")] == ["promote", "interrupted"],
                 "the interrupted switch in the history",
             )
             await pilot.press("down", "down")
@@ -211,7 +209,7 @@ async def test_killed_work_is_shown_true_and_finishes_once(
         ]
         assert steps == sorted(set(steps)) and steps[-1] == 24
         assert fake.load_requests.count("precision-v2") == 1
-        assert [h["action"] for h in history(ws, "precision")] == [
+        assert [h.action for h in history(ws, "precision")] == [
             "promote",
             "interrupted",
             "promote",

@@ -165,18 +165,18 @@ def test_a_drop_past_the_tolerance_rolls_the_stage_back_with_the_evidence(
     assert ws.db["e2e_results"].count == 3
     assert resolve(ws, STAGE) == f"{STAGE}-v1"
     record = history(ws, STAGE)[-1]
-    assert (record["id"], record["action"], record["operator"]) == (
+    assert (record.id, record.action, record.operator) == (
         rolled["rollback_id"],
         "rollback",
         "watch",
     )
-    assert (record["from_name"], record["to_name"]) == (f"{STAGE}-v2", f"{STAGE}-v1")
-    assert record["reason"].startswith(
+    assert (record.from_name, record.to_name) == (f"{STAGE}-v2", f"{STAGE}-v1")
+    assert record.reason.startswith(
         f"watch 2: end-to-end resolved rate 1.000 ({n}/{n}) with {STAGE}-v1, 0.000 (0/{n}) "
         f"with {STAGE}-v2: a drop of 1.000, past the tolerance 0.050; {n} tasks flipped: "
     )
-    named = [task for task in tasks if f"{task} resolved→failed" in record["reason"]]
-    assert named == tasks[:5] and record["reason"].endswith(f" and {n - 5} more")
+    named = [task for task in tasks if f"{task} resolved→failed" in record.reason]
+    assert named == tasks[:5] and record.reason.endswith(f" and {n - 5} more")
     shown = _watch_cli(ws, "2")
     assert shown[1:] == [
         *(f"  {task}: resolved → failed" for task in tasks),
@@ -240,7 +240,7 @@ def test_a_drop_within_the_tolerance_keeps_the_version(tmp_path: Path, curated: 
     outcomes = json.loads(results[1]["outcomes_json"])
     assert {o["outcome"] for o in outcomes} == {"failed"}, outcomes
     assert resolve(ws, STAGE) == f"{STAGE}-v1"
-    assert [r["action"] for r in history(ws, STAGE)] == ["promote"]
+    assert [r.action for r in history(ws, STAGE)] == ["promote"]
 
 
 def test_switched_off_or_for_a_stage_outside_the_planner_slot_no_watch_runs(
@@ -308,7 +308,7 @@ def test_a_killed_watch_fails_at_reconcile_and_never_rolls_back(
         "the watch job ended before it decided; nothing was rolled back",
     )
     assert resolve(ws, STAGE) == f"{STAGE}-v1"
-    assert [r["action"] for r in history(ws, STAGE)] == ["promote"]
+    assert [r.action for r in history(ws, STAGE)] == ["promote"]
     assert ws.db["e2e_results"].count == 0
     assert _watch_cli(ws) == [
         f"watch 1 {STAGE}: {STAGE}-v1 against base failed: the watch job ended before it "
@@ -337,7 +337,7 @@ def test_a_drop_the_tolerance_allows_keeps_the_promoted_version(
         f"watch 2 {STAGE}: {STAGE}-v2 against {STAGE}-v1 held: resolved 1.000 → 0.000 on "
     )
     assert resolve(ws, STAGE) == f"{STAGE}-v2"
-    assert [r["action"] for r in history(ws, STAGE)] == ["promote", "promote"]
+    assert [r.action for r in history(ws, STAGE)] == ["promote", "promote"]
 
 
 def test_a_model_that_gives_no_answer_fails_the_watch_without_a_rollback(
@@ -355,4 +355,4 @@ def test_a_model_that_gives_no_answer_fails_the_watch_without_a_rollback(
     assert "answered HTTP 404" in row["reason"]
     assert ws.db["e2e_results"].count == 0
     assert resolve(ws, STAGE) == f"{STAGE}-v1"
-    assert [r["action"] for r in history(ws, STAGE)] == ["promote"]
+    assert [r.action for r in history(ws, STAGE)] == ["promote"]

@@ -28,15 +28,59 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
+from engine.core.db import inserted_id
 from engine.core.errors import CraError
 from engine.core.hashing import sha256_file
-from engine.core.stages import BASE_MODEL, STAGES, require_lora_stage
+from engine.core.stages import BASE_MODEL, STAGES, as_stage, require_lora_stage
 from engine.core.timestamps import utc_now
 from engine.core.workspace import Workspace
 
 Sync = Callable[[dict[str, Any]], None]
 Check = Callable[[dict[str, Any], dict[str, Any] | None], None]
 PROMOTABLE = ("candidate", "inactive")
+
+
+class AdapterVersion(BaseModel):
+    """One row of `adapter_versions`: a registered adapter, its status, base and files."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    stage: str
+    version: int
+    name: str
+    status: str
+    base_model: str
+    base_model_path: str | None
+    rank: int | None
+    path: str
+    run_id: int | None
+    dataset_id: str | None
+    dataset_sha256: str | None
+    spec_json: str | None
+    metrics_json: str | None
+    files_json: str | None
+    created_at: str
+    parent_id: int | None
+
+
+class ActivationRecord(BaseModel):
+    """One row of a stage's activation history, with the versions named: `from_name` and
+    `to_name` are None for the base model; `override` is the gate verdict a promotion was made
+    over (None for none)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    action: str
+    from_name: str | None
+    to_name: str | None
+    operator: str
+    at: str
+    reason: str
+    override: str | None
 
 
 class ActivationError(CraError):
@@ -59,14 +103,15 @@ def version_row(ws: Workspace, name: str) -> dict[str, Any]:
     return rows[0]
 
 
-def list_versions(ws: Workspace, stage: str | None = None) -> list[dict[str, Any]]:
+def list_versions(ws: Workspace, stage: str | None = None) -> list[AdapterVersion]:
     """Every version (of `stage`, when given), by stage and version number."""
     if stage is not None:
         require_lora_stage(stage, "adapter versions")
         where, args = "stage = ?", [stage]
     else:
         where, args = None, []
-    return list(ws.db["adapter_versions"].rows_where(where, args, order_by="stage, version"))
+    rows = ws.db.table("adapter_versions").rows_where(where, args, order_by="stage, version")
+    return [AdapterVersion(**row) for row in rows]
 
 
 def verify_files(ws: Workspace, row: dict[str, Any]) -> None:
@@ -185,22 +230,24 @@ def resolve(ws: Workspace, stage: str) -> str:
     """
     _check_stage(stage)
     row = active_row(ws, stage)
-    return BASE_MODEL[stage] if row is None else row["name"]
+    return BASE_MODEL[as_stage(stage)] if row is None else row["name"]
 
 
-def history(ws: Workspace, stage: str) -> list[dict[str, Any]]:
-    """The stage's activation records, oldest first, with the versions' names; `override` is
-    the gate verdict a promotion was made over (None for none)."""
+def history(ws: Workspace, stage: str) -> list[ActivationRecord]:
+    """The stage's activation records, oldest first."""
     require_lora_stage(stage, "adapter history")
     return [
-        dict(
-            zip(
-                ("id", "action", "from_name", "to_name", "operator", "at", "reason", "override"),
-                row,
-                strict=True,
-            )
+        ActivationRecord(
+            id=id_,
+            action=action,
+            from_name=from_name,
+            to_name=to_name,
+            operator=operator,
+            at=at,
+            reason=reason,
+            override=override,
         )
-        for row in ws.db.execute(
+        for id_, action, from_name, to_name, operator, at, reason, override in ws.db.execute(
             "SELECT a.id, a.action, f.name, t.name, a.operator, a.at, a.reason, a.override "
             "FROM adapter_activations a "
             "LEFT JOIN adapter_versions f ON f.id = a.from_id "
@@ -284,7 +331,7 @@ def _rollback_plan(
     if current is None:
         raise ActivationError(f"{stage}: no version is active; there is nothing to roll back")
     if withdraw is not None and current["name"] != withdraw:
-        if withdraw != BASE_MODEL[stage]:
+        if withdraw != BASE_MODEL[as_stage(stage)]:
             version_row(ws, withdraw)
         raise StageChangedError(
             f"{stage}: the rollback withdraws {withdraw}, but {current['name']} serves {stage} "
@@ -308,7 +355,7 @@ def _rollback_plan(
         )
     if len(stack) < 2:
         return current, None
-    target = dict(ws.db["adapter_versions"].get(stack[-2]))
+    target = dict(ws.db.table("adapter_versions").get(stack[-2]))
     if target["status"] != "inactive":
         raise ActivationError(
             f"{stage}: the earlier version {target['name']} is {target['status']}, not inactive"
@@ -361,9 +408,8 @@ def record_activation(
         else {"name": row["name"], "metrics": _metrics(row), "eval": _newest_eval(ws, row)}
         for side, row in (("from", from_row), ("to", to_row))
     }
-    return (
-        ws.db["adapter_activations"]
-        .insert(
+    return inserted_id(
+        ws.db.table("adapter_activations").insert(
             {
                 "stage": stage,
                 "action": action,
@@ -377,7 +423,6 @@ def record_activation(
                 "gate_decision_id": None if override is None else override["id"],
             }
         )
-        .last_pk
     )
 
 

@@ -4,6 +4,7 @@ were made from, the tasks and commits, and the repo packages with the hashes the
 with. Every link is read from the database; nothing is inferred from names."""
 
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from engine.adapters.activation import version_row
@@ -23,13 +24,13 @@ def trace_lines(ws: Workspace, name: str) -> list[str]:
         f"files under {version['path']}"
     ]
     if version["run_id"] is not None:
-        run = ws.db["training_runs"].get(version["run_id"])
+        run = ws.db.table("training_runs").get(version["run_id"])
         lines.append(
             f"  trained by run {run['id']} ({run['method']}, {run['status']}), started "
             f"{run['started_at'] or run['created_at']} by {run['created_by']}, in {run['run_dir']}"
         )
     if version["parent_id"] is not None:
-        parent = ws.db["adapter_versions"].get(version["parent_id"])
+        parent = ws.db.table("adapter_versions").get(version["parent_id"])
         lines.append(
             f"  continues {parent['name']} (its weights trained further; "
             f"`cra adapters trace {parent['name']}` shows its chain)"
@@ -38,7 +39,7 @@ def trace_lines(ws: Workspace, name: str) -> list[str]:
     if dataset_id is None:
         lines.append("  no dataset is recorded for this version")
         return lines
-    dataset = ws.db["datasets"].get(dataset_id)
+    dataset = ws.db.table("datasets").get(dataset_id)
     lines.append(
         f"  on dataset {dataset_id} (manifest sha256 {dataset['manifest_sha256']}), "
         f"{dataset['train_count']} train / {dataset['eval_count']} eval rows, "
@@ -130,16 +131,12 @@ def _json(values: list[int]) -> str:
     return "[" + ",".join(str(value) for value in values) + "]"
 
 
-def _ids(values: Any) -> str:
+def _ids(values: Iterable[int]) -> str:
     """Ids as compact ranges: 1-4, 7, 9-10."""
-    ordered = sorted(set(values))
-    parts: list[str] = []
-    start = previous = None
-    for value in ordered + [None]:
-        if start is not None and (value is None or value != previous + 1):
-            parts.append(str(start) if start == previous else f"{start}-{previous}")
-            start = None
-        if value is not None and start is None:
-            start = value
-        previous = value
-    return ", ".join(parts) or "none"
+    ranges: list[tuple[int, int]] = []
+    for value in sorted(set(values)):
+        if ranges and value == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], value)
+        else:
+            ranges.append((value, value))
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges) or "none"

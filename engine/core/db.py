@@ -10,8 +10,17 @@ import sqlite_utils
 from engine.core.errors import WorkspaceError
 
 
+def inserted_id(table: sqlite_utils.db.Table) -> int:
+    """The integer key of the row `table`'s last insert wrote (sqlite-utils types `last_pk` as
+    optional, since it is unset before any insert)."""
+    key = table.last_pk
+    if not isinstance(key, int):
+        raise TypeError(f"{table.name}: the last insert gave no integer key, got {key!r}")
+    return key
+
+
 def _m001_ingest(db: sqlite_utils.Database) -> None:
-    db["packages"].create(
+    db.table("packages").create(
         {
             "id": int,
             "name": str,
@@ -29,15 +38,15 @@ def _m001_ingest(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null={"name", "digest", "corpus_path", "approved_by", "approved_at"},
     )
-    db["packages"].create_index(["digest"], unique=True)
-    db["packages"].create_index(["corpus_path"], unique=True)
-    db["package_files"].create(
+    db.table("packages").create_index(["digest"], unique=True)
+    db.table("packages").create_index(["corpus_path"], unique=True)
+    db.table("package_files").create(
         {"package_id": int, "path": str, "kind": str, "sha256": str, "size_bytes": int},
         pk=("package_id", "path"),
         foreign_keys=[("package_id", "packages", "id")],
         not_null={"kind", "sha256", "size_bytes"},
     )
-    db["ingest_decisions"].create(
+    db.table("ingest_decisions").create(
         {
             "id": int,
             "digest": str,
@@ -63,7 +72,7 @@ def _m001_ingest(db: sqlite_utils.Database) -> None:
 
 
 def _m002_tasks(db: sqlite_utils.Database) -> None:
-    db["tasks"].create(
+    db.table("tasks").create(
         {
             "id": int,
             "package_digest": str,
@@ -81,11 +90,11 @@ def _m002_tasks(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null={"package_digest", "sha", "parent", "status", "validated_at"},
     )
-    db["tasks"].create_index(["package_digest", "sha"], unique=True)
+    db.table("tasks").create_index(["package_digest", "sha"], unique=True)
 
 
 def _m003_campaigns(db: sqlite_utils.Database) -> None:
-    db["jobs"].create(
+    db.table("jobs").create(
         {
             "id": int,
             "kind": str,
@@ -104,8 +113,8 @@ def _m003_campaigns(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null={"kind", "status", "started_at"},
     )
-    db["jobs"].create_index(["kind", "ref_id"])
-    db["campaigns"].create(
+    db.table("jobs").create_index(["kind", "ref_id"])
+    db.table("campaigns").create(
         {
             "id": int,
             "created_at": str,
@@ -118,7 +127,7 @@ def _m003_campaigns(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null={"created_at", "spec_json", "status"},
     )
-    db["attempts"].create(
+    db.table("attempts").create(
         {
             "id": int,
             "campaign_id": int,
@@ -157,13 +166,13 @@ def _m003_campaigns(db: sqlite_utils.Database) -> None:
         foreign_keys=[("campaign_id", "campaigns", "id")],
         not_null={"campaign_id", "package_digest", "sha", "pipeline", "model", "state"},
     )
-    db["attempts"].create_index(
+    db.table("attempts").create_index(
         ["campaign_id", "package_digest", "sha", "pipeline", "model", "temperature", "seed"],
         unique=True,
     )
-    db["attempts"].create_index(["campaign_id", "state"])
-    db["attempts"].create_index(["finished_at"])
-    db["harness_workers"].create(
+    db.table("attempts").create_index(["campaign_id", "state"])
+    db.table("attempts").create_index(["finished_at"])
+    db.table("harness_workers").create(
         {
             "campaign_id": int,
             "slot": int,
@@ -179,9 +188,9 @@ def _m003_campaigns(db: sqlite_utils.Database) -> None:
 
 def _m004_attempt_indexes(db: sqlite_utils.Database) -> None:
     # The Harness pane's progress, filtered list and id-ordered pages at 100,000 attempts.
-    db["attempts"].create_index(["campaign_id", "package_digest", "state", "outcome"])
-    db["attempts"].create_index(["campaign_id", "outcome"])
-    db["attempts"].create_index(["campaign_id"])
+    db.table("attempts").create_index(["campaign_id", "package_digest", "state", "outcome"])
+    db.table("attempts").create_index(["campaign_id", "outcome"])
+    db.table("attempts").create_index(["campaign_id"])
 
 
 def _append_only(db: sqlite_utils.Database, table: str) -> None:
@@ -193,7 +202,7 @@ def _append_only(db: sqlite_utils.Database, table: str) -> None:
 
 
 def _m005_training_data(db: sqlite_utils.Database) -> None:
-    db["log_imports"].create(
+    db.table("log_imports").create(
         {
             "id": int,
             "path": str,
@@ -208,7 +217,7 @@ def _m005_training_data(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null={"path", "sha256", "imported_at"},
     )
-    db["logged_runs"].create(
+    db.table("logged_runs").create(
         {
             "task_id": str,
             "import_id": int,
@@ -223,7 +232,7 @@ def _m005_training_data(db: sqlite_utils.Database) -> None:
         foreign_keys=[("import_id", "log_imports", "id")],
         not_null={"import_id"},
     )
-    db["logged_calls"].create(
+    db.table("logged_calls").create(
         {
             "call_id": int,
             "task_id": str,
@@ -239,8 +248,8 @@ def _m005_training_data(db: sqlite_utils.Database) -> None:
         foreign_keys=[("import_id", "log_imports", "id")],
         not_null={"task_id", "import_id", "call_type"},
     )
-    db["logged_calls"].create_index(["call_type"])
-    db["examples"].create(
+    db.table("logged_calls").create_index(["call_type"])
+    db.table("examples").create(
         {
             "id": int,
             "stage": str,
@@ -289,13 +298,13 @@ def _m005_training_data(db: sqlite_utils.Database) -> None:
             "created_at",
         },
     )
-    db["examples"].create_index(
+    db.table("examples").create_index(
         ["source", "task_key", "stage", "kind", "content_hash"], unique=True
     )
-    db["examples"].create_index(["stage", "kind", "id"])
-    db["examples"].create_index(["stage", "source", "repo"])
-    db["examples"].create_index(["task_key"])
-    db["derivations"].create(
+    db.table("examples").create_index(["stage", "kind", "id"])
+    db.table("examples").create_index(["stage", "source", "repo"])
+    db.table("examples").create_index(["task_key"])
+    db.table("derivations").create(
         {
             "package_digest": str,
             "sha": str,
@@ -307,7 +316,7 @@ def _m005_training_data(db: sqlite_utils.Database) -> None:
         pk=("package_digest", "sha"),
         not_null={"derived_at"},
     )
-    db["review_rounds"].create(
+    db.table("review_rounds").create(
         {
             "id": int,
             "stage": str,
@@ -319,7 +328,7 @@ def _m005_training_data(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null={"stage", "requested", "seed", "drawn_at"},
     )
-    db["review_items"].create(
+    db.table("review_items").create(
         {
             "round_id": int,
             "position": int,
@@ -333,14 +342,14 @@ def _m005_training_data(db: sqlite_utils.Database) -> None:
         foreign_keys=[("round_id", "review_rounds", "id"), ("example_id", "examples", "id")],
         not_null={"example_id"},
     )
-    db["review_items"].create_index(["round_id", "example_id"], unique=True)
-    db["review_items"].create_index(["example_id"])
-    db["training_plans"].create(
+    db.table("review_items").create_index(["round_id", "example_id"], unique=True)
+    db.table("review_items").create_index(["example_id"])
+    db.table("training_plans").create(
         {"id": int, "created_at": str, "created_by": str, "path": str, "plan_json": str},
         pk="id",
         not_null={"created_at", "path", "plan_json"},
     )
-    db["datasets"].create(
+    db.table("datasets").create(
         {
             "id": str,
             "stage": str,
@@ -364,20 +373,20 @@ def _m005_training_data(db: sqlite_utils.Database) -> None:
         ],
         not_null={"stage", "base_model", "format", "path", "created_at", "manifest_sha256"},
     )
-    db["datasets"].create_index(["stage", "base_model", "created_at"])
-    db["dataset_examples"].create(
+    db.table("datasets").create_index(["stage", "base_model", "created_at"])
+    db.table("dataset_examples").create(
         {"dataset_id": str, "example_id": int, "split": str, "replay": int},
         pk=("dataset_id", "example_id"),
         foreign_keys=[("dataset_id", "datasets", "id"), ("example_id", "examples", "id")],
         not_null={"split", "replay"},
     )
-    db["dataset_examples"].create_index(["example_id"])
+    db.table("dataset_examples").create_index(["example_id"])
     for table in ("datasets", "dataset_examples", "training_plans"):
         _append_only(db, table)
 
 
 def _m006_training(db: sqlite_utils.Database) -> None:
-    db["training_runs"].create(
+    db.table("training_runs").create(
         {
             "id": int,
             "stage": str,
@@ -402,8 +411,8 @@ def _m006_training(db: sqlite_utils.Database) -> None:
         foreign_keys=[("dataset_id", "datasets", "id")],
         not_null={"stage", "base_model", "method", "dataset_id", "spec_json", "status", "run_dir"},
     )
-    db["training_runs"].create_index(["status"])
-    db["adapter_versions"].create(
+    db.table("training_runs").create_index(["status"])
+    db.table("adapter_versions").create(
         {
             "id": int,
             "stage": str,
@@ -426,8 +435,8 @@ def _m006_training(db: sqlite_utils.Database) -> None:
         foreign_keys=[("run_id", "training_runs", "id"), ("dataset_id", "datasets", "id")],
         not_null={"stage", "version", "name", "status", "base_model", "path", "created_at"},
     )
-    db["adapter_versions"].create_index(["stage", "version"], unique=True)
-    db["adapter_versions"].create_index(["name"], unique=True)
+    db.table("adapter_versions").create_index(["stage", "version"], unique=True)
+    db.table("adapter_versions").create_index(["name"], unique=True)
     db.execute(
         "CREATE UNIQUE INDEX adapter_versions_one_active ON adapter_versions (stage) "
         "WHERE status = 'active'"
@@ -435,7 +444,7 @@ def _m006_training(db: sqlite_utils.Database) -> None:
 
 
 def _m007_activations(db: sqlite_utils.Database) -> None:
-    db["adapter_activations"].create(
+    db.table("adapter_activations").create(
         {
             "id": int,
             "stage": str,
@@ -451,12 +460,12 @@ def _m007_activations(db: sqlite_utils.Database) -> None:
         foreign_keys=[("from_id", "adapter_versions", "id"), ("to_id", "adapter_versions", "id")],
         not_null={"stage", "action", "operator", "at", "reason"},
     )
-    db["adapter_activations"].create_index(["stage", "id"])
+    db.table("adapter_activations").create_index(["stage", "id"])
     _append_only(db, "adapter_activations")
 
 
 def _m008_evaluation(db: sqlite_utils.Database) -> None:
-    db["eval_runs"].create(
+    db.table("eval_runs").create(
         {
             "id": int,
             "target": str,
@@ -479,8 +488,8 @@ def _m008_evaluation(db: sqlite_utils.Database) -> None:
         foreign_keys=[("adapter_id", "adapter_versions", "id"), ("dataset_id", "datasets", "id")],
         not_null={"target", "stage", "base_model", "dataset_id", "backend", "status", "out_dir"},
     )
-    db["eval_runs"].create_index(["stage", "eval_sha256"])
-    db["gate_decisions"].create(
+    db.table("eval_runs").create_index(["stage", "eval_sha256"])
+    db.table("gate_decisions").create(
         {
             "id": int,
             "adapter_id": int,
@@ -502,9 +511,9 @@ def _m008_evaluation(db: sqlite_utils.Database) -> None:
         ],
         not_null={"adapter_id", "stage", "baseline", "decision", "reasons_json", "at"},
     )
-    db["gate_decisions"].create_index(["adapter_id", "id"])
+    db.table("gate_decisions").create_index(["adapter_id", "id"])
     _append_only(db, "gate_decisions")
-    db["activation_intents"].create(
+    db.table("activation_intents").create(
         {
             "id": int,
             "stage": str,
@@ -523,9 +532,9 @@ def _m008_evaluation(db: sqlite_utils.Database) -> None:
 
 
 def _m009_base_tune(db: sqlite_utils.Database) -> None:
-    db["adapter_versions"].add_column("parent_id", int)
-    db["examples"].add_column("evidence", str)
-    db["base_exports"].create(
+    db.table("adapter_versions").add_column("parent_id", int)
+    db.table("examples").add_column("evidence", str)
+    db.table("base_exports").create(
         {
             "id": str,
             "role": str,
@@ -540,7 +549,7 @@ def _m009_base_tune(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null={"role", "path", "created_at", "manifest_sha256", "manifest_json"},
     )
-    db["base_export_examples"].create(
+    db.table("base_export_examples").create(
         {"export_id": str, "example_id": int, "split": str},
         pk=("export_id", "example_id"),
         foreign_keys=[("export_id", "base_exports", "id"), ("example_id", "examples", "id")],
@@ -560,8 +569,8 @@ def _m010_task_identity(db: sqlite_utils.Database) -> None:
     packages) keeps its old key: curation drops it as an exact duplicate of its twin, and review
     carries decisions over by content.
     """
-    db["tasks"].add_column("validated_in", str)
-    db["derivations_by_repo"].create(
+    db.table("tasks").add_column("validated_in", str)
+    db.table("derivations_by_repo").create(
         {
             "repo": str,
             "sha": str,
@@ -586,7 +595,7 @@ def _m010_task_identity(db: sqlite_utils.Database) -> None:
         "UPDATE OR IGNORE examples SET task_key = repo || ':' || sha "
         "WHERE source IN ('synthetic', 'harness') AND sha IS NOT NULL"
     )
-    db["examples"].create_index(["stage", "content_hash"])
+    db.table("examples").create_index(["stage", "content_hash"])
 
 
 def _m011_eval_scores(db: sqlite_utils.Database) -> None:
@@ -597,7 +606,7 @@ def _m011_eval_scores(db: sqlite_utils.Database) -> None:
     `counts_json` maps each metric to [hits, out of]; `valid` is NULL where the stage has no
     answer shape to check. Written once, with the run's metrics, when the run is done.
     """
-    db["eval_scores"].create(
+    db.table("eval_scores").create(
         {
             "eval_id": int,
             "key": str,
@@ -618,7 +627,7 @@ def _m012_watch(db: sqlite_utils.Database) -> None:
     """The end-to-end check after a promotion: one `watch_runs` row per promotion watched (its
     state moves queued → running → done, failed or stopped), and `e2e_results`, append-only,
     one row per model measured on a task set (a later watch may reuse it as its baseline)."""
-    db["watch_runs"].create(
+    db.table("watch_runs").create(
         {
             "id": int,
             "stage": str,
@@ -650,7 +659,7 @@ def _m012_watch(db: sqlite_utils.Database) -> None:
         ],
         not_null={"stage", "adapter_id", "activation_id", "baseline", "status", "created_at"},
     )
-    db["e2e_results"].create(
+    db.table("e2e_results").create(
         {
             "id": int,
             "watch_id": int,
@@ -669,7 +678,7 @@ def _m012_watch(db: sqlite_utils.Database) -> None:
         foreign_keys=[("watch_id", "watch_runs", "id"), ("adapter_id", "adapter_versions", "id")],
         not_null={"watch_id", "target", "stage", "backend", "tasks_sha256", "n", "resolved", "at"},
     )
-    db["e2e_results"].create_index(["stage", "tasks_sha256", "target"])
+    db.table("e2e_results").create_index(["stage", "tasks_sha256", "target"])
     _append_only(db, "e2e_results")
 
 
@@ -677,7 +686,7 @@ def _m013_eval_sets(db: sqlite_utils.Database) -> None:
     """Frozen eval sets: one row a version, its rows (which example each line of its eval.jsonl
     is) and the task keys it holds, which no dataset ever trains on; an eval run names the set
     it scored."""
-    db["eval_sets"].create(
+    db.table("eval_sets").create(
         {
             "id": int,
             "stage": str,
@@ -693,8 +702,8 @@ def _m013_eval_sets(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null={"stage", "base_model", "path", "sha256", "size", "target_size", "tasks_json"},
     )
-    db["eval_sets"].create_index(["stage", "id"])
-    db["eval_set_rows"].create(
+    db.table("eval_sets").create_index(["stage", "id"])
+    db.table("eval_set_rows").create(
         {"eval_set_id": int, "line": int, "example_id": int, "flipped": int},
         pk=("eval_set_id", "line"),
         foreign_keys=[("eval_set_id", "eval_sets", "id"), ("example_id", "examples", "id")],

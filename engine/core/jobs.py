@@ -24,6 +24,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from engine.core.db import inserted_id
 from engine.core.errors import CraError
 from engine.core.locks import exclusive_lock, try_lock
 from engine.core.timestamps import utc_now
@@ -164,9 +165,8 @@ def _spawn(ws: Workspace, kind: str, ref_id: int, argv: Sequence[str], run_fd: i
     started = utc_now()
     log_rel = Path(LOGS_DIR) / f"{kind}-{ref_id}-{started.replace(':', '')}.log"
     with ws.db.conn:
-        job_id = (
-            ws.db["jobs"]
-            .insert(
+        job_id = inserted_id(
+            ws.db.table("jobs").insert(
                 {
                     "kind": kind,
                     "ref_id": ref_id,
@@ -176,7 +176,6 @@ def _spawn(ws: Workspace, kind: str, ref_id: int, argv: Sequence[str], run_fd: i
                     "log_path": log_rel.as_posix(),
                 }
             )
-            .last_pk
         )
     env = {**os.environ, JOB_ID_ENV: str(job_id)}
     try:
@@ -196,7 +195,7 @@ def _spawn(ws: Workspace, kind: str, ref_id: int, argv: Sequence[str], run_fd: i
         raise JobError(f"job {kind} {ref_id}: could not start {argv[0]}: {exc}") from exc
     start = process_start_time(proc.pid)
     with ws.db.conn:
-        ws.db["jobs"].update(
+        ws.db.table("jobs").update(
             job_id,
             {"pid": proc.pid, "pid_start": start, "status": "running", "heartbeat_at": started},
         )
@@ -205,12 +204,12 @@ def _spawn(ws: Workspace, kind: str, ref_id: int, argv: Sequence[str], run_fd: i
 
 def heartbeat(ws: Workspace, job_id: int) -> None:
     with ws.db.conn:
-        ws.db["jobs"].update(job_id, {"heartbeat_at": utc_now()})
+        ws.db.table("jobs").update(job_id, {"heartbeat_at": utc_now()})
 
 
 def _finish(ws: Workspace, job_id: int, status: str, exit_code: int | None, reason: str) -> None:
     with ws.db.conn:
-        ws.db["jobs"].update(
+        ws.db.table("jobs").update(
             job_id,
             {"status": status, "exit_code": exit_code, "reason": reason, "ended_at": utc_now()},
         )

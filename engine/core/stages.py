@@ -37,13 +37,9 @@ BaseModelKind = Literal["reasoning", "coding"]
 
 STAGES: tuple[Stage, ...] = get_args(Stage)
 
-LORA_STAGES: tuple[Stage, ...] = (
-    "task_analysis",
-    "scope",
-    "precision",
-    "planning_dpo",
-    "execute_code",
-)
+LoraStage = Literal["task_analysis", "scope", "precision", "planning_dpo", "execute_code"]
+
+LORA_STAGES: tuple[LoraStage, ...] = get_args(LoraStage)
 BASE_TUNE_STAGES: tuple[Stage, ...] = ("meta_plan", "step_plan", "test_plan")
 
 BASE_MODEL: dict[Stage, BaseModelKind] = {
@@ -53,6 +49,15 @@ BASE_MODEL: dict[Stage, BaseModelKind] = {
 TOKEN_BUDGET: dict[Stage, int] = {
     stage: 8192 if stage == "task_analysis" else 32768 for stage in STAGES
 }
+
+
+def as_stage(value: str) -> Stage:
+    """`value`, a stage name read back from the database, a file or an argument, as a Stage; a
+    name that is no stage is a KeyError, as the per-stage lookup it precedes would raise."""
+    if value not in STAGES:
+        raise KeyError(value)
+    return value
+
 
 BASE_TUNE_RULE = (
     "planning (meta_plan, step_plan, test_plan) is trained in the reasoning base's full "
@@ -65,14 +70,15 @@ class NotALoraStage(CraError):
     """A planning stage asked for as a LoRA adapter, its dataset, training or evaluation."""
 
 
-def require_lora_stage(stage: str, what: str) -> None:
+def require_lora_stage(stage: str, what: str) -> LoraStage:
     """Refuse `what` (e.g. "a LoRA dataset") for a stage of the base fine-tune, naming the rule;
-    an unknown stage is refused too."""
+    an unknown stage is refused too. Returns `stage`, typed as the LoRA stage it is."""
     if stage in BASE_TUNE_STAGES:
         raise NotALoraStage(f"{stage} has no {what}: {BASE_TUNE_RULE}")
     if stage not in LORA_STAGES:
         known = ", ".join(LORA_STAGES)
         raise NotALoraStage(f"unknown stage {stage!r}; the LoRA stages are {known}")
+    return stage
 
 
 PRIMARY: dict[Stage, tuple[str, ...]] = {

@@ -27,7 +27,12 @@ from typing import Any
 
 import torch
 from tokenizers import pre_tokenizers
-from transformers import GraniteConfig, GraniteForCausalLM, PreTrainedTokenizerFast
+from transformers import (
+    BatchEncoding,
+    GraniteConfig,
+    GraniteForCausalLM,
+    PreTrainedTokenizerFast,
+)
 
 from engine.demo.repo import DEMO_HISTORY
 from engine.training.tiny_model import CORPUS, chat_tokenizer
@@ -131,6 +136,7 @@ def _encoded(
     encoded = tokenizer.apply_chat_template(
         conversation, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
     )
+    assert isinstance(encoded, BatchEncoding), "return_dict=True gives a BatchEncoding"
     ids = torch.tensor(encoded["input_ids"])
     labels = ids.clone()
     labels[~torch.tensor(encoded["assistant_masks"]).bool()] = -100

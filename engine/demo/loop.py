@@ -83,7 +83,7 @@ def _run_ended(ws: Workspace, run_id: int) -> bool:
 def _evals_ended(ws: Workspace, eval_ids: list[int]) -> bool:
     reconcile_evals(ws)
     return all(
-        ws.db["eval_runs"].get(eval_id)["status"] not in ("queued", "running")
+        ws.db.table("eval_runs").get(eval_id)["status"] not in ("queued", "running")
         for eval_id in eval_ids
     )
 
@@ -199,14 +199,14 @@ def _train_and_gate(
     say(f"{number + 1}. {runs} {', '.join(map(str, eval_ids))} started for {name}")
     _wait("the eval job", lambda: _evals_ended(ws, eval_ids))
     for eval_id in eval_ids:
-        row = ws.db["eval_runs"].get(eval_id)
+        row = ws.db.table("eval_runs").get(eval_id)
         if row["status"] != "done":
             raise DemoLoopError(f"eval run {eval_id} ended {row['status']}: {row['reason']}")
     decision = latest_decision(ws, version_row(ws, name)["id"])
     if decision is None:
         raise DemoLoopError(f"the gate did not decide on {name}")
-    base = ws.db["eval_runs"].get(decision["baseline_eval_id"])
-    candidate = ws.db["eval_runs"].get(decision["candidate_eval_id"])
+    base = ws.db.table("eval_runs").get(decision["baseline_eval_id"])
+    candidate = ws.db.table("eval_runs").get(decision["candidate_eval_id"])
     for row in (base, candidate):
         say(f"   eval {row['id']} of {row['target']}: {_metrics(row)}")
     for line in decision_lines(ws, decision):

@@ -111,7 +111,8 @@ def repack_installed(dist_name: str, out_dir: Path) -> Path:
 
 def runtime_closure(root: str, python_version: str = "3.11") -> list[str]:
     """`root` and every distribution it needs on Linux under `python_version`, installed here."""
-    env = default_environment()
+    # A plain dict of strings (packaging types it as a TypedDict), so it takes any marker key.
+    env = {key: str(value) for key, value in default_environment().items()}
     env.update(python_version=python_version, python_full_version=f"{python_version}.0")
     env.update(sys_platform="linux", platform_system="Linux", os_name="posix")
     seen: dict[str, str] = {}

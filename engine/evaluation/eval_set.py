@@ -237,7 +237,7 @@ class Built:
 def build_eval_set(ws: Workspace, stage: str, operator: str | None = None) -> Built:
     """Freeze the stage's newest held-out tasks as a new version, as the module doc says; an
     unchanged build returns the newest version and makes nothing."""
-    require_lora_stage(stage, "eval set")
+    stage = require_lora_stage(stage, "eval set")
     target = ws.config.evaluation.eval_sizes[stage]
     rows = _held_rows(ws, stage)
     if not rows:

@@ -19,7 +19,7 @@ from typing import Any
 
 from engine.adapters.activation import version_row
 from engine.core.errors import CraError
-from engine.core.stages import PRIMARY, SECONDARY
+from engine.core.stages import PRIMARY, SECONDARY, as_stage
 from engine.core.workspace import Workspace
 from engine.evaluation.eval_set import EvalRow, EvalSetRecord, eval_set_record, load_eval_set
 from engine.evaluation.example_scores import (
@@ -95,7 +95,7 @@ class VersionEvidence:
     @property
     def primary_metric(self) -> str:
         """The stage's first primary metric: the one the drill-down lists disagreements on."""
-        return PRIMARY[self.stage][0]
+        return PRIMARY[as_stage(self.stage)][0]
 
     @property
     def paired(self) -> bool:
@@ -220,7 +220,10 @@ def _gather(
             candidate=cand_values.get(metric),
             paired=paired.get(metric),
         )
-        for primary, names in ((True, PRIMARY[stage]), (False, SECONDARY[stage]))
+        for primary, names in (
+            (True, PRIMARY[as_stage(stage)]),
+            (False, SECONDARY[as_stage(stage)]),
+        )
         for metric in names
     ]
     eval_set_id = None if cand_eval is None else cand_eval["eval_set_id"]
@@ -276,7 +279,7 @@ def run_evidence(ws: Workspace, eval_id: int) -> VersionEvidence | None:
             f"eval run {eval_id} is not done (status {run['status']}): only a finished run has "
             "results to compare"
         )
-    row = dict(ws.db["adapter_versions"].get(run["adapter_id"]))
+    row = dict(ws.db.table("adapter_versions").get(run["adapter_id"]))
     stage = row["stage"]
     baseline = _baseline_row(ws, row)
     base_eval = next(
@@ -421,7 +424,7 @@ def differences(ws: Workspace, evidence: VersionEvidence, metric: str | None = N
     """The examples where the evidence's two runs disagree on `metric` (default: the stage's
     first primary metric), each with its prompt, reference and both answers."""
     metric = metric or evidence.primary_metric
-    known = (*PRIMARY[evidence.stage], *SECONDARY[evidence.stage])
+    known = (*PRIMARY[as_stage(evidence.stage)], *SECONDARY[as_stage(evidence.stage)])
     if metric not in known:
         raise EvidenceError(
             f"{metric!r} is not a {evidence.stage} metric; its metrics: {', '.join(known)}"
@@ -437,7 +440,7 @@ def differences(ws: Workspace, evidence: VersionEvidence, metric: str | None = N
         )
     rows = load_eval_set(ws, cand["eval_set_id"]).rows
     by_line = {row.line: row for row in rows}
-    by_task = {}
+    by_task: dict[str, EvalRow] = {}
     for row in rows:
         if row.task is not None:
             by_task.setdefault(row.task.name, row)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.core.errors import CraError
-from engine.core.stages import PRIMARY, SECONDARY
+from engine.core.stages import PRIMARY, SECONDARY, as_stage
 from engine.core.workspace import Workspace
 from engine.evaluation.paired import Counts, PairedDifference, compare_counts
 from engine.evaluation.paired import score as share
@@ -95,7 +95,7 @@ def paired_metrics(
         )
     keys = list(mine)
     differences = []
-    for metric in (*PRIMARY[stage], *SECONDARY[stage]):
+    for metric in (*PRIMARY[as_stage(stage)], *SECONDARY[as_stage(stage)]):
         pairs = [
             (mine[key].counts[metric], theirs[key].counts[metric])
             for key in keys

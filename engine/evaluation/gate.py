@@ -33,8 +33,9 @@ from typing import Any, Literal
 
 from engine.adapters.activation import ActivationError, active_row, reject, version_row
 from engine.core.config import GateConfig
+from engine.core.db import inserted_id
 from engine.core.errors import CraError
-from engine.core.stages import PRIMARY, SECONDARY
+from engine.core.stages import PRIMARY, SECONDARY, as_stage
 from engine.core.timestamps import utc_now
 from engine.core.workspace import Workspace
 from engine.evaluation.eval_set import EvalSetRecord, eval_set_record
@@ -131,6 +132,8 @@ def compare(
     mine = done_evals(ws, stage, candidate)
     theirs = {run["eval_sha256"]: run for run in reversed(done_evals(ws, stage, baseline))}
     shared = next((run for run in mine if run["eval_sha256"] in theirs), None)
+    cand_eval: dict[str, Any] | None
+    base_eval: dict[str, Any] | None
     if shared is not None:
         cand_eval, base_eval = shared, theirs[shared["eval_sha256"]]
     else:
@@ -144,7 +147,10 @@ def compare(
         baseline_eval=base_eval,
         deltas=[
             MetricDelta(metric, primary, cand_metrics.get(metric), base_metrics.get(metric))
-            for primary, names in ((True, PRIMARY[stage]), (False, SECONDARY[stage]))
+            for primary, names in (
+                (True, PRIMARY[as_stage(stage)]),
+                (False, SECONDARY[as_stage(stage)]),
+            )
             for metric in names
         ],
     )
@@ -181,7 +187,7 @@ def metric_confidence(stage: str, confidence: float) -> float:
     """The level of each metric's interval: Bonferroni over the stage's primary metrics, since a
     candidate passes when any one of them gains (two at 95 % each would pass a no-gain candidate
     in up to 5 % of trials, and the bootstrap's percentiles run a little over)."""
-    return 1 - (1 - confidence) / len(PRIMARY[stage])
+    return 1 - (1 - confidence) / len(PRIMARY[as_stage(stage)])
 
 
 def _confidence(confidence: float) -> str:
@@ -197,8 +203,8 @@ def judge(
 ) -> Judgement:
     """The gate's verdict on `stage`'s paired evidence (the rule of the module doc); pure, so the
     benchmark measures exactly what `decide` records."""
-    primary = [d for d in evidence if d.metric in PRIMARY[stage]]
-    missing = sorted(set(PRIMARY[stage]) - {d.metric for d in primary})
+    primary = [d for d in evidence if d.metric in PRIMARY[as_stage(stage)]]
+    missing = sorted(set(PRIMARY[as_stage(stage)]) - {d.metric for d in primary})
     if missing:
         raise GateError(f"{stage}: no paired scores of primary metric {', '.join(missing)}")
     regressions, below, small = [], [], []
@@ -244,7 +250,7 @@ def judge(
             f"({'; '.join(_evidence_text(stage, d) for d in primary)})"
         ]
     )
-    order = [
+    order: list[tuple[Verdict, list[str]]] = [
         ("regression", regressions),
         ("below minimum", below),
         ("underpowered", small),
@@ -316,10 +322,10 @@ def decide(ws: Workspace, name: str, operator: str | None = None) -> dict[str, A
         "operator": who,
     }
     with ws.db.conn:
-        decision_id = ws.db["gate_decisions"].insert(record).last_pk
+        decision_id = inserted_id(ws.db.table("gate_decisions").insert(record))
     if judgement.verdict in REJECTING:
         reject(ws, name, f"eval gate: {judgement.verdict}: " + "; ".join(judgement.reasons), who)
-    return dict(ws.db["gate_decisions"].get(decision_id))
+    return dict(ws.db.table("gate_decisions").get(decision_id))
 
 
 def decision_evidence(decision: dict[str, Any]) -> list[PairedDifference]:
@@ -338,7 +344,7 @@ def evidence_lines(stage: str, evidence: list[PairedDifference]) -> list[str]:
     """`metric baseline -> candidate  delta [low, high]  n=N (method)`, one line a metric,
     primary ones starred."""
     return [
-        f"  {'*' if d.metric in PRIMARY[stage] else ' '} {d.metric:<16} "
+        f"  {'*' if d.metric in PRIMARY[as_stage(stage)] else ' '} {d.metric:<16} "
         f"{d.baseline:.3f} -> {d.candidate:.3f}  {d.interval()}  n={d.n} ({d.method})"
         for d in evidence
     ]
@@ -347,7 +353,7 @@ def evidence_lines(stage: str, evidence: list[PairedDifference]) -> list[str]:
 def decision_lines(ws: Workspace, decision: dict[str, Any]) -> list[str]:
     """A recorded decision as the CLI and the eval worker print it: the verdict, the evidence
     per metric, then every reason."""
-    name = ws.db["adapter_versions"].get(decision["adapter_id"])["name"]
+    name = ws.db.table("adapter_versions").get(decision["adapter_id"])["name"]
     return [
         f"gate: {name} {decision['decision']} against {decision['baseline']}",
         *evidence_lines(decision["stage"], decision_evidence(decision)),

@@ -13,9 +13,10 @@ marked failed at the next `reconcile_evals`; a failed run is never resumed, only
 import sys
 from typing import Any
 
+from engine.core.db import inserted_id
 from engine.core.errors import CraError
 from engine.core.jobs import LIVE, JobLock, finish_job, job_lock, settle, terminate_job
-from engine.core.stages import BASE_MODEL, LORA_STAGES, require_lora_stage
+from engine.core.stages import BASE_MODEL, LORA_STAGES, as_stage, require_lora_stage
 from engine.core.timestamps import utc_now
 from engine.core.workspace import EVALS_DIR, Workspace
 from engine.evaluation.eval_set import newest_eval_set
@@ -130,14 +131,13 @@ def _insert(
     operator: str,
 ) -> int:
     with ws.db.conn:
-        eval_id = (
-            ws.db["eval_runs"]
-            .insert(
+        eval_id = inserted_id(
+            ws.db.table("eval_runs").insert(
                 {
                     "target": BASE if target is None else target["name"],
                     "adapter_id": None if target is None else target["id"],
                     "stage": stage,
-                    "base_model": BASE_MODEL[stage],
+                    "base_model": BASE_MODEL[as_stage(stage)],
                     "dataset_id": dataset_id,
                     "eval_set_id": eval_set_id,
                     "eval_sha256": sha,
@@ -149,15 +149,14 @@ def _insert(
                     "created_by": operator,
                 }
             )
-            .last_pk
         )
-        ws.db["eval_runs"].update(eval_id, {"out_dir": f"{EVALS_DIR}/{eval_id}"})
+        ws.db.table("eval_runs").update(eval_id, {"out_dir": f"{EVALS_DIR}/{eval_id}"})
     return eval_id
 
 
 def _set(ws: Workspace, eval_id: int, **values: Any) -> None:
     with ws.db.conn:
-        ws.db["eval_runs"].update(eval_id, values)
+        ws.db.table("eval_runs").update(eval_id, values)
 
 
 def eval_row(ws: Workspace, eval_id: int) -> dict[str, Any]:

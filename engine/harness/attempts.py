@@ -18,7 +18,7 @@ report.json. The attempt's row is updated in one transaction at the end.
 import difflib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -133,7 +133,7 @@ def _texts(tree: Path, paths: set[str]) -> dict[str, str | None]:
 
 def _unified_diff(before: dict[str, str | None], after: Path, paths: list[str]) -> str:
     """The edits as a unified diff: `before` holds the texts read before they were applied."""
-    chunks = []
+    chunks: list[str] = []
     for rel in sorted(set(paths)):
         old = before[rel]
         new = (after / rel).read_text("utf-8", "replace") if (after / rel).is_file() else None
@@ -148,7 +148,9 @@ def _unified_diff(before: dict[str, str | None], after: Path, paths: list[str]) 
     return "".join(chunks)
 
 
-def _grade(outcomes: dict[str, str], f2p: list[str], p2p: list[str]) -> tuple[str, str, int, int]:
+def _grade(
+    outcomes: Mapping[str, str], f2p: list[str], p2p: list[str]
+) -> tuple[str, str, int, int]:
     f2p_ok = sum(outcomes.get(t) == "passed" for t in f2p)
     p2p_ok = sum(outcomes.get(t) == "passed" for t in p2p)
     counts = f"{f2p_ok}/{len(f2p)} failing-to-passing, {p2p_ok}/{len(p2p)} passing-to-passing"
@@ -297,7 +299,7 @@ def _save(ws: Workspace, attempt_id: int, out: Path, record: AttemptRecord) -> N
         },
     }
     with ws.db.conn:
-        ws.db["attempts"].update(attempt_id, row)
+        ws.db.table("attempts").update(attempt_id, row)
 
 
 def run_attempt(ws: Workspace, attempt: dict[str, Any], on_stage: StageCallback) -> AttemptRecord:

@@ -53,7 +53,7 @@ def set_stage(
 ) -> None:
     """Record what this worker is doing now, for the console's live worker lines."""
     with ws.db.conn:
-        ws.db["harness_workers"].upsert(
+        ws.db.table("harness_workers").upsert(
             {
                 "campaign_id": campaign_id,
                 "slot": slot,

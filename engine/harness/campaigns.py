@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from engine.core.db import inserted_id
 from engine.core.errors import validation_lines
 from engine.core.jobs import LIVE, JobLock, job_lock, latest_job, settle, terminate_job
 from engine.core.timestamps import utc_now
@@ -79,9 +80,8 @@ def create_campaign(ws: Workspace, spec: CampaignSpec, operator: str) -> int:
     packages = [load_package(ws, digest) for digest in dict.fromkeys(spec.packages)]
     now = utc_now()
     with ws.db.conn:
-        campaign_id = (
-            ws.db["campaigns"]
-            .insert(
+        campaign_id = inserted_id(
+            ws.db.table("campaigns").insert(
                 {
                     "created_at": now,
                     "created_by": operator,
@@ -91,7 +91,6 @@ def create_campaign(ws: Workspace, spec: CampaignSpec, operator: str) -> int:
                     "updated_at": now,
                 }
             )
-            .last_pk
         )
         rows = (
             {
@@ -111,7 +110,7 @@ def create_campaign(ws: Workspace, spec: CampaignSpec, operator: str) -> int:
             for temperature in spec.temperatures
             for seed in spec.seeds
         )
-        ws.db["attempts"].insert_all(rows, batch_size=1000)
+        ws.db.table("attempts").insert_all(rows, batch_size=1000)
     return campaign_id
 
 
@@ -128,7 +127,7 @@ def campaign_spec(row: dict[str, Any]) -> CampaignSpec:
 
 def set_status(ws: Workspace, campaign_id: int, status: str, reason: str = "") -> None:
     with ws.db.conn:
-        ws.db["campaigns"].update(
+        ws.db.table("campaigns").update(
             campaign_id, {"status": status, "reason": reason, "updated_at": utc_now()}
         )
 
@@ -158,7 +157,7 @@ def _reconcile(ws: Workspace, lock: JobLock) -> list[int]:
         job = latest_job(ws, JOB_KIND, row["id"])
         if job is not None and job["status"] in LIVE:
             with ws.db.conn:
-                ws.db["jobs"].update(
+                ws.db.table("jobs").update(
                     job["id"],
                     {"status": "killed", "ended_at": utc_now(), "reason": "process vanished"},
                 )

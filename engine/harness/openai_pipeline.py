@@ -117,10 +117,8 @@ def _error_body(exc: urllib.error.HTTPError) -> bytes:
 
 def _result(completion: _Completion, max_tokens: int) -> PipelineResult:
     choice = completion.choices[0]
-    tokens = {
-        "prompt_tokens": completion.usage.prompt_tokens,
-        "completion_tokens": completion.usage.completion_tokens,
-    }
+    prompt_tokens = completion.usage.prompt_tokens
+    completion_tokens = completion.usage.completion_tokens
     try:
         output = parse_output(choice.message.content)
     except MalformedOutput as exc:
@@ -130,6 +128,12 @@ def _result(completion: _Completion, max_tokens: int) -> PipelineResult:
             raw=choice.message.content,
             error=f"{exc}{cut if choice.finish_reason == 'length' else ''}",
             malformed=True,
-            **tokens,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
         )
-    return PipelineResult(output=output, raw=choice.message.content, **tokens)
+    return PipelineResult(
+        output=output,
+        raw=choice.message.content,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+    )

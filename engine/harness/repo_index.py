@@ -82,7 +82,7 @@ class RepoIndex(_Model):
 
 def _python_files(tree: Path) -> list[str]:
     """The tree-relative POSIX paths of the `*.py` files the index covers, sorted."""
-    found = []
+    found: list[str] = []
     for folder, dirs, files in os.walk(tree, onerror=_walk_error):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS)
         rel = Path(folder).relative_to(tree)

@@ -297,7 +297,7 @@ def _record(ws: Workspace, report: TaskValidation, report_path: Path) -> None:
         "validated_in": report.validated_in,
     }
     with ws.db.conn:
-        ws.db["tasks"].upsert(row, pk=("package_digest", "sha"))
+        ws.db.table("tasks").upsert(row, pk=("package_digest", "sha"))
         if report.validated_in is None:
             ws.db.execute(
                 f"UPDATE tasks SET {', '.join(f'{name} = ?' for name in _RESULT)}, "

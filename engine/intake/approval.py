@@ -18,6 +18,7 @@ from typing import Literal
 import sqlite_utils
 from pydantic import BaseModel, ConfigDict
 
+from engine.core.db import inserted_id
 from engine.core.errors import IngestError, ManifestError
 from engine.core.workspace import Workspace
 from engine.intake.corpus import (
@@ -188,9 +189,11 @@ def record_approval(
 ) -> int:
     """Insert the package row, its file rows and the decision in one transaction; return its id."""
     with db.atomic():
-        package_id = db["packages"].insert(package).last_pk
-        db["package_files"].insert_all({"package_id": package_id, **f.model_dump()} for f in files)
-        db["ingest_decisions"].insert(decision)
+        package_id = inserted_id(db.table("packages").insert(package))
+        db.table("package_files").insert_all(
+            {"package_id": package_id, **f.model_dump()} for f in files
+        )
+        db.table("ingest_decisions").insert(decision)
     return package_id
 
 
@@ -241,8 +244,8 @@ def reject_package(
         decided_at=_now(),
         report_json=report.model_dump_json(),
     )
-    decision_id = ws.db["ingest_decisions"].insert(row).last_pk
-    return _decision(ws.db["ingest_decisions"].get(decision_id))
+    decision_id = inserted_id(ws.db.table("ingest_decisions").insert(row))
+    return _decision(ws.db.table("ingest_decisions").get(decision_id))
 
 
 def list_corpus(ws: Workspace) -> list[CorpusEntry]:

@@ -93,6 +93,9 @@ class PlanRef(_Model):
     added_in: Sha
 
 
+PlanLabel = Literal["good", "fine", "bad"]
+
+
 class PlanArtifact(_Model):
     """A plan file committed to the repository, labelled by what the history did next (§6.8).
 
@@ -101,7 +104,7 @@ class PlanArtifact(_Model):
 
     path: RepoPath
     added_in: Sha
-    label: Literal["good", "fine", "bad"]
+    label: PlanLabel
     reason: str = Field(min_length=1, max_length=1000)
     replaced_by: PlanRef | None = None
 

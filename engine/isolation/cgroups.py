@@ -162,7 +162,9 @@ def _open_v2(mount: Path, own: str, memory_mb: int, max_processes: int) -> Sandb
     return cgroup
 
 
-def _open_v1(mounts: dict[str, Path], own: dict[str, str], memory_mb: int, max_processes: int):
+def _open_v1(
+    mounts: dict[str, Path], own: dict[str, str], memory_mb: int, max_processes: int
+) -> SandboxCgroup:
     name = f"{_PREFIX}{secrets.token_hex(6)}"
     memory = mounts["memory"] / own["memory"].lstrip("/") / name
     pids = mounts["pids"] / own["pids"].lstrip("/") / name

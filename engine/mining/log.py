@@ -4,6 +4,7 @@ Mining reads every commit reachable from HEAD (merges included, so the filter ca
 from a single git process: a NUL-separated header per commit followed by `--numstat -z` entries.
 """
 
+import io
 import re
 import subprocess
 import tempfile
@@ -85,7 +86,7 @@ def stream_git(repo: Path, *args: str) -> Iterator[bytes]:
             stderr=stderr,
             start_new_session=True,
         )
-        assert proc.stdout is not None, "stdout is a pipe"
+        assert isinstance(proc.stdout, io.BufferedReader), "stdout is a buffered pipe"
         finished = False
         try:
             while chunk := proc.stdout.read1(CHUNK_BYTES):

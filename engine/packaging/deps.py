@@ -431,7 +431,12 @@ def _read_nox(c: _Collector, runner: str) -> None:
         named_test = canonicalize_name(fn.name) in c.names.all()
         if not named_test and not any(_runs(call, runner) for call in calls):
             continue
-        for call in (call for call in calls if call.func.attr == "install"):
+        installs = [
+            call
+            for call in calls
+            if isinstance(call.func, ast.Attribute) and call.func.attr == "install"
+        ]
+        for call in installs:
             source = f"{NOXFILE}:{call.lineno} ({fn.name})"
             args = []
             for arg in call.args:

@@ -5,6 +5,7 @@ Every git call names the git folder itself (`--git-dir`) and runs through
 uncommitted edits are never read.
 """
 
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -28,7 +29,7 @@ class HeadFiles:
                 blobs.add(path.decode("utf-8", "surrogateescape"))
         self.paths = frozenset(blobs)
 
-    def _git(self, *args: str):
+    def _git(self, *args: str) -> subprocess.CompletedProcess[bytes]:
         return run_git(self.git_dir, f"--git-dir={self.git_dir}", *args)
 
     def has(self, path: str) -> bool:

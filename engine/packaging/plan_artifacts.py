@@ -44,7 +44,7 @@ from pathlib import Path, PurePosixPath
 from pydantic import ValidationError
 
 from engine.core.errors import CraError, validation_lines
-from engine.intake.manifest import PlanArtifact, PlanRef
+from engine.intake.manifest import PlanArtifact, PlanLabel, PlanRef
 from engine.isolation.gitobjects import read_blobs, repo_git
 
 WINDOW_DAYS = 30
@@ -281,7 +281,9 @@ def _artifact(
         raise PlanArtifactError(validation_lines(f"{repo}: plan {plan.path!r}", exc)) from exc
 
 
-def _label(commits: list[Commit], plan: Followed, everything: list[Followed]) -> tuple[str, str]:
+def _label(
+    commits: list[Commit], plan: Followed, everything: list[Followed]
+) -> tuple[PlanLabel, str]:
     window = f"within {WINDOW_DAYS} days"
     if plan.reverts:
         return "bad", f"reverted in {_shas(plan.reverts)}"

@@ -93,7 +93,8 @@ class Target:
         return {tag: rank for rank, tag in reversed(list(enumerate(tags)))}
 
     def marker_environment(self) -> dict[str, str]:
-        env = default_environment()
+        # A plain dict of strings (packaging types it as a TypedDict), so it takes any marker key.
+        env = {key: str(value) for key, value in default_environment().items()}
         arch = self.platform.split("-", 1)[0]
         env.update(
             python_version=self.python_version,

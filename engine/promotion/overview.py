@@ -5,7 +5,13 @@ Also the texts its confirmations show before a promotion or a rollback."""
 from dataclasses import dataclass
 from typing import Any
 
-from engine.adapters.activation import check_promotable, history, rollback_plan, version_row
+from engine.adapters.activation import (
+    ActivationRecord,
+    check_promotable,
+    history,
+    rollback_plan,
+    version_row,
+)
 from engine.core.stages import LORA_STAGES
 from engine.core.workspace import Workspace
 from engine.evaluation.gate import (
@@ -45,7 +51,7 @@ class StageView:
     serving: str
     candidates: int
     versions: list[VersionLine]
-    history: list[dict[str, Any]]
+    history: list[ActivationRecord]
 
 
 def _gate(ws: Workspace, row: dict[str, Any]) -> str:

@@ -28,8 +28,9 @@ from engine.adapters.activation import (
     row_id,
     version_row,
 )
+from engine.core.db import inserted_id
 from engine.core.jobs import process_start_time
-from engine.core.stages import BASE_MODEL
+from engine.core.stages import BASE_MODEL, as_stage
 from engine.core.timestamps import utc_now
 from engine.core.workspace import Workspace
 from engine.evaluation.gate import active_row, check_gate_passed, target_name
@@ -174,7 +175,7 @@ def rollback_stage(
         operator,
         lambda: rollback(ws, stage, withdraw, operator=operator, reason=reason, sync=loader),
     )
-    active = BASE_MODEL[stage] if target is None else target["name"]
+    active = BASE_MODEL[as_stage(stage)] if target is None else target["name"]
     return SwitchResult(record_id, stage, active, loader.note)
 
 
@@ -189,9 +190,8 @@ def _with_intent(
 ) -> int:
     """Run `switch` with an intent recorded for its duration; a refusal removes it too."""
     with ws.db.conn:
-        intent_id = (
-            ws.db["activation_intents"]
-            .insert(
+        intent_id = inserted_id(
+            ws.db.table("activation_intents").insert(
                 {
                     "stage": stage,
                     "action": action,
@@ -203,13 +203,12 @@ def _with_intent(
                     "pid_start": process_start_time(os.getpid()),
                 }
             )
-            .last_pk
         )
     try:
         return switch()
     finally:
         with ws.db.conn:
-            ws.db["activation_intents"].delete(intent_id)
+            ws.db.table("activation_intents").delete(intent_id)
 
 
 def reconcile_intents(ws: Workspace) -> list[str]:
@@ -228,14 +227,14 @@ def reconcile_intents(ws: Workspace) -> list[str]:
 
 
 def _version(ws: Workspace, version_id: int | None) -> dict[str, Any] | None:
-    return None if version_id is None else dict(ws.db["adapter_versions"].get(version_id))
+    return None if version_id is None else dict(ws.db.table("adapter_versions").get(version_id))
 
 
 def _name(ws: Workspace, version_id: int | None) -> str:
     return (
         "the base model"
         if version_id is None
-        else ws.db["adapter_versions"].get(version_id)["name"]
+        else ws.db.table("adapter_versions").get(version_id)["name"]
     )
 
 
@@ -269,5 +268,5 @@ def _settle(ws: Workspace, intent: dict[str, Any]) -> str:
                 intent["operator"],
                 f"{verb} interrupted before the database flip (process {intent['pid']} ended)",
             )
-        ws.db["activation_intents"].delete(intent["id"])
+        ws.db.table("activation_intents").delete(intent["id"])
     return line

@@ -26,6 +26,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from engine.core.db import inserted_id
 from engine.core.errors import CraError
 from engine.core.jobs import LIVE, JobLock, finish_job, job_lock, latest_job, settle
 from engine.core.stages import Stage
@@ -85,7 +86,7 @@ def start_watch(ws: Workspace, activation_id: int) -> str:
 
     The promotion has happened whatever this says: a watch that cannot start is recorded
     failed, so the morning report and `cra adapters watch` show it."""
-    record = ws.db["adapter_activations"].get(activation_id)
+    record = ws.db.table("adapter_activations").get(activation_id)
     stage = record["stage"]
     if not ws.config.watch.enabled:
         return "off ([watch] enabled = false); no end-to-end check runs"
@@ -94,11 +95,11 @@ def start_watch(ws: Workspace, activation_id: int) -> str:
             f"none: the harness's planner slot does not call {stage} adapters, so an "
             "end-to-end check cannot see them; the eval gate is their check"
         )
-    version = dict(ws.db["adapter_versions"].get(record["to_id"]))
+    version = dict(ws.db.table("adapter_versions").get(record["to_id"]))
     baseline = (
         None
         if record["from_id"] is None
-        else dict(ws.db["adapter_versions"].get(record["from_id"]))
+        else dict(ws.db.table("adapter_versions").get(record["from_id"]))
     )
     watch_id = None
     try:
@@ -127,9 +128,8 @@ def _insert(
     baseline: dict[str, Any] | None,
 ) -> int:
     with ws.db.conn:
-        watch_id = (
-            ws.db["watch_runs"]
-            .insert(
+        watch_id = inserted_id(
+            ws.db.table("watch_runs").insert(
                 {
                     "stage": record["stage"],
                     "adapter_id": version["id"],
@@ -145,15 +145,14 @@ def _insert(
                     "created_by": record["operator"],
                 }
             )
-            .last_pk
         )
-        ws.db["watch_runs"].update(watch_id, {"out_dir": f"{WATCHES_DIR}/{watch_id}"})
+        ws.db.table("watch_runs").update(watch_id, {"out_dir": f"{WATCHES_DIR}/{watch_id}"})
     return watch_id
 
 
 def _set(ws: Workspace, watch_id: int, **values: Any) -> None:
     with ws.db.conn:
-        ws.db["watch_runs"].update(watch_id, values)
+        ws.db.table("watch_runs").update(watch_id, values)
 
 
 def list_watches(ws: Workspace, watch_id: int | None = None) -> list[dict[str, Any]]:
@@ -177,8 +176,8 @@ def watch_detail(ws: Workspace, watch_id: int) -> list[str]:
     row = rows[0]
     lines = [watch_line(ws, row)]
     if row["status"] == "done":
-        baseline = ws.db["e2e_results"].get(row["baseline_result_id"])
-        after = ws.db["e2e_results"].get(row["after_result_id"])
+        baseline = ws.db.table("e2e_results").get(row["baseline_result_id"])
+        after = ws.db.table("e2e_results").get(row["after_result_id"])
         lines += [f"  {c['task']}: {c['before']} → {c['after']}" for c in flipped(baseline, after)]
     return [*lines, f"  artifacts: {ws.root / row['out_dir']}"]
 
@@ -203,8 +202,8 @@ def watch_line(ws: Workspace, row: dict[str, Any]) -> str:
     if row["status"] != "done":
         why = f": {row['reason']}" if row["reason"] else ""
         return f"{head} {row['status']}{why}"
-    baseline = ws.db["e2e_results"].get(row["baseline_result_id"])
-    after = ws.db["e2e_results"].get(row["after_result_id"])
+    baseline = ws.db.table("e2e_results").get(row["baseline_result_id"])
+    after = ws.db.table("e2e_results").get(row["after_result_id"])
     reused = (
         f" (baseline from watch {baseline['watch_id']})"
         if baseline["watch_id"] != row["id"]

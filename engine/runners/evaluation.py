@@ -29,7 +29,7 @@ from engine.evaluation.eval_set import EvalRow, EvalSet, HarnessTask, load_eval_
 from engine.evaluation.example_scores import ExampleScore, line_key
 from engine.evaluation.gate import decide, decision_lines
 from engine.evaluation.metrics import RowScore, aggregate, parse_edits, score_row
-from engine.harness.attempts import evaluate_attempt
+from engine.harness.attempts import Proposer, evaluate_attempt
 from engine.harness.openai_pipeline import propose_openai
 from engine.harness.package import CorpusPackage
 from engine.harness.pipeline import PipelineResult, PlannerTask
@@ -55,19 +55,19 @@ def _on_term(signum: int, frame: FrameType | None) -> None:
 
 
 def _row(ws: Workspace, eval_id: int) -> dict[str, Any]:
-    return dict(ws.db["eval_runs"].get(eval_id))
+    return dict(ws.db.table("eval_runs").get(eval_id))
 
 
 def _set(ws: Workspace, eval_id: int, **values: Any) -> None:
     with ws.db.conn:
-        ws.db["eval_runs"].update(eval_id, values)
+        ws.db.table("eval_runs").update(eval_id, values)
 
 
 def _version(ws: Workspace, run: dict[str, Any]) -> dict[str, Any] | None:
     return (
         None
         if run["adapter_id"] is None
-        else dict(ws.db["adapter_versions"].get(run["adapter_id"]))
+        else dict(ws.db.table("adapter_versions").get(run["adapter_id"]))
     )
 
 
@@ -137,6 +137,11 @@ def _attempt(run: dict[str, Any], model: str, task: HarnessTask) -> dict[str, An
     }
 
 
+def _answered(result: PipelineResult) -> Proposer:
+    """A planner slot that gives `result`, the answer the served model already wrote."""
+    return lambda package, task: result
+
+
 def pass_at_1(
     ws: Workspace, run: dict[str, Any], model: str, out: Path, answered: list[tuple[EvalRow, str]]
 ) -> tuple[float | None, list[dict[str, Any]]]:
@@ -156,7 +161,7 @@ def pass_at_1(
             ws,
             _attempt(run, model, row.task),
             out / "tasks" / f"line-{row.line}",
-            lambda package, task, result=result: result,
+            _answered(result),
         )
         outcomes.append(
             {
@@ -261,8 +266,10 @@ def evaluate(ws: Workspace, eval_id: int, job_id: int | None) -> dict[str, float
                 )
     (out / "harness.json").write_text(json.dumps(outcomes, indent=2) + "\n", encoding="utf-8")
     with ws.db.conn:
-        ws.db["eval_scores"].insert_all(example.record(eval_id) for example in examples.values())
-        ws.db["eval_runs"].update(
+        ws.db.table("eval_scores").insert_all(
+            example.record(eval_id) for example in examples.values()
+        )
+        ws.db.table("eval_runs").update(
             eval_id,
             {
                 "status": "done",

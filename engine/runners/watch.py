@@ -21,9 +21,10 @@ from typing import Any
 
 from engine.adapters.activation import active_row
 from engine.core.config import OpenAIPipelineConfig
+from engine.core.db import inserted_id
 from engine.core.errors import CraError
 from engine.core.jobs import JOB_ID_ENV, finish_job, heartbeat
-from engine.core.stages import BASE_MODEL
+from engine.core.stages import BASE_MODEL, BaseModelKind
 from engine.core.timestamps import utc_now
 from engine.core.workspace import Workspace
 from engine.evaluation.gate import target_name
@@ -52,14 +53,16 @@ FLIPPED_IN_REASON = 5
 
 def _set(ws: Workspace, watch_id: int, **values: Any) -> None:
     with ws.db.conn:
-        ws.db["watch_runs"].update(watch_id, values)
+        ws.db.table("watch_runs").update(watch_id, values)
 
 
 def _version(ws: Workspace, version_id: int | None) -> dict[str, Any] | None:
-    return None if version_id is None else dict(ws.db["adapter_versions"].get(version_id))
+    return None if version_id is None else dict(ws.db.table("adapter_versions").get(version_id))
 
 
-def _base_path(ws: Workspace, backend: str, kind: str, target: dict[str, Any] | None) -> Path:
+def _base_path(
+    ws: Workspace, backend: str, kind: BaseModelKind, target: dict[str, Any] | None
+) -> Path:
     """The base model folder the measurement uses: a result is reused only on the same one."""
     if backend == "server":
         return base_folder(ws, kind)
@@ -163,9 +166,8 @@ def _measure(
             if job_id is not None:
                 heartbeat(ws, job_id)
     with ws.db.conn:
-        result_id = (
-            ws.db["e2e_results"]
-            .insert(
+        result_id = inserted_id(
+            ws.db.table("e2e_results").insert(
                 {
                     "watch_id": watch["id"],
                     "target": label,
@@ -180,9 +182,8 @@ def _measure(
                     "at": utc_now(),
                 }
             )
-            .last_pk
         )
-    return dict(ws.db["e2e_results"].get(result_id))
+    return dict(ws.db.table("e2e_results").get(result_id))
 
 
 def _evidence(
@@ -212,7 +213,7 @@ def _decide(
     drop = result_rate(baseline) - result_rate(after)
     if drop <= watch["tolerance"] + 1e-9:
         return {"verdict": "held", "reason": ""}
-    version = ws.db["adapter_versions"].get(watch["adapter_id"])
+    version = ws.db.table("adapter_versions").get(watch["adapter_id"])
     evidence = _evidence(watch, version["name"], baseline, after)
     active = active_row(ws, watch["stage"])
     if active is None or active["id"] != version["id"]:
@@ -232,11 +233,11 @@ def _decide(
 
 def run_watch(ws: Workspace, watch_id: int, job_id: int | None) -> tuple[str, str]:
     """Measure, decide and record watch `watch_id`; returns the job's end status and why."""
-    watch = dict(ws.db["watch_runs"].get(watch_id))
+    watch = dict(ws.db.table("watch_runs").get(watch_id))
     _set(ws, watch_id, status="running")
     out = ws.root / watch["out_dir"]
     try:
-        version = dict(ws.db["adapter_versions"].get(watch["adapter_id"]))
+        version = dict(ws.db.table("adapter_versions").get(watch["adapter_id"]))
         tasks = task_set(ws, watch["eval_set_id"])
         if tasks.sha256 != watch["tasks_sha256"]:
             raise WatchError(

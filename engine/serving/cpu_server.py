@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --lora-modules {name}={path}: {exc}", file=sys.stderr)
             return 2
     server = ThreadingHTTPServer((args.host, args.port), _handler(model))
-    host, port = server.server_address[:2]
+    host, port = server.socket.getsockname()[:2]
     url = f"http://{host}:{port}"
     if args.ready_file is not None:
         partial = args.ready_file.with_name(args.ready_file.name + ".partial")

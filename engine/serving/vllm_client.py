@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.errors import CraError
+from engine.core.stages import BaseModelKind
 from engine.core.workspace import Workspace
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -113,7 +114,7 @@ def server_message(exc: urllib.error.HTTPError) -> str:
     return text
 
 
-def base_folder(ws: Workspace, kind: str) -> Path:
+def base_folder(ws: Workspace, kind: BaseModelKind) -> Path:
     """The model folder `[serving] bases.<kind>` names, absolute; refused when unset or absent."""
     key = f"[serving] bases.{kind}"
     folder = ws.config.serving.bases.get(kind)

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
-from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+from transformers.tokenization_utils_base import BatchEncoding, PreTrainedTokenizerBase
 
 
 def load_base(base_path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -39,8 +39,10 @@ def generate(
     inputs = tokenizer.apply_chat_template(
         messages, add_generation_prompt=True, return_dict=True, return_tensors="pt"
     )
+    assert isinstance(inputs, BatchEncoding), "return_dict=True gives a BatchEncoding"
     with torch.no_grad():
-        output = model.generate(
+        # PeftModel reaches its base model's generate through torch's __getattr__, typed Tensor.
+        output = model.generate(  # type: ignore[operator]
             **inputs,
             max_new_tokens=max_new_tokens,
             do_sample=False,
@@ -48,4 +50,6 @@ def generate(
             pad_token_id=tokenizer.pad_token_id,
         )
     answer = output[0, inputs["input_ids"].shape[1] :]
-    return tokenizer.decode(answer, skip_special_tokens=True)
+    text = tokenizer.decode(answer, skip_special_tokens=True)
+    assert isinstance(text, str), "one sequence decodes to one string"
+    return text

@@ -197,7 +197,8 @@ def fit(
     trainer_class = SFTTrainer if job.spec.method == "sft" else DPOTrainer
     trainer = trainer_class(
         model=model,
-        args=args,
+        # The method picked both the trainer and `args` (an SFTConfig for sft, else DPOConfig).
+        args=args,  # type: ignore[arg-type]
         train_dataset=Dataset.from_list(job.rows),
         processing_class=tokenizer,
         peft_config=lora,
@@ -205,7 +206,8 @@ def fit(
     )
     trainer.train(resume_from_checkpoint=str(job.resume_from) if job.resume_from else None)
     if REFERENCE_ADAPTER in getattr(trainer.model, "peft_config", {}):
-        trainer.model.delete_adapter(REFERENCE_ADAPTER)
+        # A model with a peft_config is the PeftModel; trl types it as an optional torch Module.
+        trainer.model.delete_adapter(REFERENCE_ADAPTER)  # type: ignore[union-attr,operator]
     state = trainer.state
     losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
     return Trained(

@@ -8,7 +8,7 @@ the file and line.
 """
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -24,7 +24,7 @@ from engine.training_data.dataset_files import (
 from engine.training_data.dataset_manifest import DatasetManifest
 from engine.training_data.items import Kind, Message
 
-TRAIN_FILE = "train.jsonl"
+TRAIN_FILE: Final = "train.jsonl"
 FORMAT: dict[str, Kind] = {"sft": "sft", "dpo": "preference"}
 
 

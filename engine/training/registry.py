@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from engine.core.db import inserted_id
 from engine.core.durable import fsync_dir, fsync_tree
 from engine.core.errors import CraError, validation_lines
 from engine.core.hashing import sha256_file
@@ -154,8 +155,8 @@ def _register(ws: Workspace, run_id: int) -> int:
     }
     ws.db.execute("BEGIN IMMEDIATE")
     try:
-        adapter_id = ws.db["adapter_versions"].insert(record).last_pk
-        ws.db["training_runs"].update(run_id, {"adapter_id": adapter_id})
+        adapter_id = inserted_id(ws.db.table("adapter_versions").insert(record))
+        ws.db.table("training_runs").update(run_id, {"adapter_id": adapter_id})
     except BaseException:
         ws.db.execute("ROLLBACK")
         shutil.rmtree(target)

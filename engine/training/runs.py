@@ -149,7 +149,7 @@ def build_spec(
     # Imported here: dataset files cost about 0.1 s that `cra train status` does not need.
     from engine.training_data.dataset_files import ROW_FILES, open_dataset, read_verified
 
-    require_lora_stage(stage, "LoRA adapter to train")
+    stage = require_lora_stage(stage, "LoRA adapter to train")
     stored = open_dataset(ws, dataset_id)
     for name in ROW_FILES:
         read_verified(stored, name)
@@ -168,7 +168,7 @@ def build_spec(
         "SELECT manifest_sha256 FROM datasets WHERE id = ?", [dataset_id]
     ).fetchone()
     base_path = frozen_base(ws, manifest.base_model)
-    configured = ws.config.training.hyper.get(manifest.stage, {})
+    configured = ws.config.training.hyper.get(stage, {})
     try:
         build_hyper(manifest.stage, configured)
     except TrainingRunError as exc:
@@ -386,7 +386,7 @@ def _insert_run(ws: Workspace, spec: RunSpec, operator: str) -> int:
     ws.db.execute("BEGIN IMMEDIATE")
     try:
         run_id = ws.db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM training_runs").fetchone()[0]
-        ws.db["training_runs"].insert(
+        ws.db.table("training_runs").insert(
             {
                 "id": run_id,
                 "stage": spec.stage,
@@ -484,7 +484,7 @@ def _finish_done(ws: Workspace, run_id: int, result: RunResult) -> None:
 
 
 def _set(ws: Workspace, run_id: int, **fields: Any) -> None:
-    ws.db["training_runs"].update(run_id, fields)
+    ws.db.table("training_runs").update(run_id, fields)
 
 
 def _write_durably(path: Path, data: bytes) -> None:

@@ -40,7 +40,11 @@ class StepLog(TrainerCallback):
         return self.elapsed_before + time.monotonic() - self._begin
 
     def on_train_begin(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        **kwargs: object,
     ) -> None:
         self._begin = self._last_time = time.monotonic()
         self._begin_step = state.global_step
@@ -48,7 +52,11 @@ class StepLog(TrainerCallback):
         self._file = self.metrics_path.open("a", encoding="utf-8")
 
     def on_step_end(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        **kwargs: object,
     ) -> None:
         if self.stop_path.exists() and not self.stop_requested:
             print(f"{STOP_FILE} found at step {state.global_step}: checkpointing and stopping")
@@ -62,7 +70,7 @@ class StepLog(TrainerCallback):
         state: TrainerState,
         control: TrainerControl,
         logs: dict[str, float] | None = None,
-        **kwargs,
+        **kwargs: object,
     ) -> None:
         if not logs or "loss" not in logs or self._file is None:
             return
@@ -92,7 +100,11 @@ class StepLog(TrainerCallback):
         self._last_time, self._last_tokens = now, tokens
 
     def on_train_end(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        **kwargs: object,
     ) -> None:
         if self._file is not None:
             self._file.close()

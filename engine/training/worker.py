@@ -9,6 +9,7 @@ writes the adapter (done) or nothing more (stopped) and `result.json` last.
 """
 
 import importlib.util
+import io
 import os
 import secrets
 import shutil
@@ -225,8 +226,9 @@ def _append_output_to(log: Path) -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    sys.stdout.reconfigure(line_buffering=True)
-    sys.stderr.reconfigure(line_buffering=True)
+    for stream in (sys.stdout, sys.stderr):
+        assert isinstance(stream, io.TextIOWrapper), "the worker's own text streams"
+        stream.reconfigure(line_buffering=True)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,6 +43,7 @@ from engine.training_data.audit import screen_candidates
 from engine.training_data.curate import rejected_texts, reviewed_rows
 from engine.training_data.curation_errors import CurationRefused
 from engine.training_data.dataset_files import (
+    RowFile,
     file_record,
     jsonl,
     sha256,
@@ -54,10 +55,10 @@ from engine.training_data.holdout import Holdout, held_out_tasks, split
 from engine.training_data.review import review_gate, round_summary, verdicts
 from engine.training_data.store import item_from_row
 
-FORMAT = "chat-jsonl"
+FORMAT: Final = "chat-jsonl"
 MANIFEST = "manifest.json"
 LINEAGE = "lineage.jsonl"
-ROW_FILES = ("train.jsonl", "eval.jsonl")
+ROW_FILES: tuple[RowFile, RowFile] = ("train.jsonl", "eval.jsonl")
 
 
 class BaseExportError(CraError):
@@ -86,7 +87,7 @@ class StageExport(_Model):
 class BaseLineage(_Model):
     """One line of lineage.jsonl: which item a line of train.jsonl or eval.jsonl is."""
 
-    file: Literal["train.jsonl", "eval.jsonl"]
+    file: RowFile
     line: int = Field(ge=1)
     example_id: int
     stage: Stage
@@ -299,7 +300,7 @@ def _record(
     train: Sequence[DatasetRow],
     eval_: Sequence[DatasetRow],
 ) -> None:
-    ws.db["base_exports"].insert(
+    ws.db.table("base_exports").insert(
         {
             "id": manifest.id,
             "role": manifest.role,

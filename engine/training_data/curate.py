@@ -58,6 +58,7 @@ from engine.training_data.dataset_files import (
     write_dataset_folder,
 )
 from engine.training_data.dataset_manifest import (
+    DATASET_FILES,
     Counts,
     DatasetManifest,
     Replay,
@@ -355,7 +356,7 @@ def _manifest(
             rejected=summary.rejected,
             flipped=summary.flipped,
         ),
-        files={name: file_record(data) for name, data in files.items()},
+        files={name: file_record(files[name]) for name in DATASET_FILES},
         counts=chosen.counts,
         sources={"train": _tally(train, "source"), "eval": _tally(eval_, "source")},
         domains={"train": _tally(train, "domain"), "eval": _tally(eval_, "domain")},

@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 import sqlite_utils
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -28,8 +28,9 @@ from engine.training_data.dataset_rows import DatasetRow
 from engine.training_data.store import item_from_row
 
 MANIFEST = "manifest.json"
-ROW_FILES: tuple[Literal["train.jsonl"], Literal["eval.jsonl"]] = ("train.jsonl", "eval.jsonl")
-LINEAGE = "lineage.jsonl"
+RowFile = Literal["train.jsonl", "eval.jsonl"]
+ROW_FILES: tuple[RowFile, RowFile] = ("train.jsonl", "eval.jsonl")
+LINEAGE: Final = "lineage.jsonl"
 
 
 class DatasetFilesError(CraError):
@@ -45,7 +46,7 @@ class LineageEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    file: Literal["train.jsonl", "eval.jsonl"]
+    file: RowFile
     line: int = Field(ge=1)
     example_id: int
     replay_from: str | None

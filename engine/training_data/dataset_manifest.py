@@ -1,6 +1,6 @@
 """`datasets/<id>/manifest.json`: what a curated dataset holds and how it was made."""
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -9,6 +9,7 @@ from engine.training_data.curriculum import Curriculum
 from engine.training_data.items import Kind
 
 DatasetFile = Literal["train.jsonl", "eval.jsonl", "lineage.jsonl"]
+DATASET_FILES: tuple[DatasetFile, ...] = get_args(DatasetFile)
 
 
 class _Model(BaseModel):

@@ -181,7 +181,7 @@ def _record(
 ) -> None:
     skipped = [skip.model_dump(exclude={"package_digest", "sha"}) for skip in skips]
     with db.conn:
-        db["derivations"].insert(
+        db.table("derivations").insert(
             {
                 "repo": lineage.repo,
                 "sha": lineage.sha,

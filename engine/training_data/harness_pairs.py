@@ -276,7 +276,7 @@ class _Task:
             temperature=attempt["temperature"],
             seed=attempt["seed"],
         )
-        return [Message(**message) for message in build_messages(task)]
+        return [Message.model_validate(message) for message in build_messages(task)]
 
 
 def _plan_answer(plan_json: str) -> str:

@@ -34,6 +34,7 @@ from urllib.parse import quote
 import sqlite_utils
 from pydantic import BaseModel, ConfigDict
 
+from engine.core.db import inserted_id
 from engine.core.errors import CraError
 from engine.core.stages import TOKEN_BUDGET
 from engine.core.timestamps import TIME_FORMAT, utc_now
@@ -164,7 +165,9 @@ def import_logs(ws: Workspace, raw_db: Path, operator: str | None = None) -> Imp
         raw.execute("BEGIN")
         _check_schema(raw, path)
         runs = _read_runs(raw, path)
-        decisions = dict(_rows(raw, path, _DECISIONS_SQL))
+        decisions: dict[str, int] = {
+            task_id: count for task_id, count in _rows(raw, path, _DECISIONS_SQL)
+        }
         ws.db.execute("BEGIN IMMEDIATE")
         try:
             written = _record(ws.db, raw, path, digest, who, runs)
@@ -298,10 +301,11 @@ def _record(
 ) -> _Written:
     """Every write of one import; the caller holds the transaction."""
     now = utc_now()
-    import_id = db.execute(
-        "INSERT INTO log_imports (path, sha256, imported_at, imported_by) VALUES (?, ?, ?, ?)",
-        [str(path), digest, now, who],
-    ).lastrowid
+    import_id = inserted_id(
+        db.table("log_imports").insert(
+            {"path": str(path), "sha256": digest, "imported_at": now, "imported_by": who}
+        )
+    )
     for run in runs.values():
         _upsert_run(db, path, import_id, run)
     domains: dict[str, str] = {}

@@ -22,7 +22,9 @@ def replay_target(new_rows: int, share: float) -> int:
     return round(target * new_rows / (1 - target))
 
 
-def _rooms(new: Mapping[str, int], pool: Mapping[str, int], total: int, max_share: float):
+def _rooms(
+    new: Mapping[str, int], pool: Mapping[str, int], total: int, max_share: float
+) -> dict[str, int]:
     limit = exact_share(max_share)
     return {domain: math.floor(limit * total) - new.get(domain, 0) for domain in pool}
 

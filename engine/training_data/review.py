@@ -80,7 +80,7 @@ def check_stage(stage: str) -> Stage:
     """`stage` if it is a pipeline stage, else a clear error naming the stages."""
     if stage not in STAGES:
         raise ReviewError(f"unknown stage {stage!r}; the stages are {', '.join(STAGES)}")
-    return stage  # type: ignore[return-value]
+    return stage
 
 
 def draw_sample(ws: Workspace, stage: str, n: int, seed: int, operator: str | None = None) -> int:

@@ -33,7 +33,7 @@ budget is skipped with the reason, never truncated. The same commit always gives
 import ast
 import json
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -277,7 +277,9 @@ def _tree(paths: list[str], keep: set[str], room: int) -> str:
     return "\n".join([*sorted(shown), f"({left_out} more paths not shown)"])
 
 
-def _require_work(commit: _Commit, change: list[str], create: list[str], stage: Stage) -> None:
+def _require_work(
+    commit: _Commit, change: Collection[str], create: Collection[str], stage: Stage
+) -> None:
     """The contract every file-level answer keeps: something to change or to create."""
     if not change and not create:
         raise SyntheticError(
