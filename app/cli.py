@@ -207,15 +207,17 @@ def _print_report(report) -> None:
 @ingest.command("validate")
 @click.argument("path", type=PathArg())
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--fresh", is_flag=True, help="Validate again even if this content was validated.")
 @click.pass_context
-def ingest_validate(ctx: click.Context, path: Path, as_json: bool) -> None:
-    """Validate the repo package at PATH (exit 0 ok, 1 rejected, 2 usage error)."""
+def ingest_validate(ctx: click.Context, path: Path, as_json: bool, fresh: bool) -> None:
+    """Validate the repo package at PATH (exit 0 ok, 1 rejected, 2 usage error); the report
+    of the same content under the same rules is kept and shown again without validating."""
     from app.output import echo_json
-    from engine.intake.validate import validate_package
+    from engine.intake.validation_cache import validate_cached
 
     ws = _workspace(ctx, write=False)
     try:
-        report = validate_package(path, ws.config.validation)
+        report = validate_cached(ws, path, fresh=fresh)
     except CraError as exc:
         raise click.UsageError(str(exc)) from exc
     if as_json:
