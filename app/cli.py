@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from app.cli_common import PathArg, open_workspace
+from app.cli_common import PathArg, note_root_workspace, open_workspace, with_workspace_option
 from app.lazy_group import LazyCommand, LazyGroup
 from app.visible_output import install_visible_output, visible_output
 from engine.core.errors import CraError, WorkspaceError
@@ -72,6 +72,11 @@ class CraGroup(LazyGroup):
         with visible_output():
             return super().main(*args, **kwargs)
 
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The subcommand, taking `--workspace` after its name too (`with_workspace_option`)."""
+        command = super().get_command(ctx, cmd_name)
+        return None if command is None else with_workspace_option(command)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -97,8 +102,7 @@ def _workspace(ctx: click.Context, *, write: bool = True) -> Workspace:
 def cli(ctx: click.Context, workspace: Path | None) -> None:
     """cra console: the operator's console for the agent's self-improvement loop."""
     ctx.ensure_object(dict)
-    ctx.obj["workspace"] = workspace
-    ctx.obj["explicit"] = workspace is not None
+    note_root_workspace(ctx, workspace)
 
 
 @cli.command()
