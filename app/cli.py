@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from app.cli_attempts import attempt, attempts
 from app.cli_common import PathArg, note_root_workspace, open_workspace, with_workspace_option
 from app.lazy_group import LazyCommand, LazyGroup
 from app.visible_output import install_visible_output, visible_output
@@ -313,16 +314,22 @@ def harness() -> None:
 
 @harness.command("validate")
 @click.argument("package")
-@click.option("--commit", "commits", multiple=True, help="Only this commit (repeatable).")
+@click.option(
+    "--commit",
+    "commits",
+    multiple=True,
+    help="Only this commit: its sha or a unique prefix of it (repeatable).",
+)
 @click.pass_context
 def harness_validate(ctx: click.Context, package: str, commits: tuple[str, ...]) -> None:
     """Gold-validate the commits of the approved PACKAGE (a name or a digest prefix)."""
     from engine.harness.package import find_package
-    from engine.harness.task_validation import validate_task
+    from engine.harness.task_validation import resolve_commit, validate_task
 
     ws = _workspace(ctx)
     found = find_package(ws, package)
-    shas = list(commits) or [c.sha for c in found.manifest.commits]
+    chosen = [resolve_commit(found, commit) for commit in commits]
+    shas = [c.sha for c in chosen or found.manifest.commits]
     usable = 0
     for sha in shas:
         task = validate_task(ws, found.digest, sha)
@@ -478,6 +485,10 @@ def harness_status(ctx: click.Context) -> None:
         )
         shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         click.echo(f"campaign {campaign_id} {status}: {shown}" + (f" ({reason})" if reason else ""))
+
+
+harness.add_command(attempts)
+harness.add_command(attempt)
 
 
 def main() -> None:

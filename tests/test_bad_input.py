@@ -47,6 +47,8 @@ COMMANDS: dict[str, list[str] | None] = {
     "harness pause": ["999"],
     "harness stop": ["999"],
     "harness status": [],
+    "harness attempts": [],
+    "harness attempt": ["999"],
     "data build": [],
     "data stats": [],
     "data audit": [],
