@@ -14,7 +14,8 @@ from pathlib import Path
 
 import click
 
-from app.cli_common import PathArg, open_workspace
+from app.cli_attempts import attempt, attempts
+from app.cli_common import PathArg, note_root_workspace, open_workspace, with_workspace_option
 from app.lazy_group import LazyCommand, LazyGroup
 from app.visible_output import install_visible_output, visible_output
 from engine.core.errors import CraError, WorkspaceError
@@ -74,6 +75,11 @@ class CraGroup(LazyGroup):
         with visible_output():
             return super().main(*args, **kwargs)
 
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The subcommand, taking `--workspace` after its name too (`with_workspace_option`)."""
+        command = super().get_command(ctx, cmd_name)
+        return None if command is None else with_workspace_option(command)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -99,8 +105,7 @@ def _workspace(ctx: click.Context, *, write: bool = True) -> Workspace:
 def cli(ctx: click.Context, workspace: Path | None) -> None:
     """cra console: the operator's console for the agent's self-improvement loop."""
     ctx.ensure_object(dict)
-    ctx.obj["workspace"] = workspace
-    ctx.obj["explicit"] = workspace is not None
+    note_root_workspace(ctx, workspace)
 
 
 @cli.command()
@@ -209,15 +214,17 @@ def _print_report(report) -> None:
 @ingest.command("validate")
 @click.argument("path", type=PathArg())
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--fresh", is_flag=True, help="Validate again even if this content was validated.")
 @click.pass_context
-def ingest_validate(ctx: click.Context, path: Path, as_json: bool) -> None:
-    """Validate the repo package at PATH (exit 0 ok, 1 rejected, 2 usage error)."""
+def ingest_validate(ctx: click.Context, path: Path, as_json: bool, fresh: bool) -> None:
+    """Validate the repo package at PATH (exit 0 ok, 1 rejected, 2 usage error); the report
+    of the same content under the same rules is kept and shown again without validating."""
     from app.output import echo_json
-    from engine.intake.validate import validate_package
+    from engine.intake.validation_cache import validate_cached
 
     ws = _workspace(ctx, write=False)
     try:
-        report = validate_package(path, ws.config.validation)
+        report = validate_cached(ws, path, fresh=fresh)
     except CraError as exc:
         raise click.UsageError(str(exc)) from exc
     if as_json:
@@ -309,16 +316,22 @@ def harness() -> None:
 
 @harness.command("validate")
 @click.argument("package")
-@click.option("--commit", "commits", multiple=True, help="Only this commit (repeatable).")
+@click.option(
+    "--commit",
+    "commits",
+    multiple=True,
+    help="Only this commit: its sha or a unique prefix of it (repeatable).",
+)
 @click.pass_context
 def harness_validate(ctx: click.Context, package: str, commits: tuple[str, ...]) -> None:
     """Gold-validate the commits of the approved PACKAGE (a name or a digest prefix)."""
     from engine.harness.package import find_package
-    from engine.harness.task_validation import validate_task
+    from engine.harness.task_validation import resolve_commit, validate_task
 
     ws = _workspace(ctx)
     found = find_package(ws, package)
-    shas = list(commits) or [c.sha for c in found.manifest.commits]
+    chosen = [resolve_commit(found, commit) for commit in commits]
+    shas = [c.sha for c in chosen or found.manifest.commits]
     usable = 0
     for sha in shas:
         task = validate_task(ws, found.digest, sha)
@@ -474,6 +487,10 @@ def harness_status(ctx: click.Context) -> None:
         )
         shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         click.echo(f"campaign {campaign_id} {status}: {shown}" + (f" ({reason})" if reason else ""))
+
+
+harness.add_command(attempts)
+harness.add_command(attempt)
 
 
 def main() -> None:

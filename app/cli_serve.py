@@ -3,8 +3,10 @@
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import time
+from types import FrameType
 
 import click
 
@@ -55,7 +57,13 @@ def _status(ws: Workspace) -> None:
     if not statuses:
         click.echo(f"no base is served: [serving] bases is empty in {ws.config_path}")
     for item in statuses:
-        state = "running" if item.running else "not running"
+        state = (
+            "another server answers"
+            if item.other
+            else "running"
+            if item.running
+            else ("not running")
+        )
         click.echo(f"base {item.base} at {item.url}: {state}")
         if item.error:
             click.echo(f"  error: {item.error}")
@@ -66,21 +74,44 @@ def _status(ws: Workspace) -> None:
 
 
 def _launch(commands: list[ServeCommand]) -> None:
-    """Start every server and wait; when one stops, or on Ctrl-C, the others are stopped too."""
+    """Start every server, each in a process group of its own, and wait. When one stops, or
+    this command is interrupted, terminated or exits, every group is stopped: vLLM's own
+    worker processes go with their server."""
     processes: list[subprocess.Popen[bytes]] = []
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         for command in commands:
-            click.echo(f"starting base {command.base} at {command.url}")
-            processes.append(subprocess.Popen(command.argv, env={**os.environ, **command.env}))
+            process = subprocess.Popen(
+                command.argv, env={**os.environ, **command.env}, start_new_session=True
+            )
+            processes.append(process)
+            click.echo(f"starting base {command.base} at {command.url} (pid {process.pid})")
         while all(process.poll() is None for process in processes):
             time.sleep(1)
     finally:
         for process in processes:
-            if process.poll() is None:
-                process.terminate()
-                process.wait()
+            _stop_group(process)
+        signal.signal(signal.SIGTERM, previous)
     stopped = [
         f"base {command.base} exited with status {process.returncode}"
         for command, process in zip(commands, processes, strict=True)
     ]
     raise CraError("vLLM stopped, so every server was stopped: " + "; ".join(stopped))
+
+
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Terminate the server's process group, then kill it if it is still there after 30 s."""
+    for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, None)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            process.wait(timeout=wait_s)
+            break
+        except subprocess.TimeoutExpired:
+            continue

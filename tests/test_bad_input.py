@@ -47,6 +47,8 @@ COMMANDS: dict[str, list[str] | None] = {
     "harness pause": ["999"],
     "harness stop": ["999"],
     "harness status": [],
+    "harness attempts": [],
+    "harness attempt": ["999"],
     "data build": [],
     "data stats": [],
     "data audit": [],
@@ -283,6 +285,39 @@ def test_a_workspace_that_is_not_there_is_refused_by_every_subcommand(
         except AssertionError as exc:
             raise AssertionError(f"cra {command} with --workspace {given!r}: {exc}") from None
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_every_subcommand_takes_workspace_after_its_name(tmp_path: Path):
+    """`--workspace` after the subcommand names the workspace as it does before it: a mistyped
+    folder given there is refused as a workspace, not as an unknown option, by every command."""
+    given = str(tmp_path / "missing")
+    for command, args in COMMANDS.items():
+        if args is None or command in ("init", "demo"):
+            continue
+        result = _invoke([*command.split(), "--workspace", given, *args])
+        try:
+            assert_refused(result, expect="not a cra workspace")
+        except AssertionError as exc:
+            raise AssertionError(f"cra {command} --workspace {given!r}: {exc}") from None
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_workspace_after_the_subcommand_wins_over_the_environment(tmp_path: Path):
+    """`cra init --workspace X` and `cra ingest list --workspace X` act on X, over
+    $CRA_WORKSPACE; the same folder given before and after is fine, two folders are refused."""
+    root = tmp_path / "ws"
+    env = {"CRA_WORKSPACE": str(tmp_path / "elsewhere")}
+    made = _invoke(["init", "--workspace", str(root)], env=env)
+    assert made.exit_code == 0, made.output
+    assert (root / DB_FILE).is_file()
+    listed = _invoke(["ingest", "list", "--workspace", str(root)], env=env)
+    assert listed.exit_code == 0, listed.output
+    both = _invoke(["--workspace", str(root), "ingest", "list", "--workspace", str(root)])
+    assert both.exit_code == 0, both.output
+    other = _invoke(["--workspace", str(root), "ingest", "list", "--workspace", str(tmp_path)])
+    assert other.exit_code == 2
+    assert "give --workspace once" in other.output
+    assert not (tmp_path / "elsewhere").exists()
 
 
 def test_a_mistyped_workspace_in_the_environment_is_refused(tmp_path: Path):

@@ -1,5 +1,6 @@
 """Workspace config: defaults, overrides, and bad values reported with file, key and reason."""
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ from engine.core.config import DEFAULT_MOUNT_ROOTS, load_config
 from engine.core.errors import ConfigError
 from engine.core.workspace import Workspace
 from engine.demo.workspace import demo_config
+from engine.serving.command import free_base_port
 
 
 def test_missing_file_gives_defaults(tmp_path: Path):
@@ -69,5 +71,20 @@ def test_demo_config_keeps_a_drive_path_with_quotes_whole(tmp_path: Path):
     stays one string and the config still validates."""
     drive = tmp_path / 'a"b\\c\nd' / "usb-drive"
     path = tmp_path / "cra.toml"
-    path.write_text(demo_config(drive), encoding="utf-8")
+    path.write_text(demo_config(drive, 8765), encoding="utf-8")
     assert load_config(path).usb.extra_dirs == [drive]
+
+
+def test_demo_servers_take_free_ports_recorded_in_the_workspace(tmp_path: Path):
+    """A demo workspace's servers answer on a port free when it was built, recorded in its
+    cra.toml, not on a fixed one: two demo workspaces on one machine do not share a server."""
+    port = free_base_port()
+    with socket.socket() as reasoning, socket.socket() as coding:
+        reasoning.bind(("127.0.0.1", port))
+        coding.bind(("127.0.0.1", port + 1))
+        reasoning.listen()
+        other = free_base_port()
+        assert other not in (port - 1, port, port + 1)
+    path = tmp_path / "cra.toml"
+    path.write_text(demo_config(tmp_path / "usb-drive", other), encoding="utf-8")
+    assert load_config(path).serving.base_url == f"http://127.0.0.1:{other}"

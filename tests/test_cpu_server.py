@@ -1,8 +1,10 @@
 """The CPU stand-in server: the tiny model and a LoRA adapter served over real HTTP, driven by
 the same clients the console uses for vLLM (`VllmClient`, `load_version`'s endpoints, `chat`)."""
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -18,10 +20,12 @@ from eval_fixtures import pass_gate
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
+from engine.adapters.activation import resolve
 from engine.core.hashing import sha256_file
 from engine.core.workspace import Workspace
 from engine.promotion.switch import promote_version
 from engine.serving.chat import chat
+from engine.serving.command import free_base_port, server_url
 from engine.serving.cpu_server import Model, RequestRefused, cpu_server
 from engine.serving.status import serving_status
 from engine.serving.vllm_client import ServingError, VllmClient
@@ -151,17 +155,13 @@ def test_a_server_that_cannot_start_says_why(tmp_path: Path) -> None:
         pass
 
 
-def test_cra_serve_launches_the_stand_in_and_promotion_loads_on_it(
-    models: tuple[Path, Path], tmp_path: Path
-) -> None:
+def _serving_workspace(models: tuple[Path, Path], root: Path) -> Workspace:
+    """A workspace serving the tiny base as `reasoning` on a free port, with candidate scope-v1
+    (the module's adapter) passed by the gate."""
     base, adapter = models
-    root = tmp_path / "ws"
     root.mkdir()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     (root / "cra.toml").write_text(
-        f'[serving]\nbase_url = "http://127.0.0.1:{port}"\ntimeout_s = 30\n'
+        f'[serving]\nbase_url = "http://127.0.0.1:{free_base_port()}"\ntimeout_s = 30\n'
         f'[serving.bases]\nreasoning = "{base}"\n',
         encoding="utf-8",
     )
@@ -184,27 +184,79 @@ def test_cra_serve_launches_the_stand_in_and_promotion_loads_on_it(
         }
     )
     pass_gate(ws, "scope-v1", "base")
+    return ws
+
+
+def _launch(ws: Workspace) -> subprocess.Popen[str]:
+    """`cra serve --launch --cpu` in a subprocess, returned once its server answers."""
     cra = str(Path(sys.executable).parent / "cra")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     server = subprocess.Popen(
-        [cra, "--workspace", str(root), "serve", "--launch", "--cpu"],
+        [cra, "--workspace", str(ws.root), "serve", "--launch", "--cpu"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env=env,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
+    deadline = time.monotonic() + 120
+    while not serving_status(ws)[0].running:
+        assert server.poll() is None, server.stdout.read() if server.stdout else ""
+        assert time.monotonic() < deadline, "the stand-in never answered"
+        time.sleep(0.2)
+    return server
+
+
+def test_cra_serve_launches_the_stand_in_and_promotion_loads_on_it(
+    models: tuple[Path, Path], tmp_path: Path
+) -> None:
+    ws = _serving_workspace(models, tmp_path / "ws")
+    url = server_url(ws, "reasoning")
+    server = _launch(ws)
     try:
-        deadline = time.monotonic() + 120
-        while not serving_status(ws)[0].running:
-            assert server.poll() is None, server.stdout.read() if server.stdout else ""
-            assert time.monotonic() < deadline, "the stand-in never answered"
-            time.sleep(0.2)
         result = promote_version(ws, "scope-v1")
-        assert result.server == f"scope-v1 loaded on http://127.0.0.1:{port}"
+        assert result.server == f"scope-v1 loaded on {url}"
         [status] = serving_status(ws)
         assert (status.loaded, status.missing) == (["scope-v1"], [])
-        answer = chat(f"http://127.0.0.1:{port}", "scope-v1", MESSAGES, 4, 30)
+        answer = chat(url, "scope-v1", MESSAGES, 4, 30)
         assert answer.completion_tokens >= 1
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)
     assert not serving_status(ws)[0].running
+
+
+def test_every_name_resolve_prints_is_served(models: tuple[Path, Path], tmp_path: Path) -> None:
+    """`cra adapters resolve` names the bare base by its kind when no version is active, and the
+    active version after a promotion: the server `cra serve` starts answers both."""
+    ws = _serving_workspace(models, tmp_path / "ws")
+    url = server_url(ws, "reasoning")
+    server = _launch(ws)
+    try:
+        assert resolve(ws, "scope") == "reasoning"
+        assert chat(url, resolve(ws, "scope"), MESSAGES, 4, 30).completion_tokens >= 1
+        promote_version(ws, "scope-v1")
+        assert resolve(ws, "scope") == "scope-v1"
+        assert chat(url, resolve(ws, "scope"), MESSAGES, 4, 30).completion_tokens >= 1
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+
+
+def test_cra_serve_stops_its_servers_when_it_is_terminated(
+    models: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """SIGTERM to `cra serve --launch` stops the servers it started (their process groups),
+    rather than leaving them answering on the workspace's ports."""
+    ws = _serving_workspace(models, tmp_path / "ws")
+    server = _launch(ws)
+    assert server.stdout is not None
+    started = server.stdout.readline()
+    pid = int(re.fullmatch(r"starting base reasoning at .* \(pid (\d+)\)\n", started)[1])
+    try:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+        assert not serving_status(ws)[0].running
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

@@ -47,7 +47,7 @@ STEPS = (
     "     * accuracy         0.000 -> ",
     "     * relevant_recall  ",
     "       valid_rate       ",
-    "8. promoted scope-v1: no server is running at http://127.0.0.1:8765",
+    "8. promoted scope-v1: no server is running at http://127.0.0.1:",
     "9. rolled scope back to reasoning: the base model serves scope now; nothing to load",
     "10. training run 2 started on scope-d1 (tiny model, CPU, 200 steps at learning rate 1e-12)",
     "   run 2 done at step 200, loss ",

@@ -13,7 +13,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from app.cli import cli
 from engine.core.jobs import process_start_time
 from engine.core.workspace import Workspace
 from engine.harness.package import HarnessError
@@ -571,3 +573,53 @@ def test_queries_only_read(known):
     attempt_page(ws, first, 0, 10, "resolved")
     attempt_detail(ws, 1)
     assert ws.db.conn.total_changes == before
+
+
+def test_cli_lists_a_campaigns_attempts_as_the_pane_does(known):
+    """`cra harness attempts` prints the pane's columns for the newest campaign or the one
+    named, `--json` the same rows as data; an unknown campaign is one error line."""
+    ws, first, ids = known
+    args = ["--workspace", str(ws.root), "harness", "attempts"]
+    shown = CliRunner().invoke(cli, [*args, "--campaign", str(first)])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    assert lines[0] == f"campaign {first}: 14 attempts"
+    assert lines[1].split() == ["id", "package", "commit", "temp", "seed", "state", "outcome",
+                                "f2p", "time", "recall"]  # fmt: skip
+    assert lines[2].split() == [
+        str(ids[0]), "alpha", sha_of(1)[:12], "0.3", "1", "done", "resolved", "1/1", "1m",
+        "01s", "0.50", "resolved", "on", "purpose",
+    ]  # fmt: skip
+    assert lines[9].split()[:8] == [str(ids[7]), "alpha", sha_of(8)[:12], "0.6", "1", "pending",
+                                    "—", "—"]  # fmt: skip
+    as_json = CliRunner().invoke(cli, [*args, "--campaign", str(first), "--json"])
+    assert [row["id"] for row in json.loads(as_json.stdout)] == ids
+    newest = CliRunner().invoke(cli, args)
+    assert newest.stdout.splitlines()[0] == f"campaign {first + 1}: 3 attempts"
+    missing = CliRunner().invoke(cli, [*args, "--campaign", "99"])
+    assert missing.exit_code == 1 and len(missing.stderr.splitlines()) == 1
+
+
+def test_cli_shows_one_attempt_as_its_drill_down_does(known):
+    """`cra harness attempt ID` prints the heading, the plan and each artifact or why it is
+    missing; an unknown id is one error line."""
+    ws, first, ids = known
+    folder = "runs/task/attempts/2"
+    with ws.db.conn:
+        ws.db["attempts"].update(
+            ids[1], {"plan_json": json.dumps(PLAN), "artifacts": folder, "file_precision": 1.0}
+        )
+    write_artifacts(ws, folder, {"patch.diff": DIFF})
+    args = ["--workspace", str(ws.root), "harness", "attempt"]
+    shown = CliRunner().invoke(cli, [*args, str(ids[1])])
+    assert shown.exit_code == 0, shown.output
+    out = shown.stdout
+    assert out.startswith(f"Attempt {ids[1]} · task {'a' * 12}-{sha_of(2)[:12]} · alpha @ ")
+    assert "\nresolved — resolved on purpose\n" in out
+    assert "F2P 1/1 · P2P —" in out
+    assert "alignment file precision 1.00 · file recall 0.50 · symbol precision —" in out
+    assert f"── patch.diff ({folder}/patch.diff)\n{DIFF.rstrip()}" in out
+    assert f"── report.json ({folder}/report.json)\n{folder}/report.json is missing" in out
+    missing = CliRunner().invoke(cli, [*args, "9999"])
+    assert missing.exit_code == 1
+    assert missing.stderr == "error: there is no attempt 9999\n"

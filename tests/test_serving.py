@@ -13,6 +13,7 @@ from app.cli import cli
 from app.cli_serve import serve
 from engine.core.workspace import Workspace
 from engine.serving.command import SERVE_ENV, serve_commands, server_url
+from engine.serving.status import serving_status
 from engine.serving.vllm_client import (
     ServedModel,
     ServingError,
@@ -203,6 +204,8 @@ def test_connection_refused_says_the_server_is_not_running() -> None:
 
 
 def test_serve_commands_from_the_adapter_versions(tmp_path: Path) -> None:
+    """A base is served under its kind, the name `cra adapters resolve` gives a stage with no
+    active version, and under its folder's path."""
     ws = _workspace(tmp_path / "ws", port=9000, max_loras=3, max_cpu_loras=6)
     scope = _version(ws, "scope", 1, "active", 16)
     _version(ws, "scope", 2, "candidate", 24)
@@ -214,7 +217,8 @@ def test_serve_commands_from_the_adapter_versions(tmp_path: Path) -> None:
     assert reasoning.url == server_url(ws, "reasoning") == "http://127.0.0.1:9000"
     assert reasoning.env == SERVE_ENV == {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
     assert reasoning.argv == [
-        "vllm", "serve", str(ws.root / "models/reasoning"), "--enable-lora",
+        "vllm", "serve", str(ws.root / "models/reasoning"),
+        "--served-model-name", "reasoning", str(ws.root / "models/reasoning"), "--enable-lora",
         "--host", "127.0.0.1", "--port", "9000",
         "--max-lora-rank", "32", "--max-loras", "3", "--max-cpu-loras", "6",
         "--lora-modules",
@@ -223,7 +227,8 @@ def test_serve_commands_from_the_adapter_versions(tmp_path: Path) -> None:
     ]  # fmt: skip
     assert coding.url == "http://127.0.0.1:9001"
     assert coding.argv == [
-        "vllm", "serve", str(ws.root / "models/coding"), "--enable-lora",
+        "vllm", "serve", str(ws.root / "models/coding"),
+        "--served-model-name", "coding", str(ws.root / "models/coding"), "--enable-lora",
         "--host", "127.0.0.1", "--port", "9001",
         "--max-lora-rank", "16", "--max-loras", "3", "--max-cpu-loras", "6",
         "--lora-modules", f"execute_code-v1={ws.root / code['path']}",
@@ -238,7 +243,7 @@ def test_serve_commands_leave_out_unset_options_and_absent_modules(tmp_path: Pat
     _version(ws, "execute_code", 1, "candidate", 64, base="coding")
     (command,) = serve_commands(ws)
     assert command.url == "http://127.0.0.1:8001"
-    assert command.argv[4:] == [
+    assert command.argv[7:] == [
         "--host", "127.0.0.1", "--port", "8001", "--max-lora-rank", "64", "--max-loras", "4",
     ]  # fmt: skip
 
@@ -291,3 +296,35 @@ def test_cli_prints_the_commands_and_refuses_to_launch_without_vllm(
     neither = runner.invoke(cli, ["--workspace", str(ws.root), "serve"])
     assert neither.exit_code == 2
     assert "give exactly one of --print, --launch or --status" in neither.output
+
+
+def test_status_refuses_a_server_of_another_workspace_on_the_port(tmp_path: Path) -> None:
+    """A server answering on the base's port but serving another folder (another workspace's
+    server) is reported as that, not as this base's server with its adapters."""
+    other = tmp_path / "other" / "models" / "reasoning"
+    other.mkdir(parents=True)
+    with FakeVllm(str(other)) as server:
+        server.loaded["scope-v1"] = "/other/adapters/scope/v1"
+        ws = _workspace(tmp_path / "ws", port=int(server.url.rsplit(":", 1)[1]))
+        _version(ws, "scope", 1, "active", 16)
+        reasoning = serving_status(ws)[0]
+        assert (reasoning.running, reasoning.other, reasoning.loaded) == (False, True, [])
+        assert reasoning.missing == ["scope-v1"]
+        assert f"serves {other}, not base 'reasoning' of this workspace" in str(reasoning.error)
+        shown = CliRunner().invoke(cli, ["--workspace", str(ws.root), "serve", "--status"])
+        assert shown.exit_code == 0, shown.output
+        assert f"base reasoning at {server.url}: another server answers" in shown.output
+
+
+def test_status_reads_this_workspaces_server_by_its_resolved_base_folder(tmp_path: Path) -> None:
+    """The base folder is compared by resolved path: a server started on a link to it is this
+    base's server."""
+    ws = _workspace(tmp_path / "ws")
+    link = tmp_path / "link"
+    link.symlink_to(ws.root / "models/reasoning")
+    with FakeVllm(str(link)) as server:
+        server.loaded["scope-v1"] = str(ws.root / "adapters/scope/v1")
+        _config(ws.root, int(server.url.rsplit(":", 1)[1]), {"reasoning": "models/reasoning"})
+        ws = Workspace.open(ws.root)
+        [reasoning] = serving_status(ws)
+        assert (reasoning.running, reasoning.other, reasoning.loaded) == (True, False, ["scope-v1"])

@@ -1,5 +1,6 @@
 """Gold validation on the demo package: real fixes give FAIL_TO_PASS, flaky tests are excluded."""
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -11,7 +12,8 @@ from app.cli import cli
 from engine.core.workspace import Workspace
 from engine.demo.hostile import commit_files, edit_manifest
 from engine.demo.repo import demo_git
-from engine.harness.task_validation import TaskValidation, validate_task
+from engine.harness.package import HarnessError, find_package
+from engine.harness.task_validation import TaskValidation, resolve_commit, validate_task
 from engine.intake.approval import approve_package
 
 SHOUT = '''\
@@ -163,3 +165,35 @@ def test_cli_validates_named_commits_and_refuses_unknown_packages(approved):
     missing = runner.invoke(cli, [*args, "nosuch"])
     assert missing.exit_code == 1
     assert "no approved package is named 'nosuch'" in missing.stderr
+
+
+def test_a_commit_is_named_by_a_unique_prefix_of_its_sha(approved):
+    """`harness validate --commit` takes a short sha, as git does; an unknown one or one too
+    short to be a sha is one error line."""
+    ws, digest, shas = approved
+    sha = shas["Cover slugify edge cases in tests"]
+    args = ["--workspace", str(ws.root), "harness", "validate", digest[:12]]
+    result = CliRunner().invoke(cli, [*args, "--commit", sha[:7]])
+    assert result.exit_code == 0, result.output
+    assert f"{sha[:12]} unusable" in result.stdout
+    for given, says in (("ffff" + "0" * 36, "is not in the manifest"), ("ab", "at least 4")):
+        refused = CliRunner().invoke(cli, [*args, "--commit", given])
+        assert refused.exit_code == 1, refused.output
+        assert says in refused.stderr and len(refused.stderr.splitlines()) == 1
+
+
+def test_an_ambiguous_short_sha_is_an_error_naming_the_candidates(approved):
+    """A prefix two commits share names both rather than picking one (two of the manifest's
+    commits are given shas with the same first digits)."""
+    ws, digest, _ = approved
+    package = find_package(ws, digest)
+    first, second, *rest = package.manifest.commits
+    twins = [
+        first.model_copy(update={"sha": "abcd1" + first.sha[5:]}),
+        second.model_copy(update={"sha": "abcd2" + second.sha[5:]}),
+    ]
+    manifest = package.manifest.model_copy(update={"commits": [*twins, *rest]})
+    twinned = dataclasses.replace(package, manifest=manifest)
+    with pytest.raises(HarnessError, match="commit abcd is ambiguous .* abcd1.*, abcd2"):
+        resolve_commit(twinned, "abcd")
+    assert resolve_commit(twinned, "ABCD2") == twins[1]

@@ -730,6 +730,16 @@ def _m014_gate_evidence(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m015_validation_reports(db: sqlite_utils.Database) -> None:
+    """Validation reports kept by package content and validation rules
+    (`engine.intake.validation_cache`): an unchanged package is not validated twice."""
+    db.execute(
+        "CREATE TABLE validation_reports (content_sha256 TEXT NOT NULL, "
+        "rules_sha256 TEXT NOT NULL, report_json TEXT NOT NULL, validated_at TEXT NOT NULL, "
+        "PRIMARY KEY (content_sha256, rules_sha256))"
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "ingest: packages, package files, decisions", _m001_ingest),
     (2, "harness: validated tasks", _m002_tasks),
@@ -753,6 +763,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (12, "adapters: the watch after a promotion, end-to-end results", _m012_watch),
     (13, "evaluation: frozen eval sets per stage, the set an eval run scored", _m013_eval_sets),
     (14, "evaluation: the gate's paired evidence, overrides of it", _m014_gate_evidence),
+    (15, "ingest: validation reports kept by package content", _m015_validation_reports),
 ]
 
 

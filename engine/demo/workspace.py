@@ -19,6 +19,7 @@ from engine.core.workspace import Workspace
 from engine.demo.base import build_demo_base
 from engine.demo.hostile.catalog import BY_NAME
 from engine.demo.package import build_package, build_wheels
+from engine.serving.command import free_base_port
 
 MARKER = ".cra-demo"
 READY = ".cra-demo-ready"
@@ -47,7 +48,7 @@ steps of 4 rows at 1e-2 (docs/decisions.md). A run from the console's Training f
 too."""
 
 
-def demo_config(drive: Path) -> str:
+def demo_config(drive: Path, port: int) -> str:
     """The demo's cra.toml. Its corpus is one small repo from one domain, so curation may not
     hold a domain to 20%. Scope's frozen eval set holds its 10 newest tasks (of the 22 usable
     ones; `max_eval_share` 0.5 allows 11), the fewest the gate calls anything but underpowered,
@@ -58,8 +59,9 @@ def demo_config(drive: Path) -> str:
     `DEMO_HYPER`. Its tests are deterministic, so gold validation runs each side once, not three
     times: the gold campaign over its 24 commits takes about a minute, not three. Both bases are
     the tiny model built here, trained and evaluated on the CPU; its server is the CPU stand-in
-    (`cra serve --launch --cpu`) on a port of its own. Written by a TOML library, so any path
-    (quotes, backslashes) stays one string."""
+    (`cra serve --launch --cpu`) on `port`, free when the workspace was built, so two demo
+    workspaces on one machine do not answer for each other. Written by a TOML library, so any
+    path (quotes, backslashes) stays one string."""
     bases = {"reasoning": TINY_MODEL, "coding": TINY_MODEL}
     return tomli_w.dumps(
         {
@@ -76,7 +78,7 @@ def demo_config(drive: Path) -> str:
                 "max_eval_share": 0.5,
             },
             "gate": {"minimums": {"scope.accuracy": 0.0, "scope.relevant_recall": 0.0}},
-            "serving": {"base_url": "http://127.0.0.1:8765", "timeout_s": 10, "bases": bases},
+            "serving": {"base_url": f"http://127.0.0.1:{port}", "timeout_s": 10, "bases": bases},
         }
     )
 
@@ -109,6 +111,7 @@ def prepare_demo(root: Path, fresh: bool = False) -> tuple[Workspace, Path]:
         build_demo_drive(drive)
         hf_logging.disable_progress_bar()
         build_demo_base(root / TINY_MODEL)
-        (root / "cra.toml").write_text(demo_config(drive), encoding="utf-8")
+        config = demo_config(drive, free_base_port())
+        (root / "cra.toml").write_text(config, encoding="utf-8")
         (root / READY).write_text("", encoding="utf-8")
     return Workspace.open(root), drive

@@ -94,6 +94,30 @@ def find_commit(package: CorpusPackage, sha: str) -> ManifestCommit:
     raise HarnessError(f"{package.root / 'manifest.json'}: commit {sha} is not in the manifest")
 
 
+SHORT_SHA_MIN = 4
+"""The fewest hex digits a commit may be named by, as git's own abbreviations."""
+
+
+def resolve_commit(package: CorpusPackage, given: str) -> ManifestCommit:
+    """The manifest's commit named `given`: its full sha or a unique prefix of at least
+    `SHORT_SHA_MIN` hex digits; a prefix that fits several names them all."""
+    wanted = given.strip().lower()
+    if len(wanted) < SHORT_SHA_MIN or any(ch not in "0123456789abcdef" for ch in wanted):
+        raise HarnessError(
+            f"commit {given!r}: name a commit by its sha or at least {SHORT_SHA_MIN} of its "
+            "leading hex digits"
+        )
+    found = [c for c in package.manifest.commits if c.sha.lower().startswith(wanted)]
+    if not found:
+        raise HarnessError(
+            f"{package.root / 'manifest.json'}: commit {given} is not in the manifest"
+        )
+    if len(found) > 1:
+        names = ", ".join(commit.sha[:12] for commit in found)
+        raise HarnessError(f"commit {given} is ambiguous in the manifest: it starts {names}")
+    return found[0]
+
+
 def _pytest_argv(env: TaskEnv, package: CorpusPackage, files: list[str], junit: str) -> list[str]:
     return [
         str(env.python),

@@ -300,11 +300,13 @@ def decision_history(ws: Workspace, limit: int = 50) -> list[IngestDecision]:
 
 
 def _validate(ws: Workspace, root: Path) -> ValidationReport:
-    """The package at `root` validated under the workspace's rules. The checks are imported
-    here: they cost about 0.1 s that reading the corpus (`cra ingest list`) does not need."""
-    from engine.intake.validate import validate_package
+    """The package at `root` validated under the workspace's rules, or its kept report when
+    this content was validated under them (`validation_cache`). The checks are imported
+    there on use: they cost about 0.1 s that reading the corpus (`cra ingest list`) does not
+    need."""
+    from engine.intake.validation_cache import validate_cached
 
-    return validate_package(root, ws.config.validation)
+    return validate_cached(ws, root)
 
 
 def _package_root(path: Path) -> Path:

@@ -70,13 +70,19 @@ PACKAGE_ENTRIES = (MANIFEST_FILE, "repo", "packages")
 not walked: `ingest validate /` would read the whole filesystem)."""
 
 
-def validate_package(path: Path, config: ValidationConfig) -> ValidationReport:
-    """Run every check on the package folder at `path` and return the full report."""
+def package_folder(path: Path) -> Path:
+    """`path` made absolute, refused unless it is a folder holding a package's entries."""
     root = path.expanduser().absolute()
     if root.is_symlink() or not root.is_dir():
         raise CraError(f"{path}: a repo package must be a folder (not a file or a link)")
     if not any(os.path.lexists(root / name) for name in PACKAGE_ENTRIES):
         raise CraError(f"{path}: not a repo package: it holds none of {', '.join(PACKAGE_ENTRIES)}")
+    return root
+
+
+def validate_package(path: Path, config: ValidationConfig) -> ValidationReport:
+    """Run every check on the package folder at `path` and return the full report."""
+    root = package_folder(path)
     with tempfile.TemporaryDirectory(prefix="cra-validate-") as scratch:
         ctx = PackageContext(root=root, config=config, scratch=Path(scratch))
         results: list[CheckResult] = []

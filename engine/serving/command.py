@@ -4,9 +4,12 @@ Each server starts with LoRA enabled, a `--max-lora-rank` large enough for every
 candidate version on its base, the base's active versions preloaded under their version names,
 and runtime loading allowed so candidates can be added without a restart. Ports follow a fixed
 order from `[serving] base_url`'s port (reasoning, then coding), so a base keeps its port
-whether or not the other is configured.
+whether or not the other is configured. A base is served under its kind (`reasoning`, `coding`:
+the name `cra adapters resolve` gives a stage with no active version) and under its folder's path
+(the name evaluations and watches ask for).
 """
 
+import socket
 import sys
 import urllib.parse
 from dataclasses import dataclass, field
@@ -77,7 +80,7 @@ def cpu_serve_commands(ws: Workspace) -> list[ServeCommand]:
         if kind not in serving.bases:
             continue
         argv = [sys.executable, "-m", "engine.serving.cpu_server"]
-        argv += ["--base", str(base_folder(ws, kind)), "--host", host]
+        argv += ["--base", str(base_folder(ws, kind)), *_served_names(ws, kind), "--host", host]
         argv += ["--port", str(port + BASE_ORDER.index(kind))]
         modules = _active_modules(ws, kind, rank_limit(ws, kind))
         if modules:
@@ -102,7 +105,8 @@ def _command(ws: Workspace, kind: BaseModelKind) -> ServeCommand:
     serving = ws.config.serving
     host, port = _host_port(ws)
     max_rank = rank_limit(ws, kind)
-    argv = ["vllm", "serve", str(base_folder(ws, kind)), "--enable-lora"]
+    argv = ["vllm", "serve", str(base_folder(ws, kind)), *_served_names(ws, kind)]
+    argv += ["--enable-lora"]
     argv += ["--host", host, "--port", str(port + BASE_ORDER.index(kind))]
     argv += ["--max-lora-rank", str(max_rank), "--max-loras", str(serving.max_loras)]
     if serving.max_cpu_loras is not None:
@@ -111,6 +115,33 @@ def _command(ws: Workspace, kind: BaseModelKind) -> ServeCommand:
     if modules:
         argv += ["--lora-modules", *modules]
     return ServeCommand(base=kind, url=server_url(ws, kind), argv=argv)
+
+
+def _served_names(ws: Workspace, kind: BaseModelKind) -> list[str]:
+    """`--served-model-name KIND PATH`: the first is what `/v1/models` names an adapter's parent."""
+    return ["--served-model-name", kind, str(base_folder(ws, kind))]
+
+
+def free_base_port(host: str = "127.0.0.1") -> int:
+    """A port `p` on `host` with `p` to `p + len(BASE_ORDER) - 1` free now: for a workspace whose
+    servers must not collide with another's (the demo records it in its `[serving] base_url`)."""
+    while True:
+        with socket.socket() as first:
+            first.bind((host, 0))
+            port = first.getsockname()[1]
+            if port + len(BASE_ORDER) - 1 > 65535:
+                continue
+            if all(_free(host, port + offset) for offset in range(1, len(BASE_ORDER))):
+                return port
+
+
+def _free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def _host_port(ws: Workspace) -> tuple[str, int]:

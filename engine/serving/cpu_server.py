@@ -1,9 +1,10 @@
 """A CPU stand-in for vLLM's OpenAI-compatible server, for the tiny test model and the demo.
 
-`python -m engine.serving.cpu_server --base PATH [--host H] [--port N] [--lora-modules NAME=PATH
-...] [--ready-file FILE]` serves one base with transformers + peft on the CPU and answers the
-endpoints the console uses, shaped as vLLM answers them: `/v1/models` (the base's id is its
-folder's path; an adapter has `root` and `parent`), `/v1/load_lora_adapter`,
+`python -m engine.serving.cpu_server --base PATH [--served-model-name NAME ...] [--host H]
+[--port N] [--lora-modules NAME=PATH ...] [--ready-file FILE]` serves one base with transformers +
+peft on the CPU and answers the endpoints the console uses, shaped as vLLM answers them:
+`/v1/models` (one entry per served name, its `root` the base's folder, the name defaulting to that
+folder's path; an adapter has `root` and `parent`, the first served name), `/v1/load_lora_adapter`,
 `/v1/unload_lora_adapter` and `/v1/chat/completions`. Decoding is always greedy, whatever the
 temperature and seed: the stand-in is deterministic, so an eval run's answers repeat. Port 0
 picks a free port; the URL it serves at is written to `--ready-file` once it listens. Requests are
@@ -50,10 +51,11 @@ class RequestRefused(CraError):
 class Model:
     """The base model and the adapters loaded on it; callers hold `lock` around every method."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, names: list[str] | None = None) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.base_id = str(base)
+        self.root = str(base)
+        self.names = names or [self.root]
         self.tokenizer = AutoTokenizer.from_pretrained(base)
         self.model: Any = AutoModelForCausalLM.from_pretrained(base)
         self.model.eval()
@@ -62,9 +64,12 @@ class Model:
         self.lock = threading.Lock()
 
     def models(self) -> list[dict[str, Any]]:
-        entries = [{"id": self.base_id, "object": "model", "root": self.base_id, "parent": None}]
+        entries = [
+            {"id": name, "object": "model", "root": self.root, "parent": None}
+            for name in self.names
+        ]
         entries += [
-            {"id": name, "object": "model", "root": root, "parent": self.base_id}
+            {"id": name, "object": "model", "root": root, "parent": self.names[0]}
             for name, root in sorted(self.adapters.items())
         ]
         return entries
@@ -131,7 +136,7 @@ class Model:
         import torch
 
         self._check_usable()
-        if model != self.base_id and model not in self.adapters:
+        if model not in self.names and model not in self.adapters:
             raise RequestRefused(404, f"The model `{model}` does not exist.", "NotFoundError")
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
             raise RequestRefused(400, f"max_tokens must be at least 1, got {max_tokens}.")
@@ -153,7 +158,7 @@ class Model:
             "pad_token_id": self.tokenizer.pad_token_id,
         }
         with torch.no_grad():
-            if model != self.base_id:
+            if model in self.adapters:
                 self.model.set_adapter(model)
                 output = self.model.generate(**inputs, **options)
             elif self.adapters:
@@ -275,6 +280,7 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.serving.cpu_server")
     parser.add_argument("--base", type=Path, required=True)
+    parser.add_argument("--served-model-name", nargs="+", default=None, metavar="NAME")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--lora-modules", nargs="*", default=[], metavar="NAME=PATH")
@@ -299,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.disable_progress_bar()
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(1)
-    model = Model(base)
+    model = Model(base, args.served_model_name)
     for name, path in modules:
         try:
             model.load(name, path)

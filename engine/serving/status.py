@@ -4,13 +4,15 @@ from dataclasses import dataclass
 
 from engine.core.workspace import Workspace
 from engine.serving.command import BASE_ORDER, server_url
-from engine.serving.vllm_client import ServingError, VllmClient
+from engine.serving.vllm_client import ServingError, VllmClient, base_folder, serves_base
 
 
 @dataclass(frozen=True)
 class ServerStatus:
     """One base's server: where, whether it answers, its adapters, and the active versions it
-    does not list (requests naming them would fail). `error`: why it could not be read."""
+    does not list (requests naming them would fail). `error`: why it could not be read.
+    `other`: a server answers on the port but serves another base folder (another workspace's):
+    it is not this base's server, so `running` is False and nothing it lists is reported."""
 
     base: str
     url: str
@@ -18,16 +20,19 @@ class ServerStatus:
     loaded: list[str]
     missing: list[str]
     error: str | None
+    other: bool = False
 
 
 def serving_status(ws: Workspace) -> list[ServerStatus]:
     """One status per configured base, in serving order; a down server is a status, not an
-    error. Takes up to `[serving] timeout_s` per base: call it off the UI thread."""
+    error, and so is a server of another base folder. Takes up to `[serving] timeout_s` per
+    base: call it off the UI thread."""
     statuses = []
     for kind in BASE_ORDER:
         if kind not in ws.config.serving.bases:
             continue
         url = server_url(ws, kind)
+        folder = base_folder(ws, kind)
         active = sorted(
             row[0]
             for row in ws.db.execute(
@@ -36,13 +41,19 @@ def serving_status(ws: Workspace) -> list[ServerStatus]:
             )
         )
         try:
-            loaded = sorted(VllmClient(url, ws.config.serving.timeout_s).loaded_adapters())
+            models = VllmClient(url, ws.config.serving.timeout_s).models()
         except ServingError as exc:
             refused = "connection refused" in str(exc)
             statuses.append(
                 ServerStatus(kind, url, False, [], active, None if refused else str(exc))
             )
             continue
+        try:
+            serves_base(url, models, kind, folder)
+        except ServingError as exc:
+            statuses.append(ServerStatus(kind, url, False, [], active, str(exc), other=True))
+            continue
+        loaded = sorted(model.id for model in models if model.is_adapter)
         missing = [name for name in active if name not in loaded]
         statuses.append(ServerStatus(kind, url, True, loaded, missing, None))
     return statuses

@@ -209,14 +209,9 @@ def load_version(client: VllmClient, ws: Workspace, version_row: dict[str, Any])
     kind = version_row["base_model"]
     adapter_dir = ws.root / version_row["path"]
     check_adapter(version_row, adapter_dir, rank_limit(ws, kind), ws.config.serving.bases.keys())
-    base = str(base_folder(ws, kind))
+    base = base_folder(ws, kind)
     models = client.models()
-    if not any(model.id == base and not model.is_adapter for model in models):
-        served = ", ".join(model.id for model in models if not model.is_adapter) or "nothing"
-        raise ServingError(
-            f"vLLM at {client.base_url} serves {served}, not base '{kind}' ({base}); "
-            f"adapter {name} is not loaded there"
-        )
+    served = serves_base(client.base_url, models, kind, base)
     existing = _adapter(models, name)
     if existing is None:
         client.load_adapter(name, str(adapter_dir))
@@ -231,12 +226,27 @@ def load_version(client: VllmClient, ws: Workspace, version_row: dict[str, Any])
             f"vLLM at {client.base_url} has adapter {name} from {existing.root}, "
             f"not from {adapter_dir}; a name is never reused for other weights"
         )
-    if existing.parent != base:
+    if existing.parent != served.id:
         raise ServingError(
             f"vLLM at {client.base_url} lists adapter {name} on {existing.parent}, not on "
-            f"base '{kind}' ({base})"
+            f"base '{kind}' ({served.id}, from {base})"
         )
     return existing
+
+
+def serves_base(url: str, models: list[ServedModel], kind: str, base: Path) -> ServedModel:
+    """The entry of `/v1/models` that is base `kind` of this workspace: a base whose `root` (its
+    `id` when it has none) is the folder `base`, compared by resolved path. Refused when the
+    server answering serves another folder: another workspace's server on the same port."""
+    folder = base.resolve()
+    for model in models:
+        if not model.is_adapter and Path(model.root or model.id).resolve() == folder:
+            return model
+    served = ", ".join(model.root or model.id for model in models if not model.is_adapter)
+    raise ServingError(
+        f"the server at {url} serves {served or 'nothing'}, not base '{kind}' of this "
+        f"workspace ({folder}): another server answers on that port"
+    )
 
 
 def _adapter(models: list[ServedModel], name: str) -> ServedModel | None:
