@@ -44,7 +44,7 @@ from engine.harness.progress import (
     worker_lines,
 )
 from engine.workspace import Workspace
-from screens.harness import PAGE_SIZE, AttemptList
+from screens.widgets.attempt_list import PAGE_SIZE, AttemptList
 
 SIZE = (120, 40)
 START = datetime(2025, 5, 28, tzinfo=UTC)

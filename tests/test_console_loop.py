@@ -17,7 +17,7 @@ from engine.adapters.activation import history, resolve
 from engine.config import TrainingDataConfig
 from engine.demo.workspace import prepare_demo
 from engine.training_data.stages import LORA_STAGES
-from screens.harness import NewCampaignScreen
+from screens.harness_form import NewCampaignScreen
 from screens.review import ReviewScreen
 from screens.training import StartRunScreen
 from screens.widgets.confirm import ConfirmScreen
