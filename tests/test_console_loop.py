@@ -19,7 +19,7 @@ from engine.demo.workspace import prepare_demo
 from engine.training_data.stages import LORA_STAGES
 from screens.harness_form import NewCampaignScreen
 from screens.review import ReviewScreen
-from screens.training import StartRunScreen
+from screens.training_form import StartRunScreen
 from screens.widgets.confirm import ConfirmScreen
 
 SIZE = (140, 45)
