@@ -21,8 +21,6 @@ baseline disagree (`DifferencesScreen`). Each runs the engine in a thread worker
 refusal becomes a notification, never a traceback.
 """
 
-import sqlite3
-
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -46,7 +44,6 @@ from engine.adapters.switch import (
     reconcile_intents,
     rollback_stage,
 )
-from engine.errors import CraError
 from engine.evaluation.evidence import VersionEvidence, version_evidence
 from engine.evaluation.paired import PairedDifference
 from engine.evaluation.runs import reconcile_evals, start_eval
@@ -56,19 +53,14 @@ from engine.terminal_text import neutralise
 from engine.workspace import Workspace
 from screens import PaneScreen
 from screens.adapter_differences import DifferencesScreen
+from screens.pane import WORKER_ERRORS
 from screens.widgets.confirm import ConfirmScreen
+from screens.widgets.formatting import STATUS_STYLE, when
 from screens.widgets.reason import ReasonScreen
 from screens.widgets.text_modal import TextScreen
 
 POLL_S = 1.0
 SERVING_POLL_S = 5.0
-WORKER_ERRORS = (CraError, sqlite3.Error, OSError)
-STATUS_STYLE = {
-    "active": "bold green",
-    "candidate": "cyan",
-    "inactive": "dim",
-    "rejected": "red",
-}
 VERSION_COLUMNS = (
     ("Version", "name"),
     ("Status", "status"),
@@ -143,10 +135,6 @@ class ActionDone(Message):
         super().__init__()
         self.note = note
         self.error = error
-
-
-def when(timestamp: str | None) -> str:
-    return "—" if not timestamp else timestamp[:16].replace("T", " ")
 
 
 def metrics_text(line: VersionLine) -> Text:
