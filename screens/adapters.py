@@ -54,11 +54,12 @@ from engine.serving.status import ServerStatus, serving_status
 from engine.terminal_text import neutralise
 from engine.workspace import Workspace
 from screens.adapter_differences import DifferencesScreen
-from screens.pane import WORKER_ERRORS, ActionDone, EnginePane
+from screens.pane import ActionDone, EnginePane
 from screens.widgets.confirm import ConfirmScreen
 from screens.widgets.formatting import STATUS_STYLE, when
 from screens.widgets.reason import ReasonScreen
 from screens.widgets.text_modal import TextScreen
+from screens.workers import WORKER_ERRORS
 
 SERVING_POLL_S = 5.0
 VERSION_COLUMNS = (

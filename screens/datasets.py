@@ -43,8 +43,9 @@ from engine.training_data.plan_model import TrainingPlan
 from engine.training_data.stages import LORA_STAGES
 from engine.training_data.train_plan import latest_plan, recorded_datasets
 from engine.workspace import Workspace
-from screens.pane import WORKER_ERRORS, EnginePane
+from screens.pane import EnginePane
 from screens.widgets.formatting import when
+from screens.workers import WORKER_ERRORS
 
 SOURCE_SHORT = {"synthetic": "syn", "harness": "har", "logged": "log"}
 FORMAT_SHORT = {"sft": "sft", "preference": "pref"}

@@ -55,9 +55,10 @@ from engine.terminal_text import neutralise
 from engine.workspace import Workspace
 from screens.harness_attempt import AttemptScreen
 from screens.harness_form import NewCampaignScreen
-from screens.pane import WORKER_ERRORS, ActionDone, EnginePane
+from screens.pane import ActionDone, EnginePane
 from screens.widgets.attempt_list import PAGE_SIZE, AttemptList, AttemptSource, header_text
 from screens.widgets.formatting import CAMPAIGN_STATUS_STYLE, duration_text
+from screens.workers import WORKER_ERRORS
 
 FILTERS: tuple[Outcome | None, ...] = (None, *OUTCOMES)
 Action = Literal["start", "pause", "stop"]

@@ -1,17 +1,16 @@
 """The Harness pane's new-campaign form: a campaign's spec, checked by `CampaignSpec`."""
 
 from rich.text import Text
-from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Input, Label, Select, SelectionList, Static
+from textual.widgets import Input, Label, Select, SelectionList
 
 from engine.errors import CraError
 from engine.harness.campaigns import CampaignSpec, parse_spec
 from engine.harness.pipeline import PIPELINES
 from engine.terminal_text import neutralise
+from screens.widgets.form import FormScreen
 
 
 def _listed(text: str) -> list[str]:
@@ -19,13 +18,12 @@ def _listed(text: str) -> list[str]:
     return [part.strip() for part in text.split(",")] if text.strip() else []
 
 
-class NewCampaignScreen(ModalScreen[CampaignSpec | None]):
+class NewCampaignScreen(FormScreen[CampaignSpec]):
     """A form for a campaign's spec; enter checks it through `CampaignSpec`, and an error stays
     on the form until it is fixed; esc cancels."""
 
-    DEFAULT_CLASSES = "modal"
     BINDINGS = [
-        Binding("ctrl+s", "create", "Create"),
+        Binding("ctrl+s", "submit", "Create"),
         Binding("escape", "cancel", "Cancel"),
     ]
 
@@ -63,15 +61,11 @@ class NewCampaignScreen(ModalScreen[CampaignSpec | None]):
                 with Horizontal(classes="form-row"):
                     yield Label(label, classes="form-label")
                     yield Input(value, id=f"form-{key}")
-            yield Static("", id="form-error", markup=False)
-            with Horizontal(classes="dialog-keys"):
-                yield Label("[b]enter[/] / [b]ctrl+s[/] create", classes="key-yes")
-                yield Label("[b]esc[/] cancel", classes="key-cancel")
+            yield from self.form_end("create")
 
     def on_mount(self) -> None:
-        self.query_one("#form-error").display = False
         if not self._packages:
-            self._show_error("No approved package: approve one in the Ingest pane first.")
+            self.show_error("No approved package: approve one in the Ingest pane first.")
 
     def spec_data(self) -> dict[str, object]:
         """The form's fields as `CampaignSpec` input, unconverted."""
@@ -84,22 +78,10 @@ class NewCampaignScreen(ModalScreen[CampaignSpec | None]):
             "workers": self.query_one("#form-workers", Input).value.strip(),
         }
 
-    @on(Input.Submitted)
-    def _submitted(self) -> None:
-        self.action_create()
-
-    def action_create(self) -> None:
+    def action_submit(self) -> None:
         try:
             spec = parse_spec(self.spec_data())
         except CraError as exc:
-            self._show_error(str(exc))
+            self.show_error(str(exc))
             return
         self.dismiss(spec)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-    def _show_error(self, text: str) -> None:
-        error = self.query_one("#form-error", Static)
-        error.update(text)
-        error.display = True

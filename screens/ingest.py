@@ -11,6 +11,7 @@ Reports are cached per package path and manifest mtime, so rescans never revalid
 """
 
 import asyncio
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,7 +25,6 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
-from engine.harness.progress import reopened
 from engine.ingest import CorpusEntry, PackageNotValid, approve_package, list_corpus, reject_package
 from engine.manifest import MANIFEST_FILE
 from engine.report import ValidationReport
@@ -40,9 +40,9 @@ from screens.ingest_report import (
     mining_parts,
     plural,
 )
-from screens.pane import WORKER_ERRORS
 from screens.widgets.confirm import ConfirmScreen
 from screens.widgets.reason import ReasonScreen
+from screens.workers import WORKER_ERRORS
 
 Decision = Literal["approved", "rejected"]
 DRIVE_PREFIX = "drive:"
@@ -110,6 +110,14 @@ class CorpusRead(Message):
 
     entries: list[CorpusEntry]
     error: str | None
+
+
+def _reopened(ws: Workspace) -> AbstractContextManager[Workspace]:
+    """`reopened`, imported on use: the harness modules it lives in would slow the first frame,
+    and this pane is the one the console opens on."""
+    from engine.harness.progress import reopened
+
+    return reopened(ws)
 
 
 def package_rows(drives: list[Drive]) -> dict[Path, PackageRow]:
@@ -222,7 +230,7 @@ class IngestScreen(PaneScreen):
     @work(thread=True, group="decide")
     def _approve(self, key: ReportKey) -> None:
         try:
-            with reopened(self._ws) as ws:
+            with _reopened(self._ws) as ws:
                 result = approve_package(ws, key.path)
         except PackageNotValid as exc:
             # Approval validated again and found what the cached report did not: show it.
@@ -243,7 +251,7 @@ class IngestScreen(PaneScreen):
     @work(thread=True, group="decide")
     def _reject(self, key: ReportKey, reason: str, report: ValidationReport | None) -> None:
         try:
-            with reopened(self._ws) as ws:
+            with _reopened(self._ws) as ws:
                 decision = reject_package(ws, key.path, reason=reason, report=report)
         except WORKER_ERRORS as exc:
             self.post_message(DecisionDone(key, "rejected", "", str(exc)))
@@ -504,7 +512,7 @@ class IngestScreen(PaneScreen):
     @work(thread=True, group="corpus")
     def _refresh_corpus(self) -> None:
         try:
-            with reopened(self._ws) as ws:
+            with _reopened(self._ws) as ws:
                 entries = list_corpus(ws)
         except WORKER_ERRORS as exc:
             self.post_message(CorpusRead([], str(exc)))

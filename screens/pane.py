@@ -9,7 +9,6 @@ what it reads (`read`, in the worker) and how it draws the messages that read po
 The clock (`now`) is the pane's constructor argument, so tests stop it instead of patching.
 """
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -19,14 +18,12 @@ from textual.message import Message
 from textual.timer import Timer
 
 from engine.db import ChangeProbe
-from engine.errors import CraError
 from engine.harness.progress import Clock, reopened, wall_clock
 from engine.workspace import DB_FILE, Workspace
 from screens import PaneScreen
 from screens.widgets.confirm import ConfirmScreen
+from screens.workers import WORKER_ERRORS
 
-# What a worker turns into a message rather than a crash: refusals, a busy database, I/O.
-WORKER_ERRORS: tuple[type[Exception], ...] = (CraError, sqlite3.Error, OSError)
 Result = TypeVar("Result")
 
 

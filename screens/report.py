@@ -20,7 +20,7 @@ from engine.morning_report import morning_report, report_text
 from engine.terminal_text import neutralise
 from engine.workspace import Workspace
 from screens import PaneScreen
-from screens.pane import WORKER_ERRORS
+from screens.workers import WORKER_ERRORS
 
 WINDOWS = (
     ("12 hours", timedelta(hours=12)),

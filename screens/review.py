@@ -48,7 +48,7 @@ from engine.training_data.review_status import (
 from engine.training_data.stages import STAGES, Stage
 from engine.training_data.store import load_item
 from engine.workspace import Workspace
-from screens.pane import WORKER_ERRORS, EnginePane
+from screens.pane import EnginePane
 from screens.review_lines import RowsView
 from screens.review_view import (
     ItemView,
@@ -59,6 +59,7 @@ from screens.review_view import (
     strip_table,
 )
 from screens.widgets.confirm import ConfirmScreen
+from screens.workers import WORKER_ERRORS
 
 CACHE_ITEMS = 16
 UNDECIDED: tuple[Decision | None, ...] = (None, "skip")

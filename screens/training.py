@@ -38,11 +38,12 @@ from engine.training.log_tail import LogTail, TailRead
 from engine.training.run_view import TERMINAL, RunRow, RunState, RunView, recent_runs
 from engine.training_data.dataset_files import dataset_kinds
 from engine.workspace import Workspace
-from screens.pane import WORKER_ERRORS, ActionDone, EnginePane
+from screens.pane import ActionDone, EnginePane
 from screens.training_form import StartRequest, StartRunScreen
 from screens.training_log import RING_LINES, LogView
 from screens.training_plot import LossPlot
 from screens.training_view import head_table, headline, run_cells, stats_table
+from screens.workers import WORKER_ERRORS
 
 COLUMNS = (
     ("#", "id"),

@@ -6,11 +6,11 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
-from textual.widgets import Input, Label, Select, Static
+from textual.widgets import Input, Label, Select
 
 from engine.training_data.stages import LORA_STAGES
+from screens.widgets.form import FormScreen
 
 METHODS = ("sft", "dpo")
 
@@ -22,13 +22,12 @@ class StartRequest:
     method: str
 
 
-class StartRunScreen(ModalScreen[StartRequest | None]):
+class StartRunScreen(FormScreen[StartRequest]):
     """Asks which dataset trains which stage's adapter, and how; enter or ctrl+s starts it,
     esc cancels. Typing a known dataset's id fills in its stage and method."""
 
-    DEFAULT_CLASSES = "modal"
     BINDINGS = [
-        Binding("ctrl+s", "start", "Start"),
+        Binding("ctrl+s", "submit", "Start"),
         Binding("escape", "cancel", "Cancel"),
     ]
 
@@ -65,15 +64,11 @@ class StartRunScreen(ModalScreen[StartRequest | None]):
                     allow_blank=False,
                     id="form-method",
                 )
-            yield Static("", id="form-error", markup=False)
-            with Horizontal(classes="dialog-keys"):
-                yield Label("[b]enter[/] / [b]ctrl+s[/] start", classes="key-yes")
-                yield Label("[b]esc[/] cancel", classes="key-cancel")
+            yield from self.form_end("start")
 
     def on_mount(self) -> None:
-        self.query_one("#form-error").display = False
         if not self._datasets:
-            self._show_error("No dataset yet: `cra curate-data` makes one from reviewed items.")
+            self.show_error("No dataset yet: `cra curate-data` makes one from reviewed items.")
 
     @on(Input.Changed, "#form-dataset")
     def _dataset_changed(self, event: Input.Changed) -> None:
@@ -82,29 +77,17 @@ class StartRunScreen(ModalScreen[StartRequest | None]):
             self.query_one("#form-stage", Select).value = known[0]
             self.query_one("#form-method", Select).value = _method(known[1])
 
-    @on(Input.Submitted)
-    def _submitted(self) -> None:
-        self.action_start()
-
-    def action_start(self) -> None:
+    def action_submit(self) -> None:
         dataset_id = self.query_one("#form-dataset", Input).value.strip()
         stage = self.query_one("#form-stage", Select).value
         method = self.query_one("#form-method", Select).value
         if not dataset_id:
-            self._show_error("Name the dataset to train on.")
+            self.show_error("Name the dataset to train on.")
             return
         if not isinstance(stage, str):
-            self._show_error("Choose the stage whose adapter the run trains.")
+            self.show_error("Choose the stage whose adapter the run trains.")
             return
         self.dismiss(StartRequest(dataset_id, stage, str(method)))
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-    def _show_error(self, text: str) -> None:
-        error = self.query_one("#form-error", Static)
-        error.update(text)
-        error.display = True
 
 
 def _method(dataset_format: str) -> str:

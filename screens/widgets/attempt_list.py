@@ -22,8 +22,8 @@ from textual.strip import Strip
 from engine.harness.progress import AttemptRow, Outcome, attempt_page, reopened
 from engine.terminal_text import neutralise
 from engine.workspace import Workspace
-from screens.pane import WORKER_ERRORS
 from screens.widgets.formatting import duration_text
+from screens.workers import WORKER_ERRORS
 
 PAGE_SIZE = 100
 CACHE_PAGES = 8
