@@ -439,17 +439,23 @@ async def test_a_slow_poll_is_never_overlapped(console_workspace, monkeypatch):
     assert clock.most_active == 1
 
 
-async def test_a_tick_reads_only_when_the_database_changed(console_workspace, monkeypatch):
-    """A paused campaign's figures do not move with the clock: a tick reads again only once
-    another connection committed, while an explicit request always reads."""
-    campaign_id = add_campaign(console_workspace, status="paused")
-    polls: list[datetime] = []
+@pytest.fixture
+def polls(monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
+    """The Harness pane built with a clock that records each poll's reading (one a poll)."""
+    readings: list[datetime] = []
 
     def clock() -> datetime:
-        polls.append(NOW)
+        readings.append(NOW)
         return NOW
 
     monkeypatch.setattr("app.app.PANES", panes_with_clock(clock))
+    return readings
+
+
+async def test_a_tick_reads_only_when_the_database_changed(console_workspace, polls):
+    """A paused campaign's figures do not move with the clock: a tick reads again only once
+    another connection committed, while an explicit request always reads."""
+    campaign_id = add_campaign(console_workspace, status="paused")
     app = CraApp(console_workspace, [])
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_pane(pilot)
@@ -468,16 +474,9 @@ async def test_a_tick_reads_only_when_the_database_changed(console_workspace, mo
         await until(pilot, lambda: len(polls) == read + 2 and not screen.polling, "a forced read")
 
 
-async def test_polling_stops_while_the_pane_is_out_of_view(console_workspace, monkeypatch):
+async def test_polling_stops_while_the_pane_is_out_of_view(console_workspace, polls):
     """The pane's timer runs only while it is in view, and it polls on coming back."""
     add_campaign(console_workspace, status="paused")
-    polls: list[datetime] = []
-
-    def clock() -> datetime:
-        polls.append(NOW)
-        return NOW
-
-    monkeypatch.setattr("app.app.PANES", panes_with_clock(clock))
     app = CraApp(console_workspace, [])
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_pane(pilot)
