@@ -28,9 +28,10 @@ def _count(passed: int | None, total: int | None) -> str:
 def attempts(ctx: click.Context, campaign_id: int | None, as_json: bool) -> None:
     """A campaign's attempts, in id order, with the Harness pane's columns."""
     from app.output import echo_json
+    from engine.core.timestamps import duration_text
     from engine.harness.campaigns import campaign_row
     from engine.harness.package import HarnessError
-    from engine.harness.progress import attempt_count, attempt_page, duration_text
+    from engine.harness.progress import attempt_count, attempt_page
 
     ws = open_workspace(ctx, write=False)
     if campaign_id is None:

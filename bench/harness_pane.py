@@ -44,7 +44,7 @@ from engine.harness.progress import (
     package_progress,
     worker_lines,
 )
-from screens.harness import PAGE_SIZE, AttemptList
+from screens.widgets.attempt_list import PAGE_SIZE, AttemptList
 
 SIZE = (120, 40)
 START = datetime(2025, 5, 28, tzinfo=UTC)

@@ -43,7 +43,7 @@ from textual.widgets import Static
 
 from engine.core.workspace import Workspace
 from engine.training.contract import LOG_FILE, METRICS_FILE, SPEC_FILE, Hyper, RunSpec, StepRecord
-from screens.training import TrainingScreen
+from screens.training import RunCalls, TrainingScreen
 from screens.training_log import MARKER, LogView
 
 SIZE = (120, 40)
@@ -238,7 +238,7 @@ class PaneApp(App[None]):
         self.timed = timed
 
     def on_mount(self) -> None:
-        self.push_screen(TrainingScreen(self.ws, lambda ws: None))
+        self.push_screen(TrainingScreen(self.ws, RunCalls(reconcile=lambda ws: None)))
 
     def action_mark(self) -> None:
         self.timed.mark()

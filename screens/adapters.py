@@ -21,7 +21,7 @@ baseline disagree (`DifferencesScreen`). Each runs the engine in a thread worker
 refusal becomes a notification, never a traceback.
 """
 
-import sqlite3
+from dataclasses import dataclass
 
 from rich.text import Text
 from textual import on, work
@@ -32,7 +32,6 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from engine.adapters.lineage import trace_lines
-from engine.core.errors import CraError
 from engine.core.terminal_text import neutralise
 from engine.core.workspace import Workspace
 from engine.evaluation.evidence import VersionEvidence, version_evidence
@@ -54,21 +53,15 @@ from engine.promotion.switch import (
     rollback_stage,
 )
 from engine.serving.status import ServerStatus, serving_status
-from screens import PaneScreen
 from screens.adapter_differences import DifferencesScreen
+from screens.pane import ActionDone, EnginePane
 from screens.widgets.confirm import ConfirmScreen
+from screens.widgets.formatting import STATUS_STYLE, when
 from screens.widgets.reason import ReasonScreen
 from screens.widgets.text_modal import TextScreen
+from screens.workers import WORKER_ERRORS
 
-POLL_S = 1.0
 SERVING_POLL_S = 5.0
-WORKER_ERRORS = (CraError, sqlite3.Error, OSError)
-STATUS_STYLE = {
-    "active": "bold green",
-    "candidate": "cyan",
-    "inactive": "dim",
-    "rejected": "red",
-}
 VERSION_COLUMNS = (
     ("Version", "name"),
     ("Status", "status"),
@@ -87,23 +80,14 @@ HISTORY_COLUMNS = (
 )
 
 
+@dataclass
 class ViewsPolled(Message):
     """The stages, and the evidence of version `name` (or why it could not be gathered)."""
 
-    def __init__(
-        self,
-        views: list[StageView] | None,
-        error: str | None,
-        name: str | None = None,
-        evidence: VersionEvidence | None = None,
-        evidence_error: str | None = None,
-    ) -> None:
-        super().__init__()
-        self.views = views
-        self.error = error
-        self.name = name
-        self.evidence = evidence
-        self.evidence_error = evidence_error
+    views: list[StageView]
+    name: str | None
+    evidence: VersionEvidence | None
+    evidence_error: str | None
 
 
 class ServingPolled(Message):
@@ -134,19 +118,6 @@ class Traced(Message):
         self.name = name
         self.text = text
         self.error = error
-
-
-class ActionDone(Message):
-    """A switch or eval start ended: `note` to show, `error` when refused."""
-
-    def __init__(self, note: str | None, error: str | None) -> None:
-        super().__init__()
-        self.note = note
-        self.error = error
-
-
-def when(timestamp: str | None) -> str:
-    return "—" if not timestamp else timestamp[:16].replace("T", " ")
 
 
 def metrics_text(line: VersionLine) -> Text:
@@ -215,10 +186,14 @@ def serving_text(statuses: list[ServerStatus] | None, error: str | None) -> Text
     return text
 
 
-class AdaptersScreen(PaneScreen):
+class AdaptersScreen(EnginePane):
     """Stages and serving on top, the selected stage's versions, then its history."""
 
     PANE_TITLE = "Adapters"
+    POLL_S = 1.0
+    POLL_TITLE = "adapters"
+    ACTION_TITLE = "adapters"
+    ACTION_REFUSED_TITLE = "refused"
     CSS_PATH = "adapters.tcss"
     AUTO_FOCUS = "#stages"
     BINDINGS = [
@@ -236,15 +211,12 @@ class AdaptersScreen(PaneScreen):
     ]
 
     def __init__(self, workspace: Workspace) -> None:
-        super().__init__()
-        self._ws = workspace
+        super().__init__(workspace)
         self._views: dict[str, StageView] = {}
         self._stage: str | None = None
         self._version: str | None = None
         self._statuses: list[ServerStatus] | None = None
-        self._polling = False
         self._reading_serving = False
-        self._last_error: str | None = None
         self._shown: StageView | None = None
         self._evidence: VersionEvidence | None = None
 
@@ -274,17 +246,13 @@ class AdaptersScreen(PaneScreen):
         stages.add_column("Candidates", key="candidates")
         for label, key in HISTORY_COLUMNS:
             self.query_one("#history", DataTable).add_column(label, key=key)
-        self._timer = self.set_interval(POLL_S, self._poll_views, pause=True)
         self._serving_timer = self.set_interval(SERVING_POLL_S, self._read_serving, pause=True)
 
     def on_screen_resume(self) -> None:
-        self._timer.resume()
         self._serving_timer.resume()
-        self._poll_views()
         self._read_serving()
 
     def on_screen_suspend(self) -> None:
-        self._timer.pause()
         self._serving_timer.pause()
 
     @property
@@ -297,28 +265,22 @@ class AdaptersScreen(PaneScreen):
 
     # -- polling --------------------------------------------------------------------------
 
-    def _poll_views(self) -> None:
-        if not self._polling:
-            self._polling = True
-            self._read_views(self._version, self._evidence)
+    def poll_args(self) -> tuple[str | None, VersionEvidence | None]:
+        return (self._version, self._evidence)
 
-    @work(thread=True, group="poll")
-    def _read_views(self, name: str | None, reuse: VersionEvidence | None) -> None:
-        try:
-            with reopened(self._ws) as ws:
-                reconcile_intents(ws)
-                reconcile_evals(ws)
-                views = stage_views(ws)
-                evidence, evidence_error = None, None
-                if name is not None:
-                    try:
-                        evidence = version_evidence(ws, name, reuse)
-                    except (*WORKER_ERRORS, ValueError) as exc:
-                        evidence_error = str(exc)
-        except WORKER_ERRORS as exc:
-            self.post_message(ViewsPolled(None, str(exc)))
-            return
-        self.post_message(ViewsPolled(views, None, name, evidence, evidence_error))
+    def settle(self, ws: Workspace) -> None:
+        reconcile_intents(ws)
+        reconcile_evals(ws)
+
+    def read(self, ws: Workspace, name: str | None, reuse: VersionEvidence | None) -> None:
+        views = stage_views(ws)
+        evidence, evidence_error = None, None
+        if name is not None:
+            try:
+                evidence = version_evidence(ws, name, reuse)
+            except (*WORKER_ERRORS, ValueError) as exc:
+                evidence_error = str(exc)
+        self.post_message(ViewsPolled(views, name, evidence, evidence_error))
 
     def _read_serving(self) -> None:
         if not self._reading_serving:
@@ -337,14 +299,7 @@ class AdaptersScreen(PaneScreen):
 
     @on(ViewsPolled)
     def _views_polled(self, message: ViewsPolled) -> None:
-        self._polling = False
-        if message.error is not None:
-            if message.error != self._last_error:
-                self.notify(message.error, title="adapters", severity="error", markup=False)
-            self._last_error = message.error
-            return
-        self._last_error = None
-        views = message.views or []
+        views = message.views
         first = not self._views
         self._views = {view.stage: view for view in views}
         stages = self.query_one("#stages", DataTable)
@@ -370,7 +325,7 @@ class AdaptersScreen(PaneScreen):
             panel.update(Text("no version selected", style="dim"))
             return
         if message.name != self._version:
-            self._poll_views()
+            self.request_poll()
             return
         panel.border_title = Text(neutralise(f"Evidence · {self._version}"))
         if message.evidence_error is not None:
@@ -458,7 +413,7 @@ class AdaptersScreen(PaneScreen):
         self._evidence = None
         if self._version is not None:
             self.query_one("#evidence", Static).update(Text("reading…", style="dim"))
-        self._poll_views()
+        self.request_poll()
 
     # -- actions --------------------------------------------------------------------------
 
@@ -559,51 +514,35 @@ class AdaptersScreen(PaneScreen):
 
         self.app.push_screen(ConfirmScreen(title, confirmation.text), answered)
 
-    @work(thread=True, group="action")
     def _switch(self, action: str, subject: str, serving: str, override: str | None = None) -> None:
         """Promote or roll back, naming the version the confirmation showed serving; `override`
         is the reason for promoting over a gate decision that did not pass."""
-        try:
-            with reopened(self._ws) as ws:
-                result: SwitchResult
-                if action == "promote":
-                    result = promote_version(
-                        ws,
-                        subject,
-                        reason=override or "promoted in the console",
-                        replacing=serving,
-                        override=override is not None,
-                    )
-                else:
-                    result = rollback_stage(
-                        ws, subject, serving, reason="rolled back in the console"
-                    )
-        except WORKER_ERRORS as exc:
-            self.post_message(ActionDone(None, str(exc)))
-            return
-        watch = f" Watch: {result.watch}" if result.watch else ""
-        self.post_message(
-            ActionDone(f"{result.stage}: {result.active} serves now. {result.server}{watch}", None)
-        )
 
-    @work(thread=True, group="action")
+        def switch(ws: Workspace) -> SwitchResult:
+            if action == "promote":
+                return promote_version(
+                    ws,
+                    subject,
+                    reason=override or "promoted in the console",
+                    replacing=serving,
+                    override=override is not None,
+                )
+            return rollback_stage(ws, subject, serving, reason="rolled back in the console")
+
+        def done(result: SwitchResult) -> str:
+            watch = f" Watch: {result.watch}" if result.watch else ""
+            return f"{result.stage}: {result.active} serves now. {result.server}{watch}"
+
+        self.act(switch, done)
+
     def _evaluate(self, name: str) -> None:
-        try:
-            with reopened(self._ws) as ws:
-                ids = start_eval(ws, adapter=name)
-        except WORKER_ERRORS as exc:
-            self.post_message(ActionDone(None, str(exc)))
-            return
-        runs = ", ".join(str(eval_id) for eval_id in ids)
-        self.post_message(
-            ActionDone(f"{name}: eval run {runs} started; the gate decides when it ends", None)
+        self.act(
+            lambda ws: start_eval(ws, adapter=name),
+            lambda ids: (
+                f"{name}: eval run {', '.join(str(i) for i in ids)} started; "
+                "the gate decides when it ends"
+            ),
         )
 
-    @on(ActionDone)
-    def _action_done(self, message: ActionDone) -> None:
-        if message.error is not None:
-            self.notify(message.error, title="refused", severity="error", markup=False)
-        else:
-            self.notify(message.note or "", title="adapters", markup=False)
-        self._poll_views()
+    def acted(self, message: ActionDone) -> None:
         self._read_serving()

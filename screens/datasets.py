@@ -11,16 +11,15 @@ round that let it be curated and the plan it followed. Below, the highlighted da
 the chronological split (cutoff, eval-only repos), the domains, every count and each file's
 sha256.
 
-A timer polls the database in a thread worker that only posts messages, never two at once, and
-only while the pane is in view; `r` polls now. The audit reads every item, so it runs in a
-worker of its own, only when a poll finds the items changed (or on `r`), never two at once.
-`c` curates every stage the spot-check allows, after a confirmation, in a thread worker; what
-it made and what it could not are notified.
+The pane polls through `EnginePane` (a thread worker that only posts messages, never two at
+once, only while the pane is in view, only when the database changed); `r` polls now. The
+audit reads every item, so it runs in a worker of its own, only when a poll finds the items
+changed (or on `r`), never two at once. `c` curates every stage the spot-check allows, after a
+confirmation, in a thread worker; what it made and what it could not are notified.
 Everything shown comes from the manifests, which are never rewritten, so a poll replaces rows
 only when the list of datasets changed.
 """
 
-import sqlite3
 from typing import Literal
 
 from rich.cells import cell_len
@@ -34,7 +33,6 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from engine.core.errors import CraError
 from engine.core.stages import LORA_STAGES
 from engine.core.terminal_text import neutralise
 from engine.core.workspace import Workspace
@@ -45,12 +43,10 @@ from engine.training_data.curate import curate
 from engine.training_data.dataset_manifest import DatasetManifest
 from engine.training_data.plan_model import TrainingPlan
 from engine.training_data.train_plan import latest_plan, recorded_datasets
-from screens import PaneScreen
-from screens.widgets.confirm import ConfirmScreen
+from screens.pane import EnginePane
+from screens.widgets.formatting import when
+from screens.workers import WORKER_ERRORS
 
-POLL_S = 2.0
-# What a poll turns into a notification rather than a crash: refusals, a busy database, I/O.
-WORKER_ERRORS = (CraError, sqlite3.Error, OSError)
 SOURCE_SHORT = {"synthetic": "syn", "harness": "har", "logged": "log"}
 FORMAT_SHORT = {"sft": "sft", "preference": "pref"}
 COLUMNS = (
@@ -69,11 +65,6 @@ COLUMNS = (
 
 
 # -- formatting ---------------------------------------------------------------------------
-
-
-def when(timestamp: str) -> str:
-    """`2026-05-02T09:00:00Z` as `2026-05-02 09:00`."""
-    return timestamp[:16].replace("T", " ")
 
 
 def share(value: float) -> str:
@@ -342,17 +333,15 @@ class EvalSetsBuilt(Message):
         self.error = error
 
 
-class PollDone(Message):
-    """A poll ended."""
-
-
 # -- the pane -----------------------------------------------------------------------------
 
 
-class DatasetsScreen(PaneScreen):
+class DatasetsScreen(EnginePane):
     """The latest plan on top, the datasets in the middle, the highlighted one's detail below."""
 
     PANE_TITLE = "Datasets"
+    POLL_S = 2.0
+    POLL_TITLE = "datasets could not be read"
     CSS_PATH = "datasets.tcss"
     AUTO_FOCUS = "#datasets"
     BINDINGS = [
@@ -367,12 +356,9 @@ class DatasetsScreen(PaneScreen):
     ]
 
     def __init__(self, workspace: Workspace) -> None:
-        super().__init__()
-        self._ws = workspace
+        super().__init__(workspace)
         self._manifests: dict[str, DatasetManifest] = {}
         self._selected: str | None = None
-        self._polling = False
-        self._poll_wanted = False
         self._errors: dict[str, str | None] = {"plan": None, "datasets": None, "audit": None}
         self._audit: AuditReport | None = None
         self._audited: tuple[int, int | None] | None = None
@@ -399,15 +385,6 @@ class DatasetsScreen(PaneScreen):
         fill_table(self.query_one("#datasets", DataTable), [])
         self._show_detail()
         self._show_audit()
-        self._timer = self.set_interval(POLL_S, self._tick, pause=True)
-
-    def on_screen_resume(self) -> None:
-        """Poll while the pane is in view, and at once when it comes back into view."""
-        self._timer.resume()
-        self._request_poll()
-
-    def on_screen_suspend(self) -> None:
-        self._timer.pause()
 
     @property
     def selected_dataset(self) -> str | None:
@@ -423,7 +400,7 @@ class DatasetsScreen(PaneScreen):
 
     def action_poll_now(self) -> None:
         self._audited = self._audit_target = None
-        self._request_poll()
+        self.request_poll()
 
     def action_curate(self) -> None:
         body = (
@@ -431,12 +408,7 @@ class DatasetsScreen(PaneScreen):
             "decided and within the reject rate (the same as `cra curate-data`). Stages that\n"
             "cannot be curated are listed with the reason; nothing is written for them."
         )
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self._curate()
-
-        self.app.push_screen(ConfirmScreen("Curate datasets?", body), answered)
+        self.confirm("Curate datasets?", body, self._curate)
 
     @work(thread=True, group="curate")
     def _curate(self) -> None:
@@ -463,7 +435,7 @@ class DatasetsScreen(PaneScreen):
         if len(message.blocked) > 4:
             more = len(message.blocked) - 4
             self.notify(f"… and {more} more; `cra curate-data` lists them all", markup=False)
-        self._request_poll()
+        self.request_poll()
 
     def action_build_eval_sets(self) -> None:
         body = (
@@ -472,12 +444,7 @@ class DatasetsScreen(PaneScreen):
             "unchanged keeps its version; the tasks of every eval set never train. Build them\n"
             "before curating: curation then holds their tasks out."
         )
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self._build_eval_sets()
-
-        self.app.push_screen(ConfirmScreen("Build eval sets?", body), answered)
+        self.confirm("Build eval sets?", body, self._build_eval_sets)
 
     @work(thread=True, group="eval-sets")
     def _build_eval_sets(self) -> None:
@@ -507,41 +474,19 @@ class DatasetsScreen(PaneScreen):
 
     # -- polling --------------------------------------------------------------------------
 
-    def _tick(self) -> None:
-        if not self._polling:
-            self._start_poll()
-
-    def _request_poll(self) -> None:
-        """Poll now, or right after the poll under way (whose answer may be out of date)."""
-        if self._polling:
-            self._poll_wanted = True
-        else:
-            self._start_poll()
-
-    def _start_poll(self) -> None:
-        self._polling = True
-        self._poll_wanted = False
-        self._poll()
-
-    @work(thread=True, group="poll")
-    def _poll(self) -> None:
+    def read(self, ws: Workspace, *args: object) -> None:
         try:
-            with reopened(self._ws) as ws:
-                try:
-                    self.post_message(PlanPolled(latest_plan(ws), None))
-                except WORKER_ERRORS as exc:
-                    self.post_message(PlanPolled(None, str(exc)))
-                try:
-                    self.post_message(DatasetsPolled(recorded_datasets(ws), None))
-                except WORKER_ERRORS as exc:
-                    self.post_message(DatasetsPolled([], str(exc)))
-                try:
-                    self.post_message(ExamplesPolled(examples_signature(ws), None))
-                except WORKER_ERRORS as exc:
-                    self.post_message(ExamplesPolled(None, str(exc)))
+            self.post_message(PlanPolled(latest_plan(ws), None))
+        except WORKER_ERRORS as exc:
+            self.post_message(PlanPolled(None, str(exc)))
+        try:
+            self.post_message(DatasetsPolled(recorded_datasets(ws), None))
         except WORKER_ERRORS as exc:
             self.post_message(DatasetsPolled([], str(exc)))
-        self.post_message(PollDone())
+        try:
+            self.post_message(ExamplesPolled(examples_signature(ws), None))
+        except WORKER_ERRORS as exc:
+            self.post_message(ExamplesPolled(None, str(exc)))
 
     def _report(self, what: str, error: str | None) -> None:
         """Notify an error once, not on every poll that meets it again."""
@@ -621,12 +566,6 @@ class DatasetsScreen(PaneScreen):
             box.border_title = (
                 f"Audit · {items:,} items · curation refuses above {share(limit)} degenerate"
             )
-
-    @on(PollDone)
-    def _poll_done(self) -> None:
-        self._polling = False
-        if self._poll_wanted:
-            self._start_poll()
 
     # -- selection ------------------------------------------------------------------------
 

@@ -11,8 +11,7 @@ Reports are cached per package path and manifest mtime, so rescans never revalid
 """
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -26,10 +25,15 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
-from engine.core.errors import CraError
 from engine.core.terminal_text import neutralise
 from engine.core.workspace import Workspace
-from engine.intake.approval import PackageNotValid, approve_package, list_corpus, reject_package
+from engine.intake.approval import (
+    CorpusEntry,
+    PackageNotValid,
+    approve_package,
+    list_corpus,
+    reject_package,
+)
 from engine.intake.manifest import MANIFEST_FILE
 from engine.intake.usb import Drive, watch_drives
 from engine.intake.validate import validate_package
@@ -44,6 +48,7 @@ from screens.ingest_report import (
 )
 from screens.widgets.confirm import ConfirmScreen
 from screens.widgets.reason import ReasonScreen
+from screens.workers import WORKER_ERRORS
 
 Decision = Literal["approved", "rejected"]
 DRIVE_PREFIX = "drive:"
@@ -77,12 +82,12 @@ class PackageRow:
         return self.key.path.relative_to(self.drive).as_posix()
 
 
+@dataclass
 class DrivesChanged(Message):
-    """The USB watcher saw a drive or package come or go."""
+    """The USB watcher saw a drive or package come or go: the drives and their packages."""
 
-    def __init__(self, drives: list[Drive]) -> None:
-        super().__init__()
-        self.drives = drives
+    drives: list[Drive]
+    rows: dict[Path, PackageRow]
 
 
 class ReportReady(Message):
@@ -105,14 +110,35 @@ class DecisionDone(Message):
         self.error = error
 
 
-@contextmanager
-def _thread_workspace(ws: Workspace) -> Iterator[Workspace]:
-    """The workspace opened again for a worker thread: a SQLite connection serves one thread."""
-    own = ws.reopen()
-    try:
-        yield own
-    finally:
-        own.db.conn.close()
+@dataclass
+class CorpusRead(Message):
+    """The approved packages, newest first, or the error that stopped reading them."""
+
+    entries: list[CorpusEntry]
+    error: str | None
+
+
+def _reopened(ws: Workspace) -> AbstractContextManager[Workspace]:
+    """`reopened`, imported on use: the harness modules it lives in would slow the first frame,
+    and this pane is the one the console opens on."""
+    from engine.harness.progress import reopened
+
+    return reopened(ws)
+
+
+def package_rows(drives: list[Drive]) -> dict[Path, PackageRow]:
+    """Each package found on `drives` at its current version (its manifest's mtime); one gone
+    since the scan is left out, and the next scan drops it. Reads the disk: call it in a
+    worker."""
+    rows = {}
+    for drive in drives:
+        for path in drive.packages:
+            try:
+                mtime_ns = (path / MANIFEST_FILE).lstat().st_mtime_ns
+            except OSError:
+                continue
+            rows[path] = PackageRow(drive=drive.path, key=ReportKey(path, mtime_ns))
+    return rows
 
 
 class IngestScreen(PaneScreen):
@@ -195,13 +221,14 @@ class IngestScreen(PaneScreen):
     async def _watch_usb(self) -> None:
         usb = self._ws.config.usb
         async for drives in watch_drives(usb, self._usb_dirs, self._stop_watching):
-            self.post_message(DrivesChanged(drives))
+            rows = await asyncio.to_thread(package_rows, drives)
+            self.post_message(DrivesChanged(drives, rows))
 
     @work(thread=True, group="validate")
     def _validate(self, key: ReportKey) -> None:
         try:
             report = validate_package(key.path, self._ws.config.validation)
-        except (CraError, OSError) as exc:
+        except WORKER_ERRORS as exc:
             self.post_message(ReportReady(key, str(exc)))
             return
         self.post_message(ReportReady(key, report))
@@ -209,14 +236,14 @@ class IngestScreen(PaneScreen):
     @work(thread=True, group="decide")
     def _approve(self, key: ReportKey) -> None:
         try:
-            with _thread_workspace(self._ws) as ws:
+            with _reopened(self._ws) as ws:
                 result = approve_package(ws, key.path)
         except PackageNotValid as exc:
             # Approval validated again and found what the cached report did not: show it.
             self.post_message(ReportReady(key, exc.report))
             self.post_message(DecisionDone(key, "approved", "", str(exc)))
             return
-        except (CraError, OSError) as exc:
+        except WORKER_ERRORS as exc:
             self.post_message(DecisionDone(key, "approved", "", str(exc)))
             return
         where = result.corpus_path
@@ -230,9 +257,9 @@ class IngestScreen(PaneScreen):
     @work(thread=True, group="decide")
     def _reject(self, key: ReportKey, reason: str, report: ValidationReport | None) -> None:
         try:
-            with _thread_workspace(self._ws) as ws:
+            with _reopened(self._ws) as ws:
                 decision = reject_package(ws, key.path, reason=reason, report=report)
-        except (CraError, OSError) as exc:
+        except WORKER_ERRORS as exc:
             self.post_message(DecisionDone(key, "rejected", "", str(exc)))
             return
         text = f"{decision.name or key.path.name}: rejected ({decision.reason})"
@@ -243,16 +270,9 @@ class IngestScreen(PaneScreen):
     @on(DrivesChanged)
     def _drives_changed(self, message: DrivesChanged) -> None:
         self._drives = message.drives
-        self._rows = {}
-        for drive in message.drives:
-            for path in drive.packages:
-                try:
-                    mtime_ns = (path / MANIFEST_FILE).lstat().st_mtime_ns
-                except OSError:
-                    continue  # gone since the scan; the next scan drops it
-                row = PackageRow(drive=drive.path, key=ReportKey(path, mtime_ns))
-                self._rows[path] = row
-                self._start_validation(row.key)
+        self._rows = message.rows
+        for row in self._rows.values():
+            self._start_validation(row.key)
         self._rebuild_packages()
         self._render_report()
 
@@ -495,8 +515,22 @@ class IngestScreen(PaneScreen):
         if self._selected == str(key.path):
             self._render_report()
 
+    @work(thread=True, group="corpus")
     def _refresh_corpus(self) -> None:
-        entries = list_corpus(self._ws)
+        try:
+            with _reopened(self._ws) as ws:
+                entries = list_corpus(ws)
+        except WORKER_ERRORS as exc:
+            self.post_message(CorpusRead([], str(exc)))
+            return
+        self.post_message(CorpusRead(entries, None))
+
+    @on(CorpusRead)
+    def _corpus_read(self, message: CorpusRead) -> None:
+        if message.error is not None:
+            self.notify(message.error, title="corpus", severity="error", markup=False)
+            return
+        entries = message.entries
         self._approved_digests = {e.digest for e in entries}
         table = self.query_one("#corpus", DataTable)
         table.clear()

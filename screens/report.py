@@ -6,7 +6,6 @@ runs that ended, eval runs and gate decisions, promotions and rollbacks. The win
 only posts a message, when the pane comes into view, when the window changes, and on `r`.
 """
 
-import sqlite3
 from datetime import UTC, datetime, timedelta
 
 from textual import on, work
@@ -16,12 +15,12 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Static
 
-from engine.core.errors import CraError
 from engine.core.terminal_text import neutralise
 from engine.core.workspace import Workspace
 from engine.harness.progress import reopened
 from engine.reports.morning import morning_report, report_text
 from screens import PaneScreen
+from screens.workers import WORKER_ERRORS
 
 WINDOWS = (
     ("12 hours", timedelta(hours=12)),
@@ -29,7 +28,6 @@ WINDOWS = (
     ("3 days", timedelta(days=3)),
     ("7 days", timedelta(days=7)),
 )
-WORKER_ERRORS = (CraError, sqlite3.Error, OSError)
 
 
 class ReportRead(Message):

@@ -17,8 +17,7 @@ fast as the operator reads; an engine refusal becomes a notification and the pan
 """
 
 import secrets
-import sqlite3
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,12 +25,12 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.cache import LRUCache
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from engine.core.errors import CraError
 from engine.core.stages import STAGES, Stage
 from engine.core.terminal_text import neutralise
 from engine.core.workspace import Workspace
@@ -50,7 +49,7 @@ from engine.training_data.review_status import (
     stage_statuses,
 )
 from engine.training_data.store import load_item
-from screens import PaneScreen
+from screens.pane import EnginePane
 from screens.review_lines import RowsView
 from screens.review_view import (
     ItemView,
@@ -61,10 +60,9 @@ from screens.review_view import (
     strip_table,
 )
 from screens.widgets.confirm import ConfirmScreen
+from screens.workers import WORKER_ERRORS
 
 CACHE_ITEMS = 16
-# What a worker turns into a message rather than a crash: refusals, a busy database, I/O.
-WORKER_ERRORS = (CraError, sqlite3.Error, OSError)
 UNDECIDED: tuple[Decision | None, ...] = (None, "skip")
 
 
@@ -99,14 +97,6 @@ class Refreshed(Message):
         self.stage = stage
         self.statuses = statuses
         self.round = round_
-
-
-class RefreshDone(Message):
-    """A refresh ended; `error` is set when it could not finish."""
-
-    def __init__(self, error: str | None) -> None:
-        super().__init__()
-        self.error = error
 
 
 class ItemLoaded(Message):
@@ -168,10 +158,11 @@ class NoteScreen(ModalScreen[str | None]):
 # -- the pane -----------------------------------------------------------------------------
 
 
-class ReviewScreen(PaneScreen):
+class ReviewScreen(EnginePane):
     """The stage strip on top; the current item of the stage's newest round below."""
 
     PANE_TITLE = "Review"
+    POLL_TITLE = "review"
     CSS_PATH = "review.tcss"
     BINDINGS = [
         Binding("a", "decide('accept')", "Accept", tooltip="Keep the item for curation"),
@@ -188,21 +179,17 @@ class ReviewScreen(PaneScreen):
     ]
 
     def __init__(self, workspace: Workspace, seed: Callable[[], int] = fresh_seed) -> None:
-        super().__init__()
-        self._ws = workspace
+        super().__init__(workspace)
         self._seed = seed
         self._stage: Stage | None = None
         self._statuses: dict[Stage, StageStatus] = {}
         self._round: RoundSummary | None = None
         self._items: list[RoundItem] = []
         self._position = 0
-        self._views: OrderedDict[int, ItemView] = OrderedDict()
+        self._views: LRUCache[int, ItemView] = LRUCache(CACHE_ITEMS)
         self._loading: set[int] = set()
         self._writes: deque[Write] = deque()
         self._writing = False
-        self._refreshing = False
-        self._refresh_wanted = False
-        self._last_error: str | None = None
         self._guidelines_stage: Stage | None = None
 
     def compose_pane(self) -> ComposeResult:
@@ -229,9 +216,6 @@ class ReviewScreen(PaneScreen):
         self.query_one("#guidelines").display = False
         self._show_item_area(False)
 
-    def on_screen_resume(self) -> None:
-        self._request_refresh()
-
     # -- what the pane holds, for tests and the bench ------------------------------------
 
     @property
@@ -256,8 +240,7 @@ class ReviewScreen(PaneScreen):
         """Nothing is being read or written, and the current item (if any) is drawn."""
         current = self._current()
         return (
-            not self._refreshing
-            and not self._refresh_wanted
+            not self.polling
             and not self._writes
             and self._stage is not None
             and (current is None or self.query_one("#answer", RowsView).shown == current.example_id)
@@ -268,26 +251,13 @@ class ReviewScreen(PaneScreen):
 
     # -- refreshing ---------------------------------------------------------------------
 
-    def _request_refresh(self) -> None:
-        """Refresh now, or right after the refresh under way (whose answer may be stale)."""
-        if self._refreshing:
-            self._refresh_wanted = True
-            return
-        self._refreshing = True
-        self._refresh_wanted = False
-        self._refresh(self._stage)
+    def poll_args(self) -> tuple[Stage | None]:
+        return (self._stage,)
 
-    @work(thread=True, group="refresh")
-    def _refresh(self, wanted: Stage | None) -> None:
-        try:
-            with reopened(self._ws) as ws:
-                statuses = stage_statuses(ws)
-                stage = wanted or _first_to_review(statuses)
-                self.post_message(Refreshed(stage, statuses, latest_round_items(ws.db, stage)))
-        except WORKER_ERRORS as exc:
-            self.post_message(RefreshDone(str(exc)))
-            return
-        self.post_message(RefreshDone(None))
+    def read(self, ws: Workspace, wanted: Stage | None) -> None:
+        statuses = stage_statuses(ws)
+        stage = wanted or _first_to_review(statuses)
+        self.post_message(Refreshed(stage, statuses, latest_round_items(ws.db, stage)))
 
     @on(Refreshed)
     def _refreshed(self, message: Refreshed) -> None:
@@ -304,15 +274,6 @@ class ReviewScreen(PaneScreen):
             if not same or not self._position:
                 self._position = self._next_undecided(0) or 1
         self._render_all()
-
-    @on(RefreshDone)
-    def _refresh_done(self, message: RefreshDone) -> None:
-        self._refreshing = False
-        if message.error is not None and message.error != self._last_error:
-            self.notify(message.error, title="review", severity="error", markup=False)
-        self._last_error = message.error
-        if self._refresh_wanted:
-            self._request_refresh()
 
     def _pending_applied(self, round_id: int, items: list[RoundItem]) -> list[RoundItem]:
         """`items` as read, with the writes not yet applied shown as if they were."""
@@ -349,9 +310,7 @@ class ReviewScreen(PaneScreen):
             if current is not None and current.example_id == message.example_id:
                 self.notify(message.view, title="the item could not be read", severity="error")
             return
-        self._views[message.example_id] = message.view
-        while len(self._views) > CACHE_ITEMS:
-            self._views.popitem(last=False)
+        self._views.set(message.example_id, message.view)
         if current is not None and current.example_id == message.example_id:
             self._render_item()
 
@@ -388,7 +347,7 @@ class ReviewScreen(PaneScreen):
         if self._writes:
             self._write_next()
         else:
-            self._request_refresh()
+            self.request_poll()
 
     # -- actions ------------------------------------------------------------------------
 
@@ -447,7 +406,7 @@ class ReviewScreen(PaneScreen):
         self._stage = STAGES[(STAGES.index(self._stage) + delta) % len(STAGES)]
         self._round, self._items, self._position = None, [], 0
         self._render_all(reading=True)
-        self._request_refresh()
+        self.request_poll()
 
     def action_draw(self) -> None:
         stage = self._stage
@@ -504,7 +463,7 @@ class ReviewScreen(PaneScreen):
             self.notify(message.error, title="review", severity="error", markup=False)
         else:
             self.notify(f"Round {message.round_id} of {message.stage} drawn.", title="review")
-        self._request_refresh()
+        self.request_poll()
 
     def action_guidelines(self) -> None:
         panel = self.query_one("#guidelines")

@@ -17,9 +17,9 @@ from engine.adapters.activation import history, resolve
 from engine.core.config import TrainingDataConfig
 from engine.core.stages import LORA_STAGES
 from engine.demo.workspace import prepare_demo
-from screens.harness import NewCampaignScreen
+from screens.harness_form import NewCampaignScreen
 from screens.review import ReviewScreen
-from screens.training import StartRunScreen
+from screens.training_form import StartRunScreen
 from screens.widgets.confirm import ConfirmScreen
 
 SIZE = (140, 45)

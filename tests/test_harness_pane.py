@@ -11,7 +11,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -41,8 +40,10 @@ from engine.core.workspace import Workspace
 from engine.harness.campaigns import CampaignSpec, campaign_row, create_campaign
 from engine.harness.progress import Clock
 from engine.intake.approval import approve_package
-from screens.harness import PAGE_SIZE, AttemptList, HarnessScreen, NewCampaignScreen
+from screens.harness import HarnessScreen
 from screens.harness_attempt import AttemptScreen
+from screens.harness_form import NewCampaignScreen
+from screens.widgets.attempt_list import PAGE_SIZE, AttemptList
 from screens.widgets.confirm import ConfirmScreen
 
 SIZE = (120, 40)
@@ -347,6 +348,7 @@ async def test_new_campaign_form_checks_the_spec_inline(console_workspace, valid
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_pane(pilot)
         await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, NewCampaignScreen), "the form")
         form = app.screen
         assert isinstance(form, NewCampaignScreen)
         data = form.spec_data()
@@ -383,6 +385,7 @@ async def test_new_campaign_form_without_packages_says_so(console_workspace):
     async with app.run_test(size=SIZE) as pilot:
         await open_pane(pilot)
         await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, NewCampaignScreen), "the form")
         form = app.screen
         assert isinstance(form, NewCampaignScreen)
         error = form.query_one("#form-error", Static)
@@ -394,13 +397,15 @@ async def test_new_campaign_form_without_packages_says_so(console_workspace):
     assert console_workspace.db["campaigns"].count == 0
 
 
-class SlowClock:
-    """A clock that takes 1.3 s to answer (the poll asks it once), counting overlapping polls."""
+class GatedClock:
+    """A clock that holds each poll (the poll asks it once) until the test opens the gate,
+    counting the polls that asked and the most that were asking at once."""
 
     def __init__(self) -> None:
         self.calls = 0
         self.active = 0
         self.most_active = 0
+        self.gate = threading.Event()
         self._lock = threading.Lock()
 
     def __call__(self) -> datetime:
@@ -408,43 +413,80 @@ class SlowClock:
             self.calls += 1
             self.active += 1
             self.most_active = max(self.most_active, self.active)
-        time.sleep(1.3)
+        self.gate.wait(timeout=30)
         with self._lock:
             self.active -= 1
         return NOW
 
 
 async def test_a_slow_poll_is_never_overlapped(console_workspace, monkeypatch):
+    """Ticks and requests during a poll start no second one; a request is kept and read
+    once, right after the poll under way."""
     add_campaign(console_workspace, status="paused")
-    clock = SlowClock()
+    clock = GatedClock()
     monkeypatch.setattr("app.app.PANES", panes_with_clock(clock))
     app = CraApp(console_workspace, [])
     async with app.run_test(size=SIZE) as pilot:
-        await open_pane(pilot)
-        await pilot.pause(3.6)  # ticks at 1, 2 and 3 s: one finds the poll still running
+        screen = await open_pane(pilot)
+        await until(pilot, lambda: clock.calls == 1, "the first poll to ask the clock")
+        for _ in range(3):
+            screen.tick()
+            screen.request_poll()
+        await pilot.pause()
+        assert clock.calls == 1 and screen.polling
+        clock.gate.set()
+        await until(pilot, lambda: clock.calls == 2 and not screen.polling, "the owed poll")
     assert clock.most_active == 1
-    assert 2 <= clock.calls <= 3
 
 
-async def test_polling_stops_while_the_pane_is_out_of_view(console_workspace, monkeypatch):
-    add_campaign(console_workspace, status="paused")
-    polls: list[datetime] = []
+@pytest.fixture
+def polls(monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
+    """The Harness pane built with a clock that records each poll's reading (one a poll)."""
+    readings: list[datetime] = []
 
     def clock() -> datetime:
-        polls.append(NOW)
+        readings.append(NOW)
         return NOW
 
     monkeypatch.setattr("app.app.PANES", panes_with_clock(clock))
+    return readings
+
+
+async def test_a_tick_reads_only_when_the_database_changed(console_workspace, polls):
+    """A paused campaign's figures do not move with the clock: a tick reads again only once
+    another connection committed, while an explicit request always reads."""
+    campaign_id = add_campaign(console_workspace, status="paused")
     app = CraApp(console_workspace, [])
     async with app.run_test(size=SIZE) as pilot:
-        await open_pane(pilot)
-        await until(pilot, lambda: len(polls) >= 2, "two polls")
+        screen = await open_pane(pilot)
+        await until(pilot, lambda: bool(polls) and not screen.polling, "the first polls")
+        read = len(polls)
+        screen.tick()
+        await until(pilot, lambda: not screen.polling, "the tick's poll")
+        assert len(polls) == read
+        with console_workspace.db.conn:
+            console_workspace.db.execute(
+                "UPDATE campaigns SET reason = 'held' WHERE id = ?", [campaign_id]
+            )
+        screen.tick()
+        await until(pilot, lambda: len(polls) == read + 1 and not screen.polling, "a read")
+        screen.request_poll()
+        await until(pilot, lambda: len(polls) == read + 2 and not screen.polling, "a forced read")
+
+
+async def test_polling_stops_while_the_pane_is_out_of_view(console_workspace, polls):
+    """The pane's timer runs only while it is in view, and it polls on coming back."""
+    add_campaign(console_workspace, status="paused")
+    app = CraApp(console_workspace, [])
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_pane(pilot)
+        await until(pilot, lambda: len(polls) >= 1 and not screen.polling, "a poll")
+        assert screen.in_view
         await pilot.press("1")
-        await pilot.pause(0.3)  # a poll under way may still finish
+        assert not screen.in_view
         hidden = len(polls)
-        await pilot.pause(2.2)
-        assert len(polls) == hidden
         await pilot.press("2")
+        assert screen.in_view
         await until(pilot, lambda: len(polls) > hidden, "a poll on coming back")
 
 

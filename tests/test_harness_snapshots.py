@@ -28,8 +28,9 @@ from textual.widgets import DataTable
 
 from app.app import CraApp
 from engine.core.workspace import Workspace
-from screens.harness import AttemptList, HarnessScreen
+from screens.harness import HarnessScreen
 from screens.harness_attempt import AttemptScreen
+from screens.widgets.attempt_list import AttemptList
 
 SIZE = (120, 40)
 OUTPUT = """\

@@ -31,9 +31,9 @@ from engine.training.contract import LOG_FILE
 from engine.training_data.items import Message
 from engine.training_data.review import draw_sample, set_note
 from engine.training_data.store import add_items
-from screens.harness import AttemptList
 from screens.harness_attempt import AttemptScreen
 from screens.review import ReviewScreen
+from screens.widgets.attempt_list import AttemptList
 from screens.widgets.confirm import ConfirmScreen
 
 SIZE = (160, 50)

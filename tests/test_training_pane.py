@@ -3,8 +3,9 @@ a worker leaves them (spec.json, metrics.jsonl of StepRecords, train.log, result
 by Pilot in a small app that shows only this pane.
 
 Nothing reconciles the rows with worker processes here (the pane is given a `reconcile` that
-does nothing): the test plays the engine and changes the rows and files itself. The engine's
-start, stop and resume are replaced by recorders, so what the keys send is what is checked.
+does nothing): the test plays the engine and changes the rows and files itself. The pane is
+given recorders for the engine's start, stop and resume, so what the keys send is what is
+checked.
 Snapshots are taken at 120 × 40 once the poll has shown the selected run; every timestamp is
 fixed. Regenerate with `pytest tests/test_training_pane.py --snapshot-update`, then read the
 SVGs' text.
@@ -35,7 +36,8 @@ from engine.training.contract import (
     StepRecord,
 )
 from engine.training.log_tail import TailRead
-from screens.training import StartRunScreen, TrainingScreen
+from screens.training import RunCalls, TrainingScreen
+from screens.training_form import StartRunScreen
 from screens.training_log import LogView, shown
 from screens.training_plot import LossPlot, braille_cells
 from screens.widgets.confirm import ConfirmScreen
@@ -49,14 +51,17 @@ class PaneApp(App[None]):
 
     TITLE = "cra console"
 
-    def __init__(self, workspace: Workspace, log_lines: int = 5000) -> None:
+    def __init__(
+        self, workspace: Workspace, log_lines: int = 5000, calls: RunCalls | None = None
+    ) -> None:
         super().__init__()
         self.workspace = workspace
         self.log_lines = log_lines
+        self.calls = calls or RunCalls(reconcile=lambda ws: None)
         self.rings = 0
 
     def on_mount(self) -> None:
-        self.push_screen(TrainingScreen(self.workspace, lambda ws: None, self.log_lines))
+        self.push_screen(TrainingScreen(self.workspace, self.calls, self.log_lines))
 
     def bell(self) -> None:
         self.rings += 1
@@ -386,13 +391,7 @@ async def test_an_empty_workspace_says_how_to_start(ws: Workspace) -> None:
         assert "No run to stop: start one first (t)." in messages(pilot.app)
 
 
-# -- actions: the engine's functions replaced by recorders ---------------------------------
-
-
-@pytest.fixture
-def runs_module() -> Any:
-    """The engine's run functions (another part of the console; skipped until it exists)."""
-    return pytest.importorskip("engine.training.runs")
+# -- actions: the engine's functions given as recorders ---------------------------------
 
 
 class Recorder:
@@ -410,13 +409,10 @@ class Recorder:
         return self.returns
 
 
-async def test_stop_asks_first_then_asks_the_engine(
-    ws: Workspace, monkeypatch: pytest.MonkeyPatch, runs_module: Any
-) -> None:
+async def test_stop_asks_first_then_asks_the_engine(ws: Workspace) -> None:
     fill(ws)
     stop = Recorder()
-    monkeypatch.setattr(runs_module, "stop_run", stop)
-    app = PaneApp(ws)
+    app = PaneApp(ws, calls=RunCalls(reconcile=lambda ws: None, stop=stop))
     async with app.run_test(size=SIZE) as pilot:
         await settled(pilot, RUNNING, 24)
         await pilot.press("x")
@@ -436,13 +432,10 @@ async def test_stop_asks_first_then_asks_the_engine(
         assert "Run 2 is done: only a running run stops." in messages(app)
 
 
-async def test_resume_reports_the_engines_refusal(
-    ws: Workspace, monkeypatch: pytest.MonkeyPatch, runs_module: Any
-) -> None:
+async def test_resume_reports_the_engines_refusal(ws: Workspace) -> None:
     fill(ws)
     resume = Recorder(raises="run 1 is failed; no checkpoint to resume from")
-    monkeypatch.setattr(runs_module, "resume_run", resume)
-    app = PaneApp(ws)
+    app = PaneApp(ws, calls=RunCalls(reconcile=lambda ws: None, resume=resume))
     async with app.run_test(size=SIZE) as pilot:
         await settled(pilot, RUNNING, 24)
         await pilot.press("down", "down")
@@ -456,17 +449,15 @@ async def test_resume_reports_the_engines_refusal(
         assert resume.calls == [(ws.root, 1)]
 
 
-async def test_the_start_form_sends_dataset_stage_and_method(
-    ws: Workspace, monkeypatch: pytest.MonkeyPatch, runs_module: Any
-) -> None:
+async def test_the_start_form_sends_dataset_stage_and_method(ws: Workspace) -> None:
     fill(ws)
     add_dataset(ws, "planning_dpo-d1", "planning_dpo", "preference")
     start = Recorder(returns=4)
-    monkeypatch.setattr(runs_module, "start_run", start)
-    app = PaneApp(ws)
+    app = PaneApp(ws, calls=RunCalls(reconcile=lambda ws: None, start=start))
     async with app.run_test(size=SIZE) as pilot:
         await settled(pilot, RUNNING, 24)
         await pilot.press("t")
+        await until(pilot, lambda: isinstance(pilot.app.screen, StartRunScreen), "the form")
         form = app.screen
         assert isinstance(form, StartRunScreen)
         dataset = form.query_one("#form-dataset", Input)
@@ -482,6 +473,7 @@ async def test_the_start_form_sends_dataset_stage_and_method(
         assert "run 4 started: planning_dpo on planning_dpo-d1" in messages(app)
         start.raises = "dataset scope-d9 does not exist"
         await pilot.press("t")
+        await until(pilot, lambda: isinstance(pilot.app.screen, StartRunScreen), "the form")
         form = app.screen
         assert isinstance(form, StartRunScreen)
         form.query_one("#form-dataset", Input).value = "scope-d9"
@@ -495,6 +487,7 @@ async def test_the_start_form_sends_dataset_stage_and_method(
 async def test_the_start_form_needs_a_stage(ws: Workspace) -> None:
     async with PaneApp(ws).run_test(size=SIZE) as pilot:
         await pilot.press("t")
+        await until(pilot, lambda: isinstance(pilot.app.screen, StartRunScreen), "the form")
         form = pilot.app.screen
         assert isinstance(form, StartRunScreen)
         assert "No dataset yet" in str(form.query_one("#form-error", Static).content)
@@ -607,6 +600,7 @@ def test_training_start_form(snap_compare, ws: Workspace) -> None:
     async def run_before(pilot: Pilot) -> None:
         await settled(pilot, RUNNING, 24)
         await pilot.press("t")
+        await until(pilot, lambda: isinstance(pilot.app.screen, StartRunScreen), "the form")
         await pilot.wait_for_scheduled_animations()
 
     assert snap_compare(PaneApp(ws), terminal_size=SIZE, run_before=run_before)

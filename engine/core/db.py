@@ -944,3 +944,28 @@ def migrate(db: sqlite_utils.Database, path: Path | str = "database") -> None:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+
+class ChangeProbe:
+    """Says whether the database changed since the last look, by `PRAGMA data_version` on a
+    read-only connection of its own.
+
+    The pragma's value moves only when another connection commits, and values read on two
+    connections cannot be compared, so the probe keeps one connection open between looks
+    (shared by threads one at a time) and writes nothing through it: every commit counts.
+    """
+
+    def __init__(self, path: Path) -> None:
+        uri = f"file:{quote(str(path))}?mode=ro"
+        self._conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+        self._seen: int | None = None
+
+    def changed(self) -> bool:
+        """True on the first look and whenever a commit landed since the previous one."""
+        version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        changed = version != self._seen
+        self._seen = version
+        return changed
+
+    def close(self) -> None:
+        self._conn.close()

@@ -202,20 +202,6 @@ class AttemptDetail(_Model):
     artifacts: dict[str, ArtifactText]
 
 
-def duration_text(seconds: float | None) -> str:
-    """12.3s, 4m 05s, 2h 03m; `—` when unknown: an attempt's time as the Harness pane and
-    `cra harness attempts` show it."""
-    if seconds is None:
-        return "—"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
-
-
 def campaign_summaries(ws: Workspace) -> list[CampaignSummary]:
     """Every campaign, newest first, with its attempts counted by state."""
     counts: dict[int, dict[str, int]] = {}
