@@ -22,7 +22,7 @@ from textual.widgets.option_list import Option
 
 from engine.core.errors import CraError
 from engine.core.terminal_text import neutralise
-from engine.core.workspace import Workspace
+from engine.core.workspace import Workspace, reopened
 from engine.evaluation.evidence import (
     Differences,
     DifferingExample,
@@ -32,7 +32,6 @@ from engine.evaluation.evidence import (
     shorten,
     version_evidence,
 )
-from engine.harness.progress import reopened
 
 PROMPT_CHARS = 600
 ROW_CHARS = 48

@@ -24,7 +24,7 @@ refusal becomes a notification, never a traceback.
 from dataclasses import dataclass
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -37,7 +37,6 @@ from engine.core.workspace import Workspace
 from engine.evaluation.evidence import VersionEvidence, version_evidence
 from engine.evaluation.paired import PairedDifference
 from engine.evaluation.runs import reconcile_evals, start_eval
-from engine.harness.progress import reopened
 from engine.promotion.overview import (
     Confirmation,
     StageView,
@@ -88,36 +87,6 @@ class ViewsPolled(Message):
     name: str | None
     evidence: VersionEvidence | None
     evidence_error: str | None
-
-
-class ServingPolled(Message):
-    def __init__(self, statuses: list[ServerStatus] | None, error: str | None) -> None:
-        super().__init__()
-        self.statuses = statuses
-        self.error = error
-
-
-class ConfirmText(Message):
-    """The confirmation to show before `action` ("promote" or "rollback") on `subject`."""
-
-    def __init__(
-        self, action: str, subject: str, confirmation: Confirmation | None, error: str | None
-    ) -> None:
-        super().__init__()
-        self.action = action
-        self.subject = subject
-        self.confirmation = confirmation
-        self.error = error
-
-
-class Traced(Message):
-    """The lineage of version `name` as text, or why it could not be read."""
-
-    def __init__(self, name: str, text: str | None, error: str | None) -> None:
-        super().__init__()
-        self.name = name
-        self.text = text
-        self.error = error
 
 
 def metrics_text(line: VersionLine) -> Text:
@@ -285,17 +254,13 @@ class AdaptersScreen(EnginePane):
     def _read_serving(self) -> None:
         if not self._reading_serving:
             self._reading_serving = True
-            self._serving_worker()
-
-    @work(thread=True, group="serving")
-    def _serving_worker(self) -> None:
-        try:
-            with reopened(self._ws) as ws:
-                statuses = serving_status(ws)
-        except WORKER_ERRORS as exc:
-            self.post_message(ServingPolled(None, str(exc)))
-            return
-        self.post_message(ServingPolled(statuses, None))
+            self.fetch(
+                serving_status,
+                lambda statuses: self._show_serving(statuses, None),
+                title="serving",
+                failed=lambda error: self._show_serving(None, error),
+                group="serving",
+            )
 
     @on(ViewsPolled)
     def _views_polled(self, message: ViewsPolled) -> None:
@@ -338,11 +303,10 @@ class AdaptersScreen(EnginePane):
             assert message.evidence is not None
             panel.update(evidence_text(message.evidence))
 
-    @on(ServingPolled)
-    def _serving_polled(self, message: ServingPolled) -> None:
+    def _show_serving(self, statuses: list[ServerStatus] | None, error: str | None) -> None:
         self._reading_serving = False
-        self._statuses = message.statuses
-        self.query_one("#serving", Static).update(serving_text(message.statuses, message.error))
+        self._statuses = statuses
+        self.query_one("#serving", Static).update(serving_text(statuses, error))
 
     def _render_stage(self) -> None:
         view = self._views.get(self._stage) if self._stage is not None else None
@@ -446,66 +410,43 @@ class AdaptersScreen(EnginePane):
             return
         self.app.push_screen(DifferencesScreen(self._ws, self._version))
 
-    @work(thread=True, group="action")
     def _trace(self, name: str) -> None:
-        try:
-            with reopened(self._ws) as ws:
-                lines = trace_lines(ws, name)
-        except WORKER_ERRORS as exc:
-            self.post_message(Traced(name, None, str(exc)))
-            return
-        self.post_message(Traced(name, "\n".join(lines), None))
-
-    @on(Traced)
-    def _traced(self, message: Traced) -> None:
-        if message.error is not None:
-            self.notify(message.error, title="trace", severity="error", markup=False)
-            return
-        self.app.push_screen(TextScreen(f"Lineage of {message.name}", message.text or ""))
+        self.fetch(
+            lambda ws: trace_lines(ws, name),
+            lambda lines: self.app.push_screen(TextScreen(f"Lineage of {name}", "\n".join(lines))),
+            title="trace",
+            group="action",
+        )
 
     def action_refresh_serving(self) -> None:
         self._read_serving()
 
-    @work(thread=True, group="action")
     def _confirm_text(self, action: str, subject: str) -> None:
-        try:
-            with reopened(self._ws) as ws:
-                if action == "promote":
-                    confirmation = promote_text(ws, subject)
-                else:
-                    confirmation = rollback_text(ws, subject)
-        except WORKER_ERRORS as exc:
-            self.post_message(ConfirmText(action, subject, None, str(exc)))
-            return
-        self.post_message(ConfirmText(action, subject, confirmation, None))
-
-    @on(ConfirmText)
-    def _ask(self, message: ConfirmText) -> None:
-        if message.error is not None:
-            self.notify(message.error, title=message.action, severity="error", markup=False)
-            return
-        title = (
-            f"Promote {message.subject}?"
-            if message.action == "promote"
-            else f"Roll {message.subject} back?"
+        """Read what the confirmation of `action` on `subject` says, then ask it."""
+        words = promote_text if action == "promote" else rollback_text
+        self.fetch(
+            lambda ws: words(ws, subject),
+            lambda confirmation: self._ask(action, subject, confirmation),
+            title=action,
+            group="action",
         )
 
-        confirmation = message.confirmation
-        assert confirmation is not None
+    def _ask(self, action: str, subject: str, confirmation: Confirmation) -> None:
+        title = f"Promote {subject}?" if action == "promote" else f"Roll {subject} back?"
 
         def overridden(reason: str | None) -> None:
             if reason is not None:
-                self._switch(message.action, message.subject, confirmation.serving, reason)
+                self._switch(action, subject, confirmation.serving, reason)
 
         def answered(yes: bool | None) -> None:
             if not yes:
                 return
             if confirmation.override is None:
-                self._switch(message.action, message.subject, confirmation.serving)
+                self._switch(action, subject, confirmation.serving)
                 return
             self.app.push_screen(
                 ReasonScreen(
-                    f"Override the gate for {message.subject}?",
+                    f"Override the gate for {subject}?",
                     f"The gate said {confirmation.override}. Why promote it anyway?",
                     blank="An override needs a reason.",
                 ),

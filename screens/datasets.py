@@ -35,11 +35,10 @@ from textual.widgets import DataTable, Static
 
 from engine.core.stages import LORA_STAGES
 from engine.core.terminal_text import neutralise
-from engine.core.workspace import Workspace
+from engine.core.workspace import Workspace, reopened
 from engine.evaluation.eval_set import EvalSetError, build_eval_set
-from engine.harness.progress import reopened
 from engine.training_data.audit import AuditReport, StageAudit, audit, examples_signature
-from engine.training_data.curate import curate
+from engine.training_data.curate import CurateReport, curate
 from engine.training_data.dataset_manifest import DatasetManifest
 from engine.training_data.plan_model import TrainingPlan
 from engine.training_data.train_plan import latest_plan, recorded_datasets
@@ -313,27 +312,21 @@ class Audited(Message):
         self.error = error
 
 
-class Curated(Message):
-    """A curation ended: the datasets made, the stages it could not curate and why, or the
-    error that stopped it."""
-
-    def __init__(self, made: list[str], blocked: list[str], error: str | None) -> None:
-        super().__init__()
-        self.made = made
-        self.blocked = blocked
-        self.error = error
-
-
-class EvalSetsBuilt(Message):
-    """Each LoRA stage's eval-set build, one line each, or why none ran."""
-
-    def __init__(self, lines: list[str], error: str | None) -> None:
-        super().__init__()
-        self.lines = lines
-        self.error = error
-
-
 # -- the pane -----------------------------------------------------------------------------
+
+
+def build_eval_sets(ws: Workspace) -> list[str]:
+    """Each LoRA stage's eval set built, one line each: built, unchanged, or why none."""
+    lines: list[str] = []
+    for stage in LORA_STAGES:
+        try:
+            built = build_eval_set(ws, stage)
+        except EvalSetError as exc:
+            lines.append(f"{stage}: no eval set: {exc}")
+            continue
+        prefix = "built" if built.new else "unchanged:"
+        lines.append(f"{prefix} {built.eval_set.summary()}")
+    return lines
 
 
 class DatasetsScreen(EnginePane):
@@ -408,32 +401,23 @@ class DatasetsScreen(EnginePane):
             "decided and within the reject rate (the same as `cra curate-data`). Stages that\n"
             "cannot be curated are listed with the reason; nothing is written for them."
         )
-        self.confirm("Curate datasets?", body, self._curate)
+        self.confirm(
+            "Curate datasets?",
+            body,
+            lambda: self.fetch(curate, self._curated, title="curation refused", group="curate"),
+        )
 
-    @work(thread=True, group="curate")
-    def _curate(self) -> None:
-        try:
-            with reopened(self._ws) as ws:
-                report = curate(ws)
-        except WORKER_ERRORS as exc:
-            self.post_message(Curated([], [], str(exc)))
-            return
+    def _curated(self, report: CurateReport) -> None:
+        made = [done.id for done in report.curated]
         blocked = [f"{b.stage} {b.format}: {b.reason}" for b in report.blocked]
-        self.post_message(Curated([done.id for done in report.curated], blocked, None))
-
-    @on(Curated)
-    def _curated(self, message: Curated) -> None:
-        if message.error is not None:
-            self.notify(message.error, title="curation refused", severity="error", markup=False)
-            return
-        if message.made:
-            self.notify(f"Curated {', '.join(message.made)}.", title="curation", markup=False)
+        if made:
+            self.notify(f"Curated {', '.join(made)}.", title="curation", markup=False)
         else:
             self.notify("No dataset was curated.", title="curation", severity="warning")
-        for line in message.blocked[:4]:
+        for line in blocked[:4]:
             self.notify(line, title="not curated", severity="warning", markup=False)
-        if len(message.blocked) > 4:
-            more = len(message.blocked) - 4
+        if len(blocked) > 4:
+            more = len(blocked) - 4
             self.notify(f"… and {more} more; `cra curate-data` lists them all", markup=False)
         self.request_poll()
 
@@ -444,32 +428,19 @@ class DatasetsScreen(EnginePane):
             "unchanged keeps its version; the tasks of every eval set never train. Build them\n"
             "before curating: curation then holds their tasks out."
         )
-        self.confirm("Build eval sets?", body, self._build_eval_sets)
+        self.confirm(
+            "Build eval sets?",
+            body,
+            lambda: self.fetch(
+                build_eval_sets,
+                self._eval_sets_built,
+                title="eval sets refused",
+                group="eval-sets",
+            ),
+        )
 
-    @work(thread=True, group="eval-sets")
-    def _build_eval_sets(self) -> None:
-        lines: list[str] = []
-        try:
-            with reopened(self._ws) as ws:
-                for stage in LORA_STAGES:
-                    try:
-                        built = build_eval_set(ws, stage)
-                    except EvalSetError as exc:
-                        lines.append(f"{stage}: no eval set: {exc}")
-                        continue
-                    prefix = "built" if built.new else "unchanged:"
-                    lines.append(f"{prefix} {built.eval_set.summary()}")
-        except WORKER_ERRORS as exc:
-            self.post_message(EvalSetsBuilt([], str(exc)))
-            return
-        self.post_message(EvalSetsBuilt(lines, None))
-
-    @on(EvalSetsBuilt)
-    def _eval_sets_built(self, message: EvalSetsBuilt) -> None:
-        if message.error is not None:
-            self.notify(message.error, title="eval sets refused", severity="error", markup=False)
-            return
-        for line in message.lines:
+    def _eval_sets_built(self, lines: list[str]) -> None:
+        for line in lines:
             self.notify(line, title="eval set", markup=False)
 
     # -- polling --------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -25,7 +25,7 @@ from textual.message import Message
 from textual.widgets import DataTable, ProgressBar, Static
 
 from engine.core.terminal_text import neutralise
-from engine.core.timestamps import duration_text
+from engine.core.timestamps import Clock, duration_text, wall_clock
 from engine.core.workspace import Workspace
 from engine.harness.campaigns import (
     CampaignSpec,
@@ -40,7 +40,6 @@ from engine.harness.progress import (
     AttemptRow,
     CampaignProgress,
     CampaignSummary,
-    Clock,
     Outcome,
     Progress,
     WorkerLine,
@@ -49,8 +48,6 @@ from engine.harness.progress import (
     campaign_summaries,
     package_progress,
     parse_time,
-    reopened,
-    wall_clock,
     worker_lines,
 )
 from engine.intake.approval import list_corpus
@@ -59,7 +56,6 @@ from screens.harness_form import NewCampaignScreen
 from screens.pane import ActionDone, EnginePane
 from screens.widgets.attempt_list import PAGE_SIZE, AttemptList, AttemptSource, header_text
 from screens.widgets.formatting import CAMPAIGN_STATUS_STYLE
-from screens.workers import WORKER_ERRORS
 
 FILTERS: tuple[Outcome | None, ...] = (None, *OUTCOMES)
 Action = Literal["start", "pause", "stop"]
@@ -106,14 +102,6 @@ class ProgressPolled(Message):
     campaign_id: int
     progress: CampaignProgress
     workers: list[WorkerLine]
-
-
-@dataclass
-class PackagesRead(Message):
-    """The approved packages (name, digest) for the new-campaign form, or why not."""
-
-    packages: list[tuple[str, str]]
-    error: str | None
 
 
 # -- the pane -----------------------------------------------------------------------------
@@ -292,24 +280,15 @@ class HarnessScreen(EnginePane):
         self.query_one("#campaigns").focus()
 
     def action_new_campaign(self) -> None:
-        self._read_packages()
+        """The form over the approved packages, read first in a worker."""
+        self.fetch(
+            lambda ws: [(e.name, e.digest) for e in list_corpus(ws) if e.present],
+            self._new_campaign_form,
+            title="harness",
+            group="action",
+        )
 
-    @work(thread=True, group="action")
-    def _read_packages(self) -> None:
-        try:
-            with reopened(self._ws) as ws:
-                packages = [(e.name, e.digest) for e in list_corpus(ws) if e.present]
-        except WORKER_ERRORS as exc:
-            self.post_message(PackagesRead([], str(exc)))
-            return
-        self.post_message(PackagesRead(packages, None))
-
-    @on(PackagesRead)
-    def _packages_read(self, message: PackagesRead) -> None:
-        if message.error is not None:
-            self.notify(message.error, title="harness", severity="error", markup=False)
-            return
-
+    def _new_campaign_form(self, packages: list[tuple[str, str]]) -> None:
         def submitted(spec: CampaignSpec | None) -> None:
             if spec is not None:
                 self.act(
@@ -319,7 +298,7 @@ class HarnessScreen(EnginePane):
                 )
 
         model = self._ws.config.harness.openai.model
-        self.app.push_screen(NewCampaignScreen(message.packages, model), submitted)
+        self.app.push_screen(NewCampaignScreen(packages, model), submitted)
 
     def action_campaign(self, action: Action) -> None:
         campaign_id = self._require_campaign(action)

@@ -21,15 +21,9 @@ from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from engine.core.errors import CraError
 from engine.core.terminal_text import neutralise
-from engine.core.workspace import Workspace
+from engine.core.workspace import Workspace, reopened
 from engine.harness.plan import Plan
-from engine.harness.progress import (
-    ALIGNMENT_KEYS,
-    ArtifactText,
-    AttemptDetail,
-    attempt_detail,
-    reopened,
-)
+from engine.harness.progress import ALIGNMENT_KEYS, ArtifactText, AttemptDetail, attempt_detail
 
 TABS = [
     ("plan", "Plan", "p"),

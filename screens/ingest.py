@@ -11,7 +11,6 @@ Reports are cached per package path and manifest mtime, so rescans never revalid
 """
 
 import asyncio
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -26,7 +25,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
 from engine.core.terminal_text import neutralise
-from engine.core.workspace import Workspace
+from engine.core.workspace import Workspace, reopened
 from engine.intake.approval import (
     CorpusEntry,
     PackageNotValid,
@@ -48,7 +47,7 @@ from screens.ingest_report import (
 )
 from screens.widgets.confirm import ConfirmScreen
 from screens.widgets.reason import ReasonScreen
-from screens.workers import WORKER_ERRORS
+from screens.workers import WORKER_ERRORS, Fetches
 
 Decision = Literal["approved", "rejected"]
 DRIVE_PREFIX = "drive:"
@@ -110,22 +109,6 @@ class DecisionDone(Message):
         self.error = error
 
 
-@dataclass
-class CorpusRead(Message):
-    """The approved packages, newest first, or the error that stopped reading them."""
-
-    entries: list[CorpusEntry]
-    error: str | None
-
-
-def _reopened(ws: Workspace) -> AbstractContextManager[Workspace]:
-    """`reopened`, imported on use: the harness modules it lives in would slow the first frame,
-    and this pane is the one the console opens on."""
-    from engine.harness.progress import reopened
-
-    return reopened(ws)
-
-
 def package_rows(drives: list[Drive]) -> dict[Path, PackageRow]:
     """Each package found on `drives` at its current version (its manifest's mtime); one gone
     since the scan is left out, and the next scan drops it. Reads the disk: call it in a
@@ -141,7 +124,7 @@ def package_rows(drives: list[Drive]) -> dict[Path, PackageRow]:
     return rows
 
 
-class IngestScreen(PaneScreen):
+class IngestScreen(PaneScreen, Fetches):
     """Drives and packages on the left with the corpus below; on the right the selected
     package's heading above its Checks and Mining tabs."""
 
@@ -236,7 +219,7 @@ class IngestScreen(PaneScreen):
     @work(thread=True, group="decide")
     def _approve(self, key: ReportKey) -> None:
         try:
-            with _reopened(self._ws) as ws:
+            with reopened(self._ws) as ws:
                 result = approve_package(ws, key.path)
         except PackageNotValid as exc:
             # Approval validated again and found what the cached report did not: show it.
@@ -257,7 +240,7 @@ class IngestScreen(PaneScreen):
     @work(thread=True, group="decide")
     def _reject(self, key: ReportKey, reason: str, report: ValidationReport | None) -> None:
         try:
-            with _reopened(self._ws) as ws:
+            with reopened(self._ws) as ws:
                 decision = reject_package(ws, key.path, reason=reason, report=report)
         except WORKER_ERRORS as exc:
             self.post_message(DecisionDone(key, "rejected", "", str(exc)))
@@ -515,22 +498,10 @@ class IngestScreen(PaneScreen):
         if self._selected == str(key.path):
             self._render_report()
 
-    @work(thread=True, group="corpus")
     def _refresh_corpus(self) -> None:
-        try:
-            with _reopened(self._ws) as ws:
-                entries = list_corpus(ws)
-        except WORKER_ERRORS as exc:
-            self.post_message(CorpusRead([], str(exc)))
-            return
-        self.post_message(CorpusRead(entries, None))
+        self.fetch(list_corpus, self._show_corpus, title="corpus", group="corpus")
 
-    @on(CorpusRead)
-    def _corpus_read(self, message: CorpusRead) -> None:
-        if message.error is not None:
-            self.notify(message.error, title="corpus", severity="error", markup=False)
-            return
-        entries = message.entries
+    def _show_corpus(self, entries: list[CorpusEntry]) -> None:
         self._approved_digests = {e.digest for e in entries}
         table = self.query_one("#corpus", DataTable)
         table.clear()

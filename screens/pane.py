@@ -18,11 +18,11 @@ from textual.message import Message
 from textual.timer import Timer
 
 from engine.core.db import ChangeProbe
-from engine.core.workspace import DB_FILE, Workspace
-from engine.harness.progress import Clock, reopened, wall_clock
+from engine.core.timestamps import Clock, wall_clock
+from engine.core.workspace import DB_FILE, Workspace, reopened
 from screens import PaneScreen
 from screens.widgets.confirm import ConfirmScreen
-from screens.workers import WORKER_ERRORS
+from screens.workers import WORKER_ERRORS, Fetches
 
 Result = TypeVar("Result")
 
@@ -44,7 +44,7 @@ class ActionDone(Message):
     select: Any = None
 
 
-class EnginePane(PaneScreen):
+class EnginePane(PaneScreen, Fetches):
     """A pane over the workspace whose reads and actions run in thread workers.
 
     Polling: with `POLL_S` set, a timer ticks while the pane is in view. A tick polls unless a

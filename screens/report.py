@@ -8,19 +8,16 @@ only posts a message, when the pane comes into view, when the window changes, an
 
 from datetime import UTC, datetime, timedelta
 
-from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.message import Message
 from textual.widgets import Static
 
 from engine.core.terminal_text import neutralise
 from engine.core.workspace import Workspace
-from engine.harness.progress import reopened
 from engine.reports.morning import morning_report, report_text
 from screens import PaneScreen
-from screens.workers import WORKER_ERRORS
+from screens.workers import Fetches
 
 WINDOWS = (
     ("12 hours", timedelta(hours=12)),
@@ -30,14 +27,7 @@ WINDOWS = (
 )
 
 
-class ReportRead(Message):
-    def __init__(self, text: str | None, error: str | None) -> None:
-        super().__init__()
-        self.text = text
-        self.error = error
-
-
-class ReportScreen(PaneScreen):
+class ReportScreen(PaneScreen, Fetches):
     """The report for the chosen window, scrollable."""
 
     PANE_TITLE = "Report"
@@ -73,21 +63,14 @@ class ReportScreen(PaneScreen):
 
     def action_refresh(self) -> None:
         now = self._now or datetime.now(UTC)
-        self._read(now - WINDOWS[self._window][1])
+        since = now - WINDOWS[self._window][1]
+        self.fetch(
+            lambda ws: report_text(morning_report(ws, since), since),
+            self._show,
+            title="report",
+            group="report",
+            exclusive=True,
+        )
 
-    @work(thread=True, group="report", exclusive=True)
-    def _read(self, since: datetime) -> None:
-        try:
-            with reopened(self._ws) as ws:
-                text = report_text(morning_report(ws, since), since)
-        except WORKER_ERRORS as exc:
-            self.post_message(ReportRead(None, str(exc)))
-            return
-        self.post_message(ReportRead(text, None))
-
-    @on(ReportRead)
-    def _report_read(self, message: ReportRead) -> None:
-        if message.error is not None:
-            self.notify(message.error, title="report", severity="error", markup=False)
-            return
-        self.query_one("#report", Static).update(neutralise(message.text or ""))
+    def _show(self, text: str) -> None:
+        self.query_one("#report", Static).update(neutralise(text))

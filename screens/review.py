@@ -33,8 +33,7 @@ from textual.widgets import Input, Label, Static
 
 from engine.core.stages import STAGES, Stage
 from engine.core.terminal_text import neutralise
-from engine.core.workspace import Workspace
-from engine.harness.progress import reopened
+from engine.core.workspace import Workspace, reopened
 from engine.training_data.review import (
     Decision,
     RoundSummary,
@@ -59,7 +58,6 @@ from screens.review_view import (
     item_view,
     strip_table,
 )
-from screens.widgets.confirm import ConfirmScreen
 from screens.workers import WORKER_ERRORS
 
 CACHE_ITEMS = 16
@@ -117,16 +115,6 @@ class Written(Message):
         self.error = error
 
 
-class Drawn(Message):
-    """A new sample was drawn (its round id), or why not."""
-
-    def __init__(self, stage: Stage, round_id: int | None, error: str | None) -> None:
-        super().__init__()
-        self.stage = stage
-        self.round_id = round_id
-        self.error = error
-
-
 # -- the note modal -----------------------------------------------------------------------
 
 
@@ -163,6 +151,7 @@ class ReviewScreen(EnginePane):
 
     PANE_TITLE = "Review"
     POLL_TITLE = "review"
+    ACTION_TITLE = "review"
     CSS_PATH = "review.tcss"
     BINDINGS = [
         Binding("a", "decide('accept')", "Accept", tooltip="Keep the item for curation"),
@@ -441,29 +430,14 @@ class ReviewScreen(EnginePane):
                 "new round."
             )
 
-        def confirmed(answer: bool | None) -> None:
-            if answer:
-                self._draw(stage, n, self._seed())
+        def draw() -> None:
+            seed = self._seed()
+            self.act(
+                lambda ws: draw_sample(ws, stage, n, seed),
+                lambda round_id: f"Round {round_id} of {stage} drawn.",
+            )
 
-        self.app.push_screen(ConfirmScreen(f"Draw a new sample of {stage}?", body), confirmed)
-
-    @work(thread=True, group="draw")
-    def _draw(self, stage: Stage, n: int, seed: int) -> None:
-        try:
-            with reopened(self._ws) as ws:
-                round_id = draw_sample(ws, stage, n, seed)
-        except WORKER_ERRORS as exc:
-            self.post_message(Drawn(stage, None, str(exc)))
-            return
-        self.post_message(Drawn(stage, round_id, None))
-
-    @on(Drawn)
-    def _drawn(self, message: Drawn) -> None:
-        if message.error is not None:
-            self.notify(message.error, title="review", severity="error", markup=False)
-        else:
-            self.notify(f"Round {message.round_id} of {message.stage} drawn.", title="review")
-        self.request_poll()
+        self.confirm(f"Draw a new sample of {stage}?", body, draw)
 
     def action_guidelines(self) -> None:
         panel = self.query_one("#guidelines")

@@ -21,11 +21,11 @@ engine refusal becomes a notification.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -33,7 +33,6 @@ from textual.message import Message
 from textual.widgets import DataTable, ProgressBar, Static
 
 from engine.core.workspace import Workspace
-from engine.harness.progress import reopened
 from engine.training.contract import LOG_FILE
 from engine.training.log_tail import LogTail, TailRead
 from engine.training.run_view import TERMINAL, RunRow, RunState, RunView, recent_runs
@@ -43,7 +42,6 @@ from screens.training_form import StartRequest, StartRunScreen
 from screens.training_log import RING_LINES, LogView
 from screens.training_plot import LossPlot
 from screens.training_view import head_table, headline, run_cells, stats_table
-from screens.workers import WORKER_ERRORS
 
 COLUMNS = (
     ("#", "id"),
@@ -116,14 +114,6 @@ class RunRead(Message):
     fresh: bool
     state: RunState
     log: TailRead
-
-
-@dataclass
-class DatasetsRead(Message):
-    """The curated datasets (id, stage, format), newest first, for the start form; or why not."""
-
-    datasets: list[tuple[str, str, str]] = field(default_factory=list)
-    error: str | None = None
 
 
 @dataclass
@@ -334,24 +324,10 @@ class TrainingScreen(EnginePane):
     # -- actions --------------------------------------------------------------------------
 
     def action_start(self) -> None:
-        self._read_datasets()
+        """The start form over the curated datasets, read first in a worker."""
+        self.fetch(lambda ws: dataset_kinds(ws.db), self._start_form, title="training")
 
-    @work(thread=True, group="action")
-    def _read_datasets(self) -> None:
-        try:
-            with reopened(self._ws) as ws:
-                datasets = dataset_kinds(ws.db)
-        except WORKER_ERRORS as exc:
-            self.post_message(DatasetsRead(error=str(exc)))
-            return
-        self.post_message(DatasetsRead(datasets))
-
-    @on(DatasetsRead)
-    def _datasets_read(self, message: DatasetsRead) -> None:
-        if message.error is not None:
-            self.notify(message.error, title="training", severity="error", markup=False)
-            return
-
+    def _start_form(self, datasets: list[tuple[str, str, str]]) -> None:
         def submitted(request: StartRequest | None) -> None:
             if request is not None:
                 self.act(
@@ -362,7 +338,7 @@ class TrainingScreen(EnginePane):
                     select=lambda run_id: run_id,
                 )
 
-        self.app.push_screen(StartRunScreen(message.datasets), submitted)
+        self.app.push_screen(StartRunScreen(datasets), submitted)
 
     def action_stop(self) -> None:
         run = self._runs.get(self._selected) if self._selected is not None else None

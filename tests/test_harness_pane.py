@@ -36,9 +36,9 @@ from textual.widgets import DataTable, Input, Static, TabbedContent
 
 from app.app import PANES, CraApp, Pane
 from engine.core.jobs import job_alive, latest_job
+from engine.core.timestamps import Clock
 from engine.core.workspace import Workspace
 from engine.harness.campaigns import CampaignSpec, campaign_row, create_campaign
-from engine.harness.progress import Clock
 from engine.intake.approval import approve_package
 from screens.harness import HarnessScreen
 from screens.harness_attempt import AttemptScreen

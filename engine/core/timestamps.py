@@ -1,9 +1,19 @@
 """The one timestamp form the harness records (UTC to the second, `YYYY-MM-DDTHH:MM:SSZ`), and
 how a duration is written for the operator."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+Clock = Callable[[], datetime]
+"""What a pane reads the time from: `wall_clock`, or a test's own."""
+
+
+def wall_clock() -> datetime:
+    """The current time in UTC: the clock the console runs on outside tests."""
+    return datetime.now(UTC)
 
 
 def utc_now() -> str:

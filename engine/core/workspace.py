@@ -6,6 +6,8 @@ because sqlite-utils loads pandas and numpy (about 0.4 s) and `cra --help` names
 """
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -193,3 +195,13 @@ def read_only_reason(root: Path) -> str | None:
     if db_path.exists() and not os.access(db_path, os.W_OK):
         return f"its database {db_path} is not writable"
     return None
+
+
+@contextmanager
+def reopened(ws: Workspace) -> Iterator[Workspace]:
+    """The workspace opened again, for another thread: a SQLite connection serves one thread."""
+    own = ws.reopen()
+    try:
+        yield own
+    finally:
+        own.db.conn.close()

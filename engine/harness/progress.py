@@ -16,8 +16,6 @@ optional outcome filter.
 
 import json
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -32,7 +30,6 @@ from engine.harness.plan import Plan
 
 Outcome = Literal["resolved", "partial", "failed", "error", "unusable"]
 OUTCOMES: tuple[Outcome, ...] = ("resolved", "partial", "failed", "error", "unusable")
-Clock = Callable[[], datetime]
 THROUGHPUT_WINDOW = timedelta(minutes=10)
 ARTIFACT_FILES = ("patch.diff", "output.txt", "raw.txt", "report.json")
 ARTIFACT_CAP_BYTES = 256 * 1024
@@ -47,21 +44,6 @@ _ROW_COLUMNS = (
     "id, package_name, sha, task, temperature, seed, state, outcome, reason, "
     "f2p_passed, f2p_total, duration_s, file_recall"
 )
-
-
-@contextmanager
-def reopened(ws: Workspace) -> Iterator[Workspace]:
-    """The workspace opened again, for another thread: a SQLite connection serves one thread."""
-    own = ws.reopen()
-    try:
-        yield own
-    finally:
-        own.db.conn.close()
-
-
-def wall_clock() -> datetime:
-    """The current time in UTC: the clock the console runs on outside tests."""
-    return datetime.now(UTC)
 
 
 def parse_time(value: str) -> datetime:

@@ -21,8 +21,8 @@ from textual.strip import Strip
 
 from engine.core.terminal_text import neutralise
 from engine.core.timestamps import duration_text
-from engine.core.workspace import Workspace
-from engine.harness.progress import AttemptRow, Outcome, attempt_page, reopened
+from engine.core.workspace import Workspace, reopened
+from engine.harness.progress import AttemptRow, Outcome, attempt_page
 from screens.workers import WORKER_ERRORS
 
 PAGE_SIZE = 100
