@@ -103,11 +103,11 @@ def _wait_done(ws: Workspace, run_id: int) -> dict[str, Any]:
     while True:
         reconcile_runs(ws)
         run = run_row(ws, run_id)
-        if run["status"] == "done":
+        if run.status == "done":
             return run
-        if run["status"] != "running" or time.monotonic() > deadline:
-            log = (ws.root / run["run_dir"] / "train.log").read_text(encoding="utf-8")
-            pytest.fail(f"run {run_id} is {run['status']}: {run['reason']}\n{log}")
+        if run.status != "running" or time.monotonic() > deadline:
+            log = (ws.root / run.run_dir / "train.log").read_text(encoding="utf-8")
+            pytest.fail(f"run {run_id} is {run.status}: {run.reason}\n{log}")
         time.sleep(0.2)
 
 

@@ -383,12 +383,12 @@ def test_a_candidate_that_cannot_improve_is_not_passed(ws: Workspace) -> None:
     deadline = time.monotonic() + 300
     while True:
         reconcile_runs(ws)
-        if run_row(ws, run_id)["status"] not in ("pending", "running", "stopping"):
+        if run_row(ws, run_id).status not in ("pending", "running", "stopping"):
             break
         assert time.monotonic() < deadline, "the training run did not end"
         time.sleep(0.5)
     run = run_row(ws, run_id)
-    assert (run["status"], run["adapter_name"]) == ("done", "scope-v1"), run["reason"]
+    assert (run.status, run.adapter_name) == ("done", "scope-v1"), run.reason
 
     result = CliRunner().invoke(
         cli, ["--workspace", str(ws.root), "eval", "run", "--adapter", "scope-v1", "--wait"]

@@ -22,7 +22,7 @@ from races import end_jobs, last_job_id, race
 from app.cli import cli
 from app.cli_train import train
 from engine.core.hashing import sha256_file
-from engine.core.jobs import job_alive, latest_job, spawn_job, terminate_job
+from engine.core.jobs import JobRow, job_alive, latest_job, spawn_job, terminate_job
 from engine.core.stages import NotALoraStage
 from engine.core.workspace import Workspace
 from engine.training.contract import RunResult, RunSpec, StepRecord
@@ -190,18 +190,18 @@ def _finished(run_dir: Path, ws: Workspace, *, status: str = "done", steps: int 
     (run_dir / "result.json").write_text(result.model_dump_json(), encoding="utf-8")
 
 
-def _job(ws: Workspace, run_id: int, code: str) -> dict[str, Any]:
+def _job(ws: Workspace, run_id: int, code: str) -> JobRow:
     spawn_job(ws, JOB_KIND, run_id, [sys.executable, "-c", code])
     job = latest_job(ws, JOB_KIND, run_id)
     assert job is not None
     return job
 
 
-def _wait_gone(job: dict[str, Any]) -> None:
+def _wait_gone(job: JobRow) -> None:
     deadline = time.monotonic() + 60
     while job_alive(job):
         if time.monotonic() > deadline:
-            pytest.fail(f"job {job['id']} (pid {job['pid']}) did not exit")
+            pytest.fail(f"job {job.id} (pid {job.pid}) did not exit")
         time.sleep(0.05)
 
 
@@ -437,7 +437,7 @@ def test_a_finished_run_registers_as_the_next_candidate_version(
     config = json.loads((target / "adapter_config.json").read_text(encoding="utf-8"))
     assert config == {"base_model_name_or_path": BASE, "r": 16, "peft_type": "LORA"}
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]
-    assert run_row(ws, run_id)["adapter_name"] == "scope-v1"
+    assert run_row(ws, run_id).adapter_name == "scope-v1"
 
     assert register_candidate(ws, run_id) == adapter_id
     assert sorted(p.name for p in target.parent.iterdir()) == ["v1"]
@@ -480,13 +480,13 @@ def test_a_worker_that_dies_without_a_result_fails_the_run_with_its_last_lines(
     _wait_gone(job)
     assert reconcile_runs(ws) == [run_id]
     run = run_row(ws, run_id)
-    assert run["status"] == "failed" and run["finished_at"]
-    reason = run["reason"]
+    assert run.status == "failed" and run.finished_at
+    reason = run.reason
     assert reason.startswith("the worker exited without result.json; what it said last:\n")
     assert f"-- training/{run_id}/train.log:\n" in reason and "line 11\n" in reason
     assert "line 30" in reason and "line 10\n" not in reason
-    assert f"-- {job['log_path']}:\nboom: out of memory" in reason
-    assert ws.db["jobs"].get(job["id"])["status"] == "failed"
+    assert f"-- {job.log_path}:\nboom: out of memory" in reason
+    assert ws.db["jobs"].get(job.id)["status"] == "failed"
     assert reconcile_runs(ws) == []
 
 
@@ -498,7 +498,7 @@ def test_progress_stop_and_a_stopped_worker(ws: Workspace) -> None:
         (run_dir / "metrics.jsonl").write_text(record.model_dump_json() + "\n", encoding="utf-8")
         assert reconcile_runs(ws) == []
         run = run_row(ws, run_id)
-        assert (run["status"], run["step"], run["max_steps"], run["loss"]) == (
+        assert (run.status, run.step, run.max_steps, run.loss) == (
             "running",
             7,
             20,
@@ -507,7 +507,7 @@ def test_progress_stop_and_a_stopped_worker(ws: Workspace) -> None:
         with pytest.raises(TrainingRunError, match="only a stopped or failed run resumes"):
             resume_run(ws, run_id)
         stop_run(ws, run_id)
-        assert (run_dir / "STOP").exists() and run_row(ws, run_id)["status"] == "stopping"
+        assert (run_dir / "STOP").exists() and run_row(ws, run_id).status == "stopping"
         with pytest.raises(TrainingRunError, match="is stopping; only a running run stops"):
             stop_run(ws, run_id)
     finally:
@@ -516,12 +516,12 @@ def test_progress_stop_and_a_stopped_worker(ws: Workspace) -> None:
     _finished(run_dir, ws, status="stopped", steps=8)
     assert reconcile_runs(ws) == [run_id]
     run = run_row(ws, run_id)
-    assert (run["status"], run["reason"], run["backend"]) == (
+    assert (run.status, run.reason, run.backend) == (
         "stopped",
         "stopped at step 8 of 8",
         "trl",
     )
-    assert ws.db["jobs"].get(job["id"])["status"] == "exited"
+    assert ws.db["jobs"].get(job.id)["status"] == "exited"
 
 
 def test_a_run_whose_adapter_did_not_register_registers_on_resume(ws: Workspace) -> None:
@@ -531,12 +531,12 @@ def test_a_run_whose_adapter_did_not_register_registers_on_resume(ws: Workspace)
     _wait_gone(_job(ws, run_id, "pass"))
     assert reconcile_runs(ws) == [run_id]
     run = run_row(ws, run_id)
-    assert run["status"] == "failed"
-    assert "trained, but the adapter could not be registered" in run["reason"]
+    assert run.status == "failed"
+    assert "trained, but the adapter could not be registered" in run.reason
     shutil.move(run_dir / "adapter.aside", run_dir / "adapter")
     assert resume_run(ws, run_id) is None
     run = run_row(ws, run_id)
-    assert (run["status"], run["adapter_name"], run["step"]) == ("done", "scope-v1", 3)
+    assert (run.status, run.adapter_name, run.step) == ("done", "scope-v1", 3)
 
 
 def test_cli_status_and_show(ws: Workspace) -> None:
@@ -585,7 +585,7 @@ def _poll(ws: Workspace, round_no: int, seen: object) -> str:
     return "ok"
 
 
-def _end_the_round(ws: Workspace, after_job: int) -> tuple[list[dict[str, Any]], list[int]]:
+def _end_the_round(ws: Workspace, after_job: int) -> tuple[list[JobRow], list[int]]:
     """Kill the round's workers (they would go on to train) and settle their runs as failed:
     returns the workers' job rows and the runs settled."""
     jobs = end_jobs(ws, JOB_KIND, after_job)
@@ -607,7 +607,7 @@ def test_two_resumes_of_one_run_at_once_start_one_worker(ws: Workspace) -> None:
         assert len(jobs) == 1 and len(started) == 1, (round_no, outcomes, jobs)
         [refused] = [o for o in outcomes if o not in started]
         assert "run 1 is running; only a stopped or failed run resumes" in refused, refused
-        assert settled == [run_id] and run_row(ws, run_id)["status"] == "failed"
+        assert settled == [run_id] and run_row(ws, run_id).status == "failed"
 
     race(ws.root, [(None, _resume), (None, _resume)], settle)
 
@@ -652,17 +652,17 @@ def _set_status(ws: Workspace, run_id: int, status: str) -> None:
 # -- end to end, with the real worker ------------------------------------------------------
 
 
-def _wait_for(ws: Workspace, run_id: int, status: str) -> dict[str, Any]:
+def _wait_for(ws: Workspace, run_id: int, status: str) -> TrainingRun:
     """Reconcile until the run reaches `status`; fail with its log if it ends otherwise."""
     deadline = time.monotonic() + 300
     while True:
         reconcile_runs(ws)
         run = run_row(ws, run_id)
-        if run["status"] == status:
+        if run.status == status:
             return run
-        if run["status"] not in ("running", "stopping") or time.monotonic() > deadline:
-            log = (ws.root / run["run_dir"] / "train.log").read_text(encoding="utf-8")
-            pytest.fail(f"run {run_id} is {run['status']}, not {status}: {run['reason']}\n{log}")
+        if run.status not in ("running", "stopping") or time.monotonic() > deadline:
+            log = (ws.root / run.run_dir / "train.log").read_text(encoding="utf-8")
+            pytest.fail(f"run {run_id} is {run.status}, not {status}: {run.reason}\n{log}")
         time.sleep(0.2)
 
 
