@@ -37,6 +37,7 @@ from engine.training.registry import (
     register_candidate,
     resolve_base,
 )
+from engine.training.run_view import TrainingRun
 from engine.training.runs import (
     JOB_KIND,
     TrainingRunError,
@@ -680,19 +681,19 @@ def test_a_run_stops_resumes_and_registers_its_adapter(tmp_path: Path, _template
         run_id = start_run(ws, "scope-d1", "scope", overrides=parse_settings(settings), force=True)
     stop_run(ws, run_id)
     stopped = _wait_for(ws, run_id, "stopped")
-    assert 1 <= stopped["step"] < 3 and stopped["backend"] == "trl"
+    assert 1 <= stopped.step < 3 and stopped.backend == "trl"
     assert ws.db["adapter_versions"].count == 0
 
     assert resume_run(ws, run_id, force=True) is not None
     done = _wait_for(ws, run_id, "done")
-    log = (ws.root / done["run_dir"] / "train.log").read_text(encoding="utf-8")
+    log = (ws.root / done.run_dir / "train.log").read_text(encoding="utf-8")
     assert f"resuming from checkpoints/checkpoint-{stopped['step']} at step" in log
-    assert (done["step"], done["max_steps"], done["adapter_name"]) == (3, 3, "scope-v1")
-    assert done["loss"] is not None
-    spec = json.loads((ws.root / done["run_dir"] / "spec.json").read_text(encoding="utf-8"))
+    assert (done.step, done.max_steps, done.adapter_name) == (3, 3, "scope-v1")
+    assert done.loss is not None
+    spec = json.loads((ws.root / done.run_dir / "spec.json").read_text(encoding="utf-8"))
     assert spec["hyper"]["max_steps"] == 3 and spec["base_model_path"] == BASE
 
-    row = ws.db["adapter_versions"].get(done["adapter_id"])
+    row = ws.db["adapter_versions"].get(done.adapter_id)
     assert (row["path"], row["status"], row["base_model_path"]) == (
         "adapters/scope/v1",
         "candidate",
@@ -719,8 +720,8 @@ def test_a_dpo_run_through_the_job_system_registers_its_adapter(
     settings = ["max_steps=2", "gradient_accumulation=1", "max_length=256"]
     run_id = start_run(ws, "planning_dpo-d1", "planning_dpo", overrides=parse_settings(settings))
     done = _wait_for(ws, run_id, "done")
-    assert (done["method"], done["step"], done["adapter_name"]) == ("dpo", 2, "planning_dpo-v1")
-    lines = (ws.root / done["run_dir"] / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    assert (done.method, done.step, done.adapter_name) == ("dpo", 2, "planning_dpo-v1")
+    lines = (ws.root / done.run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     records = [json.loads(line) for line in lines]
     assert [r["step"] for r in records] == [1, 2]
     assert all(r["reward_margin"] is not None and r["reward_accuracy"] is not None for r in records)
