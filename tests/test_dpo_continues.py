@@ -175,7 +175,7 @@ def test_the_dpo_run_continues_the_sft_adapter_and_records_it_as_parent(ws: Work
     first = json.loads(metrics.splitlines()[0])
     assert first["step"] == 1 and abs(first["reward_margin"]) < 1e-6
 
-    v2 = ws.db["adapter_versions"].get(dpo["adapter_id"])
+    v2 = ws.db["adapter_versions"].get(dpo.adapter_id)
     assert v2["parent_id"] == v1["id"]
     assert not (ws.root / v2["path"] / "ref").exists()
     v2_weights = load_file(ws.root / v2["path"] / "adapter_model.safetensors")

@@ -687,7 +687,7 @@ def test_a_run_stops_resumes_and_registers_its_adapter(tmp_path: Path, _template
     assert resume_run(ws, run_id, force=True) is not None
     done = _wait_for(ws, run_id, "done")
     log = (ws.root / done.run_dir / "train.log").read_text(encoding="utf-8")
-    assert f"resuming from checkpoints/checkpoint-{stopped['step']} at step" in log
+    assert f"resuming from checkpoints/checkpoint-{stopped.step} at step" in log
     assert (done.step, done.max_steps, done.adapter_name) == (3, 3, "scope-v1")
     assert done.loss is not None
     spec = json.loads((ws.root / done.run_dir / "spec.json").read_text(encoding="utf-8"))
