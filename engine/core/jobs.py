@@ -38,8 +38,8 @@ EXIT_GRACE_S = 10.0
 
 class JobRow(BaseModel):
     """One row of `jobs`: a background process, its pid and start time, status and log.
-    `ref_id` and `log_path` are typed never NULL, though the columns allow it: every job is
-    spawned (`_spawn`) for the campaign, run, eval or watch it names, with its log."""
+    `ref_id` is typed never NULL, though the column allows it: every job is spawned (`_spawn`)
+    for the campaign, run, eval or watch it names."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -55,7 +55,7 @@ class JobRow(BaseModel):
     ended_at: str | None
     exit_code: int | None
     reason: str | None
-    log_path: str
+    log_path: str | None
 
 
 class JobError(CraError):

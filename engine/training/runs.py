@@ -453,7 +453,8 @@ def _settle(ws: Workspace, run_id: int, run_dir: Path, job: JobRow | None) -> No
 def _last_words(ws: Workspace, run_dir: Path, job: JobRow | None) -> list[str]:
     """The end of train.log (the worker's output once it runs) and of the job's own log
     (what the process said before that, such as an import error)."""
-    logs = [run_dir / LOG_FILE] + ([ws.root / job.log_path] if job else [])
+    job_log = None if job is None or job.log_path is None else ws.root / job.log_path
+    logs = [run_dir / LOG_FILE] + ([job_log] if job_log is not None else [])
     said = [f"-- {path.relative_to(ws.root)}:\n{tail}" for path in logs if (tail := log_tail(path))]
     return said or ["(nothing: no log has any output)"]
 
