@@ -415,7 +415,7 @@ def _follow(ws: Workspace, campaign_id: int) -> None:
     shown = 0
     while True:
         reconcile_campaigns(ws)
-        status = campaign_row(ws, campaign_id)["status"]
+        status = campaign_row(ws, campaign_id).status
         rows = ws.db.execute(
             "SELECT id, package_name, sha, temperature, seed, outcome, reason FROM attempts "
             "WHERE campaign_id = ? AND state = 'done' AND id > ? ORDER BY id",
@@ -425,7 +425,7 @@ def _follow(ws: Workspace, campaign_id: int) -> None:
             click.echo(f"{attempt_id:>6} {name} {sha[:12]} t={temp:g} s={seed} {outcome}: {reason}")
             shown = max(shown, attempt_id)
         if status not in ("running", "pausing", "stopping"):
-            reason = campaign_row(ws, campaign_id)["reason"]
+            reason = campaign_row(ws, campaign_id).reason
             click.echo(f"campaign {campaign_id} {status}" + (f": {reason}" if reason else ""))
             return
         time.sleep(1)

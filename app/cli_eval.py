@@ -1,8 +1,6 @@
 """`cra eval`: score adapter versions on held-out eval sets, and put candidates through the gate."""
 
-import json
 import time
-from typing import Any
 
 import click
 
@@ -13,6 +11,7 @@ from engine.core.jobs import LIVE, job_alive
 from engine.core.stages import STAGES
 from engine.core.terminal_text import neutralise
 from engine.core.workspace import Workspace
+from engine.evaluation.eval_run import EvalRun
 from engine.evaluation.evidence import (
     Differences,
     EvidenceError,
@@ -48,17 +47,14 @@ def _workspace(ctx: click.Context, *, write: bool = True) -> Workspace:
     return open_workspace(ctx, write=write)
 
 
-def _metrics_text(run: dict[str, Any]) -> str:
-    if run["metrics_json"] is None:
-        return "-"
-    metrics = json.loads(run["metrics_json"])
-    return "  ".join(f"{name} {value:.3f}" for name, value in sorted(metrics.items())) or "-"
+def _metrics_text(run: EvalRun) -> str:
+    return "  ".join(f"{name} {value:.3f}" for name, value in sorted(run.metrics.items())) or "-"
 
 
-def _line(run: dict[str, Any]) -> str:
+def _line(run: EvalRun) -> str:
     return (
-        f"{run['id']:>4} {run['target']:<18} {run['stage']:<13} {run['dataset_id']:<18} "
-        f"{run['backend']:<6} {run['status']:<8} {_metrics_text(run)}"
+        f"{run.id:>4} {run.target:<18} {run.stage:<13} {run.dataset_id:<18} "
+        f"{run.backend:<6} {run.status:<8} {_metrics_text(run)}"
     )
 
 
@@ -91,8 +87,7 @@ def eval_run(
     for eval_id in ids:
         run = eval_row(ws, eval_id)
         click.echo(
-            f"eval run {eval_id}: {run['target']} on eval set {run['eval_set_id']} "
-            f"({run['backend']})"
+            f"eval run {eval_id}: {run.target} on eval set {run.eval_set_id} ({run.backend})"
         )
     if not wait:
         click.echo("started; `cra eval status` follows it, the Adapters pane shows the results")
@@ -102,13 +97,13 @@ def eval_run(
         runs = [eval_row(ws, eval_id) for eval_id in ids]
         job = job_of(ws, ids[-1])
         # The job gates the candidate after its last run is done: wait for the job too.
-        gating = job is not None and job["status"] in LIVE and job_alive(job)
-        if all(run["status"] not in UNDER_WAY for run in runs) and not gating:
+        gating = job is not None and job.status in LIVE and job_alive(job)
+        if all(run.status not in UNDER_WAY for run in runs) and not gating:
             break
         time.sleep(1)
     for run in runs:
-        reason = f": {run['reason']}" if run["reason"] else ""
-        click.echo(f"eval run {run['id']} {run['status']}{reason}  {_metrics_text(run)}")
+        reason = f": {run.reason}" if run.reason else ""
+        click.echo(f"eval run {run.id} {run.status}{reason}  {_metrics_text(run)}")
     if adapter is not None:
         _show_gate(ws, adapter)
 
@@ -162,16 +157,16 @@ def eval_show(
     reconcile_evals(ws)
     run = eval_row(ws, eval_id)
     click.echo(_line(run))
-    if run["reason"]:
-        click.echo(f"reason: {run['reason']}")
+    if run.reason:
+        click.echo(f"reason: {run.reason}")
     where = (
-        f"eval set {run['eval_set_id']}"
-        if run["eval_set_id"] is not None
-        else f"dataset {run['dataset_id']}'s eval.jsonl"
+        f"eval set {run.eval_set_id}"
+        if run.eval_set_id is not None
+        else f"dataset {run.dataset_id}'s eval.jsonl"
     )
-    click.echo(f"eval set: {where}, sha256 {run['eval_sha256']}")
-    click.echo(f"answers: {ws.root / run['out_dir']}")
-    if run["status"] != "done" and not show_differences:
+    click.echo(f"eval set: {where}, sha256 {run.eval_sha256}")
+    click.echo(f"answers: {ws.root / run.out_dir}")
+    if run.status != "done" and not show_differences:
         return
     evidence = run_evidence(ws, eval_id)
     if evidence is None:
@@ -251,8 +246,8 @@ def eval_compare(ctx: click.Context, name: str) -> None:
         confidence=metric_confidence(row["stage"], ws.config.gate.confidence),
     )
     click.echo(
-        f"{name} against {comparison.baseline} (eval runs {comparison.candidate_eval['id']} "
-        f"and {comparison.baseline_eval['id']}):"
+        f"{name} against {comparison.baseline} (eval runs {comparison.candidate_eval.id} "
+        f"and {comparison.baseline_eval.id}):"
     )
     for text in evidence_lines(row["stage"], evidence):
         click.echo(text)

@@ -2,15 +2,14 @@
 
 import json
 import textwrap
-from typing import Any
 
 import click
 
 from app.cli_common import open_workspace
 from engine.core.stages import STAGES
 from engine.core.workspace import Workspace
-from engine.training.contract import RunSpec
 from engine.training.registry import last_step, read_result
+from engine.training.run_view import TrainingRun
 from engine.training.runs import (
     list_runs,
     parse_settings,
@@ -26,10 +25,10 @@ def _workspace(ctx: click.Context, *, write: bool = True) -> Workspace:
     return open_workspace(ctx, write=write)
 
 
-def _progress(run: dict[str, Any]) -> str:
-    step = "-" if run["step"] is None else str(run["step"])
-    total = "-" if run["max_steps"] is None else str(run["max_steps"])
-    loss = "-" if run["loss"] is None else f"{run['loss']:.4f}"
+def _progress(run: TrainingRun) -> str:
+    step = "-" if run.step is None else str(run.step)
+    total = "-" if run.max_steps is None else str(run.max_steps)
+    loss = "-" if run.loss is None else f"{run.loss:.4f}"
     return f"step {step}/{total}  loss {loss}"
 
 
@@ -80,11 +79,10 @@ def train_start(
         from_version=from_version,
     )
     run = run_row(ws, run_id)
-    spec = RunSpec.model_validate_json(run["spec_json"])
+    spec = run.spec
     continues = f" (continues {spec.continues})" if spec.continues else ""
     click.echo(
-        f"started run {run_id}: {stage} {run['method']} on {dataset_id}{continues} -> "
-        f"{run['run_dir']}"
+        f"started run {run_id}: {stage} {run.method} on {dataset_id}{continues} -> {run.run_dir}"
     )
 
 
@@ -105,7 +103,7 @@ def train_resume(ctx: click.Context, run_id: int, force: bool) -> None:
     """Resume a stopped or failed run from its newest checkpoint."""
     ws = _workspace(ctx)
     if resume_run(ws, run_id, force=force) is None:
-        click.echo(f"run {run_id}: {run_row(ws, run_id)['status']} (its adapter was registered)")
+        click.echo(f"run {run_id}: {run_row(ws, run_id).status} (its adapter was registered)")
     else:
         click.echo(f"run {run_id}: resumed from its newest checkpoint")
 
@@ -120,15 +118,15 @@ def train_status(ctx: click.Context, as_json: bool) -> None:
     runs = list_runs(ws)
     if as_json:
         fields = ("id", "stage", "method", "dataset_id", "status", "step", "max_steps", "loss")
-        click.echo(json.dumps([{k: run[k] for k in (*fields, "adapter_name")} for run in runs]))
+        click.echo(json.dumps([run.model_dump(include={*fields, "adapter_name"}) for run in runs]))
         return
     if not runs:
         click.echo("no training runs yet: `cra train start` starts one")
         return
     for run in runs:
         click.echo(
-            f"{run['id']:>4}  {run['stage']:<13} {run['method']:<4} {run['dataset_id']:<20} "
-            f"{run['status']:<9} {_progress(run)}  {run['adapter_name'] or ''}"
+            f"{run.id:>4}  {run.stage:<13} {run.method:<4} {run.dataset_id:<20} "
+            f"{run.status:<9} {_progress(run)}  {run.adapter_name or ''}"
         )
 
 
@@ -140,27 +138,27 @@ def train_show(ctx: click.Context, run_id: int) -> None:
     ws = _workspace(ctx, write=False)
     reconcile_runs(ws)
     run = run_row(ws, run_id)
-    spec = RunSpec.model_validate_json(run["spec_json"])
+    spec = run.spec
     hyper = spec.hyper
     settings = {
         **hyper.model_dump(),
         "alpha": hyper.lora_alpha,
         "target_modules": ",".join(hyper.target_modules),
     }
-    run_dir = ws.root / run["run_dir"]
+    run_dir = ws.root / run.run_dir
     lines = [
-        f"run {run_id}: {run['stage']} {run['method']} on {run['dataset_id']} -- {run['status']}",
+        f"run {run_id}: {run.stage} {run.method} on {run.dataset_id} -- {run.status}",
         f"  folder:   {run_dir}",
         f"  base:     {spec.base_model} at {spec.base_model_path}",
-        f"  made:     {run['created_at']} by {run['created_by']}; started {run['started_at']}"
-        + (f", ended {run['finished_at']}" if run["finished_at"] else ""),
+        f"  made:     {run.created_at} by {run.created_by}; started {run.started_at}"
+        + (f", ended {run.finished_at}" if run.finished_at else ""),
         textwrap.fill(
             ", ".join(f"{key}={value}" for key, value in settings.items()),
             width=100,
             initial_indent="  settings: ",
             subsequent_indent=" " * 12,
         ),
-        f"  progress: {_progress(run)}" + (f"  backend {run['backend']}" if run["backend"] else ""),
+        f"  progress: {_progress(run)}" + (f"  backend {run.backend}" if run.backend else ""),
     ]
     step = last_step(run_dir)
     if step is not None:
@@ -169,8 +167,8 @@ def train_show(ctx: click.Context, run_id: int) -> None:
     if result is not None and result.effective:
         replaced = ", ".join(f"{key}: {value}" for key, value in result.effective.items())
         lines.append(f"  replaced: {replaced}")
-    if run["adapter_name"]:
-        lines.append(f"  adapter:  {run['adapter_name']}")
-    if run["reason"]:
-        lines.append("  reason:   " + run["reason"].replace("\n", "\n            "))
+    if run.adapter_name:
+        lines.append(f"  adapter:  {run.adapter_name}")
+    if run.reason:
+        lines.append("  reason:   " + run.reason.replace("\n", "\n            "))
     click.echo("\n".join(lines))

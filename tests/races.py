@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.errors import CraError
-from engine.core.jobs import job_alive, job_lock
+from engine.core.jobs import JobRow, job_alive, job_lock
 from engine.core.workspace import Workspace
 
 ROUNDS = 20
@@ -85,24 +85,27 @@ def race(
                 proc.join()
 
 
-def end_jobs(ws: Workspace, kind: str, after_id: int) -> list[dict[str, Any]]:
+def end_jobs(ws: Workspace, kind: str, after_id: int) -> list[JobRow]:
     """Kill (SIGKILL, with their process groups) the jobs of `kind` recorded after job
     `after_id`, wait until they are gone, and return their rows.
 
     Gone means their run lock is free too: a killed process with threads shows as a zombie
     while its other threads are still closing its files."""
-    jobs = list(ws.db["jobs"].rows_where("kind = ? AND id > ?", [kind, after_id], order_by="id"))
+    jobs = [
+        JobRow.model_validate(row)
+        for row in ws.db["jobs"].rows_where("kind = ? AND id > ?", [kind, after_id], order_by="id")
+    ]
     for job in jobs:
-        if job_alive(job):
+        if job.pid is not None and job_alive(job):
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(job["pid"], signal.SIGKILL)
+                os.killpg(job.pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while True:
         with job_lock(ws, kind) as lock:
             if not any(lock.alive(job) for job in jobs):
                 return jobs
         if time.monotonic() > deadline:
-            raise AssertionError(f"jobs {[job['id'] for job in jobs]} outlived SIGKILL")
+            raise AssertionError(f"jobs {[job.id for job in jobs]} outlived SIGKILL")
         time.sleep(0.01)
 
 

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from races import end_jobs, last_job_id, race
 
 from app.cli import cli
-from engine.core.jobs import job_alive, latest_job
+from engine.core.jobs import JobRow, job_alive, latest_job
 from engine.core.workspace import Workspace
 from engine.harness.campaigns import (
     CampaignSpec,
@@ -59,17 +59,24 @@ def _wait_status(ws: Workspace, campaign_id: int, wanted: set[str], limit_s: flo
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         reconcile_campaigns(ws)
-        status = campaign_row(ws, campaign_id)["status"]
+        status = campaign_row(ws, campaign_id).status
         if status in wanted:
             return status
         time.sleep(0.2)
     raise AssertionError(f"campaign {campaign_id} never reached {wanted}")
 
 
+def _job(ws: Workspace, campaign_id: int) -> JobRow:
+    """The campaign's newest job; there is one."""
+    job = latest_job(ws, "campaign", campaign_id)
+    assert job is not None
+    return job
+
+
 def _wait_job_gone(ws: Workspace, campaign_id: int, limit_s: float = 30) -> None:
     """The job records its end just before its process exits: give it that moment."""
     deadline = time.monotonic() + limit_s
-    while job_alive(latest_job(ws, "campaign", campaign_id)):
+    while job_alive(_job(ws, campaign_id)):
         if time.monotonic() > deadline:
             raise AssertionError(
                 f"campaign {campaign_id}'s job still runs {limit_s}s after it ended"
@@ -117,14 +124,14 @@ def test_a_gold_campaign_resolves_every_usable_task(tmp_path: Path, valid_packag
         assert json.loads((folder / "report.json").read_text())["outcome"] == "resolved"
         assert json.loads(row["plan_json"])["parts"]
     assert {row["worker"] for row in rows} <= {1, 2}
-    assert latest_job(ws, "campaign", 1)["status"] == "exited"
+    assert _job(ws, 1).status == "exited"
     derived = ws.db.execute(
         "SELECT COUNT(DISTINCT sha) FROM examples WHERE origin != 'plan_artifact'"
     ).fetchone()[0]
     assert derived == sum(row["outcome"] == "resolved" for row in rows) > 0
     artifacts = ws.db.execute("SELECT COUNT(*) FROM examples WHERE origin = 'plan_artifact'")
     assert artifacts.fetchone()[0] == 1, "the demo's good truncate plan is a meta_plan example"
-    log = (ws.root / latest_job(ws, "campaign", 1)["log_path"]).read_text()
+    log = (ws.root / _job(ws, 1).log_path).read_text()
     assert "training data from textkit: " in log
 
 
@@ -183,8 +190,8 @@ def test_a_campaign_killed_with_sigkill_resumes_without_redoing_finished_attempt
     campaign_id = _command_campaign(ws)
     start_campaign(ws, campaign_id)
     _wait_planning(ws, campaign_id, tmp_path / "planner-calls.log")
-    job = latest_job(ws, "campaign", campaign_id)
-    os.kill(job["pid"], signal.SIGKILL)
+    job = _job(ws, campaign_id)
+    os.kill(job.pid, signal.SIGKILL)
     # Settled once its process is gone, run lock included: a killed process with threads shows
     # as a zombie a moment before its files are closed.
     deadline = time.monotonic() + 10
@@ -192,7 +199,7 @@ def test_a_campaign_killed_with_sigkill_resumes_without_redoing_finished_attempt
         time.sleep(0.05)
     assert interrupted == [campaign_id]
     row = campaign_row(ws, campaign_id)
-    assert row["status"] == "interrupted" and f"pid {job['pid']}" in row["reason"]
+    assert row.status == "interrupted" and f"pid {job.pid}" in row.reason
     finished_before = {
         r["id"]: r["finished_at"] for r in _attempts(ws, campaign_id) if r["state"] == "done"
     }
@@ -282,7 +289,7 @@ def _poll(ws: Workspace, round_no: int, seen: object) -> str:
     return "ok"
 
 
-def _kill_the_round(ws: Workspace, after_job: int) -> tuple[list[dict], list[int]]:
+def _kill_the_round(ws: Workspace, after_job: int) -> tuple[list[JobRow], list[int]]:
     """End the round's jobs (they would go on to run the campaign) and settle them: returns
     their rows and the campaigns the settling found interrupted (the raced one, so that it can
     start again in the next round)."""

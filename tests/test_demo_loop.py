@@ -21,6 +21,7 @@ from engine.demo.loop import DEMO_NOTE
 from engine.evaluation.example_scores import paired_metrics
 from engine.evaluation.gate import decision_evidence, latest_decision
 from engine.evaluation.paired import PairedDifference
+from engine.evaluation.runs import eval_row
 
 RESOLVED = len(demo_counts.USABLE)
 UNUSABLE = len(demo_counts.KEPT) - RESOLVED
@@ -186,9 +187,7 @@ def _paired(ws: Workspace, candidate: str) -> tuple[str, dict[str, PairedDiffere
     decision = latest_decision(ws, version_row(ws, candidate)["id"])
     assert decision is not None
     evidence = decision_evidence(decision)
-    runs = [
-        ws.db["eval_runs"].get(decision[key]) for key in ("candidate_eval_id", "baseline_eval_id")
-    ]
+    runs = [eval_row(ws, decision[key]) for key in ("candidate_eval_id", "baseline_eval_id")]
     assert evidence == paired_metrics(ws, "scope", *runs, confidence=evidence[0].confidence)
     return decision["decision"], {d.metric: d for d in evidence}
 

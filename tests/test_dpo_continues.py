@@ -21,6 +21,7 @@ from app.cli import cli
 from app.cli_train import train
 from engine.adapters.lineage import trace_lines
 from engine.core.workspace import Workspace
+from engine.training.run_view import TrainingRun
 from engine.training.runs import (
     TrainingRunError,
     build_spec,
@@ -96,18 +97,18 @@ def ws(tmp_path: Path, _template: Path) -> Workspace:
     return Workspace.open(tmp_path / "ws")
 
 
-def _wait_done(ws: Workspace, run_id: int) -> dict[str, Any]:
+def _wait_done(ws: Workspace, run_id: int) -> TrainingRun:
     import time
 
     deadline = time.monotonic() + 300
     while True:
         reconcile_runs(ws)
         run = run_row(ws, run_id)
-        if run["status"] == "done":
+        if run.status == "done":
             return run
-        if run["status"] != "running" or time.monotonic() > deadline:
-            log = (ws.root / run["run_dir"] / "train.log").read_text(encoding="utf-8")
-            pytest.fail(f"run {run_id} is {run['status']}: {run['reason']}\n{log}")
+        if run.status != "running" or time.monotonic() > deadline:
+            log = (ws.root / run.run_dir / "train.log").read_text(encoding="utf-8")
+            pytest.fail(f"run {run_id} is {run.status}: {run.reason}\n{log}")
         time.sleep(0.2)
 
 
@@ -143,8 +144,8 @@ def test_the_dpo_run_continues_the_sft_adapter_and_records_it_as_parent(ws: Work
 
     sft_run = start_run(ws, "execute_code-d1", "execute_code", overrides=parse_settings(SETTINGS))
     sft = _wait_done(ws, sft_run)
-    assert sft["adapter_name"] == "execute_code-v1"
-    v1 = ws.db["adapter_versions"].get(sft["adapter_id"])
+    assert sft.adapter_name == "execute_code-v1"
+    v1 = ws.db["adapter_versions"].get(sft.adapter_id)
     v1_weights = load_file(ws.root / v1["path"] / "adapter_model.safetensors")
     assert any(
         key.endswith("lora_B.weight") and value.abs().sum() > 0 for key, value in v1_weights.items()
@@ -167,14 +168,14 @@ def test_the_dpo_run_continues_the_sft_adapter_and_records_it_as_parent(ws: Work
 
     dpo_run = start_run(ws, "execute_code-d2", "execute_code", overrides=parse_settings(SETTINGS))
     dpo = _wait_done(ws, dpo_run)
-    assert (dpo["method"], dpo["adapter_name"]) == ("dpo", "execute_code-v2")
-    log = (ws.root / dpo["run_dir"] / "train.log").read_text(encoding="utf-8")
+    assert (dpo.method, dpo.adapter_name) == ("dpo", "execute_code-v2")
+    log = (ws.root / dpo.run_dir / "train.log").read_text(encoding="utf-8")
     assert "continuing adapter execute_code-v1" in log
-    metrics = (ws.root / dpo["run_dir"] / "metrics.jsonl").read_text(encoding="utf-8")
+    metrics = (ws.root / dpo.run_dir / "metrics.jsonl").read_text(encoding="utf-8")
     first = json.loads(metrics.splitlines()[0])
     assert first["step"] == 1 and abs(first["reward_margin"]) < 1e-6
 
-    v2 = ws.db["adapter_versions"].get(dpo["adapter_id"])
+    v2 = ws.db["adapter_versions"].get(dpo.adapter_id)
     assert v2["parent_id"] == v1["id"]
     assert not (ws.root / v2["path"] / "ref").exists()
     v2_weights = load_file(ws.root / v2["path"] / "adapter_model.safetensors")

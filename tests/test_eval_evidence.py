@@ -153,7 +153,7 @@ def test_the_evidence_names_an_eval_run_under_way(ws: Workspace) -> None:
             "base_model": "reasoning",
             "dataset_id": "scope-d1",
             "eval_set_id": 1,
-            "eval_sha256": eval_row(ws, candidate_id)["eval_sha256"],
+            "eval_sha256": eval_row(ws, candidate_id).eval_sha256,
             "backend": "local",
             "status": "queued",
             "reason": "",
@@ -164,7 +164,7 @@ def test_the_evidence_names_an_eval_run_under_way(ws: Workspace) -> None:
     )
     evidence = version_evidence(ws, "scope-v1")
     assert evidence.heading()[-1] == f"eval run {candidate_id + 1} of scope-v1: queued"
-    assert evidence.candidate_eval is not None and evidence.candidate_eval["id"] == candidate_id
+    assert evidence.candidate_eval is not None and evidence.candidate_eval.id == candidate_id
     assert evidence.paired
     queued = str(candidate_id + 1)
     code, lines = show(ws, queued)

@@ -24,6 +24,7 @@ from engine.evaluation.gate import (
     decision_evidence,
     latest_decision,
 )
+from engine.evaluation.runs import eval_row
 
 STAGE = "scope"
 N = 40
@@ -75,7 +76,7 @@ def test_a_true_gain_passes_with_its_evidence_recorded(ws: Workspace) -> None:
     assert reason.startswith("scope.accuracy 0.500 -> 0.800 (+0.300 [+")
     assert reason.endswith(", n=40) improves with 95 % confidence")
     evidence = decision_evidence(decision)
-    runs = [ws.db["eval_runs"].get(eval_id) for eval_id in (mine, base)]
+    runs = [eval_row(ws, eval_id) for eval_id in (mine, base)]
     assert evidence == paired_metrics(ws, STAGE, *runs, confidence=0.975)
     accuracy = evidence[0]
     assert (accuracy.metric, accuracy.n, accuracy.better, accuracy.worse) == ("accuracy", N, 12, 0)

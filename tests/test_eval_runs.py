@@ -29,8 +29,9 @@ from app.cli import cli
 from engine.adapters.activation import version_row
 from engine.core.hashing import sha256_file
 from engine.core.jobs import spawn_job
-from engine.core.stages import NotALoraStage
+from engine.core.stages import BASE_MODEL, NotALoraStage, as_stage
 from engine.core.workspace import Workspace
+from engine.evaluation.eval_run import EvalRun
 from engine.evaluation.eval_set import EvalSet, build_eval_set, load_eval_set, newest_eval_set
 from engine.evaluation.example_scores import load_scores
 from engine.evaluation.runs import EvalRunError, list_evals, reconcile_evals, start_eval
@@ -88,8 +89,28 @@ def ws(tmp_path: Path, curated: Path) -> Workspace:
     return Workspace.open(root)
 
 
-def _run(eval_id: int, target: str = "execute_code-v1") -> dict[str, Any]:
-    return {"id": eval_id, "target": target}
+def _run(eval_id: int, target: str = "execute_code-v1") -> EvalRun:
+    """Eval run `eval_id` of version `target` as the scorers read it (never recorded)."""
+    stage = as_stage(target.rsplit("-v", 1)[0])
+    return EvalRun(
+        id=eval_id,
+        target=target,
+        adapter_id=None,
+        stage=stage,
+        base_model=BASE_MODEL[stage],
+        dataset_id=f"{stage}-d1",
+        eval_sha256="0" * 64,
+        backend="local",
+        status="running",
+        rows=None,
+        metrics_json=None,
+        reason="",
+        out_dir=f"evals/{eval_id}",
+        created_at=None,
+        created_by=None,
+        finished_at=None,
+        eval_set_id=None,
+    )
 
 
 def _eval_set(ws: Workspace, stage: str) -> EvalSet:
@@ -383,12 +404,12 @@ def test_a_candidate_that_cannot_improve_is_not_passed(ws: Workspace) -> None:
     deadline = time.monotonic() + 300
     while True:
         reconcile_runs(ws)
-        if run_row(ws, run_id)["status"] not in ("pending", "running", "stopping"):
+        if run_row(ws, run_id).status not in ("pending", "running", "stopping"):
             break
         assert time.monotonic() < deadline, "the training run did not end"
         time.sleep(0.5)
     run = run_row(ws, run_id)
-    assert (run["status"], run["adapter_name"]) == ("done", "scope-v1"), run["reason"]
+    assert (run.status, run.adapter_name) == ("done", "scope-v1"), run.reason
 
     result = CliRunner().invoke(
         cli, ["--workspace", str(ws.root), "eval", "run", "--adapter", "scope-v1", "--wait"]

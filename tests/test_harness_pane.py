@@ -303,7 +303,7 @@ async def test_engine_refusals_are_notified(console_workspace):
         await pilot.press("y")
         await until(pilot, lambda: len(notifications(app)) == 2, "the second refusal")
         assert notifications(app)[1] == (f"campaign {pending} is pending; nothing to stop", "error")
-    assert campaign_row(console_workspace, pending)["status"] == "pending"
+    assert campaign_row(console_workspace, pending).status == "pending"
 
 
 async def test_actions_without_a_campaign_warn(console_workspace):
@@ -339,7 +339,7 @@ async def test_stop_asks_first_then_stops_the_job(console_workspace, sleeper):
             lambda: (f"campaign {first} stopping", "information") in notifications(app),
             "the stop to be reported",
         )
-    assert campaign_row(console_workspace, first)["status"] in ("stopping", "interrupted")
+    assert campaign_row(console_workspace, first).status in ("stopping", "interrupted")
 
 
 async def test_new_campaign_form_checks_the_spec_inline(console_workspace, valid_package):
@@ -374,7 +374,7 @@ async def test_new_campaign_form_checks_the_spec_inline(console_workspace, valid
         await until(pilot, lambda: screen.selected_campaign == 1, "the new campaign")
         attempts = await settled(pilot, screen, 1)
     row = campaign_row(console_workspace, 1)
-    assert row["status"] == "pending" and row["created_by"] == "operator"
+    assert row.status == "pending" and row.created_by == "operator"
     commits = console_workspace.db["attempts"].count // 2
     assert attempts.count == 2 * commits > 0
     assert ("campaign 1 created; start it with s", "information") in notifications(app)
@@ -538,7 +538,7 @@ async def test_start_shows_live_workers_then_stop_ends_the_job(tmp_path, valid_p
         )
         assert screen.query_one("#progress").border_title == f"Campaign {campaign_id} · running"
         job = latest_job(ws, "campaign", campaign_id)
-        assert job_alive(job)
+        assert job is not None and job_alive(job)
         await pilot.press("x", "y")
         await until(
             pilot,

@@ -26,7 +26,7 @@ from textual.widgets import DataTable
 
 from app.app import CraApp
 from engine.adapters.activation import history, promote, resolve
-from engine.core.jobs import job_alive, latest_job
+from engine.core.jobs import JobRow, job_alive, latest_job
 from engine.core.workspace import Workspace
 from engine.harness.campaigns import CampaignSpec, create_campaign, start_campaign
 from engine.harness.task_validation import validate_task
@@ -63,8 +63,9 @@ def _planning(ws: Workspace, calls: Path) -> bool:
     )
 
 
-def _kill(job: dict) -> None:
-    os.killpg(job["pid"], signal.SIGKILL)
+def _kill(job: JobRow | None) -> None:
+    assert job is not None and job.pid is not None
+    os.killpg(job.pid, signal.SIGKILL)
     _wait("the killed job to go", lambda: not job_alive(job), 20)
 
 

@@ -22,7 +22,7 @@ from races import end_jobs, last_job_id, race
 from app.cli import cli
 from app.cli_train import train
 from engine.core.hashing import sha256_file
-from engine.core.jobs import job_alive, latest_job, spawn_job, terminate_job
+from engine.core.jobs import JobRow, job_alive, latest_job, spawn_job, terminate_job
 from engine.core.stages import NotALoraStage
 from engine.core.workspace import Workspace
 from engine.training.contract import RunResult, RunSpec, StepRecord
@@ -37,6 +37,7 @@ from engine.training.registry import (
     register_candidate,
     resolve_base,
 )
+from engine.training.run_view import TrainingRun
 from engine.training.runs import (
     JOB_KIND,
     TrainingRunError,
@@ -190,18 +191,18 @@ def _finished(run_dir: Path, ws: Workspace, *, status: str = "done", steps: int 
     (run_dir / "result.json").write_text(result.model_dump_json(), encoding="utf-8")
 
 
-def _job(ws: Workspace, run_id: int, code: str) -> dict[str, Any]:
+def _job(ws: Workspace, run_id: int, code: str) -> JobRow:
     spawn_job(ws, JOB_KIND, run_id, [sys.executable, "-c", code])
     job = latest_job(ws, JOB_KIND, run_id)
     assert job is not None
     return job
 
 
-def _wait_gone(job: dict[str, Any]) -> None:
+def _wait_gone(job: JobRow) -> None:
     deadline = time.monotonic() + 60
     while job_alive(job):
         if time.monotonic() > deadline:
-            pytest.fail(f"job {job['id']} (pid {job['pid']}) did not exit")
+            pytest.fail(f"job {job.id} (pid {job.pid}) did not exit")
         time.sleep(0.05)
 
 
@@ -437,7 +438,7 @@ def test_a_finished_run_registers_as_the_next_candidate_version(
     config = json.loads((target / "adapter_config.json").read_text(encoding="utf-8"))
     assert config == {"base_model_name_or_path": BASE, "r": 16, "peft_type": "LORA"}
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]
-    assert run_row(ws, run_id)["adapter_name"] == "scope-v1"
+    assert run_row(ws, run_id).adapter_name == "scope-v1"
 
     assert register_candidate(ws, run_id) == adapter_id
     assert sorted(p.name for p in target.parent.iterdir()) == ["v1"]
@@ -480,13 +481,13 @@ def test_a_worker_that_dies_without_a_result_fails_the_run_with_its_last_lines(
     _wait_gone(job)
     assert reconcile_runs(ws) == [run_id]
     run = run_row(ws, run_id)
-    assert run["status"] == "failed" and run["finished_at"]
-    reason = run["reason"]
+    assert run.status == "failed" and run.finished_at
+    reason = run.reason
     assert reason.startswith("the worker exited without result.json; what it said last:\n")
     assert f"-- training/{run_id}/train.log:\n" in reason and "line 11\n" in reason
     assert "line 30" in reason and "line 10\n" not in reason
-    assert f"-- {job['log_path']}:\nboom: out of memory" in reason
-    assert ws.db["jobs"].get(job["id"])["status"] == "failed"
+    assert f"-- {job.log_path}:\nboom: out of memory" in reason
+    assert ws.db["jobs"].get(job.id)["status"] == "failed"
     assert reconcile_runs(ws) == []
 
 
@@ -498,7 +499,7 @@ def test_progress_stop_and_a_stopped_worker(ws: Workspace) -> None:
         (run_dir / "metrics.jsonl").write_text(record.model_dump_json() + "\n", encoding="utf-8")
         assert reconcile_runs(ws) == []
         run = run_row(ws, run_id)
-        assert (run["status"], run["step"], run["max_steps"], run["loss"]) == (
+        assert (run.status, run.step, run.max_steps, run.loss) == (
             "running",
             7,
             20,
@@ -507,7 +508,7 @@ def test_progress_stop_and_a_stopped_worker(ws: Workspace) -> None:
         with pytest.raises(TrainingRunError, match="only a stopped or failed run resumes"):
             resume_run(ws, run_id)
         stop_run(ws, run_id)
-        assert (run_dir / "STOP").exists() and run_row(ws, run_id)["status"] == "stopping"
+        assert (run_dir / "STOP").exists() and run_row(ws, run_id).status == "stopping"
         with pytest.raises(TrainingRunError, match="is stopping; only a running run stops"):
             stop_run(ws, run_id)
     finally:
@@ -516,12 +517,12 @@ def test_progress_stop_and_a_stopped_worker(ws: Workspace) -> None:
     _finished(run_dir, ws, status="stopped", steps=8)
     assert reconcile_runs(ws) == [run_id]
     run = run_row(ws, run_id)
-    assert (run["status"], run["reason"], run["backend"]) == (
+    assert (run.status, run.reason, run.backend) == (
         "stopped",
         "stopped at step 8 of 8",
         "trl",
     )
-    assert ws.db["jobs"].get(job["id"])["status"] == "exited"
+    assert ws.db["jobs"].get(job.id)["status"] == "exited"
 
 
 def test_a_run_whose_adapter_did_not_register_registers_on_resume(ws: Workspace) -> None:
@@ -531,12 +532,12 @@ def test_a_run_whose_adapter_did_not_register_registers_on_resume(ws: Workspace)
     _wait_gone(_job(ws, run_id, "pass"))
     assert reconcile_runs(ws) == [run_id]
     run = run_row(ws, run_id)
-    assert run["status"] == "failed"
-    assert "trained, but the adapter could not be registered" in run["reason"]
+    assert run.status == "failed"
+    assert "trained, but the adapter could not be registered" in run.reason
     shutil.move(run_dir / "adapter.aside", run_dir / "adapter")
     assert resume_run(ws, run_id) is None
     run = run_row(ws, run_id)
-    assert (run["status"], run["adapter_name"], run["step"]) == ("done", "scope-v1", 3)
+    assert (run.status, run.adapter_name, run.step) == ("done", "scope-v1", 3)
 
 
 def test_cli_status_and_show(ws: Workspace) -> None:
@@ -585,7 +586,7 @@ def _poll(ws: Workspace, round_no: int, seen: object) -> str:
     return "ok"
 
 
-def _end_the_round(ws: Workspace, after_job: int) -> tuple[list[dict[str, Any]], list[int]]:
+def _end_the_round(ws: Workspace, after_job: int) -> tuple[list[JobRow], list[int]]:
     """Kill the round's workers (they would go on to train) and settle their runs as failed:
     returns the workers' job rows and the runs settled."""
     jobs = end_jobs(ws, JOB_KIND, after_job)
@@ -607,7 +608,7 @@ def test_two_resumes_of_one_run_at_once_start_one_worker(ws: Workspace) -> None:
         assert len(jobs) == 1 and len(started) == 1, (round_no, outcomes, jobs)
         [refused] = [o for o in outcomes if o not in started]
         assert "run 1 is running; only a stopped or failed run resumes" in refused, refused
-        assert settled == [run_id] and run_row(ws, run_id)["status"] == "failed"
+        assert settled == [run_id] and run_row(ws, run_id).status == "failed"
 
     race(ws.root, [(None, _resume), (None, _resume)], settle)
 
@@ -652,17 +653,17 @@ def _set_status(ws: Workspace, run_id: int, status: str) -> None:
 # -- end to end, with the real worker ------------------------------------------------------
 
 
-def _wait_for(ws: Workspace, run_id: int, status: str) -> dict[str, Any]:
+def _wait_for(ws: Workspace, run_id: int, status: str) -> TrainingRun:
     """Reconcile until the run reaches `status`; fail with its log if it ends otherwise."""
     deadline = time.monotonic() + 300
     while True:
         reconcile_runs(ws)
         run = run_row(ws, run_id)
-        if run["status"] == status:
+        if run.status == status:
             return run
-        if run["status"] not in ("running", "stopping") or time.monotonic() > deadline:
-            log = (ws.root / run["run_dir"] / "train.log").read_text(encoding="utf-8")
-            pytest.fail(f"run {run_id} is {run['status']}, not {status}: {run['reason']}\n{log}")
+        if run.status not in ("running", "stopping") or time.monotonic() > deadline:
+            log = (ws.root / run.run_dir / "train.log").read_text(encoding="utf-8")
+            pytest.fail(f"run {run_id} is {run.status}, not {status}: {run.reason}\n{log}")
         time.sleep(0.2)
 
 
@@ -680,19 +681,19 @@ def test_a_run_stops_resumes_and_registers_its_adapter(tmp_path: Path, _template
         run_id = start_run(ws, "scope-d1", "scope", overrides=parse_settings(settings), force=True)
     stop_run(ws, run_id)
     stopped = _wait_for(ws, run_id, "stopped")
-    assert 1 <= stopped["step"] < 3 and stopped["backend"] == "trl"
+    assert 1 <= stopped.step < 3 and stopped.backend == "trl"
     assert ws.db["adapter_versions"].count == 0
 
     assert resume_run(ws, run_id, force=True) is not None
     done = _wait_for(ws, run_id, "done")
-    log = (ws.root / done["run_dir"] / "train.log").read_text(encoding="utf-8")
-    assert f"resuming from checkpoints/checkpoint-{stopped['step']} at step" in log
-    assert (done["step"], done["max_steps"], done["adapter_name"]) == (3, 3, "scope-v1")
-    assert done["loss"] is not None
-    spec = json.loads((ws.root / done["run_dir"] / "spec.json").read_text(encoding="utf-8"))
+    log = (ws.root / done.run_dir / "train.log").read_text(encoding="utf-8")
+    assert f"resuming from checkpoints/checkpoint-{stopped.step} at step" in log
+    assert (done.step, done.max_steps, done.adapter_name) == (3, 3, "scope-v1")
+    assert done.loss is not None
+    spec = json.loads((ws.root / done.run_dir / "spec.json").read_text(encoding="utf-8"))
     assert spec["hyper"]["max_steps"] == 3 and spec["base_model_path"] == BASE
 
-    row = ws.db["adapter_versions"].get(done["adapter_id"])
+    row = ws.db["adapter_versions"].get(done.adapter_id)
     assert (row["path"], row["status"], row["base_model_path"]) == (
         "adapters/scope/v1",
         "candidate",
@@ -719,8 +720,8 @@ def test_a_dpo_run_through_the_job_system_registers_its_adapter(
     settings = ["max_steps=2", "gradient_accumulation=1", "max_length=256"]
     run_id = start_run(ws, "planning_dpo-d1", "planning_dpo", overrides=parse_settings(settings))
     done = _wait_for(ws, run_id, "done")
-    assert (done["method"], done["step"], done["adapter_name"]) == ("dpo", 2, "planning_dpo-v1")
-    lines = (ws.root / done["run_dir"] / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    assert (done.method, done.step, done.adapter_name) == ("dpo", 2, "planning_dpo-v1")
+    lines = (ws.root / done.run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     records = [json.loads(line) for line in lines]
     assert [r["step"] for r in records] == [1, 2]
     assert all(r["reward_margin"] is not None and r["reward_accuracy"] is not None for r in records)

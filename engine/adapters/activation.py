@@ -45,7 +45,7 @@ PROMOTABLE = ("candidate", "inactive")
 class AdapterVersion(BaseModel):
     """One row of `adapter_versions`: a registered adapter, its status, base and files."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: int
     stage: str
@@ -71,7 +71,7 @@ class ActivationRecord(BaseModel):
     `to_name` are None for the base model; `override` is the gate verdict a promotion was made
     over (None for none)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: int
     action: str

@@ -22,7 +22,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 from engine.core.db import inserted_id
 from engine.core.errors import CraError
@@ -33,6 +34,28 @@ from engine.core.workspace import LOGS_DIR, Workspace
 JOB_ID_ENV = "CRA_JOB_ID"
 LIVE = ("starting", "running")
 EXIT_GRACE_S = 10.0
+
+
+class JobRow(BaseModel):
+    """One row of `jobs`: a background process, its pid and start time, status and log.
+    `ref_id` is typed never NULL, though the column allows it: every job is spawned (`_spawn`)
+    for the campaign, run, eval or watch it names."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: int
+    kind: str
+    ref_id: int
+    argv_json: str | None
+    pid: int | None
+    pid_start: int | None
+    status: str
+    started_at: str
+    heartbeat_at: str | None
+    ended_at: str | None
+    exit_code: int | None
+    reason: str | None
+    log_path: str | None
 
 
 class JobError(CraError):
@@ -51,11 +74,11 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
-def job_alive(job: dict[str, Any]) -> bool:
+def job_alive(job: JobRow) -> bool:
     """Whether the process recorded for `job` is still the one running."""
-    if job["pid"] is None or job["pid_start"] is None:
+    if job.pid is None or job.pid_start is None:
         return False
-    return process_start_time(job["pid"]) == job["pid_start"]
+    return process_start_time(job.pid) == job.pid_start
 
 
 class JobLock:
@@ -65,19 +88,19 @@ class JobLock:
         self.ws = ws
         self.kind = kind
 
-    def alive(self, job: dict[str, Any]) -> bool:
+    def alive(self, job: JobRow) -> bool:
         """Whether `job` (a row of this kind) still runs: its run lock is held (by the job or a
         process it started), or its recorded process is still the one running."""
-        fd = _try_run_lock(self.ws, self.kind, job["ref_id"])
+        fd = _try_run_lock(self.ws, self.kind, job.ref_id)
         if fd is None:
             return True
         os.close(fd)
         return job_alive(job)
 
-    def running(self, ref_id: int) -> dict[str, Any] | None:
+    def running(self, ref_id: int) -> JobRow | None:
         """The job of `ref_id` that still runs, if any."""
         job = latest_job(self.ws, self.kind, ref_id)
-        if job is not None and job["status"] in LIVE and self.alive(job):
+        if job is not None and job.status in LIVE and self.alive(job):
             return job
         return None
 
@@ -102,7 +125,7 @@ class JobLock:
         if live is not None or run_fd is None:
             if run_fd is not None:
                 os.close(run_fd)
-            which = "" if live is None else f" (job {live['id']}, pid {live['pid']})"
+            which = "" if live is None else f" (job {live.id}, pid {live.pid})"
             raise JobError(f"{kind} {ref_id} already has a job running{which}; one at a time")
         try:
             return _spawn(ws, kind, ref_id, argv, run_fd)
@@ -220,23 +243,24 @@ def finish_job(ws: Workspace, job_id: int, status: str, reason: str = "") -> Non
     _finish(ws, job_id, status, None, reason)
 
 
-def latest_job(ws: Workspace, kind: str, ref_id: int) -> dict[str, Any] | None:
-    rows = list(
-        ws.db["jobs"].rows_where("kind = ? AND ref_id = ?", [kind, ref_id], order_by="id desc")
+def latest_job(ws: Workspace, kind: str, ref_id: int) -> JobRow | None:
+    """The newest job of `kind` for `ref_id`, if any."""
+    rows = ws.db.table("jobs").rows_where(
+        "kind = ? AND ref_id = ?", [kind, ref_id], order_by="id desc", limit=1
     )
-    return rows[0] if rows else None
+    return next((JobRow.model_validate(row) for row in rows), None)
 
 
-def signal_job(job: dict[str, Any], signum: int) -> bool:
+def signal_job(job: JobRow, signum: int) -> bool:
     """Send `signum` to the job's process if it is still the recorded one; False if gone."""
-    if not job_alive(job):
+    if job.pid is None or not job_alive(job):
         return False
     try:
-        os.kill(job["pid"], signum)
+        os.kill(job.pid, signum)
     except ProcessLookupError:
         return False
     return True
 
 
-def terminate_job(job: dict[str, Any]) -> bool:
+def terminate_job(job: JobRow) -> bool:
     return signal_job(job, signal.SIGTERM)

@@ -16,7 +16,6 @@ Then train a second candidate that cannot be better, the same run at a learning 
 decides. A step that cannot go on raises with the reason.
 """
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,9 +24,10 @@ from typing import Any
 from engine.adapters.activation import version_row
 from engine.core.errors import CraError
 from engine.core.workspace import Workspace
+from engine.evaluation.eval_run import EvalRun
 from engine.evaluation.eval_set import build_eval_set
 from engine.evaluation.gate import decision_lines, latest_decision
-from engine.evaluation.runs import reconcile_evals, start_eval
+from engine.evaluation.runs import eval_row, reconcile_evals, start_eval
 from engine.harness.campaigns import (
     campaign_row,
     create_campaign,
@@ -37,7 +37,6 @@ from engine.harness.campaigns import (
 )
 from engine.intake.approval import approve_package
 from engine.promotion.switch import promote_version, rollback_stage
-from engine.training.contract import RunSpec
 from engine.training.runs import reconcile_runs, run_row, start_run
 from engine.training_data.contracts import check_item
 from engine.training_data.curate import curate
@@ -72,20 +71,17 @@ def _wait(what: str, done: Callable[[], bool]) -> None:
 
 def _campaign_ended(ws: Workspace, campaign_id: int) -> bool:
     reconcile_campaigns(ws)
-    return campaign_row(ws, campaign_id)["status"] not in ("running", "pausing", "stopping")
+    return campaign_row(ws, campaign_id).status not in ("running", "pausing", "stopping")
 
 
 def _run_ended(ws: Workspace, run_id: int) -> bool:
     reconcile_runs(ws)
-    return run_row(ws, run_id)["status"] not in ("pending", "running", "stopping")
+    return run_row(ws, run_id).status not in ("pending", "running", "stopping")
 
 
 def _evals_ended(ws: Workspace, eval_ids: list[int]) -> bool:
     reconcile_evals(ws)
-    return all(
-        ws.db.table("eval_runs").get(eval_id)["status"] not in ("queued", "running")
-        for eval_id in eval_ids
-    )
+    return all(eval_row(ws, eval_id).status not in ("queued", "running") for eval_id in eval_ids)
 
 
 def run_loop(ws: Workspace, drive: Path, say: Say) -> str:
@@ -113,7 +109,7 @@ def run_loop(ws: Workspace, drive: Path, say: Say) -> str:
             [campaign_id],
         ).fetchall()
     )
-    status = campaign_row(ws, campaign_id)["status"]
+    status = campaign_row(ws, campaign_id).status
     if status != "done":
         raise DemoLoopError(f"campaign {campaign_id} ended {status}, not done")
     say(
@@ -182,38 +178,37 @@ def _train_and_gate(
     (and the base, unless the base has a done eval on the same set) and say the gate's decision
     with the paired evidence it rests on; returns its name and that decision."""
     run_id = start_run(ws, dataset_id, STAGE, overrides=overrides)
-    spec = RunSpec.model_validate_json(run_row(ws, run_id)["spec_json"])
+    spec = run_row(ws, run_id).spec
     say(
         f"{number}. training run {run_id} started on {dataset_id} (tiny model, CPU, "
         f"{spec.hyper.max_steps} steps at learning rate {spec.hyper.learning_rate:g})"
     )
     _wait(f"training run {run_id}", lambda: _run_ended(ws, run_id))
     run = run_row(ws, run_id)
-    if run["status"] != "done" or run["adapter_name"] is None:
-        raise DemoLoopError(f"training run {run_id} ended {run['status']}: {run['reason']}")
-    name = run["adapter_name"]
-    say(f"   run {run_id} done at step {run['step']}, loss {run['loss']:.4f}: candidate {name}")
+    if run.status != "done" or run.adapter_name is None:
+        raise DemoLoopError(f"training run {run_id} ended {run.status}: {run.reason}")
+    name = run.adapter_name
+    say(f"   run {run_id} done at step {run.step}, loss {run.loss:.4f}: candidate {name}")
 
     eval_ids = start_eval(ws, adapter=name)
     runs = "eval runs" if len(eval_ids) > 1 else "eval run"
     say(f"{number + 1}. {runs} {', '.join(map(str, eval_ids))} started for {name}")
     _wait("the eval job", lambda: _evals_ended(ws, eval_ids))
     for eval_id in eval_ids:
-        row = ws.db.table("eval_runs").get(eval_id)
-        if row["status"] != "done":
-            raise DemoLoopError(f"eval run {eval_id} ended {row['status']}: {row['reason']}")
+        row = eval_row(ws, eval_id)
+        if row.status != "done":
+            raise DemoLoopError(f"eval run {eval_id} ended {row.status}: {row.reason}")
     decision = latest_decision(ws, version_row(ws, name)["id"])
     if decision is None:
         raise DemoLoopError(f"the gate did not decide on {name}")
-    base = ws.db.table("eval_runs").get(decision["baseline_eval_id"])
-    candidate = ws.db.table("eval_runs").get(decision["candidate_eval_id"])
+    base = eval_row(ws, decision["baseline_eval_id"])
+    candidate = eval_row(ws, decision["candidate_eval_id"])
     for row in (base, candidate):
-        say(f"   eval {row['id']} of {row['target']}: {_metrics(row)}")
+        say(f"   eval {row.id} of {row.target}: {_metrics(row)}")
     for line in decision_lines(ws, decision):
         say(f"   {line}")
     return name, decision
 
 
-def _metrics(run: dict[str, Any]) -> str:
-    metrics = json.loads(run["metrics_json"])
-    return ", ".join(f"{metric} {value:.3f}" for metric, value in sorted(metrics.items()))
+def _metrics(run: EvalRun) -> str:
+    return ", ".join(f"{metric} {value:.3f}" for metric, value in sorted(run.metrics.items()))

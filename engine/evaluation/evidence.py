@@ -21,6 +21,7 @@ from engine.adapters.activation import version_row
 from engine.core.errors import CraError
 from engine.core.stages import PRIMARY, SECONDARY, as_stage
 from engine.core.workspace import Workspace
+from engine.evaluation.eval_run import EvalRun, eval_runs
 from engine.evaluation.eval_set import EvalRow, EvalSetRecord, eval_set_record, load_eval_set
 from engine.evaluation.example_scores import (
     ExampleScore,
@@ -80,8 +81,8 @@ class VersionEvidence:
     name: str
     stage: str
     baseline: str
-    candidate_eval: dict[str, Any] | None
-    baseline_eval: dict[str, Any] | None
+    candidate_eval: EvalRun | None
+    baseline_eval: EvalRun | None
     eval_set: EvalSetRecord | None
     metrics: list[MetricEvidence]
     unpaired: str | None
@@ -89,7 +90,7 @@ class VersionEvidence:
     there are."""
     decision: str | None
     """The newest gate decision's word, as recorded, and its baseline."""
-    under_way: list[dict[str, Any]] = field(default_factory=list)
+    under_way: list[EvalRun] = field(default_factory=list)
     """The version's eval runs still queued or running."""
 
     @property
@@ -111,7 +112,7 @@ class VersionEvidence:
                 f"(sha256 {record.sha256[:12]})"
             )
         if self.candidate_eval is not None:
-            sha = self.candidate_eval["eval_sha256"][:12]
+            sha = self.candidate_eval.eval_sha256[:12]
             return f"eval set: a dataset's eval.jsonl (sha256 {sha})"
         return "eval set: none scored yet"
 
@@ -119,14 +120,12 @@ class VersionEvidence:
         """Which runs are paired, on which eval set, what the gate decided, what runs now."""
         runs = ""
         if self.candidate_eval is not None:
-            base = "—" if self.baseline_eval is None else str(self.baseline_eval["id"])
-            runs = f" (eval runs {self.candidate_eval['id']} and {base})"
+            base = "—" if self.baseline_eval is None else str(self.baseline_eval.id)
+            runs = f" (eval runs {self.candidate_eval.id} and {base})"
         lines = [f"{self.name} against {self.baseline}{runs}", self.set_line()]
         if self.decision is not None:
             lines.append(f"gate: {self.decision}")
-        lines.extend(
-            f"eval run {run['id']} of {run['target']}: {run['status']}" for run in self.under_way
-        )
+        lines.extend(f"eval run {run.id} of {run.target}: {run.status}" for run in self.under_way)
         return lines
 
     def table_header(self) -> str | None:
@@ -170,21 +169,15 @@ def _decision_word(ws: Workspace, row: dict[str, Any]) -> str | None:
     return None if decision is None else f"{decision['decision']} vs {decision['baseline']}"
 
 
-def _values(run: dict[str, Any] | None) -> dict[str, float]:
-    if run is None or run["metrics_json"] is None:
-        return {}
-    return json.loads(run["metrics_json"])
-
-
 def _gather(
     ws: Workspace,
     stage: str,
     name: str,
     baseline: str,
-    cand_eval: dict[str, Any] | None,
-    base_eval: dict[str, Any] | None,
+    cand_eval: EvalRun | None,
+    base_eval: EvalRun | None,
     decision: str | None,
-    under_way: list[dict[str, Any]],
+    under_way: list[EvalRun],
     reuse: VersionEvidence | None,
 ) -> VersionEvidence:
     same_runs = (
@@ -211,7 +204,8 @@ def _gather(
             unpaired = None
         except (ExampleScoresError, ValueError) as exc:
             unpaired = f"no interval: {exc}"
-    cand_values, base_values = _values(cand_eval), _values(base_eval)
+    cand_values = {} if cand_eval is None else cand_eval.metrics
+    base_values = {} if base_eval is None else base_eval.metrics
     metrics = [
         MetricEvidence(
             metric=metric,
@@ -226,7 +220,7 @@ def _gather(
         )
         for metric in names
     ]
-    eval_set_id = None if cand_eval is None else cand_eval["eval_set_id"]
+    eval_set_id = None if cand_eval is None else cand_eval.eval_set_id
     return VersionEvidence(
         name=name,
         stage=stage,
@@ -250,8 +244,8 @@ def version_evidence(
     stage = row["stage"]
     baseline = _baseline_row(ws, row)
     comparison = compare(ws, stage, row, baseline)
-    under_way = list(
-        ws.db["eval_runs"].rows_where(
+    under_way = eval_runs(
+        ws.db.table("eval_runs").rows_where(
             "adapter_id = ? AND status IN ('queued', 'running')", [row["id"]], order_by="id"
         )
     )
@@ -272,21 +266,21 @@ def run_evidence(ws: Workspace, eval_id: int) -> VersionEvidence | None:
     """Finished eval run `eval_id` beside its version's baseline's newest finished run on the
     same eval set; None for a run of the base, which is every first baseline itself."""
     run = eval_row(ws, eval_id)
-    if run["adapter_id"] is None:
+    if run.adapter_id is None:
         return None
-    if run["status"] != "done":
+    if run.status != "done":
         raise EvidenceError(
-            f"eval run {eval_id} is not done (status {run['status']}): only a finished run has "
+            f"eval run {eval_id} is not done (status {run.status}): only a finished run has "
             "results to compare"
         )
-    row = dict(ws.db.table("adapter_versions").get(run["adapter_id"]))
+    row = dict(ws.db.table("adapter_versions").get(run.adapter_id))
     stage = row["stage"]
     baseline = _baseline_row(ws, row)
     base_eval = next(
         (
             other
             for other in done_evals(ws, stage, baseline)
-            if other["eval_sha256"] == run["eval_sha256"]
+            if other.eval_sha256 == run.eval_sha256
         ),
         None,
     )
@@ -352,14 +346,14 @@ class Differences:
     worse: list[DifferingExample]
 
 
-def _answers(ws: Workspace, run: dict[str, Any]) -> dict[int, dict[str, Any]]:
+def _answers(ws: Workspace, run: EvalRun) -> dict[int, dict[str, Any]]:
     """A run's answers.jsonl by eval-set line."""
-    path = ws.root / run["out_dir"] / ANSWERS_FILE
+    path = ws.root / run.out_dir / ANSWERS_FILE
     answers = {}
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise EvidenceError(f"{path}: cannot read eval run {run['id']}'s answers: {exc}") from exc
+        raise EvidenceError(f"{path}: cannot read eval run {run.id}'s answers: {exc}") from exc
     for number, raw in enumerate(text.splitlines(), 1):
         try:
             record = json.loads(raw)
@@ -371,15 +365,15 @@ def _answers(ws: Workspace, run: dict[str, Any]) -> dict[int, dict[str, Any]]:
     return answers
 
 
-def _outcomes(ws: Workspace, run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def _outcomes(ws: Workspace, run: EvalRun) -> dict[str, dict[str, Any]]:
     """A run's harness outcomes by `line:N` or task name; empty when the harness never ran."""
-    path = ws.root / run["out_dir"] / HARNESS_FILE
+    path = ws.root / run.out_dir / HARNESS_FILE
     if not path.exists():
         return {}
     try:
         records = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise EvidenceError(f"{path}: cannot read eval run {run['id']}'s outcomes: {exc}") from exc
+        raise EvidenceError(f"{path}: cannot read eval run {run.id}'s outcomes: {exc}") from exc
     return {
         f"line:{record['line']}" if "line" in record else record["task"]: record
         for record in records
@@ -388,7 +382,7 @@ def _outcomes(ws: Workspace, run: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _side(
     ws: Workspace,
-    run: dict[str, Any],
+    run: EvalRun,
     score: ExampleScore,
     metric: str,
     answers: dict[int, dict[str, Any]],
@@ -400,8 +394,8 @@ def _side(
         record = answers.get(score.line)
         if record is None:
             raise EvidenceError(
-                f"{ws.root / run['out_dir'] / ANSWERS_FILE}: no answer for line {score.line}, "
-                f"which eval run {run['id']} scored"
+                f"{ws.root / run.out_dir / ANSWERS_FILE}: no answer for line {score.line}, "
+                f"which eval run {run.id} scored"
             )
         answer = str(record.get("answer", ""))
         if record.get("error"):
@@ -433,19 +427,19 @@ def differences(ws: Workspace, evidence: VersionEvidence, metric: str | None = N
     if cand is None or base is None or not evidence.paired:
         why = evidence.unpaired or "there is nothing to compare"
         raise EvidenceError(f"{evidence.name} against {evidence.baseline}: {why}")
-    if cand["eval_set_id"] is None:
+    if cand.eval_set_id is None:
         raise EvidenceError(
-            f"eval run {cand['id']} scored a dataset's eval.jsonl, not a frozen eval set: its "
+            f"eval run {cand.id} scored a dataset's eval.jsonl, not a frozen eval set: its "
             "prompts are not recorded line by line; run `cra eval run` again"
         )
-    rows = load_eval_set(ws, cand["eval_set_id"]).rows
+    rows = load_eval_set(ws, cand.eval_set_id).rows
     by_line = {row.line: row for row in rows}
     by_task: dict[str, EvalRow] = {}
     for row in rows:
         if row.task is not None:
             by_task.setdefault(row.task.name, row)
-    answers = {cand["id"]: _answers(ws, cand), base["id"]: _answers(ws, base)}
-    outcomes = {cand["id"]: _outcomes(ws, cand), base["id"]: _outcomes(ws, base)}
+    answers = {cand.id: _answers(ws, cand), base.id: _answers(ws, base)}
+    outcomes = {cand.id: _outcomes(ws, cand), base.id: _outcomes(ws, base)}
 
     def example(mine: ExampleScore, theirs: ExampleScore) -> DifferingExample:
         row = by_line.get(mine.line) if mine.line is not None else by_task.get(mine.task or "")
@@ -456,11 +450,11 @@ def differences(ws: Workspace, evidence: VersionEvidence, metric: str | None = N
             task=mine.task,
             prompt=_prompt(row),
             reference="" if row is None else row.reference,
-            candidate=_side(ws, cand, mine, metric, answers[cand["id"]], outcomes[cand["id"]]),
-            baseline=_side(ws, base, theirs, metric, answers[base["id"]], outcomes[base["id"]]),
+            candidate=_side(ws, cand, mine, metric, answers[cand.id], outcomes[cand.id]),
+            baseline=_side(ws, base, theirs, metric, answers[base.id], outcomes[base.id]),
         )
 
-    up, down = disagreements(ws, cand["id"], base["id"], metric)
+    up, down = disagreements(ws, cand.id, base.id, metric)
     return Differences(
         metric=metric,
         candidate=evidence.name,

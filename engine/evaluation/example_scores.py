@@ -12,6 +12,7 @@ from typing import Any
 from engine.core.errors import CraError
 from engine.core.stages import PRIMARY, SECONDARY, as_stage
 from engine.core.workspace import Workspace
+from engine.evaluation.eval_run import EvalRun
 from engine.evaluation.paired import Counts, PairedDifference, compare_counts
 from engine.evaluation.paired import score as share
 
@@ -70,27 +71,27 @@ def load_scores(ws: Workspace, eval_id: int) -> dict[str, ExampleScore]:
 def paired_metrics(
     ws: Workspace,
     stage: str,
-    candidate_eval: dict[str, Any],
-    baseline_eval: dict[str, Any],
+    candidate_eval: EvalRun,
+    baseline_eval: EvalRun,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> list[PairedDifference]:
     """Every metric of `stage` (primary first) that both runs scored, compared pair by pair."""
-    if candidate_eval["eval_sha256"] != baseline_eval["eval_sha256"]:
+    if candidate_eval.eval_sha256 != baseline_eval.eval_sha256:
         raise ExampleScoresError(
-            f"eval runs {candidate_eval['id']} and {baseline_eval['id']} scored different eval "
+            f"eval runs {candidate_eval.id} and {baseline_eval.id} scored different eval "
             "sets; a paired comparison needs the same one"
         )
-    mine = load_scores(ws, candidate_eval["id"])
-    theirs = load_scores(ws, baseline_eval["id"])
+    mine = load_scores(ws, candidate_eval.id)
+    theirs = load_scores(ws, baseline_eval.id)
     if not mine or not theirs:
-        missing = candidate_eval["id"] if not mine else baseline_eval["id"]
+        missing = candidate_eval.id if not mine else baseline_eval.id
         raise ExampleScoresError(
             f"eval run {missing} has no per-example scores; run `cra eval run` again"
         )
     if set(mine) != set(theirs):
         raise ExampleScoresError(
-            f"eval runs {candidate_eval['id']} and {baseline_eval['id']} scored different "
+            f"eval runs {candidate_eval.id} and {baseline_eval.id} scored different "
             "examples of one eval set"
         )
     keys = list(mine)

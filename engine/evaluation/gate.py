@@ -38,6 +38,7 @@ from engine.core.errors import CraError
 from engine.core.stages import PRIMARY, SECONDARY, as_stage
 from engine.core.timestamps import utc_now
 from engine.core.workspace import Workspace
+from engine.evaluation.eval_run import EvalRun, eval_runs
 from engine.evaluation.eval_set import EvalSetRecord, eval_set_record
 from engine.evaluation.example_scores import paired_metrics
 from engine.evaluation.paired import PairedDifference
@@ -88,8 +89,8 @@ class Comparison:
     stage: str
     candidate: str
     baseline: str
-    candidate_eval: dict[str, Any] | None
-    baseline_eval: dict[str, Any] | None
+    candidate_eval: EvalRun | None
+    baseline_eval: EvalRun | None
     deltas: list[MetricDelta]
 
     @property
@@ -114,14 +115,14 @@ def target_name(row: dict[str, Any] | None) -> str:
     return BASE if row is None else row["name"]
 
 
-def done_evals(ws: Workspace, stage: str, row: dict[str, Any] | None) -> list[dict[str, Any]]:
+def done_evals(ws: Workspace, stage: str, row: dict[str, Any] | None) -> list[EvalRun]:
     """The finished eval runs of version `row` (None: the base) for `stage`, newest first."""
     if row is None:
         where = "stage = ? AND adapter_id IS NULL AND status = 'done'"
         args: list[Any] = [stage]
     else:
         where, args = "adapter_id = ? AND status = 'done'", [row["id"]]
-    return list(ws.db["eval_runs"].rows_where(where, args, order_by="id desc"))
+    return eval_runs(ws.db.table("eval_runs").rows_where(where, args, order_by="id desc"))
 
 
 def compare(
@@ -130,15 +131,16 @@ def compare(
     """`candidate` against `baseline` (None for either: the base model) on their newest shared
     eval set; with none shared, the candidate's newest eval and no baseline eval."""
     mine = done_evals(ws, stage, candidate)
-    theirs = {run["eval_sha256"]: run for run in reversed(done_evals(ws, stage, baseline))}
-    shared = next((run for run in mine if run["eval_sha256"] in theirs), None)
-    cand_eval: dict[str, Any] | None
-    base_eval: dict[str, Any] | None
+    theirs = {run.eval_sha256: run for run in reversed(done_evals(ws, stage, baseline))}
+    shared = next((run for run in mine if run.eval_sha256 in theirs), None)
+    cand_eval: EvalRun | None
+    base_eval: EvalRun | None
     if shared is not None:
-        cand_eval, base_eval = shared, theirs[shared["eval_sha256"]]
+        cand_eval, base_eval = shared, theirs[shared.eval_sha256]
     else:
         cand_eval, base_eval = (mine[0] if mine else None), None
-    cand_metrics, base_metrics = _metrics(cand_eval), _metrics(base_eval)
+    cand_metrics = {} if cand_eval is None else cand_eval.metrics
+    base_metrics = {} if base_eval is None else base_eval.metrics
     return Comparison(
         stage=stage,
         candidate=target_name(candidate),
@@ -154,12 +156,6 @@ def compare(
             for metric in names
         ],
     )
-
-
-def _metrics(run: dict[str, Any] | None) -> dict[str, float]:
-    if run is None or run["metrics_json"] is None:
-        return {}
-    return json.loads(run["metrics_json"])
 
 
 @dataclass(frozen=True)
@@ -285,7 +281,7 @@ def decide(ws: Workspace, name: str, operator: str | None = None) -> dict[str, A
     if cand_eval is None:
         raise GateError(f"{name} has no finished eval run; run `cra eval run --adapter {name}`")
     if base_eval is None:
-        sha = cand_eval["eval_sha256"][:12]
+        sha = cand_eval.eval_sha256[:12]
         raise GateError(
             f"{comparison.baseline} has no finished eval run on {name}'s eval set "
             f"(eval.jsonl {sha}); run `cra eval run --adapter {name}`, which evaluates both"
@@ -294,7 +290,7 @@ def decide(ws: Workspace, name: str, operator: str | None = None) -> dict[str, A
     evidence = paired_metrics(
         ws, stage, cand_eval, base_eval, confidence=metric_confidence(stage, gate.confidence)
     )
-    set_id = cand_eval["eval_set_id"]
+    set_id = cand_eval.eval_set_id
     eval_set = None if set_id is None else eval_set_record(ws, set_id)
     primary = [d.n for d in evidence if d.metric in PRIMARY[stage]]
     power = Power(
@@ -308,8 +304,8 @@ def decide(ws: Workspace, name: str, operator: str | None = None) -> dict[str, A
         "adapter_id": row["id"],
         "stage": stage,
         "baseline": comparison.baseline,
-        "candidate_eval_id": cand_eval["id"],
-        "baseline_eval_id": base_eval["id"],
+        "candidate_eval_id": cand_eval.id,
+        "baseline_eval_id": base_eval.id,
         "decision": judgement.verdict,
         "reasons_json": json.dumps(judgement.reasons),
         "deltas_json": json.dumps(

@@ -15,10 +15,19 @@ from typing import Any
 
 from engine.core.db import inserted_id
 from engine.core.errors import CraError
-from engine.core.jobs import LIVE, JobLock, finish_job, job_lock, settle, terminate_job
+from engine.core.jobs import (
+    LIVE,
+    JobLock,
+    JobRow,
+    finish_job,
+    job_lock,
+    settle,
+    terminate_job,
+)
 from engine.core.stages import BASE_MODEL, LORA_STAGES, as_stage, require_lora_stage
 from engine.core.timestamps import utc_now
 from engine.core.workspace import EVALS_DIR, Workspace
+from engine.evaluation.eval_run import EvalRun, eval_runs
 from engine.evaluation.eval_set import newest_eval_set
 from engine.evaluation.gate import BASE, active_row, done_evals
 
@@ -78,7 +87,7 @@ def start_eval(
         _reconcile(ws, lock)
         _refuse_running(ws)
         if len(targets) == 2 and any(
-            run["eval_sha256"] == eval_set.sha256 for run in done_evals(ws, stage, targets[0])
+            run.eval_sha256 == eval_set.sha256 for run in done_evals(ws, stage, targets[0])
         ):
             targets.pop(0)
         who = operator or ws.config.operator
@@ -110,9 +119,7 @@ def _newest_dataset(ws: Workspace, stage: str) -> str:
 
 
 def _refuse_running(ws: Workspace) -> None:
-    running = [
-        row["id"] for row in ws.db["eval_runs"].rows_where("status IN ('queued', 'running')")
-    ]
+    running = [run.id for run in _under_way(ws)]
     if running:
         raise EvalRunError(
             f"eval run {running[0]} is still under way; one eval job at a time "
@@ -159,32 +166,31 @@ def _set(ws: Workspace, eval_id: int, **values: Any) -> None:
         ws.db.table("eval_runs").update(eval_id, values)
 
 
-def eval_row(ws: Workspace, eval_id: int) -> dict[str, Any]:
-    rows = list(ws.db["eval_runs"].rows_where("id = ?", [eval_id]))
+def eval_row(ws: Workspace, eval_id: int) -> EvalRun:
+    """Eval run `eval_id`; refused when there is none."""
+    rows = eval_runs(ws.db.table("eval_runs").rows_where("id = ?", [eval_id]))
     if not rows:
         raise EvalRunError(f"there is no eval run {eval_id}; `cra eval status` lists them")
     return rows[0]
 
 
-def list_evals(ws: Workspace) -> list[dict[str, Any]]:
+def list_evals(ws: Workspace) -> list[EvalRun]:
     """Every eval run, newest first."""
-    return list(ws.db["eval_runs"].rows_where(order_by="id desc"))
+    return eval_runs(ws.db.table("eval_runs").rows_where(order_by="id desc"))
 
 
 def stop_eval(ws: Workspace) -> int:
     """Ask the eval job under way to stop; returns the id of the run it was on."""
     with job_lock(ws, JOB_KIND):
-        running = list(
-            ws.db["eval_runs"].rows_where("status IN ('queued', 'running')", order_by="id")
-        )
+        running = _under_way(ws)
         if not running:
             raise EvalRunError("no eval run is under way")
-        job = job_of(ws, running[0]["id"])
+        job = job_of(ws, running[0].id)
         if job is None or not terminate_job(job):
             raise EvalRunError(
-                f"eval run {running[0]['id']}: its job is not running; `cra eval status` settles it"
+                f"eval run {running[0].id}: its job is not running; `cra eval status` settles it"
             )
-    return running[0]["id"]
+    return running[0].id
 
 
 def reconcile_evals(ws: Workspace) -> list[int]:
@@ -194,32 +200,36 @@ def reconcile_evals(ws: Workspace) -> list[int]:
 
 def _reconcile(ws: Workspace, lock: JobLock) -> list[int]:
     ended = []
-    for row in list(ws.db["eval_runs"].rows_where("status IN ('queued', 'running')")):
-        job = job_of(ws, row["id"])
-        if job is not None and job["status"] in LIVE and lock.alive(job):
+    for run in _under_way(ws):
+        job = job_of(ws, run.id)
+        if job is not None and job.status in LIVE and lock.alive(job):
             continue
-        if job is not None and job["status"] in LIVE:
-            finish_job(ws, job["id"], "failed", "the eval job died")
+        if job is not None and job.status in LIVE:
+            finish_job(ws, job.id, "failed", "the eval job died")
         _set(
             ws,
-            row["id"],
+            run.id,
             status="failed",
             reason="the eval job ended before this run finished; run it again",
             finished_at=utc_now(),
         )
-        ended.append(row["id"])
+        ended.append(run.id)
     return ended
 
 
-def job_of(ws: Workspace, eval_id: int) -> dict[str, Any] | None:
-    """The job that runs `eval_id`: its own, or the job of a later run queued with it."""
-    rows = list(
-        ws.db["jobs"].rows_where(
-            "kind = ? AND ref_id >= ? AND EXISTS (SELECT 1 FROM json_each(argv_json) "
-            "WHERE value = ?)",
-            [JOB_KIND, eval_id, str(eval_id)],
-            order_by="id desc",
-            limit=1,
-        )
+def _under_way(ws: Workspace) -> list[EvalRun]:
+    """The eval runs queued or running, oldest first."""
+    return eval_runs(
+        ws.db.table("eval_runs").rows_where("status IN ('queued', 'running')", order_by="id")
     )
-    return rows[0] if rows else None
+
+
+def job_of(ws: Workspace, eval_id: int) -> JobRow | None:
+    """The job that runs `eval_id`: its own, or the job of a later run queued with it."""
+    rows = ws.db.table("jobs").rows_where(
+        "kind = ? AND ref_id >= ? AND EXISTS (SELECT 1 FROM json_each(argv_json) WHERE value = ?)",
+        [JOB_KIND, eval_id, str(eval_id)],
+        order_by="id desc",
+        limit=1,
+    )
+    return next((JobRow.model_validate(row) for row in rows), None)

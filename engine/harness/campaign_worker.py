@@ -70,7 +70,7 @@ def set_stage(
 def work(ws: Workspace, campaign_id: int, slot: int) -> int:
     """Run attempts until none is pending or the campaign stops running; returns how many."""
     done = 0
-    while campaign_row(ws, campaign_id)["status"] == "running":
+    while campaign_row(ws, campaign_id).status == "running":
         attempt = _claim(ws, campaign_id, slot)
         if attempt is None:
             break

@@ -114,15 +114,32 @@ def create_campaign(ws: Workspace, spec: CampaignSpec, operator: str) -> int:
     return campaign_id
 
 
-def campaign_row(ws: Workspace, campaign_id: int) -> dict[str, Any]:
-    rows = list(ws.db["campaigns"].rows_where("id = ?", [campaign_id]))
-    if not rows:
+class Campaign(BaseModel):
+    """One row of `campaigns`: who made it, its spec, its status and why."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: int
+    created_at: str
+    created_by: str | None
+    spec_json: str
+    status: str
+    reason: str | None
+    updated_at: str | None
+
+    @property
+    def spec(self) -> CampaignSpec:
+        """What the campaign runs, as recorded when it was made."""
+        return CampaignSpec.model_validate(json.loads(self.spec_json))
+
+
+def campaign_row(ws: Workspace, campaign_id: int) -> Campaign:
+    """Campaign `campaign_id`; refused when there is none."""
+    rows = ws.db.table("campaigns").rows_where("id = ?", [campaign_id])
+    campaign = next((Campaign.model_validate(row) for row in rows), None)
+    if campaign is None:
         raise HarnessError(f"there is no campaign {campaign_id}")
-    return rows[0]
-
-
-def campaign_spec(row: dict[str, Any]) -> CampaignSpec:
-    return CampaignSpec.model_validate(json.loads(row["spec_json"]))
+    return campaign
 
 
 def set_status(ws: Workspace, campaign_id: int, status: str, reason: str = "") -> None:
@@ -155,14 +172,14 @@ def _reconcile(ws: Workspace, lock: JobLock) -> list[int]:
         if lock.running(row["id"]) is not None:
             continue
         job = latest_job(ws, JOB_KIND, row["id"])
-        if job is not None and job["status"] in LIVE:
+        if job is not None and job.status in LIVE:
             with ws.db.conn:
                 ws.db.table("jobs").update(
-                    job["id"],
+                    job.id,
                     {"status": "killed", "ended_at": utc_now(), "reason": "process vanished"},
                 )
         requeue_running(ws, row["id"])
-        pid = job["pid"] if job else None
+        pid = job.pid if job else None
         set_status(ws, row["id"], "interrupted", f"its job (pid {pid}) ended without finishing")
         found.append(row["id"])
     return found
@@ -174,17 +191,17 @@ def start_campaign(ws: Workspace, campaign_id: int) -> int:
     Refused while the campaign's job runs (or is being started by another process)."""
     with job_lock(ws, JOB_KIND) as lock:
         _reconcile(ws, lock)
-        row = campaign_row(ws, campaign_id)
-        if row["status"] == "done":
+        campaign = campaign_row(ws, campaign_id)
+        if campaign.status == "done":
             raise HarnessError(f"campaign {campaign_id} is done; create a new one to run again")
         job = lock.running(campaign_id)
         if job is not None:
             raise HarnessError(
-                f"campaign {campaign_id} is {row['status']}: its job {job['id']} (pid "
-                f"{job['pid']}) still runs; one job per campaign"
+                f"campaign {campaign_id} is {campaign.status}: its job {job.id} (pid "
+                f"{job.pid}) still runs; one job per campaign"
             )
-        if row["status"] not in STARTABLE:
-            raise HarnessError(f"campaign {campaign_id} is {row['status']}; it cannot start now")
+        if campaign.status not in STARTABLE:
+            raise HarnessError(f"campaign {campaign_id} is {campaign.status}; it cannot start now")
         requeue_running(ws, campaign_id)
         set_status(ws, campaign_id, "running")
         argv = [
@@ -200,18 +217,18 @@ def start_campaign(ws: Workspace, campaign_id: int) -> int:
 def pause_campaign(ws: Workspace, campaign_id: int) -> None:
     """Let running attempts finish, then stop claiming new ones."""
     with job_lock(ws, JOB_KIND):
-        row = campaign_row(ws, campaign_id)
-        if row["status"] != "running":
-            raise HarnessError(f"campaign {campaign_id} is {row['status']}, not running")
+        campaign = campaign_row(ws, campaign_id)
+        if campaign.status != "running":
+            raise HarnessError(f"campaign {campaign_id} is {campaign.status}, not running")
         set_status(ws, campaign_id, "pausing", "pausing after the running attempts")
 
 
 def stop_campaign(ws: Workspace, campaign_id: int) -> None:
     """Stop now: the job kills its workers; running attempts are redone on the next start."""
     with job_lock(ws, JOB_KIND) as lock:
-        row = campaign_row(ws, campaign_id)
-        if row["status"] not in ACTIVE:
-            raise HarnessError(f"campaign {campaign_id} is {row['status']}; nothing to stop")
+        campaign = campaign_row(ws, campaign_id)
+        if campaign.status not in ACTIVE:
+            raise HarnessError(f"campaign {campaign_id} is {campaign.status}; nothing to stop")
         set_status(ws, campaign_id, "stopping", "stopped by the operator")
         job = lock.running(campaign_id)
         if job is None or not terminate_job(job):

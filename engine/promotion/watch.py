@@ -26,6 +26,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from engine.core.db import inserted_id
 from engine.core.errors import CraError
 from engine.core.jobs import LIVE, JobLock, finish_job, job_lock, latest_job, settle
@@ -155,16 +157,47 @@ def _set(ws: Workspace, watch_id: int, **values: Any) -> None:
         ws.db.table("watch_runs").update(watch_id, values)
 
 
-def list_watches(ws: Workspace, watch_id: int | None = None) -> list[dict[str, Any]]:
+class Watch(BaseModel):
+    """One row of `watch_runs` with the promoted version's `name`: what was measured against
+    what (`baseline`), its status, verdict and the two `e2e_results` it compared. `backend`,
+    `tolerance`, `reason` and `out_dir` are written when a watch is made, so typed never NULL."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: int
+    stage: str
+    adapter_id: int
+    activation_id: int
+    baseline: str
+    baseline_adapter_id: int | None
+    eval_set_id: int | None
+    tasks_sha256: str | None
+    backend: str
+    tolerance: float
+    status: str
+    verdict: str | None
+    baseline_result_id: int | None
+    after_result_id: int | None
+    rollback_id: int | None
+    reason: str
+    out_dir: str
+    created_at: str
+    created_by: str | None
+    finished_at: str | None
+    name: str
+
+
+def list_watches(ws: Workspace, watch_id: int | None = None) -> list[Watch]:
     """Every watch (or watch `watch_id`), newest first, with the promoted version's name."""
     where, args = ("", []) if watch_id is None else ("WHERE w.id = ? ", [watch_id])
-    return list(
-        ws.db.query(
+    return [
+        Watch.model_validate(row)
+        for row in ws.db.query(
             "SELECT w.*, v.name AS name FROM watch_runs w "
             f"JOIN adapter_versions v ON v.id = w.adapter_id {where}ORDER BY w.id DESC",
             args,
         )
-    )
+    ]
 
 
 def watch_detail(ws: Workspace, watch_id: int) -> list[str]:
@@ -173,13 +206,12 @@ def watch_detail(ws: Workspace, watch_id: int) -> list[str]:
     rows = list_watches(ws, watch_id)
     if not rows:
         raise WatchError(f"there is no watch {watch_id}; `cra adapters watch` lists them")
-    row = rows[0]
-    lines = [watch_line(ws, row)]
-    if row["status"] == "done":
-        baseline = ws.db.table("e2e_results").get(row["baseline_result_id"])
-        after = ws.db.table("e2e_results").get(row["after_result_id"])
+    watch = rows[0]
+    lines = [watch_line(ws, watch)]
+    if watch.status == "done":
+        _, baseline, after = _outcome(ws, watch)
         lines += [f"  {c['task']}: {c['before']} → {c['after']}" for c in flipped(baseline, after)]
-    return [*lines, f"  artifacts: {ws.root / row['out_dir']}"]
+    return [*lines, f"  artifacts: {ws.root / watch.out_dir}"]
 
 
 def result_rate(result: dict[str, Any]) -> float:
@@ -196,26 +228,33 @@ def flipped(baseline: dict[str, Any], after: dict[str, Any]) -> list[dict[str, s
     ]
 
 
-def watch_line(ws: Workspace, row: dict[str, Any]) -> str:
-    """One line for watch `row` (a `list_watches` row): what was compared and what came of it."""
-    head = f"watch {row['id']} {row['stage']}: {row['name']} against {row['baseline']}"
-    if row["status"] != "done":
-        why = f": {row['reason']}" if row["reason"] else ""
-        return f"{head} {row['status']}{why}"
-    baseline = ws.db.table("e2e_results").get(row["baseline_result_id"])
-    after = ws.db.table("e2e_results").get(row["after_result_id"])
+def _outcome(ws: Workspace, watch: Watch) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """A done watch's verdict and its two measurements: the baseline's, the promoted
+    version's."""
+    verdict, before, after = watch.verdict, watch.baseline_result_id, watch.after_result_id
+    if verdict is None or before is None or after is None:
+        raise WatchError(f"watch {watch.id} is done but its verdict or measurements are missing")
+    results = ws.db.table("e2e_results")
+    return verdict, results.get(before), results.get(after)
+
+
+def watch_line(ws: Workspace, watch: Watch) -> str:
+    """One line for `watch`: what was compared and what came of it."""
+    head = f"watch {watch.id} {watch.stage}: {watch.name} against {watch.baseline}"
+    if watch.status != "done":
+        why = f": {watch.reason}" if watch.reason else ""
+        return f"{head} {watch.status}{why}"
+    verdict, baseline, after = _outcome(ws, watch)
     reused = (
-        f" (baseline from watch {baseline['watch_id']})"
-        if baseline["watch_id"] != row["id"]
-        else ""
+        f" (baseline from watch {baseline['watch_id']})" if baseline["watch_id"] != watch.id else ""
     )
     changed = flipped(baseline, after)
     line = (
-        f"{head} {row['verdict'].replace('_', ' ')}: resolved {result_rate(baseline):.3f} → "
+        f"{head} {verdict.replace('_', ' ')}: resolved {result_rate(baseline):.3f} → "
         f"{result_rate(after):.3f} on {after['n']} tasks{reused}, {len(changed)} flipped, "
-        f"tolerance {row['tolerance']:.3f}"
+        f"tolerance {watch.tolerance:.3f}"
     )
-    return line + (f"; {row['reason']}" if row["verdict"] == "regressed" else "")
+    return line + (f"; {watch.reason}" if verdict == "regressed" else "")
 
 
 def reconcile_watches(ws: Workspace) -> list[int]:
@@ -231,8 +270,8 @@ def _reconcile(ws: Workspace, lock: JobLock) -> list[int]:
         if job is not None:
             continue
         latest = latest_job(ws, JOB_KIND, row["id"])
-        if latest is not None and latest["status"] in LIVE:
-            finish_job(ws, latest["id"], "failed", "the watch job died")
+        if latest is not None and latest.status in LIVE:
+            finish_job(ws, latest.id, "failed", "the watch job died")
         _set(ws, row["id"], status="failed", finished_at=utc_now(), **_died(ws, row["id"]))
         ended.append(row["id"])
     return ended

@@ -251,14 +251,11 @@ def _watches(ws: Workspace, since: datetime) -> Section:
     rows = [
         row
         for row in reversed(list_watches(ws))
-        if (moment := _at(row["finished_at"] or row["created_at"])) is not None and moment >= since
+        if (moment := _at(row.finished_at or row.created_at)) is not None and moment >= since
     ]
-    lines = [
-        f"{_short(row['finished_at'] or row['created_at'])}  {watch_line(ws, row)}" for row in rows
-    ]
+    lines = [f"{_short(row.finished_at or row.created_at)}  {watch_line(ws, row)}" for row in rows]
     counts = {
-        verdict: sum(row["verdict"] == verdict for row in rows)
-        for verdict in ("held", "rolled_back")
+        verdict: sum(row.verdict == verdict for row in rows) for verdict in ("held", "rolled_back")
     }
     return Section(
         f"Watches after promotion · {counts['held']} held, {counts['rolled_back']} rolled back",

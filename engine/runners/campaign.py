@@ -20,7 +20,6 @@ from engine.core.jobs import JOB_ID_ENV, finish_job, heartbeat
 from engine.core.workspace import Workspace
 from engine.harness.campaigns import (
     campaign_row,
-    campaign_spec,
     requeue_running,
     set_status,
 )
@@ -46,7 +45,7 @@ def _counts(ws: Workspace, campaign_id: int) -> dict[str, int]:
 
 
 def _end_status(ws: Workspace, campaign_id: int, failures: list[str]) -> tuple[str, str]:
-    status = campaign_row(ws, campaign_id)["status"]
+    status = campaign_row(ws, campaign_id).status
     if status == "stopping":
         return "stopped", "stopped by the operator"
     if status == "pausing":
@@ -61,7 +60,7 @@ def _end_status(ws: Workspace, campaign_id: int, failures: list[str]) -> tuple[s
 
 def run_job(ws: Workspace, campaign_id: int, job_id: int) -> str:
     """Run the campaign's workers until they finish; returns the campaign's final status."""
-    spec = campaign_spec(campaign_row(ws, campaign_id))
+    spec = campaign_row(ws, campaign_id).spec
     requeue_running(ws, campaign_id)
     with ws.db.conn:
         ws.db.execute("DELETE FROM harness_workers WHERE campaign_id = ?", [campaign_id])

@@ -25,10 +25,12 @@ from engine.core.errors import CraError
 from engine.core.jobs import JOB_ID_ENV, finish_job, heartbeat
 from engine.core.timestamps import utc_now
 from engine.core.workspace import Workspace
+from engine.evaluation.eval_run import EvalRun
 from engine.evaluation.eval_set import EvalRow, EvalSet, HarnessTask, load_eval_set
 from engine.evaluation.example_scores import ExampleScore, line_key
 from engine.evaluation.gate import decide, decision_lines
 from engine.evaluation.metrics import RowScore, aggregate, parse_edits, score_row
+from engine.evaluation.runs import eval_row
 from engine.harness.attempts import Proposer, evaluate_attempt
 from engine.harness.openai_pipeline import propose_openai
 from engine.harness.package import CorpusPackage
@@ -54,29 +56,25 @@ def _on_term(signum: int, frame: FrameType | None) -> None:
     raise _Stop
 
 
-def _row(ws: Workspace, eval_id: int) -> dict[str, Any]:
-    return dict(ws.db.table("eval_runs").get(eval_id))
-
-
 def _set(ws: Workspace, eval_id: int, **values: Any) -> None:
     with ws.db.conn:
         ws.db.table("eval_runs").update(eval_id, values)
 
 
-def _version(ws: Workspace, run: dict[str, Any]) -> dict[str, Any] | None:
+def _version(ws: Workspace, run: EvalRun) -> dict[str, Any] | None:
     return (
         None
-        if run["adapter_id"] is None
-        else dict(ws.db.table("adapter_versions").get(run["adapter_id"]))
+        if run.adapter_id is None
+        else dict(ws.db.table("adapter_versions").get(run.adapter_id))
     )
 
 
 @contextmanager
-def _endpoint(ws: Workspace, run: dict[str, Any], out: Path) -> Iterator[tuple[str, str]]:
+def _endpoint(ws: Workspace, run: EvalRun, out: Path) -> Iterator[tuple[str, str]]:
     """The base URL to ask and the model name to ask for, for the run's model."""
     version = _version(ws, run)
-    kind = run["base_model"]
-    if run["backend"] == "local":
+    kind = run.base_model
+    if run.backend == "local":
         base = resolve_base(ws, version) if version is not None else ws.root / frozen_base(ws, kind)
         adapters = {} if version is None else {version["name"]: ws.root / version["path"]}
         with cpu_server(base.resolve(), out / "server.log", adapters) as url:
@@ -124,13 +122,13 @@ def _edits_plan(edits: list[Edit]) -> Plan:
     )
 
 
-def _attempt(run: dict[str, Any], model: str, task: HarnessTask) -> dict[str, Any]:
+def _attempt(run: EvalRun, model: str, task: HarnessTask) -> dict[str, Any]:
     return {
-        "id": f"eval-{run['id']}",
+        "id": f"eval-{run.id}",
         "package_digest": task.package_digest,
         "sha": task.sha,
         "task": task.name,
-        "pipeline": f"eval of {run['target']}",
+        "pipeline": f"eval of {run.target}",
         "model": model,
         "temperature": 0.0,
         "seed": 0,
@@ -143,7 +141,7 @@ def _answered(result: PipelineResult) -> Proposer:
 
 
 def pass_at_1(
-    ws: Workspace, run: dict[str, Any], model: str, out: Path, answered: list[tuple[EvalRow, str]]
+    ws: Workspace, run: EvalRun, model: str, out: Path, answered: list[tuple[EvalRow, str]]
 ) -> tuple[float | None, list[dict[str, Any]]]:
     """The share of task rows whose edits resolve their task, and one record per row tried."""
     outcomes = []
@@ -177,7 +175,7 @@ def pass_at_1(
 
 
 def resolved_rate(
-    ws: Workspace, run: dict[str, Any], url: str, model: str, out: Path, eval_set: EvalSet
+    ws: Workspace, run: EvalRun, url: str, model: str, out: Path, eval_set: EvalSet
 ) -> tuple[float | None, list[dict[str, Any]]]:
     """The share of the eval tasks the harness resolves with the model as the planner."""
     harness = ws.config.harness.openai
@@ -204,18 +202,20 @@ def resolved_rate(
 
 def evaluate(ws: Workspace, eval_id: int, job_id: int | None) -> dict[str, float]:
     """Score eval run `eval_id` and record its metrics; returns them."""
-    run = _row(ws, eval_id)
-    out = ws.root / run["out_dir"]
+    run = eval_row(ws, eval_id)
+    out = ws.root / run.out_dir
     out.mkdir(parents=True, exist_ok=True)
     _set(ws, eval_id, status="running", reason="")
-    eval_set = load_eval_set(ws, run["eval_set_id"])
-    if eval_set.sha256 != run["eval_sha256"]:
+    if run.eval_set_id is None:
+        raise CraError(f"eval run {eval_id} names no frozen eval set; run `cra eval run` again")
+    eval_set = load_eval_set(ws, run.eval_set_id)
+    if eval_set.sha256 != run.eval_sha256:
         raise CraError(
             f"eval run {eval_id}: eval set {eval_set.id} is not the one queued "
-            f"(sha256 {eval_set.sha256[:12]}, queued {run['eval_sha256'][:12]})"
+            f"(sha256 {eval_set.sha256[:12]}, queued {run.eval_sha256[:12]})"
         )
-    stage = run["stage"]
-    print(f"eval {eval_id}: {run['target']} on {len(eval_set.rows)} rows of eval set {eval_set.id}")
+    stage = run.stage
+    print(f"eval {eval_id}: {run.target} on {len(eval_set.rows)} rows of eval set {eval_set.id}")
     scores: list[RowScore] = []
     examples: dict[str, ExampleScore] = {}
     answered: list[tuple[EvalRow, str]] = []
@@ -304,16 +304,16 @@ def run_job(ws: Workspace, eval_ids: Sequence[int], job_id: int | None) -> tuple
                 why = str(exc) if left == eval_id else f"eval run {eval_id} failed before it"
                 _set(ws, left, status="failed", reason=why, finished_at=utc_now())
             return "failed", f"eval run {eval_id} failed"
-    _gate(ws, _row(ws, eval_ids[-1]))
+    _gate(ws, eval_row(ws, eval_ids[-1]))
     return "exited", ""
 
 
-def _gate(ws: Workspace, run: dict[str, Any]) -> None:
+def _gate(ws: Workspace, run: EvalRun) -> None:
     version = _version(ws, run)
     if version is None or version["status"] != "candidate":
         return
     try:
-        decision = decide(ws, version["name"], operator=run["created_by"])
+        decision = decide(ws, version["name"], operator=run.created_by)
     except CraError as exc:
         print(f"gate: {version['name']}: not decided: {exc}")
         return

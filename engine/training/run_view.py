@@ -36,9 +36,9 @@ TERMINAL = ("done", "failed", "stopped")
 
 
 class RunRow(BaseModel):
-    """One row of `training_runs`."""
+    """One row of `training_runs`, without its spec: what the Training pane lists."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: int
     stage: str
@@ -57,6 +57,19 @@ class RunRow(BaseModel):
     max_steps: int | None = None
     loss: float | None = None
     adapter_id: int | None = None
+
+
+class TrainingRun(RunRow):
+    """One row of `training_runs` in full, with the name of the adapter version it made (None
+    when none): what `engine.training.runs.run_row` and `list_runs` return."""
+
+    spec_json: str
+    adapter_name: str | None
+
+    @property
+    def spec(self) -> RunSpec:
+        """The run's spec, as recorded when it started."""
+        return RunSpec.model_validate_json(self.spec_json)
 
 
 def recent_runs(db: sqlite_utils.Database, limit: int = 200) -> list[RunRow]:

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from engine.adapters.activation import verify_files, version_row
 from engine.core.durable import fsync_dir
 from engine.core.errors import CraError, validation_lines
-from engine.core.jobs import LIVE, JobLock, finish_job, job_lock, latest_job, settle
+from engine.core.jobs import LIVE, JobLock, JobRow, finish_job, job_lock, latest_job, settle
 from engine.core.stages import BaseModelKind, Stage, require_lora_stage
 from engine.core.timestamps import utc_now
 from engine.core.workspace import TRAINING_DIR, Workspace
@@ -51,6 +51,7 @@ from engine.training.registry import (
     read_result,
     register_candidate,
 )
+from engine.training.run_view import TrainingRun
 from engine.training_data.items import Kind
 
 JOB_KIND = "training"
@@ -292,9 +293,9 @@ def stop_run(ws: Workspace, run_id: int) -> None:
     with job_lock(ws, JOB_KIND) as lock:
         _reconcile(ws, lock)
         run = run_row(ws, run_id)
-        if run["status"] != "running":
-            raise TrainingRunError(f"run {run_id} is {run['status']}; only a running run stops")
-        _write_durably(ws.root / run["run_dir"] / STOP_FILE, b"")
+        if run.status != "running":
+            raise TrainingRunError(f"run {run_id} is {run.status}; only a running run stops")
+        _write_durably(ws.root / run.run_dir / STOP_FILE, b"")
         _set(ws, run_id, status="stopping", reason="stop asked by the operator")
 
 
@@ -307,17 +308,17 @@ def resume_run(ws: Workspace, run_id: int, force: bool = False) -> int | None:
     with job_lock(ws, JOB_KIND) as lock:
         _reconcile(ws, lock)
         run = run_row(ws, run_id)
-        if run["status"] not in RESUMABLE:
+        if run.status not in RESUMABLE:
             raise TrainingRunError(
-                f"run {run_id} is {run['status']}; only a stopped or failed run resumes"
+                f"run {run_id} is {run.status}; only a stopped or failed run resumes"
             )
         job = lock.running(run_id)
         if job is not None:
             raise TrainingRunError(
-                f"run {run_id} is {run['status']}, yet its job {job['id']} (pid {job['pid']}) "
-                f"still runs on {run['run_dir']}; one worker per run folder"
+                f"run {run_id} is {run.status}, yet its job {job.id} (pid {job.pid}) "
+                f"still runs on {run.run_dir}; one worker per run folder"
             )
-        run_dir = ws.root / run["run_dir"]
+        run_dir = ws.root / run.run_dir
         result = read_result(run_dir)
         if result is not None and result.status == "done":
             _finish_done(ws, run_id, result)
@@ -356,17 +357,20 @@ _RUNS_QUERY = (
 )
 
 
-def run_row(ws: Workspace, run_id: int) -> dict[str, Any]:
-    """Run `run_id`'s row, with the name of the adapter it made (None when none)."""
-    rows = list(ws.db.query(f"{_RUNS_QUERY} WHERE r.id = ?", [run_id]))
-    if not rows:
+def run_row(ws: Workspace, run_id: int) -> TrainingRun:
+    """Run `run_id`, with the name of the adapter it made (None when none)."""
+    rows = ws.db.query(f"{_RUNS_QUERY} WHERE r.id = ?", [run_id])
+    run = next((TrainingRun.model_validate(row) for row in rows), None)
+    if run is None:
         raise TrainingRunError(f"there is no training run {run_id}; `cra train status` lists them")
-    return rows[0]
+    return run
 
 
-def list_runs(ws: Workspace) -> list[dict[str, Any]]:
+def list_runs(ws: Workspace) -> list[TrainingRun]:
     """Every run, newest first, with the name of the adapter it made (None when none)."""
-    return list(ws.db.query(f"{_RUNS_QUERY} ORDER BY r.id DESC"))
+    return [
+        TrainingRun.model_validate(row) for row in ws.db.query(f"{_RUNS_QUERY} ORDER BY r.id DESC")
+    ]
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -419,15 +423,15 @@ def _spawn(ws: Workspace, lock: JobLock, run_id: int, run_dir: Path) -> int:
     return job_id
 
 
-def _settle(ws: Workspace, run_id: int, run_dir: Path, job: dict[str, Any] | None) -> None:
+def _settle(ws: Workspace, run_id: int, run_dir: Path, job: JobRow | None) -> None:
     """Record how a run whose job is gone ended, from what its worker left behind."""
     try:
         result = read_result(run_dir)
         why = None if result else f"the worker exited without {RESULT_FILE}"
     except RegistryError as exc:
         result, why = None, str(exc)
-    if job is not None and job["status"] in LIVE:
-        finish_job(ws, job["id"], "failed" if why else "exited", why or "")
+    if job is not None and job.status in LIVE:
+        finish_job(ws, job.id, "failed" if why else "exited", why or "")
     if result is None:
         reason = "\n".join([f"{why}; what it said last:", *_last_words(ws, run_dir, job)])
         _set(ws, run_id, status="failed", reason=reason, finished_at=utc_now())
@@ -446,10 +450,11 @@ def _settle(ws: Workspace, run_id: int, run_dir: Path, job: dict[str, Any] | Non
         _finish_done(ws, run_id, result)
 
 
-def _last_words(ws: Workspace, run_dir: Path, job: dict[str, Any] | None) -> list[str]:
+def _last_words(ws: Workspace, run_dir: Path, job: JobRow | None) -> list[str]:
     """The end of train.log (the worker's output once it runs) and of the job's own log
     (what the process said before that, such as an import error)."""
-    logs = [run_dir / LOG_FILE] + ([ws.root / job["log_path"]] if job else [])
+    job_log = None if job is None or job.log_path is None else ws.root / job.log_path
+    logs = [run_dir / LOG_FILE] + ([job_log] if job_log is not None else [])
     said = [f"-- {path.relative_to(ws.root)}:\n{tail}" for path in logs if (tail := log_tail(path))]
     return said or ["(nothing: no log has any output)"]
 
