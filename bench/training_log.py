@@ -44,7 +44,7 @@ from textual.widgets import Static
 from engine.core.workspace import Workspace
 from engine.training.contract import LOG_FILE, METRICS_FILE, SPEC_FILE, Hyper, RunSpec, StepRecord
 from screens.training import RunCalls, TrainingScreen
-from screens.training_log import MARKER, LogView
+from screens.widgets.training_log import MARKER, LogView
 
 SIZE = (120, 40)
 SAMPLE_S = 0.2

@@ -9,6 +9,7 @@ text from outside (the repository, the model): every piece is neutralised and sh
 """
 
 import sqlite3
+from dataclasses import dataclass
 
 from rich.text import Text
 from textual import on, work
@@ -37,16 +38,13 @@ PROMPT_CHARS = 600
 ROW_CHARS = 48
 
 
+@dataclass
 class DifferencesRead(Message):
     """The evidence and its disagreeing examples, or why they could not be read."""
 
-    def __init__(
-        self, evidence: VersionEvidence | None, found: Differences | None, error: str | None
-    ) -> None:
-        super().__init__()
-        self.evidence = evidence
-        self.found = found
-        self.error = error
+    evidence: VersionEvidence | None
+    found: Differences | None
+    error: str | None
 
 
 def clip(text: str, limit: int) -> str:

@@ -20,6 +20,7 @@ Everything shown comes from the manifests, which are never rewritten, so a poll 
 only when the list of datasets changed.
 """
 
+from dataclasses import dataclass
 from typing import Literal
 
 from rich.cells import cell_len
@@ -269,47 +270,38 @@ def _audit_cells(stage: StageAudit, limit: float) -> list[Text]:
 # -- messages -----------------------------------------------------------------------------
 
 
+@dataclass
 class PlanPolled(Message):
     """The latest plan (None when there is none), or the error that stopped reading it."""
 
-    def __init__(self, found: tuple[int, TrainingPlan] | None, error: str | None) -> None:
-        super().__init__()
-        self.found = found
-        self.error = error
+    found: tuple[int, TrainingPlan] | None
+    error: str | None
 
 
+@dataclass
 class DatasetsPolled(Message):
     """Every dataset's manifest, newest first, or the error that stopped reading them."""
 
-    def __init__(self, manifests: list[DatasetManifest], error: str | None) -> None:
-        super().__init__()
-        self.manifests = manifests
-        self.error = error
+    manifests: list[DatasetManifest]
+    error: str | None
 
 
+@dataclass
 class ExamplesPolled(Message):
     """How many items the database holds and the newest id (`examples_signature`), or the
     error that stopped reading them."""
 
-    def __init__(self, signature: tuple[int, int | None] | None, error: str | None) -> None:
-        super().__init__()
-        self.signature = signature
-        self.error = error
+    signature: tuple[int, int | None] | None
+    error: str | None
 
 
+@dataclass
 class Audited(Message):
     """The audit of the items as they were at `signature`, or the error that stopped it."""
 
-    def __init__(
-        self,
-        report: AuditReport | None,
-        signature: tuple[int, int | None] | None,
-        error: str | None,
-    ) -> None:
-        super().__init__()
-        self.report = report
-        self.signature = signature
-        self.error = error
+    report: AuditReport | None
+    signature: tuple[int, int | None] | None
+    error: str | None
 
 
 # -- the pane -----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ response of the pipeline and report.json. The attempt is read in a thread worker
 """
 
 import sqlite3
+from dataclasses import dataclass
 
 from rich.console import Group, RenderableType
 from rich.syntax import Syntax
@@ -48,12 +49,11 @@ OUTCOME_STYLE = {
 }
 
 
+@dataclass
 class AttemptLoaded(Message):
     """The attempt's detail, or the message of the error that kept it from being read."""
 
-    def __init__(self, detail: AttemptDetail | str) -> None:
-        super().__init__()
-        self.detail = detail
+    detail: AttemptDetail | str
 
 
 def _score(value: float | None) -> str:

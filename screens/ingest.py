@@ -89,24 +89,22 @@ class DrivesChanged(Message):
     rows: dict[Path, PackageRow]
 
 
+@dataclass
 class ReportReady(Message):
     """A validation finished: its report, or the message of the error that stopped it."""
 
-    def __init__(self, key: ReportKey, outcome: ValidationReport | str) -> None:
-        super().__init__()
-        self.key = key
-        self.outcome = outcome
+    key: ReportKey
+    outcome: ValidationReport | str
 
 
+@dataclass
 class DecisionDone(Message):
     """An approve or reject call returned (`error` set when the engine refused it)."""
 
-    def __init__(self, key: ReportKey, decision: Decision, text: str, error: str | None) -> None:
-        super().__init__()
-        self.key = key
-        self.decision = decision
-        self.text = text
-        self.error = error
+    key: ReportKey
+    decision: Decision
+    text: str
+    error: str | None
 
 
 def package_rows(drives: list[Drive]) -> dict[Path, PackageRow]:

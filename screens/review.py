@@ -82,37 +82,29 @@ class Write:
 # -- messages -----------------------------------------------------------------------------
 
 
+@dataclass
 class Refreshed(Message):
     """Every stage's status, the stage shown and its newest round with its items."""
 
-    def __init__(
-        self,
-        stage: Stage,
-        statuses: list[StageStatus],
-        round_: tuple[RoundSummary, list[RoundItem]] | None,
-    ) -> None:
-        super().__init__()
-        self.stage = stage
-        self.statuses = statuses
-        self.round = round_
+    stage: Stage
+    statuses: list[StageStatus]
+    round: tuple[RoundSummary, list[RoundItem]] | None
 
 
+@dataclass
 class ItemLoaded(Message):
     """An item ready to draw, or the message of the error that kept it from being read."""
 
-    def __init__(self, example_id: int, view: ItemView | str) -> None:
-        super().__init__()
-        self.example_id = example_id
-        self.view = view
+    example_id: int
+    view: ItemView | str
 
 
+@dataclass
 class Written(Message):
     """A queued write was applied, or the engine's refusal of it."""
 
-    def __init__(self, write: Write, error: str | None) -> None:
-        super().__init__()
-        self.write = write
-        self.error = error
+    write: Write
+    error: str | None
 
 
 # -- the note modal -----------------------------------------------------------------------

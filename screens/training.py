@@ -39,9 +39,9 @@ from engine.training.run_view import TERMINAL, RunRow, RunState, RunView, recent
 from engine.training_data.dataset_files import dataset_kinds
 from screens.pane import ActionDone, EnginePane
 from screens.training_form import StartRequest, StartRunScreen
-from screens.training_log import RING_LINES, LogView
-from screens.training_plot import LossPlot
 from screens.training_view import head_table, headline, run_cells, stats_table
+from screens.widgets.training_log import RING_LINES, LogView
+from screens.widgets.training_plot import LossPlot
 
 COLUMNS = (
     ("#", "id"),

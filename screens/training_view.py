@@ -6,8 +6,8 @@ from rich.text import Text
 from engine.core.terminal_text import neutralise
 from engine.core.timestamps import duration_text
 from engine.training.run_view import RunRow, RunState
-from screens.training_plot import number
 from screens.widgets.formatting import STATUS_STYLE, when
+from screens.widgets.training_plot import number
 
 LABEL_WIDTH = 8
 

@@ -38,9 +38,9 @@ from engine.training.contract import (
 from engine.training.log_tail import TailRead
 from screens.training import RunCalls, TrainingScreen
 from screens.training_form import StartRunScreen
-from screens.training_log import LogView, shown
-from screens.training_plot import LossPlot, braille_cells
 from screens.widgets.confirm import ConfirmScreen
+from screens.widgets.training_log import LogView, shown
+from screens.widgets.training_plot import LossPlot, braille_cells
 
 SIZE = (120, 40)
 DONE, RUNNING = 2, 3
