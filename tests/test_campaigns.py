@@ -81,6 +81,7 @@ def _attempts(ws: Workspace, campaign_id: int) -> list[dict]:
     return list(ws.db["attempts"].rows_where("campaign_id = ?", [campaign_id], order_by="id"))
 
 
+@pytest.mark.slow
 def test_a_gold_campaign_resolves_every_usable_task(tmp_path: Path, valid_package: Path) -> None:
     ws = _workspace(tmp_path / "ws")
     approve_package(ws, valid_package)
@@ -176,6 +177,7 @@ def _wait_planning(ws: Workspace, campaign_id: int, log: Path) -> None:
     raise AssertionError("no running attempt reached the planner")
 
 
+@pytest.mark.slow
 def test_a_campaign_killed_with_sigkill_resumes_without_redoing_finished_attempts(
     tmp_path: Path, short_package: Path
 ) -> None:
@@ -211,6 +213,7 @@ def test_a_campaign_killed_with_sigkill_resumes_without_redoing_finished_attempt
     assert {r["outcome"] for r in planned} == {"failed"}
 
 
+@pytest.mark.slow
 def test_pause_lets_running_attempts_finish_and_stop_requeues_them(
     tmp_path: Path, short_package: Path
 ) -> None:
@@ -310,6 +313,7 @@ def test_two_starts_of_one_campaign_at_once_run_one_job(
     race(ws.root, [(None, _start), (None, _start)], settle)
 
 
+@pytest.mark.slow
 def test_a_status_poll_during_a_start_never_declares_it_dead(
     tmp_path: Path, valid_package: Path
 ) -> None:

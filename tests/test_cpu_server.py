@@ -151,6 +151,7 @@ def test_a_server_that_cannot_start_says_why(tmp_path: Path) -> None:
         pass
 
 
+@pytest.mark.slow
 def test_cra_serve_launches_the_stand_in_and_promotion_loads_on_it(
     models: tuple[Path, Path], tmp_path: Path
 ) -> None:

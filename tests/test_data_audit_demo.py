@@ -22,6 +22,9 @@ from engine.training_data.contracts import RULES
 from engine.training_data.stages import STAGES, TOKEN_BUDGET
 from engine.workspace import Workspace
 
+pytestmark = pytest.mark.slow  # the demo workspace built whole
+
+
 CRA = str(Path(sys.executable).parent / "cra")
 STAGE_KEYS = {
     "stage",

@@ -134,6 +134,7 @@ def _lora_weights(model: Any) -> dict[str, torch.Tensor]:
     return {key: value.detach().clone() for key, value in get_peft_model_state_dict(model).items()}
 
 
+@pytest.mark.slow
 def test_the_dpo_run_continues_the_sft_adapter_and_records_it_as_parent(ws: Workspace) -> None:
     """SFT makes execute_code-v1; the DPO run on the pairs loads v1 trainable as its policy
     (its starting LoRA weights are v1's, so at the first step policy and reference agree and

@@ -45,6 +45,8 @@ from engine.training_data.stages import NotALoraStage
 from engine.training_data.store import add_items
 from engine.workspace import Workspace
 
+pytestmark = pytest.mark.slow  # every demo commit validated and curated before each test
+
 CONFIG = (
     "[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\ntest_timeout_s = 60\n"
     "[curation]\nmax_domain_share = 1.0\neval_share = 0.5\n"

@@ -52,6 +52,7 @@ def listener():
     server.close()
 
 
+@pytest.mark.slow
 def test_a_hanging_test_is_stopped_and_a_connecting_test_fails(
     tmp_path: Path, _package_template: Path, listener: int
 ) -> None:

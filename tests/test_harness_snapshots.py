@@ -138,6 +138,7 @@ def test_harness_attempt_diff(snap_compare, live_app):
     assert snap_compare(live_app, terminal_size=SIZE, run_before=run_before)
 
 
+@pytest.mark.slow
 def test_harness_100000_attempts_at_the_end(snap_compare, workspace_root):
     campaign_id = add_campaign(workspace_root, status="paused", reason="paused by the operator")
     bulk_attempts(workspace_root, campaign_id, 100_000)

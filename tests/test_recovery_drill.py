@@ -16,6 +16,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+import pytest
 from eval_fixtures import add_version, pass_gate
 from fake_vllm import FakeVllm
 from pilot_wait import until
@@ -38,6 +39,8 @@ from engine.training_data.derive import build_training_data
 from engine.training_data.review import decide, draw_sample
 from engine.workspace import Workspace
 from screens.widgets.confirm import ConfirmScreen
+
+pytestmark = pytest.mark.slow  # a campaign, a training run and an eval killed and finished
 
 SIZE = (140, 40)
 wait = partial(until, limit_s=240)
@@ -105,6 +108,7 @@ def _workspace(tmp_path: Path, short_package: Path, vllm_url: str) -> Workspace:
 async def test_killed_work_is_shown_true_and_finishes_once(
     tmp_path: Path, short_package: Path
 ) -> None:
+
     with FakeVllm(str(tmp_path / "ws" / "models/tiny")) as fake:
         ws = _workspace(tmp_path, short_package, fake.url)
         digest = ws.db.execute("SELECT digest FROM packages").fetchone()[0]

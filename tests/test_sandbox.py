@@ -143,6 +143,7 @@ def test_a_fork_bomb_stops_at_the_process_limit(tmp_path: Path):
     assert "processes" in result.limits_hit
 
 
+@pytest.mark.slow
 def test_children_together_cannot_exceed_the_memory_limit(tmp_path: Path):
     """Four children of 400 MB each under a 1 GB limit: the total is enforced, not each one."""
     code = (

@@ -136,6 +136,7 @@ def test_a_flaky_test_is_quarantined(approved):
     assert json.loads(row["flaky"]) == report.flaky
 
 
+@pytest.mark.slow
 def test_revalidation_replaces_the_record(approved):
     first = _validate(approved, "Fold accented letters in slugify")
     second = _validate(approved, "Fold accented letters in slugify")

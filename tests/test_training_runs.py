@@ -630,6 +630,7 @@ def test_two_starts_at_once_start_one_training_run(ws: Workspace) -> None:
     race(ws.root, [(None, _start), (None, _start)], settle)
 
 
+@pytest.mark.slow
 def test_a_status_poll_during_a_start_never_fails_the_run(ws: Workspace) -> None:
     """While one process starts a training run, another reconciles runs as fast as it can:
     the run being started is never declared ended, so no second worker can take its place."""
@@ -666,6 +667,7 @@ def _wait_for(ws: Workspace, run_id: int, status: str) -> dict[str, Any]:
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_a_run_stops_resumes_and_registers_its_adapter(tmp_path: Path, _template: Path) -> None:
     from engine.training.adapter_io import load_with_adapter
     from engine.training.tiny_model import build_tiny_model
@@ -708,6 +710,7 @@ def test_a_run_stops_resumes_and_registers_its_adapter(tmp_path: Path, _template
     assert model.peft_config["default"].r == 16
 
 
+@pytest.mark.slow
 def test_a_dpo_run_through_the_job_system_registers_its_adapter(
     tmp_path: Path, _template: Path
 ) -> None:

@@ -234,6 +234,7 @@ def test_tiny_model_is_deterministic_and_loads_offline(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_sft_run_stops_on_request_and_resumes_to_an_adapter(ws: Path) -> None:
     run_dir = make_run(ws, "sft", "scope-d1", max_steps=60, save_steps=1000)
     proc = start_worker(ws, run_dir)
@@ -279,6 +280,7 @@ def test_sft_run_stops_on_request_and_resumes_to_an_adapter(ws: Path) -> None:
     assert "the run is already done" in log(run_dir).splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_dpo_run_killed_then_rerun_resumes_from_the_newest_checkpoint(ws: Path) -> None:
     run_dir = make_run(ws, "dpo", "planning_dpo-d1", max_steps=30, save_steps=3)
     proc = start_worker(ws, run_dir)

@@ -43,6 +43,8 @@ from engine.training_data.derive import build_training_data
 from engine.training_data.store import add_items
 from engine.workspace import Workspace
 
+pytestmark = pytest.mark.slow  # every demo commit validated and curated before each test
+
 STAGE = "planning_dpo"
 CONFIG = (
     "[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\ntest_timeout_s = 60\n"
