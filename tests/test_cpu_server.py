@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 import torch
 from eval_fixtures import pass_gate
 from peft import LoraConfig, get_peft_model
+from pilot_wait import wait_for
 from transformers import AutoModelForCausalLM
 
 from engine.adapters.switch import promote_version
@@ -194,11 +194,12 @@ def test_cra_serve_launches_the_stand_in_and_promotion_loads_on_it(
         env=env,
     )
     try:
-        deadline = time.monotonic() + 120
-        while not serving_status(ws)[0].running:
+
+        def answering() -> bool:
             assert server.poll() is None, server.stdout.read() if server.stdout else ""
-            assert time.monotonic() < deadline, "the stand-in never answered"
-            time.sleep(0.2)
+            return serving_status(ws)[0].running
+
+        wait_for(answering, "the stand-in to answer", limit_s=120, every_s=0.2)
         result = promote_version(ws, "scope-v1")
         assert result.server == f"scope-v1 loaded on http://127.0.0.1:{port}"
         [status] = serving_status(ws)

@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 from click.testing import CliRunner
 from eval_fixtures import accept_sample, add_eval, planning_pairs
 from peft import LoraConfig, get_peft_model
+from pilot_wait import wait_for
 from transformers import AutoModelForCausalLM
 
 from app.cli import cli
@@ -246,14 +246,12 @@ def test_start_refuses_what_cannot_be_evaluated(ws: Workspace) -> None:
 
 
 def _wait_settled(ws: Workspace, eval_id: int) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    def settled() -> dict[str, Any] | None:
         reconcile_evals(ws)
         row = ws.db["eval_runs"].get(eval_id)
-        if row["status"] not in ("queued", "running"):
-            return row
-        time.sleep(0.2)
-    raise AssertionError(f"eval run {eval_id} is still under way")
+        return None if row["status"] in ("queued", "running") else row
+
+    return wait_for(settled, f"eval run {eval_id} to settle", every_s=0.2)
 
 
 def test_a_run_that_cannot_reach_its_model_fails_with_the_reason(ws: Workspace) -> None:
@@ -382,13 +380,12 @@ def test_a_candidate_that_cannot_improve_is_not_passed(ws: Workspace) -> None:
     run_id = start_run(
         ws, "scope-d1", "scope", overrides={"learning_rate": 1e-12, "max_steps": 2}, force=True
     )
-    deadline = time.monotonic() + 300
-    while True:
+
+    def ended() -> bool:
         reconcile_runs(ws)
-        if run_row(ws, run_id)["status"] not in ("pending", "running", "stopping"):
-            break
-        assert time.monotonic() < deadline, "the training run did not end"
-        time.sleep(0.5)
+        return run_row(ws, run_id)["status"] not in ("pending", "running", "stopping")
+
+    wait_for(ended, "the training run to end", limit_s=300, every_s=0.5)
     run = run_row(ws, run_id)
     assert (run["status"], run["adapter_name"]) == ("done", "scope-v1"), run["reason"]
 

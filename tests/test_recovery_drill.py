@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 from eval_fixtures import add_version, pass_gate
 from fake_vllm import FakeVllm
-from pilot_wait import until
+from pilot_wait import until, wait_for
 from test_adapter_switch import DIE_AFTER_LOAD
 from test_campaigns import SLOW_PLANNER
 from textual.pilot import Pilot
@@ -48,11 +47,7 @@ wait = partial(until, limit_s=240)
 
 
 def _wait(what: str, check: Callable[[], bool], limit_s: float = 240) -> None:
-    deadline = time.monotonic() + limit_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.1)
+    wait_for(check, what, limit_s, every_s=0.1)
 
 
 def _planning(ws: Workspace, calls: Path) -> bool:

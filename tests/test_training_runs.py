@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from pilot_wait import wait_for
 from races import end_jobs, last_job_id, race
+from training_fixtures import wait_for_run
 
 from app.cli import cli
 from app.cli_train import train
@@ -198,11 +200,7 @@ def _job(ws: Workspace, run_id: int, code: str) -> dict[str, Any]:
 
 
 def _wait_gone(job: dict[str, Any]) -> None:
-    deadline = time.monotonic() + 60
-    while job_alive(job):
-        if time.monotonic() > deadline:
-            pytest.fail(f"job {job['id']} (pid {job['pid']}) did not exit")
-        time.sleep(0.05)
+    wait_for(lambda: not job_alive(job), f"job {job['id']} (pid {job['pid']}) to exit")
 
 
 # -- the spec and its overrides ------------------------------------------------------------
@@ -655,16 +653,7 @@ def _set_status(ws: Workspace, run_id: int, status: str) -> None:
 
 def _wait_for(ws: Workspace, run_id: int, status: str) -> dict[str, Any]:
     """Reconcile until the run reaches `status`; fail with its log if it ends otherwise."""
-    deadline = time.monotonic() + 300
-    while True:
-        reconcile_runs(ws)
-        run = run_row(ws, run_id)
-        if run["status"] == status:
-            return run
-        if run["status"] not in ("running", "stopping") or time.monotonic() > deadline:
-            log = (ws.root / run["run_dir"] / "train.log").read_text(encoding="utf-8")
-            pytest.fail(f"run {run_id} is {run['status']}, not {status}: {run['reason']}\n{log}")
-        time.sleep(0.2)
+    return wait_for_run(ws, run_id, status, ("running", "stopping"))
 
 
 @pytest.mark.slow

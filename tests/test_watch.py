@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +23,7 @@ from click.testing import CliRunner
 from eval_fixtures import accept_sample, add_version, pass_gate, planning_pairs
 from fake_vllm import FakeVllm
 from peft import LoraConfig, get_peft_model
+from pilot_wait import wait_for
 from transformers import AutoModelForCausalLM
 
 from app.cli import cli
@@ -120,14 +120,13 @@ def served(tmp_path: Path, curated: Path) -> Iterator[tuple[Workspace, FakeVllm]
 
 
 def _settled(ws: Workspace, watch_id: int) -> dict[str, Any]:
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
+
+    def settled() -> dict[str, Any] | None:
         reconcile_watches(ws)
         row = ws.db["watch_runs"].get(watch_id)
-        if row["status"] not in ("queued", "running"):
-            return row
-        time.sleep(0.3)
-    raise AssertionError(f"watch {watch_id} is still under way")
+        return None if row["status"] in ("queued", "running") else row
+
+    return wait_for(settled, f"watch {watch_id} to settle", limit_s=240, every_s=0.3)
 
 
 def _watch_cli(ws: Workspace, *args: str) -> list[str]:
