@@ -4,6 +4,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from workspaces import open_workspace
 
 from engine.demo.package import build_package, build_wheels
 from engine.demo.repo import DEMO_HISTORY
@@ -60,7 +61,4 @@ def workspace(tmp_path: Path) -> Workspace:
 @pytest.fixture
 def ws(tmp_path: Path) -> Workspace:
     """A workspace that watches no drives (no mount roots), so a pane shows none."""
-    root = tmp_path / "workspace"
-    root.mkdir()
-    (root / "cra.toml").write_text("[usb]\nmount_roots = []\n", encoding="utf-8")
-    return Workspace.open(root)
+    return open_workspace(tmp_path / "workspace")

@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 from pilot_wait import wait_for
 from races import end_jobs, last_job_id, race
+from workspaces import HARNESS, open_workspace
 
 from app.cli import cli
 from engine.harness.campaigns import (
@@ -48,12 +49,7 @@ print(json.dumps({{"plan": plan, "edits": [{{"path": "NOTES.txt", "replace": "no
 
 
 def _workspace(root: Path, extra: str = "") -> Workspace:
-    root.mkdir(parents=True)
-    (root / "cra.toml").write_text(
-        f"[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\ntest_timeout_s = 60\n{extra}",
-        encoding="utf-8",
-    )
-    return Workspace.open(root)
+    return open_workspace(root, HARNESS + extra)
 
 
 def _wait_status(ws: Workspace, campaign_id: int, wanted: set[str], limit_s: float = 180) -> str:

@@ -15,9 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from workspaces import HARNESS, approve_and_validate, open_workspace
 
-from engine.harness.task_validation import validate_task
-from engine.ingest import approve_package
 from engine.training_data.contracts import RULES
 from engine.training_data.stages import STAGES, TOKEN_BUDGET
 from engine.workspace import Workspace
@@ -61,16 +60,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory, _package_template: Path) -> P
     package = base / "drive" / "textkit"
     shutil.copytree(_package_template, package, symlinks=True)
     root = base / "ws"
-    root.mkdir()
-    (root / "cra.toml").write_text(
-        "[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\ntest_timeout_s = 60\n",
-        encoding="utf-8",
-    )
-    ws = Workspace.open(root)
-    digest = approve_package(ws, package).digest
-    manifest = json.loads((package / "manifest.json").read_text(encoding="utf-8"))
-    for commit in manifest["commits"]:
-        validate_task(ws, digest, commit["sha"])
+    ws = open_workspace(root, HARNESS)
+    approve_and_validate(ws, package)
     ws.db.conn.close()
     cra(root, "data", "build")
     return root

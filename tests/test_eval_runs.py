@@ -24,6 +24,7 @@ from eval_fixtures import accept_sample, add_eval, planning_pairs
 from peft import LoraConfig, get_peft_model
 from pilot_wait import wait_for
 from transformers import AutoModelForCausalLM
+from workspaces import HARNESS, NO_DRIVES, approve_and_validate
 
 from app.cli import cli
 from engine.adapters.activation import version_row
@@ -33,8 +34,7 @@ from engine.evaluation.runs import EvalRunError, list_evals, reconcile_evals, st
 from engine.evaluation.worker import pass_at_1, resolved_rate
 from engine.harness.gold import gold_output
 from engine.harness.package import load_package
-from engine.harness.task_validation import find_commit, validate_task
-from engine.ingest import approve_package
+from engine.harness.task_validation import find_commit
 from engine.jobs import spawn_job
 from engine.training.registry import sha256_file
 from engine.training.runs import reconcile_runs, run_row, start_run
@@ -48,8 +48,7 @@ from engine.workspace import Workspace
 pytestmark = pytest.mark.slow  # every demo commit validated and curated before each test
 
 CONFIG = (
-    "[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\ntest_timeout_s = 60\n"
-    "[curation]\nmax_domain_share = 1.0\neval_share = 0.5\n"
+    NO_DRIVES + HARNESS + "[curation]\nmax_domain_share = 1.0\neval_share = 0.5\n"
     # The demo package's few commits give rounds smaller than the gate's default minimum.
     "[training_data]\nreview_min_sample = 1\n"
     "[evaluation.eval_sizes]\nexecute_code = 3\nplanning_dpo = 3\n"
@@ -68,10 +67,7 @@ def curated(tmp_path_factory: pytest.TempPathFactory, _package_template: Path) -
     root.mkdir()
     (root / "cra.toml").write_text(CONFIG, encoding="utf-8")
     ws = Workspace.open(root)
-    digest = approve_package(ws, valid_package).digest
-    manifest = json.loads((valid_package / "manifest.json").read_text())
-    for commit in manifest["commits"]:
-        validate_task(ws, digest, commit["sha"])
+    approve_and_validate(ws, valid_package)
     build_training_data(ws)
     add_items(ws.db, planning_pairs(ws))
     for stage, kind in (("execute_code", "sft"), ("planning_dpo", "preference")):

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from package_commits import add_task_commit
+from workspaces import open_workspace
 
 from engine.harness.task_validation import validate_task
 from engine.ingest import approve_package
-from engine.workspace import Workspace
 
 SLEEPER = """\
 import time
@@ -65,13 +65,7 @@ def test_a_hanging_test_is_stopped_and_a_connecting_test_fails(
         CONNECTS.format(port=listener),
         "Add a test that needs the network",
     )
-    root = tmp_path / "ws"
-    root.mkdir()
-    (root / "cra.toml").write_text(
-        "[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\ntest_timeout_s = 3\n",
-        encoding="utf-8",
-    )
-    ws = Workspace.open(root)
+    ws = open_workspace(tmp_path / "ws", "[harness]\nflaky_runs = 1\ntest_timeout_s = 3\n")
     digest = approve_package(ws, package).digest
 
     hung = validate_task(ws, digest, sleeper)
@@ -136,12 +130,7 @@ def test_a_report_rewritten_by_the_tested_code_is_not_trusted(
     files = {"textkit/forged.py": FORGED_MODULE, "tests/test_forger.py": FORGER}
     subject = "Add a module whose test forges its report"
     sha = add_task_commit(package, files, subject, ["tests/test_forger.py"])
-    root = tmp_path / "ws"
-    root.mkdir()
-    (root / "cra.toml").write_text(
-        "[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\n", encoding="utf-8"
-    )
-    ws = Workspace.open(root)
+    ws = open_workspace(tmp_path / "ws", "[harness]\nflaky_runs = 1\n")
     digest = approve_package(ws, package).digest
 
     report = validate_task(ws, digest, sha)

@@ -25,6 +25,7 @@ from test_harness_progress import (
 )
 from textual.pilot import Pilot
 from textual.widgets import DataTable
+from workspaces import open_workspace
 
 from app.app import CraApp
 from engine.workspace import Workspace
@@ -45,11 +46,8 @@ tests/test_slug.py::test_ascii PASSED                                    [100%]
 
 @pytest.fixture
 def workspace_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
-    root = tmp_path / "workspace"
-    root.mkdir()
-    (root / "cra.toml").write_text("[usb]\nmount_roots = []\n", encoding="utf-8")
     monkeypatch.setattr("app.app.PANES", panes_with_clock(lambda: NOW))
-    return Workspace.open(root)
+    return open_workspace(tmp_path / "workspace")
 
 
 @pytest.fixture

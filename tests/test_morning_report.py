@@ -10,6 +10,7 @@ from eval_fixtures import add_dataset, add_eval, add_version, examples
 from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import Static
+from workspaces import open_workspace
 
 from app.app import CraApp
 from app.cli import cli
@@ -24,10 +25,7 @@ NOW = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Workspace:
-    root = tmp_path / "ws"
-    root.mkdir()
-    (root / "cra.toml").write_text("[usb]\nmount_roots = []\n", encoding="utf-8")
-    ws = Workspace.open(root)
+    ws = open_workspace(tmp_path / "ws")
     for decided_at, decision, name in (
         ("2026-11-20T20:00:00+00:00", "approved", "old-kit"),
         ("2026-11-21T20:00:00+00:00", "approved", "textkit"),

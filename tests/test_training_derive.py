@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from workspaces import HARNESS, open_workspace
 
 from app.cli import cli
 from app.cli_data import data
@@ -88,12 +89,7 @@ def validated(
     _commit(package, shout, SHOUT_SUBJECT, 21)
     _commit(package, {"textkit/whisper.py": WHISPER, "tests/test_whisper.py": TEST_WHISPER}, "", 22)
     root = base / "ws"
-    root.mkdir()
-    (root / "cra.toml").write_text(
-        "[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\ntest_timeout_s = 60\n",
-        encoding="utf-8",
-    )
-    ws = Workspace.open(root)
+    ws = open_workspace(root, HARNESS)
     digest = approve_package(ws, package).digest
     manifest = json.loads((package / "manifest.json").read_text())
     shas = {c["subject"]: c["sha"] for c in manifest["commits"]}

@@ -25,6 +25,7 @@ from fake_vllm import FakeVllm
 from peft import LoraConfig, get_peft_model
 from pilot_wait import wait_for
 from transformers import AutoModelForCausalLM
+from workspaces import HARNESS, NO_DRIVES, approve_and_validate
 
 from app.cli import cli
 from engine.adapters.activation import history, resolve
@@ -33,8 +34,7 @@ from engine.adapters.watch import reconcile_watches, watch_tasks
 from engine.evaluation.eval_set import build_eval_set, load_eval_set, newest_eval_set
 from engine.harness.gold import gold_output
 from engine.harness.package import load_package
-from engine.harness.task_validation import find_commit, validate_task
-from engine.ingest import approve_package
+from engine.harness.task_validation import find_commit
 from engine.morning_report import morning_report, report_text
 from engine.training.registry import sha256_file
 from engine.training.tiny_model import build_tiny_model
@@ -47,8 +47,7 @@ pytestmark = pytest.mark.slow  # every demo commit validated and curated before 
 
 STAGE = "planning_dpo"
 CONFIG = (
-    "[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\ntest_timeout_s = 60\n"
-    "[curation]\nmax_domain_share = 1.0\neval_share = 0.5\n"
+    NO_DRIVES + HARNESS + "[curation]\nmax_domain_share = 1.0\neval_share = 0.5\n"
     "[training_data]\nreview_min_sample = 1\n"
 )
 EVAL_SET_CONFIG = "[evaluation]\nmax_eval_share = 0.5\n[evaluation.eval_sizes]\nplanning_dpo = 6\n"
@@ -67,9 +66,7 @@ def curated(tmp_path_factory: pytest.TempPathFactory, _package_template: Path) -
     root.mkdir()
     (root / "cra.toml").write_text(CONFIG + EVAL_SET_CONFIG, encoding="utf-8")
     ws = Workspace.open(root)
-    digest = approve_package(ws, package).digest
-    for commit in json.loads((package / "manifest.json").read_text())["commits"]:
-        validate_task(ws, digest, commit["sha"])
+    approve_and_validate(ws, package)
     build_training_data(ws)
     add_items(ws.db, planning_pairs(ws))
     build_eval_set(ws, STAGE)
