@@ -9,9 +9,9 @@ personal data.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -54,11 +54,10 @@ def cra(root: Path, *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory, _package_template: Path) -> Path:
+def demo(tmp_path_factory: pytest.TempPathFactory, copy_package: Callable[[Path], Path]) -> Path:
     """A workspace with the demo package approved, every commit validated and the data built."""
     base = tmp_path_factory.mktemp("audit-demo")
-    package = base / "drive" / "textkit"
-    shutil.copytree(_package_template, package, symlinks=True)
+    package = copy_package(base)
     root = base / "ws"
     ws = open_workspace(root, HARNESS)
     approve_and_validate(ws, package)

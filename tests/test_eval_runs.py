@@ -12,7 +12,7 @@ import os
 import shutil
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -56,13 +56,12 @@ CONFIG = (
 
 
 @pytest.fixture(scope="module")
-def curated(tmp_path_factory: pytest.TempPathFactory, _package_template: Path) -> Path:
+def curated(tmp_path_factory: pytest.TempPathFactory, copy_package: Callable[[Path], Path]) -> Path:
     """A workspace root with the demo package approved, its commits validated, training data
     built, execute_code and planning_dpo eval sets of their newest 3 tasks built, and datasets
     of those stages curated with half the other tasks held out."""
     base = tmp_path_factory.mktemp("eval")
-    valid_package = base / "drive" / "textkit"
-    shutil.copytree(_package_template, valid_package, symlinks=True)
+    valid_package = copy_package(base)
     root = base / "ws"
     root.mkdir()
     (root / "cra.toml").write_text(CONFIG, encoding="utf-8")

@@ -5,7 +5,6 @@ demo package's history and validated like any other task.
 """
 
 import json
-import shutil
 import socket
 from pathlib import Path
 
@@ -54,10 +53,9 @@ def listener():
 
 @pytest.mark.slow
 def test_a_hanging_test_is_stopped_and_a_connecting_test_fails(
-    tmp_path: Path, _package_template: Path, listener: int
+    tmp_path: Path, valid_package: Path, listener: int
 ) -> None:
-    package = tmp_path / "drive" / "textkit"
-    shutil.copytree(_package_template, package, symlinks=True)
+    package = valid_package
     sleeper = _commit_test(package, "tests/test_sleeper.py", SLEEPER, "Add a test that hangs")
     connects = _commit_test(
         package,
@@ -122,11 +120,10 @@ def test_never_passes():
 
 
 def test_a_report_rewritten_by_the_tested_code_is_not_trusted(
-    tmp_path: Path, _package_template: Path
+    tmp_path: Path, valid_package: Path
 ) -> None:
     """A report rewritten by an atexit hook is caught: pytest's summary and exit say 1 failed."""
-    package = tmp_path / "drive" / "textkit"
-    shutil.copytree(_package_template, package, symlinks=True)
+    package = valid_package
     files = {"textkit/forged.py": FORGED_MODULE, "tests/test_forger.py": FORGER}
     subject = "Add a module whose test forges its report"
     sha = add_task_commit(package, files, subject, ["tests/test_forger.py"])

@@ -1,7 +1,7 @@
 """Gold validation on the demo package: real fixes give FAIL_TO_PASS, flaky tests are excluded."""
 
 import json
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -66,12 +66,11 @@ def _add_flaky_commit(package: Path) -> None:
 
 @pytest.fixture(scope="module")
 def approved(
-    tmp_path_factory: pytest.TempPathFactory, _package_template: Path
+    tmp_path_factory: pytest.TempPathFactory, copy_package: Callable[[Path], Path]
 ) -> tuple[Workspace, str, dict[str, str]]:
     """One workspace with the demo package plus a flaky commit approved; subjects → shas."""
     root = tmp_path_factory.mktemp("gold")
-    package = root / "drive" / "textkit"
-    shutil.copytree(_package_template, package, symlinks=True)
+    package = copy_package(root)
     _add_flaky_commit(package)
     ws = Workspace.open(root / "workspace")
     digest = approve_package(ws, package).digest

@@ -8,6 +8,7 @@ nothing and says why). The tasks are validated by `validate_task` (pytest in the
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -77,13 +78,12 @@ def _commit(package: Path, files: dict[str, str | bytes], message: str, day: int
 
 @pytest.fixture(scope="module")
 def validated(
-    tmp_path_factory: pytest.TempPathFactory, _package_template: Path
+    tmp_path_factory: pytest.TempPathFactory, copy_package: Callable[[Path], Path]
 ) -> tuple[Path, str, dict[str, str]]:
     """A workspace root with the package approved and five commits validated (four usable);
     the package digest; subjects to shas. The database is closed: tests work on copies."""
     base = tmp_path_factory.mktemp("derive")
-    package = base / "drive" / "textkit"
-    shutil.copytree(_package_template, package, symlinks=True)
+    package = copy_package(base)
     logo = {"textkit/logo.bin": b"\xff\xfe\x00\x81"}
     shout = {"textkit/shout.py": SHOUT, "tests/test_shout.py": TEST_SHOUT, **logo}
     _commit(package, shout, SHOUT_SUBJECT, 21)

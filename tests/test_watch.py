@@ -12,7 +12,7 @@ import os
 import shutil
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -56,12 +56,11 @@ PROSE = "I would rather not plan this."
 
 
 @pytest.fixture(scope="module")
-def curated(tmp_path_factory: pytest.TempPathFactory, _package_template: Path) -> Path:
+def curated(tmp_path_factory: pytest.TempPathFactory, copy_package: Callable[[Path], Path]) -> Path:
     """A workspace root with the demo package approved, its commits validated, and a
     planning_dpo dataset curated with half its tasks held out."""
     base = tmp_path_factory.mktemp("watch")
-    package = base / "drive" / "textkit"
-    shutil.copytree(_package_template, package, symlinks=True)
+    package = copy_package(base)
     root = base / "ws"
     root.mkdir()
     (root / "cra.toml").write_text(CONFIG + EVAL_SET_CONFIG, encoding="utf-8")
