@@ -90,6 +90,7 @@ def test_kill_mid_copy_leaves_nothing_listed_and_the_retry_succeeds(
     assert_retry_recovers(workspace, valid_package, [leftover])
 
 
+@pytest.mark.slow
 def test_kill_after_staging_before_rename(workspace: Workspace, valid_package: Path):
     approve_and_die(workspace, valid_package, "engine.corpus.rebuild_repo", 1, "after")
 

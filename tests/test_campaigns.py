@@ -283,6 +283,7 @@ def _kill_the_round(ws: Workspace, after_job: int) -> tuple[list[dict], list[int
     return jobs, reconcile_campaigns(ws)
 
 
+@pytest.mark.slow
 def test_two_starts_of_one_campaign_at_once_run_one_job(
     tmp_path: Path, valid_package: Path
 ) -> None:

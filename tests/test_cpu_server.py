@@ -57,6 +57,7 @@ def server(models: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) 
         yield url
 
 
+@pytest.mark.slow
 def test_it_answers_like_vllm_for_the_base_and_its_adapters(
     server: str, models: tuple[Path, Path]
 ) -> None:
@@ -97,6 +98,7 @@ def test_it_answers_like_vllm_for_the_base_and_its_adapters(
     assert chat(server, "precision-v4", MESSAGES, 12, 30) == preloaded
 
 
+@pytest.mark.slow
 def test_it_refuses_what_vllm_refuses_and_keeps_serving(
     server: str, models: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -123,6 +125,7 @@ def test_it_refuses_what_vllm_refuses_and_keeps_serving(
     assert chat(server, "precision-v4", MESSAGES, 3, 30).completion_tokens == 3
 
 
+@pytest.mark.slow
 def test_a_first_load_that_leaves_lora_layers_in_the_base_stops_serving(
     models: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -119,6 +119,7 @@ def test_never_passes():
 """
 
 
+@pytest.mark.slow
 def test_a_report_rewritten_by_the_tested_code_is_not_trusted(
     tmp_path: Path, valid_package: Path
 ) -> None:

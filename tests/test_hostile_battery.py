@@ -30,8 +30,13 @@ def test_case_names_are_unique():
     assert len(names) == len(set(names))
 
 
-SLOW_CASES = {"collection-hangs"}
-"""Cases that wait out a time limit."""
+SLOW_CASES = {
+    "collection-hangs",
+    "collection-uses-network",
+    "collection-exhausts-memory",
+    "tests-fail-to-collect",
+}
+"""Cases that wait out a time limit or a sandbox's refusal: seconds each."""
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,8 @@ from engine.training_data.derive import build_training_data
 from engine.training_data.review import draw_sample
 from engine.workspace import Workspace
 
+pytestmark = pytest.mark.slow  # two packages built and every commit of both validated first
+
 PYPROJECT = """\
 [project]
 name = "wordkit"

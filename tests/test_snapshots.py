@@ -74,6 +74,7 @@ async def _select(pilot: Pilot, package: Path, among: tuple[Path, ...] = (VALID,
     raise AssertionError(f"{package} not found in the packages table")
 
 
+@pytest.mark.slow
 def test_ingest_valid_package_report(snap_compare, app):
     async def run_before(pilot: Pilot) -> None:
         await _select(pilot, VALID)
@@ -81,6 +82,7 @@ def test_ingest_valid_package_report(snap_compare, app):
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
+@pytest.mark.slow
 def test_ingest_rejected_package_report(snap_compare, app):
     async def run_before(pilot: Pilot) -> None:
         await _select(pilot, HOSTILE)
@@ -88,6 +90,7 @@ def test_ingest_rejected_package_report(snap_compare, app):
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
+@pytest.mark.slow
 def test_ingest_mining_tab_with_every_section(snap_compare, mined_app):
     async def run_before(pilot: Pilot) -> None:
         await _select(pilot, VALID, among=(VALID,))
@@ -97,6 +100,7 @@ def test_ingest_mining_tab_with_every_section(snap_compare, mined_app):
     assert snap_compare(mined_app, terminal_size=SIZE, run_before=run_before)
 
 
+@pytest.mark.slow
 def test_ingest_mining_tab_of_the_demo_package(snap_compare, app):
     async def run_before(pilot: Pilot) -> None:
         await _select(pilot, VALID)
@@ -106,6 +110,7 @@ def test_ingest_mining_tab_of_the_demo_package(snap_compare, app):
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
+@pytest.mark.slow
 def test_ingest_approve_confirmation(snap_compare, app):
     async def run_before(pilot: Pilot) -> None:
         await _select(pilot, VALID)

@@ -103,6 +103,7 @@ def test_a_real_fix_gives_fail_to_pass(approved):
     assert "passed" in (report.artifacts / "after-3" / "output.txt").read_text()
 
 
+@pytest.mark.slow
 def test_a_new_module_is_fail_to_pass_for_every_test(approved):
     report = _validate(approved, "Add truncate with an ellipsis")
     assert report.status == "usable"
@@ -114,6 +115,7 @@ def test_a_new_module_is_fail_to_pass_for_every_test(approved):
     assert report.pass_to_pass == []
 
 
+@pytest.mark.slow
 def test_tests_that_already_pass_at_the_parent_make_the_commit_unusable(approved):
     report = _validate(approved, "Cover slugify edge cases in tests")
     assert (report.status, report.reason) == ("unusable", "its tests already pass at the parent")
@@ -124,6 +126,7 @@ def test_tests_that_already_pass_at_the_parent_make_the_commit_unusable(approved
     assert (row["status"], row["reason"]) == ("unusable", report.reason)
 
 
+@pytest.mark.slow
 def test_a_flaky_test_is_quarantined(approved):
     report = _validate(approved, "Add shout with a flaky test")
     assert report.status == "usable"
@@ -149,6 +152,7 @@ def test_revalidation_replaces_the_record(approved):
     ]
 
 
+@pytest.mark.slow
 def test_cli_validates_named_commits_and_refuses_unknown_packages(approved):
     ws, digest, shas = approved
     runner = CliRunner()

@@ -25,6 +25,8 @@ from engine.training_data.derive import build_training_data
 from engine.training_data.store import item_from_row
 from engine.workspace import Workspace
 
+pytestmark = pytest.mark.slow  # a package built and its commits validated first
+
 if "data" not in cli.commands:
     cli.add_command(data)
 

@@ -590,6 +590,7 @@ def _end_the_round(ws: Workspace, after_job: int) -> tuple[list[dict[str, Any]],
     return jobs, reconcile_runs(ws)
 
 
+@pytest.mark.slow
 def test_two_resumes_of_one_run_at_once_start_one_worker(ws: Workspace) -> None:
     """Two processes resume the same failed run at the same moment, round after round: each
     time exactly one worker starts on its folder, and the other resume is refused."""
@@ -610,6 +611,7 @@ def test_two_resumes_of_one_run_at_once_start_one_worker(ws: Workspace) -> None:
     race(ws.root, [(None, _resume), (None, _resume)], settle)
 
 
+@pytest.mark.slow
 def test_two_starts_at_once_start_one_training_run(ws: Workspace) -> None:
     """Two processes start a training run at the same moment, round after round: one run
     starts, the other start is refused because that run holds the GPU."""
