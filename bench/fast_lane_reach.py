@@ -5,9 +5,10 @@ Usage: .venv/bin/python bench/fast_lane_reach.py [PYTEST ARGS]   (e.g. -m "not s
 
 Every Python process of the run counts: the pytest process and its threads through
 `sys.settrace` / `threading.settrace`, and the Python subprocesses its tests start (`cra`, job
-workers) through a `sitecustomize` put first on the inherited `PYTHONPATH` (a subprocess started
-with a cleaned environment, as the sandbox does, is not counted, so the list is an upper bound
-of what is missed). The trace function only looks at each new frame (no line events), so the
+workers, killed ones too) through a `sitecustomize` put first on the inherited `PYTHONPATH`
+(a subprocess started with a cleaned environment, as the sandbox does, is not counted, so the
+list is an upper bound of what is missed). Each process appends a project function to its file
+the first time it runs it; the trace function looks only at new frames (no line events), so the
 run is slower than a plain one but not by much: time the fast lane with plain pytest.
 
 A module counts as exercised when a function, method or class body of it ran outside its
@@ -15,7 +16,6 @@ import; one whose only code is its import (constants, exceptions) is listed as i
 Exit 1 when a module was not imported at all.
 """
 
-import atexit
 import os
 import sys
 import tempfile
@@ -27,26 +27,29 @@ PACKAGES = ("app", "engine", "screens")
 ENV_OUT = "CRA_REACH_DIR"
 
 SITECUSTOMIZE = """
-import atexit, os, sys, threading
+import os, sys, threading
 
 _seen = set()
+_out = {{}}
 
 
 def _trace(frame, event, arg):
-    _seen.add((frame.f_code.co_filename, frame.f_code.co_name))
-
-
-def _dump():
-    out = os.path.join(os.environ["{env}"], f"{{os.getpid()}}.txt")
-    with open(out, "a", encoding="utf-8") as f:
-        mine = [(where, name) for where, name in _seen if where.startswith({root!r})]
-        f.writelines(f"{{name}}\\t{{where}}\\n" for where, name in mine)
+    code = frame.f_code
+    if code in _seen:
+        return None
+    _seen.add(code)
+    if code.co_filename.startswith({root!r}):
+        pid = os.getpid()
+        if pid not in _out:
+            path = os.path.join(os.environ["{env}"], f"{{pid}}.txt")
+            _out[pid] = open(path, "a", encoding="utf-8", buffering=1)
+        _out[pid].write(f"{{code.co_name}}\\t{{code.co_filename}}\\n")
+    return None
 
 
 if os.environ.get("{env}"):
     sys.settrace(_trace)
     threading.settrace(_trace)
-    atexit.register(_dump)
 """
 
 
@@ -93,8 +96,6 @@ def main(args: list[str]) -> int:
         code = pytest.main(args)
         sys.settrace(None)
         threading.settrace(None)
-        atexit.unregister(sitecustomize._dump)
-        sitecustomize._dump()
         imported, exercised = read_reached(out_dir)
 
     modules = project_modules()

@@ -31,6 +31,7 @@ from app.cli import cli
 from engine.adapters.activation import history, resolve
 from engine.adapters.switch import promote_version
 from engine.adapters.watch import reconcile_watches, watch_tasks
+from engine.adapters.watch_worker import main as watch_worker_main
 from engine.evaluation.eval_set import build_eval_set, load_eval_set, newest_eval_set
 from engine.harness.gold import gold_output
 from engine.harness.package import load_package
@@ -42,8 +43,6 @@ from engine.training_data.curate import curate
 from engine.training_data.derive import build_training_data
 from engine.training_data.store import add_items
 from engine.workspace import Workspace
-
-pytestmark = pytest.mark.slow  # every demo commit validated and curated before each test
 
 STAGE = "planning_dpo"
 CONFIG = (
@@ -131,6 +130,7 @@ def _watch_cli(ws: Workspace, *args: str) -> list[str]:
     return result.output.splitlines()
 
 
+@pytest.mark.slow  # every demo commit validated and curated first
 def test_a_drop_past_the_tolerance_rolls_the_stage_back_with_the_evidence(
     served: tuple[Workspace, FakeVllm],
 ) -> None:
@@ -193,6 +193,7 @@ def test_a_drop_past_the_tolerance_rolls_the_stage_back_with_the_evidence(
     assert lines[0] in text and lines[1] in text
 
 
+@pytest.mark.slow  # every demo commit validated and curated first
 def test_a_drop_within_the_tolerance_keeps_the_version(tmp_path: Path, curated: Path) -> None:
     """The tiny model served by the CPU stand-in, bare and with a planning_dpo adapter, resolves
     no task either way: no drop, the watch holds and the adapter keeps serving."""
@@ -240,6 +241,7 @@ def test_a_drop_within_the_tolerance_keeps_the_version(tmp_path: Path, curated: 
     assert [r["action"] for r in history(ws, STAGE)] == ["promote"]
 
 
+@pytest.mark.slow  # every demo commit validated and curated first
 def test_switched_off_or_for_a_stage_outside_the_planner_slot_no_watch_runs(
     tmp_path: Path, curated: Path
 ) -> None:
@@ -275,6 +277,7 @@ def test_switched_off_or_for_a_stage_outside_the_planner_slot_no_watch_runs(
     assert _watch_cli(ws) == [f"watch 1 execute_code: execute_code-v1 against base failed: {why}"]
 
 
+@pytest.mark.slow  # every demo commit validated and curated first
 def test_a_killed_watch_fails_at_reconcile_and_never_rolls_back(
     served: tuple[Workspace, FakeVllm],
 ) -> None:
@@ -313,6 +316,7 @@ def test_a_killed_watch_fails_at_reconcile_and_never_rolls_back(
     ]
 
 
+@pytest.mark.slow  # every demo commit validated and curated first
 def test_a_drop_the_tolerance_allows_keeps_the_promoted_version(
     served: tuple[Workspace, FakeVllm],
 ) -> None:
@@ -337,6 +341,7 @@ def test_a_drop_the_tolerance_allows_keeps_the_promoted_version(
     assert [r["action"] for r in history(ws, STAGE)] == ["promote", "promote"]
 
 
+@pytest.mark.slow  # every demo commit validated and curated first
 def test_a_model_that_gives_no_answer_fails_the_watch_without_a_rollback(
     served: tuple[Workspace, FakeVllm],
 ) -> None:
@@ -353,3 +358,11 @@ def test_a_model_that_gives_no_answer_fails_the_watch_without_a_rollback(
     assert ws.db["e2e_results"].count == 0
     assert resolve(ws, STAGE) == f"{STAGE}-v1"
     assert [r["action"] for r in history(ws, STAGE)] == ["promote"]
+
+
+def test_the_watch_job_takes_one_watch_id(capsys: pytest.CaptureFixture[str]) -> None:
+    """The watch job's entry point refuses anything but one watch id: exit 2 and its usage."""
+    assert watch_worker_main(["one"]) == 2
+    assert watch_worker_main([]) == 2
+    usage = "usage: python -m engine.adapters.watch_worker WATCH_ID\n"
+    assert capsys.readouterr().err == usage * 2
