@@ -1,9 +1,11 @@
 """Shared fixtures: real wheels (built once), a valid repo package, a fresh workspace."""
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from workspaces import open_workspace
 
 from engine.core.workspace import Workspace
 from engine.demo.package import build_package, build_wheels
@@ -27,12 +29,23 @@ def _package_template(tmp_path_factory: pytest.TempPathFactory, wheel_cache: Pat
     return build_package(tmp_path_factory.mktemp("template") / "textkit", wheel_cache)
 
 
+@pytest.fixture(scope="session")
+def copy_package(_package_template: Path) -> Callable[[Path], Path]:
+    """Fresh copies of a valid repo package: `copy_package(base)` makes one at
+    base/drive/textkit, for fixtures wider than one test to build on."""
+
+    def copy(base: Path) -> Path:
+        dest = base / "drive" / "textkit"
+        shutil.copytree(_package_template, dest, symlinks=True)
+        return dest
+
+    return copy
+
+
 @pytest.fixture
-def valid_package(tmp_path: Path, _package_template: Path) -> Path:
+def valid_package(tmp_path: Path, copy_package: Callable[[Path], Path]) -> Path:
     """A fresh copy of a valid repo package (repo/, packages/, manifest.json) to mutate."""
-    dest = tmp_path / "drive" / "textkit"
-    shutil.copytree(_package_template, dest, symlinks=True)
-    return dest
+    return copy_package(tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +73,4 @@ def workspace(tmp_path: Path) -> Workspace:
 @pytest.fixture
 def ws(tmp_path: Path) -> Workspace:
     """A workspace that watches no drives (no mount roots), so a pane shows none."""
-    root = tmp_path / "workspace"
-    root.mkdir()
-    (root / "cra.toml").write_text("[usb]\nmount_roots = []\n", encoding="utf-8")
-    return Workspace.open(root)
+    return open_workspace(tmp_path / "workspace")

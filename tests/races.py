@@ -10,10 +10,11 @@ import contextlib
 import multiprocessing
 import os
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from pilot_wait import wait_for
 
 from engine.core.errors import CraError
 from engine.core.jobs import JobRow, job_alive, job_lock
@@ -99,14 +100,13 @@ def end_jobs(ws: Workspace, kind: str, after_id: int) -> list[JobRow]:
         if job.pid is not None and job_alive(job):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(job.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while True:
+
+    def all_gone() -> bool:
         with job_lock(ws, kind) as lock:
-            if not any(lock.alive(job) for job in jobs):
-                return jobs
-        if time.monotonic() > deadline:
-            raise AssertionError(f"jobs {[job.id for job in jobs]} outlived SIGKILL")
-        time.sleep(0.01)
+            return not any(lock.alive(job) for job in jobs)
+
+    wait_for(all_gone, f"jobs {[job.id for job in jobs]} to end after SIGKILL", 30, 0.01)
+    return jobs
 
 
 def last_job_id(ws: Workspace) -> int:

@@ -334,6 +334,7 @@ WORKER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_one_active_under_concurrent_promote_and_rollback(ws: Workspace) -> None:
     _add_version(ws, STAGE, 4)
     # Four promotions first: however the workers interleave, at least three rollbacks can land.

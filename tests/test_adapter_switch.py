@@ -246,6 +246,7 @@ def _promote_or_roll_back(ws: Workspace, round_no: int, seen: str) -> str:
     return f"withdrew {seen}"
 
 
+@pytest.mark.slow
 def test_racing_switches_never_promote_past_the_gate_nor_undo_an_unseen_promotion(
     tmp_path: Path,
 ) -> None:

@@ -158,6 +158,7 @@ async def test_versions_show_their_gate_and_metric_deltas(ws: Workspace) -> None
         assert "active, not loaded: scope-v1" in serving_shown(screen)
 
 
+@pytest.mark.slow
 async def test_promote_confirms_with_the_deltas_then_switches(ws: Workspace) -> None:
     fill(ws)
     async with CraApp(ws, []).run_test(size=SIZE) as pilot:
@@ -193,6 +194,7 @@ async def test_promote_confirms_with_the_deltas_then_switches(ws: Workspace) -> 
         assert [h.action for h in history(ws, STAGE)][-2:] == ["promote", "rollback"]
 
 
+@pytest.mark.slow
 async def test_promoting_over_a_no_gain_decision_asks_why(ws: Workspace) -> None:
     """A candidate the gate found no gain in is promoted only after its confirmation says so
     and the operator gives the override's reason (esc gives up); the activation log records

@@ -74,6 +74,7 @@ def assert_retry_recovers(ws: Workspace, package: Path, leftovers: list[Path]) -
     assert len(list_corpus(ws)) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("wheels_copied", [1, 3])
 def test_kill_mid_copy_leaves_nothing_listed_and_the_retry_succeeds(
     workspace: Workspace, valid_package: Path, wheels_copied: int
@@ -91,6 +92,7 @@ def test_kill_mid_copy_leaves_nothing_listed_and_the_retry_succeeds(
     assert_retry_recovers(workspace, valid_package, [leftover])
 
 
+@pytest.mark.slow
 def test_kill_after_staging_before_rename(workspace: Workspace, valid_package: Path):
     approve_and_die(workspace, valid_package, "engine.intake.corpus.rebuild_repo", 1, "after")
 
@@ -101,6 +103,7 @@ def test_kill_after_staging_before_rename(workspace: Workspace, valid_package: P
     assert_retry_recovers(workspace, valid_package, [leftover])
 
 
+@pytest.mark.slow
 def test_kill_between_rename_and_db_commit(workspace: Workspace, valid_package: Path):
     approve_and_die(workspace, valid_package, "engine.intake.approval.record_approval", 1, "before")
 

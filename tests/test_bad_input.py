@@ -476,6 +476,7 @@ READERS = [["ingest", "list"], ["report"], ["harness", "status"], ["adapters", "
 WRITERS = [["ingest", "reject", "/x", "--reason", "r"], ["train-plan"], ["adapters", "reconcile"]]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not read_only_mounts_work(), reason="no user and mount namespaces here")
 def test_a_read_only_workspace_is_read_and_refuses_writes(tmp_path: Path):
     """On read-only media the workspace still answers lists and reports; every write command

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from pilot_wait import wait_for
 from races import end_jobs, last_job_id, race
+from workspaces import HARNESS, open_workspace
 
 from app.cli import cli
 from engine.core.jobs import JobRow, job_alive, latest_job
@@ -47,23 +49,16 @@ print(json.dumps({{"plan": plan, "edits": [{{"path": "NOTES.txt", "replace": "no
 
 
 def _workspace(root: Path, extra: str = "") -> Workspace:
-    root.mkdir(parents=True)
-    (root / "cra.toml").write_text(
-        f"[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\ntest_timeout_s = 60\n{extra}",
-        encoding="utf-8",
-    )
-    return Workspace.open(root)
+    return open_workspace(root, HARNESS + extra)
 
 
 def _wait_status(ws: Workspace, campaign_id: int, wanted: set[str], limit_s: float = 180) -> str:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
+    def reached() -> str | None:
         reconcile_campaigns(ws)
         status = campaign_row(ws, campaign_id).status
-        if status in wanted:
-            return status
-        time.sleep(0.2)
-    raise AssertionError(f"campaign {campaign_id} never reached {wanted}")
+        return status if status in wanted else None
+
+    return wait_for(reached, f"campaign {campaign_id} to reach {wanted}", limit_s, every_s=0.2)
 
 
 def _job(ws: Workspace, campaign_id: int) -> JobRow:
@@ -75,19 +70,18 @@ def _job(ws: Workspace, campaign_id: int) -> JobRow:
 
 def _wait_job_gone(ws: Workspace, campaign_id: int, limit_s: float = 30) -> None:
     """The job records its end just before its process exits: give it that moment."""
-    deadline = time.monotonic() + limit_s
-    while job_alive(_job(ws, campaign_id)):
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"campaign {campaign_id}'s job still runs {limit_s}s after it ended"
-            )
-        time.sleep(0.1)
+    wait_for(
+        lambda: not job_alive(_job(ws, campaign_id)),
+        f"campaign {campaign_id}'s job to exit after it ended",
+        limit_s,
+    )
 
 
 def _attempts(ws: Workspace, campaign_id: int) -> list[dict]:
     return list(ws.db["attempts"].rows_where("campaign_id = ?", [campaign_id], order_by="id"))
 
 
+@pytest.mark.slow
 def test_a_gold_campaign_resolves_every_usable_task(tmp_path: Path, valid_package: Path) -> None:
     ws = _workspace(tmp_path / "ws")
     approve_package(ws, valid_package)
@@ -159,30 +153,28 @@ def _command_campaign(ws: Workspace, workers: int = 1) -> int:
 
 
 def _wait_running_attempt(ws: Workspace, campaign_id: int, done_at_least: int) -> None:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
+    def running() -> bool:
         states = [row["state"] for row in _attempts(ws, campaign_id)]
-        if states.count("done") >= done_at_least and "running" in states:
-            return
-        time.sleep(0.1)
-    raise AssertionError("no attempt started running")
+        return states.count("done") >= done_at_least and "running" in states
+
+    wait_for(running, f"an attempt running after {done_at_least} done", limit_s=180)
 
 
 def _wait_planning(ws: Workspace, campaign_id: int, log: Path) -> None:
     """Until a running attempt, after at least one finished one, has called the planner."""
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
+
+    def planning() -> bool:
         rows = _attempts(ws, campaign_id)
         calls = set(log.read_text().splitlines()) if log.exists() else set()
         running = [r for r in rows if r["state"] == "running"]
-        if any(r["state"] == "done" for r in rows) and any(
+        return any(r["state"] == "done" for r in rows) and any(
             f"{r['task']} {r['temperature']} {r['seed']}" in calls for r in running
-        ):
-            return
-        time.sleep(0.05)
-    raise AssertionError("no running attempt reached the planner")
+        )
+
+    wait_for(planning, "a running attempt to reach the planner", limit_s=180)
 
 
+@pytest.mark.slow
 def test_a_campaign_killed_with_sigkill_resumes_without_redoing_finished_attempts(
     tmp_path: Path, short_package: Path
 ) -> None:
@@ -194,9 +186,9 @@ def test_a_campaign_killed_with_sigkill_resumes_without_redoing_finished_attempt
     os.kill(job.pid, signal.SIGKILL)
     # Settled once its process is gone, run lock included: a killed process with threads shows
     # as a zombie a moment before its files are closed.
-    deadline = time.monotonic() + 10
-    while not (interrupted := reconcile_campaigns(ws)) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    interrupted = wait_for(
+        lambda: reconcile_campaigns(ws), "reconcile to find the killed campaign", limit_s=10
+    )
     assert interrupted == [campaign_id]
     row = campaign_row(ws, campaign_id)
     assert row.status == "interrupted" and f"pid {job.pid}" in row.reason
@@ -218,6 +210,7 @@ def test_a_campaign_killed_with_sigkill_resumes_without_redoing_finished_attempt
     assert {r["outcome"] for r in planned} == {"failed"}
 
 
+@pytest.mark.slow
 def test_pause_lets_running_attempts_finish_and_stop_requeues_them(
     tmp_path: Path, short_package: Path
 ) -> None:
@@ -297,6 +290,7 @@ def _kill_the_round(ws: Workspace, after_job: int) -> tuple[list[JobRow], list[i
     return jobs, reconcile_campaigns(ws)
 
 
+@pytest.mark.slow
 def test_two_starts_of_one_campaign_at_once_run_one_job(
     tmp_path: Path, valid_package: Path
 ) -> None:
@@ -317,6 +311,7 @@ def test_two_starts_of_one_campaign_at_once_run_one_job(
     race(ws.root, [(None, _start), (None, _start)], settle)
 
 
+@pytest.mark.slow
 def test_a_status_poll_during_a_start_never_declares_it_dead(
     tmp_path: Path, valid_package: Path
 ) -> None:

@@ -56,6 +56,7 @@ def test_validate_a_path_that_does_not_exist_exits_2(run, tmp_path: Path):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_approve_twice_then_list(run, valid_package: Path, tmp_path: Path):
     digest = hashlib.sha256((valid_package / MANIFEST_FILE).read_bytes()).hexdigest()
     folder = tmp_path / "workspace" / "corpus" / f"textkit-{digest[:12]}"

@@ -4,8 +4,8 @@ here."""
 from pathlib import Path
 
 import pytest
+from git_repos import add_commit, new_repo
 
-from engine.demo.repo import demo_git
 from engine.training_data.codefavor import NO_CODE_DIFFERENCE, SYSTEM_PROMPT, codefavor_pairs
 from engine.training_data.harness_pairs import OVER_BUDGET, Lineage
 from engine.training_data.synthetic import SyntheticError
@@ -77,35 +77,24 @@ BIG_NEW = BIG_OLD.replace('"a', '"b').replace("return 1", "return 2")
 MESSAGE = "Refuse unknown keys in Store.get\n\nA missing key is a KeyError naming the key."
 
 
-def _commit(repo: Path, files: dict[str, str], message: str) -> str:
-    for rel, text in files.items():
-        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-        (repo / rel).write_text(text, encoding="utf-8")
-    demo_git(repo, "add", "--all")
-    demo_git(repo, "commit", "--quiet", "--no-verify", "--allow-empty-message", "-m", message)
-    return demo_git(repo, "rev-parse", "HEAD")
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> tuple[Path, str, str]:
     """A repository whose second commit changes symbols in code, in tests and in a big file."""
-    root = tmp_path / "repo"
-    root.mkdir()
-    demo_git(root, "init", "--quiet", "--template=", "--initial-branch=main")
+    root = new_repo(tmp_path / "repo")
     files = {
         "pkg/core.py": CORE_OLD,
         "pkg/big.py": BIG_OLD,
         "tests/test_core.py": TEST_OLD,
         "notes.txt": "a\n",
     }
-    parent = _commit(root, files, "Start")
+    parent = add_commit(root, files, "Start")
     changed = {
         "pkg/core.py": CORE_NEW,
         "pkg/big.py": BIG_NEW,
         "tests/test_core.py": TEST_NEW,
         "notes.txt": "b\n",
     }
-    sha = _commit(root, changed, MESSAGE)
+    sha = add_commit(root, changed, MESSAGE)
     return root, parent, sha
 
 
@@ -217,11 +206,9 @@ def test_docstring_and_comment_only_changes_make_no_pair(tmp_path):
     """Issue 15: pairs that differed by a docstring's period or "Raises" -> "Raises:" taught
     nothing; such symbols (and a class whose own change is its docstring) are skipped, each with
     the reason."""
-    root = tmp_path / "repo"
-    root.mkdir()
-    demo_git(root, "init", "--quiet", "--template=", "--initial-branch=main")
-    parent = _commit(root, {"pkg/checks.py": DOCS_OLD}, "Start")
-    sha = _commit(root, {"pkg/checks.py": DOCS_NEW}, SQUASHED)
+    root = new_repo(tmp_path / "repo")
+    parent = add_commit(root, {"pkg/checks.py": DOCS_OLD}, "Start")
+    sha = add_commit(root, {"pkg/checks.py": DOCS_NEW}, SQUASHED)
     items, skips = codefavor_pairs(root, parent, SQUASHED, [], _lineage(sha))
     assert items == []
     assert [(s.reason, s.detail) for s in skips] == [

@@ -7,6 +7,7 @@ from functools import partial
 from pathlib import Path
 
 import demo_counts
+import pytest
 from pilot_wait import until
 from test_ingest_pane import select, settled
 from textual.pilot import Pilot
@@ -21,6 +22,9 @@ from screens.harness_form import NewCampaignScreen
 from screens.review import ReviewScreen
 from screens.training_form import StartRunScreen
 from screens.widgets.confirm import ConfirmScreen
+
+pytestmark = pytest.mark.slow  # the whole demo loop through the console, minutes of work
+
 
 SIZE = (140, 45)
 wait = partial(until, limit_s=300)

@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 import torch
 from eval_fixtures import pass_gate
 from peft import LoraConfig, get_peft_model
+from pilot_wait import wait_for
 from transformers import AutoModelForCausalLM
 
 from engine.adapters.activation import resolve
@@ -61,6 +61,7 @@ def server(models: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) 
         yield url
 
 
+@pytest.mark.slow
 def test_it_answers_like_vllm_for_the_base_and_its_adapters(
     server: str, models: tuple[Path, Path]
 ) -> None:
@@ -101,6 +102,7 @@ def test_it_answers_like_vllm_for_the_base_and_its_adapters(
     assert chat(server, "precision-v4", MESSAGES, 12, 30) == preloaded
 
 
+@pytest.mark.slow
 def test_it_refuses_what_vllm_refuses_and_keeps_serving(
     server: str, models: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -127,6 +129,7 @@ def test_it_refuses_what_vllm_refuses_and_keeps_serving(
     assert chat(server, "precision-v4", MESSAGES, 3, 30).completion_tokens == 3
 
 
+@pytest.mark.slow
 def test_a_first_load_that_leaves_lora_layers_in_the_base_stops_serving(
     models: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -197,14 +200,16 @@ def _launch(ws: Workspace) -> subprocess.Popen[str]:
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
-    deadline = time.monotonic() + 120
-    while not serving_status(ws)[0].running:
+
+    def answering() -> bool:
         assert server.poll() is None, server.stdout.read() if server.stdout else ""
-        assert time.monotonic() < deadline, "the stand-in never answered"
-        time.sleep(0.2)
+        return serving_status(ws)[0].running
+
+    wait_for(answering, "the stand-in to answer", limit_s=120, every_s=0.2)
     return server
 
 
+@pytest.mark.slow
 def test_cra_serve_launches_the_stand_in_and_promotion_loads_on_it(
     models: tuple[Path, Path], tmp_path: Path
 ) -> None:

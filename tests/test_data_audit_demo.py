@@ -9,18 +9,20 @@ personal data.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from workspaces import HARNESS, approve_and_validate, open_workspace
 
 from engine.core.stages import STAGES, TOKEN_BUDGET
 from engine.core.workspace import Workspace
-from engine.harness.task_validation import validate_task
-from engine.intake.approval import approve_package
 from engine.training_data.contracts import RULES
+
+pytestmark = pytest.mark.slow  # the demo workspace built whole
+
 
 CRA = str(Path(sys.executable).parent / "cra")
 STAGE_KEYS = {
@@ -52,22 +54,13 @@ def cra(root: Path, *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory, _package_template: Path) -> Path:
+def demo(tmp_path_factory: pytest.TempPathFactory, copy_package: Callable[[Path], Path]) -> Path:
     """A workspace with the demo package approved, every commit validated and the data built."""
     base = tmp_path_factory.mktemp("audit-demo")
-    package = base / "drive" / "textkit"
-    shutil.copytree(_package_template, package, symlinks=True)
+    package = copy_package(base)
     root = base / "ws"
-    root.mkdir()
-    (root / "cra.toml").write_text(
-        "[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\ntest_timeout_s = 60\n",
-        encoding="utf-8",
-    )
-    ws = Workspace.open(root)
-    digest = approve_package(ws, package).digest
-    manifest = json.loads((package / "manifest.json").read_text(encoding="utf-8"))
-    for commit in manifest["commits"]:
-        validate_task(ws, digest, commit["sha"])
+    ws = open_workspace(root, HARNESS)
+    approve_and_validate(ws, package)
     ws.db.conn.close()
     cra(root, "data", "build")
     return root

@@ -307,6 +307,7 @@ async def test_a_dataset_recorded_later_appears_on_a_poll(ws: Workspace) -> None
         assert "cutoff 2026-04-20T00:00:00Z" in text_of(screen, "#detail")
 
 
+@pytest.mark.slow
 async def test_the_audit_shows_each_stage_and_follows_new_items(ws: Workspace) -> None:
     """Each stage's items, degenerate share and the rules broken; items added later are
     audited on the next poll, and only then."""

@@ -23,6 +23,8 @@ from engine.evaluation.gate import decision_evidence, latest_decision
 from engine.evaluation.paired import PairedDifference
 from engine.evaluation.runs import eval_row
 
+pytestmark = pytest.mark.slow  # the whole demo loop, minutes of work
+
 RESOLVED = len(demo_counts.USABLE)
 UNUSABLE = len(demo_counts.KEPT) - RESOLVED
 LORA_STAGES = ("task_analysis", "scope", "precision", "execute_code")

@@ -16,6 +16,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
+from training_fixtures import wait_for_run
 
 from app.cli import cli
 from app.cli_train import train
@@ -26,8 +27,6 @@ from engine.training.runs import (
     TrainingRunError,
     build_spec,
     parse_settings,
-    reconcile_runs,
-    run_row,
     start_run,
 )
 from engine.training.tiny_model import build_tiny_model
@@ -98,18 +97,8 @@ def ws(tmp_path: Path, _template: Path) -> Workspace:
 
 
 def _wait_done(ws: Workspace, run_id: int) -> TrainingRun:
-    import time
-
-    deadline = time.monotonic() + 300
-    while True:
-        reconcile_runs(ws)
-        run = run_row(ws, run_id)
-        if run.status == "done":
-            return run
-        if run.status != "running" or time.monotonic() > deadline:
-            log = (ws.root / run.run_dir / "train.log").read_text(encoding="utf-8")
-            pytest.fail(f"run {run_id} is {run.status}: {run.reason}\n{log}")
-        time.sleep(0.2)
+    """Reconcile until the run ends; fail with its log unless it is done."""
+    return wait_for_run(ws, run_id, "done", ("running",))
 
 
 def test_a_dpo_run_of_execute_code_without_an_sft_adapter_is_refused(ws: Workspace) -> None:
@@ -135,6 +124,7 @@ def _lora_weights(model: Any) -> dict[str, torch.Tensor]:
     return {key: value.detach().clone() for key, value in get_peft_model_state_dict(model).items()}
 
 
+@pytest.mark.slow
 def test_the_dpo_run_continues_the_sft_adapter_and_records_it_as_parent(ws: Workspace) -> None:
     """SFT makes execute_code-v1; the DPO run on the pairs loads v1 trainable as its policy
     (its starting LoRA weights are v1's, so at the first step policy and reference agree and

@@ -3,7 +3,10 @@
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow
 def test_engine_imports_no_textual():
     code = (
         "import sys, pkgutil, importlib, engine\n"

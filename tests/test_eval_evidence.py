@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from evidence_fixtures import scored_candidate
+from workspaces import open_workspace
 
 from app.cli import cli
 from engine.core.timestamps import utc_now
@@ -19,10 +20,7 @@ from engine.evaluation.runs import eval_row
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Workspace:
-    root = tmp_path / "ws"
-    root.mkdir()
-    (root / "cra.toml").write_text("[usb]\nmount_roots = []\n", encoding="utf-8")
-    return Workspace.open(root)
+    return open_workspace(tmp_path / "ws")
 
 
 def show(ws: Workspace, *args: str) -> tuple[int, list[str]]:

@@ -12,8 +12,7 @@ import os
 import shutil
 import signal
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,9 @@ import torch
 from click.testing import CliRunner
 from eval_fixtures import accept_sample, add_eval, planning_pairs
 from peft import LoraConfig, get_peft_model
+from pilot_wait import wait_for
 from transformers import AutoModelForCausalLM
+from workspaces import HARNESS, NO_DRIVES, approve_and_validate
 
 from app.cli import cli
 from engine.adapters.activation import version_row
@@ -37,8 +38,7 @@ from engine.evaluation.example_scores import load_scores
 from engine.evaluation.runs import EvalRunError, list_evals, reconcile_evals, start_eval
 from engine.harness.gold import gold_output
 from engine.harness.package import load_package
-from engine.harness.task_validation import find_commit, validate_task
-from engine.intake.approval import approve_package
+from engine.harness.task_validation import find_commit
 from engine.runners.evaluation import pass_at_1, resolved_rate
 from engine.training.runs import reconcile_runs, run_row, start_run
 from engine.training.tiny_model import build_tiny_model
@@ -46,9 +46,10 @@ from engine.training_data.curate import curate
 from engine.training_data.derive import build_training_data
 from engine.training_data.store import add_items
 
+pytestmark = pytest.mark.slow  # every demo commit validated and curated before each test
+
 CONFIG = (
-    "[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\ntest_timeout_s = 60\n"
-    "[curation]\nmax_domain_share = 1.0\neval_share = 0.5\n"
+    NO_DRIVES + HARNESS + "[curation]\nmax_domain_share = 1.0\neval_share = 0.5\n"
     # The demo package's few commits give rounds smaller than the gate's default minimum.
     "[training_data]\nreview_min_sample = 1\n"
     "[evaluation.eval_sizes]\nexecute_code = 3\nplanning_dpo = 3\n"
@@ -56,21 +57,17 @@ CONFIG = (
 
 
 @pytest.fixture(scope="module")
-def curated(tmp_path_factory: pytest.TempPathFactory, _package_template: Path) -> Path:
+def curated(tmp_path_factory: pytest.TempPathFactory, copy_package: Callable[[Path], Path]) -> Path:
     """A workspace root with the demo package approved, its commits validated, training data
     built, execute_code and planning_dpo eval sets of their newest 3 tasks built, and datasets
     of those stages curated with half the other tasks held out."""
     base = tmp_path_factory.mktemp("eval")
-    valid_package = base / "drive" / "textkit"
-    shutil.copytree(_package_template, valid_package, symlinks=True)
+    valid_package = copy_package(base)
     root = base / "ws"
     root.mkdir()
     (root / "cra.toml").write_text(CONFIG, encoding="utf-8")
     ws = Workspace.open(root)
-    digest = approve_package(ws, valid_package).digest
-    manifest = json.loads((valid_package / "manifest.json").read_text())
-    for commit in manifest["commits"]:
-        validate_task(ws, digest, commit["sha"])
+    approve_and_validate(ws, valid_package)
     build_training_data(ws)
     add_items(ws.db, planning_pairs(ws))
     for stage, kind in (("execute_code", "sft"), ("planning_dpo", "preference")):
@@ -265,14 +262,12 @@ def test_start_refuses_what_cannot_be_evaluated(ws: Workspace) -> None:
 
 
 def _wait_settled(ws: Workspace, eval_id: int) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    def settled() -> dict[str, Any] | None:
         reconcile_evals(ws)
         row = ws.db["eval_runs"].get(eval_id)
-        if row["status"] not in ("queued", "running"):
-            return row
-        time.sleep(0.2)
-    raise AssertionError(f"eval run {eval_id} is still under way")
+        return None if row["status"] in ("queued", "running") else row
+
+    return wait_for(settled, f"eval run {eval_id} to settle", every_s=0.2)
 
 
 def test_a_run_that_cannot_reach_its_model_fails_with_the_reason(ws: Workspace) -> None:
@@ -401,13 +396,12 @@ def test_a_candidate_that_cannot_improve_is_not_passed(ws: Workspace) -> None:
     run_id = start_run(
         ws, "scope-d1", "scope", overrides={"learning_rate": 1e-12, "max_steps": 2}, force=True
     )
-    deadline = time.monotonic() + 300
-    while True:
+
+    def ended() -> bool:
         reconcile_runs(ws)
-        if run_row(ws, run_id).status not in ("pending", "running", "stopping"):
-            break
-        assert time.monotonic() < deadline, "the training run did not end"
-        time.sleep(0.5)
+        return run_row(ws, run_id).status not in ("pending", "running", "stopping")
+
+    wait_for(ended, "the training run to end", limit_s=300, every_s=0.5)
     run = run_row(ws, run_id)
     assert (run.status, run.adapter_name) == ("done", "scope-v1"), run.reason
 

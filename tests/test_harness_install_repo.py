@@ -4,7 +4,7 @@ The demo package gets a tiny PEP 517 backend shipped as a wheel, then commits ma
 it, so the parent and the commit of each new task both build with that backend.
 """
 
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,10 +25,9 @@ TEST_SHOUT = (
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory, _package_template: Path):
+def installed(tmp_path_factory: pytest.TempPathFactory, copy_package: Callable[[Path], Path]):
     root = tmp_path_factory.mktemp("install-repo")
-    package = root / "drive" / "textkit"
-    shutil.copytree(_package_template, package, symlinks=True)
+    package = copy_package(root)
     add_build_backend(package, BACKEND)
     shout = add_task_commit(
         package,

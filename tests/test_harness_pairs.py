@@ -8,6 +8,7 @@ raw.txt) where the harness writes them, then builds pairs from them.
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +60,12 @@ BAD_PLAN = _plan("README.md", "nothing")
 
 
 @pytest.fixture(scope="module")
-def approved(tmp_path_factory: pytest.TempPathFactory, _package_template: Path) -> Path:
+def approved(
+    tmp_path_factory: pytest.TempPathFactory, copy_package: Callable[[Path], Path]
+) -> Path:
     """A workspace root with the demo package approved, its database closed."""
     root = tmp_path_factory.mktemp("pairs") / "ws"
-    package = root.parent / "drive" / "textkit"
-    shutil.copytree(_package_template, package, symlinks=True)
+    package = copy_package(root.parent)
     ws = Workspace.open(root)
     approve_package(ws, package)
     ws.db.conn.close()

@@ -242,6 +242,7 @@ async def test_the_filter_cycles_through_the_outcomes(console_workspace, sleeper
         assert attempts.count == 14
 
 
+@pytest.mark.slow
 async def test_enter_opens_the_attempt_with_its_plan_and_diff(console_workspace, sleeper):
     first, ids = live_campaign(console_workspace, sleeper)
     folder = "runs/task/attempts/2"
@@ -342,6 +343,7 @@ async def test_stop_asks_first_then_stops_the_job(console_workspace, sleeper):
     assert campaign_row(console_workspace, first).status in ("stopping", "interrupted")
 
 
+@pytest.mark.slow
 async def test_new_campaign_form_checks_the_spec_inline(console_workspace, valid_package):
     approve_package(console_workspace, valid_package)
     app = CraApp(console_workspace, [])
@@ -496,6 +498,7 @@ time.sleep(120)
 """
 
 
+@pytest.mark.slow
 async def test_start_shows_live_workers_then_stop_ends_the_job(tmp_path, valid_package):
     """End to end: a real campaign job and worker, a planner that never answers."""
     planner = tmp_path / "planner.py"

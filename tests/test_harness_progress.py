@@ -460,6 +460,7 @@ def bulk_attempts(ws: Workspace, campaign_id: int, count: int) -> None:
         )
 
 
+@pytest.mark.slow
 def test_pages_come_from_indexes_at_100000_attempts(workspace):
     other = add_campaign(workspace)
     bulk_attempts(workspace, other, 1000)  # another campaign's attempts come first
@@ -482,6 +483,7 @@ def test_pages_come_from_indexes_at_100000_attempts(workspace):
     assert [r.task for r in errors] == ["task-99998"]
 
 
+@pytest.mark.slow
 def test_progress_at_100000_attempts(workspace):
     campaign_id = add_campaign(workspace, status="paused")
     bulk_attempts(workspace, campaign_id, 100_000)

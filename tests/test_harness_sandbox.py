@@ -5,14 +5,13 @@ demo package's history and validated like any other task.
 """
 
 import json
-import shutil
 import socket
 from pathlib import Path
 
 import pytest
 from package_commits import add_task_commit
+from workspaces import open_workspace
 
-from engine.core.workspace import Workspace
 from engine.harness.task_validation import validate_task
 from engine.intake.approval import approve_package
 
@@ -52,11 +51,11 @@ def listener():
     server.close()
 
 
+@pytest.mark.slow
 def test_a_hanging_test_is_stopped_and_a_connecting_test_fails(
-    tmp_path: Path, _package_template: Path, listener: int
+    tmp_path: Path, valid_package: Path, listener: int
 ) -> None:
-    package = tmp_path / "drive" / "textkit"
-    shutil.copytree(_package_template, package, symlinks=True)
+    package = valid_package
     sleeper = _commit_test(package, "tests/test_sleeper.py", SLEEPER, "Add a test that hangs")
     connects = _commit_test(
         package,
@@ -64,13 +63,7 @@ def test_a_hanging_test_is_stopped_and_a_connecting_test_fails(
         CONNECTS.format(port=listener),
         "Add a test that needs the network",
     )
-    root = tmp_path / "ws"
-    root.mkdir()
-    (root / "cra.toml").write_text(
-        "[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\ntest_timeout_s = 3\n",
-        encoding="utf-8",
-    )
-    ws = Workspace.open(root)
+    ws = open_workspace(tmp_path / "ws", "[harness]\nflaky_runs = 1\ntest_timeout_s = 3\n")
     digest = approve_package(ws, package).digest
 
     hung = validate_task(ws, digest, sleeper)
@@ -126,21 +119,16 @@ def test_never_passes():
 """
 
 
+@pytest.mark.slow
 def test_a_report_rewritten_by_the_tested_code_is_not_trusted(
-    tmp_path: Path, _package_template: Path
+    tmp_path: Path, valid_package: Path
 ) -> None:
     """A report rewritten by an atexit hook is caught: pytest's summary and exit say 1 failed."""
-    package = tmp_path / "drive" / "textkit"
-    shutil.copytree(_package_template, package, symlinks=True)
+    package = valid_package
     files = {"textkit/forged.py": FORGED_MODULE, "tests/test_forger.py": FORGER}
     subject = "Add a module whose test forges its report"
     sha = add_task_commit(package, files, subject, ["tests/test_forger.py"])
-    root = tmp_path / "ws"
-    root.mkdir()
-    (root / "cra.toml").write_text(
-        "[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\n", encoding="utf-8"
-    )
-    ws = Workspace.open(root)
+    ws = open_workspace(tmp_path / "ws", "[harness]\nflaky_runs = 1\n")
     digest = approve_package(ws, package).digest
 
     report = validate_task(ws, digest, sha)

@@ -25,6 +25,7 @@ from test_harness_progress import (
 )
 from textual.pilot import Pilot
 from textual.widgets import DataTable
+from workspaces import open_workspace
 
 from app.app import CraApp
 from engine.core.workspace import Workspace
@@ -46,11 +47,8 @@ tests/test_slug.py::test_ascii PASSED                                    [100%]
 
 @pytest.fixture
 def workspace_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
-    root = tmp_path / "workspace"
-    root.mkdir()
-    (root / "cra.toml").write_text("[usb]\nmount_roots = []\n", encoding="utf-8")
     monkeypatch.setattr("app.app.PANES", panes_with_clock(lambda: NOW))
-    return Workspace.open(root)
+    return open_workspace(tmp_path / "workspace")
 
 
 @pytest.fixture
@@ -139,6 +137,7 @@ def test_harness_attempt_diff(snap_compare, live_app):
     assert snap_compare(live_app, terminal_size=SIZE, run_before=run_before)
 
 
+@pytest.mark.slow
 def test_harness_100000_attempts_at_the_end(snap_compare, workspace_root):
     campaign_id = add_campaign(workspace_root, status="paused", reason="paused by the operator")
     bulk_attempts(workspace_root, campaign_id, 100_000)

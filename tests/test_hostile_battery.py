@@ -30,7 +30,23 @@ def test_case_names_are_unique():
     assert len(names) == len(set(names))
 
 
-@pytest.mark.parametrize("case", ALL_CASES, ids=lambda c: c.name)
+SLOW_CASES = {
+    "collection-hangs",
+    "collection-uses-network",
+    "collection-exhausts-memory",
+    "tests-fail-to-collect",
+}
+"""Cases that wait out a time limit or a sandbox's refusal: seconds each."""
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(case, marks=pytest.mark.slow) if case.name in SLOW_CASES else case
+        for case in ALL_CASES
+    ],
+    ids=lambda c: c.name,
+)
 def test_hostile_case(case: HostileCase, valid_package: Path, workspace: Workspace):
     limits = workspace.config.validation.model_copy(update=case.config)
     config = workspace.config.model_copy(update={"validation": limits})

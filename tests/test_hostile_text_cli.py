@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 from eval_fixtures import add_version
 from test_import_logs import _SCHEMA, _call, _run
@@ -81,6 +82,7 @@ def test_ingest_validate_list_reject_and_report(ws: Workspace, valid_package: Pa
     assert listed[0]["approved_by"] == HOSTILE, "JSON keeps the text, escaped the JSON way"
 
 
+@pytest.mark.slow
 def test_harness_validate_status(ws: Workspace, valid_package: Path):
     """`harness validate` prints the commit subject; `harness status` a campaign's reason."""
     hostile_package(valid_package)

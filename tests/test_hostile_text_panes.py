@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from eval_fixtures import add_version
 from pilot_wait import until as wait_until
 from test_datasets_pane import PaneApp as DatasetsApp
@@ -87,6 +88,7 @@ async def test_review_pane_pair(ws: Workspace):
         await shows_neutralised(pilot, "pwn \\x1b[2J\\x1b]0;pwned\\x07")
 
 
+@pytest.mark.slow
 async def test_harness_attempt_list_and_attempt_view(ws: Workspace):
     """An attempt's reason in the list; in its view the heading, the plan, the diff, the test
     output and the raw response, each written by the code or the model under test."""
@@ -145,6 +147,7 @@ async def test_harness_attempt_list_and_attempt_view(ws: Workspace):
             await shows_neutralised(pilot, visible)
 
 
+@pytest.mark.slow
 async def test_ingest_pane(ws: Workspace, valid_package: Path):
     """A package whose folder name, manifest description and first commit subject are
     hostile: the packages table, the heading, the checks; a confirmation quoting it."""
@@ -180,6 +183,7 @@ async def test_datasets_pane(ws: Workspace):
         await shows_neutralised(pilot, "by pwn \\x1b[2J", "repos: pwn \\x1b[2J")
 
 
+@pytest.mark.slow
 async def test_adapters_pane_history(ws: Workspace):
     """A rejection's reason and operator in the activation history."""
     add_version(ws, "scope", 1)
@@ -193,6 +197,7 @@ async def test_adapters_pane_history(ws: Workspace):
         await shows_neutralised(pilot, "why pwn \\x1b[2J", "op pwn \\x1b")
 
 
+@pytest.mark.slow
 async def test_report_pane_and_notifications(ws: Workspace, valid_package: Path):
     """A rejection's reason in the morning report; a notification quoting hostile text is
     neutralised and never read as markup."""

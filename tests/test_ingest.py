@@ -111,6 +111,7 @@ def test_every_corpus_file_is_recorded_with_its_hash(workspace: Workspace, valid
     assert entry.size_bytes == sum(f.size_bytes for f in files)
 
 
+@pytest.mark.slow
 def test_rebuilt_repo_has_no_hooks_no_custom_config_and_the_same_history(
     workspace: Workspace, valid_package: Path, tmp_path: Path
 ):
@@ -190,6 +191,7 @@ def test_rebuild_reads_a_repository_owned_by_another_user(valid_package: Path, t
     assert git_out(dest, "rev-parse", "HEAD") == manifest.head
 
 
+@pytest.mark.slow
 def test_approving_twice_reports_and_copies_nothing(workspace: Workspace, valid_package: Path):
     first = approve_package(workspace, valid_package)
     inode = first.corpus_path.stat().st_ino
@@ -211,6 +213,7 @@ def test_approving_twice_reports_and_copies_nothing(workspace: Workspace, valid_
     assert corpus_folders(workspace) == [first.corpus_path.name]
 
 
+@pytest.mark.slow
 def test_a_tampered_copy_of_an_approved_package_is_refused(
     workspace: Workspace, valid_package: Path
 ):
@@ -231,6 +234,7 @@ def test_a_tampered_copy_of_an_approved_package_is_refused(
     assert len(list_corpus(workspace)) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("action", ["approve", "reject"])
 def test_nothing_on_the_drive_is_modified(workspace: Workspace, valid_package: Path, action: str):
     drive = valid_package.parent
@@ -314,6 +318,7 @@ def test_working_tree_that_is_not_head_is_refused(workspace: Workspace, valid_pa
     assert corpus_folders(workspace) == []
 
 
+@pytest.mark.slow
 def test_manifest_commit_outside_every_branch_and_tag_is_refused(
     workspace: Workspace, valid_package: Path
 ):
@@ -342,6 +347,7 @@ def test_manifest_commit_outside_every_branch_and_tag_is_refused(
     assert corpus_folders(workspace) == []
 
 
+@pytest.mark.slow
 def test_leftover_staging_folders_are_removed_by_the_next_approval(
     workspace: Workspace, valid_package: Path
 ):
@@ -355,6 +361,7 @@ def test_leftover_staging_folders_are_removed_by_the_next_approval(
     assert list((workspace.corpus_dir / STAGING_DIR).iterdir()) == []
 
 
+@pytest.mark.slow
 def test_corpus_folder_without_a_record_is_replaced(workspace: Workspace, valid_package: Path):
     orphan = workspace.corpus_dir / folder_name("textkit", manifest_digest(valid_package))
     orphan.mkdir()
@@ -439,6 +446,7 @@ def test_reject_uses_the_report_given(
         reject_package(workspace, other, reason="x", report=report)
 
 
+@pytest.mark.slow
 def test_rejecting_an_approved_package_is_refused(workspace: Workspace, valid_package: Path):
     approve_package(workspace, valid_package)
     with pytest.raises(IngestError, match="is in the corpus"):
@@ -454,6 +462,7 @@ def test_history_is_newest_first_and_limited(workspace: Workspace, valid_package
     assert [d.reason for d in decision_history(workspace, limit=2)] == ["third", "second"]
 
 
+@pytest.mark.slow
 def test_a_rejected_package_can_still_be_approved(workspace: Workspace, valid_package: Path):
     reject_package(workspace, valid_package, reason="not yet")
     approve_package(workspace, valid_package)
@@ -461,6 +470,7 @@ def test_a_rejected_package_can_still_be_approved(workspace: Workspace, valid_pa
     assert len(list_corpus(workspace)) == 1
 
 
+@pytest.mark.slow
 def test_a_corpus_that_cannot_be_written_fails_clearly(workspace: Workspace, valid_package: Path):
     (workspace.corpus_dir / STAGING_DIR).write_text("a file where the staging folder goes")
     with pytest.raises(IngestError, match=f"cannot be placed in {workspace.corpus_dir}"):

@@ -184,6 +184,7 @@ async def test_selecting_a_package_shows_its_full_report(console_workspace, vali
         assert screen.focused is screen.query_one("#report")
 
 
+@pytest.mark.slow
 async def test_approve_asks_then_copies_into_the_corpus(console_workspace, valid_package):
     app = CraApp(console_workspace, [valid_package.parent])
     async with app.run_test(size=SIZE) as pilot:
@@ -205,6 +206,7 @@ async def test_approve_asks_then_copies_into_the_corpus(console_workspace, valid
         assert entry.name == "textkit" and entry.present
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("answer", ["n", "escape"])
 async def test_approve_declined_approves_nothing(console_workspace, valid_package, answer):
     app = CraApp(console_workspace, [valid_package.parent])
@@ -221,6 +223,7 @@ async def test_approve_declined_approves_nothing(console_workspace, valid_packag
     assert decisions(console_workspace) == []
 
 
+@pytest.mark.slow
 async def test_reject_records_the_reason(console_workspace, valid_package):
     app = CraApp(console_workspace, [valid_package.parent])
     async with app.run_test(size=SIZE) as pilot:
@@ -274,6 +277,7 @@ async def test_approving_a_rejected_package_is_refused(
     assert decisions(console_workspace) == []
 
 
+@pytest.mark.slow
 async def test_a_package_appearing_on_the_drive_is_listed_and_validated(
     console_workspace, valid_package
 ):
@@ -304,6 +308,7 @@ async def test_help_lists_pane_and_app_bindings(console_workspace, valid_package
         assert isinstance(app.screen, IngestScreen)
 
 
+@pytest.mark.slow
 async def test_pane_key_and_palette(console_workspace, valid_package):
     app = CraApp(console_workspace, [valid_package.parent])
     async with app.run_test(size=SIZE) as pilot:
@@ -327,6 +332,7 @@ def add_hook(package: Path) -> None:
     hook.write_text("#!/bin/sh\necho owned\n", encoding="utf-8")
 
 
+@pytest.mark.slow
 async def test_revalidate_replaces_the_cached_report(console_workspace, valid_package):
     app = CraApp(console_workspace, [valid_package.parent])
     async with app.run_test(size=SIZE) as pilot:
@@ -342,6 +348,7 @@ async def test_revalidate_replaces_the_cached_report(console_workspace, valid_pa
         assert screen.focused is screen.query_one("#report")  # reading on, not lost
 
 
+@pytest.mark.slow
 async def test_engine_refusal_becomes_an_error_notification(console_workspace, valid_package):
     app = CraApp(console_workspace, [valid_package.parent])
     async with app.run_test(size=SIZE) as pilot:
@@ -400,6 +407,7 @@ async def test_mining_tab_shows_attrition_planning_style_and_plans(
         assert colours_of(body, "bad") == {"red"}
 
 
+@pytest.mark.slow
 async def test_tab_keys_move_focus_with_the_report_and_pane_keys_still_work(
     console_workspace, valid_package
 ):

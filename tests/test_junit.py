@@ -78,6 +78,7 @@ def run_pytest(tmp_path: Path, source: str) -> tuple[Path, str, int]:
 
 
 class TestCrossCheck:
+    @pytest.mark.slow
     def test_every_kind_of_outcome_agrees(self, tmp_path: Path):
         """Skips, xfails, xpasses, setup and teardown errors all count alike in the three."""
         report, stdout, code = run_pytest(tmp_path, MIXED)
@@ -91,6 +92,7 @@ class TestCrossCheck:
         report, stdout, code = run_pytest(tmp_path, "def test_a():\n    pass\n")
         assert read_checked_junit(report, stdout, code) == {"test_subject.py::test_a": "passed"}
 
+    @pytest.mark.slow
     def test_a_failure_rewritten_as_a_pass_is_refused(self, tmp_path: Path):
         """The report says all passed; the summary line and exit status say one failed."""
         report, stdout, code = run_pytest(tmp_path, "def test_a():\n    assert 0\n")
@@ -102,6 +104,7 @@ class TestCrossCheck:
         with pytest.raises(UntrustedReport, match="holds 0 failures and errors.*says 1"):
             read_checked_junit(report, stdout, code)
 
+    @pytest.mark.slow
     def test_an_invented_passing_test_is_refused(self, tmp_path: Path):
         report, stdout, code = run_pytest(tmp_path, "def test_a():\n    pass\n")
         invented = '<testcase classname="test_subject" file="test_subject.py" name="test_b"/>'

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from git_repos import new_repo
 from pydantic import ValidationError
 
 from engine.demo.repo import demo_git
@@ -112,8 +113,7 @@ class Committer:
 
 
 def build_history(repo: Path) -> History:
-    repo.mkdir()
-    demo_git(repo, "init", "--quiet", "--template=", "--initial-branch=main")
+    new_repo(repo)
     commit = Committer(repo)
     shas = {}
     shas["root"] = commit(
@@ -380,8 +380,7 @@ def test_filter_settings_refuse_bad_bounds(settings: dict, message: str):
 
 def test_log_reports_renames_binaries_and_odd_paths(tmp_path: Path):
     repo = tmp_path / "repo"
-    repo.mkdir()
-    demo_git(repo, "init", "--quiet", "--template=", "--initial-branch=main")
+    new_repo(repo)
     commit = Committer(repo)
     body = "\n".join(
         f"line {i} of a module that is long enough to be found as a rename" for i in range(20)

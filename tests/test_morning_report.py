@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from eval_fixtures import add_dataset, add_eval, add_version, examples
+from pilot_wait import until
 from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import Static
+from workspaces import open_workspace
 
 from app.app import CraApp
 from app.cli import cli
@@ -24,10 +26,7 @@ NOW = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Workspace:
-    root = tmp_path / "ws"
-    root.mkdir()
-    (root / "cra.toml").write_text("[usb]\nmount_roots = []\n", encoding="utf-8")
-    ws = Workspace.open(root)
+    ws = open_workspace(tmp_path / "ws")
     for decided_at, decision, name in (
         ("2026-11-20T20:00:00+00:00", "approved", "old-kit"),
         ("2026-11-21T20:00:00+00:00", "approved", "textkit"),
@@ -72,23 +71,25 @@ async def test_the_report_pane_changes_its_window(ws: Workspace) -> None:
         await pilot.press("7")
         shown = pilot.app.screen.query_one("#report", Static)
 
-        async def until(text: str) -> None:
-            for _ in range(200):
-                if text in str(shown.render()):
-                    return
-                await pilot.pause(0.05)
-            raise AssertionError(f"never saw {text!r} in {shown.render()!s}")
+        async def shows(text: str) -> None:
+            await until(
+                pilot,
+                lambda: text in str(shown.render()),
+                repr(text),
+                10,
+                lambda: str(shown.render()),
+            )
 
-        await until("Packages ·")
+        await shows("Packages ·")
         box = pilot.app.screen.query_one("#report-box")
         assert box.border_title == "Morning report · the last 24 hours"
         await pilot.press("right_square_bracket", "right_square_bracket")
         assert box.border_title == "Morning report · the last 7 days"
-        await until("Adapters · 0 promoted, 0 rolled back")
+        await shows("Adapters · 0 promoted, 0 rolled back")
         await pilot.press("left_square_bracket")
         assert box.border_title == "Morning report · the last 3 days"
         await pilot.press("r")
-        await until("Campaigns · 0")
+        await shows("Campaigns · 0")
 
 
 class ReportApp(App[None]):

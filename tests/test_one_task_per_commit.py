@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from workspaces import HARNESS, open_workspace
 
 from app.cli import cli
 from engine.core.workspace import RUNS_DIR, Workspace
@@ -20,6 +21,8 @@ from engine.intake.approval import approve_package
 from engine.intake.manifest import MANIFEST_FILE, parse_manifest
 from engine.training_data.derive import build_training_data
 from engine.training_data.review import draw_sample
+
+pytestmark = pytest.mark.slow  # two packages built and every commit of both validated first
 
 PYPROJECT = """\
 [project]
@@ -120,12 +123,7 @@ def twice(tmp_path_factory: pytest.TempPathFactory, wheel_cache: Path) -> tuple[
     _package(repo, full, wheel_cache)
     _package(repo, since, wheel_cache, "--since", "2024-03-03")
     root = base / "ws"
-    root.mkdir()
-    (root / "cra.toml").write_text(
-        "[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\ntest_timeout_s = 60\n",
-        encoding="utf-8",
-    )
-    ws = Workspace.open(root)
+    ws = open_workspace(root, HARNESS)
     digests = []
     for path in (full, since):
         digest = approve_package(ws, path).digest

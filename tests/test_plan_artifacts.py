@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from git_repos import add_commit, new_repo
 
 import engine.isolation.gitobjects as gitobjects
-from engine.demo.repo import demo_git
 from engine.intake.manifest import PlanArtifact
 from engine.packaging.plan_artifacts import PlanArtifactError, find_plan_artifacts, is_plan_path
 
@@ -33,24 +33,12 @@ class History:
     """A generated repository and a clock of days since START."""
 
     def __init__(self, root: Path) -> None:
-        self.repo = root / "repo"
-        self.repo.mkdir()
-        demo_git(self.repo, "init", "--quiet", "--template=", "--initial-branch=main")
+        self.repo = new_repo(root / "repo")
         self.commit(0, "Add slugify", {"textkit/slug.py": SLUG, "README.md": "# textkit\n"})
 
     def commit(self, day: int, subject: str, files: dict[str, str | None]) -> str:
         """Write (or, for None, delete) `files` and commit them on `day`."""
-        for rel, text in files.items():
-            path = self.repo / rel
-            if text is None:
-                path.unlink()
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(text, encoding="utf-8")
-        date = (START + timedelta(days=day)).isoformat()
-        demo_git(self.repo, "add", "--all")
-        demo_git(self.repo, "commit", "--quiet", "--no-verify", "-m", subject, date=date)
-        return demo_git(self.repo, "rev-parse", "HEAD")
+        return add_commit(self.repo, files, subject, (START + timedelta(days=day)).isoformat())
 
     def artifacts(self) -> dict[str, PlanArtifact]:
         found = find_plan_artifacts(self.repo)
@@ -271,9 +259,7 @@ def test_plan_paths(path: str, is_plan: bool) -> None:
 
 
 def test_repo_without_commits_is_refused(tmp_path: Path) -> None:
-    repo = tmp_path / "empty"
-    repo.mkdir()
-    demo_git(repo, "init", "--quiet", "--template=", "--initial-branch=main")
+    repo = new_repo(tmp_path / "empty")
     with pytest.raises(PlanArtifactError, match=r"empty: HEAD names no commit"):
         find_plan_artifacts(repo)
 

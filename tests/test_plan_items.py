@@ -112,6 +112,7 @@ def test_an_abandoned_bad_plan_makes_nothing(history: History) -> None:
     assert len(skipped) == 1 and skipped[0].startswith("docs/plans/cache.md: bad with no")
 
 
+@pytest.mark.slow
 def test_the_demo_plan_flows_into_the_base_fine_tune_data(
     ws: Workspace, valid_package: Path
 ) -> None:

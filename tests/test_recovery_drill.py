@@ -11,14 +11,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+import pytest
 from eval_fixtures import add_version, pass_gate
 from fake_vllm import FakeVllm
-from pilot_wait import until
+from pilot_wait import until, wait_for
 from test_adapter_switch import DIE_AFTER_LOAD
 from test_campaigns import SLOW_PLANNER
 from textual.pilot import Pilot
@@ -39,17 +39,15 @@ from engine.training_data.derive import build_training_data
 from engine.training_data.review import decide, draw_sample
 from screens.widgets.confirm import ConfirmScreen
 
+pytestmark = pytest.mark.slow  # a campaign, a training run and an eval killed and finished
+
 SIZE = (140, 40)
 wait = partial(until, limit_s=240)
 """`until` with room for the drill's campaign, run and switch on a loaded machine."""
 
 
 def _wait(what: str, check: Callable[[], bool], limit_s: float = 240) -> None:
-    deadline = time.monotonic() + limit_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.1)
+    wait_for(check, what, limit_s, every_s=0.1)
 
 
 def _planning(ws: Workspace, calls: Path) -> bool:
@@ -106,6 +104,7 @@ def _workspace(tmp_path: Path, short_package: Path, vllm_url: str) -> Workspace:
 async def test_killed_work_is_shown_true_and_finishes_once(
     tmp_path: Path, short_package: Path
 ) -> None:
+
     with FakeVllm(str(tmp_path / "ws" / "models/tiny")) as fake:
         ws = _workspace(tmp_path, short_package, fake.url)
         digest = ws.db.execute("SELECT digest FROM packages").fetchone()[0]

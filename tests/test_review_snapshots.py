@@ -8,6 +8,7 @@ round and the current item. Regenerate with
 
 from pathlib import Path
 
+import pytest
 from test_review_engine import bulk_pairs, item, sft
 from test_review_pane import SIZE, console_workspace, open_pane
 from textual.pilot import Pilot
@@ -83,6 +84,7 @@ def test_review_empty_stage(snap_compare, tmp_path):
     assert snap_compare(CraApp(ws, []), terminal_size=SIZE, run_before=_settled)
 
 
+@pytest.mark.slow
 def test_review_100000_pairs(snap_compare, tmp_path):
     ws = console_workspace(tmp_path / "workspace")
     bulk_pairs(ws, 100_000)

@@ -11,11 +11,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import pytest
+from pilot_wait import wait_for
 
 import engine.isolation.cgroups
 import engine.isolation.sandbox
@@ -143,6 +143,7 @@ def test_a_fork_bomb_stops_at_the_process_limit(tmp_path: Path):
     assert "processes" in result.limits_hit
 
 
+@pytest.mark.slow
 def test_children_together_cannot_exceed_the_memory_limit(tmp_path: Path):
     """Four children of 400 MB each under a 1 GB limit: the total is enforced, not each one."""
     code = (
@@ -177,9 +178,12 @@ def test_a_process_cannot_outlive_its_command(tmp_path: Path, worktree: Path):
     )
     result = run_python(code, worktree)
     assert result.stdout == "left it running\n"
-    time.sleep(3)
+    wait_for(
+        lambda: subprocess.run(["pgrep", "-f", token], capture_output=True).returncode == 1,
+        "the daemon to be gone",
+        limit_s=10,
+    )
     assert not late.exists()
-    assert subprocess.run(["pgrep", "-f", token], capture_output=True).returncode == 1
 
 
 def test_a_file_cannot_grow_past_the_size_limit(tmp_path: Path, worktree: Path):
@@ -393,16 +397,10 @@ def test_command_dies_with_the_process_that_started_it(tmp_path: Path):
     def sandboxed_alive() -> bool:
         return subprocess.run(["pgrep", "-f", token], capture_output=True).returncode == 0
 
-    deadline = time.monotonic() + 30
-    while not sandboxed_alive():
-        assert time.monotonic() < deadline, "the sandboxed command never started"
-        time.sleep(0.05)
+    wait_for(sandboxed_alive, "the sandboxed command to start", limit_s=30)
     parent.kill()
     parent.wait()
-    deadline = time.monotonic() + 10
-    while sandboxed_alive():
-        assert time.monotonic() < deadline, "the sandboxed command outlived its parent"
-        time.sleep(0.05)
+    wait_for(lambda: not sandboxed_alive(), "the sandboxed command to die with its parent", 10)
 
 
 WRITE_EACH = (

@@ -3,9 +3,9 @@
 from pathlib import Path
 
 import pytest
+from git_repos import add_commit, new_repo
 
 import engine.isolation.gitobjects as gitobjects
-from engine.demo.repo import demo_git
 from engine.packaging.style_score import (
     StyleScoreError,
     count_source,
@@ -189,25 +189,20 @@ def test_test_paths(path: str, is_test: bool) -> None:
     assert is_test_path(path) is is_test
 
 
-def _commit_all(repo: Path, subject: str) -> None:
-    demo_git(repo, "add", "--all")
-    demo_git(repo, "commit", "--quiet", "--no-verify", "-m", subject)
-
-
 def test_score_style_reads_head_not_the_work_tree(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     (repo / "pkg").mkdir(parents=True)
     (repo / "tests").mkdir()
-    demo_git(repo, "init", "--quiet", "--template=", "--initial-branch=main")
+    new_repo(repo)
     (repo / "pkg" / "core.py").write_bytes(FAIL_FAST)
     (repo / "pkg" / "run.py").write_bytes(MIXED_HANDLERS)
     (repo / "pkg" / "py2.py").write_bytes(b'print "hello"\n')
     (repo / "pkg" / "notes.txt").write_bytes(MIXED_HANDLERS)
     (repo / "tests" / "test_core.py").write_bytes(MIXED_HANDLERS)
     (repo / "pkg" / "alias.py").symlink_to("run.py")
-    _commit_all(repo, "Add the package")
+    add_commit(repo, {}, "Add the package")
     (repo / "pkg" / "run.py").unlink()
-    _commit_all(repo, "Remove the runner")
+    add_commit(repo, {}, "Remove the runner")
     (repo / "pkg" / "core.py").write_bytes(MIXED_HANDLERS)
     (repo / "pkg" / "extra.py").write_bytes(MIXED_HANDLERS)
 
@@ -221,9 +216,7 @@ def test_score_style_reads_head_not_the_work_tree(tmp_path: Path) -> None:
 
 
 def test_repo_without_commits_is_refused(tmp_path: Path) -> None:
-    repo = tmp_path / "empty"
-    repo.mkdir()
-    demo_git(repo, "init", "--quiet", "--template=", "--initial-branch=main")
+    repo = new_repo(tmp_path / "empty")
     with pytest.raises(StyleScoreError, match=r"empty: HEAD names no commit"):
         score_style(repo)
 
@@ -234,11 +227,9 @@ def test_folder_without_git_is_refused(tmp_path: Path) -> None:
 
 
 def test_repo_without_python_is_refused(tmp_path: Path) -> None:
-    repo = tmp_path / "docs-only"
-    repo.mkdir()
-    demo_git(repo, "init", "--quiet", "--template=", "--initial-branch=main")
+    repo = new_repo(tmp_path / "docs-only")
     (repo / "README.md").write_text("# docs\n")
-    _commit_all(repo, "Add the README")
+    add_commit(repo, {}, "Add the README")
     with pytest.raises(StyleScoreError, match=r"docs-only at HEAD: no production Python file"):
         score_style(repo)
 
@@ -248,10 +239,10 @@ def test_three_git_processes_whatever_the_file_count(
 ) -> None:
     repo = tmp_path / "repo"
     (repo / "pkg").mkdir(parents=True)
-    demo_git(repo, "init", "--quiet", "--template=", "--initial-branch=main")
+    new_repo(repo)
     for n in range(12):
         (repo / "pkg" / f"mod{n}.py").write_bytes(FAIL_FAST)
-    _commit_all(repo, "Add twelve modules")
+    add_commit(repo, {}, "Add twelve modules")
     calls: list[str] = []
     real_run_git = gitobjects.run_git
 

@@ -2,7 +2,7 @@
 
 import dataclasses
 import json
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -68,12 +68,11 @@ def _add_flaky_commit(package: Path) -> None:
 
 @pytest.fixture(scope="module")
 def approved(
-    tmp_path_factory: pytest.TempPathFactory, _package_template: Path
+    tmp_path_factory: pytest.TempPathFactory, copy_package: Callable[[Path], Path]
 ) -> tuple[Workspace, str, dict[str, str]]:
     """One workspace with the demo package plus a flaky commit approved; subjects → shas."""
     root = tmp_path_factory.mktemp("gold")
-    package = root / "drive" / "textkit"
-    shutil.copytree(_package_template, package, symlinks=True)
+    package = copy_package(root)
     _add_flaky_commit(package)
     ws = Workspace.open(root / "workspace")
     digest = approve_package(ws, package).digest
@@ -106,6 +105,7 @@ def test_a_real_fix_gives_fail_to_pass(approved):
     assert "passed" in (report.artifacts / "after-3" / "output.txt").read_text()
 
 
+@pytest.mark.slow
 def test_a_new_module_is_fail_to_pass_for_every_test(approved):
     report = _validate(approved, "Add truncate with an ellipsis")
     assert report.status == "usable"
@@ -117,6 +117,7 @@ def test_a_new_module_is_fail_to_pass_for_every_test(approved):
     assert report.pass_to_pass == []
 
 
+@pytest.mark.slow
 def test_tests_that_already_pass_at_the_parent_make_the_commit_unusable(approved):
     report = _validate(approved, "Cover slugify edge cases in tests")
     assert (report.status, report.reason) == ("unusable", "its tests already pass at the parent")
@@ -127,6 +128,7 @@ def test_tests_that_already_pass_at_the_parent_make_the_commit_unusable(approved
     assert (row["status"], row["reason"]) == ("unusable", report.reason)
 
 
+@pytest.mark.slow
 def test_a_flaky_test_is_quarantined(approved):
     report = _validate(approved, "Add shout with a flaky test")
     assert report.status == "usable"
@@ -138,6 +140,7 @@ def test_a_flaky_test_is_quarantined(approved):
     assert json.loads(row["flaky"]) == report.flaky
 
 
+@pytest.mark.slow
 def test_revalidation_replaces_the_record(approved):
     first = _validate(approved, "Fold accented letters in slugify")
     second = _validate(approved, "Fold accented letters in slugify")
@@ -151,6 +154,7 @@ def test_revalidation_replaces_the_record(approved):
     ]
 
 
+@pytest.mark.slow
 def test_cli_validates_named_commits_and_refuses_unknown_packages(approved):
     ws, digest, shas = approved
     runner = CliRunner()

@@ -8,10 +8,12 @@ nothing and says why). The tasks are validated by `validate_task` (pytest in the
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from workspaces import HARNESS, open_workspace
 
 from app.cli import cli
 from app.cli_data import data
@@ -22,6 +24,8 @@ from engine.harness.task_validation import validate_task
 from engine.intake.approval import approve_package
 from engine.training_data.derive import build_training_data
 from engine.training_data.store import item_from_row
+
+pytestmark = pytest.mark.slow  # a package built and its commits validated first
 
 if "data" not in cli.commands:
     cli.add_command(data)
@@ -76,24 +80,18 @@ def _commit(package: Path, files: dict[str, str | bytes], message: str, day: int
 
 @pytest.fixture(scope="module")
 def validated(
-    tmp_path_factory: pytest.TempPathFactory, _package_template: Path
+    tmp_path_factory: pytest.TempPathFactory, copy_package: Callable[[Path], Path]
 ) -> tuple[Path, str, dict[str, str]]:
     """A workspace root with the package approved and five commits validated (four usable);
     the package digest; subjects to shas. The database is closed: tests work on copies."""
     base = tmp_path_factory.mktemp("derive")
-    package = base / "drive" / "textkit"
-    shutil.copytree(_package_template, package, symlinks=True)
+    package = copy_package(base)
     logo = {"textkit/logo.bin": b"\xff\xfe\x00\x81"}
     shout = {"textkit/shout.py": SHOUT, "tests/test_shout.py": TEST_SHOUT, **logo}
     _commit(package, shout, SHOUT_SUBJECT, 21)
     _commit(package, {"textkit/whisper.py": WHISPER, "tests/test_whisper.py": TEST_WHISPER}, "", 22)
     root = base / "ws"
-    root.mkdir()
-    (root / "cra.toml").write_text(
-        "[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\ntest_timeout_s = 60\n",
-        encoding="utf-8",
-    )
-    ws = Workspace.open(root)
+    ws = open_workspace(root, HARNESS)
     digest = approve_package(ws, package).digest
     manifest = json.loads((package / "manifest.json").read_text())
     shas = {c["subject"]: c["sha"] for c in manifest["commits"]}

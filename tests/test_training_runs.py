@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from pilot_wait import wait_for
 from races import end_jobs, last_job_id, race
+from training_fixtures import wait_for_run
 
 from app.cli import cli
 from app.cli_train import train
@@ -199,11 +201,7 @@ def _job(ws: Workspace, run_id: int, code: str) -> JobRow:
 
 
 def _wait_gone(job: JobRow) -> None:
-    deadline = time.monotonic() + 60
-    while job_alive(job):
-        if time.monotonic() > deadline:
-            pytest.fail(f"job {job.id} (pid {job.pid}) did not exit")
-        time.sleep(0.05)
+    wait_for(lambda: not job_alive(job), f"job {job.id} (pid {job.pid}) to exit")
 
 
 # -- the spec and its overrides ------------------------------------------------------------
@@ -593,6 +591,7 @@ def _end_the_round(ws: Workspace, after_job: int) -> tuple[list[JobRow], list[in
     return jobs, reconcile_runs(ws)
 
 
+@pytest.mark.slow
 def test_two_resumes_of_one_run_at_once_start_one_worker(ws: Workspace) -> None:
     """Two processes resume the same failed run at the same moment, round after round: each
     time exactly one worker starts on its folder, and the other resume is refused."""
@@ -613,6 +612,7 @@ def test_two_resumes_of_one_run_at_once_start_one_worker(ws: Workspace) -> None:
     race(ws.root, [(None, _resume), (None, _resume)], settle)
 
 
+@pytest.mark.slow
 def test_two_starts_at_once_start_one_training_run(ws: Workspace) -> None:
     """Two processes start a training run at the same moment, round after round: one run
     starts, the other start is refused because that run holds the GPU."""
@@ -631,6 +631,7 @@ def test_two_starts_at_once_start_one_training_run(ws: Workspace) -> None:
     race(ws.root, [(None, _start), (None, _start)], settle)
 
 
+@pytest.mark.slow
 def test_a_status_poll_during_a_start_never_fails_the_run(ws: Workspace) -> None:
     """While one process starts a training run, another reconciles runs as fast as it can:
     the run being started is never declared ended, so no second worker can take its place."""
@@ -655,18 +656,10 @@ def _set_status(ws: Workspace, run_id: int, status: str) -> None:
 
 def _wait_for(ws: Workspace, run_id: int, status: str) -> TrainingRun:
     """Reconcile until the run reaches `status`; fail with its log if it ends otherwise."""
-    deadline = time.monotonic() + 300
-    while True:
-        reconcile_runs(ws)
-        run = run_row(ws, run_id)
-        if run.status == status:
-            return run
-        if run.status not in ("running", "stopping") or time.monotonic() > deadline:
-            log = (ws.root / run.run_dir / "train.log").read_text(encoding="utf-8")
-            pytest.fail(f"run {run_id} is {run.status}, not {status}: {run.reason}\n{log}")
-        time.sleep(0.2)
+    return wait_for_run(ws, run_id, status, ("running", "stopping"))
 
 
+@pytest.mark.slow
 def test_a_run_stops_resumes_and_registers_its_adapter(tmp_path: Path, _template: Path) -> None:
     from engine.training.adapter_io import load_with_adapter
     from engine.training.tiny_model import build_tiny_model
@@ -709,6 +702,7 @@ def test_a_run_stops_resumes_and_registers_its_adapter(tmp_path: Path, _template
     assert model.peft_config["default"].r == 16
 
 
+@pytest.mark.slow
 def test_a_dpo_run_through_the_job_system_registers_its_adapter(
     tmp_path: Path, _template: Path
 ) -> None:

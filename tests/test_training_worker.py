@@ -10,11 +10,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from pilot_wait import wait_for
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from engine.training.adapter_io import generate, load_base, load_with_adapter
@@ -179,12 +179,19 @@ def run_worker(ws: Path, run_dir: Path) -> int:
 
 def wait_until(proc: subprocess.Popen, ready: Callable[[], bool], run_dir: Path) -> None:
     """Poll `ready` while the worker runs; fail with its log if it exits first."""
-    deadline = time.monotonic() + WAIT_S
-    while not ready():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"worker exited ({proc.returncode}) first:\n{log(run_dir)}")
-        time.sleep(0.01)
+    try:
+        wait_for(
+            lambda: ready() or proc.poll() is not None,
+            "the worker to get there",
+            WAIT_S,
+            every_s=0.01,
+            detail=lambda: log(run_dir),
+        )
+    except AssertionError:
+        proc.kill()
+        raise
+    if not ready():
+        pytest.fail(f"worker exited ({proc.returncode}) first:\n{log(run_dir)}")
 
 
 def log(run_dir: Path) -> str:
@@ -234,6 +241,7 @@ def test_tiny_model_is_deterministic_and_loads_offline(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_sft_run_stops_on_request_and_resumes_to_an_adapter(ws: Path) -> None:
     run_dir = make_run(ws, "sft", "scope-d1", max_steps=60, save_steps=1000)
     proc = start_worker(ws, run_dir)
@@ -279,6 +287,7 @@ def test_sft_run_stops_on_request_and_resumes_to_an_adapter(ws: Path) -> None:
     assert "the run is already done" in log(run_dir).splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_dpo_run_killed_then_rerun_resumes_from_the_newest_checkpoint(ws: Path) -> None:
     run_dir = make_run(ws, "dpo", "planning_dpo-d1", max_steps=30, save_steps=3)
     proc = start_worker(ws, run_dir)

@@ -12,8 +12,7 @@ import os
 import shutil
 import signal
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,9 @@ from click.testing import CliRunner
 from eval_fixtures import accept_sample, add_version, pass_gate, planning_pairs
 from fake_vllm import FakeVllm
 from peft import LoraConfig, get_peft_model
+from pilot_wait import wait_for
 from transformers import AutoModelForCausalLM
+from workspaces import HARNESS, NO_DRIVES, approve_and_validate
 
 from app.cli import cli
 from engine.adapters.activation import history, resolve
@@ -33,11 +34,11 @@ from engine.core.workspace import Workspace
 from engine.evaluation.eval_set import build_eval_set, load_eval_set, newest_eval_set
 from engine.harness.gold import gold_output
 from engine.harness.package import load_package
-from engine.harness.task_validation import find_commit, validate_task
-from engine.intake.approval import approve_package
+from engine.harness.task_validation import find_commit
 from engine.promotion.switch import promote_version
 from engine.promotion.watch import reconcile_watches, watch_tasks
 from engine.reports.morning import morning_report, report_text
+from engine.runners.watch import main as watch_worker_main
 from engine.training.tiny_model import build_tiny_model
 from engine.training_data.curate import curate
 from engine.training_data.derive import build_training_data
@@ -45,8 +46,7 @@ from engine.training_data.store import add_items
 
 STAGE = "planning_dpo"
 CONFIG = (
-    "[usb]\nmount_roots = []\n[harness]\nflaky_runs = 1\ntest_timeout_s = 60\n"
-    "[curation]\nmax_domain_share = 1.0\neval_share = 0.5\n"
+    NO_DRIVES + HARNESS + "[curation]\nmax_domain_share = 1.0\neval_share = 0.5\n"
     "[training_data]\nreview_min_sample = 1\n"
 )
 EVAL_SET_CONFIG = "[evaluation]\nmax_eval_share = 0.5\n[evaluation.eval_sizes]\nplanning_dpo = 6\n"
@@ -55,19 +55,16 @@ PROSE = "I would rather not plan this."
 
 
 @pytest.fixture(scope="module")
-def curated(tmp_path_factory: pytest.TempPathFactory, _package_template: Path) -> Path:
+def curated(tmp_path_factory: pytest.TempPathFactory, copy_package: Callable[[Path], Path]) -> Path:
     """A workspace root with the demo package approved, its commits validated, and a
     planning_dpo dataset curated with half its tasks held out."""
     base = tmp_path_factory.mktemp("watch")
-    package = base / "drive" / "textkit"
-    shutil.copytree(_package_template, package, symlinks=True)
+    package = copy_package(base)
     root = base / "ws"
     root.mkdir()
     (root / "cra.toml").write_text(CONFIG + EVAL_SET_CONFIG, encoding="utf-8")
     ws = Workspace.open(root)
-    digest = approve_package(ws, package).digest
-    for commit in json.loads((package / "manifest.json").read_text())["commits"]:
-        validate_task(ws, digest, commit["sha"])
+    approve_and_validate(ws, package)
     build_training_data(ws)
     add_items(ws.db, planning_pairs(ws))
     build_eval_set(ws, STAGE)
@@ -118,14 +115,13 @@ def served(tmp_path: Path, curated: Path) -> Iterator[tuple[Workspace, FakeVllm]
 
 
 def _settled(ws: Workspace, watch_id: int) -> dict[str, Any]:
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
+
+    def settled() -> dict[str, Any] | None:
         reconcile_watches(ws)
         row = ws.db["watch_runs"].get(watch_id)
-        if row["status"] not in ("queued", "running"):
-            return row
-        time.sleep(0.3)
-    raise AssertionError(f"watch {watch_id} is still under way")
+        return None if row["status"] in ("queued", "running") else row
+
+    return wait_for(settled, f"watch {watch_id} to settle", limit_s=240, every_s=0.3)
 
 
 def _watch_cli(ws: Workspace, *args: str) -> list[str]:
@@ -134,6 +130,7 @@ def _watch_cli(ws: Workspace, *args: str) -> list[str]:
     return result.output.splitlines()
 
 
+@pytest.mark.slow  # every demo commit validated and curated first
 def test_a_drop_past_the_tolerance_rolls_the_stage_back_with_the_evidence(
     served: tuple[Workspace, FakeVllm],
 ) -> None:
@@ -196,6 +193,7 @@ def test_a_drop_past_the_tolerance_rolls_the_stage_back_with_the_evidence(
     assert lines[0] in text and lines[1] in text
 
 
+@pytest.mark.slow  # every demo commit validated and curated first
 def test_a_drop_within_the_tolerance_keeps_the_version(tmp_path: Path, curated: Path) -> None:
     """The tiny model served by the CPU stand-in, bare and with a planning_dpo adapter, resolves
     no task either way: no drop, the watch holds and the adapter keeps serving."""
@@ -243,6 +241,7 @@ def test_a_drop_within_the_tolerance_keeps_the_version(tmp_path: Path, curated: 
     assert [r.action for r in history(ws, STAGE)] == ["promote"]
 
 
+@pytest.mark.slow  # every demo commit validated and curated first
 def test_switched_off_or_for_a_stage_outside_the_planner_slot_no_watch_runs(
     tmp_path: Path, curated: Path
 ) -> None:
@@ -278,6 +277,7 @@ def test_switched_off_or_for_a_stage_outside_the_planner_slot_no_watch_runs(
     assert _watch_cli(ws) == [f"watch 1 execute_code: execute_code-v1 against base failed: {why}"]
 
 
+@pytest.mark.slow  # every demo commit validated and curated first
 def test_a_killed_watch_fails_at_reconcile_and_never_rolls_back(
     served: tuple[Workspace, FakeVllm],
 ) -> None:
@@ -316,6 +316,7 @@ def test_a_killed_watch_fails_at_reconcile_and_never_rolls_back(
     ]
 
 
+@pytest.mark.slow  # every demo commit validated and curated first
 def test_a_drop_the_tolerance_allows_keeps_the_promoted_version(
     served: tuple[Workspace, FakeVllm],
 ) -> None:
@@ -340,6 +341,7 @@ def test_a_drop_the_tolerance_allows_keeps_the_promoted_version(
     assert [r.action for r in history(ws, STAGE)] == ["promote", "promote"]
 
 
+@pytest.mark.slow  # every demo commit validated and curated first
 def test_a_model_that_gives_no_answer_fails_the_watch_without_a_rollback(
     served: tuple[Workspace, FakeVllm],
 ) -> None:
@@ -356,3 +358,11 @@ def test_a_model_that_gives_no_answer_fails_the_watch_without_a_rollback(
     assert ws.db["e2e_results"].count == 0
     assert resolve(ws, STAGE) == f"{STAGE}-v1"
     assert [r.action for r in history(ws, STAGE)] == ["promote"]
+
+
+def test_the_watch_job_takes_one_watch_id(capsys: pytest.CaptureFixture[str]) -> None:
+    """The watch job's entry point refuses anything but one watch id: exit 2 and its usage."""
+    assert watch_worker_main(["one"]) == 2
+    assert watch_worker_main([]) == 2
+    usage = "usage: python -m engine.runners.watch WATCH_ID\n"
+    assert capsys.readouterr().err == usage * 2
