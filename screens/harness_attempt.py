@@ -24,7 +24,13 @@ from engine.core.errors import CraError
 from engine.core.terminal_text import neutralise
 from engine.core.workspace import Workspace, reopened
 from engine.harness.plan import Plan
-from engine.harness.progress import ALIGNMENT_KEYS, ArtifactText, AttemptDetail, attempt_detail
+from engine.harness.progress import (
+    ALIGNMENT_KEYS,
+    TEST_OUTPUT,
+    ArtifactText,
+    AttemptDetail,
+    attempt_detail,
+)
 
 TABS = [
     ("plan", "Plan", "p"),
@@ -205,7 +211,7 @@ class AttemptScreen(Screen[None]):
         views = {
             "plan": plan_view(detail),
             "diff": artifact_view(artifacts["patch.diff"], "diff"),
-            "output": artifact_view(artifacts["output.txt"], None),
+            "output": artifact_view(artifacts[TEST_OUTPUT], None),
             "raw": artifact_view(artifacts["raw.txt"], None),
             "report": artifact_view(artifacts["report.json"], "json"),
         }

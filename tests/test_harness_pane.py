@@ -39,6 +39,7 @@ from engine.core.jobs import job_alive, latest_job
 from engine.core.timestamps import Clock
 from engine.core.workspace import Workspace
 from engine.harness.campaigns import CampaignSpec, campaign_row, create_campaign
+from engine.harness.progress import TEST_OUTPUT
 from engine.intake.approval import approve_package
 from screens.harness import HarnessScreen
 from screens.harness_attempt import AttemptScreen
@@ -252,7 +253,7 @@ async def test_enter_opens_the_attempt_with_its_plan_and_diff(console_workspace,
             {"plan_json": json.dumps(PLAN), "artifacts": folder, "file_recall": 1},
         )
     write_artifacts(
-        console_workspace, folder, {"patch.diff": DIFF, "output.txt": "2 passed in 0.1s\n"}
+        console_workspace, folder, {"patch.diff": DIFF, TEST_OUTPUT: "2 passed in 0.1s\n"}
     )
     app = CraApp(console_workspace, [])
     async with app.run_test(size=SIZE) as pilot:

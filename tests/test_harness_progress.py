@@ -14,13 +14,17 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from workspaces import HARNESS, open_workspace
 
 from app.cli import cli
 from engine.core.jobs import process_start_time
 from engine.core.workspace import Workspace
+from engine.harness.attempts import run_attempt
+from engine.harness.campaigns import CampaignSpec, create_campaign
 from engine.harness.package import HarnessError
 from engine.harness.progress import (
     ARTIFACT_CAP_BYTES,
+    TEST_OUTPUT,
     attempt_count,
     attempt_detail,
     attempt_page,
@@ -29,6 +33,7 @@ from engine.harness.progress import (
     package_progress,
     worker_lines,
 )
+from engine.intake.approval import approve_package
 
 NOW = datetime(2025, 6, 1, 12, 30, tzinfo=UTC)
 DIGEST_A = "a" * 64
@@ -512,9 +517,9 @@ def test_progress_at_100000_attempts(workspace):
 
 def write_artifacts(ws: Workspace, folder: str, files: dict[str, str | bytes]) -> None:
     out = ws.root / folder
-    out.mkdir(parents=True)
     for name, content in files.items():
         data = content.encode() if isinstance(content, str) else content
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_bytes(data)
 
 
@@ -532,7 +537,7 @@ def test_attempt_detail_reads_the_plan_and_artifacts(known):
             },
         )
     big = b"x" * (ARTIFACT_CAP_BYTES + 10)
-    write_artifacts(ws, folder, {"patch.diff": DIFF, "output.txt": big, "raw.txt": b"\xff ok"})
+    write_artifacts(ws, folder, {"patch.diff": DIFF, TEST_OUTPUT: big, "raw.txt": b"\xff ok"})
     detail = attempt_detail(ws, ids[1])
     assert detail.row["outcome"] == "resolved"
     assert detail.alignment["file_precision"] == 1.0
@@ -541,7 +546,7 @@ def test_attempt_detail_reads_the_plan_and_artifacts(known):
     assert [p.id for p in detail.plan.parts] == ["core", "docs"]
     diff = detail.artifacts["patch.diff"]
     assert diff.text == DIFF and not diff.truncated and diff.missing is None
-    output = detail.artifacts["output.txt"]
+    output = detail.artifacts[TEST_OUTPUT]
     assert output.truncated and output.size == ARTIFACT_CAP_BYTES + 10
     assert output.text == "x" * ARTIFACT_CAP_BYTES
     assert detail.artifacts["raw.txt"].text == "\ufffd ok"
@@ -625,3 +630,22 @@ def test_cli_shows_one_attempt_as_its_drill_down_does(known):
     missing = CliRunner().invoke(cli, [*args, "9999"])
     assert missing.exit_code == 1
     assert missing.stderr == "error: there is no attempt 9999\n"
+
+
+@pytest.mark.slow
+def test_the_test_output_shown_is_the_one_a_real_attempt_wrote(tmp_path, short_package):
+    """An attempt run by the real writer (the gold pipeline on a usable demo commit) has its
+    test output read where it wrote it: the view's "Test output" shows pytest's run, not
+    "missing"."""
+    ws = open_workspace(tmp_path / "ws", HARNESS)
+    digest = approve_package(ws, short_package).digest
+    spec = CampaignSpec(
+        packages=[digest], pipeline="gold", model="gold", temperatures=[0.0], seeds=[1]
+    )
+    campaign_id = create_campaign(ws, spec, "tester")
+    row = next(ws.db["attempts"].rows_where("campaign_id = ?", [campaign_id], order_by="id"))
+    record = run_attempt(ws, row, lambda stage: None)
+    assert record.outcome == "resolved", record.reason
+    output = attempt_detail(ws, row["id"]).artifacts[TEST_OUTPUT]
+    assert output.missing is None
+    assert output.text is not None and " passed" in output.text

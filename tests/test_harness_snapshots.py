@@ -29,6 +29,7 @@ from workspaces import open_workspace
 
 from app.app import CraApp
 from engine.core.workspace import Workspace
+from engine.harness.progress import TEST_OUTPUT
 from screens.harness import HarnessScreen
 from screens.harness_attempt import AttemptScreen
 from screens.widgets.attempt_list import AttemptList
@@ -85,7 +86,7 @@ def live_app(workspace_root: Workspace, sleeper: subprocess.Popen) -> CraApp:
     write_artifacts(
         workspace_root,
         folder,
-        {"patch.diff": DIFF, "output.txt": OUTPUT, "raw.txt": json.dumps({"plan": PLAN})},
+        {"patch.diff": DIFF, TEST_OUTPUT: OUTPUT, "raw.txt": json.dumps({"plan": PLAN})},
     )
     return CraApp(workspace_root, [])
 

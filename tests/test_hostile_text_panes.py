@@ -28,6 +28,7 @@ from textual.pilot import Pilot
 from app.app import CraApp
 from engine.adapters.activation import reject
 from engine.core.workspace import Workspace
+from engine.harness.progress import TEST_OUTPUT
 from engine.training.contract import LOG_FILE
 from engine.training_data.items import Message
 from engine.training_data.review import draw_sample, set_note
@@ -124,7 +125,7 @@ async def test_harness_attempt_list_and_attempt_view(ws: Workspace):
         folder,
         {
             "patch.diff": f"+{HOSTILE}\n",
-            "output.txt": f"FAILED tests/test_x.py::test_{HOSTILE}\n",
+            TEST_OUTPUT: f"FAILED tests/test_x.py::test_{HOSTILE}\n",
             "raw.txt": f"raw {HOSTILE}",
             "report.json": json.dumps({"test": HOSTILE}, ensure_ascii=False),
         },

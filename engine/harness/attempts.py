@@ -11,8 +11,9 @@ partial (some FAIL_TO_PASS pass), failed (none does, or the planner's answer was
 its edits did not apply: the planner's fault), error (the run did not complete: the endpoint
 failed, the tests ran past their limit or wrote no report), unusable (the task has no
 FAIL_TO_PASS test, so there is nothing to attempt). Artifacts go to
-`runs/<task>/attempts/<id>/`: context.txt, raw.txt, patch.diff, output.txt, junit.xml and
-report.json. The attempt's row is updated in one transaction at the end.
+`runs/<task>/attempts/<id>/`: context.txt, raw.txt, patch.diff, report.json, and the test run's
+output and JUnit report under tests/ (`progress.TEST_OUTPUT`). The attempt's row is updated in
+one transaction at the end.
 """
 
 import difflib

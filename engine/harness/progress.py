@@ -31,7 +31,10 @@ from engine.harness.plan import Plan
 Outcome = Literal["resolved", "partial", "failed", "error", "unusable"]
 OUTCOMES: tuple[Outcome, ...] = ("resolved", "partial", "failed", "error", "unusable")
 THROUGHPUT_WINDOW = timedelta(minutes=10)
-ARTIFACT_FILES = ("patch.diff", "output.txt", "raw.txt", "report.json")
+TEST_OUTPUT = "tests/output.txt"
+"""Where an attempt's test run writes its output, under the attempt's folder (`run_attempt`
+runs its tests in `tests/`)."""
+ARTIFACT_FILES = ("patch.diff", TEST_OUTPUT, "raw.txt", "report.json")
 ARTIFACT_CAP_BYTES = 256 * 1024
 ALIGNMENT_KEYS = (
     "file_precision",
