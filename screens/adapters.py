@@ -274,8 +274,8 @@ class AdaptersScreen(EnginePane):
             if first:
                 stages.add_row(view.stage, serving, waiting, key=view.stage)
             else:
-                stages.update_cell(view.stage, "serving", serving)
-                stages.update_cell(view.stage, "candidates", waiting)
+                stages.update_cell(view.stage, "serving", serving, update_width=True)
+                stages.update_cell(view.stage, "candidates", waiting, update_width=True)
         if self._stage not in self._views:
             self._stage = next(iter(self._views), None)
         self._render_stage()

@@ -211,7 +211,7 @@ class HarnessScreen(EnginePane):
         if list(self._campaigns) == previous:
             for campaign in message.campaigns:
                 for key, value in self._campaign_cells(campaign).items():
-                    table.update_cell(str(campaign.id), key, value)
+                    table.update_cell(str(campaign.id), key, value, update_width=True)
         else:
             table.clear()
             for campaign in message.campaigns:

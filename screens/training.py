@@ -249,7 +249,7 @@ class TrainingScreen(EnginePane):
         if list(self._runs) == previous:
             for run in message.runs:
                 for key, value in run_cells(run).items():
-                    table.update_cell(str(run.id), key, value)
+                    table.update_cell(str(run.id), key, value, update_width=True)
         else:
             table.clear()
             for run in message.runs:

@@ -14,6 +14,7 @@ from eval_fixtures import add_eval, add_version, examples
 from evidence_fixtures import scored_candidate
 from fake_vllm import FakeVllm
 from pilot_wait import until
+from tables import cut_cells
 from textual.pilot import Pilot
 from textual.widgets import DataTable, OptionList, Static
 
@@ -192,6 +193,27 @@ async def test_promote_confirms_with_the_deltas_then_switches(ws: Workspace) -> 
         await pilot.press("y")
         await until(pilot, lambda: resolve(ws, STAGE) == "scope-v1", "the rollback")
         assert [h.action for h in history(ws, STAGE)][-2:] == ["promote", "rollback"]
+
+
+async def test_a_promotion_elsewhere_shows_the_new_name_whole(ws: Workspace) -> None:
+    """Every stage on its base, then scope-v1 promoted by another process: the Serving cell
+    grows from `base` to `scope-v1` in place and reads whole, not cut to the old width."""
+    fill(ws)
+    with ws.db.conn:
+        ws.db.execute("UPDATE adapter_versions SET status = 'inactive' WHERE name = 'scope-v1'")
+    async with CraApp(ws, []).run_test(size=SIZE) as pilot:
+        screen = await on_scope(pilot)
+        stages = screen.query_one("#stages", DataTable)
+        assert str(stages.get_cell(STAGE, "serving")) == "base"
+        other = ws.reopen()
+        promote_version(other, "scope-v1", reason="promoted from the CLI")
+        other.db.conn.close()
+        await until(
+            pilot,
+            lambda: str(stages.get_cell(STAGE, "serving")) == "scope-v1",
+            "the poll to show the promotion",
+        )
+        assert cut_cells(stages) == []
 
 
 @pytest.mark.slow

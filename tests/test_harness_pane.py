@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from pilot_wait import until
 from rich.console import Console
+from tables import cut_cells
 from test_harness_progress import (
     DIFF,
     NOW,
@@ -180,6 +181,29 @@ async def test_progress_follows_the_database(console_workspace, sleeper):
         )
         await until(pilot, lambda: attempts.row_at(7).outcome == "resolved", "the row to change")
         assert "resolved" in lines_of(attempts)[7]
+
+
+async def test_a_count_that_grows_in_place_is_shown_whole(console_workspace, sleeper):
+    """A live update that widens a cell (the Done count going from 8/14 to 14/14) widens its
+    column: the operator reads 14/14, not a count cut to the old width."""
+    first, ids = live_campaign(console_workspace, sleeper)
+    app = CraApp(console_workspace, [])
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_pane(pilot)
+        await settled(pilot, screen, first + 1)
+        table = screen.query_one("#campaigns", DataTable)
+        with console_workspace.db.conn:
+            console_workspace.db.execute(
+                "UPDATE attempts SET state = 'done', outcome = 'failed', "
+                "finished_at = '2025-06-01T12:29:30Z' WHERE campaign_id = ? AND state != 'done'",
+                [first],
+            )
+        await until(
+            pilot,
+            lambda: table.get_cell(str(first), "done").plain == "14/14",
+            "the poll to count every attempt done",
+        )
+        assert cut_cells(table) == []
 
 
 async def test_the_attempt_list_scrolls_and_reads_pages_on_demand(console_workspace):

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from pilot_wait import until
 from rich.console import Console
+from tables import cut_cells
 from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Select, Static
@@ -323,6 +324,23 @@ async def test_a_running_run_shows_what_its_files_gain(ws: Workspace) -> None:
         await settled(pilot, RUNNING, 27)
         assert log_lines(screen)[-2] == "saving checkpoint-20"
         assert shown_lines(screen)[-1] == log_line(27).rstrip("\n")
+
+
+async def test_a_step_that_grows_in_place_is_shown_whole(ws: Workspace) -> None:
+    """A running run's Step going from 2/40 to 12/40 (as a reconcile elsewhere records it)
+    widens its column: the operator reads 12/40, not a count cut to the width it had."""
+    add_dataset(ws, "scope-d1", "scope")
+    folder = add_run(ws, 1, "scope-d1", "scope", "running", 2)
+    async with PaneApp(ws).run_test(size=SIZE) as pilot:
+        screen = await settled(pilot, 1, 2)
+        table = screen.query_one("#runs", DataTable)
+        assert table.get_cell("1", "step").plain == "2/40"
+        with (folder / METRICS_FILE).open("a", encoding="utf-8") as metrics:
+            metrics.write("".join(step_line(n) for n in range(3, 13)))
+        with ws.db.conn:
+            ws.db["training_runs"].update(1, {"step": 12})
+        await until(pilot, lambda: table.get_cell("1", "step").plain == "12/40", "the step to grow")
+        assert cut_cells(table) == []
 
 
 async def test_a_status_change_notifies_and_rings_the_bell(ws: Workspace) -> None:
