@@ -7,7 +7,10 @@ switch between them.
 
 Everything slow runs in workers that only post messages: the USB watcher (async, over
 `engine.intake.usb.watch_drives`), one validation thread per package, and the approve/reject calls.
-Reports are cached per package path and manifest mtime, so rescans never revalidate.
+A package's report is the one the workspace keeps for its content (`validation_cache`), so a
+package already validated, in this console or an earlier one or by `cra ingest validate`, is not
+validated again; rescans reuse the pane's reports per package path and manifest mtime; `v`
+validates afresh.
 """
 
 import asyncio
@@ -35,7 +38,7 @@ from engine.intake.approval import (
 )
 from engine.intake.manifest import MANIFEST_FILE
 from engine.intake.usb import Drive, watch_drives
-from engine.intake.validate import validate_package
+from engine.intake.validation_cache import validate_cached
 from engine.intake.validation_report import ValidationReport
 from screens import PaneScreen
 from screens.ingest_report import (
@@ -206,9 +209,12 @@ class IngestScreen(PaneScreen, Fetches):
             self.post_message(DrivesChanged(drives, rows))
 
     @work(thread=True, group="validate")
-    def _validate(self, key: ReportKey) -> None:
+    def _validate(self, key: ReportKey, fresh: bool) -> None:
+        """The package's report: the one the workspace keeps for its content, else (or when
+        `fresh`) a new validation, which is kept."""
         try:
-            report = validate_package(key.path, self._ws.config.validation)
+            with reopened(self._ws) as ws:
+                report = validate_cached(ws, key.path, fresh=fresh)
         except WORKER_ERRORS as exc:
             self.post_message(ReportReady(key, str(exc)))
             return
@@ -362,7 +368,7 @@ class IngestScreen(PaneScreen, Fetches):
             )
             return
         self._reports.pop(row.key, None)
-        self._start_validation(row.key)
+        self._start_validation(row.key, fresh=True)
         self._update_status(row.key)
 
     def action_focus_packages(self) -> None:
@@ -415,11 +421,11 @@ class IngestScreen(PaneScreen, Fetches):
             return state.summary.name
         return row.location
 
-    def _start_validation(self, key: ReportKey) -> None:
+    def _start_validation(self, key: ReportKey, fresh: bool = False) -> None:
         if key in self._reports or key in self._validating:
             return
         self._validating.add(key)
-        self._validate(key)
+        self._validate(key, fresh)
 
     def _start_approval(self, key: ReportKey) -> None:
         self._deciding[key] = "approved"

@@ -1,6 +1,7 @@
 """The Ingest pane driven by Pilot: real packages on a folder drive, real validation, real DB."""
 
 import io
+import json
 import re
 import shutil
 from collections import Counter
@@ -17,6 +18,7 @@ from app.app import CraApp
 from engine.core.workspace import Workspace
 from engine.demo.hostile import edit_manifest, load_manifest_dict
 from engine.intake.approval import list_corpus
+from engine.intake.validation_cache import validate_cached
 from screens.help import HelpScreen
 from screens.ingest import IngestScreen
 from screens.widgets.confirm import ConfirmScreen
@@ -455,3 +457,36 @@ async def test_a_manifest_that_does_not_parse_has_no_mining_facts(console_worksp
         assert "style.score" in report_text(screen)
         assert "mining facts unknown: the manifest did not parse" in head_text(screen)
         assert "The manifest did not parse: no mining facts to show." in mining_text(screen)
+
+
+async def test_a_package_validated_before_is_not_validated_again_at_start(
+    console_workspace, valid_package
+):
+    """The console opening on a drive whose package the workspace has validated before (an
+    earlier console, `cra ingest validate`) shows the kept report and validates nothing;
+    `v` validates afresh. (The kept report is marked, so the one shown is known to be it.)"""
+    validate_cached(console_workspace, valid_package)
+    [(kept,)] = console_workspace.db.execute("SELECT report_json FROM validation_reports")
+    marked = json.loads(kept)
+    marked["summary"]["name"] = "kept-report"
+    with console_workspace.db.conn:
+        console_workspace.db.execute(
+            "UPDATE validation_reports SET report_json = ?, validated_at = ?",
+            [json.dumps(marked), "2000-01-01T00:00:00Z"],
+        )
+
+    def validated_at() -> list[str]:
+        rows = console_workspace.db.execute("SELECT validated_at FROM validation_reports")
+        return [row[0] for row in rows]
+
+    app = CraApp(console_workspace, [valid_package.parent])
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await settled(pilot, valid_package)
+        await select(pilot, screen, valid_package)
+        assert screen.package_status(valid_package) == "OK"
+        assert "kept-report" in head_text(screen)
+        assert validated_at() == ["2000-01-01T00:00:00Z"]
+        await pilot.press("v")
+        await until(pilot, lambda: validated_at() != ["2000-01-01T00:00:00Z"], "a fresh one")
+        await settled(pilot, valid_package)
+        assert "kept-report" not in head_text(screen)
