@@ -37,7 +37,7 @@ def attempts(ctx: click.Context, campaign_id: int | None, as_json: bool) -> None
     if campaign_id is None:
         newest = ws.db.execute("SELECT MAX(id) FROM campaigns").fetchone()[0]
         if newest is None:
-            raise HarnessError("there is no campaign yet: `cra harness start` starts one")
+            raise HarnessError("there is no campaign yet: `cra harness run PACKAGE` starts one")
         campaign_id = newest
     campaign_row(ws, campaign_id)
     count = attempt_count(ws, campaign_id)
