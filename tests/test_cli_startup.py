@@ -137,3 +137,17 @@ def test_registered_help_is_the_commands_own(name: str) -> None:
     stand_in = click.Command(name, help=LAZY_COMMANDS[name].help)
     for limit in (20, 45, 60, 80, 200):
         assert stand_in.get_short_help_str(limit) == loaded.get_short_help_str(limit)
+
+
+def test_python_dash_m_app_is_cra(tmp_path: Path) -> None:
+    """`python -m app` runs the same command as `cra` (here its version), so a checkout without
+    the installed entry point still has one."""
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"cra, version {importlib.metadata.version('cra-console')}\n"
