@@ -20,7 +20,6 @@ everything, or nothing. Importing the same raw DB again, or a grown one, adds on
 not yet held; an earlier import's examples keep its id.
 """
 
-import hashlib
 import json
 import re
 import sqlite3
@@ -36,6 +35,7 @@ from pydantic import BaseModel, ConfigDict
 
 from engine.core.db import inserted_id
 from engine.core.errors import CraError
+from engine.core.hashing import sha256_file
 from engine.core.stages import TOKEN_BUDGET
 from engine.core.timestamps import TIME_FORMAT, utc_now
 from engine.core.workspace import Workspace
@@ -158,7 +158,7 @@ def import_logs(ws: Workspace, raw_db: Path, operator: str | None = None) -> Imp
     """Import the agent's raw DB at `raw_db` into `ws` (see the module docstring)."""
     path = raw_db.expanduser().absolute()
     _check_sqlite_file(path)
-    digest = _sha256(path)
+    digest = sha256_file(path)
     who = operator or ws.config.operator
     raw = _open_read_only(path)
     try:
@@ -171,7 +171,7 @@ def import_logs(ws: Workspace, raw_db: Path, operator: str | None = None) -> Imp
         ws.db.execute("BEGIN IMMEDIATE")
         try:
             written = _record(ws.db, raw, path, digest, who, runs)
-            if _sha256(path) != digest:
+            if sha256_file(path) != digest:
                 raise LogImportError(
                     f"{path}: the file changed while it was being imported; nothing was "
                     "imported: stop the agent or import a copy"
@@ -204,14 +204,6 @@ def _check_sqlite_file(path: Path) -> None:
         raise LogImportError(f"{path}: cannot read the raw DB: {exc}") from exc
     if header != SQLITE_HEADER:
         raise LogImportError(f"{path}: not an SQLite database; give the agent's raw DB")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _open_read_only(path: Path) -> sqlite3.Connection:
