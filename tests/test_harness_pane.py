@@ -523,7 +523,6 @@ time.sleep(120)
 """
 
 
-@pytest.mark.slow
 async def test_start_shows_live_workers_then_stop_ends_the_job(tmp_path, valid_package):
     """End to end: a real campaign job and worker, a planner that never answers."""
     planner = tmp_path / "planner.py"
