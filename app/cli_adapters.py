@@ -92,7 +92,7 @@ def adapters_rollback(
     ws = _workspace(ctx)
     if withdraw is None:
         active = active_row(ws, stage)
-        now = "no version is active" if active is None else f"{active['name']} is active now"
+        now = "no version is active" if active is None else f"{active.name} is active now"
         raise ActivationError(
             f"{stage}: name the version you withdraw with --from NAME ({now}); a rollback "
             "never withdraws a version its operator did not name"

@@ -109,7 +109,7 @@ def eval_run(
 
 
 def _show_gate(ws: Workspace, name: str) -> None:
-    decision = latest_decision(ws, version_row(ws, name)["id"])
+    decision = latest_decision(ws, version_row(ws, name).id)
     if decision is None:
         click.echo(f"gate: {name} has no decision")
         return
@@ -232,7 +232,7 @@ def eval_compare(ctx: click.Context, name: str) -> None:
     nothing."""
     ws = _workspace(ctx, write=False)
     row = version_row(ws, name)
-    comparison = compare(ws, row["stage"], row, active_row(ws, row["stage"]))
+    comparison = compare(ws, row.stage, row, active_row(ws, row.stage))
     if comparison.candidate_eval is None or comparison.baseline_eval is None:
         raise GateError(
             f"{name} and {comparison.baseline} have no finished eval runs on one eval set; "
@@ -240,16 +240,16 @@ def eval_compare(ctx: click.Context, name: str) -> None:
         )
     evidence = paired_metrics(
         ws,
-        row["stage"],
+        row.stage,
         comparison.candidate_eval,
         comparison.baseline_eval,
-        confidence=metric_confidence(row["stage"], ws.config.gate.confidence),
+        confidence=metric_confidence(row.stage, ws.config.gate.confidence),
     )
     click.echo(
         f"{name} against {comparison.baseline} (eval runs {comparison.candidate_eval.id} "
         f"and {comparison.baseline_eval.id}):"
     )
-    for text in evidence_lines(row["stage"], evidence):
+    for text in evidence_lines(row.stage, evidence):
         click.echo(text)
 
 

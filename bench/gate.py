@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.adapters.activation import AdapterVersion, version_by_id
 from engine.core.config import DEFAULT_MINIMUMS, GateConfig
 from engine.core.timestamps import utc_now
 from engine.core.workspace import Workspace
@@ -151,7 +152,9 @@ def _mark(effect: float, *rates: float) -> str:
     )
 
 
-def _insert_run(ws: Workspace, version: dict | None, scores: dict[str, list[Counts]]) -> None:
+def _insert_run(
+    ws: Workspace, version: AdapterVersion | None, scores: dict[str, list[Counts]]
+) -> None:
     n = len(next(iter(scores.values())))
     metrics = {
         name: sum(h for h, _ in counts) / max(1, sum(o for _, o in counts))
@@ -161,8 +164,8 @@ def _insert_run(ws: Workspace, version: dict | None, scores: dict[str, list[Coun
         ws.db["eval_runs"]
         .insert(
             {
-                "target": "base" if version is None else version["name"],
-                "adapter_id": None if version is None else version["id"],
+                "target": "base" if version is None else version.name,
+                "adapter_id": None if version is None else version.id,
                 "stage": "scope",
                 "base_model": "reasoning",
                 "dataset_id": "scope-d1",
@@ -233,7 +236,7 @@ def decide_time(repeat: int, n: int = 500) -> None:
             )
             .last_pk
         )
-        version = dict(ws.db["adapter_versions"].get(version_id))
+        version = version_by_id(ws, version_id)
         for side, row in ((1, None), (0, version)):
             scores = {"accuracy": accuracy[side], "relevant_recall": recall[side]}
             _insert_run(ws, row, scores | {"valid_rate": valid[side]})

@@ -3,8 +3,8 @@ record, finished eval runs with their per-example scores, and planning DPO pairs
 
 import json
 from collections.abc import Sequence
-from typing import Any
 
+from engine.adapters.activation import AdapterVersion, version_by_id
 from engine.core.hashing import sha256_file
 from engine.core.timestamps import utc_now
 from engine.core.workspace import Workspace
@@ -17,7 +17,7 @@ from engine.training_data.store import item_from_row
 
 def add_version(
     ws: Workspace, stage: str, version: int, dataset_id: str | None = None
-) -> dict[str, Any]:
+) -> AdapterVersion:
     """A candidate version of `stage` whose folder holds two hashed files."""
     name = f"{stage}-v{version}"
     folder = ws.adapters_dir / stage / f"v{version}"
@@ -44,7 +44,7 @@ def add_version(
         )
         .last_pk
     )
-    return dict(ws.db["adapter_versions"].get(version_id))
+    return version_by_id(ws, version_id)
 
 
 def add_dataset(ws: Workspace, dataset_id: str, stage: str) -> None:
@@ -77,7 +77,7 @@ def examples(n: int, **shares: float) -> dict[str, list[Counts]]:
 def add_eval(
     ws: Workspace,
     stage: str,
-    version: dict[str, Any] | None,
+    version: AdapterVersion | None,
     scores: dict[str, Sequence[Counts]],
     eval_sha: str = "a" * 64,
     dataset_id: str = "scope-d1",
@@ -98,8 +98,8 @@ def add_eval(
         ws.db["eval_runs"]
         .insert(
             {
-                "target": BASE if version is None else version["name"],
-                "adapter_id": None if version is None else version["id"],
+                "target": BASE if version is None else version.name,
+                "adapter_id": None if version is None else version.id,
                 "stage": stage,
                 "base_model": "reasoning",
                 "dataset_id": dataset_id,

@@ -10,10 +10,10 @@ which it gets right; the candidate gets lines 2 to 5 right, answers line 1 with 
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from eval_fixtures import add_version
 
+from engine.adapters.activation import AdapterVersion
 from engine.core.workspace import Workspace
 from engine.evaluation.eval_set import EvalSet, build_eval_set, load_eval_set
 from engine.evaluation.example_scores import ExampleScore, line_key
@@ -70,7 +70,7 @@ def _answers(eval_set: EvalSet) -> dict[str, list[str]]:
 def _run(
     ws: Workspace,
     eval_set: EvalSet,
-    version: dict[str, Any] | None,
+    version: AdapterVersion | None,
     answers: list[str],
     scored: bool,
 ) -> int:
@@ -81,8 +81,8 @@ def _run(
         ws.db["eval_runs"]
         .insert(
             {
-                "target": BASE if version is None else version["name"],
-                "adapter_id": None if version is None else version["id"],
+                "target": BASE if version is None else version.name,
+                "adapter_id": None if version is None else version.id,
                 "stage": STAGE,
                 "base_model": "reasoning",
                 "dataset_id": "scope-d1",
@@ -133,7 +133,7 @@ def _run(
     return eval_id
 
 
-def scored_candidate(ws: Workspace, scored: bool = True) -> tuple[dict[str, Any], int, int]:
+def scored_candidate(ws: Workspace, scored: bool = True) -> tuple[AdapterVersion, int, int]:
     """scope-v1, a candidate, and the base, both scored on scope's frozen eval set of 6 rows
     (target 200), and, when scored example by example, the gate's real decision on them:
     underpowered. Returns the version and the candidate's and the base's eval run ids."""

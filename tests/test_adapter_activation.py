@@ -90,7 +90,7 @@ def test_promote_flips_and_records_both_metrics(ws: Workspace) -> None:
     assert one["id"] == first
     assert (one["action"], one["from_id"], one["operator"]) == ("promote", None, "ana")
     v1, v2 = version_row(ws, "scope-v1"), version_row(ws, "scope-v2")
-    assert (two["from_id"], two["to_id"], two["reason"]) == (v1["id"], v2["id"], "better loss")
+    assert (two["from_id"], two["to_id"], two["reason"]) == (v1.id, v2.id, "better loss")
     assert two["operator"] == ws.config.operator
     assert json.loads(two["metrics_json"]) == {
         "from": {"name": "scope-v1", "metrics": {"eval_loss": 1.0}, "eval": None},
@@ -107,7 +107,7 @@ def test_rollback_unwinds_promotions_in_order(ws: Workspace) -> None:
     assert resolve(ws, STAGE) == "scope-v2"
     rec = _records(ws)[-1]
     v2, v3 = version_row(ws, "scope-v2"), version_row(ws, "scope-v3")
-    assert (rec["action"], rec["from_id"], rec["to_id"]) == ("rollback", v3["id"], v2["id"])
+    assert (rec["action"], rec["from_id"], rec["to_id"]) == ("rollback", v3.id, v2.id)
     assert (rec["operator"], rec["reason"]) == ("bo", "e2e regression")
     rollback(ws, STAGE, "scope-v2")
     assert _statuses(ws) == {"scope-v1": "active", "scope-v2": "inactive", "scope-v3": "inactive"}
@@ -130,7 +130,7 @@ def test_rolling_back_the_first_promotion_returns_to_the_base(ws: Workspace) -> 
     promote(ws, "scope-v1")
     rollback(ws, STAGE, "scope-v1", reason="worse than base")
     assert resolve(ws, STAGE) == "reasoning"
-    assert version_row(ws, "scope-v1")["status"] == "inactive"
+    assert version_row(ws, "scope-v1").status == "inactive"
     last = _records(ws)[-1]
     assert (last["action"], last["to_id"], last["reason"]) == ("rollback", None, "worse than base")
     with pytest.raises(ActivationError, match="no version is active"):
@@ -157,7 +157,7 @@ def test_reject_records_and_is_never_promoted(ws: Workspace) -> None:
     rec = _records(ws)[-1]
     assert (rec["action"], rec["from_id"], rec["to_id"]) == (
         "reject",
-        version_row(ws, "scope-v3")["id"],
+        version_row(ws, "scope-v3").id,
         None,
     )
     assert (rec["reason"], rec["operator"]) == ("regressed precision", "cy")
@@ -171,7 +171,7 @@ def test_reject_records_and_is_never_promoted(ws: Workspace) -> None:
 
 @pytest.mark.parametrize("damage", ["changed", "missing", "extra"])
 def test_promote_refuses_files_that_differ(ws: Workspace, damage: str) -> None:
-    folder = ws.root / version_row(ws, "scope-v2")["path"]
+    folder = ws.root / version_row(ws, "scope-v2").path
     if damage == "changed":
         (folder / "adapter_model.safetensors").write_bytes(b"tampered")
         expected = "adapter_model.safetensors does not match its registered sha256"
@@ -191,7 +191,7 @@ def test_promote_refuses_files_that_differ(ws: Workspace, damage: str) -> None:
 def test_rollback_verifies_the_earlier_version_files(ws: Workspace) -> None:
     promote(ws, "scope-v1")
     promote(ws, "scope-v2")
-    (ws.root / version_row(ws, "scope-v1")["path"] / "adapter_config.json").write_text("{}")
+    (ws.root / version_row(ws, "scope-v1").path / "adapter_config.json").write_text("{}")
     with pytest.raises(AdapterFilesError, match="scope-v1: file .*adapter_config.json"):
         rollback(ws, STAGE, "scope-v2")
     assert resolve(ws, STAGE) == "scope-v2"
@@ -203,15 +203,15 @@ class ServerDown(Exception):
 
 def test_failing_sync_changes_nothing(ws: Workspace) -> None:
     loaded: list[str] = []
-    promote(ws, "scope-v1", sync=lambda row: loaded.append(row["name"]))
-    promote(ws, "scope-v2", sync=lambda row: loaded.append(row["name"]))
+    promote(ws, "scope-v1", sync=lambda row: loaded.append(row.name))
+    promote(ws, "scope-v2", sync=lambda row: loaded.append(row.name))
     assert loaded == ["scope-v1", "scope-v2"]
     before = (_statuses(ws), _records(ws))
 
     def down(row: dict[str, Any]) -> None:
         # The transaction must not be open while the server loads the adapter.
         assert not ws.db.conn.in_transaction
-        raise ServerDown(row["name"])
+        raise ServerDown(row.name)
 
     with pytest.raises(ServerDown, match="scope-v3"):
         promote(ws, "scope-v3", sync=down)
@@ -372,7 +372,7 @@ def test_one_active_under_concurrent_promote_and_rollback(ws: Workspace) -> None
     for before, after in zip(flips, flips[1:], strict=False):
         assert after["from_id"] == before["to_id"]
     active = [name for name, status in _statuses(ws).items() if status == "active"]
-    assert [version_row(ws, active[0])["id"]] == [flips[-1]["to_id"]]
+    assert [version_row(ws, active[0]).id] == [flips[-1]["to_id"]]
 
 
 def test_planning_stages_have_no_adapters_to_list_promote_or_roll_back(ws: Workspace) -> None:

@@ -275,7 +275,7 @@ def test_racing_switches_never_promote_past_the_gate_nor_undo_an_unseen_promotio
             assert after.from_name == before.to_name, flips
         for flip in flips:
             if flip.action == "promote":
-                gate = latest_decision(ws, version_row(ws, flip.to_name)["id"])
+                gate = latest_decision(ws, version_row(ws, flip.to_name).id)
                 assert gate["baseline"] == (flip.from_name or "base"), (round_no, flip)
         if landed[0].startswith("withdrew "):
             assert flips[-1].action == "rollback"

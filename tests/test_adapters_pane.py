@@ -19,7 +19,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, OptionList, Static
 
 from app.app import CraApp
-from engine.adapters.activation import history, resolve
+from engine.adapters.activation import AdapterVersion, history, resolve
 from engine.core.stages import LORA_STAGES
 from engine.core.workspace import Workspace
 from engine.evaluation.example_scores import paired_metrics
@@ -46,10 +46,10 @@ def _open(root: Path, port: int) -> Workspace:
     return Workspace.open(root)
 
 
-def _gate(ws: Workspace, version: dict, baseline: str, decision: str = "pass") -> None:
+def _gate(ws: Workspace, version: AdapterVersion, baseline: str, decision: str = "pass") -> None:
     ws.db["gate_decisions"].insert(
         {
-            "adapter_id": version["id"],
+            "adapter_id": version.id,
             "stage": STAGE,
             "baseline": baseline,
             "decision": decision,
@@ -85,14 +85,14 @@ def fill(ws: Workspace) -> None:
     ws.db.execute("UPDATE adapter_versions SET status = 'active' WHERE name = 'scope-v1'")
     ws.db.execute("UPDATE adapter_versions SET status = 'rejected' WHERE name = 'scope-v3'")
     for action, to_id, reason in (
-        ("promote", v1["id"], "beats the base"),
+        ("promote", v1.id, "beats the base"),
         ("reject", None, "eval gate: accuracy fell from 0.600 to 0.400"),
     ):
         ws.db["adapter_activations"].insert(
             {
                 "stage": STAGE,
                 "action": action,
-                "from_id": v3["id"] if action == "reject" else None,
+                "from_id": v3.id if action == "reject" else None,
                 "to_id": to_id,
                 "operator": "ana",
                 "at": AT,

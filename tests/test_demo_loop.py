@@ -186,7 +186,7 @@ def _paired(ws: Workspace, candidate: str) -> tuple[str, dict[str, PairedDiffere
     """The gate's newest verdict on `candidate` and the paired differences it rests on (as
     recorded, at the gate's per-metric level), by metric; the recorded evidence is checked
     against pairing the two runs' stored scores again."""
-    decision = latest_decision(ws, version_row(ws, candidate)["id"])
+    decision = latest_decision(ws, version_row(ws, candidate).id)
     assert decision is not None
     evidence = decision_evidence(decision)
     runs = [eval_row(ws, decision[key]) for key in ("candidate_eval_id", "baseline_eval_id")]

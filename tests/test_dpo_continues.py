@@ -20,6 +20,7 @@ from training_fixtures import wait_for_run
 
 from app.cli import cli
 from app.cli_train import train
+from engine.adapters.activation import version_by_id
 from engine.adapters.lineage import trace_lines
 from engine.core.workspace import Workspace
 from engine.training.run_view import TrainingRun
@@ -135,8 +136,8 @@ def test_the_dpo_run_continues_the_sft_adapter_and_records_it_as_parent(ws: Work
     sft_run = start_run(ws, "execute_code-d1", "execute_code", overrides=parse_settings(SETTINGS))
     sft = _wait_done(ws, sft_run)
     assert sft.adapter_name == "execute_code-v1"
-    v1 = ws.db["adapter_versions"].get(sft.adapter_id)
-    v1_weights = load_file(ws.root / v1["path"] / "adapter_model.safetensors")
+    v1 = version_by_id(ws, sft.adapter_id)
+    v1_weights = load_file(ws.root / v1.path / "adapter_model.safetensors")
     assert any(
         key.endswith("lora_B.weight") and value.abs().sum() > 0 for key, value in v1_weights.items()
     )
@@ -145,7 +146,7 @@ def test_the_dpo_run_continues_the_sft_adapter_and_records_it_as_parent(ws: Work
     assert (spec.method, spec.continues, spec.continues_path) == (
         "dpo",
         "execute_code-v1",
-        v1["path"],
+        v1.path,
     )
     assert spec.hyper.rank == 32
     base, _ = load_base(ws.root / BASE)
@@ -165,10 +166,10 @@ def test_the_dpo_run_continues_the_sft_adapter_and_records_it_as_parent(ws: Work
     first = json.loads(metrics.splitlines()[0])
     assert first["step"] == 1 and abs(first["reward_margin"]) < 1e-6
 
-    v2 = ws.db["adapter_versions"].get(dpo.adapter_id)
-    assert v2["parent_id"] == v1["id"]
-    assert not (ws.root / v2["path"] / "ref").exists()
-    v2_weights = load_file(ws.root / v2["path"] / "adapter_model.safetensors")
+    v2 = version_by_id(ws, dpo.adapter_id)
+    assert v2.parent_id == v1.id
+    assert not (ws.root / v2.path / "ref").exists()
+    v2_weights = load_file(ws.root / v2.path / "adapter_model.safetensors")
     assert v2_weights.keys() == v1_weights.keys()
     assert any(not torch.equal(v2_weights[key], v1_weights[key]) for key in v1_weights)
     assert "  continues execute_code-v1 (its weights trained further; " in "\n".join(

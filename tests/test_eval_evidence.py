@@ -146,7 +146,7 @@ def test_the_evidence_names_an_eval_run_under_way(ws: Workspace) -> None:
     ws.db["eval_runs"].insert(
         {
             "target": "scope-v1",
-            "adapter_id": version["id"],
+            "adapter_id": version.id,
             "stage": "scope",
             "base_model": "reasoning",
             "dataset_id": "scope-d1",

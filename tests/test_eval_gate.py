@@ -81,7 +81,7 @@ def test_a_true_gain_passes_with_its_evidence_recorded(ws: Workspace) -> None:
     accuracy = evidence[0]
     assert (accuracy.metric, accuracy.n, accuracy.better, accuracy.worse) == ("accuracy", N, 12, 0)
     assert accuracy.gain and accuracy.method == "paired bootstrap"
-    assert version_row(ws, "scope-v1")["status"] == "candidate"
+    assert version_row(ws, "scope-v1").status == "candidate"
     assert check_gate_passed(ws, version_row(ws, "scope-v1")) is None
 
 
@@ -99,7 +99,7 @@ def test_a_tie_does_not_pass(ws: Workspace) -> None:
         "(+0.000 [+0.000, +0.000], n=40); scope.relevant_recall 0.800 -> 0.800 "
         "(+0.000 [+0.000, +0.000], n=40))"
     )
-    assert version_row(ws, "scope-v1")["status"] == "candidate"
+    assert version_row(ws, "scope-v1").status == "candidate"
     with pytest.raises(ActivationError, match="is no gain .* needs `--override --reason"):
         check_gate_passed(ws, version_row(ws, "scope-v1"))
 
@@ -139,7 +139,7 @@ def test_a_regression_names_the_metric_the_drop_and_its_interval(ws: Workspace) 
         r"more than its tolerance 0\.020",
         reason,
     ), reason
-    assert version_row(ws, "scope-v2")["status"] == "rejected"
+    assert version_row(ws, "scope-v2").status == "rejected"
     last = history(ws, STAGE)[-1]
     assert last.action == "reject" and reason in last.reason
     with pytest.raises(ActivationError, match="was rejected"):
@@ -163,7 +163,7 @@ def test_a_drop_within_its_tolerance_is_no_regression(ws: Workspace) -> None:
         "underpowered: scope.relevant_recall fell 0.800 -> 0.780 (-0.020 [-0.080, +0.000], n=50)"
         ", more than its tolerance 0.000, but its interval reaches 0"
     )
-    assert version_row(ws, "scope-v2")["status"] == "candidate"
+    assert version_row(ws, "scope-v2").status == "candidate"
     decision = decide(ws, "scope-v3")
     assert decision["decision"] == "regression"
     assert json.loads(decision["reasons_json"])[0].startswith(
@@ -187,7 +187,7 @@ def test_the_seed_minimums_are_on_by_default(tmp_path: Path) -> None:
     assert json.loads(decision["reasons_json"]) == [
         "scope.accuracy 0.700 is below its minimum 0.750"
     ]
-    assert version_row(ws, "scope-v1")["status"] == "rejected"
+    assert version_row(ws, "scope-v1").status == "rejected"
 
     off = _workspace(
         tmp_path / "off",
@@ -213,7 +213,7 @@ def test_a_small_eval_set_is_underpowered_even_with_a_gain(ws: Workspace) -> Non
         "underpowered: 15 paired examples, under [evaluation] eval_sizes.scope = 20"
     ]
     assert decision_evidence(decision)[0].gain
-    assert version_row(ws, "scope-v1")["status"] == "candidate"
+    assert version_row(ws, "scope-v1").status == "candidate"
 
     add_eval(ws, STAGE, None, _scores(n=8), eval_sha="c" * 64)
     add_eval(ws, STAGE, v2, _scores(n=8), eval_sha="c" * 64)
@@ -230,7 +230,7 @@ def test_a_small_eval_set_is_underpowered_even_with_a_gain(ws: Workspace) -> Non
     assert decision["decision"] == "underpowered", reasons
     assert reasons[0].startswith("scope.accuracy fell 0.750 -> 0.000 (-0.750 [-")
     assert "scope.accuracy 0.000 is below its minimum 0.500" in reasons
-    assert version_row(ws, "scope-v5")["status"] == "candidate"
+    assert version_row(ws, "scope-v5").status == "candidate"
 
     ws.db["eval_sets"].insert(
         {
@@ -372,7 +372,7 @@ def test_a_decision_recorded_before_the_evidence_reads_back_empty(ws: Workspace)
     v1 = add_version(ws, STAGE, 1)
     ws.db["gate_decisions"].insert(
         {
-            "adapter_id": v1["id"],
+            "adapter_id": v1.id,
             "stage": STAGE,
             "baseline": "base",
             "decision": "reject",
@@ -380,7 +380,7 @@ def test_a_decision_recorded_before_the_evidence_reads_back_empty(ws: Workspace)
             "at": utc_now(),
         }
     )
-    decision = latest_decision(ws, v1["id"])
+    decision = latest_decision(ws, v1.id)
     assert decision is not None and decision_evidence(decision) == []
     with pytest.raises(ActivationError, match=r"failed the eval gate \(reject: accuracy fell\)"):
         check_gate_passed(ws, v1, override=True)

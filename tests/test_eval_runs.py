@@ -357,7 +357,7 @@ def test_the_eval_job_scores_the_base_then_the_candidate_and_gates_it(ws: Worksp
     assert "  * pass_at_1        " in result.output
     [decision] = ws.db["gate_decisions"].rows
     assert decision["decision"] == "underpowered"
-    assert version_row(ws, "execute_code-v1")["status"] == "candidate"
+    assert version_row(ws, "execute_code-v1").status == "candidate"
     assert (decision["baseline_eval_id"], decision["candidate_eval_id"]) == (
         runs[0]["id"],
         runs[1]["id"],
@@ -423,7 +423,7 @@ def test_a_candidate_that_cannot_improve_is_not_passed(ws: Workspace) -> None:
     assert "  no gain: no primary metric improves with 95 % confidence" in result.output
     [decision] = ws.db["gate_decisions"].rows
     assert (decision["decision"], decision["underpowered"]) == ("no gain", 0)
-    assert version_row(ws, "scope-v1")["status"] == "candidate"
+    assert version_row(ws, "scope-v1").status == "candidate"
     refused = CliRunner().invoke(
         cli, ["--workspace", str(ws.root), "adapters", "promote", "scope-v1"]
     )

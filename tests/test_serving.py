@@ -11,6 +11,7 @@ from fake_vllm import FakeVllm
 
 from app.cli import cli
 from app.cli_serve import serve
+from engine.adapters.activation import AdapterVersion, version_by_id
 from engine.core.workspace import Workspace
 from engine.serving.command import SERVE_ENV, serve_commands, server_url
 from engine.serving.status import serving_status
@@ -50,7 +51,7 @@ def _version(
     rank: int,
     base: str = "reasoning",
     config_rank: int | None = None,
-) -> dict:
+) -> AdapterVersion:
     path = f"adapters/{stage}/v{version}"
     (ws.root / path).mkdir(parents=True)
     config = {"r": config_rank or rank, "peft_type": "LORA"}
@@ -66,8 +67,7 @@ def _version(
         "path": path,
         "created_at": "2026-01-01T00:00:00Z",
     }
-    row_id = ws.db["adapter_versions"].insert(row).last_pk
-    return ws.db["adapter_versions"].get(row_id)
+    return version_by_id(ws, ws.db["adapter_versions"].insert(row).last_pk)
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def test_models_lists_the_base_and_the_loaded_adapters(ws: Workspace, fake: Fake
 def test_load_and_unload(ws: Workspace, fake: FakeVllm) -> None:
     row = _version(ws, "scope", 1, "candidate", 16)
     client = _client(fake)
-    client.load_adapter("scope-v1", str(ws.root / row["path"]))
+    client.load_adapter("scope-v1", str(ws.root / row.path))
     assert client.loaded_adapters() == {"scope-v1"}
     client.unload_adapter("scope-v1")
     assert client.loaded_adapters() == set()
@@ -128,13 +128,13 @@ def test_a_failed_load_names_the_server_the_endpoint_and_its_message(
 def test_the_server_refuses_a_rank_above_its_limit(ws: Workspace, fake: FakeVllm) -> None:
     row = _version(ws, "scope", 1, "candidate", 32)
     with pytest.raises(ServingError, match="LoRA rank 32 is greater than max_lora_rank 16"):
-        _client(fake).load_adapter("scope-v1", str(ws.root / row["path"]))
+        _client(fake).load_adapter("scope-v1", str(ws.root / row.path))
 
 
 def test_a_rank_over_the_limit_is_refused_before_any_request(ws: Workspace, fake: FakeVllm) -> None:
     row = _version(ws, "scope", 1, "candidate", 32)
     with pytest.raises(ServingError, match="rank 32, above the server's --max-lora-rank 16"):
-        check_adapter(row, ws.root / row["path"], 16, {"reasoning"})
+        check_adapter(row, ws.root / row.path, 16, {"reasoning"})
     retired = _version(ws, "scope", 2, "retired", 64)
     with pytest.raises(ServingError, match="rank 64, above the server's --max-lora-rank 32"):
         load_version(_client(fake), ws, retired)
@@ -144,7 +144,7 @@ def test_a_rank_over_the_limit_is_refused_before_any_request(ws: Workspace, fake
 def test_an_adapter_whose_config_disagrees_with_its_record_is_refused(ws: Workspace) -> None:
     row = _version(ws, "scope", 1, "candidate", 16, config_rank=8)
     with pytest.raises(ServingError, match="has rank 8, but its version record says 16"):
-        check_adapter(row, ws.root / row["path"], 16, {"reasoning"})
+        check_adapter(row, ws.root / row.path, 16, {"reasoning"})
 
 
 def test_an_adapter_on_a_base_not_served_is_refused(tmp_path: Path, fake: FakeVllm) -> None:
@@ -169,7 +169,7 @@ def test_a_load_is_confirmed_in_the_model_list(ws: Workspace, fake: FakeVllm) ->
     row = _version(ws, "scope", 1, "candidate", 16)
     served = load_version(_client(fake), ws, row)
     base = str(ws.root / "models/reasoning")
-    assert served == ServedModel(id="scope-v1", root=str(ws.root / row["path"]), parent=base)
+    assert served == ServedModel(id="scope-v1", root=str(ws.root / row.path), parent=base)
     assert fake.load_requests == ["scope-v1"]
 
 
@@ -177,7 +177,7 @@ def test_a_name_already_loaded_is_confirmed_without_a_second_load(
     ws: Workspace, fake: FakeVllm
 ) -> None:
     row = _version(ws, "scope", 1, "active", 16)
-    fake.loaded["scope-v1"] = str(ws.root / row["path"])
+    fake.loaded["scope-v1"] = str(ws.root / row.path)
     assert load_version(_client(fake), ws, row).id == "scope-v1"
     assert fake.load_requests == []
 
@@ -222,8 +222,8 @@ def test_serve_commands_from_the_adapter_versions(tmp_path: Path) -> None:
         "--host", "127.0.0.1", "--port", "9000",
         "--max-lora-rank", "32", "--max-loras", "3", "--max-cpu-loras", "6",
         "--lora-modules",
-        f"planning_dpo-v3={ws.root / plan['path']}",
-        f"scope-v1={ws.root / scope['path']}",
+        f"planning_dpo-v3={ws.root / plan.path}",
+        f"scope-v1={ws.root / scope.path}",
     ]  # fmt: skip
     assert coding.url == "http://127.0.0.1:9001"
     assert coding.argv == [
@@ -231,7 +231,7 @@ def test_serve_commands_from_the_adapter_versions(tmp_path: Path) -> None:
         "--served-model-name", "coding", str(ws.root / "models/coding"), "--enable-lora",
         "--host", "127.0.0.1", "--port", "9001",
         "--max-lora-rank", "16", "--max-loras", "3", "--max-cpu-loras", "6",
-        "--lora-modules", f"execute_code-v1={ws.root / code['path']}",
+        "--lora-modules", f"execute_code-v1={ws.root / code.path}",
     ]  # fmt: skip
 
 

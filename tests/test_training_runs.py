@@ -23,6 +23,7 @@ from training_fixtures import wait_for_run
 
 from app.cli import cli
 from app.cli_train import train
+from engine.adapters.activation import version_by_id
 from engine.core.hashing import sha256_file
 from engine.core.jobs import JobRow, job_alive, latest_job, spawn_job, terminate_job
 from engine.core.stages import NotALoraStage
@@ -410,20 +411,22 @@ def test_a_finished_run_registers_as_the_next_candidate_version(
     run_id, run_dir = _insert_run(ws, spec)
     _finished(run_dir, ws)
     adapter_id = register_candidate(ws, run_id)
-    row = ws.db["adapter_versions"].get(adapter_id)
-    assert (row["name"], row["version"], row["status"], row["path"]) == (
+    row = version_by_id(ws, adapter_id)
+    assert (row.name, row.version, row.status, row.path) == (
         "scope-v1",
         1,
         "candidate",
         "adapters/scope/v1",
     )
-    assert (row["base_model_path"], row["rank"], row["run_id"]) == (BASE, 16, run_id)
-    assert row["dataset_sha256"] == spec.dataset_sha256 and row["dataset_id"] == "scope-d1"
-    metrics = json.loads(row["metrics_json"])
+    assert (row.base_model_path, row.rank, row.run_id) == (BASE, 16, run_id)
+    assert row.dataset_sha256 == spec.dataset_sha256 and row.dataset_id == "scope-d1"
+    metrics = row.metrics
+    assert metrics is not None
     assert metrics["result"]["final_loss"] == pytest.approx(2.0 / 3)
     assert metrics["last_step"]["step"] == 3
-    target = ws.root / row["path"]
-    files = json.loads(row["files_json"])
+    target = ws.root / row.path
+    files = row.files
+    assert files is not None
     assert sorted(files) == [
         "adapter_config.json",
         "adapter_model.safetensors",
@@ -444,7 +447,7 @@ def test_a_finished_run_registers_as_the_next_candidate_version(
     (target.parent / "v2").mkdir()
     second, second_dir = _insert_run(ws, spec)
     _finished(second_dir, ws, steps=4)
-    assert ws.db["adapter_versions"].get(register_candidate(ws, second))["name"] == "scope-v3"
+    assert version_by_id(ws, register_candidate(ws, second)).name == "scope-v3"
 
     moved = tmp_path / "elsewhere" / "ws"
     shutil.copytree(ws.root, moved)
@@ -686,16 +689,17 @@ def test_a_run_stops_resumes_and_registers_its_adapter(tmp_path: Path, _template
     spec = json.loads((ws.root / done.run_dir / "spec.json").read_text(encoding="utf-8"))
     assert spec["hyper"]["max_steps"] == 3 and spec["base_model_path"] == BASE
 
-    row = ws.db["adapter_versions"].get(done.adapter_id)
-    assert (row["path"], row["status"], row["base_model_path"]) == (
+    row = version_by_id(ws, done.adapter_id)
+    assert (row.path, row.status, row.base_model_path) == (
         "adapters/scope/v1",
         "candidate",
         BASE,
     )
-    adapter = ws.root / row["path"]
+    adapter = ws.root / row.path
     config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
     assert config["base_model_name_or_path"] == BASE
-    assert set(json.loads(row["files_json"])) == {
+    assert row.files is not None
+    assert set(row.files) == {
         path.relative_to(adapter).as_posix() for path in adapter.rglob("*") if path.is_file()
     }
     model, _ = load_with_adapter(resolve_base(ws, row), adapter)

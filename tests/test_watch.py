@@ -28,7 +28,7 @@ from transformers import AutoModelForCausalLM
 from workspaces import HARNESS, NO_DRIVES, approve_and_validate
 
 from app.cli import cli
-from engine.adapters.activation import history, resolve
+from engine.adapters.activation import history, resolve, version_by_id
 from engine.core.hashing import sha256_file
 from engine.core.workspace import Workspace
 from engine.evaluation.eval_set import build_eval_set, load_eval_set, newest_eval_set
@@ -139,7 +139,7 @@ def test_a_drop_past_the_tolerance_rolls_the_stage_back_with_the_evidence(
     naming both rates, n and the flipped tasks; v1's result from the first watch is the
     second's baseline."""
     ws, _ = served
-    tasks = [task.name for task in watch_tasks(ws, ws.db["adapter_versions"].get(1)).tasks]
+    tasks = [task.name for task in watch_tasks(ws, version_by_id(ws, 1)).tasks]
     n = len(tasks)
     assert n > 5  # more tasks flip than the reason names
     pass_gate(ws, f"{STAGE}-v1", "base")

@@ -7,7 +7,7 @@ transaction together with its append-only `adapter_activations` record (who, whe
 training and newest eval metrics of both versions), so the records replay to the current state.
 
 Before a version goes live its files are checked against the sha256 recorded at registration,
-and the optional `sync(version_row)` loads it on the inference server. `sync` runs before the
+and the optional `sync(version)` loads it on the inference server. `sync` runs before the
 database flip and outside the transaction: if it raises, nothing changes. Should another console
 flip the stage while `sync` runs, the flip is refused rather than applied to a state it was not
 planned for: a promotion runs its `check` (the version it expects to replace, the eval gate)
@@ -33,17 +33,18 @@ from pydantic import BaseModel, ConfigDict
 from engine.core.db import inserted_id
 from engine.core.errors import CraError
 from engine.core.hashing import sha256_file
-from engine.core.stages import BASE_MODEL, STAGES, as_stage, require_lora_stage
+from engine.core.stages import BASE_MODEL, STAGES, BaseModelKind, as_stage, require_lora_stage
 from engine.core.timestamps import utc_now
 from engine.core.workspace import Workspace
 
-Sync = Callable[[dict[str, Any]], None]
-Check = Callable[[dict[str, Any], dict[str, Any] | None], None]
 PROMOTABLE = ("candidate", "inactive")
 
 
 class AdapterVersion(BaseModel):
-    """One row of `adapter_versions`: a registered adapter, its status, base and files."""
+    """One row of `adapter_versions`: a registered adapter, its status, base and files.
+
+    `base_model` is typed as the kind the engine always writes (a training spec's), so a row
+    naming another fails here rather than as a missing server later."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -52,7 +53,7 @@ class AdapterVersion(BaseModel):
     version: int
     name: str
     status: str
-    base_model: str
+    base_model: BaseModelKind
     base_model_path: str | None
     rank: int | None
     path: str
@@ -64,6 +65,30 @@ class AdapterVersion(BaseModel):
     files_json: str | None
     created_at: str
     parent_id: int | None
+
+    @property
+    def metrics(self) -> dict[str, Any] | None:
+        """The training metrics recorded at registration; None when none were."""
+        if self.metrics_json is None:
+            return None
+        values: dict[str, Any] = json.loads(self.metrics_json)
+        return values
+
+    @property
+    def files(self) -> dict[str, str] | None:
+        """Each registered file's sha256 by its path in the version's folder; None when no
+        hashes were recorded."""
+        if self.files_json is None:
+            return None
+        hashes: dict[str, str] = json.loads(self.files_json)
+        return hashes
+
+
+Sync = Callable[[AdapterVersion], None]
+"""Loads a version on its inference server before the flip; refuses by raising."""
+Check = Callable[[AdapterVersion, AdapterVersion | None], None]
+"""Checks the version to promote against the active one (None: the bare base) inside the
+flip's transaction; refuses by raising."""
 
 
 class ActivationRecord(BaseModel):
@@ -96,11 +121,18 @@ class StageChangedError(ActivationError):
     console switched it since the operator looked, or while this one was loading."""
 
 
-def version_row(ws: Workspace, name: str) -> dict[str, Any]:
+def version_row(ws: Workspace, name: str) -> AdapterVersion:
+    """Version `name`; refused when there is none."""
     rows = list(ws.db["adapter_versions"].rows_where("name = ?", [name]))
     if not rows:
         raise ActivationError(f"there is no adapter version {name!r}")
-    return rows[0]
+    return AdapterVersion(**rows[0])
+
+
+def version_by_id(ws: Workspace, version_id: int) -> AdapterVersion:
+    """The version with id `version_id`, which a record of the workspace names (raises
+    sqlite-utils' NotFoundError when there is none)."""
+    return AdapterVersion(**ws.db.table("adapter_versions").get(version_id))
 
 
 def list_versions(ws: Workspace, stage: str | None = None) -> list[AdapterVersion]:
@@ -114,29 +146,27 @@ def list_versions(ws: Workspace, stage: str | None = None) -> list[AdapterVersio
     return [AdapterVersion(**row) for row in rows]
 
 
-def verify_files(ws: Workspace, row: dict[str, Any]) -> None:
+def verify_files(ws: Workspace, row: AdapterVersion) -> None:
     """Refuse `row` unless its folder holds exactly the registered files, each hash matching."""
-    if not row["files_json"]:
-        raise AdapterFilesError(f"{row['name']}: no file hashes were recorded; cannot verify it")
-    expected: dict[str, str] = json.loads(row["files_json"])
-    folder = ws.root / row["path"]
+    expected = row.files
+    if expected is None:
+        raise AdapterFilesError(f"{row.name}: no file hashes were recorded; cannot verify it")
+    folder = ws.root / row.path
     if not folder.is_dir():
-        raise AdapterFilesError(f"{row['name']}: its folder {folder} is missing")
+        raise AdapterFilesError(f"{row.name}: its folder {folder} is missing")
     for relative, digest in sorted(expected.items()):
         path = folder / relative
         if not path.is_file():
-            raise AdapterFilesError(f"{row['name']}: file {path} is missing")
+            raise AdapterFilesError(f"{row.name}: file {path} is missing")
         if sha256_file(path) != digest:
-            raise AdapterFilesError(
-                f"{row['name']}: file {path} does not match its registered sha256"
-            )
+            raise AdapterFilesError(f"{row.name}: file {path} does not match its registered sha256")
     extra = sorted(
         path.relative_to(folder).as_posix()
         for path in folder.rglob("*")
         if not path.is_dir() and path.relative_to(folder).as_posix() not in expected
     )
     if extra:
-        raise AdapterFilesError(f"{row['name']}: unregistered file {folder / extra[0]}")
+        raise AdapterFilesError(f"{row.name}: unregistered file {folder / extra[0]}")
 
 
 def promote(
@@ -164,10 +194,10 @@ def promote(
     with immediate(ws):
         target = version_row(ws, name)
         check_promotable(target)
-        current = active_row(ws, target["stage"])
+        current = active_row(ws, target.stage)
         if check is not None:
             check(target, current)
-        return _flip(ws, target["stage"], "promote", current, target, operator, reason, override)
+        return _flip(ws, target.stage, "promote", current, target, operator, reason, override)
 
 
 def rollback(
@@ -201,13 +231,13 @@ def rollback(
         return _flip(ws, stage, "rollback", now_current, target, operator, reason)
 
 
-def row_id(row: dict[str, Any] | None) -> int | None:
+def row_id(row: AdapterVersion | None) -> int | None:
     """A version row's id; None for the bare base model."""
-    return None if row is None else row["id"]
+    return None if row is None else row.id
 
 
-def _label(row: dict[str, Any] | None) -> str:
-    return "the base model" if row is None else row["name"]
+def _label(row: AdapterVersion | None) -> str:
+    return "the base model" if row is None else row.name
 
 
 def reject(ws: Workspace, name: str, reason: str, operator: str | None = None) -> int:
@@ -216,10 +246,10 @@ def reject(ws: Workspace, name: str, reason: str, operator: str | None = None) -
         raise ActivationError(f"{name}: a rejection needs a reason")
     with immediate(ws):
         row = version_row(ws, name)
-        if row["status"] != "candidate":
-            raise ActivationError(f"{name} is {row['status']}: only a candidate can be rejected")
-        ws.db.execute("UPDATE adapter_versions SET status = 'rejected' WHERE id = ?", [row["id"]])
-        return record_activation(ws, row["stage"], "reject", row, None, operator, reason)
+        if row.status != "candidate":
+            raise ActivationError(f"{name} is {row.status}: only a candidate can be rejected")
+        ws.db.execute("UPDATE adapter_versions SET status = 'rejected' WHERE id = ?", [row.id])
+        return record_activation(ws, row.stage, "reject", row, None, operator, reason)
 
 
 def resolve(ws: Workspace, stage: str) -> str:
@@ -230,7 +260,7 @@ def resolve(ws: Workspace, stage: str) -> str:
     """
     _check_stage(stage)
     row = active_row(ws, stage)
-    return BASE_MODEL[as_stage(stage)] if row is None else row["name"]
+    return BASE_MODEL[as_stage(stage)] if row is None else row.name
 
 
 def history(ws: Workspace, stage: str) -> list[ActivationRecord]:
@@ -295,24 +325,25 @@ def _check_stage(stage: str) -> None:
         raise ActivationError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
 
 
-def check_promotable(row: dict[str, Any]) -> None:
-    require_lora_stage(row["stage"], f"adapter to promote ({row['name']})")
-    if row["status"] == "rejected":
-        raise ActivationError(f"{row['name']} was rejected; a rejected version is never promoted")
-    if row["status"] == "active":
-        raise ActivationError(f"{row['name']} is already the active {row['stage']} version")
-    if row["status"] not in PROMOTABLE:
-        raise ActivationError(f"{row['name']} has unknown status {row['status']!r}")
+def check_promotable(row: AdapterVersion) -> None:
+    require_lora_stage(row.stage, f"adapter to promote ({row.name})")
+    if row.status == "rejected":
+        raise ActivationError(f"{row.name} was rejected; a rejected version is never promoted")
+    if row.status == "active":
+        raise ActivationError(f"{row.name} is already the active {row.stage} version")
+    if row.status not in PROMOTABLE:
+        raise ActivationError(f"{row.name} has unknown status {row.status!r}")
 
 
-def active_row(ws: Workspace, stage: str) -> dict[str, Any] | None:
+def active_row(ws: Workspace, stage: str) -> AdapterVersion | None:
+    """The stage's active version; None when the bare base model serves it."""
     rows = list(ws.db["adapter_versions"].rows_where("stage = ? AND status = 'active'", [stage]))
-    return rows[0] if rows else None
+    return AdapterVersion(**rows[0]) if rows else None
 
 
 def rollback_plan(
     ws: Workspace, stage: str, withdraw: str | None = None
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
+) -> tuple[AdapterVersion, AdapterVersion | None]:
     """The active version and the one that was active before it was promoted (None: the bare
     base model, when the active version was the stage's first promotion).
 
@@ -326,15 +357,15 @@ def rollback_plan(
 
 def _rollback_plan(
     ws: Workspace, stage: str, withdraw: str | None
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
+) -> tuple[AdapterVersion, AdapterVersion | None]:
     current = active_row(ws, stage)
     if current is None:
         raise ActivationError(f"{stage}: no version is active; there is nothing to roll back")
-    if withdraw is not None and current["name"] != withdraw:
+    if withdraw is not None and current.name != withdraw:
         if withdraw != BASE_MODEL[as_stage(stage)]:
             version_row(ws, withdraw)
         raise StageChangedError(
-            f"{stage}: the rollback withdraws {withdraw}, but {current['name']} serves {stage} "
+            f"{stage}: the rollback withdraws {withdraw}, but {current.name} serves {stage} "
             "now; nothing changed (someone switched it since), look again and roll back again"
         )
     stack: list[int] = []
@@ -349,16 +380,16 @@ def _rollback_plan(
             stack.pop()
         else:
             raise ActivationError(f"{stage}: a rollback record precedes every promotion")
-    if not stack or stack[-1] != current["id"]:
+    if not stack or stack[-1] != current.id:
         raise ActivationError(
-            f"{stage}: the activation records do not end at the active version {current['name']}"
+            f"{stage}: the activation records do not end at the active version {current.name}"
         )
     if len(stack) < 2:
         return current, None
-    target = dict(ws.db.table("adapter_versions").get(stack[-2]))
-    if target["status"] != "inactive":
+    target = version_by_id(ws, stack[-2])
+    if target.status != "inactive":
         raise ActivationError(
-            f"{stage}: the earlier version {target['name']} is {target['status']}, not inactive"
+            f"{stage}: the earlier version {target.name} is {target.status}, not inactive"
         )
     return current, target
 
@@ -367,8 +398,8 @@ def _flip(
     ws: Workspace,
     stage: str,
     action: str,
-    current: dict[str, Any] | None,
-    target: dict[str, Any] | None,
+    current: AdapterVersion | None,
+    target: AdapterVersion | None,
     operator: str | None,
     reason: str,
     override: dict[str, Any] | None = None,
@@ -376,12 +407,10 @@ def _flip(
     try:
         if current is not None:
             ws.db.execute(
-                "UPDATE adapter_versions SET status = 'inactive' WHERE id = ?", [current["id"]]
+                "UPDATE adapter_versions SET status = 'inactive' WHERE id = ?", [current.id]
             )
         if target is not None:
-            ws.db.execute(
-                "UPDATE adapter_versions SET status = 'active' WHERE id = ?", [target["id"]]
-            )
+            ws.db.execute("UPDATE adapter_versions SET status = 'active' WHERE id = ?", [target.id])
     except sqlite3.IntegrityError as exc:
         raise ActivationError(
             f"{_label(target)}: the database refused to make it active ({exc}); "
@@ -394,8 +423,8 @@ def record_activation(
     ws: Workspace,
     stage: str,
     action: str,
-    from_row: dict[str, Any] | None,
-    to_row: dict[str, Any] | None,
+    from_row: AdapterVersion | None,
+    to_row: AdapterVersion | None,
     operator: str | None,
     reason: str,
     override: dict[str, Any] | None = None,
@@ -405,7 +434,7 @@ def record_activation(
     snapshot = {
         side: None
         if row is None
-        else {"name": row["name"], "metrics": _metrics(row), "eval": _newest_eval(ws, row)}
+        else {"name": row.name, "metrics": row.metrics, "eval": _newest_eval(ws, row)}
         for side, row in (("from", from_row), ("to", to_row))
     }
     return inserted_id(
@@ -413,8 +442,8 @@ def record_activation(
             {
                 "stage": stage,
                 "action": action,
-                "from_id": None if from_row is None else from_row["id"],
-                "to_id": None if to_row is None else to_row["id"],
+                "from_id": None if from_row is None else from_row.id,
+                "to_id": None if to_row is None else to_row.id,
                 "operator": operator or ws.config.operator,
                 "at": utc_now(),
                 "reason": reason,
@@ -426,12 +455,12 @@ def record_activation(
     )
 
 
-def _newest_eval(ws: Workspace, row: dict[str, Any]) -> dict[str, Any] | None:
+def _newest_eval(ws: Workspace, row: AdapterVersion) -> dict[str, Any] | None:
     """The version's newest finished eval run: its id, eval set and metrics."""
     found = ws.db.execute(
         "SELECT id, dataset_id, eval_sha256, metrics_json FROM eval_runs "
         "WHERE adapter_id = ? AND status = 'done' ORDER BY id DESC LIMIT 1",
-        [row["id"]],
+        [row.id],
     ).fetchone()
     if found is None:
         return None
@@ -442,10 +471,6 @@ def _newest_eval(ws: Workspace, row: dict[str, Any]) -> dict[str, Any] | None:
         "eval_sha256": sha,
         "metrics": json.loads(metrics),
     }
-
-
-def _metrics(row: dict[str, Any]) -> Any:
-    return None if row["metrics_json"] is None else json.loads(row["metrics_json"])
 
 
 @contextmanager

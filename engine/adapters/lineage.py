@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from engine.adapters.activation import version_row
+from engine.adapters.activation import version_by_id, version_row
 from engine.core.workspace import Workspace
 
 
@@ -19,23 +19,23 @@ def trace_lines(ws: Workspace, name: str) -> list[str]:
     """The chain behind version `name`, as lines for a terminal (indented by link)."""
     version = version_row(ws, name)
     lines = [
-        f"{version['name']} ({version['status']}): rank {version['rank']} on base "
-        f"{version['base_model']} ({version['base_model_path']}), created {version['created_at']}, "
-        f"files under {version['path']}"
+        f"{version.name} ({version.status}): rank {version.rank} on base "
+        f"{version.base_model} ({version.base_model_path}), created {version.created_at}, "
+        f"files under {version.path}"
     ]
-    if version["run_id"] is not None:
-        run = ws.db.table("training_runs").get(version["run_id"])
+    if version.run_id is not None:
+        run = ws.db.table("training_runs").get(version.run_id)
         lines.append(
             f"  trained by run {run['id']} ({run['method']}, {run['status']}), started "
             f"{run['started_at'] or run['created_at']} by {run['created_by']}, in {run['run_dir']}"
         )
-    if version["parent_id"] is not None:
-        parent = ws.db.table("adapter_versions").get(version["parent_id"])
+    if version.parent_id is not None:
+        parent = version_by_id(ws, version.parent_id)
         lines.append(
-            f"  continues {parent['name']} (its weights trained further; "
-            f"`cra adapters trace {parent['name']}` shows its chain)"
+            f"  continues {parent.name} (its weights trained further; "
+            f"`cra adapters trace {parent.name}` shows its chain)"
         )
-    dataset_id = version["dataset_id"]
+    dataset_id = version.dataset_id
     if dataset_id is None:
         lines.append("  no dataset is recorded for this version")
         return lines
@@ -50,9 +50,9 @@ def trace_lines(ws: Workspace, name: str) -> list[str]:
             else ""
         )
     )
-    if version["dataset_sha256"] and version["dataset_sha256"] != dataset["manifest_sha256"]:
+    if version.dataset_sha256 and version.dataset_sha256 != dataset["manifest_sha256"]:
         lines.append(
-            f"  WARNING: the version was trained on manifest sha256 {version['dataset_sha256']}, "
+            f"  WARNING: the version was trained on manifest sha256 {version.dataset_sha256}, "
             "not the dataset's recorded one"
         )
     examples = _rows(

@@ -198,7 +198,7 @@ def _train_and_gate(
         row = eval_row(ws, eval_id)
         if row.status != "done":
             raise DemoLoopError(f"eval run {eval_id} ended {row.status}: {row.reason}")
-    decision = latest_decision(ws, version_row(ws, name)["id"])
+    decision = latest_decision(ws, version_row(ws, name).id)
     if decision is None:
         raise DemoLoopError(f"the gate did not decide on {name}")
     base = eval_row(ws, decision["baseline_eval_id"])

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.adapters.activation import version_row
+from engine.adapters.activation import AdapterVersion, version_by_id, version_row
 from engine.core.errors import CraError
 from engine.core.stages import PRIMARY, SECONDARY, as_stage
 from engine.core.workspace import Workspace
@@ -154,18 +154,18 @@ class VersionEvidence:
         return [*self.heading(), *table, self.footer()]
 
 
-def _baseline_row(ws: Workspace, row: dict[str, Any]) -> dict[str, Any] | None:
+def _baseline_row(ws: Workspace, row: AdapterVersion) -> AdapterVersion | None:
     """The version the newest decision compared `row` with; else the active one, or the base
     for the active version itself."""
-    decision = latest_decision(ws, row["id"])
+    decision = latest_decision(ws, row.id)
     if decision is not None:
         return None if decision["baseline"] == BASE else version_row(ws, decision["baseline"])
-    active = active_row(ws, row["stage"])
-    return None if active is not None and active["id"] == row["id"] else active
+    active = active_row(ws, row.stage)
+    return None if active is not None and active.id == row.id else active
 
 
-def _decision_word(ws: Workspace, row: dict[str, Any]) -> str | None:
-    decision = latest_decision(ws, row["id"])
+def _decision_word(ws: Workspace, row: AdapterVersion) -> str | None:
+    decision = latest_decision(ws, row.id)
     return None if decision is None else f"{decision['decision']} vs {decision['baseline']}"
 
 
@@ -241,12 +241,12 @@ def version_evidence(
     """Version `name`'s newest eval beside its baseline's on their newest shared eval set.
     `reuse`, an earlier answer, saves pairing again when the two runs are unchanged."""
     row = version_row(ws, name)
-    stage = row["stage"]
+    stage = row.stage
     baseline = _baseline_row(ws, row)
     comparison = compare(ws, stage, row, baseline)
     under_way = eval_runs(
         ws.db.table("eval_runs").rows_where(
-            "adapter_id = ? AND status IN ('queued', 'running')", [row["id"]], order_by="id"
+            "adapter_id = ? AND status IN ('queued', 'running')", [row.id], order_by="id"
         )
     )
     return _gather(
@@ -273,8 +273,8 @@ def run_evidence(ws: Workspace, eval_id: int) -> VersionEvidence | None:
             f"eval run {eval_id} is not done (status {run.status}): only a finished run has "
             "results to compare"
         )
-    row = dict(ws.db.table("adapter_versions").get(run.adapter_id))
-    stage = row["stage"]
+    row = version_by_id(ws, run.adapter_id)
+    stage = row.stage
     baseline = _baseline_row(ws, row)
     base_eval = next(
         (
@@ -287,8 +287,8 @@ def run_evidence(ws: Workspace, eval_id: int) -> VersionEvidence | None:
     return _gather(
         ws,
         stage,
-        row["name"],
-        BASE if baseline is None else baseline["name"],
+        row.name,
+        BASE if baseline is None else baseline.name,
         run,
         base_eval,
         _decision_word(ws, row),

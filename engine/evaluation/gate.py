@@ -31,7 +31,14 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
-from engine.adapters.activation import ActivationError, active_row, reject, version_row
+from engine.adapters.activation import (
+    ActivationError,
+    AdapterVersion,
+    active_row,
+    reject,
+    version_by_id,
+    version_row,
+)
 from engine.core.config import GateConfig
 from engine.core.db import inserted_id
 from engine.core.errors import CraError
@@ -110,23 +117,23 @@ def comparison_lines(comparison: Comparison) -> list[str]:
     return lines
 
 
-def target_name(row: dict[str, Any] | None) -> str:
+def target_name(row: AdapterVersion | None) -> str:
     """An adapter version's name, or `base` for the bare base model."""
-    return BASE if row is None else row["name"]
+    return BASE if row is None else row.name
 
 
-def done_evals(ws: Workspace, stage: str, row: dict[str, Any] | None) -> list[EvalRun]:
+def done_evals(ws: Workspace, stage: str, row: AdapterVersion | None) -> list[EvalRun]:
     """The finished eval runs of version `row` (None: the base) for `stage`, newest first."""
     if row is None:
         where = "stage = ? AND adapter_id IS NULL AND status = 'done'"
         args: list[Any] = [stage]
     else:
-        where, args = "adapter_id = ? AND status = 'done'", [row["id"]]
+        where, args = "adapter_id = ? AND status = 'done'", [row.id]
     return eval_runs(ws.db.table("eval_runs").rows_where(where, args, order_by="id desc"))
 
 
 def compare(
-    ws: Workspace, stage: str, candidate: dict[str, Any] | None, baseline: dict[str, Any] | None
+    ws: Workspace, stage: str, candidate: AdapterVersion | None, baseline: AdapterVersion | None
 ) -> Comparison:
     """`candidate` against `baseline` (None for either: the base model) on their newest shared
     eval set; with none shared, the candidate's newest eval and no baseline eval."""
@@ -272,9 +279,9 @@ def decide(ws: Workspace, name: str, operator: str | None = None) -> dict[str, A
     """Gate candidate `name` against its stage's active version (or the base); returns the
     recorded decision. A regression or a candidate below its minimum is rejected."""
     row = version_row(ws, name)
-    if row["status"] != "candidate":
-        raise GateError(f"{name} is {row['status']}: only a candidate goes through the gate")
-    stage = row["stage"]
+    if row.status != "candidate":
+        raise GateError(f"{name} is {row.status}: only a candidate goes through the gate")
+    stage = row.stage
     baseline = active_row(ws, stage)
     comparison = compare(ws, stage, row, baseline)
     cand_eval, base_eval = comparison.candidate_eval, comparison.baseline_eval
@@ -292,7 +299,7 @@ def decide(ws: Workspace, name: str, operator: str | None = None) -> dict[str, A
     )
     set_id = cand_eval.eval_set_id
     eval_set = None if set_id is None else eval_set_record(ws, set_id)
-    primary = [d.n for d in evidence if d.metric in PRIMARY[stage]]
+    primary = [d.n for d in evidence if d.metric in PRIMARY[as_stage(stage)]]
     power = Power(
         n=min(primary, default=0),
         target=ws.config.evaluation.eval_sizes[stage],
@@ -301,7 +308,7 @@ def decide(ws: Workspace, name: str, operator: str | None = None) -> dict[str, A
     judgement = judge(stage, evidence, gate, power)
     who = operator or ws.config.operator
     record = {
-        "adapter_id": row["id"],
+        "adapter_id": row.id,
         "stage": stage,
         "baseline": comparison.baseline,
         "candidate_eval_id": cand_eval.id,
@@ -349,7 +356,7 @@ def evidence_lines(stage: str, evidence: list[PairedDifference]) -> list[str]:
 def decision_lines(ws: Workspace, decision: dict[str, Any]) -> list[str]:
     """A recorded decision as the CLI and the eval worker print it: the verdict, the evidence
     per metric, then every reason."""
-    name = ws.db.table("adapter_versions").get(decision["adapter_id"])["name"]
+    name = version_by_id(ws, decision["adapter_id"]).name
     return [
         f"gate: {name} {decision['decision']} against {decision['baseline']}",
         *evidence_lines(decision["stage"], decision_evidence(decision)),
@@ -367,22 +374,22 @@ def latest_decision(ws: Workspace, adapter_id: int) -> dict[str, Any] | None:
 
 
 def check_gate_passed(
-    ws: Workspace, row: dict[str, Any], override: bool = False
+    ws: Workspace, row: AdapterVersion, override: bool = False
 ) -> dict[str, Any] | None:
     """Refuse promoting candidate `row` unless its newest gate decision, made against the
     version active now, passed; with `override`, a no-gain or underpowered decision is let
     through and returned (the caller records the override). None when nothing is overridden.
     Inactive versions were active before and need no gate; rejected ones are never promoted."""
-    if row["status"] != "candidate":
+    if row.status != "candidate":
         return None
-    decision = latest_decision(ws, row["id"])
-    name = row["name"]
+    decision = latest_decision(ws, row.id)
+    name = row.name
     if decision is None:
         raise ActivationError(
             f"{name} has not been through the eval gate; run `cra eval run --adapter {name}` "
             f"then `cra eval gate {name}`"
         )
-    current = target_name(active_row(ws, row["stage"]))
+    current = target_name(active_row(ws, row.stage))
     if decision["baseline"] != current:
         raise ActivationError(
             f"{name} was gated against {decision['baseline']}, but {current} is active now; "

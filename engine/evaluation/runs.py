@@ -13,6 +13,7 @@ marked failed at the next `reconcile_evals`; a failed run is never resumed, only
 import sys
 from typing import Any
 
+from engine.adapters.activation import AdapterVersion
 from engine.core.db import inserted_id
 from engine.core.errors import CraError
 from engine.core.jobs import (
@@ -39,11 +40,11 @@ class EvalRunError(CraError):
     """An eval run cannot be started as asked."""
 
 
-def _version(ws: Workspace, name: str) -> dict[str, Any]:
+def _version(ws: Workspace, name: str) -> AdapterVersion:
     rows = list(ws.db["adapter_versions"].rows_where("name = ?", [name]))
     if not rows:
         raise EvalRunError(f"there is no adapter version {name!r}; `cra adapters list` shows them")
-    return rows[0]
+    return AdapterVersion(**rows[0])
 
 
 def start_eval(
@@ -62,13 +63,13 @@ def start_eval(
     backend = backend or ws.config.evaluation.backend
     if backend not in BACKENDS:
         raise EvalRunError(f"unknown eval backend {backend!r}; backends are {', '.join(BACKENDS)}")
-    targets: list[dict[str, Any] | None]
+    targets: list[AdapterVersion | None]
     if adapter is not None:
         row = _version(ws, adapter)
-        require_lora_stage(row["stage"], f"adapter to evaluate ({adapter})")
-        stage, dataset_id = row["stage"], row["dataset_id"]
-        baseline = active_row(ws, row["stage"])
-        targets = [row] if baseline is not None and baseline["id"] == row["id"] else [baseline, row]
+        require_lora_stage(row.stage, f"adapter to evaluate ({adapter})")
+        stage, dataset_id = row.stage, row.dataset_id
+        baseline = active_row(ws, row.stage)
+        targets = [row] if baseline is not None and baseline.id == row.id else [baseline, row]
     elif stage is None:
         raise EvalRunError(
             f"evaluating the base needs a stage; the LoRA stages are {', '.join(LORA_STAGES)}"
@@ -129,9 +130,9 @@ def _refuse_running(ws: Workspace) -> None:
 
 def _insert(
     ws: Workspace,
-    target: dict[str, Any] | None,
+    target: AdapterVersion | None,
     stage: str,
-    dataset_id: str,
+    dataset_id: str | None,
     eval_set_id: int,
     sha: str,
     backend: str,
@@ -141,8 +142,8 @@ def _insert(
         eval_id = inserted_id(
             ws.db.table("eval_runs").insert(
                 {
-                    "target": BASE if target is None else target["name"],
-                    "adapter_id": None if target is None else target["id"],
+                    "target": BASE if target is None else target.name,
+                    "adapter_id": None if target is None else target.id,
                     "stage": stage,
                     "base_model": BASE_MODEL[as_stage(stage)],
                     "dataset_id": dataset_id,

@@ -3,12 +3,13 @@ their gate decision and key metrics beside the active version's, and the activat
 Also the texts its confirmations show before a promotion or a rollback."""
 
 from dataclasses import dataclass
-from typing import Any
 
 from engine.adapters.activation import (
     ActivationRecord,
+    AdapterVersion,
     check_promotable,
     history,
+    list_versions,
     rollback_plan,
     version_row,
 )
@@ -54,29 +55,29 @@ class StageView:
     history: list[ActivationRecord]
 
 
-def _gate(ws: Workspace, row: dict[str, Any]) -> str:
+def _gate(ws: Workspace, row: AdapterVersion) -> str:
     decision = ws.db.execute(
         "SELECT decision, baseline FROM gate_decisions WHERE adapter_id = ? "
         "ORDER BY id DESC LIMIT 1",
-        [row["id"]],
+        [row.id],
     ).fetchone()
     return "—" if decision is None else f"{decision[0]} vs {decision[1]}"
 
 
-def _line(ws: Workspace, row: dict[str, Any], active: dict[str, Any] | None) -> VersionLine:
-    is_active = active is not None and active["id"] == row["id"]
-    comparison = compare(ws, row["stage"], row, None if is_active else active)
+def _line(ws: Workspace, row: AdapterVersion, active: AdapterVersion | None) -> VersionLine:
+    is_active = active is not None and active.id == row.id
+    comparison = compare(ws, row.stage, row, None if is_active else active)
     cells = [
         MetricCell(delta.metric, delta.candidate, None if is_active else delta.delta)
         for delta in comparison.deltas
         if delta.primary
     ]
     return VersionLine(
-        name=row["name"],
-        status=row["status"],
-        base=row["base_model"],
-        created=row["created_at"],
-        dataset=row["dataset_id"] or "—",
+        name=row.name,
+        status=row.status,
+        base=row.base_model,
+        created=row.created_at,
+        dataset=row.dataset_id or "—",
         gate=_gate(ws, row),
         metrics=cells,
     )
@@ -86,15 +87,13 @@ def stage_views(ws: Workspace) -> list[StageView]:
     """Every LoRA stage, in pipeline order, with its versions newest first."""
     views = []
     for stage in LORA_STAGES:
-        rows = list(
-            ws.db["adapter_versions"].rows_where("stage = ?", [stage], order_by="version desc")
-        )
+        rows = list(reversed(list_versions(ws, stage)))
         active = active_row(ws, stage)
         views.append(
             StageView(
                 stage=stage,
                 serving=target_name(active),
-                candidates=sum(row["status"] == "candidate" for row in rows),
+                candidates=sum(row.status == "candidate" for row in rows),
                 versions=[_line(ws, row, active) for row in rows],
                 history=list(reversed(history(ws, stage))),
             )
@@ -120,10 +119,10 @@ def promote_text(ws: Workspace, name: str) -> Confirmation:
     row = version_row(ws, name)
     check_promotable(row)
     overridden = check_gate_passed(ws, row, override=True)
-    active = active_row(ws, row["stage"])
-    comparison = compare(ws, row["stage"], row, active)
+    active = active_row(ws, row.stage)
+    comparison = compare(ws, row.stage, row, active)
     lines = [
-        f"{name} will serve {row['stage']} in place of {target_name(active)}.",
+        f"{name} will serve {row.stage} in place of {target_name(active)}.",
         "It is loaded on the running server first; if that fails nothing changes.",
         "",
         *comparison_lines(comparison),
@@ -145,10 +144,10 @@ def rollback_text(ws: Workspace, stage: str) -> Confirmation:
     """What rolling `stage` back will do, with the target's metrics against the current one."""
     current, target = rollback_plan(ws, stage)
     lines = [
-        f"{stage} goes back from {current['name']} to {target_name(target)} "
+        f"{stage} goes back from {current.name} to {target_name(target)} "
         f"(the version active before it).",
-        f"{current['name']} becomes inactive; it can be promoted again later.",
+        f"{current.name} becomes inactive; it can be promoted again later.",
         "",
         *comparison_lines(compare(ws, stage, target, current)),
     ]
-    return Confirmation("\n".join(lines), current["name"])
+    return Confirmation("\n".join(lines), current.name)

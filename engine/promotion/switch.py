@@ -19,6 +19,7 @@ from typing import Any
 
 from engine.adapters.activation import (
     ActivationError,
+    AdapterVersion,
     StageChangedError,
     immediate,
     promote,
@@ -26,6 +27,7 @@ from engine.adapters.activation import (
     rollback,
     rollback_plan,
     row_id,
+    version_by_id,
     version_row,
 )
 from engine.core.db import inserted_id
@@ -58,8 +60,8 @@ class _Loader:
         self.ws = ws
         self.note = ""
 
-    def __call__(self, row: dict[str, Any]) -> None:
-        kind = row["base_model"]
+    def __call__(self, row: AdapterVersion) -> None:
+        kind = row.base_model
         if kind not in self.ws.config.serving.bases:
             self.note = f"[serving] bases.{kind} is not set; nothing was loaded on a server"
             return
@@ -71,10 +73,10 @@ class _Loader:
                 "(`cra serve`)"
             )
             return
-        already = row["name"] in client.loaded_adapters()
+        already = row.name in client.loaded_adapters()
         load_version(client, self.ws, row)
         verb = "was already loaded" if already else "loaded"
-        self.note = f"{row['name']} {verb} on {url}"
+        self.note = f"{row.name} {verb} on {url}"
 
 
 def _running(client: VllmClient) -> bool:
@@ -111,23 +113,25 @@ def promote_version(
     """
     reconcile_intents(ws)
     row = version_row(ws, name)
-    current = active_row(ws, row["stage"])
+    current = active_row(ws, row.stage)
     if replacing is not None and target_name(current) != replacing:
         raise StageChangedError(
             f"{name} was to replace {replacing}, but {target_name(current)} serves "
-            f"{row['stage']} now; nothing changed, look again and promote again"
+            f"{row.stage} now; nothing changed, look again and promote again"
         )
     if override and not reason.strip():
         raise ActivationError(f"{name}: promoting over the eval gate needs a reason (--reason)")
     overridden = check_gate_passed(ws, row, override=override)
 
-    def still_planned(target: dict[str, Any], active: dict[str, Any] | None) -> None:
+    def still_planned(target: AdapterVersion, active: AdapterVersion | None) -> None:
         if row_id(active) != row_id(current):
             raise StageChangedError(
-                f"{row['stage']}: {target_name(active)} became active while {name} was loading "
+                f"{row.stage}: {target_name(active)} became active while {name} was loading "
                 f"(it was to replace {target_name(current)}); nothing changed, promote again"
             )
-        if row_id(check_gate_passed(ws, target, override=override)) != row_id(overridden):
+        if _decision_id(check_gate_passed(ws, target, override=override)) != _decision_id(
+            overridden
+        ):
             raise StageChangedError(
                 f"{name} went through the gate again while it was loading; nothing changed, "
                 "look at the new decision and promote again"
@@ -136,7 +140,7 @@ def promote_version(
     loader = _Loader(ws)
     record_id = _with_intent(
         ws,
-        row["stage"],
+        row.stage,
         "promote",
         current,
         row,
@@ -151,7 +155,7 @@ def promote_version(
             override=overridden,
         ),
     )
-    return SwitchResult(record_id, row["stage"], name, loader.note, start_watch(ws, record_id))
+    return SwitchResult(record_id, row.stage, name, loader.note, start_watch(ws, record_id))
 
 
 def rollback_stage(
@@ -175,7 +179,7 @@ def rollback_stage(
         operator,
         lambda: rollback(ws, stage, withdraw, operator=operator, reason=reason, sync=loader),
     )
-    active = BASE_MODEL[as_stage(stage)] if target is None else target["name"]
+    active = BASE_MODEL[as_stage(stage)] if target is None else target.name
     return SwitchResult(record_id, stage, active, loader.note)
 
 
@@ -183,8 +187,8 @@ def _with_intent(
     ws: Workspace,
     stage: str,
     action: str,
-    current: dict[str, Any] | None,
-    target: dict[str, Any] | None,
+    current: AdapterVersion | None,
+    target: AdapterVersion | None,
     operator: str | None,
     switch: Callable[[], int],
 ) -> int:
@@ -195,8 +199,8 @@ def _with_intent(
                 {
                     "stage": stage,
                     "action": action,
-                    "from_id": None if current is None else current["id"],
-                    "to_id": None if target is None else target["id"],
+                    "from_id": row_id(current),
+                    "to_id": row_id(target),
                     "operator": operator or ws.config.operator,
                     "started_at": utc_now(),
                     "pid": os.getpid(),
@@ -226,16 +230,17 @@ def reconcile_intents(ws: Workspace) -> list[str]:
     ]
 
 
-def _version(ws: Workspace, version_id: int | None) -> dict[str, Any] | None:
-    return None if version_id is None else dict(ws.db.table("adapter_versions").get(version_id))
+def _decision_id(decision: dict[str, Any] | None) -> int | None:
+    """A gate decision's id; None for none."""
+    return None if decision is None else decision["id"]
+
+
+def _version(ws: Workspace, version_id: int | None) -> AdapterVersion | None:
+    return None if version_id is None else version_by_id(ws, version_id)
 
 
 def _name(ws: Workspace, version_id: int | None) -> str:
-    return (
-        "the base model"
-        if version_id is None
-        else ws.db.table("adapter_versions").get(version_id)["name"]
-    )
+    return "the base model" if version_id is None else version_by_id(ws, version_id).name
 
 
 def _settle(ws: Workspace, intent: dict[str, Any]) -> str:

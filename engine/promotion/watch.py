@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from engine.adapters.activation import AdapterVersion, version_by_id
 from engine.core.db import inserted_id
 from engine.core.errors import CraError
 from engine.core.jobs import LIVE, JobLock, finish_job, job_lock, latest_job, settle
@@ -58,14 +59,14 @@ class TaskSet:
     tasks: list[HarnessTask]
 
 
-def watch_tasks(ws: Workspace, version: dict[str, Any]) -> TaskSet:
+def watch_tasks(ws: Workspace, version: AdapterVersion) -> TaskSet:
     """The held-out harness tasks of `version`'s stage: those behind the rows of the stage's
     newest frozen eval set, which no dataset trains on."""
-    record = newest_eval_set(ws, version["stage"])
+    record = newest_eval_set(ws, version.stage)
     if record is None:
         raise WatchError(
-            f"{version['name']}: {version['stage']} has no eval set, so no held-out tasks; "
-            f"`cra eval set build --stage {version['stage']}` builds it"
+            f"{version.name}: {version.stage} has no eval set, so no held-out tasks; "
+            f"`cra eval set build --stage {version.stage}` builds it"
         )
     return task_set(ws, record.id)
 
@@ -97,12 +98,8 @@ def start_watch(ws: Workspace, activation_id: int) -> str:
             f"none: the harness's planner slot does not call {stage} adapters, so an "
             "end-to-end check cannot see them; the eval gate is their check"
         )
-    version = dict(ws.db.table("adapter_versions").get(record["to_id"]))
-    baseline = (
-        None
-        if record["from_id"] is None
-        else dict(ws.db.table("adapter_versions").get(record["from_id"]))
-    )
+    version = version_by_id(ws, record["to_id"])
+    baseline = None if record["from_id"] is None else version_by_id(ws, record["from_id"])
     watch_id = None
     try:
         with job_lock(ws, JOB_KIND) as lock:
@@ -118,7 +115,7 @@ def start_watch(ws: Workspace, activation_id: int) -> str:
         _set(ws, watch_id, status="failed", reason=str(exc), finished_at=utc_now())
         return f"watch {watch_id} could not start: {exc}"
     return (
-        f"watch {watch_id} started: {version['name']} against {target_name(baseline)} on "
+        f"watch {watch_id} started: {version.name} against {target_name(baseline)} on "
         f"{len(task_set.tasks)} held-out tasks (`cra adapters watch`)"
     )
 
@@ -126,18 +123,18 @@ def start_watch(ws: Workspace, activation_id: int) -> str:
 def _insert(
     ws: Workspace,
     record: dict[str, Any],
-    version: dict[str, Any],
-    baseline: dict[str, Any] | None,
+    version: AdapterVersion,
+    baseline: AdapterVersion | None,
 ) -> int:
     with ws.db.conn:
         watch_id = inserted_id(
             ws.db.table("watch_runs").insert(
                 {
                     "stage": record["stage"],
-                    "adapter_id": version["id"],
+                    "adapter_id": version.id,
                     "activation_id": record["id"],
                     "baseline": target_name(baseline),
-                    "baseline_adapter_id": None if baseline is None else baseline["id"],
+                    "baseline_adapter_id": None if baseline is None else baseline.id,
                     "backend": ws.config.evaluation.backend,
                     "tolerance": ws.config.watch.tolerance,
                     "status": "queued",

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from engine.adapters.activation import AdapterVersion, version_by_id
 from engine.core.config import OpenAIPipelineConfig
 from engine.core.errors import CraError
 from engine.core.jobs import JOB_ID_ENV, finish_job, heartbeat
@@ -61,12 +62,8 @@ def _set(ws: Workspace, eval_id: int, **values: Any) -> None:
         ws.db.table("eval_runs").update(eval_id, values)
 
 
-def _version(ws: Workspace, run: EvalRun) -> dict[str, Any] | None:
-    return (
-        None
-        if run.adapter_id is None
-        else dict(ws.db.table("adapter_versions").get(run.adapter_id))
-    )
+def _version(ws: Workspace, run: EvalRun) -> AdapterVersion | None:
+    return None if run.adapter_id is None else version_by_id(ws, run.adapter_id)
 
 
 @contextmanager
@@ -76,9 +73,9 @@ def _endpoint(ws: Workspace, run: EvalRun, out: Path) -> Iterator[tuple[str, str
     kind = run.base_model
     if run.backend == "local":
         base = resolve_base(ws, version) if version is not None else ws.root / frozen_base(ws, kind)
-        adapters = {} if version is None else {version["name"]: ws.root / version["path"]}
+        adapters = {} if version is None else {version.name: ws.root / version.path}
         with cpu_server(base.resolve(), out / "server.log", adapters) as url:
-            yield url, version["name"] if version is not None else str(base.resolve())
+            yield url, version.name if version is not None else str(base.resolve())
         return
     url = server_url(ws, kind)
     if version is None:
@@ -86,7 +83,7 @@ def _endpoint(ws: Workspace, run: EvalRun, out: Path) -> Iterator[tuple[str, str
         return
     client = VllmClient(url, ws.config.serving.timeout_s)
     load_version(client, ws, version)
-    yield url, version["name"]
+    yield url, version.name
 
 
 def _ask(ws: Workspace, url: str, model: str, row: EvalRow) -> tuple[str, str | None]:
@@ -310,12 +307,12 @@ def run_job(ws: Workspace, eval_ids: Sequence[int], job_id: int | None) -> tuple
 
 def _gate(ws: Workspace, run: EvalRun) -> None:
     version = _version(ws, run)
-    if version is None or version["status"] != "candidate":
+    if version is None or version.status != "candidate":
         return
     try:
-        decision = decide(ws, version["name"], operator=run.created_by)
+        decision = decide(ws, version.name, operator=run.created_by)
     except CraError as exc:
-        print(f"gate: {version['name']}: not decided: {exc}")
+        print(f"gate: {version.name}: not decided: {exc}")
         return
     print("\n".join(decision_lines(ws, decision)))
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from engine.adapters.activation import active_row
+from engine.adapters.activation import AdapterVersion, active_row, version_by_id
 from engine.core.config import OpenAIPipelineConfig
 from engine.core.db import inserted_id
 from engine.core.errors import CraError
@@ -56,12 +56,12 @@ def _set(ws: Workspace, watch_id: int, **values: Any) -> None:
         ws.db.table("watch_runs").update(watch_id, values)
 
 
-def _version(ws: Workspace, version_id: int | None) -> dict[str, Any] | None:
-    return None if version_id is None else dict(ws.db.table("adapter_versions").get(version_id))
+def _version(ws: Workspace, version_id: int | None) -> AdapterVersion | None:
+    return None if version_id is None else version_by_id(ws, version_id)
 
 
 def _base_path(
-    ws: Workspace, backend: str, kind: BaseModelKind, target: dict[str, Any] | None
+    ws: Workspace, backend: str, kind: BaseModelKind, target: AdapterVersion | None
 ) -> Path:
     """The base model folder the measurement uses: a result is reused only on the same one."""
     if backend == "server":
@@ -77,25 +77,25 @@ def _endpoint(
     backend: str,
     kind: str,
     base: Path,
-    target: dict[str, Any] | None,
+    target: AdapterVersion | None,
     out: Path,
 ) -> Iterator[tuple[str, str]]:
     """The base URL to ask and the model name to ask for, for `target` (None: the base)."""
     if backend == "local":
-        adapters = {} if target is None else {target["name"]: ws.root / target["path"]}
+        adapters = {} if target is None else {target.name: ws.root / target.path}
         with cpu_server(base, out / "server.log", adapters) as url:
-            yield url, str(base) if target is None else target["name"]
+            yield url, str(base) if target is None else target.name
         return
     url = server_url(ws, kind)
     if target is None:
         yield url, str(base)
         return
     load_version(VllmClient(url, ws.config.serving.timeout_s), ws, target)
-    yield url, target["name"]
+    yield url, target.name
 
 
 def _reusable(
-    ws: Workspace, watch: dict[str, Any], target: dict[str, Any] | None, base: Path
+    ws: Workspace, watch: dict[str, Any], target: AdapterVersion | None, base: Path
 ) -> dict[str, Any] | None:
     """The newest result of the same model on the same tasks and backend, if any."""
     rows = list(
@@ -107,7 +107,7 @@ def _reusable(
                 watch["tasks_sha256"],
                 watch["backend"],
                 target_name(target),
-                None if target is None else target["id"],
+                None if target is None else target.id,
                 str(base),
             ],
             order_by="id desc",
@@ -120,7 +120,7 @@ def _reusable(
 def _measure(
     ws: Workspace,
     watch: dict[str, Any],
-    target: dict[str, Any] | None,
+    target: AdapterVersion | None,
     base: Path,
     task_set: TaskSet,
     out: Path,
@@ -171,7 +171,7 @@ def _measure(
                 {
                     "watch_id": watch["id"],
                     "target": label,
-                    "adapter_id": None if target is None else target["id"],
+                    "adapter_id": None if target is None else target.id,
                     "stage": watch["stage"],
                     "base_path": str(base),
                     "backend": watch["backend"],
@@ -213,10 +213,10 @@ def _decide(
     drop = result_rate(baseline) - result_rate(after)
     if drop <= watch["tolerance"] + 1e-9:
         return {"verdict": "held", "reason": ""}
-    version = ws.db.table("adapter_versions").get(watch["adapter_id"])
-    evidence = _evidence(watch, version["name"], baseline, after)
+    version = version_by_id(ws, watch["adapter_id"])
+    evidence = _evidence(watch, version.name, baseline, after)
     active = active_row(ws, watch["stage"])
-    if active is None or active["id"] != version["id"]:
+    if active is None or active.id != version.id:
         return {
             "verdict": "regressed",
             "reason": f"not rolled back: {target_name(active)} serves {watch['stage']} now; "
@@ -224,7 +224,7 @@ def _decide(
         }
     try:
         switched = rollback_stage(
-            ws, watch["stage"], version["name"], operator=WATCH_OPERATOR, reason=evidence
+            ws, watch["stage"], version.name, operator=WATCH_OPERATOR, reason=evidence
         )
     except CraError as exc:
         return {"verdict": "regressed", "reason": f"the rollback was refused: {exc}; {evidence}"}
@@ -237,7 +237,7 @@ def run_watch(ws: Workspace, watch_id: int, job_id: int | None) -> tuple[str, st
     _set(ws, watch_id, status="running")
     out = ws.root / watch["out_dir"]
     try:
-        version = dict(ws.db.table("adapter_versions").get(watch["adapter_id"]))
+        version = version_by_id(ws, watch["adapter_id"])
         tasks = task_set(ws, watch["eval_set_id"])
         if tasks.sha256 != watch["tasks_sha256"]:
             raise WatchError(

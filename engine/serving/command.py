@@ -89,15 +89,28 @@ def cpu_serve_commands(ws: Workspace) -> list[ServeCommand]:
     return commands
 
 
+@dataclass(frozen=True)
+class _ActiveAdapter:
+    """An active version, as much of it as the server's command line needs."""
+
+    name: str
+    base_model: BaseModelKind
+    path: str
+    rank: int | None
+
+
 def _active_modules(ws: Workspace, kind: str, max_rank: int) -> list[str]:
     """`NAME=PATH` for each active version on base `kind`, each checked against the server."""
     modules = []
-    for row in ws.db["adapter_versions"].rows_where(
-        "base_model = ? AND status = 'active'", [kind], order_by="name"
-    ):
-        adapter_dir = ws.root / row["path"]
-        check_adapter(row, adapter_dir, max_rank, ws.config.serving.bases.keys())
-        modules.append(f"{row['name']}={adapter_dir}")
+    for row in ws.db.execute(
+        "SELECT name, base_model, path, rank FROM adapter_versions "
+        "WHERE base_model = ? AND status = 'active' ORDER BY name",
+        [kind],
+    ).fetchall():
+        version = _ActiveAdapter(*row)
+        adapter_dir = ws.root / version.path
+        check_adapter(version, adapter_dir, max_rank, ws.config.serving.bases.keys())
+        modules.append(f"{version.name}={adapter_dir}")
     return modules
 
 

@@ -11,7 +11,7 @@ import urllib.request
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from engine.core.errors import CraError
 from engine.core.stages import BaseModelKind
@@ -22,6 +22,27 @@ SERVED_STATUSES = ("active", "candidate")
 DEFAULT_MAX_LORA_RANK = 16
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 """The values vLLM accepts for `--max-lora-rank`."""
+
+
+class ServableAdapter(Protocol):
+    """What serving reads of an adapter version: `engine.adapters.activation.AdapterVersion`,
+    which sits in a layer beside serving, not below it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def base_model(self) -> BaseModelKind: ...
+
+    @property
+    def path(self) -> str:
+        """The version's folder, relative to the workspace."""
+        ...
+
+    @property
+    def rank(self) -> int | None:
+        """The LoRA rank on record; None when none was recorded."""
+        ...
 
 
 class ServingError(CraError):
@@ -163,7 +184,7 @@ def adapter_rank(adapter_dir: Path) -> int:
 
 
 def check_adapter(
-    version_row: dict[str, Any],
+    version: ServableAdapter,
     adapter_dir: Path,
     max_lora_rank: int,
     served_bases: Collection[str],
@@ -174,8 +195,8 @@ def check_adapter(
     in flight; an adapter on a base the server does not serve would answer with the wrong
     weights. The rank on record must match the adapter's own config.
     """
-    name = version_row["name"]
-    kind = version_row["base_model"]
+    name = version.name
+    kind = version.base_model
     if kind not in served_bases:
         served = ", ".join(sorted(served_bases)) or "none"
         raise ServingError(
@@ -183,10 +204,10 @@ def check_adapter(
             f"(served: {served}; set [serving] bases.{kind})"
         )
     rank = adapter_rank(adapter_dir)
-    if version_row["rank"] is not None and version_row["rank"] != rank:
+    if version.rank is not None and version.rank != rank:
         raise ServingError(
             f"adapter {name}: {adapter_dir / ADAPTER_CONFIG} has rank {rank}, "
-            f"but its version record says {version_row['rank']}"
+            f"but its version record says {version.rank}"
         )
     if rank > max_lora_rank:
         raise ServingError(
@@ -196,7 +217,7 @@ def check_adapter(
     return rank
 
 
-def load_version(client: VllmClient, ws: Workspace, version_row: dict[str, Any]) -> ServedModel:
+def load_version(client: VllmClient, ws: Workspace, version: ServableAdapter) -> ServedModel:
     """Load an adapter version under its own name and confirm the server lists it.
 
     A version's name is never reused for other weights (reloading a name left a stale prefix
@@ -205,10 +226,10 @@ def load_version(client: VllmClient, ws: Workspace, version_row: dict[str, Any])
     version's base, and after the load `/v1/models` must list the adapter on it: a runtime add
     the server does not list would send requests elsewhere (vllm#47724).
     """
-    name = version_row["name"]
-    kind = version_row["base_model"]
-    adapter_dir = ws.root / version_row["path"]
-    check_adapter(version_row, adapter_dir, rank_limit(ws, kind), ws.config.serving.bases.keys())
+    name = version.name
+    kind = version.base_model
+    adapter_dir = ws.root / version.path
+    check_adapter(version, adapter_dir, rank_limit(ws, kind), ws.config.serving.bases.keys())
     base = base_folder(ws, kind)
     models = client.models()
     served = serves_base(client.base_url, models, kind, base)

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from engine.adapters.activation import AdapterVersion
 from engine.core.db import inserted_id
 from engine.core.durable import fsync_dir, fsync_tree
 from engine.core.errors import CraError, validation_lines
@@ -48,9 +49,11 @@ def version_name(stage: str, version: int) -> str:
     return f"{stage}-v{version}"
 
 
-def resolve_base(ws: Workspace, version_row: dict[str, Any]) -> Path:
+def resolve_base(ws: Workspace, version: AdapterVersion) -> Path:
     """The base model folder an adapter version was trained on, as an absolute path."""
-    path = Path(version_row["base_model_path"])
+    if version.base_model_path is None:
+        raise RegistryError(f"{version.name}: no base model folder is recorded")
+    path = Path(version.base_model_path)
     return path if path.is_absolute() else ws.root / path
 
 

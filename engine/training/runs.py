@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from engine.adapters.activation import verify_files, version_row
+from engine.adapters.activation import AdapterVersion, verify_files, version_row
 from engine.core.durable import fsync_dir
 from engine.core.errors import CraError, validation_lines
 from engine.core.jobs import LIVE, JobLock, JobRow, finish_job, job_lock, latest_job, settle
@@ -194,8 +194,8 @@ def build_spec(
             dataset_path=stored.path.relative_to(ws.root).as_posix(),
             dataset_sha256=sha,
             hyper=build_hyper(manifest.stage, overrides),
-            continues=None if parent is None else parent["name"],
-            continues_path=None if parent is None else parent["path"],
+            continues=None if parent is None else parent.name,
+            continues_path=None if parent is None else parent.path,
         )
     except ValidationError as exc:
         raise TrainingRunError(validation_lines(f"run of {dataset_id}", exc)) from exc
@@ -204,7 +204,7 @@ def build_spec(
 _SHAPE = ("rank", "alpha", "dropout", "target_modules")
 
 
-def sft_parent(ws: Workspace, name: str | None, base_path: str) -> dict[str, Any]:
+def sft_parent(ws: Workspace, name: str | None, base_path: str) -> AdapterVersion:
     """The execute_code SFT version a DPO run continues: `name`, else the newest SFT version
     not rejected. Refused when there is none, or it is not an SFT execute_code adapter on the
     same frozen base, or its files differ from their record."""
@@ -222,34 +222,41 @@ def sft_parent(ws: Workspace, name: str | None, base_path: str) -> dict[str, Any
                 f"no execute_code SFT adapter to continue: {rule}; train one on an sft "
                 "dataset first (`cra train start --stage execute_code --dataset …`)"
             )
-        row = rows[0]
+        row = AdapterVersion(**rows[0])
     else:
         row = version_row(ws, name)
-    parent = RunSpec.model_validate_json(row["spec_json"])
-    if (row["stage"], parent.method) != ("execute_code", "sft"):
+    parent = _version_spec(row)
+    if (row.stage, parent.method) != ("execute_code", "sft"):
         raise TrainingRunError(
-            f"{row['name']} is a {row['stage']} {parent.method} adapter; {rule}, so its DPO "
+            f"{row.name} is a {row.stage} {parent.method} adapter; {rule}, so its DPO "
             "run continues an execute_code SFT version"
         )
-    if row["status"] == "rejected":
-        raise TrainingRunError(f"{row['name']} was rejected; a DPO run never continues it")
-    if row["base_model_path"] != base_path:
+    if row.status == "rejected":
+        raise TrainingRunError(f"{row.name} was rejected; a DPO run never continues it")
+    if row.base_model_path != base_path:
         raise TrainingRunError(
-            f"{row['name']} was trained on {row['base_model_path']}, not the configured base "
+            f"{row.name} was trained on {row.base_model_path}, not the configured base "
             f"{base_path}; a DPO run continues an adapter of the same base"
         )
     verify_files(ws, row)
     return row
 
 
-def _parent_shape(parent: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+def _version_spec(version: AdapterVersion) -> RunSpec:
+    """The spec of the run that trained `version`; refused when none is recorded."""
+    if version.spec_json is None:
+        raise TrainingRunError(f"{version.name} records no training spec; it cannot be continued")
+    return RunSpec.model_validate_json(version.spec_json)
+
+
+def _parent_shape(parent: AdapterVersion, overrides: dict[str, Any]) -> dict[str, Any]:
     """`overrides` with the parent's LoRA shape; refused when they change it."""
-    hyper = RunSpec.model_validate_json(parent["spec_json"]).hyper
+    hyper = _version_spec(parent).hyper
     shape = {key: getattr(hyper, key) for key in _SHAPE}
     changed = sorted(key for key in _SHAPE if key in overrides and overrides[key] != shape[key])
     if changed:
         raise TrainingRunError(
-            f"--set {', '.join(changed)}: a DPO run continuing {parent['name']} keeps its LoRA "
+            f"--set {', '.join(changed)}: a DPO run continuing {parent.name} keeps its LoRA "
             f"shape ({', '.join(f'{key}={shape[key]}' for key in _SHAPE)})"
         )
     return {**overrides, **shape, "target_modules": list(hyper.target_modules)}
