@@ -5,7 +5,7 @@ factory building its `PaneScreen` from the app. The app adds the key binding, th
 command palette entries; `?` lists every binding of the pane in view and of the app.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -124,7 +124,10 @@ class PaneCommands(Provider):
 
 
 class CraApp(App[None]):
-    """The operator's console over a workspace; `usb_dirs` are watched as drives too."""
+    """The operator's console over a workspace; `usb_dirs` are watched as drives too.
+
+    `panes` builds each pane (`PANES`, the console's own, unless a test passes panes built with
+    its own clock or seed: same keys and modes, other factories)."""
 
     TITLE = "cra console"
     DEFAULT_MODE = PANES[0].mode
@@ -136,13 +139,17 @@ class CraApp(App[None]):
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, workspace: Workspace, usb_dirs: list[Path]) -> None:
+    def __init__(
+        self, workspace: Workspace, usb_dirs: list[Path], panes: Sequence[Pane] = PANES
+    ) -> None:
         super().__init__()
+        if [(p.key, p.mode) for p in panes] != [(p.key, p.mode) for p in PANES]:
+            raise ValueError("panes must keep the console's keys and modes, in order")
         self.workspace = workspace
         if workspace.read_only:
             self.title = f"cra console · read-only workspace ({workspace.read_only})"
         self.usb_dirs = list(usb_dirs)
-        for pane in PANES:
+        for pane in panes:
             self.add_mode(pane.mode, partial(pane.build, self))
 
     def notify(

@@ -59,10 +59,9 @@ def console_workspace(tmp_path: Path) -> Workspace:
     return Workspace.open(root)
 
 
-@pytest.fixture(autouse=True)
-def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The console's Harness pane built with a clock stopped at NOW."""
-    monkeypatch.setattr("app.app.PANES", panes_with_clock(lambda: NOW))
+def console(ws: Workspace, clock: Clock = lambda: NOW) -> CraApp:
+    """The console over `ws`, its Harness pane reading the time from `clock` (stopped at NOW)."""
+    return CraApp(ws, [], panes=panes_with_clock(clock))
 
 
 def panes_with_clock(clock: Clock) -> list[Pane]:
@@ -136,7 +135,7 @@ def notifications(app: CraApp) -> list[tuple[str, str]]:
 
 async def test_selecting_a_campaign_shows_its_progress_and_workers(console_workspace, sleeper):
     first, _ = live_campaign(console_workspace, sleeper)
-    app = CraApp(console_workspace, [])
+    app = console(console_workspace)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_pane(pilot)
         await settled(pilot, screen, first + 1)  # the newest campaign comes first
@@ -161,7 +160,7 @@ async def test_selecting_a_campaign_shows_its_progress_and_workers(console_works
 
 async def test_progress_follows_the_database(console_workspace, sleeper):
     first, ids = live_campaign(console_workspace, sleeper)
-    app = CraApp(console_workspace, [])
+    app = console(console_workspace)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_pane(pilot)
         await settled(pilot, screen, first + 1)
@@ -187,7 +186,7 @@ async def test_a_count_that_grows_in_place_is_shown_whole(console_workspace, sle
     """A live update that widens a cell (the Done count going from 8/14 to 14/14) widens its
     column: the operator reads 14/14, not a count cut to the old width."""
     first, ids = live_campaign(console_workspace, sleeper)
-    app = CraApp(console_workspace, [])
+    app = console(console_workspace)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_pane(pilot)
         await settled(pilot, screen, first + 1)
@@ -209,7 +208,7 @@ async def test_a_count_that_grows_in_place_is_shown_whole(console_workspace, sle
 async def test_the_attempt_list_scrolls_and_reads_pages_on_demand(console_workspace):
     campaign_id = add_campaign(console_workspace, status="paused")
     bulk_attempts(console_workspace, campaign_id, 3 * PAGE_SIZE + 20)
-    app = CraApp(console_workspace, [])
+    app = console(console_workspace)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_pane(pilot)
         attempts = await settled(pilot, screen, campaign_id)
@@ -243,7 +242,7 @@ async def test_the_attempt_list_scrolls_and_reads_pages_on_demand(console_worksp
 
 async def test_the_filter_cycles_through_the_outcomes(console_workspace, sleeper):
     first, ids = live_campaign(console_workspace, sleeper)
-    app = CraApp(console_workspace, [])
+    app = console(console_workspace)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_pane(pilot)
         await settled(pilot, screen, first + 1)
@@ -279,7 +278,7 @@ async def test_enter_opens_the_attempt_with_its_plan_and_diff(console_workspace,
     write_artifacts(
         console_workspace, folder, {"patch.diff": DIFF, TEST_OUTPUT: "2 passed in 0.1s\n"}
     )
-    app = CraApp(console_workspace, [])
+    app = console(console_workspace)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_pane(pilot)
         await settled(pilot, screen, first + 1)
@@ -317,7 +316,7 @@ async def test_enter_opens_the_attempt_with_its_plan_and_diff(console_workspace,
 async def test_engine_refusals_are_notified(console_workspace):
     pending = add_campaign(console_workspace, status="pending")
     add_attempts(console_workspace, [attempt(pending, 1)])
-    app = CraApp(console_workspace, [])
+    app = console(console_workspace)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_pane(pilot)
         await settled(pilot, screen, pending)
@@ -333,7 +332,7 @@ async def test_engine_refusals_are_notified(console_workspace):
 
 
 async def test_actions_without_a_campaign_warn(console_workspace):
-    app = CraApp(console_workspace, [])
+    app = console(console_workspace)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_pane(pilot)
         await pilot.pause(0.2)
@@ -344,7 +343,7 @@ async def test_actions_without_a_campaign_warn(console_workspace):
 
 async def test_stop_asks_first_then_stops_the_job(console_workspace, sleeper):
     first, _ = live_campaign(console_workspace, sleeper)
-    app = CraApp(console_workspace, [])
+    app = console(console_workspace)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_pane(pilot)
         await settled(pilot, screen, first + 1)
@@ -371,7 +370,7 @@ async def test_stop_asks_first_then_stops_the_job(console_workspace, sleeper):
 @pytest.mark.slow
 async def test_new_campaign_form_checks_the_spec_inline(console_workspace, valid_package):
     approve_package(console_workspace, valid_package)
-    app = CraApp(console_workspace, [])
+    app = console(console_workspace)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_pane(pilot)
         await pilot.press("n")
@@ -408,7 +407,7 @@ async def test_new_campaign_form_checks_the_spec_inline(console_workspace, valid
 
 
 async def test_new_campaign_form_without_packages_says_so(console_workspace):
-    app = CraApp(console_workspace, [])
+    app = console(console_workspace)
     async with app.run_test(size=SIZE) as pilot:
         await open_pane(pilot)
         await pilot.press("n")
@@ -446,13 +445,12 @@ class GatedClock:
         return NOW
 
 
-async def test_a_slow_poll_is_never_overlapped(console_workspace, monkeypatch):
+async def test_a_slow_poll_is_never_overlapped(console_workspace):
     """Ticks and requests during a poll start no second one; a request is kept and read
     once, right after the poll under way."""
     add_campaign(console_workspace, status="paused")
     clock = GatedClock()
-    monkeypatch.setattr("app.app.PANES", panes_with_clock(clock))
-    app = CraApp(console_workspace, [])
+    app = console(console_workspace, clock)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_pane(pilot)
         await until(pilot, lambda: clock.calls == 1, "the first poll to ask the clock")
@@ -466,24 +464,24 @@ async def test_a_slow_poll_is_never_overlapped(console_workspace, monkeypatch):
     assert clock.most_active == 1
 
 
-@pytest.fixture
-def polls(monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
-    """The Harness pane built with a clock that records each poll's reading (one a poll)."""
-    readings: list[datetime] = []
+class RecordingClock(list[datetime]):
+    """A clock stopped at NOW that keeps each reading (the pane reads it once a poll)."""
 
-    def clock() -> datetime:
-        readings.append(NOW)
+    def __call__(self) -> datetime:
+        self.append(NOW)
         return NOW
 
-    monkeypatch.setattr("app.app.PANES", panes_with_clock(clock))
-    return readings
+
+@pytest.fixture
+def polls() -> RecordingClock:
+    return RecordingClock()
 
 
 async def test_a_tick_reads_only_when_the_database_changed(console_workspace, polls):
     """A paused campaign's figures do not move with the clock: a tick reads again only once
     another connection committed, while an explicit request always reads."""
     campaign_id = add_campaign(console_workspace, status="paused")
-    app = CraApp(console_workspace, [])
+    app = console(console_workspace, polls)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_pane(pilot)
         await until(pilot, lambda: bool(polls) and not screen.polling, "the first polls")
@@ -504,7 +502,7 @@ async def test_a_tick_reads_only_when_the_database_changed(console_workspace, po
 async def test_polling_stops_while_the_pane_is_out_of_view(console_workspace, polls):
     """The pane's timer runs only while it is in view, and it polls on coming back."""
     add_campaign(console_workspace, status="paused")
-    app = CraApp(console_workspace, [])
+    app = console(console_workspace, polls)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_pane(pilot)
         await until(pilot, lambda: len(polls) >= 1 and not screen.polling, "a poll")
@@ -546,7 +544,7 @@ async def test_start_shows_live_workers_then_stop_ends_the_job(tmp_path, valid_p
         workers=1,
     )
     campaign_id = create_campaign(ws, spec, "tester")
-    app = CraApp(ws, [])
+    app = console(ws)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_pane(pilot)
         await settled(pilot, screen, campaign_id)
@@ -580,3 +578,10 @@ async def test_start_shows_live_workers_then_stop_ends_the_job(tmp_path, valid_p
         row["state"] for row in ws.db["attempts"].rows_where("campaign_id = ?", [campaign_id])
     }
     assert "running" not in states
+
+
+def test_panes_given_to_the_console_keep_its_keys_and_modes(console_workspace):
+    """Panes passed to the console (a test's own clock) must be the console's panes with other
+    factories: the keys, the footer and the palette come from the console's own list."""
+    with pytest.raises(ValueError, match="keep the console's keys and modes"):
+        CraApp(console_workspace, [], panes=panes_with_clock(lambda: NOW)[:-1])

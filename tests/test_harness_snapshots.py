@@ -12,10 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_harness_pane import live_campaign, panes_with_clock, settled
+from test_harness_pane import console, live_campaign, settled
 from test_harness_progress import (
     DIFF,
-    NOW,
     PLAN,
     add_campaign,
     add_job,
@@ -47,8 +46,7 @@ tests/test_slug.py::test_ascii PASSED                                    [100%]
 
 
 @pytest.fixture
-def workspace_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
-    monkeypatch.setattr("app.app.PANES", panes_with_clock(lambda: NOW))
+def workspace_root(tmp_path: Path) -> Workspace:
     return open_workspace(tmp_path / "workspace")
 
 
@@ -88,7 +86,7 @@ def live_app(workspace_root: Workspace, sleeper: subprocess.Popen) -> CraApp:
         folder,
         {"patch.diff": DIFF, TEST_OUTPUT: OUTPUT, "raw.txt": json.dumps({"plan": PLAN})},
     )
-    return CraApp(workspace_root, [])
+    return console(workspace_root)
 
 
 async def _on_campaign(pilot: Pilot, campaign_id: int) -> HarnessScreen:
@@ -143,7 +141,7 @@ def test_harness_100000_attempts_at_the_end(snap_compare, workspace_root):
     campaign_id = add_campaign(workspace_root, status="paused", reason="paused by the operator")
     bulk_attempts(workspace_root, campaign_id, 100_000)
     add_job(workspace_root, campaign_id, bulk_finished_at(0), ended_at=bulk_finished_at(99_999))
-    app = CraApp(workspace_root, [])
+    app = console(workspace_root)
 
     async def run_before(pilot: Pilot) -> None:
         await pilot.press("2")

@@ -202,10 +202,9 @@ async def test_stages_switch_with_brackets_and_wrap_around(ws):
         assert decisions(ws, scope_round) == ["accept", None]
 
 
-async def test_drawing_a_sample_asks_first(ws, monkeypatch):
-    monkeypatch.setattr("app.app.PANES", panes_with_seed(41))
+async def test_drawing_a_sample_asks_first(ws):
     add_items(ws.db, [sft(n) for n in range(5)])
-    app = CraApp(ws, [])
+    app = CraApp(ws, [], panes=panes_with_seed(41))
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_pane(pilot)
         assert screen.stage == "scope" and screen.round is None
