@@ -419,25 +419,25 @@ def _overall_text(progress: CampaignProgress) -> Text:
 
 def _packages_table(progress: CampaignProgress) -> Table:
     table = Table(box=None, padding=(0, 1), show_edge=False, expand=False, header_style="bold")
-    for title, justify in [
-        ("Package", "left"),
-        ("Done", "right"),
-        ("Resolved", "right"),
-        ("Rate", "right"),
-        ("Throughput", "right"),
-        ("ETA", "right"),
-    ]:
-        table.add_column(title, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    for package in progress.packages:
-        p = package.progress
-        table.add_row(
-            Text(neutralise(package.name or package.digest[:12])),
-            f"{p.done:,}/{p.total:,}",
-            f"{p.resolved:,}",
-            rate_text(p.resolved_rate),
-            throughput_text(p.throughput_per_min),
-            eta_text(p),
+    rows = [
+        (
+            neutralise(package.name or package.digest[:12]),
+            f"{package.progress.done:,}/{package.progress.total:,}",
+            f"{package.progress.resolved:,}",
+            rate_text(package.progress.resolved_rate),
+            throughput_text(package.progress.throughput_per_min),
+            eta_text(package.progress),
         )
+        for package in progress.packages
+    ]
+    titles = ["Package", "Done", "Resolved", "Rate", "Throughput", "ETA"]
+    table.add_column(titles[0], no_wrap=True, overflow="ellipsis", min_width=7)
+    for index, title in enumerate(titles[1:], start=1):
+        # A narrow pane shortens the package's name, never a number.
+        widest = max([len(title), *(len(row[index]) for row in rows)])
+        table.add_column(title, justify="right", no_wrap=True, min_width=widest)
+    for row in rows:
+        table.add_row(Text(row[0]), *row[1:])
     return table
 
 

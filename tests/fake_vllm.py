@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 
-class _QuietServer(ThreadingHTTPServer):
+class QuietServer(ThreadingHTTPServer):
     """Drops the error of answering a client that went away (a killed job was asking): the
     standard server prints it to stderr, where a CliRunner invoked meanwhile captures it."""
 
@@ -36,7 +36,7 @@ class FakeVllm:
         self.unlisted: set[str] = set()
         self.load_requests: list[str] = []
         self.answer: Callable[[str, list[dict[str, str]]], str] | None = None
-        self._server = _QuietServer(("127.0.0.1", 0), _handler(self))
+        self._server = QuietServer(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

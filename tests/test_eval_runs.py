@@ -13,7 +13,7 @@ import shutil
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from eval_fixtures import accept_sample, add_eval, planning_pairs
+from fake_vllm import QuietServer
 from peft import LoraConfig, get_peft_model
 from pilot_wait import wait_for
 from transformers import AutoModelForCausalLM
@@ -196,7 +197,7 @@ class _Planner:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
 
     @property
     def url(self) -> str:
