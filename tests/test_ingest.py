@@ -268,7 +268,8 @@ def test_hostile_package_with_a_hook_is_refused_and_the_corpus_unchanged(
     failing = {c.name for c in report.failures()}
     assert "git-safety" in failing
     message = str(caught.value)
-    assert str(valid_package) in message and "textkit" in message and "git-safety" in message
+    label = f"textkit@{report.summary.manifest_sha256[:7]}"
+    assert message.startswith(f"{label}: not approved") and "git-safety" in message
     assert (list_corpus(workspace), corpus_folders(workspace)) == corpus_before
     assert list((workspace.corpus_dir / STAGING_DIR).iterdir()) == []
     assert drive_state(valid_package) == drive_before
