@@ -434,10 +434,14 @@ class IngestScreen(PaneScreen, Fetches):
 
     def _row_label(self, row: PackageRow) -> Text:
         """The package's line under its drive: the folders above it on the drive, then its
-        label."""
+        label without the manifest's name (the column is narrow; the heading has it)."""
+        state = self._state(row.key)
+        digest = state.summary.manifest_sha256 if isinstance(state, ValidationReport) else None
         above = Path(row.location).parent.as_posix()
         return Text.assemble(
-            "  ", (neutralise(f"{above}/") if above != "." else "", "dim"), self._package_name(row)
+            "  ",
+            (neutralise(f"{above}/") if above != "." else "", "dim"),
+            package_label(row.key.path, digest),
         )
 
     def _start_validation(self, key: ReportKey, fresh: bool = False) -> None:

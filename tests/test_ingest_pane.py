@@ -304,7 +304,7 @@ async def test_packages_sharing_a_manifest_name_are_named_by_folder_and_digest(
         screen = await settled(pilot, valid_package, hostile_package)
         assert row_labels(screen)[1:] == [
             f"  textkit@{short}",
-            f"  textkit-hooked@{short} (textkit)",
+            f"  textkit-hooked@{short}",
         ]
         await select(pilot, screen, hostile_package)
         assert head_text(screen).startswith(f"textkit-hooked@{short} (textkit)   REJECTED")
