@@ -198,9 +198,9 @@ def ingest() -> None:
 def _print_report(report) -> None:
     verdict = "OK" if report.ok else "REJECTED"
     s = report.summary
-    click.echo(f"{report.package}: {verdict}")
+    click.echo(f"{report.label}: {verdict}")
     click.echo(
-        f"  {s.name or '?'}: {s.commit_count} commits, {s.wheel_count} wheels, "
+        f"  {report.package}: {s.commit_count} commits, {s.wheel_count} wheels, "
         f"{s.file_count} files, {s.size_bytes} bytes"
     )
     for check in report.checks:
@@ -244,9 +244,9 @@ def ingest_approve(ctx: click.Context, path: Path, operator: str | None) -> None
 
     result = approve_package(_workspace(ctx), path, operator=operator)
     if result.already_approved:
-        click.echo(f"{result.name}: already approved as {result.corpus_path}; nothing copied")
+        click.echo(f"{result.label}: already approved as {result.corpus_path}; nothing copied")
     else:
-        click.echo(f"{result.name}: approved into {result.corpus_path}")
+        click.echo(f"{result.label}: approved into {result.corpus_path}")
 
 
 @ingest.command("reject")
@@ -259,7 +259,7 @@ def ingest_reject(ctx: click.Context, path: Path, reason: str, operator: str | N
     from engine.intake.approval import reject_package
 
     decision = reject_package(_workspace(ctx), path, reason=reason, operator=operator)
-    click.echo(f"{decision.name or path}: rejected ({decision.reason})")
+    click.echo(f"{decision.label}: rejected ({decision.reason})")
 
 
 @ingest.command("list")
@@ -277,8 +277,8 @@ def ingest_list(ctx: click.Context, as_json: bool) -> None:
         click.echo("corpus is empty")
     for e in entries:
         click.echo(
-            f"{e.name:<24} {e.digest[:12]}  {e.commit_count:>4} commits  "
-            f"{e.wheel_count:>3} wheels  {e.approved_at}  {e.approved_by}  {e.corpus_path}"
+            f"{e.label:<32} {e.commit_count:>4} commits  {e.wheel_count:>3} wheels  "
+            f"{e.approved_at}  {e.approved_by}  {e.corpus_path}"
         )
 
 

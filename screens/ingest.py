@@ -34,8 +34,10 @@ from engine.intake.approval import (
     PackageNotValid,
     approve_package,
     list_corpus,
+    refusal_text,
     reject_package,
 )
+from engine.intake.label import package_label
 from engine.intake.manifest import MANIFEST_FILE
 from engine.intake.usb import Drive, watch_drives
 from engine.intake.validation_cache import validate_cached
@@ -184,12 +186,11 @@ class IngestScreen(PaneScreen, Fetches):
         packages.add_column("Drive / package", key="location")
         corpus = self.query_one("#corpus", DataTable)
         for label, key in [
-            ("Name", "name"),
+            ("Package", "package"),
             ("Commits", "commits"),
             ("Wheels", "wheels"),
             ("Approved (UTC)", "approved_at"),
             ("By", "approved_by"),
-            ("Digest", "digest"),
         ]:
             corpus.add_column(label, key=key)
         self._refresh_corpus()
@@ -235,9 +236,9 @@ class IngestScreen(PaneScreen, Fetches):
             return
         where = result.corpus_path
         text = (
-            f"{result.name}: already in the corpus as {where}; nothing copied"
+            f"{result.label}: already in the corpus as {where}; nothing copied"
             if result.already_approved
-            else f"{result.name}: approved into {where}"
+            else f"{result.label}: approved into {where}"
         )
         self.post_message(DecisionDone(key, "approved", text, None))
 
@@ -249,7 +250,7 @@ class IngestScreen(PaneScreen, Fetches):
         except WORKER_ERRORS as exc:
             self.post_message(DecisionDone(key, "rejected", "", str(exc)))
             return
-        text = f"{decision.name or key.path.name}: rejected ({decision.reason})"
+        text = f"{decision.label}: rejected ({decision.reason})"
         self.post_message(DecisionDone(key, "rejected", text, None))
 
     # -- messages --------------------------------------------------------------------------
@@ -273,10 +274,15 @@ class IngestScreen(PaneScreen, Fetches):
     def _decision_done(self, message: DecisionDone) -> None:
         del self._deciding[message.key]
         if message.error is not None:
-            self.notify(message.error, title=REFUSED_TITLE[message.decision], severity="error")
+            self.notify(
+                message.error,
+                title=REFUSED_TITLE[message.decision],
+                severity="error",
+                markup=False,
+            )
         else:
             self._decisions[message.key] = message.decision
-            self.notify(message.text, title=f"package {message.decision}")
+            self.notify(message.text, title=f"package {message.decision}", markup=False)
             self._refresh_corpus()
         self._update_status(message.key)
 
@@ -304,19 +310,18 @@ class IngestScreen(PaneScreen, Fetches):
             why = (
                 "is still being validated" if state is None else f"could not be validated: {state}"
             )
-            self.notify(f"{name} {why}; nothing approved.", severity="error")
+            self.notify(f"{name} {why}; nothing approved.", severity="error", markup=False)
             return
         if not state.ok:
-            failing = plural(len(state.failures()), "failing check")
             self.notify(
-                f"{name} was REJECTED by validation ({failing}); only a package whose "
-                "report is OK can be approved.",
+                refusal_text(state),
                 title=REFUSED_TITLE["approved"],
                 severity="error",
+                markup=False,
             )
             return
         if self._status(row.key).plain == "approved":
-            self.notify(f"{name} is already in the corpus.", severity="information")
+            self.notify(f"{name} is already in the corpus.", severity="information", markup=False)
             return
         summary = state.summary
         flags = plural(len(state.flags), "content flag")
@@ -364,7 +369,9 @@ class IngestScreen(PaneScreen, Fetches):
             return
         if row.key in self._validating:
             self.notify(
-                f"{self._package_name(row)} is already being validated.", severity="warning"
+                f"{self._package_name(row)} is already being validated.",
+                severity="warning",
+                markup=False,
             )
             return
         self._reports.pop(row.key, None)
@@ -407,7 +414,9 @@ class IngestScreen(PaneScreen, Fetches):
             return None
         if row.key in self._deciding:
             self.notify(
-                f"{self._package_name(row)}: a decision is being recorded.", severity="warning"
+                f"{self._package_name(row)}: a decision is being recorded.",
+                severity="warning",
+                markup=False,
             )
             return None
         return row
@@ -416,10 +425,24 @@ class IngestScreen(PaneScreen, Fetches):
         return self._reports.get(key)
 
     def _package_name(self, row: PackageRow) -> str:
+        """The package's label (`engine.intake.label`): its folder and, once its report says,
+        its digest and manifest name."""
         state = self._state(row.key)
-        if isinstance(state, ValidationReport) and state.summary.name:
-            return state.summary.name
-        return row.location
+        if isinstance(state, ValidationReport):
+            return state.label
+        return package_label(row.key.path, None)
+
+    def _row_label(self, row: PackageRow) -> Text:
+        """The package's line under its drive: the folders above it on the drive, then its
+        label without the manifest's name (the column is narrow; the heading has it)."""
+        state = self._state(row.key)
+        digest = state.summary.manifest_sha256 if isinstance(state, ValidationReport) else None
+        above = Path(row.location).parent.as_posix()
+        return Text.assemble(
+            "  ",
+            (neutralise(f"{above}/") if above != "." else "", "dim"),
+            package_label(row.key.path, digest),
+        )
 
     def _start_validation(self, key: ReportKey, fresh: bool = False) -> None:
         if key in self._reports or key in self._validating:
@@ -480,8 +503,7 @@ class IngestScreen(PaneScreen, Fetches):
             for path in drive.packages:
                 row = self._rows.get(path)
                 if row is not None:
-                    location = Text(neutralise(f"  {row.location}"))
-                    table.add_row(self._status(row.key), location, key=str(path))
+                    table.add_row(self._status(row.key), self._row_label(row), key=str(path))
         keys = [r.key.value for r in table.ordered_rows]
         if selected in keys:
             table.move_cursor(row=keys.index(selected), animate=False)
@@ -496,9 +518,9 @@ class IngestScreen(PaneScreen, Fetches):
         row = self._rows.get(key.path)
         if row is None or row.key != key:
             return
-        self.query_one("#packages", DataTable).update_cell(
-            str(key.path), "status", self._status(key), update_width=True
-        )
+        table = self.query_one("#packages", DataTable)
+        table.update_cell(str(key.path), "status", self._status(key), update_width=True)
+        table.update_cell(str(key.path), "location", self._row_label(row), update_width=True)
         if self._selected == str(key.path):
             self._render_report()
 
@@ -510,14 +532,13 @@ class IngestScreen(PaneScreen, Fetches):
         table = self.query_one("#corpus", DataTable)
         table.clear()
         for e in entries:
-            name = e.name if e.present else f"{e.name} (missing)"
+            label = e.label if e.present else f"{e.label} (missing)"
             table.add_row(
-                Text(neutralise(name), style="" if e.present else "bold red"),
+                Text(label, style="" if e.present else "bold red"),
                 Text(str(e.commit_count), justify="right"),
                 Text(str(e.wheel_count), justify="right"),
                 e.approved_at.strftime("%Y-%m-%d %H:%M"),
                 Text(neutralise(e.approved_by)),
-                e.digest[:12],
                 key=e.digest,
             )
         for row in self._rows.values():
@@ -581,7 +602,7 @@ class IngestScreen(PaneScreen, Fetches):
         """Name, status and where the package sits; then what validation found, at a glance."""
         state = self._state(row.key)
         heading = Text.assemble(
-            (neutralise(self._package_name(row)), "bold"),
+            (self._package_name(row), "bold"),
             "   ",
             self._status(row.key),
             ("\nfolder ", "dim"),

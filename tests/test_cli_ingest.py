@@ -2,8 +2,10 @@
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
+import demo_counts
 import pytest
 from click.testing import CliRunner, Result
 
@@ -64,15 +66,18 @@ def test_approve_twice_then_list(run, valid_package: Path, tmp_path: Path):
     assert run("ingest", "list").stdout.strip() == "corpus is empty"
     first = run("ingest", "approve", str(valid_package), "--operator", "ana")
     assert first.exit_code == 0, first.output
-    assert first.stdout.strip() == f"textkit: approved into {folder}"
+    assert first.stdout.strip() == f"textkit@{digest[:7]}: approved into {folder}"
     second = run("ingest", "approve", str(valid_package))
     assert second.exit_code == 0, second.output
-    assert second.stdout.strip() == f"textkit: already approved as {folder}; nothing copied"
+    assert (
+        second.stdout.strip()
+        == f"textkit@{digest[:7]}: already approved as {folder}; nothing copied"
+    )
 
     listing = run("ingest", "list")
     assert listing.exit_code == 0
     [line] = listing.stdout.strip().splitlines()
-    assert line.split()[:2] == ["textkit", digest[:12]]
+    assert line.split()[:3] == [f"textkit@{digest[:7]}", str(len(demo_counts.KEPT)), "commits"]
     assert "ana" in line.split()
 
     as_json = run("ingest", "list", "--json")
@@ -96,10 +101,34 @@ def test_approve_of_an_invalid_package_fails_without_a_traceback(run, valid_pack
     assert run("ingest", "list").stdout.strip() == "corpus is empty"
 
 
+def test_approval_refused_names_the_package_by_folder_and_the_failing_check(
+    run, valid_package: Path
+):
+    """A copy of the package in another folder with a git hook: the refusal names that folder
+    and the digest, the manifest's name after them, then the failing check, its file and its
+    reason, one line each; nothing is approved."""
+    hooked = valid_package.parent / "hooked-repo"
+    shutil.copytree(valid_package, hooked, symlinks=True)
+    hook = hooked / "repo" / ".git" / "hooks" / "post-checkout"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text("#!/bin/sh\necho owned\n", encoding="utf-8")
+    digest = hashlib.sha256((hooked / MANIFEST_FILE).read_bytes()).hexdigest()
+
+    result = run("ingest", "approve", str(hooked))
+    assert result.exit_code == 1
+    head, *checks = result.stderr.rstrip("\n").splitlines()
+    assert head == f"error: hooked-repo@{digest[:7]} (textkit): not approved, 1 failing check:"
+    [check] = checks
+    assert check.startswith("  git-safety [repo/.git/hooks/post-checkout]: ")
+    assert "hook" in check.removeprefix("  git-safety [repo/.git/hooks/post-checkout]: ")
+    assert run("ingest", "list").stdout.strip() == "corpus is empty"
+
+
 def test_reject_with_a_reason(run, valid_package: Path):
+    digest = hashlib.sha256((valid_package / MANIFEST_FILE).read_bytes()).hexdigest()
     result = run("ingest", "reject", str(valid_package), "--reason", "license unclear")
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == "textkit: rejected (license unclear)"
+    assert result.stdout.strip() == f"textkit@{digest[:7]}: rejected (license unclear)"
     assert run("ingest", "list").stdout.strip() == "corpus is empty"
 
 

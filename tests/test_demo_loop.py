@@ -155,7 +155,7 @@ def test_demo_run_walks_the_whole_loop(demo_run: tuple[Path, str]) -> None:
     ).stdout
     for expected in (
         "Packages · 1 approved, 0 rejected",
-        "approved textkit by demo",
+        "approved textkit@",
         f"campaign 1 (gold, gold) done: {RESOLVED}/{RESOLVED} resolved (100%)",
         "Datasets curated · 1",
         "Training runs · 2 ended, 0 failed",

@@ -24,6 +24,7 @@ from engine.intake.approval import (
     reject_package,
 )
 from engine.intake.corpus import STAGING_DIR, folder_name
+from engine.intake.label import package_label
 from engine.intake.manifest import MANIFEST_FILE, read_manifest
 from engine.intake.repo_rebuild import rebuild_repo
 from engine.intake.validate import validate_package
@@ -268,7 +269,8 @@ def test_hostile_package_with_a_hook_is_refused_and_the_corpus_unchanged(
     failing = {c.name for c in report.failures()}
     assert "git-safety" in failing
     message = str(caught.value)
-    assert str(valid_package) in message and "textkit" in message and "git-safety" in message
+    label = f"textkit@{report.summary.manifest_sha256[:7]}"
+    assert message.startswith(f"{label}: not approved") and "git-safety" in message
     assert (list_corpus(workspace), corpus_folders(workspace)) == corpus_before
     assert list((workspace.corpus_dir / STAGING_DIR).iterdir()) == []
     assert drive_state(valid_package) == drive_before
@@ -427,6 +429,22 @@ def test_reject_without_a_readable_manifest_uses_the_path_digest(
     assert decision.digest == PATH_DIGEST_PREFIX + expected
     assert decision.name is None
     assert decision.report is not None and not decision.report.ok
+    assert decision.label == "textkit", "a path's digest names no content: the folder alone"
+
+
+def test_a_package_label_is_its_folder_and_short_digest_as_safe_text():
+    """`folder@digest7`, the manifest's name after it only when it differs from the folder;
+    a drive's hostile folder or manifest name comes out with its controls escaped."""
+    digest = "3f9a1c2e" * 8
+    assert package_label("/media/usb/STICK/hooked-repo", digest, "textkit") == (
+        "hooked-repo@3f9a1c2 (textkit)"
+    )
+    assert package_label(Path("/media/usb/STICK/attrs"), digest, "attrs") == "attrs@3f9a1c2"
+    assert package_label("/media/usb/STICK/attrs", None) == "attrs"
+    assert package_label(None, digest, "textkit") == "textkit@3f9a1c2"
+    assert package_label("/d/kit\x1b[2J\u202e", digest, "n\x9b") == (
+        "kit\\x1b[2J\\u202e@3f9a1c2 (n\\x9b)"
+    )
 
 
 def test_reject_uses_the_report_given(

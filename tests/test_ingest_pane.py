@@ -1,5 +1,6 @@
 """The Ingest pane driven by Pilot: real packages on a folder drive, real validation, real DB."""
 
+import hashlib
 import io
 import json
 import re
@@ -12,7 +13,7 @@ import pytest
 from pilot_wait import until
 from rich.console import Console
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Static, TabbedContent
+from textual.widgets import DataTable, Input, Label, Static, TabbedContent
 
 from app.app import CraApp
 from engine.core.workspace import Workspace
@@ -274,9 +275,57 @@ async def test_approving_a_rejected_package_is_refused(
         assert app.screen is screen
         [(message, severity)] = notifications(app)
         assert severity == "error"
-        assert "REJECTED by validation" in message
+        label = f"textkit-hooked@{manifest_digest(hostile_package)[:7]} (textkit)"
+        assert message.startswith(f"{label}: not approved, 1 failing check:\n")
+        assert "\n  git-safety [repo/.git/hooks/post-checkout]: " in message
     assert list_corpus(console_workspace) == []
     assert decisions(console_workspace) == []
+
+
+def manifest_digest(package: Path) -> str:
+    return hashlib.sha256((package / "manifest.json").read_bytes()).hexdigest()
+
+
+def row_labels(screen: IngestScreen) -> list[str]:
+    """The packages table's second column, row by row, as plain text."""
+    table = screen.query_one("#packages", DataTable)
+    return [table.get_row_at(i)[1].plain for i in range(table.row_count)]
+
+
+async def test_packages_sharing_a_manifest_name_are_named_by_folder_and_digest(
+    console_workspace, valid_package, hostile_package
+):
+    """Two folders whose manifests both say `textkit`: each row, the heading and the reject
+    confirmation name the package by its folder and short digest, the manifest's name after
+    it where the folder differs, so the operator rejects the folder they mean."""
+    short = manifest_digest(valid_package)[:7]
+    app = CraApp(console_workspace, [valid_package.parent])
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await settled(pilot, valid_package, hostile_package)
+        assert row_labels(screen)[1:] == [
+            f"  textkit@{short}",
+            f"  textkit-hooked@{short}",
+        ]
+        await select(pilot, screen, hostile_package)
+        assert head_text(screen).startswith(f"textkit-hooked@{short} (textkit)   REJECTED")
+        await pilot.press("x")
+        assert isinstance(app.screen, ReasonScreen)
+        app.screen.query_one(Input).value = "a git hook"
+        await pilot.press("enter")
+        assert isinstance(app.screen, ConfirmScreen)
+        title = str(app.screen.query_one(".dialog-title", Label).render())
+        assert title == f"Reject textkit-hooked@{short} (textkit)?"
+        await pilot.press("y")
+        await until(
+            pilot,
+            lambda: any(m.startswith("textkit-hooked@") for m, _ in notifications(app)),
+            "the rejection's notification",
+        )
+        assert (f"textkit-hooked@{short} (textkit): rejected (a git hook)", "information") in (
+            notifications(app)
+        )
+    [decision] = decisions(console_workspace)
+    assert decision["source_path"] == str(hostile_package)
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
 """The morning report: windows by duration or time, events filtered by instant (`Z` and offset
 timestamps alike), empty sections saying so, and the Report pane (key 7)."""
 
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from app.app import CraApp
 from app.cli import cli
 from engine.core.workspace import Workspace
 from engine.evaluation.gate import decide
+from engine.intake.approval import approve_package, reject_package
 from engine.promotion.switch import promote_version
 from engine.reports.morning import ReportError, morning_report, parse_since, report_text
 from screens.report import ReportScreen
@@ -27,15 +29,16 @@ NOW = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
 @pytest.fixture
 def ws(tmp_path: Path) -> Workspace:
     ws = open_workspace(tmp_path / "ws")
-    for decided_at, decision, name in (
-        ("2026-11-20T20:00:00+00:00", "approved", "old-kit"),
-        ("2026-11-21T20:00:00+00:00", "approved", "textkit"),
-        ("2026-11-21T21:00:00Z", "rejected", "hooked-repo"),
+    for decided_at, decision, folder, digest in (
+        ("2026-11-20T20:00:00+00:00", "approved", "old-kit", "0f" * 32),
+        ("2026-11-21T20:00:00+00:00", "approved", "textkit", "3f9a1c2e" * 8),
+        ("2026-11-21T21:00:00Z", "rejected", "hooked-repo", "3f9a1c2e" * 8),
     ):
         ws.db["ingest_decisions"].insert(
             {
-                "digest": name * 4,
-                "name": name,
+                "digest": digest,
+                "name": "textkit",
+                "source_path": f"/media/usb/STICK/{folder}",
                 "decision": decision,
                 "operator": "night",
                 "reason": "a git hook" if decision == "rejected" else None,
@@ -58,8 +61,8 @@ def test_only_what_happened_since_is_reported_and_empty_sections_say_so(ws: Work
     text = report_text(morning_report(ws, since), since)
     assert "Since 2026-11-21 19:00 UTC" in text
     assert "Packages · 1 approved, 1 rejected" in text
-    assert "2026-11-21 20:00  approved textkit by night" in text
-    assert "rejected hooked-repo by night: a git hook" in text
+    assert "2026-11-21 20:00  approved textkit@3f9a1c2 by night" in text
+    assert "rejected hooked-repo@3f9a1c2 (textkit) by night: a git hook" in text
     assert "old-kit" not in text
     assert "Training runs · 0 ended, 0 failed\n  nothing" in text
     result = CliRunner().invoke(cli, ["--workspace", str(ws.root), "report", "--since", "soon"])
@@ -137,3 +140,23 @@ def test_a_promotion_over_the_gate_is_reported_with_its_reason(ws: Workspace) ->
         "scope promoted scope-v1 over its 'no gain' gate decision (base → scope-v1 by ana): "
         "the demo cannot gain"
     ) in text
+
+
+def test_packages_sharing_a_manifest_name_read_apart(tmp_path: Path, valid_package: Path) -> None:
+    """Two folders whose manifests both say `textkit`, one approved and one (a copy with a git
+    hook) rejected, through the engine: the report names each by its folder and digest, so
+    the night does not read "approved textkit … rejected textkit"."""
+    ws = open_workspace(tmp_path / "night")
+    hooked = valid_package.parent / "hooked-repo"
+    shutil.copytree(valid_package, hooked, symlinks=True)
+    hook = hooked / "repo" / ".git" / "hooks" / "post-checkout"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text("#!/bin/sh\necho owned\n", encoding="utf-8")
+    short = approve_package(ws, valid_package, operator="ana").digest[:7]
+    reject_package(ws, hooked, reason="a git hook", operator="ana")
+    since = parse_since("1h", datetime.now(UTC))
+    lines = report_text(morning_report(ws, since), since).splitlines()
+    [approved] = [line for line in lines if " approved " in line]
+    [rejected] = [line for line in lines if " rejected " in line and "Packages" not in line]
+    assert approved.endswith(f"  approved textkit@{short} by ana")
+    assert rejected.endswith(f"  rejected hooked-repo@{short} (textkit) by ana: a git hook")

@@ -30,10 +30,9 @@ from engine.intake.corpus import (
     remove_tree,
     stage_package,
 )
+from engine.intake.label import PATH_DIGEST_PREFIX, package_label
 from engine.intake.manifest import MANIFEST_FILE, parse_manifest
 from engine.intake.validation_report import ValidationReport
-
-PATH_DIGEST_PREFIX = "path:"
 
 
 class PackageNotValid(IngestError):
@@ -41,12 +40,23 @@ class PackageNotValid(IngestError):
 
     def __init__(self, report: ValidationReport) -> None:
         self.report = report
-        failures = report.failures()
-        lines = [f"  {c.name}{f' [{c.path}]' if c.path else ''}: {c.detail}" for c in failures]
-        super().__init__(
-            f"{report.package} ({report.summary.name or 'unnamed'}): not approved, "
-            f"{len(failures)} failing checks:\n" + "\n".join(lines)
-        )
+        super().__init__(refusal_text(report))
+
+
+def refusal_text(report: ValidationReport) -> str:
+    """Why the package of a failed `report` is not approved: its label, then each failing
+    check's id, file and the first line of its reason, one a line."""
+    failures = report.failures()
+    count = f"{len(failures)} failing check{'' if len(failures) == 1 else 's'}"
+    lines = [
+        f"  {c.name}{f' [{c.path}]' if c.path else ''}: {_first_line(c.detail)}" for c in failures
+    ]
+    return f"{report.label}: not approved, {count}:\n" + "\n".join(lines)
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines() or [""]
+    return lines[0] + (" …" if len(lines) > 1 else "")
 
 
 class _Model(BaseModel):
@@ -58,10 +68,16 @@ class ApprovalResult(_Model):
 
     name: str
     digest: str
+    source_path: Path
     corpus_path: Path
     already_approved: bool
     report: ValidationReport | None
     removed_leftovers: list[Path]
+
+    @property
+    def label(self) -> str:
+        """The package approved, as the operator knows it (`engine.intake.label`)."""
+        return package_label(self.source_path, self.digest, self.name)
 
 
 class IngestDecision(_Model):
@@ -76,6 +92,11 @@ class IngestDecision(_Model):
     reason: str | None
     decided_at: datetime
     report: ValidationReport | None
+
+    @property
+    def label(self) -> str:
+        """The package decided on, as the operator knows it (`engine.intake.label`)."""
+        return package_label(self.source_path, self.digest, self.name)
 
 
 class CorpusEntry(_Model):
@@ -93,6 +114,12 @@ class CorpusEntry(_Model):
     source_path: str
     corpus_path: Path
     present: bool
+
+    @property
+    def label(self) -> str:
+        """The package as the operator knows it: the folder it was approved from and its
+        digest (`engine.intake.label`)."""
+        return package_label(self.source_path, self.digest, self.name)
 
 
 def approve_package(ws: Workspace, path: Path, *, operator: str | None = None) -> ApprovalResult:
@@ -117,7 +144,9 @@ def approve_package(ws: Workspace, path: Path, *, operator: str | None = None) -
         )
     try:
         with corpus_lock(ws.corpus_dir):
-            return _approval_of(ws, _sha256(raw)) or _place_and_record(ws, root, raw, report, who)
+            return _approval_of(ws, root, _sha256(raw)) or _place_and_record(
+                ws, root, raw, report, who
+            )
     except OSError as exc:
         raise IngestError(f"{root}: cannot be placed in {ws.corpus_dir}: {exc}") from exc
 
@@ -166,6 +195,7 @@ def _place_and_record(
     return ApprovalResult(
         name=manifest.name,
         digest=digest,
+        source_path=root,
         corpus_path=final,
         already_approved=False,
         report=report,
@@ -229,9 +259,9 @@ def reject_package(
     else:
         digest = _sha256(raw)
         name = _manifest_name(raw)
-        if report.ok and (known := _approval_of(ws, digest)):
+        if report.ok and (known := _approval_of(ws, root, digest)):
             raise IngestError(
-                f"{root}: {known.name} is in the corpus at {known.corpus_path} (approved); "
+                f"{known.label} is in the corpus at {known.corpus_path} (approved); "
                 "an approved package cannot be rejected"
             )
     row = _decision_row(
@@ -341,7 +371,8 @@ def _manifest_name(raw: bytes) -> str | None:
         return None
 
 
-def _approval_of(ws: Workspace, digest: str) -> ApprovalResult | None:
+def _approval_of(ws: Workspace, root: Path, digest: str) -> ApprovalResult | None:
+    """The approval of `digest`, if any, as seen from the folder `root` asked about."""
     row = ws.db.execute(
         "SELECT name, corpus_path FROM packages WHERE digest = ?", [digest]
     ).fetchone()
@@ -350,6 +381,7 @@ def _approval_of(ws: Workspace, digest: str) -> ApprovalResult | None:
     return ApprovalResult(
         name=row[0],
         digest=digest,
+        source_path=root,
         corpus_path=ws.root / row[1],
         already_approved=True,
         report=None,

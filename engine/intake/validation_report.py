@@ -2,6 +2,7 @@
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.intake.label import package_label
 from engine.intake.manifest import FilterStage, PlanArtifact, StyleScore
 
 
@@ -55,6 +56,11 @@ class ValidationReport(BaseModel):
     checks: list[CheckResult]
     flags: list[ContentFlag] = Field(default_factory=list)
     summary: PackageSummary = Field(default_factory=PackageSummary)
+
+    @property
+    def label(self) -> str:
+        """The package as the operator knows it: `folder@digest (name)` (`engine.intake.label`)."""
+        return package_label(self.package, self.summary.manifest_sha256, self.summary.name)
 
     def failures(self) -> list[CheckResult]:
         """The findings: checks that ran and failed."""

@@ -1,7 +1,8 @@
 """The morning report: what the night did, from the database, since a given time.
 
-Packages approved and rejected; campaigns and their resolved rates; datasets curated; training
-runs that finished, failed or stopped; eval runs and gate decisions; promotions (those made
+Packages approved and rejected, each by its folder and digest (`engine.intake.label`: every
+demo package's manifest says `textkit`); campaigns and their resolved rates; datasets curated;
+training runs that finished, failed or stopped; eval runs and gate decisions; promotions (those made
 over a gate decision that did not pass, with the override's reason), rollbacks,
 rejections and interrupted switches; the watches after promotions (held or rolled back, with
 their resolved rates). Each section says "nothing" rather than disappearing, so
@@ -18,6 +19,7 @@ from typing import Any
 from engine.core.errors import CraError
 from engine.core.workspace import Workspace
 from engine.evaluation.gate import REJECTING
+from engine.intake.label import package_label
 from engine.promotion.watch import list_watches, watch_line
 
 DURATION = re.compile(r"(\d+)([hd])")
@@ -87,9 +89,9 @@ def _packages(ws: Workspace, since: datetime) -> Section:
     lines = []
     for row in rows:
         why = f": {row['reason']}" if row["reason"] else ""
+        label = package_label(row["source_path"], row["digest"], row["name"])
         lines.append(
-            f"{_short(row['decided_at'])}  {row['decision']:<8} {row['name'] or row['digest'][:12]}"
-            f" by {row['operator']}{why}"
+            f"{_short(row['decided_at'])}  {row['decision']:<8} {label} by {row['operator']}{why}"
         )
     approved = sum(row["decision"] == "approved" for row in rows)
     return Section(f"Packages · {approved} approved, {len(rows) - approved} rejected", lines)
