@@ -21,7 +21,7 @@ def report_lines(report: "BuildReport") -> list[str]:
     for package in report.packages:
         pairs = ", ".join(f"{stage} {n}" for stage, n in sorted(package.pairs_added.items()))
         lines += [
-            f"{package.name} ({package.digest[:12]}): {package.tasks_derived} tasks derived, "
+            f"{package.label}: {package.tasks_derived} tasks derived, "
             f"{package.tasks_already_derived} derived before",
             f"  examples added: {package.examples_added}",
             f"  pairs added: {sum(package.pairs_added.values())}"

@@ -282,7 +282,7 @@ class HarnessScreen(EnginePane):
     def action_new_campaign(self) -> None:
         """The form over the approved packages, read first in a worker."""
         self.fetch(
-            lambda ws: [(e.name, e.digest) for e in list_corpus(ws) if e.present],
+            lambda ws: [(e.label, e.digest) for e in list_corpus(ws) if e.present],
             self._new_campaign_form,
             title="harness",
             group="action",
@@ -421,7 +421,7 @@ def _packages_table(progress: CampaignProgress) -> Table:
     table = Table(box=None, padding=(0, 1), show_edge=False, expand=False, header_style="bold")
     rows = [
         (
-            neutralise(package.name or package.digest[:12]),
+            package.label,
             f"{package.progress.done:,}/{package.progress.total:,}",
             f"{package.progress.resolved:,}",
             rate_text(package.progress.resolved_rate),
@@ -431,7 +431,7 @@ def _packages_table(progress: CampaignProgress) -> Table:
         for package in progress.packages
     ]
     titles = ["Package", "Done", "Resolved", "Rate", "Throughput", "ETA"]
-    table.add_column(titles[0], no_wrap=True, overflow="ellipsis", min_width=7)
+    table.add_column(titles[0], overflow="ellipsis", min_width=7)
     for index, title in enumerate(titles[1:], start=1):
         # A narrow pane shortens the package's name, never a number.
         widest = max([len(title), *(len(row[index]) for row in rows)])

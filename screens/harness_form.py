@@ -7,7 +7,6 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, Select, SelectionList
 
 from engine.core.errors import CraError
-from engine.core.terminal_text import neutralise
 from engine.harness.campaigns import CampaignSpec, parse_spec
 from engine.harness.pipeline import PIPELINES
 from screens.widgets.form import FormScreen
@@ -38,10 +37,7 @@ class NewCampaignScreen(FormScreen[CampaignSpec]):
             with Horizontal(classes="form-row form-packages"):
                 yield Label("Packages", classes="form-label")
                 yield SelectionList[str](
-                    *[
-                        (Text(neutralise(f"{name}  {digest[:12]}")), digest, True)
-                        for name, digest in self._packages
-                    ],
+                    *[(Text(label), digest, True) for label, digest in self._packages],
                     id="form-packages",
                 )
             with Horizontal(classes="form-row"):

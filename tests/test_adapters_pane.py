@@ -213,7 +213,7 @@ async def test_a_promotion_elsewhere_shows_the_new_name_whole(ws: Workspace) -> 
             lambda: str(stages.get_cell(STAGE, "serving")) == "scope-v1",
             "the poll to show the promotion",
         )
-        assert cut_cells(stages) == []
+        await until(pilot, lambda: cut_cells(stages) == [], "the column to widen to its new value")
 
 
 @pytest.mark.slow

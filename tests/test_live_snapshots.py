@@ -68,7 +68,7 @@ def test_adapters_after_a_promotion_from_the_cli(
             lambda: history.row_count == 3 and "2026-11-22 06:00" in str(history.get_row_at(0)),
             "the history to show the promotion",
         )
-        assert cut_cells(stages) == []
+        await until(pilot, lambda: cut_cells(stages) == [], "the column to widen to its new value")
         await pilot.wait_for_scheduled_animations()
 
     assert snap_compare(CraApp(adapters_ws, []), terminal_size=size, run_before=run_before)
@@ -109,7 +109,7 @@ def test_harness_after_every_attempt_finished(snap_compare, tmp_path, sleeper, s
             "the poll to count every attempt done",
         )
         await settled(pilot, screen, first)
-        assert cut_cells(table) == []
+        await until(pilot, lambda: cut_cells(table) == [], "the column to widen to its new value")
         await pilot.wait_for_scheduled_animations()
 
     assert snap_compare(console(ws), terminal_size=size, run_before=run_before)

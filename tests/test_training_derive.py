@@ -120,6 +120,10 @@ def test_usable_tasks_become_examples_and_pairs_with_their_lineage(ws, validated
 
     [report] = build_training_data(ws).packages
     assert (report.name, report.digest) == ("textkit", digest)
+    folder = ws.db.execute("SELECT source_path FROM packages").fetchone()[0]
+    assert report.label == f"{Path(folder).name}@{digest[:7]}" + (
+        "" if Path(folder).name == "textkit" else " (textkit)"
+    )
     assert (report.tasks_derived, report.tasks_already_derived) == (4, 0)
     assert report.pairs_added == {"execute_code": 1}  # slugify; shout is added, not changed
     assert report.already_present == 0
@@ -198,7 +202,7 @@ def test_cli_builds_the_named_package_and_counts_by_stage_kind_and_source(ws, va
 
     built = runner.invoke(cli, [*args, "build", "--package", digest[:10]])
     assert built.exit_code == 0, built.output
-    assert f"textkit ({digest[:12]}): 4 tasks derived, 0 derived before" in built.output
+    assert f"textkit@{digest[:7]}: 4 tasks derived, 0 derived before" in built.output
     assert "  pairs added: 1 (execute_code 1)" in built.output
     assert "  skipped commit: commit <sha> has an empty message, so there is no task: 1" in (
         built.output

@@ -27,6 +27,8 @@ from engine.core.workspace import Workspace
 from engine.harness.campaigns import JOB_KIND, CampaignSpec, parse_spec
 from engine.harness.package import HarnessError
 from engine.harness.plan import Plan
+from engine.intake.approval import package_labels
+from engine.intake.label import package_label
 
 Outcome = Literal["resolved", "partial", "failed", "error", "unusable"]
 OUTCOMES: tuple[Outcome, ...] = ("resolved", "partial", "failed", "error", "unusable")
@@ -117,10 +119,10 @@ class Progress(_Model):
 
 
 class PackageProgress(_Model):
-    """One package of a campaign; `name` is None when the attempts do not record it."""
+    """One package of a campaign, named by its label (`engine.intake.label`)."""
 
     digest: str
-    name: str | None
+    label: str
     progress: Progress
 
 
@@ -248,10 +250,12 @@ def package_progress(ws: Workspace, campaign_id: int, now: datetime) -> Campaign
     finished = _finished_in(ws, campaign_id, window) if window else {}
     minutes = (window[1] - window[0]).total_seconds() / 60 if window else None
     order = sorted(counts, key=first_id.__getitem__)
+    labels = package_labels(ws)
     packages = [
         PackageProgress(
             digest=digest,
-            name=_package_name(ws, first_id[digest]),
+            label=labels.get(digest)
+            or package_label(None, digest, _package_name(ws, first_id[digest])),
             progress=_progress(counts[digest], finished.get(digest, 0), minutes),
         )
         for digest in order

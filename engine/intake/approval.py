@@ -278,6 +278,13 @@ def reject_package(
     return _decision(ws.db.table("ingest_decisions").get(decision_id))
 
 
+def package_labels(ws: Workspace) -> dict[str, str]:
+    """Each approved package's label (`engine.intake.label`) by its digest: how the harness,
+    the training data and their reports name a package they know by digest."""
+    rows = ws.db.execute("SELECT digest, source_path, name FROM packages").fetchall()
+    return {digest: package_label(source, digest, name) for digest, source, name in rows}
+
+
 def list_corpus(ws: Workspace) -> list[CorpusEntry]:
     """Every approved package, newest first."""
     rows = ws.db.execute(

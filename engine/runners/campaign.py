@@ -115,7 +115,7 @@ def _derive(ws: Workspace, packages: list[str]) -> None:
     for package in report.packages:
         pairs = sum(package.pairs_added.values())
         print(
-            f"training data from {package.name}: {package.examples_added} examples, "
+            f"training data from {package.label}: {package.examples_added} examples, "
             f"{pairs} pairs added",
             flush=True,
         )

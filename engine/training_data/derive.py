@@ -23,6 +23,7 @@ from engine.core.workspace import Workspace
 from engine.harness.attempts import commit_message
 from engine.harness.package import CorpusPackage, find_package, load_package
 from engine.harness.task_validation import find_commit
+from engine.intake.approval import package_labels
 from engine.training_data.codefavor import codefavor_pairs
 from engine.training_data.harness_pairs import Lineage, Skip, harness_pairs, lineage_of
 from engine.training_data.items import TrainingItem
@@ -36,6 +37,7 @@ class PackageBuild(BaseModel):
 
     name: str
     digest: str
+    label: str = Field(description="the package as the operator knows it: folder@digest")
     tasks_derived: int = Field(default=0, description="tasks derived now, yielding or not")
     tasks_already_derived: int = 0
     examples_added: int = 0
@@ -71,8 +73,9 @@ def build_training_data(ws: Workspace, packages: list[str] | None = None) -> Bui
     """Derive the usable tasks of `packages` (approved packages by name or digest prefix; all
     approved packages when None) and their harness pairs; see the module docstring."""
     chosen = _packages(ws, packages)
+    labels = package_labels(ws)
     reports = {
-        digest: PackageBuild(name=package.manifest.name, digest=digest)
+        digest: PackageBuild(name=package.manifest.name, digest=digest, label=labels[digest])
         for digest, package in chosen.items()
     }
     for digest, sha in _usable_tasks(ws, chosen):
