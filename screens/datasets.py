@@ -316,8 +316,7 @@ def build_eval_sets(ws: Workspace) -> list[str]:
         except EvalSetError as exc:
             lines.append(f"{stage}: no eval set: {exc}")
             continue
-        prefix = "built" if built.new else "unchanged:"
-        lines.append(f"{prefix} {built.eval_set.summary()}")
+        lines.append(built.line())
     return lines
 
 
