@@ -16,7 +16,6 @@ from rich.console import Console
 from test_data_audit import SCOPE_OK, scope_item
 from test_train_plan import attempts
 from textual.app import App
-from textual.binding import Binding
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
@@ -559,7 +558,7 @@ async def test_c_curates_the_highlighted_stage_alone_with_one_notification(
 async def test_shift_c_curates_every_ready_stage_with_one_summary(ws: Workspace) -> None:
     """`C` asks, naming the stages that may be curated, then curates every stage as
     `cra curate-data` does and sums it up in one notification: the datasets made and the
-    stages blocked; the palette offers both."""
+    stages blocked; with none ready it says so without asking."""
     ws = ready_stages(ws)
     async with PaneApp(ws).run_test(size=SIZE) as pilot:
         screen = pane(pilot)
@@ -582,13 +581,6 @@ async def test_shift_c_curates_every_ready_stage_with_one_summary(ws: Workspace)
         await pilot.pause(0.2)
         (refusal,) = since(pilot, before)
         assert refusal == "No stage may be curated now; the stages list says why."
-
-        actions = {
-            binding.description: binding.action
-            for binding in screen.BINDINGS
-            if isinstance(binding, Binding) and binding.show
-        }
-        assert actions["Curate stage"] == "curate" and actions["Curate all"] == "curate_all"
 
 
 async def test_a_stage_curation_refuses_keeps_its_reason_in_the_stages_list(
@@ -621,3 +613,43 @@ async def test_a_stage_curation_refuses_keeps_its_reason_in_the_stages_list(
             lambda: not str(table.get_row("task_analysis")[5]).startswith("✗ refused"),
             "the refusal dropped once the stage changed",
         )
+
+
+async def test_the_palette_curates_the_stage_or_every_stage(ws: Workspace) -> None:
+    """In the console, the command palette runs both curations by name: "Datasets: Curate
+    all" asks about every ready stage, "Datasets: Curate stage" about the highlighted one."""
+    from app.app import CraApp
+
+    ws = ready_stages(ws)
+    app = CraApp(ws, [])
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4")
+        screen = app.screen
+        assert isinstance(screen, DatasetsScreen)
+        await until(pilot, lambda: len(screen.outlook) == 5, "the stages")
+        await pilot.press("ctrl+p", *"Datasets: Curate all")
+        await pilot.pause()
+        await pilot.press("enter")
+        assert "now task_analysis (sft), scope (sft)." in await asked(pilot)
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is screen, "the pane again")
+        await pilot.press("ctrl+p", *"Datasets: Curate stage")
+        await pilot.pause()
+        await pilot.press("enter")
+        assert (await asked(pilot)).startswith("Curate task_analysis? ")
+        await pilot.press("escape")
+    assert datasets_made(ws) == []
+
+
+def test_datasets_two_stages_ready_to_curate(snap_compare, ws: Workspace) -> None:
+    ws = ready_stages(ws)
+
+    async def run_before(pilot: Pilot) -> None:
+        screen = pane(pilot)
+        await until(pilot, lambda: len(screen.outlook) == 5, "the stages")
+        await until(pilot, lambda: screen.audit_report is not None, "the audit")
+        await pilot.press("down")
+        await until(pilot, lambda: screen.selected_stage == "scope", "scope highlighted")
+        await pilot.wait_for_scheduled_animations()
+
+    assert snap_compare(PaneApp(ws), terminal_size=SIZE, run_before=run_before)
