@@ -415,7 +415,10 @@ class DatasetsScreen(EnginePane):
     AUTO_FOCUS = "#stages"
     BINDINGS = [
         Binding(
-            "c", "curate", "Curate stage", tooltip="Curate the highlighted stage (cra curate-data)"
+            "c",
+            "curate",
+            "Curate stage",
+            tooltip="Curate the highlighted stage (cra curate-data --stage S)",
         ),
         Binding(
             "C",
