@@ -18,9 +18,7 @@ def eval_set_group() -> None:
 @click.pass_context
 def eval_set_build(ctx: click.Context, stage: str, operator: str | None) -> None:
     """Freeze STAGE's newest held-out tasks as a new version (nothing new when unchanged)."""
-    built = build_eval_set(open_workspace(ctx), stage, operator)
-    prefix = "built" if built.new else "unchanged, no new version:"
-    click.echo(f"{prefix} {built.eval_set.summary()}")
+    click.echo(build_eval_set(open_workspace(ctx), stage, operator).line())
 
 
 @eval_set_group.command("list")

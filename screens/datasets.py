@@ -1,33 +1,39 @@
-"""The Datasets pane: the latest training plan's weak stages, the audit of the stored examples
-per stage, the curated datasets, one's detail.
+"""The Datasets pane: each LoRA stage and whether it may be curated, the audit of the stored
+examples per stage, the curated datasets, one's detail.
 
-On top, what the newest `cra train-plan` asks for: each weak stage with its run and the
-improvement expected. Below it, `cra data audit` in short: per stage, its items, the share that
-breaks the stage's contract (red above `[curation] max_degenerate_rate`, where curation refuses
-the stage), the rules broken most, token lengths against the budget, duplicates and prompts with
-personal data. In the middle, every curated dataset, newest first: stage, base model,
-format, when, train/eval rows, replay share, where the train rows came from, the spot-check
-round that let it be curated and the plan it followed. Below, the highlighted dataset's manifest:
-the chronological split (cutoff, eval-only repos), the domains, every count and each file's
-sha256.
+On top, a row per LoRA stage (`curate_outlook`): its items in the format it is curated in, those
+no dataset of the stage holds yet, its place in the newest `cra train-plan` (largest gap first)
+and whether it may be curated, else why not (the spot-check gate, no items, nothing new, or
+what the last curation refused it for, while the stage stays as it was); the highlighted stage's
+expected improvement and reason in full below. Then `cra data audit` in short: per stage, its
+items, the share that breaks the stage's contract (red above `[curation] max_degenerate_rate`,
+where curation refuses the stage), the rules broken most, token lengths against the budget,
+duplicates and prompts with personal data. In the middle, every curated dataset, newest first:
+stage, base model, format, when, train/eval rows, replay share, where the train rows came from,
+the spot-check round that let it be curated and the plan it followed. Below, the highlighted
+dataset's manifest: the chronological split (cutoff, eval-only repos), the domains, every count
+and each file's sha256.
 
 The pane polls through `EnginePane` (a thread worker that only posts messages, never two at
 once, only while the pane is in view, only when the database changed); `r` polls now. The
 audit reads every item, so it runs in a worker of its own, only when a poll finds the items
-changed (or on `r`), never two at once. `c` curates every stage the spot-check allows, after a
-confirmation, in a thread worker; what it made and what it could not are notified.
+changed (or on `r`), never two at once. `c` curates the highlighted stage (`cra curate-data
+--stage S`), `C` every stage (`cra curate-data`), each after a confirmation, in a thread
+worker, and says what it made and what it could not in one notification.
 Everything shown comes from the manifests, which are never rewritten, so a poll replaces rows
 only when the list of datasets changed.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 from rich.cells import cell_len
-from rich.console import Group, RenderableType
+from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -40,8 +46,9 @@ from engine.core.workspace import Workspace, reopened
 from engine.evaluation.eval_set import EvalSetError, build_eval_set
 from engine.training_data.audit import AuditReport, StageAudit, audit, examples_signature
 from engine.training_data.curate import CurateReport, curate
+from engine.training_data.curate_outlook import StageOutlook, curation_outlook
 from engine.training_data.dataset_manifest import DatasetManifest
-from engine.training_data.plan_model import TrainingPlan
+from engine.training_data.plan_model import PlannedStage, TrainingPlan
 from engine.training_data.train_plan import latest_plan, recorded_datasets
 from screens.pane import EnginePane
 from screens.widgets.formatting import when
@@ -128,35 +135,105 @@ def fill_table(table: DataTable, manifests: list[DatasetManifest]) -> None:
         table.add_row(*cells.values(), key=manifest.id)
 
 
-def plan_text(found: tuple[int, TrainingPlan] | None) -> RenderableType:
-    """The latest plan's weak stages, largest gap first, one line each (`cra train-plan`
-    prints the whole plan); or what to do without one."""
+def plan_title(found: tuple[int, TrainingPlan] | None, unreadable: bool = False) -> str:
+    """The stages box's title: which plan the Plan column follows, or what to do without one."""
+    if unreadable:
+        return "Stages · the newest training plan could not be read"
     if found is None:
-        return Text("No training plan yet: `cra train-plan` writes one.", style="dim")
+        return "Stages · no training plan yet: `cra train-plan` writes one"
     plan_id, plan = found
-    head = Text.assemble(
-        (f"Plan {plan_id}", "bold"),
-        neutralise(f" · {when(plan.created_at)} by {plan.created_by} · "),
+    head = neutralise(f"Stages · plan {plan_id} · {when(plan.created_at)} by {plan.created_by} · ")
+    weak = len({p.stage for p in plan.stages})
+    if not weak:
+        return head + "no stage is weak"
+    return head + f"{weak} weak stage{'s' if weak > 1 else ''}, numbered largest gap first"
+
+
+def planned_for(
+    found: tuple[int, TrainingPlan] | None, stage: str
+) -> list[tuple[int, PlannedStage]]:
+    """The plan's entries for `stage` with their places (largest gap first, from 1)."""
+    if found is None:
+        return []
+    return [(n, p) for n, p in enumerate(found[1].stages, 1) if p.stage == stage]
+
+
+STAGE_COLUMNS = (
+    ("Stage", "stage"),
+    ("Format", "format"),
+    ("Items", "items"),
+    ("New", "new"),
+    ("Plan", "plan"),
+    ("Curate", "curate"),
+)
+
+
+def curate_text(outlook: StageOutlook, refused: str | None) -> Text:
+    """✓ and the gate's verdict for a stage that may be curated; ✗ and why not, or why the
+    last curation refused it."""
+    if refused is not None:
+        return Text.assemble(("✗ ", "bold red"), neutralise(f"refused: {refused}"))
+    if outlook.ready:
+        return Text.assemble(("✓ ", "bold green"), neutralise(outlook.reason))
+    return Text.assemble(("✗ ", "bold red"), neutralise(outlook.reason))
+
+
+def stage_cells(
+    outlook: StageOutlook, planned: list[tuple[int, PlannedStage]], refused: str | None
+) -> dict[str, Text]:
+    """One stage's row in the stages table, by column key."""
+    plan = " ".join(
+        f"{n}. {p.hyperparameters.method.upper()} r{p.hyperparameters.rank}" for n, p in planned
     )
-    if not plan.stages:
-        head.append("no stage is weak: nothing to train", style="green")
-        return head
-    stages = {p.stage for p in plan.stages}
-    head.append(f"{len(stages)} weak stage{'s' if len(stages) > 1 else ''}, largest gap first")
-    table = Table(box=None, padding=(0, 1), show_header=False, expand=True)
-    table.add_column(justify="right", no_wrap=True)
-    table.add_column(no_wrap=True, style="bold yellow")
-    table.add_column(no_wrap=True)
-    table.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
-    for position, planned in enumerate(plan.stages, 1):
-        hp = planned.hyperparameters
-        table.add_row(
-            f"{position}.",
-            planned.stage,
-            f"{hp.method.upper()} r{hp.rank}",
-            Text(neutralise(planned.expected_improvement)),
-        )
-    return Group(head, table)
+    return {
+        "stage": Text(outlook.stage, style="bold"),
+        "format": Text(FORMAT_SHORT[outlook.format]),
+        "items": Text(f"{outlook.items:,}", justify="right"),
+        "new": Text(f"{outlook.new:,}", justify="right"),
+        "plan": Text(plan or "—", style="bold yellow" if plan else "dim"),
+        "curate": curate_text(outlook, refused),
+    }
+
+
+def fill_stages(table: DataTable, rows: dict[str, dict[str, Text]], width: int) -> None:
+    """Rebuild the stages table; the Curate cells are cut to what `width` leaves them (the
+    line below the table gives the highlighted stage's in full)."""
+    table.clear(columns=True)
+    widths = {
+        key: max([cell_len(label), *(row[key].cell_len for row in rows.values())])
+        for label, key in STAGE_COLUMNS
+    }
+    padding = 2 * table.cell_padding
+    rest = width - sum(widths[key] + padding for key in widths if key != "curate") - padding
+    widths["curate"] = max(cell_len("Curate"), rest)
+    for label, key in STAGE_COLUMNS:
+        table.add_column(label, key=key, width=widths[key])
+    for stage, cells in rows.items():
+        cut = cells["curate"].copy()
+        cut.truncate(widths["curate"], overflow="ellipsis")
+        table.add_row(*{**cells, "curate": cut}.values(), key=stage)
+
+
+def stage_line(
+    outlook: StageOutlook,
+    found: tuple[int, TrainingPlan] | None,
+    refused: str | None,
+) -> Text:
+    """The highlighted stage under the table: what the plan expects of it, then whether it
+    may be curated, in full."""
+    if found is None:
+        expected = "no training plan yet"
+    else:
+        plan_id = found[0]
+        expected = "; ".join(
+            f"plan {plan_id} #{n}: {p.expected_improvement}"
+            for n, p in planned_for(found, outlook.stage)
+        ) or (f"not weak in plan {plan_id}")
+    line = Text.assemble(
+        (f"{outlook.stage} ({outlook.format})", "bold"), neutralise(f" · {expected}\n")
+    )
+    line.append_text(curate_text(outlook, refused))
+    return line
 
 
 def detail_renderable(manifest: DatasetManifest) -> RenderableType:
@@ -279,6 +356,14 @@ class PlanPolled(Message):
 
 
 @dataclass
+class StagesPolled(Message):
+    """Each LoRA stage's curation outlook, or the error that stopped reading them."""
+
+    outlook: list[StageOutlook]
+    error: str | None
+
+
+@dataclass
 class DatasetsPolled(Message):
     """Every dataset's manifest, newest first, or the error that stopped reading them."""
 
@@ -316,21 +401,31 @@ def build_eval_sets(ws: Workspace) -> list[str]:
         except EvalSetError as exc:
             lines.append(f"{stage}: no eval set: {exc}")
             continue
-        prefix = "built" if built.new else "unchanged:"
-        lines.append(f"{prefix} {built.eval_set.summary()}")
+        lines.append(built.line())
     return lines
 
 
 class DatasetsScreen(EnginePane):
-    """The latest plan on top, the datasets in the middle, the highlighted one's detail below."""
+    """The stages on top, the audit, the datasets, the highlighted dataset's detail below."""
 
     PANE_TITLE = "Datasets"
     POLL_S = 2.0
     POLL_TITLE = "datasets could not be read"
     CSS_PATH = "datasets.tcss"
-    AUTO_FOCUS = "#datasets"
+    AUTO_FOCUS = "#stages"
     BINDINGS = [
-        Binding("c", "curate", "Curate", tooltip="Curate every stage whose spot-check allows it"),
+        Binding(
+            "c",
+            "curate",
+            "Curate stage",
+            tooltip="Curate the highlighted stage (cra curate-data --stage S)",
+        ),
+        Binding(
+            "C",
+            "curate_all",
+            "Curate all",
+            tooltip="Curate every stage whose spot-check allows it, one summary",
+        ),
         Binding(
             "e",
             "build_eval_sets",
@@ -344,7 +439,19 @@ class DatasetsScreen(EnginePane):
         super().__init__(workspace)
         self._manifests: dict[str, DatasetManifest] = {}
         self._selected: str | None = None
-        self._errors: dict[str, str | None] = {"plan": None, "datasets": None, "audit": None}
+        self._plan: tuple[int, TrainingPlan] | None = None
+        self._outlook: dict[str, StageOutlook] = {}
+        self._stage: str | None = None
+        # A stage's refusal by the last curation, kept while its outlook is what it was then.
+        self._refused: dict[str, tuple[StageOutlook, str]] = {}
+        self._stage_rows: dict[str, dict[str, Text]] = {}
+        self._stages_width = 0
+        self._errors: dict[str, str | None] = {
+            "plan": None,
+            "stages": None,
+            "datasets": None,
+            "audit": None,
+        }
         self._audit: AuditReport | None = None
         self._audited: tuple[int, int | None] | None = None
         self._audit_target: tuple[int, int | None] | None = None
@@ -353,9 +460,10 @@ class DatasetsScreen(EnginePane):
 
     def compose_pane(self) -> ComposeResult:
         with Vertical(id="datasets-pane"):
-            with VerticalScroll(id="plan-box") as plan_box:
-                plan_box.border_title = "Training plan"
-                yield Static(id="plan")
+            with Vertical(id="stages-box") as stages_box:
+                stages_box.border_title = "Stages"
+                yield DataTable(id="stages", cursor_type="row")
+                yield Static(id="stage-line")
             with VerticalScroll(id="audit-box") as audit_box:
                 audit_box.border_title = "Audit"
                 yield Static(id="audit")
@@ -368,12 +476,21 @@ class DatasetsScreen(EnginePane):
 
     def on_mount(self) -> None:
         fill_table(self.query_one("#datasets", DataTable), [])
+        self._show_stages()
         self._show_detail()
         self._show_audit()
 
     @property
     def selected_dataset(self) -> str | None:
         return self._selected
+
+    @property
+    def selected_stage(self) -> str | None:
+        return self._stage
+
+    @property
+    def outlook(self) -> list[StageOutlook]:
+        return list(self._outlook.values())
 
     @property
     def dataset_ids(self) -> list[str]:
@@ -387,30 +504,88 @@ class DatasetsScreen(EnginePane):
         self._audited = self._audit_target = None
         self.request_poll()
 
+    # -- curation -------------------------------------------------------------------------
+
     def action_curate(self) -> None:
+        """Curate the highlighted stage after asking; a stage the outlook says cannot be
+        curated is refused at once, with the reason."""
+        outlook = self._outlook.get(self._stage) if self._stage is not None else None
+        if outlook is None:
+            self.notify("No stage to curate yet: the stages are being read.", severity="warning")
+            return
+        if not outlook.ready:
+            self.notify(
+                f"{outlook.stage} ({outlook.format}) cannot be curated: {outlook.reason}",
+                title="not curated",
+                severity="warning",
+                markup=False,
+            )
+            return
         body = (
-            "Curate a dataset for every stage and format whose newest spot-check round is fully\n"
-            "decided and within the reject rate (the same as `cra curate-data`). Stages that\n"
-            "cannot be curated are listed with the reason; nothing is written for them."
+            f"Curate a dataset of {outlook.stage} ({outlook.format}) from its {outlook.new:,} "
+            f"items no {outlook.stage} dataset holds yet, spot-checked by round "
+            f"{outlook.round_id} (the same as `cra curate-data --stage {outlook.stage}`). "
+            "Nothing is written if curation refuses it; the reason is notified."
         )
         self.confirm(
-            "Curate datasets?",
+            f"Curate {outlook.stage}?",
             body,
-            lambda: self.fetch(curate, self._curated, title="curation refused", group="curate"),
+            lambda: self._start_curation([outlook], partial(curate, stage=outlook.stage)),
         )
 
-    def _curated(self, report: CurateReport) -> None:
-        made = [done.id for done in report.curated]
-        blocked = [f"{b.stage} {b.format}: {b.reason}" for b in report.blocked]
-        if made:
-            self.notify(f"Curated {', '.join(made)}.", title="curation", markup=False)
-        else:
-            self.notify("No dataset was curated.", title="curation", severity="warning")
-        for line in blocked[:4]:
-            self.notify(line, title="not curated", severity="warning", markup=False)
-        if len(blocked) > 4:
-            more = len(blocked) - 4
-            self.notify(f"… and {more} more; `cra curate-data` lists them all", markup=False)
+    def action_curate_all(self) -> None:
+        """Curate every stage whose spot-check allows it, after asking, as `cra curate-data`
+        does; one summary notification."""
+        ready = [outlook for outlook in self._outlook.values() if outlook.ready]
+        if not ready:
+            self.notify(
+                "No stage may be curated now; the stages list says why.",
+                title="not curated",
+                severity="warning",
+            )
+            return
+        names = ", ".join(f"{o.stage} ({o.format})" for o in ready)
+        body = (
+            "Curate a dataset for every stage whose newest spot-check round is fully decided "
+            f"and within the reject rate (the same as `cra curate-data`): now {names}. The "
+            "other stages are not curated; the stages list says why."
+        )
+        self.confirm(
+            "Curate every ready stage?",
+            body,
+            lambda: self._start_curation(list(self._outlook.values()), curate),
+        )
+
+    def _start_curation(
+        self, outlooks: list[StageOutlook], call: Callable[[Workspace], CurateReport]
+    ) -> None:
+        self.fetch(
+            call,
+            partial(self._curated, {o.stage: o for o in outlooks}),
+            title="curation refused",
+            group="curate",
+        )
+
+    def _curated(self, asked: dict[str, StageOutlook], report: CurateReport) -> None:
+        """One notification for the whole curation; each refused stage keeps its refusal in
+        the stages list while its outlook is what it was when curation was asked."""
+        for stage in asked:
+            self._refused.pop(stage, None)
+        for blocked in report.blocked:
+            if blocked.stage in asked:
+                self._refused[blocked.stage] = (asked[blocked.stage], blocked.reason)
+        text = report.summary()
+        if report.blocked and (report.curated or len(report.blocked) > 1):
+            text += " — the stages list says why"
+        self.notify(
+            text,
+            title="curation",
+            severity="information" if report.curated else "warning",
+            markup=False,
+        )
+        if report.curated:
+            self._selected = report.curated[0].id
+        self._show_stages()
         self.request_poll()
 
     def action_build_eval_sets(self) -> None:
@@ -443,6 +618,10 @@ class DatasetsScreen(EnginePane):
         except WORKER_ERRORS as exc:
             self.post_message(PlanPolled(None, str(exc)))
         try:
+            self.post_message(StagesPolled(curation_outlook(ws), None))
+        except WORKER_ERRORS as exc:
+            self.post_message(StagesPolled([], str(exc)))
+        try:
             self.post_message(DatasetsPolled(recorded_datasets(ws), None))
         except WORKER_ERRORS as exc:
             self.post_message(DatasetsPolled([], str(exc)))
@@ -460,8 +639,29 @@ class DatasetsScreen(EnginePane):
     @on(PlanPolled)
     def _plan_polled(self, message: PlanPolled) -> None:
         self._report("plan", message.error)
-        if message.error is None:
-            self.query_one("#plan", Static).update(plan_text(message.found))
+        self._plan = None if message.error is not None else message.found
+        self._show_stages()
+
+    @on(StagesPolled)
+    def _stages_polled(self, message: StagesPolled) -> None:
+        """Redraw the stages when their outlook changed; a refusal stays only while its
+        stage's outlook is what it was when curation refused it."""
+        self._report("stages", message.error)
+        if message.error is not None:
+            return
+        outlook = {o.stage: o for o in message.outlook}
+        if outlook == self._outlook:
+            return
+        first = not self._outlook
+        self._outlook = outlook
+        self._refused = {
+            stage: (then, reason)
+            for stage, (then, reason) in self._refused.items()
+            if outlook.get(stage) == then
+        }
+        if first:
+            self._stage = next((o.stage for o in message.outlook if o.ready), None)
+        self._show_stages()
 
     @on(DatasetsPolled)
     def _datasets_polled(self, message: DatasetsPolled) -> None:
@@ -529,6 +729,50 @@ class DatasetsScreen(EnginePane):
             box.border_title = (
                 f"Audit · {items:,} items · curation refuses above {share(limit)} degenerate"
             )
+
+    # -- the stages -----------------------------------------------------------------------
+
+    def _refusal(self, stage: str) -> str | None:
+        refused = self._refused.get(stage)
+        return None if refused is None else refused[1]
+
+    def _show_stages(self) -> None:
+        """Refill the stages table when a row or the width changed (its Curate cells are cut
+        to the width), keep the highlighted stage, and say it in full below."""
+        title = plan_title(self._plan, unreadable=self._errors["plan"] is not None)
+        self.query_one("#stages-box").border_title = title
+        table = self.query_one("#stages", DataTable)
+        rows = {
+            stage: stage_cells(outlook, planned_for(self._plan, stage), self._refusal(stage))
+            for stage, outlook in self._outlook.items()
+        }
+        width = self.size.width - 4  # the box's border and padding
+        if rows != self._stage_rows or width != self._stages_width:
+            self._stage_rows, self._stages_width = rows, width
+            fill_stages(table, rows, width)
+        if self._stage not in self._outlook:
+            self._stage = next(iter(self._outlook), None)
+        if self._stage is not None:
+            table.move_cursor(row=table.get_row_index(self._stage), animate=False)
+        self._show_stage_line()
+
+    def _show_stage_line(self) -> None:
+        line = self.query_one("#stage-line", Static)
+        outlook = self._outlook.get(self._stage) if self._stage is not None else None
+        if outlook is None:
+            line.update(Text("Reading the stages…", style="dim"))
+            return
+        line.update(stage_line(outlook, self._plan, self._refusal(outlook.stage)))
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Cut the stages' Curate cells to the new width."""
+        self._show_stages()
+
+    @on(DataTable.RowHighlighted, "#stages")
+    def _stage_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key.value is not None and event.row_key.value != self._stage:
+            self._stage = event.row_key.value
+            self._show_stage_line()
 
     # -- selection ------------------------------------------------------------------------
 

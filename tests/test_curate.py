@@ -547,3 +547,40 @@ def test_the_same_items_make_the_same_dataset_whatever_order_they_came_in(
         )
     assert files[0] == files[1]
     assert files[0][0].count(b"\n") > 10
+
+
+def test_a_stage_curates_that_stage_alone_and_the_report_sums_up_in_one_line(
+    tmp_path: Path,
+) -> None:
+    """With two stages ready, `stage` curates that one alone and the other stays ready;
+    without it every stage is curated. `summary()` says it all in one line: each dataset with
+    its rows and the stages blocked, with the reason when the one stage asked for was."""
+    ws = _workspace(tmp_path)
+    add_items(
+        ws.db,
+        [_item(n) for n in range(40)] + [_item(n, stage="task_analysis") for n in range(100, 140)],
+    )
+    _review(ws, "scope")
+    _review(ws, "task_analysis")
+
+    report = curate(ws, stage="task_analysis")
+    (done,) = report.curated
+    assert done.id == "task_analysis-d1" and not report.blocked
+    counts = done.manifest.counts
+    assert report.summary() == (
+        f"curated task_analysis-d1 ({counts.train:,} train, {counts.eval:,} eval rows)"
+    )
+    assert ws.db.execute("SELECT id FROM datasets").fetchall() == [("task_analysis-d1",)]
+    assert curate(ws, stage="task_analysis").summary() == (
+        "task_analysis (sft) not curated: round 2 of task_analysis was the spot-check of "
+        "dataset task_analysis-d1: draw a new sample for this round of training"
+    )
+
+    everything = curate(ws)
+    assert [d.id for d in everything.curated] == ["scope-d1"]
+    scope = everything.curated[0].manifest.counts
+    assert everything.summary() == (
+        f"curated scope-d1 ({scope.train:,} train, {scope.eval:,} eval rows); "
+        "blocked: task_analysis (sft)"
+    )
+    assert curate(ws).summary() == "nothing curated; blocked: task_analysis (sft), scope (sft)"

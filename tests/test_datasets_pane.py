@@ -28,6 +28,7 @@ from engine.training_data.dataset_manifest import (
     ReviewRecord,
     Split,
 )
+from engine.training_data.items import Message, TrainingItem
 from engine.training_data.plans import save_plan
 from engine.training_data.store import add_items
 from engine.training_data.train_plan import build_plan
@@ -61,14 +62,50 @@ def ws(tmp_path: Path) -> Workspace:
 
 
 def review_round(ws: Workspace, stage: str) -> int:
+    """A spot-check round of 15 new SFT items of `stage`, all decided, 2 of them rejected."""
+    first = ws.db.execute("SELECT COUNT(*) FROM examples").fetchone()[0]
+    items = [
+        TrainingItem(
+            stage=stage,
+            kind="sft",
+            source="synthetic",
+            origin="commit",
+            repo="attrs",
+            domain="text",
+            task_key=f"reviewed-{first + n}",
+            task_date="2026-04-01T00:00:00Z",
+            prompt=[Message(role="user", content=f"{stage} question {first + n}")],
+            chosen=[Message(role="assistant", content=f"{stage} answer {first + n}")],
+        )
+        for n in range(15)
+    ]
+    add_items(ws.db, items)
+    ids = [
+        row[0]
+        for row in ws.db.execute(
+            "SELECT id FROM examples WHERE task_key LIKE 'reviewed-%' ORDER BY id DESC LIMIT 15"
+        )
+    ]
     with ws.db.conn:
-        return int(
+        round_id = int(
             ws.db["review_rounds"]
             .insert(
                 {"stage": stage, "requested": 15, "seed": 7, "drawn_at": "2026-05-01T08:00:00Z"}
             )
             .last_pk
         )
+        ws.db["review_items"].insert_all(
+            {
+                "round_id": round_id,
+                "position": position,
+                "example_id": example_id,
+                "decision": "reject" if position <= 2 else "accept",
+                "decided_at": "2026-05-01T08:30:00Z",
+                "decided_by": "night-shift",
+            }
+            for position, example_id in enumerate(sorted(ids), 1)
+        )
+    return round_id
 
 
 def file_record(name: str, rows: int, size: int) -> FileRecord:
@@ -208,6 +245,11 @@ def text_of(screen: DatasetsScreen, selector: str) -> str:
     return console.export_text()
 
 
+def no_plan(screen: DatasetsScreen) -> bool:
+    """The stages box says there is no training plan."""
+    return "no training plan yet" in str(screen.query_one("#stages-box").border_title)
+
+
 def pane(pilot: Pilot) -> DatasetsScreen:
     screen = pilot.app.screen
     assert isinstance(screen, DatasetsScreen)
@@ -215,8 +257,8 @@ def pane(pilot: Pilot) -> DatasetsScreen:
 
 
 async def settled(pilot: Pilot, ids: list[str], selected: str) -> DatasetsScreen:
-    """Wait until the poll shows `ids`, `selected` is highlighted with its detail and the plan
-    is drawn."""
+    """Wait until the poll shows `ids`, `selected` is highlighted with its detail and the
+    stages are drawn with the plan."""
     screen = pane(pilot)
 
     def ready() -> bool:
@@ -225,7 +267,8 @@ async def settled(pilot: Pilot, ids: list[str], selected: str) -> DatasetsScreen
             and screen.audit_report is not None
             and screen.selected_dataset == selected
             and f"Dataset {selected} " in str(screen.query_one("#detail-box").border_title)
-            and "Plan" in text_of(screen, "#plan")
+            and bool(screen.outlook)
+            and "Stages · plan" in str(screen.query_one("#stages-box").border_title)
         )
 
     await until(pilot, ready, f"datasets {ids} with {selected} highlighted")
@@ -237,8 +280,9 @@ async def test_highlighting_a_dataset_shows_its_manifest(ws: Workspace) -> None:
     fill(ws)
     async with PaneApp(ws).run_test(size=SIZE) as pilot:
         screen = await settled(pilot, ["scope-d2", "execute_code-d1", "scope-d1"], "scope-d2")
+        assert screen.query_one("#stages", DataTable).has_focus
         table = screen.query_one("#datasets", DataTable)
-        assert table.has_focus
+        table.focus()
         row = [str(cell) for cell in table.get_row("scope-d2")]
         assert row == [
             "scope-d2",
@@ -274,29 +318,50 @@ async def test_highlighting_a_dataset_shows_its_manifest(ws: Workspace) -> None:
         )
 
 
-async def test_the_plan_lists_its_weak_stages_largest_gap_first(ws: Workspace) -> None:
+async def test_the_stages_say_their_place_in_the_plan_and_whether_they_may_be_curated(
+    ws: Workspace,
+) -> None:
+    """A row per LoRA stage: its items, those in no dataset yet, its place in the plan
+    (largest gap first) and whether it may be curated, else why not; the highlighted stage's
+    expected improvement and reason in full below."""
     fill(ws)
     async with PaneApp(ws).run_test(size=SIZE) as pilot:
         screen = await settled(pilot, ["scope-d2", "execute_code-d1", "scope-d1"], "scope-d2")
-        plan = text_of(screen, "#plan")
-        assert "Plan 1 · 2026-05-01 07:30 by night-shift" in plan
-        lines = [line.split() for line in plan.splitlines()[1:] if line.strip()]
+        assert screen.query_one("#stages-box").border_title == (
+            "Stages · plan 1 · 2026-05-01 07:30 by night-shift · 4 weak stages, numbered "
+            "largest gap first"
+        )
+        table = screen.query_one("#stages", DataTable)
+        rows = {str(key.value): [str(cell) for cell in table.get_row(key)] for key in table.rows}
+        assert list(rows) == ["task_analysis", "scope", "precision", "planning_dpo", "execute_code"]
         # resolved 0.25 vs the base model's 0.75 (gap 0.50) on the outcome stages; then scope
         # (0.85 − 0.5) and task_analysis (0.80 − 0.5).
-        assert [line[1] for line in lines] == [
-            "planning_dpo",
-            "execute_code",
-            "scope",
-            "task_analysis",
+        assert [rows[stage][4] for stage in rows] == [
+            "4. SFT r16",
+            "3. SFT r16",
+            "—",
+            "1. DPO r16",
+            "2. SFT r32",
         ]
-        assert lines[1][2:4] == ["SFT", "r32"]
-        assert "relevant_recall 0.50 → 0.85 (gap 0.35)" in plan
+        assert rows["scope"][:4] == ["scope", "sft", "40", "40"]
+        assert rows["scope"][5].startswith("✗ round 2 of scope was the spot-check of dataset")
+        assert rows["precision"][5].startswith("✗ no sft items of precision yet")
+        assert screen.selected_stage == "task_analysis", "no stage is ready: the first"
+
+        await pilot.press("down")
+        await until(pilot, lambda: screen.selected_stage == "scope", "scope highlighted")
+        line = text_of(screen, "#stage-line")
+        assert "plan 1 #3: relevant_recall 0.50 → 0.85 (gap 0.35)" in line
+        assert (
+            "✗ round 2 of scope was the spot-check of dataset scope-d2: draw a new sample for "
+            "this round of training" in " ".join(line.split())
+        )
 
 
 async def test_a_dataset_recorded_later_appears_on_a_poll(ws: Workspace) -> None:
     async with PaneApp(ws).run_test(size=SIZE) as pilot:
         screen = pane(pilot)
-        await until(pilot, lambda: "No training plan yet" in text_of(screen, "#plan"), "plan")
+        await until(pilot, lambda: no_plan(screen), "plan")
         assert "No dataset yet" in text_of(screen, "#detail")
         record(ws, manifest(ws, "scope-d1", "scope", "2026-04-28T21:00:00Z"))
         await pilot.press("r")
@@ -355,7 +420,9 @@ async def test_a_plan_file_edited_since_is_reported_not_shown(ws: Workspace) -> 
             return any("differs from training plan 1" in n.message for n in app._notifications)
 
         await until(pilot, reported, "the plan's error")
-        assert "Plan 1" not in text_of(pane(pilot), "#plan")
+        assert pane(pilot).query_one("#stages-box").border_title == (
+            "Stages · the newest training plan could not be read"
+        )
 
 
 def test_datasets_with_a_plan(snap_compare, ws: Workspace) -> None:
@@ -372,7 +439,8 @@ def test_datasets_second_one_highlighted(snap_compare, ws: Workspace) -> None:
     fill(ws)
 
     async def run_before(pilot: Pilot) -> None:
-        await settled(pilot, ["scope-d2", "execute_code-d1", "scope-d1"], "scope-d2")
+        screen = await settled(pilot, ["scope-d2", "execute_code-d1", "scope-d1"], "scope-d2")
+        screen.query_one("#datasets", DataTable).focus()
         await pilot.press("down")
         await settled(pilot, ["scope-d2", "execute_code-d1", "scope-d1"], "execute_code-d1")
         await pilot.wait_for_scheduled_animations()
@@ -383,37 +451,205 @@ def test_datasets_second_one_highlighted(snap_compare, ws: Workspace) -> None:
 def test_datasets_empty_workspace(snap_compare, ws: Workspace) -> None:
     async def run_before(pilot: Pilot) -> None:
         screen = pane(pilot)
-        await until(pilot, lambda: "No training plan yet" in text_of(screen, "#plan"), "plan")
+        await until(pilot, lambda: no_plan(screen) and bool(screen.outlook), "stages")
         await until(pilot, lambda: "No examples yet" in text_of(screen, "#audit"), "audit")
         await pilot.wait_for_scheduled_animations()
 
     assert snap_compare(PaneApp(ws), terminal_size=SIZE, run_before=run_before)
 
 
-async def test_c_curates_what_the_spot_check_allows_after_asking(ws: Workspace) -> None:
+def analysis_item(n: int) -> TrainingItem:
+    """Item `n` of `test_training_runs`, of task_analysis."""
+    from test_training_runs import _item
+
+    return _item(n).model_copy(update={"stage": "task_analysis"})
+
+
+def ready_stages(ws: Workspace, config: str = "[curation]\nmax_domain_share = 1.0\n") -> Workspace:
+    """scope and task_analysis with 30 items each and a fully accepted spot-check round."""
     from test_training_runs import _item
 
     from engine.training_data.review import decide, draw_sample
-    from engine.training_data.store import add_items
+
+    (ws.root / "cra.toml").write_text(config, encoding="utf-8")
+    ws = Workspace.open(ws.root)
+    add_items(ws.db, [_item(n) for n in range(30)] + [analysis_item(n) for n in range(30, 60)])
+    for stage in ("scope", "task_analysis"):
+        round_id = draw_sample(ws, stage, 15, seed=3)
+        for position in range(1, 16):
+            decide(ws, round_id, position, "accept")
+    return ws
+
+
+def shown(pilot: Pilot) -> set[str]:
+    """The notifications on screen now, by identity."""
+    return {note.identity for note in pilot.app._notifications}
+
+
+def since(pilot: Pilot, before: set[str]) -> list[str]:
+    """The messages of the notifications shown since `before`."""
+    return [n.message for n in pilot.app._notifications if n.identity not in before]
+
+
+async def asked(pilot: Pilot) -> str:
+    """Wait for the confirmation; its title and body."""
     from screens.widgets.confirm import ConfirmScreen
 
-    (ws.root / "cra.toml").write_text("[curation]\nmax_domain_share = 1.0\n", encoding="utf-8")
-    ws = Workspace.open(ws.root)
-    add_items(ws.db, [_item(n) for n in range(30)])
-    round_id = draw_sample(ws, "scope", 15, seed=3)
-    for position in range(1, 16):
-        decide(ws, round_id, position, "accept")
+    await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), "the question")
+    dialog = pilot.app.screen
+    return " ".join(
+        str(dialog.query_one(selector, Static).content)
+        for selector in (".dialog-title", ".dialog-body")
+    )
+
+
+def datasets_made(ws: Workspace) -> list[str]:
+    return [row[0] for row in ws.db.execute("SELECT id FROM datasets ORDER BY rowid")]
+
+
+async def test_c_curates_the_highlighted_stage_alone_with_one_notification(
+    ws: Workspace,
+) -> None:
+    """Two stages may be curated; `c` on scope asks, naming it, then makes scope's dataset
+    alone and says so in exactly one notification; `n` makes nothing."""
+    ws = ready_stages(ws)
     async with PaneApp(ws).run_test(size=SIZE) as pilot:
         screen = pane(pilot)
-        await until(pilot, lambda: "No dataset yet" in text_of(screen, "#detail"), "no dataset")
+        await until(pilot, lambda: len(screen.outlook) == 5, "the stages")
+        assert [o.stage for o in screen.outlook if o.ready] == ["task_analysis", "scope"]
+        assert screen.selected_stage == "task_analysis", "the first ready stage"
+        await pilot.press("down")
+        await until(pilot, lambda: screen.selected_stage == "scope", "scope highlighted")
+
         await pilot.press("c")
-        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), "the question")
+        question = await asked(pilot)
+        assert question.startswith("Curate scope? Curate a dataset of scope (sft) from its 30 ")
+        assert "`cra curate-data --stage scope`" in question
         await pilot.press("n")
         await pilot.pause(0.2)
-        assert ws.db["datasets"].count == 0
+        assert datasets_made(ws) == []
+
+        before = shown(pilot)
         await pilot.press("c")
-        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), "the question")
+        await asked(pilot)
         await pilot.press("y")
         await settled_ids(pilot, screen, ["scope-d1"])
-        messages = [note.message for note in pilot.app._notifications]
-        assert "Curated scope-d1." in messages
+        await pilot.pause(0.2)
+        assert datasets_made(ws) == ["scope-d1"]
+        (new,) = since(pilot, before)
+        assert new.startswith("curated scope-d1 (") and new.endswith(" eval rows)")
+        assert screen.selected_dataset == "scope-d1"
+
+        def scope_blocked() -> bool:
+            return any(o.stage == "scope" and not o.ready for o in screen.outlook)
+
+        await until(pilot, scope_blocked, "scope's round used")
+        before = shown(pilot)
+        await pilot.press("c")
+        await pilot.pause(0.2)
+        assert isinstance(pilot.app.screen, DatasetsScreen), "refused without asking"
+        (refusal,) = since(pilot, before)
+        assert refusal.startswith(
+            "scope (sft) cannot be curated: round 1 of scope was the spot-check of dataset scope-d1"
+        )
+        assert datasets_made(ws) == ["scope-d1"]
+
+
+async def test_shift_c_curates_every_ready_stage_with_one_summary(ws: Workspace) -> None:
+    """`C` asks, naming the stages that may be curated, then curates every stage as
+    `cra curate-data` does and sums it up in one notification: the datasets made and the
+    stages blocked; with none ready it says so without asking."""
+    ws = ready_stages(ws)
+    async with PaneApp(ws).run_test(size=SIZE) as pilot:
+        screen = pane(pilot)
+        await until(pilot, lambda: len(screen.outlook) == 5, "the stages")
+        await pilot.press("C")
+        question = await asked(pilot)
+        assert "now task_analysis (sft), scope (sft)." in question
+        before = shown(pilot)
+        await pilot.press("y")
+        made = ["scope-d1", "task_analysis-d1"]
+        await until(pilot, lambda: sorted(screen.dataset_ids) == made, f"datasets {made}")
+        await pilot.pause(0.2)
+        (summary,) = since(pilot, before)
+        assert summary.startswith("curated task_analysis-d1 (")
+        assert ", scope-d1 (" in summary and "blocked" not in summary
+
+        await until(pilot, lambda: not any(o.ready for o in screen.outlook), "both rounds used")
+        before = shown(pilot)
+        await pilot.press("C")
+        await pilot.pause(0.2)
+        (refusal,) = since(pilot, before)
+        assert refusal == "No stage may be curated now; the stages list says why."
+
+
+async def test_a_stage_curation_refuses_keeps_its_reason_in_the_stages_list(
+    ws: Workspace,
+) -> None:
+    """A stage the gate lets through but curation refuses (too few domains for the cap)
+    is notified once with the reason, and the stages list shows the refusal until the
+    stage changes."""
+    ws = ready_stages(ws, config="[curation]\nmax_domain_share = 0.1\n")
+    async with PaneApp(ws).run_test(size=SIZE) as pilot:
+        screen = pane(pilot)
+        await until(pilot, lambda: len(screen.outlook) == 5, "the stages")
+        before = shown(pilot)
+        await pilot.press("c")
+        await asked(pilot)
+        await pilot.press("y")
+        await until(pilot, lambda: bool(since(pilot, before)), "the answer")
+        await pilot.pause(0.2)
+        (refusal,) = since(pilot, before)
+        assert refusal.startswith("task_analysis (sft) not curated: ")
+        reason = refusal.removeprefix("task_analysis (sft) not curated: ")
+        table = screen.query_one("#stages", DataTable)
+        assert str(table.get_row("task_analysis")[5]).startswith("✗ refused: ")
+        line = " ".join(text_of(screen, "#stage-line").split())
+        assert f"✗ refused: {' '.join(reason.split())}" in line
+
+        add_items(ws.db, [analysis_item(n) for n in range(60, 62)])
+        await until(
+            pilot,
+            lambda: not str(table.get_row("task_analysis")[5]).startswith("✗ refused"),
+            "the refusal dropped once the stage changed",
+        )
+
+
+async def test_the_palette_curates_the_stage_or_every_stage(ws: Workspace) -> None:
+    """In the console, the command palette runs both curations by name: "Datasets: Curate
+    all" asks about every ready stage, "Datasets: Curate stage" about the highlighted one."""
+    from app.app import CraApp
+
+    ws = ready_stages(ws)
+    app = CraApp(ws, [])
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4")
+        screen = app.screen
+        assert isinstance(screen, DatasetsScreen)
+        await until(pilot, lambda: len(screen.outlook) == 5, "the stages")
+        await pilot.press("ctrl+p", *"Datasets: Curate all")
+        await pilot.pause()
+        await pilot.press("enter")
+        assert "now task_analysis (sft), scope (sft)." in await asked(pilot)
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is screen, "the pane again")
+        await pilot.press("ctrl+p", *"Datasets: Curate stage")
+        await pilot.pause()
+        await pilot.press("enter")
+        assert (await asked(pilot)).startswith("Curate task_analysis? ")
+        await pilot.press("escape")
+    assert datasets_made(ws) == []
+
+
+def test_datasets_two_stages_ready_to_curate(snap_compare, ws: Workspace) -> None:
+    ws = ready_stages(ws)
+
+    async def run_before(pilot: Pilot) -> None:
+        screen = pane(pilot)
+        await until(pilot, lambda: len(screen.outlook) == 5, "the stages")
+        await until(pilot, lambda: screen.audit_report is not None, "the audit")
+        await pilot.press("down")
+        await until(pilot, lambda: screen.selected_stage == "scope", "scope highlighted")
+        await pilot.wait_for_scheduled_animations()
+
+    assert snap_compare(PaneApp(ws), terminal_size=SIZE, run_before=run_before)

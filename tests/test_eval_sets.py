@@ -233,3 +233,24 @@ def test_the_cli_builds_lists_and_names_the_missing_set(tmp_path: Path) -> None:
         "no held-out precision examples to build an eval set from (every task is trained on, "
         "rejected or none is derived): derive or import data from new tasks first"
     )
+
+
+def test_the_datasets_pane_and_the_cli_word_a_build_alike(tmp_path: Path) -> None:
+    """`e` in the Datasets pane and `cra eval set build` print a build's one line
+    (`Built.line()`): `built …` the first time, `unchanged, no new version: …` after."""
+    from screens.datasets import build_eval_sets
+
+    ws = _workspace(tmp_path, eval_share=0.0, scope_size=5)
+    add_items(ws.db, [_item(n, "scope") for n in range(3)])
+
+    def scope_line() -> str:
+        (line,) = [line for line in build_eval_sets(ws) if line.startswith(("built", "unch"))]
+        return line
+
+    assert scope_line().startswith("built eval set 1 (scope, reasoning base)")
+    unchanged = scope_line()
+    assert unchanged.startswith("unchanged, no new version: eval set 1 (scope")
+    result = CliRunner().invoke(
+        cli, ["--workspace", str(ws.root), "eval", "set", "build", "--stage", "scope"]
+    )
+    assert result.output == unchanged + "\n"

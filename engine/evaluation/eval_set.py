@@ -233,6 +233,11 @@ class Built:
     eval_set: EvalSetRecord
     new: bool
 
+    def line(self) -> str:
+        """One line, as `cra eval set build` and the Datasets pane both say it."""
+        prefix = "built" if self.new else "unchanged, no new version:"
+        return f"{prefix} {self.eval_set.summary()}"
+
 
 def build_eval_set(ws: Workspace, stage: str, operator: str | None = None) -> Built:
     """Freeze the stage's newest held-out tasks as a new version, as the module doc says; an

@@ -112,10 +112,28 @@ class BlockedStage(BaseModel):
 
 
 class CurateReport(BaseModel):
+    """What one curation made, and the stages it could not make a dataset for."""
+
     model_config = ConfigDict(frozen=True)
 
     curated: list[CuratedDataset]
     blocked: list[BlockedStage]
+
+    def summary(self) -> str:
+        """One line: each dataset made with its rows, then the stages blocked; the reason
+        too when the one stage asked for was blocked."""
+        if not self.curated and len(self.blocked) == 1:
+            (only,) = self.blocked
+            return f"{only.stage} ({only.format}) not curated: {only.reason}"
+        made = ", ".join(
+            f"{done.id} ({done.manifest.counts.train:,} train, "
+            f"{done.manifest.counts.eval:,} eval rows)"
+            for done in self.curated
+        )
+        parts = [f"curated {made}" if made else "nothing curated"]
+        if self.blocked:
+            parts.append("blocked: " + ", ".join(f"{b.stage} ({b.format})" for b in self.blocked))
+        return "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -218,7 +236,7 @@ def _curate(ws: Workspace, target: _Target, operator: str) -> CuratedDataset:
     if not gate.ok or gate.round_id is None:
         raise CurationRefused(gate.reason)
     base = BASE_MODEL[target.stage]
-    earlier_ids = _earlier_ids(ws.db, target.stage, base, target.format)
+    earlier_ids = earlier_dataset_ids(ws.db, target.stage, base, target.format)
     earlier = [read_rows(ws.db, open_dataset(ws, dataset_id)) for dataset_id in earlier_ids]
     chosen = _select(ws, target, base, earlier, earlier_ids)
     files = _files(chosen.train, chosen.eval)
@@ -256,7 +274,9 @@ def _select(
     old_rows = [row for rows in earlier for name in ROW_FILES for row in rows[name]]
     candidates = _candidates(ws.db, target, base)
     if not candidates:
-        raise CurationRefused(_nothing_new(target, earlier_ids))
+        raise CurationRefused(
+            nothing_new(target.stage, target.format, target.criteria, earlier_ids)
+        )
     decisions = verdicts(ws.db, stage)
     kept = [item for item in candidates if decisions.get(item.id) != "reject"]
     degenerate = screen_candidates(stage, kept, config.max_degenerate_rate)
@@ -379,9 +399,10 @@ def _manifest(
     )
 
 
-def _earlier_ids(
+def earlier_dataset_ids(
     db: sqlite_utils.Database, stage: Stage, base: BaseModelKind, kind: Kind
 ) -> list[str]:
+    """The datasets of the stage, base and format made so far, oldest first."""
     return [
         row[0]
         for row in db.execute(
@@ -416,12 +437,15 @@ def _candidates(
     ]
 
 
-def _nothing_new(target: _Target, earlier_ids: Sequence[str]) -> str:
-    what = f"no new {target.format} items of {target.stage}"
-    if target.criteria is not None:
-        what += f" from sources {', '.join(target.criteria.sources)}"
-        if target.criteria.origins is not None:
-            what += f" and origins {', '.join(target.criteria.origins)}"
+def nothing_new(
+    stage: Stage, format: Kind, criteria: DataCriteria | None, earlier_ids: Sequence[str]
+) -> str:
+    """Why a stage with no new candidates is not curated, and what to do."""
+    what = f"no new {format} items of {stage}"
+    if criteria is not None:
+        what += f" from sources {', '.join(criteria.sources)}"
+        if criteria.origins is not None:
+            what += f" and origins {', '.join(criteria.origins)}"
     if earlier_ids:
         what += f" beyond datasets {', '.join(earlier_ids)}"
     return what + ": derive or import more training data first"
@@ -504,7 +528,7 @@ def _still_current(
             f"review round {round_id} of {target.stage} became the spot-check of dataset "
             f"{used[0]} meanwhile; draw a new sample"
         )
-    if _earlier_ids(db, target.stage, base, target.format) != earlier_ids:
+    if earlier_dataset_ids(db, target.stage, base, target.format) != earlier_ids:
         raise CurationRefused(
             f"another {target.stage} ({target.format}) dataset was made meanwhile; curate again"
         )
