@@ -71,7 +71,7 @@ class _Settled(Exception):
 
 
 Tick = Callable[[int, int], None]
-"""Told `done, total` after each step of a phase."""
+"""Told `done, total`: how many of a phase's steps are done, as the phase goes."""
 
 
 def _on_term(signum: int, frame: FrameType | None) -> None:
@@ -220,7 +220,7 @@ def pass_at_1(
     tick: Tick | None = None,
 ) -> tuple[float | None, list[dict[str, Any]]]:
     """The share of task rows whose edits resolve their task, and one record per row tried;
-    `tick` is told after each row."""
+    `tick` is told how many are done before each row is tried."""
     outcomes: list[dict[str, Any]] = []
     tasks = sum(row.task is not None for row, _ in answered)
     for row, answer in answered:
@@ -264,7 +264,7 @@ def resolved_rate(
     tick: Tick | None = None,
 ) -> tuple[float | None, list[dict[str, Any]]]:
     """The share of the eval tasks the harness resolves with the model as the planner; `tick`
-    is told before each task."""
+    is told how many are done before each task runs."""
     harness = ws.config.harness.openai
     config = OpenAIPipelineConfig(
         base_url=f"{url}/v1",
