@@ -215,7 +215,12 @@ async def test_a_promotion_elsewhere_shows_the_new_name_whole(ws: Workspace) -> 
             lambda: str(stages.get_cell(STAGE, "serving")) == "scope-v1",
             "the poll to show the promotion",
         )
-        assert cut_cells(stages) == []
+        await until(
+            pilot,
+            lambda: not cut_cells(stages),
+            "the cell whole",
+            detail=lambda: str(cut_cells(stages)),
+        )
 
 
 @pytest.mark.slow
@@ -538,7 +543,13 @@ async def test_an_eval_shows_its_progress_on_the_row_then_announces_its_end(
             shown = evidence_shown(screen)
             assert "eval run 1 of base: running, 3/6 answered" in shown
             assert "eval run 2 of scope-v1: queued" in shown
-            assert cut_cells(screen.query_one("#versions", DataTable)) == []
+            versions = screen.query_one("#versions", DataTable)
+            await until(
+                pilot,
+                lambda: not cut_cells(versions),
+                "the row whole",
+                detail=lambda: str(cut_cells(versions)),
+            )
             held.release()
             await until(
                 pilot,
