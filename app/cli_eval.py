@@ -7,7 +7,6 @@ import click
 from app.cli_common import open_workspace
 from app.cli_eval_set import eval_set_group
 from engine.adapters.activation import version_row
-from engine.core.jobs import LIVE, job_alive
 from engine.core.stages import STAGES
 from engine.core.terminal_text import neutralise
 from engine.core.workspace import Workspace
@@ -32,15 +31,13 @@ from engine.evaluation.gate import (
 )
 from engine.evaluation.runs import (
     BACKENDS,
+    eval_jobs,
     eval_row,
-    job_of,
     list_evals,
     reconcile_evals,
     start_eval,
     stop_eval,
 )
-
-UNDER_WAY = ("queued", "running")
 
 
 def _workspace(ctx: click.Context, *, write: bool = True) -> Workspace:
@@ -54,7 +51,7 @@ def _metrics_text(run: EvalRun) -> str:
 def _line(run: EvalRun) -> str:
     return (
         f"{run.id:>4} {run.target:<18} {run.stage:<13} {run.dataset_id:<18} "
-        f"{run.backend:<6} {run.status:<8} {_metrics_text(run)}"
+        f"{run.backend:<6} {run.state():<8} {_metrics_text(run)}"
     )
 
 
@@ -94,14 +91,12 @@ def eval_run(
         return
     while True:
         reconcile_evals(ws)
-        runs = [eval_row(ws, eval_id) for eval_id in ids]
-        job = job_of(ws, ids[-1])
-        # The job gates the candidate after its last run is done: wait for the job too.
-        gating = job is not None and job.status in LIVE and job_alive(job)
-        if all(run.status not in UNDER_WAY for run in runs) and not gating:
+        # The job gates the candidate after its last run is done: wait for the job's end.
+        job = next(job for job in eval_jobs(ws, ids[-1:]) if job.key == ids[-1])
+        if not job.live:
             break
         time.sleep(1)
-    for run in runs:
+    for run in job.runs:
         reason = f": {run.reason}" if run.reason else ""
         click.echo(f"eval run {run.id} {run.status}{reason}  {_metrics_text(run)}")
     if adapter is not None:

@@ -12,7 +12,10 @@ word, and any eval run of it still under way. Below, the stage's activation hist
 A one-second timer polls the database in a thread worker that only posts messages (so a switch
 made from the command line shows up), settling first any switch or eval job that died mid-way;
 the same poll gathers the selected version's evidence, pairing the runs again only when they
-changed. The serving status is read every few seconds and on `s`.
+changed, and the eval jobs: while one runs, the Gate cell of the version it scores says how far
+it has got (`evaluating: 12/40 answered`), and when one ends, started here or from the command
+line while the console looked, one notification says how (done with the gate's word, stopped,
+or failed with the reason). The serving status is read every few seconds and on `s`.
 `p` promotes the selected version and `r` rolls the stage back, each after a confirmation that
 shows the metric deltas (promoting over a gate decision that did not pass then asks why); `e`
 evaluates the selected version (a background job); `t` shows where the selected version came
@@ -36,7 +39,13 @@ from engine.core.terminal_text import neutralise
 from engine.core.workspace import Workspace
 from engine.evaluation.evidence import VersionEvidence, version_evidence
 from engine.evaluation.paired import PairedDifference
-from engine.evaluation.runs import reconcile_evals, start_eval
+from engine.evaluation.runs import (
+    EvalJob,
+    eval_jobs,
+    newest_eval_id,
+    reconcile_evals,
+    start_eval,
+)
 from engine.promotion.overview import (
     Confirmation,
     StageView,
@@ -81,12 +90,16 @@ HISTORY_COLUMNS = (
 
 @dataclass
 class ViewsPolled(Message):
-    """The stages, and the evidence of version `name` (or why it could not be gathered)."""
+    """The stages, the evidence of version `name` (or why it could not be gathered), and the
+    eval jobs under way or ended since the pane first looked (`floor`: the newest eval run
+    then)."""
 
     views: list[StageView]
     name: str | None
     evidence: VersionEvidence | None
     evidence_error: str | None
+    evals: list[EvalJob]
+    floor: int
 
 
 def metrics_text(line: VersionLine) -> Text:
@@ -188,6 +201,14 @@ class AdaptersScreen(EnginePane):
         self._reading_serving = False
         self._shown: StageView | None = None
         self._evidence: VersionEvidence | None = None
+        # Eval jobs: what each version's Gate cell shows, the newest eval run when the pane
+        # first looked (jobs after it are announced when they end), the keys of the jobs seen
+        # under way, and those whose end was announced.
+        self._gate_shown: dict[str, str] = {}
+        self._eval_states: dict[str, str] = {}
+        self._eval_floor: int | None = None
+        self._following: set[int] = set()
+        self._announced: set[int] = set()
 
     def compose_pane(self) -> ComposeResult:
         with Vertical(id="adapters"):
@@ -234,14 +255,25 @@ class AdaptersScreen(EnginePane):
 
     # -- polling --------------------------------------------------------------------------
 
-    def poll_args(self) -> tuple[str | None, VersionEvidence | None]:
-        return (self._version, self._evidence)
+    def poll_args(
+        self,
+    ) -> tuple[str | None, VersionEvidence | None, frozenset[int], int | None]:
+        return (self._version, self._evidence, frozenset(self._following), self._eval_floor)
 
     def settle(self, ws: Workspace) -> None:
         reconcile_intents(ws)
         reconcile_evals(ws)
 
-    def read(self, ws: Workspace, name: str | None, reuse: VersionEvidence | None) -> None:
+    def read(
+        self,
+        ws: Workspace,
+        name: str | None,
+        reuse: VersionEvidence | None,
+        following: frozenset[int],
+        floor: int | None,
+    ) -> None:
+        floor = newest_eval_id(ws) if floor is None else floor
+        evals = eval_jobs(ws, following, floor)
         views = stage_views(ws)
         evidence, evidence_error = None, None
         if name is not None:
@@ -249,7 +281,7 @@ class AdaptersScreen(EnginePane):
                 evidence = version_evidence(ws, name, reuse)
             except (*WORKER_ERRORS, ValueError) as exc:
                 evidence_error = str(exc)
-        self.post_message(ViewsPolled(views, name, evidence, evidence_error))
+        self.post_message(ViewsPolled(views, name, evidence, evidence_error, evals, floor))
 
     def _read_serving(self) -> None:
         if not self._reading_serving:
@@ -278,8 +310,50 @@ class AdaptersScreen(EnginePane):
                 stages.update_cell(view.stage, "candidates", waiting, update_width=True)
         if self._stage not in self._views:
             self._stage = next(iter(self._views), None)
+        self._follow_evals(message)
         self._render_stage()
+        self._show_gates()
         self._render_evidence(message)
+
+    def _follow_evals(self, message: ViewsPolled) -> None:
+        """Keep each version's eval state, and announce once each eval job that ended."""
+        if self._eval_floor is None:
+            self._eval_floor = message.floor
+        states: dict[str, str] = {}
+        following = set()
+        for job in message.evals:
+            if job.live:
+                following.add(job.key)
+                for run in job.runs:
+                    state = job.state(run.target)
+                    if state is not None:
+                        states[run.target] = state
+                continue
+            seen = job.key in self._following or job.key > self._eval_floor
+            if seen and job.key not in self._announced:
+                self._announced.add(job.key)
+                text, severity = job.outcome()
+                self.notify(neutralise(text), title="eval", severity=severity, markup=False)
+        self._following = following
+        self._eval_states = states
+
+    def _gate_text(self, line: VersionLine) -> Text:
+        """The Gate cell: the eval under way for the version, else its newest decision."""
+        state = self._eval_states.get(line.name)
+        if state is not None:
+            return Text(neutralise(state), style="yellow")
+        return Text(neutralise(line.gate))
+
+    def _show_gates(self) -> None:
+        """Redraw the Gate cells whose eval state changed since they were drawn."""
+        if self._shown is None:
+            return
+        versions = self.query_one("#versions", DataTable)
+        for line in self._shown.versions:
+            cell = self._gate_text(line)
+            if self._gate_shown.get(line.name) != cell.plain:
+                self._gate_shown[line.name] = cell.plain
+                versions.update_cell(line.name, "gate", cell, update_width=True)
 
     def _render_evidence(self, message: ViewsPolled) -> None:
         """The polled evidence, when it is the selected version's; otherwise poll again."""
@@ -316,6 +390,7 @@ class AdaptersScreen(EnginePane):
         versions = self.query_one("#versions", DataTable)
         history = self.query_one("#history", DataTable)
         versions.clear(columns=True)
+        self._gate_shown = {}
         for label, key in VERSION_COLUMNS:
             versions.add_column(label, key=key)
         history.clear()
@@ -327,13 +402,15 @@ class AdaptersScreen(EnginePane):
             )
             self._version = None
         for line in view.versions:
+            gate = self._gate_text(line)
+            self._gate_shown[line.name] = gate.plain
             versions.add_row(
                 Text(neutralise(line.name), style="bold" if line.status == "active" else ""),
                 Text(line.status, style=STATUS_STYLE.get(line.status, "")),
                 Text(neutralise(line.base)),
                 when(line.created),
                 Text(neutralise(line.dataset)),
-                Text(neutralise(line.gate)),
+                gate,
                 metrics_text(line),
                 key=line.name,
             )
@@ -480,8 +557,8 @@ class AdaptersScreen(EnginePane):
         self.act(
             lambda ws: start_eval(ws, adapter=name),
             lambda ids: (
-                f"{name}: eval run {', '.join(str(i) for i in ids)} started; "
-                "the gate decides when it ends"
+                f"{name}: eval run {', '.join(str(i) for i in ids)} started; its row shows "
+                "how far it has got, and the gate decides when it ends"
             ),
         )
 

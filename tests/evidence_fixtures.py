@@ -15,7 +15,7 @@ from eval_fixtures import add_version
 
 from engine.adapters.activation import AdapterVersion
 from engine.core.workspace import Workspace
-from engine.evaluation.eval_set import EvalSet, build_eval_set, load_eval_set
+from engine.evaluation.eval_set import EvalSet, build_eval_set, load_eval_set, newest_eval_set
 from engine.evaluation.example_scores import ExampleScore, line_key
 from engine.evaluation.gate import BASE, decide
 from engine.evaluation.metrics import aggregate, score_row
@@ -133,10 +133,9 @@ def _run(
     return eval_id
 
 
-def scored_candidate(ws: Workspace, scored: bool = True) -> tuple[AdapterVersion, int, int]:
-    """scope-v1, a candidate, and the base, both scored on scope's frozen eval set of 6 rows
-    (target 200), and, when scored example by example, the gate's real decision on them:
-    underpowered. Returns the version and the candidate's and the base's eval run ids."""
+def unscored_candidate(ws: Workspace) -> AdapterVersion:
+    """scope-v1, a candidate on dataset scope-d1, and scope's frozen eval set of 6 rows (target
+    200); nothing evaluated yet."""
     ws.db["datasets"].insert(
         {
             "id": "scope-d1",
@@ -149,8 +148,18 @@ def scored_candidate(ws: Workspace, scored: bool = True) -> tuple[AdapterVersion
         }
     )
     add_items(ws.db, [_item(n) for n in range(30)])
-    eval_set = load_eval_set(ws, build_eval_set(ws, STAGE).eval_set.id)
-    version = add_version(ws, STAGE, 1, dataset_id="scope-d1")
+    build_eval_set(ws, STAGE)
+    return add_version(ws, STAGE, 1, dataset_id="scope-d1")
+
+
+def scored_candidate(ws: Workspace, scored: bool = True) -> tuple[AdapterVersion, int, int]:
+    """scope-v1, a candidate, and the base, both scored on scope's frozen eval set of 6 rows
+    (target 200), and, when scored example by example, the gate's real decision on them:
+    underpowered. Returns the version and the candidate's and the base's eval run ids."""
+    version = unscored_candidate(ws)
+    record = newest_eval_set(ws, STAGE)
+    assert record is not None
+    eval_set = load_eval_set(ws, record.id)
     answers = _answers(eval_set)
     base_id = _run(ws, eval_set, None, answers[BASE], scored)
     candidate_id = _run(ws, eval_set, version, answers["candidate"], scored)

@@ -13,17 +13,19 @@ import pytest
 from eval_fixtures import add_eval, add_version, examples
 from evidence_fixtures import scored_candidate
 from fake_vllm import FakeVllm
-from pilot_wait import until
+from held_evals import served_eval
+from pilot_wait import until, wait_for
 from tables import cut_cells
 from textual.pilot import Pilot
 from textual.widgets import DataTable, OptionList, Static
+from textual.widgets.data_table import CellDoesNotExist
 
 from app.app import CraApp
 from engine.adapters.activation import AdapterVersion, history, resolve
 from engine.core.stages import LORA_STAGES
 from engine.core.workspace import Workspace
 from engine.evaluation.example_scores import paired_metrics
-from engine.evaluation.runs import eval_row
+from engine.evaluation.runs import eval_row, start_eval
 from engine.promotion.switch import promote_version
 from screens.adapter_differences import DifferencesScreen
 from screens.adapters import AdaptersScreen
@@ -213,7 +215,12 @@ async def test_a_promotion_elsewhere_shows_the_new_name_whole(ws: Workspace) -> 
             lambda: str(stages.get_cell(STAGE, "serving")) == "scope-v1",
             "the poll to show the promotion",
         )
-        await until(pilot, lambda: cut_cells(stages) == [], "the column to widen to its new value")
+        await until(
+            pilot,
+            lambda: not cut_cells(stages),
+            "the cell whole",
+            detail=lambda: str(cut_cells(stages)),
+        )
 
 
 @pytest.mark.slow
@@ -492,3 +499,124 @@ def test_adapters_differences_drill_down(snap_compare, ws: Workspace) -> None:
         await pilot.wait_for_scheduled_animations()
 
     assert snap_compare(CraApp(ws, []), terminal_size=SIZE, run_before=run_before)
+
+
+def gate_cell(screen: AdaptersScreen, name: str) -> str:
+    versions = screen.query_one("#versions", DataTable)
+    try:
+        return str(versions.get_cell(name, "gate"))
+    except CellDoesNotExist:
+        return ""
+
+
+async def on_scope_v1(pilot: Pilot) -> AdaptersScreen:
+    """The scope stage with its one version, scope-v1, selected."""
+    await pilot.press("6")
+    screen = pane(pilot)
+    await until(
+        pilot,
+        lambda: screen.query_one("#stages", DataTable).row_count == len(LORA_STAGES),
+        "stages",
+    )
+    await pilot.press("down")
+    await until(pilot, lambda: screen.selected_version == "scope-v1", "scope-v1 selected")
+    return screen
+
+
+async def test_an_eval_shows_its_progress_on_the_row_then_announces_its_end(
+    tmp_path: Path,
+) -> None:
+    """`e` starts the real eval job: while it answers the base's fourth row, scope-v1's Gate
+    cell reads `evaluating: base 3/6 answered` and the evidence lists both runs with their
+    state; when the job ends, one notification says it is done with the gate's word, and the
+    Gate cell shows that decision."""
+    with served_eval(tmp_path / "ws", hold_at=4) as (ws, _, held):
+        async with CraApp(ws, []).run_test(size=SIZE) as pilot:
+            screen = await on_scope_v1(pilot)
+            await pilot.press("e")
+            await until(
+                pilot,
+                lambda: gate_cell(screen, "scope-v1") == "evaluating: base 3/6 answered",
+                "the row to show the baseline's progress",
+                detail=lambda: gate_cell(screen, "scope-v1"),
+            )
+            shown = evidence_shown(screen)
+            assert "eval run 1 of base: running, 3/6 answered" in shown
+            assert "eval run 2 of scope-v1: queued" in shown
+            versions = screen.query_one("#versions", DataTable)
+            await until(
+                pilot,
+                lambda: not cut_cells(versions),
+                "the row whole",
+                detail=lambda: str(cut_cells(versions)),
+            )
+            held.release()
+            await until(
+                pilot,
+                lambda: any("scope-v1: eval done; gate: " in n for n in notes(pilot)),
+                "the end to be announced",
+                detail=lambda: "\n".join(notes(pilot)),
+            )
+            decision = ws.db.execute("SELECT decision FROM gate_decisions").fetchone()[0]
+            assert f"scope-v1: eval done; gate: {decision} against base" in notes(pilot)
+            await until(
+                pilot,
+                lambda: gate_cell(screen, "scope-v1") == f"{decision} vs base",
+                "the row to show the decision",
+            )
+            await pilot.pause(1.5)
+            assert sum("eval done" in n for n in notes(pilot)) == 1
+
+
+async def test_an_eval_started_from_the_cli_is_followed_and_its_failure_announced(
+    tmp_path: Path,
+) -> None:
+    """An eval started from the command line while the console is open shows on the row too,
+    and when it fails (the server refuses to load the candidate) one notification says so with
+    the reason."""
+    with served_eval(tmp_path / "ws", hold_at=4) as (ws, fake, held):
+        fake.fail_loads.add("scope-v1")
+        async with CraApp(ws, []).run_test(size=SIZE) as pilot:
+            screen = await on_scope_v1(pilot)
+            await until(pilot, lambda: gate_cell(screen, "scope-v1") == "—", "the row")
+            start_eval(ws.reopen(), adapter="scope-v1")
+            await until(
+                pilot,
+                lambda: gate_cell(screen, "scope-v1") == "evaluating: base 3/6 answered",
+                "the row to show the eval started elsewhere",
+                detail=lambda: gate_cell(screen, "scope-v1"),
+            )
+            held.release()
+            await until(
+                pilot,
+                lambda: any("scope-v1: eval failed: " in n for n in notes(pilot)),
+                "the failure to be announced",
+                detail=lambda: "\n".join(notes(pilot)),
+            )
+            [note] = [n for n in notes(pilot) if "eval failed" in n]
+            assert "Loading lora scope-v1 failed" in note
+            await until(pilot, lambda: gate_cell(screen, "scope-v1") == "—", "the row again")
+
+
+def test_adapters_eval_under_way(snap_compare, tmp_path: Path) -> None:
+    """At 160 × 50, scope-v1's eval job caught answering the base's fourth row: the Gate cell
+    and the evidence say how far it has got. The job read its server's address when it
+    started; the console is then pointed at port 1, where nothing listens, so the port in the
+    snapshot never changes."""
+    with served_eval(tmp_path / "ws", hold_at=4) as (ws, _, held):
+        start_eval(ws, adapter="scope-v1")
+        wait_for(lambda: held.asked == 4, "the job to ask for the base's fourth answer")
+        console = _open(ws.root, 1)
+
+        async def run_before(pilot: Pilot) -> None:
+            screen = await on_scope_v1(pilot)
+            await until(
+                pilot,
+                lambda: gate_cell(screen, "scope-v1") == "evaluating: base 3/6 answered",
+                "the progress",
+            )
+            await until(pilot, lambda: "not running" in serving_shown(screen), "serving status")
+            await until(pilot, lambda: "3/6 answered" in evidence_shown(screen), "the evidence")
+            await pilot.wait_for_scheduled_animations()
+
+        assert snap_compare(CraApp(console, []), terminal_size=(160, 50), run_before=run_before)

@@ -740,6 +740,12 @@ def _m015_validation_reports(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m016_eval_progress(db: sqlite_utils.Database) -> None:
+    """How far a running eval run has got (`eval_runs.progress_json`: phase, done, total), which
+    its job writes as it goes and the Adapters pane and `cra eval status` show."""
+    db.execute("ALTER TABLE eval_runs ADD COLUMN progress_json TEXT")
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "ingest: packages, package files, decisions", _m001_ingest),
     (2, "harness: validated tasks", _m002_tasks),
@@ -764,6 +770,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (13, "evaluation: frozen eval sets per stage, the set an eval run scored", _m013_eval_sets),
     (14, "evaluation: the gate's paired evidence, overrides of it", _m014_gate_evidence),
     (15, "ingest: validation reports kept by package content", _m015_validation_reports),
+    (16, "evaluation: the progress of a running eval run", _m016_eval_progress),
 ]
 
 

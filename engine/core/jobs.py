@@ -230,17 +230,21 @@ def heartbeat(ws: Workspace, job_id: int) -> None:
         ws.db.table("jobs").update(job_id, {"heartbeat_at": utc_now()})
 
 
-def _finish(ws: Workspace, job_id: int, status: str, exit_code: int | None, reason: str) -> None:
-    with ws.db.conn:
-        ws.db.table("jobs").update(
-            job_id,
-            {"status": status, "exit_code": exit_code, "reason": reason, "ended_at": utc_now()},
-        )
+def _finish(ws: Workspace, job_id: int, status: str, exit_code: int | None, reason: str) -> bool:
+    """Record the job's end unless one is recorded: a reconcile that read the job live just
+    before it recorded its own end and exited never overwrites that end."""
+    cursor = ws.db.execute(
+        "UPDATE jobs SET status = ?, exit_code = ?, reason = ?, ended_at = ? "
+        f"WHERE id = ? AND status IN ({', '.join('?' * len(LIVE))})",
+        [status, exit_code, reason, utc_now(), job_id, *LIVE],
+    )
+    return cursor.rowcount == 1
 
 
-def finish_job(ws: Workspace, job_id: int, status: str, reason: str = "") -> None:
-    """Record that the job ended (`exited`, `failed` or `killed`) and why."""
-    _finish(ws, job_id, status, None, reason)
+def finish_job(ws: Workspace, job_id: int, status: str, reason: str = "") -> bool:
+    """Record that the job ended (`exited`, `failed` or `killed`) and why; an end is written
+    once, so False when one was recorded already."""
+    return _finish(ws, job_id, status, None, reason)
 
 
 def latest_job(ws: Workspace, kind: str, ref_id: int) -> JobRow | None:

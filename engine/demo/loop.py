@@ -27,7 +27,7 @@ from engine.core.workspace import Workspace
 from engine.evaluation.eval_run import EvalRun
 from engine.evaluation.eval_set import build_eval_set
 from engine.evaluation.gate import decision_lines, latest_decision
-from engine.evaluation.runs import eval_row, reconcile_evals, start_eval
+from engine.evaluation.runs import eval_jobs, eval_row, reconcile_evals, start_eval
 from engine.harness.campaigns import (
     campaign_row,
     create_campaign,
@@ -80,8 +80,9 @@ def _run_ended(ws: Workspace, run_id: int) -> bool:
 
 
 def _evals_ended(ws: Workspace, eval_ids: list[int]) -> bool:
+    """The eval job has ended: its runs, and the gate it puts the candidate through after."""
     reconcile_evals(ws)
-    return all(eval_row(ws, eval_id).status not in ("queued", "running") for eval_id in eval_ids)
+    return not any(job.live for job in eval_jobs(ws, eval_ids[-1:]) if job.key == eval_ids[-1])
 
 
 def run_loop(ws: Workspace, drive: Path, say: Say) -> str:

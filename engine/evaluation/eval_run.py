@@ -7,11 +7,33 @@ renamed or added column fails here, loudly, rather than as a `KeyError` in the C
 
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from engine.core.stages import BaseModelKind, Stage
+
+UNDER_WAY = ("queued", "running")
+"""The statuses of a run that has not ended; every other status is an end, written once."""
+
+Phase = Literal["answering", "testing", "harness"]
+_PHASE_WORDS: dict[Phase, str] = {"answering": "answered", "testing": "tested", "harness": "tasks"}
+
+
+class EvalProgress(BaseModel):
+    """How far a running eval run has got: the model `answering` the eval rows, then for
+    execute_code the answers `testing` under their tasks' tests, for the planning DPO each
+    eval task through the `harness`; `done` of `total` in that phase."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    phase: Phase
+    done: int
+    total: int
+
+    def text(self) -> str:
+        """`12/40 answered`, `2/3 tested`, `1/3 tasks`."""
+        return f"{self.done}/{self.total} {_PHASE_WORDS[self.phase]}"
 
 
 class EvalRun(BaseModel):
@@ -38,6 +60,22 @@ class EvalRun(BaseModel):
     created_by: str | None
     finished_at: str | None
     eval_set_id: int | None
+    progress_json: str | None = None
+    """Written by the job as the run goes (`EvalProgress`); NULL until it has begun."""
+
+    @property
+    def progress(self) -> EvalProgress | None:
+        """How far the run has got; None before its job began it."""
+        if self.progress_json is None:
+            return None
+        return EvalProgress.model_validate_json(self.progress_json)
+
+    def state(self) -> str:
+        """The status, with the progress while it runs: `running, 12/40 answered`."""
+        progress = self.progress
+        if self.status == "running" and progress is not None:
+            return f"running, {progress.text()}"
+        return self.status
 
     @property
     def metrics(self) -> dict[str, float]:

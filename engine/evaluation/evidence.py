@@ -21,7 +21,7 @@ from engine.adapters.activation import AdapterVersion, version_by_id, version_ro
 from engine.core.errors import CraError
 from engine.core.stages import PRIMARY, SECONDARY, as_stage
 from engine.core.workspace import Workspace
-from engine.evaluation.eval_run import EvalRun, eval_runs
+from engine.evaluation.eval_run import UNDER_WAY, EvalRun
 from engine.evaluation.eval_set import EvalRow, EvalSetRecord, eval_set_record, load_eval_set
 from engine.evaluation.example_scores import (
     ExampleScore,
@@ -38,7 +38,7 @@ from engine.evaluation.gate import (
     metric_confidence,
 )
 from engine.evaluation.paired import Counts, PairedDifference
-from engine.evaluation.runs import eval_row
+from engine.evaluation.runs import eval_jobs, eval_row
 
 ANSWERS_FILE = "answers.jsonl"
 HARNESS_FILE = "harness.json"
@@ -91,7 +91,8 @@ class VersionEvidence:
     decision: str | None
     """The newest gate decision's word, as recorded, and its baseline."""
     under_way: list[EvalRun] = field(default_factory=list)
-    """The version's eval runs still queued or running."""
+    """The runs still queued or running of the eval jobs that score the version (a baseline
+    queued before it among them), with their progress."""
 
     @property
     def primary_metric(self) -> str:
@@ -125,7 +126,7 @@ class VersionEvidence:
         lines = [f"{self.name} against {self.baseline}{runs}", self.set_line()]
         if self.decision is not None:
             lines.append(f"gate: {self.decision}")
-        lines.extend(f"eval run {run.id} of {run.target}: {run.status}" for run in self.under_way)
+        lines.extend(f"eval run {run.id} of {run.target}: {run.state()}" for run in self.under_way)
         return lines
 
     def table_header(self) -> str | None:
@@ -244,11 +245,13 @@ def version_evidence(
     stage = row.stage
     baseline = _baseline_row(ws, row)
     comparison = compare(ws, stage, row, baseline)
-    under_way = eval_runs(
-        ws.db.table("eval_runs").rows_where(
-            "adapter_id = ? AND status IN ('queued', 'running')", [row.id], order_by="id"
-        )
-    )
+    under_way = [
+        run
+        for job in eval_jobs(ws)
+        if any(mine.adapter_id == row.id for mine in job.runs)
+        for run in job.runs
+        if run.status in UNDER_WAY
+    ]
     return _gather(
         ws,
         stage,

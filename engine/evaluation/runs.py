@@ -8,10 +8,20 @@ putting the candidate through the gate. An eval run's answers go to `evals/<id>/
 (answers.jsonl, the harness attempts, eval.log) and its metrics to `eval_runs.metrics_json`;
 `eval_runs.eval_set_id` and `eval_sha256` name the set it scored. A run whose job died is
 marked failed at the next `reconcile_evals`; a failed run is never resumed, only run again.
+
+A run's end is written once (`end_run`): only a run still queued or running is ended, by its job
+or by a reconcile, whichever comes first, and the job checks at every step that its run is
+still running, so no run is recorded `done` after it was settled failed, nor failed after it
+was done. While a job runs, `eval_jobs` says how far it has got (`EvalJob.state`) and, once it
+has ended, how it ended with the gate's word (`EvalJob.outcome`): what the Adapters pane shows
+on the version's row and announces.
 """
 
+import json
 import sys
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
 
 from engine.adapters.activation import AdapterVersion
 from engine.core.db import inserted_id
@@ -28,12 +38,14 @@ from engine.core.jobs import (
 from engine.core.stages import BASE_MODEL, LORA_STAGES, as_stage, require_lora_stage
 from engine.core.timestamps import utc_now
 from engine.core.workspace import EVALS_DIR, Workspace
-from engine.evaluation.eval_run import EvalRun, eval_runs
+from engine.evaluation.eval_run import UNDER_WAY, EvalRun, eval_runs
 from engine.evaluation.eval_set import newest_eval_set
 from engine.evaluation.gate import BASE, active_row, done_evals
 
 JOB_KIND = "eval"
+RUNNER = "engine.runners.evaluation"
 BACKENDS = ("server", "local")
+DIED = "the eval job ended before this run finished; run it again"
 
 
 class EvalRunError(CraError):
@@ -96,12 +108,12 @@ def start_eval(
             _insert(ws, target, stage, dataset_id, eval_set.id, eval_set.sha256, backend, who)
             for target in targets
         ]
-        argv = [sys.executable, "-m", "engine.runners.evaluation", *map(str, ids)]
+        argv = [sys.executable, "-m", RUNNER, *map(str, ids)]
         try:
             lock.spawn(ids[-1], argv)
         except CraError as exc:
             for eval_id in ids:
-                _set(ws, eval_id, status="failed", reason=str(exc), finished_at=utc_now())
+                end_run(ws, eval_id, "failed", str(exc))
             raise
     return ids
 
@@ -162,9 +174,15 @@ def _insert(
     return eval_id
 
 
-def _set(ws: Workspace, eval_id: int, **values: Any) -> None:
-    with ws.db.conn:
-        ws.db.table("eval_runs").update(eval_id, values)
+def end_run(ws: Workspace, eval_id: int, status: str, reason: str) -> bool:
+    """Record that run `eval_id` ended (`failed`, `stopped`) and why, unless it has ended
+    already; returns whether this call recorded the end."""
+    cursor = ws.db.execute(
+        "UPDATE eval_runs SET status = ?, reason = ?, finished_at = ? "
+        f"WHERE id = ? AND status IN ({', '.join('?' * len(UNDER_WAY))})",
+        [status, reason, utc_now(), eval_id, *UNDER_WAY],
+    )
+    return cursor.rowcount == 1
 
 
 def eval_row(ws: Workspace, eval_id: int) -> EvalRun:
@@ -200,28 +218,33 @@ def reconcile_evals(ws: Workspace) -> list[int]:
 
 
 def _reconcile(ws: Workspace, lock: JobLock) -> list[int]:
+    """Record the eval jobs that died as failed, then end the runs no live job holds."""
+    for live in _live_jobs(ws):
+        if not lock.alive(live):
+            finish_job(ws, live.id, "failed", "the eval job died")
     ended = []
     for run in _under_way(ws):
         job = job_of(ws, run.id)
-        if job is not None and job.status in LIVE and lock.alive(job):
-            continue
         if job is not None and job.status in LIVE:
-            finish_job(ws, job.id, "failed", "the eval job died")
-        _set(
-            ws,
-            run.id,
-            status="failed",
-            reason="the eval job ended before this run finished; run it again",
-            finished_at=utc_now(),
-        )
-        ended.append(run.id)
+            continue
+        if end_run(ws, run.id, "failed", DIED):
+            ended.append(run.id)
     return ended
+
+
+def _live_jobs(ws: Workspace) -> list[JobRow]:
+    rows = ws.db.table("jobs").rows_where(
+        f"kind = ? AND status IN ({', '.join('?' * len(LIVE))})", [JOB_KIND, *LIVE], order_by="id"
+    )
+    return [JobRow.model_validate(row) for row in rows]
 
 
 def _under_way(ws: Workspace) -> list[EvalRun]:
     """The eval runs queued or running, oldest first."""
     return eval_runs(
-        ws.db.table("eval_runs").rows_where("status IN ('queued', 'running')", order_by="id")
+        ws.db.table("eval_runs").rows_where(
+            f"status IN ({', '.join('?' * len(UNDER_WAY))})", list(UNDER_WAY), order_by="id"
+        )
     )
 
 
@@ -234,3 +257,127 @@ def job_of(ws: Workspace, eval_id: int) -> JobRow | None:
         limit=1,
     )
     return next((JobRow.model_validate(row) for row in rows), None)
+
+
+def job_runs(job: JobRow) -> list[int]:
+    """The ids of the eval runs `job` runs, in the order it runs them."""
+    argv = json.loads(job.argv_json or "[]")
+    if RUNNER not in argv:
+        return [job.ref_id]
+    return [int(arg) for arg in argv[argv.index(RUNNER) + 1 :]]
+
+
+Severity = Literal["information", "warning", "error"]
+
+
+def _where(run: EvalRun) -> str:
+    """`queued`, `starting` (taken, nothing asked yet) or the run's progress."""
+    progress = run.progress
+    if run.status == "queued":
+        return "queued"
+    return "starting" if progress is None else progress.text()
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    """One eval job as the operator follows it: its runs in the order it runs them (a baseline
+    first, the version it evaluates last), its job row (None before it has one), and the gate's
+    decision on its last run (word, baseline) once recorded."""
+
+    runs: list[EvalRun]
+    job: JobRow | None
+    decision: tuple[str, str] | None
+
+    @property
+    def key(self) -> int:
+        """The id of its last run, which names the job (`jobs.ref_id`)."""
+        return self.runs[-1].id
+
+    @property
+    def target(self) -> str:
+        """What it evaluates: a version's name, or `base (STAGE)` for the bare base."""
+        last = self.runs[-1]
+        return last.target if last.adapter_id is not None else f"{BASE} ({last.stage})"
+
+    @property
+    def live(self) -> bool:
+        """A run is queued or running, or the job has not recorded its end (it gates last)."""
+        return any(run.status in UNDER_WAY for run in self.runs) or (
+            self.job is not None and self.job.status in LIVE
+        )
+
+    def state(self, name: str) -> str | None:
+        """What version `name`'s row says while the job runs (`evaluating: 12/40 answered`,
+        `evaluating: base 3/40 answered` while its baseline goes first, `evaluating: gating`);
+        None when the job has ended or does not score `name` now."""
+        if not self.live:
+            return None
+        current = next((run for run in self.runs if run.status in UNDER_WAY), None)
+        last = self.runs[-1]
+        if name == last.target and last.adapter_id is not None:
+            if current is None:
+                return "evaluating: gating"
+            if current.id == last.id:
+                return f"evaluating: {_where(current)}"
+            return f"evaluating: {current.target} {_where(current)}"
+        if current is not None and current.target == name and current.adapter_id is not None:
+            return f"evaluating: {_where(current)}, baseline of {last.target}"
+        return None
+
+    def outcome(self) -> tuple[str, Severity]:
+        """How the ended job ended, in one line: done with the gate's word, or stopped, or
+        failed with the reason."""
+        ended = next((run for run in self.runs if run.status != "done"), None)
+        if ended is None:
+            if self.decision is not None:
+                word, baseline = self.decision
+                return f"{self.target}: eval done; gate: {word} against {baseline}", "information"
+            if self.runs[-1].adapter_id is None:
+                return f"{self.target}: eval done", "information"
+            log = "" if self.job is None or not self.job.log_path else f" ({self.job.log_path})"
+            return f"{self.target}: eval done; the gate did not decide{log}", "warning"
+        which = "" if ended.id == self.key else f" (eval run {ended.id} of {ended.target})"
+        if ended.status == "stopped":
+            return f"{self.target}: eval stopped{which}: {ended.reason}", "warning"
+        return f"{self.target}: eval {ended.status}{which}: {ended.reason}", "error"
+
+
+def newest_eval_id(ws: Workspace) -> int:
+    """The id of the newest eval run; 0 when there is none."""
+    found: int = ws.db.execute("SELECT COALESCE(MAX(id), 0) FROM eval_runs").fetchone()[0]
+    return found
+
+
+def eval_jobs(ws: Workspace, keys: Iterable[int] = (), after: int | None = None) -> list[EvalJob]:
+    """The eval jobs under way, those whose runs include one of `keys`, and those with a run
+    newer than run `after`; oldest first. Each job's row is read before its runs and its runs
+    before the decision, so a job read ended has its final runs and decision."""
+    wanted = {run.id for run in _under_way(ws)} | {job.ref_id for job in _live_jobs(ws)}
+    wanted |= set(keys)
+    if after is not None:
+        wanted |= {
+            row[0] for row in ws.db.execute("SELECT id FROM eval_runs WHERE id > ?", [after])
+        }
+    found: dict[int, EvalJob] = {}
+    seen: set[int] = set()
+    for eval_id in sorted(wanted):
+        if eval_id in seen:
+            continue
+        job = job_of(ws, eval_id)
+        ids = [eval_id] if job is None else job_runs(job)
+        seen.update(ids)
+        runs = eval_runs(
+            ws.db.table("eval_runs").rows_where(
+                f"id IN ({', '.join('?' * len(ids))})", ids, order_by="id"
+            )
+        )
+        if not runs:
+            continue
+        decision = ws.db.execute(
+            "SELECT decision, baseline FROM gate_decisions WHERE candidate_eval_id = ? "
+            "ORDER BY id DESC LIMIT 1",
+            [runs[-1].id],
+        ).fetchone()
+        entry = EvalJob(runs, job, None if decision is None else (decision[0], decision[1]))
+        found[entry.key] = entry
+    return [found[key] for key in sorted(found)]

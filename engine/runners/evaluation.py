@@ -8,13 +8,19 @@ Strategy §9.1. The model answers from the configured vLLM server (`server`: an 
 under its own name first) or from the CPU stand-in started for the run (`local`). Answers go to
 `evals/<id>/answers.jsonl`, harness attempts under `evals/<id>/tasks/`. After the last run, a
 candidate goes through the gate. SIGTERM stops the job: the run under way is marked stopped.
+
+As it goes the job records each run's progress (`eval_runs.progress_json`: rows answered, then
+answers tested or harness tasks run), and every write it makes to a run, from taking it to
+recording it done, holds only while the run is still its own: queued when taken, running after.
+A run that a reconcile settled meanwhile (it judged the job dead) keeps that end; the job stops
+there, records none of its results, and ends failed saying so.
 """
 
 import json
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -26,12 +32,12 @@ from engine.core.errors import CraError
 from engine.core.jobs import JOB_ID_ENV, finish_job, heartbeat
 from engine.core.timestamps import utc_now
 from engine.core.workspace import Workspace
-from engine.evaluation.eval_run import EvalRun
+from engine.evaluation.eval_run import EvalProgress, EvalRun, Phase
 from engine.evaluation.eval_set import EvalRow, EvalSet, HarnessTask, load_eval_set
 from engine.evaluation.example_scores import ExampleScore, line_key
 from engine.evaluation.gate import decide, decision_lines
 from engine.evaluation.metrics import RowScore, aggregate, parse_edits, score_row
-from engine.evaluation.runs import eval_row
+from engine.evaluation.runs import end_run, eval_row
 from engine.harness.attempts import Proposer, evaluate_attempt
 from engine.harness.openai_pipeline import propose_openai
 from engine.harness.package import CorpusPackage
@@ -53,13 +59,81 @@ class _Stop(Exception):
     """SIGTERM arrived: stop after recording the run under way as stopped."""
 
 
+class _Settled(Exception):
+    """Another process ended the run while this job ran it (a reconcile that judged the job
+    dead): that end stands, and the job records nothing more of the run."""
+
+    def __init__(self, run: EvalRun) -> None:
+        super().__init__(
+            f"eval run {run.id} was settled {run.status} by another process while this job "
+            f"ran it ({run.reason or 'no reason given'}); its results are not recorded"
+        )
+
+
+Tick = Callable[[int, int], None]
+"""Told `done, total`: how many of a phase's steps are done, as the phase goes."""
+
+
 def _on_term(signum: int, frame: FrameType | None) -> None:
     raise _Stop
 
 
-def _set(ws: Workspace, eval_id: int, **values: Any) -> None:
-    with ws.db.conn:
-        ws.db.table("eval_runs").update(eval_id, values)
+def _take(ws: Workspace, eval_id: int) -> None:
+    """Mark the queued run `eval_id` running; refused (`_Settled`) when it is not queued."""
+    cursor = ws.db.execute(
+        "UPDATE eval_runs SET status = 'running', reason = '' WHERE id = ? AND status = 'queued'",
+        [eval_id],
+    )
+    if cursor.rowcount != 1:
+        raise _Settled(eval_row(ws, eval_id))
+
+
+def _progress(ws: Workspace, eval_id: int, job_id: int | None, phase: Phase) -> Tick:
+    """Records `done` of `total` in `phase` on the run while it is still running (`_Settled`
+    when not), with the job's heartbeat."""
+
+    def tick(done: int, total: int) -> None:
+        progress = EvalProgress(phase=phase, done=done, total=total).model_dump_json()
+        cursor = ws.db.execute(
+            "UPDATE eval_runs SET progress_json = ? WHERE id = ? AND status = 'running'",
+            [progress, eval_id],
+        )
+        if cursor.rowcount != 1:
+            raise _Settled(eval_row(ws, eval_id))
+        if job_id is not None:
+            heartbeat(ws, job_id)
+
+    return tick
+
+
+def _record_done(
+    ws: Workspace, eval_id: int, rows: int, metrics: dict[str, float], examples: list[ExampleScore]
+) -> None:
+    """Record the run done with its metrics and per-example scores, in one transaction, if it
+    is still running; otherwise record nothing (`_Settled`)."""
+    records = [example.record(eval_id) for example in examples]
+    ws.db.execute("BEGIN IMMEDIATE")
+    try:
+        cursor = ws.db.execute(
+            "UPDATE eval_runs SET status = 'done', rows = ?, metrics_json = ?, finished_at = ? "
+            "WHERE id = ? AND status = 'running'",
+            [rows, json.dumps(metrics, sort_keys=True), utc_now(), eval_id],
+        )
+        taken = cursor.rowcount == 1
+        if taken and records:
+            columns = list(records[0])
+            ws.db.conn.executemany(
+                f"INSERT INTO eval_scores ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' * len(columns))})",
+                [[record[column] for column in columns] for record in records],
+            )
+    except BaseException:
+        ws.db.execute("ROLLBACK")
+        raise
+    if not taken:
+        ws.db.execute("ROLLBACK")
+        raise _Settled(eval_row(ws, eval_id))
+    ws.db.execute("COMMIT")
 
 
 def _version(ws: Workspace, run: EvalRun) -> AdapterVersion | None:
@@ -138,13 +212,22 @@ def _answered(result: PipelineResult) -> Proposer:
 
 
 def pass_at_1(
-    ws: Workspace, run: EvalRun, model: str, out: Path, answered: list[tuple[EvalRow, str]]
+    ws: Workspace,
+    run: EvalRun,
+    model: str,
+    out: Path,
+    answered: list[tuple[EvalRow, str]],
+    tick: Tick | None = None,
 ) -> tuple[float | None, list[dict[str, Any]]]:
-    """The share of task rows whose edits resolve their task, and one record per row tried."""
-    outcomes = []
+    """The share of task rows whose edits resolve their task, and one record per row tried;
+    `tick` is told how many are done before each row is tried."""
+    outcomes: list[dict[str, Any]] = []
+    tasks = sum(row.task is not None for row, _ in answered)
     for row, answer in answered:
         if row.task is None:
             continue
+        if tick is not None:
+            tick(len(outcomes), tasks)
         edits = parse_edits(answer)
         if not edits:
             outcomes.append({"line": row.line, "task": row.task.name, "outcome": "invalid"})
@@ -172,9 +255,16 @@ def pass_at_1(
 
 
 def resolved_rate(
-    ws: Workspace, run: EvalRun, url: str, model: str, out: Path, eval_set: EvalSet
+    ws: Workspace,
+    run: EvalRun,
+    url: str,
+    model: str,
+    out: Path,
+    eval_set: EvalSet,
+    tick: Tick | None = None,
 ) -> tuple[float | None, list[dict[str, Any]]]:
-    """The share of the eval tasks the harness resolves with the model as the planner."""
+    """The share of the eval tasks the harness resolves with the model as the planner; `tick`
+    is told how many are done before each task runs."""
     harness = ws.config.harness.openai
     config = OpenAIPipelineConfig(
         base_url=f"{url}/v1",
@@ -186,8 +276,11 @@ def resolved_rate(
     def propose(package: CorpusPackage, task: PlannerTask) -> PipelineResult:
         return propose_openai(config, task)
 
-    outcomes = []
-    for task in eval_set.tasks():
+    outcomes: list[dict[str, Any]] = []
+    tasks = eval_set.tasks()
+    for task in tasks:
+        if tick is not None:
+            tick(len(outcomes), len(tasks))
         record = evaluate_attempt(
             ws, _attempt(run, model, task), out / "tasks" / task.name, propose
         )
@@ -199,10 +292,10 @@ def resolved_rate(
 
 def evaluate(ws: Workspace, eval_id: int, job_id: int | None) -> dict[str, float]:
     """Score eval run `eval_id` and record its metrics; returns them."""
+    _take(ws, eval_id)
     run = eval_row(ws, eval_id)
     out = ws.root / run.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    _set(ws, eval_id, status="running", reason="")
     if run.eval_set_id is None:
         raise CraError(f"eval run {eval_id} names no frozen eval set; run `cra eval run` again")
     eval_set = load_eval_set(ws, run.eval_set_id)
@@ -217,6 +310,8 @@ def evaluate(ws: Workspace, eval_id: int, job_id: int | None) -> dict[str, float
     examples: dict[str, ExampleScore] = {}
     answered: list[tuple[EvalRow, str]] = []
     metrics: dict[str, float] = {}
+    answering = _progress(ws, eval_id, job_id, "answering")
+    answering(0, len(eval_set.rows))
     with _endpoint(ws, run, out) as (url, model), (out / ANSWERS_FILE).open("w") as answers:
         for row in eval_set.rows:
             answer, error = _ask(ws, url, model, row)
@@ -236,20 +331,22 @@ def evaluate(ws: Workspace, eval_id: int, job_id: int | None) -> dict[str, float
                 record["valid"] = score.valid
                 examples[line_key(row.line)] = _example(row, score)
             answers.write(json.dumps(record) + "\n")
-            if job_id is not None:
-                heartbeat(ws, job_id)
+            answers.flush()
+            answering(len(answered), len(eval_set.rows))
         if scores:
             metrics.update(aggregate(stage, scores))
         outcomes: list[dict[str, Any]] = []
         if stage == "execute_code":
-            value, outcomes = pass_at_1(ws, run, model, out, answered)
+            testing = _progress(ws, eval_id, job_id, "testing")
+            value, outcomes = pass_at_1(ws, run, model, out, answered, testing)
             if value is not None:
                 metrics["pass_at_1"] = value
             for outcome in outcomes:
                 example = examples[line_key(outcome["line"])]
                 example.counts["pass_at_1"] = (int(outcome["outcome"] == "resolved"), 1)
         elif stage == "planning_dpo":
-            value, outcomes = resolved_rate(ws, run, url, model, out, eval_set)
+            harness = _progress(ws, eval_id, job_id, "harness")
+            value, outcomes = resolved_rate(ws, run, url, model, out, eval_set, harness)
             if value is not None:
                 metrics["resolved_rate"] = value
             for outcome in outcomes:
@@ -262,19 +359,7 @@ def evaluate(ws: Workspace, eval_id: int, job_id: int | None) -> dict[str, float
                     counts={"resolved_rate": (int(outcome["outcome"] == "resolved"), 1)},
                 )
     (out / "harness.json").write_text(json.dumps(outcomes, indent=2) + "\n", encoding="utf-8")
-    with ws.db.conn:
-        ws.db.table("eval_scores").insert_all(
-            example.record(eval_id) for example in examples.values()
-        )
-        ws.db.table("eval_runs").update(
-            eval_id,
-            {
-                "status": "done",
-                "rows": len(eval_set.rows),
-                "metrics_json": json.dumps(metrics, sort_keys=True),
-                "finished_at": utc_now(),
-            },
-        )
+    _record_done(ws, eval_id, len(eval_set.rows), metrics, list(examples.values()))
     print(f"eval {eval_id}: done: {json.dumps(metrics, sort_keys=True)}")
     return metrics
 
@@ -287,19 +372,18 @@ def run_job(ws: Workspace, eval_ids: Sequence[int], job_id: int | None) -> tuple
             evaluate(ws, eval_id, job_id)
         except _Stop:
             for left in eval_ids[number:]:
-                _set(
-                    ws,
-                    left,
-                    status="stopped",
-                    reason="stopped by the operator",
-                    finished_at=utc_now(),
-                )
+                end_run(ws, left, "stopped", "stopped by the operator")
             return "killed", "stopped by the operator"
+        except _Settled as exc:
+            print(f"eval {eval_id}: {exc}", file=sys.stderr)
+            for left in eval_ids[number + 1 :]:
+                end_run(ws, left, "failed", f"eval run {eval_id} was settled before it")
+            return "failed", str(exc)
         except CraError as exc:
             print(f"eval {eval_id}: failed: {exc}", file=sys.stderr)
             for left in eval_ids[number:]:
                 why = str(exc) if left == eval_id else f"eval run {eval_id} failed before it"
-                _set(ws, left, status="failed", reason=why, finished_at=utc_now())
+                end_run(ws, left, "failed", why)
             return "failed", f"eval run {eval_id} failed"
     _gate(ws, eval_row(ws, eval_ids[-1]))
     return "exited", ""
