@@ -33,7 +33,7 @@ MIN_EVAL_ROWS = 10
 """The fewest paired examples the gate decides on without calling the set underpowered."""
 
 STEPS = (
-    "1. approved textkit from ",
+    "1. approved textkit@",
     "2. gold harness campaign 1 started",
     f"   campaign 1 done: {RESOLVED} resolved, {UNUSABLE} unusable",
     "3. training data: ",

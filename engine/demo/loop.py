@@ -88,7 +88,7 @@ def _evals_ended(ws: Workspace, eval_ids: list[int]) -> bool:
 def run_loop(ws: Workspace, drive: Path, say: Say) -> str:
     """Walk the loop once on `ws`; returns the name of the adapter version it trained."""
     approved = approve_package(ws, drive / PACKAGE)
-    say(f"1. approved {PACKAGE} from {drive} (digest {approved.digest[:12]})")
+    say(f"1. approved {approved.label} from {drive}")
 
     spec = parse_spec(
         {
