@@ -9,6 +9,7 @@ in view are wrapped and rendered, kept in a small cache until the width or the r
 A row's cells sit side by side in equal columns separated by a bar, each wrapped (code is
 folded, never cut) and padded to the row's height, so the lines of a pair's chosen and rejected
 answers stay level however they wrap. An optional header row stays on top as the rows scroll.
+Rows too many to show whole open at a chosen row (the rows above it a scroll away).
 """
 
 from bisect import bisect_right
@@ -41,14 +42,20 @@ class RowsView(ScrollView, can_focus=True):
         self._width = 0
         self._starts: list[int] = []
         self._wrapped: OrderedDict[int, list[list[Strip]]] = OrderedDict()
+        self._opening: int | None = None
 
-    def show(self, rows: list[Row], shown: int | None, header: Row | None = None) -> None:
-        """Show `rows` (each with the same number of cells) from the top."""
+    def show(
+        self, rows: list[Row], shown: int | None, header: Row | None = None, start: int = 0
+    ) -> None:
+        """Show `rows` (each with the same number of cells) from the top, or from row `start`
+        when they are more than the view holds."""
         self._rows = rows
         self._header = header
         self._columns = len(header) if header else max((len(row) for row in rows), default=1)
         self.shown = shown
         self._width = 0
+        self._starts = []
+        self._opening = start
         self.scroll_to(0, 0, animate=False, immediate=True)
         self._layout()
 
@@ -78,6 +85,10 @@ class RowsView(ScrollView, can_focus=True):
         self._starts = starts
         extra = 1 if self._header else 0
         self.virtual_size = Size(width, starts[-1] + extra)
+        if self._opening:
+            if starts[-1] + extra > self.scrollable_content_region.height:
+                self.scroll_to(y=starts[self._opening], animate=False, immediate=True)
+            self._opening = None
         self.refresh()
 
     def on_resize(self) -> None:
@@ -116,6 +127,9 @@ class RowsView(ScrollView, can_focus=True):
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
+        if width != self._width:
+            # Shown while hidden (no width then) and drawn before its resize arrives.
+            self._layout()
         base = self.rich_style
         if self._header is not None and y == 0:
             style = base + self.get_component_rich_style("rows-view--header")
