@@ -270,6 +270,7 @@ class ReviewScreen(EnginePane):
             and not self._writes
             and self._stage is not None
             and (current is None or self.query_one("#answer", RowsView).shown == current.example_id)
+            and self.query_one("#prompt", RowsView).opened
         )
 
     def _current(self) -> RoundItem | None:

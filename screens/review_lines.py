@@ -42,7 +42,7 @@ class RowsView(ScrollView, can_focus=True):
         self._width = 0
         self._starts: list[int] = []
         self._wrapped: OrderedDict[int, list[list[Strip]]] = OrderedDict()
-        self._opening: int | None = None
+        self._opening = False
 
     def show(
         self, rows: list[Row], shown: int | None, header: Row | None = None, start: int = 0
@@ -55,9 +55,27 @@ class RowsView(ScrollView, can_focus=True):
         self.shown = shown
         self._width = 0
         self._starts = []
-        self._opening = start
         self.scroll_to(0, 0, animate=False, immediate=True)
         self._layout()
+        self._opening = bool(start)
+        if start:
+            self.call_after_refresh(self._open_at, rows, start)
+
+    @property
+    def opened(self) -> bool:
+        """The rows shown last are where they open (a row to open at is scrolled to)."""
+        return not self._opening
+
+    def _open_at(self, rows: list[Row], start: int) -> None:
+        """Scroll to row `start` if `rows` (still the rows shown, now laid out at the size the
+        view really has) are more than it holds."""
+        if rows is not self._rows:
+            return
+        self._opening = False
+        self._layout()
+        extra = 1 if self._header else 0
+        if self._starts and self.line_count + extra > self.scrollable_content_region.height:
+            self.scroll_to(y=self._starts[start], animate=False, immediate=True, force=True)
 
     @property
     def line_count(self) -> int:
@@ -85,14 +103,16 @@ class RowsView(ScrollView, can_focus=True):
         self._starts = starts
         extra = 1 if self._header else 0
         self.virtual_size = Size(width, starts[-1] + extra)
-        if self._opening:
-            if starts[-1] + extra > self.scrollable_content_region.height:
-                self.scroll_to(y=starts[self._opening], animate=False, immediate=True)
-            self._opening = None
         self.refresh()
 
     def on_resize(self) -> None:
         self._layout()
+
+    def watch_show_vertical_scrollbar(self, shown: bool) -> None:
+        """Textual moves the scrollbar's thumb only while the bar is shown: rows opened at a
+        row before the bar first shows would have it drawn at the top."""
+        if shown:
+            self.vertical_scrollbar.position = self.scroll_y
 
     def _row_lines(self, index: int) -> list[list[Strip]]:
         """Row `index` wrapped: one list of strips per cell, padded to the row's height."""
