@@ -3,9 +3,14 @@
 
 On top, a strip with one column per stage (items, newest round's progress, reject rate, gate)
 and the selected stage's gate in full. Below, the current item of the stage's newest round: its
-heading, its prompt, then its answer (an SFT example) or its chosen and rejected answers side by
-side with their differences highlighted (a pair). `g` shows the stage's review guidelines
-beside it.
+heading, its task line, its prompt, then its answer (an SFT example) or its chosen and rejected
+answers side by side with their differences highlighted (a pair). `g` shows the stage's review
+guidelines beside it.
+
+Layout: the prompt and the answers each scroll on their own. Where the item area is at least
+`WIDE_ITEM` cells wide they sit side by side; narrower, they are stacked and the focused one
+(`tab` moves focus; the answers have it first) takes two thirds of the height. A pane under
+`SHORT_PANE` lines tall shows the strip and the heading compact. Both follow every resize.
 
 Reading: a refresh (on entering the pane and after every change) reads the per-stage counts by
 one indexed GROUP BY, the rounds and gates, and the selected stage's newest round (its items
@@ -26,7 +31,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.cache import LRUCache
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Container, Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
@@ -61,6 +66,10 @@ from screens.review_view import (
 from screens.workers import WORKER_ERRORS
 
 CACHE_ITEMS = 16
+WIDE_ITEM = 140
+"""The item area's width (cells) from which the prompt and the answers sit side by side."""
+SHORT_PANE = 36
+"""The pane's height (lines) under which the strip and the heading are compact."""
 UNDECIDED: tuple[Decision | None, ...] = (None, "skip")
 
 
@@ -107,6 +116,18 @@ class Written(Message):
     error: str | None
 
 
+class Resized(Message):
+    """A part of the pane whose size the layout follows changed size."""
+
+
+class Measured(Vertical):
+    """A container that tells the pane when its size changes (after a terminal resize, the
+    guidelines shown or hidden, or the pane coming back at another size)."""
+
+    def on_resize(self) -> None:
+        self.post_message(Resized())
+
+
 # -- the note modal -----------------------------------------------------------------------
 
 
@@ -145,6 +166,7 @@ class ReviewScreen(EnginePane):
     POLL_TITLE = "review"
     ACTION_TITLE = "review"
     CSS_PATH = "review.tcss"
+    AUTO_FOCUS = "#answer"
     BINDINGS = [
         Binding("a", "decide('accept')", "Accept", tooltip="Keep the item for curation"),
         Binding("r", "decide('reject')", "Reject", tooltip="Leave the item out of curation"),
@@ -172,23 +194,26 @@ class ReviewScreen(EnginePane):
         self._writes: deque[Write] = deque()
         self._writing = False
         self._guidelines_stage: Stage | None = None
+        self._compact = False
 
     def compose_pane(self) -> ComposeResult:
-        with Vertical(id="review"):
+        with Measured(id="review"):
             with Vertical(id="stages") as stages:
                 stages.border_title = "Stages"
                 yield Static(Text("Reading the stages…", style="dim"), id="strip")
                 yield Static(id="gate")
             with Horizontal(id="body"):
-                with Vertical(id="item"):
+                with Measured(id="item"):
                     yield Static(id="item-head")
                     yield Static(id="empty")
-                    prompt = RowsView(id="prompt")
-                    prompt.border_title = "Prompt"
-                    yield prompt
-                    answer = RowsView(id="answer")
-                    answer.border_title = "Answer"
-                    yield answer
+                    yield Static(id="task")
+                    with Container(id="panels"):
+                        prompt = RowsView(id="prompt")
+                        prompt.border_title = "Prompt"
+                        yield prompt
+                        answer = RowsView(id="answer")
+                        answer.border_title = "Answer"
+                        yield answer
                 with VerticalScroll(id="guidelines") as guidelines:
                     guidelines.border_title = "Guidelines"
                     yield Static(id="guidelines-body")
@@ -196,6 +221,19 @@ class ReviewScreen(EnginePane):
     def on_mount(self) -> None:
         self.query_one("#guidelines").display = False
         self._show_item_area(False)
+
+    @on(Resized)
+    def _adapt(self) -> None:
+        """Lay the item out for the room it has: prompt and answers side by side or stacked,
+        the strip and heading compact or full."""
+        review = self.query_one("#review")
+        wide = self.query_one("#item").size.width >= WIDE_ITEM
+        compact = review.size.height < SHORT_PANE
+        review.set_class(wide, "-wide")
+        review.set_class(compact, "-compact")
+        if compact != self._compact:
+            self._compact = compact
+            self._render_all()
 
     # -- what the pane holds, for tests and the bench ------------------------------------
 
@@ -217,6 +255,13 @@ class ReviewScreen(EnginePane):
         return list(self._items)
 
     @property
+    def layout_name(self) -> str:
+        """How the item is laid out: "side by side" or "stacked", and whether compact."""
+        review = self.query_one("#review")
+        shape = "side by side" if review.has_class("-wide") else "stacked"
+        return f"{shape}, compact" if review.has_class("-compact") else shape
+
+    @property
     def settled(self) -> bool:
         """Nothing is being read or written, and the current item (if any) is drawn."""
         current = self._current()
@@ -225,6 +270,7 @@ class ReviewScreen(EnginePane):
             and not self._writes
             and self._stage is not None
             and (current is None or self.query_one("#answer", RowsView).shown == current.example_id)
+            and self.query_one("#prompt", RowsView).opened
         )
 
     def _current(self) -> RoundItem | None:
@@ -447,9 +493,13 @@ class ReviewScreen(EnginePane):
         return None
 
     def _show_item_area(self, shown: bool) -> None:
-        for selector in ("#item-head", "#prompt", "#answer"):
+        """Show the item, or the text saying why there is none. Hiding the item takes the focus
+        from the prompt or answers; showing it again gives it back to the answers."""
+        for selector in ("#item-head", "#task", "#panels"):
             self.query_one(selector).display = shown
         self.query_one("#empty").display = not shown
+        if shown and self.focused is None:
+            self.query_one("#answer").focus()
 
     def _render_all(self, reading: bool = False) -> None:
         stage = self._stage
@@ -457,7 +507,7 @@ class ReviewScreen(EnginePane):
         box = self.query_one("#stages")
         if self._statuses:
             self.query_one("#strip", Static).update(
-                strip_table(list(self._statuses.values()), stage)
+                strip_table(list(self._statuses.values()), stage, self._compact)
             )
         if stage is not None:
             box.border_title = f"Stages · {stage}"
@@ -476,7 +526,7 @@ class ReviewScreen(EnginePane):
             return
         self._show_item_area(True)
         self.query_one("#item-head", Static).update(
-            heading(self._round, self._items, self._position)
+            heading(self._round, self._items, self._position, self._compact)
         )
         self._render_item()
         self._want(self._position)
@@ -492,14 +542,18 @@ class ReviewScreen(EnginePane):
         view = self._views.get(current.example_id)
         if answer.shown == current.example_id and view is not None:
             return
+        task = self.query_one("#task", Static)
         if view is None:
+            task.update(Text("Task  …", style="dim"))
             prompt.show([(Text("Reading the item…", style="dim"),)], None)
             answer.show([], None)
             return
-        prompt.show(view.prompt, view.example_id)
+        task.update(view.task)
+        prompt.show(view.prompt, view.example_id, start=view.prompt_start)
         answer.show(view.answer, view.example_id, view.answer_header)
         prompt.border_title = view.prompt_title
         answer.border_title = view.answer_title
+        self.query_one("#panels").set_class(view.answer_header is not None, "-pair")
 
 
 def _with_write(item: RoundItem, write: Write) -> RoundItem:

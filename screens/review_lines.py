@@ -9,6 +9,7 @@ in view are wrapped and rendered, kept in a small cache until the width or the r
 A row's cells sit side by side in equal columns separated by a bar, each wrapped (code is
 folded, never cut) and padded to the row's height, so the lines of a pair's chosen and rejected
 answers stay level however they wrap. An optional header row stays on top as the rows scroll.
+Rows too many to show whole open at a chosen row (the rows above it a scroll away).
 """
 
 from bisect import bisect_right
@@ -41,16 +42,40 @@ class RowsView(ScrollView, can_focus=True):
         self._width = 0
         self._starts: list[int] = []
         self._wrapped: OrderedDict[int, list[list[Strip]]] = OrderedDict()
+        self._opening = False
 
-    def show(self, rows: list[Row], shown: int | None, header: Row | None = None) -> None:
-        """Show `rows` (each with the same number of cells) from the top."""
+    def show(
+        self, rows: list[Row], shown: int | None, header: Row | None = None, start: int = 0
+    ) -> None:
+        """Show `rows` (each with the same number of cells) from the top, or from row `start`
+        when they are more than the view holds."""
         self._rows = rows
         self._header = header
         self._columns = len(header) if header else max((len(row) for row in rows), default=1)
         self.shown = shown
         self._width = 0
+        self._starts = []
         self.scroll_to(0, 0, animate=False, immediate=True)
         self._layout()
+        self._opening = bool(start)
+        if start:
+            self.call_after_refresh(self._open_at, rows, start)
+
+    @property
+    def opened(self) -> bool:
+        """The rows shown last are where they open (a row to open at is scrolled to)."""
+        return not self._opening
+
+    def _open_at(self, rows: list[Row], start: int) -> None:
+        """Scroll to row `start` if `rows` (still the rows shown, now laid out at the size the
+        view really has) are more than it holds."""
+        if rows is not self._rows:
+            return
+        self._opening = False
+        self._layout()
+        extra = 1 if self._header else 0
+        if self._starts and self.line_count + extra > self.scrollable_content_region.height:
+            self.scroll_to(y=self._starts[start], animate=False, immediate=True, force=True)
 
     @property
     def line_count(self) -> int:
@@ -82,6 +107,12 @@ class RowsView(ScrollView, can_focus=True):
 
     def on_resize(self) -> None:
         self._layout()
+
+    def watch_show_vertical_scrollbar(self, shown: bool) -> None:
+        """Textual moves the scrollbar's thumb only while the bar is shown: rows opened at a
+        row before the bar first shows would have it drawn at the top."""
+        if shown:
+            self.vertical_scrollbar.position = self.scroll_y
 
     def _row_lines(self, index: int) -> list[list[Strip]]:
         """Row `index` wrapped: one list of strips per cell, padded to the row's height."""
@@ -116,6 +147,9 @@ class RowsView(ScrollView, can_focus=True):
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
+        if width != self._width:
+            # Shown while hidden (no width then) and drawn before its resize arrives.
+            self._layout()
         base = self.rich_style
         if self._header is not None and y == 0:
             style = base + self.get_component_rich_style("rows-view--header")

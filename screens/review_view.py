@@ -1,12 +1,14 @@
 """What the Review pane draws, as plain functions of engine data: no widgets, no database.
 
-- the stage strip: one column per stage (items, newest round's progress, reject rate, gate);
+- the stage strip: one column per stage (items, newest round's progress, reject rate, gate),
+  or, compact, its round's progress and gate mark alone;
 - the item heading: round, position, stage, kind, provenance, decision and note, and a ribbon
-  of the round's decisions with the current item marked;
-- the item itself: the prompt, then the answer of an SFT example, or a pair's chosen and
-  rejected answers side by side, aligned line by line with difflib so what differs stands out
-  (lines only in chosen green, only in rejected red, the changed characters of a changed line
-  in reverse).
+  of the round's decisions with the current item marked (compact: two lines);
+- the item itself: its task line (the subject of the prompt's `Task:` section, and a step
+  plan's part), the prompt, then the answer of an SFT example, or a pair's chosen and rejected
+  answers side by side, aligned line by line with difflib so what differs stands out (lines
+  only in chosen green, only in rejected red, the changed characters of a changed line in
+  reverse).
 
 An answer holding search/replace edits (execute_code) is shown with each edit's search and
 replace text as code lines, and other JSON re-indented, so the diff runs over code lines
@@ -55,10 +57,14 @@ SIMILAR_LINE = 0.6
 # -- the stage strip ----------------------------------------------------------------------
 
 
-def strip_table(statuses: list[StageStatus], selected: Stage | None) -> Table:
-    """Every stage as a column: its items, newest round, reject rate and gate."""
+def strip_table(
+    statuses: list[StageStatus], selected: Stage | None, compact: bool = False
+) -> Table:
+    """Every stage as a column: its items, newest round, reject rate and gate; `compact`, its
+    newest round and gate mark in one row (the selected stage's gate line says the rest)."""
     table = Table(box=None, padding=(0, 1, 0, 0), expand=True, show_edge=False, header_style="bold")
     rows: list[list[Text]] = [[], [], [], []]
+    marks: list[Text] = []
     for status in statuses:
         mine = status.stage == selected
         table.add_column(
@@ -90,11 +96,13 @@ def strip_table(statuses: list[StageStatus], selected: Stage | None) -> Table:
                 if latest.decided
                 else Text("—", style="dim")
             )
-        rows[3].append(
-            Text("✓ ready", style="bold green")
-            if status.gate.ok
-            else Text("✗ blocked", style="red")
+        mark, word, style = (
+            ("✓", "ready", "bold green") if status.gate.ok else ("✗", "blocked", "red")
         )
+        rows[3].append(Text(f"{mark} {word}", style=style))
+        marks.append(Text(mark, style=style))
+    if compact:
+        rows = [[Text.assemble(mark, " ", r) for r, mark in zip(rows[1], marks, strict=True)]]
     for row in rows:
         table.add_row(*row)
     return table
@@ -124,8 +132,12 @@ def ribbon(items: list[RoundItem], position: int) -> Text:
     return text
 
 
-def heading(summary: RoundSummary, items: list[RoundItem], position: int) -> Text:
-    """The current item's facts, its decision and note, and the round's ribbon."""
+def heading(
+    summary: RoundSummary, items: list[RoundItem], position: int, compact: bool = False
+) -> Text:
+    """The current item's facts, its decision and note, and the round's ribbon; `compact`, in
+    two lines: what and whence, then the decision, note and ribbon (the round's seed, time and
+    counts, the task key, commit and example id left out)."""
     item = items[position - 1]
     kind = "pair" if item.kind == "preference" else "SFT example"
     text = Text.assemble(
@@ -138,10 +150,13 @@ def heading(summary: RoundSummary, items: list[RoundItem], position: int) -> Tex
     )
     if item.alignment is not None:
         text.append(f" · alignment {item.alignment:.2f}")
-    text.append(neutralise(f"\nrepo {item.repo} ({item.domain}) · task {item.task_key}"))
-    if item.sha:
-        text.append(neutralise(f" · commit {item.sha[:12]}"))
-    text.append(f" · example #{item.example_id}", style="dim")
+    if compact:
+        text.append(neutralise(f" · repo {item.repo}"))
+    else:
+        text.append(neutralise(f"\nrepo {item.repo} ({item.domain}) · task {item.task_key}"))
+        if item.sha:
+            text.append(neutralise(f" · commit {item.sha[:12]}"))
+        text.append(f" · example #{item.example_id}", style="dim")
     mark, style = DECISION_MARK[item.decision]
     text.append("\nDecision ", style="bold")
     text.append(f"{mark} {DECISION_WORD[item.decision]}", style=style)
@@ -149,11 +164,14 @@ def heading(summary: RoundSummary, items: list[RoundItem], position: int) -> Tex
         text.append(neutralise(f" by {item.decided_by}"), style="dim")
     text.append("   Note ", style="bold")
     text.append(neutralise(item.note or "—"), style="" if item.note else "dim")
-    text.append(
-        f"\nseed {summary.seed} · drawn {summary.drawn_at} · {summary.decided} decided, "
-        f"{summary.rejected} rejected, {summary.undecided} to go   ",
-        style="dim",
-    )
+    if compact:
+        text.append("   ")
+    else:
+        text.append(
+            f"\nseed {summary.seed} · drawn {summary.drawn_at} · {summary.decided} decided, "
+            f"{summary.rejected} rejected, {summary.undecided} to go   ",
+            style="dim",
+        )
     text.append_text(ribbon(items, position))
     return text
 
@@ -274,23 +292,66 @@ class ItemView:
     """An item ready to draw: its prompt's and answer's rows and the titles of their boxes."""
 
     example_id: int
+    task: Text
     prompt: list[Row]
+    prompt_start: int
     prompt_title: str
     answer: list[Row]
     answer_title: str
     answer_header: Row | None = None
 
 
-def prompt_rows(messages: list[Message]) -> list[Row]:
-    """Each message's role, then its lines (the system prompt dimmed), a blank row between."""
+TASK_SECTION = "Task:\n"
+PART_SECTION = "\n\nPart:\n"
+
+
+def task_line(messages: list[Message]) -> Text:
+    """The task the item's prompt asks about, for the line above it: the first line of the
+    last user message's `Task:` section (every derived prompt has one: first, or after the
+    files it shows), and a step plan's part; a prompt without one (a logged call) says so."""
+    users = [message.content for message in messages if message.role == "user"]
+    user = users[-1] if users else ""
+    if user.startswith(TASK_SECTION):
+        start = len(TASK_SECTION)
+    else:
+        found = user.rfind(f"\n\n{TASK_SECTION}")
+        start = found + len(TASK_SECTION) + 2 if found != -1 else -1
+    if start == -1:
+        return Text.assemble(("Task  ", "bold"), ("the prompt names none: read it below", "dim"))
+    text = Text.assemble(("Task  ", "bold"), (_shown(user[start:].partition("\n")[0]), "bold"))
+    part = user.find(PART_SECTION, start)
+    if part != -1:
+        text.append("   Part  ", style="bold")
+        text.append(_shown(_part_title(user[part + len(PART_SECTION) :])))
+    return text
+
+
+def _part_title(part: str) -> str:
+    """A plan part's title (the part is its JSON), else its first line."""
+    try:
+        value = json.loads(part)
+    except json.JSONDecodeError:
+        return part.partition("\n")[0]
+    if isinstance(value, dict) and isinstance(value.get("title"), str):
+        return value["title"]
+    return part.partition("\n")[0]
+
+
+def prompt_rows(messages: list[Message]) -> tuple[list[Row], int]:
+    """Each message's role, then its lines (the system prompt dimmed), a blank row between;
+    and the row the last user message starts at, where a prompt too long to show whole opens
+    (the system prompt above it is the same for every item of a stage)."""
     rows: list[Row] = []
+    start = 0
     for number, message in enumerate(messages):
         if number:
             rows.append((_cell(""),))
+        if message.role == "user":
+            start = len(rows)
         rows.append((Text(neutralise(message.role), style="bold underline"),))
         style = "dim" if message.role == "system" else ""
         rows.extend((_cell(line, style),) for line in _lines(message.content))
-    return rows
+    return rows, start
 
 
 def _shown(text: str) -> str:
@@ -305,13 +366,16 @@ def _lines(text: str) -> list[str]:
 def item_view(item: StoredItem) -> ItemView:
     """What the pane shows of `item`: the prompt, and the answer or the pair's diff."""
     chosen, chosen_formatted = readable(answer_content(item.chosen))
-    prompt = prompt_rows(item.prompt)
+    task = task_line(item.prompt)
+    prompt, prompt_start = prompt_rows(item.prompt)
     prompt_title = f"Prompt · {item.prompt_tokens:,} tokens"
     if item.rejected is None:
         title = f"Answer · {item.completion_tokens:,} tokens"
         return ItemView(
             item.id,
+            task,
             prompt,
+            prompt_start,
             prompt_title,
             [(_cell(line),) for line in _lines(chosen)],
             f"{title} · reformatted" if chosen_formatted else title,
@@ -332,7 +396,9 @@ def item_view(item: StoredItem) -> ItemView:
         Text(f"chosen  +{only_chosen}", style=f"bold {CHOSEN_STYLE}"),
         Text(f"rejected  −{only_rejected}", style=f"bold {REJECTED_STYLE}"),
     )
-    return ItemView(item.id, prompt, prompt_title, diff_rows(rows), title, header)
+    return ItemView(
+        item.id, task, prompt, prompt_start, prompt_title, diff_rows(rows), title, header
+    )
 
 
 # -- the guidelines -----------------------------------------------------------------------

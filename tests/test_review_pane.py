@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from pilot_wait import until
+from review_items import demo_items
 from rich.console import Console
 from rich.text import Text
 from test_review_engine import CHOSEN_CODE, REJECTED_CODE, edits, item, sft
@@ -19,12 +20,13 @@ from textual.widgets import Input, Static
 
 from app.app import PANES, CraApp, Pane
 from engine.core.workspace import Workspace
+from engine.training_data.items import Message
 from engine.training_data.review import decide, draw_sample
 from engine.training_data.review_status import round_items
 from engine.training_data.store import add_items
 from screens.review import NoteScreen, ReviewScreen
 from screens.review_lines import RowsView
-from screens.review_view import DiffRow, aligned, marked_line, readable
+from screens.review_view import DiffRow, aligned, marked_line, readable, task_line
 from screens.widgets.confirm import ConfirmScreen
 
 SIZE = (120, 40)
@@ -289,6 +291,102 @@ async def test_keys_without_a_round_warn(ws):
             ("No item to decide: draw a sample first (d).", "warning"),
             ("No item to write a note on: draw a sample first (d).", "warning"),
         ]
+
+
+# -- the layout ---------------------------------------------------------------------------
+
+CODE_COMMIT = "Count words with the shared tokenizer"
+
+
+def code_round(tmp_path: Path) -> Workspace:
+    """A round of the real execute_code items (the SFT example and the CodeFavor pair) of one
+    demo commit: long prompts that end in their task."""
+    ws = console_workspace(tmp_path / "workspace")
+    items = demo_items(tmp_path / "repo", [CODE_COMMIT])
+    add_items(ws.db, [i for i in items if i.stage == "execute_code"])
+    draw_sample(ws, "execute_code", 2, seed=3)
+    return ws
+
+
+async def test_the_layout_follows_every_resize(tmp_path):
+    """Opened at 100×30 the prompt and answers are stacked and the strip is one row of marks;
+    grown to 160×50 they sit side by side and regrow to the new height with the strip's four
+    rows back; shrunk again while another pane is shown, the pane comes back stacked and
+    compact; the guidelines beside a wide item stack it too. The task line is always there."""
+    app = CraApp(code_round(tmp_path), [])
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_pane(pilot)
+        strip, prompt, answer = (screen.query_one(s) for s in ("#strip", "#prompt", "#answer"))
+        assert f"Task  {CODE_COMMIT}" in text_of(screen, "#task")
+        assert screen.layout_name == "stacked, compact"
+        assert strip.region.height == 2
+        assert prompt.region.x == answer.region.x and prompt.region.bottom <= answer.region.y
+        small = prompt.region, answer.region
+
+        await pilot.resize_terminal(160, 50)
+        await until(pilot, lambda: screen.layout_name == "side by side", "the wide layout")
+        await pilot.pause()
+        assert strip.region.height == 5, "names, items, round, reject rate, gate"
+        assert prompt.region.y == answer.region.y and prompt.region.right <= answer.region.x
+        assert prompt.region.bottom == answer.region.bottom == 49, "down to the footer"
+        assert prompt.region.height > 2 * small[0].height
+        assert answer.region.height > small[1].height
+        assert screen.query_one("#task").region.bottom <= prompt.region.y
+        assert f"Task  {CODE_COMMIT}" in text_of(screen, "#task")
+
+        await pilot.press("g")
+        await until(pilot, lambda: screen.layout_name == "stacked", "the guidelines to stack it")
+        await pilot.press("g")
+        await until(pilot, lambda: screen.layout_name == "side by side", "wide again")
+
+        await pilot.press("1")
+        await pilot.resize_terminal(100, 30)
+        await pilot.pause()
+        await open_pane(pilot)
+        await until(pilot, lambda: screen.layout_name == "stacked, compact", "the small layout")
+        await pilot.pause()
+        assert strip.region.height == 2
+        assert (prompt.region, answer.region) == small
+
+
+async def test_stacked_the_focused_panel_takes_the_room(tmp_path):
+    """Stacked, the answers have the focus and two thirds of the height; `tab` gives both to
+    the prompt, which opens at its user message (the system prompt above it). A stage
+    switch and back gives the focus to the answers again."""
+    ws = code_round(tmp_path)
+    add_items(ws.db, [sft(1), sft(2)])
+    app = CraApp(ws, [])
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_pane(pilot)
+        prompt, answer = screen.query_one("#prompt", RowsView), screen.query_one("#answer")
+        assert app.focused is answer
+        assert answer.region.height > prompt.region.height
+        assert prompt.scroll_offset.y > 0, "the system prompt is scrolled past"
+        assert prompt.render_line(0).text.strip() == "user"
+        await pilot.press("tab")
+        await pilot.pause()
+        assert app.focused is prompt
+        assert prompt.region.height > answer.region.height
+        await press(pilot, screen, "right_square_bracket")
+        await press(pilot, screen, "left_square_bracket")
+        assert screen.stage == "execute_code"
+        assert app.focused is answer
+
+
+def test_the_task_line_names_the_task_of_every_stage(tmp_path):
+    """Each derived item's task line is its commit's subject, wherever the prompt puts the
+    task (first, or after the files); a step plan's adds its part; a prompt without a
+    `Task:` section says so."""
+    items = demo_items(tmp_path / "repo", ["Add wrap_lines to break a paragraph into lines"])
+    assert {i.stage for i in items} >= {"task_analysis", "execute_code", "step_plan", "test_plan"}
+    for each in items:
+        line = task_line(each.prompt).plain
+        assert line.startswith("Task  Add wrap_lines to break a paragraph into lines"), line
+        assert ("   Part  " in line) == (each.stage == "step_plan"), line
+    step = next(i for i in items if i.stage == "step_plan")
+    assert task_line(step.prompt).plain.endswith("Part  Update textkit/wrap.py: wrap_lines")
+    logged = [Message(role="user", content="Fix the flaky test in tests/test_io.py")]
+    assert task_line(logged).plain == "Task  the prompt names none: read it below"
 
 
 # -- what the pane draws ------------------------------------------------------------------

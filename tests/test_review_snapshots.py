@@ -4,11 +4,16 @@ Deterministic by construction: samples are drawn with fixed seeds, every round's
 is set to one known instant, and each screenshot waits until the pane has read the stages, the
 round and the current item. Regenerate with
 `pytest tests/test_review_snapshots.py --snapshot-update`, then read the SVGs' text.
+
+The layout is taken at 160×50 (prompt and answers side by side) and 100×30 (stacked, the strip
+and heading compact) on real demo items (`review_items`): a code pair, whose task closes its
+prompt, and a text example; the task line, the prompt and the answers must all be on screen.
 """
 
 from pathlib import Path
 
 import pytest
+from review_items import demo_items
 from test_review_engine import bulk_pairs, item, sft
 from test_review_pane import SIZE, console_workspace, open_pane
 from textual.pilot import Pilot
@@ -19,6 +24,11 @@ from engine.training_data.review import decide, draw_sample, set_note
 from engine.training_data.store import add_items
 
 DRAWN_AT = "2026-11-20T21:30:00Z"
+DEMO_COMMITS = [
+    "Count words with the shared tokenizer",
+    "Let slugify join words with another separator",
+    "Rename the case helpers to snake_case and camel_case",
+]
 
 
 def fixed_times(ws: Workspace) -> None:
@@ -37,14 +47,55 @@ def pair_workspace(tmp_path: Path) -> Workspace:
     return ws
 
 
+def demo_round(tmp_path: Path, stage: str, kind: str) -> Workspace:
+    """A round of every demo item of `stage` and `kind` from `DEMO_COMMITS`, seed 3."""
+    ws = console_workspace(tmp_path / "workspace")
+    items = demo_items(tmp_path / "repo", DEMO_COMMITS)
+    chosen = [i for i in items if i.stage == stage and i.kind == kind]
+    add_items(ws.db, chosen)
+    draw_sample(ws, stage, len(chosen), seed=3)
+    fixed_times(ws)
+    return ws
+
+
 async def _settled(pilot: Pilot) -> None:
+    """The pane settled, then one more frame: a prompt opened at its user message scrolls
+    after a refresh, and its scrollbar is drawn at the next."""
     await open_pane(pilot)
+    await pilot.pause()
     await pilot.wait_for_scheduled_animations()
 
 
 def test_review_pair_with_a_code_diff(snap_compare, tmp_path):
     app = CraApp(pair_workspace(tmp_path), [])
     assert snap_compare(app, terminal_size=SIZE, run_before=_settled)
+
+
+def test_review_code_pair_160x50(snap_compare, tmp_path):
+    """A real CodeFavor pair side by side with its prompt: the task line above them (the task
+    closes the prompt, after the file), the prompt's file and both whole answers on screen."""
+    app = CraApp(demo_round(tmp_path, "execute_code", "preference"), [])
+    assert snap_compare(app, terminal_size=(160, 50), run_before=_settled)
+
+
+def test_review_code_pair_100x30(snap_compare, tmp_path):
+    """The same pair stacked under a compact strip and heading: the task line, the prompt
+    opened at its user message (the file), and both whole answers."""
+    app = CraApp(demo_round(tmp_path, "execute_code", "preference"), [])
+    assert snap_compare(app, terminal_size=(100, 30), run_before=_settled)
+
+
+def test_review_text_item_160x50(snap_compare, tmp_path):
+    """A real scope example: the task line, the whole prompt (its file list) and the whole
+    answer."""
+    app = CraApp(demo_round(tmp_path, "scope", "sft"), [])
+    assert snap_compare(app, terminal_size=(160, 50), run_before=_settled)
+
+
+def test_review_text_item_100x30(snap_compare, tmp_path):
+    """The same example stacked: the task line, the prompt from its user message, the answer."""
+    app = CraApp(demo_round(tmp_path, "scope", "sft"), [])
+    assert snap_compare(app, terminal_size=(100, 30), run_before=_settled)
 
 
 def test_review_pair_with_the_guidelines(snap_compare, tmp_path):
