@@ -663,6 +663,8 @@ async def open_form(pilot: Pilot) -> StartRunScreen:
     await until(pilot, lambda: isinstance(pilot.app.screen, StartRunScreen), "the form")
     form = pilot.app.screen
     assert isinstance(form, StartRunScreen)
+    datasets = form.query_one("#form-datasets", DataTable)
+    await until(pilot, lambda: form.dataset is not None or not datasets.row_count, "a pick")
     await pilot.pause()
     return form
 
