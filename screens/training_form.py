@@ -227,6 +227,11 @@ class StartRunScreen(FormScreen[Started], Fetches):
             group="start",
         )
 
+    def action_cancel(self) -> None:
+        """Cancel, unless a start is under way: its answer (the run, or why not) comes here."""
+        if not self._starting:
+            self.dismiss(None)
+
     def _refused(self, error: str) -> None:
         self._starting = False
         self.query_one("#form-title", Label).update("Start a training run")

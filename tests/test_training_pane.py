@@ -797,6 +797,24 @@ async def test_a_refused_start_from_the_recorder_is_shown_in_the_form(ws: Worksp
         assert app.screen is form and refusal not in messages(app)
 
 
+async def test_a_settings_table_the_engine_refuses_is_named_in_the_form(ws: Workspace) -> None:
+    """A `[training.hyper.<stage>]` the engine would refuse is named on the form while a
+    dataset of that stage is picked, over the built-in defaults; other stages are unaffected."""
+    fill(ws)
+    configure(ws, "[training.hyper.scope]\nmax_stepz = 3\n")
+    async with PaneApp(ws).run_test(size=SIZE) as pilot:
+        await settled(pilot, RUNNING, 24)
+        form = await open_form(pilot)
+        assert form_error(form) == ""
+        await pilot.press("down")
+        assert form_error(form).startswith(
+            "[training.hyper.scope] in cra.toml: unknown setting max_stepz"
+        )
+        assert setting(form, "max_steps").value == ""
+        await pilot.press("up")
+        assert form_error(form) == ""
+
+
 async def test_with_no_dataset_the_form_says_how_to_make_one(ws: Workspace) -> None:
     async with PaneApp(ws).run_test(size=SIZE) as pilot:
         form = await open_form(pilot)
