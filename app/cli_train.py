@@ -6,18 +6,23 @@ import textwrap
 import click
 
 from app.cli_common import open_workspace
-from engine.core.stages import STAGES
+from engine.core.stages import LORA_STAGES, STAGES, LoraStage
 from engine.core.workspace import Workspace
 from engine.training.registry import last_step, read_result
 from engine.training.run_view import TrainingRun
 from engine.training.runs import (
     list_runs,
-    parse_settings,
     reconcile_runs,
     resume_run,
     run_row,
     start_run,
     stop_run,
+)
+from engine.training.start_options import (
+    UNSET_MEANS,
+    TrainingRunError,
+    parse_settings,
+    stage_settings,
 )
 
 
@@ -86,6 +91,23 @@ def train_start(
     )
 
 
+@train.command("settings")
+@click.option("--stage", required=True, type=click.Choice(LORA_STAGES), help="The adapter's stage.")
+@click.pass_context
+def train_settings(ctx: click.Context, stage: LoraStage) -> None:
+    """The settings a run of a stage takes unless --set says otherwise, as --set writes them."""
+    ws = _workspace(ctx, write=False)
+    settings = stage_settings(ws.config.training, stage)
+    if settings.error is not None:
+        raise TrainingRunError(settings.error)
+    for name, value in settings.values.items():
+        if name in settings.configured:
+            source = f"cra.toml [training.hyper.{stage}]"
+        else:
+            source = "default" + (f": {UNSET_MEANS[name]}" if name in UNSET_MEANS else "")
+        click.echo(f"{name}={value or 'null'}".ljust(40) + f"  # {source}")
+
+
 @train.command("stop")
 @click.argument("run_id", type=int)
 @click.pass_context
@@ -118,7 +140,8 @@ def train_status(ctx: click.Context, as_json: bool) -> None:
     runs = list_runs(ws)
     if as_json:
         fields = ("id", "stage", "method", "dataset_id", "status", "step", "max_steps", "loss")
-        click.echo(json.dumps([run.model_dump(include={*fields, "adapter_name"}) for run in runs]))
+        version = ("adapter_name", "adapter_status", "gate")
+        click.echo(json.dumps([run.model_dump(include={*fields, *version}) for run in runs]))
         return
     if not runs:
         click.echo("no training runs yet: `cra train start` starts one")
@@ -168,7 +191,8 @@ def train_show(ctx: click.Context, run_id: int) -> None:
         replaced = ", ".join(f"{key}: {value}" for key, value in result.effective.items())
         lines.append(f"  replaced: {replaced}")
     if run.adapter_name:
-        lines.append(f"  adapter:  {run.adapter_name}")
+        gate = f"gate {run.gate}" if run.gate else "not gated"
+        lines.append(f"  adapter:  {run.adapter_name} ({run.adapter_status}, {gate})")
     if run.reason:
         lines.append("  reason:   " + run.reason.replace("\n", "\n            "))
     click.echo("\n".join(lines))

@@ -1,9 +1,11 @@
 """The Training pane: the training runs, and the selected one's progress, loss curve and log.
 
 On top, every run, newest first, from the `training_runs` table (so runs started before the
-console opened are there): stage, method, dataset, status, step, loss, start. In the middle,
-the selected run: its status, backend, dataset and base, a progress bar with the ETA, tokens
-per second and memory, and its result once there is one; beside it, the loss curve (raw and
+console opened are there): stage, method, dataset, status, step, loss, the adapter version it
+registered and that version's state, backend, start. In the middle, the selected run: its
+status, backend, dataset and base, settings, the version it registered (or why none), a
+progress bar with the ETA while it runs, tokens per second and memory, and its result once
+there is one; beside it, the loss curve (raw and
 smoothed, in braille). Below, its raw log (`train.log`), followed as it grows.
 
 A half-second timer polls in a thread worker that only posts messages, never two at once, and
@@ -15,12 +17,13 @@ list first arrives) gives the next poll a new watch token, so it starts them afr
 run's status turns done, failed or stopped between two polls, the pane notifies and rings the
 bell.
 
-`t` starts a run (a form: dataset, stage, method), `x` stops the selected run (after a
-confirmation), `u` resumes it; each calls `engine.training.runs` in a thread worker and an
-engine refusal becomes a notification.
+`t` starts a run (a form: a curated dataset, the run's settings; a refusal stays on the form),
+`x` stops the selected run (after a confirmation), `u` resumes it; each calls
+`engine.training.runs` in a thread worker, and a refusal of a stop or resume becomes a
+notification.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,10 +39,17 @@ from engine.core.workspace import Workspace
 from engine.training.contract import LOG_FILE
 from engine.training.log_tail import LogTail, TailRead
 from engine.training.run_view import TERMINAL, RunRow, RunState, RunView, recent_runs
-from engine.training_data.dataset_files import dataset_kinds
+from engine.training.start_options import StartOptions, parse_settings, start_options
 from screens.pane import ActionDone, EnginePane
-from screens.training_form import StartRequest, StartRunScreen
-from screens.training_view import head_table, headline, run_cells, stats_table
+from screens.training_form import Started, StartRequest, StartRunScreen
+from screens.training_view import (
+    LIVE,
+    about_table,
+    head_table,
+    headline,
+    run_cells,
+    stats_table,
+)
 from screens.widgets.training_log import RING_LINES, LogView
 from screens.widgets.training_plot import LossPlot
 
@@ -51,11 +61,14 @@ COLUMNS = (
     ("Status", "status"),
     ("Step", "step"),
     ("Loss", "loss"),
-    ("Started", "started"),
+    ("Adapter", "adapter"),
     ("Backend", "backend"),
+    ("Started", "started"),
 )
-# The run states whose folders still grow between polls.
-LIVE = ("pending", "running", "stopping")
+# Below this width the table leaves out what the run's panel shows anyway (its title names
+# the method, its Started line the start), so every other column stays in view.
+NARROW_BELOW = 120
+NARROW_LEAVES_OUT = ("method", "started")
 Reconcile = Callable[[Workspace], object]
 
 
@@ -69,10 +82,13 @@ def reconcile_running(ws: Workspace) -> None:
     reconcile_runs(ws)
 
 
-def start_run(ws: Workspace, dataset_id: str, stage: str, method: str) -> int:
+def start_run(
+    ws: Workspace, dataset_id: str, stage: str, method: str, settings: Sequence[str]
+) -> int:
+    """Start a run as `cra train start --set KEY=VALUE …` does."""
     from engine.training.runs import start_run
 
-    return start_run(ws, dataset_id, stage, method)
+    return start_run(ws, dataset_id, stage, method, parse_settings(settings))
 
 
 def stop_run(ws: Workspace, run_id: int) -> object:
@@ -92,7 +108,7 @@ class RunCalls:
     """The engine calls the pane's keys make; tests pass recorders."""
 
     reconcile: Reconcile = reconcile_running
-    start: Callable[[Workspace, str, str, str], int] = start_run
+    start: Callable[[Workspace, str, str, str, Sequence[str]], int] = start_run
     stop: Callable[[Workspace, int], object] = stop_run
     resume: Callable[[Workspace, int], object] = resume_run
 
@@ -176,6 +192,7 @@ class TrainingScreen(EnginePane):
                     yield Static(id="run-head")
                     yield ProgressBar(id="run-progress", show_eta=False)
                     yield Static(id="run-stats")
+                    yield Static(id="run-about")
                 plot = LossPlot(id="curve")
                 plot.border_title = "Loss"
                 yield plot
@@ -184,10 +201,30 @@ class TrainingScreen(EnginePane):
             yield log
 
     def on_mount(self) -> None:
-        table = self.query_one("#runs", DataTable)
-        for label, key in COLUMNS:
-            table.add_column(label, key=key)
+        self._fill_table()
         self._render_run()
+
+    def on_resize(self) -> None:
+        if self._columns() != list(self.query_one("#runs", DataTable).columns):
+            self._fill_table()
+
+    def _columns(self) -> list[str]:
+        narrow = self.size.width < NARROW_BELOW
+        return [key for _, key in COLUMNS if not (narrow and key in NARROW_LEAVES_OUT)]
+
+    def _fill_table(self) -> None:
+        """The table's columns for the pane's width, and a row per run."""
+        table = self.query_one("#runs", DataTable)
+        keys = self._columns()
+        table.clear(columns=True)
+        for label, key in COLUMNS:
+            if key in keys:
+                table.add_column(label, key=key)
+        for run in self._runs.values():
+            cells = run_cells(run)
+            table.add_row(*(cells[key] for key in keys), key=str(run.id))
+        if self._selected in self._runs:
+            table.move_cursor(row=table.get_row_index(str(self._selected)), animate=False)
 
     # -- what the pane holds, for tests and the bench ------------------------------------
 
@@ -249,11 +286,10 @@ class TrainingScreen(EnginePane):
         if list(self._runs) == previous:
             for run in message.runs:
                 for key, value in run_cells(run).items():
-                    table.update_cell(str(run.id), key, value, update_width=True)
+                    if key in table.columns:
+                        table.update_cell(str(run.id), key, value, update_width=True)
         else:
-            table.clear()
-            for run in message.runs:
-                table.add_row(*run_cells(run).values(), key=str(run.id))
+            self._fill_table()
         if self._selected not in self._runs:
             self._select(next(iter(self._runs), None))
         if self._selected is not None:
@@ -324,21 +360,30 @@ class TrainingScreen(EnginePane):
     # -- actions --------------------------------------------------------------------------
 
     def action_start(self) -> None:
-        """The start form over the curated datasets, read first in a worker."""
-        self.fetch(lambda ws: dataset_kinds(ws.db), self._start_form, title="training")
+        """The start form over the trainable datasets and the stages' settings, read first in
+        a worker; the form starts the run and stays open on a refusal."""
+        self.fetch(
+            lambda ws: start_options(ws.db, ws.config.training), self._start_form, title="training"
+        )
 
-    def _start_form(self, datasets: list[tuple[str, str, str]]) -> None:
-        def submitted(request: StartRequest | None) -> None:
-            if request is not None:
-                self.act(
-                    lambda ws: self._calls.start(
-                        ws, request.dataset_id, request.stage, request.method
-                    ),
-                    lambda run_id: f"run {run_id} started: {request.stage} on {request.dataset_id}",
-                    select=lambda run_id: run_id,
-                )
+    def _start_form(self, options: StartOptions) -> None:
+        calls = self._calls
 
-        self.app.push_screen(StartRunScreen(datasets), submitted)
+        def start(ws: Workspace, request: StartRequest) -> int:
+            return calls.start(
+                ws, request.dataset_id, request.stage, request.method, request.settings
+            )
+
+        def started(done: Started | None) -> None:
+            if done is None:
+                return
+            request = done.request
+            text = f"run {done.run_id} started: {request.stage} on {request.dataset_id}"
+            self.notify(text, title=self.ACTION_TITLE, markup=False)
+            self._select(done.run_id)
+            self.request_poll()
+
+        self.app.push_screen(StartRunScreen(self._ws, options, start), started)
 
     def action_stop(self) -> None:
         run = self._runs.get(self._selected) if self._selected is not None else None
@@ -377,6 +422,7 @@ class TrainingScreen(EnginePane):
         box = self.query_one("#run")
         head = self.query_one("#run-head", Static)
         stats = self.query_one("#run-stats", Static)
+        about = self.query_one("#run-about", Static)
         bar = self.query_one("#run-progress", ProgressBar)
         plot = self.query_one(LossPlot)
         log = self.query_one(LogView)
@@ -390,12 +436,14 @@ class TrainingScreen(EnginePane):
                 else Text("Reading the runs…", style="dim")
             )
             stats.update("")
+            about.update("")
             bar.display = False
             plot.show((), "No run selected.")
             log.border_title = "Log"
             return
         box.border_title = f"Run {run.id} · {run.stage} · {run.method}"
         head.update(head_table(run, state))
+        about.update(about_table(run, state))
         log.border_title = f"Log · {run.run_dir}/{LOG_FILE}"
         if state is None:
             stats.update(Text("Reading the run's folder…", style="dim"))
@@ -407,7 +455,7 @@ class TrainingScreen(EnginePane):
         if latest is not None:
             done = latest.max_steps if state.progress == 1.0 else latest.step
             bar.update(total=latest.max_steps, progress=done)
-        stats.update(stats_table(state))
+        stats.update(stats_table(run, state))
         plot.border_title = "Loss · raw (dim) and smoothed" + (
             f" · {state.steps_per_point} steps a point" if state.steps_per_point > 1 else ""
         )

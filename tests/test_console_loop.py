@@ -11,7 +11,7 @@ import pytest
 from pilot_wait import until
 from test_ingest_pane import select, settled
 from textual.pilot import Pilot
-from textual.widgets import Input, Select, Static
+from textual.widgets import Input, Static
 
 from app.app import CraApp
 from engine.adapters.activation import history, resolve
@@ -95,9 +95,10 @@ async def test_the_demo_loop_walks_through_the_console(tmp_path: Path) -> None:
         await pilot.press("t")
         await wait(pilot, lambda: isinstance(app.screen, StartRunScreen), "the form", limit_s=30)
         form = app.screen
-        form.query_one("#form-dataset", Input).value = "scope-d1"
-        form.query_one("#form-stage", Select).value = "scope"
-        form.query_one("#form-method", Select).value = "sft"
+        assert isinstance(form, StartRunScreen)
+        await wait(pilot, lambda: form.dataset is not None, "the dataset picked", limit_s=30)
+        assert form.dataset is not None and form.dataset.id == "scope-d1"
+        assert form.query_one("#set-max_steps", Input).value == "200"  # the demo's cra.toml
         await pilot.press("ctrl+s")
         await wait(pilot, lambda: ws.db["adapter_versions"].count == 1, "the run's candidate")
 

@@ -25,11 +25,10 @@ from engine.adapters.lineage import trace_lines
 from engine.core.workspace import Workspace
 from engine.training.run_view import TrainingRun
 from engine.training.runs import (
-    TrainingRunError,
     build_spec,
-    parse_settings,
     start_run,
 )
+from engine.training.start_options import TrainingRunError, parse_settings
 from engine.training.tiny_model import build_tiny_model
 from engine.training_data.curate import curate
 from engine.training_data.items import Message, TrainingItem

@@ -6,9 +6,9 @@ Nothing reconciles the rows with worker processes here (the pane is given a `rec
 does nothing): the test plays the engine and changes the rows and files itself. The pane is
 given recorders for the engine's start, stop and resume, so what the keys send is what is
 checked.
-Snapshots are taken at 120 × 40 once the poll has shown the selected run; every timestamp is
-fixed. Regenerate with `pytest tests/test_training_pane.py --snapshot-update`, then read the
-SVGs' text.
+Snapshots are taken at 120 × 40 once the poll has shown the selected run, and at 160 × 50 and
+100 × 30 after a live training step; every timestamp is fixed. Regenerate with
+`pytest tests/test_training_pane.py --snapshot-update`, then read the SVGs' text.
 """
 
 import io
@@ -22,7 +22,8 @@ from rich.console import Console
 from tables import cut_cells
 from textual.app import App
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Select, Static
+from textual.screen import Screen
+from textual.widgets import DataTable, Input, Static
 
 from engine.core.errors import CraError
 from engine.core.workspace import Workspace
@@ -48,9 +49,11 @@ DONE, RUNNING = 2, 3
 
 
 class PaneApp(App[None]):
-    """Just the Training pane over `workspace`; the bell is counted, not rung."""
+    """Just the Training pane over `workspace`, with the console's shared look (its dialogs);
+    the bell is counted, not rung."""
 
     TITLE = "cra console"
+    CSS_PATH = Path(__file__).parents[1] / "app" / "app.tcss"
 
     def __init__(
         self, workspace: Workspace, log_lines: int = 5000, calls: RunCalls | None = None
@@ -76,7 +79,10 @@ def ws(tmp_path: Path) -> Workspace:
     return Workspace.open(root)
 
 
-def add_dataset(ws: Workspace, dataset_id: str, stage: str, fmt: str = "sft") -> None:
+def add_dataset(
+    ws: Workspace, dataset_id: str, stage: str, fmt: str = "sft", created: str = "2026-05-01"
+) -> None:
+    """A dataset's row (its folder is not written: starting a run on it is refused)."""
     with ws.db.conn:
         ws.db["datasets"].insert(
             {
@@ -85,8 +91,11 @@ def add_dataset(ws: Workspace, dataset_id: str, stage: str, fmt: str = "sft") ->
                 "base_model": "coding" if stage == "execute_code" else "reasoning",
                 "format": fmt,
                 "path": f"datasets/{dataset_id}",
-                "created_at": "2026-05-01T20:00:00Z",
+                "created_at": f"{created}T20:00:00Z",
                 "created_by": "night-shift",
+                "train_count": 120,
+                "eval_count": 12,
+                "replay_count": 18,
                 "manifest_sha256": "0" * 64,
                 "manifest_json": "{}",
             }
@@ -130,6 +139,42 @@ def step_line(step: int, max_steps: int = 40, **extra: Any) -> str:
 
 def log_line(n: int) -> str:
     return f"[worker] step {n}: loss {loss_at(n):.4f}\n"
+
+
+def add_version(
+    ws: Workspace, run_id: int, name: str, status: str = "candidate", gate: str | None = None
+) -> None:
+    """Record `name` as the version run `run_id` registered, and its gate decision if any."""
+    stage, _, version = name.rpartition("-v")
+    with ws.db.conn:
+        adapter_id = (
+            ws.db["adapter_versions"]
+            .insert(
+                {
+                    "stage": stage,
+                    "version": int(version),
+                    "name": name,
+                    "status": status,
+                    "base_model": "reasoning",
+                    "path": f"adapters/{stage}/v{version}",
+                    "run_id": run_id,
+                    "created_at": "2026-05-02T23:00:00Z",
+                }
+            )
+            .last_pk
+        )
+        ws.db["training_runs"].update(run_id, {"adapter_id": adapter_id})
+        if gate is not None:
+            ws.db["gate_decisions"].insert(
+                {
+                    "adapter_id": adapter_id,
+                    "stage": stage,
+                    "baseline": "base",
+                    "decision": gate,
+                    "reasons_json": "[]",
+                    "at": "2026-05-03T07:00:00Z",
+                }
+            )
 
 
 def add_run(
@@ -183,7 +228,8 @@ def add_run(
 
 
 def fill(ws: Workspace) -> dict[int, Path]:
-    """A failed run, a done one and a running one (newest)."""
+    """A failed run, a done one that registered scope-v1 (gated: pass) and a running one
+    (newest)."""
     add_dataset(ws, "scope-d1", "scope")
     add_dataset(ws, "execute_code-d1", "execute_code")
     done = RunResult(
@@ -196,13 +242,15 @@ def fill(ws: Workspace) -> dict[int, Path]:
         effective={"quantize_4bit": "off (no CUDA)", "optimizer": "adamw_torch"},
         adapter_dir="adapter",
     )
-    return {
+    folders = {
         1: add_run(
             ws, 1, "scope-d1", "scope", "failed", 5, reason="worker exited 1 without result.json"
         ),
         DONE: add_run(ws, DONE, "scope-d1", "scope", "done", 40, result=done),
         RUNNING: add_run(ws, RUNNING, "execute_code-d1", "execute_code", "running", 24),
     }
+    add_version(ws, DONE, "scope-v1", gate="pass")
+    return folders
 
 
 def pane(pilot: Pilot) -> TrainingScreen:
@@ -211,7 +259,7 @@ def pane(pilot: Pilot) -> TrainingScreen:
     return screen
 
 
-def text_of(screen: TrainingScreen, selector: str) -> str:
+def text_of(screen: Screen[Any], selector: str) -> str:
     console = Console(width=200, file=io.StringIO(), record=True)
     console.print(screen.query_one(selector, Static).content)
     return console.export_text()
@@ -266,13 +314,14 @@ async def test_runs_are_listed_newest_first_and_the_newest_is_shown(ws: Workspac
             "running",
             "24/40",
             f"{loss_at(24):.4g}",
-            "2026-05-03 21:00",
+            "—",
             "trl",
+            "2026-05-03 21:00",
         ]
-        head = text_of(screen, "#run-head")
-        assert "running · backend trl" in head
-        assert "execute_code-d1 · base coding (models/qwen2.5-coder-3b)" in head
-        assert "r16 α32 · lr 0.0002 cosine · 40 steps · batch 1×4" in head
+        assert "running · backend trl" in text_of(screen, "#run-head")
+        about = text_of(screen, "#run-about")
+        assert "execute_code-d1 · base coding (models/qwen2.5-coder-3b)" in about
+        assert "r16 α32 · lr 0.0002 cosine · 40 steps · batch 1×4" in about
         stats = text_of(screen, "#run-stats")
         assert "24/40 · 60.0 % · ETA 48.0s · 1m 12s so far" in stats
         assert "1,824 tokens/s · memory 6.2 GiB" in stats
@@ -288,9 +337,9 @@ async def test_a_done_run_shows_its_curve_log_and_result(ws: Workspace) -> None:
         await pilot.press("down")
         screen = await settled(pilot, DONE, 40)
         stats = text_of(screen, "#run-stats")
-        assert "40/40 · 100.0 % · ETA 0.0s · 2m 00s so far" in stats
+        assert "40/40 · 100.0 % · 2m 00s trained" in stats
         assert f"done after 40/40 steps in 2m 00s · final loss {loss_at(40):.4g}" in stats
-        assert "adapter adapter/" in stats
+        assert "registered scope-v1" in stats
         assert "instead: quantize_4bit off (no CUDA), optimizer adamw_torch" in stats
         lines = log_lines(screen)
         assert lines[0] == "loading base model models/qwen3-4b"
@@ -302,6 +351,95 @@ async def test_a_done_run_shows_its_curve_log_and_result(ws: Workspace) -> None:
         assert "worker exited 1 without result.json" in text_of(screen, "#run-head")
         assert "Result" not in text_of(screen, "#run-stats")
         assert len(log_lines(screen)) == 6
+
+
+# -- what a run produced, and what is left of it ----------------------------------------
+
+
+STOPPED = 4
+
+
+def add_stopped(ws: Workspace) -> Path:
+    """Run 4, stopped at step 20 of 40: its last step still carries the worker's estimate."""
+    stopped = RunResult(
+        status="stopped",
+        backend="trl",
+        steps=20,
+        max_steps=40,
+        final_loss=loss_at(20),
+        train_runtime_s=60.0,
+        adapter_dir=None,
+    )
+    reason = "stopped at step 20 of 40"
+    return add_run(ws, STOPPED, "scope-d1", "scope", "stopped", 20, reason=reason, result=stopped)
+
+
+async def test_a_finished_run_names_the_version_it_registered(ws: Workspace) -> None:
+    """A done run's row and detail name the adapter version it registered and its gate state,
+    not the run folder's `adapter/`; the state follows the version (once promoted: active)."""
+    fill(ws)
+    async with PaneApp(ws).run_test(size=SIZE) as pilot:
+        screen = await settled(pilot, RUNNING, 24)
+        table = screen.query_one("#runs", DataTable)
+        assert table.get_cell(str(DONE), "adapter").plain == "scope-v1 gate pass"
+        await pilot.press("down")
+        await settled(pilot, DONE, 40)
+        assert "Adapter  scope-v1 · candidate · gate: pass" in text_of(screen, "#run-head")
+        stats = text_of(screen, "#run-stats")
+        assert "registered scope-v1" in stats and "adapter/" not in stats
+        with ws.db.conn:
+            ws.db.execute("UPDATE adapter_versions SET status = 'active' WHERE name = 'scope-v1'")
+        await until(
+            pilot,
+            lambda: table.get_cell(str(DONE), "adapter").plain == "scope-v1 active",
+            "the promotion to show",
+        )
+        assert "Adapter  scope-v1 · active · gate: pass" in text_of(screen, "#run-head")
+        await pilot.pause()  # the table sizes its columns when idle, after the update
+        assert cut_cells(table) == []
+
+
+async def test_a_run_that_registered_nothing_says_why(ws: Workspace) -> None:
+    """A stopped or failed run's row says `none` and its detail why it registered no version
+    and what resuming does; a running run has none yet."""
+    fill(ws)
+    add_stopped(ws)
+    async with PaneApp(ws).run_test(size=SIZE) as pilot:
+        screen = await settled(pilot, STOPPED, 20)
+        table = screen.query_one("#runs", DataTable)
+        cells = {run: table.get_cell(str(run), "adapter").plain for run in (STOPPED, RUNNING, 1)}
+        assert cells == {STOPPED: "none", RUNNING: "—", 1: "none"}
+        assert "Adapter  none: stopped before its last step; u resumes it" in text_of(
+            screen, "#run-head"
+        )
+        await pilot.press("down")
+        await settled(pilot, RUNNING, 24)
+        head = text_of(screen, "#run-head")
+        assert "Adapter  none yet: a finished run registers the next execute_code version" in head
+        await pilot.press("down", "down")
+        await settled(pilot, 1, 5)
+        assert "Adapter  none: the run failed before registering one" in text_of(
+            screen, "#run-head"
+        )
+
+
+async def test_only_a_running_run_has_an_eta(ws: Workspace) -> None:
+    """A stopped, failed or finished run shows how long it trained and no ETA (though its last
+    logged step carries the worker's estimate); a running run shows its ETA."""
+    fill(ws)
+    add_stopped(ws)
+    async with PaneApp(ws).run_test(size=SIZE) as pilot:
+        screen = await settled(pilot, STOPPED, 20)
+        stats = text_of(screen, "#run-stats")
+        assert "20/40 · 50.0 % · 1m 00s trained" in stats
+        assert "ETA" not in stats
+        await pilot.press("down")
+        await settled(pilot, RUNNING, 24)
+        assert "24/40 · 60.0 % · ETA 48.0s · 1m 12s so far" in text_of(screen, "#run-stats")
+        for run_id, step in ((DONE, 40), (1, 5)):
+            await pilot.press("down")
+            await settled(pilot, run_id, step)
+            assert "ETA" not in text_of(screen, "#run-stats")
 
 
 async def test_a_running_run_shows_what_its_files_gain(ws: Workspace) -> None:
@@ -324,6 +462,49 @@ async def test_a_running_run_shows_what_its_files_gain(ws: Workspace) -> None:
         await settled(pilot, RUNNING, 27)
         assert log_lines(screen)[-2] == "saving checkpoint-20"
         assert shown_lines(screen)[-1] == log_line(27).rstrip("\n")
+
+
+async def live_step(pilot: Pilot, folder: Path, ws: Workspace) -> TrainingScreen:
+    """Run 3 logs step 25 while the pane is open (its folder gains a line of metrics.jsonl
+    and of train.log, and a reconcile elsewhere records the step); returns once it shows."""
+    with (folder / LOG_FILE).open("a", encoding="utf-8") as log:
+        log.write(log_line(25))
+    with (folder / METRICS_FILE).open("a", encoding="utf-8") as metrics:
+        metrics.write(step_line(25))
+    with ws.db.conn:
+        ws.db["training_runs"].update(RUNNING, {"step": 25, "loss": loss_at(25)})
+    screen = await settled(pilot, RUNNING, 25)
+    table = screen.query_one("#runs", DataTable)
+    await until(pilot, lambda: table.get_cell(str(RUNNING), "step").plain == "25/40", "the row")
+    return screen
+
+
+@pytest.mark.parametrize(("size", "log_at_least"), [((100, 30), 8), ((160, 50), 20)])
+async def test_the_log_keeps_several_lines_on_a_small_terminal(
+    ws: Workspace, size: tuple[int, int], log_at_least: int
+) -> None:
+    """At 100 × 30 the log shows several lines beside the runs and the run's figures (it once
+    got one); at 160 × 50 the middle keeps its full 15 lines and the log takes the rest. The
+    runs table takes the lines its rows need and every column it shows fits (at 100 columns
+    it leaves out method and start, which the run's panel shows); the run's status and
+    progress lead its panel, so they show however short it gets."""
+    folders = fill(ws)
+    async with PaneApp(ws).run_test(size=size) as pilot:
+        screen = await settled(pilot, RUNNING, 24)
+        await live_step(pilot, folders[RUNNING], ws)
+        log = screen.query_one(LogView)
+        assert log.content_size.height >= log_at_least
+        assert shown_lines(screen)[-1] == log_line(25).rstrip("\n")
+        runs = screen.query_one("#runs", DataTable)
+        assert runs.size.height == 1 + 3  # the header and three rows
+        assert runs.max_scroll_x == 0
+        wide = size == (160, 50)
+        assert ("method" in runs.columns, "started" in runs.columns) == (wide, wide)
+        if wide:
+            assert screen.query_one("#middle").size.height == 15
+        run_box = screen.query_one("#run")
+        stats = screen.query_one("#run-stats")
+        assert stats.region.y + 1 < run_box.region.bottom  # the Step line is in view
 
 
 async def test_a_step_that_grows_in_place_is_shown_whole(ws: Workspace) -> None:
@@ -467,52 +648,179 @@ async def test_resume_reports_the_engines_refusal(ws: Workspace) -> None:
         assert resume.calls == [(ws.root, 1)]
 
 
-async def test_the_start_form_sends_dataset_stage_and_method(ws: Workspace) -> None:
+CONFIGURED = "[training.hyper.scope]\nlearning_rate = 0.0001\nmax_steps = 60\n"
+
+
+def configure(ws: Workspace, table: str = CONFIGURED) -> None:
+    """Give scope's runs their own settings in the workspace's cra.toml."""
+    config = ws.root / "cra.toml"
+    config.write_text(config.read_text(encoding="utf-8") + table, encoding="utf-8")
+
+
+async def open_form(pilot: Pilot) -> StartRunScreen:
+    await pilot.press("t")
+    await until(pilot, lambda: isinstance(pilot.app.screen, StartRunScreen), "the form")
+    form = pilot.app.screen
+    assert isinstance(form, StartRunScreen)
+    datasets = form.query_one("#form-datasets", DataTable)
+    await until(pilot, lambda: form.dataset is not None or not datasets.row_count, "a pick")
+    await pilot.pause()
+    return form
+
+
+def setting(form: StartRunScreen, name: str) -> Input:
+    return form.query_one(f"#set-{name}", Input)
+
+
+def form_error(form: StartRunScreen) -> str:
+    error = form.query_one("#form-error", Static)
+    return str(error.content) if error.display else ""
+
+
+async def test_the_start_form_offers_the_trainable_datasets_and_their_settings(
+    ws: Workspace,
+) -> None:
+    """The form lists the curated datasets a run can train on (a LoRA stage's; newest first,
+    with stage, method, size and date) and the picked stage's settings as a run would take
+    them: the built-in defaults at the stage's rank under cra.toml's table for the stage."""
     fill(ws)
-    add_dataset(ws, "planning_dpo-d1", "planning_dpo", "preference")
-    start = Recorder(returns=4)
+    add_dataset(ws, "meta_plan-d1", "meta_plan")  # the base fine-tune's: no LoRA run takes it
+    add_dataset(ws, "planning_dpo-d1", "planning_dpo", "preference", created="2026-05-02")
+    configure(ws)
+    async with PaneApp(ws).run_test(size=SIZE) as pilot:
+        await settled(pilot, RUNNING, 24)
+        form = await open_form(pilot)
+        table = form.query_one("#form-datasets", DataTable)
+        rows = [[str(cell) for cell in table.get_row_at(n)] for n in range(table.row_count)]
+        assert rows == [
+            ["planning_dpo-d1", "planning_dpo", "dpo", "120", "12", "2026-05-02 20:00"],
+            ["execute_code-d1", "execute_code", "sft", "120", "12", "2026-05-01 20:00"],
+            ["scope-d1", "scope", "sft", "120", "12", "2026-05-01 20:00"],
+        ]
+        assert form.dataset is not None and form.dataset.id == "planning_dpo-d1"
+        defaults = {name: setting(form, name).value for name in ("rank", "alpha", "dpo_beta")}
+        assert defaults == {"rank": "16", "alpha": "", "dpo_beta": "0.1"}
+        assert setting(form, "alpha").placeholder == "2 × rank"
+        await pilot.press("down")
+        assert form.dataset is not None and form.dataset.id == "execute_code-d1"
+        assert (setting(form, "rank").value, setting(form, "learning_rate").value) == (
+            "32",
+            "0.0002",
+        )
+        await pilot.press("down")
+        assert form.dataset is not None and form.dataset.id == "scope-d1"
+        values = {name: setting(form, name).value for name in ("rank", "learning_rate")}
+        assert values == {"rank": "16", "learning_rate": "0.0001"}
+        assert setting(form, "max_steps").value == "60"
+        assert setting(form, "target_modules").value == (
+            '["q_proj","k_proj","v_proj","o_proj","gate_proj","up_proj","down_proj"]'
+        )
+        trains = text_of(form, "#form-trains")
+        assert "Trains the scope adapter with sft on the reasoning base" in trains
+        assert "cra.toml [training.hyper.scope] for learning_rate, max_steps" in trains
+        assert form.settings() == ()
+
+
+async def test_the_start_form_sends_what_the_operator_changed_as_set_does(
+    ws: Workspace,
+) -> None:
+    """Starting sends the picked dataset, its stage and method, and only the settings the
+    operator changed, as `--set KEY=VALUE` (an emptied one as null); an edit survives picking
+    another dataset. The run started is announced and selected."""
+    fill(ws)
+    configure(ws)
+    start = Recorder(returns=RUNNING)
     app = PaneApp(ws, calls=RunCalls(reconcile=lambda ws: None, start=start))
     async with app.run_test(size=SIZE) as pilot:
         await settled(pilot, RUNNING, 24)
-        await pilot.press("t")
-        await until(pilot, lambda: isinstance(pilot.app.screen, StartRunScreen), "the form")
-        form = app.screen
-        assert isinstance(form, StartRunScreen)
-        dataset = form.query_one("#form-dataset", Input)
-        assert dataset.value == "execute_code-d1"
-        assert form.query_one("#form-stage", Select).value == "execute_code"
-        dataset.value = "planning_dpo-d1"
-        await pilot.pause()
-        assert form.query_one("#form-stage", Select).value == "planning_dpo"
-        assert form.query_one("#form-method", Select).value == "dpo"
-        await pilot.press("enter")
-        await until(pilot, lambda: bool(start.calls), "start_run to be called")
-        assert start.calls == [(ws.root, "planning_dpo-d1", "planning_dpo", "dpo")]
-        assert "run 4 started: planning_dpo on planning_dpo-d1" in messages(app)
-        start.raises = "dataset scope-d9 does not exist"
-        await pilot.press("t")
-        await until(pilot, lambda: isinstance(pilot.app.screen, StartRunScreen), "the form")
-        form = app.screen
-        assert isinstance(form, StartRunScreen)
-        form.query_one("#form-dataset", Input).value = "scope-d9"
+        form = await open_form(pilot)
+        setting(form, "learning_rate").value = "0.0005"
+        setting(form, "save_steps").value = "25"
+        await pilot.press("down")  # scope-d1: its own defaults, the edits kept
+        assert setting(form, "max_steps").value == "60"
+        assert setting(form, "learning_rate").value == "0.0005"
+        setting(form, "max_steps").value = ""
         await pilot.press("ctrl+s")
-        await until(
-            pilot, lambda: "dataset scope-d9 does not exist" in messages(app), "the refusal"
-        )
-        assert start.calls[-1][1] == "scope-d9"
+        await until(pilot, lambda: bool(start.calls), "start_run to be called")
+        assert start.calls == [
+            (
+                ws.root,
+                "scope-d1",
+                "scope",
+                "sft",
+                ("learning_rate=0.0005", "max_steps=null", "save_steps=25"),
+            )
+        ]
+        await until(pilot, lambda: isinstance(app.screen, TrainingScreen), "the form to close")
+        assert "run 3 started: scope on scope-d1" in messages(app)
 
 
-async def test_the_start_form_needs_a_stage(ws: Workspace) -> None:
+async def test_a_refused_start_keeps_the_form_and_its_input(ws: Workspace) -> None:
+    """The engine refusing a start (here a setting out of range, then a dataset whose folder
+    is gone, both from the real engine) leaves the form open with the dataset and the settings
+    as the operator left them, the refusal under the fields; no run is made."""
+    fill(ws)
     async with PaneApp(ws).run_test(size=SIZE) as pilot:
-        await pilot.press("t")
-        await until(pilot, lambda: isinstance(pilot.app.screen, StartRunScreen), "the form")
-        form = pilot.app.screen
-        assert isinstance(form, StartRunScreen)
-        assert "No dataset yet" in str(form.query_one("#form-error", Static).content)
-        form.query_one("#form-dataset", Input).value = "scope-d1"
+        await settled(pilot, RUNNING, 24)
+        form = await open_form(pilot)
+        await pilot.press("down")
+        setting(form, "learning_rate").value = "5"
+        setting(form, "seed").value = "7"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: "learning_rate" in form_error(form), "the refusal")
+        assert "less than or equal to 1" in form_error(form)
+        assert pilot.app.screen is form
+        assert form.dataset is not None and form.dataset.id == "scope-d1"
+        assert (setting(form, "learning_rate").value, setting(form, "seed").value) == ("5", "7")
+        setting(form, "learning_rate").value = "0.0002"
+        await pilot.press("enter")
+        await until(pilot, lambda: "scope-d1" in form_error(form), "the dataset's refusal")
+        assert pilot.app.screen is form
+        assert setting(form, "seed").value == "7"
+        assert ws.db["training_runs"].count == 3
+        await pilot.press("escape")
+        assert isinstance(pilot.app.screen, TrainingScreen)
+
+
+async def test_a_refused_start_from_the_recorder_is_shown_in_the_form(ws: Workspace) -> None:
+    """A guardrail's refusal is shown in the form as the engine worded it."""
+    fill(ws)
+    refusal = "the inference server at 127.0.0.1:8000 holds the GPU; stop it or pass --force"
+    start = Recorder(raises=refusal)
+    app = PaneApp(ws, calls=RunCalls(reconcile=lambda ws: None, start=start))
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, RUNNING, 24)
+        form = await open_form(pilot)
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: form_error(form) == refusal, "the refusal in the form")
+        assert app.screen is form and refusal not in messages(app)
+
+
+async def test_a_settings_table_the_engine_refuses_is_named_in_the_form(ws: Workspace) -> None:
+    """A `[training.hyper.<stage>]` the engine would refuse is named on the form while a
+    dataset of that stage is picked, over the built-in defaults; other stages are unaffected."""
+    fill(ws)
+    configure(ws, "[training.hyper.scope]\nmax_stepz = 3\n")
+    async with PaneApp(ws).run_test(size=SIZE) as pilot:
+        await settled(pilot, RUNNING, 24)
+        form = await open_form(pilot)
+        assert form_error(form) == ""
+        await pilot.press("down")
+        assert form_error(form).startswith(
+            "[training.hyper.scope] in cra.toml: unknown setting max_stepz"
+        )
+        assert setting(form, "max_steps").value == ""
+        await pilot.press("up")
+        assert form_error(form) == ""
+
+
+async def test_with_no_dataset_the_form_says_how_to_make_one(ws: Workspace) -> None:
+    async with PaneApp(ws).run_test(size=SIZE) as pilot:
+        form = await open_form(pilot)
+        assert "No curated dataset to train on: `cra curate-data`" in form_error(form)
         await pilot.press("ctrl+s")
         assert pilot.app.screen is form
-        assert "Choose the stage" in str(form.query_one("#form-error", Static).content)
+        assert "No dataset picked" in form_error(form)
         await pilot.press("escape")
         assert isinstance(pilot.app.screen, TrainingScreen)
 
@@ -600,6 +908,19 @@ def test_training_running_run(snap_compare, ws: Workspace) -> None:
     assert snap_compare(PaneApp(ws), terminal_size=SIZE, run_before=run_before)
 
 
+@pytest.mark.parametrize("size", [(160, 50), (100, 30)], ids=["160x50", "100x30"])
+def test_training_after_a_live_step(snap_compare, ws: Workspace, size: tuple[int, int]) -> None:
+    """The pane as the operator sees it once a running run logged a step while it was open."""
+    folders = fill(ws)
+
+    async def run_before(pilot: Pilot) -> None:
+        await settled(pilot, RUNNING, 24)
+        await live_step(pilot, folders[RUNNING], ws)
+        await pilot.wait_for_scheduled_animations()
+
+    assert snap_compare(PaneApp(ws), terminal_size=size, run_before=run_before)
+
+
 def test_training_done_run(snap_compare, ws: Workspace) -> None:
     fill(ws)
 
@@ -622,6 +943,20 @@ def test_training_start_form(snap_compare, ws: Workspace) -> None:
         await pilot.wait_for_scheduled_animations()
 
     assert snap_compare(PaneApp(ws), terminal_size=SIZE, run_before=run_before)
+
+
+def test_training_start_form_small(snap_compare, ws: Workspace) -> None:
+    """The start form fits a 100 × 30 terminal: datasets, settings, keys."""
+    fill(ws)
+    configure(ws)
+
+    async def run_before(pilot: Pilot) -> None:
+        await settled(pilot, RUNNING, 24)
+        await open_form(pilot)
+        await pilot.press("down")
+        await pilot.wait_for_scheduled_animations()
+
+    assert snap_compare(PaneApp(ws), terminal_size=(100, 30), run_before=run_before)
 
 
 def test_training_empty_workspace(snap_compare, ws: Workspace) -> None:

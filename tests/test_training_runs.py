@@ -27,8 +27,9 @@ from engine.adapters.activation import version_by_id
 from engine.core.hashing import sha256_file
 from engine.core.jobs import JobRow, job_alive, latest_job, spawn_job, terminate_job
 from engine.core.stages import NotALoraStage
+from engine.core.timestamps import utc_now
 from engine.core.workspace import Workspace
-from engine.training.contract import RunResult, RunSpec, StepRecord
+from engine.training.contract import BACKEND_FILE, BackendChoice, RunResult, RunSpec, StepRecord
 from engine.training.guardrails import (
     GuardrailError,
     check_guardrails,
@@ -40,19 +41,17 @@ from engine.training.registry import (
     register_candidate,
     resolve_base,
 )
-from engine.training.run_view import TrainingRun
+from engine.training.run_view import TrainingRun, recent_runs
 from engine.training.runs import (
     JOB_KIND,
-    TrainingRunError,
-    build_hyper,
     build_spec,
-    parse_settings,
     reconcile_runs,
     resume_run,
     run_row,
     start_run,
     stop_run,
 )
+from engine.training.start_options import TrainingRunError, build_hyper, parse_settings
 from engine.training_data.curate import curate
 from engine.training_data.dataset_files import UnknownDataset
 from engine.training_data.items import Message, TrainingItem
@@ -262,6 +261,18 @@ def test_a_stages_configured_settings_sit_between_the_defaults_and_a_runs_own(
     ws = Workspace.open(ws.root)
     spec = build_spec(ws, "scope-d1", "scope")
     assert (spec.hyper.learning_rate, spec.hyper.max_steps, spec.hyper.rank) == (0.01, 60, 16)
+    shown = CliRunner().invoke(
+        cli, ["--workspace", str(ws.root), "train", "settings", "--stage", "scope"]
+    )
+    assert shown.exit_code == 0, shown.output
+    lines = [line.split() for line in shown.output.splitlines()]
+    assert lines[0] == ["rank=16", "#", "default"]
+    assert lines[1] == ["alpha=null", "#", "default:", "2", "×", "rank"]
+    assert ["learning_rate=0.01", "#", "cra.toml", "[training.hyper.scope]"] in lines
+    assert ["max_steps=60", "#", "cra.toml", "[training.hyper.scope]"] in lines
+    shown_settings = [line[0] for line in lines]  # each one word, as a shell passes it
+    from_cli = build_spec(ws, "scope-d1", "scope", overrides=parse_settings(shown_settings))
+    assert from_cli.hyper == spec.hyper  # what it prints, given back as --set, changes nothing
     spec = build_spec(ws, "scope-d1", "scope", overrides={"learning_rate": 1e-12})
     assert (spec.hyper.learning_rate, spec.hyper.max_steps) == (1e-12, 60)
     other = build_spec(ws, "planning_dpo-d1", "planning_dpo")
@@ -524,6 +535,57 @@ def test_progress_stop_and_a_stopped_worker(ws: Workspace) -> None:
         "trl",
     )
     assert ws.db["jobs"].get(job.id)["status"] == "exited"
+
+
+def test_a_running_run_names_its_backend_as_soon_as_the_worker_picks_it(ws: Workspace) -> None:
+    """The backend the worker picked (backend.json, written before it loads the model) is the
+    run's at the next reconcile, while the worker still runs, not only once it has ended."""
+    run_id, run_dir = _insert_run(ws, build_spec(ws, "scope-d1", "scope"))
+    job = _job(ws, run_id, "import time; time.sleep(60)")
+    try:
+        assert reconcile_runs(ws) == []
+        assert run_row(ws, run_id).backend is None
+        choice = BackendChoice(backend="trl", why="no CUDA")
+        (run_dir / BACKEND_FILE).write_text(choice.model_dump_json(), encoding="utf-8")
+        assert reconcile_runs(ws) == []
+        run = run_row(ws, run_id)
+        assert (run.status, run.backend) == ("running", "trl")
+        (run_dir / BACKEND_FILE).write_text('{"backend": "cuda"}', encoding="utf-8")
+        with pytest.raises(RegistryError, match="backend.json"):
+            reconcile_runs(ws)
+    finally:
+        terminate_job(job)
+        _wait_gone(job)
+
+
+def test_a_run_names_the_version_it_registered_and_its_gate_state(ws: Workspace) -> None:
+    """A run's row carries the version it registered, that version's status and its newest
+    gate decision, as the CLI and the console list them."""
+    run_id, run_dir = _insert_run(ws, build_spec(ws, "scope-d1", "scope"))
+    _finished(run_dir, ws)
+    _wait_gone(_job(ws, run_id, "pass"))
+    assert reconcile_runs(ws) == [run_id]
+    run = run_row(ws, run_id)
+    assert (run.adapter_name, run.adapter_status, run.gate) == ("scope-v1", "candidate", None)
+    for decision in ("underpowered", "pass"):
+        ws.db["gate_decisions"].insert(
+            {
+                "adapter_id": run.adapter_id,
+                "stage": "scope",
+                "baseline": "base",
+                "decision": decision,
+                "reasons_json": "[]",
+                "at": utc_now(),
+            }
+        )
+    (listed,) = recent_runs(ws.db)
+    assert (listed.adapter_name, listed.adapter_status, listed.gate) == (
+        "scope-v1",
+        "candidate",
+        "pass",
+    )
+    result = CliRunner().invoke(cli, ["--workspace", str(ws.root), "train", "show", str(run_id)])
+    assert "  adapter:  scope-v1 (candidate, gate pass)" in result.output
 
 
 def test_a_run_whose_adapter_did_not_register_registers_on_resume(ws: Workspace) -> None:

@@ -21,6 +21,7 @@ from engine.training.adapter_io import generate, load_base, load_with_adapter
 from engine.training.backend_trl import Settings, effective_settings
 from engine.training.contract import (
     ADAPTER_DIR,
+    BACKEND_FILE,
     CHECKPOINTS_DIR,
     LOG_FILE,
     METRICS_FILE,
@@ -28,6 +29,7 @@ from engine.training.contract import (
     SPEC_FILE,
     STOP_FILE,
     TARGET_MODULES,
+    BackendChoice,
     Hyper,
     RunResult,
     RunSpec,
@@ -273,6 +275,8 @@ def test_sft_run_stops_on_request_and_resumes_to_an_adapter(ws: Path) -> None:
         log(run_dir)
     )
     assert "backend: trl (no CUDA)" in log(run_dir)
+    choice = BackendChoice.model_validate_json((run_dir / BACKEND_FILE).read_bytes())
+    assert choice == BackendChoice(backend="trl", why="no CUDA")
     records = metrics(run_dir)
     assert [record.step for record in records] == list(range(1, 61))
     assert all(record.max_steps == 60 and record.loss is not None for record in records)

@@ -127,7 +127,7 @@ class TrainingConfig(_Section):
     `hyper` holds a LoRA stage's own training settings (`[training.hyper.scope]`,
     `learning_rate = 1e-4`), over LoRA Training Strategy §7.3's defaults and under a run's own
     `--set`; they are checked against the settings a run takes when a run starts
-    (`engine.training.runs.build_hyper`).
+    (`engine.training.start_options.build_hyper`).
     """
 
     base_models: dict[Literal["reasoning", "coding"], str] = Field(default_factory=dict)

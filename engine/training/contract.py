@@ -4,6 +4,8 @@ The console and the worker (`python -m engine.training.worker RUN_DIR`) share on
 run's folder, so a worker outlives the console and a console reattaches to any worker:
 
 - `spec.json` (`RunSpec`): written by the console before the worker starts; never changed.
+- `backend.json` (`BackendChoice`): the backend the worker picked and why, written before it
+  loads the model, so the run names its backend while it trains (a resume writes it again).
 - `metrics.jsonl`: one `StepRecord` per logged step, appended and flushed as they come.
 - `train.log`: the worker's raw output (the job system's log file).
 - `checkpoints/checkpoint-<step>/`: every `save_steps` steps; a resume continues from the newest.
@@ -27,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from engine.core.stages import BASE_TUNE_RULE, BASE_TUNE_STAGES, BaseModelKind, Stage
 
 SPEC_FILE = "spec.json"
+BACKEND_FILE = "backend.json"
 METRICS_FILE = "metrics.jsonl"
 LOG_FILE = "train.log"
 CHECKPOINTS_DIR = "checkpoints"
@@ -105,6 +108,13 @@ class RunSpec(_Model):
         if self.continues is not None and (self.stage, self.method) != ("execute_code", "dpo"):
             raise ValueError("only an execute_code DPO run continues an adapter (its SFT one)")
         return self
+
+
+class BackendChoice(_Model):
+    """The backend a worker trains on, and why it is that one."""
+
+    backend: Backend
+    why: str
 
 
 class StepRecord(_Model):

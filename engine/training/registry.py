@@ -31,8 +31,10 @@ from engine.core.workspace import Workspace
 from engine.training.contract import (
     ADAPTER_CONFIG,
     ADAPTER_DIR,
+    BACKEND_FILE,
     METRICS_FILE,
     RESULT_FILE,
+    BackendChoice,
     RunResult,
     RunSpec,
     StepRecord,
@@ -68,6 +70,21 @@ def read_result(run_dir: Path) -> RunResult | None:
         raise RegistryError(f"{path}: cannot read: {exc}") from exc
     try:
         return RunResult.model_validate_json(data)
+    except ValidationError as exc:
+        raise RegistryError(validation_lines(str(path), exc)) from exc
+
+
+def read_backend(run_dir: Path) -> BackendChoice | None:
+    """The backend the run's worker picked (backend.json); None before it has picked one."""
+    path = run_dir / BACKEND_FILE
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise RegistryError(f"{path}: cannot read: {exc}") from exc
+    try:
+        return BackendChoice.model_validate_json(data)
     except ValidationError as exc:
         raise RegistryError(validation_lines(str(path), exc)) from exc
 

@@ -36,7 +36,8 @@ TERMINAL = ("done", "failed", "stopped")
 
 
 class RunRow(BaseModel):
-    """One row of `training_runs`, without its spec: what the Training pane lists."""
+    """One row of `training_runs`, without its spec, with the adapter version it registered:
+    what the Training pane lists."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -57,14 +58,19 @@ class RunRow(BaseModel):
     max_steps: int | None = None
     loss: float | None = None
     adapter_id: int | None = None
+    adapter_name: str | None = None
+    """The version the run registered (`scope-v1`); None when it registered none."""
+    adapter_status: str | None = None
+    """That version's status now: candidate, active, inactive or rejected."""
+    gate: str | None = None
+    """The verdict of that version's newest gate decision; None before it was gated."""
 
 
 class TrainingRun(RunRow):
-    """One row of `training_runs` in full, with the name of the adapter version it made (None
-    when none): what `engine.training.runs.run_row` and `list_runs` return."""
+    """One row of `training_runs` in full: what `engine.training.runs.run_row` and `list_runs`
+    return."""
 
     spec_json: str
-    adapter_name: str | None
 
     @property
     def spec(self) -> RunSpec:
@@ -72,10 +78,31 @@ class TrainingRun(RunRow):
         return RunSpec.model_validate_json(self.spec_json)
 
 
+_VERSION_FIELDS = {
+    "adapter_name": "a.name",
+    "adapter_status": "a.status",
+    "gate": (
+        "(SELECT g.decision FROM gate_decisions g WHERE g.adapter_id = r.adapter_id "
+        "ORDER BY g.id DESC LIMIT 1)"
+    ),
+}
+
+
+def runs_query(model: type[RunRow]) -> str:
+    """A SELECT of `training_runs r` as `model`'s fields, joined to the version each run
+    registered; the caller adds WHERE and ORDER BY."""
+    fields = ", ".join(
+        f"{_VERSION_FIELDS[name]} AS {name}" if name in _VERSION_FIELDS else f"r.{name}"
+        for name in model.model_fields
+    )
+    return (
+        f"SELECT {fields} FROM training_runs r LEFT JOIN adapter_versions a ON a.id = r.adapter_id"
+    )
+
+
 def recent_runs(db: sqlite_utils.Database, limit: int = 200) -> list[RunRow]:
     """The newest `limit` training runs, newest first."""
-    fields = ", ".join(RunRow.model_fields)
-    rows = db.query(f"SELECT {fields} FROM training_runs ORDER BY id DESC LIMIT ?", [limit])
+    rows = db.query(f"{runs_query(RunRow)} ORDER BY r.id DESC LIMIT ?", [limit])
     return [RunRow(**row) for row in rows]
 
 
@@ -210,9 +237,10 @@ class RunState:
 
     @property
     def eta_s(self) -> float | None:
-        """Seconds left: the worker's own estimate, else elapsed time per step so far."""
-        if self.result is not None and self.result.status == "done":
-            return 0.0
+        """Seconds left: the worker's own estimate, else elapsed time per step so far; None
+        once the worker has left its result (done or stopped, nothing is left to wait for)."""
+        if self.result is not None:
+            return None
         latest = self.latest
         if latest is None:
             return None

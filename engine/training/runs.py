@@ -2,9 +2,10 @@
 
 A run is a row in `training_runs`, a folder `training/<id>/` (the files of
 `engine.training.contract`) and a job: the worker process, which outlives the console. The
-console reads the folder back (`reconcile_runs`): progress from metrics.jsonl, and once the job
-is gone, the outcome from result.json; a worker that left none failed, and the run's reason
-holds the end of its log. A finished run's adapter is registered as a candidate version.
+console reads the folder back (`reconcile_runs`): progress from metrics.jsonl and the backend
+from backend.json while the worker runs, and once the job is gone, the outcome from
+result.json; a worker that left none failed, and the run's reason holds the end of its log. A
+finished run's adapter is registered as a candidate version.
 
 Training always starts from the frozen base named in `[training] base_models`, never from a
 model merged with an adapter (Phase 4 Guidelines §6, LoRA Training Strategy §10). The one adapter a
@@ -15,11 +16,9 @@ Run status: running → done | stopped | failed; `stop` makes it stopping until 
 saved and left; a stopped or failed run can be resumed from its newest checkpoint.
 """
 
-import json
 import os
 import secrets
 import sys
-from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,16 +29,15 @@ from engine.adapters.activation import AdapterVersion, verify_files, version_row
 from engine.core.durable import fsync_dir
 from engine.core.errors import CraError, validation_lines
 from engine.core.jobs import LIVE, JobLock, JobRow, finish_job, job_lock, latest_job, settle
-from engine.core.stages import BaseModelKind, Stage, require_lora_stage
+from engine.core.stages import BaseModelKind, require_lora_stage
 from engine.core.timestamps import utc_now
 from engine.core.workspace import TRAINING_DIR, Workspace
 from engine.training.contract import (
+    BACKEND_FILE,
     LOG_FILE,
     RESULT_FILE,
     SPEC_FILE,
     STOP_FILE,
-    Hyper,
-    Method,
     RunResult,
     RunSpec,
 )
@@ -48,56 +46,22 @@ from engine.training.registry import (
     ADAPTER_CONFIG,
     RegistryError,
     last_step,
+    read_backend,
     read_result,
     register_candidate,
 )
-from engine.training.run_view import TrainingRun
-from engine.training_data.items import Kind
+from engine.training.run_view import TrainingRun, runs_query
+from engine.training.start_options import (
+    METHOD_FOR_FORMAT,
+    TrainingRunError,
+    build_hyper,
+    configured_hyper,
+)
 
 JOB_KIND = "training"
 ACTIVE = ("running", "stopping")
 RESUMABLE = ("stopped", "failed")
 LOG_TAIL_LINES = 20
-METHOD_FOR_FORMAT: dict[Kind, Method] = {"sft": "sft", "preference": "dpo"}
-
-
-class TrainingRunError(CraError):
-    """A run cannot be started, stopped or resumed as asked."""
-
-
-def stage_rank(stage: Stage) -> int:
-    """The LoRA rank a stage trains at unless overridden (LoRA Training Strategy §7.2)."""
-    return 32 if stage == "execute_code" else 16
-
-
-def parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
-    """`key=value` strings as overrides; a value that parses as JSON is that JSON value."""
-    settings: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise TrainingRunError(f"--set {pair!r}: expected key=value")
-        if key in settings:
-            raise TrainingRunError(f"--set {key}: given twice")
-        try:
-            settings[key] = json.loads(text)
-        except json.JSONDecodeError:
-            settings[key] = text
-    return settings
-
-
-def build_hyper(stage: Stage, overrides: dict[str, Any]) -> Hyper:
-    """The §7.3 defaults at the stage's rank, with `overrides` applied and checked."""
-    unknown = sorted(set(overrides) - set(Hyper.model_fields))
-    if unknown:
-        raise TrainingRunError(
-            f"unknown setting {', '.join(unknown)}; settings are {', '.join(Hyper.model_fields)}"
-        )
-    try:
-        return Hyper.model_validate({"rank": stage_rank(stage), **overrides})
-    except ValidationError as exc:
-        raise TrainingRunError(validation_lines("setting", exc)) from exc
 
 
 def frozen_base(ws: Workspace, kind: BaseModelKind) -> str:
@@ -151,6 +115,10 @@ def build_spec(
     from engine.training_data.dataset_files import ROW_FILES, open_dataset, read_verified
 
     stage = require_lora_stage(stage, "LoRA adapter to train")
+    # The settings first: a bad one is named whatever the dataset.
+    configured_hyper(ws.config.training, stage)
+    overrides = {**ws.config.training.hyper.get(stage, {}), **(overrides or {})}
+    build_hyper(stage, overrides)
     stored = open_dataset(ws, dataset_id)
     for name in ROW_FILES:
         read_verified(stored, name)
@@ -169,12 +137,6 @@ def build_spec(
         "SELECT manifest_sha256 FROM datasets WHERE id = ?", [dataset_id]
     ).fetchone()
     base_path = frozen_base(ws, manifest.base_model)
-    configured = ws.config.training.hyper.get(stage, {})
-    try:
-        build_hyper(manifest.stage, configured)
-    except TrainingRunError as exc:
-        raise TrainingRunError(f"[training.hyper.{manifest.stage}] in cra.toml: {exc}") from exc
-    overrides = {**configured, **(overrides or {})}
     parent = None
     if (manifest.stage, fits) == ("execute_code", "dpo"):
         parent = sft_parent(ws, from_version, base_path)
@@ -332,10 +294,10 @@ def resume_run(ws: Workspace, run_id: int, force: bool = False) -> int | None:
             return None
         if not force:
             check_guardrails(ws, datetime.now(), except_run=run_id)
-        for name in (STOP_FILE, RESULT_FILE):
+        for name in (STOP_FILE, RESULT_FILE, BACKEND_FILE):
             (run_dir / name).unlink(missing_ok=True)
         fsync_dir(run_dir)
-        _set(ws, run_id, status="running", reason="", finished_at=None)
+        _set(ws, run_id, status="running", reason="", backend=None, finished_at=None)
         return _spawn(ws, lock, run_id, run_dir)
 
 
@@ -351,6 +313,9 @@ def _reconcile(ws: Workspace, lock: JobLock) -> list[int]:
         step = last_step(run_dir)
         if step is not None:
             _set(ws, run["id"], step=step.step, max_steps=step.max_steps, loss=step.loss)
+        choice = read_backend(run_dir)
+        if choice is not None and choice.backend != run["backend"]:
+            _set(ws, run["id"], backend=choice.backend)
         if lock.running(run["id"]) is not None:
             continue
         _settle(ws, run["id"], run_dir, latest_job(ws, JOB_KIND, run["id"]))
@@ -358,14 +323,11 @@ def _reconcile(ws: Workspace, lock: JobLock) -> list[int]:
     return ended
 
 
-_RUNS_QUERY = (
-    "SELECT r.*, a.name AS adapter_name FROM training_runs r "
-    "LEFT JOIN adapter_versions a ON a.id = r.adapter_id"
-)
+_RUNS_QUERY = runs_query(TrainingRun)
 
 
 def run_row(ws: Workspace, run_id: int) -> TrainingRun:
-    """Run `run_id`, with the name of the adapter it made (None when none)."""
+    """Run `run_id`, with the adapter version it registered (None when none)."""
     rows = ws.db.query(f"{_RUNS_QUERY} WHERE r.id = ?", [run_id])
     run = next((TrainingRun.model_validate(row) for row in rows), None)
     if run is None:
@@ -374,7 +336,7 @@ def run_row(ws: Workspace, run_id: int) -> TrainingRun:
 
 
 def list_runs(ws: Workspace) -> list[TrainingRun]:
-    """Every run, newest first, with the name of the adapter it made (None when none)."""
+    """Every run, newest first, with the adapter version each registered (None when none)."""
     return [
         TrainingRun.model_validate(row) for row in ws.db.query(f"{_RUNS_QUERY} ORDER BY r.id DESC")
     ]

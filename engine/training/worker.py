@@ -26,11 +26,13 @@ from engine.core.timestamps import utc_now
 from engine.training.contract import (
     ADAPTER_CONFIG,
     ADAPTER_DIR,
+    BACKEND_FILE,
     CHECKPOINTS_DIR,
     LOG_FILE,
     RESULT_FILE,
     SPEC_FILE,
     Backend,
+    BackendChoice,
     RunResult,
     RunSpec,
 )
@@ -106,6 +108,8 @@ def run(run_dir: Path, workspace: Path) -> RunResult:
         print(f"resuming from {resume_from.relative_to(run_dir)} at step {resume_step}")
     job = Job(spec, run_dir, base_path, rows, resume_from, resume_step, continues)
     backend, why = pick_backend(spec)
+    choice = BackendChoice(backend=backend, why=why)
+    _write_beside(run_dir / BACKEND_FILE, choice.model_dump_json() + "\n")
     print(f"backend: {backend} ({why}); {spec.method} on {len(rows)} rows of {spec.dataset_id}")
     if spec.continues is not None:
         print(f"continuing adapter {spec.continues} ({spec.continues_path})")

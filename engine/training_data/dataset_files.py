@@ -225,12 +225,6 @@ class DatasetRecord(BaseModel):
     replay_count: int
 
 
-def dataset_kinds(db: sqlite_utils.Database) -> list[tuple[str, str, str]]:
-    """Every recorded dataset as (id, stage, format), newest first: what a run can train on."""
-    rows = db.execute("SELECT id, stage, format FROM datasets ORDER BY created_at DESC, id")
-    return [(dataset_id, stage, fmt) for dataset_id, stage, fmt in rows.fetchall()]
-
-
 def list_datasets(db: sqlite_utils.Database, stage: str | None = None) -> list[DatasetRecord]:
     """Every recorded dataset (of `stage` when given), in the order they were made."""
     where, params = ("WHERE stage = ?", [stage]) if stage else ("", [])
