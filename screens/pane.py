@@ -1,15 +1,18 @@
 """`EnginePane`, the base of every pane that reads or acts through the engine.
 
-It owns what every such pane did alike: polling the workspace in a thread worker (never two
-polls at once, paused while the pane is out of view, a tick skipped when the database did not
-change), turning a worker's error into one notification, asking before an action with
-consequences, and the action → worker → message → redraw path. A pane keeps what is its own:
+It owns what every such pane did alike: polling the workspace on a thread of its own (never
+two polls at once, paused while the pane is out of view, a tick that reads nothing when the
+database did not change, on a workspace opened once and kept), turning a worker's error into
+one notification, asking before an action with consequences, and the action → worker →
+message → redraw path. A pane keeps what is its own:
 what it reads (`read`, in the worker) and how it draws the messages that read posts.
 
 The clock (`now`) is the pane's constructor argument, so tests stop it instead of patching.
 """
 
+import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -54,6 +57,10 @@ class EnginePane(PaneScreen, Fetches):
     after its own writes and when what it shows changed; asked during a poll, it reads again
     right after it. `settle(ws)` runs on every poll before the probe: engine calls that bring
     rows up to date with processes that may have died.
+
+    Every poll of a pane runs on one thread of the pane's, on the workspace that thread opened
+    at its first poll and keeps (an idle tick is one pragma, not a workspace open); after a
+    poll's error the next poll opens it afresh.
     """
 
     POLL_S: ClassVar[float | None] = None
@@ -71,7 +78,9 @@ class EnginePane(PaneScreen, Fetches):
         self._poll_error: str | None = None
         self._timer: Timer | None = None
         self._in_view = False
-        # Used by the poll worker alone (polls never overlap).
+        # Used on the poll thread alone (polls never overlap).
+        self._poll_thread: ThreadPoolExecutor | None = None
+        self._poll_ws: Workspace | None = None
         self._probe: ChangeProbe | None = None
 
     # -- hooks ----------------------------------------------------------------------------
@@ -112,8 +121,9 @@ class EnginePane(PaneScreen, Fetches):
             self._timer.pause()
 
     def on_unmount(self) -> None:
-        if self._probe is not None:
-            self._probe.close()
+        if self._poll_thread is not None:
+            self._poll_thread.submit(self._close_poll)
+            self._poll_thread.shutdown(wait=False)
 
     @property
     def polling(self) -> bool:
@@ -142,19 +152,37 @@ class EnginePane(PaneScreen, Fetches):
         self._poll_wanted = False
         self._poll(force, self.poll_args())
 
-    @work(thread=True, group="poll")
-    def _poll(self, force: bool, args: tuple[Any, ...]) -> None:
+    @work(group="poll")
+    async def _poll(self, force: bool, args: tuple[Any, ...]) -> None:
+        if self._poll_thread is None:
+            self._poll_thread = ThreadPoolExecutor(1, thread_name_prefix=f"poll-{self.PANE_TITLE}")
+        loop = asyncio.get_running_loop()
+        error = await loop.run_in_executor(self._poll_thread, self._poll_once, force, args)
+        self.post_message(PollDone(error))
+
+    def _poll_once(self, force: bool, args: tuple[Any, ...]) -> str | None:
+        """One poll, on the poll thread: its error, or None."""
         try:
-            with reopened(self._ws) as ws:
-                self.settle(ws)
-                if self._probe is None:
-                    self._probe = ChangeProbe(ws.root / DB_FILE)
-                if self._probe.changed() or force:
-                    self.read(ws, *args)
+            if self._poll_ws is None:
+                self._poll_ws = self._ws.reopen()
+            self.settle(self._poll_ws)
+            if self._probe is None:
+                self._probe = ChangeProbe(self._poll_ws.root / DB_FILE)
+            if self._probe.changed() or force:
+                self.read(self._poll_ws, *args)
         except WORKER_ERRORS as exc:
-            self.post_message(PollDone(str(exc)))
-            return
-        self.post_message(PollDone(None))
+            self._close_poll()
+            return str(exc)
+        return None
+
+    def _close_poll(self) -> None:
+        """Close what the poll thread keeps open, on that thread."""
+        if self._poll_ws is not None:
+            self._poll_ws.db.conn.close()
+            self._poll_ws = None
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
 
     @on(PollDone)
     def _poll_done(self, message: PollDone) -> None:
