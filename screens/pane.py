@@ -10,9 +10,8 @@ what it reads (`read`, in the worker) and how it draws the messages that read po
 The clock (`now`) is the pane's constructor argument, so tests stop it instead of patching.
 """
 
-import asyncio
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -32,9 +31,11 @@ Result = TypeVar("Result")
 
 @dataclass
 class PollDone(Message):
-    """A poll ended; `error` is set when it could not finish."""
+    """A poll ended; `error` is set when it could not finish, `crash` when it raised what is
+    no refusal (a bug: raised again on the UI thread, which ends the app with its traceback)."""
 
     error: str | None
+    crash: BaseException | None = None
 
 
 @dataclass
@@ -152,13 +153,19 @@ class EnginePane(PaneScreen, Fetches):
         self._poll_wanted = False
         self._poll(force, self.poll_args())
 
-    @work(group="poll")
-    async def _poll(self, force: bool, args: tuple[Any, ...]) -> None:
+    def _poll(self, force: bool, args: tuple[Any, ...]) -> None:
+        """Run a poll on the poll thread; its end comes back as `PollDone`. A plain future,
+        not a Textual worker: a worker's state messages cost an idle pane most of its CPU."""
         if self._poll_thread is None:
             self._poll_thread = ThreadPoolExecutor(1, thread_name_prefix=f"poll-{self.PANE_TITLE}")
-        loop = asyncio.get_running_loop()
-        error = await loop.run_in_executor(self._poll_thread, self._poll_once, force, args)
-        self.post_message(PollDone(error))
+        self._poll_thread.submit(self._poll_once, force, args).add_done_callback(self._polled)
+
+    def _polled(self, future: "Future[str | None]") -> None:
+        crash = future.exception()
+        if crash is not None:
+            self.post_message(PollDone(None, crash))
+        else:
+            self.post_message(PollDone(future.result()))
 
     def _poll_once(self, force: bool, args: tuple[Any, ...]) -> str | None:
         """One poll, on the poll thread: its error, or None."""
@@ -186,6 +193,8 @@ class EnginePane(PaneScreen, Fetches):
 
     @on(PollDone)
     def _poll_done(self, message: PollDone) -> None:
+        if message.crash is not None:
+            raise message.crash
         self._polling = False
         self.report_error(message.error, self.POLL_TITLE)
         if self._poll_wanted:
