@@ -49,7 +49,8 @@ class ActionDone(Message):
 
 
 class EnginePane(PaneScreen, Fetches):
-    """A pane over the workspace whose reads and actions run in thread workers.
+    """A pane over the workspace whose polls run on its poll thread and actions in thread
+    workers.
 
     Polling: with `POLL_S` set, a timer ticks while the pane is in view. A tick polls unless a
     poll is under way, and reads only when another connection committed since the last poll
