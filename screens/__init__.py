@@ -4,7 +4,9 @@ from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Footer, Header
+from textual.widgets import Header
+
+from screens.widgets.footer import PaneFooter
 
 
 class PaneScreen(Screen[None]):
@@ -23,7 +25,7 @@ class PaneScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield from self.compose_pane()
-        yield Footer()
+        yield PaneFooter()
 
     def compose_pane(self) -> ComposeResult:
         """The pane's own widgets, between the header and the footer."""

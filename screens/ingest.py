@@ -10,7 +10,8 @@ Everything slow runs in workers that only post messages: the USB watcher (async,
 A package's report is the one the workspace keeps for its content (`validation_cache`), so a
 package already validated, in this console or an earlier one or by `cra ingest validate`, is not
 validated again; rescans reuse the pane's reports per package path and manifest mtime; `v`
-validates afresh.
+validates afresh. The corpus is the pane's poll (`EnginePane`): read when the pane comes into
+view, after its own decisions, and whenever another process commits (an approval from `cra`).
 """
 
 import asyncio
@@ -42,7 +43,6 @@ from engine.intake.manifest import MANIFEST_FILE
 from engine.intake.usb import Drive, watch_drives
 from engine.intake.validation_cache import validate_cached
 from engine.intake.validation_report import ValidationReport
-from screens import PaneScreen
 from screens.ingest_report import (
     checks_parts,
     facts_line,
@@ -50,9 +50,10 @@ from screens.ingest_report import (
     mining_parts,
     plural,
 )
+from screens.pane import EnginePane
 from screens.widgets.confirm import ConfirmScreen
 from screens.widgets.reason import ReasonScreen
-from screens.workers import WORKER_ERRORS, Fetches
+from screens.workers import WORKER_ERRORS
 
 Decision = Literal["approved", "rejected"]
 DRIVE_PREFIX = "drive:"
@@ -84,6 +85,13 @@ class PackageRow:
     def location(self) -> str:
         """Where the package sits on its drive; `.` when the drive is the package."""
         return self.key.path.relative_to(self.drive).as_posix()
+
+
+@dataclass
+class CorpusRead(Message):
+    """The poll read the approved corpus."""
+
+    entries: list[CorpusEntry]
 
 
 @dataclass
@@ -127,11 +135,14 @@ def package_rows(drives: list[Drive]) -> dict[Path, PackageRow]:
     return rows
 
 
-class IngestScreen(PaneScreen, Fetches):
+class IngestScreen(EnginePane):
     """Drives and packages on the left with the corpus below; on the right the selected
     package's heading above its Checks and Mining tabs."""
 
     PANE_TITLE = "Ingest"
+    POLL_S = 0.5
+    POLL_TITLE = "corpus"
+    ACTION_TITLE = "ingest"
     CSS_PATH = "ingest.tcss"
     BINDINGS = [
         Binding("a", "approve", "Approve", tooltip="Approve the selected package into the corpus"),
@@ -148,8 +159,7 @@ class IngestScreen(PaneScreen, Fetches):
     ]
 
     def __init__(self, workspace: Workspace, usb_dirs: list[Path]) -> None:
-        super().__init__()
-        self._ws = workspace
+        super().__init__(workspace)
         self._usb_dirs = list(usb_dirs)
         self._drives: list[Drive] = []
         self._rows: dict[Path, PackageRow] = {}
@@ -193,12 +203,14 @@ class IngestScreen(PaneScreen, Fetches):
             ("By", "approved_by"),
         ]:
             corpus.add_column(label, key=key)
-        self._refresh_corpus()
         self._render_report()
         self._watch_usb()
 
     def on_unmount(self) -> None:
         self._stop_watching.set()
+
+    def read(self, ws: Workspace) -> None:
+        self.post_message(CorpusRead(list_corpus(ws)))
 
     # -- workers: they only post messages ---------------------------------------------------
 
@@ -283,7 +295,7 @@ class IngestScreen(PaneScreen, Fetches):
         else:
             self._decisions[message.key] = message.decision
             self.notify(message.text, title=f"package {message.decision}", markup=False)
-            self._refresh_corpus()
+            self.request_poll()
         self._update_status(message.key)
 
     @on(DataTable.RowHighlighted, "#packages")
@@ -524,10 +536,9 @@ class IngestScreen(PaneScreen, Fetches):
         if self._selected == str(key.path):
             self._render_report()
 
-    def _refresh_corpus(self) -> None:
-        self.fetch(list_corpus, self._show_corpus, title="corpus", group="corpus")
-
-    def _show_corpus(self, entries: list[CorpusEntry]) -> None:
+    @on(CorpusRead)
+    def _show_corpus(self, message: CorpusRead) -> None:
+        entries = message.entries
         self._approved_digests = {e.digest for e in entries}
         table = self.query_one("#corpus", DataTable)
         table.clear()

@@ -1,15 +1,17 @@
 """`EnginePane`, the base of every pane that reads or acts through the engine.
 
-It owns what every such pane did alike: polling the workspace in a thread worker (never two
-polls at once, paused while the pane is out of view, a tick skipped when the database did not
-change), turning a worker's error into one notification, asking before an action with
-consequences, and the action → worker → message → redraw path. A pane keeps what is its own:
+It owns what every such pane did alike: polling the workspace on a thread of its own (never
+two polls at once, paused while the pane is out of view, a tick that reads nothing when the
+database did not change, on a workspace opened once and kept), turning a worker's error into
+one notification, asking before an action with consequences, and the action → worker →
+message → redraw path. A pane keeps what is its own:
 what it reads (`read`, in the worker) and how it draws the messages that read posts.
 
 The clock (`now`) is the pane's constructor argument, so tests stop it instead of patching.
 """
 
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -29,9 +31,11 @@ Result = TypeVar("Result")
 
 @dataclass
 class PollDone(Message):
-    """A poll ended; `error` is set when it could not finish."""
+    """A poll ended; `error` is set when it could not finish, `crash` when it raised what is
+    no refusal (a bug: raised again on the UI thread, which ends the app with its traceback)."""
 
     error: str | None
+    crash: BaseException | None = None
 
 
 @dataclass
@@ -45,7 +49,8 @@ class ActionDone(Message):
 
 
 class EnginePane(PaneScreen, Fetches):
-    """A pane over the workspace whose reads and actions run in thread workers.
+    """A pane over the workspace whose polls run on its poll thread and actions in thread
+    workers.
 
     Polling: with `POLL_S` set, a timer ticks while the pane is in view. A tick polls unless a
     poll is under way, and reads only when another connection committed since the last poll
@@ -54,6 +59,10 @@ class EnginePane(PaneScreen, Fetches):
     after its own writes and when what it shows changed; asked during a poll, it reads again
     right after it. `settle(ws)` runs on every poll before the probe: engine calls that bring
     rows up to date with processes that may have died.
+
+    Every poll of a pane runs on one thread of the pane's, on the workspace that thread opened
+    at its first poll and keeps (an idle tick is one pragma, not a workspace open); after a
+    poll's error the next poll opens it afresh.
     """
 
     POLL_S: ClassVar[float | None] = None
@@ -71,7 +80,9 @@ class EnginePane(PaneScreen, Fetches):
         self._poll_error: str | None = None
         self._timer: Timer | None = None
         self._in_view = False
-        # Used by the poll worker alone (polls never overlap).
+        # Used on the poll thread alone (polls never overlap).
+        self._poll_thread: ThreadPoolExecutor | None = None
+        self._poll_ws: Workspace | None = None
         self._probe: ChangeProbe | None = None
 
     # -- hooks ----------------------------------------------------------------------------
@@ -112,8 +123,9 @@ class EnginePane(PaneScreen, Fetches):
             self._timer.pause()
 
     def on_unmount(self) -> None:
-        if self._probe is not None:
-            self._probe.close()
+        if self._poll_thread is not None:
+            self._poll_thread.submit(self._close_poll)
+            self._poll_thread.shutdown(wait=False)
 
     @property
     def polling(self) -> bool:
@@ -142,22 +154,48 @@ class EnginePane(PaneScreen, Fetches):
         self._poll_wanted = False
         self._poll(force, self.poll_args())
 
-    @work(thread=True, group="poll")
     def _poll(self, force: bool, args: tuple[Any, ...]) -> None:
+        """Run a poll on the poll thread; its end comes back as `PollDone`. A plain future,
+        not a Textual worker: a worker's state messages cost an idle pane most of its CPU."""
+        if self._poll_thread is None:
+            self._poll_thread = ThreadPoolExecutor(1, thread_name_prefix=f"poll-{self.PANE_TITLE}")
+        self._poll_thread.submit(self._poll_once, force, args).add_done_callback(self._polled)
+
+    def _polled(self, future: "Future[str | None]") -> None:
+        crash = future.exception()
+        if crash is not None:
+            self.post_message(PollDone(None, crash))
+        else:
+            self.post_message(PollDone(future.result()))
+
+    def _poll_once(self, force: bool, args: tuple[Any, ...]) -> str | None:
+        """One poll, on the poll thread: its error, or None."""
         try:
-            with reopened(self._ws) as ws:
-                self.settle(ws)
-                if self._probe is None:
-                    self._probe = ChangeProbe(ws.root / DB_FILE)
-                if self._probe.changed() or force:
-                    self.read(ws, *args)
+            if self._poll_ws is None:
+                self._poll_ws = self._ws.reopen()
+            self.settle(self._poll_ws)
+            if self._probe is None:
+                self._probe = ChangeProbe(self._poll_ws.root / DB_FILE)
+            if self._probe.changed() or force:
+                self.read(self._poll_ws, *args)
         except WORKER_ERRORS as exc:
-            self.post_message(PollDone(str(exc)))
-            return
-        self.post_message(PollDone(None))
+            self._close_poll()
+            return str(exc)
+        return None
+
+    def _close_poll(self) -> None:
+        """Close what the poll thread keeps open, on that thread."""
+        if self._poll_ws is not None:
+            self._poll_ws.db.conn.close()
+            self._poll_ws = None
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
 
     @on(PollDone)
     def _poll_done(self, message: PollDone) -> None:
+        if message.crash is not None:
+            raise message.crash
         self._polling = False
         self.report_error(message.error, self.POLL_TITLE)
         if self._poll_wanted:

@@ -2,22 +2,25 @@
 
 Packages approved and rejected, campaigns and their resolved rates, datasets curated, training
 runs that ended, eval runs and gate decisions, promotions and rollbacks. The window is the last
-12 hours, 24 hours, 3 days or 7 days (`[` and `]`); the report is read in a thread worker that
-only posts a message, when the pane comes into view, when the window changes, and on `r`.
+12 hours, 24 hours, 3 days or 7 days (`[` and `]`); the report is the pane's poll
+(`EnginePane`): read when the pane comes into view, when the window changes, on `r`, and
+whenever another process commits while it is in view.
 """
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.message import Message
 from textual.widgets import Static
 
 from engine.core.terminal_text import neutralise
 from engine.core.workspace import Workspace
 from engine.reports.morning import morning_report, report_text
-from screens import PaneScreen
-from screens.workers import Fetches
+from screens.pane import EnginePane
 
 WINDOWS = (
     ("12 hours", timedelta(hours=12)),
@@ -27,10 +30,20 @@ WINDOWS = (
 )
 
 
-class ReportScreen(PaneScreen, Fetches):
+@dataclass
+class ReportRead(Message):
+    """The poll read the report for the window."""
+
+    text: str
+
+
+class ReportScreen(EnginePane):
     """The report for the chosen window, scrollable."""
 
     PANE_TITLE = "Report"
+    POLL_S = 2.0
+    POLL_TITLE = "report"
+    ACTION_TITLE = "report"
     CSS_PATH = "report.tcss"
     AUTO_FOCUS = "#report-box"
     BINDINGS = [
@@ -40,18 +53,14 @@ class ReportScreen(PaneScreen, Fetches):
     ]
 
     def __init__(self, workspace: Workspace, now: datetime | None = None) -> None:
-        super().__init__()
-        self._ws = workspace
-        self._now = now
+        super().__init__(workspace)
+        self._report_now = now
         self._window = 1
 
     def compose_pane(self) -> ComposeResult:
         with VerticalScroll(id="report-box") as box:
             box.border_title = self._title()
             yield Static("reading…", id="report", markup=False)
-
-    def on_screen_resume(self) -> None:
-        self.action_refresh()
 
     def _title(self) -> str:
         return f"Morning report · the last {WINDOWS[self._window][0]}"
@@ -62,15 +71,15 @@ class ReportScreen(PaneScreen, Fetches):
         self.action_refresh()
 
     def action_refresh(self) -> None:
-        now = self._now or datetime.now(UTC)
-        since = now - WINDOWS[self._window][1]
-        self.fetch(
-            lambda ws: report_text(morning_report(ws, since), since),
-            self._show,
-            title="report",
-            group="report",
-            exclusive=True,
-        )
+        self.request_poll()
 
-    def _show(self, text: str) -> None:
-        self.query_one("#report", Static).update(neutralise(text))
+    def poll_args(self) -> tuple[datetime]:
+        now = self._report_now or datetime.now(UTC)
+        return (now - WINDOWS[self._window][1],)
+
+    def read(self, ws: Workspace, since: datetime) -> None:
+        self.post_message(ReportRead(report_text(morning_report(ws, since), since)))
+
+    @on(ReportRead)
+    def _show(self, message: ReportRead) -> None:
+        self.query_one("#report", Static).update(neutralise(message.text))

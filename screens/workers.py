@@ -1,8 +1,7 @@
 """How a pane reads or acts through the engine off the UI thread, and what becomes a message
 rather than a crash.
 
-Light to import: the Ingest pane, which the console opens on, uses it without the polling base
-(`screens.pane`).
+The Report pane uses it without the polling base (`screens.pane`).
 """
 
 import sqlite3
