@@ -5,6 +5,7 @@ factory building its `PaneScreen` from the app. The app adds the key binding, th
 command palette entries; `?` lists every binding of the pane in view and of the app.
 """
 
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -29,10 +30,13 @@ class Pane:
     mode: str
     title: str
     build: Callable[["CraApp"], PaneScreen]
+    module: str
+    """The module `build` imports, which the console imports ahead, after its first frame."""
 
 
 # Each pane's module is imported when its screen is first built, so the console's first frame
-# pays only for the pane it opens on.
+# pays only for the pane it opens on; the others are imported on a thread right after that frame
+# (`CraApp.on_mount`), so a first visit to a pane does not wait for its import.
 
 
 def _ingest(app: "CraApp") -> PaneScreen:
@@ -78,14 +82,21 @@ def _report(app: "CraApp") -> PaneScreen:
 
 
 PANES: list[Pane] = [
-    Pane("1", "ingest", "Ingest", _ingest),
-    Pane("2", "harness", "Harness", _harness),
-    Pane("3", "review", "Review", _review),
-    Pane("4", "datasets", "Datasets", _datasets),
-    Pane("5", "training", "Training", _training),
-    Pane("6", "adapters", "Adapters", _adapters),
-    Pane("7", "report", "Report", _report),
+    Pane("1", "ingest", "Ingest", _ingest, "screens.ingest"),
+    Pane("2", "harness", "Harness", _harness, "screens.harness"),
+    Pane("3", "review", "Review", _review, "screens.review"),
+    Pane("4", "datasets", "Datasets", _datasets, "screens.datasets"),
+    Pane("5", "training", "Training", _training, "screens.training"),
+    Pane("6", "adapters", "Adapters", _adapters, "screens.adapters"),
+    Pane("7", "report", "Report", _report, "screens.report"),
 ]
+
+
+def _import_panes() -> None:
+    """Import every pane's module (a thread worker: it posts nothing, it only fills the module
+    cache the panes' factories import from)."""
+    for pane in PANES:
+        importlib.import_module(pane.module)
 
 
 class PaneCommands(Provider):
@@ -143,14 +154,19 @@ class CraApp(App[None]):
         self, workspace: Workspace, usb_dirs: list[Path], panes: Sequence[Pane] = PANES
     ) -> None:
         super().__init__()
-        if [(p.key, p.mode) for p in panes] != [(p.key, p.mode) for p in PANES]:
-            raise ValueError("panes must keep the console's keys and modes, in order")
+        if [(p.key, p.mode, p.module) for p in panes] != [(p.key, p.mode, p.module) for p in PANES]:
+            raise ValueError("panes must keep the console's keys, modes and modules, in order")
         self.workspace = workspace
         if workspace.read_only:
             self.title = f"cra console · read-only workspace ({workspace.read_only})"
         self.usb_dirs = list(usb_dirs)
         for pane in panes:
             self.add_mode(pane.mode, partial(pane.build, self))
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(
+            self.run_worker, _import_panes, thread=True, group="preload", name="import panes"
+        )
 
     def notify(
         self,

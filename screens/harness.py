@@ -56,6 +56,7 @@ from screens.harness_form import NewCampaignScreen
 from screens.pane import ActionDone, EnginePane
 from screens.widgets.attempt_list import PAGE_SIZE, AttemptList, AttemptSource, header_text
 from screens.widgets.formatting import CAMPAIGN_STATUS_STYLE
+from screens.widgets.progress import StableProgressBar
 
 FILTERS: tuple[Outcome | None, ...] = (None, *OUTCOMES)
 Action = Literal["start", "pause", "stop"]
@@ -139,7 +140,7 @@ class HarnessScreen(EnginePane):
                 with VerticalScroll(id="progress") as progress:
                     progress.border_title = "Progress"
                     yield Static(id="progress-head")
-                    yield ProgressBar(id="overall", show_eta=False)
+                    yield StableProgressBar(id="overall", show_eta=False)
                     yield Static(id="overall-text")
                     yield Static(id="packages-progress")
                     yield Static(id="workers")

@@ -50,6 +50,7 @@ from screens.training_view import (
     run_cells,
     stats_table,
 )
+from screens.widgets.progress import StableProgressBar
 from screens.widgets.training_log import RING_LINES, LogView
 from screens.widgets.training_plot import LossPlot
 
@@ -190,7 +191,7 @@ class TrainingScreen(EnginePane):
                 with Vertical(id="run") as run:
                     run.border_title = "Run"
                     yield Static(id="run-head")
-                    yield ProgressBar(id="run-progress", show_eta=False)
+                    yield StableProgressBar(id="run-progress", show_eta=False)
                     yield Static(id="run-stats")
                     yield Static(id="run-about")
                 plot = LossPlot(id="curve")

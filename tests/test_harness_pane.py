@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def console(ws: Workspace, clock: Clock = lambda: NOW) -> CraApp:
 def panes_with_clock(clock: Clock) -> list[Pane]:
     """The console's panes, the Harness pane reading the time from `clock`."""
     return [
-        Pane(p.key, p.mode, p.title, lambda app: HarnessScreen(app.workspace, clock))
+        replace(p, build=lambda app: HarnessScreen(app.workspace, clock))
         if p.mode == "harness"
         else p
         for p in PANES
@@ -148,8 +149,8 @@ async def test_selecting_a_campaign_shows_its_progress_and_workers(console_works
         assert "8/14 done · 1 running\n4 resolved · 57.1 % of the usable\n" in overall
         assert "0.5/min over the last 10m 00s · ETA 12m 00s" in overall
         packages = text_of(screen, "#packages-progress")
-        assert re.search(r"^ alpha +6/10 +3 +60\.0 % +0\.4/min +10m 00s $", packages, re.M)
-        assert re.search(r"^ beta +2/4 +1 +50\.0 % +0\.1/min +20m 00s $", packages, re.M)
+        assert re.search(r"^ alpha@aaaaaaa +6/10 +3 +60\.0 % +0\.4/min +10m 00s $", packages, re.M)
+        assert re.search(r"^ beta@bbbbbbb +2/4 +1 +50\.0 % +0\.1/min +20m 00s $", packages, re.M)
         workers = text_of(screen, "#workers")
         assert "slot 1  execute " in workers and "alpha  1m 30s" in workers
         assert "slot 2  idle" in workers and "10.0s" in workers
@@ -583,5 +584,5 @@ async def test_start_shows_live_workers_then_stop_ends_the_job(tmp_path, valid_p
 def test_panes_given_to_the_console_keep_its_keys_and_modes(console_workspace):
     """Panes passed to the console (a test's own clock) must be the console's panes with other
     factories: the keys, the footer and the palette come from the console's own list."""
-    with pytest.raises(ValueError, match="keep the console's keys and modes"):
+    with pytest.raises(ValueError, match="keep the console's keys, modes and modules"):
         CraApp(console_workspace, [], panes=panes_with_clock(lambda: NOW)[:-1])

@@ -6,6 +6,7 @@ Every key is checked against the database the engine wrote, not against the pane
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,7 @@ def ws(tmp_path: Path) -> Workspace:
 def panes_with_seed(seed: int) -> list[Pane]:
     """The console's panes, the Review pane drawing samples with a fixed seed."""
     return [
-        Pane(p.key, p.mode, p.title, lambda app: ReviewScreen(app.workspace, lambda: seed))
+        replace(p, build=lambda app: ReviewScreen(app.workspace, lambda: seed))
         if p.mode == "review"
         else p
         for p in PANES
