@@ -409,7 +409,7 @@ class DatasetsScreen(EnginePane):
     """The stages on top, the audit, the datasets, the highlighted dataset's detail below."""
 
     PANE_TITLE = "Datasets"
-    POLL_S = 2.0
+    POLL_S = 1.0
     POLL_TITLE = "datasets could not be read"
     CSS_PATH = "datasets.tcss"
     AUTO_FOCUS = "#stages"

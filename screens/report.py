@@ -41,7 +41,7 @@ class ReportScreen(EnginePane):
     """The report for the chosen window, scrollable."""
 
     PANE_TITLE = "Report"
-    POLL_S = 2.0
+    POLL_S = 1.0
     POLL_TITLE = "report"
     ACTION_TITLE = "report"
     CSS_PATH = "report.tcss"
