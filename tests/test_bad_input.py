@@ -69,6 +69,7 @@ COMMANDS: dict[str, list[str] | None] = {
     "train resume": ["999"],
     "train status": [],
     "train show": ["999"],
+    "train settings": ["--stage", "scope"],
     "adapters list": [],
     "adapters promote": ["nosuch"],
     "adapters rollback": ["scope"],

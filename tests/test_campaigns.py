@@ -126,7 +126,7 @@ def test_a_gold_campaign_resolves_every_usable_task(tmp_path: Path, valid_packag
     artifacts = ws.db.execute("SELECT COUNT(*) FROM examples WHERE origin = 'plan_artifact'")
     assert artifacts.fetchone()[0] == 1, "the demo's good truncate plan is a meta_plan example"
     log = (ws.root / _job(ws, 1).log_path).read_text()
-    assert "training data from textkit: " in log
+    assert "training data from textkit@" in log
 
 
 def _slow_command_workspace(tmp_path: Path, short_package: Path, sleep: float) -> Workspace:

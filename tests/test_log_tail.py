@@ -348,7 +348,7 @@ def test_the_result_is_read_when_it_appears_and_when_it_changes(tmp_path: Path) 
     (tmp_path / RESULT_FILE).write_text(result.model_dump_json(), encoding="utf-8")
     state = view.read()
     assert state.result == result
-    assert (state.progress, state.eta_s) == (1.0, 0.0)
+    assert (state.progress, state.eta_s) == (1.0, None)  # an ended run has no ETA
     (tmp_path / RESULT_FILE).write_text('{"status": "exploded"}', encoding="utf-8")
     os.utime(tmp_path / RESULT_FILE, ns=(1, 1))
     state = view.read()
