@@ -16,9 +16,9 @@ import re
 import secrets
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from engine.adapters.activation import AdapterVersion
 from engine.core.db import inserted_id
@@ -59,24 +59,21 @@ def resolve_base(ws: Workspace, version: AdapterVersion) -> Path:
     return path if path.is_absolute() else ws.root / path
 
 
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
 def read_result(run_dir: Path) -> RunResult | None:
     """The run's result.json, or None when the worker has not written one."""
-    path = run_dir / RESULT_FILE
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise RegistryError(f"{path}: cannot read: {exc}") from exc
-    try:
-        return RunResult.model_validate_json(data)
-    except ValidationError as exc:
-        raise RegistryError(validation_lines(str(path), exc)) from exc
+    return _read_model(run_dir / RESULT_FILE, RunResult)
 
 
 def read_backend(run_dir: Path) -> BackendChoice | None:
     """The backend the run's worker picked (backend.json); None before it has picked one."""
-    path = run_dir / BACKEND_FILE
+    return _read_model(run_dir / BACKEND_FILE, BackendChoice)
+
+
+def _read_model(path: Path, model: type[_Model]) -> _Model | None:
+    """The JSON file at `path` as `model`; None when the worker has not written it yet."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -84,7 +81,7 @@ def read_backend(run_dir: Path) -> BackendChoice | None:
     except OSError as exc:
         raise RegistryError(f"{path}: cannot read: {exc}") from exc
     try:
-        return BackendChoice.model_validate_json(data)
+        return model.model_validate_json(data)
     except ValidationError as exc:
         raise RegistryError(validation_lines(str(path), exc)) from exc
 
