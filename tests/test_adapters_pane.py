@@ -132,7 +132,8 @@ def notes(pilot: Pilot) -> list[str]:
     return [note.message for note in pilot.app._notifications]
 
 
-async def on_scope(pilot: Pilot) -> AdaptersScreen:
+async def on_second_stage(pilot: Pilot) -> AdaptersScreen:
+    """The Adapters pane with its stages listed and the cursor moved to the second, scope."""
     await pilot.press("6")
     screen = pane(pilot)
     await until(
@@ -141,6 +142,11 @@ async def on_scope(pilot: Pilot) -> AdaptersScreen:
         "stages",
     )
     await pilot.press("down")
+    return screen
+
+
+async def on_scope(pilot: Pilot) -> AdaptersScreen:
+    screen = await on_second_stage(pilot)
     await until(pilot, lambda: screen.selected_stage == STAGE, "the scope stage")
     await until(pilot, lambda: len(cell_texts(screen, "#versions")) == 3, "scope's versions")
     return screen
@@ -204,23 +210,28 @@ async def test_a_promotion_elsewhere_shows_the_new_name_whole(ws: Workspace) -> 
     with ws.db.conn:
         ws.db.execute("UPDATE adapter_versions SET status = 'inactive' WHERE name = 'scope-v1'")
     async with CraApp(ws, []).run_test(size=SIZE) as pilot:
-        screen = await on_scope(pilot)
-        stages = screen.query_one("#stages", DataTable)
-        assert str(stages.get_cell(STAGE, "serving")) == "base"
-        other = ws.reopen()
-        promote_version(other, "scope-v1", reason="promoted from the CLI")
-        other.db.conn.close()
-        await until(
-            pilot,
-            lambda: str(stages.get_cell(STAGE, "serving")) == "scope-v1",
-            "the poll to show the promotion",
-        )
-        await until(
-            pilot,
-            lambda: not cut_cells(stages),
-            "the cell whole",
-            detail=lambda: str(cut_cells(stages)),
-        )
+        await promote_elsewhere(pilot, ws, await on_scope(pilot))
+
+
+async def promote_elsewhere(pilot: Pilot, ws: Workspace, screen: AdaptersScreen) -> None:
+    """Promote scope-v1 over the base from another connection, as `cra` would, and wait until
+    the pane's Serving cell reads `scope-v1` whole."""
+    stages = screen.query_one("#stages", DataTable)
+    assert str(stages.get_cell(STAGE, "serving")) == "base"
+    other = ws.reopen()
+    promote_version(other, "scope-v1", reason="promoted from the CLI")
+    other.db.conn.close()
+    await until(
+        pilot,
+        lambda: str(stages.get_cell(STAGE, "serving")) == "scope-v1",
+        "the poll to show the promotion",
+    )
+    await until(
+        pilot,
+        lambda: not cut_cells(stages),
+        "the cell whole",
+        detail=lambda: str(cut_cells(stages)),
+    )
 
 
 @pytest.mark.slow
@@ -376,15 +387,7 @@ def evidence_shown(screen: AdaptersScreen) -> str:
 
 async def on_scored_candidate(pilot: Pilot) -> AdaptersScreen:
     """The scope stage with scope-v1 selected, its evidence shown."""
-    await pilot.press("6")
-    screen = pane(pilot)
-    await until(
-        pilot,
-        lambda: screen.query_one("#stages", DataTable).row_count == len(LORA_STAGES),
-        "stages",
-    )
-    await pilot.press("down")
-    await until(pilot, lambda: screen.selected_version == "scope-v1", "scope-v1 selected")
+    screen = await on_scope_v1(pilot)
     await until(pilot, lambda: "scope-v1 against base" in evidence_shown(screen), "evidence")
     return screen
 
@@ -511,14 +514,7 @@ def gate_cell(screen: AdaptersScreen, name: str) -> str:
 
 async def on_scope_v1(pilot: Pilot) -> AdaptersScreen:
     """The scope stage with its one version, scope-v1, selected."""
-    await pilot.press("6")
-    screen = pane(pilot)
-    await until(
-        pilot,
-        lambda: screen.query_one("#stages", DataTable).row_count == len(LORA_STAGES),
-        "stages",
-    )
-    await pilot.press("down")
+    screen = await on_second_stage(pilot)
     await until(pilot, lambda: screen.selected_version == "scope-v1", "scope-v1 selected")
     return screen
 

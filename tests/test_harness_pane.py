@@ -191,19 +191,27 @@ async def test_a_count_that_grows_in_place_is_shown_whole(console_workspace, sle
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_pane(pilot)
         await settled(pilot, screen, first + 1)
-        table = screen.query_one("#campaigns", DataTable)
-        with console_workspace.db.conn:
-            console_workspace.db.execute(
-                "UPDATE attempts SET state = 'done', outcome = 'failed', "
-                "finished_at = '2025-06-01T12:29:30Z' WHERE campaign_id = ? AND state != 'done'",
-                [first],
-            )
-        await until(
-            pilot,
-            lambda: table.get_cell(str(first), "done").plain == "14/14",
-            "the poll to count every attempt done",
+        await finish_every_attempt(pilot, console_workspace, screen, first)
+
+
+async def finish_every_attempt(
+    pilot: Pilot, ws: Workspace, screen: HarnessScreen, campaign_id: int
+) -> None:
+    """Mark the campaign's unfinished attempts failed from another connection, as its workers
+    would, and wait until the pane's Done cell reads 14/14 whole."""
+    table = screen.query_one("#campaigns", DataTable)
+    with ws.db.conn:
+        ws.db.execute(
+            "UPDATE attempts SET state = 'done', outcome = 'failed', "
+            "finished_at = '2025-06-01T12:29:30Z' WHERE campaign_id = ? AND state != 'done'",
+            [campaign_id],
         )
-        await until(pilot, lambda: cut_cells(table) == [], "the column to widen to its new value")
+    await until(
+        pilot,
+        lambda: table.get_cell(str(campaign_id), "done").plain == "14/14",
+        "the poll to count every attempt done",
+    )
+    await until(pilot, lambda: cut_cells(table) == [], "the column to widen to its new value")
 
 
 async def test_the_attempt_list_scrolls_and_reads_pages_on_demand(console_workspace):

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 from pilot_wait import until
-from tables import cut_cells
-from test_adapters_pane import STAGE, _open, fill, on_scope, serving_shown
-from test_harness_pane import console, live_campaign, settled
+from test_adapters_pane import _open, fill, on_scope, promote_elsewhere, serving_shown
+from test_harness_pane import console, finish_every_attempt, live_campaign, settled
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 from workspaces import open_workspace
@@ -23,7 +22,6 @@ from workspaces import open_workspace
 from app.app import CraApp
 from engine.adapters import activation
 from engine.core.workspace import Workspace
-from engine.promotion.switch import promote_version
 
 SIZES = [(160, 50), (100, 30)]
 PROMOTED_AT = "2026-11-22T06:00:00Z"
@@ -52,23 +50,13 @@ def test_adapters_after_a_promotion_from_the_cli(
     async def run_before(pilot: Pilot) -> None:
         screen = await on_scope(pilot)
         await until(pilot, lambda: "not running" in serving_shown(screen), "serving status")
-        stages = screen.query_one("#stages", DataTable)
-        assert str(stages.get_cell(STAGE, "serving")) == "base"
-        other = adapters_ws.reopen()
-        promote_version(other, "scope-v1", reason="promoted from the CLI")
-        other.db.conn.close()
-        await until(
-            pilot,
-            lambda: str(stages.get_cell(STAGE, "serving")) == "scope-v1",
-            "the poll to show the promotion",
-        )
+        await promote_elsewhere(pilot, adapters_ws, screen)
         history = screen.query_one("#history", DataTable)
         await until(
             pilot,
             lambda: history.row_count == 3 and "2026-11-22 06:00" in str(history.get_row_at(0)),
             "the history to show the promotion",
         )
-        await until(pilot, lambda: cut_cells(stages) == [], "the column to widen to its new value")
         await pilot.wait_for_scheduled_animations()
 
     assert snap_compare(CraApp(adapters_ws, []), terminal_size=size, run_before=run_before)
@@ -97,19 +85,8 @@ def test_harness_after_every_attempt_finished(snap_compare, tmp_path, sleeper, s
         table.focus()
         await pilot.press("down")
         await settled(pilot, screen, first)
-        with ws.db.conn:
-            ws.db.execute(
-                "UPDATE attempts SET state = 'done', outcome = 'failed', "
-                "finished_at = '2025-06-01T12:29:30Z' WHERE campaign_id = ? AND state != 'done'",
-                [first],
-            )
-        await until(
-            pilot,
-            lambda: table.get_cell(str(first), "done").plain == "14/14",
-            "the poll to count every attempt done",
-        )
+        await finish_every_attempt(pilot, ws, screen, first)
         await settled(pilot, screen, first)
-        await until(pilot, lambda: cut_cells(table) == [], "the column to widen to its new value")
         await pilot.wait_for_scheduled_animations()
 
     assert snap_compare(console(ws), terminal_size=size, run_before=run_before)
