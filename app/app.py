@@ -38,6 +38,14 @@ class Pane:
 # pays only for the pane it opens on; the others are imported on a thread right after that frame
 # (`CraApp.on_mount`), so a first visit to a pane does not wait for its import.
 
+STYLESHEETS = [
+    Path(__file__).with_name("app.tcss"),
+    *sorted((Path(__file__).parent.parent / "screens").glob("*.tcss")),
+]
+"""The app's look and every pane's, read once at start-up. Each pane's rules are nested under its
+screens' classes, so reading them early styles nothing else; a pane that found its own .tcss
+unread would have Textual parse the whole stylesheet again on its first visit."""
+
 
 def _ingest(app: "CraApp") -> PaneScreen:
     from screens.ingest import IngestScreen
@@ -142,7 +150,7 @@ class CraApp(App[None]):
 
     TITLE = "cra console"
     DEFAULT_MODE = PANES[0].mode
-    CSS_PATH = "app.tcss"
+    CSS_PATH = STYLESHEETS
     COMMANDS = App.COMMANDS | {PaneCommands}
     BINDINGS = [
         *(Binding(pane.key, f"switch_pane('{pane.mode}')", pane.title) for pane in PANES),
@@ -161,7 +169,22 @@ class CraApp(App[None]):
             self.title = f"cra console · read-only workspace ({workspace.read_only})"
         self.usb_dirs = list(usb_dirs)
         for pane in panes:
-            self.add_mode(pane.mode, partial(pane.build, self))
+            self.add_mode(pane.mode, partial(self._build_pane, pane))
+
+    def _build_pane(self, pane: Pane) -> PaneScreen:
+        """Build `pane`'s screen, marked as styled by the stylesheet as it stands.
+
+        Textual takes a screen it has never styled for one whose styles are stale, and restyles
+        the whole app with a full reparse of every stylesheet twice on its first visit (100-300
+        ms): `App._init_mode` and `App.switch_mode` compare the screen's `_css_update_count`,
+        which starts at -1, with the app's. A new screen's widgets are styled as they mount, by
+        the stylesheet already holding every pane's rules (`STYLESHEETS`), so nothing is stale;
+        a theme change still bumps the app's count and restyles every screen on its next visit.
+        Private to Textual (pinned below 8.3): `tests/test_pane_switch.py` fails if it stops
+        holding."""
+        screen = pane.build(self)
+        screen._css_update_count = self._css_update_count
+        return screen
 
     def on_mount(self) -> None:
         self.call_after_refresh(

@@ -21,7 +21,6 @@ headless at 160x50, in turns so that a busy machine slows both sides alike:
 
 import argparse
 import asyncio
-import inspect
 import os
 import statistics
 import subprocess
@@ -85,9 +84,6 @@ class MinimalApp(App[None]):
 
 
 class Console(CraApp):
-    # Textual finds a relative CSS_PATH beside the file of the class; this one has none.
-    CSS_PATH = Path(inspect.getfile(CraApp)).with_name(CraApp.CSS_PATH)
-
     def __init__(self, ws: Workspace, drive: Path) -> None:
         super().__init__(ws, [drive])
         self.painted = Painted()

@@ -33,7 +33,6 @@ from textual.app import App, ComposeResult
 from textual.strip import Strip
 from textual.widgets import Static
 
-import app.app as app_module
 from app.app import CraApp
 from engine.core.workspace import Workspace
 from engine.harness.progress import (
@@ -185,7 +184,6 @@ class HarnessFirst(CraApp):
     """The console, opened on the Harness pane."""
 
     DEFAULT_MODE = "harness"
-    CSS_PATH = Path(app_module.__file__).with_name("app.tcss")
 
 
 async def _run_until(app: App[None], painted: FirstPaint) -> None:

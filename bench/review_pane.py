@@ -32,7 +32,6 @@ from textual.app import App, ComposeResult
 from textual.strip import Strip
 from textual.widgets import Static
 
-import app.app as app_module
 from app.app import CraApp
 from engine.core.timestamps import utc_now
 from engine.core.workspace import Workspace
@@ -145,7 +144,6 @@ class ReviewFirst(CraApp):
     """The console, opened on the Review pane."""
 
     DEFAULT_MODE = "review"
-    CSS_PATH = Path(app_module.__file__).with_name("app.tcss")
 
 
 async def _run_until(app: App[None], painted: FirstPaint) -> None:

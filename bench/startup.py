@@ -51,7 +51,6 @@ import time
 
 start = time.perf_counter()
 
-import inspect
 import sys
 from pathlib import Path
 
@@ -61,10 +60,6 @@ from engine.core.workspace import Workspace
 imported = time.perf_counter()
 
 class FirstFrame(CraApp):
-    # The stylesheet as CraApp finds it: Textual resolves a relative CSS_PATH beside the file of
-    # the class, and this one has none.
-    CSS_PATH = Path(inspect.getfile(CraApp)).with_name(CraApp.CSS_PATH)
-
     def on_ready(self) -> None:
         print(f"console: importing app.app {imported - start:.3f}")
         print(f"console: opening the workspace to first frame {time.perf_counter() - imported:.3f}")

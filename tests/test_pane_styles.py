@@ -1,10 +1,11 @@
-"""Each pane keeps its own layout whatever panes were opened before it.
+"""Each pane keeps its own layout whatever other panes' stylesheets hold.
 
-Textual reads a screen's CSS file into the app's one stylesheet the first time the screen is
-shown, and the rules stay there. Unscoped, the Adapters pane's `#top` then styled the Harness
-pane's `#top` too: after a visit to Adapters, Harness's campaign box shrank from 18 lines to
-12. Each pane's layout is measured on a console that opened it first and again after every
-other pane had been opened; every widget with an id must have the same size.
+The console reads every pane's CSS file into the app's one stylesheet at start-up
+(`app.app.STYLESHEETS`). Unscoped, the Adapters pane's `#top` styled the Harness pane's `#top`
+too, and its campaign box shrank from 18 lines to 12. Each pane's layout is measured on a
+console that holds only the app's stylesheet and the pane's own (read as Textual reads a
+screen's CSS when it first builds it) and on the console as it is, after every other pane was
+opened; every widget with an id must have the same size.
 """
 
 from pathlib import Path
@@ -14,7 +15,7 @@ from textual.pilot import Pilot
 from textual.widget import Widget
 from workspaces import open_workspace
 
-from app.app import PANES, CraApp
+from app.app import PANES, STYLESHEETS, CraApp, Pane
 
 SIZE = (160, 50)
 
@@ -28,13 +29,18 @@ def layout(pilot: Pilot) -> dict[str, tuple[int, int]]:
     }
 
 
+def alone(pane: Pane) -> type[CraApp]:
+    """The console opening on `pane`, with the app's stylesheet and only the pane's own."""
+    return type("Alone", (CraApp,), {"CSS_PATH": STYLESHEETS[:1], "DEFAULT_MODE": pane.mode})
+
+
 @pytest.mark.parametrize("pane", PANES, ids=lambda pane: pane.mode)
-async def test_a_pane_looks_the_same_after_every_other_pane_was_opened(tmp_path: Path, pane):
+async def test_a_pane_looks_the_same_beside_every_other_panes_stylesheet(tmp_path: Path, pane):
     ws = open_workspace(tmp_path / "ws")
-    async with CraApp(ws, []).run_test(size=SIZE) as pilot:
-        await pilot.press(pane.key)
+    async with alone(pane)(ws, []).run_test(size=SIZE) as pilot:
         await pilot.pause(0.5)
         first = layout(pilot)
+    async with CraApp(ws, []).run_test(size=SIZE) as pilot:
         for other in PANES:
             await pilot.press(other.key)
             await pilot.pause(0.2)
@@ -42,4 +48,6 @@ async def test_a_pane_looks_the_same_after_every_other_pane_was_opened(tmp_path:
         await pilot.pause(0.5)
         again = layout(pilot)
     changed = {key: (first[key], again.get(key)) for key in first if again.get(key) != first[key]}
-    assert changed == {}, f"{pane.title}: widgets sized otherwise after the other panes: {changed}"
+    assert changed == {}, (
+        f"{pane.title}: widgets sized otherwise beside the other panes' stylesheets: {changed}"
+    )

@@ -1,0 +1,54 @@
+"""A first visit to a pane builds its screen without Textual parsing the stylesheet again.
+
+Textual used to reparse every stylesheet source (its widgets' defaults included) two or three
+times on each pane's first visit, 100-300 ms of a 90-390 ms switch: once to add the pane's own
+.tcss, and twice more because it took a screen it had never styled for one with stale styles.
+The console reads every pane's stylesheet at start-up and marks a new pane's screen as styled
+(`CraApp._build_pane`); these tests fail if Textual stops honouring that.
+"""
+
+from pathlib import Path
+
+from pilot_wait import until
+from textual.color import Color
+from textual.css.stylesheet import Stylesheet
+from workspaces import open_workspace
+
+from app.app import PANES, CraApp
+
+SIZE = (160, 50)
+
+
+async def test_a_first_visit_to_each_pane_parses_no_stylesheet(tmp_path: Path, monkeypatch):
+    parses: list[str] = []
+    parse = Stylesheet.reparse
+
+    def counted(stylesheet: Stylesheet) -> None:
+        parses.append(pilot.app.current_mode)
+        parse(stylesheet)
+
+    monkeypatch.setattr(Stylesheet, "reparse", counted)
+    app = CraApp(open_workspace(tmp_path / "ws"), [])
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        parses.clear()
+        for pane in PANES[1:]:
+            await pilot.press(pane.key)
+            await until(pilot, lambda mode=pane.mode: app.current_mode == mode, pane.title)
+            await pilot.pause()
+    assert parses == []
+
+
+async def test_a_pane_first_visited_after_a_theme_change_wears_the_new_theme(tmp_path: Path):
+    """Marking a new screen as styled must not keep it on the theme the console started with."""
+    app = CraApp(open_workspace(tmp_path / "ws"), [])
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        started = app.screen.styles.background
+        app.theme = "textual-light"
+        await pilot.pause()
+        await pilot.press(PANES[4].key)
+        await until(pilot, lambda: app.current_mode == PANES[4].mode, PANES[4].title)
+        await pilot.pause()
+        light = Color.parse(app.current_theme.background)
+        assert app.screen.styles.background == light != started
