@@ -53,7 +53,7 @@ from engine.training_data.review_status import (
     stage_statuses,
 )
 from engine.training_data.store import load_item
-from screens.pane import EnginePane
+from screens.pane import ActionDone, EnginePane
 from screens.review_lines import RowsView
 from screens.review_view import (
     ItemView,
@@ -163,6 +163,7 @@ class ReviewScreen(EnginePane):
     """The stage strip on top; the current item of the stage's newest round below."""
 
     PANE_TITLE = "Review"
+    POLL_S = 1.0
     POLL_TITLE = "review"
     ACTION_TITLE = "review"
     CSS_PATH = "review.tcss"
@@ -195,6 +196,8 @@ class ReviewScreen(EnginePane):
         self._writing = False
         self._guidelines_stage: Stage | None = None
         self._compact = False
+        self._drawing = False
+        self._drawn_here: int | None = None
 
     def compose_pane(self) -> ComposeResult:
         with Measured(id="review"):
@@ -297,6 +300,14 @@ class ReviewScreen(EnginePane):
         else:
             summary, items = message.round
             same = self._round is not None and self._round.round_id == summary.round_id
+            here = self._drawing or summary.round_id == self._drawn_here
+            if self._round is not None and not same and not here:
+                self.notify(
+                    f"Round {summary.round_id} of {summary.stage} was drawn elsewhere; round "
+                    f"{self._round.round_id} is no longer the one the gate reads.",
+                    title="new round",
+                    severity="warning",
+                )
             self._round, self._items = summary, self._pending_applied(summary.round_id, items)
             if not same or not self._position:
                 self._position = self._next_undecided(0) or 1
@@ -470,12 +481,19 @@ class ReviewScreen(EnginePane):
 
         def draw() -> None:
             seed = self._seed()
+            self._drawing = True
             self.act(
                 lambda ws: draw_sample(ws, stage, n, seed),
                 lambda round_id: f"Round {round_id} of {stage} drawn.",
+                select=lambda round_id: round_id,
             )
 
         self.confirm(f"Draw a new sample of {stage}?", body, draw)
+
+    def acted(self, message: ActionDone) -> None:
+        """A draw ended: the round it drew is this pane's own, not one drawn elsewhere."""
+        self._drawing = False
+        self._drawn_here = message.select
 
     def action_guidelines(self) -> None:
         panel = self.query_one("#guidelines")

@@ -6,6 +6,8 @@ Every key is checked against the database the engine wrote, not against the pane
 
 import io
 import json
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -264,6 +266,57 @@ async def test_decisions_made_elsewhere_show_when_the_pane_comes_back(ws):
         await open_pane(pilot)
         assert screen.items[0].decision == "reject"
         assert "1 decided, 1 rejected, 2 to go" in text_of(screen, "#item-head")
+
+
+async def test_a_decision_from_the_cli_shows_in_view_and_the_item_stays(ws):
+    """The pane looks every second: a decision made by `cra review decide` in another process
+    shows in the heading while the pane is in view, and the item being read is not redrawn."""
+    add_items(ws.db, [item(n) for n in range(3)])
+    round_id = draw_sample(ws, "execute_code", 3, seed=1)
+    app = CraApp(ws, [])
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_pane(pilot)
+        await press(pilot, screen, "j")
+        answer = screen.query_one("#answer", RowsView)
+        shown, lines = answer.shown, answer.virtual_size
+        cli = [sys.executable, "-m", "app", "--workspace", str(ws.root), "review", "decide"]
+        subprocess.run([*cli, str(round_id), "1", "reject"], check=True, capture_output=True)
+        await until(
+            pilot,
+            lambda: "1 decided, 1 rejected, 2 to go" in text_of(screen, "#item-head"),
+            "the decision made elsewhere",
+        )
+        assert screen.position == 2
+        assert (answer.shown, answer.virtual_size) == (shown, lines)
+
+
+async def test_a_round_drawn_elsewhere_is_announced(ws):
+    """A new round of the stage in view, drawn by another process, replaces the old one with a
+    warning: the gate reads only the newest round."""
+    add_items(ws.db, [item(n) for n in range(6)])
+    first = draw_sample(ws, "execute_code", 3, seed=1)
+    app = CraApp(ws, [])
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_pane(pilot)
+        second = draw_sample(ws, "execute_code", 3, seed=2)
+        await until(pilot, lambda: screen.round and screen.round.round_id == second, "round")
+        assert (
+            f"Round {second} of execute_code was drawn elsewhere; round {first} is no longer "
+            "the one the gate reads.",
+            "warning",
+        ) in notifications(app)
+
+
+async def test_a_round_drawn_here_is_not_announced_as_drawn_elsewhere(ws):
+    add_items(ws.db, [item(n) for n in range(6)])
+    draw_sample(ws, "execute_code", 3, seed=1)
+    app = CraApp(ws, [], panes=panes_with_seed(2))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_pane(pilot)
+        first = screen.round.round_id
+        await pilot.press("d", "y")
+        await until(pilot, lambda: screen.round.round_id != first, "the new round")
+        assert [m for m, _ in notifications(app) if "drawn elsewhere" in m] == []
 
 
 async def test_the_guidelines_panel_toggles_and_follows_the_stage(ws):
