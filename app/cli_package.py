@@ -1,6 +1,6 @@
 """`cra package`: mine, filter and package a git repository for the USB drive (connected side)."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -19,6 +19,13 @@ def _option_problem(error) -> str:
     return f"{option}: {error['msg'].removeprefix('Value error, ')}"
 
 
+def _aware(moment: datetime | None) -> datetime | None:
+    """A date given without a zone is read as UTC midnight."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
 @click.command()
 @click.argument("repo", type=PathArg(file_okay=False))
 @click.option(
@@ -27,7 +34,12 @@ def _option_problem(error) -> str:
     type=PathArg(),
     help="Folder to write the package to; it must not exist yet.",
 )
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Oldest commit date to keep.")
+@click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Oldest commit date to keep (default: from the first commit after the last whose "
+    "configuration today's pytest or --python refuses).",
+)
 @click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Newest commit date to keep.")
 @click.option(
     "--min-files",
@@ -81,6 +93,25 @@ def _option_problem(error) -> str:
     help="Extra or dependency group holding test requirements (repeatable; "
     "default: test, tests, testing, else dev).",
 )
+@click.option(
+    "--pin",
+    "pins",
+    multiple=True,
+    metavar="NAME==VER",
+    help="Use this version of a requirement (repeatable); one not declared is added.",
+)
+@click.option(
+    "--exclude",
+    "excludes",
+    multiple=True,
+    metavar="NAME",
+    help="Leave out every declared requirement of this name (repeatable).",
+)
+@click.option(
+    "--exclude-newer",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S%z"]),
+    help="Download no wheel uploaded after this date (default: the newest packaged commit's).",
+)
 @click.option("--report", is_flag=True, help="Print the attrition table and planning types.")
 def package(
     repo: Path,
@@ -98,6 +129,9 @@ def package(
     name: str | None,
     wheels: Path | None,
     test_groups: tuple[str, ...],
+    pins: tuple[str, ...],
+    excludes: tuple[str, ...],
+    exclude_newer: datetime | None,
     report: bool,
 ) -> None:
     """Mine, filter and package the git repository REPO for the USB drive."""
@@ -126,6 +160,9 @@ def package(
             name=name,
             wheels=wheels,
             test_groups=test_groups,
+            pins=pins,
+            excludes=excludes,
+            exclude_newer=_aware(exclude_newer),
         )
     except ValidationError as exc:
         raise click.UsageError("\n".join(map(_option_problem, exc.errors()))) from exc

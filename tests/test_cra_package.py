@@ -4,15 +4,18 @@ import json
 import re
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import demo_counts
 import pytest
 from click.testing import CliRunner, Result
+from simple_index import serve_index
 
 from app.cli import cli
 from engine.core.workspace import Workspace
 from engine.demo.repo import DEMO_HISTORY, PYPROJECT, DemoCommit, build_demo_repo
+from engine.demo.wheels import build_wheel
 from engine.intake.manifest import MANIFEST_FILE, parse_manifest
 from engine.mining.message import task_subject
 from engine.packaging.head import HeadFiles
@@ -150,22 +153,97 @@ def test_a_bare_repository_packages_the_same_commits(
     assert [c.subject for c in manifest.commits] == KEPT_SUBJECTS[1:]
 
 
-def test_without_a_wheel_folder_pip_fetches_the_wheels(
+def test_without_a_wheel_folder_the_index_gives_wheels_as_old_as_the_history(
     tmp_path: Path,
     source: tuple[Path, list[str]],
     wheel_cache: Path,
     monkeypatch: pytest.MonkeyPatch,
 ):
-    # On the connected side pip's own configuration applies; here it points at a local folder.
-    monkeypatch.setenv("PIP_NO_INDEX", "1")
-    monkeypatch.setenv("PIP_FIND_LINKS", str(wheel_cache))
-    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
+    """On the connected side uv resolves against the operator's index and pip fetches the pins;
+    a release uploaded after the newest packaged commit is not taken unless --exclude-newer says
+    a later date, and the summary says which cutoff applied."""
+    index = tmp_path / "index"
+    shutil.copytree(wheel_cache, index)
+    newer = build_wheel("stopwords-mini", "2.0.0", {"stopwords_mini/__init__.py": ""}, index)
+    repo, _ = source
+    with serve_index(index, {newer.name: datetime(2025, 1, 1, tzinfo=UTC)}) as url:
+        monkeypatch.setenv("UV_INDEX_URL", url)
+        monkeypatch.setenv("PIP_INDEX_URL", url)
+        monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
+        out = tmp_path / "out"
+        result = cra("package", str(repo), "--out", str(out), "--domain", "text")
+        assert result.exit_code == 0, result.output
+        assert "wheels: none uploaded after 2024-" in result.stdout
+        manifest = parse_manifest((out / MANIFEST_FILE).read_bytes())
+        assert {w.filename for w in manifest.wheels} == {p.name for p in wheel_cache.glob("*.whl")}
+        later = tmp_path / "later"
+        args = ["package", str(repo), "--out", str(later), "--domain", "text"]
+        result = cra(*args, "--exclude-newer", "2026-01-01")
+        assert result.exit_code == 0, result.output
+        assert "wheels: none uploaded after 2026-01-01T00:00:00+00:00" in result.stdout
+        manifest = parse_manifest((later / MANIFEST_FILE).read_bytes())
+        assert newer.name in {w.filename for w in manifest.wheels}
+
+
+def test_pins_and_excludes_shape_the_requirements(
+    tmp_path: Path, source: tuple[Path, list[str]], wheel_cache: Path
+):
+    """`--exclude` leaves a declared requirement out and `--pin` fixes a version; the summary
+    and the manifest show the result, and a pin no wheel meets is named with its sources."""
     repo, _ = source
     out = tmp_path / "out"
-    result = cra("package", str(repo), "--out", str(out), "--domain", "text")
+    result = package(
+        repo, out, wheel_cache, "--exclude", "stopwords-mini", "--pin", "pytest==8.4.2"
+    )
     assert result.exit_code == 0, result.output
+    assert parse_manifest((out / MANIFEST_FILE).read_bytes()).requirements == ["pytest==8.4.2"]
+    assert re.search(
+        r"pytest==8.4.2 +pyproject.toml \[project.optional-dependencies\] test; "
+        r"--pin pytest==8.4.2",
+        result.stdout,
+    )
+    assert "--exclude stopwords-mini: stopwords-mini>=1.0 dropped (from pyproject.toml" in (
+        result.stdout
+    )
+    missing = tmp_path / "missing"
+    refused(
+        package(repo, missing, wheel_cache, "--pin", "pytest==7.0"),
+        missing,
+        "pytest==7.0 (from pyproject.toml [project.optional-dependencies] test; "
+        "--pin pytest==7.0): only version 8.4.2 is there",
+    )
+
+
+def test_history_older_than_a_config_pytest_refuses_is_cut_with_a_warning(
+    tmp_path: Path, wheel_cache: Path
+):
+    """A `[pytest]` section in setup.cfg (refused by pytest 4 and later) in the first commits
+    moves the default window past them, and the summary names the cut commit, the reason and
+    how to widen it; `--since` takes the whole history back."""
+    old_cfg = "[pytest]\naddopts = -q\n"
+    history = [
+        DemoCommit(HISTORY[0].subject, {**HISTORY[0].files, "setup.cfg": old_cfg}),
+        HISTORY[1],
+        DemoCommit(HISTORY[2].subject, {**HISTORY[2].files, "setup.cfg": "[tool:pytest]\n"}),
+        *HISTORY[3:],
+    ]
+    repo = tmp_path / "textkit"
+    shas = build_demo_repo(repo, history)
+    out = tmp_path / "out"
+    result = package(repo, out, wheel_cache)
+    assert result.exit_code == 0, result.output
+    assert (
+        f"warning: history before 2024-03-03 cut (2 commits): at {shas[0][:12]} (2024-03-01) "
+        "setup.cfg has a [pytest] section, which pytest 4 and later refuse; "
+        "pass --since YYYY-MM-DD to widen the window"
+    ) in result.stdout
     manifest = parse_manifest((out / MANIFEST_FILE).read_bytes())
-    assert {w.filename for w in manifest.wheels} == {p.name for p in wheel_cache.glob("*.whl")}
+    assert manifest.filter_stages[0].dropped == 2
+    whole = tmp_path / "whole"
+    result = package(repo, whole, wheel_cache, "--since", "2024-03-01")
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.stdout
+    assert parse_manifest((whole / MANIFEST_FILE).read_bytes()).filter_stages[0].dropped == 0
 
 
 def refused(result: Result, out: Path, *phrases: str) -> None:

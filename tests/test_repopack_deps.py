@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from engine.demo.repo import DemoCommit, build_demo_repo
-from engine.packaging.deps import Dependencies, GroupNames, discover_dependencies
+from engine.packaging.deps import Dependencies, GroupNames, apply_choices, discover_dependencies
 from engine.packaging.errors import PackagingError
 from engine.packaging.head import HeadFiles
 
@@ -40,7 +40,10 @@ def test_pyproject_runtime_and_test_extras_with_sources(tmp_path: Path):
         "requests>=2": ["pyproject.toml [project] dependencies"],
         'tomli; python_version < "3.11"': ["pyproject.toml [project] dependencies"],
         "pytest>=8": ["pyproject.toml [project.optional-dependencies] tests"],
-        "ujson": ["pyproject.toml [project.optional-dependencies] speedups"],
+        "ujson": [
+            "pyproject.toml [project.optional-dependencies] speedups"
+            " (via pyproject.toml [project.optional-dependencies] tests)"
+        ],
     }
     assert deps.project_name == "demo-lib"
     assert deps.requires_python == ">=3.10"
@@ -73,7 +76,9 @@ lint = ["ruff"]
 """
     deps = discover_dependencies(head_files(tmp_path, {"pyproject.toml": text}))
     assert sources(deps) == {
-        "hypothesis": ["pyproject.toml [dependency-groups] base"],
+        "hypothesis": [
+            "pyproject.toml [dependency-groups] base (via pyproject.toml [dependency-groups] tests)"
+        ],
         "pytest-xdist[psutil]": ["pyproject.toml [dependency-groups] tests"],
         "pytest": ["pyproject.toml [dependency-groups] tests"],
     }
@@ -119,7 +124,9 @@ def test_requirements_files_follow_includes_and_drop_what_is_not_a_wheel(tmp_pat
     deps = discover_dependencies(files)
     assert sources(deps) == {
         "attrs>=23": ["requirements.txt:1"],
-        "colorama": ["pyproject.toml [project.optional-dependencies] extra"],
+        "colorama": [
+            "pyproject.toml [project.optional-dependencies] extra (via requirements-dev.txt:3)"
+        ],
         "pytest==8.4.2": ["requirements-dev.txt:4"],
         'mock; python_version < "3.3"': ["requirements-dev.txt:6"],
         "freezegun": ["requirements/test.txt:2"],
@@ -177,7 +184,9 @@ def test_tox_test_environments_deps_and_extras(tmp_path: Path):
         "coverage[toml]": ["tox.ini [testenv] deps"],
         "pytest>=8": ["test-requirements.txt:1"],
         "pytest-randomly": ["tox.ini [testenv] deps"],
-        "colorama": ["pyproject.toml [project.optional-dependencies] extra"],
+        "colorama": [
+            "pyproject.toml [project.optional-dependencies] extra (via tox.ini [testenv] extras)"
+        ],
     }
     notes = "\n".join(deps.notes)
     assert "tox.ini [testenv] deps: 'lint: flake8' applies to other environments" in notes
@@ -227,7 +236,9 @@ def test_noxfile_install_literals_of_test_sessions(tmp_path: Path):
     assert sources(deps) == {
         "pytest": ["requirements-test.txt:1"],
         "pytest-mock": ["noxfile.py:9 (tests)"],
-        "colorama": ["pyproject.toml [project.optional-dependencies] extra"],
+        "colorama": [
+            "pyproject.toml [project.optional-dependencies] extra (via noxfile.py:10 (tests))"
+        ],
         "coverage": ["noxfile.py:16 (unit)"],
     }
     notes = "\n".join(deps.notes)
@@ -301,3 +312,115 @@ def test_an_invalid_pyproject_names_the_file(tmp_path: Path):
     files = head_files(tmp_path, {"pyproject.toml": "[project\n"})
     with pytest.raises(PackagingError, match=r"pyproject.toml at HEAD is not valid TOML"):
         discover_dependencies(files)
+
+
+ATTRS_LIKE_PYPROJECT = """\
+[project]
+name = "attrs-like"
+
+[dependency-groups]
+tests = ["hypothesis", "pytest>9"]
+cov = [{ include-group = "tests" }, "coverage[toml]"]
+"""
+ATTRS_LIKE_TOX = """\
+[testenv]
+dependency_groups =
+    tests: tests
+commands =
+    tests: pytest {posargs:-n auto}
+
+[testenv:3.1{0,4}-tests]
+dependency_groups = cov
+commands = coverage run -m pytest {posargs:-n auto}
+"""
+
+
+def test_a_group_reached_from_tox_names_tox_ini_as_its_source(tmp_path: Path):
+    """attrs' `coverage[toml]` comes from the `cov` group because tox.ini's coverage environment
+    names it: its source says so, so an error about it does not blame the pyproject group alone;
+    the group's own members name both ways they were reached."""
+    files = head_files(
+        tmp_path, {"pyproject.toml": ATTRS_LIKE_PYPROJECT, "tox.ini": ATTRS_LIKE_TOX}
+    )
+    found = sources(discover_dependencies(files))
+    via_tox = "(via tox.ini [testenv:3.1{0,4}-tests] dependency_groups)"
+    assert found["coverage[toml]"] == [f"pyproject.toml [dependency-groups] cov {via_tox}"]
+    assert found["pytest>9"] == [
+        "pyproject.toml [dependency-groups] tests",
+        "pyproject.toml [dependency-groups] tests (via tox.ini [testenv] dependency_groups)",
+        f"pyproject.toml [dependency-groups] tests (via pyproject.toml [dependency-groups] cov "
+        f"{via_tox})",
+    ]
+
+
+def test_extras_installed_by_tox_commands_are_test_dependencies(tmp_path: Path):
+    """black's tox.ini installs its `d` extra in the commands (`pip install -e .[d]`) before
+    pytest runs the blackd tests: the extra is a test dependency, named with the command line."""
+    files = head_files(
+        tmp_path,
+        {
+            "pyproject.toml": '[project]\nname = "blackish"\n\n'
+            '[project.optional-dependencies]\nd = ["aiohttp>=3.10"]\ncolorama = ["colorama"]\n'
+            '\n[dependency-groups]\ntests = ["pytest>=7"]\n',
+            "tox.ini": "[testenv]\nskip_install = True\ndependency_groups = tests\n"
+            "commands =\n    pip install -e .[d]\n    coverage erase\n"
+            "    pytest tests --run-optional no_jupyter \\\n        --cov {posargs}\n",
+        },
+    )
+    found = sources(discover_dependencies(files))
+    assert found["aiohttp>=3.10"] == [
+        "pyproject.toml [project.optional-dependencies] d (via tox.ini [testenv] commands)"
+    ]
+    assert "colorama" not in found
+
+
+def choices_deps(tmp_path: Path) -> Dependencies:
+    return discover_dependencies(
+        head_files(
+            tmp_path,
+            {
+                "pyproject.toml": '[project]\nname = "x"\n\n[dependency-groups]\n'
+                'tests = ["pytest>=7", "coverage[toml]", '
+                "'cloudpickle; platform_python_implementation == \"CPython\"']\n"
+            },
+        )
+    )
+
+
+def test_pins_and_excludes_apply_to_the_declared_requirements(tmp_path: Path):
+    """`--pin` sets a declared requirement's version (its extras and marker kept) or adds one,
+    `--exclude` drops every requirement of a name; each says what it changed and where from."""
+    deps = apply_choices(
+        choices_deps(tmp_path),
+        pins=["pytest==8.3.5", "cloudpickle==3.0.0", "pluggy==1.5.0"],
+        excludes=["Coverage"],
+    )
+    group = "pyproject.toml [dependency-groups] tests"
+    assert sources(deps) == {
+        "pytest==8.3.5": [group, "--pin pytest==8.3.5"],
+        'cloudpickle==3.0.0; platform_python_implementation == "CPython"': [
+            group,
+            "--pin cloudpickle==3.0.0",
+        ],
+        "pluggy==1.5.0": ["--pin pluggy==1.5.0"],
+    }
+    assert f"--exclude Coverage: coverage[toml] dropped (from {group})" in deps.notes
+    assert "--pin pytest==8.3.5: pytest>=7 becomes pytest==8.3.5" in deps.notes
+
+
+@pytest.mark.parametrize(
+    ("pins", "excludes", "complaint"),
+    [
+        ([], ["numpy"], "--exclude numpy: no requirement names it (declared: cloudpickle, "),
+        (["pytest>=8"], [], "--pin 'pytest>=8': expected NAME==VERSION"),
+        (["coverage==7.0"], ["coverage"], "--pin coverage==7.0: coverage is also excluded"),
+    ],
+)
+def test_bad_pins_and_excludes_are_refused(
+    tmp_path: Path, pins: list[str], excludes: list[str], complaint: str
+):
+    """A pin that is not NAME==VERSION, an exclude naming nothing declared, or both on one name
+    are refused with the option and the rule."""
+    with pytest.raises(PackagingError) as caught:
+        apply_choices(choices_deps(tmp_path), pins=pins, excludes=excludes)
+    assert str(caught.value).startswith(complaint)

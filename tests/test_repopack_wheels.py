@@ -1,11 +1,15 @@
-"""Wheel selection from a local folder (uv offline) and download with pip, never the network."""
+"""Wheel selection from a local folder (uv offline) and download from a loopback index, never
+the network."""
 
 import hashlib
 import shutil
 import zipfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from simple_index import serve_index
 
 from engine.demo.wheels import build_wheel
 from engine.packaging.deps import FoundRequirement
@@ -154,16 +158,46 @@ def test_a_bad_target_is_refused(python: str, platform: str, complaint: str):
         Target(python, platform)
 
 
-def test_download_uses_pip_for_the_target_and_takes_only_wheels(
-    tmp_path: Path, folder: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.fixture
+def index_env(tmp_path: Path, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A loopback index of `folder` plus stopwords-mini 2.0.0 uploaded in 2025 (the others in
+    2020), named to uv and to pip the way an operator would configure them."""
+    newer = build_wheel("stopwords-mini", "2.0.0", {"stopwords_mini/__init__.py": ""}, folder)
+    uploaded = {newer.name: datetime(2025, 1, 1, tzinfo=UTC)}
+    with serve_index(folder, uploaded) as url:
+        monkeypatch.setenv("UV_INDEX_URL", url)
+        monkeypatch.setenv("PIP_INDEX_URL", url)
+        monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
+        yield url
+
+
+def test_download_takes_no_wheel_uploaded_after_the_cutoff(tmp_path: Path, index_env: str):
+    """The connected side resolves with uv against the index, wheels only, none uploaded after
+    the cutoff, then pip fetches exactly those pins: stopwords-mini 2.0.0 (2025) is newer than a
+    2024 history and is not taken; without a cutoff it is."""
+    requirements = found("stopwords-mini>=1.0", "pytest")
+    old = tmp_path / "old"
+    old.mkdir()
+    cutoff = datetime(2024, 6, 1, tzinfo=UTC)
+    download_wheels(requirements, [], Target("3.11"), cutoff, old, tmp_path / "s1")
+    assert {p.name for p in old.iterdir()} == PYTEST_CLOSURE | {STOPWORDS}
+    new = tmp_path / "new"
+    new.mkdir()
+    download_wheels(requirements, [], Target("3.11"), None, new, tmp_path / "s2")
+    assert "stopwords_mini-2.0.0-py3-none-any.whl" in {p.name for p in new.iterdir()}
+
+
+def test_a_requirement_the_index_cannot_meet_is_named_with_its_sources(
+    tmp_path: Path, index_env: str
 ):
-    # pip's own configuration applies on the connected side: here it names a local folder only.
-    monkeypatch.setenv("PIP_NO_INDEX", "1")
-    monkeypatch.setenv("PIP_FIND_LINKS", str(folder))
-    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
-    dest = tmp_path / "downloaded"
-    dest.mkdir()
-    download_wheels(["stopwords-mini>=1.0", "pytest"], Target("3.11"), dest, tmp_path)
-    assert {p.name for p in dest.iterdir()} == PYTEST_CLOSURE | {STOPWORDS}
-    with pytest.raises(PackagingError, match=r"pip download .* failed:\n.*sdistonly"):
-        download_wheels(["sdistonly"], Target("3.11"), dest, tmp_path)
+    """uv's reason comes with the requirement it names and the files that declared it; a
+    requirement with only an sdist finds no wheel."""
+    cutoff = datetime(2024, 6, 1, tzinfo=UTC)
+    with pytest.raises(PackagingError) as caught:
+        download_wheels(
+            found("pytest", "stopwords-mini>=2"), [], Target("3.11"), cutoff, tmp_path, tmp_path
+        )
+    message = str(caught.value)
+    assert "do not resolve to wheels uploaded before 2024-06-01T00:00:00+00:00" in message
+    assert "\n  stopwords-mini>=2 (from pyproject.toml line 1)" in message
+    assert "pytest (from" not in message

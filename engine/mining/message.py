@@ -6,7 +6,10 @@ GitHub's squash-merge body is noise too: the `* subject` paragraphs of the squas
 more, or any before a `---------` separator line) and the separator are dropped, leaving the pull
 request's title and any prose written above the list. The harness prompts and every derived
 training example take their task text from `clean_task_text` alone; cleaning twice changes nothing.
-The quality rule follows CommitPackFT's: an imperative verb first, enough words, not generic.
+The quality rule follows CommitPackFT's: a verb first, enough words, not generic. The verb may be
+imperative ("Add"), past or third person ("Added", "Fixes": many projects write that way), negated
+("Don't cache", "Do not copy", "Never raise") or after an adverb ("Only drop None", "Correctly
+unpickle"); merge, release and version-bump subjects are noise whatever their verb.
 """
 
 import re
@@ -70,8 +73,30 @@ IMPERATIVE_VERBS = _word_set(
     sort speed split standardise standardize start stop store strip subclass support suppress
     swap switch teach test tidy tighten track treat trim turn tweak unify unpin update upgrade
     use validate verify warn wrap write
+    activate assert assume be beef bring bundle complete conform cooperate cope cull decouple
+    dedup dedupe demonstrate eliminate enhance fail finalise finalize finish flesh flip get give
+    hyphenate invert loop measure parametrise parametrize pickle purge push quench query quote
+    recurse rerun send speedup spell stress take tolerate tune work
     """
 )
+IRREGULAR_PAST = _word_set(
+    """
+    brought broke built caught chose cut drew forbade froze gave got hid kept led left let made
+    put ran read reran rewrote sent set shown split stuck swapped took undid wrote
+    """
+)
+NEGATIONS = (("don't",), ("dont",), ("do", "not"), ("never",), ("no", "longer"))
+ADVERBS = _word_set("also always just now only")
+"""Adverbs a verb may follow, besides any word ending in -ly ("Correctly unpickle")."""
+VERB_PREFIXES = ("re-", "re", "un-", "un", "de-")
+RELEASE_SUBJECT = re.compile(
+    r"^(?:(?:bump|increment|prepare|release|tag|(?:officially )?start)\b.*"
+    r"\b(?:version|release|cycle)\b|(?:bump|release|tag)\b.*\d+\.\d+)",
+    re.IGNORECASE,
+)
+"""A release or version-bump subject ("Bump version to 2.0", "Prepare 23.1.0 release")."""
+CODE_NAME = re.compile(r"`[^`]+`|\w+_\w*|\w+\.\w+|[a-z]+[A-Z]\w*|[A-Z][a-z]+[A-Z]\w*")
+"""A name from code: in backticks, snake_case, dotted, camelCase or CamelCase."""
 GENERIC_WORDS = _word_set(
     """
     wip misc update updates updated typo typos fix fixes fixed minor cleanup clean up tweak tweaks
@@ -140,6 +165,32 @@ def task_subject(message: str) -> str:
     return clean_task_text(message.partition("\n")[0])
 
 
+def _verb_form(word: str) -> bool:
+    """Whether `word` is a listed verb: imperative, third person (`adds`, `fixes`, `applies`),
+    past (`added`, `wrapped`, `applied`, `made`), or imperative with a re-/un-/de- prefix."""
+    if word in IMPERATIVE_VERBS or word in IRREGULAR_PAST:
+        return True
+    stems = {word[:-1], word[:-2], word[:-3] + "y"}
+    if word.endswith("ed") and len(word) > 4 and word[-3] == word[-4]:
+        stems.add(word[:-3])
+    if word.endswith(("s", "ed")) and stems & IMPERATIVE_VERBS:
+        return True
+    return any(
+        word.startswith(prefix) and word.removeprefix(prefix) in IMPERATIVE_VERBS
+        for prefix in VERB_PREFIXES
+    )
+
+
+def _starts_with_verb(words: list[str]) -> bool:
+    """Whether the words open with a verb, a negated verb or an adverb and a verb."""
+    for negation in NEGATIONS:
+        if tuple(words[: len(negation)]) == negation:
+            return len(words) > len(negation)
+    if (words[0] in ADVERBS or words[0].endswith("ly")) and len(words) > 1:
+        return _verb_form(words[1])
+    return _verb_form(words[0])
+
+
 def message_problem(message: str) -> str | None:
     """Why `message` cannot serve as a task description, or None when it can."""
     subject = message.partition("\n")[0]
@@ -156,11 +207,13 @@ def message_problem(message: str) -> str | None:
         return "nothing left after removing trailers, references, e-mails and hashes"
     if len(task) > MAX_SUBJECT_CHARS:
         return f"subject longer than {MAX_SUBJECT_CHARS} characters"
-    words = [w.lower() for w in WORD.findall(task)]
-    if len(words) < MIN_WORDS:
+    if RELEASE_SUBJECT.match(task):
+        return f"release or version bump: {task!r}"
+    words = [w.lower() for w in WORD.findall(task.replace("\u2019", "'"))]
+    if len(words) < MIN_WORDS and not (len(words) == 2 and CODE_NAME.search(task)):
         return f"fewer than {MIN_WORDS} words: {task!r}"
-    if words[0] not in IMPERATIVE_VERBS:
-        return f"does not start with an imperative verb: {task!r}"
+    if not _starts_with_verb(words):
+        return f"does not start with a verb: {task!r}"
     if all(w in GENERIC_WORDS for w in words):
         return f"generic message: {task!r}"
     return None

@@ -30,13 +30,19 @@ from engine.intake.manifest import MANIFEST_FILE, ManifestV1, runner_of
 from engine.isolation.gitsafe import run_git
 from engine.mining.pipeline import MiningResult, mine_commits
 from engine.mining.settings import FilterSettings
-from engine.packaging.deps import Dependencies, GroupNames, discover_dependencies
+from engine.packaging.deps import (
+    Dependencies,
+    GroupNames,
+    apply_choices,
+    discover_dependencies,
+)
 from engine.packaging.errors import PackagingError
 from engine.packaging.head import HeadFiles
 from engine.packaging.license import FoundLicense, infer_license
 from engine.packaging.plan_artifacts import find_plan_artifacts
 from engine.packaging.style_score import score_style
 from engine.packaging.wheels import DEFAULT_PLATFORM, Target, download_wheels, select_wheels
+from engine.packaging.window import WindowCut, default_window
 
 CREATED_BY = "cra package"
 DEFAULT_PYTHON = "3.11"
@@ -60,6 +66,9 @@ class PackageOptions(BaseModel):
     name: str | None = None
     wheels: Path | None = None
     test_groups: tuple[str, ...] = ()
+    pins: tuple[str, ...] = ()
+    excludes: tuple[str, ...] = ()
+    exclude_newer: datetime | None = None
 
 
 class PackageResult(BaseModel):
@@ -72,6 +81,8 @@ class PackageResult(BaseModel):
     mining: MiningResult
     dependencies: Dependencies
     license: FoundLicense
+    window: WindowCut | None = None
+    exclude_newer: datetime | None = None
 
 
 def _refuse_existing(out: Path) -> None:
@@ -209,23 +220,30 @@ def _assemble(checked: _Checked, staging: Path, scratch: Path) -> PackageResult:
     options, target = checked.options, checked.target
     repo = staging / "repo"
     head = _clone(checked.source, repo)
-    mining = mine_commits(repo, options.filters)
+    filters, window = options.filters, None
+    if filters.since is None and (window := default_window(repo, target.python_version)):
+        filters = filters.model_copy(update={"since": window.since})
+    mining = mine_commits(repo, filters)
     if not mining.commits:
         raise PackagingError(
             f"{options.repo}: no commits survive the filters:\n{mining.attrition_table()}"
         )
     files = HeadFiles(repo / ".git")
     names = GroupNames.exactly(options.test_groups) if options.test_groups else GroupNames()
-    deps = discover_dependencies(files, checked.runner, names)
+    deps = apply_choices(
+        discover_dependencies(files, checked.runner, names), options.pins, options.excludes
+    )
     _check_requires_python(deps, target)
     license_ = _license(options, files)
     name = _package_name(options, deps)
     build_requires = deps.build_requires if deps.install_repo else []
     folder = options.wheels
+    exclude_newer = None
     if folder is None:
+        exclude_newer = options.exclude_newer or max(c.date for c in mining.commits)
         folder = scratch / "downloaded"
         folder.mkdir()
-        download_wheels([*deps.texts(), *build_requires], target, folder, scratch)
+        download_wheels(deps.requirements, build_requires, target, exclude_newer, folder, scratch)
     wheels = select_wheels(
         deps.requirements, build_requires, folder, target, staging / "packages", scratch
     )
@@ -252,7 +270,13 @@ def _assemble(checked: _Checked, staging: Path, scratch: Path) -> PackageResult:
         raise PackagingError(validation_lines(MANIFEST_FILE, exc)) from exc
     (staging / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n", "utf-8")
     return PackageResult(
-        path=options.out, manifest=manifest, mining=mining, dependencies=deps, license=license_
+        path=options.out,
+        manifest=manifest,
+        mining=mining,
+        dependencies=deps,
+        license=license_,
+        window=window,
+        exclude_newer=exclude_newer,
     )
 
 

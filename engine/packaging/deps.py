@@ -4,9 +4,13 @@ Everything is read from the files committed at HEAD, never by running the reposi
 `pyproject.toml` (`[project].dependencies`, test-named extras and PEP 735 dependency groups),
 `setup.cfg` for projects without a `[project]` table, requirements files (`-r` includes followed
 inside the repository only), the deps, extras and dependency groups of tox.ini's test
-environments, and the string literals passed to `session.install` in noxfile.py's test sessions
-(read with `ast`). Each requirement keeps where it came from; what cannot ship as a wheel
-(editable installs, options, URLs, paths) is dropped with a note naming the file.
+environments (and the `pip install` lines of their commands: `pip install -e .[d]` makes the `d`
+extra a test dependency), and the string literals passed to `session.install` in noxfile.py's test
+sessions (read with `ast`). Each requirement keeps every place it came from, an extra or group
+reached from tox or nox written with the place that named it (`… cov (via tox.ini [testenv]
+dependency_groups)`); what cannot ship as a wheel (editable installs, options, URLs, paths) is
+dropped with a note naming the file. The operator's `--pin NAME==VER` and `--exclude NAME` apply
+last (`apply_choices`).
 """
 
 import ast
@@ -17,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from pydantic import BaseModel, ConfigDict
 
@@ -44,6 +49,8 @@ _REPO_ITSELF = re.compile(r"^\.(?:/)?(?:\[(?P<extras>[^\]]*)\])?$")
 _TOX_FACTORS = re.compile(r"^(?P<factors>!?[\w.]+(?:[-,]\s*!?[\w.]+)*)\s*:\s+(?P<rest>\S.*)$")
 _TOX_SUBSTITUTION = re.compile(r"\{\[(?P<section>[^\]]+)\](?P<key>[\w-]+)\}")
 _PYTHON_FACTOR = re.compile(r"^(?:py|pypy)[\d.]*$|^\d\.[\d{},]+$")
+_PIP_INSTALL = re.compile(r"^(?:\S*python\S*\s+-m\s+)?(?:uv\s+)?pip3?\s+install\s+(?P<args>.+)$")
+_PIN = re.compile(r"^(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)==(?P<version>[\w.!+-]+)$")
 _TOX_MAX_DEPTH = 5
 
 
@@ -151,9 +158,8 @@ class _Collector:
         self.project_name = canonicalize_name(name) if isinstance(name, str) else None
         self.found: dict[str, list[str]] = {}
         self.notes: list[str] = []
-        self._extras_read: set[str] = set()
-        self._groups_read: set[str] = set()
         self._files_read: set[str] = set()
+        self._extras_reading: set[str] = set()
 
     def note(self, text: str) -> None:
         if text not in self.notes:
@@ -193,12 +199,15 @@ class _Collector:
         if key is None:
             self.note(f"{via}: extra {extra!r} is not in {PYPROJECT}; ignored")
             return
-        if key in self._extras_read:
+        if key in self._extras_reading:
             return
-        self._extras_read.add(key)
         where = f"{PYPROJECT} [project.optional-dependencies] {key}"
-        for text in _str_list(self.optional_dependencies()[key], where):
-            self.add(text, where)
+        self._extras_reading.add(key)
+        try:
+            for text in _str_list(self.optional_dependencies()[key], where):
+                self.add(text, _reached(where, via))
+        finally:
+            self._extras_reading.remove(key)
 
     def add_group(self, group: str, via: str, chain: tuple[str, ...] = ()) -> None:
         groups = {canonicalize_name(k): k for k in self.dependency_groups()}
@@ -209,18 +218,16 @@ class _Collector:
         if key in chain:
             cycle = " -> ".join([*chain, key])
             raise PackagingError(f"{PYPROJECT} [dependency-groups]: include-group cycle {cycle}")
-        if key in self._groups_read:
-            return
-        self._groups_read.add(key)
         where = f"{PYPROJECT} [dependency-groups] {key}"
         entries = self.dependency_groups()[key]
         if not isinstance(entries, list):
             raise PackagingError(f"{where} must be a list")
+        source = _reached(where, via)
         for entry in entries:
             if isinstance(entry, str):
-                self.add(entry, where)
+                self.add(entry, source)
             elif isinstance(entry, dict) and set(entry) == {"include-group"}:
-                self.add_group(str(entry["include-group"]), where, (*chain, key))
+                self.add_group(str(entry["include-group"]), source, (*chain, key))
             else:
                 raise PackagingError(
                     f"{where}: {entry!r} is neither a requirement nor {{include-group = …}}"
@@ -279,6 +286,11 @@ class _Collector:
         folder = posixpath.dirname(resolved)
         for number, line in _logical_lines(self.files.read(resolved)):
             self.install_args(_line_args(line), f"{resolved}:{number}", folder)
+
+
+def _reached(where: str, via: str) -> str:
+    """`where` a requirement sits, with what led there unless `where` was read for its name."""
+    return where if via == PYPROJECT else f"{where} (via {via})"
 
 
 def _holds_runtime_or_test(path: str, names: GroupNames) -> bool:
@@ -342,8 +354,9 @@ def _tox_value(parser: configparser.ConfigParser, section: str, key: str, depth:
     return _TOX_SUBSTITUTION.sub(expand, value)
 
 
-def _tox_lines(value: str, source: str, c: _Collector) -> list[str]:
-    """The lines of a tox setting that apply to test environments, factor conditions removed."""
+def _tox_lines(value: str, source: str, c: _Collector, quiet: bool = False) -> list[str]:
+    """The lines of a tox setting that apply to test environments, factor conditions removed;
+    what is dropped is noted unless `quiet` (commands: most lines are not installs)."""
     value = value.replace("{toxinidir}/", "").replace("{toxinidir}", ".")
     kept = []
     for _, line in _logical_lines(value):
@@ -351,11 +364,13 @@ def _tox_lines(value: str, source: str, c: _Collector) -> list[str]:
             factors = re.split(r"[-,]\s*", match["factors"])
             positive = [canonicalize_name(f) for f in factors if not f.startswith("!")]
             if not any(f in c.names.all() or _PYTHON_FACTOR.match(f) for f in positive):
-                c.note(f"{source}: {line!r} applies to other environments; dropped")
+                if not quiet:
+                    c.note(f"{source}: {line!r} applies to other environments; dropped")
                 continue
             line = match["rest"]
         if "{" in line:
-            c.note(f"{source}: {line!r} uses a substitution that is not read; dropped")
+            if not quiet:
+                c.note(f"{source}: {line!r} uses a substitution that is not read; dropped")
             continue
         kept.append(line)
     return kept
@@ -389,6 +404,10 @@ def _read_tox(c: _Collector, runner: str) -> None:
         commands = setting(env, "commands")
         if commands is None or not re.search(rf"\b{re.escape(runner)}\b", commands[1]):
             continue
+        command_source = f"{TOX_INI} [{commands[0]}] commands"
+        for line in _tox_lines(commands[1], command_source, c, quiet=True):
+            if match := _PIP_INSTALL.match(line):
+                c.install_args(match["args"].split(), command_source, "")
         if deps := setting(env, "deps"):
             source = f"{TOX_INI} [{deps[0]}] deps"
             for line in _tox_lines(deps[1], source, c):
@@ -510,3 +529,50 @@ def discover_dependencies(
         build_requires=build_requires,
         notes=c.notes,
     )
+
+
+def _pin(text: str) -> tuple[str, str]:
+    match = _PIN.match(text.strip())
+    if match is None:
+        raise PackagingError(f"--pin {text!r}: expected NAME==VERSION, e.g. pytest==8.3.5")
+    return match["name"], match["version"]
+
+
+def apply_choices(deps: Dependencies, pins: Sequence[str], excludes: Sequence[str]) -> Dependencies:
+    """`deps` with the operator's choices applied: `--exclude NAME` drops every requirement of
+    that name, `--pin NAME==VER` sets the version of those of that name (extras and markers kept)
+    or adds `NAME==VER` when none is declared. Each change is noted with the sources it touched."""
+    by_name: dict[str, list[FoundRequirement]] = {}
+    for found in deps.requirements:
+        by_name.setdefault(canonicalize_name(Requirement(found.text).name), []).append(found)
+    notes = list(deps.notes)
+    excluded = {canonicalize_name(name) for name in excludes}
+    for name in excludes:
+        key = canonicalize_name(name)
+        if key not in by_name:
+            declared = ", ".join(sorted(by_name))
+            raise PackagingError(
+                f"--exclude {name}: no requirement names it (declared: {declared})"
+            )
+        for found in by_name.pop(key):
+            notes.append(
+                f"--exclude {name}: {found.text} dropped (from {'; '.join(found.sources)})"
+            )
+    for text in pins:
+        name, version = _pin(text)
+        key = canonicalize_name(name)
+        if key in excluded:
+            raise PackagingError(f"--pin {text}: {name} is also excluded")
+        pinned = []
+        for found in by_name.get(key, []):
+            req = Requirement(found.text)
+            req.specifier = SpecifierSet(f"=={version}")
+            pinned.append(
+                FoundRequirement(text=str(req), sources=[*found.sources, f"--pin {text}"])
+            )
+            notes.append(f"--pin {text}: {found.text} becomes {req}")
+        by_name[key] = pinned or [
+            FoundRequirement(text=f"{name}=={version}", sources=[f"--pin {text}"])
+        ]
+    requirements = [found for group in by_name.values() for found in group]
+    return deps.model_copy(update={"requirements": requirements, "notes": notes})

@@ -20,6 +20,14 @@ def summary_lines(result: PackageResult) -> list[str]:
         f"{len(m.wheels)} wheels for Python {m.python_version}",
         f"  license: {m.license} (from {result.license.source})",
     ]
+    if result.window is not None:
+        cut = sum(", before " in d.reason for d in result.mining.dropped.values())
+        lines.append(f"  warning: {result.window.warning(cut)}")
+    if result.exclude_newer is not None:
+        lines.append(
+            f"  wheels: none uploaded after {result.exclude_newer.isoformat()} "
+            "(the newest packaged commit's date unless --exclude-newer)"
+        )
     if m.install_repo:
         build = ", ".join(deps.build_requires) or "nothing"
         lines.append(f"  install_repo: true (build backend needs {build})")

@@ -2,21 +2,29 @@
 
 From a local folder (`--wheels DIR`), `uv pip compile` resolves the requirements offline against
 that folder for the target, and exactly the pinned wheels are copied into packages/. Without a
-folder, on the connected side, `pip download --only-binary=:all:` first fetches wheels for the
-target (the one step of `cra package` that uses the network), then the same selection runs on
-what it fetched. Each direct requirement is first matched against the folder on its own, so a
-missing wheel is reported with the requirement and the file that declared it.
+folder, on the connected side (the one step of `cra package` that uses the network), `uv pip
+compile` first resolves them against the index for the target, wheels only, taking no file
+uploaded after the cutoff (`--exclude-newer`: by default the newest packaged commit's date, so the
+tools are those the history was written against, not releases that came after it); then `pip
+download --no-deps --only-binary=:all:` fetches exactly those pins, and the same selection runs on
+what it fetched. uv's own index settings (`UV_INDEX_URL`, `UV_DEFAULT_INDEX`, …) and pip's (an
+index mirror in pip.conf) apply to their steps. Each direct requirement is first matched against
+the folder on its own, and every resolution error names the requirements it mentions with the
+files that declared them.
 """
 
 import hashlib
+import os
 import re
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 
+import uv
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.tags import Tag, compatible_tags, cpython_tags
@@ -29,7 +37,14 @@ from packaging.utils import (
 from packaging.version import Version
 
 from engine.intake.manifest import WheelEntry
-from engine.isolation.uvtool import UvError, run_uv, uv_reason, write_requirements
+from engine.isolation.uvtool import (
+    UV_TIMEOUT_S,
+    UvError,
+    run_uv,
+    uv_env,
+    uv_reason,
+    write_requirements,
+)
 from engine.packaging.deps import FoundRequirement
 from engine.packaging.errors import PackagingError
 
@@ -44,6 +59,13 @@ _LEGACY_MANYLINUX = {
     "aarch64": {17: "manylinux2014"},
 }
 _REASON_LINES = 6
+# What the online resolution takes from the operator's environment: the index and the network.
+_ONLINE_ENV = (
+    *("UV_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS"),
+    *("UV_NO_INDEX", "UV_INSECURE_HOST", "UV_NATIVE_TLS", "SSL_CERT_FILE", "SSL_CERT_DIR"),
+    *("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy"),
+    *("all_proxy", "no_proxy"),
+)
 
 
 @dataclass(frozen=True)
@@ -170,11 +192,30 @@ def _unmatched(
     return lines
 
 
+def _blamed(message: str, requirements: list[FoundRequirement]) -> str:
+    """The lines naming, with their sources, the requirements a resolver's `message` mentions."""
+    lines = []
+    for found in requirements:
+        name = Requirement(found.text).name
+        if re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", message, re.IGNORECASE):
+            lines.append(f"\n  {found.text} (from {'; '.join(found.sources)})")
+    return "".join(lines)
+
+
+def _pins(stdout: str) -> list[tuple[NormalizedName, Version]]:
+    pins = []
+    for line in stdout.splitlines():
+        if match := _PIN.match(line.strip()):
+            pins.append((canonicalize_name(match["name"]), Version(match["version"])))
+    return pins
+
+
 def _resolve(
-    requirements: list[str], folder: Path, target: Target, scratch: Path, label: str
+    requirements: list[FoundRequirement], folder: Path, target: Target, scratch: Path, label: str
 ) -> list[tuple[NormalizedName, Version]]:
     """uv's pins for `requirements`, resolved offline from `folder` for `target`."""
-    req_file = write_requirements(scratch / f"{label.replace(' ', '-')}.txt", requirements)
+    texts = [r.text for r in requirements]
+    req_file = write_requirements(scratch / f"{label.replace(' ', '-')}.txt", texts)
     args = [
         *("pip", "compile", str(req_file), "--offline", "--no-index"),
         *("--find-links", str(folder.absolute())),
@@ -186,15 +227,12 @@ def _resolve(
     except UvError as exc:
         raise PackagingError(f"resolving the {label}: {exc}") from exc
     if result.returncode != 0:
+        reason = uv_reason(result.stderr)
         raise PackagingError(
             f"the {label} do not resolve from the wheels in {folder} for {target.shown}: "
-            f"{uv_reason(result.stderr)}"
+            f"{reason}{_blamed(reason, requirements)}"
         )
-    pins = []
-    for line in result.stdout.splitlines():
-        if match := _PIN.match(line.strip()):
-            pins.append((canonicalize_name(match["name"]), Version(match["version"])))
-    return pins
+    return _pins(result.stdout)
 
 
 def _pick(pin: tuple[NormalizedName, Version], wheels: list[Wheel], target: Target) -> Wheel:
@@ -212,6 +250,13 @@ def _pick(pin: tuple[NormalizedName, Version], wheels: list[Wheel], target: Targ
     return min(ranked, key=lambda pair: (pair[0], pair[1].path.name))[1]
 
 
+def build_found(build_requires: list[str]) -> list[FoundRequirement]:
+    return [
+        FoundRequirement(text=t, sources=["pyproject.toml [build-system] requires"])
+        for t in build_requires
+    ]
+
+
 def select_wheels(
     requirements: list[FoundRequirement],
     build_requires: list[str],
@@ -225,19 +270,16 @@ def select_wheels(
     if folder.is_symlink() or not folder.is_dir():
         raise PackagingError(f"--wheels {folder}: not a folder")
     wheels = wheels_in(folder)
-    build = [
-        FoundRequirement(text=t, sources=["pyproject.toml [build-system] requires"])
-        for t in build_requires
-    ]
+    build = build_found(build_requires)
     if missing := _unmatched([*requirements, *build], wheels, target):
         raise PackagingError(
             f"no wheel in {folder} satisfies {len(missing)} requirement(s) for {target.shown}:\n"
             + "\n".join(f"  {line}" for line in missing)
         )
     scratch.mkdir(parents=True, exist_ok=True)
-    pins = _resolve([r.text for r in requirements], folder, target, scratch, "requirements")
-    if build_requires:
-        pins += _resolve(build_requires, folder, target, scratch, "build requirements")
+    pins = _resolve(requirements, folder, target, scratch, "requirements")
+    if build:
+        pins += _resolve(build, folder, target, scratch, "build requirements")
     chosen = {w.path.name: w for w in (_pick(pin, wheels, target) for pin in pins)}
     dest.mkdir(parents=True, exist_ok=True)
     entries = []
@@ -247,14 +289,73 @@ def select_wheels(
     return entries
 
 
-def download_wheels(requirements: list[str], target: Target, dest: Path, scratch: Path) -> None:
-    """Fetch wheels (never sdists) for `requirements` and their dependencies into `dest` with
-    pip, for `target`; pip's own configuration (an index mirror, say) applies."""
-    req_file = write_requirements(scratch / "download.txt", requirements)
+def _online_env(scratch: Path) -> dict[str, str]:
+    env = {key: value for key, value in uv_env(scratch).items() if key != "UV_OFFLINE"}
+    env.update({key: os.environ[key] for key in _ONLINE_ENV if key in os.environ})
+    return env
+
+
+def resolve_online(
+    requirements: list[FoundRequirement],
+    target: Target,
+    exclude_newer: datetime | None,
+    scratch: Path,
+    label: str,
+) -> list[tuple[NormalizedName, Version]]:
+    """uv's pins for `requirements` from the index, wheels for `target` only, none uploaded after
+    `exclude_newer`; a failure names uv's reason and the requirements it mentions."""
+    req_file = write_requirements(
+        scratch / f"online-{label.replace(' ', '-')}.txt", [r.text for r in requirements]
+    )
+    argv = [
+        *("pip", "compile", str(req_file), "--only-binary", ":all:"),
+        *("--python-version", target.python_version, "--python-platform", target.platform),
+        *("--no-header", "--no-annotate", "--quiet"),
+    ]
+    if exclude_newer is not None:
+        argv += ["--exclude-newer", exclude_newer.isoformat()]
+    try:
+        result = subprocess.run(
+            [uv.find_uv_bin(), *argv],
+            cwd=scratch,
+            env=_online_env(scratch),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=UV_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise PackagingError(f"resolving the {label} took longer than {UV_TIMEOUT_S:g}s") from exc
+    if result.returncode != 0:
+        cutoff = f" uploaded before {exclude_newer.isoformat()}" if exclude_newer else ""
+        reason = uv_reason(result.stderr)
+        raise PackagingError(
+            f"the {label} do not resolve to wheels{cutoff} for {target.shown}: {reason}"
+            f"{_blamed(reason, requirements)}"
+        )
+    return _pins(result.stdout)
+
+
+def download_wheels(
+    requirements: list[FoundRequirement],
+    build_requires: list[str],
+    target: Target,
+    exclude_newer: datetime | None,
+    dest: Path,
+    scratch: Path,
+) -> None:
+    """Resolve `requirements` (and the build backend's) against the index with `resolve_online`,
+    then fetch exactly those wheels into `dest` with pip, for `target`."""
+    pins = resolve_online(requirements, target, exclude_newer, scratch, "requirements")
+    if build_requires:
+        build = build_found(build_requires)
+        pins += resolve_online(build, target, exclude_newer, scratch, "build requirements")
+    wanted = sorted({f"{name}=={version}" for name, version in pins})
+    req_file = write_requirements(scratch / "download.txt", wanted)
     minor = target.python_version.split(".")[1]
     argv = [
         *(sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--dest", str(dest)),
-        *("--python-version", target.python_version, "--implementation", "cp"),
+        *("--no-deps", "--python-version", target.python_version, "--implementation", "cp"),
         *("--abi", f"cp3{minor}", "--abi", "abi3", "--abi", "none"),
         *(part for tag in target.platform_tags() for part in ("--platform", tag)),
         *("--disable-pip-version-check", "--no-input", "--quiet", "-r", str(req_file)),
