@@ -168,25 +168,30 @@ class CraApp(App[None]):
         if workspace.read_only:
             self.title = f"cra console · read-only workspace ({workspace.read_only})"
         self.usb_dirs = list(usb_dirs)
+        self._first_pane_drawn = False
         for pane in panes:
             self.add_mode(pane.mode, partial(self._build_pane, pane))
 
     def _build_pane(self, pane: Pane) -> PaneScreen:
-        """Build `pane`'s screen, marked as styled by the stylesheet as it stands.
+        """Build `pane`'s screen; once the console is up, marked as styled by the stylesheet as
+        it stands.
 
         Textual takes a screen it has never styled for one whose styles are stale, and restyles
         the whole app with a full reparse of every stylesheet twice on its first visit (100-300
         ms): `App._init_mode` and `App.switch_mode` compare the screen's `_css_update_count`,
-        which starts at -1, with the app's. A new screen's widgets are styled as they mount, by
-        the stylesheet already holding every pane's rules (`STYLESHEETS`), so nothing is stale;
-        a theme change still bumps the app's count and restyles every screen on its next visit.
-        Private to Textual (pinned below 8.3): `tests/test_pane_switch.py` fails if it stops
-        holding."""
+        which starts at -1, with the app's. Once the first pane is drawn, the stylesheet holds
+        every pane's rules (`STYLESHEETS`) and the theme's variables, and a new screen's widgets
+        are styled by it as they mount, so nothing is stale; a theme change still bumps the
+        app's count and restyles every screen on its next visit. The first pane is built before
+        Textual has applied the theme, so it takes Textual's own path. Private to Textual
+        (pinned below 8.3): `tests/test_pane_switch.py` fails if it stops holding."""
         screen = pane.build(self)
-        screen._css_update_count = self._css_update_count
+        if self._first_pane_drawn:
+            screen._css_update_count = self._css_update_count
         return screen
 
     def on_mount(self) -> None:
+        self._first_pane_drawn = True
         self.call_after_refresh(
             self.run_worker, _import_panes, thread=True, group="preload", name="import panes"
         )

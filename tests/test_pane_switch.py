@@ -20,11 +20,11 @@ SIZE = (160, 50)
 
 
 async def test_a_first_visit_to_each_pane_parses_no_stylesheet(tmp_path: Path, monkeypatch):
-    parses: list[str] = []
+    parses: list[Stylesheet] = []
     parse = Stylesheet.reparse
 
     def counted(stylesheet: Stylesheet) -> None:
-        parses.append(pilot.app.current_mode)
+        parses.append(stylesheet)
         parse(stylesheet)
 
     monkeypatch.setattr(Stylesheet, "reparse", counted)
