@@ -9,6 +9,7 @@ A commit that leaves a broken configuration or test module behind is followed by
 mends it (not a task), so the next task's parent runs and the package's dry run passes.
 """
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -230,3 +231,38 @@ def test_a_run_past_the_limit_is_a_timeout(cases):
     report = _validate(cases, "timeout")
     assert (report.status, report.reason_kind) == ("unusable", "timeout")
     assert report.reason.startswith("the tests at the commit ran past the time limit of 20s")
+
+
+def test_a_report_written_before_reason_kinds_still_loads():
+    """report.json files written before reasons had kinds (no `reason_kind`, `not_collected` or
+    runs' `account`) load, with no kind."""
+    old = {
+        "task": "abc-def",
+        "package_digest": "a" * 64,
+        "sha": "b" * 40,
+        "parent": "c" * 40,
+        "subject": "Fix it",
+        "status": "unusable",
+        "reason": "its tests already pass at the parent",
+        "test_files": ["tests/test_a.py"],
+        "fail_to_pass": [],
+        "pass_to_pass": ["tests/test_a.py::test_a"],
+        "flaky": [],
+        "runs": [
+            {
+                "side": side,
+                "index": 1,
+                "returncode": 0,
+                "timed_out": False,
+                "duration_s": 0.5,
+                "outcomes": {"tests/test_a.py::test_a": "passed"},
+                "junit_error": None,
+            }
+            for side in ("before", "after")
+        ],
+        "env_key": "e",
+        "artifacts": "/runs/abc-def/gold",
+    }
+    report = TaskValidation.model_validate_json(json.dumps(old))
+    assert (report.reason_kind, report.not_collected) == (None, {})
+    assert all(run.account is None for run in report.runs)
