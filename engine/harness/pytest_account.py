@@ -97,7 +97,8 @@ def _lines(text: str) -> list[str]:
 
 def _stopped(result: SandboxResult) -> tuple[RunKind, str] | None:
     """Why pytest stopped before running any test, from its output, or None when it did not
-    say (a run killed from outside)."""
+    say (a run killed from outside, a crash in a test). A traceback is pytest's own refusal of
+    the configuration only when it was raised while pytest prepared its configuration."""
     lines = _lines(result.stderr) + _lines(result.stdout)
     for pattern in _PLUGIN:
         for line in lines:
@@ -116,9 +117,13 @@ def _stopped(result: SandboxResult) -> tuple[RunKind, str] | None:
     errors = [line for line in lines if line.startswith("ERROR: ") and "usage:" not in line]
     if errors:
         return "config-error", errors[0].removeprefix("ERROR: ")
-    tail = [line for line in _lines(result.stderr) if not line.startswith(" ")]
-    if tail:
-        return "config-error", tail[-1]
+    stderr = _lines(result.stderr)
+    in_config = "Traceback (most recent call last):" in stderr and any(
+        "in _prepareconfig" in line for line in stderr
+    )
+    if result.returncode == 4 or in_config:
+        raised = [line for line in stderr if not line.startswith(" ")]
+        return "config-error", raised[-1] if raised else f"pytest exited with {result.returncode}"
     return None
 
 
@@ -138,7 +143,7 @@ def account_run(result: SandboxResult, junit: Path, junit_error: str | None) -> 
     if result.limits_hit:
         return RunAccount(kind="resource-limit", evidence=", ".join(result.limits_hit), notes={})
     written = junit.is_file() and junit.stat().st_size > 0
-    if not written and (stopped := _stopped(result)):
+    if (not written or result.returncode in (3, 4)) and (stopped := _stopped(result)):
         kind, line = stopped
         return RunAccount(kind=kind, evidence=evidence(line), notes={})
     return RunAccount(kind="untrusted-report", evidence=evidence(junit_error), notes={})
