@@ -209,16 +209,18 @@ def candidates_reason(
     if not candidates:
         return Reason("already-passing", "its tests already pass at the parent")
     skipped = sorted(tid for tid, o in candidates.items() if o == "skipped")
+    passing = sum(o == "passed" for o in outcomes.values())
     if len(skipped) == len(candidates):
+        others = f" (the other {passing} already pass at the parent)" if passing else ""
         return Reason(
             "skipped",
-            f"its only candidate tests ({len(skipped)}) are skipped at the commit: "
+            f"its only candidate tests ({len(skipped)}) are skipped at the commit{others}: "
             f"{_quoted(skipped[0], notes.get(skipped[0]))}",
         )
     failing = sorted(tid for tid in candidates if tid not in skipped)
     also = f" ({len(skipped)} more skipped)" if skipped else ""
     first = f"; {_quoted(failing[0], notes.get(failing[0]))}"
-    if not any(o == "passed" for o in outcomes.values()):
+    if not passing:
         return Reason("failing", f"none of its tests passes at the commit{also}{first}")
     return Reason(
         "failing",
