@@ -17,6 +17,7 @@ from typing import Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict
 
 from engine.core.terminal_text import neutralise
+from engine.harness.ast_diff import FileChange
 from engine.harness.junit import Outcome, read_notes
 from engine.isolation.sandbox import SandboxResult
 
@@ -181,14 +182,41 @@ def _quoted(tid: str, note: TestNote | None) -> str:
     return f'{evidence(tid)}: "{line}"' if line else evidence(tid)
 
 
+def touched_tests(changes: list[FileChange]) -> set[tuple[str, str]]:
+    """(file, symbol) of each test function or class a commit adds or changes
+    (`Class.test_x`), from its changes (engine.harness.ast_diff)."""
+    return {
+        (change.path, symbol)
+        for change in changes
+        if change.symbols is not None
+        for symbol in change.symbols.touched
+    }
+
+
+def _touches(touched: set[tuple[str, str]], tid: str) -> bool:
+    """Whether test `tid` (`path::Class::name[params]`) is one the commit adds or changes, or
+    lies in a class it does."""
+    path, _, rest = tid.partition("::")
+    parts = rest.split("[", 1)[0].split("::")
+    return any((path, ".".join(parts[:size])) in touched for size in range(1, len(parts) + 1))
+
+
 def candidates_reason(
-    outcomes: dict[str, Outcome], account: RunAccount | None, settled: set[str]
+    outcomes: dict[str, Outcome],
+    account: RunAccount | None,
+    settled: set[str],
+    touched: set[tuple[str, str]],
 ) -> Reason:
     """Why no test of a commit fails at the parent and passes at the commit, from the commit's
-    outcomes (`outcomes`, the run's `account`) and the tests already explained (`settled`: those
-    passing on both sides and the flaky). The candidates are the commit's other tests: none
-    passes there. A module that cannot be collected hides its tests, so it is named first;
-    a commit whose only candidates are skipped says so, with pytest's skip reason."""
+    outcomes (`outcomes`, the run's `account`), the tests already explained (`settled`: those
+    passing on both sides and the flaky) and the tests the commit adds or changes (`touched`,
+    see `touched_tests`).
+
+    The candidates are the commit's other tests (none passes there). A module that cannot be
+    collected hides its tests, so it is named first. Among the rest, those the commit adds or
+    changes decide: skipped, it says so with pytest's skip reason; failing, it quotes the first
+    failure. A test skipped or failing that the commit does not touch (skipped on this Python
+    for years, say) does not make a refactor's reason."""
     notes = account.notes if account else {}
     candidates = {tid: o for tid, o in outcomes.items() if tid not in settled}
     collection = sorted(tid for tid in candidates if tid in notes and notes[tid].collection)
@@ -206,18 +234,24 @@ def candidates_reason(
             f"{count} cannot be collected at the commit: "
             f"{_quoted(collection[0], notes.get(collection[0]))}",
         )
-    if not candidates:
-        return Reason("already-passing", "its tests already pass at the parent")
-    skipped = sorted(tid for tid, o in candidates.items() if o == "skipped")
     passing = sum(o == "passed" for o in outcomes.values())
-    if len(skipped) == len(candidates):
+    own = {tid: o for tid, o in candidates.items() if _touches(touched, tid)}
+    if passing and not own:
+        untouched = f" ({len(candidates)} others, which it does not change, do not pass)"
+        return Reason(
+            "already-passing",
+            f"its tests already pass at the parent{untouched if candidates else ''}",
+        )
+    deciding = own or candidates
+    skipped = sorted(tid for tid, o in deciding.items() if o == "skipped")
+    if len(skipped) == len(deciding):
         others = f" (the other {passing} already pass at the parent)" if passing else ""
         return Reason(
             "skipped",
-            f"its only candidate tests ({len(skipped)}) are skipped at the commit{others}: "
+            f"the tests it adds or changes ({len(skipped)}) are skipped at the commit{others}: "
             f"{_quoted(skipped[0], notes.get(skipped[0]))}",
         )
-    failing = sorted(tid for tid in candidates if tid not in skipped)
+    failing = sorted(tid for tid in deciding if tid not in skipped)
     also = f" ({len(skipped)} more skipped)" if skipped else ""
     first = f"; {_quoted(failing[0], notes.get(failing[0]))}"
     if not passing:
@@ -225,5 +259,5 @@ def candidates_reason(
     return Reason(
         "failing",
         f"its tests that pass at the commit already pass at the parent, and {len(failing)} "
-        f"fail at the commit{also}{first}",
+        f"it adds or changes fail at the commit{also}{first}",
     )

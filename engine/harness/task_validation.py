@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.core.timestamps import utc_now
 from engine.core.workspace import Workspace
+from engine.harness.ast_diff import commit_changes
 from engine.harness.environments import TaskEnv, ensure_env
 from engine.harness.junit import JunitError, Outcome, read_checked_junit
 from engine.harness.package import CorpusPackage, HarnessError, load_package
@@ -42,6 +43,7 @@ from engine.harness.pytest_account import (
     candidates_reason,
     evidence,
     run_reason,
+    touched_tests,
 )
 from engine.harness.pytest_config import PytestConfigError, collected_test_files
 from engine.harness.worktrees import checkout, overlay_files
@@ -325,9 +327,13 @@ def _broken_side(runs: list[SideRun], side: str, limit_s: float) -> Reason | Non
 
 
 def _classify(
-    before: list[SideRun], after: list[SideRun], limit_s: float
+    before: list[SideRun],
+    after: list[SideRun],
+    limit_s: float,
+    touched: set[tuple[str, str]],
 ) -> tuple[list[str], list[str], list[str], Reason | None]:
-    """(FAIL_TO_PASS, PASS_TO_PASS, flaky, why unusable or None)."""
+    """(FAIL_TO_PASS, PASS_TO_PASS, flaky, why unusable or None); `touched`: the test functions
+    and classes the commit adds or changes (`pytest_account.touched_tests`)."""
     for runs, side in ((after, "at the commit"), (before, "at the parent")):
         if why := _broken_side(runs, side, limit_s):
             return [], [], [], why
@@ -349,7 +355,7 @@ def _classify(
             "flaky", f"its only failing-to-passing tests are flaky: {', '.join(flaky_passing)}"
         )
     else:
-        why = candidates_reason(first_after, after[0].account, set(p2p) | flaky)
+        why = candidates_reason(first_after, after[0].account, set(p2p) | flaky, touched)
     return [], p2p, sorted(flaky), why
 
 
@@ -468,7 +474,9 @@ def validate_task(ws: Workspace, package_digest: str, sha: str) -> TaskValidatio
             with checkout(package.repo, commit.parent, out) as tree:
                 overlay_files(package.repo, sha, files, tree)
                 before = _run_side(ws, env, package, "before", tree, at_commit, out)
-            f2p, p2p, flaky, why = _classify(before, after, ws.config.harness.test_timeout_s)
+            touched = touched_tests(commit_changes(package.repo, commit.parent, sha, ()))
+            limit_s = ws.config.harness.test_timeout_s
+            f2p, p2p, flaky, why = _classify(before, after, limit_s, touched)
         except RepoInstallError as exc:
             side = "at the commit" if not after else "at the parent"
             f2p, p2p, flaky, why = [], [], [], Reason("install-error", f"{side}: {exc}")
