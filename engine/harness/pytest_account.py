@@ -201,6 +201,18 @@ def _touches(touched: set[tuple[str, str]], tid: str) -> bool:
     return any((path, ".".join(parts[:size])) in touched for size in range(1, len(parts) + 1))
 
 
+def _rest(untouched: dict[str, Outcome]) -> str:
+    """How the tests a commit does not touch, and that do not pass, ended: " (2 more it does
+    not change: 1 skipped, 1 failed)"."""
+    if not untouched:
+        return ""
+    counts: dict[str, int] = {}
+    for outcome in untouched.values():
+        counts[outcome] = counts.get(outcome, 0) + 1
+    said = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
+    return f" ({len(untouched)} more it does not change: {said})"
+
+
 def candidates_reason(
     outcomes: dict[str, Outcome],
     account: RunAccount | None,
@@ -237,11 +249,7 @@ def candidates_reason(
     passing = sum(o == "passed" for o in outcomes.values())
     own = {tid: o for tid, o in candidates.items() if _touches(touched, tid)}
     if passing and not own:
-        untouched = f" ({len(candidates)} others, which it does not change, do not pass)"
-        return Reason(
-            "already-passing",
-            f"its tests already pass at the parent{untouched if candidates else ''}",
-        )
+        return Reason("already-passing", f"its tests already pass at the parent{_rest(candidates)}")
     deciding = own or candidates
     skipped = sorted(tid for tid, o in deciding.items() if o == "skipped")
     if len(skipped) == len(deciding):
