@@ -339,7 +339,11 @@ def harness_validate(ctx: click.Context, package: str, commits: tuple[str, ...])
         click.echo(
             f"{sha[:12]} {task.status:<8} F2P {len(task.fail_to_pass):>3}  "
             f"P2P {len(task.pass_to_pass):>3}  flaky {len(task.flaky):>2}  {task.subject}"
-            + ("" if task.status == "usable" else f"  ({task.reason})")
+            + (
+                ""
+                if task.status == "usable"
+                else f"  ({task.reason_kind or 'unusable'}: {task.reason})"
+            )
             + (f"  [validated in package {task.validated_in[:12]}]" if task.validated_in else "")
         )
     click.echo(f"{usable} of {len(shas)} commits are usable tasks")

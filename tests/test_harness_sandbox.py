@@ -69,11 +69,14 @@ def test_a_hanging_test_is_stopped_and_a_connecting_test_fails(
     hung = validate_task(ws, digest, sleeper)
     assert hung.status == "unusable"
     assert hung.reason == "the tests at the commit ran past the time limit of 3s (test_timeout_s)"
+    assert hung.reason_kind == "timeout"
     assert all(run.timed_out and run.duration_s < 10 for run in hung.runs)
 
     offline = validate_task(ws, digest, connects)
     assert offline.status == "unusable"
-    assert offline.reason == "none of its tests passes at the commit"
+    assert offline.reason_kind == "failing", offline.reason
+    assert offline.reason.startswith("none of its tests passes at the commit; ")
+    assert "Connection refused" in offline.reason
     [after] = [run for run in offline.runs if run.side == "after"]
     assert after.outcomes == {"tests/test_connects.py::test_reaches_the_listener": "failed"}
     output = (offline.artifacts / "after-1" / "output.txt").read_text()

@@ -121,6 +121,7 @@ def test_a_new_module_is_fail_to_pass_for_every_test(approved):
 def test_tests_that_already_pass_at_the_parent_make_the_commit_unusable(approved):
     report = _validate(approved, "Cover slugify edge cases in tests")
     assert (report.status, report.reason) == ("unusable", "its tests already pass at the parent")
+    assert report.reason_kind == "already-passing"
     assert report.fail_to_pass == []
     assert "tests/test_slug.py::test_slugify_empty_title" in report.pass_to_pass
     ws = approved[0]
@@ -163,7 +164,7 @@ def test_cli_validates_named_commits_and_refuses_unknown_packages(approved):
     result = runner.invoke(cli, [*args, digest[:12], "--commit", sha])
     assert result.exit_code == 0, result.output
     assert f"{sha[:12]} unusable" in result.stdout
-    assert "(its tests already pass at the parent)" in result.stdout
+    assert "(already-passing: its tests already pass at the parent)" in result.stdout
     assert "0 of 1 commits are usable tasks" in result.stdout
 
     missing = runner.invoke(cli, [*args, "nosuch"])

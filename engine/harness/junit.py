@@ -71,6 +71,47 @@ def _outcomes(root: ET.Element) -> dict[str, Outcome]:
     return outcomes
 
 
+class CaseNote(NamedTuple):
+    """What the report says about a test that did not pass: its outcome, whether it is a
+    module that could not be collected, and the line that says why (raw, untrusted text)."""
+
+    outcome: Outcome
+    collection: bool
+    line: str
+
+
+def _telling_line(case: ET.Element) -> str:
+    """The skip reason of a skipped test; the first `E   ` line of a failure or error (the
+    exception pytest shows), else its message, else the first line of its text."""
+    for child in case:
+        if child.tag not in ("skipped", "failure", "error"):
+            continue
+        message = child.get("message", "")
+        lines = [line.strip() for line in (child.text or "").splitlines() if line.strip()]
+        if child.tag == "skipped" and message:
+            return message
+        raised = [line.removeprefix("E").strip() for line in lines if line.startswith("E ")]
+        if raised:
+            return raised[0]
+        if message and message != "collection failure":
+            return message
+        return lines[0] if lines else message
+    return ""
+
+
+def read_notes(path: Path) -> dict[str, CaseNote]:
+    """Each test in the report at `path` that did not pass, with why (see CaseNote)."""
+    notes: dict[str, CaseNote] = {}
+    for case in _parse(path).iter("testcase"):
+        outcome = _outcome(case)
+        tid = case_id(case)
+        if outcome == "passed" or (tid in notes and _RANK[notes[tid].outcome] >= _RANK[outcome]):
+            continue
+        collection = any(child.get("message") == "collection failure" for child in case)
+        notes[tid] = CaseNote(outcome, collection, _telling_line(case))
+    return notes
+
+
 def read_junit(path: Path) -> dict[str, Outcome]:
     """Outcome of every test case in the report at `path`, by test id."""
     return _outcomes(_parse(path))

@@ -31,9 +31,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.core.timestamps import utc_now
 from engine.core.workspace import Workspace
+from engine.harness.ast_diff import commit_changes
 from engine.harness.environments import TaskEnv, ensure_env
 from engine.harness.junit import JunitError, Outcome, read_checked_junit
 from engine.harness.package import CorpusPackage, HarnessError, load_package
+from engine.harness.pytest_account import (
+    Reason,
+    ReasonKind,
+    RunAccount,
+    account_run,
+    candidates_reason,
+    evidence,
+    run_reason,
+    touched_tests,
+)
+from engine.harness.pytest_config import PytestConfigError, collected_test_files
 from engine.harness.worktrees import checkout, overlay_files
 from engine.intake.corpus import remove_tree
 from engine.intake.manifest import ManifestCommit
@@ -56,6 +68,9 @@ class SideRun(BaseModel):
     duration_s: float
     outcomes: dict[str, Outcome]
     junit_error: str | None
+    account: RunAccount | None = Field(
+        default=None, description="pytest's account of the run (None in older reports)"
+    )
 
 
 class TaskValidation(BaseModel):
@@ -70,7 +85,15 @@ class TaskValidation(BaseModel):
     subject: str
     status: Literal["usable", "unusable"]
     reason: str
+    reason_kind: ReasonKind | None = Field(
+        default=None, description="why unusable, to group by (None: usable, or an older report)"
+    )
     test_files: list[str]
+    not_collected: dict[str, str] = Field(
+        default_factory=dict,
+        description="test files the repository's pytest configuration does not collect as test "
+        "modules, so not run, with why",
+    )
     fail_to_pass: list[str]
     pass_to_pass: list[str]
     flaky: list[str]
@@ -119,6 +142,10 @@ def resolve_commit(package: CorpusPackage, given: str) -> ManifestCommit:
 
 
 def _pytest_argv(env: TaskEnv, package: CorpusPackage, files: list[str], junit: str) -> list[str]:
+    """pytest on `files` (never none: pytest would then run the whole suite), its JUnit report
+    to `junit`. A module that cannot be collected (at the parent, one importing what the commit
+    adds) must not stop the other files' tests from running, or they would count as absent."""
+    assert files, "pytest with no files runs the repository's whole suite"
     return [
         str(env.python),
         "-m",
@@ -129,8 +156,24 @@ def _pytest_argv(env: TaskEnv, package: CorpusPackage, files: list[str], junit: 
         "junit_family=xunit1",
         "-p",
         "no:cacheprovider",
+        "--continue-on-collection-errors",
         "-q",
     ]
+
+
+class NoTestModules(HarnessError):
+    """None of the commit's test files is a test module the repository's pytest collects."""
+
+
+def _no_test_modules(not_collected: dict[str, str]) -> str:
+    if not not_collected:
+        return "none of the commit's test files is in the tree at the commit"
+    name, why = next(iter(not_collected.items()))
+    more = f" and {len(not_collected) - 1} more" if len(not_collected) > 1 else ""
+    return (
+        "the commit touches no test module that the repository's pytest configuration "
+        f"collects: {evidence(f'{name} ({why})')}{more}"
+    )
 
 
 class RepoInstallError(HarnessError):
@@ -253,6 +296,7 @@ def _run_side(
                 duration_s=result.duration_s,
                 outcomes=outcomes,
                 junit_error=junit_error,
+                account=account_run(result, out / f"{side}-{index}" / "junit.xml", junit_error),
             )
         )
     return runs
@@ -264,19 +308,32 @@ def _flaky(runs: list[SideRun]) -> set[str]:
     return {tid for tid in ids if len({run.outcomes.get(tid) for run in runs}) > 1}
 
 
-def _broken_side(runs: list[SideRun], side: str, limits_s: float) -> str | None:
+def _broken_side(runs: list[SideRun], side: str, limit_s: float) -> Reason | None:
+    """Why the runs of one side give no usable outcomes, or None when each does."""
     for run in runs:
+        if run.account is not None and run.account.kind is not None:
+            return run_reason(run.account, side, limit_s)
         if run.timed_out:
-            return f"the tests {side} ran past the time limit of {limits_s:g}s (test_timeout_s)"
+            return Reason(
+                "timeout",
+                f"the tests {side} ran past the time limit of {limit_s:g}s (test_timeout_s)",
+            )
         if run.junit_error is not None:
-            return f"the tests {side} gave no trustworthy result: {run.junit_error}"
+            return Reason(
+                "untrusted-report",
+                f"the tests {side} gave no trustworthy result: {run.junit_error}",
+            )
     return None
 
 
 def _classify(
-    before: list[SideRun], after: list[SideRun], limit_s: float
-) -> tuple[list[str], list[str], list[str], str | None]:
-    """(FAIL_TO_PASS, PASS_TO_PASS, flaky, why unusable or None)."""
+    before: list[SideRun],
+    after: list[SideRun],
+    limit_s: float,
+    touched: set[tuple[str, str]],
+) -> tuple[list[str], list[str], list[str], Reason | None]:
+    """(FAIL_TO_PASS, PASS_TO_PASS, flaky, why unusable or None); `touched`: the test functions
+    and classes the commit adds or changes (`pytest_account.touched_tests`)."""
     for runs, side in ((after, "at the commit"), (before, "at the parent")):
         if why := _broken_side(runs, side, limit_s):
             return [], [], [], why
@@ -290,13 +347,15 @@ def _classify(
         return f2p, p2p, sorted(flaky), None
     flaky_passing = sorted(t for t in flaky if any(r.outcomes.get(t) == "passed" for r in after))
     if not first_after:
-        why = "no test ran at the commit"
+        account = after[0].account
+        said = f': "{account.evidence}"' if account and account.evidence else ""
+        why = Reason("no-tests", f"no test ran at the commit{said}")
     elif flaky_passing:
-        why = f"its only failing-to-passing tests are flaky: {', '.join(flaky_passing)}"
-    elif not passing_after:
-        why = "none of its tests passes at the commit"
+        why = Reason(
+            "flaky", f"its only failing-to-passing tests are flaky: {', '.join(flaky_passing)}"
+        )
     else:
-        why = "its tests already pass at the parent"
+        why = candidates_reason(first_after, after[0].account, set(p2p) | flaky, touched)
     return [], p2p, sorted(flaky), why
 
 
@@ -404,20 +463,35 @@ def validate_task(ws: Workspace, package_digest: str, sha: str) -> TaskValidatio
     files = list(commit.test_files)
     before: list[SideRun] = []
     after: list[SideRun] = []
+    not_collected: dict[str, str] = {}
     if files:
         try:
             with checkout(package.repo, sha, out) as tree:
-                at_commit = [f for f in files if (tree / f).is_file()]
+                at_commit, not_collected = collected_test_files(tree, files)
+                if not at_commit:
+                    raise NoTestModules(_no_test_modules(not_collected))
                 after = _run_side(ws, env, package, "after", tree, at_commit, out)
             with checkout(package.repo, commit.parent, out) as tree:
                 overlay_files(package.repo, sha, files, tree)
                 before = _run_side(ws, env, package, "before", tree, at_commit, out)
-            f2p, p2p, flaky, why = _classify(before, after, ws.config.harness.test_timeout_s)
+            touched = touched_tests(commit_changes(package.repo, commit.parent, sha, ()))
+            limit_s = ws.config.harness.test_timeout_s
+            f2p, p2p, flaky, why = _classify(before, after, limit_s, touched)
         except RepoInstallError as exc:
             side = "at the commit" if not after else "at the parent"
-            f2p, p2p, flaky, why = [], [], [], f"{side}: {exc}"
+            f2p, p2p, flaky, why = [], [], [], Reason("install-error", f"{side}: {exc}")
+        except NoTestModules as exc:
+            f2p, p2p, flaky, why = [], [], [], Reason("no-test-files", str(exc))
+        except PytestConfigError as exc:
+            reason = f"the repository's pytest configuration at the commit: {exc}"
+            f2p, p2p, flaky, why = [], [], [], Reason("config-error", reason)
     else:
-        f2p, p2p, flaky, why = [], [], [], "the commit touches no test files"
+        f2p, p2p, flaky, why = (
+            [],
+            [],
+            [],
+            Reason("no-test-files", "the commit touches no test files"),
+        )
     report = TaskValidation(
         task=task,
         package_digest=package_digest,
@@ -425,8 +499,10 @@ def validate_task(ws: Workspace, package_digest: str, sha: str) -> TaskValidatio
         parent=commit.parent,
         subject=commit.subject,
         status="unusable" if why else "usable",
-        reason=why or f"{len(f2p)} failing-to-passing, {len(p2p)} passing-to-passing",
+        reason=why.text if why else f"{len(f2p)} failing-to-passing, {len(p2p)} passing-to-passing",
+        reason_kind=why.kind if why else None,
         test_files=files,
+        not_collected=not_collected,
         fail_to_pass=f2p,
         pass_to_pass=p2p,
         flaky=flaky,
