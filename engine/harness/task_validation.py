@@ -1,19 +1,30 @@
 """Gold task validation: which of a commit's tests its own change makes pass (SWE-bench style).
 
-For a manifest commit, the tests it touches (its `test_files`) are run, each side
-`harness.flaky_runs` times in one checkout, inside `run_sandboxed` with the harness limits.
-Results come from pytest's JUnit XML, written through an inherited descriptor to a file outside
-the sandbox's view (the tested code cannot name it) and cross-checked against pytest's summary
-line and exit status; a run where they disagree is untrusted, and so is its side:
+For a manifest commit, the tests it touches (its `test_files`) are run on two sides, each in a
+checkout of its own, inside `run_sandboxed` with the harness limits:
 
 - before: the parent's tree with the commit's test-file changes applied;
 - after: the commit's tree.
 
+Results come from pytest's JUnit XML, written through an inherited descriptor to a file outside
+the sandbox's view (the tested code cannot name it) and cross-checked against pytest's summary
+line and exit status; a run where they disagree is untrusted, and so is its side.
+
 FAIL_TO_PASS: passing after, not passing before (failed, error or absent: a test of a module
 the commit adds cannot even be collected at the parent). PASS_TO_PASS: passing in both. A test
 whose outcome differs between runs of one side is flaky and excluded from both. A commit with no
-FAIL_TO_PASS is recorded as unusable, with the reason. Artifacts go to
-`runs/<task>/gold/`: the commit's patch, each run's output and JUnit XML, and `report.json`.
+FAIL_TO_PASS is recorded as unusable, with the reason.
+
+What is run, to keep a commit's cost near two runs of its tests: each side's files run once
+(the two sides at once when `parallel_sides` allows: two cores, memory for two runs at
+`test_memory_mb`). Only a commit with would-be FAIL_TO_PASS is run again, and only its
+candidates, up to `harness.flaky_runs` runs in all, in the same checkout: at the commit the
+would-be FAIL_TO_PASS and PASS_TO_PASS (attempts are graded there), at the parent the would-be
+FAIL_TO_PASS it could collect. A rerun names them by node id (`_node_ids`); one that cannot
+runs the same files and reads only the candidates. A commit without candidates, or with a
+broken first run, is unusable whatever a rerun says, so it is not run again: its PASS_TO_PASS
+(kept for the record) come from one run. Artifacts go to `runs/<task>/gold/`: the commit's
+patch, each run's output and JUnit XML (`<side>-<n>/`), and `report.json`.
 
 A task is its repository and commit, not its package: a commit that another package of the same
 repository (the manifest's name) already validated in its own sandbox run reuses that result
@@ -23,6 +34,7 @@ not run again. Validating that package again carries its new result to the rows 
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -56,6 +68,9 @@ class SideRun(BaseModel):
     duration_s: float
     outcomes: dict[str, Outcome]
     junit_error: str | None
+    selected: list[str] | None = Field(
+        default=None, description="the tests a rerun was for; None: every test of the files"
+    )
 
 
 class TaskValidation(BaseModel):
@@ -226,7 +241,46 @@ def run_tests(
         return result, {}, str(exc)
 
 
-def _run_side(
+RERUN_ARGV_MAX_BYTES = 128 * 1024
+"""The most node ids (bytes of command line) a rerun names; beyond it, it runs the files."""
+
+
+def parallel_sides(memory_mb: int) -> bool:
+    """Whether the two sides may run at once: two cores for this process and memory for two
+    runs at the harness's limit (`test_memory_mb`)."""
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2**20
+    return len(os.sched_getaffinity(0)) >= 2 and memory >= 2 * memory_mb
+
+
+def _side_run(
+    ws: Workspace,
+    env: TaskEnv,
+    package: CorpusPackage,
+    side: Side,
+    index: int,
+    tree: Path,
+    args: list[str],
+    out: Path,
+    site: Path | None,
+    selected: list[str] | None = None,
+) -> SideRun:
+    """One run of `args` (test files or node ids) in `tree`; artifacts in `out/<side>-<index>`."""
+    result, outcomes, junit_error = run_tests(
+        ws, env, package, tree, args, out / f"{side}-{index}", site
+    )
+    return SideRun(
+        side=side,
+        index=index,
+        returncode=result.returncode,
+        timed_out=result.timed_out,
+        duration_s=result.duration_s,
+        outcomes=outcomes,
+        junit_error=junit_error,
+        selected=selected,
+    )
+
+
+def _first_run(
     ws: Workspace,
     env: TaskEnv,
     package: CorpusPackage,
@@ -234,28 +288,109 @@ def _run_side(
     tree: Path,
     files: list[str],
     out: Path,
-) -> list[SideRun]:
-    """Run `files` in `tree` `flaky_runs` times; each run's output and JUnit XML go to `out`."""
+) -> tuple[Path | None, SideRun]:
+    """Install `tree` (install_repo packages) and run all of `files` once: (site, run).
+    A failed install is a RepoInstallError naming the side."""
     site = None
     if package.manifest.install_repo:
-        site = install_tree(ws, env, package, tree, out / f"{side}-install")
+        try:
+            site = install_tree(ws, env, package, tree, out / f"{side}-install")
+        except RepoInstallError as exc:
+            where = "at the commit" if side == "after" else "at the parent"
+            raise RepoInstallError(f"{where}: {exc}") from exc
+    return site, _side_run(ws, env, package, side, 1, tree, files, out, site)
+
+
+def _node_ids(tests: set[str], files: list[str]) -> list[str] | None:
+    """`tests` (ids relative to pytest's rootdir) as node ids relative to the tree, which is
+    where pytest runs; None when one does not lie in exactly one of `files` or the ids would
+    not fit `RERUN_ARGV_MAX_BYTES`."""
+    nodes = []
+    for test in sorted(tests):
+        path, sep, rest = test.partition("::")
+        owners = [f for f in files if f == path or f.endswith(f"/{path}")]
+        if not sep or len(owners) != 1:
+            return None
+        nodes.append(f"{owners[0]}::{rest}")
+    return nodes if sum(len(n) + 1 for n in nodes) <= RERUN_ARGV_MAX_BYTES else None
+
+
+def _reruns(
+    ws: Workspace,
+    env: TaskEnv,
+    package: CorpusPackage,
+    side: Side,
+    tree: Path,
+    files: list[str],
+    tests: set[str],
+    out: Path,
+    site: Path | None,
+) -> list[SideRun]:
+    """Run only `tests` again in `tree`, up to `flaky_runs` runs in all; named by node id
+    (`_node_ids`), else by running `files` and reading only `tests`. Stops at a broken run."""
+    args = _node_ids(tests, files) or files
     runs = []
-    for index in range(1, ws.config.harness.flaky_runs + 1):
-        result, outcomes, junit_error = run_tests(
-            ws, env, package, tree, files, out / f"{side}-{index}", site
-        )
-        runs.append(
-            SideRun(
-                side=side,
-                index=index,
-                returncode=result.returncode,
-                timed_out=result.timed_out,
-                duration_s=result.duration_s,
-                outcomes=outcomes,
-                junit_error=junit_error,
-            )
-        )
+    for index in range(2, ws.config.harness.flaky_runs + 1):
+        run = _side_run(ws, env, package, side, index, tree, args, out, site, sorted(tests))
+        runs.append(run)
+        if run.timed_out or run.junit_error is not None:
+            break
     return runs
+
+
+def _candidates(before: SideRun, after: SideRun) -> tuple[set[str], set[str]] | None:
+    """The would-be (FAIL_TO_PASS, PASS_TO_PASS) of the first runs; None when reruns could not
+    make the commit usable (a broken first run, or no test failing before and passing after)."""
+    if any(run.timed_out or run.junit_error is not None for run in (before, after)):
+        return None
+    passing_after = {t for t, o in after.outcomes.items() if o == "passed"}
+    passing_before = {t for t, o in before.outcomes.items() if o == "passed"}
+    f2p = passing_after - passing_before
+    return (f2p, passing_after & passing_before) if f2p else None
+
+
+def _run_sides(
+    ws: Workspace,
+    env: TaskEnv,
+    package: CorpusPackage,
+    commit: ManifestCommit,
+    out: Path,
+) -> tuple[list[SideRun], list[SideRun]]:
+    """Every run of both sides (see the module doc): (before, after)."""
+    files = list(commit.test_files)
+    slots = 2 if parallel_sides(ws.config.harness.test_memory_mb) else 1
+    with (
+        checkout(package.repo, commit.sha, out) as after_tree,
+        checkout(package.repo, commit.parent, out) as before_tree,
+        ThreadPoolExecutor(max_workers=slots, thread_name_prefix="gold-side") as pool,
+    ):
+        overlay_files(package.repo, commit.sha, files, before_tree)
+        at_commit = [f for f in files if (after_tree / f).is_file()]
+        jobs = [
+            pool.submit(_first_run, ws, env, package, side, tree, at_commit, out)
+            for side, tree in (("after", after_tree), ("before", before_tree))
+        ]
+        try:
+            after_site, after_first = jobs[0].result()
+        except RepoInstallError:
+            jobs[1].cancel()
+            raise
+        before_site, before_first = jobs[1].result()
+        found = _candidates(before_first, after_first)
+        if found is None or ws.config.harness.flaky_runs == 1:
+            return [before_first], [after_first]
+        f2p, p2p = found
+        # At the parent only the would-be FAIL_TO_PASS it could collect are run again.
+        again_before = f2p & before_first.outcomes.keys()
+        again = [("after", after_tree, f2p | p2p, after_site)]
+        if again_before:
+            again.append(("before", before_tree, again_before, before_site))
+        more = {
+            side: pool.submit(_reruns, ws, env, package, side, tree, at_commit, tests, out, site)
+            for side, tree, tests, site in again
+        }
+        runs = {side: job.result() for side, job in more.items()}
+        return [before_first, *runs.get("before", [])], [after_first, *runs["after"]]
 
 
 def _flaky(runs: list[SideRun]) -> set[str]:
@@ -406,16 +541,10 @@ def validate_task(ws: Workspace, package_digest: str, sha: str) -> TaskValidatio
     after: list[SideRun] = []
     if files:
         try:
-            with checkout(package.repo, sha, out) as tree:
-                at_commit = [f for f in files if (tree / f).is_file()]
-                after = _run_side(ws, env, package, "after", tree, at_commit, out)
-            with checkout(package.repo, commit.parent, out) as tree:
-                overlay_files(package.repo, sha, files, tree)
-                before = _run_side(ws, env, package, "before", tree, at_commit, out)
+            before, after = _run_sides(ws, env, package, commit, out)
             f2p, p2p, flaky, why = _classify(before, after, ws.config.harness.test_timeout_s)
         except RepoInstallError as exc:
-            side = "at the commit" if not after else "at the parent"
-            f2p, p2p, flaky, why = [], [], [], f"{side}: {exc}"
+            f2p, p2p, flaky, why = [], [], [], str(exc)
     else:
         f2p, p2p, flaky, why = [], [], [], "the commit touches no test files"
     report = TaskValidation(
