@@ -394,9 +394,14 @@ def _run_sides(
 
 
 def _flaky(runs: list[SideRun]) -> set[str]:
-    """Tests whose outcome is not the same in every run (absent counts as an outcome)."""
-    ids = {tid for run in runs for tid in run.outcomes}
-    return {tid for tid in ids if len({run.outcomes.get(tid) for run in runs}) > 1}
+    """Tests whose outcome in a later run is not the first run's (absent counts as an outcome);
+    a rerun of candidates (`selected`) speaks only for them."""
+    first = runs[0].outcomes
+    found: set[str] = set()
+    for run in runs[1:]:
+        ids = first.keys() | run.outcomes.keys() if run.selected is None else set(run.selected)
+        found |= {tid for tid in ids if run.outcomes.get(tid) != first.get(tid)}
+    return found
 
 
 def _broken_side(runs: list[SideRun], side: str, limits_s: float) -> str | None:
