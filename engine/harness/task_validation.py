@@ -366,9 +366,10 @@ def _run_sides(
     ):
         overlay_files(package.repo, commit.sha, files, before_tree)
         at_commit = [f for f in files if (after_tree / f).is_file()]
+        sides: list[tuple[Side, Path]] = [("after", after_tree), ("before", before_tree)]
         jobs = [
             pool.submit(_first_run, ws, env, package, side, tree, at_commit, out)
-            for side, tree in (("after", after_tree), ("before", before_tree))
+            for side, tree in sides
         ]
         try:
             after_site, after_first = jobs[0].result()
@@ -382,7 +383,9 @@ def _run_sides(
         f2p, p2p = found
         # At the parent only the would-be FAIL_TO_PASS it could collect are run again.
         again_before = f2p & before_first.outcomes.keys()
-        again = [("after", after_tree, f2p | p2p, after_site)]
+        again: list[tuple[Side, Path, set[str], Path | None]] = [
+            ("after", after_tree, f2p | p2p, after_site)
+        ]
         if again_before:
             again.append(("before", before_tree, again_before, before_site))
         more = {
