@@ -160,7 +160,9 @@ def install_tree(
     For a package with `install_repo`: its build backend is untrusted code, so the build runs
     sandboxed, offline, from the package's wheels, without dependencies (the shared environment
     has them). Tests then find the installed copy first on PYTHONPATH; the shared environment
-    itself is never changed. Raises RepoInstallError, with uv's reason, when the build fails.
+    itself is never changed. uv's cache (the build's scratch, megabytes) is removed once the
+    install ends: it is not shared, as the untrusted build writes to it. Raises
+    RepoInstallError, with uv's reason, when the build fails.
     """
     site = dest / "site"
     cache = dest / "uv-cache"
@@ -175,16 +177,19 @@ def install_tree(
         str(site),
         str(tree),
     ]
-    result = run_sandboxed(
-        argv,
-        tree,
-        timeout_s=limits.test_timeout_s,
-        memory_mb=limits.test_memory_mb,
-        env={**uv_settings(dest), "UV_CACHE_DIR": str(cache)},
-        tmp_root=dest,
-        readable=[Path(argv[0]), package.packages, *python_paths(env.python)],
-        writable=[site, cache],
-    )
+    try:
+        result = run_sandboxed(
+            argv,
+            tree,
+            timeout_s=limits.test_timeout_s,
+            memory_mb=limits.test_memory_mb,
+            env={**uv_settings(dest), "UV_CACHE_DIR": str(cache)},
+            tmp_root=dest,
+            readable=[Path(argv[0]), package.packages, *python_paths(env.python)],
+            writable=[site, cache],
+        )
+    finally:
+        remove_tree(cache)
     (dest / "install-output.txt").write_text(result.stdout + result.stderr, encoding="utf-8")
     if result.timed_out:
         raise RepoInstallError(
