@@ -17,14 +17,13 @@ FAIL_TO_PASS is recorded as unusable, with the reason.
 
 What is run, to keep a commit's cost near two runs of its tests: each side's files run once
 (the two sides at once when `parallel_sides` allows: two cores, memory for two runs at
-`test_memory_mb`). Only a commit with would-be FAIL_TO_PASS is run again, and only its
-candidates, up to `harness.flaky_runs` runs in all, in the same checkout: at the commit the
-would-be FAIL_TO_PASS and PASS_TO_PASS (attempts are graded there), at the parent the would-be
-FAIL_TO_PASS it could collect. A rerun names them by node id (`_node_ids`); one that cannot
-runs the same files and reads only the candidates. A commit without candidates, or with a
-broken first run, is unusable whatever a rerun says, so it is not run again: its PASS_TO_PASS
-(kept for the record) come from one run. Artifacts go to `runs/<task>/gold/`: the commit's
-patch, each run's output and JUnit XML (`<side>-<n>/`), and `report.json`.
+`test_memory_mb`), so a PASS_TO_PASS test has passed in both runs that ran it. Only the would-be
+FAIL_TO_PASS, where a flaky test would make a false task, are run again, on both sides in their
+own checkouts, up to `harness.flaky_runs` runs in all (at the parent, those it could collect).
+A rerun names them by node id (`_node_ids`); one that cannot runs the same files and reads only
+them. A commit without would-be FAIL_TO_PASS, or with a broken first run, is unusable whatever a
+rerun says, so it is not run again. Artifacts go to `runs/<task>/gold/`: the commit's patch,
+each run's output and JUnit XML (`<side>-<n>/`), and `report.json`.
 
 A task is its repository and commit, not its package: a commit that another package of the same
 repository (the manifest's name) already validated in its own sandbox run reuses that result
@@ -343,15 +342,13 @@ def _reruns(
     return runs
 
 
-def _candidates(before: SideRun, after: SideRun) -> tuple[set[str], set[str]] | None:
-    """The would-be (FAIL_TO_PASS, PASS_TO_PASS) of the first runs; None when reruns could not
-    make the commit usable (a broken first run, or no test failing before and passing after)."""
+def _would_be_fail_to_pass(before: SideRun, after: SideRun) -> set[str]:
+    """Tests passing in the commit's first run and not in the parent's; none when a first run
+    is broken (the commit is unusable whatever a rerun says)."""
     if any(run.timed_out or run.junit_error is not None for run in (before, after)):
-        return None
-    passing_after = {t for t, o in after.outcomes.items() if o == "passed"}
+        return set()
     passing_before = {t for t, o in before.outcomes.items() if o == "passed"}
-    f2p = passing_after - passing_before
-    return (f2p, passing_after & passing_before) if f2p else None
+    return {t for t, o in after.outcomes.items() if o == "passed"} - passing_before
 
 
 def _run_sides(
@@ -382,14 +379,14 @@ def _run_sides(
             jobs[1].cancel()
             raise
         before_site, before_first = jobs[1].result()
-        found = _candidates(before_first, after_first)
-        if found is None or ws.config.harness.flaky_runs == 1:
+        f2p = _would_be_fail_to_pass(before_first, after_first)
+        if not f2p or ws.config.harness.flaky_runs == 1:
             return [before_first], [after_first]
-        f2p, p2p = found
-        # At the parent only the would-be FAIL_TO_PASS it could collect are run again.
+        # At the parent only those it could collect are run again (a node id it lacks is an
+        # error of the whole run).
         again_before = f2p & before_first.outcomes.keys()
         again: list[tuple[Side, Path, set[str], Path | None]] = [
-            ("after", after_tree, f2p | p2p, after_site)
+            ("after", after_tree, f2p, after_site)
         ]
         if again_before:
             again.append(("before", before_tree, again_before, before_site))
