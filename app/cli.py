@@ -9,8 +9,10 @@ command loads only what it runs on. `tests/test_cli_startup.py` holds that in a 
 import json
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -20,6 +22,9 @@ from app.lazy_group import LazyCommand, LazyGroup
 from app.visible_output import install_visible_output, visible_output
 from engine.core.errors import CraError, WorkspaceError
 from engine.core.workspace import DB_FILE, ENV_VAR, Workspace, default_workspace_root
+
+if TYPE_CHECKING:
+    from engine.harness.selection import CommitSelection
 
 LAZY_COMMANDS = {
     "adapters": LazyCommand(
@@ -314,30 +319,63 @@ def harness() -> None:
     """The validation harness: turn approved packages' commits into validated tasks."""
 
 
+def _commit_selection(
+    func: Callable[..., None],
+) -> Callable[..., None]:
+    """`--commit`, `--since` and `--limit`: the commits a command covers."""
+    func = click.option(
+        "--limit", type=click.IntRange(min=1), help="Only the first N chosen commits (per package)."
+    )(func)
+    func = click.option(
+        "--since", type=click.DateTime(["%Y-%m-%d"]), help="Only commits dated on or after this."
+    )(func)
+    return click.option(
+        "--commit",
+        "commits",
+        multiple=True,
+        help="Only this commit: its sha or a unique prefix of it (repeatable).",
+    )(func)
+
+
+def _selection(
+    commits: tuple[str, ...], since: datetime | None, limit: int | None
+) -> "CommitSelection":
+    from engine.harness.selection import CommitSelection
+
+    return CommitSelection(
+        commits=list(commits), since=since.date() if since else None, limit=limit
+    )
+
+
 @harness.command("validate")
 @click.argument("package")
-@click.option(
-    "--commit",
-    "commits",
-    multiple=True,
-    help="Only this commit: its sha or a unique prefix of it (repeatable).",
-)
+@_commit_selection
+@click.option("--again", is_flag=True, help="Validate again commits already validated.")
 @click.pass_context
-def harness_validate(ctx: click.Context, package: str, commits: tuple[str, ...]) -> None:
-    """Gold-validate the commits of the approved PACKAGE (a name or a digest prefix)."""
+def harness_validate(
+    ctx: click.Context,
+    package: str,
+    commits: tuple[str, ...],
+    since: datetime | None,
+    limit: int | None,
+    again: bool,
+) -> None:
+    """Gold-validate the commits of the approved PACKAGE (a name or a digest prefix).
+
+    A commit already validated with the package's environment is shown, not run again (a
+    stopped run goes on where it stopped), unless --again."""
     from engine.harness.package import find_package
-    from engine.harness.task_validation import resolve_commit, validate_task
+    from engine.harness.selection import select_commits, validate_commits
 
     ws = _workspace(ctx)
     found = find_package(ws, package)
-    chosen = [resolve_commit(found, commit) for commit in commits]
-    shas = [c.sha for c in chosen or found.manifest.commits]
-    usable = 0
-    for sha in shas:
-        task = validate_task(ws, found.digest, sha)
+    chosen = select_commits([found], _selection(commits, since, limit))[found.digest]
+    usable = kept = 0
+    for task, recorded in validate_commits(ws, found, chosen, again):
         usable += task.status == "usable"
+        kept += recorded
         click.echo(
-            f"{sha[:12]} {task.status:<8} F2P {len(task.fail_to_pass):>3}  "
+            f"{task.sha[:12]} {task.status:<8} F2P {len(task.fail_to_pass):>3}  "
             f"P2P {len(task.pass_to_pass):>3}  flaky {len(task.flaky):>2}  {task.subject}"
             + (
                 ""
@@ -345,8 +383,12 @@ def harness_validate(ctx: click.Context, package: str, commits: tuple[str, ...])
                 else f"  ({task.reason_kind or 'unusable'}: {task.reason})"
             )
             + (f"  [validated in package {task.validated_in[:12]}]" if task.validated_in else "")
+            + ("  [validated before]" if recorded else "")
         )
-    click.echo(f"{usable} of {len(shas)} commits are usable tasks")
+    click.echo(
+        f"{usable} of {len(chosen)} commits are usable tasks"
+        + (f" ({kept} validated before; --again redoes them)" if kept else "")
+    )
 
 
 def _floats(value: str) -> list[float]:
@@ -372,9 +414,13 @@ def _ints(value: str) -> list[int]:
     show_default=True,
 )
 @click.option("--model", help="The model (adapter) name; openai: from cra.toml by default.")
-@click.option("--temperatures", default="0.3,0.6,0.9", show_default=True)
+@click.option(
+    "--temperatures",
+    help="Comma-separated; by default 0 for gold (deterministic), else 0.3,0.6,0.9.",
+)
 @click.option("--seeds", default="1", show_default=True)
 @click.option("--workers", type=int, default=2, show_default=True)
+@_commit_selection
 @click.option("--wait", is_flag=True, help="Stay until the campaign ends, printing progress.")
 @click.pass_context
 def harness_run(
@@ -382,13 +428,21 @@ def harness_run(
     packages: tuple[str, ...],
     pipeline: str,
     model: str | None,
-    temperatures: str,
+    temperatures: str | None,
     seeds: str,
     workers: int,
+    commits: tuple[str, ...],
+    since: datetime | None,
+    limit: int | None,
     wait: bool,
 ) -> None:
     """Start a campaign over the approved PACKAGES (names or digest prefixes) in the background."""
-    from engine.harness.campaigns import create_campaign, parse_spec, start_campaign
+    from engine.harness.campaigns import (
+        create_campaign,
+        default_temperatures,
+        parse_spec,
+        start_campaign,
+    )
     from engine.harness.package import find_package
 
     ws = _workspace(ctx)
@@ -398,9 +452,12 @@ def harness_run(
             "packages": [find_package(ws, name).digest for name in packages],
             "pipeline": pipeline,
             "model": model or default_model,
-            "temperatures": _floats(temperatures),
+            "temperatures": default_temperatures(pipeline)
+            if temperatures is None
+            else _floats(temperatures),
             "seeds": _ints(seeds),
             "workers": workers,
+            "selection": _selection(commits, since, limit),
         }
     )
     campaign_id = create_campaign(ws, spec, ws.config.operator)

@@ -7,7 +7,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, Select, SelectionList
 
 from engine.core.errors import CraError
-from engine.harness.campaigns import CampaignSpec, parse_spec
+from engine.harness.campaigns import CampaignSpec, default_temperatures, parse_spec
 from engine.harness.pipeline import PIPELINES
 from screens.widgets.form import FormScreen
 
@@ -15,6 +15,10 @@ from screens.widgets.form import FormScreen
 def _listed(text: str) -> list[str]:
     """Comma-separated values as written; pydantic converts and judges each one."""
     return [part.strip() for part in text.split(",")] if text.strip() else []
+
+
+def _temperatures(pipeline: str) -> str:
+    return ",".join(f"{t:g}" for t in default_temperatures(pipeline))
 
 
 class NewCampaignScreen(FormScreen[CampaignSpec]):
@@ -50,7 +54,7 @@ class NewCampaignScreen(FormScreen[CampaignSpec]):
                 )
             for key, label, value in [
                 ("model", "Model", self._model),
-                ("temperatures", "Temperatures", "0.3,0.6,0.9"),
+                ("temperatures", "Temperatures", _temperatures("gold")),
                 ("seeds", "Seeds", "1"),
                 ("workers", "Workers", "2"),
             ]:
@@ -62,6 +66,11 @@ class NewCampaignScreen(FormScreen[CampaignSpec]):
     def on_mount(self) -> None:
         if not self._packages:
             self.show_error("No approved package: approve one in the Ingest pane first.")
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        """A pipeline's own default temperatures: one for gold, a sweep for the others."""
+        if event.select.id == "form-pipeline" and isinstance(event.value, str):
+            self.query_one("#form-temperatures", Input).value = _temperatures(event.value)
 
     def spec_data(self) -> dict[str, object]:
         """The form's fields as `CampaignSpec` input, unconverted."""

@@ -90,3 +90,13 @@ def test_a_gold_attempt_resolves_an_installed_package(installed) -> None:
     )
     site = ws.root / row["task"].join(["runs/", "/attempts/"]) / str(row["id"])
     assert (site / "install" / "site" / "textkit" / "shout.py").is_file()
+
+
+def test_an_install_leaves_no_uv_cache_in_runs(installed) -> None:
+    """Each side's build scratch (uv's cache, megabytes per build) is removed once the install
+    ends, whether it succeeded or not; the installed copy stays for the test runs."""
+    ws, digest, shout, broken = installed
+    for sha in (shout, broken):
+        validate_task(ws, digest, sha)
+    assert [p for p in ws.runs_dir.rglob("*") if p.name == "uv-cache"] == []
+    assert list(ws.runs_dir.rglob("after-install/site"))

@@ -34,13 +34,14 @@ from test_harness_progress import (
     write_artifacts,
 )
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Static, TabbedContent
+from textual.widgets import DataTable, Input, Select, Static, TabbedContent
 
 from app.app import PANES, CraApp, Pane
 from engine.core.jobs import job_alive, latest_job
 from engine.core.timestamps import Clock
 from engine.core.workspace import Workspace
 from engine.harness.campaigns import CampaignSpec, campaign_row, create_campaign
+from engine.harness.package import find_package
 from engine.harness.progress import TEST_OUTPUT
 from engine.intake.approval import approve_package
 from screens.harness import HarnessScreen
@@ -390,10 +391,17 @@ async def test_new_campaign_form_checks_the_spec_inline(console_workspace, valid
         assert len(data["packages"]) == 1  # every approved package, chosen by default
         assert (data["pipeline"], data["temperatures"], data["seeds"], data["workers"]) == (
             "gold",
-            ["0.3", "0.6", "0.9"],
+            ["0"],
             ["1"],
             "2",
         )
+        pipeline = form.query_one("#form-pipeline", Select)
+        pipeline.value = "openai"
+        await until(
+            pilot, lambda: form.spec_data()["temperatures"] == ["0.3", "0.6", "0.9"], "a sweep"
+        )
+        pipeline.value = "gold"
+        await until(pilot, lambda: form.spec_data()["temperatures"] == ["0"], "one temperature")
         form.query_one("#form-temperatures", Input).value = "0.3, warm"
         form.query_one("#form-workers", Input).value = "0"
         await pilot.press("ctrl+s")
@@ -403,6 +411,10 @@ async def test_new_campaign_form_checks_the_spec_inline(console_workspace, valid
         assert "temperatures.1" in str(error.content) and "workers" in str(error.content)
         form.query_one("#form-temperatures", Input).value = "0.3,0.6"
         form.query_one("#form-workers", Input).value = "1"
+        await pilot.press("ctrl+s")
+        assert app.screen is form
+        assert "gold pipeline gives the same answer at every temperature" in str(error.content)
+        form.query_one("#form-temperatures", Input).value = "0.3"
         form.query_one("#form-seeds", Input).focus()
         await pilot.press("enter")
         assert app.screen is screen
@@ -410,8 +422,8 @@ async def test_new_campaign_form_checks_the_spec_inline(console_workspace, valid
         attempts = await settled(pilot, screen, 1)
     row = campaign_row(console_workspace, 1)
     assert row.status == "pending" and row.created_by == "operator"
-    commits = console_workspace.db["attempts"].count // 2
-    assert attempts.count == 2 * commits > 0
+    commits = len(find_package(console_workspace, "textkit").manifest.commits)
+    assert attempts.count == console_workspace.db["attempts"].count == commits > 0
     assert ("campaign 1 created; start it with s", "information") in notifications(app)
 
 

@@ -175,7 +175,8 @@ def test_the_cli_says_where_a_reused_validation_came_from(twice):
     result = CliRunner().invoke(cli, ["--workspace", str(root), "harness", "validate", since[:12]])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert len(lines) == 3 and lines[-1] == "2 of 2 commits are usable tasks"
+    assert len(lines) == 3
+    assert lines[-1] == "2 of 2 commits are usable tasks (2 validated before; --again redoes them)"
     assert all(f"[validated in package {full[:12]}]" in line for line in lines[:2])
     assert not list((root / RUNS_DIR).glob(f"{since[:12]}-*"))
 

@@ -25,7 +25,7 @@ def shout(text: str) -> str:
 '''
 
 # The counter lives in the checkout, which one side's repeated runs share: the test passes on
-# the first run, fails on the second and passes on the third.
+# the first run and fails on the second.
 TEST_SHOUT = """\
 from pathlib import Path
 
@@ -93,7 +93,6 @@ def test_a_real_fix_gives_fail_to_pass(approved):
         "tests/test_slug.py::test_slugify_joins_words",
         "tests/test_slug.py::test_slugify_keeps_digits",
     ]
-    assert len(report.runs) == 6
     ws = approved[0]
     [row] = ws.db["tasks"].rows_where("sha = ?", [report.sha])
     assert (row["status"], json.loads(row["fail_to_pass"])) == ("usable", report.fail_to_pass)
@@ -102,7 +101,7 @@ def test_a_real_fix_gives_fail_to_pass(approved):
     )
     assert "+def test_slugify_folds_accents" in (report.artifacts / "patch.diff").read_text()
     assert "<testsuite" in (report.artifacts / "before-1" / "junit.xml").read_text()
-    assert "passed" in (report.artifacts / "after-3" / "output.txt").read_text()
+    assert "passed" in (report.artifacts / "after-2" / "output.txt").read_text()
 
 
 @pytest.mark.slow
@@ -151,7 +150,6 @@ def test_revalidation_replaces_the_record(approved):
     assert sorted(p.name for p in second.artifacts.iterdir() if p.name.startswith("after")) == [
         "after-1",
         "after-2",
-        "after-3",
     ]
 
 

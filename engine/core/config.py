@@ -59,7 +59,7 @@ class HarnessConfig(_Section):
 
     test_timeout_s: float = Field(default=600.0, gt=0)
     test_memory_mb: int = Field(default=4096, gt=0)
-    flaky_runs: int = Field(default=3, ge=1, le=20)
+    flaky_runs: int = Field(default=2, ge=1, le=20)
     context_token_budget: int = Field(default=32768, ge=256)
     openai: OpenAIPipelineConfig = Field(default_factory=OpenAIPipelineConfig)
     command: CommandPipelineConfig = Field(default_factory=CommandPipelineConfig)

@@ -1,7 +1,9 @@
 """Harness campaigns: many attempts over approved packages, run as a background job.
 
 A campaign is created with every attempt it will make, one row per (package, commit, pipeline,
-model, temperature, seed), all `pending`. Starting it spawns a job process
+model, temperature, seed), all `pending`; its commits are each package's, or those its
+`selection` names (`engine.harness.selection`). The gold pipeline is deterministic, so a gold
+campaign runs one temperature: more would repeat the same attempt. Starting it spawns a job process
 (`engine.runners.campaign`), which starts the worker processes; a worker claims one pending
 attempt at a time in a transaction, so two workers never run the same attempt. The job survives
 the console closing. Restarting a campaign skips `done` attempts and redoes those a dead worker
@@ -25,6 +27,7 @@ from engine.core.timestamps import utc_now
 from engine.core.workspace import Workspace
 from engine.harness.package import HarnessError, load_package
 from engine.harness.pipeline import PipelineName
+from engine.harness.selection import CommitSelection, select_commits
 from engine.harness.task_validation import task_name
 
 JOB_KIND = "campaign"
@@ -43,6 +46,7 @@ class CampaignSpec(BaseModel):
     temperatures: list[float] = Field(min_length=1)
     seeds: list[int] = Field(min_length=1)
     workers: int = Field(default=2, ge=1, le=64)
+    selection: CommitSelection = Field(default_factory=CommitSelection)
 
     @field_validator("temperatures")
     @classmethod
@@ -62,22 +66,45 @@ class CampaignSpec(BaseModel):
         return values
 
 
+GOLD_TEMPERATURES = [0.0]
+SAMPLED_TEMPERATURES = [0.3, 0.6, 0.9]
+
+
+def default_temperatures(pipeline: str) -> list[float]:
+    """A new campaign's temperatures: one for the deterministic gold pipeline, a sweep else."""
+    return GOLD_TEMPERATURES if pipeline == "gold" else SAMPLED_TEMPERATURES
+
+
+def _one_gold_temperature(spec: CampaignSpec) -> None:
+    if spec.pipeline == "gold" and len(spec.temperatures) > 1:
+        raise HarnessError(
+            f"campaign temperatures {spec.temperatures}: the gold pipeline gives the same answer "
+            "at every temperature; give one"
+        )
+
+
 def parse_spec(data: dict[str, Any]) -> CampaignSpec:
-    """A validated spec; a bad field is a HarnessError naming it."""
+    """A validated spec for a new campaign; a bad field is a HarnessError naming it."""
     try:
-        return CampaignSpec.model_validate(data)
+        spec = CampaignSpec.model_validate(data)
     except ValidationError as exc:
         raise HarnessError(validation_lines("campaign", exc)) from exc
+    _one_gold_temperature(spec)
+    return spec
 
 
 def create_campaign(ws: Workspace, spec: CampaignSpec, operator: str) -> int:
     """Record the campaign and every attempt it will make; returns the campaign id."""
+    _one_gold_temperature(spec)
     if spec.pipeline == "command" and not ws.config.harness.command.argv:
         raise HarnessError(
             f"pipeline 'command' has no planner to run: set [harness.command] argv in "
             f"{ws.config_path}"
         )
     packages = [load_package(ws, digest) for digest in dict.fromkeys(spec.packages)]
+    chosen = select_commits(packages, spec.selection)
+    if not any(chosen.values()):
+        raise HarnessError("the campaign's commit selection leaves no commit to attempt")
     now = utc_now()
     with ws.db.conn:
         campaign_id = inserted_id(
@@ -106,7 +133,7 @@ def create_campaign(ws: Workspace, spec: CampaignSpec, operator: str) -> int:
                 "state": "pending",
             }
             for package in packages
-            for commit in package.manifest.commits
+            for commit in chosen[package.digest]
             for temperature in spec.temperatures
             for seed in spec.seeds
         )

@@ -1,19 +1,29 @@
 """Gold task validation: which of a commit's tests its own change makes pass (SWE-bench style).
 
-For a manifest commit, the tests it touches (its `test_files`) are run, each side
-`harness.flaky_runs` times in one checkout, inside `run_sandboxed` with the harness limits.
-Results come from pytest's JUnit XML, written through an inherited descriptor to a file outside
-the sandbox's view (the tested code cannot name it) and cross-checked against pytest's summary
-line and exit status; a run where they disagree is untrusted, and so is its side:
+For a manifest commit, the tests it touches (its `test_files`) are run on two sides, each in a
+checkout of its own, inside `run_sandboxed` with the harness limits:
 
 - before: the parent's tree with the commit's test-file changes applied;
 - after: the commit's tree.
 
+Results come from pytest's JUnit XML, written through an inherited descriptor to a file outside
+the sandbox's view (the tested code cannot name it) and cross-checked against pytest's summary
+line and exit status; a run where they disagree is untrusted, and so is its side.
+
 FAIL_TO_PASS: passing after, not passing before (failed, error or absent: a test of a module
 the commit adds cannot even be collected at the parent). PASS_TO_PASS: passing in both. A test
 whose outcome differs between runs of one side is flaky and excluded from both. A commit with no
-FAIL_TO_PASS is recorded as unusable, with the reason. Artifacts go to
-`runs/<task>/gold/`: the commit's patch, each run's output and JUnit XML, and `report.json`.
+FAIL_TO_PASS is recorded as unusable, with the reason.
+
+What is run, to keep a commit's cost near two runs of its tests: each side's files run once
+(the two sides at once when `parallel_sides` allows: two cores, memory for two runs at
+`test_memory_mb`), so a PASS_TO_PASS test has passed in both runs that ran it. Only the would-be
+FAIL_TO_PASS, where a flaky test would make a false task, are run again, on both sides in their
+own checkouts, up to `harness.flaky_runs` runs in all (at the parent, those it could collect).
+A rerun names them by node id (`_node_ids`); one that cannot runs the same files and reads only
+them. A commit without would-be FAIL_TO_PASS, or with a broken first run, is unusable whatever a
+rerun says, so it is not run again. Artifacts go to `runs/<task>/gold/`: the commit's patch,
+each run's output and JUnit XML (`<side>-<n>/`), and `report.json`.
 
 A task is its repository and commit, not its package: a commit that another package of the same
 repository (the manifest's name) already validated in its own sandbox run reuses that result
@@ -23,6 +33,7 @@ not run again. Validating that package again carries its new result to the rows 
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -70,6 +81,9 @@ class SideRun(BaseModel):
     junit_error: str | None
     account: RunAccount | None = Field(
         default=None, description="pytest's account of the run (None in older reports)"
+    )
+    selected: list[str] | None = Field(
+        default=None, description="the tests a rerun was for; None: every test of the files"
     )
 
 
@@ -162,7 +176,12 @@ def _pytest_argv(env: TaskEnv, package: CorpusPackage, files: list[str], junit: 
 
 
 class NoTestModules(HarnessError):
-    """None of the commit's test files is a test module the repository's pytest collects."""
+    """None of the commit's test files is a test module the repository's pytest collects;
+    `not_collected` says why of each."""
+
+    def __init__(self, not_collected: dict[str, str]) -> None:
+        super().__init__(_no_test_modules(not_collected))
+        self.not_collected = not_collected
 
 
 def _no_test_modules(not_collected: dict[str, str]) -> str:
@@ -188,7 +207,9 @@ def install_tree(
     For a package with `install_repo`: its build backend is untrusted code, so the build runs
     sandboxed, offline, from the package's wheels, without dependencies (the shared environment
     has them). Tests then find the installed copy first on PYTHONPATH; the shared environment
-    itself is never changed. Raises RepoInstallError, with uv's reason, when the build fails.
+    itself is never changed. uv's cache (the build's scratch, megabytes) is removed once the
+    install ends: it is not shared, as the untrusted build writes to it. Raises
+    RepoInstallError, with uv's reason, when the build fails.
     """
     site = dest / "site"
     cache = dest / "uv-cache"
@@ -203,16 +224,19 @@ def install_tree(
         str(site),
         str(tree),
     ]
-    result = run_sandboxed(
-        argv,
-        tree,
-        timeout_s=limits.test_timeout_s,
-        memory_mb=limits.test_memory_mb,
-        env={**uv_settings(dest), "UV_CACHE_DIR": str(cache)},
-        tmp_root=dest,
-        readable=[Path(argv[0]), package.packages, *python_paths(env.python)],
-        writable=[site, cache],
-    )
+    try:
+        result = run_sandboxed(
+            argv,
+            tree,
+            timeout_s=limits.test_timeout_s,
+            memory_mb=limits.test_memory_mb,
+            env={**uv_settings(dest), "UV_CACHE_DIR": str(cache)},
+            tmp_root=dest,
+            readable=[Path(argv[0]), package.packages, *python_paths(env.python)],
+            writable=[site, cache],
+        )
+    finally:
+        remove_tree(cache)
     (dest / "install-output.txt").write_text(result.stdout + result.stderr, encoding="utf-8")
     if result.timed_out:
         raise RepoInstallError(
@@ -269,7 +293,46 @@ def run_tests(
         return result, {}, str(exc)
 
 
-def _run_side(
+RERUN_ARGV_MAX_BYTES = 128 * 1024
+"""The most node ids (bytes of command line) a rerun names; beyond it, it runs the files."""
+
+
+def parallel_sides(memory_mb: int) -> bool:
+    """Whether the two sides may run at once: two cores for this process and memory for two
+    runs at the harness's limit (`test_memory_mb`)."""
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2**20
+    return len(os.sched_getaffinity(0)) >= 2 and memory >= 2 * memory_mb
+
+
+def _side_run(
+    ws: Workspace,
+    env: TaskEnv,
+    package: CorpusPackage,
+    side: Side,
+    index: int,
+    tree: Path,
+    args: list[str],
+    out: Path,
+    site: Path | None,
+    selected: list[str] | None = None,
+) -> SideRun:
+    """One run of `args` (test files or node ids) in `tree`; artifacts in `out/<side>-<index>`."""
+    run_dir = out / f"{side}-{index}"
+    result, outcomes, junit_error = run_tests(ws, env, package, tree, args, run_dir, site)
+    return SideRun(
+        side=side,
+        index=index,
+        returncode=result.returncode,
+        timed_out=result.timed_out,
+        duration_s=result.duration_s,
+        outcomes=outcomes,
+        junit_error=junit_error,
+        account=account_run(result, run_dir / "junit.xml", junit_error),
+        selected=selected,
+    )
+
+
+def _first_run(
     ws: Workspace,
     env: TaskEnv,
     package: CorpusPackage,
@@ -277,35 +340,126 @@ def _run_side(
     tree: Path,
     files: list[str],
     out: Path,
-) -> list[SideRun]:
-    """Run `files` in `tree` `flaky_runs` times; each run's output and JUnit XML go to `out`."""
+) -> tuple[Path | None, SideRun]:
+    """Install `tree` (install_repo packages) and run all of `files` once: (site, run).
+    A failed install is a RepoInstallError naming the side."""
     site = None
     if package.manifest.install_repo:
-        site = install_tree(ws, env, package, tree, out / f"{side}-install")
+        try:
+            site = install_tree(ws, env, package, tree, out / f"{side}-install")
+        except RepoInstallError as exc:
+            where = "at the commit" if side == "after" else "at the parent"
+            raise RepoInstallError(f"{where}: {exc}") from exc
+    return site, _side_run(ws, env, package, side, 1, tree, files, out, site)
+
+
+def _node_ids(tests: set[str], files: list[str]) -> list[str] | None:
+    """`tests` (ids relative to pytest's rootdir) as node ids relative to the tree, which is
+    where pytest runs; None when one does not lie in exactly one of `files` or the ids would
+    not fit `RERUN_ARGV_MAX_BYTES`."""
+    nodes = []
+    for test in sorted(tests):
+        path, sep, rest = test.partition("::")
+        owners = [f for f in files if f == path or f.endswith(f"/{path}")]
+        if not sep or len(owners) != 1:
+            return None
+        nodes.append(f"{owners[0]}::{rest}")
+    return nodes if sum(len(n) + 1 for n in nodes) <= RERUN_ARGV_MAX_BYTES else None
+
+
+def _reruns(
+    ws: Workspace,
+    env: TaskEnv,
+    package: CorpusPackage,
+    side: Side,
+    tree: Path,
+    files: list[str],
+    tests: set[str],
+    out: Path,
+    site: Path | None,
+) -> list[SideRun]:
+    """Run only `tests` again in `tree`, up to `flaky_runs` runs in all; named by node id
+    (`_node_ids`), else by running `files` and reading only `tests`. Stops at a broken run."""
+    args = _node_ids(tests, files) or files
     runs = []
-    for index in range(1, ws.config.harness.flaky_runs + 1):
-        result, outcomes, junit_error = run_tests(
-            ws, env, package, tree, files, out / f"{side}-{index}", site
-        )
-        runs.append(
-            SideRun(
-                side=side,
-                index=index,
-                returncode=result.returncode,
-                timed_out=result.timed_out,
-                duration_s=result.duration_s,
-                outcomes=outcomes,
-                junit_error=junit_error,
-                account=account_run(result, out / f"{side}-{index}" / "junit.xml", junit_error),
-            )
-        )
+    for index in range(2, ws.config.harness.flaky_runs + 1):
+        run = _side_run(ws, env, package, side, index, tree, args, out, site, sorted(tests))
+        runs.append(run)
+        if run.timed_out or run.junit_error is not None:
+            break
     return runs
 
 
+def _would_be_fail_to_pass(before: SideRun, after: SideRun) -> set[str]:
+    """Tests passing in the commit's first run and not in the parent's; none when a first run
+    is broken (the commit is unusable whatever a rerun says)."""
+    if any(run.timed_out or run.junit_error is not None for run in (before, after)):
+        return set()
+    passing_before = {t for t, o in before.outcomes.items() if o == "passed"}
+    return {t for t, o in after.outcomes.items() if o == "passed"} - passing_before
+
+
+def _run_sides(
+    ws: Workspace,
+    env: TaskEnv,
+    package: CorpusPackage,
+    commit: ManifestCommit,
+    out: Path,
+) -> tuple[list[SideRun], list[SideRun], dict[str, str]]:
+    """Every run of both sides (see the module doc): (before, after, the commit's test files
+    the repository's pytest configuration does not collect, with why). Raises NoTestModules
+    when it collects none of them."""
+    files = list(commit.test_files)
+    slots = 2 if parallel_sides(ws.config.harness.test_memory_mb) else 1
+    with (
+        checkout(package.repo, commit.sha, out) as after_tree,
+        checkout(package.repo, commit.parent, out) as before_tree,
+        ThreadPoolExecutor(max_workers=slots, thread_name_prefix="gold-side") as pool,
+    ):
+        at_commit, not_collected = collected_test_files(after_tree, files)
+        if not at_commit:
+            raise NoTestModules(not_collected)
+        overlay_files(package.repo, commit.sha, files, before_tree)
+        sides: list[tuple[Side, Path]] = [("after", after_tree), ("before", before_tree)]
+        jobs = [
+            pool.submit(_first_run, ws, env, package, side, tree, at_commit, out)
+            for side, tree in sides
+        ]
+        try:
+            after_site, after_first = jobs[0].result()
+        except RepoInstallError:
+            jobs[1].cancel()
+            raise
+        before_site, before_first = jobs[1].result()
+        f2p = _would_be_fail_to_pass(before_first, after_first)
+        if not f2p or ws.config.harness.flaky_runs == 1:
+            return [before_first], [after_first], not_collected
+        # At the parent only those it could collect are run again (a node id it lacks is an
+        # error of the whole run).
+        again_before = f2p & before_first.outcomes.keys()
+        again: list[tuple[Side, Path, set[str], Path | None]] = [
+            ("after", after_tree, f2p, after_site)
+        ]
+        if again_before:
+            again.append(("before", before_tree, again_before, before_site))
+        more = {
+            side: pool.submit(_reruns, ws, env, package, side, tree, at_commit, tests, out, site)
+            for side, tree, tests, site in again
+        }
+        runs = {side: job.result() for side, job in more.items()}
+        before = [before_first, *runs.get("before", [])]
+        return before, [after_first, *runs["after"]], not_collected
+
+
 def _flaky(runs: list[SideRun]) -> set[str]:
-    """Tests whose outcome is not the same in every run (absent counts as an outcome)."""
-    ids = {tid for run in runs for tid in run.outcomes}
-    return {tid for tid in ids if len({run.outcomes.get(tid) for run in runs}) > 1}
+    """Tests whose outcome in a later run is not the first run's (absent counts as an outcome);
+    a rerun of candidates (`selected`) speaks only for them."""
+    first = runs[0].outcomes
+    found: set[str] = set()
+    for run in runs[1:]:
+        ids = first.keys() | run.outcomes.keys() if run.selected is None else set(run.selected)
+        found |= {tid for tid in ids if run.outcomes.get(tid) != first.get(tid)}
+    return found
 
 
 def _broken_side(runs: list[SideRun], side: str, limit_s: float) -> Reason | None:
@@ -466,21 +620,14 @@ def validate_task(ws: Workspace, package_digest: str, sha: str) -> TaskValidatio
     not_collected: dict[str, str] = {}
     if files:
         try:
-            with checkout(package.repo, sha, out) as tree:
-                at_commit, not_collected = collected_test_files(tree, files)
-                if not at_commit:
-                    raise NoTestModules(_no_test_modules(not_collected))
-                after = _run_side(ws, env, package, "after", tree, at_commit, out)
-            with checkout(package.repo, commit.parent, out) as tree:
-                overlay_files(package.repo, sha, files, tree)
-                before = _run_side(ws, env, package, "before", tree, at_commit, out)
+            before, after, not_collected = _run_sides(ws, env, package, commit, out)
             touched = touched_tests(commit_changes(package.repo, commit.parent, sha, ()))
             limit_s = ws.config.harness.test_timeout_s
             f2p, p2p, flaky, why = _classify(before, after, limit_s, touched)
         except RepoInstallError as exc:
-            side = "at the commit" if not after else "at the parent"
-            f2p, p2p, flaky, why = [], [], [], Reason("install-error", f"{side}: {exc}")
+            f2p, p2p, flaky, why = [], [], [], Reason("install-error", str(exc))
         except NoTestModules as exc:
+            not_collected = exc.not_collected
             f2p, p2p, flaky, why = [], [], [], Reason("no-test-files", str(exc))
         except PytestConfigError as exc:
             reason = f"the repository's pytest configuration at the commit: {exc}"
