@@ -1,0 +1,395 @@
+"""Validation spent by what a commit can become (LoRA Training Strategy §6.9, test supplementation).
+
+The manifest's task class decides (engine.intake.manifest.TaskClass):
+
+- gold (code and tests): gold validation, `task_validation.validate_task`.
+- test_data (tests only): skipped, nothing is run. Its tests pass at the parent once the commit's
+  test changes are applied, so there is no failing test to fix: the commit is test-plan data.
+- code_only: supplemented. Test files that later commits added or changed, which import the
+  package of a changed module and name a symbol the commit added or changed, are laid over both
+  sides (the parent and the commit) and run through task_validation's runners. A test that passes
+  at the commit and not at the parent (not flaky) is FAIL_TO_PASS: the commit's change, and
+  nothing else, makes it pass. Candidate commits are tried nearest first, each screened by one
+  run per side before the full, flakiness-settling runs.
+- a code-only commit no later test fails for gets a structural validation instead: the commit's
+  change, as the search/replace edits a pipeline answers with, applies to the parent and yields
+  the commit's files; every changed Python file parses at the commit; and its syntax tree differs
+  from the parent's beyond docstrings (comments and formatting never reach the tree). A structural
+  pass is status `structural`, neither usable nor unusable: no test can judge an attempt at it.
+
+Each result is a `TaskValidation` row labelled with how it was validated (`validation`), under
+`runs/<task>/supplement/` (the patch, each candidate's runs, `report.json`).
+"""
+
+import ast
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.core.workspace import Workspace
+from engine.harness.ast_diff import FileChange, commit_changes
+from engine.harness.edits import EditError, apply_edits
+from engine.harness.environments import TaskEnv, ensure_env
+from engine.harness.gold import gold_output
+from engine.harness.junit import Outcome
+from engine.harness.package import CorpusPackage, load_package
+from engine.harness.task_validation import (
+    RepoInstallError,
+    SideRun,
+    TaskValidation,
+    _classify,
+    _record,
+    _reuse,
+    _run_side,
+    _validated_elsewhere,
+    find_commit,
+    install_tree,
+    run_tests,
+    task_name,
+    validate_task,
+)
+from engine.harness.worktrees import checkout, overlay_files
+from engine.intake.corpus import remove_tree
+from engine.intake.manifest import ManifestCommit
+from engine.isolation.gitobjects import read_blobs
+from engine.isolation.gitsafe import run_git
+from engine.mining.paths import PathRoles, is_python
+from engine.mining.settings import FilterSettings
+from engine.mining.tests_exist import IMPORT_STATEMENT, imported_modules, module_names
+
+LATER_COMMITS_SCANNED = 400
+"""How many commits after a code-only commit are searched for test files."""
+CANDIDATES_TRIED = 3
+"""How many later commits' test files are run against a code-only commit, nearest first."""
+SKIPPED_REASON = "test-only commit: test-plan data, no failing test for a change to fix"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """Test files of a later commit that exercise the changed symbols."""
+
+    sha: str
+    files: tuple[str, ...]
+    names: tuple[str, ...]
+
+
+def validate_commit(ws: Workspace, package_digest: str, sha: str) -> TaskValidation:
+    """Validate commit `sha` of the approved package as its task class allows; record and return
+    it. Only a gold commit gets gold validation (see the module doc)."""
+    package = load_package(ws, package_digest)
+    commit = find_commit(package, sha)
+    if commit.task_class == "gold":
+        return validate_task(ws, package_digest, sha)
+    if commit.task_class == "test_data":
+        return _skip(ws, package, commit)
+    if earlier := _validated_elsewhere(ws, package, sha):
+        return _reuse(ws, package, sha, *earlier)
+    return supplement_task(ws, package, commit)
+
+
+def _fresh_dir(ws: Workspace, package: CorpusPackage, sha: str, kind: str) -> Path:
+    out = ws.runs_dir / task_name(package.digest, sha) / kind
+    if out.exists():
+        remove_tree(out)
+    out.mkdir(parents=True)
+    return out
+
+
+def _save(ws: Workspace, report: TaskValidation) -> TaskValidation:
+    path = report.artifacts / "report.json"
+    path.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    _record(ws, report, path)
+    return report
+
+
+def _report(
+    package: CorpusPackage, commit: ManifestCommit, out: Path, env_key: str, **fields: object
+) -> TaskValidation:
+    base: dict[str, object] = {
+        "task": task_name(package.digest, commit.sha),
+        "package_digest": package.digest,
+        "sha": commit.sha,
+        "parent": commit.parent,
+        "subject": commit.subject,
+        "test_files": [],
+        "fail_to_pass": [],
+        "pass_to_pass": [],
+        "flaky": [],
+        "runs": [],
+        "env_key": env_key,
+        "artifacts": out,
+    }
+    return TaskValidation.model_validate({**base, **fields})
+
+
+def _skip(ws: Workspace, package: CorpusPackage, commit: ManifestCommit) -> TaskValidation:
+    out = _fresh_dir(ws, package, commit.sha, "skipped")
+    report = _report(
+        package,
+        commit,
+        out,
+        "",
+        status="unusable",
+        reason=SKIPPED_REASON,
+        test_files=list(commit.test_files),
+        validation="skipped",
+    )
+    return _save(ws, report)
+
+
+def _write_patch(package: CorpusPackage, commit: ManifestCommit, out: Path) -> None:
+    patch = run_git(
+        package.repo,
+        f"--git-dir={package.repo / '.git'}",
+        "diff",
+        "--no-ext-diff",
+        "--no-textconv",
+        "--binary",
+        commit.parent,
+        commit.sha,
+    ).stdout
+    (out / "patch.diff").write_bytes(patch)
+
+
+def supplement_task(
+    ws: Workspace, package: CorpusPackage, commit: ManifestCommit
+) -> TaskValidation:
+    """Validate the code-only `commit` with later tests, else structurally; record it."""
+    out = _fresh_dir(ws, package, commit.sha, "supplement")
+    _write_patch(package, commit, out)
+    changes = commit_changes(package.repo, commit.parent, commit.sha, exclude=())
+    candidates = later_tests(package, commit, changes)
+    env = ensure_env(ws, package)
+    tried = []
+    for index, candidate in enumerate(candidates[:CANDIDATES_TRIED], start=1):
+        found = _try_candidate(ws, env, package, commit, candidate, out / f"candidate-{index}")
+        if isinstance(found, str):
+            tried.append(f"{candidate.sha[:12]}: {found}")
+            continue
+        before, after, f2p, p2p, flaky = found
+        report = _report(
+            package,
+            commit,
+            out,
+            env.key,
+            status="usable",
+            reason=f"{len(f2p)} failing-to-passing, {len(p2p)} passing-to-passing, from the "
+            f"tests of later commit {candidate.sha[:12]} naming {', '.join(candidate.names[:3])}",
+            test_files=list(candidate.files),
+            fail_to_pass=f2p,
+            pass_to_pass=p2p,
+            flaky=flaky,
+            runs=[*before, *after],
+            validation="supplemented",
+            tests_from=candidate.sha,
+        )
+        return _save(ws, report)
+    if not candidates:
+        searched = "no later test file names a changed symbol"
+    else:
+        searched = f"no later test fails at the parent ({'; '.join(tried)})"
+    why = structural_problem(package, commit, changes, out)
+    report = _report(
+        package,
+        commit,
+        out,
+        env.key,
+        status="unusable" if why else "structural",
+        reason=f"{searched}; " + (why or "validated structurally only"),
+        validation="structural",
+    )
+    return _save(ws, report)
+
+
+Found = tuple[list[SideRun], list[SideRun], list[str], list[str], list[str]]
+
+
+def _screen(
+    ws: Workspace,
+    env: TaskEnv,
+    package: CorpusPackage,
+    tree: Path,
+    files: list[str],
+    out: Path,
+) -> dict[str, Outcome] | str:
+    """One run of `files` in `tree`: each test's outcome, or why the run says nothing."""
+    site = None
+    if package.manifest.install_repo:
+        site = install_tree(ws, env, package, tree, out / "install")
+    result, outcomes, junit_error = run_tests(ws, env, package, tree, files, out / "run", site)
+    if result.timed_out:
+        return f"the tests ran past the time limit of {ws.config.harness.test_timeout_s:g}s"
+    if junit_error is not None:
+        return f"no trustworthy result: {junit_error}"
+    return outcomes
+
+
+def _try_candidate(
+    ws: Workspace,
+    env: TaskEnv,
+    package: CorpusPackage,
+    commit: ManifestCommit,
+    candidate: Candidate,
+    out: Path,
+) -> Found | str:
+    """FAIL_TO_PASS of `candidate`'s test files laid over both sides, or why there is none.
+
+    One screening run per side first; only a candidate with a test passing at the commit and not
+    at the parent gets `_run_side`'s repeated runs, which settle flakiness."""
+    files = list(candidate.files)
+    out.mkdir(parents=True)
+    try:
+        with (
+            checkout(package.repo, commit.sha, out) as after_tree,
+            checkout(package.repo, commit.parent, out) as before_tree,
+        ):
+            for tree in (after_tree, before_tree):
+                overlay_files(package.repo, candidate.sha, files, tree)
+            at_commit = _screen(ws, env, package, after_tree, files, out / "screen-after")
+            if isinstance(at_commit, str):
+                return f"at the commit, {at_commit}"
+            passing = {t for t, o in at_commit.items() if o == "passed"}
+            if not passing:
+                return "none of its tests passes at the commit"
+            at_parent = _screen(ws, env, package, before_tree, files, out / "screen-before")
+            if isinstance(at_parent, str):
+                return f"at the parent, {at_parent}"
+            if not passing - {t for t, o in at_parent.items() if o == "passed"}:
+                return "its tests that pass at the commit pass at the parent too"
+            after = _run_side(ws, env, package, "after", after_tree, files, out)
+            before = _run_side(ws, env, package, "before", before_tree, files, out)
+    except RepoInstallError as exc:
+        return str(exc)
+    f2p, p2p, flaky, why = _classify(before, after, ws.config.harness.test_timeout_s)
+    if why:
+        return why
+    return before, after, f2p, p2p, flaky
+
+
+_WORD = re.compile(r"[A-Za-z_]\w*")
+
+
+def _targets(changes: list[FileChange], roles: PathRoles) -> tuple[set[str], set[str]]:
+    """(names of the symbols the change adds or modifies, modules it changes with their
+    packages). A dunder method counts by its class's name: tests name the class, not it."""
+    names: set[str] = set()
+    modules: set[str] = set()
+    for change in changes:
+        if change.symbols is None or roles.role(change.path) != "code" or change.new is None:
+            continue
+        for module in module_names(change.path):
+            parts = module.split(".")
+            modules.update(".".join(parts[: i + 1]) for i in range(len(parts)))
+        for symbol in change.symbols.touched:
+            parts = symbol.split(".")
+            leaf = parts[-1]
+            if leaf.startswith("__") and leaf.endswith("__"):
+                leaf = parts[-2] if len(parts) > 1 else ""
+            if leaf:
+                names.add(leaf)
+    return names, modules
+
+
+def later_tests(
+    package: CorpusPackage, commit: ManifestCommit, changes: list[FileChange]
+) -> list[Candidate]:
+    """Later commits' test files that import a changed module (or its package) and name a changed
+    symbol, grouped by commit, nearest first. Only commits descending from `commit` up to the
+    package's head count, the first `LATER_COMMITS_SCANNED` of them."""
+    roles = PathRoles(FilterSettings().test_patterns)
+    names, modules = _targets(changes, roles)
+    if not names:
+        return []
+    raw = run_git(
+        package.repo,
+        f"--git-dir={package.repo / '.git'}",
+        "log",
+        "--ancestry-path",
+        "--reverse",
+        "--no-renames",
+        "--diff-filter=AM",
+        "--name-only",
+        "-z",
+        "--format=%x01%H",
+        f"{commit.sha}..{package.manifest.head}",
+    ).stdout
+    later: list[tuple[str, list[str]]] = []
+    for chunk in raw.split(b"\x01")[1:]:
+        sha, _, rest = chunk.partition(b"\0")
+        paths = [p.decode("utf-8", "replace") for p in rest.lstrip(b"\n").split(b"\0") if p]
+        tests = [p for p in paths if is_python(p) and roles.role(p) == "test"]
+        if tests:
+            later.append((sha.decode("ascii"), tests))
+        if len(later) >= LATER_COMMITS_SCANNED:
+            break
+    if not later:
+        return []
+    blobs = read_blobs(package.repo, [f"{sha}:{path}" for sha, paths in later for path in paths])
+    texts = iter(blobs)
+    candidates = []
+    for sha, paths in later:
+        files, named = [], set()
+        for path in paths:
+            text = "\n" + next(texts).decode("utf-8", "replace")
+            imports = frozenset().union(*map(imported_modules, IMPORT_STATEMENT.findall(text)))
+            hits = names & set(_WORD.findall(text))
+            if imports & modules and hits:
+                files.append(path)
+                named |= hits
+        if files:
+            candidates.append(Candidate(sha, tuple(files), tuple(sorted(named))))
+    return candidates
+
+
+def _without_docstrings(tree: ast.Module) -> str:
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def structural_problem(
+    package: CorpusPackage, commit: ManifestCommit, changes: list[FileChange], out: Path
+) -> str | None:
+    """Why the code-only `commit` fails structural validation, or None when it passes (see the
+    module doc for the three checks)."""
+    gold = gold_output(package.repo, commit.parent, commit.sha, [])
+    if gold.output is None:
+        return f"its change cannot be given as edits: {gold.error}"
+    python = [c for c in changes if is_python(c.path) and c.text]
+    with checkout(package.repo, commit.parent, out) as tree:
+        try:
+            apply_edits(tree, list(gold.output.edits))
+        except EditError as exc:
+            return f"its change does not apply to the parent: {exc}"
+        for change in changes:
+            if change.new is not None and (tree / change.path).read_bytes() != change.new.encode():
+                return f"its edits do not reproduce {change.path}"
+    differs = False
+    for change in python:
+        if change.new is None:
+            differs = True
+            continue
+        try:
+            new = ast.parse(change.new, change.path)
+        except SyntaxError as exc:
+            return f"{change.path} does not parse at the commit: {exc.msg} (line {exc.lineno})"
+        if change.old is None:
+            differs = True
+            continue
+        try:
+            old = ast.parse(change.old, change.path)
+        except SyntaxError:
+            differs = True
+            continue
+        differs = differs or _without_docstrings(old) != _without_docstrings(new)
+    if not differs:
+        return "its change alters only comments, docstrings or formatting"
+    return None
