@@ -9,6 +9,7 @@ command loads only what it runs on. `tests/test_cli_startup.py` holds that in a 
 import json
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import click
 
 from app.cli_attempts import attempt, attempts
 from app.cli_common import PathArg, note_root_workspace, open_workspace, with_workspace_option
+from app.cli_yield import harness_yield
 from app.lazy_group import LazyCommand, LazyGroup
 from app.visible_output import install_visible_output, visible_output
 from engine.core.errors import CraError, WorkspaceError
@@ -324,25 +326,32 @@ def harness() -> None:
 )
 @click.pass_context
 def harness_validate(ctx: click.Context, package: str, commits: tuple[str, ...]) -> None:
-    """Gold-validate the commits of the approved PACKAGE (a name or a digest prefix)."""
+    """Validate the commits of the approved PACKAGE (a name or a digest prefix) as each can
+    become a task: gold validation for code and tests, supplemented tests or a structural check
+    for code only; test-only commits are skipped as test-plan data."""
     from engine.harness.package import find_package
-    from engine.harness.task_validation import resolve_commit, validate_task
+    from engine.harness.supplement import validate_commit
+    from engine.harness.task_validation import resolve_commit
 
     ws = _workspace(ctx)
     found = find_package(ws, package)
     chosen = [resolve_commit(found, commit) for commit in commits]
     shas = [c.sha for c in chosen or found.manifest.commits]
-    usable = 0
+    usable, kinds = 0, Counter[str]()
     for sha in shas:
-        task = validate_task(ws, found.digest, sha)
+        task = validate_commit(ws, found.digest, sha)
         usable += task.status == "usable"
+        kinds[task.validation] += 1
         click.echo(
-            f"{sha[:12]} {task.status:<8} F2P {len(task.fail_to_pass):>3}  "
+            f"{sha[:12]} {task.status:<10} {task.validation:<12} F2P {len(task.fail_to_pass):>3}  "
             f"P2P {len(task.pass_to_pass):>3}  flaky {len(task.flaky):>2}  {task.subject}"
             + ("" if task.status == "usable" else f"  ({task.reason})")
             + (f"  [validated in package {task.validated_in[:12]}]" if task.validated_in else "")
         )
-    click.echo(f"{usable} of {len(shas)} commits are usable tasks")
+    shown = ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items()))
+    click.echo(f"{usable} of {len(shas)} commits are usable tasks ({shown})")
+    if kinds["skipped"]:
+        click.echo(f"{kinds['skipped']} test-only commits skipped: test-plan data, not validated")
 
 
 def _floats(value: str) -> list[float]:
@@ -384,7 +393,12 @@ def harness_run(
     wait: bool,
 ) -> None:
     """Start a campaign over the approved PACKAGES (names or digest prefixes) in the background."""
-    from engine.harness.campaigns import create_campaign, parse_spec, start_campaign
+    from engine.harness.campaigns import (
+        create_campaign,
+        parse_spec,
+        start_campaign,
+        test_data_commits,
+    )
     from engine.harness.package import find_package
 
     ws = _workspace(ctx)
@@ -404,6 +418,8 @@ def harness_run(
     click.echo(
         f"campaign {campaign_id} started (job {job_id}); the console's Harness pane shows it"
     )
+    if skipped := test_data_commits(ws, spec.packages):
+        click.echo(f"{skipped} test-only commits skipped: test-plan data, no task to attempt")
     if wait:
         _follow(ws, campaign_id)
 
@@ -491,6 +507,7 @@ def harness_status(ctx: click.Context) -> None:
 
 harness.add_command(attempts)
 harness.add_command(attempt)
+harness.add_command(harness_yield)
 
 
 def main() -> None:

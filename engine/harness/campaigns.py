@@ -70,8 +70,19 @@ def parse_spec(data: dict[str, Any]) -> CampaignSpec:
         raise HarnessError(validation_lines("campaign", exc)) from exc
 
 
+def test_data_commits(ws: Workspace, digests: list[str]) -> int:
+    """How many commits of the packages `digests` are test-only: campaigns make no attempt at
+    them (test-plan data, no failing test to fix)."""
+    return sum(
+        commit.task_class == "test_data"
+        for digest in dict.fromkeys(digests)
+        for commit in load_package(ws, digest).manifest.commits
+    )
+
+
 def create_campaign(ws: Workspace, spec: CampaignSpec, operator: str) -> int:
-    """Record the campaign and every attempt it will make; returns the campaign id."""
+    """Record the campaign and every attempt it will make (none at test-only commits); returns
+    the campaign id."""
     if spec.pipeline == "command" and not ws.config.harness.command.argv:
         raise HarnessError(
             f"pipeline 'command' has no planner to run: set [harness.command] argv in "
@@ -107,6 +118,7 @@ def create_campaign(ws: Workspace, spec: CampaignSpec, operator: str) -> int:
             }
             for package in packages
             for commit in package.manifest.commits
+            if commit.task_class != "test_data"
             for temperature in spec.temperatures
             for seed in spec.seeds
         )
