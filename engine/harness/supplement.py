@@ -5,17 +5,18 @@ The manifest's task class decides (engine.intake.manifest.TaskClass):
 - gold (code and tests): gold validation, `task_validation.validate_task`.
 - test_data (tests only): skipped, nothing is run. Its tests pass at the parent once the commit's
   test changes are applied, so there is no failing test to fix: the commit is test-plan data.
-- code_only: supplemented. Test files that later commits added or changed, which import the
-  package of a changed module and name a symbol the commit added or changed, are laid over both
-  sides (the parent and the commit) and run through task_validation's runners. A test that passes
-  at the commit and not at the parent (not flaky) is FAIL_TO_PASS: the commit's change, and
-  nothing else, makes it pass. Candidate commits are tried nearest first, each screened by one
-  run per side before the full, flakiness-settling runs.
-- a code-only commit no later test fails for gets a structural validation instead: the commit's
-  change, as the search/replace edits a pipeline answers with, applies to the parent and yields
-  the commit's files; every changed Python file parses at the commit; and its syntax tree differs
-  from the parent's beyond docstrings (comments and formatting never reach the tree). A structural
-  pass is status `structural`, neither usable nor unusable: no test can judge an attempt at it.
+- code_only: first the static checks, which run nothing: every changed Python file parses at
+  the commit, its syntax tree differs from the parent's beyond docstrings (comments and
+  formatting never reach the tree), and the change, as the search/replace edits a pipeline
+  answers with, applies to the parent and yields the commit's files. A commit failing one is
+  unusable. Then supplementation: test files that later commits added or changed and that import
+  a changed module (or its package) are laid over both sides (the parent and the commit) and run
+  through task_validation's runners, the files naming a changed symbol first, nearest commit
+  first. A test that passes at the commit and not at the parent (not flaky) is FAIL_TO_PASS: the
+  commit's change, and nothing else, makes it pass. Each candidate is screened by one run per
+  side before the full, flakiness-settling runs. A commit no later test fails for is validated
+  structurally only: status `structural`, neither usable nor unusable, since no test can judge
+  an attempt at it.
 
 Each result is a `TaskValidation` row labelled with how it was validated (`validation`), under
 `runs/<task>/supplement/` (the patch, each candidate's runs, `report.json`).
@@ -154,10 +155,20 @@ def _write_patch(package: CorpusPackage, commit: ManifestCommit, out: Path) -> N
 def supplement_task(
     ws: Workspace, package: CorpusPackage, commit: ManifestCommit
 ) -> TaskValidation:
-    """Validate the code-only `commit` with later tests, else structurally; record it."""
+    """Validate the code-only `commit` with later tests, else structurally; record it.
+
+    The static checks come first: a change no test can tell apart from its parent (comments,
+    docstrings, formatting), or one that does not parse or apply, runs no test at all."""
     out = _fresh_dir(ws, package, commit.sha, "supplement")
     _write_patch(package, commit, out)
     changes = commit_changes(package.repo, commit.parent, commit.sha, exclude=())
+    if why := static_problem(changes) or edits_problem(package, commit, changes, out):
+        return _save(
+            ws,
+            _report(
+                package, commit, out, "", status="unusable", reason=why, validation="structural"
+            ),
+        )
     candidates = later_tests(package, commit, changes)
     env = ensure_env(ws, package)
     tried = []
@@ -167,6 +178,7 @@ def supplement_task(
             tried.append(f"{candidate.sha[:12]}: {found}")
             continue
         before, after, f2p, p2p, flaky = found
+        naming = f" naming {', '.join(candidate.names[:3])}" if candidate.names else ""
         report = _report(
             package,
             commit,
@@ -174,7 +186,7 @@ def supplement_task(
             env.key,
             status="usable",
             reason=f"{len(f2p)} failing-to-passing, {len(p2p)} passing-to-passing, from the "
-            f"tests of later commit {candidate.sha[:12]} naming {', '.join(candidate.names[:3])}",
+            f"tests of later commit {candidate.sha[:12]}{naming}",
             test_files=list(candidate.files),
             fail_to_pass=f2p,
             pass_to_pass=p2p,
@@ -184,18 +196,17 @@ def supplement_task(
             tests_from=candidate.sha,
         )
         return _save(ws, report)
-    if not candidates:
-        searched = "no later test file names a changed symbol"
-    else:
+    if candidates:
         searched = f"no later test fails at the parent ({'; '.join(tried)})"
-    why = structural_problem(package, commit, changes, out)
+    else:
+        searched = "no later commit changes a test file importing a changed module"
     report = _report(
         package,
         commit,
         out,
         env.key,
-        status="unusable" if why else "structural",
-        reason=f"{searched}; " + (why or "validated structurally only"),
+        status="structural",
+        reason=f"validated structurally only: {searched}",
         validation="structural",
     )
     return _save(ws, report)
@@ -293,12 +304,14 @@ def _targets(changes: list[FileChange], roles: PathRoles) -> tuple[set[str], set
 def later_tests(
     package: CorpusPackage, commit: ManifestCommit, changes: list[FileChange]
 ) -> list[Candidate]:
-    """Later commits' test files that import a changed module (or its package) and name a changed
-    symbol, grouped by commit, nearest first. Only commits descending from `commit` up to the
-    package's head count, the first `LATER_COMMITS_SCANNED` of them."""
+    """Later commits' test files that import a changed module (or its package), grouped by
+    commit: first the commits whose files also name a changed symbol, then the others, each
+    nearest first. A test of a private helper goes through the public API, which names nothing
+    the commit changed. Only commits descending from `commit` up to the package's head count,
+    the first `LATER_COMMITS_SCANNED` of them that change a test file."""
     roles = PathRoles(FilterSettings().test_patterns)
     names, modules = _targets(changes, roles)
-    if not names:
+    if not modules:
         return []
     raw = run_git(
         package.repo,
@@ -326,19 +339,23 @@ def later_tests(
         return []
     blobs = read_blobs(package.repo, [f"{sha}:{path}" for sha, paths in later for path in paths])
     texts = iter(blobs)
-    candidates = []
+    naming, importing = [], []
     for sha, paths in later:
-        files, named = [], set()
+        named_files, import_files, named = [], [], set()
         for path in paths:
             text = "\n" + next(texts).decode("utf-8", "replace")
             imports = frozenset().union(*map(imported_modules, IMPORT_STATEMENT.findall(text)))
-            hits = names & set(_WORD.findall(text))
-            if imports & modules and hits:
-                files.append(path)
+            if not imports & modules:
+                continue
+            import_files.append(path)
+            if hits := names & set(_WORD.findall(text)):
+                named_files.append(path)
                 named |= hits
-        if files:
-            candidates.append(Candidate(sha, tuple(files), tuple(sorted(named))))
-    return candidates
+        if named_files:
+            naming.append(Candidate(sha, tuple(named_files), tuple(sorted(named))))
+        elif import_files:
+            importing.append(Candidate(sha, tuple(import_files), ()))
+    return naming + importing
 
 
 def _without_docstrings(tree: ast.Module) -> str:
@@ -355,15 +372,14 @@ def _without_docstrings(tree: ast.Module) -> str:
     return ast.dump(tree)
 
 
-def structural_problem(
+def edits_problem(
     package: CorpusPackage, commit: ManifestCommit, changes: list[FileChange], out: Path
 ) -> str | None:
-    """Why the code-only `commit` fails structural validation, or None when it passes (see the
-    module doc for the three checks)."""
+    """Why the commit's change, as the search/replace edits a pipeline answers with, does not
+    apply to the parent and yield the commit's files; None when it does."""
     gold = gold_output(package.repo, commit.parent, commit.sha, [])
     if gold.output is None:
         return f"its change cannot be given as edits: {gold.error}"
-    python = [c for c in changes if is_python(c.path) and c.text]
     with checkout(package.repo, commit.parent, out) as tree:
         try:
             apply_edits(tree, list(gold.output.edits))
@@ -372,18 +388,22 @@ def structural_problem(
         for change in changes:
             if change.new is not None and (tree / change.path).read_bytes() != change.new.encode():
                 return f"its edits do not reproduce {change.path}"
-    differs = False
+    return None
+
+
+def static_problem(changes: list[FileChange]) -> str | None:
+    """Why the change cannot be a task whatever is run: a changed Python file does not parse at
+    the commit, or no syntax tree differs from the parent's beyond docstrings. None otherwise."""
+    python = [c for c in changes if is_python(c.path) and c.text]
+    differs = not python
     for change in python:
-        if change.new is None:
+        if change.new is None or change.old is None:
             differs = True
             continue
         try:
             new = ast.parse(change.new, change.path)
         except SyntaxError as exc:
             return f"{change.path} does not parse at the commit: {exc.msg} (line {exc.lineno})"
-        if change.old is None:
-            differs = True
-            continue
         try:
             old = ast.parse(change.old, change.path)
         except SyntaxError:
@@ -391,5 +411,5 @@ def structural_problem(
             continue
         differs = differs or _without_docstrings(old) != _without_docstrings(new)
     if not differs:
-        return "its change alters only comments, docstrings or formatting"
+        return "its change alters only comments, docstrings or formatting: no test tells it apart"
     return None
