@@ -50,7 +50,7 @@ from engine.harness.progress import (
     parse_time,
     worker_lines,
 )
-from engine.harness.task_yield import PackageYield, package_yield, yield_summary
+from engine.harness.task_yield import PackageYield, campaign_yields, yield_summary
 from engine.intake.approval import list_corpus
 from screens.harness_attempt import AttemptScreen
 from screens.harness_form import NewCampaignScreen
@@ -203,7 +203,7 @@ class HarnessScreen(EnginePane):
         self.post_message(AttemptsPolled(AttemptSource(chosen, outcome), count, rows))
         now = self._now()
         progress = package_progress(ws, chosen, now)
-        yields = [package_yield(ws, package.digest) for package in progress.packages]
+        yields = campaign_yields(ws, [package.digest for package in progress.packages])
         self.post_message(ProgressPolled(chosen, progress, worker_lines(ws, chosen, now), yields))
 
     @on(CampaignsPolled)
@@ -388,13 +388,15 @@ class HarnessScreen(EnginePane):
         if progress is None:
             overall.update("")
             packages.update("")
-            yield_box.update("")
+            yield_box.display = False
             workers_box.update("")
             return
         whole = progress.overall
         bar.update(total=max(1, whole.total), progress=whole.done)
         overall.update(_overall_text(progress))
         packages.update(_packages_table(progress))
+        # Shown only with a package to count: an empty Static would still take a line.
+        yield_box.display = bool(yields)
         yield_box.update(_yield_text(progress, yields))
         workers_box.update(_workers_text(workers))
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from pilot_wait import until
+from test_harness_pane import console, open_pane, settled, text_of
 
 from app.cli import cli
 from engine.core.workspace import Workspace
@@ -259,3 +261,28 @@ def test_a_campaign_makes_no_attempt_at_a_test_only_commit(history) -> None:
     test_only = {c.sha for c in package.manifest.commits if c.task_class == "test_data"}
     assert shas["tests"] in test_only
     assert attempted == {c.sha for c in package.manifest.commits} - test_only
+
+
+async def test_the_harness_pane_shows_each_packages_yield(history) -> None:
+    """The Harness pane's progress shows the campaign's package yield: kept → validated →
+    usable, gold and supplemented apart."""
+    ws, digest, shas = history
+    validate_commit(ws, digest, shas["code"])
+    spec = parse_spec(
+        {
+            "packages": [digest],
+            "pipeline": "gold",
+            "model": "gold",
+            "temperatures": [0.0],
+            "seeds": [1],
+        }
+    )
+    campaign_id = create_campaign(ws, spec, "tester")
+    app = console(ws)
+    async with app.run_test(size=(200, 50)) as pilot:
+        screen = await open_pane(pilot)
+        await settled(pilot, screen, campaign_id)
+        await until(pilot, lambda: "supplemented 1" in text_of(screen, "#yield"), "the yield")
+        shown = text_of(screen, "#yield")
+    assert "Yield" in shown
+    assert "→ 1 usable (gold 0, supplemented 1)" in shown

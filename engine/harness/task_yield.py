@@ -98,6 +98,13 @@ def package_yield(ws: Workspace, digest: str) -> PackageYield:
     )
 
 
+def campaign_yields(ws: Workspace, digests: list[str]) -> list[PackageYield]:
+    """The yields of those of `digests` that are approved packages (a campaign's, for the
+    Harness pane): a digest with no corpus record has no manifest to count from."""
+    approved = {row[0] for row in ws.db.execute("SELECT digest FROM packages")}
+    return [package_yield(ws, digest) for digest in digests if digest in approved]
+
+
 YIELD_COLUMNS = (
     "kept",
     "validated",
