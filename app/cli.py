@@ -349,7 +349,11 @@ def harness_validate(ctx: click.Context, package: str, commits: tuple[str, ...])
             + (f"  [validated in package {task.validated_in[:12]}]" if task.validated_in else "")
         )
     shown = ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items()))
-    click.echo(f"{usable} of {len(shas)} commits are usable tasks ({shown})")
+    # All gold needs no breakdown: the kinds matter when some commits were not gold-validated.
+    click.echo(
+        f"{usable} of {len(shas)} commits are usable tasks"
+        + ("" if set(kinds) == {"gold"} else f" ({shown})")
+    )
     if kinds["skipped"]:
         click.echo(f"{kinds['skipped']} test-only commits skipped: test-plan data, not validated")
 
