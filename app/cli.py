@@ -9,6 +9,7 @@ command loads only what it runs on. `tests/test_cli_startup.py` holds that in a 
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ import click
 
 from app.cli_attempts import attempt, attempts
 from app.cli_common import PathArg, note_root_workspace, open_workspace, with_workspace_option
+from app.cli_yield import harness_yield
 from app.lazy_group import LazyCommand, LazyGroup
 from app.visible_output import install_visible_output, visible_output
 from engine.core.errors import CraError, WorkspaceError
@@ -360,7 +362,9 @@ def harness_validate(
     limit: int | None,
     again: bool,
 ) -> None:
-    """Gold-validate the commits of the approved PACKAGE (a name or a digest prefix).
+    """Validate the commits of the approved PACKAGE (a name or a digest prefix) as each can
+    become a task: gold validation for code and tests, supplemented tests or a structural check
+    for code only; test-only commits are skipped as test-plan data.
 
     A commit already validated with the package's environment is shown, not run again (a
     stopped run goes on where it stopped), unless --again."""
@@ -371,11 +375,14 @@ def harness_validate(
     found = find_package(ws, package)
     chosen = select_commits([found], _selection(commits, since, limit))[found.digest]
     usable = kept = 0
+    kinds = Counter[str]()
     for task, recorded in validate_commits(ws, found, chosen, again):
         usable += task.status == "usable"
         kept += recorded
+        kinds[task.validation] += 1
         click.echo(
-            f"{task.sha[:12]} {task.status:<8} F2P {len(task.fail_to_pass):>3}  "
+            f"{task.sha[:12]} {task.status:<10} {task.validation:<12} "
+            f"F2P {len(task.fail_to_pass):>3}  "
             f"P2P {len(task.pass_to_pass):>3}  flaky {len(task.flaky):>2}  {task.subject}"
             + (
                 ""
@@ -385,10 +392,15 @@ def harness_validate(
             + (f"  [validated in package {task.validated_in[:12]}]" if task.validated_in else "")
             + ("  [validated before]" if recorded else "")
         )
+    shown = ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items()))
+    # All gold needs no breakdown: the kinds matter when some commits were not gold-validated.
     click.echo(
         f"{usable} of {len(chosen)} commits are usable tasks"
-        + (f" ({kept} validated before; --again redoes them)" if kept else "")
+        + ("" if set(kinds) <= {"gold"} else f" ({shown})")
+        + (f"; {kept} validated before (--again redoes them)" if kept else "")
     )
+    if kinds["skipped"]:
+        click.echo(f"{kinds['skipped']} test-only commits skipped: test-plan data, not validated")
 
 
 def _floats(value: str) -> list[float]:
@@ -442,6 +454,7 @@ def harness_run(
         default_temperatures,
         parse_spec,
         start_campaign,
+        test_data_commits,
     )
     from engine.harness.package import find_package
 
@@ -465,6 +478,8 @@ def harness_run(
     click.echo(
         f"campaign {campaign_id} started (job {job_id}); the console's Harness pane shows it"
     )
+    if skipped := test_data_commits(ws, spec):
+        click.echo(f"{skipped} test-only commits skipped: test-plan data, no task to attempt")
     if wait:
         _follow(ws, campaign_id)
 
@@ -552,6 +567,7 @@ def harness_status(ctx: click.Context) -> None:
 
 harness.add_command(attempts)
 harness.add_command(attempt)
+harness.add_command(harness_yield)
 
 
 def main() -> None:

@@ -50,6 +50,7 @@ from engine.harness.progress import (
     parse_time,
     worker_lines,
 )
+from engine.harness.task_yield import PackageYield, campaign_yields, yield_summary
 from engine.intake.approval import list_corpus
 from screens.harness_attempt import AttemptScreen
 from screens.harness_form import NewCampaignScreen
@@ -103,6 +104,7 @@ class ProgressPolled(Message):
     campaign_id: int
     progress: CampaignProgress
     workers: list[WorkerLine]
+    yields: list[PackageYield]
 
 
 # -- the pane -----------------------------------------------------------------------------
@@ -143,6 +145,7 @@ class HarnessScreen(EnginePane):
                     yield StableProgressBar(id="overall", show_eta=False)
                     yield Static(id="overall-text")
                     yield Static(id="packages-progress")
+                    yield Static(id="yield")
                     yield Static(id="workers")
             with Vertical(id="attempts-box") as box:
                 box.border_title = "Attempts"
@@ -159,7 +162,7 @@ class HarnessScreen(EnginePane):
             ("Done", "done"),
         ]:
             table.add_column(label, key=key)
-        self._render_progress(None, [])
+        self._render_progress(None, [], [])
         self._update_attempts_title()
 
     def on_resize(self) -> None:
@@ -200,7 +203,8 @@ class HarnessScreen(EnginePane):
         self.post_message(AttemptsPolled(AttemptSource(chosen, outcome), count, rows))
         now = self._now()
         progress = package_progress(ws, chosen, now)
-        self.post_message(ProgressPolled(chosen, progress, worker_lines(ws, chosen, now)))
+        yields = campaign_yields(ws, [package.digest for package in progress.packages])
+        self.post_message(ProgressPolled(chosen, progress, worker_lines(ws, chosen, now), yields))
 
     @on(CampaignsPolled)
     def _campaigns_polled(self, message: CampaignsPolled) -> None:
@@ -231,7 +235,7 @@ class HarnessScreen(EnginePane):
     @on(ProgressPolled)
     def _progress_polled(self, message: ProgressPolled) -> None:
         if message.campaign_id == self._selected:
-            self._render_progress(message.progress, message.workers)
+            self._render_progress(message.progress, message.workers, message.yields)
 
     # -- selection ------------------------------------------------------------------------
 
@@ -243,7 +247,7 @@ class HarnessScreen(EnginePane):
             return
         self._selected = campaign_id
         self.query_one(AttemptList).show(None, 0, {})
-        self._render_progress(None, [])
+        self._render_progress(None, [], [])
         self._render_head()
         self._update_attempts_title()
         self.request_poll()
@@ -369,23 +373,31 @@ class HarnessScreen(EnginePane):
         head.update(text)
 
     def _render_progress(
-        self, progress: CampaignProgress | None, workers: list[WorkerLine]
+        self,
+        progress: CampaignProgress | None,
+        workers: list[WorkerLine],
+        yields: list[PackageYield],
     ) -> None:
         bar = self.query_one("#overall", ProgressBar)
         overall = self.query_one("#overall-text", Static)
         packages = self.query_one("#packages-progress", Static)
+        yield_box = self.query_one("#yield", Static)
         workers_box = self.query_one("#workers", Static)
         # Hidden, not removed: the bar keeps its width, which it rounds each new value to.
         bar.visible = progress is not None
         if progress is None:
             overall.update("")
             packages.update("")
+            yield_box.display = False
             workers_box.update("")
             return
         whole = progress.overall
         bar.update(total=max(1, whole.total), progress=whole.done)
         overall.update(_overall_text(progress))
         packages.update(_packages_table(progress))
+        # Shown only with a package to count: an empty Static would still take a line.
+        yield_box.display = bool(yields)
+        yield_box.update(_yield_text(progress, yields))
         workers_box.update(_workers_text(workers))
 
     def _update_attempts_title(self) -> None:
@@ -440,6 +452,16 @@ def _packages_table(progress: CampaignProgress) -> Table:
     for row in rows:
         table.add_row(Text(row[0]), *row[1:])
     return table
+
+
+def _yield_text(progress: CampaignProgress, yields: list[PackageYield]) -> Text:
+    """Each package's yield in one line: kept → validated → usable, by validation kind."""
+    labels = {package.digest: package.label for package in progress.packages}
+    text = Text("Yield", style="bold")
+    for found in yields:
+        text.append(neutralise(f"\n{labels.get(found.digest, found.name)}: "))
+        text.append(yield_summary(found))
+    return text
 
 
 def _workers_text(workers: list[WorkerLine]) -> Group | Text:

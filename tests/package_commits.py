@@ -11,10 +11,17 @@ def add_task_commit(
     files: dict[str, str],
     subject: str,
     test_files: list[str],
-    planning_type: str = "step_plan",
+    planning_type: str | None = None,
     date: str = "2024-04-02T10:00:00Z",
 ) -> str:
-    """Commit `files` on top of the package's head, list it in the manifest; returns its sha."""
+    """Commit `files` on top of the package's head, list it in the manifest; returns its sha.
+
+    The planning type is by default what packaging would decide from which of `files` are
+    `test_files`: mixed, test_plan, or step_plan for code alone."""
+    if planning_type is None:
+        tests = any(f in test_files for f in files)
+        code = any(f not in test_files for f in files)
+        planning_type = ("mixed" if code else "test_plan") if tests else "step_plan"
     parent = demo_git(package / "repo", "rev-parse", "HEAD")
     sha = commit_files(package, files, subject)
     entry = {

@@ -162,8 +162,11 @@ def test_cli_validates_named_commits_and_refuses_unknown_packages(approved):
     result = runner.invoke(cli, [*args, digest[:12], "--commit", sha])
     assert result.exit_code == 0, result.output
     assert f"{sha[:12]} unusable" in result.stdout
-    assert "(already-passing: its tests already pass at the parent)" in result.stdout
-    assert "0 of 1 commits are usable tasks" in result.stdout
+    assert (
+        "(test-only: it changes tests only: test-plan data, no failing test for a change to fix)"
+        in (result.stdout)
+    )
+    assert "0 of 1 commits are usable tasks (skipped 1)" in result.stdout
 
     missing = runner.invoke(cli, [*args, "nosuch"])
     assert missing.exit_code == 1

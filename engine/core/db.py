@@ -746,6 +746,15 @@ def _m016_eval_progress(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE eval_runs ADD COLUMN progress_json TEXT")
 
 
+def _m017_task_validation_kind(db: sqlite_utils.Database) -> None:
+    """How each task was validated (`tasks.validation`: gold, supplemented, structural, or
+    skipped for a test-only commit; earlier rows were all gold), and for a supplemented task the
+    later commit whose test files it borrows (`tests_from`) and those files (`test_files`, JSON)."""
+    db.execute("ALTER TABLE tasks ADD COLUMN validation TEXT NOT NULL DEFAULT 'gold'")
+    db.execute("ALTER TABLE tasks ADD COLUMN tests_from TEXT")
+    db.execute("ALTER TABLE tasks ADD COLUMN test_files TEXT")
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "ingest: packages, package files, decisions", _m001_ingest),
     (2, "harness: validated tasks", _m002_tasks),
@@ -771,6 +780,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (14, "evaluation: the gate's paired evidence, overrides of it", _m014_gate_evidence),
     (15, "ingest: validation reports kept by package content", _m015_validation_reports),
     (16, "evaluation: the progress of a running eval run", _m016_eval_progress),
+    (17, "harness: how each task was validated, borrowed test files", _m017_task_validation_kind),
 ]
 
 

@@ -40,12 +40,12 @@ from engine.harness.package import CorpusPackage, HarnessError, load_package
 from engine.harness.pipeline import PipelineResult, PlannerTask
 from engine.harness.repo_index import build_index
 from engine.harness.retrieve import select_context
+from engine.harness.supplement import validate_commit
 from engine.harness.task_validation import (
     RepoInstallError,
     find_commit,
     install_tree,
     run_tests,
-    validate_task,
 )
 from engine.harness.worktrees import checkout, overlay_files
 from engine.intake.corpus import remove_tree
@@ -85,13 +85,14 @@ def _task_lock(ws: Workspace, task: str) -> Iterator[None]:
 
 
 def validated_task(ws: Workspace, package_digest: str, sha: str) -> dict[str, Any]:
-    """The task's gold validation record, validating it now if no worker has yet. The lock is
-    the commit's, so workers on two packages that share it validate it once."""
+    """The task's validation record (gold, supplemented, structural or skipped, as its task
+    class allows), validating it now if no worker has yet. The lock is the commit's, so workers
+    on two packages that share it validate it once."""
     with _task_lock(ws, f"commit-{sha}"):
         where = "package_digest = ? AND sha = ?"
         rows = list(ws.db["tasks"].rows_where(where, [package_digest, sha]))
         if not rows:
-            validate_task(ws, package_digest, sha)
+            validate_commit(ws, package_digest, sha)
             rows = list(ws.db["tasks"].rows_where(where, [package_digest, sha]))
     return rows[0]
 
@@ -247,7 +248,12 @@ def _attempt(
         except EditError as exc:
             return run.record("failed", f"the edits do not apply: {exc}")
         (out / "patch.diff").write_text(_unified_diff(before, tree, changed), encoding="utf-8")
-        overlay_files(package.repo, commit.sha, list(commit.test_files), tree)
+        # A supplemented task's tests are a later commit's files, laid over as its validation did.
+        tests_from = task_row["tests_from"] or commit.sha
+        test_files = (
+            json.loads(task_row["test_files"]) if task_row["tests_from"] else commit.test_files
+        )
+        overlay_files(package.repo, tests_from, list(test_files), tree)
         on_stage("validate")
         site = None
         if package.manifest.install_repo:
@@ -255,7 +261,7 @@ def _attempt(
                 site = install_tree(ws, env, package, tree, out / "install")
             except RepoInstallError as exc:
                 return run.record("failed", f"with the edits, {exc}")
-        files = [f for f in commit.test_files if (tree / f).is_file()]
+        files = [f for f in test_files if (tree / f).is_file()]
         test_run, outcomes, junit_error = run_tests(
             ws, env, package, tree, files, out / "tests", site
         )

@@ -93,8 +93,19 @@ def parse_spec(data: dict[str, Any]) -> CampaignSpec:
     return spec
 
 
+def test_data_commits(ws: Workspace, spec: CampaignSpec) -> int:
+    """How many of the commits `spec` selects are test-only: campaigns make no attempt at them
+    (test-plan data, no failing test to fix)."""
+    packages = [load_package(ws, digest) for digest in dict.fromkeys(spec.packages)]
+    chosen = select_commits(packages, spec.selection)
+    return sum(
+        commit.task_class == "test_data" for commits in chosen.values() for commit in commits
+    )
+
+
 def create_campaign(ws: Workspace, spec: CampaignSpec, operator: str) -> int:
-    """Record the campaign and every attempt it will make; returns the campaign id."""
+    """Record the campaign and every attempt it will make (none at test-only commits); returns
+    the campaign id."""
     _one_gold_temperature(spec)
     if spec.pipeline == "command" and not ws.config.harness.command.argv:
         raise HarnessError(
@@ -103,8 +114,11 @@ def create_campaign(ws: Workspace, spec: CampaignSpec, operator: str) -> int:
         )
     packages = [load_package(ws, digest) for digest in dict.fromkeys(spec.packages)]
     chosen = select_commits(packages, spec.selection)
-    if not any(chosen.values()):
-        raise HarnessError("the campaign's commit selection leaves no commit to attempt")
+    if not any(c.task_class != "test_data" for commits in chosen.values() for c in commits):
+        raise HarnessError(
+            "the campaign's commit selection leaves no commit to attempt (test-only commits "
+            "get no attempts)"
+        )
     now = utc_now()
     with ws.db.conn:
         campaign_id = inserted_id(
@@ -134,6 +148,7 @@ def create_campaign(ws: Workspace, spec: CampaignSpec, operator: str) -> int:
             }
             for package in packages
             for commit in chosen[package.digest]
+            if commit.task_class != "test_data"
             for temperature in spec.temperatures
             for seed in spec.seeds
         )

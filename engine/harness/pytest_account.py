@@ -38,8 +38,12 @@ ReasonKind = Literal[
     "skipped",
     "failing",
     "already-passing",
+    "test-only",
+    "static-check",
+    "structural",
 ]
-"""Why a task is unusable, as a short word to group by; `TaskValidation.reason` says it in full."""
+"""Why a task is unusable (or only structurally validated), as a short word to group by;
+`TaskValidation.reason` says it in full."""
 
 RunKind = Literal[
     "timeout",

@@ -183,7 +183,9 @@ def _literal_strings(node: ast.expr) -> list[str] | None:
     if isinstance(node, ast.List | ast.Tuple) and all(
         isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts
     ):
-        return [e.value for e in node.elts if isinstance(e, ast.Constant)]
+        return [
+            e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)
+        ]
     return None
 
 

@@ -15,12 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.core.workspace import Workspace
 from engine.harness.environments import env_key
 from engine.harness.package import CorpusPackage, HarnessError
-from engine.harness.task_validation import (
-    TaskValidation,
-    resolve_commit,
-    task_name,
-    validate_task,
-)
+from engine.harness.supplement import validate_commit
+from engine.harness.task_validation import TaskValidation, resolve_commit, task_name
 from engine.intake.manifest import ManifestCommit
 
 
@@ -90,11 +86,12 @@ def recorded_validation(ws: Workspace, package: CorpusPackage, sha: str) -> Task
 def validate_commits(
     ws: Workspace, package: CorpusPackage, commits: list[ManifestCommit], again: bool = False
 ) -> Iterator[tuple[TaskValidation, bool]]:
-    """Gold-validate each of `commits`, yielding (validation, whether it was recorded already);
-    a commit with a standing record (`recorded_validation`) is not run again unless `again`."""
+    """Validate each of `commits` as its task class allows (`supplement.validate_commit`),
+    yielding (validation, whether it was recorded already); a commit with a standing record
+    (`recorded_validation`) is not run again unless `again`."""
     for commit in commits:
         earlier = None if again else recorded_validation(ws, package, commit.sha)
         if earlier is not None:
             yield earlier, True
         else:
-            yield validate_task(ws, package.digest, commit.sha), False
+            yield validate_commit(ws, package.digest, commit.sha), False

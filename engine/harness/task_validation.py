@@ -97,7 +97,7 @@ class TaskValidation(BaseModel):
     sha: str
     parent: str
     subject: str
-    status: Literal["usable", "unusable"]
+    status: Literal["usable", "unusable", "structural"]
     reason: str
     reason_kind: ReasonKind | None = Field(
         default=None, description="why unusable, to group by (None: usable, or an older report)"
@@ -116,6 +116,10 @@ class TaskValidation(BaseModel):
     artifacts: Path
     validated_in: str | None = Field(
         default=None, description="the package whose sandbox run this is, when another's"
+    )
+    validation: Literal["gold", "supplemented", "structural", "skipped"] = "gold"
+    tests_from: str | None = Field(
+        default=None, description="the later commit whose test files a supplemented task runs"
     )
 
 
@@ -513,7 +517,17 @@ def _classify(
     return [], p2p, sorted(flaky), why
 
 
-_RESULT = ("status", "reason", "fail_to_pass", "pass_to_pass", "flaky", "report_path")
+_RESULT = (
+    "status",
+    "reason",
+    "fail_to_pass",
+    "pass_to_pass",
+    "flaky",
+    "report_path",
+    "validation",
+    "tests_from",
+    "test_files",
+)
 
 
 def _record(ws: Workspace, report: TaskValidation, report_path: Path) -> None:
@@ -532,6 +546,9 @@ def _record(ws: Workspace, report: TaskValidation, report_path: Path) -> None:
         "validated_at": utc_now(),
         "report_path": report_path.relative_to(ws.root).as_posix(),
         "validated_in": report.validated_in,
+        "validation": report.validation,
+        "tests_from": report.tests_from,
+        "test_files": json.dumps(report.test_files),
     }
     with ws.db.conn:
         ws.db.table("tasks").upsert(row, pk=("package_digest", "sha"))

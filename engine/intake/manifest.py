@@ -9,7 +9,7 @@ import re
 import shlex
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -21,6 +21,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from engine.core.errors import ManifestError, validation_lines
@@ -32,6 +33,11 @@ MANIFEST_FILE = "manifest.json"
 Sha = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{40}$")]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 PlanningType = Literal["meta_plan", "step_plan", "test_plan", "mixed"]
+TaskClass = Literal["gold", "test_data", "code_only"]
+"""What a kept commit can become. gold: it changes code and tests, so its own tests can show
+the change making a test pass (gold validation). test_data: it changes tests only, so no test
+fails before it that its change fixes: test-plan data, never a task. code_only: it changes code
+without tests, so a task needs tests from elsewhere (supplementation) or a structural check."""
 TEST_RUNNERS = ("pytest",)
 
 
@@ -48,8 +54,19 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def task_class_of(planning_type: PlanningType) -> TaskClass:
+    """The task class a planning type implies: mixed changes code and tests, test_plan tests
+    only, meta_plan and step_plan production code only."""
+    if planning_type == "mixed":
+        return "gold"
+    return "test_data" if planning_type == "test_plan" else "code_only"
+
+
 class ManifestCommit(_Model):
-    """One filtered commit the harness may turn into a task."""
+    """One filtered commit the harness may turn into a task.
+
+    `task_class` is absent from manifests written before it was recorded: it is then derived
+    from the planning type, which was decided from the same counts of code and test files."""
 
     sha: Sha
     parent: Sha
@@ -59,7 +76,24 @@ class ManifestCommit(_Model):
     lines_added: int = Field(ge=0)
     lines_deleted: int = Field(ge=0)
     planning_type: PlanningType
+    task_class: TaskClass
     test_files: list[RepoPath] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_task_class(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "task_class" not in data and "planning_type" in data:
+            return {**data, "task_class": task_class_of(data["planning_type"])}
+        return data
+
+    @model_validator(mode="after")
+    def _class_matches_planning_type(self) -> "ManifestCommit":
+        if self.task_class != task_class_of(self.planning_type):
+            raise ValueError(
+                f"commit {self.sha}: task_class {self.task_class!r} does not fit planning type "
+                f"{self.planning_type!r} (it must be {task_class_of(self.planning_type)!r})"
+            )
+        return self
 
 
 class WheelEntry(_Model):

@@ -4,13 +4,16 @@ it.
 test_plan: tests changed, production code not. mixed: both. Production code alone: meta_plan
 when 4+ production files change and the change adds symbols (a multi-file feature), else
 step_plan (a few files, or existing symbols modified). Docs, CI and config files do not count.
+Each entry also records its task class (what it can become: a gold task, test-plan data, or a
+code-only change that needs supplemented tests), which the harness spends validation by.
 """
 
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from engine.intake.manifest import ManifestCommit, PlanningType
+from engine.intake.manifest import ManifestCommit, ManifestV1, PlanningType, task_class_of
 from engine.mining.blobs import ObjectReader
 from engine.mining.errors import MiningError
 from engine.mining.log import LogCommit, read_log
@@ -63,6 +66,7 @@ def describe_commits(
         code, tests = len(roles.code_files(paths)), len(roles.test_files(paths))
         # Only a production-only change of 4+ files can be a meta_plan: read no file otherwise.
         could_be_meta = not tests and code >= META_PLAN_MIN_FILES
+        kind = planning_type(code, tests, could_be_meta and adds_symbols(objects, commit, roles))
         described.append(
             ManifestCommit(
                 sha=commit.sha,
@@ -72,9 +76,8 @@ def describe_commits(
                 files_changed=len(commit.files),
                 lines_added=commit.lines_added,
                 lines_deleted=commit.lines_deleted,
-                planning_type=planning_type(
-                    code, tests, could_be_meta and adds_symbols(objects, commit, roles)
-                ),
+                planning_type=kind,
+                task_class=task_class_of(kind),
                 test_files=list(covering[commit.sha]),
             )
         )
@@ -90,3 +93,13 @@ def describe_commit(repo: Path, sha: str, settings: FilterSettings | None = None
     with ObjectReader(repo) as objects:
         covering = covering_tests(objects, commits, roles)
         return describe_commits(objects, commits, roles, covering)[0]
+
+
+def class_lines(manifest: ManifestV1) -> list[str]:
+    """What the kept commits can become, as `cra package --report` prints it at packaging."""
+    classes = Counter(c.task_class for c in manifest.commits)
+    return [
+        f"task classes: gold {classes['gold']} (code and tests: gold validation), "
+        f"code-only {classes['code_only']} (supplemented tests or structural), "
+        f"test data {classes['test_data']} (tests only: test-plan data, not validated)"
+    ]

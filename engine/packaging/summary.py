@@ -6,6 +6,7 @@ left out; the report adds the commit filter's attrition table and the planning-t
 
 from collections import Counter
 
+from engine.mining.planning import class_lines
 from engine.packaging.build import PackageResult
 
 
@@ -56,6 +57,7 @@ def report_lines(result: PackageResult) -> list[str]:
         *(f"  {row}" for row in result.mining.attrition_table().splitlines()),
     ]
     lines.append(f"planning types: {mix}")
+    lines += class_lines(m)
     if m.style is not None:
         lines.append(f"style score: {m.style.score:.1f} over {m.style.files} Python files")
     labels = Counter(a.label for a in m.plan_artifacts)

@@ -57,14 +57,20 @@ def _excludes(spec: str, python_version: str, where: str) -> str | None:
     return f"{where} {spec.strip()!r} excludes Python {python_version}"
 
 
+def _parsed_cfg(text: str) -> configparser.ConfigParser | None:
+    """`setup.cfg` parsed, or None when configparser cannot read it."""
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read_string(text)
+    except configparser.Error:
+        return None
+    return parser
+
+
 def refusal(reader: ObjectReader, sha: str, python_version: str) -> str | None:
     """Why today's tools cannot run the tests of commit `sha`, from its configuration alone."""
     if (cfg := _text(reader, sha, "setup.cfg")) is not None:
-        parser = configparser.ConfigParser(interpolation=None, strict=False)
-        try:
-            parser.read_string(cfg)
-        except configparser.Error:
-            parser = None
+        parser = _parsed_cfg(cfg)
         if parser is not None and parser.has_section("pytest"):
             return "setup.cfg has a [pytest] section, which pytest 4 and later refuse"
         if parser is not None and parser.has_option("options", "python_requires"):
@@ -72,11 +78,14 @@ def refusal(reader: ObjectReader, sha: str, python_version: str) -> str | None:
             if why := _excludes(spec, python_version, "setup.cfg python_requires"):
                 return why
     if (pyproject := _text(reader, sha, "pyproject.toml")) is not None:
+        requires: object
         try:
-            spec = tomllib.loads(pyproject).get("project", {}).get("requires-python")
+            requires = tomllib.loads(pyproject).get("project", {}).get("requires-python")
         except tomllib.TOMLDecodeError:
-            spec = None
-        if isinstance(spec, str) and (why := _excludes(spec, python_version, "requires-python")):
+            requires = None
+        if isinstance(requires, str) and (
+            why := _excludes(requires, python_version, "requires-python")
+        ):
             return why
     setup = _text(reader, sha, "setup.py")
     if setup is not None and (match := _PYTHON_REQUIRES.search(setup)):
