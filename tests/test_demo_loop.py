@@ -26,7 +26,7 @@ from engine.evaluation.runs import eval_row
 pytestmark = pytest.mark.slow  # the whole demo loop, minutes of work
 
 RESOLVED = len(demo_counts.USABLE)
-UNUSABLE = len(demo_counts.KEPT) - RESOLVED
+UNUSABLE = len(demo_counts.KEPT) - RESOLVED - len(demo_counts.TEST_ONLY)
 LORA_STAGES = ("task_analysis", "scope", "precision", "execute_code")
 ROUND = TrainingDataConfig().review_sample_size
 MIN_EVAL_ROWS = 10

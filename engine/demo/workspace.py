@@ -56,10 +56,10 @@ def demo_config(drive: Path, port: int) -> str:
     minimums for scope (LoRA Training Strategy §9.1's pass thresholds, meant for a real base) are
     off: the tiny base shows the gate deciding on a real, confident gain, not a useful model. An
     answer is some twenty tokens; `max_tokens` leaves room for a longer one. Scope trains with
-    `DEMO_HYPER`. Its tests are deterministic, so gold validation runs each side once, not three
-    times: the gold campaign over its 24 commits takes about a minute, not three. Both bases are
-    the tiny model built here, trained and evaluated on the CPU; its server is the CPU stand-in
-    (`cra serve --launch --cpu`) on `port`, free when the workspace was built, so two demo
+    `DEMO_HYPER`. Its tests are deterministic, so gold validation never runs a test again
+    (`flaky_runs` 1): the gold campaign over its 23 commits with code takes about a minute. Both
+    bases are the tiny model built here, trained and evaluated on the CPU; its server is the CPU
+    stand-in (`cra serve --launch --cpu`) on `port`, free when the workspace was built, so two demo
     workspaces on one machine do not answer for each other. Written by a TOML library, so any
     path (quotes, backslashes) stays one string."""
     bases = {"reasoning": TINY_MODEL, "coding": TINY_MODEL}

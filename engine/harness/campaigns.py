@@ -83,12 +83,18 @@ def _one_gold_temperature(spec: CampaignSpec) -> None:
         )
 
 
-def parse_spec(data: dict[str, Any]) -> CampaignSpec:
-    """A validated spec for a new campaign; a bad field is a HarnessError naming it."""
+def read_spec(data: dict[str, Any]) -> CampaignSpec:
+    """A stored campaign's spec, as it was accepted (an older gold campaign may sweep several
+    temperatures); a bad field is a HarnessError naming it."""
     try:
-        spec = CampaignSpec.model_validate(data)
+        return CampaignSpec.model_validate(data)
     except ValidationError as exc:
         raise HarnessError(validation_lines("campaign", exc)) from exc
+
+
+def parse_spec(data: dict[str, Any]) -> CampaignSpec:
+    """A validated spec for a new campaign; a bad field is a HarnessError naming it."""
+    spec = read_spec(data)
     _one_gold_temperature(spec)
     return spec
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from engine.core.timestamps import TIME_FORMAT
 from engine.core.workspace import Workspace
-from engine.harness.campaigns import JOB_KIND, CampaignSpec, parse_spec
+from engine.harness.campaigns import JOB_KIND, CampaignSpec, read_spec
 from engine.harness.package import HarnessError
 from engine.harness.plan import Plan
 from engine.intake.approval import package_labels
@@ -232,7 +232,7 @@ def _spec(campaign_id: int, spec_json: str) -> CampaignSpec:
         data = json.loads(spec_json)
     except json.JSONDecodeError as exc:
         raise HarnessError(f"campaign {campaign_id}: spec_json is not JSON: {exc}") from exc
-    return parse_spec(data)
+    return read_spec(data)
 
 
 def package_progress(ws: Workspace, campaign_id: int, now: datetime) -> CampaignProgress:
