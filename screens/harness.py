@@ -57,6 +57,7 @@ from screens.harness_form import NewCampaignScreen
 from screens.pane import ActionDone, EnginePane
 from screens.widgets.attempt_list import PAGE_SIZE, AttemptList, AttemptSource, header_text
 from screens.widgets.formatting import CAMPAIGN_STATUS_STYLE
+from screens.widgets.keyed import KeyedStatic
 from screens.widgets.progress import StableProgressBar
 
 FILTERS: tuple[Outcome | None, ...] = (None, *OUTCOMES)
@@ -130,6 +131,7 @@ class HarnessScreen(EnginePane):
     def __init__(self, workspace: Workspace, now: Clock = wall_clock) -> None:
         super().__init__(workspace, now=now)
         self._campaigns: dict[int, CampaignSummary] = {}
+        self._campaigns_shown: list[CampaignSummary] | None = None
         self._selected: int | None = None
         self._outcome: Outcome | None = None
 
@@ -143,10 +145,10 @@ class HarnessScreen(EnginePane):
                     progress.border_title = "Progress"
                     yield Static(id="progress-head")
                     yield StableProgressBar(id="overall", show_eta=False)
-                    yield Static(id="overall-text")
-                    yield Static(id="packages-progress")
-                    yield Static(id="yield")
-                    yield Static(id="workers")
+                    yield KeyedStatic(id="overall-text")
+                    yield KeyedStatic(id="packages-progress")
+                    yield KeyedStatic(id="yield")
+                    yield KeyedStatic(id="workers")
             with Vertical(id="attempts-box") as box:
                 box.border_title = "Attempts"
                 yield Static(id="attempts-header")
@@ -208,6 +210,9 @@ class HarnessScreen(EnginePane):
 
     @on(CampaignsPolled)
     def _campaigns_polled(self, message: CampaignsPolled) -> None:
+        if message.campaigns == self._campaigns_shown:
+            return
+        self._campaigns_shown = message.campaigns
         previous = list(self._campaigns)
         self._campaigns = {c.id: c for c in message.campaigns}
         if self._selected not in self._campaigns:
@@ -379,26 +384,26 @@ class HarnessScreen(EnginePane):
         yields: list[PackageYield],
     ) -> None:
         bar = self.query_one("#overall", ProgressBar)
-        overall = self.query_one("#overall-text", Static)
-        packages = self.query_one("#packages-progress", Static)
-        yield_box = self.query_one("#yield", Static)
-        workers_box = self.query_one("#workers", Static)
+        overall = self.query_one("#overall-text", KeyedStatic)
+        packages = self.query_one("#packages-progress", KeyedStatic)
+        yield_box = self.query_one("#yield", KeyedStatic)
+        workers_box = self.query_one("#workers", KeyedStatic)
         # Hidden, not removed: the bar keeps its width, which it rounds each new value to.
         bar.visible = progress is not None
         if progress is None:
-            overall.update("")
-            packages.update("")
+            overall.show(None, str)
+            packages.show(None, str)
             yield_box.display = False
-            workers_box.update("")
+            workers_box.show(None, str)
             return
         whole = progress.overall
         bar.update(total=max(1, whole.total), progress=whole.done)
-        overall.update(_overall_text(progress))
-        packages.update(_packages_table(progress))
+        overall.show(progress, lambda: _overall_text(progress))
+        packages.show(progress.packages, lambda: _packages_table(progress))
         # Shown only with a package to count: an empty Static would still take a line.
         yield_box.display = bool(yields)
-        yield_box.update(_yield_text(progress, yields))
-        workers_box.update(_workers_text(workers))
+        yield_box.show((progress.packages, yields), lambda: _yield_text(progress, yields))
+        workers_box.show(workers, lambda: _workers_text(workers))
 
     def _update_attempts_title(self) -> None:
         box = self.query_one("#attempts-box")

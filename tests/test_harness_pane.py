@@ -607,3 +607,42 @@ def test_panes_given_to_the_console_keep_its_keys_and_modes(console_workspace):
     factories: the keys, the footer and the palette come from the console's own list."""
     with pytest.raises(ValueError, match="keep the console's keys, modes and modules"):
         CraApp(console_workspace, [], panes=panes_with_clock(lambda: NOW)[:-1])
+
+
+async def test_a_live_campaign_read_again_unchanged_draws_nothing(
+    console_workspace, sleeper, polls, monkeypatch
+):
+    """A running campaign is read every tick (its figures move with the clock), but a read that
+    finds what is shown draws nothing: no text is set, the attempt list is not repainted and
+    the campaigns table keeps its cells. The keys pressed meanwhile do not wait on redraws."""
+    first, _ids = live_campaign(console_workspace, sleeper)
+    app = console(console_workspace, polls)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_pane(pilot)
+        await settled(pilot, screen, first + 1)
+        screen.query_one("#campaigns", DataTable).focus()
+        await pilot.press("down")
+        attempts = await settled(pilot, screen, first)
+        await until(pilot, lambda: not screen.polling, "the pane's reads")
+        updates: list[str | None] = []
+        repaints: list[int] = []
+        update, refresh = Static.update, AttemptList.refresh
+
+        def counted_update(widget: Static, *args: object, **kwargs: object) -> None:
+            updates.append(widget.id)
+            update(widget, *args, **kwargs)
+
+        def counted_refresh(widget: AttemptList, *args: object, **kwargs: object) -> object:
+            repaints.append(1)
+            return refresh(widget, *args, **kwargs)
+
+        monkeypatch.setattr(Static, "update", counted_update)
+        monkeypatch.setattr(AttemptList, "refresh", counted_refresh)
+        read = len(polls)
+        for _ in range(3):
+            screen.tick()
+            await until(pilot, lambda: not screen.polling, "the tick's poll")
+            await pilot.pause()
+        assert len(polls) >= read + 3
+        assert (updates, repaints) == ([], [])
+        assert attempts.count > 0

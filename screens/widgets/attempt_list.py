@@ -198,7 +198,16 @@ class AttemptList(ScrollView, can_focus=True):
         self, source: AttemptSource | None, count: int, pages: dict[int, list[AttemptRow]]
     ) -> None:
         """Show `count` attempts of `source` with these freshly read pages; other cached pages
-        are dropped (they may be stale) and read again when they come into view."""
+        are dropped (they may be stale) and read again when they come into view. Pages that
+        read as they are shown are not drawn again."""
+        if (
+            source == self._source
+            and count == self._count
+            and all(self._pages.get(page) == rows for page, rows in pages.items())
+        ):
+            for page in set(self._pages.keys()) - pages.keys():
+                self._pages.discard(page)
+            return
         if source != self._source:
             self._cursor = 0
             self.scroll_to(y=0, animate=False, immediate=True)
