@@ -33,7 +33,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import DataTable, ProgressBar, Static
+from textual.widgets import DataTable, ProgressBar
 
 from engine.core.workspace import Workspace
 from engine.training.contract import LOG_FILE
@@ -50,6 +50,7 @@ from screens.training_view import (
     run_cells,
     stats_table,
 )
+from screens.widgets.keyed import KeyedStatic
 from screens.widgets.progress import StableProgressBar
 from screens.widgets.training_log import RING_LINES, LogView
 from screens.widgets.training_plot import LossPlot
@@ -174,6 +175,7 @@ class TrainingScreen(EnginePane):
         self._calls = calls
         self._log_lines = log_lines
         self._runs: dict[int, RunRow] = {}
+        self._runs_shown: list[RunRow] | None = None
         self._statuses: dict[int, str] | None = None
         self._selected: int | None = None
         self._token = 0
@@ -190,10 +192,10 @@ class TrainingScreen(EnginePane):
             with Horizontal(id="middle"):
                 with Vertical(id="run") as run:
                     run.border_title = "Run"
-                    yield Static(id="run-head")
+                    yield KeyedStatic(id="run-head")
                     yield StableProgressBar(id="run-progress", show_eta=False)
-                    yield Static(id="run-stats")
-                    yield Static(id="run-about")
+                    yield KeyedStatic(id="run-stats")
+                    yield KeyedStatic(id="run-about")
                 plot = LossPlot(id="curve")
                 plot.border_title = "Loss"
                 yield plot
@@ -279,6 +281,9 @@ class TrainingScreen(EnginePane):
 
     @on(RunsPolled)
     def _runs_polled(self, message: RunsPolled) -> None:
+        if message.runs == self._runs_shown:
+            return
+        self._runs_shown = message.runs
         self._announce(message.runs)
         previous = list(self._runs)
         self._runs = {run.id: run for run in message.runs}
@@ -421,9 +426,9 @@ class TrainingScreen(EnginePane):
 
     def _render_run(self) -> None:
         box = self.query_one("#run")
-        head = self.query_one("#run-head", Static)
-        stats = self.query_one("#run-stats", Static)
-        about = self.query_one("#run-about", Static)
+        head = self.query_one("#run-head", KeyedStatic)
+        stats = self.query_one("#run-stats", KeyedStatic)
+        about = self.query_one("#run-about", KeyedStatic)
         bar = self.query_one("#run-progress", ProgressBar)
         plot = self.query_one(LossPlot)
         log = self.query_one(LogView)
@@ -431,23 +436,27 @@ class TrainingScreen(EnginePane):
         state = self._state
         if run is None:
             box.border_title = "Run"
-            head.update(
-                Text("No training run yet: press t to start one on a curated dataset.", "dim")
-                if self._statuses is not None
-                else Text("Reading the runs…", style="dim")
+            read = self._statuses is not None
+            head.show(
+                ("no run", read),
+                lambda: (
+                    Text("No training run yet: press t to start one on a curated dataset.", "dim")
+                    if read
+                    else Text("Reading the runs…", style="dim")
+                ),
             )
-            stats.update("")
-            about.update("")
+            stats.show(None, str)
+            about.show(None, str)
             bar.display = False
             plot.show((), "No run selected.")
             log.border_title = "Log"
             return
         box.border_title = f"Run {run.id} · {run.stage} · {run.method}"
-        head.update(head_table(run, state))
-        about.update(about_table(run, state))
+        head.show((run, state), lambda: head_table(run, state))
+        about.show((run, state), lambda: about_table(run, state))
         log.border_title = f"Log · {run.run_dir}/{LOG_FILE}"
         if state is None:
-            stats.update(Text("Reading the run's folder…", style="dim"))
+            stats.show(None, lambda: Text("Reading the run's folder…", style="dim"))
             bar.display = False
             plot.show((), "Reading the run's folder…")
             return
@@ -456,7 +465,7 @@ class TrainingScreen(EnginePane):
         if latest is not None:
             done = latest.max_steps if state.progress == 1.0 else latest.step
             bar.update(total=latest.max_steps, progress=done)
-        stats.update(stats_table(run, state))
+        stats.show((run, state), lambda: stats_table(run, state))
         plot.border_title = "Loss · raw (dim) and smoothed" + (
             f" · {state.steps_per_point} steps a point" if state.steps_per_point > 1 else ""
         )
