@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from package_commits import add_task_commit
 from pilot_wait import until
 from test_harness_pane import console, open_pane, settled, text_of
+from workspaces import HARNESS, open_workspace
 
 from app.cli import cli
 from engine.core.workspace import Workspace
@@ -27,8 +29,6 @@ from engine.harness.task_validation import find_commit
 from engine.harness.task_yield import package_yield
 from engine.intake.approval import approve_package
 from engine.intake.manifest import ManifestCommit
-from tests.package_commits import add_task_commit
-from tests.workspaces import HARNESS, open_workspace
 
 SHOUT = '''\
 """Loud text."""
