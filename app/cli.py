@@ -397,7 +397,7 @@ def harness_validate(
     click.echo(
         f"{usable} of {len(chosen)} commits are usable tasks"
         + ("" if set(kinds) <= {"gold"} else f" ({shown})")
-        + (f"; {kept} validated before (--again redoes them)" if kept else "")
+        + (f" ({kept} validated before; --again redoes them)" if kept else "")
     )
     if kinds["skipped"]:
         click.echo(f"{kinds['skipped']} test-only commits skipped: test-plan data, not validated")

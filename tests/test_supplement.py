@@ -144,7 +144,9 @@ def test_a_code_only_commit_borrows_the_later_test_that_fails_at_its_parent(hist
         shas["tests"],
     )
     assert json.loads(row["test_files"]) == ["tests/test_shout.py"]
-    assert (report.artifacts / "candidate-1" / "screen-before" / "run" / "junit.xml").is_file()
+    candidate = report.artifacts / "candidate-1"
+    assert (candidate / "before-1" / "junit.xml").is_file()
+    assert [(run.side, run.selected) for run in report.runs] == [("before", None), ("after", None)]
 
 
 def test_a_supplemented_task_is_attempted_against_the_borrowed_tests(history, tmp_path) -> None:

@@ -60,9 +60,21 @@ def select_commits(
     return chosen
 
 
-def recorded_validation(ws: Workspace, package: CorpusPackage, sha: str) -> TaskValidation | None:
-    """The commit's recorded gold validation when it can stand: its report reads, and it was
-    made with this package's environment or is another package's reused run; else None."""
+ROUTES = {
+    "gold": {"gold"},
+    "code_only": {"supplemented", "structural"},
+    "test_data": {"skipped"},
+}
+"""How a commit of each task class is validated (`supplement.validate_commit`)."""
+
+
+def recorded_validation(
+    ws: Workspace, package: CorpusPackage, commit: ManifestCommit
+) -> TaskValidation | None:
+    """The commit's recorded validation when it can stand: its report reads, it was made the
+    way the commit's task class is validated (`ROUTES`), and with this package's environment or
+    is another package's reused run; else None."""
+    sha = commit.sha
     row = next(
         ws.db["tasks"].rows_where("package_digest = ? AND sha = ?", [package.digest, sha]), None
     )
@@ -72,7 +84,10 @@ def recorded_validation(ws: Workspace, package: CorpusPackage, sha: str) -> Task
         report = TaskValidation.model_validate_json((ws.root / row["report_path"]).read_bytes())
     except (OSError, ValueError):
         return None
-    if row["validated_in"] is None and report.env_key != env_key(package):
+    if report.validation not in ROUTES[commit.task_class]:
+        return None
+    # A validation that ran nothing (a skip, a static refusal) records no environment.
+    if row["validated_in"] is None and report.env_key not in ("", env_key(package)):
         return None
     return report.model_copy(
         update={
@@ -90,7 +105,7 @@ def validate_commits(
     yielding (validation, whether it was recorded already); a commit with a standing record
     (`recorded_validation`) is not run again unless `again`."""
     for commit in commits:
-        earlier = None if again else recorded_validation(ws, package, commit.sha)
+        earlier = None if again else recorded_validation(ws, package, commit)
         if earlier is not None:
             yield earlier, True
         else:
