@@ -196,6 +196,12 @@ class CraApp(App[None]):
             self.run_worker, _import_panes, thread=True, group="preload", name="import panes"
         )
 
+    def on_ready(self) -> None:
+        """The first pane is drawn, styled by the stylesheet as it stands; Textual's start-up
+        restyle ran before its widgets were mounted, so it would take the pane for stale and
+        restyle the whole app again on the first return to it (100-150 ms)."""
+        self.screen._css_update_count = self._css_update_count
+
     def notify(
         self,
         message: str,

@@ -19,7 +19,9 @@ from app.app import PANES, CraApp
 SIZE = (160, 50)
 
 
-async def test_a_first_visit_to_each_pane_parses_no_stylesheet(tmp_path: Path, monkeypatch):
+async def test_a_first_visit_to_each_pane_and_the_return_to_the_first_parse_no_stylesheet(
+    tmp_path: Path, monkeypatch
+):
     parses: list[Stylesheet] = []
     parse = Stylesheet.reparse
 
@@ -32,7 +34,7 @@ async def test_a_first_visit_to_each_pane_parses_no_stylesheet(tmp_path: Path, m
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         parses.clear()
-        for pane in PANES[1:]:
+        for pane in [*PANES[1:], PANES[0]]:
             await pilot.press(pane.key)
             await until(pilot, lambda mode=pane.mode: app.current_mode == mode, pane.title)
             await pilot.pause()
