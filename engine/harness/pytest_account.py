@@ -21,7 +21,7 @@ from engine.harness.ast_diff import FileChange
 from engine.harness.junit import Outcome, read_notes
 from engine.isolation.sandbox import SandboxResult
 
-ReasonKind = Literal[
+RunKind = Literal[
     "timeout",
     "resource-limit",
     "config-error",
@@ -29,6 +29,11 @@ ReasonKind = Literal[
     "conftest-error",
     "internal-error",
     "untrusted-report",
+]
+"""Why one run gave no usable outcomes."""
+
+ReasonKind = Literal[
+    RunKind,
     "install-error",
     "collection-error",
     "unknown-marker",
@@ -42,19 +47,8 @@ ReasonKind = Literal[
     "static-check",
     "structural",
 ]
-"""Why a task is unusable (or only structurally validated), as a short word to group by;
-`TaskValidation.reason` says it in full."""
-
-RunKind = Literal[
-    "timeout",
-    "resource-limit",
-    "config-error",
-    "missing-plugin",
-    "conftest-error",
-    "internal-error",
-    "untrusted-report",
-]
-"""Why one run gave no usable outcomes."""
+"""Why a task is unusable (or only structurally validated), as a short word to group by (a
+run's kind, or the task's own); `TaskValidation.reason` says it in full."""
 
 EVIDENCE_MAX = 240
 UNKNOWN_MARKER = "not found in `markers` configuration option"

@@ -47,14 +47,17 @@ def uv_env(scratch: Path) -> dict[str, str]:
     return env
 
 
-def run_uv(args: list[str], cwd: Path, scratch: Path) -> subprocess.CompletedProcess[str]:
-    """Run the bundled uv with `uv_env`; a non-zero exit is the caller's to judge."""
+def run_uv(
+    args: list[str], cwd: Path, scratch: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the bundled uv with `env` (by default `uv_env`, offline); a non-zero exit is the
+    caller's to judge."""
     argv = [uv.find_uv_bin(), *args]
     try:
         return subprocess.run(
             argv,
             cwd=cwd,
-            env=uv_env(scratch),
+            env=uv_env(scratch) if env is None else env,
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,

@@ -24,7 +24,6 @@ from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 
-import uv
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.tags import Tag, compatible_tags, cpython_tags
@@ -315,16 +314,8 @@ def resolve_online(
     if exclude_newer is not None:
         argv += ["--exclude-newer", exclude_newer.isoformat()]
     try:
-        result = subprocess.run(
-            [uv.find_uv_bin(), *argv],
-            cwd=scratch,
-            env=_online_env(scratch),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=UV_TIMEOUT_S,
-        )
-    except subprocess.TimeoutExpired as exc:
+        result = run_uv(argv, scratch, scratch, env=_online_env(scratch))
+    except UvError as exc:
         raise PackagingError(f"resolving the {label} took longer than {UV_TIMEOUT_S:g}s") from exc
     if result.returncode != 0:
         cutoff = f" uploaded before {exclude_newer.isoformat()}" if exclude_newer else ""
