@@ -121,6 +121,15 @@ async def settled(pilot: Pilot, screen: HarnessScreen, campaign_id: int) -> Atte
     return attempts
 
 
+async def on_known_campaign(pilot: Pilot, screen: HarnessScreen, first: int) -> AttemptList:
+    """Select the known campaign `first` (`fill_known_campaign`), listed below the newer one
+    the pane selects at first, and wait until it is shown."""
+    await settled(pilot, screen, first + 1)
+    screen.query_one("#campaigns", DataTable).focus()
+    await pilot.press("down")
+    return await settled(pilot, screen, first)
+
+
 def text_of(screen: HarnessScreen | AttemptScreen, selector: str) -> str:
     console = Console(width=200, file=io.StringIO(), record=True)
     console.print(screen.query_one(selector, Static).content)
@@ -165,10 +174,7 @@ async def test_progress_follows_the_database(console_workspace, sleeper):
     app = console(console_workspace)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_pane(pilot)
-        await settled(pilot, screen, first + 1)
-        screen.query_one("#campaigns", DataTable).focus()
-        await pilot.press("down")
-        attempts = await settled(pilot, screen, first)
+        attempts = await on_known_campaign(pilot, screen, first)
         assert attempts.row_at(7) is not None and attempts.row_at(7).state == "pending"
         with console_workspace.db.conn:
             console_workspace.db["attempts"].update(
@@ -255,10 +261,7 @@ async def test_the_filter_cycles_through_the_outcomes(console_workspace, sleeper
     app = console(console_workspace)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_pane(pilot)
-        await settled(pilot, screen, first + 1)
-        screen.query_one("#campaigns", DataTable).focus()
-        await pilot.press("down")
-        attempts = await settled(pilot, screen, first)
+        attempts = await on_known_campaign(pilot, screen, first)
         expected = {"resolved": 4, "partial": 1, "failed": 1, "error": 1, "unusable": 1}
         for outcome, count in expected.items():
             await pilot.press("f")
@@ -356,10 +359,7 @@ async def test_stop_asks_first_then_stops_the_job(console_workspace, sleeper):
     app = console(console_workspace)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_pane(pilot)
-        await settled(pilot, screen, first + 1)
-        screen.query_one("#campaigns", DataTable).focus()
-        await pilot.press("down")
-        await settled(pilot, screen, first)
+        await on_known_campaign(pilot, screen, first)
         await pilot.press("x")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")
@@ -619,10 +619,7 @@ async def test_a_live_campaign_read_again_unchanged_draws_nothing(
     app = console(console_workspace, polls)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_pane(pilot)
-        await settled(pilot, screen, first + 1)
-        screen.query_one("#campaigns", DataTable).focus()
-        await pilot.press("down")
-        attempts = await settled(pilot, screen, first)
+        attempts = await on_known_campaign(pilot, screen, first)
         await until(pilot, lambda: not screen.polling, "the pane's reads")
         updates: list[str | None] = []
         repaints: list[int] = []
