@@ -3,7 +3,9 @@
 from typing import ClassVar
 
 from textual.app import ComposeResult
+from textual.reactive import Reactive
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Header
 
 from screens.widgets.footer import PaneFooter
@@ -17,6 +19,11 @@ class PaneScreen(Screen[None]):
     """
 
     PANE_TITLE: ClassVar[str]
+
+    focused: Reactive[Widget | None] = Reactive(None, repaint=False)
+    """Textual's `Screen.focused` without its repaint of the whole screen on every focus move:
+    the widgets that gain and lose focus restyle and redraw themselves (`:focus`,
+    `:focus-within`), and redrawing every widget of a big pane was most of a tab's time."""
 
     def __init__(self) -> None:
         super().__init__()

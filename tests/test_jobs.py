@@ -14,7 +14,8 @@ from engine.core.jobs import JOB_NICENESS, JobError, spawn_job
 def test_a_job_runs_below_the_console_in_priority(tmp_path: Path) -> None:
     """A background job (and what it starts) runs at `JOB_NICENESS`, so a campaign or a training
     run filling the cores leaves the console, at the operator's niceness, answering keys; the pid
-    recorded is the job's own, not a wrapper's."""
+    recorded is the job's own, not a wrapper's. Where the kernel schedules by session
+    (autogroup), the job's session group has that niceness too."""
     ws = open_workspace(tmp_path / "ws")
     job_id = spawn_job(ws, "eval", 1, ["sleep", "30"])
     pid = ws.db["jobs"].get(job_id)["pid"]
@@ -23,9 +24,11 @@ def test_a_job_runs_below_the_console_in_priority(tmp_path: Path) -> None:
         while Path(f"/proc/{pid}/comm").read_text().strip() != "sleep":  # `nice` execs it
             assert time.monotonic() < deadline, "the job's pid never became the job"
             time.sleep(0.01)
-        assert os.getpriority(os.PRIO_PROCESS, pid) == min(
-            19, os.getpriority(os.PRIO_PROCESS, 0) + JOB_NICENESS
-        )
+        expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + JOB_NICENESS)
+        assert os.getpriority(os.PRIO_PROCESS, pid) == expected
+        group = Path(f"/proc/{pid}/autogroup")
+        if group.exists():  # a new session's group would start at 0: set it too
+            assert group.read_text().split()[-1] == str(expected)
     finally:
         os.kill(pid, signal.SIGKILL)
 

@@ -383,6 +383,30 @@ def test_the_probe_runs_once_per_process(
     assert calls.read_text().count("call") == 4, "one probe, then one bwrap per run"
 
 
+def test_the_command_runs_at_its_callers_niceness_in_its_own_session_too(tmp_path: Path):
+    """bwrap's new session starts a scheduling group at niceness 0 where the kernel groups by
+    session (autogroup): the sandboxed command's group gets its caller's niceness back, or a
+    job's tests would compete with the console as equals."""
+    code = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from engine.isolation.sandbox import run_sandboxed\n"
+        "script = 'cat /proc/self/autogroup 2>/dev/null; ps -o ni= -p $$'\n"
+        f"r = run_sandboxed(['/bin/sh', '-c', script], Path({str(tmp_path)!r}), timeout_s=30,\n"
+        f"                  memory_mb=512, env={{}}, tmp_root=Path({str(tmp_path)!r}))\n"
+        "sys.stdout.write(r.stdout + r.stderr)\n"
+    )
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    caller = subprocess.run(
+        ["nice", "-n", "7", sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    lines = caller.stdout.split("\n")
+    expected = str(min(19, own + 7))
+    assert lines[-2].strip() == expected, caller.stdout
+    if Path("/proc/self/autogroup").exists():
+        assert lines[0].endswith(f" nice {expected}"), caller.stdout
+
+
 def test_command_dies_with_the_process_that_started_it(tmp_path: Path):
     token = f"cra-orphan-{uuid.uuid4().hex}"
     parent_code = (

@@ -29,15 +29,17 @@ from pydantic import BaseModel, ConfigDict
 from engine.core.db import inserted_id
 from engine.core.errors import CraError
 from engine.core.locks import exclusive_lock, try_lock
+from engine.core.priority import niceness, session_niceness_prefix
 from engine.core.timestamps import utc_now
 from engine.core.workspace import LOGS_DIR, Workspace
 
 JOB_ID_ENV = "CRA_JOB_ID"
 LIVE = ("starting", "running")
 JOB_NICENESS = 10
-"""Every job runs at this niceness (its workers, sandboxed tests and trainers inherit it): on a
-machine whose cores a campaign or a training run fills, the console, at the operator's default
-0, is scheduled first, so keys answer at once while the night's work takes what is left."""
+"""Every job runs this much nicer than its starter (its workers, sandboxed tests and trainers
+inherit it), its session's scheduling group too (`engine.core.priority`): on a machine whose cores
+a campaign or a training run fills, the console, at the operator's default 0, is scheduled first,
+so keys answer at once while the night's work takes what is left."""
 EXIT_GRACE_S = 10.0
 
 
@@ -211,8 +213,14 @@ def _spawn(ws: Workspace, kind: str, ref_id: int, argv: Sequence[str], run_fd: i
             raise FileNotFoundError(f"no such program: {argv[0]}")
         with open(ws.root / log_rel, "ab") as log:
             proc = subprocess.Popen(
-                # `nice` execs the job in its place: the recorded pid is the job's own.
-                ["nice", "-n", str(JOB_NICENESS), *argv],
+                # The shell and `nice` exec the job in their place: the recorded pid is the job's.
+                [
+                    *session_niceness_prefix(min(19, niceness() + JOB_NICENESS)),
+                    "nice",
+                    "-n",
+                    str(JOB_NICENESS),
+                    *argv,
+                ],
                 cwd=ws.root,
                 env=env,
                 stdin=subprocess.DEVNULL,

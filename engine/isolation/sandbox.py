@@ -21,7 +21,9 @@ bubblewrap (`bwrap`, Debian's package), which builds its view of the world from 
   per-process limits hold, and the process count is RLIMIT_NPROC in the sandbox's user
   namespace (which root's processes ignore);
 - per process: address space (`memory_mb`), CPU time, file size (`max_file_mb`), no core dumps;
-- time: on `timeout_s` the whole sandbox is killed (its PID namespace and its cgroup).
+- time: on `timeout_s` the whole sandbox is killed (its PID namespace and its cgroup);
+- priority: the caller's niceness, for the new session's scheduling group too
+  (`engine.core.priority`), so a job's tests stay below the console.
 
 Its environment holds only PATH, HOME and TMPDIR (a throwaway folder), LANG and the keys the
 caller passes; stdin is /dev/null; only the last `OUTPUT_TAIL_BYTES` of each output stream are
@@ -49,6 +51,7 @@ from typing import NamedTuple
 from pydantic import BaseModel, ConfigDict
 
 from engine.core.errors import CraError
+from engine.core.priority import niceness, session_niceness_prefix
 from engine.core.processes import kill_group
 from engine.isolation.cgroups import CgroupUnavailable, SandboxCgroup, sandbox_cgroup
 
@@ -208,9 +211,11 @@ def _wrap(
     if cgroup is not None:
         files = [str(p) for p in cgroup.procs_files]
         join = [tools.shell, "-c", _JOIN_CGROUP, "cra-sandbox-join", str(len(files)), *files]
-    inner = []
+    # bwrap's --new-session starts a scheduling group at niceness 0: the command's group gets
+    # its caller's niceness back (a job's tests stay below the console).
+    inner = session_niceness_prefix(niceness())
     if cgroup is None:
-        inner = [tools.prlimit, f"--nproc={limits.max_processes}", "--"]
+        inner += [tools.prlimit, f"--nproc={limits.max_processes}", "--"]
     size = str(limits.memory_mb * 1024 * 1024)
     return [
         *join,
