@@ -12,6 +12,7 @@ import pytest
 from simple_index import serve_index
 
 from engine.demo.wheels import build_wheel
+from engine.packaging.build_history import BuildRequires
 from engine.packaging.deps import FoundRequirement
 from engine.packaging.errors import PackagingError
 from engine.packaging.wheels import Target, download_wheels, select_wheels
@@ -103,7 +104,7 @@ def test_build_requirements_need_wheels_too(tmp_path: Path, folder: Path):
     with pytest.raises(PackagingError) as caught:
         select_wheels(
             found("pytest"),
-            ["flit_core>=3.9"],
+            [BuildRequires(("flit_core>=3.9",))],
             folder,
             Target("3.11"),
             tmp_path / "p",
@@ -112,9 +113,46 @@ def test_build_requirements_need_wheels_too(tmp_path: Path, folder: Path):
     assert "flit_core>=3.9 (from pyproject.toml [build-system] requires)" in str(caught.value)
     build_wheel("flit-core", "3.9.0", {"flit_core/__init__.py": ""}, folder)
     entries = select_wheels(
-        found("pytest"), ["flit_core>=3.9"], folder, Target("3.11"), tmp_path / "p", tmp_path / "s"
+        found("pytest"),
+        [BuildRequires(("flit_core>=3.9",))],
+        folder,
+        Target("3.11"),
+        tmp_path / "p",
+        tmp_path / "s",
     )
     assert "flit_core-3.9.0-py3-none-any.whl" in {e.filename for e in entries}
+
+
+def test_each_set_of_build_requirements_resolves_on_its_own(tmp_path: Path, folder: Path):
+    """HEAD builds with a newer backend than an older revision allows: two versions of it are
+    packaged, one per set, instead of a resolution that cannot meet both; a set no wheel meets
+    is named with the revision that declares it."""
+    for version in ("59.0.0", "70.0.0"):
+        build_wheel("setuptools", version, {"setuptools/__init__.py": ""}, folder)
+    builds = [
+        BuildRequires(("setuptools>=64",)),
+        BuildRequires(("setuptools<60",), "0123456789abcdef", 12),
+    ]
+    entries = select_wheels(
+        found("pytest"), builds, folder, Target("3.11"), tmp_path / "p", tmp_path / "s"
+    )
+    assert {e.filename for e in entries} >= {
+        "setuptools-59.0.0-py3-none-any.whl",
+        "setuptools-70.0.0-py3-none-any.whl",
+    }
+    with pytest.raises(PackagingError) as caught:
+        select_wheels(
+            found("pytest"),
+            [*builds, BuildRequires(("setuptools<50",), "fedcba9876543210", 3)],
+            folder,
+            Target("3.11"),
+            tmp_path / "q",
+            tmp_path / "s",
+        )
+    assert (
+        "setuptools<50 (from pyproject.toml [build-system] requires at fedcba987654 "
+        "(3 revisions)): only version 59.0.0, 70.0.0 is there"
+    ) in str(caught.value)
 
 
 def test_the_wheel_for_the_target_platform_is_chosen(tmp_path: Path, folder: Path):

@@ -28,8 +28,10 @@ from engine.core.durable import fsync_dir, fsync_tree
 from engine.core.errors import validation_lines
 from engine.intake.manifest import MANIFEST_FILE, ManifestV1, runner_of
 from engine.isolation.gitsafe import run_git
+from engine.mining.blobs import ObjectReader
 from engine.mining.pipeline import MiningResult, mine_commits
 from engine.mining.settings import FilterSettings
+from engine.packaging.build_history import BuildRequires, history_build_requires
 from engine.packaging.deps import (
     Dependencies,
     GroupNames,
@@ -81,6 +83,7 @@ class PackageResult(BaseModel):
     mining: MiningResult
     dependencies: Dependencies
     license: FoundLicense
+    builds: list[BuildRequires]
     window: WindowCut | None = None
     exclude_newer: datetime | None = None
 
@@ -236,17 +239,20 @@ def _assemble(checked: _Checked, staging: Path, scratch: Path) -> PackageResult:
     _check_requires_python(deps, target)
     license_ = _license(options, files)
     name = _package_name(options, deps)
-    build_requires = deps.build_requires if deps.install_repo else []
+    builds: list[BuildRequires] = []
+    if deps.install_repo:
+        with ObjectReader(repo) as reader:
+            revs = [rev for c in mining.commits for rev in (c.sha, c.parent)]
+            builds, notes = history_build_requires(reader, revs, deps.build_requires)
+        deps = deps.model_copy(update={"notes": [*deps.notes, *notes]})
     folder = options.wheels
     exclude_newer = None
     if folder is None:
         exclude_newer = options.exclude_newer or max(c.date for c in mining.commits)
         folder = scratch / "downloaded"
         folder.mkdir()
-        download_wheels(deps.requirements, build_requires, target, exclude_newer, folder, scratch)
-    wheels = select_wheels(
-        deps.requirements, build_requires, folder, target, staging / "packages", scratch
-    )
+        download_wheels(deps.requirements, builds, target, exclude_newer, folder, scratch)
+    wheels = select_wheels(deps.requirements, builds, folder, target, staging / "packages", scratch)
     try:
         manifest = ManifestV1(
             schema_version=1,
@@ -275,6 +281,7 @@ def _assemble(checked: _Checked, staging: Path, scratch: Path) -> PackageResult:
         mining=mining,
         dependencies=deps,
         license=license_,
+        builds=builds,
         window=window,
         exclude_newer=exclude_newer,
     )

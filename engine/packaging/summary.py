@@ -32,6 +32,10 @@ def summary_lines(result: PackageResult) -> list[str]:
     if m.install_repo:
         build = ", ".join(deps.build_requires) or "nothing"
         lines.append(f"  install_repo: true (build backend needs {build})")
+        lines += [
+            f"    older revisions' backend needs {', '.join(b.requires) or 'nothing'} ({b.source})"
+            for b in result.builds[1:]
+        ]
     else:
         lines.append("  install_repo: false")
     width = max(len(r.text) for r in deps.requirements)

@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -44,6 +45,7 @@ from engine.isolation.uvtool import (
     uv_reason,
     write_requirements,
 )
+from engine.packaging.build_history import BuildRequires
 from engine.packaging.deps import FoundRequirement
 from engine.packaging.errors import PackagingError
 
@@ -249,27 +251,25 @@ def _pick(pin: tuple[NormalizedName, Version], wheels: list[Wheel], target: Targ
     return min(ranked, key=lambda pair: (pair[0], pair[1].path.name))[1]
 
 
-def build_found(build_requires: list[str]) -> list[FoundRequirement]:
-    return [
-        FoundRequirement(text=t, sources=["pyproject.toml [build-system] requires"])
-        for t in build_requires
-    ]
+def build_found(build: BuildRequires) -> list[FoundRequirement]:
+    return [FoundRequirement(text=t, sources=[build.source]) for t in build.requires]
 
 
 def select_wheels(
     requirements: list[FoundRequirement],
-    build_requires: list[str],
+    builds: Sequence[BuildRequires],
     folder: Path,
     target: Target,
     dest: Path,
     scratch: Path,
 ) -> list[WheelEntry]:
     """Copy into `dest` exactly the wheels from `folder` that the requirements (and, when the
-    repository is installed, its build backend's requirements) resolve to; list their hashes."""
+    repository is installed, each set of its build backend's requirements on its own) resolve
+    to; list their hashes."""
     if folder.is_symlink() or not folder.is_dir():
         raise PackagingError(f"--wheels {folder}: not a folder")
     wheels = wheels_in(folder)
-    build = build_found(build_requires)
+    build = [found for b in builds for found in build_found(b)]
     if missing := _unmatched([*requirements, *build], wheels, target):
         raise PackagingError(
             f"no wheel in {folder} satisfies {len(missing)} requirement(s) for {target.shown}:\n"
@@ -277,8 +277,8 @@ def select_wheels(
         )
     scratch.mkdir(parents=True, exist_ok=True)
     pins = _resolve(requirements, folder, target, scratch, "requirements")
-    if build:
-        pins += _resolve(build, folder, target, scratch, "build requirements")
+    for b in (b for b in builds if b.requires):
+        pins += _resolve(build_found(b), folder, target, scratch, b.label)
     chosen = {w.path.name: w for w in (_pick(pin, wheels, target) for pin in pins)}
     dest.mkdir(parents=True, exist_ok=True)
     entries = []
@@ -329,7 +329,7 @@ def resolve_online(
 
 def download_wheels(
     requirements: list[FoundRequirement],
-    build_requires: list[str],
+    builds: Sequence[BuildRequires],
     target: Target,
     exclude_newer: datetime | None,
     dest: Path,
@@ -338,9 +338,8 @@ def download_wheels(
     """Resolve `requirements` (and the build backend's) against the index with `resolve_online`,
     then fetch exactly those wheels into `dest` with pip, for `target`."""
     pins = resolve_online(requirements, target, exclude_newer, scratch, "requirements")
-    if build_requires:
-        build = build_found(build_requires)
-        pins += resolve_online(build, target, exclude_newer, scratch, "build requirements")
+    for b in (b for b in builds if b.requires):
+        pins += resolve_online(build_found(b), target, exclude_newer, scratch, b.label)
     wanted = sorted({f"{name}=={version}" for name, version in pins})
     req_file = write_requirements(scratch / "download.txt", wanted)
     minor = target.python_version.split(".")[1]
