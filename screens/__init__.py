@@ -1,5 +1,6 @@
 """The console's panes, one module each, plus `PaneScreen`, the frame every pane shares."""
 
+import gc
 from typing import ClassVar
 
 from textual.app import ComposeResult
@@ -28,6 +29,12 @@ class PaneScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.sub_title = self.PANE_TITLE
+
+    def on_mount(self) -> None:
+        """A pane lives as long as the console: once it is drawn, its widgets are frozen out of
+        the cyclic collector's walks, as the start-up's objects are
+        (`CraApp.on_worker_state_changed`)."""
+        self.call_after_refresh(gc.freeze)
 
     def compose(self) -> ComposeResult:
         yield Header()

@@ -7,6 +7,7 @@ The console reads every pane's stylesheet at start-up and marks a new pane's scr
 (`CraApp._build_pane`); these tests fail if Textual stops honouring that.
 """
 
+import gc
 from pathlib import Path
 
 from pilot_wait import until
@@ -54,3 +55,26 @@ async def test_a_pane_first_visited_after_a_theme_change_wears_the_new_theme(tmp
         await pilot.pause()
         light = Color.parse(app.current_theme.background)
         assert app.screen.styles.background == light != started
+
+
+async def test_the_consoles_long_lived_objects_leave_the_collectors_walks(tmp_path: Path):
+    """Half a million objects live as long as the console (modules, panes, caches): a full
+    collection walking them took 100-300 ms in the middle of a key. Once the panes' modules are
+    imported, and again once each pane is drawn, what is alive is frozen (`gc.freeze`), so a
+    pane's widgets are not walked again; closing the console unfreezes them."""
+    app = CraApp(open_workspace(tmp_path / "ws"), [])
+    async with app.run_test(size=SIZE) as pilot:
+        for worker in [w for w in app.workers if w.group == "preload"]:
+            await worker.wait()
+        await pilot.pause()
+        after_start = gc.get_freeze_count()
+        assert after_start > 0
+        harness = PANES[1]
+        await pilot.press(harness.key)
+        await until(pilot, lambda: app.current_mode == harness.mode, harness.title)
+        await pilot.pause()
+        assert gc.get_freeze_count() > after_start
+        table = app.screen.query_one("DataTable")
+        assert gc.is_tracked(table)
+        assert not any(obj is table for obj in gc.get_objects())  # frozen objects are not listed
+    assert gc.get_freeze_count() == 0  # a closed console's objects can be collected again
