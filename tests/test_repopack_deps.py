@@ -8,6 +8,7 @@ from engine.demo.repo import DemoCommit, build_demo_repo
 from engine.packaging.deps import Dependencies, GroupNames, apply_choices, discover_dependencies
 from engine.packaging.errors import PackagingError
 from engine.packaging.head import HeadFiles
+from engine.packaging.summary import folded_sources
 
 
 def head_files(tmp_path: Path, files: dict[str, str]) -> HeadFiles:
@@ -424,3 +425,21 @@ def test_bad_pins_and_excludes_are_refused(
     with pytest.raises(PackagingError) as caught:
         apply_choices(choices_deps(tmp_path), pins=pins, excludes=excludes)
     assert str(caught.value).startswith(complaint)
+
+
+def test_a_requirement_reached_by_several_routes_names_its_table_once():
+    """The package summary folds the routes to one table instead of repeating the table."""
+    tests = "pyproject.toml [dependency-groups] tests"
+    cov = "pyproject.toml [dependency-groups] cov"
+    sources = [
+        tests,
+        f"{tests} (via tox.ini [testenv] dependency_groups)",
+        f"{tests} (via {cov} (via tox.ini [testenv:cov] dependency_groups))",
+        f"{cov} (via tox.ini [testenv:cov] dependency_groups)",
+        "requirements/test.txt line 3",
+    ]
+    assert folded_sources(sources) == (
+        f"{tests}, also via tox.ini [testenv] dependency_groups, "
+        f"{cov} (via tox.ini [testenv:cov] dependency_groups); "
+        f"{cov} (via tox.ini [testenv:cov] dependency_groups); requirements/test.txt line 3"
+    )

@@ -10,6 +10,26 @@ from engine.mining.planning import class_lines
 from engine.packaging.build import PackageResult
 
 
+def folded_sources(sources: list[str]) -> str:
+    """`sources` joined with "; ", each file's table written once with the routes that reach it
+    (`… tests, also via tox.ini [testenv] dependency_groups`), in the order first seen."""
+    routes: dict[str, list[str]] = {}
+    for source in sources:
+        base, via_marker, via = source.partition(" (via ")
+        vias = routes.setdefault(base, [])
+        vias.append(via.removesuffix(")") if via_marker else "")
+    parts = []
+    for base, vias in routes.items():
+        indirect = [via for via in vias if via]
+        if not indirect:
+            parts.append(base)
+        elif len(indirect) == len(vias):
+            parts.append(f"{base} (via {', '.join(indirect)})")
+        else:
+            parts.append(f"{base}, also via {', '.join(indirect)}")
+    return "; ".join(parts)
+
+
 def summary_lines(result: PackageResult) -> list[str]:
     """Where the package went, its head, counts and license, each requirement with its sources,
     and the notes on what was left out."""
@@ -40,7 +60,7 @@ def summary_lines(result: PackageResult) -> list[str]:
         lines.append("  install_repo: false")
     width = max(len(r.text) for r in deps.requirements)
     lines.append("  requirements:")
-    lines += [f"    {r.text:<{width}}  {'; '.join(r.sources)}" for r in deps.requirements]
+    lines += [f"    {r.text:<{width}}  {folded_sources(r.sources)}" for r in deps.requirements]
     if deps.notes:
         lines.append("  notes:")
         lines += [f"    {note}" for note in deps.notes]
