@@ -12,6 +12,7 @@ import pytest
 from simple_index import serve_index
 
 from engine.demo.wheels import build_wheel
+from engine.intake.manifest import WheelEntry
 from engine.packaging.build_history import BuildRequires
 from engine.packaging.deps import FoundRequirement
 from engine.packaging.errors import PackagingError
@@ -101,25 +102,17 @@ def test_a_missing_dependency_of_a_dependency_is_named(tmp_path: Path, folder: P
 
 
 def test_build_requirements_need_wheels_too(tmp_path: Path, folder: Path):
-    with pytest.raises(PackagingError) as caught:
-        select_wheels(
-            found("pytest"),
-            [BuildRequires(("flit_core>=3.9",))],
-            folder,
-            Target("3.11"),
-            tmp_path / "p",
-            tmp_path / "s",
+    def select() -> list[WheelEntry]:
+        builds = [BuildRequires(("flit_core>=3.9",))]
+        return select_wheels(
+            found("pytest"), builds, folder, Target("3.11"), tmp_path / "p", tmp_path / "s"
         )
+
+    with pytest.raises(PackagingError) as caught:
+        select()
     assert "flit_core>=3.9 (from pyproject.toml [build-system] requires)" in str(caught.value)
     build_wheel("flit-core", "3.9.0", {"flit_core/__init__.py": ""}, folder)
-    entries = select_wheels(
-        found("pytest"),
-        [BuildRequires(("flit_core>=3.9",))],
-        folder,
-        Target("3.11"),
-        tmp_path / "p",
-        tmp_path / "s",
-    )
+    entries = select()
     assert "flit_core-3.9.0-py3-none-any.whl" in {e.filename for e in entries}
 
 
