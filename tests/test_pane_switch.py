@@ -1,10 +1,13 @@
-"""A first visit to a pane builds its screen without Textual parsing the stylesheet again.
+"""Pane switches and focus moves do only the work they need.
 
-Textual used to reparse every stylesheet source (its widgets' defaults included) two or three
-times on each pane's first visit, 100-300 ms of a 90-390 ms switch: once to add the pane's own
-.tcss, and twice more because it took a screen it had never styled for one with stale styles.
-The console reads every pane's stylesheet at start-up and marks a new pane's screen as styled
-(`CraApp._build_pane`); these tests fail if Textual stops honouring that.
+A first visit to a pane builds its screen without Textual parsing the stylesheet again. Textual
+used to reparse every stylesheet source (its widgets' defaults included) two or three times on
+each pane's first visit, 100-300 ms of a 90-390 ms switch: once to add the pane's own .tcss, and
+twice more because it took a screen it had never styled for one with stale styles. The console
+reads every pane's stylesheet at start-up and marks a new pane's screen as styled
+(`CraApp._build_pane`); these tests fail if Textual stops honouring that. The console's
+long-lived objects are frozen out of the collector's walks, and a focus move does not repaint
+the whole screen.
 """
 
 import gc
@@ -78,3 +81,21 @@ async def test_the_consoles_long_lived_objects_leave_the_collectors_walks(tmp_pa
         assert gc.is_tracked(table)
         assert not any(obj is table for obj in gc.get_objects())  # frozen objects are not listed
     assert gc.get_freeze_count() == 0  # a closed console's objects can be collected again
+
+
+async def test_a_focus_move_repaints_only_the_widgets_it_restyles(tmp_path: Path, monkeypatch):
+    """Textual's `Screen.focused` repaints the whole screen on every focus move; a pane's
+    widgets that gain and lose focus redraw themselves, and the screen is not asked to."""
+    app = CraApp(open_workspace(tmp_path / "ws"), [])
+    async with app.run_test(size=SIZE) as pilot:
+        harness = PANES[1]
+        await pilot.press(harness.key)
+        await until(pilot, lambda: app.current_mode == harness.mode, harness.title)
+        await pilot.pause()
+        screen = app.screen
+        refreshed: list[object] = []
+        monkeypatch.setattr(screen, "refresh", lambda *a, **k: refreshed.append(a) or screen)
+        focusable = [w for w in screen.focus_chain if w is not screen.focused]
+        screen.set_focus(focusable[0])
+        assert screen.focused is focusable[0]
+        assert refreshed == []
