@@ -24,7 +24,8 @@ class PaneScreen(Screen[None]):
     focused: Reactive[Widget | None] = Reactive(None, repaint=False)
     """Textual's `Screen.focused` without its repaint of the whole screen on every focus move:
     the widgets that gain and lose focus restyle and redraw themselves (`:focus`,
-    `:focus-within`), and redrawing every widget of a big pane was most of a tab's time."""
+    `:focus-within`), so redrawing the rest of the pane is work for nothing (a few ms a tab on
+    the biggest panes, `docs/BENCHMARKS.md`)."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -29,9 +29,9 @@ def niceness() -> int:
     return os.getpriority(os.PRIO_PROCESS, 0)
 
 
-def session_niceness_prefix(value: int, shell: str = "/bin/sh") -> list[str]:
+def session_niceness_prefix(value: int) -> list[str]:
     """The argv prefix that sets the calling session's group to niceness `value` (0 to 19) and
     execs the rest of the argv in its place, so a recorded pid stays the command's."""
     if not 0 <= value <= 19:
         raise ValueError(f"a session's niceness is 0 to 19, not {value}")
-    return [shell, "-c", _SET_GROUP, "cra-nice", str(value)]
+    return ["/bin/sh", "-c", _SET_GROUP, "cra-nice", str(value)]

@@ -14,8 +14,8 @@ from typing import NamedTuple
 
 from engine.intake.checks.requirements import DEFAULT_BUILD_REQUIRES
 from engine.mining.blobs import ObjectReader
+from engine.packaging.deps import PYPROJECT
 
-PYPROJECT = "pyproject.toml"
 HEAD_SOURCE = f"{PYPROJECT} [build-system] requires"
 
 

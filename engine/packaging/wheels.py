@@ -269,7 +269,8 @@ def select_wheels(
     if folder.is_symlink() or not folder.is_dir():
         raise PackagingError(f"--wheels {folder}: not a folder")
     wheels = wheels_in(folder)
-    build = [found for b in builds for found in build_found(b)]
+    sets = [(b.label, build_found(b)) for b in builds if b.requires]
+    build = [found for _, found_set in sets for found in found_set]
     if missing := _unmatched([*requirements, *build], wheels, target):
         raise PackagingError(
             f"no wheel in {folder} satisfies {len(missing)} requirement(s) for {target.shown}:\n"
@@ -277,8 +278,8 @@ def select_wheels(
         )
     scratch.mkdir(parents=True, exist_ok=True)
     pins = _resolve(requirements, folder, target, scratch, "requirements")
-    for b in (b for b in builds if b.requires):
-        pins += _resolve(build_found(b), folder, target, scratch, b.label)
+    for label, found_set in sets:
+        pins += _resolve(found_set, folder, target, scratch, label)
     chosen = {w.path.name: w for w in (_pick(pin, wheels, target) for pin in pins)}
     dest.mkdir(parents=True, exist_ok=True)
     entries = []
