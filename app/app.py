@@ -171,6 +171,7 @@ class CraApp(App[None]):
             self.title = f"cra console · read-only workspace ({workspace.read_only})"
         self.usb_dirs = list(usb_dirs)
         self._first_pane_drawn = False
+        self._panes = list(panes)
         for pane in panes:
             self.add_mode(pane.mode, partial(self._build_pane, pane))
 
@@ -206,6 +207,31 @@ class CraApp(App[None]):
         drawn (`PaneScreen.on_mount`)."""
         if event.worker.group == "preload" and event.state is WorkerState.SUCCESS:
             gc.freeze()
+            self._build_next_pane()
+
+    @property
+    def built_panes(self) -> list[str]:
+        """The modes whose panes are built, in view or not."""
+        return [pane.mode for pane in self._panes if self._screen_stacks.get(pane.mode)]
+
+    def _build_next_pane(self) -> None:
+        """Build the first pane not built yet, out of view, then the next once this one is
+        mounted and the pane in view is idle: one pane at a time, so a key waits for one pane's
+        build at most.
+
+        A first visit then only lays out and draws the pane (composing, mounting and styling
+        its widgets was half its cost, `docs/BENCHMARKS.md`). The pane goes on its mode's stack
+        as `App._init_mode` would put it there, but without the `ScreenResume` that method
+        posts: a pane polls only while resumed (`EnginePane.on_screen_resume`), so a pane built
+        ahead reads nothing until its visit. Private to Textual (pinned below 8.3):
+        `tests/test_pane_switch.py` fails if it stops holding."""
+        pane = next((p for p in self._panes if p.mode not in self._screen_stacks), None)
+        if pane is None:
+            return
+        screen = self._build_pane(pane)
+        self._register(self, screen)
+        self._screen_stacks[pane.mode] = [screen]
+        screen.call_after_refresh(self._build_next_pane)
 
     def on_unmount(self) -> None:
         """What was frozen goes back to the collector when the console closes, or a process

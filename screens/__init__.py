@@ -3,6 +3,7 @@
 import gc
 from typing import ClassVar
 
+from textual import events
 from textual.app import ComposeResult
 from textual.reactive import Reactive
 from textual.screen import Screen
@@ -30,12 +31,27 @@ class PaneScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.sub_title = self.PANE_TITLE
+        self._styled_with_focus: bool | None = None
 
     def on_mount(self) -> None:
         """A pane lives as long as the console: once it is drawn, its widgets are frozen out of
         the cyclic collector's walks, as the start-up's objects are
         (`CraApp.on_worker_state_changed`)."""
+        self._styled_with_focus = self.app.app_focus
         self.call_after_refresh(gc.freeze)
+
+    def _on_screen_suspend(self) -> None:
+        self._styled_with_focus = self.app.app_focus
+
+    def _on_screen_resume(self, event: events.ScreenResume) -> None:
+        """Textual restyles every widget of a screen coming into view (10-20 ms on a pane). A
+        pane's styles cannot have gone stale out of view but through the app's own pseudo-classes
+        (`:focus`, `:blur`, a theme's `:dark`): a theme change restyles every screen on its next
+        visit anyway (`App.switch_mode` compares stylesheet generations), and the app's focus is
+        compared here. Its widgets restyle themselves as their classes change, in view or not.
+        Runs before Textual's own handler (`Screen._on_screen_resume`), which reads the flag."""
+        if self._styled_with_focus == self.app.app_focus:
+            event.refresh_styles = False
 
     def compose(self) -> ComposeResult:
         yield Header()
