@@ -18,9 +18,9 @@ from engine.demo.repo import DEMO_HISTORY, PYPROJECT, DemoCommit, build_demo_rep
 from engine.demo.wheels import build_wheel
 from engine.intake.manifest import MANIFEST_FILE, parse_manifest
 from engine.mining.message import task_subject
-from engine.packaging.head import HeadFiles
 from engine.packaging.license import infer_license
 from engine.packaging.style_score import score_style
+from engine.packaging.tree_files import TreeFiles
 
 PACKAGED_PYPROJECT = PYPROJECT.replace(
     'requires-python = ">=3.11"\n',
@@ -214,6 +214,43 @@ def test_pins_and_excludes_shape_the_requirements(
     )
 
 
+def test_a_test_requirement_only_older_commits_declare_is_packaged(
+    tmp_path: Path, wheel_cache: Path
+):
+    """The project's tests once needed `oldhelper` and its pyproject dropped it at the last
+    commit: every packaged commit's tests still import it, so it is packaged by name, the
+    summary says where it came from, and `--exclude` can still leave it out."""
+    old_pyproject = PACKAGED_PYPROJECT.replace(
+        'test = ["pytest>=8"]', 'test = ["pytest>=8", "oldhelper>=1"]'
+    )
+    history = [
+        DemoCommit(HISTORY[0].subject, {**HISTORY[0].files, "pyproject.toml": old_pyproject}),
+        *DEMO_HISTORY[1:],
+        DemoCommit("Drop oldhelper from the tests", {"pyproject.toml": PACKAGED_PYPROJECT}),
+    ]
+    repo = tmp_path / "textkit"
+    build_demo_repo(repo, history)
+    wheels = tmp_path / "wheels"
+    shutil.copytree(wheel_cache, wheels)
+    helper = build_wheel("oldhelper", "2.0", {"oldhelper/__init__.py": ""}, wheels)
+    out = tmp_path / "out"
+    result = package(repo, out, wheels)
+    assert result.exit_code == 0, result.output
+    manifest = parse_manifest((out / MANIFEST_FILE).read_bytes())
+    assert "oldhelper" in manifest.requirements
+    assert helper.name in {w.filename for w in manifest.wheels}
+    newest, kept = manifest.commits[0].sha[:12], len(manifest.commits)
+    assert re.search(
+        r"oldhelper +pyproject.toml \[project.optional-dependencies\] test; "
+        rf"declared by {kept} packaged commit\(s\), the newest {newest}; not at HEAD",
+        result.stdout,
+    )
+    excluded = tmp_path / "excluded"
+    result = package(repo, excluded, wheels, "--exclude", "oldhelper")
+    assert result.exit_code == 0, result.output
+    assert "oldhelper" not in parse_manifest((excluded / MANIFEST_FILE).read_bytes()).requirements
+
+
 def test_history_older_than_a_config_pytest_refuses_is_cut_with_a_warning(
     tmp_path: Path, wheel_cache: Path
 ):
@@ -351,10 +388,10 @@ def test_out_must_be_in_an_existing_folder(
     assert f"the folder {out.parent} does not exist" in result.stderr
 
 
-def one_commit(tmp_path: Path, files: dict[str, str]) -> HeadFiles:
+def one_commit(tmp_path: Path, files: dict[str, str]) -> TreeFiles:
     repo = tmp_path / "repo"
     build_demo_repo(repo, [DemoCommit("Create the project", files)])
-    return HeadFiles(repo / ".git")
+    return TreeFiles(repo / ".git")
 
 
 @pytest.mark.parametrize(

@@ -7,14 +7,14 @@ import pytest
 from engine.demo.repo import DemoCommit, build_demo_repo
 from engine.packaging.deps import Dependencies, GroupNames, apply_choices, discover_dependencies
 from engine.packaging.errors import PackagingError
-from engine.packaging.head import HeadFiles
 from engine.packaging.summary import folded_sources
+from engine.packaging.tree_files import TreeFiles
 
 
-def head_files(tmp_path: Path, files: dict[str, str]) -> HeadFiles:
+def head_files(tmp_path: Path, files: dict[str, str]) -> TreeFiles:
     repo = tmp_path / "repo"
     build_demo_repo(repo, [DemoCommit("Create the project", files)])
-    return HeadFiles(repo / ".git")
+    return TreeFiles(repo / ".git")
 
 
 def sources(deps: Dependencies) -> dict[str, list[str]]:

@@ -39,10 +39,11 @@ from engine.packaging.deps import (
     discover_dependencies,
 )
 from engine.packaging.errors import PackagingError
-from engine.packaging.head import HeadFiles
 from engine.packaging.license import FoundLicense, infer_license
 from engine.packaging.plan_artifacts import find_plan_artifacts
+from engine.packaging.requirement_history import history_requirements
 from engine.packaging.style_score import score_style
+from engine.packaging.tree_files import TreeFiles
 from engine.packaging.wheels import DEFAULT_PLATFORM, Target, download_wheels, select_wheels
 from engine.packaging.window import WindowCut, default_window
 
@@ -182,7 +183,7 @@ def _check_requires_python(deps: Dependencies, target: Target) -> None:
         )
 
 
-def _license(options: PackageOptions, files: HeadFiles) -> FoundLicense:
+def _license(options: PackageOptions, files: TreeFiles) -> FoundLicense:
     if options.license is not None:
         return FoundLicense(name=options.license, source="--license")
     found = infer_license(files)
@@ -231,20 +232,31 @@ def _assemble(checked: _Checked, staging: Path, scratch: Path) -> PackageResult:
         raise PackagingError(
             f"{options.repo}: no commits survive the filters:\n{mining.attrition_table()}"
         )
-    files = HeadFiles(repo / ".git")
+    files = TreeFiles(repo / ".git")
     names = GroupNames.exactly(options.test_groups) if options.test_groups else GroupNames()
-    deps = apply_choices(
-        discover_dependencies(files, checked.runner, names), options.pins, options.excludes
+    deps = discover_dependencies(files, checked.runner, names)
+    builds: list[BuildRequires] = []
+    with ObjectReader(repo) as reader:
+        older, notes = history_requirements(
+            repo / ".git",
+            reader,
+            [c.sha for c in mining.commits],
+            deps,
+            checked.runner,
+            names,
+            target.marker_environment(),
+        )
+        if deps.install_repo:
+            revs = [rev for c in mining.commits for rev in (c.sha, c.parent)]
+            builds, build_notes = history_build_requires(reader, revs, deps.build_requires)
+            notes += build_notes
+    deps = deps.model_copy(
+        update={"requirements": [*deps.requirements, *older], "notes": [*deps.notes, *notes]}
     )
+    deps = apply_choices(deps, options.pins, options.excludes)
     _check_requires_python(deps, target)
     license_ = _license(options, files)
     name = _package_name(options, deps)
-    builds: list[BuildRequires] = []
-    if deps.install_repo:
-        with ObjectReader(repo) as reader:
-            revs = [rev for c in mining.commits for rev in (c.sha, c.parent)]
-            builds, notes = history_build_requires(reader, revs, deps.build_requires)
-        deps = deps.model_copy(update={"notes": [*deps.notes, *notes]})
     folder = options.wheels
     exclude_newer = None
     if folder is None:

@@ -1,6 +1,7 @@
 """Find the requirements a repository declares for installing it and running its tests.
 
-Everything is read from the files committed at HEAD, never by running the repository's code:
+Everything is read from the files committed at one revision (HEAD, or an older packaged commit
+in `requirement_history`), never by running the repository's code:
 `pyproject.toml` (`[project].dependencies`, test-named extras and PEP 735 dependency groups),
 `setup.cfg` for projects without a `[project]` table, requirements files (`-r` includes followed
 inside the repository only), the deps, extras and dependency groups of tox.ini's test
@@ -27,7 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from engine.intake.checks.requirements import DEFAULT_BUILD_REQUIRES, unnamed_reason
 from engine.packaging.errors import PackagingError
-from engine.packaging.head import HeadFiles
+from engine.packaging.tree_files import TreeFiles
 
 PYPROJECT = "pyproject.toml"
 SETUP_PY = "setup.py"
@@ -149,7 +150,7 @@ def _line_args(line: str) -> list[str]:
 class _Collector:
     """Gathers requirements with their sources, and notes on what was left out."""
 
-    def __init__(self, files: HeadFiles, names: GroupNames) -> None:
+    def __init__(self, files: TreeFiles, names: GroupNames) -> None:
         self.files = files
         self.names = names
         self.pyproject = files.read_toml(PYPROJECT) if files.has(PYPROJECT) else {}
@@ -281,7 +282,8 @@ class _Collector:
             return
         self._files_read.add(resolved)
         if not self.files.has(resolved):
-            self.note(f"{via}: -r {path}: {resolved} is not a file at HEAD; not followed")
+            at = self.files.at
+            self.note(f"{via}: -r {path}: {resolved} is not a file at {at}; not followed")
             return
         folder = posixpath.dirname(resolved)
         for number, line in _logical_lines(self.files.read(resolved)):
@@ -302,7 +304,7 @@ def _holds_runtime_or_test(path: str, names: GroupNames) -> bool:
     return bool({canonicalize_name(w) for w in words} & names.all())
 
 
-def _requirements_files(files: HeadFiles) -> list[str]:
+def _requirements_files(files: TreeFiles) -> list[str]:
     found = []
     for path in sorted(files.paths):
         folder, name = posixpath.split(path)
@@ -493,9 +495,9 @@ def _install_repo(c: _Collector) -> tuple[bool, list[str]]:
 
 
 def discover_dependencies(
-    files: HeadFiles, runner: str = "pytest", names: GroupNames | None = None
+    files: TreeFiles, runner: str = "pytest", names: GroupNames | None = None
 ) -> Dependencies:
-    """The requirements `files` (a repository at HEAD) declares, each with its sources."""
+    """The requirements `files` (a repository at one revision) declares, each with its sources."""
     c = _Collector(files, names or GroupNames())
     runtime_where = f"{PYPROJECT} [project] dependencies"
     for text in _str_list(c.project.get("dependencies", []), runtime_where):

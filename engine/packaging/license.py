@@ -12,7 +12,7 @@ import re
 from pydantic import BaseModel, ConfigDict
 
 from engine.packaging.errors import PackagingError
-from engine.packaging.head import HeadFiles
+from engine.packaging.tree_files import TreeFiles
 
 PYPROJECT = "pyproject.toml"
 SETUP_CFG = "setup.cfg"
@@ -47,7 +47,7 @@ def _heading(text: str) -> str | None:
     return None
 
 
-def _from_pyproject(files: HeadFiles) -> FoundLicense | None:
+def _from_pyproject(files: TreeFiles) -> FoundLicense | None:
     project = files.read_toml(PYPROJECT).get("project", {})
     if not isinstance(project, dict):
         raise PackagingError(f"{PYPROJECT} [project] must be a table")
@@ -74,7 +74,7 @@ def _from_pyproject(files: HeadFiles) -> FoundLicense | None:
     return None
 
 
-def _from_setup_cfg(files: HeadFiles) -> FoundLicense | None:
+def _from_setup_cfg(files: TreeFiles) -> FoundLicense | None:
     parser = configparser.ConfigParser(interpolation=None, strict=False)
     try:
         parser.read_string(files.read(SETUP_CFG), source=SETUP_CFG)
@@ -86,7 +86,7 @@ def _from_setup_cfg(files: HeadFiles) -> FoundLicense | None:
     return None
 
 
-def infer_license(files: HeadFiles) -> FoundLicense | None:
+def infer_license(files: TreeFiles) -> FoundLicense | None:
     """The license the repository declares at HEAD, or None when nothing names one."""
     if files.has(PYPROJECT) and (found := _from_pyproject(files)):
         return found
