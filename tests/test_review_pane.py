@@ -300,11 +300,13 @@ async def test_a_round_drawn_elsewhere_is_announced(ws):
         screen = await open_pane(pilot)
         second = draw_sample(ws, "execute_code", 3, seed=2)
         await until(pilot, lambda: screen.round and screen.round.round_id == second, "round")
-        assert (
+        warning = (
             f"Round {second} of execute_code was drawn elsewhere; round {first} is no longer "
             "the one the gate reads.",
             "warning",
-        ) in notifications(app)
+        )
+        # The pane's notification reaches the app's list as a message of its own, a moment later.
+        await until(pilot, lambda: warning in notifications(app), "the warning")
 
 
 async def test_a_round_drawn_here_is_not_announced_as_drawn_elsewhere(ws):
