@@ -57,6 +57,14 @@ DOCUMENTED = EXCLAIM.replace(
     '    return text.upper() + "!"', '    """Upper case."""\n    return text.upper() + "!"'
 )
 REFACTORED = DOCUMENTED.replace('text.upper() + "!"', 'f"{text.upper()}!"')
+WHISPER = (
+    REFACTORED
+    + """
+
+def whisper(text: str) -> str:
+    return text.lower()
+"""
+)
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +95,12 @@ def history(
         ),
         "refactor": add_task_commit(
             package, {"textkit/shout.py": REFACTORED}, "Format shout's text with an f-string", []
+        ),
+        "uncollected": add_task_commit(
+            package,
+            {"textkit/shout.py": WHISPER, "tests/typing_example.py": "shouted: str = 'HI!'\n"},
+            "Add whisper beside shout",
+            ["tests/typing_example.py"],
         ),
     }
     ws = open_workspace(root / "ws", HARNESS)
@@ -206,6 +220,24 @@ def test_a_refactor_no_later_test_tells_apart_is_structural(history) -> None:
         "module"
     )
     assert _row(ws, shas["refactor"])["status"] == "structural"
+
+
+def test_a_commit_whose_test_files_pytest_does_not_collect_goes_on_as_code_only(history) -> None:
+    """attrs's `tests/typing_example.py` is a typing fixture its pytest never collects: a commit
+    changing code and only that file has no test of its own, so after the gold run finds nothing
+    to collect it is validated as a code-only commit, and its reason says why."""
+    ws, digest, shas = history
+    report = validate_commit(ws, digest, shas["uncollected"])
+    assert (report.status, report.validation) == ("structural", "structural")
+    assert report.reason == (
+        "validated structurally only: no later commit changes a test file importing a changed "
+        "module; the commit touches no test module that the repository's pytest configuration "
+        "collects: tests/typing_example.py (its name does not match python_files (test_*.py "
+        "*_test.py) of pyproject.toml)"
+    )
+    assert (report.artifacts.parent / "gold" / "report.json").is_file()
+    row = _row(ws, shas["uncollected"])
+    assert (row["status"], row["validation"]) == ("structural", "structural")
 
 
 def test_validate_reports_the_skipped_and_yield_reports_the_kinds(history) -> None:

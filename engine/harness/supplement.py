@@ -2,7 +2,8 @@
 
 The manifest's task class decides (engine.intake.manifest.TaskClass):
 
-- gold (code and tests): gold validation, `task_validation.validate_task`.
+- gold (code and tests): gold validation, `task_validation.validate_task`. When none of its
+  test files is a test module the repository's pytest collects, it goes on as code_only.
 - test_data (tests only): skipped, nothing is run. Its tests pass at the parent once the commit's
   test changes are applied, so there is no failing test to fix: the commit is test-plan data.
 - code_only: first the static checks, which run nothing: every changed Python file parses at
@@ -80,7 +81,10 @@ def validate_commit(ws: Workspace, package_digest: str, sha: str) -> TaskValidat
     package = load_package(ws, package_digest)
     commit = find_commit(package, sha)
     if commit.task_class == "gold":
-        return validate_task(ws, package_digest, sha)
+        report = validate_task(ws, package_digest, sha)
+        if report.reason_kind != "no-test-files" or not report.not_collected:
+            return report
+        return supplement_task(ws, package, commit, own_tests=report.reason)
     if commit.task_class == "test_data":
         return _skip(ws, package, commit)
     if earlier := _validated_elsewhere(ws, package, sha):
@@ -154,12 +158,20 @@ def _write_patch(package: CorpusPackage, commit: ManifestCommit, out: Path) -> N
 
 
 def supplement_task(
-    ws: Workspace, package: CorpusPackage, commit: ManifestCommit
+    ws: Workspace, package: CorpusPackage, commit: ManifestCommit, own_tests: str | None = None
 ) -> TaskValidation:
     """Validate the code-only `commit` with later tests, else structurally; record it.
 
     The static checks come first: a change no test can tell apart from its parent (comments,
-    docstrings, formatting), or one that does not parse or apply, runs no test at all."""
+    docstrings, formatting), or one that does not parse or apply, runs no test at all.
+
+    `own_tests` says why a commit with test files is validated this way: none of them is a test
+    module the repository's pytest collects (attrs's `tests/typing_example.py`, a typing
+    fixture), so for its tests it is a code-only commit; every reason then says so."""
+
+    def said(reason: str) -> str:
+        return reason if own_tests is None else f"{reason}; {own_tests}"
+
     out = _fresh_dir(ws, package, commit.sha, "supplement")
     _write_patch(package, commit, out)
     changes = commit_changes(package.repo, commit.parent, commit.sha, exclude=())
@@ -172,7 +184,7 @@ def supplement_task(
                 out,
                 "",
                 status="unusable",
-                reason=why,
+                reason=said(why),
                 reason_kind="static-check",
                 validation="structural",
             ),
@@ -193,8 +205,10 @@ def supplement_task(
             out,
             env.key,
             status="usable",
-            reason=f"{len(f2p)} failing-to-passing, {len(p2p)} passing-to-passing, from the "
-            f"tests of later commit {candidate.sha[:12]}{naming}",
+            reason=said(
+                f"{len(f2p)} failing-to-passing, {len(p2p)} passing-to-passing, from the "
+                f"tests of later commit {candidate.sha[:12]}{naming}"
+            ),
             test_files=list(candidate.files),
             fail_to_pass=f2p,
             pass_to_pass=p2p,
@@ -214,7 +228,7 @@ def supplement_task(
         out,
         env.key,
         status="structural",
-        reason=f"validated structurally only: {searched}",
+        reason=said(f"validated structurally only: {searched}"),
         reason_kind="structural",
         validation="structural",
     )
