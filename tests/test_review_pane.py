@@ -130,10 +130,8 @@ async def test_keys_pressed_faster_than_writes_are_applied_in_order(ws):
         await pilot.press("r", "r", "a", "f", "r")
         await until(pilot, lambda: screen.settled, "the writes")
         assert decisions(ws, round_id) == ["reject", "reject", "accept", "flip", "reject"]
-        assert (
-            f"Every item of round {round_id} is decided.",
-            "information",
-        ) in notifications(app)
+        decided = (f"Every item of round {round_id} is decided.", "information")
+        await until(pilot, lambda: decided in notifications(app), "the round's end")
         assert "Gate ✗ blocked" in text_of(screen, "#gate")
         assert "3 of 5 rejected (60%): with 90% confidence" in text_of(screen, "#gate")
 
@@ -224,7 +222,8 @@ async def test_drawing_a_sample_asks_first(ws):
         row = ws.db.execute("SELECT stage, requested, seed FROM review_rounds").fetchone()
         assert tuple(row) == ("scope", 3, 41)
         assert screen.round.total == 3 and screen.position == 1
-        assert ("Round 1 of scope drawn.", "information") in notifications(app)
+        drawn = ("Round 1 of scope drawn.", "information")
+        await until(pilot, lambda: drawn in notifications(app), "the draw's notification")
         await press(pilot, screen, "a", "a")
         await pilot.press("d")
         body = str(app.screen.query_one(".dialog-body", Static).content)
