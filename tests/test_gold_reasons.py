@@ -48,6 +48,9 @@ TEST_WHISPER = (
     "from textkit.whisper import whisper\n\n\ndef test_whisper():\n"
     "    assert whisper('HI') == 'hi...'\n"
 )
+CLOSES_OUTPUT = (
+    "import sys\n\n\ndef test_closes():\n    sys.__stdout__.close()\n    sys.__stderr__.close()\n"
+)
 TEST_SLUG_MORE = (
     "from textkit.slug import slugify\n\n\ndef test_two_words():\n"
     "    assert slugify('Two Words') == 'two-words'\n"
@@ -138,6 +141,13 @@ def cases(
         "Add whisper",
         ["tests/test_whisper.py", "tests/test_slug_more.py"],
     )
+    shas["broken output"] = add_task_commit(
+        package,
+        {"tests/test_closes_output.py": CLOSES_OUTPUT},
+        "Test a logger that closes its streams",
+        ["tests/test_closes_output.py"],
+    )
+    commit_files(package, {"tests/test_closes_output.py": "def test_a():\n    assert True\n"})
     shas["timeout"] = add_task_commit(
         package,
         {"tests/test_slow.py": "import time\n\n\ndef test_slow():\n    time.sleep(600)\n"},
@@ -223,6 +233,17 @@ def test_a_module_not_collected_at_the_parent_hides_no_other_tests(cases):
     assert report.status == "usable", report.reason
     assert report.fail_to_pass == ["tests/test_whisper.py::test_whisper"]
     assert report.pass_to_pass == ["tests/test_slug_more.py::test_two_words"]
+
+
+def test_a_run_that_breaks_pytests_own_output_is_untrusted_with_its_last_words(cases):
+    """Tests that close the process's streams leave pytest without its summary line (structlog's
+    history has one): the run is not trusted, and the reason quotes the last line the process
+    wrote on stderr, not only the missing summary."""
+    report = _validate(cases, "broken output")
+    assert (report.status, report.reason_kind) == ("unusable", "untrusted-report")
+    assert report.reason.startswith("the tests at the commit gave no trustworthy result: ")
+    assert "pytest's summary line is not the last line of its output" in report.reason
+    assert report.reason.endswith('its stderr ends: "lost sys.stderr"')
 
 
 @pytest.mark.slow

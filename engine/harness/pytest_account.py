@@ -145,7 +145,10 @@ def account_run(result: SandboxResult, junit: Path, junit_error: str | None) -> 
     if (not written or result.returncode in (3, 4)) and (stopped := _stopped(result)):
         kind, line = stopped
         return RunAccount(kind=kind, evidence=evidence(line), notes={})
-    return RunAccount(kind="untrusted-report", evidence=evidence(junit_error), notes={})
+    # Tests that broke the process (closed its streams, crashed it) leave their last words there.
+    err = _lines(result.stderr)
+    ends = f'; its stderr ends: "{evidence(err[-1])}"' if err else ""
+    return RunAccount(kind="untrusted-report", evidence=evidence(junit_error) + ends, notes={})
 
 
 class Reason(NamedTuple):
