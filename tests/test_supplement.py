@@ -25,7 +25,7 @@ from engine.harness.gold import gold_output
 from engine.harness.package import CorpusPackage, load_package
 from engine.harness.pipeline import PlannerTask
 from engine.harness.supplement import SKIPPED_REASON, validate_commit
-from engine.harness.task_validation import find_commit
+from engine.harness.task_validation import TaskValidation, find_commit
 from engine.harness.task_yield import package_yield
 from engine.intake.approval import approve_package
 from engine.intake.manifest import ManifestCommit
@@ -111,6 +111,16 @@ def history(
 def _row(ws: Workspace, sha: str) -> dict:
     [row] = ws.db["tasks"].rows_where("sha = ?", [sha])
     return row
+
+
+def _structural(history, role: str) -> TaskValidation:
+    """The commit of `role` validated, found structural only, and recorded so."""
+    ws, digest, shas = history
+    report = validate_commit(ws, digest, shas[role])
+    assert (report.status, report.validation) == ("structural", "structural")
+    row = _row(ws, shas[role])
+    assert (row["status"], row["validation"]) == ("structural", "structural")
+    return report
 
 
 def test_an_old_manifest_entry_derives_its_task_class() -> None:
@@ -212,23 +222,18 @@ def test_a_docstring_only_change_is_unusable_before_any_run(history) -> None:
 def test_a_refactor_no_later_test_tells_apart_is_structural(history) -> None:
     """A behaviour-preserving change with no later commit is validated structurally only: its
     status is neither usable nor unusable, and the reason says so."""
-    ws, digest, shas = history
-    report = validate_commit(ws, digest, shas["refactor"])
-    assert (report.status, report.validation) == ("structural", "structural")
+    report = _structural(history, "refactor")
     assert report.reason == (
         "validated structurally only: no later commit changes a test file importing a changed "
         "module"
     )
-    assert _row(ws, shas["refactor"])["status"] == "structural"
 
 
 def test_a_commit_whose_test_files_pytest_does_not_collect_goes_on_as_code_only(history) -> None:
     """attrs's `tests/typing_example.py` is a typing fixture its pytest never collects: a commit
     changing code and only that file has no test of its own, so after the gold run finds nothing
     to collect it is validated as a code-only commit, and its reason says why."""
-    ws, digest, shas = history
-    report = validate_commit(ws, digest, shas["uncollected"])
-    assert (report.status, report.validation) == ("structural", "structural")
+    report = _structural(history, "uncollected")
     assert report.reason == (
         "validated structurally only: no later commit changes a test file importing a changed "
         "module; the commit touches no test module that the repository's pytest configuration "
@@ -236,8 +241,6 @@ def test_a_commit_whose_test_files_pytest_does_not_collect_goes_on_as_code_only(
         "*_test.py) of pyproject.toml)"
     )
     assert (report.artifacts.parent / "gold" / "report.json").is_file()
-    row = _row(ws, shas["uncollected"])
-    assert (row["status"], row["validation"]) == ("structural", "structural")
 
 
 def test_validate_reports_the_skipped_and_yield_reports_the_kinds(history) -> None:
