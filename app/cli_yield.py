@@ -16,7 +16,7 @@ def harness_yield(ctx: click.Context, package: str, as_json: bool) -> None:
     """The yield of the approved PACKAGE (a name or a digest prefix)."""
     from app.output import echo_json
     from engine.harness.package import find_package
-    from engine.harness.task_yield import package_yield, yield_lines, yield_summary
+    from engine.harness.task_yield import package_yield, reasons_line, yield_lines, yield_summary
 
     ws = open_workspace(ctx, write=False)
     found = package_yield(ws, find_package(ws, package).digest)
@@ -26,3 +26,5 @@ def harness_yield(ctx: click.Context, package: str, as_json: bool) -> None:
     click.echo(f"{found.name} {found.digest[:12]}: {yield_summary(found)}")
     for line in yield_lines(found):
         click.echo(f"  {line}")
+    if (reasons := reasons_line(found)) is not None:
+        click.echo(f"  {reasons}")

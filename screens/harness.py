@@ -50,7 +50,12 @@ from engine.harness.progress import (
     parse_time,
     worker_lines,
 )
-from engine.harness.task_yield import PackageYield, campaign_yields, yield_summary
+from engine.harness.task_yield import (
+    PackageYield,
+    campaign_yields,
+    reasons_line,
+    yield_summary,
+)
 from engine.intake.approval import list_corpus
 from screens.harness_attempt import AttemptScreen
 from screens.harness_form import NewCampaignScreen
@@ -466,6 +471,8 @@ def _yield_text(progress: CampaignProgress, yields: list[PackageYield]) -> Text:
     for found in yields:
         text.append(neutralise(f"\n{labels.get(found.digest, found.name)}: "))
         text.append(yield_summary(found))
+        if (reasons := reasons_line(found)) is not None:
+            text.append(f"\n  {reasons}", style="dim")
     return text
 
 

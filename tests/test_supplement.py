@@ -277,6 +277,19 @@ def test_validate_reports_the_skipped_and_yield_reports_the_kinds(history) -> No
     ]
 
 
+def test_the_yield_counts_the_unusable_by_the_kind_of_their_reason(history) -> None:
+    """Why commits are unusable, grouped (what the operator reads to know what to mend: old test
+    dependencies, uncollected files, changes no test can tell apart), in the yield and its CLI."""
+    ws, digest, shas = history
+    for role in ("docstring", "tests"):
+        validate_commit(ws, digest, shas[role])
+    found = package_yield(ws, digest)
+    assert found.unusable_by_reason == [("static-check", 1)]
+    shown = CliRunner().invoke(cli, ["--workspace", str(ws.root), "harness", "yield", "textkit"])
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.splitlines()[-1] == "  unusable by reason: static-check 1"
+
+
 def test_a_campaign_makes_no_attempt_at_a_test_only_commit(history) -> None:
     """A campaign's attempts skip test-only commits: one per other commit and temperature."""
     ws, digest, shas = history
@@ -302,9 +315,10 @@ def test_a_campaign_makes_no_attempt_at_a_test_only_commit(history) -> None:
 
 async def test_the_harness_pane_shows_each_packages_yield(history) -> None:
     """The Harness pane's progress shows the campaign's package yield: kept → validated →
-    usable, gold and supplemented apart."""
+    usable, gold and supplemented apart, and why the unusable are."""
     ws, digest, shas = history
-    validate_commit(ws, digest, shas["code"])
+    for role in ("code", "docstring"):
+        validate_commit(ws, digest, shas[role])
     spec = parse_spec(
         {
             "packages": [digest],
@@ -323,3 +337,4 @@ async def test_the_harness_pane_shows_each_packages_yield(history) -> None:
         shown = text_of(screen, "#yield")
     assert "Yield" in shown
     assert "→ 1 usable (gold 0, supplemented 1)" in shown
+    assert "unusable by reason: static-check 1" in shown

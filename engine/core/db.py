@@ -755,6 +755,13 @@ def _m017_task_validation_kind(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE tasks ADD COLUMN test_files TEXT")
 
 
+def _m018_task_reason_kind(db: sqlite_utils.Database) -> None:
+    """The kind of a task's reason (`tasks.reason_kind`: collection-error, already-passing, …),
+    which the yield counts unusable commits by; rows validated earlier have none (their
+    `report.json` may)."""
+    db.execute("ALTER TABLE tasks ADD COLUMN reason_kind TEXT")
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "ingest: packages, package files, decisions", _m001_ingest),
     (2, "harness: validated tasks", _m002_tasks),
@@ -781,6 +788,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (15, "ingest: validation reports kept by package content", _m015_validation_reports),
     (16, "evaluation: the progress of a running eval run", _m016_eval_progress),
     (17, "harness: how each task was validated, borrowed test files", _m017_task_validation_kind),
+    (18, "harness: the kind of each task's reason", _m018_task_reason_kind),
 ]
 
 

@@ -520,6 +520,7 @@ def _classify(
 _RESULT = (
     "status",
     "reason",
+    "reason_kind",
     "fail_to_pass",
     "pass_to_pass",
     "flaky",
@@ -540,6 +541,7 @@ def _record(ws: Workspace, report: TaskValidation, report_path: Path) -> None:
         "subject": report.subject,
         "status": report.status,
         "reason": report.reason,
+        "reason_kind": report.reason_kind,
         "fail_to_pass": json.dumps(report.fail_to_pass),
         "pass_to_pass": json.dumps(report.pass_to_pass),
         "flaky": json.dumps(report.flaky),

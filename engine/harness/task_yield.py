@@ -13,6 +13,8 @@ from engine.harness.package import load_package
 from engine.intake.manifest import PlanningType
 
 PLANNING_ORDER: tuple[PlanningType, ...] = ("mixed", "step_plan", "meta_plan", "test_plan")
+UNKNOWN_REASON = "unrecorded"
+"""The reason kind of a task row validated before reasons had kinds."""
 
 
 class YieldRow(BaseModel):
@@ -36,13 +38,15 @@ class YieldRow(BaseModel):
 
 
 class PackageYield(BaseModel):
-    """A package's yield: one row per planning type present, then the total."""
+    """A package's yield: one row per planning type present, then the total; and its unusable
+    commits counted by the kind of their reason, most first."""
 
     model_config = ConfigDict(frozen=True)
 
     digest: str
     name: str
     rows: list[YieldRow]
+    unusable_by_reason: list[tuple[str, int]] = []
 
     @property
     def total(self) -> YieldRow:
@@ -53,12 +57,14 @@ def package_yield(ws: Workspace, digest: str) -> PackageYield:
     """The yield of the approved package `digest` from its manifest and its tasks' rows."""
     package = load_package(ws, digest)
     rows = {
-        sha: (status, validation)
-        for sha, status, validation in ws.db.execute(
-            "SELECT sha, status, validation FROM tasks WHERE package_digest = ?", [digest]
+        sha: (status, validation, reason_kind)
+        for sha, status, validation, reason_kind in ws.db.execute(
+            "SELECT sha, status, validation, reason_kind FROM tasks WHERE package_digest = ?",
+            [digest],
         )
     }
     tallies: dict[str, Counter[str]] = {}
+    reasons: Counter[str] = Counter()
     for commit in package.manifest.commits:
         tally = tallies.setdefault(commit.planning_type, Counter())
         tally["kept"] += 1
@@ -68,7 +74,7 @@ def package_yield(ws: Workspace, digest: str) -> PackageYield:
         elif found is None:
             tally["pending"] += 1
         else:
-            status, validation = found
+            status, validation, reason_kind = found
             tally["validated"] += 1
             if status == "usable":
                 tally[validation] += 1
@@ -76,6 +82,7 @@ def package_yield(ws: Workspace, digest: str) -> PackageYield:
                 tally["structural"] += 1
             else:
                 tally["unusable"] += 1
+                reasons[reason_kind or UNKNOWN_REASON] += 1
     present = [kind for kind in PLANNING_ORDER if kind in tallies]
     total = sum(tallies.values(), Counter())
     return PackageYield(
@@ -85,6 +92,7 @@ def package_yield(ws: Workspace, digest: str) -> PackageYield:
             *(YieldRow(planning_type=kind, **tallies[kind]) for kind in present),
             YieldRow(planning_type="all", **total),
         ],
+        unusable_by_reason=sorted(reasons.items(), key=lambda item: (-item[1], item[0])),
     )
 
 
@@ -106,6 +114,14 @@ YIELD_COLUMNS = (
     "pending",
     "skipped",
 )
+
+
+def reasons_line(found: PackageYield) -> str | None:
+    """The unusable commits by the kind of their reason, most first, or None when none is."""
+    if not found.unusable_by_reason:
+        return None
+    kinds = ", ".join(f"{kind} {count}" for kind, count in found.unusable_by_reason)
+    return f"unusable by reason: {kinds}"
 
 
 def yield_lines(found: PackageYield) -> list[str]:
