@@ -219,9 +219,10 @@ def test_a_test_requirement_only_older_commits_declare_is_packaged(
 ):
     """The project's tests once needed `oldhelper` and its pyproject dropped it at the last
     commit: every packaged commit's tests still import it, so it is packaged by name, the
-    summary says where it came from, and `--exclude` can still leave it out."""
+    summary says where it came from, and `--exclude` can still leave it out. A pytest plugin
+    they declared is not packaged: pytest would load it for every commit."""
     old_pyproject = PACKAGED_PYPROJECT.replace(
-        'test = ["pytest>=8"]', 'test = ["pytest>=8", "oldhelper>=1"]'
+        'test = ["pytest>=8"]', 'test = ["pytest>=8", "oldhelper>=1", "pytest-oldplugin"]'
     )
     history = [
         DemoCommit(HISTORY[0].subject, {**HISTORY[0].files, "pyproject.toml": old_pyproject}),
@@ -233,12 +234,23 @@ def test_a_test_requirement_only_older_commits_declare_is_packaged(
     wheels = tmp_path / "wheels"
     shutil.copytree(wheel_cache, wheels)
     helper = build_wheel("oldhelper", "2.0", {"oldhelper/__init__.py": ""}, wheels)
+    plugin_files = {
+        "pytest_oldplugin.py": "",
+        "pytest_oldplugin-1.0.dist-info/entry_points.txt": "[pytest11]\nold = pytest_oldplugin\n",
+    }
+    plugin = build_wheel("pytest-oldplugin", "1.0", plugin_files, wheels)
     out = tmp_path / "out"
     result = package(repo, out, wheels)
     assert result.exit_code == 0, result.output
     manifest = parse_manifest((out / MANIFEST_FILE).read_bytes())
     assert "oldhelper" in manifest.requirements
     assert helper.name in {w.filename for w in manifest.wheels}
+    assert "pytest-oldplugin" not in manifest.requirements
+    assert plugin.name not in {w.filename for w in manifest.wheels}
+    assert (
+        "pytest-oldplugin: declared only by older commits, and it registers a pytest plugin, "
+        "which would change every commit's test run; not added"
+    ) in result.stdout
     newest, kept = manifest.commits[0].sha[:12], len(manifest.commits)
     assert re.search(
         r"oldhelper +pyproject.toml \[project.optional-dependencies\] test; "

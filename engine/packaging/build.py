@@ -41,7 +41,7 @@ from engine.packaging.deps import (
 from engine.packaging.errors import PackagingError
 from engine.packaging.license import FoundLicense, infer_license
 from engine.packaging.plan_artifacts import find_plan_artifacts
-from engine.packaging.requirement_history import history_requirements
+from engine.packaging.requirement_history import history_requirements, without_pytest_plugins
 from engine.packaging.style_score import score_style
 from engine.packaging.tree_files import TreeFiles
 from engine.packaging.wheels import DEFAULT_PLATFORM, Target, download_wheels, select_wheels
@@ -264,6 +264,7 @@ def _assemble(checked: _Checked, staging: Path, scratch: Path) -> PackageResult:
         folder = scratch / "downloaded"
         folder.mkdir()
         download_wheels(deps.requirements, builds, target, exclude_newer, folder, scratch)
+    deps = without_pytest_plugins(deps, older, folder)
     wheels = select_wheels(deps.requirements, builds, folder, target, staging / "packages", scratch)
     try:
         manifest = ManifestV1(

@@ -9,8 +9,16 @@ each requirement whose name HEAD does not declare is added: by name with its ext
 era's version bounds, since one environment serves every commit and is resolved at the package's
 cutoff like HEAD's own; and only where its marker holds on the target. What HEAD declares keeps
 HEAD's bounds: an older commit whose tests need an older version of it is not served.
+
+A requirement added this way whose wheel registers a pytest plugin (a `pytest11` entry point) is
+dropped again once the wheels are there (`without_pytest_plugins`): pytest loads every installed
+plugin at start, so it would change every commit's test run, not only the older ones'. On attrs,
+pytest-mypy-plugins imports jsonschema, which imports the `attrs` the commit under test
+installed, and pytest stopped before any test on 98 commits.
 """
 
+import configparser
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +40,7 @@ from engine.packaging.deps import (
 )
 from engine.packaging.errors import PackagingError
 from engine.packaging.tree_files import TreeFiles
+from engine.packaging.wheels import wheels_in
 
 _CONFIG_FILES = frozenset({PYPROJECT, SETUP_CFG, TOX_INI, NOXFILE})
 
@@ -111,3 +120,44 @@ def history_requirements(
             entry.extras |= req.extras
             entry.commits += len(shas)
     return [entry.found() for entry in older.values()], notes
+
+
+def _registers_pytest_plugin(wheel: Path) -> bool:
+    """Whether the wheel's `entry_points.txt` has a `pytest11` section."""
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            names = [n for n in archive.namelist() if n.endswith(".dist-info/entry_points.txt")]
+            text = "".join(archive.read(n).decode("utf-8", "replace") for n in names)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise PackagingError(f"{wheel}: cannot be read as a wheel: {exc}") from exc
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read_string(text, source=f"{wheel.name} entry_points.txt")
+    except configparser.Error:
+        return False
+    return parser.has_section("pytest11")
+
+
+def without_pytest_plugins(
+    deps: Dependencies, older: Sequence[FoundRequirement], folder: Path
+) -> Dependencies:
+    """`deps` without those of `older` (added from the history) of which a wheel in `folder`
+    registers a pytest plugin, each dropped with a note."""
+    added = {canonicalize_name(Requirement(found.text).name) for found in older}
+    plugins = {
+        wheel.name
+        for wheel in wheels_in(folder)
+        if wheel.name in added and _registers_pytest_plugin(wheel.path)
+    }
+    if not plugins:
+        return deps
+    kept, notes = [], list(deps.notes)
+    for found in deps.requirements:
+        if canonicalize_name(Requirement(found.text).name) in plugins:
+            notes.append(
+                f"{found.text}: declared only by older commits, and it registers a pytest plugin, "
+                "which would change every commit's test run; not added"
+            )
+        else:
+            kept.append(found)
+    return deps.model_copy(update={"requirements": kept, "notes": notes})
