@@ -144,6 +144,12 @@ class PaneCommands(Provider):
                 yield Hit(score, matcher.highlight(text), command, text=text, help=help_text)
 
 
+BUILD_AHEAD_AFTER_S = 1.0
+"""How long after the panes' modules are imported the console starts building the other panes
+out of view: an operator reads the first pane for longer than that, and a console opened and
+closed at once (a script, a test) builds none."""
+
+
 class CraApp(App[None]):
     """The operator's console over a workspace; `usb_dirs` are watched as drives too.
 
@@ -207,7 +213,7 @@ class CraApp(App[None]):
         drawn (`PaneScreen.on_mount`)."""
         if event.worker.group == "preload" and event.state is WorkerState.SUCCESS:
             gc.freeze()
-            self._build_next_pane()
+            self.set_timer(BUILD_AHEAD_AFTER_S, self._build_next_pane)
 
     @property
     def built_panes(self) -> list[str]:
@@ -224,9 +230,12 @@ class CraApp(App[None]):
         as `App._init_mode` would put it there, but without the `ScreenResume` that method
         posts: a pane polls only while resumed (`EnginePane.on_screen_resume`), so a pane built
         ahead reads nothing until its visit. Private to Textual (pinned below 8.3):
-        `tests/test_pane_switch.py` fails if it stops holding."""
+        `tests/test_pane_switch.py` fails if it stops holding.
+
+        Nothing is built once the console is closing: a pane torn down in the middle of its
+        mount leaves Textual's `Header` a title update with no title widget to update."""
         pane = next((p for p in self._panes if p.mode not in self._screen_stacks), None)
-        if pane is None:
+        if pane is None or self._exit:
             return
         screen = self._build_pane(pane)
         self._register(self, screen)
