@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import ClassVar
 
 from textual.app import App
 from textual.binding import Binding
@@ -144,12 +145,6 @@ class PaneCommands(Provider):
                 yield Hit(score, matcher.highlight(text), command, text=text, help=help_text)
 
 
-BUILD_AHEAD_AFTER_S = 1.0
-"""How long after the panes' modules are imported the console starts building the other panes
-out of view: an operator reads the first pane for longer than that, and a console opened and
-closed at once (a script, a test) builds none."""
-
-
 class CraApp(App[None]):
     """The operator's console over a workspace; `usb_dirs` are watched as drives too.
 
@@ -157,6 +152,12 @@ class CraApp(App[None]):
     its own clock or seed: same keys and modes, other factories)."""
 
     TITLE = "cra console"
+    BUILD_AHEAD_AFTER_S: ClassVar[float | None] = 1.0
+    """How long after the panes' modules are imported the console starts building the other
+    panes out of view (an operator reads the first pane for longer than that); None builds
+    none ahead, each pane is built on its first visit (the tests' default, `tests/conftest.py`:
+    most open a console for a second or two, and a build cut off by the close would fail
+    them)."""
     DEFAULT_MODE = PANES[0].mode
     CSS_PATH = STYLESHEETS
     COMMANDS = App.COMMANDS | {PaneCommands}
@@ -178,6 +179,8 @@ class CraApp(App[None]):
         self.usb_dirs = list(usb_dirs)
         self._first_pane_drawn = False
         self._panes = list(panes)
+        self._building: PaneScreen | None = None
+        self._quit_when_built = False
         for pane in panes:
             self.add_mode(pane.mode, partial(self._build_pane, pane))
 
@@ -213,7 +216,8 @@ class CraApp(App[None]):
         drawn (`PaneScreen.on_mount`)."""
         if event.worker.group == "preload" and event.state is WorkerState.SUCCESS:
             gc.freeze()
-            self.set_timer(BUILD_AHEAD_AFTER_S, self._build_next_pane)
+            if self.BUILD_AHEAD_AFTER_S is not None:
+                self.set_timer(self.BUILD_AHEAD_AFTER_S, self._build_next_pane)
 
     @property
     def built_panes(self) -> list[str]:
@@ -232,15 +236,28 @@ class CraApp(App[None]):
         ahead reads nothing until its visit. Private to Textual (pinned below 8.3):
         `tests/test_pane_switch.py` fails if it stops holding.
 
-        Nothing is built once the console is closing: a pane torn down in the middle of its
-        mount leaves Textual's `Header` a title update with no title widget to update."""
+        Nothing is built once the console is closing, and a quit waits for the pane being
+        built: a pane torn down in the middle of its mount fails its own `on_mount` and
+        Textual's `Header`, a traceback on the way out."""
+        self._building = None
+        if self._quit_when_built:
+            self.exit()
+            return
         pane = next((p for p in self._panes if p.mode not in self._screen_stacks), None)
-        if pane is None or self._exit:
+        if pane is None or self._exit or not self.is_running:
             return
         screen = self._build_pane(pane)
+        self._building = screen
         self._register(self, screen)
         self._screen_stacks[pane.mode] = [screen]
         screen.call_after_refresh(self._build_next_pane)
+
+    async def action_quit(self) -> None:
+        """Quit, once the pane being built out of view (if one is) is mounted."""
+        if self._building is not None:
+            self._quit_when_built = True
+            return
+        self.exit()
 
     def on_unmount(self) -> None:
         """What was frozen goes back to the collector when the console closes, or a process

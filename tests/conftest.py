@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from workspaces import open_workspace
 
+from app.app import CraApp
 from engine.core.workspace import Workspace
 from engine.demo.package import build_package, build_wheels
 from engine.demo.repo import DEMO_HISTORY
@@ -14,6 +15,14 @@ from engine.demo.repo import DEMO_HISTORY
 SHORT_HISTORY = 8
 """The demo's first commits, up to its README update: the textkit of slugify, word_counts and
 truncate."""
+
+
+@pytest.fixture(autouse=True)
+def _panes_built_on_visit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A console in a test builds each pane on its first visit, not ahead
+    (`CraApp.BUILD_AHEAD_AFTER_S`): most tests open one for a second or two, and a build cut off
+    by the test's end would fail it. `tests/test_pane_switch.py` turns building ahead back on."""
+    monkeypatch.setattr(CraApp, "BUILD_AHEAD_AFTER_S", None)
 
 
 @pytest.fixture(scope="session")

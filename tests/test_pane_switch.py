@@ -13,6 +13,7 @@ the whole screen.
 import gc
 from pathlib import Path
 
+import pytest
 from pilot_wait import until
 from textual.color import Color
 from textual.css.stylesheet import Stylesheet
@@ -23,6 +24,13 @@ from screens import PaneScreen
 from screens.pane import EnginePane
 
 SIZE = (160, 50)
+
+
+@pytest.fixture(autouse=True)
+def _panes_built_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console's own behaviour, which `tests/conftest.py` turns off for other tests: the
+    panes are built out of view once the first one is drawn (at once here, not a second later)."""
+    monkeypatch.setattr(CraApp, "BUILD_AHEAD_AFTER_S", 0.01)
 
 
 async def test_a_first_visit_to_each_pane_and_the_return_to_the_first_parse_no_stylesheet(
@@ -110,6 +118,17 @@ async def test_a_pane_visited_while_the_console_builds_it_out_of_view_is_drawn(t
         await pilot.press(training.key)
         await until(pilot, lambda: app.screen.query_one("#runs").size.width > 0, "the runs table")
         assert len({id(stack[0]) for stack in app._screen_stacks.values()}) == len(PANES)
+
+
+async def test_quitting_while_a_pane_is_built_out_of_view_closes_cleanly(tmp_path: Path):
+    """q in the middle of the panes' build: the console waits for the pane being built to mount,
+    then closes; a pane torn down mid-mount would fail its own `on_mount` on the way out."""
+    app = CraApp(open_workspace(tmp_path / "ws"), [])
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: 1 < len(app.built_panes) < len(PANES), "the build under way")
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, "the console to close")
+    assert app.return_code == 0
 
 
 async def test_the_consoles_long_lived_objects_leave_the_collectors_walks(tmp_path: Path):
