@@ -32,8 +32,9 @@ from pathlib import Path
 from engine.core.workspace import Workspace
 from engine.harness.environments import TaskEnv, ensure_env
 from engine.harness.package import CorpusPackage, load_package
+from engine.harness.repo_sites import install_tree
 from engine.harness.selection import CommitSelection, select_commits
-from engine.harness.task_validation import install_tree, parallel_sides, validate_task
+from engine.harness.task_validation import parallel_sides, validate_task
 from engine.harness.worktrees import checkout
 from engine.intake.approval import approve_package
 from engine.intake.manifest import ManifestCommit

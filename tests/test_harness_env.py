@@ -1,6 +1,8 @@
 """Task environments are built offline once per key and reused; a killed build leaves none ready."""
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,6 +38,42 @@ def test_env_is_built_once_and_reused(workspace: Workspace, approved: str):
         text=True,
     )
     assert ran.stdout.strip() == "ok", ran.stderr
+
+
+def compiled_modules(env_path: Path) -> int:
+    return sum(1 for _ in (env_path / "venv" / "lib").rglob("__pycache__/pytest*.pyc"))
+
+
+def test_an_env_has_its_modules_compiled(workspace: Workspace, approved: str):
+    """The sandbox mounts the environment read-only and writes no bytecode: without it, every
+    test run would compile pytest and the libraries again."""
+    env = ensure_env(workspace, load_package(workspace, approved))
+    assert json.loads((env.path / BUILD_FILE).read_text())["bytecode"] is True
+    assert compiled_modules(env.path) > 0
+    ran = subprocess.run(
+        [str(env.python), "-c", "import _pytest.python as m; print(m.__cached__, m.__file__)"],
+        capture_output=True,
+        text=True,
+    )
+    cached, source = ran.stdout.split()
+    assert Path(cached).is_file() and source.startswith(str(env.path)), ran.stdout
+
+
+def test_an_env_built_without_bytecode_is_compiled_on_its_next_use(
+    workspace: Workspace, approved: str
+):
+    package = load_package(workspace, approved)
+    env = ensure_env(workspace, package)
+    for cache in (env.path / "venv" / "lib").rglob("__pycache__"):
+        shutil.rmtree(cache)
+    build = json.loads((env.path / BUILD_FILE).read_text())
+    del build["bytecode"]
+    (env.path / BUILD_FILE).write_text(json.dumps(build))
+    again = ensure_env(workspace, package)
+    assert (again.built_now, again.path) == (False, env.path)
+    assert compiled_modules(env.path) > 0
+    assert json.loads((env.path / BUILD_FILE).read_text()) == {**build, "bytecode": True}
+    assert sorted(p.name for p in env.path.iterdir()) == ["build.json", "requirements.txt", "venv"]
 
 
 _KILLED_BUILD = """

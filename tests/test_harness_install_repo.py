@@ -1,9 +1,12 @@
 """Packages with `install_repo`: each side's tree is built (sandboxed) and installed, then tested.
 
 The demo package gets a tiny PEP 517 backend shipped as a wheel, then commits made on top of
-it, so the parent and the commit of each new task both build with that backend.
+it, so the parent and the commit of each new task both build with that backend. Trees with the
+same build configuration share one build (engine.harness.repo_sites): the tests import each
+tree's own code.
 """
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +18,9 @@ from engine.core.workspace import Workspace
 from engine.demo.hostile import commit_files
 from engine.harness.attempts import run_attempt
 from engine.harness.campaigns import CampaignSpec, create_campaign
-from engine.harness.task_validation import validate_task
+from engine.harness.package import load_package
+from engine.harness.repo_sites import SITES_DIR
+from engine.harness.task_validation import find_commit, validate_task
 from engine.intake.approval import approve_package
 
 SHOUT = 'def shout(text: str) -> str:\n    return text.upper() + "!"\n'
@@ -54,16 +59,38 @@ def installed(tmp_path_factory: pytest.TempPathFactory, copy_package: Callable[[
     return ws, digest, shout, broken
 
 
-def test_the_tree_is_installed_for_each_side(installed) -> None:
+def test_both_sides_share_one_build_and_test_their_own_code(installed) -> None:
+    """The parent and the commit build alike, so one build serves both; the parent's tests
+    still cannot import the module only the commit adds."""
     ws, digest, shout, _ = installed
     report = validate_task(ws, digest, shout)
     assert report.status == "usable", report.reason
     assert report.fail_to_pass == ["tests/test_shout.py::test_shout"]
+    [share] = shares(ws)
+    built = json.loads((share / "site.json").read_text())
+    assert built["roots"] == [""] and built["not_shared"] is None
+    assert built["built_from"] in (
+        shout[:12],
+        f"{shout_parent(ws, digest, shout)} with {shout[:12]}'s test files",
+    )
+    assert (share / "metadata" / "textkit-0.1.0.dist-info" / "METADATA").is_file()
+    assert not (share / "metadata" / "textkit").exists()
+    how = f"shared by its build configuration ({share.name})"
     for side in ("before", "after"):
-        site = report.artifacts / f"{side}-install" / "site"
-        assert (site / "textkit-0.1.0.dist-info" / "METADATA").is_file()
-    assert (report.artifacts / "after-install" / "site" / "textkit" / "shout.py").is_file()
-    assert not (report.artifacts / "before-install" / "site" / "textkit" / "shout.py").exists()
+        assert how in (report.artifacts / f"{side}-install" / "install.txt").read_text()
+    assert all(how in (run.installed or "") for run in report.runs)
+
+
+def test_a_tree_with_the_same_build_configuration_reuses_the_build(installed) -> None:
+    ws, digest, shout, _ = installed
+    validate_task(ws, digest, shout)
+    [share] = shares(ws)
+    stamp = (share / "site.json").stat().st_mtime_ns
+    report = validate_task(ws, digest, shout)
+    assert report.status == "usable", report.reason
+    assert shares(ws) == [share]
+    assert (share / "site.json").stat().st_mtime_ns == stamp
+    assert not list(report.artifacts.rglob("site"))
 
 
 def test_a_tree_that_does_not_build_makes_the_task_unusable(installed) -> None:
@@ -88,15 +115,82 @@ def test_a_gold_attempt_resolves_an_installed_package(installed) -> None:
         "resolved",
         "1/1 failing-to-passing, 0/0 passing-to-passing",
     )
-    site = ws.root / row["task"].join(["runs/", "/attempts/"]) / str(row["id"])
-    assert (site / "install" / "site" / "textkit" / "shout.py").is_file()
+    out = ws.root / row["task"].join(["runs/", "/attempts/"]) / str(row["id"])
+    assert "shared by its build configuration" in (out / "install" / "install.txt").read_text()
 
 
 def test_an_install_leaves_no_uv_cache_in_runs(installed) -> None:
     """Each side's build scratch (uv's cache, megabytes per build) is removed once the install
-    ends, whether it succeeded or not; the installed copy stays for the test runs."""
+    ends, whether it succeeded or not; the share keeps only the install's metadata."""
     ws, digest, shout, broken = installed
     for sha in (shout, broken):
         validate_task(ws, digest, sha)
     assert [p for p in ws.runs_dir.rglob("*") if p.name == "uv-cache"] == []
-    assert list(ws.runs_dir.rglob("after-install/site"))
+    assert [p for p in ws.envs_dir.glob(f"*/{SITES_DIR}/**/uv-cache")] == []
+    assert shares(ws)
+
+
+def shares(ws: Workspace) -> list[Path]:
+    return sorted(p.parent for p in ws.envs_dir.glob(f"*/{SITES_DIR}/*/site.json"))
+
+
+def shout_parent(ws: Workspace, digest: str, sha: str) -> str:
+    return find_commit(load_package(ws, digest), sha).parent[:12]
+
+
+GENERATING = BACKEND.replace(
+    '    files[DIST_INFO + "/METADATA"]',
+    '    files["textkit/_built.py"] = b"BUILT = True\\n"\n    files[DIST_INFO + "/METADATA"]',
+)
+REWRITING = BACKEND.replace("p.read_bytes() for p in", 'p.read_bytes() + b"# packed\\n" for p in')
+TEST_BUILT = (
+    "from textkit.shout import shout\n\n\n"
+    "def test_shout():\n    from textkit._built import BUILT\n\n"
+    "    assert BUILT and shout('hi') == 'HI!'\n"
+)
+
+
+def package_with_backend(root: Path, copy_package: Callable[[Path], Path], backend: str, test: str):
+    package = copy_package(root)
+    add_build_backend(package, backend)
+    sha = add_task_commit(
+        package,
+        {"textkit/shout.py": SHOUT, "tests/test_shout.py": test},
+        "Add shout",
+        ["tests/test_shout.py"],
+    )
+    ws_root = root / "ws"
+    ws_root.mkdir()
+    (ws_root / "cra.toml").write_text("[harness]\nflaky_runs = 1\n", encoding="utf-8")
+    ws = Workspace.open(ws_root)
+    return ws, approve_package(ws, package).digest, sha
+
+
+def test_a_file_the_build_generates_is_written_into_each_tree(
+    tmp_path: Path, copy_package: Callable[[Path], Path]
+) -> None:
+    ws, digest, sha = package_with_backend(tmp_path, copy_package, GENERATING, TEST_BUILT)
+    report = validate_task(ws, digest, sha)
+    assert report.status == "usable", report.reason
+    assert report.fail_to_pass == ["tests/test_shout.py::test_shout"]
+    [share] = shares(ws)
+    assert json.loads((share / "site.json").read_text())["generated"] == ["textkit/_built.py"]
+
+
+def test_a_build_that_rewrites_the_sources_is_made_for_each_tree(
+    tmp_path: Path, copy_package: Callable[[Path], Path]
+) -> None:
+    """Its install is not the tree's code, so no other tree may use it: each side builds its
+    own, and the share records why, so later trees do not try again."""
+    ws, digest, sha = package_with_backend(tmp_path, copy_package, REWRITING, TEST_SHOUT)
+    report = validate_task(ws, digest, sha)
+    assert report.status == "usable", report.reason
+    [share] = shares(ws)
+    why = json.loads((share / "site.json").read_text())["not_shared"]
+    assert why.startswith("the build rewrites textkit/")
+    assert list(share.iterdir()) == [share / "site.json"]
+    for side in ("before", "after"):
+        out = report.artifacts / f"{side}-install"
+        assert (out / "install.txt").read_text() == f"built for this tree alone: {why}\n"
+        packed = (out / "site" / "textkit" / "__init__.py").read_bytes()
+        assert packed.endswith(b"# packed\n")

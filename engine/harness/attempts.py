@@ -39,14 +39,10 @@ from engine.harness.openai_pipeline import propose_openai
 from engine.harness.package import CorpusPackage, HarnessError, load_package
 from engine.harness.pipeline import PipelineResult, PlannerTask
 from engine.harness.repo_index import build_index
+from engine.harness.repo_sites import RepoInstallError, repo_site
 from engine.harness.retrieve import select_context
 from engine.harness.supplement import validate_commit
-from engine.harness.task_validation import (
-    RepoInstallError,
-    find_commit,
-    install_tree,
-    run_tests,
-)
+from engine.harness.task_validation import find_commit, run_tests
 from engine.harness.worktrees import checkout, overlay_files
 from engine.intake.corpus import remove_tree
 from engine.isolation.gitsafe import run_git
@@ -258,7 +254,8 @@ def _attempt(
         site = None
         if package.manifest.install_repo:
             try:
-                site = install_tree(ws, env, package, tree, out / "install")
+                label = f"{commit.parent[:12]} with an attempt's edits"
+                site = repo_site(ws, env, package, tree, out / "install", label)
             except RepoInstallError as exc:
                 return run.record("failed", f"with the edits, {exc}")
         files = [f for f in test_files if (tree / f).is_file()]

@@ -34,8 +34,8 @@ from engine.harness.edits import EditError, apply_edits
 from engine.harness.environments import TaskEnv, ensure_env
 from engine.harness.gold import gold_output
 from engine.harness.package import CorpusPackage, load_package
+from engine.harness.repo_sites import RepoInstallError
 from engine.harness.task_validation import (
-    RepoInstallError,
     SideRun,
     TaskValidation,
     _broken_side,
@@ -260,13 +260,23 @@ def _try_candidate(
         ):
             for tree in (after_tree, before_tree):
                 overlay_files(package.repo, candidate.sha, files, tree)
-            after_site, after_first = _first_run(ws, env, package, "after", after_tree, files, out)
+            label = f"{{}} with {candidate.sha[:12]}'s test files"
+            after_site, after_first = _first_run(
+                ws, env, package, "after", after_tree, files, out, label.format(commit.sha[:12])
+            )
             if why := _broken_side([after_first], "at the commit", limit_s):
                 return why.text
             if "passed" not in after_first.outcomes.values():
                 return "none of its tests passes at the commit"
             before_site, before_first = _first_run(
-                ws, env, package, "before", before_tree, files, out
+                ws,
+                env,
+                package,
+                "before",
+                before_tree,
+                files,
+                out,
+                label.format(commit.parent[:12]),
             )
             if why := _broken_side([before_first], "at the parent", limit_s):
                 return why.text

@@ -37,7 +37,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
-import uv
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.core.timestamps import utc_now
@@ -57,12 +56,12 @@ from engine.harness.pytest_account import (
     touched_tests,
 )
 from engine.harness.pytest_config import PytestConfigError, collected_test_files
+from engine.harness.repo_sites import RepoInstallError, RepoSite, repo_site
 from engine.harness.worktrees import checkout, overlay_files
 from engine.intake.corpus import remove_tree
 from engine.intake.manifest import ManifestCommit
 from engine.isolation.gitsafe import run_git
 from engine.isolation.sandbox import SandboxResult, python_paths, run_sandboxed
-from engine.isolation.uvtool import offline_install_args, uv_reason, uv_settings
 
 Side = Literal["before", "after"]
 
@@ -84,6 +83,10 @@ class SideRun(BaseModel):
     )
     selected: list[str] | None = Field(
         default=None, description="the tests a rerun was for; None: every test of the files"
+    )
+    installed: str | None = Field(
+        default=None,
+        description="how the repository was installed for the run's tree (install_repo only)",
     )
 
 
@@ -199,59 +202,6 @@ def _no_test_modules(not_collected: dict[str, str]) -> str:
     )
 
 
-class RepoInstallError(HarnessError):
-    """The repository (install_repo) does not build and install as the task has it."""
-
-
-def install_tree(
-    ws: Workspace, env: TaskEnv, package: CorpusPackage, tree: Path, dest: Path
-) -> Path:
-    """Build and install `tree` (the repository as the task has it) into `dest/site`.
-
-    For a package with `install_repo`: its build backend is untrusted code, so the build runs
-    sandboxed, offline, from the package's wheels, without dependencies (the shared environment
-    has them). Tests then find the installed copy first on PYTHONPATH; the shared environment
-    itself is never changed. uv's cache (the build's scratch, megabytes) is removed once the
-    install ends: it is not shared, as the untrusted build writes to it. Raises
-    RepoInstallError, with uv's reason, when the build fails.
-    """
-    site = dest / "site"
-    cache = dest / "uv-cache"
-    site.mkdir(parents=True)
-    cache.mkdir()
-    limits = ws.config.harness
-    argv = [
-        uv.find_uv_bin(),
-        *offline_install_args(package.packages, env.python),
-        "--no-deps",
-        "--target",
-        str(site),
-        str(tree),
-    ]
-    try:
-        result = run_sandboxed(
-            argv,
-            tree,
-            timeout_s=limits.test_timeout_s,
-            memory_mb=limits.test_memory_mb,
-            env={**uv_settings(dest), "UV_CACHE_DIR": str(cache)},
-            tmp_root=dest,
-            readable=[Path(argv[0]), package.packages, *python_paths(env.python)],
-            writable=[site, cache],
-        )
-    finally:
-        remove_tree(cache)
-    (dest / "install-output.txt").write_text(result.stdout + result.stderr, encoding="utf-8")
-    if result.timed_out:
-        raise RepoInstallError(
-            "installing the repository ran past the time limit of "
-            f"{limits.test_timeout_s:g}s (test_timeout_s)"
-        )
-    if result.returncode != 0:
-        raise RepoInstallError(f"installing the repository failed: {uv_reason(result.stderr)}")
-    return site
-
-
 def run_tests(
     ws: Workspace,
     env: TaskEnv,
@@ -259,16 +209,17 @@ def run_tests(
     tree: Path,
     files: list[str],
     run_dir: Path,
-    site: Path | None = None,
+    site: RepoSite | None = None,
 ) -> tuple[SandboxResult, dict[str, Outcome], str | None]:
     """Run `files` once in `tree`, sandboxed; output and JUnit XML go to `run_dir`.
 
-    `site` is where `install_tree` installed the repository (install_repo packages); without
-    it the tree itself is put on PYTHONPATH. Returns how the run ended, each test's outcome,
-    and why the JUnit report is unusable (None when it is fine).
+    `site` is where the repository is installed for the tree (`repo_site`, install_repo
+    packages); without it the tree itself is put on PYTHONPATH. Returns how the run ended,
+    each test's outcome, and why the JUnit report is unusable (None when it is fine).
     """
     limits = ws.config.harness
-    env_vars = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(site or tree)}
+    python_path = os.pathsep.join(str(p) for p in site.paths) if site else str(tree)
+    env_vars = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": python_path}
     run_dir.mkdir(parents=True)
     junit = run_dir / "junit.xml"
     report_fd = os.open(junit, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -281,7 +232,7 @@ def run_tests(
             env=env_vars,
             extra_path=[env.bin_dir],
             tmp_root=run_dir,
-            readable=[*python_paths(env.python), *([site] if site else [])],
+            readable=[*python_paths(env.python), *(site.readable if site else [])],
             pass_fds=[report_fd],
         )
     finally:
@@ -317,7 +268,7 @@ def _side_run(
     tree: Path,
     args: list[str],
     out: Path,
-    site: Path | None,
+    site: RepoSite | None,
     selected: list[str] | None = None,
 ) -> SideRun:
     """One run of `args` (test files or node ids) in `tree`; artifacts in `out/<side>-<index>`."""
@@ -333,6 +284,7 @@ def _side_run(
         junit_error=junit_error,
         account=account_run(result, run_dir / "junit.xml", junit_error),
         selected=selected,
+        installed=site.how if site else None,
     )
 
 
@@ -344,13 +296,15 @@ def _first_run(
     tree: Path,
     files: list[str],
     out: Path,
-) -> tuple[Path | None, SideRun]:
-    """Install `tree` (install_repo packages) and run all of `files` once: (site, run).
-    A failed install is a RepoInstallError naming the side."""
+    label: str,
+) -> tuple[RepoSite | None, SideRun]:
+    """Install `tree` (install_repo packages; `label` names the tree in the install's
+    record) and run all of `files` once: (site, run). A failed install is a RepoInstallError
+    naming the side."""
     site = None
     if package.manifest.install_repo:
         try:
-            site = install_tree(ws, env, package, tree, out / f"{side}-install")
+            site = repo_site(ws, env, package, tree, out / f"{side}-install", label)
         except RepoInstallError as exc:
             where = "at the commit" if side == "after" else "at the parent"
             raise RepoInstallError(f"{where}: {exc}") from exc
@@ -380,7 +334,7 @@ def _reruns(
     files: list[str],
     tests: set[str],
     out: Path,
-    site: Path | None,
+    site: RepoSite | None,
 ) -> list[SideRun]:
     """Run only `tests` again in `tree`, up to `flaky_runs` runs in all; named by node id
     (`_node_ids`), else by running `files` and reading only `tests`. Stops at a broken run."""
@@ -424,10 +378,13 @@ def _run_sides(
         if not at_commit:
             raise NoTestModules(not_collected)
         overlay_files(package.repo, commit.sha, files, before_tree)
-        sides: list[tuple[Side, Path]] = [("after", after_tree), ("before", before_tree)]
+        sides: list[tuple[Side, Path, str]] = [
+            ("after", after_tree, commit.sha[:12]),
+            ("before", before_tree, f"{commit.parent[:12]} with {commit.sha[:12]}'s test files"),
+        ]
         jobs = [
-            pool.submit(_first_run, ws, env, package, side, tree, at_commit, out)
-            for side, tree in sides
+            pool.submit(_first_run, ws, env, package, side, tree, at_commit, out, label)
+            for side, tree, label in sides
         ]
         try:
             after_site, after_first = jobs[0].result()
@@ -441,7 +398,7 @@ def _run_sides(
         # At the parent only those it could collect are run again (a node id it lacks is an
         # error of the whole run).
         again_before = f2p & before_first.outcomes.keys()
-        again: list[tuple[Side, Path, set[str], Path | None]] = [
+        again: list[tuple[Side, Path, set[str], RepoSite | None]] = [
             ("after", after_tree, f2p, after_site)
         ]
         if again_before:
