@@ -106,3 +106,69 @@ def test_an_in_tree_backend_or_a_linked_build_file_is_never_shared(tmp_path: Pat
     linked = write(tmp_path / "linked", {"real.cfg": ""})
     (linked / "setup.cfg").symlink_to(linked / "real.cfg")
     assert build_key(linked) == (None, "setup.cfg is a link")
+
+
+PYPROJECT = """\
+[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "pkg"
+dynamic = ["version"]
+description = "A package."
+dependencies = ["attrs"]
+
+[project.scripts]
+pkg = "pkg.cli:main"
+
+[tool.hatch.build.targets.wheel]
+packages = ["src/pkg"]
+
+[tool.hatch.envs.default]
+dependencies = ["pytest"]
+
+[tool.ruff]
+line-length = 100
+
+[tool.pytest.ini_options]
+addopts = "-ra"
+"""
+
+
+def key_of(tmp_path: Path, name: str, pyproject: str, setup_cfg: str = "") -> str | None:
+    tree = write(tmp_path / name, {"pyproject.toml": pyproject, "setup.cfg": setup_cfg})
+    return build_key(tree)[0]
+
+
+def test_what_no_build_reads_leaves_the_key_alone(tmp_path: Path):
+    """Linters' and test tools' tables, hatch's environments, the description and the
+    dependencies (the environment has those) change often and never what is installed where."""
+    key = key_of(tmp_path, "base", PYPROJECT)
+    edited = (
+        PYPROJECT.replace("line-length = 100", "line-length = 88")
+        .replace('addopts = "-ra"', 'addopts = "-ra -q"')
+        .replace('"A package."', '"A better package."')
+        .replace('dependencies = ["attrs"]', 'dependencies = ["attrs>=23"]')
+        .replace('dependencies = ["pytest"]', 'dependencies = ["pytest", "hypothesis"]')
+    )
+    assert edited != PYPROJECT
+    assert key_of(tmp_path, "edited", edited) == key
+    assert key_of(tmp_path, "cfg", PYPROJECT, "[flake8]\nmax-line-length = 100\n") == key_of(
+        tmp_path, "cfg2", PYPROJECT, "[flake8]\nmax-line-length = 88\n"
+    )
+
+
+def test_what_a_build_reads_changes_the_key(tmp_path: Path):
+    key = key_of(tmp_path, "base", PYPROJECT)
+    for name, edited in {
+        "scripts": PYPROJECT.replace('"pkg.cli:main"', '"pkg.cli:run"'),
+        "packages": PYPROJECT.replace('["src/pkg"]', '["src/pkg", "src/extra"]'),
+        "backend": PYPROJECT.replace('["hatchling"]', '["hatchling>=1.20"]'),
+        "unknown tool": PYPROJECT + "\n[tool.some-build-hook]\nenabled = true\n",
+    }.items():
+        assert key_of(tmp_path, name, edited) not in (None, key), name
+    options = "[options]\npackage_dir =\n    =src\n"
+    assert key_of(tmp_path, "cfg", PYPROJECT, options) != key_of(
+        tmp_path, "cfg2", PYPROJECT, options.replace("=src", "=lib")
+    )

@@ -5,8 +5,10 @@ For an `install_repo` package the repository is built by its own build backend a
 commit (about 1 s alone, 2 s with the other side building beside it, against a 1 s structlog
 run), so a build is shared between checkouts whose build configuration is the same:
 
-- the key is the build configuration's bytes (`BUILD_FILES` at the tree's root), within the
-  package's environment;
+- the key is the build configuration (`BUILD_FILES` at the tree's root), within the package's
+  environment: what of those files a build reads (`_key_view`), so that a linter's setting or
+  the readme's text changing does not rebuild (attrs's 290 packaged commits and their parents:
+  103 distinct sets of bytes, 65 keys; most of the rest are setup.py edits, taken as bytes);
 - the first checkout with a new key is copied and built (sandboxed, as before), and the install
   is compared with the copy's files: each installed top-level package or module must be a file
   for file copy of one folder of the tree (its *root*, `src/` or the tree itself). Installed files
@@ -19,12 +21,16 @@ run), so a build is shared between checkouts whose build configuration is the sa
 A build that is not a plain copy (it compiles extension modules, rewrites a source file, leaves
 a module out, maps a package to a folder of another name), an in-tree build backend
 (`backend-path`) or a build file that is a link is built for every checkout, as before; its
-share records why (`site.json`), so the next checkout does not try again. The distribution's
-version in the shared metadata is that of the checkout that built it.
+share records why (`site.json`), so the next checkout does not try again. The shared metadata
+is that of the checkout that built it: its version, description and declared dependencies may
+be a sibling commit's (tests that compare the installed version with a literal would see it);
+its name and entry points are the key's.
 """
 
+import configparser
 import filecmp
 import hashlib
+import json
 import os
 import secrets
 import shutil
@@ -45,8 +51,47 @@ from engine.intake.corpus import remove_tree
 from engine.isolation.sandbox import python_paths, run_sandboxed
 from engine.isolation.uvtool import offline_install_args, uv_reason, uv_settings
 
-BUILD_FILES = ("pyproject.toml", "setup.py", "setup.cfg", "hatch.toml", "MANIFEST.in")
-"""The files at a tree's root that say how it builds: the key of a shared build."""
+BUILD_FILES = ("pyproject.toml", "setup.py", "setup.cfg", "hatch.toml")
+"""The files at a tree's root that say how it builds: the key of a shared build. MANIFEST.in
+only decides which data files a wheel carries, and a tree using a share reads its own."""
+
+KEY_PROJECT_FIELDS = ("name", "version", "dynamic", "scripts", "gui-scripts", "entry-points")
+"""The fields of pyproject.toml's [project] in the key: what decides the distribution's name,
+version and entry points. The others (description, readme, classifiers, urls, dependencies: the
+environment has those) only change the metadata's text."""
+
+NON_BUILD_TOOLS = frozenset(
+    {
+        "autoflake",
+        "bandit",
+        "black",
+        "bumpversion",
+        "check-manifest",
+        "check-wheel-contents",
+        "cibuildwheel",
+        "codespell",
+        "commitizen",
+        "coverage",
+        "docformatter",
+        "flake8",
+        "interrogate",
+        "isort",
+        "mypy",
+        "pydocstyle",
+        "pylint",
+        "pyright",
+        "pytest",
+        "ruff",
+        "towncrier",
+        "tox",
+        "vulture",
+    }
+)
+"""`[tool.*]` tables (setup.cfg sections of the same names) that no build backend reads:
+linters, formatters, test and release tools. Any other table is in the key."""
+
+NON_BUILD_HATCH = ("envs", "metadata.hooks.fancy-pypi-readme")
+"""Hatch tables that only shape development environments or the readme's text."""
 
 SITES_DIR = "sites"
 SITE_FILE = "site.json"
@@ -166,18 +211,77 @@ def build_key(tree: Path) -> tuple[str | None, str | None]:
         data = path.read_bytes() if path.is_file() else None
         if name == "pyproject.toml" and data is not None and _in_tree_backend(data):
             return None, "its build backend is in the tree (pyproject.toml backend-path)"
-        digest.update(f"{name}\0{'-' if data is None else len(data)}\0".encode())
-        digest.update(data or b"")
+        view = None if data is None else _key_view(name, data)
+        digest.update(f"{name}\0{'-' if view is None else len(view)}\0".encode())
+        digest.update(view or b"")
     return digest.hexdigest()[:16], None
 
 
 def _in_tree_backend(pyproject: bytes) -> bool:
-    try:
-        parsed = tomllib.loads(pyproject.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return False
-    build = parsed.get("build-system")
+    parsed = _toml(pyproject)
+    build = parsed.get("build-system") if parsed else None
     return isinstance(build, dict) and "backend-path" in build
+
+
+def _toml(data: bytes) -> dict | None:
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+
+
+def _key_view(name: str, data: bytes) -> bytes:
+    """What of a build file goes into the key: its build-relevant tables, canonical; the bytes
+    themselves where it is code (setup.py) or does not parse (its build fails alike)."""
+    if name == "pyproject.toml" and (parsed := _toml(data)) is not None:
+        project = parsed.get("project")
+        kept: dict[str, object] = {
+            "build-system": parsed.get("build-system"),
+            "project": (
+                {k: v for k, v in project.items() if k in KEY_PROJECT_FIELDS}
+                if isinstance(project, dict)
+                else project
+            ),
+            "tool": _build_tools(parsed.get("tool")),
+        }
+        return json.dumps(kept, sort_keys=True, default=str).encode()
+    if name == "hatch.toml" and (parsed := _toml(data)) is not None:
+        return json.dumps(_without(parsed, NON_BUILD_HATCH), sort_keys=True, default=str).encode()
+    if name == "setup.cfg":
+        config = configparser.ConfigParser(interpolation=None)
+        try:
+            config.read_string(data.decode("utf-8"))
+        except (UnicodeDecodeError, configparser.Error):
+            return data
+        sections = {
+            section: dict(config[section])
+            for section in config.sections()
+            if section.split(":")[-1].split("-")[0] not in NON_BUILD_TOOLS
+        }
+        return json.dumps(sections, sort_keys=True).encode()
+    return data
+
+
+def _build_tools(tool: object) -> object:
+    if not isinstance(tool, dict):
+        return tool
+    kept = {k: v for k, v in tool.items() if k not in NON_BUILD_TOOLS}
+    if isinstance(kept.get("hatch"), dict):
+        kept["hatch"] = _without(kept["hatch"], NON_BUILD_HATCH)
+    return kept
+
+
+def _without(table: dict, dotted: tuple[str, ...]) -> dict:
+    """`table` without the sub-tables named by dotted paths (a copy)."""
+    copy = json.loads(json.dumps(table, default=str))
+    for path in dotted:
+        *parents, leaf = path.split(".")
+        node = copy
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return copy
 
 
 def _own_build(
