@@ -3,10 +3,7 @@
 The manifest's task class decides (engine.intake.manifest.TaskClass):
 
 - gold (code and tests): gold validation, `task_validation.validate_task`. When none of its
-  test files is a test module the repository's pytest collects, it goes on as code_only. When
-  its own tests cannot judge it (`OWN_TESTS_SILENT`: they pass at the parent, are skipped, or
-  cannot be collected with today's test dependencies), later tests are tried as for code_only,
-  and only a FAIL_TO_PASS from them replaces the unusable gold validation.
+  test files is a test module the repository's pytest collects, it goes on as code_only.
 - test_data (tests only): skipped, nothing is run. Its tests pass at the parent once the commit's
   test changes are applied, so there is no failing test to fix: the commit is test-plan data.
 - code_only: first the static checks, which run nothing: every changed Python file parses at
@@ -37,7 +34,6 @@ from engine.harness.edits import EditError, apply_edits
 from engine.harness.environments import TaskEnv, ensure_env
 from engine.harness.gold import gold_output
 from engine.harness.package import CorpusPackage, load_package
-from engine.harness.pytest_account import ReasonKind
 from engine.harness.repo_sites import RepoInstallError
 from engine.harness.task_validation import (
     SideRun,
@@ -68,12 +64,6 @@ LATER_COMMITS_SCANNED = 400
 CANDIDATES_TRIED = 3
 """How many later commits' test files are run against a code-only commit, nearest first."""
 SKIPPED_REASON = "it changes tests only: test-plan data, no failing test for a change to fix"
-OWN_TESTS_SILENT: frozenset[ReasonKind] = frozenset(
-    {"already-passing", "collection-error", "conftest-error", "skipped", "unknown-marker"}
-)
-"""Why a gold commit's own tests cannot judge its change although a later test might: they
-pass at the parent, are skipped here, or cannot be collected with today's test dependencies
-(attrs's 2016 tests call hypothesis APIs that no hypothesis importable on Python 3.11 has)."""
 
 
 @dataclass(frozen=True)
@@ -92,11 +82,9 @@ def validate_commit(ws: Workspace, package_digest: str, sha: str) -> TaskValidat
     commit = find_commit(package, sha)
     if commit.task_class == "gold":
         report = validate_task(ws, package_digest, sha)
-        if report.reason_kind == "no-test-files" and report.not_collected:
-            return supplement_task(ws, package, commit, own_tests=report.reason)
-        if report.reason_kind in OWN_TESTS_SILENT:
-            return supplement_task(ws, package, commit, own_tests=report.reason, gold=report)
-        return report
+        if report.reason_kind != "no-test-files" or not report.not_collected:
+            return report
+        return supplement_task(ws, package, commit, own_tests=report.reason)
     if commit.task_class == "test_data":
         return _skip(ws, package, commit)
     if earlier := _validated_elsewhere(ws, package, sha):
@@ -170,11 +158,7 @@ def _write_patch(package: CorpusPackage, commit: ManifestCommit, out: Path) -> N
 
 
 def supplement_task(
-    ws: Workspace,
-    package: CorpusPackage,
-    commit: ManifestCommit,
-    own_tests: str | None = None,
-    gold: TaskValidation | None = None,
+    ws: Workspace, package: CorpusPackage, commit: ManifestCommit, own_tests: str | None = None
 ) -> TaskValidation:
     """Validate the code-only `commit` with later tests, else structurally; record it.
 
@@ -183,24 +167,15 @@ def supplement_task(
 
     `own_tests` says why a commit with test files is validated this way: none of them is a test
     module the repository's pytest collects (attrs's `tests/typing_example.py`, a typing
-    fixture), so for its tests it is a code-only commit; every reason then says so. With `gold`
-    (its unusable gold validation, `OWN_TESTS_SILENT`), only a later test failing at the parent
-    replaces it: otherwise the gold validation stands, its reason saying what was tried, since
-    a commit whose own tests fail to run may be broken, which no structural check would see."""
+    fixture), so for its tests it is a code-only commit; every reason then says so."""
 
     def said(reason: str) -> str:
         return reason if own_tests is None else f"{reason}; {own_tests}"
-
-    def stands(why: str) -> TaskValidation:
-        assert gold is not None
-        return _save(ws, gold.model_copy(update={"reason": f"{gold.reason}; {why}"}))
 
     out = _fresh_dir(ws, package, commit.sha, "supplement")
     _write_patch(package, commit, out)
     changes = commit_changes(package.repo, commit.parent, commit.sha, exclude=())
     if why := static_problem(changes) or edits_problem(package, commit, changes, out):
-        if gold is not None:
-            return stands(f"no later test was run: {why}")
         return _save(
             ws,
             _report(
@@ -247,8 +222,6 @@ def supplement_task(
         searched = f"no later test fails at the parent ({'; '.join(tried)})"
     else:
         searched = "no later commit changes a test file importing a changed module"
-    if gold is not None:
-        return stands(searched)
     report = _report(
         package,
         commit,
