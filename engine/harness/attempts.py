@@ -41,6 +41,7 @@ from engine.harness.pipeline import PipelineResult, PlannerTask
 from engine.harness.repo_index import build_index
 from engine.harness.repo_sites import RepoInstallError, repo_site
 from engine.harness.retrieve import select_context
+from engine.harness.runner_compat import runner_options
 from engine.harness.supplement import validate_commit
 from engine.harness.task_validation import find_commit, run_tests
 from engine.harness.worktrees import checkout, overlay_files
@@ -260,7 +261,7 @@ def _attempt(
                 return run.record("failed", f"with the edits, {exc}")
         files = [f for f in test_files if (tree / f).is_file()]
         test_run, outcomes, junit_error = run_tests(
-            ws, env, package, tree, files, out / "tests", site
+            ws, env, package, tree, files, out / "tests", site, runner_options(package, commit)
         )
         run.test_s = test_run.duration_s
         if test_run.timed_out:

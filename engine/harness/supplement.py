@@ -35,6 +35,7 @@ from engine.harness.environments import TaskEnv, ensure_env
 from engine.harness.gold import gold_output
 from engine.harness.package import CorpusPackage, load_package
 from engine.harness.repo_sites import RepoInstallError
+from engine.harness.runner_compat import runner_options
 from engine.harness.task_validation import (
     SideRun,
     TaskValidation,
@@ -261,8 +262,17 @@ def _try_candidate(
             for tree in (after_tree, before_tree):
                 overlay_files(package.repo, candidate.sha, files, tree)
             label = f"{{}} with {candidate.sha[:12]}'s test files"
+            options = runner_options(package, commit)
             after_site, after_first = _first_run(
-                ws, env, package, "after", after_tree, files, out, label.format(commit.sha[:12])
+                ws,
+                env,
+                package,
+                "after",
+                after_tree,
+                files,
+                out,
+                label.format(commit.sha[:12]),
+                options,
             )
             if why := _broken_side([after_first], "at the commit", limit_s):
                 return why.text
@@ -277,6 +287,7 @@ def _try_candidate(
                 files,
                 out,
                 label.format(commit.parent[:12]),
+                options,
             )
             if why := _broken_side([before_first], "at the parent", limit_s):
                 return why.text
@@ -285,13 +296,15 @@ def _try_candidate(
                 return "its tests that pass at the commit pass at the parent too"
             after = [
                 after_first,
-                *_reruns(ws, env, package, "after", after_tree, files, f2p, out, after_site),
+                *_reruns(
+                    ws, env, package, "after", after_tree, files, f2p, out, after_site, options
+                ),
             ]
             again = f2p & before_first.outcomes.keys()
             before = [before_first]
             if again:
                 before += _reruns(
-                    ws, env, package, "before", before_tree, files, again, out, before_site
+                    ws, env, package, "before", before_tree, files, again, out, before_site, options
                 )
     except RepoInstallError as exc:
         return str(exc)

@@ -33,6 +33,7 @@ not run again. Validating that package again carries its new result to the rows 
 
 import json
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
@@ -57,6 +58,7 @@ from engine.harness.pytest_account import (
 )
 from engine.harness.pytest_config import PytestConfigError, collected_test_files
 from engine.harness.repo_sites import RepoInstallError, RepoSite, repo_site
+from engine.harness.runner_compat import runner_options
 from engine.harness.worktrees import checkout, overlay_files
 from engine.intake.corpus import remove_tree
 from engine.intake.manifest import ManifestCommit
@@ -162,15 +164,19 @@ def resolve_commit(package: CorpusPackage, given: str) -> ManifestCommit:
     return found[0]
 
 
-def _pytest_argv(env: TaskEnv, package: CorpusPackage, files: list[str], junit: str) -> list[str]:
+def _pytest_argv(
+    env: TaskEnv, package: CorpusPackage, files: list[str], junit: str, options: Sequence[str]
+) -> list[str]:
     """pytest on `files` (never none: pytest would then run the whole suite), its JUnit report
-    to `junit`. A module that cannot be collected (at the parent, one importing what the commit
-    adds) must not stop the other files' tests from running, or they would count as absent."""
+    to `junit`, with `options` (`runner_options`) first. A module that cannot be collected (at
+    the parent, one importing what the commit adds) must not stop the other files' tests from
+    running, or they would count as absent."""
     assert files, "pytest with no files runs the repository's whole suite"
     return [
         str(env.python),
         "-m",
         package.manifest.runner,
+        *options,
         *files,
         f"--junitxml={junit}",
         "-o",
@@ -210,11 +216,13 @@ def run_tests(
     files: list[str],
     run_dir: Path,
     site: RepoSite | None = None,
+    options: Sequence[str] = (),
 ) -> tuple[SandboxResult, dict[str, Outcome], str | None]:
     """Run `files` once in `tree`, sandboxed; output and JUnit XML go to `run_dir`.
 
     `site` is where the repository is installed for the tree (`repo_site`, install_repo
-    packages); without it the tree itself is put on PYTHONPATH. Returns how the run ended,
+    packages); without it the tree itself is put on PYTHONPATH. `options` go to the runner
+    (`runner_options`). Returns how the run ended,
     each test's outcome, and why the JUnit report is unusable (None when it is fine).
     """
     limits = ws.config.harness
@@ -225,7 +233,7 @@ def run_tests(
     report_fd = os.open(junit, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         result = run_sandboxed(
-            _pytest_argv(env, package, files, f"/dev/fd/{report_fd}"),
+            _pytest_argv(env, package, files, f"/dev/fd/{report_fd}", options),
             tree,
             timeout_s=limits.test_timeout_s,
             memory_mb=limits.test_memory_mb,
@@ -269,11 +277,12 @@ def _side_run(
     args: list[str],
     out: Path,
     site: RepoSite | None,
+    options: Sequence[str],
     selected: list[str] | None = None,
 ) -> SideRun:
     """One run of `args` (test files or node ids) in `tree`; artifacts in `out/<side>-<index>`."""
     run_dir = out / f"{side}-{index}"
-    result, outcomes, junit_error = run_tests(ws, env, package, tree, args, run_dir, site)
+    result, outcomes, junit_error = run_tests(ws, env, package, tree, args, run_dir, site, options)
     return SideRun(
         side=side,
         index=index,
@@ -297,6 +306,7 @@ def _first_run(
     files: list[str],
     out: Path,
     label: str,
+    options: Sequence[str],
 ) -> tuple[RepoSite | None, SideRun]:
     """Install `tree` (install_repo packages; `label` names the tree in the install's
     record) and run all of `files` once: (site, run). A failed install is a RepoInstallError
@@ -308,7 +318,7 @@ def _first_run(
         except RepoInstallError as exc:
             where = "at the commit" if side == "after" else "at the parent"
             raise RepoInstallError(f"{where}: {exc}") from exc
-    return site, _side_run(ws, env, package, side, 1, tree, files, out, site)
+    return site, _side_run(ws, env, package, side, 1, tree, files, out, site, options)
 
 
 def _node_ids(tests: set[str], files: list[str]) -> list[str] | None:
@@ -335,13 +345,16 @@ def _reruns(
     tests: set[str],
     out: Path,
     site: RepoSite | None,
+    options: Sequence[str],
 ) -> list[SideRun]:
     """Run only `tests` again in `tree`, up to `flaky_runs` runs in all; named by node id
     (`_node_ids`), else by running `files` and reading only `tests`. Stops at a broken run."""
     args = _node_ids(tests, files) or files
     runs = []
     for index in range(2, ws.config.harness.flaky_runs + 1):
-        run = _side_run(ws, env, package, side, index, tree, args, out, site, sorted(tests))
+        run = _side_run(
+            ws, env, package, side, index, tree, args, out, site, options, sorted(tests)
+        )
         runs.append(run)
         if run.timed_out or run.junit_error is not None:
             break
@@ -368,6 +381,7 @@ def _run_sides(
     the repository's pytest configuration does not collect, with why). Raises NoTestModules
     when it collects none of them."""
     files = list(commit.test_files)
+    options = runner_options(package, commit)
     slots = 2 if parallel_sides(ws.config.harness.test_memory_mb) else 1
     with (
         checkout(package.repo, commit.sha, out) as after_tree,
@@ -383,7 +397,7 @@ def _run_sides(
             ("before", before_tree, f"{commit.parent[:12]} with {commit.sha[:12]}'s test files"),
         ]
         jobs = [
-            pool.submit(_first_run, ws, env, package, side, tree, at_commit, out, label)
+            pool.submit(_first_run, ws, env, package, side, tree, at_commit, out, label, options)
             for side, tree, label in sides
         ]
         try:
@@ -404,7 +418,9 @@ def _run_sides(
         if again_before:
             again.append(("before", before_tree, again_before, before_site))
         more = {
-            side: pool.submit(_reruns, ws, env, package, side, tree, at_commit, tests, out, site)
+            side: pool.submit(
+                _reruns, ws, env, package, side, tree, at_commit, tests, out, site, options
+            )
             for side, tree, tests, site in again
         }
         runs = {side: job.result() for side, job in more.items()}
