@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from engine.core.hashing import sha256_file
 from engine.core.workspace import ENVS_DIR, Workspace
+from engine.demo.hostile import edit_manifest
+from engine.demo.wheels import build_wheel
 from engine.harness.environments import BUILD_FILE, STAGING_DIR, ensure_env, env_key
 from engine.harness.package import HarnessError, load_package
 from engine.harness.worktrees import checkout, overlay_files
@@ -74,6 +77,26 @@ def test_an_env_built_without_bytecode_is_compiled_on_its_next_use(
     assert compiled_modules(env.path) > 0
     assert json.loads((env.path / BUILD_FILE).read_text()) == {**build, "bytecode": True}
     assert sorted(p.name for p in env.path.iterdir()) == ["build.json", "requirements.txt", "venv"]
+
+
+def test_compiling_runs_no_code_a_wheel_ships(workspace: Workspace, valid_package: Path, tmp_path):
+    """A wheel's `.pth` file runs whenever a Python with the site module starts; compiling runs
+    outside the sandbox, so it must not start one."""
+    marker = tmp_path / "ran-outside-the-sandbox"
+    pth = f"import pathlib; pathlib.Path({str(marker)!r}).touch()\n"
+    wheel = build_wheel("hook", "1.0", {"hook.pth": pth}, valid_package / "packages")
+
+    def edit(data: dict) -> None:
+        data["requirements"].append("hook==1.0")
+        data["wheels"].append({"filename": wheel.name, "sha256": sha256_file(wheel)})
+
+    edit_manifest(valid_package, edit)
+    env = ensure_env(
+        workspace, load_package(workspace, approve_package(workspace, valid_package).digest)
+    )
+    assert next((env.path / "venv" / "lib").rglob("hook.pth")).is_file()
+    assert compiled_modules(env.path) > 0
+    assert not marker.exists()
 
 
 _KILLED_BUILD = """

@@ -122,11 +122,13 @@ def _compiled(env_dir: Path) -> None:
 
 
 def _compile_bytecode(env_dir: Path, named: Path) -> None:
-    """Compile every module under the venv's lib/ with its own python. A file that does not
-    compile is left as it is (compileall's exit status 1): it cannot be imported either, and
-    tests that try will say so themselves."""
+    """Compile every module under the venv's lib/ with its own python, outside the sandbox, so
+    without the site module (`-S`): a wheel's `.pth` file can run code when site processes it.
+    A file that does not compile is left as it is (compileall's exit status 1): it cannot be
+    imported either, and tests that try will say so themselves."""
     python = env_dir / "venv" / "bin" / "python"
-    argv = [str(python), "-m", "compileall", "-q", "-q", "-j", "0", str(env_dir / "venv" / "lib")]
+    lib = str(env_dir / "venv" / "lib")
+    argv = [str(python), "-I", "-S", "-m", "compileall", "-q", "-q", "-j", "0", lib]
     try:
         result = subprocess.run(
             argv, capture_output=True, text=True, errors="replace", timeout=COMPILE_TIMEOUT_S
