@@ -7,6 +7,8 @@ rows reuse the result and say where it came from) and derived once, under one `r
 """
 
 import shutil
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from click.testing import CliRunner, Result
 from workspaces import HARNESS, open_workspace
 
 from app.cli import cli
-from engine.core.workspace import RUNS_DIR, Workspace
+from engine.core.workspace import DB_FILE, RUNS_DIR, Workspace
 from engine.demo.repo import DemoCommit, build_demo_repo
 from engine.harness.task_validation import task_name, validate_task
 from engine.intake.approval import approve_package
@@ -135,9 +137,16 @@ def twice(tmp_path_factory: pytest.TempPathFactory, wheel_cache: Path) -> tuple[
 
 
 def _copy(root: Path, tmp_path: Path) -> Workspace:
-    """A workspace on a copy of `root`, for a test that writes."""
+    """A workspace on a copy of `root`, for a test that writes. The database goes through
+    SQLite's backup: an earlier test's connection to `root`, closed whenever it is collected,
+    takes its WAL file away in the middle of a file copy."""
     copy = tmp_path / "ws"
-    shutil.copytree(root, copy, symlinks=True)
+    shutil.copytree(root, copy, symlinks=True, ignore=shutil.ignore_patterns(f"{DB_FILE}*"))
+    with (
+        closing(sqlite3.connect(root / DB_FILE)) as source,
+        closing(sqlite3.connect(copy / DB_FILE)) as target,
+    ):
+        source.backup(target)
     return Workspace.open(copy)
 
 
