@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from engine.core.staged import remove_tree
 from engine.core.workspace import ENVS_DIR, Workspace
 from engine.demo.package import build_package, build_wheels
 from engine.demo.wheels import repack_installed, runtime_closure
@@ -30,7 +31,6 @@ from engine.harness.campaigns import CampaignSpec, create_campaign
 from engine.harness.environments import ensure_env, env_key
 from engine.harness.package import CorpusPackage, load_package
 from engine.intake.approval import approve_package
-from engine.intake.corpus import remove_tree
 from engine.isolation.uvtool import find_python, offline_install_args, run_uv, write_requirements
 
 

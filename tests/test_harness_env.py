@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from engine.core.hashing import sha256_file
+from engine.core.staged import STAGING_DIR
 from engine.core.workspace import ENVS_DIR, Workspace
 from engine.demo.hostile import edit_manifest
 from engine.demo.wheels import build_wheel
-from engine.harness.environments import BUILD_FILE, STAGING_DIR, ensure_env, env_key
+from engine.harness.environments import BUILD_FILE, ensure_env, env_key
 from engine.harness.package import HarnessError, load_package
 from engine.harness.worktrees import checkout, overlay_files
 from engine.intake.approval import approve_package

@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from engine.core.locks import exclusive_lock
+from engine.core.staged import remove_tree
 from engine.core.timestamps import utc_now
 from engine.core.workspace import Workspace
 from engine.harness.alignment import Alignment, score_alignment
@@ -45,7 +46,6 @@ from engine.harness.runner_compat import runner_options
 from engine.harness.supplement import validate_commit
 from engine.harness.task_validation import find_commit, run_tests
 from engine.harness.worktrees import checkout, overlay_files
-from engine.intake.corpus import remove_tree
 from engine.isolation.gitsafe import run_git
 from engine.mining.message import clean_task_text
 

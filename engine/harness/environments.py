@@ -1,10 +1,11 @@
 """Task environments: one virtual environment per (package, Python, requirement set), reused.
 
 An environment is built offline with uv from the package's `packages/` only, in
-`envs/.staging/<key>-<random>/`, and renamed to `envs/<key>/` in one step once complete, so a
-crash leaves nothing that looks ready; the next build of the same key clears its leftovers. A
-per-key lock keeps two builders of one key apart. The venv is relocatable (`uv venv
---relocatable`) so the rename does not break it; tests run as `python -m pytest`.
+`envs/.staging/<key>-<random>/`, and renamed to `envs/<key>/` in one step once complete
+(`engine.core.staged.build_once`), so a crash leaves nothing that looks ready; the next build of
+the same key clears its leftovers. A per-key lock keeps two builders of one key apart. The venv
+is relocatable (`uv venv --relocatable`) so the rename does not break it; tests run as
+`python -m pytest`.
 
 Its modules are compiled to bytecode once, when it is built: the sandbox mounts it read-only
 and tests run with PYTHONDONTWRITEBYTECODE, so without it every test run compiled pytest, its
@@ -21,16 +22,14 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.core.durable import fsync_dir, sync_filesystem
-from engine.core.locks import exclusive_lock
+from engine.core.durable import sync_filesystem
+from engine.core.staged import build_once
 from engine.core.timestamps import utc_now
 from engine.core.workspace import Workspace
 from engine.harness.package import CorpusPackage, HarnessError
-from engine.intake.corpus import remove_tree
 from engine.intake.manifest import MANIFEST_FILE
 from engine.isolation.uvtool import UvStepError, build_offline_venv
 
-STAGING_DIR = ".staging"
 BUILD_FILE = "build.json"
 COMPILE_TIMEOUT_S = 600.0
 
@@ -63,27 +62,14 @@ def env_key(package: CorpusPackage) -> str:
 def ensure_env(ws: Workspace, package: CorpusPackage) -> TaskEnv:
     """The package's environment, built now if no ready one exists."""
     envs = ws.envs_dir
-    (envs / STAGING_DIR).mkdir(parents=True, exist_ok=True)
+
+    def build(staging: Path) -> None:
+        _build(package, staging, envs)
+        sync_filesystem(staging)
+
     key = env_key(package)
-    final = envs / key
-    with exclusive_lock(envs / f".{key}.lock"):
-        if (final / BUILD_FILE).is_file():
-            _compiled(final)
-            return TaskEnv(key=key, path=final, built_now=False)
-        for leftover in (envs / STAGING_DIR).glob(f"{key}-*"):
-            remove_tree(leftover)
-        staging = envs / STAGING_DIR / f"{key}-{secrets.token_hex(4)}"
-        staging.mkdir()
-        try:
-            _build(package, staging, envs)
-            sync_filesystem(staging)
-            staging.rename(final)
-        except BaseException:
-            if staging.exists():
-                remove_tree(staging)
-            raise
-        fsync_dir(envs)
-    return TaskEnv(key=key, path=final, built_now=True)
+    path, built_now = build_once(envs, key, BUILD_FILE, build, when_ready=_compiled)
+    return TaskEnv(key=key, path=path, built_now=built_now)
 
 
 def _build(package: CorpusPackage, dest: Path, scratch: Path) -> None:

@@ -32,7 +32,6 @@ import filecmp
 import hashlib
 import json
 import os
-import secrets
 import shutil
 import tomllib
 from collections.abc import Iterator
@@ -42,12 +41,10 @@ from pathlib import Path
 import uv
 from pydantic import BaseModel, ConfigDict
 
-from engine.core.durable import fsync_dir
-from engine.core.locks import exclusive_lock
+from engine.core.staged import build_once, remove_tree
 from engine.core.workspace import Workspace
-from engine.harness.environments import STAGING_DIR, TaskEnv
+from engine.harness.environments import TaskEnv
 from engine.harness.package import CorpusPackage, HarnessError
-from engine.intake.corpus import remove_tree
 from engine.isolation.sandbox import python_paths, run_sandboxed
 from engine.isolation.uvtool import offline_install_args, uv_reason, uv_settings
 
@@ -302,25 +299,12 @@ def _share(
 ) -> SharedBuild:
     """The share of `key`, built from `tree` under a lock if there is none yet (a failed
     build leaves its output in `dest` and no share: the next tree tries again)."""
-    sites = env.path / SITES_DIR
-    (sites / STAGING_DIR).mkdir(parents=True, exist_ok=True)
-    final = sites / key
-    with exclusive_lock(sites / f".{key}.lock"):
-        if (final / SITE_FILE).is_file():
-            return SharedBuild.model_validate_json((final / SITE_FILE).read_text("utf-8"))
-        for leftover in (sites / STAGING_DIR).glob(f"{key}-*"):
-            remove_tree(leftover)
-        staging = sites / STAGING_DIR / f"{key}-{secrets.token_hex(4)}"
-        staging.mkdir()
-        try:
-            share = _build_share(ws, env, package, tree, dest, key, label, staging)
-            staging.rename(final)
-        except BaseException:
-            if staging.exists():
-                remove_tree(staging)
-            raise
-        fsync_dir(sites)
-    return share
+
+    def build(staging: Path) -> None:
+        _build_share(ws, env, package, tree, dest, key, label, staging)
+
+    folder, _ = build_once(env.path / SITES_DIR, key, SITE_FILE, build)
+    return SharedBuild.model_validate_json((folder / SITE_FILE).read_text("utf-8"))
 
 
 def _build_share(
@@ -332,7 +316,7 @@ def _build_share(
     key: str,
     label: str,
     staging: Path,
-) -> SharedBuild:
+) -> None:
     """Build a copy of `tree` in `staging`, keep what a share needs, write `site.json` last;
     the build's output goes to `dest` as well."""
     copy = staging / "tree"
@@ -365,7 +349,6 @@ def _build_share(
         not_shared=not_shared,
     )
     (staging / SITE_FILE).write_text(share.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    return share
 
 
 def map_install(site: Path, tree: Path) -> tuple[dict[str, str], dict[str, Path], str | None]:

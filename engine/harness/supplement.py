@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.core.staged import remove_tree
 from engine.core.workspace import Workspace
 from engine.harness.ast_diff import FileChange, commit_changes
 from engine.harness.edits import EditError, apply_edits
@@ -52,7 +53,6 @@ from engine.harness.task_validation import (
     validate_task,
 )
 from engine.harness.worktrees import checkout, overlay_files
-from engine.intake.corpus import remove_tree
 from engine.intake.manifest import ManifestCommit
 from engine.isolation.gitobjects import read_blobs
 from engine.isolation.gitsafe import run_git

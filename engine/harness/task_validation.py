@@ -40,6 +40,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.core.staged import remove_tree
 from engine.core.timestamps import utc_now
 from engine.core.workspace import Workspace
 from engine.harness.ast_diff import commit_changes
@@ -60,7 +61,6 @@ from engine.harness.pytest_config import PytestConfigError, collected_test_files
 from engine.harness.repo_sites import RepoInstallError, RepoSite, repo_site
 from engine.harness.runner_compat import runner_options
 from engine.harness.worktrees import checkout, overlay_files
-from engine.intake.corpus import remove_tree
 from engine.intake.manifest import ManifestCommit
 from engine.isolation.gitsafe import run_git
 from engine.isolation.sandbox import SandboxResult, python_paths, run_sandboxed

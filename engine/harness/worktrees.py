@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from engine.core.staged import remove_tree
 from engine.harness.package import HarnessError
-from engine.intake.corpus import remove_tree
 from engine.isolation.gitsafe import run_git
 from engine.isolation.snapshot import write_snapshot
 

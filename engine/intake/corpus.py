@@ -9,7 +9,6 @@ either nothing or a whole package. Staging leftovers are removed by the next app
 import hashlib
 import os
 import secrets
-import shutil
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from engine.core.durable import fsync_dir, fsync_tree
 from engine.core.errors import IngestError
 from engine.core.locks import exclusive_lock
+from engine.core.staged import remove_tree
 from engine.intake.manifest import MANIFEST_FILE, ManifestV1
 from engine.intake.repo_rebuild import rebuild_repo
 
@@ -62,14 +62,6 @@ def corpus_lock(corpus_dir: Path) -> Iterator[None]:
     """Hold the corpus lock for the block; the kernel releases it if the process dies."""
     with exclusive_lock(corpus_dir / LOCK_FILE):
         yield
-
-
-def remove_tree(path: Path) -> None:
-    """Remove a folder and everything in it (or a file or link) without following links."""
-    if path.is_symlink() or not path.is_dir():
-        path.unlink()
-    else:
-        shutil.rmtree(path)
 
 
 def clear_staging(corpus_dir: Path) -> list[Path]:
