@@ -112,11 +112,11 @@ def main() -> None:
     firsts, builds, ratios, floors, golds = [], [], [], [], []
     for commit in chosen:
         floor = statistics.median(floor_s(ws, env, package, commit) for _ in range(args.repeat))
-        known = set(shares.glob("*/site.json")) if shares.is_dir() else set()
+        known = set(shares.glob("*/site.json"))
         start = time.perf_counter()
         report = validate_task(ws, digest, commit.sha)
         first = time.perf_counter() - start
-        built = len(set(shares.glob("*/site.json")) - known) if shares.is_dir() else 0
+        built = len(set(shares.glob("*/site.json")) - known)
         again = []
         for _ in range(args.repeat):
             start = time.perf_counter()

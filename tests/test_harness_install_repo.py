@@ -32,14 +32,7 @@ TEST_SHOUT = (
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory, copy_package: Callable[[Path], Path]):
     root = tmp_path_factory.mktemp("install-repo")
-    package = copy_package(root)
-    add_build_backend(package, BACKEND)
-    shout = add_task_commit(
-        package,
-        {"textkit/shout.py": SHOUT, "tests/test_shout.py": TEST_SHOUT},
-        "Add shout",
-        ["tests/test_shout.py"],
-    )
+    package, shout = shout_package(root, copy_package, BACKEND, TEST_SHOUT)
     pyproject = (package / "repo" / "pyproject.toml").read_text(encoding="utf-8")
     broken = add_task_commit(
         package,
@@ -51,12 +44,32 @@ def installed(tmp_path_factory: pytest.TempPathFactory, copy_package: Callable[[
         ["tests/test_shout.py"],
     )
     commit_files(package, {"pyproject.toml": pyproject}, "Build with mini-backend again")
+    return *approved_once(root, package), shout, broken
+
+
+def shout_package(
+    root: Path, copy_package: Callable[[Path], Path], backend: str, test: str
+) -> tuple[Path, str]:
+    """A copy of the demo package built with `backend`, and its new commit adding shout with
+    `test`."""
+    package = copy_package(root)
+    add_build_backend(package, backend)
+    sha = add_task_commit(
+        package,
+        {"textkit/shout.py": SHOUT, "tests/test_shout.py": test},
+        "Add shout",
+        ["tests/test_shout.py"],
+    )
+    return package, sha
+
+
+def approved_once(root: Path, package: Path) -> tuple[Workspace, str]:
+    """A workspace at `root/ws` that runs each side once, and the package's digest there."""
     ws_root = root / "ws"
     ws_root.mkdir()
     (ws_root / "cra.toml").write_text("[harness]\nflaky_runs = 1\n", encoding="utf-8")
     ws = Workspace.open(ws_root)
-    digest = approve_package(ws, package).digest
-    return ws, digest, shout, broken
+    return ws, approve_package(ws, package).digest
 
 
 def test_both_sides_share_one_build_and_test_their_own_code(installed) -> None:
@@ -151,19 +164,8 @@ TEST_BUILT = (
 
 
 def package_with_backend(root: Path, copy_package: Callable[[Path], Path], backend: str, test: str):
-    package = copy_package(root)
-    add_build_backend(package, backend)
-    sha = add_task_commit(
-        package,
-        {"textkit/shout.py": SHOUT, "tests/test_shout.py": test},
-        "Add shout",
-        ["tests/test_shout.py"],
-    )
-    ws_root = root / "ws"
-    ws_root.mkdir()
-    (ws_root / "cra.toml").write_text("[harness]\nflaky_runs = 1\n", encoding="utf-8")
-    ws = Workspace.open(ws_root)
-    return ws, approve_package(ws, package).digest, sha
+    package, sha = shout_package(root, copy_package, backend, test)
+    return *approved_once(root, package), sha
 
 
 def test_a_file_the_build_generates_is_written_into_each_tree(

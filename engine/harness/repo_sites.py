@@ -35,6 +35,7 @@ import os
 import shutil
 import tomllib
 from collections.abc import Iterator
+from copy import deepcopy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,7 @@ from engine.core.staged import build_once, remove_tree
 from engine.core.workspace import Workspace
 from engine.harness.environments import TaskEnv
 from engine.harness.package import CorpusPackage, HarnessError
+from engine.harness.worktrees import under_link
 from engine.isolation.sandbox import python_paths, run_sandboxed
 from engine.isolation.uvtool import offline_install_args, uv_reason, uv_settings
 
@@ -206,18 +208,14 @@ def build_key(tree: Path) -> tuple[str | None, str | None]:
         if path.is_symlink():
             return None, f"{name} is a link"
         data = path.read_bytes() if path.is_file() else None
-        if name == "pyproject.toml" and data is not None and _in_tree_backend(data):
+        parsed = _toml(data) if data is not None and name.endswith(".toml") else None
+        build = parsed.get("build-system") if name == "pyproject.toml" and parsed else None
+        if isinstance(build, dict) and "backend-path" in build:
             return None, "its build backend is in the tree (pyproject.toml backend-path)"
-        view = None if data is None else _key_view(name, data)
+        view = None if data is None else _key_view(name, data, parsed)
         digest.update(f"{name}\0{'-' if view is None else len(view)}\0".encode())
         digest.update(view or b"")
     return digest.hexdigest()[:16], None
-
-
-def _in_tree_backend(pyproject: bytes) -> bool:
-    parsed = _toml(pyproject)
-    build = parsed.get("build-system") if parsed else None
-    return isinstance(build, dict) and "backend-path" in build
 
 
 def _toml(data: bytes) -> dict | None:
@@ -227,10 +225,11 @@ def _toml(data: bytes) -> dict | None:
         return None
 
 
-def _key_view(name: str, data: bytes) -> bytes:
+def _key_view(name: str, data: bytes, parsed: dict | None) -> bytes:
     """What of a build file goes into the key: its build-relevant tables, canonical; the bytes
-    themselves where it is code (setup.py) or does not parse (its build fails alike)."""
-    if name == "pyproject.toml" and (parsed := _toml(data)) is not None:
+    themselves where it is code (setup.py) or does not parse (its build fails alike). `parsed`
+    is a TOML file's tables, None when it does not parse or is not TOML."""
+    if name == "pyproject.toml" and parsed is not None:
         project = parsed.get("project")
         kept: dict[str, object] = {
             "build-system": parsed.get("build-system"),
@@ -242,7 +241,7 @@ def _key_view(name: str, data: bytes) -> bytes:
             "tool": _build_tools(parsed.get("tool")),
         }
         return json.dumps(kept, sort_keys=True, default=str).encode()
-    if name == "hatch.toml" and (parsed := _toml(data)) is not None:
+    if name == "hatch.toml" and parsed is not None:
         return json.dumps(_without(parsed, NON_BUILD_HATCH), sort_keys=True, default=str).encode()
     if name == "setup.cfg":
         config = configparser.ConfigParser(interpolation=None)
@@ -270,10 +269,10 @@ def _build_tools(tool: object) -> object:
 
 def _without(table: dict, dotted: tuple[str, ...]) -> dict:
     """`table` without the sub-tables named by dotted paths (a copy)."""
-    copy = json.loads(json.dumps(table, default=str))
+    copy = deepcopy(table)
     for path in dotted:
         *parents, leaf = path.split(".")
-        node = copy
+        node: object = copy
         for part in parents:
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict):
@@ -426,8 +425,7 @@ def _from_share(env: TaskEnv, share: SharedBuild, tree: Path) -> RepoSite:
     root = tree.resolve()
     for rel in share.generated:
         target = root / rel
-        parent = os.path.realpath(target.parent)
-        if parent != str(root) and not parent.startswith(f"{root}/"):
+        if under_link(root, target):
             raise RepoInstallError(f"the generated file {rel} would lie under a link in the tree")
         if target.is_symlink():
             target.unlink()

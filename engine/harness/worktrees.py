@@ -28,6 +28,13 @@ def checkout(repo: Path, sha: str, tmp_root: Path | None = None) -> Iterator[Pat
         remove_tree(holder)
 
 
+def under_link(root: Path, target: Path) -> bool:
+    """Whether writing `target` (a path under the resolved `root`) would go through a link out of
+    `root`."""
+    parent = os.path.realpath(target.parent)
+    return parent != str(root) and not parent.startswith(f"{root}/")
+
+
 def overlay_files(repo: Path, sha: str, paths: list[str], tree: Path) -> None:
     """Make each of `paths` in `tree` what it is at `sha`: written, or removed if absent there."""
     git_dir = f"--git-dir={repo / '.git'}"
@@ -40,7 +47,7 @@ def overlay_files(repo: Path, sha: str, paths: list[str], tree: Path) -> None:
     root = tree.resolve()
     for rel in paths:
         target = root / rel
-        if not os.path.realpath(target.parent).startswith(f"{root}/") and target.parent != root:
+        if under_link(root, target):
             raise HarnessError(f"{repo}: {rel} at {sha} lies under a link in the checkout")
         if rel not in present:
             if target.exists() or target.is_symlink():
