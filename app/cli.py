@@ -33,6 +33,18 @@ LAZY_COMMANDS = {
         "app.cli_adapters:adapters",
         "Adapter versions: which one serves each stage, and switching it.",
     ),
+    "autopilot": LazyCommand(
+        "app.cli_autopilot:autopilot",
+        "Train ready stages in the night's window by the `[autopilot]` policy, unattended.",
+    ),
+    "bases": LazyCommand(
+        "app.cli_bases:bases",
+        "Base model checkpoints: register a role's base, list them, verify their files.",
+    ),
+    "bundle": LazyCommand(
+        "app.cli_bundle:bundle",
+        "Write an offline bundle that installs this console on an air-gapped machine.",
+    ),
     "curate-data": LazyCommand(
         "app.cli_curate:curate_data",
         "Turn reviewed examples and pairs into datasets: dedup, holdout, balance, replay.",
@@ -42,6 +54,11 @@ LAZY_COMMANDS = {
         "Training examples and preference pairs in the workspace database.",
     ),
     "datasets": LazyCommand("app.cli_curate:datasets", "Curated datasets: list them, show one."),
+    "doctor": LazyCommand(
+        "app.cli_doctor:doctor",
+        "Check the machine before a night: sandbox, GPU, the GPU set's pins, disk, database, "
+        "bases.",
+    ),
     "eval": LazyCommand(
         "app.cli_eval:eval_group", "Eval runs and the eval gate (LoRA Training Strategy §9)."
     ),

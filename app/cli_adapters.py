@@ -17,7 +17,9 @@ from engine.adapters.activation import (
     history,
     list_versions,
     reject,
-    resolve,
+    resolve_with_reason,
+    trained_on,
+    unservable,
 )
 from engine.core.stages import STAGES
 from engine.core.workspace import Workspace
@@ -41,10 +43,13 @@ def adapters_list(ctx: click.Context, stage: str | None) -> None:
     if not rows:
         click.echo("no adapter versions yet: a finished training run registers one")
         return
+    ws = _workspace(ctx, write=False)
     for row in rows:
+        reason = unservable(ws, row)
         click.echo(
-            f"{row.name:<20} {row.status:<9} {row.base_model:<9} "
+            f"{row.name:<20} {row.status:<9} {trained_on(ws, row):<22} "
             f"rank {row.rank}  {row.created_at}  {row.path}"
+            + ("" if reason is None else f"\n{'':<20} unservable: {reason}")
         )
 
 
@@ -160,8 +165,14 @@ def adapters_reject(ctx: click.Context, name: str, reason: str, operator: str | 
 @click.argument("stage", type=click.Choice(STAGES))
 @click.pass_context
 def adapters_resolve(ctx: click.Context, stage: str) -> None:
-    """The model name requests for STAGE use: the active version, else the base kind."""
-    click.echo(resolve(_workspace(ctx, write=False), stage))
+    """The model name requests for STAGE use: the active version, else the base kind.
+
+    An active version trained on an older base than its role's current one never serves: the
+    base kind is printed, and why on stderr."""
+    model, reason = resolve_with_reason(_workspace(ctx, write=False), stage)
+    click.echo(model)
+    if reason is not None:
+        click.echo(f"note: {reason}", err=True)
 
 
 @adapters.command("export")

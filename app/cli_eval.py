@@ -21,13 +21,13 @@ from engine.evaluation.evidence import (
 from engine.evaluation.example_scores import paired_metrics
 from engine.evaluation.gate import (
     GateError,
-    active_row,
     compare,
     decide,
     decision_lines,
     evidence_lines,
     latest_decision,
     metric_confidence,
+    serving_row,
 )
 from engine.evaluation.runs import (
     BACKENDS,
@@ -227,7 +227,7 @@ def eval_compare(ctx: click.Context, name: str) -> None:
     nothing."""
     ws = _workspace(ctx, write=False)
     row = version_row(ws, name)
-    comparison = compare(ws, row.stage, row, active_row(ws, row.stage))
+    comparison = compare(ws, row.stage, row, serving_row(ws, row.stage))
     if comparison.candidate_eval is None or comparison.baseline_eval is None:
         raise GateError(
             f"{name} and {comparison.baseline} have no finished eval runs on one eval set; "

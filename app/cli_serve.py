@@ -1,11 +1,8 @@
 """`cra serve`: show or start the vLLM servers for the configured bases and their adapters."""
 
-import os
 import shlex
 import shutil
 import signal
-import subprocess
-import time
 from types import FrameType
 
 import click
@@ -27,14 +24,28 @@ def _shell_line(command: ServeCommand) -> str:
 @click.option("--launch", is_flag=True, help="Start the servers and wait on them.")
 @click.option("--status", is_flag=True, help="What each server has loaded, and what it lacks.")
 @click.option(
+    "--release", is_flag=True, help="Lift a hold on serving left by an autopilot that died."
+)
+@click.option(
     "--cpu", is_flag=True, help="The CPU stand-in instead of vLLM (the tiny model, the demo)."
 )
 @click.pass_context
-def serve(ctx: click.Context, show: bool, launch: bool, status: bool, cpu: bool) -> None:
-    """One vLLM server per base, LoRA enabled, active adapters preloaded, runtime loads on."""
-    if show + launch + status != 1:
-        raise click.UsageError("give exactly one of --print, --launch or --status")
-    ws = open_workspace(ctx, write=launch)
+def serve(
+    ctx: click.Context, show: bool, launch: bool, status: bool, release: bool, cpu: bool
+) -> None:
+    """One vLLM server per base, LoRA enabled, active adapters preloaded, runtime loads on.
+
+    `--launch` supervises them: they stop with it, one that crashes is started again with the
+    versions active then, and none runs while serving is held or a training run holds the GPU."""
+    if show + launch + status + release != 1:
+        raise click.UsageError("give exactly one of --print, --launch, --status or --release")
+    ws = open_workspace(ctx, write=launch or release)
+    if release:
+        from engine.serving.hold import release_serving
+
+        hold = release_serving(ws)
+        click.echo("no hold was in place" if hold is None else f"lifted the hold of {hold.holder}")
+        return
     if status:
         _status(ws)
         return
@@ -42,6 +53,8 @@ def serve(ctx: click.Context, show: bool, launch: bool, status: bool, cpu: bool)
     if show:
         for command in commands:
             click.echo(f"# base {command.base} at {command.url}")
+            for note in command.notes:
+                click.echo(f"# {note}")
             click.echo(_shell_line(command))
         return
     if not cpu and shutil.which("vllm") is None:
@@ -49,7 +62,7 @@ def serve(ctx: click.Context, show: bool, launch: bool, status: bool, cpu: bool)
             "vllm is not installed here (no `vllm` on PATH); `cra serve --print` shows the "
             "commands to run where it is"
         )
-    _launch(commands)
+    _launch(ws, cpu)
 
 
 def _status(ws: Workspace) -> None:
@@ -71,47 +84,23 @@ def _status(ws: Workspace) -> None:
             click.echo(f"  loaded: {', '.join(item.loaded) or 'no adapters'}")
         if item.missing:
             click.echo(f"  active but not loaded: {', '.join(item.missing)}")
+        if item.stranded:
+            click.echo(
+                f"  active on an older base, never loaded: {', '.join(item.stranded)} "
+                "(`cra train-plan` lists them for retraining)"
+            )
 
 
-def _launch(commands: list[ServeCommand]) -> None:
-    """Start every server, each in a process group of its own, and wait. When one stops, or
-    this command is interrupted, terminated or exits, every group is stopped: vLLM's own
-    worker processes go with their server."""
-    processes: list[subprocess.Popen[bytes]] = []
+def _launch(ws: Workspace, cpu: bool) -> None:
+    """Supervise the servers until interrupted or terminated (`engine.serving.supervisor`)."""
+    from engine.serving.supervisor import Supervisor
+
     previous = signal.signal(signal.SIGTERM, _terminated)
     try:
-        for command in commands:
-            process = subprocess.Popen(
-                command.argv, env={**os.environ, **command.env}, start_new_session=True
-            )
-            processes.append(process)
-            click.echo(f"starting base {command.base} at {command.url} (pid {process.pid})")
-        while all(process.poll() is None for process in processes):
-            time.sleep(1)
+        Supervisor(ws, cpu_serve_commands if cpu else serve_commands, click.echo).run()
     finally:
-        for process in processes:
-            _stop_group(process)
         signal.signal(signal.SIGTERM, previous)
-    stopped = [
-        f"base {command.base} exited with status {process.returncode}"
-        for command, process in zip(commands, processes, strict=True)
-    ]
-    raise CraError("vLLM stopped, so every server was stopped: " + "; ".join(stopped))
 
 
 def _terminated(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
-
-
-def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    """Terminate the server's process group, then kill it if it is still there after 30 s."""
-    for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, None)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            process.wait(timeout=wait_s)
-            break
-        except subprocess.TimeoutExpired:
-            continue

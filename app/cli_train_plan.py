@@ -108,4 +108,9 @@ def train_plan(ctx: click.Context, as_json: bool, operator: str | None) -> None:
             "No stage is weak, but no metric could be judged yet: run a harness campaign with a "
             "planning pipeline (openai or command) to measure the stages."
         )
+    if plan.retrain:
+        click.echo("")
+        click.echo("Trained on an older base than their role's current one, to retrain:")
+        for item in plan.retrain:
+            click.echo(f"  {item.name} ({item.status}): {item.reason}")
     click.echo(f"plan {plan_id}: {path}")

@@ -144,6 +144,14 @@ def evidence_text(evidence: VersionEvidence) -> Text:
     return text
 
 
+def serving_cell(view: StageView) -> Text:
+    """What serves a stage: its version in green, the bare base dimmed, or the bare base in
+    yellow when the active version was trained on an older base and so never serves."""
+    if view.stranded is not None:
+        return Text(neutralise(f"base, not {view.stranded}"), style="yellow")
+    return Text(view.serving, style="bold green" if view.serving != "base" else "dim")
+
+
 def serving_text(statuses: list[ServerStatus] | None, error: str | None) -> Text:
     if error is not None:
         return Text(neutralise(f"cannot read the serving status: {error}"), style="red")
@@ -162,6 +170,11 @@ def serving_text(statuses: list[ServerStatus] | None, error: str | None) -> Text
             text.append("not running\n", style="yellow")
         if status.error:
             text.append(neutralise(f"  {status.error}\n"), style="red")
+        if status.stranded:
+            stranded = neutralise(
+                f"  active on an old base, never loaded: {', '.join(status.stranded)}\n"
+            )
+            text.append(stranded, style="yellow")
         if status.missing:
             missing = neutralise(f"  active, not loaded: {', '.join(status.missing)}\n")
             text.append(missing, style="yellow")
@@ -301,7 +314,7 @@ class AdaptersScreen(EnginePane):
         self._views = {view.stage: view for view in views}
         stages = self.query_one("#stages", DataTable)
         for view in views:
-            serving = Text(view.serving, style="bold green" if view.serving != "base" else "dim")
+            serving = serving_cell(view)
             waiting = Text(str(view.candidates or "—"), justify="right")
             if first:
                 stages.add_row(view.stage, serving, waiting, key=view.stage)
@@ -407,7 +420,9 @@ class AdaptersScreen(EnginePane):
             versions.add_row(
                 Text(neutralise(line.name), style="bold" if line.status == "active" else ""),
                 Text(line.status, style=STATUS_STYLE.get(line.status, "")),
-                Text(neutralise(line.base)),
+                Text(neutralise(line.base))
+                if line.unservable is None
+                else Text(neutralise(f"{line.base} · unservable"), style="red"),
                 when(line.created),
                 Text(neutralise(line.dataset)),
                 gate,

@@ -13,6 +13,7 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from engine.core.sizes import human_size
 from engine.core.terminal_text import neutralise
 from engine.intake.manifest import FilterStage, PlanArtifact, PlanningType, StyleScore
 from engine.intake.validation_report import PackageSummary, ValidationReport
@@ -20,16 +21,6 @@ from engine.intake.validation_report import PackageSummary, ValidationReport
 PLANNING_BAR_WIDTH = 20
 STRONG_STYLE_SCORE = 75  # LoRA Training Strategy §6.7: repos scoring 75-100 are strong candidates
 PLAN_LABEL_STYLE = {"good": "bold green", "fine": "bold yellow", "bad": "bold red"}
-
-
-def human_size(size: int) -> str:
-    if size < 1024:
-        return f"{size} B"
-    if size < 1024**2:
-        return f"{size / 1024:.1f} KiB"
-    if size < 1024**3:
-        return f"{size / 1024**2:.1f} MiB"
-    return f"{size / 1024**3:.1f} GiB"
 
 
 def plural(count: int, word: str) -> str:

@@ -1,4 +1,5 @@
-"""The Report pane: the morning report (`cra report`), what the night did since a chosen time.
+"""The Report pane: the morning report (`cra report`), what the night did since a chosen time,
+under a line saying what the autopilot is doing (`cra autopilot --status`).
 
 Packages approved and rejected, campaigns and their resolved rates, datasets curated, training
 runs that ended, eval runs and gate decisions, promotions and rollbacks. The window is the last
@@ -20,6 +21,7 @@ from textual.widgets import Static
 from engine.core.terminal_text import neutralise
 from engine.core.workspace import Workspace
 from engine.reports.morning import morning_report, report_text
+from engine.runners.autopilot import autopilot_status
 from screens.pane import EnginePane
 
 WINDOWS = (
@@ -32,9 +34,10 @@ WINDOWS = (
 
 @dataclass
 class ReportRead(Message):
-    """The poll read the report for the window."""
+    """The poll read the report for the window, and the autopilot's status line."""
 
     text: str
+    autopilot: str
 
 
 class ReportScreen(EnginePane):
@@ -58,6 +61,7 @@ class ReportScreen(EnginePane):
         self._window = 1
 
     def compose_pane(self) -> ComposeResult:
+        yield Static("autopilot: reading…", id="autopilot", markup=False)
         with VerticalScroll(id="report-box") as box:
             box.border_title = self._title()
             yield Static("reading…", id="report", markup=False)
@@ -78,8 +82,10 @@ class ReportScreen(EnginePane):
         return (now - WINDOWS[self._window][1],)
 
     def read(self, ws: Workspace, since: datetime) -> None:
-        self.post_message(ReportRead(report_text(morning_report(ws, since), since)))
+        text = report_text(morning_report(ws, since), since)
+        self.post_message(ReportRead(text, autopilot_status(ws)))
 
     @on(ReportRead)
     def _show(self, message: ReportRead) -> None:
+        self.query_one("#autopilot", Static).update(neutralise(message.autopilot))
         self.query_one("#report", Static).update(neutralise(message.text))

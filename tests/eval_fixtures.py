@@ -5,6 +5,7 @@ import json
 from collections.abc import Sequence
 
 from engine.adapters.activation import AdapterVersion, version_by_id
+from engine.bases.registry import current_base
 from engine.core.hashing import sha256_file
 from engine.core.timestamps import utc_now
 from engine.core.workspace import Workspace
@@ -18,13 +19,22 @@ from engine.training_data.store import item_from_row
 def add_version(
     ws: Workspace, stage: str, version: int, dataset_id: str | None = None
 ) -> AdapterVersion:
-    """A candidate version of `stage` whose folder holds two hashed files."""
+    """A candidate version of `stage` whose folder holds two hashed files, trained on the base
+    folder the workspace configures for its kind: its registered base version when there is
+    one, else the one its kind's first registration adopts."""
     name = f"{stage}-v{version}"
+    kind = "coding" if stage == "execute_code" else "reasoning"
+    base_path = (
+        ws.config.training.base_models.get(kind)
+        or ws.config.serving.bases.get(kind)
+        or "models/base"
+    )
     folder = ws.adapters_dir / stage / f"v{version}"
     folder.mkdir(parents=True)
     (folder / "adapter_config.json").write_text(json.dumps({"r": 16, "name": name}))
     (folder / "adapter_model.safetensors").write_bytes(f"weights of {name}".encode() * 50)
     files = {p.name: sha256_file(p) for p in sorted(folder.iterdir())}
+    base = current_base(ws, kind)
     version_id = (
         ws.db["adapter_versions"]
         .insert(
@@ -33,8 +43,9 @@ def add_version(
                 "version": version,
                 "name": name,
                 "status": "candidate",
-                "base_model": "coding" if stage == "execute_code" else "reasoning",
-                "base_model_path": "models/base",
+                "base_model": kind,
+                "base_model_path": base_path,
+                "base_version_id": None if base is None else base.id,
                 "rank": 16,
                 "path": folder.relative_to(ws.root).as_posix(),
                 "dataset_id": dataset_id,

@@ -1,7 +1,10 @@
 """A local stand-in for vLLM's OpenAI-compatible server: `/v1/models` and the LoRA endpoints.
 
 It serves one base, keeps the adapters loaded at runtime, and answers like vLLM: an adapter in
-`/v1/models` has `root` (its folder) and `parent` (the base); errors are vLLM's error JSON.
+`/v1/models` has `root` (its folder) and `parent` (the base); errors are vLLM's nested error JSON
+(`{"error": {"message", "type", "param", "code"}}`) with its codes (a missing adapter folder 404,
+another failed load 400); a path that is no route, and the LoRA endpoints when the server was
+started without runtime updates, answer `{"detail": "Not Found"}`, as vLLM's web framework does.
 Tests can make a named load fail, lower the rank it accepts, or accept a load it then does not
 list. Every load request is recorded. With `answer` set, `/v1/chat/completions` answers a served
 model's requests with `answer(model, messages)`.
@@ -28,8 +31,9 @@ class QuietServer(ThreadingHTTPServer):
 class FakeVllm:
     """Runs in a thread on 127.0.0.1; use as a context manager."""
 
-    def __init__(self, base: str, max_lora_rank: int = 16) -> None:
+    def __init__(self, base: str, max_lora_rank: int = 16, runtime_updates: bool = True) -> None:
         self.base = base
+        self.runtime_updates = runtime_updates
         self.max_lora_rank = max_lora_rank
         self.loaded: dict[str, str] = {}
         self.fail_loads: set[str] = set()
@@ -65,12 +69,15 @@ class FakeVllm:
     def load(self, name: str, path: str) -> tuple[int, str | None]:
         self.load_requests.append(name)
         if name in self.loaded:
-            return 400, f"The lora adapter '{name}' has already been loaded."
+            return 400, (
+                f"The lora adapter '{name}' has already been loaded. If you want to load the "
+                "adapter in place, set 'load_inplace' to True."
+            )
         if name in self.fail_loads:
-            return 500, f"Loading lora {name} failed: No adapter found for {path}"
+            return 400, f"Loading lora {name} failed: CUDA out of memory"
         config = Path(path) / "adapter_config.json"
         if not config.is_file():
-            return 400, f"No adapter found for {path}"
+            return 404, f"Loading lora {name} failed: No adapter found for {path}"
         rank = json.loads(config.read_text())["r"]
         if rank > self.max_lora_rank:
             return 400, f"LoRA rank {rank} is greater than max_lora_rank {self.max_lora_rank}."
@@ -87,12 +94,16 @@ def _handler(fake: FakeVllm) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path != "/v1/models":
-                self._error(404, f"Not Found: {self.path}")
+                self._send(404, "application/json", {"detail": "Not Found"})
                 return
             self._send(200, "application/json", {"object": "list", "data": fake.models()})
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            lora_routes = ("/v1/load_lora_adapter", "/v1/unload_lora_adapter")
+            if self.path in lora_routes and not fake.runtime_updates:
+                self._send(404, "application/json", {"detail": "Not Found"})
+                return
             if self.path == "/v1/load_lora_adapter":
                 status, error = fake.load(body["lora_name"], body["lora_path"])
                 done = f"Success: LoRA adapter '{body['lora_name']}' added successfully."
@@ -103,7 +114,8 @@ def _handler(fake: FakeVllm) -> type[BaseHTTPRequestHandler]:
                 status, error = fake.unload(body["lora_name"])
                 done = f"Success: LoRA adapter '{body['lora_name']}' removed successfully."
             else:
-                status, error, done = 404, f"Not Found: {self.path}", ""
+                self._send(404, "application/json", {"detail": "Not Found"})
+                return
             if error is not None:
                 self._error(status, error)
             else:
@@ -121,8 +133,9 @@ def _handler(fake: FakeVllm) -> type[BaseHTTPRequestHandler]:
             self._send(200, "application/json", {"choices": [choice], "usage": usage})
 
         def _error(self, status: int, message: str) -> None:
-            body = {"object": "error", "message": message, "type": "BadRequestError"}
-            self._send(status, "application/json", {**body, "code": status})
+            kind = "NotFoundError" if status == 404 else "BadRequestError"
+            error = {"message": message, "type": kind, "param": None, "code": status}
+            self._send(status, "application/json", {"error": error})
 
         def _send(self, status: int, kind: str, payload: Any) -> None:
             data = (json.dumps(payload) if kind == "application/json" else payload).encode()

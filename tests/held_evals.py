@@ -44,6 +44,7 @@ class HeldAnswers:
 def open_served(root: Path, url: str) -> Workspace:
     """A workspace at `root` whose reasoning base is served at `url`."""
     (root / "models/reasoning").mkdir(parents=True, exist_ok=True)
+    (root / "models/reasoning" / "config.json").write_text("{}")
     (root / "cra.toml").write_text(
         f'[usb]\nmount_roots = []\n[serving]\nbase_url = "{url}"\n'
         'timeout_s = 5\n[serving.bases]\nreasoning = "models/reasoning"\n',

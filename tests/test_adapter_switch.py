@@ -45,6 +45,7 @@ def _free_port() -> int:
 
 def _workspace(root: Path, port: int) -> Workspace:
     (root / "models/reasoning").mkdir(parents=True)
+    (root / "models/reasoning" / "config.json").write_text("{}")
     (root / "cra.toml").write_text(
         f'[serving]\nbase_url = "http://127.0.0.1:{port}"\ntimeout_s = 5\n'
         '[serving.bases]\nreasoning = "models/reasoning"\n',

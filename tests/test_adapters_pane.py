@@ -22,6 +22,7 @@ from textual.widgets.data_table import CellDoesNotExist
 
 from app.app import CraApp
 from engine.adapters.activation import AdapterVersion, history, resolve
+from engine.bases.registry import register_base
 from engine.core.stages import LORA_STAGES
 from engine.core.workspace import Workspace
 from engine.evaluation.example_scores import paired_metrics
@@ -40,12 +41,15 @@ AT = "2026-11-21T07:30:00Z"
 
 def _open(root: Path, port: int) -> Workspace:
     (root / "models/reasoning").mkdir(parents=True, exist_ok=True)
+    (root / "models/reasoning" / "config.json").write_text("{}")
     (root / "cra.toml").write_text(
         f'[usb]\nmount_roots = []\n[serving]\nbase_url = "http://127.0.0.1:{port}"\n'
         'timeout_s = 2\n[serving.bases]\nreasoning = "models/reasoning"\n',
         encoding="utf-8",
     )
-    return Workspace.open(root)
+    ws = Workspace.open(root)
+    register_base(ws, "reasoning")
+    return ws
 
 
 def _gate(ws: Workspace, version: AdapterVersion, baseline: str, decision: str = "pass") -> None:
@@ -340,6 +344,29 @@ def test_adapters_stage_with_versions(snap_compare, ws: Workspace) -> None:
         await pilot.wait_for_scheduled_animations()
 
     assert snap_compare(CraApp(ws, []), terminal_size=SIZE, run_before=run_before)
+
+
+def test_adapters_after_a_base_change(snap_compare, ws: Workspace) -> None:
+    """The reasoning base changed after scope-v1 went live: the stage shows the bare base
+    serving in yellow, and every version of the old base is marked unservable."""
+    fill(ws)
+    new_base = ws.root / "models/reasoning-v2"
+    new_base.mkdir()
+    (new_base / "config.json").write_text('{"new": true}')
+    text = (ws.root / "cra.toml").read_text().replace("models/reasoning", "models/reasoning-v2")
+    (ws.root / "cra.toml").write_text(text)
+    register_base(Workspace.open(ws.root), "reasoning")
+
+    async def run_before(pilot: Pilot) -> None:
+        screen = await on_scope(pilot)
+        await until(pilot, lambda: "not running" in serving_shown(screen), "serving status")
+        await until(pilot, lambda: "scope-v3 against" in evidence_shown(screen), "the evidence")
+        assert "base, not scope-v1" in cell_texts(screen, "#stages")[1]
+        await pilot.wait_for_scheduled_animations()
+
+    assert snap_compare(
+        CraApp(Workspace.open(ws.root), []), terminal_size=SIZE, run_before=run_before
+    )
 
 
 def test_adapters_promote_confirmation(snap_compare, ws: Workspace) -> None:

@@ -22,6 +22,7 @@ from transformers import AutoModelForCausalLM
 
 from engine.adapters.activation import resolve
 from engine.core.hashing import sha256_file
+from engine.core.night_events import night_events
 from engine.core.workspace import Workspace
 from engine.promotion.switch import promote_version
 from engine.serving.chat import chat
@@ -103,13 +104,34 @@ def test_it_answers_like_vllm_for_the_base_and_its_adapters(
 
 
 @pytest.mark.slow
+def test_its_lora_routes_and_rank_limit_are_vllms(
+    models: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Started as vLLM is without VLLM_ALLOW_RUNTIME_LORA_UPDATING, it has no LoRA routes; with
+    `--max-lora-rank` below an adapter's rank, it refuses the load as vLLM does."""
+    base, adapter = models
+    with cpu_server(base, tmp_path / "off.log", runtime_updates=False) as url:
+        with pytest.raises(ServingError, match="no runtime LoRA endpoints: .*UPDATING=True"):
+            VllmClient(url, 30).load_adapter("scope-v1", str(adapter))
+        assert chat(url, str(base), MESSAGES, 3, 30).completion_tokens == 3
+    with (
+        cpu_server(base, tmp_path / "rank.log", max_lora_rank=4) as url,
+        pytest.raises(
+            ServingError, match=r"HTTP 400: LoRA rank 8 is greater than max_lora_rank 4\."
+        ),
+    ):
+        VllmClient(url, 30).load_adapter("scope-v1", str(adapter))
+
+
+@pytest.mark.slow
 def test_it_refuses_what_vllm_refuses_and_keeps_serving(
     server: str, models: tuple[Path, Path], tmp_path: Path
 ) -> None:
     base, adapter = models
     client = VllmClient(server, 30)
     before = client.models()
-    with pytest.raises(ServingError, match=f"HTTP 400: No adapter found for {base}"):
+    missing = f"HTTP 404: Loading lora scope-v2 failed: No adapter found for {base}"
+    with pytest.raises(ServingError, match=missing):
         client.load_adapter("scope-v2", str(base))
     no_tensors = tmp_path / "no-tensors"
     no_tensors.mkdir()
@@ -190,6 +212,16 @@ def _serving_workspace(models: tuple[Path, Path], root: Path) -> Workspace:
     return ws
 
 
+def _server_pid(supervisor: subprocess.Popen[str]) -> int:
+    """The pid of the server the supervisor says it started (its first `started:` line)."""
+    assert supervisor.stdout is not None
+    for line in supervisor.stdout:
+        found = re.fullmatch(r"started: base reasoning at .* \(pid (\d+)\), with .*\n", line)
+        if found:
+            return int(found[1])
+    raise AssertionError("the supervisor never said it started the server")
+
+
 def _launch(ws: Workspace) -> subprocess.Popen[str]:
     """`cra serve --launch --cpu` in a subprocess, returned once its server answers."""
     cra = str(Path(sys.executable).parent / "cra")
@@ -253,9 +285,7 @@ def test_cra_serve_stops_its_servers_when_it_is_terminated(
     rather than leaving them answering on the workspace's ports."""
     ws = _serving_workspace(models, tmp_path / "ws")
     server = _launch(ws)
-    assert server.stdout is not None
-    started = server.stdout.readline()
-    pid = int(re.fullmatch(r"starting base reasoning at .* \(pid (\d+)\)\n", started)[1])
+    pid = _server_pid(server)
     try:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
@@ -265,3 +295,34 @@ def test_cra_serve_stops_its_servers_when_it_is_terminated(
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_a_crashed_server_comes_back_with_the_active_version_and_is_reported(
+    models: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The stand-in is killed after scope-v1 went live: the supervisor records the crash and
+    starts it again with scope-v1 preloaded, so requests naming it are answered again."""
+    ws = _serving_workspace(models, tmp_path / "ws")
+    url = server_url(ws, "reasoning")
+    supervisor = _launch(ws)
+    pid = _server_pid(supervisor)
+    try:
+        promote_version(ws, "scope-v1")
+        os.killpg(pid, signal.SIGKILL)
+
+        def back_with_scope() -> bool:
+            status = serving_status(ws)[0]
+            return status.running and status.loaded == ["scope-v1"]
+
+        wait_for(back_with_scope, "the restarted stand-in with scope-v1", limit_s=120, every_s=0.2)
+        assert chat(url, "scope-v1", MESSAGES, 4, 30).completion_tokens >= 1
+        events = [(e.kind, e.detail) for e in night_events(ws, "serve")]
+        kinds = [kind for kind, _ in events]
+        assert kinds[:3] == ["supervisor", "started", "crashed"]
+        assert events[2][1] == "base reasoning exited with status -9"
+        assert events[3][0] == "restarted" and events[3][1].endswith("with scope-v1")
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        supervisor.wait(timeout=60)
+    assert not serving_status(ws)[0].running

@@ -45,6 +45,16 @@ def ws(tmp_path: Path) -> Workspace:
                 "decided_at": decided_at,
             }
         )
+    for at, source, kind, detail in (
+        ("2026-11-22T02:00:05Z", "autopilot", "requested", "scope: 212 new reviewed sft items"),
+        ("2026-11-22T02:00:09Z", "autopilot", "curated", "scope: dataset scope-d4"),
+        ("2026-11-22T02:01:30Z", "serve", "held", "servers stopped: serving held by autopilot"),
+        ("2026-11-22T02:01:40Z", "autopilot", "training", "scope: run 9 on scope-d4"),
+        ("2026-11-22T05:45:00Z", "autopilot", "stopping", "run 9 at step 350: the window closes"),
+        ("2026-11-22T05:47:00Z", "serve", "resumed", "no longer paused; starting the servers"),
+        ("2026-11-22T06:30:00Z", "serve", "crashed", "base reasoning exited with status -9"),
+    ):
+        ws.db["night_events"].insert({"at": at, "source": source, "kind": kind, "detail": detail})
     return ws
 
 
@@ -65,6 +75,12 @@ def test_only_what_happened_since_is_reported_and_empty_sections_say_so(ws: Work
     assert "rejected hooked-repo@3f9a1c2 (textkit) by night: a git hook" in text
     assert "old-kit" not in text
     assert "Training runs · 0 ended, 0 failed\n  nothing" in text
+    assert text.index("What the autopilot did · 1 request, 0 promoted, 0 failed") < text.index(
+        "Packages ·"
+    )
+    assert "2026-11-22 05:45  stopping: run 9 at step 350: the window closes" in text
+    assert "Serving · 1 crash" in text
+    assert "2026-11-22 06:30  crashed: base reasoning exited with status -9" in text
     result = CliRunner().invoke(cli, ["--workspace", str(ws.root), "report", "--since", "soon"])
     assert result.exit_code == 1 and "give a duration" in result.output
 

@@ -1,7 +1,10 @@
 """Serving adapters: the vLLM client against a local fake server, safe loads, serve commands."""
 
 import json
+import shutil
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +41,7 @@ def _workspace(root: Path, port: int = 8000, **extra: int) -> Workspace:
     root.mkdir(parents=True, exist_ok=True)
     for folder in ("models/reasoning", "models/coding"):
         (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / "config.json").write_text("{}")
     bases = {"reasoning": "models/reasoning", "coding": "models/coding"}
     _config(root, port, bases, **extra)
     return Workspace.open(root)
@@ -121,7 +125,7 @@ def test_a_failed_load_names_the_server_the_endpoint_and_its_message(
         load_version(_client(fake), ws, row)
     message = str(caught.value)
     assert fake.url in message
-    assert "POST /v1/load_lora_adapter: HTTP 500: Loading lora scope-v1 failed" in message
+    assert "POST /v1/load_lora_adapter: HTTP 400: Loading lora scope-v1 failed" in message
     assert fake.loaded == {}
 
 
@@ -238,6 +242,7 @@ def test_serve_commands_from_the_adapter_versions(tmp_path: Path) -> None:
 def test_serve_commands_leave_out_unset_options_and_absent_modules(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     (root / "models/coding").mkdir(parents=True)
+    (root / "models/coding/config.json").write_text("{}")
     _config(root, 8000, {"coding": "models/coding"})
     ws = Workspace.open(root)
     _version(ws, "execute_code", 1, "candidate", 64, base="coding")
@@ -295,7 +300,7 @@ def test_cli_prints_the_commands_and_refuses_to_launch_without_vllm(
     assert "error: vllm is not installed here (no `vllm` on PATH)" in launched.output
     neither = runner.invoke(cli, ["--workspace", str(ws.root), "serve"])
     assert neither.exit_code == 2
-    assert "give exactly one of --print, --launch or --status" in neither.output
+    assert "give exactly one of --print, --launch, --status or --release" in neither.output
 
 
 def test_status_refuses_a_server_of_another_workspace_on_the_port(tmp_path: Path) -> None:
@@ -328,3 +333,88 @@ def test_status_reads_this_workspaces_server_by_its_resolved_base_folder(tmp_pat
         ws = Workspace.open(ws.root)
         [reasoning] = serving_status(ws)
         assert (reasoning.running, reasoning.other, reasoning.loaded) == (True, False, ["scope-v1"])
+
+
+def test_a_connection_reset_mid_answer_is_a_serving_error(tmp_path: Path) -> None:
+    """A server dying while it answers resets the connection after it was made: the client
+    says so as a ServingError, which status readers show, rather than raising past them."""
+    import struct
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def reset_one() -> None:
+        conn, _ = listener.accept()
+        conn.recv(1024)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+
+    thread = threading.Thread(target=reset_one)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        with pytest.raises(ServingError, match="GET /v1/models: the connection broke"):
+            VllmClient(url, 5).models()
+    finally:
+        thread.join(timeout=10)
+        listener.close()
+
+
+def test_each_printed_line_runs_as_is_and_starts_what_launch_starts(
+    tmp_path: Path, ws: Workspace
+) -> None:
+    """Each command line `cra serve --print` writes, run by a shell as it is, gives `vllm` the
+    argv and the environment `--launch` would: a `vllm` on PATH records what it got, even with a
+    workspace whose path holds a space and a quote."""
+    odd = tmp_path / "it's a ws"
+    shutil.copytree(ws.root, odd)
+    ws = Workspace.open(odd)
+    _version(ws, "scope", 1, "active", 16)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "argv.jsonl"
+    vllm = bin_dir / "vllm"
+    vllm.write_text(
+        f"#!{sys.executable}\nimport json, os, sys\n"
+        f"with open({str(record)!r}, 'a') as out:\n"
+        "    env = os.environ.get('VLLM_ALLOW_RUNTIME_LORA_UPDATING')\n"
+        "    out.write(json.dumps([sys.argv[1:], env]) + '\\n')\n"
+    )
+    vllm.chmod(0o755)
+    printed = CliRunner().invoke(cli, ["--workspace", str(ws.root), "serve", "--print"])
+    assert printed.exit_code == 0, printed.output
+    lines = [line for line in printed.output.splitlines() if not line.startswith("#")]
+    for line in lines:
+        subprocess.run(
+            ["/bin/sh", "-c", line], check=True, env={"PATH": f"{bin_dir}:/usr/bin:/bin"}
+        )
+    got = [json.loads(line) for line in record.read_text().splitlines()]
+    assert got == [[command.argv[1:], "True"] for command in serve_commands(ws)]
+    assert any("--lora-modules" in argv for argv, _ in got)
+
+
+def test_a_server_started_without_runtime_updates_is_named_for_it(
+    tmp_path: Path, ws: Workspace
+) -> None:
+    """vLLM has no LoRA routes unless started with VLLM_ALLOW_RUNTIME_LORA_UPDATING: its web
+    framework answers 404 `Not Found`, and the console names the missing variable."""
+    row = _version(ws, "scope", 1, "candidate", 16)
+    with FakeVllm(str(ws.root / "models/reasoning"), runtime_updates=False) as fake:
+        with pytest.raises(ServingError) as caught:
+            _client(fake).load_adapter("scope-v1", str(ws.root / row.path))
+        assert "HTTP 404: the server has no runtime LoRA endpoints" in str(caught.value)
+        assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True" in str(caught.value)
+        with pytest.raises(ServingError, match="HTTP 404: Not Found$"):
+            _client(fake)._request("GET", "/v1/nothing", None)
+
+
+def test_a_missing_adapter_folder_is_vllms_404(ws: Workspace) -> None:
+    with (
+        FakeVllm(str(ws.root / "models/reasoning")) as fake,
+        pytest.raises(
+            ServingError, match="HTTP 404: Loading lora x failed: No adapter found for /nowhere"
+        ),
+    ):
+        _client(fake).load_adapter("x", "/nowhere")

@@ -404,11 +404,11 @@ def test_start_refuses_an_unset_missing_or_derived_base(ws: Workspace) -> None:
     merged.mkdir()
     (merged / "config.json").write_text("{}", encoding="utf-8")
     (merged / "adapter_config.json").write_text("{}", encoding="utf-8")
-    refused(merged, "holds adapter_config.json.*always starts from the frozen base")
+    refused(merged, "holds adapter_config.json.*a base is a frozen model")
     under = ws.adapters_dir / "scope" / "v1"
     under.mkdir(parents=True)
     (under / "config.json").write_text("{}", encoding="utf-8")
-    refused(under, "lies under adapters/; training always starts from the frozen base")
+    refused(under, "lies under adapters/; a base is a frozen model")
     assert ws.db["training_runs"].count == 0
 
 

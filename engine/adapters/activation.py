@@ -30,7 +30,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from engine.core.db import inserted_id
+from engine.bases.registry import base_by_id, unservable_reason
+from engine.core.db import immediate, inserted_id
 from engine.core.errors import CraError
 from engine.core.hashing import sha256_file
 from engine.core.stages import BASE_MODEL, STAGES, BaseModelKind, as_stage, require_lora_stage
@@ -65,6 +66,9 @@ class AdapterVersion(BaseModel):
     files_json: str | None
     created_at: str
     parent_id: int | None
+    base_version_id: int | None = None
+    """The registered base version it was trained on (`engine.bases.registry`); None for a
+    version registered before bases were versioned and not adopted by its role's first base."""
 
     @property
     def metrics(self) -> dict[str, Any] | None:
@@ -188,12 +192,14 @@ def promote(
     """
     target = version_row(ws, name)
     check_promotable(target)
+    check_servable(ws, target)
     verify_files(ws, target)
     if sync is not None:
         sync(target)
-    with immediate(ws):
+    with immediate(ws.db):
         target = version_row(ws, name)
         check_promotable(target)
+        check_servable(ws, target)
         current = active_row(ws, target.stage)
         if check is not None:
             check(target, current)
@@ -218,10 +224,11 @@ def rollback(
     """
     current, target = rollback_plan(ws, stage, withdraw)
     if target is not None:
+        check_servable(ws, target)
         verify_files(ws, target)
         if sync is not None:
             sync(target)
-    with immediate(ws):
+    with immediate(ws.db):
         now_current, now_target = rollback_plan(ws, stage, withdraw)
         if row_id(now_target) != row_id(target):
             raise StageChangedError(
@@ -244,7 +251,7 @@ def reject(ws: Workspace, name: str, reason: str, operator: str | None = None) -
     """Mark candidate `name` rejected for good; returns the record id (from_id names it)."""
     if not reason.strip():
         raise ActivationError(f"{name}: a rejection needs a reason")
-    with immediate(ws):
+    with immediate(ws.db):
         row = version_row(ws, name)
         if row.status != "candidate":
             raise ActivationError(f"{name} is {row.status}: only a candidate can be rejected")
@@ -253,14 +260,48 @@ def reject(ws: Workspace, name: str, reason: str, operator: str | None = None) -
 
 
 def resolve(ws: Workspace, stage: str) -> str:
-    """The model name the agent puts in a request's `model` field for `stage`.
+    """The model name the agent puts in a request's `model` field for `stage` (see
+    `resolve_with_reason`)."""
+    return resolve_with_reason(ws, stage)[0]
+
+
+def resolve_with_reason(ws: Workspace, stage: str) -> tuple[str, str | None]:
+    """The model name for `stage`, and why it is the bare base despite an active version.
 
     The active version's name (`{stage}-v{N}`, the name it is served under); with no version
     active, the stage's base model kind (`reasoning` or `coding`), meaning the bare base serves.
+    An active version trained on an older base than its role's current one is never served, so
+    the stage falls back to the bare base, and the reason says so.
     """
     _check_stage(stage)
+    base = BASE_MODEL[as_stage(stage)]
     row = active_row(ws, stage)
-    return BASE_MODEL[as_stage(stage)] if row is None else row.name
+    if row is None:
+        return base, None
+    reason = unservable(ws, row)
+    if reason is not None:
+        return base, f"{reason}: {stage} falls back to the bare {base} base until it is retrained"
+    return row.name, None
+
+
+def unservable(ws: Workspace, row: AdapterVersion) -> str | None:
+    """Why version `row` cannot serve (it was trained on another base than its role's
+    current one); None when it can."""
+    return unservable_reason(ws, row.name, row.base_model, row.base_version_id)
+
+
+def trained_on(ws: Workspace, row: AdapterVersion) -> str:
+    """The base version `row` was trained on, by name; its kind when none was recorded."""
+    if row.base_version_id is None:
+        return f"{row.base_model} (unversioned)"
+    return base_by_id(ws, row.base_version_id).name
+
+
+def check_servable(ws: Workspace, row: AdapterVersion) -> None:
+    """Refuse a version trained on another base than its role's current one."""
+    reason = unservable(ws, row)
+    if reason is not None:
+        raise ActivationError(f"{reason}; it is never served again (retrain it on the new base)")
 
 
 def history(ws: Workspace, stage: str) -> list[ActivationRecord]:
@@ -292,10 +333,13 @@ def export_metadata(ws: Workspace) -> list[dict[str, Any]]:
     """One row per version shaped like the agent's curated `adapter_metadata` table.
 
     model_tag is the served name; performance_notes the version's metrics as compact JSON;
-    deployed_at when it was last made active (None if never).
+    deployed_at when it was last made active (None if never). `active` is 1 only for a version
+    that serves: an active version trained on an older base than its role's current one does
+    not, and the agent's router must not route to it.
     """
     rows = ws.db.execute(
         "SELECT v.stage, v.base_model, v.name, v.version, v.status, v.metrics_json, "
+        "v.base_version_id, "
         "(SELECT MAX(a.at) FROM adapter_activations a "
         " WHERE a.to_id = v.id AND a.action IN ('promote', 'rollback')) "
         "FROM adapter_versions v ORDER BY v.stage, v.version"
@@ -306,11 +350,13 @@ def export_metadata(ws: Workspace) -> list[dict[str, Any]]:
             "base_model": base_model,
             "model_tag": name,
             "version": version,
-            "active": int(status == "active"),
+            "active": int(
+                status == "active" and unservable_reason(ws, name, base_model, base_id) is None
+            ),
             "performance_notes": _compact(metrics_json),
             "deployed_at": deployed_at,
         }
-        for stage, base_model, name, version, status, metrics_json, deployed_at in rows
+        for stage, base_model, name, version, status, metrics_json, base_id, deployed_at in rows
     ]
 
 
@@ -339,6 +385,14 @@ def active_row(ws: Workspace, stage: str) -> AdapterVersion | None:
     """The stage's active version; None when the bare base model serves it."""
     rows = list(ws.db["adapter_versions"].rows_where("stage = ? AND status = 'active'", [stage]))
     return AdapterVersion(**rows[0]) if rows else None
+
+
+def serving_row(ws: Workspace, stage: str) -> AdapterVersion | None:
+    """The version that really serves `stage`: the active one, unless it was trained on an
+    older base than its role's current one (then the bare base serves: None). What a
+    candidate is gated and evaluated against."""
+    row = active_row(ws, stage)
+    return None if row is None or unservable(ws, row) is not None else row
 
 
 def rollback_plan(
@@ -484,14 +538,3 @@ def _snapshot(ws: Workspace) -> Iterator[None]:
         yield
     finally:
         ws.db.execute("COMMIT")
-
-
-@contextmanager
-def immediate(ws: Workspace) -> Iterator[None]:
-    ws.db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        ws.db.execute("ROLLBACK")
-        raise
-    ws.db.execute("COMMIT")

@@ -7,7 +7,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from engine.adapters.activation import version_by_id, version_row
+from engine.adapters.activation import unservable, version_by_id, version_row
+from engine.bases.registry import base_by_id
 from engine.core.workspace import Workspace
 
 
@@ -23,6 +24,14 @@ def trace_lines(ws: Workspace, name: str) -> list[str]:
         f"{version.base_model} ({version.base_model_path}), created {version.created_at}, "
         f"files under {version.path}"
     ]
+    if version.base_version_id is not None:
+        base = base_by_id(ws, version.base_version_id)
+        lines.append(
+            f"  base {base.name}: {len(base.files)} files, sha256 {base.sha256[:12]}, "
+            f"registered {base.registered_at}"
+        )
+    if (reason := unservable(ws, version)) is not None:
+        lines.append(f"  never served: {reason}")
     if version.run_id is not None:
         run = ws.db.table("training_runs").get(version.run_id)
         lines.append(

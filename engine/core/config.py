@@ -4,7 +4,15 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from engine.core.errors import ConfigError, validation_lines
 from engine.core.stages import metric_keys
@@ -259,6 +267,35 @@ class WatchConfig(_Section):
     tolerance: float = Field(default=0.05, ge=0, le=1)
 
 
+class AutopilotConfig(_Section):
+    """The unattended night (`cra autopilot`, LoRA Training Strategy §12.5).
+
+    When `enabled`, inside `window` ("HH:MM-HH:MM", local time, may wrap midnight), a stage of
+    `stages` whose spot-check gate passes and which has at least `min_new_examples` new
+    reviewed items (`min_new_by_stage` overrides it per stage), and which the autopilot has not
+    trained in the last `cooldown_hours`, is curated, trained with the servers stopped,
+    evaluated and gated; it is promoted only on a gate pass and only when `may_promote`.
+    Training is stopped at a checkpoint `stop_margin_minutes` before the window closes and
+    resumed the next night. `poll_s`: how often it looks.
+    """
+
+    enabled: bool = False
+    window: str = Field(default="02:00-06:00", pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$")
+    stages: list[Literal["task_analysis", "scope", "precision", "planning_dpo", "execute_code"]] = (
+        Field(default_factory=list)
+    )
+    min_new_examples: int = Field(default=200, ge=1)
+    min_new_by_stage: dict[
+        Literal["task_analysis", "scope", "precision", "planning_dpo", "execute_code"], PositiveInt
+    ] = Field(default_factory=dict)
+    cooldown_hours: float = Field(default=20.0, ge=0)
+    may_promote: bool = False
+    stop_margin_minutes: int = Field(default=15, ge=0)
+    poll_s: float = Field(default=30.0, gt=0)
+    server_stop_timeout_s: float = Field(default=300.0, gt=0)
+    """How long the autopilot waits for the servers to stop once it holds serving."""
+
+
 class Config(_Section):
     """The whole workspace configuration."""
 
@@ -273,6 +310,7 @@ class Config(_Section):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     watch: WatchConfig = Field(default_factory=WatchConfig)
+    autopilot: AutopilotConfig = Field(default_factory=AutopilotConfig)
 
 
 def load_config(path: Path) -> Config:

@@ -1,7 +1,8 @@
 """The workspace database: SQLite through sqlite-utils, WAL mode, versioned migrations."""
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -17,6 +18,19 @@ def inserted_id(table: sqlite_utils.db.Table) -> int:
     if not isinstance(key, int):
         raise TypeError(f"{table.name}: the last insert gave no integer key, got {key!r}")
     return key
+
+
+@contextmanager
+def immediate(db: sqlite_utils.Database) -> Iterator[None]:
+    """A `BEGIN IMMEDIATE` transaction: the write lock taken up front, so what is read inside
+    cannot change before the writes; rolled back on any exception."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _m001_ingest(db: sqlite_utils.Database) -> None:
@@ -762,6 +776,60 @@ def _m018_task_reason_kind(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE tasks ADD COLUMN reason_kind TEXT")
 
 
+def _m019_bases(db: sqlite_utils.Database) -> None:
+    """Base model checkpoints, `{role}-base-v{N}`, with their files' hashes (LoRA Training
+    Strategy §10.5); one current per role. Adapters name the version they were trained on;
+    rows registered earlier have none until their role's first base is registered."""
+    db.table("base_versions").create(
+        {
+            "id": int,
+            "role": str,
+            "version": int,
+            "name": str,
+            "path": str,
+            "sha256": str,
+            "size": int,
+            "files_json": str,
+            "registered_at": str,
+            "registered_by": str,
+            "note": str,
+            "retired_at": str,
+        },
+        pk="id",
+        not_null={
+            "role",
+            "version",
+            "name",
+            "path",
+            "sha256",
+            "size",
+            "files_json",
+            "registered_at",
+            "registered_by",
+            "note",
+        },
+    )
+    db.table("base_versions").create_index(["role", "version"], unique=True)
+    db.table("base_versions").create_index(["name"], unique=True)
+    db.execute(
+        "CREATE UNIQUE INDEX base_versions_one_current ON base_versions (role) "
+        "WHERE retired_at IS NULL"
+    )
+    db.execute("ALTER TABLE adapter_versions ADD COLUMN base_version_id INTEGER")
+
+
+def _m020_night_events(db: sqlite_utils.Database) -> None:
+    """What the unattended parts did, for the morning report: the serving supervisor's starts,
+    crashes, restarts and holds, the autopilot's decisions and steps. Append-only."""
+    db.table("night_events").create(
+        {"id": int, "at": str, "source": str, "kind": str, "detail": str, "data_json": str},
+        pk="id",
+        not_null={"at", "source", "kind", "detail"},
+    )
+    db.table("night_events").create_index(["at"])
+    _append_only(db, "night_events")
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "ingest: packages, package files, decisions", _m001_ingest),
     (2, "harness: validated tasks", _m002_tasks),
@@ -789,6 +857,8 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (16, "evaluation: the progress of a running eval run", _m016_eval_progress),
     (17, "harness: how each task was validated, borrowed test files", _m017_task_validation_kind),
     (18, "harness: the kind of each task's reason", _m018_task_reason_kind),
+    (19, "bases: versioned base models, the base each adapter was trained on", _m019_bases),
+    (20, "the night: what the serving supervisor and the autopilot did", _m020_night_events),
 ]
 
 

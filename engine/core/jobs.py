@@ -35,6 +35,8 @@ from engine.core.workspace import LOGS_DIR, Workspace
 
 JOB_ID_ENV = "CRA_JOB_ID"
 LIVE = ("starting", "running")
+TRAINING_KIND = "training"
+"""The job kind of a training run: the one that takes the GPU, which serving makes way for."""
 JOB_NICENESS = 10
 """Every job runs this much nicer than its starter (its workers, sandboxed tests and trainers
 inherit it), its session's scheduling group too (`engine.core.priority`): on a machine whose cores
@@ -269,6 +271,14 @@ def latest_job(ws: Workspace, kind: str, ref_id: int) -> JobRow | None:
         "kind = ? AND ref_id = ?", [kind, ref_id], order_by="id desc", limit=1
     )
     return next((JobRow.model_validate(row) for row in rows), None)
+
+
+def live_jobs(ws: Workspace, kind: str) -> list[JobRow]:
+    """The jobs of `kind` recorded live whose process is still the one recorded."""
+    rows = ws.db.table("jobs").rows_where(
+        f"kind = ? AND status IN ({', '.join('?' * len(LIVE))})", [kind, *LIVE], order_by="id"
+    )
+    return [job for row in rows if job_alive(job := JobRow.model_validate(row))]
 
 
 def signal_job(job: JobRow, signum: int) -> bool:

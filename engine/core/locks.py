@@ -26,8 +26,9 @@ def try_lock(path: Path) -> int | None:
     """Take an exclusive lock on `path` (created if missing) without waiting.
 
     Returns the descriptor that holds it (close it to release the lock), or None when another
-    open file holds it.
+    open file holds it. The lock file's folder is made if missing.
     """
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -38,3 +39,14 @@ def try_lock(path: Path) -> int | None:
         os.close(fd)
         raise
     return fd
+
+
+def lock_held(path: Path) -> bool:
+    """Whether another open file holds the lock on `path` now (False when there is no file)."""
+    if not path.exists():
+        return False
+    fd = try_lock(path)
+    if fd is None:
+        return True
+    os.close(fd)
+    return False

@@ -87,6 +87,32 @@ def _evals_ended(ws: Workspace, eval_ids: list[int]) -> bool:
 
 def run_loop(ws: Workspace, drive: Path, say: Say) -> str:
     """Walk the loop once on `ws`; returns the name of the adapter version it trained."""
+    reviewed_stage(ws, drive, say)
+
+    curated = curate(ws, stage=STAGE, format="sft")
+    if not curated.curated:
+        reasons = "; ".join(blocked.reason for blocked in curated.blocked)
+        raise DemoLoopError(f"curation of {STAGE} was blocked: {reasons}")
+    dataset = curated.curated[0]
+    say(f"5. curated dataset {dataset.id}")
+
+    name, decision = _train_and_gate(ws, dataset.id, {}, 6, say)
+    if decision["decision"] != "pass":
+        raise DemoLoopError(f"the gate did not pass {name}: {decision['reasons_json']}")
+
+    promoted = promote_version(ws, name, reason="demo loop")
+    say(f"8. promoted {name}: {promoted.server}")
+    rolled = rollback_stage(ws, STAGE, name, reason="demo loop")
+    say(f"9. rolled {STAGE} back to {rolled.active}: {rolled.server}")
+
+    _train_and_gate(ws, dataset.id, {"learning_rate": NO_GAIN_LR}, 10, say)
+    return name
+
+
+def reviewed_stage(ws: Workspace, drive: Path, say: Say) -> None:
+    """The loop up to curation: approve, run the gold campaign, spot-check scope's round (by
+    its contract's checks) and freeze its eval set. What the autopilot finds after a day's
+    work: a stage whose reviewed data is ready to train."""
     approved = approve_package(ws, drive / PACKAGE)
     say(f"1. approved {approved.label} from {drive}")
 
@@ -151,25 +177,6 @@ def run_loop(ws: Workspace, drive: Path, say: Say) -> str:
 
     eval_set = build_eval_set(ws, STAGE).eval_set
     say(f"   {eval_set.summary()}")
-
-    curated = curate(ws, stage=STAGE, format="sft")
-    if not curated.curated:
-        reasons = "; ".join(blocked.reason for blocked in curated.blocked)
-        raise DemoLoopError(f"curation of {STAGE} was blocked: {reasons}")
-    dataset = curated.curated[0]
-    say(f"5. curated dataset {dataset.id}")
-
-    name, decision = _train_and_gate(ws, dataset.id, {}, 6, say)
-    if decision["decision"] != "pass":
-        raise DemoLoopError(f"the gate did not pass {name}: {decision['reasons_json']}")
-
-    promoted = promote_version(ws, name, reason="demo loop")
-    say(f"8. promoted {name}: {promoted.server}")
-    rolled = rollback_stage(ws, STAGE, name, reason="demo loop")
-    say(f"9. rolled {STAGE} back to {rolled.active}: {rolled.server}")
-
-    _train_and_gate(ws, dataset.id, {"learning_rate": NO_GAIN_LR}, 10, say)
-    return name
 
 
 def _train_and_gate(

@@ -31,11 +31,11 @@ from engine.evaluation.example_scores import (
 )
 from engine.evaluation.gate import (
     BASE,
-    active_row,
     compare,
     done_evals,
     latest_decision,
     metric_confidence,
+    serving_row,
 )
 from engine.evaluation.paired import Counts, PairedDifference
 from engine.evaluation.runs import eval_jobs, eval_row
@@ -161,7 +161,7 @@ def _baseline_row(ws: Workspace, row: AdapterVersion) -> AdapterVersion | None:
     decision = latest_decision(ws, row.id)
     if decision is not None:
         return None if decision["baseline"] == BASE else version_row(ws, decision["baseline"])
-    active = active_row(ws, row.stage)
+    active = serving_row(ws, row.stage)
     return None if active is not None and active.id == row.id else active
 
 

@@ -34,8 +34,8 @@ from typing import Any, Literal
 from engine.adapters.activation import (
     ActivationError,
     AdapterVersion,
-    active_row,
     reject,
+    serving_row,
     version_by_id,
     version_row,
 )
@@ -282,7 +282,7 @@ def decide(ws: Workspace, name: str, operator: str | None = None) -> dict[str, A
     if row.status != "candidate":
         raise GateError(f"{name} is {row.status}: only a candidate goes through the gate")
     stage = row.stage
-    baseline = active_row(ws, stage)
+    baseline = serving_row(ws, stage)
     comparison = compare(ws, stage, row, baseline)
     cand_eval, base_eval = comparison.candidate_eval, comparison.baseline_eval
     if cand_eval is None:
@@ -389,7 +389,7 @@ def check_gate_passed(
             f"{name} has not been through the eval gate; run `cra eval run --adapter {name}` "
             f"then `cra eval gate {name}`"
         )
-    current = target_name(active_row(ws, row.stage))
+    current = target_name(serving_row(ws, row.stage))
     if decision["baseline"] != current:
         raise ActivationError(
             f"{name} was gated against {decision['baseline']}, but {current} is active now; "

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from engine.adapters.activation import AdapterVersion
+from engine.adapters.activation import AdapterVersion, unservable
 from engine.core.db import inserted_id
 from engine.core.errors import CraError
 from engine.core.jobs import (
@@ -40,7 +40,7 @@ from engine.core.timestamps import utc_now
 from engine.core.workspace import EVALS_DIR, Workspace
 from engine.evaluation.eval_run import UNDER_WAY, EvalRun, eval_runs
 from engine.evaluation.eval_set import newest_eval_set
-from engine.evaluation.gate import BASE, active_row, done_evals
+from engine.evaluation.gate import BASE, done_evals, serving_row
 
 JOB_KIND = "eval"
 RUNNER = "engine.runners.evaluation"
@@ -79,8 +79,11 @@ def start_eval(
     if adapter is not None:
         row = _version(ws, adapter)
         require_lora_stage(row.stage, f"adapter to evaluate ({adapter})")
+        reason = unservable(ws, row)
+        if reason is not None:
+            raise EvalRunError(f"{reason}; an eval run would gate a version that never serves")
         stage, dataset_id = row.stage, row.dataset_id
-        baseline = active_row(ws, row.stage)
+        baseline = serving_row(ws, row.stage)
         targets = [row] if baseline is not None and baseline.id == row.id else [baseline, row]
     elif stage is None:
         raise EvalRunError(

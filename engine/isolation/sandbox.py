@@ -446,6 +446,12 @@ def _checked_tools() -> _Tools:
     return tools
 
 
+def check_isolation() -> None:
+    """Refuse (CraError, saying what is missing) unless the sandbox's tools are here and a probe
+    shows they isolate: what `cra doctor` asks before a night."""
+    _checked_tools()
+
+
 @contextlib.contextmanager
 def _view(
     tmp_root: Path | None, readable: Sequence[Path], writable: Sequence[Path]

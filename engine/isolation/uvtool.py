@@ -87,7 +87,8 @@ class UvStepError(CraError):
     """A step of an offline environment build failed; the message says which step and why."""
 
 
-def _step(step: str, args: list[str], cwd: Path, scratch: Path) -> str:
+def run_uv_step(step: str, args: list[str], cwd: Path, scratch: Path) -> str:
+    """uv's stdout for `args`; UvStepError naming `step` and uv's reason when it fails."""
     try:
         result = run_uv(args, cwd, scratch)
     except UvError as exc:
@@ -154,7 +155,7 @@ def build_offline_venv(
     interpreter = find_python(python_version, dest, scratch)
     venv = dest / "venv"
     extra = ["--relocatable"] if relocatable else []
-    _step(
+    run_uv_step(
         f"creating the Python {python_version} environment",
         ["venv", "--offline", "--no-project", *extra, "--python", interpreter, str(venv)],
         dest,
@@ -162,7 +163,7 @@ def build_offline_venv(
     )
     python = venv / "bin" / "python"
     req_file = write_requirements(dest / "requirements.txt", requirements)
-    _step(
+    run_uv_step(
         f"installing the requirements offline from {packages}",
         [*offline_install_args(packages, python), "--no-build", "-r", str(req_file)],
         dest,

@@ -7,16 +7,20 @@ from dataclasses import dataclass
 from engine.adapters.activation import (
     ActivationRecord,
     AdapterVersion,
+    active_row,
     check_promotable,
+    check_servable,
     history,
     list_versions,
     rollback_plan,
+    serving_row,
+    trained_on,
+    unservable,
     version_row,
 )
 from engine.core.stages import LORA_STAGES
 from engine.core.workspace import Workspace
 from engine.evaluation.gate import (
-    active_row,
     check_gate_passed,
     compare,
     comparison_lines,
@@ -35,9 +39,14 @@ class MetricCell:
 
 @dataclass(frozen=True)
 class VersionLine:
+    """A version's row: `base` is the base version it was trained on; `unservable` why it could
+    serve but never will (an older base than its role's current one); None when it can, and for
+    a rejected version, which never serves anyway."""
+
     name: str
     status: str
     base: str
+    unservable: str | None
     created: str
     dataset: str
     gate: str
@@ -51,6 +60,8 @@ class StageView:
     stage: str
     serving: str
     candidates: int
+    stranded: str | None
+    """The active version when it was trained on an older base, so the bare base serves."""
     versions: list[VersionLine]
     history: list[ActivationRecord]
 
@@ -75,7 +86,8 @@ def _line(ws: Workspace, row: AdapterVersion, active: AdapterVersion | None) -> 
     return VersionLine(
         name=row.name,
         status=row.status,
-        base=row.base_model,
+        base=trained_on(ws, row),
+        unservable=None if row.status == "rejected" else unservable(ws, row),
         created=row.created_at,
         dataset=row.dataset_id or "—",
         gate=_gate(ws, row),
@@ -88,12 +100,14 @@ def stage_views(ws: Workspace) -> list[StageView]:
     views = []
     for stage in LORA_STAGES:
         rows = list(reversed(list_versions(ws, stage)))
-        active = active_row(ws, stage)
+        active = serving_row(ws, stage)
+        recorded = active_row(ws, stage)
         views.append(
             StageView(
                 stage=stage,
                 serving=target_name(active),
                 candidates=sum(row.status == "candidate" for row in rows),
+                stranded=None if recorded is None or active is not None else recorded.name,
                 versions=[_line(ws, row, active) for row in rows],
                 history=list(reversed(history(ws, stage))),
             )
@@ -118,6 +132,7 @@ def promote_text(ws: Workspace, name: str) -> Confirmation:
     version active now). A no-gain or underpowered decision is named: it needs an override."""
     row = version_row(ws, name)
     check_promotable(row)
+    check_servable(ws, row)
     overridden = check_gate_passed(ws, row, override=True)
     active = active_row(ws, row.stage)
     comparison = compare(ws, row.stage, row, active)
@@ -143,6 +158,8 @@ def promote_text(ws: Workspace, name: str) -> Confirmation:
 def rollback_text(ws: Workspace, stage: str) -> Confirmation:
     """What rolling `stage` back will do, with the target's metrics against the current one."""
     current, target = rollback_plan(ws, stage)
+    if target is not None:
+        check_servable(ws, target)
     lines = [
         f"{stage} goes back from {current.name} to {target_name(target)} "
         f"(the version active before it).",

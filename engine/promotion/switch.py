@@ -21,7 +21,7 @@ from engine.adapters.activation import (
     ActivationError,
     AdapterVersion,
     StageChangedError,
-    immediate,
+    active_row,
     promote,
     record_activation,
     rollback,
@@ -30,12 +30,12 @@ from engine.adapters.activation import (
     version_by_id,
     version_row,
 )
-from engine.core.db import inserted_id
+from engine.core.db import immediate, inserted_id
 from engine.core.jobs import process_start_time
 from engine.core.stages import BASE_MODEL, as_stage
 from engine.core.timestamps import utc_now
 from engine.core.workspace import Workspace
-from engine.evaluation.gate import active_row, check_gate_passed, target_name
+from engine.evaluation.gate import check_gate_passed, target_name
 from engine.promotion.watch import start_watch
 from engine.serving.command import server_url
 from engine.serving.vllm_client import ServingError, VllmClient, load_version
@@ -253,7 +253,7 @@ def _settle(ws: Workspace, intent: dict[str, Any]) -> str:
         [stage, action, intent["started_at"], intent["to_id"], intent["from_id"]],
     ).fetchone()[0]
     verb = "promotion" if action == "promote" else "rollback"
-    with immediate(ws):
+    with immediate(ws.db):
         if flipped:
             line = f"{stage}: the {verb} to {to_name} had completed; {now} is active"
         else:

@@ -5,7 +5,8 @@ demo package's manifest says `textkit`); campaigns and their resolved rates; dat
 training runs that finished, failed or stopped; eval runs and gate decisions; promotions (those made
 over a gate decision that did not pass, with the override's reason), rollbacks,
 rejections and interrupted switches; the watches after promotions (held or rolled back, with
-their resolved rates). Each section says "nothing" rather than disappearing, so
+their resolved rates). First, what the autopilot did; last, what the serving supervisor did
+(crashes, restarts, holds). Each section says "nothing" rather than disappearing, so
 an empty night reads as one. Timestamps are compared as instants (some rows carry `Z`, approvals
 an offset), never as strings.
 """
@@ -74,6 +75,7 @@ def _short(value: str | None) -> str:
 def morning_report(ws: Workspace, since: datetime) -> list[Section]:
     """The report's sections, each event since `since`, oldest first."""
     return [
+        _autopilot(ws, since),
         _packages(ws, since),
         _campaigns(ws, since),
         _datasets(ws, since),
@@ -81,6 +83,7 @@ def morning_report(ws: Workspace, since: datetime) -> list[Section]:
         _evals(ws, since),
         _switches(ws, since),
         _watches(ws, since),
+        _serving(ws, since),
     ]
 
 
@@ -263,6 +266,35 @@ def _watches(ws: Workspace, since: datetime) -> Section:
         f"Watches after promotion · {counts['held']} held, {counts['rolled_back']} rolled back",
         lines,
     )
+
+
+def _night_rows(ws: Workspace, source: str, since: datetime) -> list[dict[str, Any]]:
+    rows = list(ws.db["night_events"].rows_where("source = ?", [source], order_by="id"))
+    return _since(rows, "at", since)
+
+
+def _autopilot(ws: Workspace, since: datetime) -> Section:
+    """What the autopilot did: each step of each request, in order."""
+    rows = _night_rows(ws, "autopilot", since)
+    lines = [f"{_short(row['at'])}  {row['kind']}: {row['detail']}" for row in rows]
+    counts = {
+        kind: sum(row["kind"] == kind for row in rows)
+        for kind in ("requested", "promoted", "failed")
+    }
+    requests = counts["requested"]
+    return Section(
+        f"What the autopilot did · {requests} request{'s' * (requests != 1)}, "
+        f"{counts['promoted']} promoted, {counts['failed']} failed",
+        lines,
+    )
+
+
+def _serving(ws: Workspace, since: datetime) -> Section:
+    """The serving supervisor: its crashes and restarts, holds and resumes."""
+    rows = _night_rows(ws, "serve", since)
+    lines = [f"{_short(row['at'])}  {row['kind']}: {row['detail']}" for row in rows]
+    crashes = sum(row["kind"] in ("crashed", "gave up") for row in rows)
+    return Section(f"Serving · {crashes} crash{'es' * (crashes != 1)}", lines)
 
 
 def report_text(sections: list[Section], since: datetime) -> str:

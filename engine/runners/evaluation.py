@@ -27,6 +27,7 @@ from types import FrameType
 from typing import Any
 
 from engine.adapters.activation import AdapterVersion, version_by_id
+from engine.bases.registry import base_folder_of
 from engine.core.config import OpenAIPipelineConfig
 from engine.core.errors import CraError
 from engine.core.jobs import JOB_ID_ENV, finish_job, heartbeat
@@ -146,7 +147,11 @@ def _endpoint(ws: Workspace, run: EvalRun, out: Path) -> Iterator[tuple[str, str
     version = _version(ws, run)
     kind = run.base_model
     if run.backend == "local":
-        base = resolve_base(ws, version) if version is not None else ws.root / frozen_base(ws, kind)
+        base = (
+            resolve_base(ws, version)
+            if version is not None
+            else base_folder_of(ws, frozen_base(ws, kind))
+        )
         adapters = {} if version is None else {version.name: ws.root / version.path}
         with cpu_server(base.resolve(), out / "server.log", adapters) as url:
             yield url, version.name if version is not None else str(base.resolve())

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.adapters.activation import AdapterVersion, active_row, version_by_id
+from engine.bases.registry import base_folder_of
 from engine.core.config import OpenAIPipelineConfig
 from engine.core.db import inserted_id
 from engine.core.errors import CraError
@@ -68,7 +69,7 @@ def _base_path(
         return base_folder(ws, kind)
     if target is not None:
         return resolve_base(ws, target).resolve()
-    return (ws.root / frozen_base(ws, kind)).resolve()
+    return base_folder_of(ws, frozen_base(ws, kind)).resolve()
 
 
 @contextmanager

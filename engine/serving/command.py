@@ -13,29 +13,36 @@ import socket
 import sys
 import urllib.parse
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from engine.bases.registry import unservable_reason
 from engine.core.stages import BaseModelKind
 from engine.core.workspace import Workspace
 from engine.serving.vllm_client import (
+    RUNTIME_UPDATES_ENV,
     SERVED_STATUSES,
     ServingError,
-    base_folder,
     check_adapter,
     rank_limit,
+    served_base,
 )
 
 BASE_ORDER: tuple[BaseModelKind, ...] = ("reasoning", "coding")
-SERVE_ENV = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
+SERVE_ENV = {RUNTIME_UPDATES_ENV: "True"}
 
 
 @dataclass(frozen=True)
 class ServeCommand:
     """One server to start: the base it serves, where it answers, its argv and extra env."""
 
-    base: str
+    base: BaseModelKind
     url: str
     argv: list[str]
     env: dict[str, str] = field(default_factory=lambda: dict(SERVE_ENV))
+    notes: list[str] = field(default_factory=list)
+    """Active versions left out, and why (trained on an older base)."""
+    adapters: list[str] = field(default_factory=list)
+    """The versions it preloads, by name."""
 
 
 def server_url(ws: Workspace, kind: str) -> str:
@@ -56,11 +63,12 @@ def serve_commands(ws: Workspace) -> list[ServeCommand]:
             f"least max_loras ({serving.max_loras})"
         )
     versions = ws.db.execute(
-        "SELECT name, base_model FROM adapter_versions WHERE status IN (?, ?) ORDER BY name",
+        "SELECT name, base_model, base_version_id FROM adapter_versions "
+        "WHERE status IN (?, ?) ORDER BY name",
         list(SERVED_STATUSES),
     ).fetchall()
-    for name, kind in versions:
-        if kind not in serving.bases:
+    for name, kind, base_id in versions:
+        if kind not in serving.bases and unservable_reason(ws, name, kind, base_id) is None:
             raise ServingError(
                 f"adapter {name} needs base '{kind}', but [serving] bases.{kind} is not set "
                 f"in {ws.config_path}"
@@ -79,60 +87,93 @@ def cpu_serve_commands(ws: Workspace) -> list[ServeCommand]:
     for kind in BASE_ORDER:
         if kind not in serving.bases:
             continue
+        base = served_base(ws, kind, verify=True)
         argv = [sys.executable, "-m", "engine.serving.cpu_server"]
-        argv += ["--base", str(base_folder(ws, kind)), *_served_names(ws, kind), "--host", host]
+        argv += ["--base", str(base), *_served_names(base, kind), "--host", host]
         argv += ["--port", str(port + BASE_ORDER.index(kind))]
-        modules = _active_modules(ws, kind, rank_limit(ws, kind))
+        max_rank = rank_limit(ws, kind)
+        argv += ["--max-lora-rank", str(max_rank)]
+        modules, notes = _active_modules(ws, kind, max_rank)
         if modules:
             argv += ["--lora-modules", *modules]
-        commands.append(ServeCommand(base=kind, url=server_url(ws, kind), argv=argv, env={}))
+        commands.append(
+            ServeCommand(
+                base=kind,
+                url=server_url(ws, kind),
+                argv=argv,
+                notes=notes,
+                adapters=[module.split("=", 1)[0] for module in modules],
+            )
+        )
     return commands
 
 
 @dataclass(frozen=True)
-class _ActiveAdapter:
-    """An active version, as much of it as the server's command line needs."""
+class ActiveAdapter:
+    """An active version, as much of it as a server needs to load it."""
 
     name: str
     base_model: BaseModelKind
     path: str
     rank: int | None
+    base_version_id: int | None
 
 
-def _active_modules(ws: Workspace, kind: str, max_rank: int) -> list[str]:
-    """`NAME=PATH` for each active version on base `kind`, each checked against the server."""
-    modules = []
-    for row in ws.db.execute(
-        "SELECT name, base_model, path, rank FROM adapter_versions "
-        "WHERE base_model = ? AND status = 'active' ORDER BY name",
-        [kind],
-    ).fetchall():
-        version = _ActiveAdapter(*row)
+def active_adapters(ws: Workspace, kind: BaseModelKind) -> list[ActiveAdapter]:
+    """The active versions on base `kind`, by name."""
+    return [
+        ActiveAdapter(*row)
+        for row in ws.db.execute(
+            "SELECT name, base_model, path, rank, base_version_id FROM adapter_versions "
+            "WHERE base_model = ? AND status = 'active' ORDER BY name",
+            [kind],
+        ).fetchall()
+    ]
+
+
+def _active_modules(
+    ws: Workspace, kind: BaseModelKind, max_rank: int
+) -> tuple[list[str], list[str]]:
+    """`NAME=PATH` for each active version on base `kind`, each checked against the server, and
+    a note for each active version left out because it was trained on an older base."""
+    modules, notes = [], []
+    for version in active_adapters(ws, kind):
+        reason = unservable_reason(ws, version.name, kind, version.base_version_id)
+        if reason is not None:
+            notes.append(f"{version.name} is active but not loaded: {reason}")
+            continue
         adapter_dir = ws.root / version.path
         check_adapter(version, adapter_dir, max_rank, ws.config.serving.bases.keys())
         modules.append(f"{version.name}={adapter_dir}")
-    return modules
+    return modules, notes
 
 
 def _command(ws: Workspace, kind: BaseModelKind) -> ServeCommand:
     serving = ws.config.serving
     host, port = _host_port(ws)
     max_rank = rank_limit(ws, kind)
-    argv = ["vllm", "serve", str(base_folder(ws, kind)), *_served_names(ws, kind)]
+    base = served_base(ws, kind, verify=True)
+    argv = ["vllm", "serve", str(base), *_served_names(base, kind)]
     argv += ["--enable-lora"]
     argv += ["--host", host, "--port", str(port + BASE_ORDER.index(kind))]
     argv += ["--max-lora-rank", str(max_rank), "--max-loras", str(serving.max_loras)]
     if serving.max_cpu_loras is not None:
         argv += ["--max-cpu-loras", str(serving.max_cpu_loras)]
-    modules = _active_modules(ws, kind, max_rank)
+    modules, notes = _active_modules(ws, kind, max_rank)
     if modules:
         argv += ["--lora-modules", *modules]
-    return ServeCommand(base=kind, url=server_url(ws, kind), argv=argv)
+    return ServeCommand(
+        base=kind,
+        url=server_url(ws, kind),
+        argv=argv,
+        notes=notes,
+        adapters=[module.split("=", 1)[0] for module in modules],
+    )
 
 
-def _served_names(ws: Workspace, kind: BaseModelKind) -> list[str]:
+def _served_names(base: Path, kind: BaseModelKind) -> list[str]:
     """`--served-model-name KIND PATH`: the first is what `/v1/models` names an adapter's parent."""
-    return ["--served-model-name", kind, str(base_folder(ws, kind))]
+    return ["--served-model-name", kind, str(base)]
 
 
 def free_base_port(host: str = "127.0.0.1") -> int:

@@ -27,9 +27,16 @@ from types import FrameType
 from typing import Any
 
 from engine.core.errors import CraError
-from engine.serving.vllm_client import ServingError
+from engine.serving.vllm_client import (
+    RUNTIME_LORA_ENDPOINTS,
+    RUNTIME_UPDATES_ENV,
+    ServingError,
+)
 
 ADAPTER_CONFIG = "adapter_config.json"
+CHAT = "/v1/chat/completions"
+NOT_FOUND = {"detail": "Not Found"}
+"""What vLLM's web framework answers for a path that is no route."""
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
@@ -51,9 +58,12 @@ class RequestRefused(CraError):
 class Model:
     """The base model and the adapters loaded on it; callers hold `lock` around every method."""
 
-    def __init__(self, base: Path, names: list[str] | None = None) -> None:
+    def __init__(
+        self, base: Path, names: list[str] | None = None, max_lora_rank: int | None = None
+    ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        self.max_lora_rank = max_lora_rank
         self.root = str(base)
         self.names = names or [self.root]
         self.tokenizer = AutoTokenizer.from_pretrained(base)
@@ -82,12 +92,24 @@ class Model:
 
         self._check_usable()
         if name in self.adapters:
-            raise RequestRefused(400, f"The lora adapter '{name}' has already been loaded.")
+            raise RequestRefused(
+                400,
+                f"The lora adapter '{name}' has already been loaded. If you want to load the "
+                "adapter in place, set 'load_inplace' to True.",
+                "InvalidUserInput",
+            )
         folder = Path(path)
         if not (folder / ADAPTER_CONFIG).is_file():
-            raise RequestRefused(400, f"No adapter found for {path}")
+            raise RequestRefused(
+                404, f"Loading lora {name} failed: No adapter found for {path}", "NotFoundError"
+            )
         if not any((folder / weights).is_file() for weights in ADAPTER_WEIGHTS):
             raise RequestRefused(400, f"{path} doesn't contain tensors")
+        rank = _rank(folder / ADAPTER_CONFIG)
+        if self.max_lora_rank is not None and rank > self.max_lora_rank:
+            raise RequestRefused(
+                400, f"LoRA rank {rank} is greater than max_lora_rank {self.max_lora_rank}."
+            )
         try:
             if isinstance(self.model, PeftModel):
                 self.model.load_adapter(path, adapter_name=name)
@@ -204,16 +226,37 @@ def _chat_messages(messages: Any) -> bool:
     )
 
 
-def _handler(model: Model) -> type[BaseHTTPRequestHandler]:
+def runtime_updates_allowed() -> bool:
+    """vLLM's reading of `VLLM_ALLOW_RUNTIME_LORA_UPDATING`: without it the runtime LoRA
+    endpoints are not routes at all."""
+    value = os.environ.get(RUNTIME_UPDATES_ENV, "0").strip().lower()
+    return value in ("1", "true")
+
+
+def _rank(config: Path) -> int:
+    try:
+        rank = json.loads(config.read_text(encoding="utf-8")).get("r")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+        raise RequestRefused(400, f"{config}: not an adapter config: {exc}") from exc
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
+        raise RequestRefused(400, f"{config}: r is {rank!r}, not a LoRA rank")
+    return rank
+
+
+def _handler(model: Model, runtime_updates: bool) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path != "/v1/models":
-                self._error(RequestRefused(404, f"Not Found: {self.path}", "NotFoundError"))
+                self._send(404, NOT_FOUND)
                 return
             with model.lock:
                 self._send(200, {"object": "list", "data": model.models()})
 
         def do_POST(self) -> None:
+            routes = (*RUNTIME_LORA_ENDPOINTS, CHAT) if runtime_updates else (CHAT,)
+            if self.path not in routes:
+                self._send(404, NOT_FOUND)
+                return
             try:
                 body = self._body()
                 with model.lock:
@@ -248,15 +291,13 @@ def _handler(model: Model) -> type[BaseHTTPRequestHandler]:
                 name = self._string(body, "lora_name")
                 model.unload(name)
                 return f"Success: LoRA adapter '{name}' removed successfully."
-            if self.path == "/v1/chat/completions":
-                return model.complete(
-                    self._string(body, "model"), body.get("messages"), body.get("max_tokens")
-                )
-            raise RequestRefused(404, f"Not Found: {self.path}", "NotFoundError")
+            return model.complete(
+                self._string(body, "model"), body.get("messages"), body.get("max_tokens")
+            )
 
         def _error(self, exc: RequestRefused) -> None:
-            payload = {"object": "error", "message": str(exc), "type": exc.kind, "code": exc.status}
-            self._send(exc.status, payload)
+            error = {"message": str(exc), "type": exc.kind, "param": None, "code": exc.status}
+            self._send(exc.status, {"error": error})
 
         def _send(self, status: int, payload: Any) -> None:
             text = isinstance(payload, str)
@@ -284,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--lora-modules", nargs="*", default=[], metavar="NAME=PATH")
+    parser.add_argument("--max-lora-rank", type=int, default=None)
     parser.add_argument("--ready-file", type=Path)
     args = parser.parse_args(argv)
     base = args.base.resolve()
@@ -305,14 +347,14 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.disable_progress_bar()
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(1)
-    model = Model(base, args.served_model_name)
+    model = Model(base, args.served_model_name, args.max_lora_rank)
     for name, path in modules:
         try:
             model.load(name, path)
         except RequestRefused as exc:
             print(f"error: --lora-modules {name}={path}: {exc}", file=sys.stderr)
             return 2
-    server = ThreadingHTTPServer((args.host, args.port), _handler(model))
+    server = ThreadingHTTPServer((args.host, args.port), _handler(model, runtime_updates_allowed()))
     host, port = server.socket.getsockname()[:2]
     url = f"http://{host}:{port}"
     if args.ready_file is not None:
@@ -334,8 +376,12 @@ def cpu_server(
     adapters: Mapping[str, Path] | None = None,
     port: int = 0,
     timeout_s: float = 120.0,
+    max_lora_rank: int | None = None,
+    runtime_updates: bool = True,
 ) -> Iterator[str]:
-    """Run the stand-in on `base` with `adapters` preloaded; yields its URL, stops it after."""
+    """Run the stand-in on `base` with `adapters` preloaded; yields its URL, stops it after.
+    `runtime_updates`: whether it is started as `cra serve` starts vLLM, with its runtime LoRA
+    endpoints."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     ready = log_path.with_name(log_path.name + ".url")
     ready.unlink(missing_ok=True)
@@ -343,9 +389,15 @@ def cpu_server(
     argv += ["--port", str(port), "--ready-file", str(ready)]
     if adapters:
         argv += ["--lora-modules", *(f"{name}={path}" for name, path in adapters.items())]
+    if max_lora_rank is not None:
+        argv += ["--max-lora-rank", str(max_lora_rank)]
+    env = {key: value for key, value in os.environ.items() if key != RUNTIME_UPDATES_ENV}
+    if runtime_updates:
+        env[RUNTIME_UPDATES_ENV] = "True"
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
             argv,
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -1,7 +1,8 @@
 """What each configured base's server has loaded, beside what the database says is active."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from engine.bases.registry import unservable_reason
 from engine.core.workspace import Workspace
 from engine.serving.command import BASE_ORDER, server_url
 from engine.serving.vllm_client import ServingError, VllmClient, base_folder, serves_base
@@ -21,6 +22,8 @@ class ServerStatus:
     missing: list[str]
     error: str | None
     other: bool = False
+    stranded: list[str] = field(default_factory=list)
+    """Active versions trained on an older base than the current one: never loaded."""
 
 
 def serving_status(ws: Workspace) -> list[ServerStatus]:
@@ -33,27 +36,33 @@ def serving_status(ws: Workspace) -> list[ServerStatus]:
             continue
         url = server_url(ws, kind)
         folder = base_folder(ws, kind)
-        active = sorted(
-            row[0]
-            for row in ws.db.execute(
-                "SELECT name FROM adapter_versions WHERE base_model = ? AND status = 'active'",
-                [kind],
-            )
-        )
+        active: list[str] = []
+        stranded: list[str] = []
+        for name, base_id in ws.db.execute(
+            "SELECT name, base_version_id FROM adapter_versions "
+            "WHERE base_model = ? AND status = 'active' ORDER BY name",
+            [kind],
+        ).fetchall():
+            reason = unservable_reason(ws, name, kind, base_id)
+            (active if reason is None else stranded).append(name)
         try:
             models = VllmClient(url, ws.config.serving.timeout_s).models()
         except ServingError as exc:
             refused = "connection refused" in str(exc)
             statuses.append(
-                ServerStatus(kind, url, False, [], active, None if refused else str(exc))
+                ServerStatus(
+                    kind, url, False, [], active, None if refused else str(exc), stranded=stranded
+                )
             )
             continue
         try:
             serves_base(url, models, kind, folder)
         except ServingError as exc:
-            statuses.append(ServerStatus(kind, url, False, [], active, str(exc), other=True))
+            statuses.append(
+                ServerStatus(kind, url, False, [], active, str(exc), other=True, stranded=stranded)
+            )
             continue
         loaded = sorted(model.id for model in models if model.is_adapter)
         missing = [name for name in active if name not in loaded]
-        statuses.append(ServerStatus(kind, url, True, loaded, missing, None))
+        statuses.append(ServerStatus(kind, url, True, loaded, missing, None, stranded=stranded))
     return statuses

@@ -5,6 +5,7 @@ Runtime loads need the server started with `VLLM_ALLOW_RUNTIME_LORA_UPDATING=Tru
 is the folder it was loaded from; the base itself has no parent. Standard library only.
 """
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -13,13 +14,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from engine.bases.registry import (
+    SERVING_KEY,
+    BaseRegistryError,
+    ensure_base,
+    unservable_reason,
+)
 from engine.core.errors import CraError
 from engine.core.stages import BaseModelKind
 from engine.core.workspace import Workspace
 
 ADAPTER_CONFIG = "adapter_config.json"
 SERVED_STATUSES = ("active", "candidate")
+RUNTIME_UPDATES_ENV = "VLLM_ALLOW_RUNTIME_LORA_UPDATING"
+RUNTIME_LORA_ENDPOINTS = ("/v1/load_lora_adapter", "/v1/unload_lora_adapter")
+"""Routes vLLM has only when started with `RUNTIME_UPDATES_ENV` true; else they answer 404."""
 DEFAULT_MAX_LORA_RANK = 16
+VLLM_PIN = "vllm==0.34.0"
+"""The vLLM release this client's endpoints, JSON fields and server flags were read against.
+vLLM needs its own torch (2.14.0 for this release, beside the console's 2.13.0), so it lives in
+an environment of its own: `cra doctor` reads its version there."""
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 """The values vLLM accepts for `--max-lora-rank`."""
 
@@ -42,6 +56,11 @@ class ServableAdapter(Protocol):
     @property
     def rank(self) -> int | None:
         """The LoRA rank on record; None when none was recorded."""
+        ...
+
+    @property
+    def base_version_id(self) -> int | None:
+        """The registered base version it was trained on (`engine.bases.registry`)."""
         ...
 
 
@@ -107,7 +126,14 @@ class VllmClient:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 return response.read()
         except urllib.error.HTTPError as exc:
-            raise ServingError(f"{where}: HTTP {exc.code}: {server_message(exc)}") from exc
+            message = server_message(exc)
+            if exc.code == 404 and endpoint in RUNTIME_LORA_ENDPOINTS and message == "Not Found":
+                raise ServingError(
+                    f"{where}: HTTP 404: the server has no runtime LoRA endpoints: it was started "
+                    f"without {RUNTIME_UPDATES_ENV}=True (`cra serve --launch` sets it; restart "
+                    "it that way)"
+                ) from exc
+            raise ServingError(f"{where}: HTTP {exc.code}: {message}") from exc
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, ConnectionRefusedError):
                 raise ServingError(
@@ -117,6 +143,9 @@ class VllmClient:
             if isinstance(exc.reason, TimeoutError):
                 raise ServingError(f"{where}: no answer within {self.timeout_s:g}s") from exc
             raise ServingError(f"{where}: cannot reach the server: {exc.reason}") from exc
+        except (ConnectionError, http.client.HTTPException) as exc:
+            # A server stopping or crashing mid-answer resets the connection after it was made.
+            raise ServingError(f"{where}: the connection broke: {exc!r}") from exc
         except TimeoutError as exc:
             raise ServingError(f"{where}: no answer within {self.timeout_s:g}s") from exc
 
@@ -132,6 +161,8 @@ def server_message(exc: urllib.error.HTTPError) -> str:
         error = data.get("error", data)
         if isinstance(error, dict) and isinstance(error.get("message"), str):
             return error["message"]
+        if isinstance(data.get("detail"), str):
+            return data["detail"]
     return text
 
 
@@ -148,17 +179,35 @@ def base_folder(ws: Workspace, kind: BaseModelKind) -> Path:
     return path
 
 
-def rank_limit(ws: Workspace, kind: str) -> int:
+def served_base(ws: Workspace, kind: BaseModelKind, verify: bool) -> Path:
+    """The folder `[serving] bases.<kind>` names, which must be the role's current registered
+    base version (registered on first use); with `verify`, its files are hashed against the
+    record. Absolute, as the config names it (the name the base is served under)."""
+    folder = base_folder(ws, kind)
+    try:
+        ensure_base(ws, kind, SERVING_KEY, verify=verify)
+    except BaseRegistryError as exc:
+        raise ServingError(str(exc)) from exc
+    return folder
+
+
+def rank_limit(ws: Workspace, kind: BaseModelKind) -> int:
     """The `--max-lora-rank` the server of base `kind` is started with.
 
-    The largest rank among the base's active and candidate versions, at least 16, rounded up
-    to a value vLLM accepts: a larger adapter would fail to load.
+    The largest rank among the base's active and candidate versions that can serve on it, at
+    least 16, rounded up to a value vLLM accepts: a larger adapter would fail to load.
     """
-    row = ws.db.execute(
-        "SELECT MAX(rank) FROM adapter_versions WHERE base_model = ? AND status IN (?, ?)",
+    rows = ws.db.execute(
+        "SELECT name, rank, base_version_id FROM adapter_versions "
+        "WHERE base_model = ? AND status IN (?, ?)",
         [kind, *SERVED_STATUSES],
-    ).fetchone()
-    needed = max(row[0] or 0, DEFAULT_MAX_LORA_RANK)
+    ).fetchall()
+    ranks = [
+        rank or 0
+        for name, rank, base_id in rows
+        if unservable_reason(ws, name, kind, base_id) is None
+    ]
+    needed = max([*ranks, DEFAULT_MAX_LORA_RANK])
     allowed = [rank for rank in VLLM_LORA_RANKS if rank >= needed]
     if not allowed:
         raise ServingError(
@@ -229,8 +278,11 @@ def load_version(client: VllmClient, ws: Workspace, version: ServableAdapter) ->
     name = version.name
     kind = version.base_model
     adapter_dir = ws.root / version.path
+    reason = unservable_reason(ws, name, kind, version.base_version_id)
+    if reason is not None:
+        raise ServingError(f"{reason}; an adapter is only loaded on the base it was trained on")
     check_adapter(version, adapter_dir, rank_limit(ws, kind), ws.config.serving.bases.keys())
-    base = base_folder(ws, kind)
+    base = served_base(ws, kind, verify=False)
     models = client.models()
     served = serves_base(client.base_url, models, kind, base)
     existing = _adapter(models, name)

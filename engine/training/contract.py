@@ -85,6 +85,11 @@ class RunSpec(_Model):
     base_model_path: str = Field(
         min_length=1, description="a local folder; relative paths are against the workspace"
     )
+    base_version: str | None = Field(
+        default=None,
+        description="the registered base version the folder held ({role}-base-v{N}); None in "
+        "specs written before bases were versioned",
+    )
     dataset_id: str = Field(min_length=1)
     dataset_path: str = Field(min_length=1, description="the dataset folder, workspace-relative")
     dataset_sha256: str = Field(description="sha256 of the dataset's manifest.json")

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from engine.adapters.activation import AdapterVersion
+from engine.bases.registry import base_by_name
 from engine.core.db import inserted_id
 from engine.core.durable import fsync_dir, fsync_tree
 from engine.core.errors import CraError, validation_lines
@@ -147,6 +148,9 @@ def _register(ws: Workspace, run_id: int) -> int:
         if parent is None:
             raise RegistryError(f"run {run_id} continued {spec.continues}, which is not recorded")
         parent_id = parent[0]
+    base_version_id = None
+    if spec.base_version is not None:
+        base_version_id = base_by_name(ws, spec.base_version).id
     stage_dir = ws.adapters_dir / spec.stage
     stage_dir.mkdir(parents=True, exist_ok=True)
     version = _next_version(ws, spec.stage, stage_dir)
@@ -159,6 +163,7 @@ def _register(ws: Workspace, run_id: int) -> int:
         "status": "candidate",
         "base_model": spec.base_model,
         "base_model_path": spec.base_model_path,
+        "base_version_id": base_version_id,
         "rank": spec.hyper.rank,
         "path": target.relative_to(ws.root).as_posix(),
         "run_id": run_id,

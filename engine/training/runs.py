@@ -7,7 +7,8 @@ from backend.json while the worker runs, and once the job is gone, the outcome f
 result.json; a worker that left none failed, and the run's reason holds the end of its log. A
 finished run's adapter is registered as a candidate version.
 
-Training always starts from the frozen base named in `[training] base_models`, never from a
+Training always starts from the frozen base named in `[training] base_models`, the role's current
+registered base version (`engine.bases.registry`), never from a
 model merged with an adapter (Phase 4 Guidelines §6, LoRA Training Strategy §10). The one adapter a
 run loads is the execute_code SFT version its DPO run continues (LoRA Training Strategy §1: SFT then
 DPO on one adapter).
@@ -25,10 +26,26 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from engine.adapters.activation import AdapterVersion, verify_files, version_row
+from engine.adapters.activation import AdapterVersion, trained_on, verify_files, version_row
+from engine.bases.registry import (
+    TRAINING_KEY,
+    BaseRegistryError,
+    BaseVersion,
+    ensure_base,
+)
 from engine.core.durable import fsync_dir
 from engine.core.errors import CraError, validation_lines
-from engine.core.jobs import LIVE, JobLock, JobRow, finish_job, job_lock, latest_job, settle
+from engine.core.file_tail import file_tail
+from engine.core.jobs import (
+    LIVE,
+    TRAINING_KIND,
+    JobLock,
+    JobRow,
+    finish_job,
+    job_lock,
+    latest_job,
+    settle,
+)
 from engine.core.stages import BaseModelKind, require_lora_stage
 from engine.core.timestamps import utc_now
 from engine.core.workspace import TRAINING_DIR, Workspace
@@ -43,7 +60,6 @@ from engine.training.contract import (
 )
 from engine.training.guardrails import check_guardrails
 from engine.training.registry import (
-    ADAPTER_CONFIG,
     RegistryError,
     last_step,
     read_backend,
@@ -58,44 +74,21 @@ from engine.training.start_options import (
     configured_hyper,
 )
 
-JOB_KIND = "training"
+JOB_KIND = TRAINING_KIND
 ACTIVE = ("running", "stopping")
 RESUMABLE = ("stopped", "failed")
 LOG_TAIL_LINES = 20
 
 
-def frozen_base(ws: Workspace, kind: BaseModelKind) -> str:
-    """The configured base model folder of `kind`, workspace-relative when inside it.
-
-    Refused when unset, missing, not a model folder, an adapter, or anything under the
-    workspace's adapters/ or training/ folders (where adapters and their merges live).
-    """
-    key = f"[training] base_models.{kind}"
-    configured = ws.config.training.base_models.get(kind)
-    if configured is None:
-        raise TrainingRunError(
-            f"{key} is not set: name the local folder of the frozen {kind} base model in "
-            f"{ws.config_path}"
-        )
-    path = Path(configured).expanduser()
-    path = (path if path.is_absolute() else ws.root / path).resolve()
-    if not path.is_dir():
-        raise TrainingRunError(f"{key} = {configured!r}: {path} is not a folder")
-    if not (path / "config.json").is_file():
-        raise TrainingRunError(f"{key} = {configured!r}: {path} has no config.json; not a model")
-    for derived in (ws.adapters_dir, ws.training_dir):
-        if path.is_relative_to(derived.resolve()):
-            raise TrainingRunError(
-                f"{key} = {configured!r}: {path} lies under {derived.name}/; training always "
-                "starts from the frozen base, never from an adapter or a merged model"
-            )
-    if (path / ADAPTER_CONFIG).exists():
-        raise TrainingRunError(
-            f"{key} = {configured!r}: {path} holds {ADAPTER_CONFIG}, so it is an adapter or a "
-            "merge of one; training always starts from the frozen base"
-        )
-    root = ws.root.resolve()
-    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+def frozen_base(ws: Workspace, kind: BaseModelKind, verify: bool = False) -> BaseVersion:
+    """The role's current base version, which `[training] base_models` must name (the role's
+    first is registered on first use). With `verify`, its files are hashed against the record.
+    Refused when unset, not a model folder, an adapter or a merge, or not the current version
+    (`engine.bases.registry`)."""
+    try:
+        return ensure_base(ws, kind, TRAINING_KEY, verify=verify)
+    except BaseRegistryError as exc:
+        raise TrainingRunError(str(exc)) from exc
 
 
 def build_spec(
@@ -136,10 +129,10 @@ def build_spec(
     (sha,) = ws.db.execute(
         "SELECT manifest_sha256 FROM datasets WHERE id = ?", [dataset_id]
     ).fetchone()
-    base_path = frozen_base(ws, manifest.base_model)
+    base = frozen_base(ws, manifest.base_model, verify=True)
     parent = None
     if (manifest.stage, fits) == ("execute_code", "dpo"):
-        parent = sft_parent(ws, from_version, base_path)
+        parent = sft_parent(ws, from_version, base)
         overrides = _parent_shape(parent, overrides)
     elif from_version is not None:
         raise TrainingRunError(
@@ -151,7 +144,8 @@ def build_spec(
             stage=manifest.stage,
             method=fits,
             base_model=manifest.base_model,
-            base_model_path=base_path,
+            base_model_path=base.path,
+            base_version=base.name,
             dataset_id=dataset_id,
             dataset_path=stored.path.relative_to(ws.root).as_posix(),
             dataset_sha256=sha,
@@ -166,7 +160,7 @@ def build_spec(
 _SHAPE = ("rank", "alpha", "dropout", "target_modules")
 
 
-def sft_parent(ws: Workspace, name: str | None, base_path: str) -> AdapterVersion:
+def sft_parent(ws: Workspace, name: str | None, base: BaseVersion) -> AdapterVersion:
     """The execute_code SFT version a DPO run continues: `name`, else the newest SFT version
     not rejected. Refused when there is none, or it is not an SFT execute_code adapter on the
     same frozen base, or its files differ from their record."""
@@ -195,10 +189,10 @@ def sft_parent(ws: Workspace, name: str | None, base_path: str) -> AdapterVersio
         )
     if row.status == "rejected":
         raise TrainingRunError(f"{row.name} was rejected; a DPO run never continues it")
-    if row.base_model_path != base_path:
+    if row.base_version_id != base.id:
         raise TrainingRunError(
-            f"{row.name} was trained on {row.base_model_path}, not the configured base "
-            f"{base_path}; a DPO run continues an adapter of the same base"
+            f"{row.name} was trained on {trained_on(ws, row)}, not the {base.role} base "
+            f"{base.name}; a DPO run continues an adapter of the same base"
         )
     verify_files(ws, row)
     return row
@@ -344,15 +338,7 @@ def list_runs(ws: Workspace) -> list[TrainingRun]:
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     """The last `lines` lines of the log at `path`; empty when there is none."""
-    try:
-        with path.open("rb") as handle:
-            size = handle.seek(0, 2)
-            handle.seek(max(0, size - 65536))
-            tail = handle.read()
-    except FileNotFoundError:
-        return ""
-    text = tail.decode("utf-8", errors="replace").rstrip("\n")
-    return "\n".join(text.splitlines()[-lines:])
+    return file_tail(path, lines)
 
 
 def _insert_run(ws: Workspace, spec: RunSpec, operator: str) -> int:

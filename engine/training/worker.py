@@ -8,6 +8,7 @@ on Unsloth when CUDA and Unsloth are there and on transformers + peft + trl othe
 writes the adapter (done) or nothing more (stopped) and `result.json` last.
 """
 
+import importlib.metadata
 import importlib.util
 import io
 import os
@@ -18,6 +19,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from packaging.version import Version
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.core.durable import fsync_dir, fsync_tree
@@ -46,6 +48,10 @@ OFFLINE_ENV = {
     "TRANSFORMERS_OFFLINE": "1",
     "HF_HUB_DISABLE_TELEMETRY": "1",
 }
+
+
+CPU_TRL = Version("1.16")
+"""The oldest trl that trains on the CPU: 1.15.0's loss kernel needs triton, which needs CUDA."""
 
 
 class RunRefused(CraError):
@@ -156,6 +162,12 @@ def pick_backend(spec: RunSpec) -> tuple[Backend, str]:
     if spec.continues is not None:
         return "trl", f"continues adapter {spec.continues}, which peft loads trainable"
     if not torch.cuda.is_available():
+        trl_version = Version(importlib.metadata.version("trl"))
+        if trl_version < CPU_TRL:
+            raise RunRefused(
+                f"no CUDA, and trl {trl_version} cannot train on the CPU (its loss kernel needs "
+                f"triton); the CPU set needs trl >= {CPU_TRL} (the GPU set pins 1.15.0 for Unsloth)"
+            )
         return "trl", "no CUDA"
     if importlib.util.find_spec("unsloth") is None:
         return "trl", "CUDA, but unsloth is not installed"

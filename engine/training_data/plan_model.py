@@ -80,11 +80,23 @@ class PlannedStage(_Model):
     expected_improvement: str
 
 
+class Retrain(_Model):
+    """An adapter that could serve but for its base: it was trained on an older base version
+    than its role's current one (LoRA Training Strategy §10.5), so it must be retrained."""
+
+    name: str
+    stage: Stage
+    status: str
+    reason: str
+
+
 class TrainingPlan(_Model):
-    """The whole artifact."""
+    """The whole artifact. `retrain`: adapters stranded on an old base (empty in plans written
+    before bases were versioned)."""
 
     schema_version: Literal[1] = 1
     created_at: str
     created_by: str
     assessed: list[StageAssessment]
     stages: list[PlannedStage]
+    retrain: list[Retrain] = Field(default_factory=list)

@@ -41,8 +41,9 @@ from typing import Literal, get_args
 import sqlite_utils
 from pydantic import ValidationError
 
+from engine.bases.registry import stranded_adapters
 from engine.core.errors import CraError, validation_lines
-from engine.core.stages import BASE_MODEL, LORA_STAGES, TOKEN_BUDGET, Stage
+from engine.core.stages import BASE_MODEL, LORA_STAGES, TOKEN_BUDGET, Stage, as_stage
 from engine.core.timestamps import utc_now
 from engine.core.workspace import Workspace
 from engine.training_data.agent_calls import LOGGED_CALLS
@@ -52,6 +53,7 @@ from engine.training_data.plan_model import (
     DataCriteria,
     Hyperparameters,
     PlannedStage,
+    Retrain,
     StageAssessment,
     StageMetric,
     TrainingPlan,
@@ -379,6 +381,10 @@ def build_plan(ws: Workspace, created_at: str, created_by: str) -> TrainingPlan:
         created_by=created_by,
         assessed=assessed,
         stages=plan_stages(ws, assessed),
+        retrain=[
+            Retrain(name=name, stage=as_stage(stage), status=status, reason=reason)
+            for name, stage, status, reason in stranded_adapters(ws)
+        ],
     )
 
 

@@ -1,0 +1,1 @@
+"""Versioned base model checkpoints."""
