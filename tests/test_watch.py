@@ -88,6 +88,7 @@ def served(tmp_path: Path, curated: Path) -> Iterator[tuple[Workspace, FakeVllm]
     root = tmp_path / "ws"
     shutil.copytree(curated, root, symlinks=True)
     (root / "models" / "reasoning").mkdir(parents=True)
+    (root / "models" / "reasoning" / "config.json").write_text("{}")
     with FakeVllm(str(root / "models" / "reasoning")) as fake:
         ws = _workspace(
             root,

@@ -905,9 +905,12 @@ def _check_whole(conn: sqlite3.Connection, path: Path, size: int) -> None:
             raise _damaged(path, "is not an SQLite database (its header is wrong)") from exc
         raise _damaged(path, f"is damaged or truncated ({exc})") from exc
     # A checkpoint cut short can leave the header ahead of the file; its -wal then still holds
-    # the pages, and SQLite finishes the checkpoint on open.
+    # the pages, and SQLite finishes the checkpoint on open. The file is measured again after
+    # the -wal: another connection closing meanwhile (a workspace garbage-collected in this
+    # process) may have checkpointed the pages read above into it and removed the -wal.
     wal = path.with_name(path.name + "-wal")
     pending = wal.exists() and wal.stat().st_size > 0
+    size = max(size, _file_size(path))
     if size < pages * page_size and not pending:
         raise _damaged(path, f"is truncated ({size} bytes, its header says {pages * page_size})")
     if app_id not in (0, APPLICATION_ID):
