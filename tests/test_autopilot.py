@@ -40,6 +40,7 @@ from engine.runners.autopilot import (
 from engine.serving.command import server_url
 from engine.serving.hold import current_hold
 from engine.serving.status import serving_status
+from engine.serving.supervisor import supervisor_running
 from engine.training.runs import run_row
 
 NIGHT = datetime(2026, 12, 7, 1, 50).astimezone()
@@ -269,6 +270,12 @@ def _night(ws: Workspace) -> None:
     pilot.tick()
     assert pilot.pending().step == "free_gpu" and current_hold(ws) is None
     stopped_at = run_row(ws, run_id).step
+    if supervisor_running(ws):
+        # The day between the nights: the supervisor has seen the hold lifted and serves again.
+        deadline = time.monotonic() + 120
+        while not all(status.running for status in serving_status(ws)):
+            assert time.monotonic() < deadline, "the servers did not come back for the day"
+            time.sleep(0.2)
 
     clock.at(1, 59, days=1)
     pilot = Autopilot(ws, clock, said.append)  # a restart between the nights
