@@ -25,8 +25,6 @@ The clock is a parameter (local time), so a night can be driven in a test.
 
 import os
 import secrets
-import socket
-import urllib.parse
 from collections.abc import Callable
 from datetime import datetime, time, timedelta
 from typing import Any, Literal
@@ -46,7 +44,7 @@ from engine.evaluation.runs import eval_jobs, eval_row, reconcile_evals, start_e
 from engine.promotion.switch import promote_version
 from engine.serving.command import server_url
 from engine.serving.hold import current_hold, hold_serving, release_serving
-from engine.training.guardrails import in_window
+from engine.training.guardrails import accepts_connections, in_window
 from engine.training.runs import reconcile_runs, resume_run, run_row, start_run, stop_run
 from engine.training_data.curate import curate
 from engine.training_data.curate_outlook import curation_outlook
@@ -55,7 +53,6 @@ PENDING_FILE = "autopilot.pending"
 LOCK_FILE = "autopilot.lock"
 HOLDER = "autopilot"
 OPERATOR = "autopilot"
-CONNECT_TIMEOUT_S = 0.5
 
 Step = Literal["curate", "free_gpu", "train", "evaluate"]
 Clock = Callable[[], datetime]
@@ -378,7 +375,7 @@ class Autopilot:
         urls = [server_url(self.ws, kind) for kind in self.ws.config.serving.bases]
         if self.ws.config.training.inference_url is not None:
             urls.append(self.ws.config.training.inference_url)
-        return [url for url in urls if _accepts(url)]
+        return [url for url in urls if accepts_connections(url)]
 
     def _events(self) -> list[NightEvent]:
         return night_events(self.ws, "autopilot")
@@ -395,18 +392,6 @@ class Autopilot:
             f"window {policy.window}, at least {policy.min_new_examples} new reviewed items, "
             f"cooldown {policy.cooldown_hours:g} h, {promote}"
         )
-
-
-def _accepts(url: str) -> bool:
-    parts = urllib.parse.urlsplit(url)
-    if parts.hostname is None:
-        return False
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parts.hostname, port), timeout=CONNECT_TIMEOUT_S):
-            return True
-    except OSError:
-        return False
 
 
 def autopilot_running(ws: Workspace) -> bool:

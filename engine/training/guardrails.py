@@ -18,6 +18,20 @@ class GuardrailError(CraError):
     """Training would contend for the GPU or run outside its window."""
 
 
+def accepts_connections(url: str) -> bool:
+    """Whether something accepts TCP connections at `url`'s host and port now (False for a URL
+    that names no host)."""
+    parts = urlsplit(url)
+    if parts.hostname is None:
+        return False
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=CONNECT_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
 def check_inference_server(url: str | None) -> None:
     """Refused while something accepts TCP connections at `url`'s host and port."""
     if url is None:
@@ -26,10 +40,7 @@ def check_inference_server(url: str | None) -> None:
     if parts.hostname is None:
         raise GuardrailError(f"[training] inference_url {url!r} names no host")
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parts.hostname, port), timeout=CONNECT_TIMEOUT_S):
-            pass
-    except OSError:
+    if not accepts_connections(url):
         return
     raise GuardrailError(
         f"the inference server at {parts.hostname}:{port} ([training] inference_url) holds the "
