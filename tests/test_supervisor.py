@@ -96,11 +96,15 @@ def test_a_crashed_server_is_started_again_with_the_versions_active_now(
     sup.step()
     first = sup.servers["reasoning"].process.pid
     assert _alive(first) and _alive(sup.servers["coding"].process.pid)
+    sup.step()
+    sup.step()
+    # A command is built only to start a server: building one hashes the base's files.
+    assert commands.asked == 1
     commands.adapters = ["scope-v2"]
     _kill(sup, "reasoning")
     sup.step()
     again = sup.servers["reasoning"].process.pid
-    assert again != first and _alive(again)
+    assert again != first and _alive(again) and commands.asked == 2
     events = [(event.kind, event.detail) for event in night_events(ws, "serve")]
     assert [kind for kind, _ in events] == ["started", "started", "crashed", "restarted"]
     assert events[2][1] == "base reasoning exited with status -9"

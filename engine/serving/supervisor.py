@@ -87,6 +87,7 @@ class Supervisor:
         self.servers: dict[BaseModelKind, _Server] = {}
         self.crashes: dict[str, deque[float]] = {}
         self.paused: str | None = None
+        self.bases: list[BaseModelKind] | None = None
         self.reconcile_s = reconcile_s
         self._next_reconcile = 0.0
         self._stopping = False
@@ -125,16 +126,21 @@ class Supervisor:
         if self.paused is not None:
             self._event("resumed", f"no longer paused ({self.paused}); starting the servers")
             self.paused = None
-        for command in self.commands(self.ws):
-            server = self.servers.get(command.base)
-            if server is None:
-                self._start(command, "started")
-                continue
-            status = server.process.poll()
-            if status is None:
-                continue
-            del self.servers[command.base]
-            self._crashed(command, status)
+        fresh: dict[BaseModelKind, ServeCommand] = {}
+        if self.bases is None:
+            fresh = {command.base: command for command in self.commands(self.ws)}
+            self.bases = list(fresh)
+        for base in self.bases:
+            server = self.servers.get(base)
+            if server is not None:
+                status = server.process.poll()
+                if status is None:
+                    continue
+                del self.servers[base]
+                self._crashed(base, status)
+            # Commands are built only to start a server: building one hashes the base's files.
+            fresh = fresh or {command.base: command for command in self.commands(self.ws)}
+            self._start(fresh[base], "started" if server is None else "restarted")
         self._load_missing()
 
     def _load_missing(self) -> None:
@@ -173,17 +179,18 @@ class Supervisor:
             return f"training run {running[0].ref_id} holds the GPU"
         return None
 
-    def _crashed(self, command: ServeCommand, status: int) -> None:
+    def _crashed(self, base: BaseModelKind, status: int) -> None:
+        """Record the crash; give up (raise) when the base has crashed too often."""
         now = time.monotonic()
-        window = self.crashes.setdefault(command.base, deque())
+        window = self.crashes.setdefault(base, deque())
         window.append(now)
         while window and window[0] < now - self.crash_window_s:
             window.popleft()
-        log = serve_log(self.ws, command.base)
+        log = serve_log(self.ws, base)
         tail = file_tail(log, CRASH_TAIL_LINES)
-        detail = f"base {command.base} exited with status {status}"
+        detail = f"base {base} exited with status {status}"
         data: dict[str, object] = {
-            "base": command.base,
+            "base": base,
             "status": status,
             "log": str(log),
             "tail": tail,
@@ -197,7 +204,6 @@ class Supervisor:
                 f"server was stopped. The end of {log}:\n{tail}"
             )
         self._event("crashed", detail, data)
-        self._start(command, "restarted")
 
     def _start(self, command: ServeCommand, kind: str) -> None:
         log = serve_log(self.ws, command.base)
