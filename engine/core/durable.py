@@ -1,7 +1,8 @@
-"""Make a written folder survive a crash: flush its files and folders before it is renamed."""
+"""Make a written folder or file survive a crash: flush it before it is renamed into place."""
 
 import ctypes
 import os
+import secrets
 from pathlib import Path
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -44,3 +45,15 @@ def sync_filesystem(path: Path) -> None:
             raise OSError(errno, f"syncfs failed: {os.strerror(errno)}", str(path))
     finally:
         os.close(fd)
+
+
+def write_durably(path: Path, data: bytes) -> None:
+    """Write `path` beside its name, flush it and rename it into place: a reader sees the old
+    file or the whole new one, and a crash leaves one of them."""
+    staging = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
+    with staging.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    staging.replace(path)
+    fsync_dir(path.parent)

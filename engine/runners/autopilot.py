@@ -24,7 +24,6 @@ The clock is a parameter (local time), so a night can be driven in a test.
 """
 
 import os
-import secrets
 from collections.abc import Callable
 from datetime import datetime, time, timedelta
 from typing import Any, Literal
@@ -33,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from engine.adapters.activation import version_row
 from engine.core.config import AutopilotConfig
-from engine.core.durable import fsync_dir
+from engine.core.durable import fsync_dir, write_durably
 from engine.core.errors import CraError
 from engine.core.locks import lock_held, try_lock
 from engine.core.night_events import NightEvent, night_events, record_event
@@ -183,11 +182,7 @@ class Autopilot:
             ) from exc
 
     def _save(self, request: Request) -> None:
-        path = self.ws.root / PENDING_FILE
-        staging = path.with_name(f".{PENDING_FILE}.{secrets.token_hex(6)}")
-        staging.write_text(request.model_dump_json(indent=2), encoding="utf-8")
-        staging.replace(path)
-        fsync_dir(path.parent)
+        write_durably(self.ws.root / PENDING_FILE, request.model_dump_json(indent=2).encode())
 
     def _clear(self) -> None:
         (self.ws.root / PENDING_FILE).unlink(missing_ok=True)

@@ -6,12 +6,11 @@ starts them again, with the versions active then, once it is lifted. A file, not
 written and removed atomically, and a person can see and remove it (`cra serve --release`).
 """
 
-import secrets
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from engine.core.durable import fsync_dir
+from engine.core.durable import fsync_dir, write_durably
 from engine.core.errors import CraError
 from engine.core.timestamps import utc_now
 from engine.core.workspace import Workspace
@@ -57,11 +56,7 @@ def hold_serving(ws: Workspace, holder: str, reason: str) -> ServingHold:
             f"serving is held by {existing.holder} since {existing.at}: {existing.reason}"
         )
     hold = ServingHold(holder=holder, reason=reason, at=utc_now())
-    path = hold_path(ws)
-    staging = path.with_name(f".{HOLD_FILE}.{secrets.token_hex(6)}")
-    staging.write_text(hold.model_dump_json(), encoding="utf-8")
-    staging.replace(path)
-    fsync_dir(path.parent)
+    write_durably(hold_path(ws), hold.model_dump_json().encode())
     return hold
 
 

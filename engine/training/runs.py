@@ -17,8 +17,6 @@ Run status: running → done | stopped | failed; `stop` makes it stopping until 
 saved and left; a stopped or failed run can be resumed from its newest checkpoint.
 """
 
-import os
-import secrets
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +31,7 @@ from engine.bases.registry import (
     BaseVersion,
     ensure_base,
 )
-from engine.core.durable import fsync_dir
+from engine.core.durable import fsync_dir, write_durably
 from engine.core.errors import CraError, validation_lines
 from engine.core.file_tail import file_tail
 from engine.core.jobs import (
@@ -242,7 +240,7 @@ def start_run(
         try:
             (ws.training_dir).mkdir(exist_ok=True)
             run_dir.mkdir()
-            _write_durably(run_dir / SPEC_FILE, (spec.model_dump_json(indent=2) + "\n").encode())
+            write_durably(run_dir / SPEC_FILE, (spec.model_dump_json(indent=2) + "\n").encode())
         except OSError as exc:
             reason = f"cannot write {run_dir}: {exc}"
             _set(ws, run_id, status="failed", reason=reason, finished_at=utc_now())
@@ -258,7 +256,7 @@ def stop_run(ws: Workspace, run_id: int) -> None:
         run = run_row(ws, run_id)
         if run.status != "running":
             raise TrainingRunError(f"run {run_id} is {run.status}; only a running run stops")
-        _write_durably(ws.root / run.run_dir / STOP_FILE, b"")
+        write_durably(ws.root / run.run_dir / STOP_FILE, b"")
         _set(ws, run_id, status="stopping", reason="stop asked by the operator")
 
 
@@ -445,14 +443,3 @@ def _finish_done(ws: Workspace, run_id: int, result: RunResult) -> None:
 
 def _set(ws: Workspace, run_id: int, **fields: Any) -> None:
     ws.db.table("training_runs").update(run_id, fields)
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    """Write `path` beside its name, flush it and rename it into place."""
-    staging = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
-    with staging.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    staging.replace(path)
-    fsync_dir(path.parent)
