@@ -9,6 +9,7 @@ from engine.bases.registry import (
     base_folder_of,
     current_base,
     list_bases,
+    problems_line,
     register_base,
     verify_base,
 )
@@ -102,10 +103,7 @@ def bases_verify(ctx: click.Context, name: str | None) -> None:
         problems = verify_base(ws, version)
         if problems:
             failed.append(version.name)
-            click.echo(
-                f"{version.name}: {problems[0]}"
-                + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
-            )
+            click.echo(f"{version.name}: {problems_line(problems)}")
         else:
             click.echo(f"{version.name}: ok ({_describe(version)})")
     if failed:

@@ -207,6 +207,22 @@ def ensure_base(ws: Workspace, role: BaseModelKind, key: str, verify: bool) -> B
     current = current_base(ws, role)
     if current is None:
         return _register(ws, role, folder, None, f"registered on first use ({key})").version
+    check_configured(ws, role, key, current)
+    if verify:
+        problems = verify_base(ws, current)
+        if problems:
+            raise BaseRegistryError(
+                f"{current.name} at {base_folder_of(ws, current)}: {problems_line(problems)}. "
+                "The base's files are not the registered ones; restore them, or register the "
+                f"changed base as a new version: `cra bases register {role}`"
+            )
+    return current
+
+
+def check_configured(ws: Workspace, role: BaseModelKind, key: str, current: BaseVersion) -> None:
+    """Refuse (BaseChangedError) when config key `key` names another folder than `current`'s:
+    the operator changed the config and has not registered the new base."""
+    folder = configured_folder(ws, role, key)
     registered = base_folder_of(ws, current).resolve()
     if registered != folder:
         raise BaseChangedError(
@@ -215,16 +231,12 @@ def ensure_base(ws: Workspace, role: BaseModelKind, key: str, verify: bool) -> B
             f"{role}` (adapters trained on {current.name} then need retraining); otherwise "
             f"point {key}.{role} back at {registered}"
         )
-    if verify:
-        problems = verify_base(ws, current)
-        if problems:
-            raise BaseRegistryError(
-                f"{current.name} at {registered}: {problems[0]}"
-                + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
-                + f". The base's files are not the registered ones; restore them, or register "
-                f"the changed base as a new version: `cra bases register {role}`"
-            )
-    return current
+
+
+def problems_line(problems: list[str]) -> str:
+    """The first of `verify_base`'s problems, and how many more there are."""
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"{problems[0]}{more}"
 
 
 def verify_base(ws: Workspace, version: BaseVersion) -> list[str]:

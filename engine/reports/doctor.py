@@ -24,10 +24,10 @@ from pydantic import BaseModel, ConfigDict
 from engine.adapters.activation import AdapterFilesError, list_versions, unservable, verify_files
 from engine.bases.registry import (
     BaseRegistryError,
-    base_folder_of,
-    configured_folder,
+    check_configured,
     configured_keys,
     current_base,
+    problems_line,
     verify_base,
 )
 from engine.core.errors import CraError
@@ -268,21 +268,14 @@ def _base(ws: Workspace, role: BaseModelKind) -> tuple[Status, str]:
         if not configured:
             return "ok", "not configured (no stage of this role trains or serves)"
         return "warn", "configured, not registered yet (registered on its first use)"
-    folder = base_folder_of(ws, current).resolve()
-    for key in configured:
-        try:
-            named = configured_folder(ws, role, key)
-        except BaseRegistryError as exc:
-            return "fail", str(exc)
-        if named != folder:
-            return "fail", (
-                f"{key}.{role} names {named}, not {current.name} ({folder}); "
-                f"`cra bases register {role}` if the base changed on purpose"
-            )
+    try:
+        for key in configured:
+            check_configured(ws, role, key, current)
+    except BaseRegistryError as exc:
+        return "fail", str(exc)
     problems = verify_base(ws, current)
     if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        return "fail", f"{current.name}: {problems[0]}{more}"
+        return "fail", f"{current.name}: {problems_line(problems)}"
     return "ok", f"{current.name}: {len(current.files)} files match ({human_size(current.size)})"
 
 
