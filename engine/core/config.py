@@ -62,8 +62,20 @@ class CommandPipelineConfig(_Section):
     timeout_s: float = Field(default=900.0, gt=0)
 
 
+class RayClusterConfig(_Section):
+    """The Ray cluster the `ray` backend runs harness work on (docs/cluster.md).
+
+    `address` is the head's GCS address (`host:port`, as `ray start --head` prints it);
+    `cpus_per_task` is what one attempt or validation reserves on a node, so a node runs
+    (its CPUs / cpus_per_task) at once."""
+
+    address: str = Field(default="", pattern=r"^$|^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
+    cpus_per_task: float = Field(default=1.0, gt=0, le=64)
+
+
 class HarnessConfig(_Section):
-    """Limits of the harness's test runs, the planner's context budget and the pipelines."""
+    """Limits of the harness's test runs, the planner's context budget, the pipelines, and where
+    the work runs: `local` worker processes, or a Ray cluster (`ray`, the `cluster` extra)."""
 
     test_timeout_s: float = Field(default=600.0, gt=0)
     test_memory_mb: int = Field(default=4096, gt=0)
@@ -71,6 +83,17 @@ class HarnessConfig(_Section):
     context_token_budget: int = Field(default=32768, ge=256)
     openai: OpenAIPipelineConfig = Field(default_factory=OpenAIPipelineConfig)
     command: CommandPipelineConfig = Field(default_factory=CommandPipelineConfig)
+    backend: Literal["local", "ray"] = "local"
+    ray: RayClusterConfig = Field(default_factory=RayClusterConfig)
+
+    @model_validator(mode="after")
+    def _ray_has_an_address(self) -> "HarnessConfig":
+        if self.backend == "ray" and not self.ray.address:
+            raise ValueError(
+                'backend = "ray" needs [harness.ray] address, the head\'s host:port as '
+                "`ray start --head` prints it"
+            )
+        return self
 
 
 class TrainingDataConfig(_Section):

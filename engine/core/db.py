@@ -830,6 +830,24 @@ def _m020_night_events(db: sqlite_utils.Database) -> None:
     _append_only(db, "night_events")
 
 
+def _m021_cluster_nodes(db: sqlite_utils.Database) -> None:
+    """Which node each worker slot runs on, and the nodes a campaign on a cluster sees."""
+    db.table("harness_workers").add_column("node_id", str)
+    db.table("harness_workers").add_column("node_address", str)
+    db.table("harness_nodes").create(
+        {
+            "campaign_id": int,
+            "node_id": str,
+            "address": str,
+            "cpus": float,
+            "alive": int,
+            "updated_at": str,
+        },
+        pk=("campaign_id", "node_id"),
+        not_null={"address", "alive", "updated_at"},
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "ingest: packages, package files, decisions", _m001_ingest),
     (2, "harness: validated tasks", _m002_tasks),
@@ -859,6 +877,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (18, "harness: the kind of each task's reason", _m018_task_reason_kind),
     (19, "bases: versioned base models, the base each adapter was trained on", _m019_bases),
     (20, "the night: what the serving supervisor and the autopilot did", _m020_night_events),
+    (21, "harness: the cluster's nodes and which node runs each worker", _m021_cluster_nodes),
 ]
 
 

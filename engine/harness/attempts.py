@@ -74,10 +74,12 @@ class AttemptRecord(BaseModel):
 
 
 @contextmanager
-def _task_lock(ws: Workspace, task: str) -> Iterator[None]:
+def commit_lock(ws: Workspace, sha: str) -> Iterator[None]:
+    """Hold commit `sha`'s validation lock: one validation of a commit at a time, whichever
+    package and process asks."""
     locks = ws.runs_dir / ".locks"
     locks.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(locks / f"{task}.lock"):
+    with exclusive_lock(locks / f"commit-{sha}.lock"):
         yield
 
 
@@ -85,7 +87,7 @@ def validated_task(ws: Workspace, package_digest: str, sha: str) -> dict[str, An
     """The task's validation record (gold, supplemented, structural or skipped, as its task
     class allows), validating it now if no worker has yet. The lock is the commit's, so workers
     on two packages that share it validate it once."""
-    with _task_lock(ws, f"commit-{sha}"):
+    with commit_lock(ws, sha):
         where = "package_digest = ? AND sha = ?"
         rows = list(ws.db["tasks"].rows_where(where, [package_digest, sha]))
         if not rows:
@@ -274,8 +276,8 @@ def _attempt(
         return run.record(outcome, reason)
 
 
-def _save(ws: Workspace, attempt_id: int, out: Path, record: AttemptRecord) -> None:
-    (out / "report.json").write_text(record.model_dump_json(indent=2) + "\n", encoding="utf-8")
+def record_attempt(ws: Workspace, attempt_id: int, out: Path, record: AttemptRecord) -> None:
+    """Write the attempt's outcome to its row in one transaction; its artifacts are in `out`."""
     alignment = record.alignment.model_dump() if record.alignment else {}
     row = {
         "state": "done",
@@ -313,17 +315,32 @@ def run_attempt(ws: Workspace, attempt: dict[str, Any], on_stage: StageCallback)
     A HarnessError (the environment cannot be built, a context that cannot fit its budget) is
     the attempt's `error` outcome with the message as the reason, not a crash of the worker.
     """
-    out = ws.runs_dir / attempt["task"] / "attempts" / str(attempt["id"])
-    if out.exists():
-        remove_tree(out)
-    out.mkdir(parents=True)
-    record = _run_attempt(ws, attempt, out, on_stage, _pipeline_proposer(ws, attempt))
-    _save(ws, attempt["id"], out, record)
+    out = attempt_dir(ws, attempt)
+    record = perform_attempt(ws, attempt, out, on_stage)
+    record_attempt(ws, attempt["id"], out, record)
     return record
 
 
+def attempt_dir(ws: Workspace, attempt: dict[str, Any]) -> Path:
+    """Where the attempt's artifacts go: `runs/<task>/attempts/<id>/`."""
+    return ws.runs_dir / attempt["task"] / "attempts" / str(attempt["id"])
+
+
+def perform_attempt(
+    ws: Workspace, attempt: dict[str, Any], out: Path, on_stage: StageCallback
+) -> AttemptRecord:
+    """Run the campaign attempt `attempt` with its pipeline, its artifacts and report.json in
+    `out` (created, emptied first); its row is not written (`record_attempt` does that). A
+    cluster node runs this in its own workspace and the head records the result."""
+    return evaluate_attempt(ws, attempt, out, _pipeline_proposer(ws, attempt), on_stage)
+
+
 def evaluate_attempt(
-    ws: Workspace, attempt: dict[str, Any], out: Path, propose: Proposer
+    ws: Workspace,
+    attempt: dict[str, Any],
+    out: Path,
+    propose: Proposer,
+    on_stage: StageCallback = lambda stage: None,
 ) -> AttemptRecord:
     """Run an attempt that is not a campaign's: `propose` fills the planner slot, artifacts go
     to `out` (created, emptied first) and nothing is written to `attempts`. An eval run uses it,
@@ -334,7 +351,7 @@ def evaluate_attempt(
     if out.exists():
         remove_tree(out)
     out.mkdir(parents=True)
-    record = _run_attempt(ws, attempt, out, lambda stage: None, propose)
+    record = _run_attempt(ws, attempt, out, on_stage, propose)
     (out / "report.json").write_text(record.model_dump_json(indent=2) + "\n", encoding="utf-8")
     return record
 

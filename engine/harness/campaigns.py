@@ -209,6 +209,16 @@ def requeue_running(ws: Workspace, campaign_id: int) -> int:
     return cursor.rowcount
 
 
+def requeue_attempt(ws: Workspace, attempt_id: int, reason: str) -> None:
+    """Put one running attempt back to `pending`, saying why (a cluster node was lost)."""
+    with ws.db.conn:
+        ws.db.execute(
+            "UPDATE attempts SET state = 'pending', worker = NULL, pid = NULL, "
+            "started_at = NULL, reason = ? WHERE id = ? AND state = 'running'",
+            [reason, attempt_id],
+        )
+
+
 def reconcile_campaigns(ws: Workspace) -> list[int]:
     """Mark campaigns whose job died without a word as interrupted; returns their ids."""
     return settle(ws, JOB_KIND, _reconcile)

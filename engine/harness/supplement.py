@@ -81,16 +81,28 @@ def validate_commit(ws: Workspace, package_digest: str, sha: str) -> TaskValidat
     it. Only a gold commit gets gold validation (see the module doc)."""
     package = load_package(ws, package_digest)
     commit = find_commit(package, sha)
+    if (recorded := validation_without_run(ws, package, commit)) is not None:
+        return recorded
     if commit.task_class == "gold":
         report = validate_task(ws, package_digest, sha)
         if report.reason_kind != "no-test-files" or not report.not_collected:
             return report
         return supplement_task(ws, package, commit, own_tests=report.reason)
+    return supplement_task(ws, package, commit)
+
+
+def validation_without_run(
+    ws: Workspace, package: CorpusPackage, commit: ManifestCommit
+) -> TaskValidation | None:
+    """The commit's validation recorded without running anything, when it needs no run: a
+    test-only commit is skipped, and a commit another package of the same repository ran in its
+    own sandbox reuses that run. None when the commit's tests must run (`validate_commit` runs
+    them; a cluster's head sends only those commits to its nodes)."""
     if commit.task_class == "test_data":
         return _skip(ws, package, commit)
-    if earlier := _validated_elsewhere(ws, package, sha):
-        return _reuse(ws, package, sha, *earlier)
-    return supplement_task(ws, package, commit)
+    if earlier := _validated_elsewhere(ws, package, commit.sha):
+        return _reuse(ws, package, commit.sha, *earlier)
+    return None
 
 
 def _fresh_dir(ws: Workspace, package: CorpusPackage, sha: str, kind: str) -> Path:
@@ -101,7 +113,8 @@ def _fresh_dir(ws: Workspace, package: CorpusPackage, sha: str, kind: str) -> Pa
     return out
 
 
-def _save(ws: Workspace, report: TaskValidation) -> TaskValidation:
+def save_validation(ws: Workspace, report: TaskValidation) -> TaskValidation:
+    """Write the validation's report.json in its artifacts folder and record its row."""
     path = report.artifacts / "report.json"
     path.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
     _record(ws, report, path)
@@ -141,7 +154,7 @@ def _skip(ws: Workspace, package: CorpusPackage, commit: ManifestCommit) -> Task
         test_files=list(commit.test_files),
         validation="skipped",
     )
-    return _save(ws, report)
+    return save_validation(ws, report)
 
 
 def _write_patch(package: CorpusPackage, commit: ManifestCommit, out: Path) -> None:
@@ -177,7 +190,7 @@ def supplement_task(
     _write_patch(package, commit, out)
     changes = commit_changes(package.repo, commit.parent, commit.sha, exclude=())
     if why := static_problem(changes) or edits_problem(package, commit, changes, out):
-        return _save(
+        return save_validation(
             ws,
             _report(
                 package,
@@ -218,7 +231,7 @@ def supplement_task(
             validation="supplemented",
             tests_from=candidate.sha,
         )
-        return _save(ws, report)
+        return save_validation(ws, report)
     if candidates:
         searched = f"no later test fails at the parent ({'; '.join(tried)})"
     else:
@@ -233,7 +246,7 @@ def supplement_task(
         reason_kind="structural",
         validation="structural",
     )
-    return _save(ws, report)
+    return save_validation(ws, report)
 
 
 Found = tuple[list[SideRun], list[SideRun], list[str], list[str], list[str]]

@@ -121,6 +121,59 @@ def stage_package(
     return StagedPackage(path=staging, files=files)
 
 
+def stage_received(
+    corpus_dir: Path,
+    source: Path,
+    raw_manifest: bytes,
+    digest: str,
+    manifest: ManifestV1,
+    expected: list[FileRecord],
+) -> StagedPackage:
+    """Build an approved package that another machine sent (its manifest, `packages/` and
+    `repo/.git`) under `corpus/.staging/`, as `stage_package` builds one from a drive: the
+    manifest's bytes must hash to `digest`, each wheel to the manifest's sha256, the repository
+    is rebuilt from its objects (nothing else of `.git/` crosses over), and every file must be
+    the one the sender recorded at approval (`expected`). A failure removes the staging folder
+    and raises IngestError naming the first difference."""
+    got = hashlib.sha256(raw_manifest).hexdigest()
+    if got != digest:
+        raise IngestError(
+            f"{source / MANIFEST_FILE}: sha256 {got}, the package's digest is {digest}"
+        )
+    staging = (
+        corpus_dir / STAGING_DIR / f"{folder_name(manifest.name, digest)}-{secrets.token_hex(4)}"
+    )
+    staging.mkdir(parents=True)
+    try:
+        files = [_write_manifest(staging / MANIFEST_FILE, raw_manifest)]
+        files += _copy_wheels(source / "packages", staging / "packages", manifest)
+        rebuild_repo(source / "repo", staging / "repo", manifest)
+        files += _tree_records(staging / "repo", prefix="repo/")
+        _compare_with_recorded(sorted(files, key=lambda r: r.path), expected, source)
+        fsync_tree(staging)
+    except BaseException:
+        remove_tree(staging)
+        raise
+    return StagedPackage(path=staging, files=files)
+
+
+def _compare_with_recorded(
+    files: list[FileRecord], expected: list[FileRecord], source: Path
+) -> None:
+    want = {record.path: record for record in expected}
+    have = {record.path: record for record in files}
+    for path in sorted(want.keys() | have.keys()):
+        if want.get(path) != have.get(path):
+            what = (
+                "is missing"
+                if path not in have
+                else "was not recorded at approval"
+                if path not in want
+                else f"has sha256 {have[path].sha256}, recorded {want[path].sha256}"
+            )
+            raise IngestError(f"{source}: {path} {what}; the package is not the approved one")
+
+
 def place(staged: Path, final: Path) -> None:
     """Rename the staged folder to its corpus name in one step and make the rename durable."""
     staged.rename(final)

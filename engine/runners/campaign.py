@@ -1,10 +1,12 @@
-"""The campaign job: a detached process that runs a campaign's worker processes to the end.
+"""The campaign job: a detached process that runs a campaign's attempts to the end.
 
 Run as `python -m engine.runners.campaign WORKSPACE CAMPAIGN_ID` by `start_campaign`. It
-heartbeats its job row every second, starts one worker process per slot, and when they have all
-exited records how the campaign ended: done, paused, stopped, or failed with the reason. A done
-campaign's packages are derived into examples and pairs first (`cra data build`). SIGTERM
-(`stop_campaign`) kills the workers at once; attempts they were running go back to pending.
+heartbeats its job row every second and runs the attempts on the configured backend: one local
+worker process per slot, or the nodes of a Ray cluster (`[harness] backend = "ray"`,
+`engine.cluster.campaign`). Then it records how the campaign ended: done, paused, stopped, or
+failed with the reason. A done campaign's packages are derived into examples and pairs first
+(`cra data build`). SIGTERM (`stop_campaign`) kills the workers, or cancels the cluster's
+orders, at once; attempts they were running go back to pending.
 """
 
 import os
@@ -59,9 +61,27 @@ def _end_status(ws: Workspace, campaign_id: int, failures: list[str]) -> tuple[s
 
 
 def run_job(ws: Workspace, campaign_id: int, job_id: int) -> str:
-    """Run the campaign's workers until they finish; returns the campaign's final status."""
+    """Run the campaign's attempts on the configured backend until they finish; returns the
+    campaign's final status."""
     spec = campaign_row(ws, campaign_id).spec
     requeue_running(ws, campaign_id)
+    if ws.config.harness.backend == "ray":
+        from engine.cluster.campaign import run_campaign_on_cluster
+
+        failures = run_campaign_on_cluster(ws, campaign_id, job_id)
+    else:
+        failures = _run_workers(ws, campaign_id, job_id, spec.workers)
+    requeue_running(ws, campaign_id)
+    status, reason = _end_status(ws, campaign_id, failures)
+    if status == "done":
+        _derive(ws, spec.packages)
+    set_status(ws, campaign_id, status, reason)
+    return status
+
+
+def _run_workers(ws: Workspace, campaign_id: int, job_id: int, count: int) -> list[str]:
+    """Run `count` local worker processes to their end; returns what failed. SIGTERM kills
+    them at once."""
     with ws.db.conn:
         ws.db.execute("DELETE FROM harness_workers WHERE campaign_id = ?", [campaign_id])
     workers = [
@@ -77,7 +97,7 @@ def run_job(ws: Workspace, campaign_id: int, job_id: int) -> str:
             ],
             stdin=subprocess.DEVNULL,
         )
-        for slot in range(1, spec.workers + 1)
+        for slot in range(1, count + 1)
     ]
     try:
         while any(worker.poll() is None for worker in workers):
@@ -88,20 +108,12 @@ def run_job(ws: Workspace, campaign_id: int, job_id: int) -> str:
             worker.kill()
         for worker in workers:
             worker.wait()
-        requeue_running(ws, campaign_id)
-        set_status(ws, campaign_id, "stopped", "stopped by the operator")
-        return "stopped"
-    failures = [
+        raise
+    return [
         f"worker {slot} exited with status {worker.returncode}"
         for slot, worker in enumerate(workers, start=1)
         if worker.returncode != 0
     ]
-    requeue_running(ws, campaign_id)
-    status, reason = _end_status(ws, campaign_id, failures)
-    if status == "done":
-        _derive(ws, spec.packages)
-    set_status(ws, campaign_id, status, reason)
-    return status
 
 
 def _derive(ws: Workspace, packages: list[str]) -> None:
