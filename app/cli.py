@@ -384,7 +384,8 @@ def harness_validate(
     for code only; test-only commits are skipped as test-plan data.
 
     A commit already validated with the package's environment is shown, not run again (a
-    stopped run goes on where it stopped), unless --again."""
+    stopped run goes on where it stopped), unless --again. With [harness] backend = "ray" the
+    commits run on the cluster's nodes at once, shown in the same order."""
     from engine.harness.package import find_package
     from engine.harness.selection import select_commits, validate_commits
 
@@ -393,6 +394,8 @@ def harness_validate(
     chosen = select_commits([found], _selection(commits, since, limit))[found.digest]
     usable = kept = 0
     kinds = Counter[str]()
+    if ws.config.harness.backend == "ray":
+        from engine.cluster.validate import validate_commits_on_cluster as validate_commits
     for task, recorded in validate_commits(ws, found, chosen, again):
         usable += task.status == "usable"
         kept += recorded

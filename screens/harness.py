@@ -40,12 +40,14 @@ from engine.harness.progress import (
     AttemptRow,
     CampaignProgress,
     CampaignSummary,
+    NodeLine,
     Outcome,
     Progress,
     WorkerLine,
     attempt_count,
     attempt_page,
     campaign_summaries,
+    node_lines,
     package_progress,
     parse_time,
     worker_lines,
@@ -110,6 +112,7 @@ class ProgressPolled(Message):
     campaign_id: int
     progress: CampaignProgress
     workers: list[WorkerLine]
+    nodes: list[NodeLine]
     yields: list[PackageYield]
 
 
@@ -169,7 +172,7 @@ class HarnessScreen(EnginePane):
             ("Done", "done"),
         ]:
             table.add_column(label, key=key)
-        self._render_progress(None, [], [])
+        self._render_progress(None, [], [], [])
         self._update_attempts_title()
 
     def on_resize(self) -> None:
@@ -211,7 +214,8 @@ class HarnessScreen(EnginePane):
         now = self._now()
         progress = package_progress(ws, chosen, now)
         yields = campaign_yields(ws, [package.digest for package in progress.packages])
-        self.post_message(ProgressPolled(chosen, progress, worker_lines(ws, chosen, now), yields))
+        workers = worker_lines(ws, chosen, now)
+        self.post_message(ProgressPolled(chosen, progress, workers, node_lines(ws, chosen), yields))
 
     @on(CampaignsPolled)
     def _campaigns_polled(self, message: CampaignsPolled) -> None:
@@ -245,7 +249,7 @@ class HarnessScreen(EnginePane):
     @on(ProgressPolled)
     def _progress_polled(self, message: ProgressPolled) -> None:
         if message.campaign_id == self._selected:
-            self._render_progress(message.progress, message.workers, message.yields)
+            self._render_progress(message.progress, message.workers, message.nodes, message.yields)
 
     # -- selection ------------------------------------------------------------------------
 
@@ -257,7 +261,7 @@ class HarnessScreen(EnginePane):
             return
         self._selected = campaign_id
         self.query_one(AttemptList).show(None, 0, {})
-        self._render_progress(None, [], [])
+        self._render_progress(None, [], [], [])
         self._render_head()
         self._update_attempts_title()
         self.request_poll()
@@ -372,7 +376,11 @@ class HarnessScreen(EnginePane):
             (neutralise(campaign.pipeline), "bold"),
             neutralise(
                 f" · model {campaign.model} · temperatures {temperatures} · seeds {seeds} · "
-                f"{campaign.workers} workers"
+                + (
+                    f"on {campaign.nodes} cluster nodes"
+                    if campaign.nodes
+                    else f"{campaign.workers} workers"
+                )
             ),
             ("\ncreated ", "dim"),
             neutralise(f"{campaign.created_at} by {campaign.created_by}"),
@@ -386,6 +394,7 @@ class HarnessScreen(EnginePane):
         self,
         progress: CampaignProgress | None,
         workers: list[WorkerLine],
+        nodes: list[NodeLine],
         yields: list[PackageYield],
     ) -> None:
         bar = self.query_one("#overall", ProgressBar)
@@ -408,7 +417,7 @@ class HarnessScreen(EnginePane):
         # Shown only with a package to count: an empty Static would still take a line.
         yield_box.display = bool(yields)
         yield_box.show((progress.packages, yields), lambda: _yield_text(progress, yields))
-        workers_box.show(workers, lambda: _workers_text(workers))
+        workers_box.show((workers, nodes), lambda: _workers_text(workers, nodes))
 
     def _update_attempts_title(self) -> None:
         box = self.query_one("#attempts-box")
@@ -476,10 +485,11 @@ def _yield_text(progress: CampaignProgress, yields: list[PackageYield]) -> Text:
     return text
 
 
-def _workers_text(workers: list[WorkerLine]) -> Group | Text:
-    if not workers:
+def _workers_text(workers: list[WorkerLine], nodes: list[NodeLine]) -> Group | Text:
+    if not workers and not nodes:
         return Text("No worker has reported yet.", style="dim")
-    lines = [Text("Workers", style="bold")]
+    lines = _nodes_lines(nodes)
+    lines.append(Text("Workers", style="bold"))
     for worker in workers:
         stage_style = "dim" if worker.stage in ("idle", "exited") else "bold yellow"
         lines.append(
@@ -489,6 +499,29 @@ def _workers_text(workers: list[WorkerLine]) -> Group | Text:
                 neutralise(f" {worker.task or '—'}"),
                 (neutralise("  " + (worker.package_name or "")), "dim"),
                 f"  {duration_text(worker.elapsed_s)}",
+                (f"  on {worker.node_id[:8]}" if worker.node_id else "", "dim"),
             )
         )
     return Group(*lines)
+
+
+def _nodes_lines(nodes: list[NodeLine]) -> list[Text]:
+    """The cluster's nodes, one line each: short id, address, CPUs, and running orders."""
+    if not nodes:
+        return []
+    lines = [Text("Nodes", style="bold")]
+    for node in nodes:
+        state = (
+            (f"{node.running} running", "bold yellow" if node.running else "dim")
+            if node.alive
+            else ("lost", "bold red")
+        )
+        lines.append(
+            Text.assemble(
+                f"{node.node_id[:8]} ",
+                neutralise(f"{node.address:<15}"),
+                f" {node.cpus:>3g} CPUs  ",
+                state,
+            )
+        )
+    return lines

@@ -108,6 +108,29 @@ def test_harness_running_campaign_with_two_workers(snap_compare, live_app):
     assert snap_compare(live_app, terminal_size=SIZE, run_before=run_before)
 
 
+def test_harness_campaign_on_a_cluster(snap_compare, workspace_root, sleeper):
+    """The nodes a campaign on a Ray cluster sees, one lost, and which node runs each slot."""
+    first, ids = live_campaign(workspace_root, sleeper)
+    at = "2025-06-01T12:29:50Z"
+    with workspace_root.db.conn:
+        workspace_root.db["harness_workers"].update(
+            (first, 1), {"node_id": "7e8e207b" + "a" * 48, "node_address": "10.0.0.2"}
+        )
+        workspace_root.db["harness_nodes"].insert_all(
+            {"campaign_id": first, "updated_at": at, **node}
+            for node in [
+                {"node_id": "7e8e207b" + "a" * 48, "address": "10.0.0.2", "cpus": 16, "alive": 1},
+                {"node_id": "0a863e8a" + "b" * 48, "address": "10.0.0.3", "cpus": 16, "alive": 1},
+                {"node_id": "5c01d9f2" + "c" * 48, "address": "10.0.0.4", "cpus": 0, "alive": 0},
+            ]
+        )
+
+    async def run_before(pilot: Pilot) -> None:
+        await _on_campaign(pilot, 1)
+
+    assert snap_compare(console(workspace_root), terminal_size=SIZE, run_before=run_before)
+
+
 async def _drill_down(pilot: Pilot) -> AttemptScreen:
     await _on_campaign(pilot, 1)
     await pilot.press("enter", "down", "enter")

@@ -87,6 +87,8 @@ class CampaignSummary(_Model):
     temperatures: list[float]
     seeds: list[int]
     workers: int
+    nodes: int = 0
+    """The alive cluster nodes its last job on a Ray cluster saw; 0 when it ran locally."""
     created_at: str
     created_by: str
     totals: StateTotals
@@ -148,6 +150,18 @@ class WorkerLine(_Model):
     package_name: str | None
     since: str
     elapsed_s: float
+    node_id: str | None = None
+    """The cluster node running the slot's order (None: a local worker, or nothing in flight)."""
+
+
+class NodeLine(_Model):
+    """A cluster node as a campaign on it last saw it, with how many of its orders it runs."""
+
+    node_id: str
+    address: str
+    cpus: float
+    alive: bool
+    running: int
 
 
 class AttemptRow(_Model):
@@ -196,6 +210,11 @@ def campaign_summaries(ws: Workspace) -> list[CampaignSummary]:
         "SELECT campaign_id, state, COUNT(*) FROM attempts GROUP BY campaign_id, state"
     ):
         counts.setdefault(campaign_id, {})[state] = count
+    nodes = dict(
+        ws.db.execute(
+            "SELECT campaign_id, SUM(alive) FROM harness_nodes GROUP BY campaign_id"
+        ).fetchall()
+    )
     summaries = []
     for row in ws.db.execute(
         "SELECT id, status, reason, spec_json, created_at, created_by FROM campaigns "
@@ -214,6 +233,7 @@ def campaign_summaries(ws: Workspace) -> list[CampaignSummary]:
                 temperatures=spec.temperatures,
                 seeds=spec.seeds,
                 workers=spec.workers,
+                nodes=nodes.get(campaign_id) or 0,
                 created_at=created_at,
                 created_by=created_by or "",
                 totals=StateTotals(
@@ -332,13 +352,13 @@ def worker_lines(ws: Workspace, campaign_id: int, now: datetime) -> list[WorkerL
     """One line per worker slot of the campaign, by slot."""
     rows = ws.db.execute(
         "SELECT w.slot, w.pid, w.stage, w.attempt_id, w.detail, w.updated_at, "
-        "a.started_at, a.package_name, a.task FROM harness_workers w "
+        "a.started_at, a.package_name, a.task, w.node_id FROM harness_workers w "
         "LEFT JOIN attempts a ON a.id = w.attempt_id "
         "WHERE w.campaign_id = ? ORDER BY w.slot",
         [campaign_id],
     ).fetchall()
     lines = []
-    for slot, pid, stage, attempt_id, detail, updated_at, started_at, package, task in rows:
+    for slot, pid, stage, attempt_id, detail, updated_at, started_at, package, task, node in rows:
         since = started_at if attempt_id is not None and started_at else updated_at
         lines.append(
             WorkerLine(
@@ -350,9 +370,27 @@ def worker_lines(ws: Workspace, campaign_id: int, now: datetime) -> list[WorkerL
                 package_name=package,
                 since=since,
                 elapsed_s=max(0.0, (now - parse_time(since)).total_seconds()),
+                node_id=node,
             )
         )
     return lines
+
+
+def node_lines(ws: Workspace, campaign_id: int) -> list[NodeLine]:
+    """The cluster nodes the campaign's job last saw, alive first, each with its running
+    orders; empty for a campaign run by local workers."""
+    rows = ws.db.execute(
+        "SELECT n.node_id, n.address, n.cpus, n.alive, "
+        "(SELECT COUNT(*) FROM harness_workers w WHERE w.campaign_id = n.campaign_id "
+        "AND w.node_id = n.node_id AND w.stage NOT IN ('idle', 'exited')) "
+        "FROM harness_nodes n WHERE n.campaign_id = ? "
+        "ORDER BY n.alive DESC, n.address, n.node_id",
+        [campaign_id],
+    ).fetchall()
+    return [
+        NodeLine(node_id=node, address=address, cpus=cpus or 0.0, alive=bool(alive), running=n)
+        for node, address, cpus, alive, n in rows
+    ]
 
 
 def _where(campaign_id: int, outcome: Outcome | None) -> tuple[str, list[Any]]:
