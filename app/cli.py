@@ -45,6 +45,10 @@ LAZY_COMMANDS = {
         "app.cli_bundle:bundle",
         "Write an offline bundle that installs this console on an air-gapped machine.",
     ),
+    "cluster": LazyCommand(
+        "app.cli_cluster:cluster",
+        "The Ray cluster harness work runs on: its nodes and whether each can take work.",
+    ),
     "curate-data": LazyCommand(
         "app.cli_curate:curate_data",
         "Turn reviewed examples and pairs into datasets: dedup, holdout, balance, replay.",

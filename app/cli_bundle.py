@@ -16,6 +16,11 @@ from app.cli_common import PathArg
 )
 @click.option("--gpu", is_flag=True, help="Add the gpu extra: the GPU machine's training stack.")
 @click.option(
+    "--cluster",
+    is_flag=True,
+    help="Add the cluster extra: Ray, for harness work on several machines (docs/cluster.md).",
+)
+@click.option(
     "--python-version",
     help="Python of the air-gapped machine, as pip download takes it (default: this one's).",
 )
@@ -35,6 +40,7 @@ from app.cli_common import PathArg
 def bundle(
     out: Path,
     gpu: bool,
+    cluster: bool,
     python_version: str | None,
     platforms: tuple[str, ...],
     no_debs: bool,
@@ -50,7 +56,12 @@ def bundle(
     from engine.bundle.build import BundleOptions, make_bundle
 
     options = BundleOptions(
-        out=out, gpu=gpu, python_version=python_version, platforms=platforms, debs=not no_debs
+        out=out,
+        gpu=gpu,
+        cluster=cluster,
+        python_version=python_version,
+        platforms=platforms,
+        debs=not no_debs,
     )
     where, manifest = make_bundle(options, click.echo)
     click.echo(

@@ -165,6 +165,14 @@ def test_gpu_needs_the_gpu_extra() -> None:
         bundle_extras(["dev"], gpu=True)
 
 
+def test_cluster_adds_the_cluster_extra() -> None:
+    """--cluster installs Ray for the cluster backend, beside the GPU set or alone."""
+    assert bundle_extras(["cluster", "gpu"], gpu=False, cluster=True) == ["cluster"]
+    assert bundle_extras(["cluster", "gpu"], gpu=True, cluster=True) == ["gpu", "cluster"]
+    with pytest.raises(BundleError, match=r"--cluster: .* extra named 'cluster'"):
+        bundle_extras(["gpu"], gpu=False, cluster=True)
+
+
 def test_a_gpu_bundle_refuses_torchs_cpu_build() -> None:
     """With --gpu, a torch pip took from a CPU find-links folder is refused, naming it."""
     check_torch_build([], "2.13.0", "+cpu")

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from workspaces import HARNESS, open_workspace
 
+from engine.cluster.campaign import unreachable_endpoint
 from engine.cluster.codeprint import code_digest
 from engine.cluster.errors import NodeError
 from engine.cluster.folders import PackedFolder
@@ -169,3 +170,37 @@ def test_the_ray_backend_needs_the_heads_address(tmp_path: Path) -> None:
     path.write_text('[harness]\nbackend = "ray"\n[harness.ray]\naddress = "no port"\n')
     with pytest.raises(ConfigError, match="address"):
         load_config(path)
+
+
+class _TwoMachines:
+    """The one thing `unreachable_endpoint` asks the cluster: a second machine is out of reach
+    of this test, so its address is given."""
+
+    def other_machines(self) -> list[str]:
+        return ["10.0.0.3"]
+
+
+@pytest.mark.parametrize(
+    ("base_url", "refused"),
+    [
+        ("http://127.0.0.1:8000/v1", True),
+        ("http://localhost:8000/v1", True),
+        ("http://[::1]:8000/v1", True),
+        ("http://10.0.0.2:8000/v1", False),
+    ],
+)
+def test_an_openai_campaign_refuses_a_loopback_endpoint_on_other_machines(
+    tmp_path: Path, short_package: Path, base_url: str, refused: bool
+) -> None:
+    ws = open_workspace(tmp_path / "ws", HARNESS + f'[harness.openai]\nbase_url = "{base_url}"\n')
+    digest = approve_package(ws, short_package).digest
+    spec = CampaignSpec(
+        packages=[digest], pipeline="openai", model="m", temperatures=[0.3], seeds=[1]
+    )
+    problem = unreachable_endpoint(ws, create_campaign(ws, spec, "tester"), _TwoMachines())  # type: ignore[arg-type]
+    if refused:
+        assert (
+            problem is not None and "would read as their own" in problem and "10.0.0.3" in problem
+        )
+    else:
+        assert problem is None

@@ -221,3 +221,19 @@ def test_a_node_killed_mid_attempt_loses_nothing(tmp_path: Path, short_package: 
         assert alive[victim] == 0
     finally:
         cluster.stop()
+
+
+def test_cluster_status_checks_every_node_on_the_node(
+    tmp_path: Path, cluster: LocalCluster
+) -> None:
+    ws = open_workspace(tmp_path / "ws", _on_ray(cluster.address))
+    result = CliRunner().invoke(cli, ["--workspace", str(ws.root), "cluster", "status"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"cluster at {cluster.address} (backend 'ray'), 1 CPUs per task"
+    assert sum(line.endswith("1 CPUs  1 at once  ready") for line in lines) == 2
+    assert lines[-1] == "2 tasks at once on the ready nodes"
+    missing = open_workspace(tmp_path / "other", HARNESS)
+    result = CliRunner().invoke(cli, ["--workspace", str(missing.root), "cluster", "status"])
+    assert result.exit_code == 1
+    assert "no cluster is configured: set [harness.ray] address" in result.output

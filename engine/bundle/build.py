@@ -42,6 +42,7 @@ class BundleOptions:
 
     out: Path
     gpu: bool = False
+    cluster: bool = False
     python_version: str | None = None
     platforms: tuple[str, ...] = ()
     debs: bool = True
@@ -72,7 +73,9 @@ def check_out(out: Path) -> Path:
 def _plan(options: BundleOptions) -> _Plan:
     out = check_out(options.out)
     root = source.find_source()
-    extras = source.bundle_extras(source.defined_extras(root), gpu=options.gpu)
+    extras = source.bundle_extras(
+        source.defined_extras(root), gpu=options.gpu, cluster=options.cluster
+    )
     target = wheelhouse.resolve_target(options.python_version, options.platforms)
     debian = (debs.debian_release(), debs.host_architecture()) if options.debs else None
     return _Plan(out, root, extras, target, debian, wheelhouse.uv_version())

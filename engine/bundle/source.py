@@ -23,6 +23,7 @@ from engine.bundle.steps import run_step
 
 PROJECT = "cra-console"
 GPU_EXTRA = "gpu"
+CLUSTER_EXTRA = "cluster"
 
 
 def _project_name(folder: Path) -> str | None:
@@ -75,18 +76,19 @@ def defined_extras(root: Path) -> list[str]:
     return sorted(data.get("project", {}).get("optional-dependencies", {}))
 
 
-def bundle_extras(defined: list[str], *, gpu: bool) -> list[str]:
-    """The extras a bundle installs: none, or `gpu` with --gpu, which must be defined."""
-    if not gpu:
-        return []
-    if GPU_EXTRA not in defined:
-        shown = ", ".join(defined) or "none"
-        raise BundleError(
-            f"--gpu: {PROJECT}'s pyproject.toml defines no [project.optional-dependencies] "
-            f"extra named {GPU_EXTRA!r} (it defines: {shown}); until it does, there is no GPU "
-            "stack to bundle"
-        )
-    return [GPU_EXTRA]
+def bundle_extras(defined: list[str], *, gpu: bool, cluster: bool = False) -> list[str]:
+    """The extras a bundle installs: `gpu` with --gpu, `cluster` with --cluster; each must be
+    defined."""
+    wanted = [name for name, on in ((GPU_EXTRA, gpu), (CLUSTER_EXTRA, cluster)) if on]
+    for name in wanted:
+        if name not in defined:
+            shown = ", ".join(defined) or "none"
+            raise BundleError(
+                f"--{name}: {PROJECT}'s pyproject.toml defines no [project.optional-dependencies] "
+                f"extra named {name!r} (it defines: {shown}); until it does, there is nothing "
+                "to bundle for it"
+            )
+    return wanted
 
 
 def copy_checkout(root: Path, dest: Path) -> int:

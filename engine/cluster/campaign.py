@@ -14,8 +14,10 @@ resume are the local ones: the campaign's status is read every second, and SIGTE
 order in flight.
 """
 
+import ipaddress
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 from engine.cluster.errors import ClusterError
 from engine.cluster.fanout import Fanout, Landed, cluster_nodes
@@ -48,6 +50,9 @@ def run_campaign_on_cluster(ws: Workspace, campaign_id: int, job_id: int) -> lis
         fanout = Fanout(ws)
     except ClusterError as exc:
         return [str(exc)]
+    if problem := unreachable_endpoint(ws, campaign_id, fanout):
+        fanout.close()
+        return [problem]
     run = _ClusterCampaign(ws, campaign_id, job_id, fanout)
     try:
         run.run()
@@ -55,6 +60,32 @@ def run_campaign_on_cluster(ws: Workspace, campaign_id: int, job_id: int) -> lis
         fanout.close()
         run.exited()
     return [run.failure] if run.failure else []
+
+
+def unreachable_endpoint(ws: Workspace, campaign_id: int, fanout: Fanout) -> str | None:
+    """Why the openai pipeline's endpoint cannot serve the nodes, or None: a loopback address
+    names each node itself, so on a node of another machine it reaches no server (or another
+    one)."""
+    if campaign_row(ws, campaign_id).spec.pipeline != "openai":
+        return None
+    url = ws.config.harness.openai.base_url
+    host = urlsplit(url).hostname or ""
+    if not (host == "localhost" or _is_loopback(host)):
+        return None
+    others = fanout.other_machines()
+    if not others:
+        return None
+    return (
+        f"[harness.openai] base_url {url} is this machine's loopback address, which the nodes "
+        f"at {', '.join(others)} would read as their own: give the serving machine's address"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class _ClusterCampaign:

@@ -250,6 +250,11 @@ class Fanout:
             )
         return sum(fits)
 
+    def other_machines(self) -> list[str]:
+        """The addresses of alive nodes that are not the head's machine."""
+        here = ray.util.get_node_ip_address()
+        return sorted({n.address for n in cluster_nodes() if n.alive and n.address != here})
+
     def _payload(self, ws: Workspace, package: CorpusPackage) -> tuple[PackageRef, Any]:
         if package.digest not in self._packages:
             ref, packed = pack_package(ws, package)
