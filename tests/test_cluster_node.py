@@ -15,7 +15,7 @@ from workspaces import HARNESS, open_workspace
 from engine.cluster.campaign import unreachable_endpoint
 from engine.cluster.codeprint import code_digest
 from engine.cluster.errors import NodeError
-from engine.cluster.folders import PackedFolder
+from engine.cluster.folders import PackedFolder, unpack_folder
 from engine.cluster.landing import land_attempt, land_validation, pack_package
 from engine.cluster.node import NODE_DIR_ENV, check_node, run_attempt_order, run_validation_order
 from engine.cluster.orders import AttemptOrder, NodeName, ValidationOrder
@@ -204,3 +204,47 @@ def test_an_openai_campaign_refuses_a_loopback_endpoint_on_other_machines(
         )
     else:
         assert problem is None
+
+
+def _tar(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> PackedFolder:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    raw = out.getvalue()
+    return PackedFolder(sha256=hashlib.sha256(raw).hexdigest(), data=raw)
+
+
+def _member(
+    name: str, data: bytes = b"x", link: str | None = None
+) -> tuple[tarfile.TarInfo, bytes | None]:
+    info = tarfile.TarInfo(name)
+    if link is not None:
+        info.type, info.linkname = tarfile.SYMTYPE, link
+        return info, None
+    info.size = len(data)
+    return info, data
+
+
+@pytest.mark.parametrize(
+    ("members", "error"),
+    [
+        ([_member("7/report.json"), _member("../escaped")], "cannot be unpacked"),
+        ([_member("7/report.json"), _member("7/link", link="/etc/passwd")], "cannot be unpacked"),
+        ([_member("7/report.json"), _member("8/report.json")], r"hold \['7', '8'\], not \['7'\]"),
+    ],
+)
+def test_artifacts_from_a_node_land_only_where_they_belong(
+    tmp_path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]], error: str
+) -> None:
+    """A node's tar with a path leaving the folder, a link out of it, or another attempt's
+    folder is refused, and nothing of it is placed."""
+    dest = tmp_path / "runs" / "task" / "attempts"
+    dest.mkdir(parents=True)
+    (dest / "8").mkdir()
+    (dest / "8" / "report.json").write_text("kept")
+    with pytest.raises(NodeError, match=error):
+        unpack_folder(_tar(members), dest, "attempt 7's artifacts", only=["7"])
+    assert sorted(p.name for p in dest.iterdir()) == ["8"]
+    assert (dest / "8" / "report.json").read_text() == "kept"
+    assert not (tmp_path / "runs" / "task" / "escaped").exists()

@@ -38,9 +38,12 @@ def pack_paths(root: Path, paths: Iterable[str]) -> PackedFolder:
     return PackedFolder(sha256=hashlib.sha256(data).hexdigest(), data=data)
 
 
-def unpack_folder(packed: PackedFolder, dest: Path, what: str) -> list[str]:
+def unpack_folder(
+    packed: PackedFolder, dest: Path, what: str, only: list[str] | None = None
+) -> list[str]:
     """Put the packed tree's top-level entries in `dest` (made if missing), each replacing what
-    `dest` held under its name; returns their names. `what` names the tree in errors."""
+    `dest` held under its name; returns their names. With `only`, a tree holding other entries
+    is refused before anything is replaced. `what` names the tree in errors."""
     got = hashlib.sha256(packed.data).hexdigest()
     if got != packed.sha256:
         raise NodeError(f"{what} arrived damaged: sha256 {got}, sent as {packed.sha256}")
@@ -51,6 +54,8 @@ def unpack_folder(packed: PackedFolder, dest: Path, what: str) -> list[str]:
         with tarfile.open(fileobj=io.BytesIO(packed.data), mode="r:gz") as tar:
             tar.extractall(staging, filter="data")
         names = sorted(p.name for p in staging.iterdir())
+        if only is not None and names != sorted(only):
+            raise NodeError(f"{what} hold {names}, not {sorted(only)}")
         for name in names:
             target = dest / name
             if target.exists() or target.is_symlink():
