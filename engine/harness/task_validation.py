@@ -170,7 +170,8 @@ def _pytest_argv(
     """pytest on `files` (never none: pytest would then run the whole suite), its JUnit report
     to `junit`, with `options` (`runner_options`) first. A module that cannot be collected (at
     the parent, one importing what the commit adds) must not stop the other files' tests from
-    running, or they would count as absent."""
+    running, or they would count as absent. pytest-randomly is not loaded: it shuffles the
+    tests on every run, and an order-dependent suite would give each run other outcomes."""
     assert files, "pytest with no files runs the repository's whole suite"
     return [
         str(env.python),
@@ -183,6 +184,8 @@ def _pytest_argv(
         "junit_family=xunit1",
         "-p",
         "no:cacheprovider",
+        "-p",
+        "no:randomly",
         "--continue-on-collection-errors",
         "-q",
     ]
