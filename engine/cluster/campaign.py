@@ -112,7 +112,11 @@ class _ClusterCampaign:
                 return
             sending = self._sending()
             if sending:
-                self._fill()
+                try:
+                    self._fill()
+                except ClusterError as exc:
+                    self._fail(str(exc))
+                    sending = False
             if not self.fanout.flights and not (sending and self._pending()):
                 break
             for landed in self.fanout.wait(POLL_S):

@@ -12,7 +12,8 @@ import dataclasses
 import functools
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from engine.cluster.codeprint import code_digest
@@ -51,15 +52,16 @@ def node_dir() -> Path:
     return Path(os.environ.get(NODE_DIR_ENV) or Path.home() / ".cache" / "cra-node")
 
 
-@functools.cache
-def _node_workspace(root: Path) -> Workspace:
-    return Workspace.open(root)
-
-
-def node_workspace(config_json: str) -> Workspace:
-    """The node's workspace, under the head's configuration."""
-    ws = _node_workspace(node_dir() / "ws")
-    return dataclasses.replace(ws, config=Config.model_validate_json(config_json))
+@contextmanager
+def node_workspace(config_json: str) -> Iterator[Workspace]:
+    """The node's workspace for one order, under the head's configuration. Opened per order:
+    a SQLite connection serves the thread that opened it, and Ray does not promise which thread
+    runs the next task."""
+    ws = Workspace.open(node_dir() / "ws")
+    try:
+        yield dataclasses.replace(ws, config=Config.model_validate_json(config_json))
+    finally:
+        ws.db.close()
 
 
 @functools.cache
@@ -129,10 +131,13 @@ def _receive(ws: Workspace, ref: PackageRef, packed: PackedFolder, node: NodeNam
         ws.db.table("packages").insert(row)
 
 
-def _prepared(order: Order, fetch: Fetch, node: NodeName) -> tuple[Workspace, CorpusPackage]:
+@contextmanager
+def _prepared(
+    order: Order, fetch: Fetch, node: NodeName
+) -> Iterator[tuple[Workspace, CorpusPackage]]:
     check_node(node, order.code_digest)
-    ws = node_workspace(order.config_json)
-    return ws, ensure_package(ws, order.package, fetch, node)
+    with node_workspace(order.config_json) as ws:
+        yield ws, ensure_package(ws, order.package, fetch, node)
 
 
 def run_attempt_order(
@@ -140,17 +145,17 @@ def run_attempt_order(
 ) -> AttemptDone:
     """Run the attempt in the node's workspace and return its record and artifacts; the node
     keeps nothing of it."""
-    ws, _ = _prepared(order, fetch, node)
-    task_row = {k: v for k, v in order.task_row.items() if k != "id"}
-    with ws.db.conn:
-        ws.db.table("tasks").upsert(task_row, pk=("package_digest", "sha"))
-    out = attempt_dir(ws, order.attempt)
-    try:
-        record = perform_attempt(ws, order.attempt, out, on_stage)
-        packed = pack_paths(out.parent, [out.name])
-    finally:
-        if out.exists():
-            remove_tree(out)
+    with _prepared(order, fetch, node) as (ws, _):
+        task_row = {k: v for k, v in order.task_row.items() if k != "id"}
+        with ws.db.conn:
+            ws.db.table("tasks").upsert(task_row, pk=("package_digest", "sha"))
+        out = attempt_dir(ws, order.attempt)
+        try:
+            record = perform_attempt(ws, order.attempt, out, on_stage)
+            packed = pack_paths(out.parent, [out.name])
+        finally:
+            if out.exists():
+                remove_tree(out)
     return AttemptDone(node=node, record=record, artifacts=packed)
 
 
@@ -160,18 +165,15 @@ def run_validation_order(
     """Validate the commit in the node's workspace, as if for the first time (the node's own
     earlier validations of it, in any package, are forgotten: the head decided it must run),
     and return the report and what it wrote under the task's folder."""
-    ws, package = _prepared(order, fetch, node)
-    task_dir = ws.runs_dir / task_name(package.digest, order.sha)
     on_stage("gold")
-    with commit_lock(ws, order.sha):
+    with _prepared(order, fetch, node) as (ws, package), commit_lock(ws, order.sha):
+        task_dir = ws.runs_dir / task_name(package.digest, order.sha)
         with ws.db.conn:
             ws.db.execute("DELETE FROM tasks WHERE sha = ?", [order.sha])
-        written = _validation_entries(task_dir)
-        for name in written:
+        for name in _validation_entries(task_dir):
             remove_tree(task_dir / name)
         report = validate_commit(ws, package.digest, order.sha)
-        written = _validation_entries(task_dir)
-        packed = pack_paths(task_dir, written)
+        packed = pack_paths(task_dir, _validation_entries(task_dir))
     return ValidationDone(
         node=node, report_json=report.model_dump_json(), task_dir=str(task_dir), artifacts=packed
     )
