@@ -1,9 +1,9 @@
 """The offline install, proven: `cra bundle` builds a bundle (the connected side, so pip may use
 the network or its cache here, as the README's install step does), then, inside a network
 namespace with no network at all (bubblewrap's `--unshare-net`), the bundle's own install.sh
-installs it into a fresh virtual environment, whose `cra --version` runs, and whose
-`cra demo --run` walks the whole loop. The bundle is built once for the module; the install and
-the demo run in one namespace, once."""
+installs it into a fresh virtual environment, whose `cra --version` and `ray --version` (the
+`cluster` extra) run, and whose `cra demo --run` walks the whole loop. The bundle is built once
+for the module; the install and the demo run in one namespace, once."""
 
 import os
 import shutil
@@ -41,6 +41,8 @@ echo "@@ install $(date +%s.%N)"
 sh "$BUNDLE/install.sh" "$VENV"
 echo "@@ version $(date +%s.%N)"
 "$VENV/bin/cra" --version
+"$VENV/bin/ray" --version
+"$VENV/bin/python" -c "import engine.cluster.fanout; print('the cluster backend imports')"
 echo "@@ demo $(date +%s.%N)"
 "$VENV/bin/cra" --workspace "$WORKSPACE" demo --run
 echo "@@ end $(date +%s.%N)"
@@ -49,11 +51,12 @@ echo "@@ end $(date +%s.%N)"
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`cra bundle --out DIR --no-debs`, through the real CLI, once for the module."""
+    """`cra bundle --out DIR --cluster --no-debs`, through the real CLI, once for the module:
+    the cluster extra (Ray) rides along, so the cluster backend is proven to install too."""
     out = tmp_path_factory.mktemp("bundle") / "bundle"
     started = time.monotonic()
     done = subprocess.run(
-        [str(CRA), "bundle", "--out", str(out), "--no-debs"],
+        [str(CRA), "bundle", "--out", str(out), "--cluster", "--no-debs"],
         capture_output=True,
         text=True,
         timeout=1800,
@@ -104,7 +107,7 @@ def test_the_bundle_is_whole(bundle: Path) -> None:
     by its hash, one to one."""
     manifest = read_manifest(bundle)
     assert manifest.debian is None and "--no-debs" in manifest.notes[0]
-    assert manifest.torch_version.startswith("2.") and manifest.extras == []
+    assert manifest.torch_version.startswith("2.") and manifest.extras == ["cluster"]
     assert manifest.torch_build == (
         "+" + manifest.torch_version.split("+")[1] if "+" in manifest.torch_version else ""
     )
@@ -113,9 +116,16 @@ def test_the_bundle_is_whole(bundle: Path) -> None:
     assert not (bundle / "install-system.sh").exists()
     pins = check_lock((bundle / "requirements.lock").read_text(), bundle / "wheels")
     assert len(pins) == manifest.wheel_count == len(list((bundle / "wheels").iterdir()))
-    assert {"cra-console", "torch", "pytest", "pluggy", "iniconfig", "pygments", "packaging"} <= {
-        p.name for p in pins
-    }
+    assert {
+        "cra-console",
+        "torch",
+        "pytest",
+        "pluggy",
+        "iniconfig",
+        "pygments",
+        "packaging",
+        "ray",
+    } <= {p.name for p in pins}
 
 
 def test_there_is_no_network_inside(offline: dict[str, object]) -> None:
@@ -129,6 +139,8 @@ def test_install_sh_installs_the_console_offline(offline: dict[str, object], bun
     assert isinstance(done, subprocess.CompletedProcess)
     version = read_manifest(bundle).console_version
     assert f"\ncra, version {version}\n" in done.stdout, done.stdout + done.stderr
+    assert "\nray, version 2.60.0\n" in done.stdout
+    assert "\nthe cluster backend imports\n" in done.stdout
     venv = offline["venv"]
     assert isinstance(venv, Path)
     assert (venv / "bin" / "cra").is_file()
