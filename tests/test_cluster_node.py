@@ -18,7 +18,7 @@ from engine.cluster.errors import NodeError
 from engine.cluster.folders import PackedFolder, unpack_folder
 from engine.cluster.landing import land_attempt, land_validation, pack_package
 from engine.cluster.node import NODE_DIR_ENV, check_node, run_attempt_order, run_validation_order
-from engine.cluster.orders import AttemptOrder, NodeName, ValidationOrder
+from engine.cluster.orders import AttemptOrder, NodeName, PackagePayload, ValidationOrder
 from engine.core.config import ConfigError, load_config
 from engine.core.workspace import Workspace
 from engine.harness.attempts import run_attempt
@@ -68,7 +68,7 @@ def test_a_node_validates_and_attempts_exactly_as_the_head_would(
     shas = [commit.sha for commit in package.manifest.commits if commit.task_class == "gold"][:2]
     fetched: list[str] = []
 
-    def fetch() -> PackedFolder:
+    def fetch() -> PackagePayload:
         fetched.append("package")
         return pack_package(head, package)[1]
 
@@ -131,7 +131,8 @@ def test_a_package_that_is_not_the_approved_one_is_refused_by_the_node(
     head = open_workspace(tmp_path / "head", HARNESS)
     digest = approve_package(head, short_package).digest
     package = load_package(head, digest)
-    ref, packed = pack_package(head, package)
+    ref, payload = pack_package(head, package)
+    packed = payload.packed
     wheel = next(name for name in (f"packages/{w.filename}" for w in package.manifest.wheels))
     sha = package.manifest.commits[0].sha
     fields = {"config_json": head.config.model_dump_json(), "code_digest": code_digest()}
@@ -139,17 +140,20 @@ def test_a_package_that_is_not_the_approved_one_is_refused_by_the_node(
     def order(ref_: Any) -> ValidationOrder:
         return ValidationOrder(package=ref_, sha=sha, **fields)
 
+    def sent(tar: PackedFolder) -> PackagePayload:
+        return PackagePayload(files=payload.files, packed=tar)
+
     damaged = PackedFolder(sha256=packed.sha256, data=packed.data[:-9] + b"123456789")
     with pytest.raises(NodeError, match="arrived damaged"):
-        run_validation_order(order(ref), lambda: damaged, NODE, lambda stage: None)
+        run_validation_order(order(ref), lambda: sent(damaged), NODE, lambda stage: None)
     swapped = _tampered(packed, wheel, b"not the wheel that was approved")
     with pytest.raises(NodeError, match="its order names"):
-        run_validation_order(order(ref), lambda: swapped, NODE, lambda stage: None)
+        run_validation_order(order(ref), lambda: sent(swapped), NODE, lambda stage: None)
     # A head whose corpus changed after approval sends a tar it names truthfully: the node
     # checks its contents against the manifest and the files recorded at approval.
     resent = ref.model_copy(update={"transfer_sha256": swapped.sha256})
     with pytest.raises(NodeError, match=r"is not the approved package: .*sha256"):
-        run_validation_order(order(resent), lambda: swapped, NODE, lambda stage: None)
+        run_validation_order(order(resent), lambda: sent(swapped), NODE, lambda stage: None)
     node = Workspace.open(node_dir / "ws")
     assert node.db["packages"].count == 0
     kept = [p.name for p in (node_dir / "ws" / "corpus").iterdir() if p.name != ".staging"]
@@ -248,3 +252,14 @@ def test_artifacts_from_a_node_land_only_where_they_belong(
     assert sorted(p.name for p in dest.iterdir()) == ["8"]
     assert (dest / "8" / "report.json").read_text() == "kept"
     assert not (tmp_path / "runs" / "task" / "escaped").exists()
+
+
+def test_a_package_packs_to_the_same_bytes_every_time(tmp_path: Path, short_package: Path) -> None:
+    """An order names the package's tar by its sha256, so two head processes packing the same
+    package must agree: no time in the gzip header, folders walked in name order."""
+    head = open_workspace(tmp_path / "head", HARNESS)
+    package = load_package(head, approve_package(head, short_package).digest)
+    first_ref, first = pack_package(head, package)
+    assert first.packed.data[4:8] == b"\0\0\0\0", "gzip's MTIME field"
+    again_ref, again = pack_package(head, package)
+    assert again_ref == first_ref and again.packed.data == first.packed.data

@@ -16,6 +16,7 @@ order in flight.
 
 import ipaddress
 import os
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -105,36 +106,36 @@ class _ClusterCampaign:
             self.ws.db.execute(
                 "DELETE FROM harness_workers WHERE campaign_id = ?", [self.campaign_id]
             )
+        status, looked = "running", -POLL_S
         while True:
-            heartbeat(self.ws, self.job_id)
-            if self._stopping():
-                self.fanout.cancel()
+            if time.monotonic() - looked >= POLL_S:
+                heartbeat(self.ws, self.job_id)
+                status = campaign_row(self.ws, self.campaign_id).status
+                self._publish()
+                looked = time.monotonic()
+            if status == "stopping" or self.fanout.stop_requested:
+                self._stop(status)
                 return
-            sending = self._sending()
+            sending = status == "running" and self.failure is None
             if sending:
                 try:
                     self._fill()
                 except ClusterError as exc:
                     self._fail(str(exc))
                     sending = False
+            else:
+                self.fanout.cancel_unstarted()
             if not self.fanout.flights and not (sending and self._pending()):
                 break
             for landed in self.fanout.wait(POLL_S):
                 self._land(landed)
-            self._publish()
 
-    def _stopping(self) -> bool:
-        """Whether the operator stopped the campaign, or the job got SIGTERM (then the campaign
-        is marked stopping, as `stop_campaign` marks it)."""
-        status = campaign_row(self.ws, self.campaign_id).status
-        if self.fanout.stop_requested and status != "stopping":
+    def _stop(self, status: str) -> None:
+        """Cancel every order; a SIGTERM not sent by `stop_campaign` marks the campaign
+        stopping as it would."""
+        self.fanout.cancel()
+        if status != "stopping":
             set_status(self.ws, self.campaign_id, "stopping", "stopped: the job received SIGTERM")
-            return True
-        return status == "stopping"
-
-    def _sending(self) -> bool:
-        status = campaign_row(self.ws, self.campaign_id).status
-        return status == "running" and self.failure is None
 
     def _pending(self) -> int:
         return self.ws.db.execute(
@@ -152,7 +153,10 @@ class _ClusterCampaign:
         return next(rows, None)
 
     def _fill(self) -> None:
-        free = self.fanout.capacity() - len(self.fanout.flights)
+        """Keep every place on the nodes busy, and one order more per node queued in Ray, so a
+        node that finishes an order starts the next at once instead of waiting for the head."""
+        alive = sum(node.alive for node in self.fanout.nodes())
+        free = self.fanout.capacity() + alive - len(self.fanout.flights)
         if free <= 0:
             return
         skip = sorted(self.validating)
@@ -213,6 +217,12 @@ class _ClusterCampaign:
 
     def _land(self, landed: Landed) -> None:
         flight = landed.flight
+        if landed.cancelled:
+            if flight.kind == "attempt":
+                requeue_attempt(self.ws, flight.subject["id"], None)
+            else:
+                self.validating.discard(flight.subject["sha"])
+            return
         try:
             if flight.kind == "attempt":
                 self._land_attempt(landed)
@@ -288,7 +298,7 @@ class _ClusterCampaign:
                     "campaign_id": self.campaign_id,
                     "slot": flight.slot,
                     "pid": flight.node.pid if flight.node else None,
-                    "stage": flight.stage if flight.kind == "attempt" else "gold",
+                    "stage": _shown_stage(flight.stage, flight.kind),
                     "attempt_id": flight.subject["id"] if flight.kind == "attempt" else None,
                     "detail": flight.label,
                     "node_id": flight.node.node_id if flight.node else None,
@@ -333,6 +343,13 @@ def _idle(campaign_id: int, slot: int, stage: str, now: str) -> dict[str, Any]:
         "node_address": None,
         "updated_at": now,
     }
+
+
+def _shown_stage(stage: str, kind: str) -> str:
+    """A slot's stage as the pane shows it: an order no worker has started is `queued`."""
+    if stage in ("sent", "taken back"):
+        return "queued"
+    return stage if kind == "attempt" else "gold"
 
 
 def _quiet(stage: str) -> None:

@@ -27,6 +27,7 @@ from ray.exceptions import (
     ObjectLostError,
     OutOfMemoryError,
     RayTaskError,
+    TaskCancelledError,
     WorkerCrashedError,
 )
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -213,12 +214,15 @@ class Flight:
 
 @dataclass(frozen=True)
 class Landed:
-    """An order that ended: its result, or why there is none (its node was lost; it failed)."""
+    """An order that ended: its result, or why there is none (its node was lost, it failed, it
+    was cancelled before it started)."""
 
     flight: Flight
     result: AttemptDone | ValidationDone | None = None
     lost: str | None = None
     failed: str | None = None
+    cancelled: bool = False
+    """Cancelled before it ran (`cancel_unstarted`): nothing of it happened."""
 
 
 class Fanout:
@@ -237,10 +241,19 @@ class Fanout:
         self.flights: dict[Any, Flight] = {}
         self._packages: dict[str, tuple[PackageRef, Any]] = {}
         self._sent = 0
+        self._nodes: list[ClusterNode] = []
+        self._nodes_at = -1.0
+
+    def nodes(self) -> list[ClusterNode]:
+        """The cluster's nodes, asked of Ray at most once a second."""
+        now = time.monotonic()
+        if now - self._nodes_at >= 1.0:
+            self._nodes, self._nodes_at = cluster_nodes(), now
+        return self._nodes
 
     def capacity(self) -> int:
         """How many orders the alive nodes can run at once."""
-        nodes = [node for node in cluster_nodes() if node.alive]
+        nodes = [node for node in self.nodes() if node.alive]
         fits = [int(node.cpus // self.cpus_per_task) for node in nodes]
         if not any(fits):
             cpus = ", ".join(f"{node.address} {node.cpus:g}" for node in nodes) or "no node alive"
@@ -257,8 +270,8 @@ class Fanout:
 
     def _payload(self, ws: Workspace, package: CorpusPackage) -> tuple[PackageRef, Any]:
         if package.digest not in self._packages:
-            ref, packed = pack_package(ws, package)
-            self._packages[package.digest] = (ref, ray.put(packed))
+            ref, payload = pack_package(ws, package)
+            self._packages[package.digest] = (ref, ray.put(payload))
         return self._packages[package.digest]
 
     def _slot(self) -> int:
@@ -329,6 +342,8 @@ class Fanout:
         where = flight.node.label if flight.node else "not yet known"
         try:
             return Landed(flight, result=ray.get(handle))
+        except TaskCancelledError:
+            return Landed(flight, cancelled=True)
         except LOST as exc:
             return Landed(flight, lost=f"node {where} was lost ({type(exc).__name__})")
         except RayTaskError as exc:
@@ -348,6 +363,14 @@ class Fanout:
 
     def in_flight(self) -> Iterator[Flight]:
         return iter(sorted(self.flights.values(), key=lambda f: f.slot))
+
+    def cancel_unstarted(self) -> None:
+        """Take back the orders no worker has started: each lands as cancelled, or as what it
+        became if it had just started."""
+        for handle, flight in self.flights.items():
+            if flight.stage == "sent":
+                ray.cancel(handle, force=False)
+                flight.stage = "taken back"
 
     def cancel(self) -> None:
         """Kill every order in flight (their workers too)."""

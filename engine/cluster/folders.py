@@ -6,6 +6,7 @@ no link leaving the folder) into a staging folder beside the destination, and re
 place: a crash leaves the old folder or the new one, never half of one.
 """
 
+import gzip
 import hashlib
 import io
 import secrets
@@ -29,9 +30,14 @@ class PackedFolder(BaseModel):
 
 
 def pack_paths(root: Path, paths: Iterable[str]) -> PackedFolder:
-    """The files and folders at `paths` (relative to `root`, in order) as one tar."""
+    """The files and folders at `paths` (relative to `root`, in order) as one tar. The same
+    files give the same bytes (the gzip header carries no time; tarfile walks folders in name
+    order), so a package's tar has one sha256 whichever head process packs it."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as tar:
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=1, mtime=0) as zipped,
+        tarfile.open(fileobj=zipped, mode="w") as tar,
+    ):
         for rel in paths:
             tar.add(root / rel, arcname=rel, recursive=True)
     data = buffer.getvalue()

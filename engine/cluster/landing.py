@@ -7,8 +7,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from engine.cluster.errors import NodeError
-from engine.cluster.folders import PackedFolder, pack_paths, unpack_folder
-from engine.cluster.orders import AttemptDone, PackageRef, ValidationDone
+from engine.cluster.folders import pack_paths, unpack_folder
+from engine.cluster.orders import AttemptDone, PackagePayload, PackageRef, ValidationDone
 from engine.core.workspace import Workspace
 from engine.harness.attempts import attempt_dir, record_attempt
 from engine.harness.package import CorpusPackage
@@ -22,17 +22,14 @@ TRANSFERRED = (MANIFEST_FILE, "packages", "repo/.git")
 objects and checks the working tree out itself."""
 
 
-def pack_package(ws: Workspace, package: CorpusPackage) -> tuple[PackageRef, PackedFolder]:
-    """The package's transfer tar and the reference an order names it by."""
+def pack_package(ws: Workspace, package: CorpusPackage) -> tuple[PackageRef, PackagePayload]:
+    """The package's transfer tar with its recorded files, and the reference orders name it by."""
     paths = [rel for rel in TRANSFERRED if (package.root / rel).exists()]
     packed = pack_paths(package.root, paths)
     ref = PackageRef(
-        digest=package.digest,
-        name=package.manifest.name,
-        transfer_sha256=packed.sha256,
-        files=corpus_files(ws, package.digest),
+        digest=package.digest, name=package.manifest.name, transfer_sha256=packed.sha256
     )
-    return ref, packed
+    return ref, PackagePayload(files=corpus_files(ws, package.digest), packed=packed)
 
 
 def land_attempt(ws: Workspace, attempt: dict[str, Any], done: AttemptDone) -> None:

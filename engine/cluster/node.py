@@ -12,18 +12,19 @@ import dataclasses
 import functools
 import os
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from engine.cluster.codeprint import code_digest
 from engine.cluster.errors import NodeError
-from engine.cluster.folders import PackedFolder, pack_paths, unpack_folder
+from engine.cluster.folders import pack_paths, unpack_folder
 from engine.cluster.orders import (
     AttemptDone,
     AttemptOrder,
     NodeName,
     Order,
+    PackagePayload,
     PackageRef,
     ValidationDone,
     ValidationOrder,
@@ -43,8 +44,9 @@ from engine.intake.manifest import MANIFEST_FILE, parse_manifest
 from engine.isolation.sandbox import check_isolation
 
 NODE_DIR_ENV = "CRA_NODE_DIR"
-Fetch = Callable[[], PackedFolder]
-"""Gets the package's transfer tar from the head; called only when the node lacks it."""
+Fetch = Callable[[], PackagePayload]
+"""Gets the package's transfer tar and recorded files from the head; called only when the node
+lacks the package."""
 
 
 def node_dir() -> Path:
@@ -52,16 +54,17 @@ def node_dir() -> Path:
     return Path(os.environ.get(NODE_DIR_ENV) or Path.home() / ".cache" / "cra-node")
 
 
-@contextmanager
-def node_workspace(config_json: str) -> Iterator[Workspace]:
-    """The node's workspace for one order, under the head's configuration. Opened per order:
-    a SQLite connection serves the thread that opened it, and Ray does not promise which thread
-    runs the next task."""
-    ws = Workspace.open(node_dir() / "ws")
-    try:
-        yield dataclasses.replace(ws, config=Config.model_validate_json(config_json))
-    finally:
-        ws.db.close()
+@functools.cache
+def _opened(root: Path, thread: int) -> Workspace:
+    return Workspace.open(root)
+
+
+def node_workspace(config_json: str) -> Workspace:
+    """The node's workspace under the head's configuration. Opened once per thread: a SQLite
+    connection serves the thread that opened it, and Ray does not promise which thread runs
+    the next order."""
+    ws = _opened(node_dir() / "ws", threading.get_ident())
+    return dataclasses.replace(ws, config=Config.model_validate_json(config_json))
 
 
 @functools.cache
@@ -96,8 +99,9 @@ def ensure_package(ws: Workspace, ref: PackageRef, fetch: Fetch, node: NodeName)
     return load_package(ws, ref.digest)
 
 
-def _receive(ws: Workspace, ref: PackageRef, packed: PackedFolder, node: NodeName) -> None:
+def _receive(ws: Workspace, ref: PackageRef, payload: PackagePayload, node: NodeName) -> None:
     what = f"package {ref.name} ({ref.digest[:12]}) on node {node.label}"
+    packed = payload.packed
     if packed.sha256 != ref.transfer_sha256:
         raise NodeError(
             f"{what}: the head sent tar {packed.sha256}, its order names {ref.transfer_sha256}"
@@ -108,7 +112,9 @@ def _receive(ws: Workspace, ref: PackageRef, packed: PackedFolder, node: NodeNam
         raw = (Path(tmp) / MANIFEST_FILE).read_bytes()
         manifest = parse_manifest(raw, f"{what}: {MANIFEST_FILE}")
         try:
-            staged = stage_received(ws.corpus_dir, Path(tmp), raw, ref.digest, manifest, ref.files)
+            staged = stage_received(
+                ws.corpus_dir, Path(tmp), raw, ref.digest, manifest, payload.files
+            )
         except CraError as exc:
             raise NodeError(f"{what} is not the approved package: {exc}") from exc
         if final.exists() or final.is_symlink():
@@ -131,13 +137,10 @@ def _receive(ws: Workspace, ref: PackageRef, packed: PackedFolder, node: NodeNam
         ws.db.table("packages").insert(row)
 
 
-@contextmanager
-def _prepared(
-    order: Order, fetch: Fetch, node: NodeName
-) -> Iterator[tuple[Workspace, CorpusPackage]]:
+def _prepared(order: Order, fetch: Fetch, node: NodeName) -> tuple[Workspace, CorpusPackage]:
     check_node(node, order.code_digest)
-    with node_workspace(order.config_json) as ws:
-        yield ws, ensure_package(ws, order.package, fetch, node)
+    ws = node_workspace(order.config_json)
+    return ws, ensure_package(ws, order.package, fetch, node)
 
 
 def run_attempt_order(
@@ -145,17 +148,17 @@ def run_attempt_order(
 ) -> AttemptDone:
     """Run the attempt in the node's workspace and return its record and artifacts; the node
     keeps nothing of it."""
-    with _prepared(order, fetch, node) as (ws, _):
-        task_row = {k: v for k, v in order.task_row.items() if k != "id"}
-        with ws.db.conn:
-            ws.db.table("tasks").upsert(task_row, pk=("package_digest", "sha"))
-        out = attempt_dir(ws, order.attempt)
-        try:
-            record = perform_attempt(ws, order.attempt, out, on_stage)
-            packed = pack_paths(out.parent, [out.name])
-        finally:
-            if out.exists():
-                remove_tree(out)
+    ws, _ = _prepared(order, fetch, node)
+    task_row = {k: v for k, v in order.task_row.items() if k != "id"}
+    with ws.db.conn:
+        ws.db.table("tasks").upsert(task_row, pk=("package_digest", "sha"))
+    out = attempt_dir(ws, order.attempt)
+    try:
+        record = perform_attempt(ws, order.attempt, out, on_stage)
+        packed = pack_paths(out.parent, [out.name])
+    finally:
+        if out.exists():
+            remove_tree(out)
     return AttemptDone(node=node, record=record, artifacts=packed)
 
 
@@ -166,7 +169,8 @@ def run_validation_order(
     earlier validations of it, in any package, are forgotten: the head decided it must run),
     and return the report and what it wrote under the task's folder."""
     on_stage("gold")
-    with _prepared(order, fetch, node) as (ws, package), commit_lock(ws, order.sha):
+    ws, package = _prepared(order, fetch, node)
+    with commit_lock(ws, order.sha):
         task_dir = ws.runs_dir / task_name(package.digest, order.sha)
         with ws.db.conn:
             ws.db.execute("DELETE FROM tasks WHERE sha = ?", [order.sha])

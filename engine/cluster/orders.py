@@ -1,10 +1,9 @@
 """What the head sends a node and what comes back: plain, picklable models.
 
-A work order carries everything the node's own workspace lacks: the package's identity and the
-files it was approved with (so the node can verify what it receives), the head's configuration
-(the node runs under the same limits), the head's code digest, and for an attempt its row and
-its task's validated row. The package's bytes travel separately, fetched only by a node that
-does not hold them yet.
+A work order carries everything the node's own workspace lacks: the package's identity, the
+head's configuration (the node runs under the same limits), the head's code digest, and for an
+attempt its row and its task's validated row. The package itself (its tar and the files it was
+approved with, to verify it by) travels separately, fetched only by a node that lacks it.
 """
 
 from typing import Any
@@ -21,13 +20,20 @@ class _Model(BaseModel):
 
 
 class PackageRef(_Model):
-    """An approved package as a node asks for it: its manifest digest, its name, the sha256 of
-    its transfer tar and every file recorded when the head approved it."""
+    """An approved package as an order names it: its manifest digest, its name and the sha256
+    of its transfer tar."""
 
     digest: str
     name: str
     transfer_sha256: str
+
+
+class PackagePayload(_Model):
+    """What a node fetches for a package it lacks: the transfer tar, and every file the head
+    recorded when it approved the package, to check the received package against."""
+
     files: list[FileRecord]
+    packed: PackedFolder
 
 
 class Order(_Model):

@@ -209,8 +209,9 @@ def requeue_running(ws: Workspace, campaign_id: int) -> int:
     return cursor.rowcount
 
 
-def requeue_attempt(ws: Workspace, attempt_id: int, reason: str) -> None:
-    """Put one running attempt back to `pending`, saying why (a cluster node was lost)."""
+def requeue_attempt(ws: Workspace, attempt_id: int, reason: str | None) -> None:
+    """Put one running attempt back to `pending`, saying why (a cluster node was lost), or
+    with no reason (an order taken back before it started)."""
     with ws.db.conn:
         ws.db.execute(
             "UPDATE attempts SET state = 'pending', worker = NULL, pid = NULL, "
