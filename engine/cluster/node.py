@@ -64,7 +64,12 @@ def node_workspace(config_json: str) -> Workspace:
     connection serves the thread that opened it, and Ray does not promise which thread runs
     the next order."""
     ws = _opened(node_dir() / "ws", threading.get_ident())
-    return dataclasses.replace(ws, config=Config.model_validate_json(config_json))
+    return dataclasses.replace(ws, config=_config(config_json))
+
+
+@functools.lru_cache(maxsize=8)
+def _config(config_json: str) -> Config:
+    return Config.model_validate_json(config_json)
 
 
 @functools.cache
