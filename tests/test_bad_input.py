@@ -77,6 +77,7 @@ COMMANDS: dict[str, list[str] | None] = {
     "bases list": [],
     "bases register": ["reasoning"],
     "bases verify": [],
+    "cluster status": [],
     "adapters list": [],
     "adapters promote": ["nosuch"],
     "adapters rollback": ["scope"],
