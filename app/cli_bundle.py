@@ -21,6 +21,12 @@ from app.cli_common import PathArg
     help="Add the cluster extra: Ray, for harness work on several machines (docs/cluster.md).",
 )
 @click.option(
+    "--vllm",
+    is_flag=True,
+    help="Add vllm/: vLLM's wheels and lock, for `cra serve --install-vllm BUNDLE/vllm` on the "
+    "GPU machine (vLLM's own environment, its own torch).",
+)
+@click.option(
     "--python-version",
     help="Python of the air-gapped machine, as pip download takes it (default: this one's).",
 )
@@ -41,6 +47,7 @@ def bundle(
     out: Path,
     gpu: bool,
     cluster: bool,
+    vllm: bool,
     python_version: str | None,
     platforms: tuple[str, ...],
     no_debs: bool,
@@ -59,6 +66,7 @@ def bundle(
         out=out,
         gpu=gpu,
         cluster=cluster,
+        vllm=vllm,
         python_version=python_version,
         platforms=platforms,
         debs=not no_debs,
@@ -73,3 +81,8 @@ def bundle(
     if manifest.debian is not None:
         click.echo(f"  sh {where}/install-system.sh     (as root: the system tools it lacks)")
     click.echo(f"  sh {where}/install.sh VENV_DIR   (then VENV_DIR/bin/cra demo)")
+    if manifest.vllm_version is not None:
+        click.echo(
+            f"  VENV_DIR/bin/cra serve --install-vllm {where}/vllm   (vLLM "
+            f"{manifest.vllm_version}, {manifest.vllm_wheel_count} wheels, in its own environment)"
+        )

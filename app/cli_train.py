@@ -57,7 +57,9 @@ def train() -> None:
     metavar="KEY=VALUE",
     help="Override a hyperparameter, e.g. --set max_steps=3 (repeatable).",
 )
-@click.option("--force", is_flag=True, help="Start despite the inference server or the window.")
+@click.option(
+    "--force", is_flag=True, help="Start despite a running inference server, or outside the window."
+)
 @click.option(
     "--from-version",
     help="execute_code DPO: the SFT version to continue (default: the newest not rejected).",
@@ -119,7 +121,11 @@ def train_stop(ctx: click.Context, run_id: int) -> None:
 
 @train.command("resume")
 @click.argument("run_id", type=int)
-@click.option("--force", is_flag=True, help="Resume despite the inference server or the window.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Resume despite a running inference server, or outside the window.",
+)
 @click.pass_context
 def train_resume(ctx: click.Context, run_id: int, force: bool) -> None:
     """Resume a stopped or failed run from its newest checkpoint."""

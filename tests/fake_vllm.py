@@ -1,13 +1,14 @@
 """A local stand-in for vLLM's OpenAI-compatible server: `/v1/models` and the LoRA endpoints.
 
-It serves one base, keeps the adapters loaded at runtime, and answers like vLLM: an adapter in
-`/v1/models` has `root` (its folder) and `parent` (the base); errors are vLLM's nested error JSON
-(`{"error": {"message", "type", "param", "code"}}`) with its codes (a missing adapter folder 404,
-another failed load 400); a path that is no route, and the LoRA endpoints when the server was
-started without runtime updates, answer `{"detail": "Not Found"}`, as vLLM's web framework does.
-Tests can make a named load fail, lower the rank it accepts, or accept a load it then does not
-list. Every load request is recorded. With `answer` set, `/v1/chat/completions` answers a served
-model's requests with `answer(model, messages)`.
+It serves one base, keeps the adapters loaded at runtime, and answers like vLLM 0.34.0: an
+adapter in `/v1/models` has `root` (its folder) and `parent` (the base); errors are vLLM's nested
+error JSON (`{"error": {"message", "type", "param", "code"}}`) with its codes: a name already
+loaded or the base's served name 400, a missing adapter folder 404, a load the engine refuses (a
+rank above the limit, out of memory) 500. A path that is no route, and the LoRA endpoints when
+the server was started without runtime updates, answer `{"detail": "Not Found"}`, as vLLM's web
+framework does. Tests can make a named load fail, lower the rank it accepts, or accept a load it
+then does not list. Every load request is recorded. With `answer` set, `/v1/chat/completions`
+answers a served model's requests with `answer(model, messages)`.
 """
 
 import json
@@ -17,6 +18,18 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+ADD_FAILED = "Call to add_lora method failed: "
+BASE_VOCAB = {"[UNK]": 0, "<|endoftext|>": 1, "<|im_end|>": 2}
+
+
+def write_base_tokenizer(folder: Path) -> None:
+    """A real tokenizer.json, as much of one as serving reads: its end of turn (id 2) differs
+    from its eos (id 1)."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+
+    Tokenizer(WordLevel(BASE_VOCAB, unk_token="[UNK]")).save(str(folder / "tokenizer.json"))
 
 
 class QuietServer(ThreadingHTTPServer):
@@ -31,7 +44,9 @@ class QuietServer(ThreadingHTTPServer):
 class FakeVllm:
     """Runs in a thread on 127.0.0.1; use as a context manager."""
 
-    def __init__(self, base: str, max_lora_rank: int = 16, runtime_updates: bool = True) -> None:
+    def __init__(
+        self, base: str, max_lora_rank: int = 16, runtime_updates: bool = True, port: int = 0
+    ) -> None:
         self.base = base
         self.runtime_updates = runtime_updates
         self.max_lora_rank = max_lora_rank
@@ -40,7 +55,7 @@ class FakeVllm:
         self.unlisted: set[str] = set()
         self.load_requests: list[str] = []
         self.answer: Callable[[str, list[dict[str, str]]], str] | None = None
-        self._server = QuietServer(("127.0.0.1", 0), _handler(self))
+        self._server = QuietServer(("127.0.0.1", port), _handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -68,19 +83,23 @@ class FakeVllm:
 
     def load(self, name: str, path: str) -> tuple[int, str | None]:
         self.load_requests.append(name)
+        if name == self.base:
+            return 400, f"The lora adapter '{name}' conflicts with a served base model."
         if name in self.loaded:
             return 400, (
                 f"The lora adapter '{name}' has already been loaded. If you want to load the "
                 "adapter in place, set 'load_inplace' to True."
             )
-        if name in self.fail_loads:
-            return 400, f"Loading lora {name} failed: CUDA out of memory"
         config = Path(path) / "adapter_config.json"
         if not config.is_file():
             return 404, f"Loading lora {name} failed: No adapter found for {path}"
+        if name in self.fail_loads:
+            return 500, f"{ADD_FAILED}CUDA out of memory"
         rank = json.loads(config.read_text())["r"]
         if rank > self.max_lora_rank:
-            return 400, f"LoRA rank {rank} is greater than max_lora_rank {self.max_lora_rank}."
+            return 500, (
+                f"{ADD_FAILED}LoRA rank {rank} is greater than max_lora_rank {self.max_lora_rank}."
+            )
         self.loaded[name] = path
         return 200, None
 
@@ -133,7 +152,7 @@ def _handler(fake: FakeVllm) -> type[BaseHTTPRequestHandler]:
             self._send(200, "application/json", {"choices": [choice], "usage": usage})
 
         def _error(self, status: int, message: str) -> None:
-            kind = "NotFoundError" if status == 404 else "BadRequestError"
+            kind = {404: "NotFoundError", 500: "InternalServerError"}.get(status, "BadRequestError")
             error = {"message": message, "type": kind, "param": None, "code": status}
             self._send(status, "application/json", {"error": error})
 

@@ -86,7 +86,7 @@ def test_a_failed_load_leaves_the_active_version_as_it_was(
     promote_version(ws, "scope-v1")
     pass_gate(ws, "scope-v2", "scope-v1")
     fake.fail_loads.add("scope-v2")
-    with pytest.raises(ServingError, match="Loading lora scope-v2 failed"):
+    with pytest.raises(ServingError, match="HTTP 500: Call to add_lora method failed: CUDA"):
         promote_version(ws, "scope-v2")
     assert resolve(ws, STAGE) == "scope-v1"
     assert [h.action for h in history(ws, STAGE)] == ["promote"]

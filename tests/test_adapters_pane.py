@@ -617,7 +617,7 @@ async def test_an_eval_started_from_the_cli_is_followed_and_its_failure_announce
                 detail=lambda: "\n".join(notes(pilot)),
             )
             [note] = [n for n in notes(pilot) if "eval failed" in n]
-            assert "Loading lora scope-v1 failed" in note
+            assert "Call to add_lora method failed: CUDA out of memory" in note
             await until(pilot, lambda: gate_cell(screen, "scope-v1") == "—", "the row again")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from eval_fixtures import add_version, pass_gate
-from fake_vllm import FakeVllm
+from fake_vllm import FakeVllm, write_base_tokenizer
 
 from app.cli import cli
 from engine.adapters.activation import (
@@ -52,7 +52,7 @@ def _model(folder: Path, weights: bytes) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
     (folder / "model.safetensors").write_bytes(weights)
-    (folder / "tokenizer.json").write_text('{"version": "1.0"}')
+    write_base_tokenizer(folder)
     return folder
 
 

@@ -117,7 +117,9 @@ def test_its_lora_routes_and_rank_limit_are_vllms(
     with (
         cpu_server(base, tmp_path / "rank.log", max_lora_rank=4) as url,
         pytest.raises(
-            ServingError, match=r"HTTP 400: LoRA rank 8 is greater than max_lora_rank 4\."
+            ServingError,
+            match=r"HTTP 500: Call to add_lora method failed: LoRA rank 8 is greater than "
+            r"max_lora_rank 4\.",
         ),
     ):
         VllmClient(url, 30).load_adapter("scope-v1", str(adapter))
@@ -136,13 +138,16 @@ def test_it_refuses_what_vllm_refuses_and_keeps_serving(
     no_tensors = tmp_path / "no-tensors"
     no_tensors.mkdir()
     shutil.copy(adapter / "adapter_config.json", no_tensors)
-    with pytest.raises(ServingError, match="HTTP 400: .*no-tensors doesn't contain tensors"):
+    with pytest.raises(ServingError, match="HTTP 500: .*no-tensors doesn't contain tensors"):
         client.load_adapter("scope-v2", str(no_tensors))
     junk = tmp_path / "junk"
     shutil.copytree(adapter, junk)
     (junk / "adapter_model.safetensors").write_bytes(b"not tensors")
-    with pytest.raises(ServingError, match="HTTP 500: Loading lora scope-v2 failed: "):
+    with pytest.raises(ServingError, match="HTTP 500: Call to add_lora method failed: "):
         client.load_adapter("scope-v2", str(junk))
+    conflict = f"HTTP 400: The lora adapter '{base}' conflicts with a served base model"
+    with pytest.raises(ServingError, match=conflict):
+        client.load_adapter(str(base), str(adapter))
     assert client.models() == before
     with pytest.raises(ServingError, match="HTTP 400: max_tokens must be at least 1, got 0"):
         chat(server, str(base), MESSAGES, 0, 30)
@@ -160,10 +165,38 @@ def test_a_first_load_that_leaves_lora_layers_in_the_base_stops_serving(
     shutil.copytree(adapter, junk)
     (junk / "adapter_model.safetensors").write_bytes(b"not tensors")
     model = Model(base)
-    with pytest.raises(RequestRefused, match="Loading lora scope-v2 failed"):
+    with pytest.raises(RequestRefused, match="Call to add_lora method failed: "):
         model.load("scope-v2", str(junk))
     with pytest.raises(RequestRefused, match="left LoRA layers in the base model; restart"):
         model.complete(str(base), MESSAGES, 3)
+
+
+def test_it_stops_on_every_end_its_generation_config_names(
+    models: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """As vLLM does, generation ends on the tokenizer's eos and on each `eos_token_id` of the
+    generation config it was given (`cra serve` adds the adapters' end of turn there)."""
+    base, _ = models
+    plain = Model(base)
+    prompt = plain.tokenizer.apply_chat_template(
+        MESSAGES, tokenize=False, add_generation_prompt=True
+    )
+    inputs = plain.tokenizer(prompt, return_tensors="pt")
+    with torch.no_grad():
+        output = plain.model.generate(
+            **inputs, max_new_tokens=8, do_sample=False, eos_token_id=plain.stop_ids
+        )
+    generated = output[0, inputs["input_ids"].shape[1] :].tolist()
+    assert len(generated) == 8, "the tiny model runs to the limit unless told to stop"
+    at = 0
+    folder = tmp_path / "generation"
+    folder.mkdir()
+    (folder / "generation_config.json").write_text(json.dumps({"eos_token_id": [generated[at]]}))
+    stopping = Model(base, generation_config=folder)
+    assert stopping.stop_ids == [*plain.stop_ids, generated[at]]
+    answer = stopping.complete(str(base), MESSAGES, 8)
+    assert answer["choices"][0]["finish_reason"] == "stop"
+    assert answer["usage"]["completion_tokens"] == at + 1
 
 
 def test_chat_names_the_server_it_cannot_reach() -> None:

@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTTrainer
 
 from engine.core.workspace import Workspace
-from engine.training.backend_trl import Settings, training_args
+from engine.training.backend_trl import Settings, pick_precision, training_args
 from engine.training.contract import Hyper, RunSpec
 from engine.training.job import Job
 from engine.training.tiny_model import build_tiny_model
@@ -129,7 +129,8 @@ def test_the_trainer_reads_a_curriculum_stage_in_the_dataset_order(
         hyper=Hyper(batch_size=1, max_length=64, seed=3),
     )
     job = Job(spec, tmp_path / "run", base, rows, None, 0)
-    args = training_args(job, Settings(False, "adamw_torch", False), use_cpu=True)
+    settings = Settings(False, "adamw_torch", False)
+    args = training_args(job, settings, pick_precision(settings, half=False), use_cpu=True)
     assert args.train_sampling_strategy == ("sequential" if ordered else "random")
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer

@@ -162,7 +162,7 @@ def test_each_gpu_is_a_line_and_a_cpu_torch_beside_a_gpu_fails(
 
 def _vllm_env(root: Path, version: str) -> Path:
     """A real virtual environment whose site-packages holds vllm `version`'s dist-info, and
-    a `vllm` entry point naming its Python, as pip installs one."""
+    a `vllm` entry point, as pip installs one."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
     site = next((root / "lib").glob("python3.*/site-packages"))
     dist = site / f"vllm-{version}.dist-info"
@@ -171,21 +171,31 @@ def _vllm_env(root: Path, version: str) -> Path:
     script = root / "bin" / "vllm"
     script.write_text(f"#!{root / 'bin' / 'python'}\nraise SystemExit('not run by the doctor')\n")
     script.chmod(0o755)
-    return root / "bin"
+    return root
 
 
-def test_vllm_is_read_in_its_own_environment_against_the_pin(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _use_vllm_env(ws: Workspace, env: Path) -> Workspace:
+    config = ws.root / "cra.toml"
+    config.write_text(config.read_text() + f'[serving]\nvllm_env = "{env}"\n')
+    return Workspace.open(ws.root)
+
+
+def test_vllm_is_read_in_its_own_environment_against_the_pin(tmp_path: Path) -> None:
+    """The vllm checked is the one `[serving] vllm_env` holds, whatever is on PATH."""
     ws = _workspace(tmp_path / "ws", backend="server")
-    assert _by_name(ws)["vllm"][0] == "fail"
+    status, detail = _by_name(_use_vllm_env(ws, tmp_path / "none"))["vllm"]
+    assert status == "fail" and f"no vllm in {tmp_path / 'none'}" in detail
+    assert "cra serve --install-vllm" in detail and VLLM_PIN in detail
     pinned = VLLM_PIN.split("==")[1]
-    monkeypatch.setenv("PATH", f"{_vllm_env(tmp_path / 'good', pinned)}{os.pathsep}/usr/bin:/bin")
-    status, detail = _by_name(ws)["vllm"]
-    assert (status, detail) == ("ok", f"vllm {pinned} at {tmp_path / 'good/bin/vllm'}")
-    monkeypatch.setenv("PATH", f"{_vllm_env(tmp_path / 'old', '0.30.0')}{os.pathsep}/usr/bin:/bin")
-    status, detail = _by_name(ws)["vllm"]
-    assert status == "fail" and detail.startswith("vllm 0.30.0 at") and VLLM_PIN in detail
+    good = _vllm_env(tmp_path / "good", pinned)
+    status, detail = _by_name(_use_vllm_env(_workspace(tmp_path / "ws2", "server"), good))["vllm"]
+    assert (status, detail) == ("ok", f"vllm {pinned} in {good}")
+    old = _vllm_env(tmp_path / "old", "0.30.0")
+    status, detail = _by_name(_use_vllm_env(_workspace(tmp_path / "ws3", "server"), old))["vllm"]
+    assert (status, detail) == (
+        "fail",
+        f"vllm 0.30.0 in {old}; the console is checked against {VLLM_PIN}",
+    )
 
 
 def test_little_free_disk_warns_then_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

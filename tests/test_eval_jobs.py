@@ -90,7 +90,7 @@ def test_status_and_show_say_how_far_a_running_eval_has_got(tmp_path: Path) -> N
     """While the job answers the base's fourth row, the base's run records 3 of 6 answered and
     the candidate's waits queued; `cra eval status` and `cra eval show` say so. When the job
     ends both runs are done and the job's outcome names the gate's decision."""
-    with served_eval(tmp_path / "ws", hold_at=4) as (ws, _, held):
+    with served_eval(tmp_path / "ws", hold_at=4) as (ws, fake, held):
         base_id, candidate_id = start_eval(ws, adapter="scope-v1")
         wait_for(lambda: held.asked == 4, "the job to ask for the base's fourth answer")
         base = eval_row(ws, base_id)
@@ -118,3 +118,5 @@ def test_status_and_show_say_how_far_a_running_eval_has_got(tmp_path: Path) -> N
             "information",
         )
         assert " done " in _cli(ws, "eval", "show", str(candidate_id)).splitlines()[0]
+        # The candidate was loaded for its run only: it does not keep one of the server's slots.
+        assert fake.load_requests == ["scope-v1"] and fake.loaded == {}

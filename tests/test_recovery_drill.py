@@ -31,6 +31,7 @@ from engine.core.workspace import Workspace
 from engine.harness.campaigns import CampaignSpec, create_campaign, start_campaign
 from engine.harness.task_validation import validate_task
 from engine.intake.approval import approve_package
+from engine.serving.command import free_base_port
 from engine.training.registry import last_step
 from engine.training.runs import start_run
 from engine.training.tiny_model import build_tiny_model
@@ -104,8 +105,9 @@ def _workspace(tmp_path: Path, short_package: Path, vllm_url: str) -> Workspace:
 async def test_killed_work_is_shown_true_and_finishes_once(
     tmp_path: Path, short_package: Path
 ) -> None:
-
-    with FakeVllm(str(tmp_path / "ws" / "models/tiny")) as fake:
+    base = str(tmp_path / "ws" / "models/tiny")
+    port = free_base_port()
+    with FakeVllm(base, port=port) as fake:
         ws = _workspace(tmp_path, short_package, fake.url)
         digest = ws.db.execute("SELECT digest FROM packages").fetchone()[0]
         calls = tmp_path / "planner-calls.log"
@@ -127,8 +129,11 @@ async def test_killed_work_is_shown_true_and_finishes_once(
             ws.db.execute("SELECT id, finished_at FROM attempts WHERE state = 'done'").fetchall()
         )
 
-        # The training run: killed after its first checkpoint.
-        run_id = start_run(ws, "scope-d1", "scope", overrides={"max_steps": 24, "save_steps": 2})
+        # The training run: killed after its first checkpoint. Forced: the stand-in server
+        # answers on the base's port, which the guardrail reads as a server holding the GPU.
+        run_id = start_run(
+            ws, "scope-d1", "scope", overrides={"max_steps": 24, "save_steps": 2}, force=True
+        )
         run_dir = ws.root / "training" / str(run_id)
         _wait("step 3", lambda: (step := last_step(run_dir)) is not None and step.step >= 3)
         _kill(latest_job(ws, "training", run_id))
@@ -146,36 +151,39 @@ async def test_killed_work_is_shown_true_and_finishes_once(
         assert "precision-v2" in fake.loaded and resolve(ws, "precision") == "precision-v1"
         ws.db.conn.close()
 
-        # The console, opened afresh, shows each as it truly is, and resumes each.
-        ws = Workspace.open(ws.root)
-        async with CraApp(ws, []).run_test(size=SIZE) as pilot:
-            await pilot.press("2")
-            await wait(
-                pilot,
-                lambda: any("interrupted" in row for row in _rows(pilot, "#campaigns")),
-                "the interrupted campaign",
-            )
-            assert ws.db["attempts"].count_where("state = 'running'") == 0
-            await pilot.press("s")
-            await wait(
-                pilot,
-                lambda: ws.db["campaigns"].get(campaign_id)["status"] == "done",
-                "the campaign to finish",
-            )
+    # The console, opened afresh, shows each as it truly is, and resumes each. The server is
+    # down while the run resumes (a supervisor stops it while a run holds the GPU, and the
+    # guardrail refuses to train beside one) and back, with nothing loaded, for the switch.
+    ws = Workspace.open(ws.root)
+    async with CraApp(ws, []).run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await wait(
+            pilot,
+            lambda: any("interrupted" in row for row in _rows(pilot, "#campaigns")),
+            "the interrupted campaign",
+        )
+        assert ws.db["attempts"].count_where("state = 'running'") == 0
+        await pilot.press("s")
+        await wait(
+            pilot,
+            lambda: ws.db["campaigns"].get(campaign_id)["status"] == "done",
+            "the campaign to finish",
+        )
 
-            await pilot.press("5")
-            await wait(
-                pilot,
-                lambda: any(" failed " in f" {row} " for row in _rows(pilot, "#runs")),
-                "the failed run",
-            )
-            await pilot.press("u")
-            await wait(
-                pilot,
-                lambda: ws.db["training_runs"].get(run_id)["status"] == "done",
-                "the resumed run to finish",
-            )
+        await pilot.press("5")
+        await wait(
+            pilot,
+            lambda: any(" failed " in f" {row} " for row in _rows(pilot, "#runs")),
+            "the failed run",
+        )
+        await pilot.press("u")
+        await wait(
+            pilot,
+            lambda: ws.db["training_runs"].get(run_id)["status"] == "done",
+            "the resumed run to finish",
+        )
 
+        with FakeVllm(base, port=port) as restarted:
             await pilot.press("6")
             await wait(
                 pilot,
@@ -191,26 +199,25 @@ async def test_killed_work_is_shown_true_and_finishes_once(
             await pilot.press("y")
             await wait(pilot, lambda: resolve(ws, "precision") == "precision-v2", "the promotion")
 
-        # Nothing lost, nothing counted twice.
-        attempts = list(ws.db["attempts"].rows_where("campaign_id = ?", [campaign_id]))
-        assert {row["state"] for row in attempts} == {"done"}
-        for attempt_id, finished_at in finished.items():
-            assert ws.db["attempts"].get(attempt_id)["finished_at"] == finished_at
-        planned = [row for row in attempts if row["outcome"] != "unusable"]
-        assert len(calls.read_text().splitlines()) == len(planned) + 1
-        run = ws.db["training_runs"].get(run_id)
-        assert (run["status"], run["step"]) == ("done", 24)
-        assert [r["name"] for r in ws.db["adapter_versions"].rows_where("stage = 'scope'")] == [
-            "scope-v1"
-        ]
-        steps = [
-            json.loads(line)["step"]
-            for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-        ]
-        assert steps == sorted(set(steps)) and steps[-1] == 24
-        assert fake.load_requests.count("precision-v2") == 1
-        assert [h.action for h in history(ws, "precision")] == [
-            "promote",
-            "interrupted",
-            "promote",
-        ]
+    # Nothing lost, nothing counted twice.
+    attempts = list(ws.db["attempts"].rows_where("campaign_id = ?", [campaign_id]))
+    assert {row["state"] for row in attempts} == {"done"}
+    for attempt_id, finished_at in finished.items():
+        assert ws.db["attempts"].get(attempt_id)["finished_at"] == finished_at
+    planned = [row for row in attempts if row["outcome"] != "unusable"]
+    assert len(calls.read_text().splitlines()) == len(planned) + 1
+    run = ws.db["training_runs"].get(run_id)
+    assert (run["status"], run["step"]) == ("done", 24)
+    assert [r["name"] for r in ws.db["adapter_versions"].rows_where("stage = 'scope'")] == [
+        "scope-v1"
+    ]
+    steps = [
+        json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert steps == sorted(set(steps)) and steps[-1] == 24
+    assert restarted.load_requests == ["precision-v2"]
+    assert [h.action for h in history(ws, "precision")] == [
+        "promote",
+        "interrupted",
+        "promote",
+    ]

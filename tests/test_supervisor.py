@@ -20,8 +20,9 @@ from app.cli import cli
 from engine.core.jobs import TRAINING_KIND, process_start_time
 from engine.core.night_events import night_events
 from engine.core.workspace import Workspace
-from engine.serving.command import ServeCommand
+from engine.serving.command import ServeCommand, free_base_port
 from engine.serving.hold import current_hold, hold_serving, release_serving
+from engine.serving.started import running_start, start_record
 from engine.serving.supervisor import (
     Supervisor,
     SupervisorError,
@@ -227,3 +228,96 @@ def test_one_supervisor_per_workspace_and_its_servers_stop_with_it(ws: Workspace
         thread.join(timeout=60)
     assert not any(_alive(pid) for pid in pids)
     assert not supervisor_running(ws)
+
+
+ANSWERS_WHEN = """
+import json, os, sys, time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+port, flag = int(sys.argv[1]), sys.argv[2]
+print("loading", flush=True)
+while not os.path.exists(flag):
+    time.sleep(0.02)
+class Models(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"data": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+HTTPServer(("127.0.0.1", port), Models).serve_forever()
+"""
+
+
+def test_servers_on_one_gpu_start_one_at_a_time_and_their_rank_limit_is_recorded(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """vLLM sizes its cache from the memory free once its model is loaded: the second server on
+    a GPU starts only once the first answers. Each server's `--max-lora-rank` is on record
+    while it runs, for the loads that come later."""
+    port = free_base_port()
+    flag = tmp_path / "loaded"
+
+    def commands(ws: Workspace) -> list[ServeCommand]:
+        return [
+            ServeCommand(
+                base=base,
+                url=f"http://127.0.0.1:{port + offset}",
+                argv=[sys.executable, "-c", ANSWERS_WHEN, str(port + offset), str(flag)],
+                env={},
+                max_lora_rank=16 * (offset + 1),
+                gpu="0",
+            )
+            for offset, base in enumerate(("reasoning", "coding"))
+        ]
+
+    said: list[str] = []
+    sup = Supervisor(ws, commands, said.append, poll_s=0.05)
+    try:
+        sup.step()
+        sup.step()
+        assert set(sup.servers) == {"reasoning"}
+        assert (
+            said.count(
+                "base coding waits for base reasoning to answer: servers on one GPU start one at a "
+                "time (vLLM sizes its cache from the memory free then)"
+            )
+            == 1
+        )
+        record = running_start(ws, "reasoning", f"http://127.0.0.1:{port}")
+        assert record is not None and record.max_lora_rank == 16
+        flag.touch()
+        deadline = time.monotonic() + 30
+        while "coding" not in sup.servers and time.monotonic() < deadline:
+            sup.step()
+            time.sleep(0.05)
+        assert set(sup.servers) == {"reasoning", "coding"}
+        coding = running_start(ws, "coding", f"http://127.0.0.1:{port + 1}")
+        assert coding is not None and coding.max_lora_rank == 32
+    finally:
+        sup.stop_all("the test ended")
+    assert not start_record(ws, "reasoning").exists() and not start_record(ws, "coding").exists()
+
+
+def test_servers_on_different_gpus_start_together(ws: Workspace, tmp_path: Path) -> None:
+    port = free_base_port()
+
+    def commands(ws: Workspace) -> list[ServeCommand]:
+        return [
+            ServeCommand(
+                base=base,
+                url=f"http://127.0.0.1:{port + offset}",
+                argv=[sys.executable, "-c", SERVER, base],
+                env={},
+                gpu=str(offset),
+            )
+            for offset, base in enumerate(("reasoning", "coding"))
+        ]
+
+    sup = Supervisor(ws, commands, lambda line: None, poll_s=0.05)
+    try:
+        sup.step()
+        assert set(sup.servers) == {"reasoning", "coding"}
+    finally:
+        sup.stop_all("the test ended")

@@ -33,7 +33,7 @@ from engine.training.contract import BACKEND_FILE, BackendChoice, RunResult, Run
 from engine.training.guardrails import (
     GuardrailError,
     check_guardrails,
-    check_inference_server,
+    check_inference_servers,
     check_window,
 )
 from engine.training.registry import (
@@ -247,6 +247,13 @@ def test_the_spec_names_the_dataset_the_frozen_base_and_the_method(ws: Workspace
     assert spec.dataset_path == "datasets/scope-d1"
     assert spec.dataset_sha256 == sha256_file(ws.datasets_dir / "scope-d1" / "manifest.json")
     assert spec.hyper.max_steps == 5 and spec.hyper.rank == 16
+    assert spec.backend == "auto"
+
+
+def test_the_spec_records_the_configured_training_backend(tmp_path: Path, _template: Path) -> None:
+    """The run keeps the stack it was started for, whatever the config says by its resume."""
+    ws = _open(tmp_path, _template, backend="trl")
+    assert build_spec(ws, "scope-d1", "scope").backend == "trl"
 
 
 def test_a_stages_configured_settings_sit_between_the_defaults_and_a_runs_own(
@@ -297,19 +304,60 @@ def test_a_stages_configured_settings_sit_between_the_defaults_and_a_runs_own(
 # -- guardrails ----------------------------------------------------------------------------
 
 
+def _listening() -> socket.socket:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    return server
+
+
 def test_a_listening_inference_server_blocks_training(tmp_path: Path, _template: Path) -> None:
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        port = server.getsockname()[1]
-        url = f"http://127.0.0.1:{port}/v1"
-        with pytest.raises(GuardrailError, match=f"inference server at 127.0.0.1:{port} .*--force"):
-            check_inference_server(url)
-        ws = _open(tmp_path, _template, inference_url=url)
-        with pytest.raises(GuardrailError, match="holds the GPU; stop it or pass --force"):
+    """Every served base's server holds the GPU while it answers (each on its own port from
+    `[serving] base_url`), and so does another server at `[training] inference_url`."""
+    with _listening() as reasoning, _listening() as other:
+        port = reasoning.getsockname()[1]
+        url = f"http://127.0.0.1:{other.getsockname()[1]}/v1"
+        ws = _open(tmp_path, _template)
+        config = ws.root / "cra.toml"
+        config.write_text(
+            config.read_text()
+            + f'[serving]\nbase_url = "http://127.0.0.1:{port}"\n'
+            + '[serving.bases]\nreasoning = "models/other"\ncoding = "models/other"\n'
+        )
+        ws = Workspace.open(ws.root)
+        said = f"base reasoning's server answers at 127.0.0.1:{port} and holds the GPU"
+        with pytest.raises(GuardrailError, match=said):
+            check_inference_servers(ws)
+        result = CliRunner().invoke(
+            cli,
+            [
+                "--workspace",
+                str(ws.root),
+                "train",
+                "start",
+                "--dataset",
+                "scope-d1",
+                "--stage",
+                "scope",
+            ],
+        )
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert said in result.output and "`cra serve --hold`" in result.output
+        assert "or pass --force" in result.output
+        reasoning.close()
+        check_inference_servers(ws)
+        config.write_text(
+            config.read_text().replace("[training]\n", f'[training]\ninference_url = "{url}"\n')
+        )
+        ws = Workspace.open(ws.root)
+        with pytest.raises(
+            GuardrailError,
+            match=f"the inference server at \\[training\\] inference_url answers at "
+            f"127.0.0.1:{other.getsockname()[1]}",
+        ):
             start_run(ws, "scope-d1", "scope")
     assert ws.db["training_runs"].count == 0
-    check_inference_server(url)
+    check_inference_servers(ws)
 
 
 @pytest.mark.parametrize(

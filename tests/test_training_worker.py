@@ -1,24 +1,29 @@
 """The training worker as the console runs it: a real subprocess training a tiny local model.
 
-A tiny Qwen2 model with a tokenizer trained on the spot stands in for the bases; two dataset
-folders written here (SFT and preference rows, each with its manifest) stand in for
-`cra curate-data`'s. Runs are a few dozen steps of CPU training each.
+A tiny Qwen2 model with a tokenizer trained on the spot stands in for the bases (two copies
+with a chat template SFT cannot train with); two dataset folders written here (SFT and
+preference rows, each with its manifest) stand in for `cra curate-data`'s. Runs are a few
+dozen steps of CPU training each.
 """
 
 import hashlib
 import json
 import os
+import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 
 import pytest
+import torch
 from pilot_wait import wait_for
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from engine.training.adapter_io import generate, load_base, load_with_adapter
-from engine.training.backend_trl import Settings, effective_settings
+from engine.training.backend_trl import Precision, Settings, effective_settings, pick_precision
 from engine.training.contract import (
     ADAPTER_DIR,
     BACKEND_FILE,
@@ -29,14 +34,15 @@ from engine.training.contract import (
     SPEC_FILE,
     STOP_FILE,
     TARGET_MODULES,
+    UNSLOTH_CACHE_DIR,
     BackendChoice,
     Hyper,
     RunResult,
     RunSpec,
     StepRecord,
 )
-from engine.training.tiny_model import IM_END, PAD, build_tiny_model
-from engine.training.worker import newest_checkpoint
+from engine.training.tiny_model import CHAT_TEMPLATE, IM_END, PAD, build_tiny_model
+from engine.training.worker import OFFLINE_ENV, newest_checkpoint, worker_env
 from engine.training_data.dataset_manifest import (
     Counts,
     DatasetManifest,
@@ -47,6 +53,8 @@ from engine.training_data.dataset_manifest import (
 )
 
 BASE = "models/tiny"
+UNMARKED_BASE = "models/tiny-unmarked"
+UNTEMPLATED_BASE = "models/tiny-untemplated"
 SYSTEM = {"role": "system", "content": "You plan code changes."}
 TASKS = [
     ("Fix the failing test in parser.py.", "1. Read parser.py\n2. Change parse_line"),
@@ -117,9 +125,15 @@ def write_dataset(ws: Path, dataset_id: str, stage: str, rows: list[dict]) -> st
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A workspace folder holding the tiny base and an SFT and a preference dataset."""
+    """A workspace folder holding the tiny base, two copies of it whose chat template has no
+    generation markers or is missing, and an SFT and a preference dataset."""
     root = tmp_path_factory.mktemp("workspace")
     build_tiny_model(root / BASE)
+    shutil.copytree(root / BASE, root / UNMARKED_BASE)
+    unmarked = CHAT_TEMPLATE.replace("{%- generation %}", "").replace("{%- endgeneration %}", "")
+    (root / UNMARKED_BASE / "chat_template.jinja").write_text(unmarked)
+    shutil.copytree(root / BASE, root / UNTEMPLATED_BASE)
+    (root / UNTEMPLATED_BASE / "chat_template.jinja").unlink()
     sft = [{"messages": [SYSTEM, user(task), assistant(plan)]} for task, plan in TASKS]
     pairs = [
         {
@@ -225,6 +239,17 @@ def assert_adapter_changes_output(ws: Path, run_dir: Path) -> None:
     assert after != before
 
 
+def assert_readable_by_all(folder: Path) -> None:
+    """Every file 0644 and every folder 0755, the weights included (safetensors writes them
+    0600), so a vLLM running as another user can load the adapter."""
+    modes = {
+        path.relative_to(folder).as_posix(): stat.S_IMODE(path.stat().st_mode)
+        for path in [folder, *folder.rglob("*")]
+    }
+    assert "adapter_model.safetensors" in modes
+    assert modes == {name: 0o755 if (folder / name).is_dir() else 0o644 for name in modes}, modes
+
+
 def test_tiny_model_is_deterministic_and_loads_offline(tmp_path: Path) -> None:
     first = build_tiny_model(tmp_path / "a")
     second = build_tiny_model(tmp_path / "b")
@@ -274,9 +299,20 @@ def test_sft_run_stops_on_request_and_resumes_to_an_adapter(ws: Path) -> None:
     assert f"resuming from checkpoints/checkpoint-{stopped.steps} at step {stopped.steps}" in (
         log(run_dir)
     )
-    assert "backend: trl (no CUDA)" in log(run_dir)
+    lines = log(run_dir).splitlines()
+    assert lines[0].startswith("worker ") and lines[1] == (
+        f"training set: the CPU set (no CUDA; torch {metadata.version('torch')}, "
+        f"trl {metadata.version('trl')}, no unsloth)"
+    )
+    why = '[training] backend = "auto"; no CUDA: the CPU set'
+    assert f"backend: trl ({why}); sft on 4 rows of scope-d1" in lines
+    assert (
+        "chat template: the tokenizer's, whose {% generation %} marks the assistant's turns"
+        in lines
+    )
     choice = BackendChoice.model_validate_json((run_dir / BACKEND_FILE).read_bytes())
-    assert choice == BackendChoice(backend="trl", why="no CUDA")
+    assert choice == BackendChoice(backend="trl", why=why)
+    assert_readable_by_all(run_dir / ADAPTER_DIR)
     records = metrics(run_dir)
     assert [record.step for record in records] == list(range(1, 61))
     assert all(record.max_steps == 60 and record.loss is not None for record in records)
@@ -325,6 +361,17 @@ def test_dpo_run_killed_then_rerun_resumes_from_the_newest_checkpoint(ws: Path) 
         ("stage", lambda spec: spec.update(stage="task_analysis"), "stage 'scope' (the run spec"),
         ("base", lambda spec: spec.update(base_model_path="models/none"), "has no config.json"),
         ("planning", lambda spec: spec.update(stage="meta_plan"), "meta_plan trains no LoRA"),
+        ("unsloth", lambda spec: spec.update(backend="unsloth"), '"unsloth" needs CUDA'),
+        (
+            "unmarked",
+            lambda spec: spec.update(base_model_path=UNMARKED_BASE),
+            "has no {% generation %} markers and is not one trl",
+        ),
+        (
+            "untemplated",
+            lambda spec: spec.update(base_model_path=UNTEMPLATED_BASE),
+            "the tokenizer has no chat template, and sft trains on conversations",
+        ),
     ],
 )
 def test_a_bad_spec_or_dataset_exits_non_zero_with_the_reason(
@@ -338,24 +385,80 @@ def test_a_bad_spec_or_dataset_exits_non_zero_with_the_reason(
     last = log(run_dir).splitlines()[-1]
     assert last.startswith("error: ") and reason in last
     assert not (run_dir / RESULT_FILE).exists()
+    assert not (run_dir / BACKEND_FILE).exists(), "refused before a backend was taken"
 
 
 def test_effective_settings_name_each_replacement() -> None:
+    """The CPU set replaces 4-bit, the 8-bit optimiser and bf16; a GPU only bf16, where it
+    lacks it (a GPU without bitsandbytes is refused before, by `pick_backend`)."""
     hyper = Hyper()
-    assert effective_settings(hyper, cuda=True, bitsandbytes=True, bf16_supported=True) == (
+    assert effective_settings(hyper, cuda=True, bf16_supported=True) == (
         Settings(quantize_4bit=True, optimizer="adamw_8bit", bf16=True),
         {},
     )
-    assert effective_settings(hyper, cuda=True, bitsandbytes=False, bf16_supported=False) == (
+    assert effective_settings(hyper, cuda=True, bf16_supported=False) == (
+        Settings(quantize_4bit=True, optimizer="adamw_8bit", bf16=False),
+        {"bf16": "off (the GPU lacks bf16)"},
+    )
+    assert effective_settings(hyper, cuda=False, bf16_supported=False) == (
         Settings(quantize_4bit=False, optimizer="adamw_torch", bf16=False),
         {
-            "quantize_4bit": "off (bitsandbytes is not installed)",
-            "optimizer": "adamw_torch (bitsandbytes is not installed)",
-            "bf16": "off (the GPU lacks bf16)",
+            "quantize_4bit": "off (no CUDA)",
+            "optimizer": "adamw_torch (no CUDA)",
+            "bf16": "off (no CUDA)",
         },
     )
     plain = Hyper(quantize_4bit=False, optimizer="adamw_torch", bf16=False)
-    assert effective_settings(plain, cuda=False, bitsandbytes=False, bf16_supported=False) == (
+    assert effective_settings(plain, cuda=False, bf16_supported=False) == (
         Settings(quantize_4bit=False, optimizer="adamw_torch", bf16=False),
         {},
     )
+
+
+@pytest.mark.parametrize(
+    ("bf16", "half", "precision"),
+    [
+        (True, True, Precision(dtype=torch.bfloat16, bf16=True, fp16=False)),
+        (False, True, Precision(dtype=torch.float16, bf16=False, fp16=True)),
+        (True, False, Precision(dtype=torch.bfloat16, bf16=True, fp16=False)),
+        (False, False, Precision(dtype=torch.float32, bf16=False, fp16=False)),
+    ],
+)
+def test_the_dtype_and_both_precision_flags_are_decided_together(
+    bf16: bool, half: bool, precision: Precision
+) -> None:
+    """Unsloth (half) loads fp16 when bf16 is off, never bf16 with fp16 on, which its trainer
+    refuses; trl loads float32 then. Both flags are always set: trl's default is bf16 = not
+    fp16."""
+    settings = Settings(quantize_4bit=False, optimizer="adamw_torch", bf16=bf16)
+    assert pick_precision(settings, half=half) == precision
+
+
+def test_the_worker_env_keeps_unsloths_cache_in_the_run_folder_and_stays_offline(
+    tmp_path: Path,
+) -> None:
+    """Unsloth reads both at import and writes its cache into the current folder (the
+    workspace) without the first; the second keeps its statistics call off the network."""
+    env = worker_env(tmp_path / "runs" / "7")
+    assert env == {
+        **OFFLINE_ENV,
+        "UNSLOTH_COMPILE_LOCATION": str(tmp_path.resolve() / "runs" / "7" / UNSLOTH_CACHE_DIR),
+        "UNSLOTH_DISABLE_STATISTICS": "1",
+    }
+    assert Path(env["UNSLOTH_COMPILE_LOCATION"]).is_absolute()
+
+
+def test_the_worker_loads_no_training_library_before_it_picks_its_backend() -> None:
+    """Unsloth must be imported before transformers, trl and peft to patch them, after the
+    worker has set its environment: the worker's modules and its reading of the training set
+    load none of them."""
+    code = (
+        "import sys\n"
+        "import engine.training.worker as worker\n"
+        "worker.TrainingSet.detect().describe()\n"
+        "print(sorted(m for m in ('transformers', 'trl', 'peft', 'unsloth') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.strip() == "[]"

@@ -19,6 +19,7 @@ from engine.bundle.manifest import (
     LOCK_FILE,
     MANIFEST_FILE,
     SUMS_FILE,
+    VLLM_DIR,
     WHEELS_DIR,
     BundleManifest,
     DebianRepo,
@@ -28,6 +29,7 @@ from engine.bundle.manifest import (
 from engine.core.durable import fsync_dir, sync_filesystem
 from engine.core.staged import remove_tree
 from engine.core.timestamps import utc_now
+from engine.serving.vllm_client import VLLM_PIN
 
 Say = Callable[[str], None]
 NO_DEBS_NOTE = (
@@ -43,6 +45,7 @@ class BundleOptions:
     out: Path
     gpu: bool = False
     cluster: bool = False
+    vllm: bool = False
     python_version: str | None = None
     platforms: tuple[str, ...] = ()
     debs: bool = True
@@ -58,6 +61,7 @@ class _Plan:
     target: wheelhouse.Target
     debian: tuple[str, str] | None
     uv: str
+    vllm: bool
 
 
 def check_out(out: Path) -> Path:
@@ -78,7 +82,7 @@ def _plan(options: BundleOptions) -> _Plan:
     )
     target = wheelhouse.resolve_target(options.python_version, options.platforms)
     debian = (debs.debian_release(), debs.host_architecture()) if options.debs else None
-    return _Plan(out, root, extras, target, debian, wheelhouse.uv_version())
+    return _Plan(out, root, extras, target, debian, wheelhouse.uv_version(), options.vllm)
 
 
 def _timed(say: Say, started: float, line: str) -> None:
@@ -111,6 +115,22 @@ def _wheels_and_lock(plan: _Plan, bundle: Path, scratch: Path, say: Say) -> list
     pins = lock.check_lock(locked, wheels)
     _timed(say, started, f"{LOCK_FILE}: {len(pins)} pins, each matching one file in wheels/")
     return pins
+
+
+def vllm_wheels(target: wheelhouse.Target, folder: Path, scratch: Path, uv: str) -> list[lock.Pin]:
+    """`VLLM_PIN` and every wheel it needs on `target` in `folder/wheels/`, with the lock uv
+    compiles from them alone (`folder/requirements.lock`): vLLM's own set, with its own torch,
+    for the environment `cra serve --install-vllm` makes (`engine.bundle.vllm_env`)."""
+    wheels = folder / WHEELS_DIR
+    wheels.mkdir(parents=True)
+    wheelhouse.download_requirement(VLLM_PIN, target, wheels)
+    locked = wheelhouse.compile_lock(VLLM_PIN, wheels, target, scratch)
+    header = (
+        f"# {VLLM_PIN} for {target.shown}: every wheel in wheels/, pinned by its sha256,\n"
+        f"# compiled offline from wheels/ alone by {uv} (cra bundle --vllm).\n"
+    )
+    (folder / LOCK_FILE).write_text(header + locked, encoding="utf-8")
+    return lock.check_lock(locked, wheels)
 
 
 def _total(paths: list[Path]) -> int:
@@ -159,6 +179,13 @@ def _fill(plan: _Plan, bundle: Path, scratch: Path, say: Say) -> BundleManifest:
     if torch is None:
         raise BundleError(f"{LOCK_FILE} pins no torch, which the console needs")
     check_torch_build(plan.extras, *torch)
+    vllm_pins = None
+    if plan.vllm:
+        started = time.monotonic()
+        say(f"downloading {VLLM_PIN} and its wheels for {plan.target.shown} (the network step)")
+        vllm_pins = vllm_wheels(plan.target, bundle / VLLM_DIR, scratch, plan.uv)
+        found = sorted((bundle / VLLM_DIR / WHEELS_DIR).glob("*.whl"))
+        _timed(say, started, f"{VLLM_DIR}/: {len(found)} wheels, {_size(_total(found))}, locked")
     debian = _debs(plan, bundle, say)
     console = lock.pinned_version(pins, source.PROJECT)
     if console is None:
@@ -178,6 +205,8 @@ def _fill(plan: _Plan, bundle: Path, scratch: Path, say: Say) -> BundleManifest:
         locked_by=plan.uv,
         created_at=utc_now(),
         notes=notes,
+        vllm_version=VLLM_PIN.split("==")[1] if vllm_pins is not None else None,
+        vllm_wheel_count=len(vllm_pins) if vllm_pins is not None else None,
     )
     (bundle / scripts.INSTALL_SH).write_text(scripts.install_sh(draft), encoding="utf-8")
     (bundle / scripts.README_TXT).write_text(scripts.readme_txt(draft), encoding="utf-8")

@@ -12,6 +12,9 @@ SUMS_FILE = "SHA256SUMS"
 LOCK_FILE = "requirements.lock"
 WHEELS_DIR = "wheels"
 DEBS_DIR = "debs"
+VLLM_DIR = "vllm"
+"""--vllm: vLLM's wheels (`vllm/wheels/`) and their lock (`vllm/requirements.lock`), for the
+environment of its own `cra serve --install-vllm` makes from them."""
 
 
 class _Model(BaseModel):
@@ -49,6 +52,9 @@ class BundleManifest(_Model):
     """The uv that compiled requirements.lock offline (`uv 0.13.9`)."""
     created_at: str
     notes: list[str] = []
+    vllm_version: str | None = None
+    """With --vllm: the vLLM under vllm/ (None without)."""
+    vllm_wheel_count: int | None = None
 
 
 def bundle_files(root: Path) -> list[Path]:

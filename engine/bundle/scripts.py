@@ -152,7 +152,7 @@ On the air-gapped machine, from this folder:
                              (-y: without asking; --simulate: only show what it would do)
   sh install.sh ~/cra-venv   the console in a new virtual environment, from wheels/ only
   ~/cra-venv/bin/cra demo    the demo workspace, to try the whole loop
-
+@VLLM@
 Both scripts check every file against SHA256SUMS first and use no network. bundle.json says what
 the bundle holds; requirements.lock pins every wheel by its sha256.
 """
@@ -217,4 +217,11 @@ def readme_txt(manifest: BundleManifest) -> str:
         extras=f", extras {', '.join(manifest.extras)}" if manifest.extras else "",
         debs=debs,
         tools=tools,
+        vllm=""
+        if manifest.vllm_version is None
+        else (
+            f"  ~/cra-venv/bin/cra serve --install-vllm vllm\n"
+            f"                             vLLM {manifest.vllm_version} in an environment of its "
+            "own\n                             ([serving] vllm_env), from vllm/ only\n"
+        ),
     )

@@ -123,13 +123,18 @@ def download_wheels(project_wheel: Path, extras: list[str], target: Target, whee
     requirement = str(project_wheel.absolute())
     if extras:
         requirement += f"[{','.join(extras)}]"
+    download_requirement(requirement, target, wheels)
+
+
+def download_requirement(requirement: str, target: Target, wheels: Path) -> None:
+    """pip download of `requirement` and everything it needs on `target`, wheels only."""
     argv = [
         *(sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--dest", str(wheels)),
         *("--disable-pip-version-check", "--no-input", "--progress-bar", "off"),
         *target.pip_args(),
         requirement,
     ]
-    run_step(f"downloading the wheels for {target.shown} (pip download)", argv)
+    run_step(f"downloading the wheels of {requirement} for {target.shown} (pip download)", argv)
 
 
 def compile_lock(requirement: str, wheels: Path, target: Target, scratch: Path) -> str:

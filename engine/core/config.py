@@ -152,36 +152,109 @@ class TrainingConfig(_Section):
 
     `base_models` maps a base kind to a local model folder (relative paths are against the
     workspace); a run always starts from it, never from a merged model (Phase 4 Guidelines §6).
-    Training is refused while something answers at `inference_url` (the inference server holds the
-    GPU) unless forced, and outside `window` ("HH:MM-HH:MM", local time, may wrap midnight) if set.
+    Training is refused, unless forced, while something answers where a served base's server
+    answers (`[serving]`) or at `inference_url` (another inference server on the same GPU): a
+    server holds the GPU. And outside `window` ("HH:MM-HH:MM", local time, may wrap midnight)
+    if set.
 
     `hyper` holds a LoRA stage's own training settings (`[training.hyper.scope]`,
     `learning_rate = 1e-4`), over LoRA Training Strategy §7.3's defaults and under a run's own
     `--set`; they are checked against the settings a run takes when a run starts
     (`engine.training.start_options.build_hyper`).
+
+    `backend` is the training stack a run takes, recorded in its spec: `auto` trains on the CPU
+    set without CUDA and requires the GPU set (Unsloth, bitsandbytes) with it, `unsloth`
+    requires CUDA and the GPU set, `trl` trains on plain trl either way. A machine that lacks
+    what the setting needs is refused, never trained on something else
+    (`engine.training.training_set`).
     """
 
     base_models: dict[Literal["reasoning", "coding"], str] = Field(default_factory=dict)
     inference_url: str | None = Field(default=None, pattern=r"^https?://")
     window: str | None = Field(default=None, pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$")
+    backend: Literal["auto", "unsloth", "trl"] = "auto"
     hyper: dict[
         Literal["task_analysis", "scope", "precision", "planning_dpo", "execute_code"],
         dict[str, bool | int | float | str | list[str]],
     ] = Field(default_factory=dict)
 
 
+ServedKind = Literal["reasoning", "coding"]
+DEFAULT_VLLM_ENV = "~/.local/share/cra-console/vllm-env"
+GPU_MEMORY_TOTAL = 0.9
+"""The share of a GPU its servers take together when not told (vLLM's default for one server)."""
+
+
 class ServingConfig(_Section):
-    """The vLLM server that serves the bases with their adapters (LoRA Training Strategy §3, §10.5).
+    """The vLLM servers that serve the bases with their adapters (LoRA Training Strategy §3,
+    §10.5), one per base.
 
     `bases` maps a base kind to the local model folder vLLM serves (relative paths are against
-    the workspace); `base_url` is where its OpenAI-compatible API answers.
+    the workspace); `base_url` is where the first one's OpenAI-compatible API answers.
+    `vllm_env` is the virtual environment vLLM is installed in, apart from the console's (it
+    needs another torch; `cra serve --install-vllm` builds it). Servers on one GPU share it
+    explicitly: `gpu_memory_utilization` is each base's share of the GPU's memory (by default
+    0.9 split evenly among the bases on it), `max_model_len` the longest sequence each serves
+    (the model's own when unset), `cuda_devices` which GPU each runs on (all on the first when
+    unset).
     """
 
     base_url: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://")
-    bases: dict[Literal["reasoning", "coding"], str] = Field(default_factory=dict)
+    bases: dict[ServedKind, str] = Field(default_factory=dict)
     max_loras: int = Field(default=4, ge=1)
     max_cpu_loras: int | None = Field(default=None, ge=1)
     timeout_s: float = Field(default=30.0, gt=0)
+    vllm_env: str = Field(default=DEFAULT_VLLM_ENV, min_length=1)
+    gpu_memory_utilization: dict[ServedKind, float] = Field(default_factory=dict)
+    max_model_len: dict[ServedKind, PositiveInt] = Field(default_factory=dict)
+    cuda_devices: dict[ServedKind, str] = Field(default_factory=dict)
+
+    @field_validator("gpu_memory_utilization", mode="after")
+    @classmethod
+    def _shares(cls, shares: dict[ServedKind, float]) -> dict[ServedKind, float]:
+        for kind, share in shares.items():
+            if not 0 < share < 1:
+                raise ValueError(f"gpu_memory_utilization.{kind} = {share} is not within 0..1")
+        return shares
+
+    @field_validator("cuda_devices", mode="after")
+    @classmethod
+    def _devices(cls, devices: dict[ServedKind, str]) -> dict[ServedKind, str]:
+        for kind, device in devices.items():
+            if not device.isdigit():
+                raise ValueError(f"cuda_devices.{kind} = {device!r} is not a GPU index")
+        return devices
+
+    def device(self, kind: ServedKind) -> str:
+        """The GPU base `kind`'s server runs on ("0" unless `cuda_devices` says)."""
+        return self.cuda_devices.get(kind, "0")
+
+    def memory_share(self, kind: ServedKind) -> float:
+        """Base `kind`'s `--gpu-memory-utilization`: its own setting, else an even part of
+        what the bases on its GPU without a setting leave of `GPU_MEMORY_TOTAL`."""
+        if kind in self.gpu_memory_utilization:
+            return self.gpu_memory_utilization[kind]
+        sharing = [other for other in self.bases if self.device(other) == self.device(kind)]
+        told = sum(self.gpu_memory_utilization.get(other, 0.0) for other in sharing)
+        untold = [other for other in sharing if other not in self.gpu_memory_utilization]
+        return round((GPU_MEMORY_TOTAL - told) / len(untold), 3)
+
+    @model_validator(mode="after")
+    def _gpu_split(self) -> "ServingConfig":
+        for device in {self.device(kind) for kind in self.bases}:
+            sharing = sorted(kind for kind in self.bases if self.device(kind) == device)
+            told = sum(self.gpu_memory_utilization.get(kind, 0.0) for kind in sharing)
+            untold = [kind for kind in sharing if kind not in self.gpu_memory_utilization]
+            limit = 1.0 if not untold else GPU_MEMORY_TOTAL
+            if told >= limit or (untold and (limit - told) / len(untold) < 0.05):
+                left = f", leaving under 0.05 each for {', '.join(untold)}" if untold else ""
+                raise ValueError(
+                    f"gpu_memory_utilization: the bases on GPU {device} ({', '.join(sharing)}) "
+                    f"ask for {told:g} of its memory together{left}; each server takes its "
+                    f"share of the whole GPU, so the shares on one GPU must add up to less than "
+                    f"{limit:g}"
+                )
+        return self
 
 
 DEFAULT_EVAL_SIZES = {

@@ -36,6 +36,9 @@ Stage = Literal[
 BaseModelKind = Literal["reasoning", "coding"]
 
 STAGES: tuple[Stage, ...] = get_args(Stage)
+CHAT_END_TOKEN = "<|im_end|>"
+"""The token an adapter's every turn ends on (LoRA Training Strategy §7.3): training makes it the
+adapter's end of sequence, and serving stops on it."""
 
 LoraStage = Literal["task_analysis", "scope", "precision", "planning_dpo", "execute_code"]
 

@@ -4,8 +4,8 @@ What a night needs: the sandbox and git (the harness), a GPU with free memory an
 of torch (training), the GPU set at its pinned versions (Unsloth for training, vLLM for serving,
 in its own environment), room on the workspace's disk, a sound database, and the bases and
 active adapters whose files are still the registered ones. A check never changes anything; a
-`fail` is something the night would trip over, a `warn` something it would run without (on the
-CPU, without Unsloth) or that may need a look.
+`fail` is something the night would trip over, a `warn` something it would run without (the
+CPU beside a GPU) or that may need a look.
 """
 
 import json
@@ -15,7 +15,6 @@ import sys
 from collections.abc import Callable
 from functools import partial
 from importlib import metadata
-from pathlib import Path
 from typing import Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -30,18 +29,19 @@ from engine.bases.registry import (
     problems_line,
     verify_base,
 )
+from engine.bundle.vllm_env import check_pinned, installed_vllm
 from engine.core.errors import CraError
 from engine.core.sizes import human_size
 from engine.core.stages import BaseModelKind
 from engine.core.workspace import DB_FILE, Workspace
 from engine.isolation.sandbox import check_isolation
+from engine.serving.command import vllm_executable
 from engine.serving.vllm_client import VLLM_PIN
+from engine.training.training_set import TrainingSet, TrainingSetRefused, installed_version
 
 Status = Literal["ok", "warn", "fail"]
 DISTRIBUTION = "cra-console"
 GPU_EXTRA = "gpu"
-GPU_MARKER = "unsloth"
-"""The package whose presence says a machine has the GPU set rather than the CPU set."""
 DISK_FAIL_BYTES = 5 * 1024**3
 DISK_WARN_BYTES = 20 * 1024**3
 """A night writes checkpoints, adapters, eval answers and logs: a few GiB at most; under 5 GiB
@@ -70,7 +70,7 @@ def run_checks(ws: Workspace) -> list[Check]:
         _guarded("git", _git),
         *_gpu(),
         _guarded("torch", _torch),
-        *_gpu_set(),
+        *_gpu_set(ws),
         _guarded("vllm", lambda: _vllm(ws)),
         _guarded("disk", lambda: _disk(ws)),
         _guarded("database", lambda: _database(ws)),
@@ -174,27 +174,35 @@ def gpu_pins() -> list[Requirement]:
     return pins
 
 
-def _gpu_set() -> list[Check]:
-    """Which of the two supported sets is installed. Without Unsloth, the CPU set: plain trl
-    (fine on a CPU machine; on a GPU machine it trains without Unsloth's kernels or 4-bit
-    QLoRA). With Unsloth, the GPU set: every pin of the `gpu` extra must hold, since the set was
-    resolved as a whole."""
+def _gpu_set(ws: Workspace) -> list[Check]:
+    """Which of the two supported training sets is installed, named as a run's worker names it
+    in its first lines, and whether `[training] backend` trains on it: a fail where the worker
+    would refuse every run; a warn for the CPU set beside an NVIDIA GPU, and for plain trl on
+    CUDA without bitsandbytes (runs asking 4-bit or the 8-bit optimiser are refused). With
+    Unsloth, every pin of the `gpu` extra must hold too, since the set was resolved as a whole."""
     pins = gpu_pins()
     if not pins:
         detail = f"{DISTRIBUTION} declares no `{GPU_EXTRA}` extra; nothing to check"
         return [Check(name="gpu set", status="fail", detail=detail)]
-    if _installed(GPU_MARKER) is None:
-        trl = _installed("trl") or "not installed"
-        detail = (
-            f"the CPU set: {GPU_MARKER} is not installed, training uses trl {trl} without "
-            f"Unsloth's kernels or 4-bit QLoRA (the GPU set: `{DISTRIBUTION}[{GPU_EXTRA}]`, "
-            "from a --gpu bundle)"
-        )
-        status: Status = "warn" if shutil.which("nvidia-smi") else "ok"
-        return [Check(name="gpu set", status=status, detail=detail)]
-    checks = []
+    machine = TrainingSet.detect()
+    setting = ws.config.training.backend
+    try:
+        backend, _ = machine.backend(setting)
+    except TrainingSetRefused as exc:
+        checks = [Check(name="gpu set", status="fail", detail=f"{machine.describe()}: {exc}")]
+    else:
+        status: Status = "ok"
+        detail = f'{machine.describe()}: [training] backend = "{setting}" trains on {backend}'
+        if not machine.cuda and shutil.which("nvidia-smi"):
+            status, detail = "warn", f"{detail}, on the CPU beside an NVIDIA GPU"
+        elif machine.cuda and machine.bitsandbytes is None:
+            status = "warn"
+            detail += "; without bitsandbytes, runs asking quantize_4bit or adamw_8bit are refused"
+        checks = [Check(name="gpu set", status=status, detail=detail)]
+    if machine.unsloth is None:
+        return checks
     for pin in pins:
-        installed = _installed(pin.name)
+        installed = installed_version(pin.name)
         if installed is None:
             detail = f"not installed; the GPU set pins {pin}"
             checks.append(Check(name=pin.name, status="fail", detail=detail))
@@ -206,36 +214,21 @@ def _gpu_set() -> list[Check]:
     return checks
 
 
-def _installed(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def _vllm(ws: Workspace) -> tuple[Status, str]:
-    """The `vllm` that `cra serve --launch` would start, and its version against the pin. vLLM
-    lives in an environment of its own (it needs another torch), so its version is read by
-    that environment's own Python, named by the script's first line."""
-    found = shutil.which("vllm")
-    if found is None:
+    """The `vllm` that `cra serve --launch` would start (in `[serving] vllm_env`), and its
+    version against the pin, read by that environment's own Python."""
+    executable = vllm_executable(ws)
+    env = executable.parent.parent
+    if not executable.is_file():
         needed = ws.config.serving.bases and ws.config.evaluation.backend == "server"
         status: Status = "fail" if needed else "warn"
-        return status, f"vllm is not on PATH; `cra serve --launch` cannot start ({VLLM_PIN})"
-    script = Path(found)
-    first = script.read_bytes()[:512].split(b"\n", 1)[0]
-    if not first.startswith(b"#!"):
-        return "fail", f"{script} does not start with #!; not a Python entry point"
-    python = first[2:].decode("utf-8", "replace").strip().split()[0]
-    query = "import importlib.metadata as m; print(m.version('vllm'))"
-    done = _run([python, "-c", query])
-    if done.returncode != 0:
-        return "fail", f"{script}: its Python {python} cannot read vllm's version"
-    installed = done.stdout.strip()
-    pin = Requirement(VLLM_PIN)
-    if not pin.specifier.contains(installed, prereleases=True):
-        return "fail", f"vllm {installed} at {script}; the console is checked against {VLLM_PIN}"
-    return "ok", f"vllm {installed} at {script}"
+        return status, (
+            f"no vllm in {env} ([serving] vllm_env); `cra serve --install-vllm BUNDLE/vllm` "
+            f"installs {VLLM_PIN} there"
+        )
+    version = installed_vllm(env / "bin" / "python")
+    check_pinned(version, env)
+    return "ok", f"vllm {version} in {env}"
 
 
 def _disk(ws: Workspace) -> tuple[Status, str]:

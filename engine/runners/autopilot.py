@@ -41,9 +41,8 @@ from engine.core.workspace import LOCKS_DIR, Workspace
 from engine.evaluation.gate import latest_decision
 from engine.evaluation.runs import eval_jobs, eval_row, reconcile_evals, start_eval
 from engine.promotion.switch import promote_version
-from engine.serving.command import server_url
 from engine.serving.hold import current_hold, hold_serving, release_serving
-from engine.training.guardrails import accepts_connections, in_window
+from engine.training.guardrails import accepts_connections, in_window, serving_urls
 from engine.training.runs import reconcile_runs, resume_run, run_row, start_run, stop_run
 from engine.training_data.curate import curate
 from engine.training_data.curate_outlook import curation_outlook
@@ -367,7 +366,7 @@ class Autopilot:
 
     def _answering(self) -> list[str]:
         """The served bases' URLs where something still accepts connections."""
-        urls = [server_url(self.ws, kind) for kind in self.ws.config.serving.bases]
+        urls = list(serving_urls(self.ws).values())
         if self.ws.config.training.inference_url is not None:
             urls.append(self.ws.config.training.inference_url)
         return [url for url in urls if accepts_connections(url)]

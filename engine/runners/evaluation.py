@@ -26,7 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from engine.adapters.activation import AdapterVersion, version_by_id
+from engine.adapters.activation import AdapterVersion, version_by_id, version_row
 from engine.bases.registry import base_folder_of
 from engine.core.config import OpenAIPipelineConfig
 from engine.core.errors import CraError
@@ -47,7 +47,7 @@ from engine.harness.plan import Edit, Plan, PlannerOutput, PlanPart, PlanStep
 from engine.serving.chat import chat
 from engine.serving.command import server_url
 from engine.serving.cpu_server import cpu_server
-from engine.serving.vllm_client import VllmClient, base_folder, load_version
+from engine.serving.vllm_client import ServingError, VllmClient, base_folder, load_version
 from engine.training.registry import resolve_base
 from engine.training.runs import frozen_base
 from engine.training.worker import OFFLINE_ENV
@@ -161,8 +161,29 @@ def _endpoint(ws: Workspace, run: EvalRun, out: Path) -> Iterator[tuple[str, str
         yield url, str(base_folder(ws, kind))
         return
     client = VllmClient(url, ws.config.serving.timeout_s)
+    loaded_before = version.name in client.loaded_adapters()
     load_version(client, ws, version)
-    yield url, version.name
+    try:
+        yield url, version.name
+    finally:
+        if not loaded_before:
+            _unload_unless_active(ws, client, version.name)
+
+
+def _unload_unless_active(ws: Workspace, client: VllmClient, name: str) -> None:
+    """Unload a version this run loaded, unless it is active by now: a candidate left loaded
+    keeps one of the server's `--max-loras` slots (and its memory) until the server restarts."""
+    if version_row(ws, name).status == "active":
+        return
+    try:
+        client.unload_adapter(name)
+    except ServingError as exc:
+        print(
+            f"{name} stays loaded: {exc}; it keeps a LoRA slot until the server restarts",
+            file=sys.stderr,
+        )
+        return
+    print(f"unloaded {name} from {client.base_url}: it was loaded for this run only")
 
 
 def _ask(ws: Workspace, url: str, model: str, row: EvalRow) -> tuple[str, str | None]:

@@ -7,28 +7,51 @@ order from `[serving] base_url`'s port (reasoning, then coding), so a base keeps
 whether or not the other is configured. A base is served under its kind (`reasoning`, `coding`:
 the name `cra adapters resolve` gives a stage with no active version) and under its folder's path
 (the name evaluations and watches ask for).
+
+vLLM runs from its own environment (`[serving] vllm_env`), offline and without usage reports.
+Servers on one GPU get their share of its memory explicitly (`--gpu-memory-utilization`: by
+default vLLM takes all of it). The adapters end every turn on `CHAT_END_TOKEN`, which a base's
+own generation config may not stop on, and vLLM reads neither an adapter's tokenizer nor its
+generation config: each server reads a copy of its base's generation config that also stops
+on that token (`--generation-config`).
 """
 
+import json
 import socket
 import sys
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from engine.bases.registry import unservable_reason
-from engine.core.stages import BaseModelKind
+from engine.core.durable import write_durably
+from engine.core.stages import CHAT_END_TOKEN, BaseModelKind
 from engine.core.workspace import Workspace
 from engine.serving.vllm_client import (
     RUNTIME_UPDATES_ENV,
     SERVED_STATUSES,
     ServingError,
     check_adapter,
+    lora_module,
     rank_limit,
     served_base,
 )
 
 BASE_ORDER: tuple[BaseModelKind, ...] = ("reasoning", "coding")
-SERVE_ENV = {RUNTIME_UPDATES_ENV: "True"}
+SERVE_ENV = {
+    RUNTIME_UPDATES_ENV: "True",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "VLLM_NO_USAGE_STATS": "1",
+    "VLLM_DO_NOT_TRACK": "1",
+    "DO_NOT_TRACK": "1",
+}
+"""Every server's environment: runtime LoRA loads on, no network (the bases are local folders),
+no usage reports."""
+SERVING_DIR = "serving"
+GENERATION_CONFIG = "generation_config.json"
 
 
 @dataclass(frozen=True)
@@ -43,6 +66,10 @@ class ServeCommand:
     """Active versions left out, and why (trained on an older base)."""
     adapters: list[str] = field(default_factory=list)
     """The versions it preloads, by name."""
+    max_lora_rank: int | None = None
+    """The `--max-lora-rank` it is started with (recorded while it runs, for later loads)."""
+    gpu: str | None = None
+    """The GPU it runs on; servers on one GPU are started one at a time. None: no GPU."""
 
 
 def server_url(ws: Workspace, kind: str) -> str:
@@ -93,16 +120,18 @@ def cpu_serve_commands(ws: Workspace) -> list[ServeCommand]:
         argv += ["--port", str(port + BASE_ORDER.index(kind))]
         max_rank = rank_limit(ws, kind)
         argv += ["--max-lora-rank", str(max_rank)]
+        argv += ["--generation-config", str(generation_config(ws, kind, base))]
         modules, notes = _active_modules(ws, kind, max_rank)
         if modules:
-            argv += ["--lora-modules", *modules]
+            argv += ["--lora-modules", *(lora_module(name, path) for name, path in modules)]
         commands.append(
             ServeCommand(
                 base=kind,
                 url=server_url(ws, kind),
                 argv=argv,
                 notes=notes,
-                adapters=[module.split("=", 1)[0] for module in modules],
+                adapters=[name for name, _ in modules],
+                max_lora_rank=max_rank,
             )
         )
     return commands
@@ -133,9 +162,9 @@ def active_adapters(ws: Workspace, kind: BaseModelKind) -> list[ActiveAdapter]:
 
 def _active_modules(
     ws: Workspace, kind: BaseModelKind, max_rank: int
-) -> tuple[list[str], list[str]]:
-    """`NAME=PATH` for each active version on base `kind`, each checked against the server, and
-    a note for each active version left out because it was trained on an older base."""
+) -> tuple[list[tuple[str, Path]], list[str]]:
+    """Name and folder of each active version on base `kind`, each checked against the server,
+    and a note for each active version left out because it was trained on an older base."""
     modules, notes = [], []
     for version in active_adapters(ws, kind):
         reason = unservable_reason(ws, version.name, kind, version.base_version_id)
@@ -144,8 +173,15 @@ def _active_modules(
             continue
         adapter_dir = ws.root / version.path
         check_adapter(version, adapter_dir, max_rank, ws.config.serving.bases.keys())
-        modules.append(f"{version.name}={adapter_dir}")
+        modules.append((version.name, adapter_dir))
     return modules, notes
+
+
+def vllm_executable(ws: Workspace) -> Path:
+    """The `vllm` of the environment `[serving] vllm_env` names (`~` expanded; a relative path
+    is against the workspace)."""
+    env = Path(ws.config.serving.vllm_env).expanduser()
+    return (env if env.is_absolute() else ws.root / env) / "bin" / "vllm"
 
 
 def _command(ws: Workspace, kind: BaseModelKind) -> ServeCommand:
@@ -153,22 +189,84 @@ def _command(ws: Workspace, kind: BaseModelKind) -> ServeCommand:
     host, port = _host_port(ws)
     max_rank = rank_limit(ws, kind)
     base = served_base(ws, kind, verify=True)
-    argv = ["vllm", "serve", str(base), *_served_names(base, kind)]
+    argv = [str(vllm_executable(ws)), "serve", str(base), *_served_names(base, kind)]
     argv += ["--enable-lora"]
     argv += ["--host", host, "--port", str(port + BASE_ORDER.index(kind))]
+    argv += ["--gpu-memory-utilization", f"{serving.memory_share(kind):g}"]
+    if kind in serving.max_model_len:
+        argv += ["--max-model-len", str(serving.max_model_len[kind])]
     argv += ["--max-lora-rank", str(max_rank), "--max-loras", str(serving.max_loras)]
     if serving.max_cpu_loras is not None:
         argv += ["--max-cpu-loras", str(serving.max_cpu_loras)]
+    argv += ["--generation-config", str(generation_config(ws, kind, base))]
     modules, notes = _active_modules(ws, kind, max_rank)
     if modules:
-        argv += ["--lora-modules", *modules]
+        argv += ["--lora-modules", *(lora_module(name, path) for name, path in modules)]
+    gpu = serving.device(kind)
     return ServeCommand(
         base=kind,
         url=server_url(ws, kind),
         argv=argv,
+        env={**SERVE_ENV, "CUDA_VISIBLE_DEVICES": gpu},
         notes=notes,
-        adapters=[module.split("=", 1)[0] for module in modules],
+        adapters=[name for name, _ in modules],
+        max_lora_rank=max_rank,
+        gpu=gpu,
     )
+
+
+def generation_config(ws: Workspace, kind: BaseModelKind, base: Path) -> Path:
+    """The folder of base `kind`'s generation config as served: the base's own, with
+    `CHAT_END_TOKEN` among the tokens generation ends on. Written under `serving/<kind>/` (only
+    when it changes); the base's folder is never touched."""
+    config = _json_object(base / GENERATION_CONFIG) or {}
+    eos = config.get("eos_token_id")
+    if eos is None:
+        eos = (_json_object(base / "config.json") or {}).get("eos_token_id")
+    ends = [eos] if isinstance(eos, int) else list(eos or [])
+    end = _token_id(base, CHAT_END_TOKEN)
+    if end not in ends:
+        ends.append(end)
+    config["eos_token_id"] = ends
+    folder = ws.root / SERVING_DIR / kind
+    target = folder / GENERATION_CONFIG
+    data = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
+    if not target.is_file() or target.read_bytes() != data:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_durably(target, data)
+    return folder
+
+
+def _json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`; None when there is no such file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ServingError(f"{path}: not readable JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ServingError(f"{path}: not a JSON object")
+    return data
+
+
+def _token_id(base: Path, token: str) -> int:
+    """The id of `token` in the base's tokenizer (its `tokenizer.json`)."""
+    from tokenizers import Tokenizer
+
+    path = base / "tokenizer.json"
+    if not path.is_file():
+        raise ServingError(f"{base}: has no tokenizer.json, which vLLM serves the base with")
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as exc:  # noqa: BLE001 (tokenizers raises a bare Exception for any fault)
+        raise ServingError(f"{path}: not a tokenizer vLLM can serve with: {exc}") from exc
+    token_id = tokenizer.token_to_id(token)
+    if token_id is None:
+        raise ServingError(
+            f"{base}: the tokenizer has no token {token!r}, which every adapter's turn ends on"
+        )
+    return token_id
 
 
 def _served_names(base: Path, kind: BaseModelKind) -> list[str]:

@@ -1,7 +1,8 @@
 """A CPU stand-in for vLLM's OpenAI-compatible server, for the tiny test model and the demo.
 
 `python -m engine.serving.cpu_server --base PATH [--served-model-name NAME ...] [--host H]
-[--port N] [--lora-modules NAME=PATH ...] [--ready-file FILE]` serves one base with transformers +
+[--port N] [--lora-modules NAME=PATH|JSON ...] [--max-lora-rank N] [--generation-config DIR]
+[--ready-file FILE]` serves one base with transformers +
 peft on the CPU and answers the endpoints the console uses, shaped as vLLM answers them:
 `/v1/models` (one entry per served name, its `root` the base's folder, the name defaulting to that
 folder's path; an adapter has `root` and `parent`, the first served name), `/v1/load_lora_adapter`,
@@ -31,6 +32,7 @@ from engine.serving.vllm_client import (
     RUNTIME_LORA_ENDPOINTS,
     RUNTIME_UPDATES_ENV,
     ServingError,
+    lora_module,
 )
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -38,6 +40,8 @@ CHAT = "/v1/chat/completions"
 NOT_FOUND = {"detail": "Not Found"}
 """What vLLM's web framework answers for a path that is no route."""
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+ADD_FAILED = "Call to add_lora method failed: "
+"""How vLLM's answer begins for a load its engine refused (every refusal but a missing folder)."""
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
@@ -59,7 +63,11 @@ class Model:
     """The base model and the adapters loaded on it; callers hold `lock` around every method."""
 
     def __init__(
-        self, base: Path, names: list[str] | None = None, max_lora_rank: int | None = None
+        self,
+        base: Path,
+        names: list[str] | None = None,
+        max_lora_rank: int | None = None,
+        generation_config: Path | None = None,
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -67,6 +75,7 @@ class Model:
         self.root = str(base)
         self.names = names or [self.root]
         self.tokenizer = AutoTokenizer.from_pretrained(base)
+        self.stop_ids = _stop_ids(generation_config or base, self.tokenizer.eos_token_id)
         self.model: Any = AutoModelForCausalLM.from_pretrained(base)
         self.model.eval()
         self.adapters: dict[str, str] = {}
@@ -91,6 +100,12 @@ class Model:
         from safetensors import SafetensorError
 
         self._check_usable()
+        if name in self.names:
+            raise RequestRefused(
+                400,
+                f"The lora adapter '{name}' conflicts with a served base model.",
+                "InvalidUserInput",
+            )
         if name in self.adapters:
             raise RequestRefused(
                 400,
@@ -103,12 +118,16 @@ class Model:
             raise RequestRefused(
                 404, f"Loading lora {name} failed: No adapter found for {path}", "NotFoundError"
             )
-        if not any((folder / weights).is_file() for weights in ADAPTER_WEIGHTS):
-            raise RequestRefused(400, f"{path} doesn't contain tensors")
         rank = _rank(folder / ADAPTER_CONFIG)
         if self.max_lora_rank is not None and rank > self.max_lora_rank:
             raise RequestRefused(
-                400, f"LoRA rank {rank} is greater than max_lora_rank {self.max_lora_rank}."
+                500,
+                f"{ADD_FAILED}LoRA rank {rank} is greater than max_lora_rank {self.max_lora_rank}.",
+                "InternalServerError",
+            )
+        if not any((folder / weights).is_file() for weights in ADAPTER_WEIGHTS):
+            raise RequestRefused(
+                500, f"{ADD_FAILED}{path} doesn't contain tensors", "InternalServerError"
             )
         try:
             if isinstance(self.model, PeftModel):
@@ -118,9 +137,7 @@ class Model:
                 self.model.eval()
         except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
             self._undo(name)
-            raise RequestRefused(
-                500, f"Loading lora {name} failed: {exc}", "InternalServerError"
-            ) from exc
+            raise RequestRefused(500, f"{ADD_FAILED}{exc}", "InternalServerError") from exc
         self.adapters[name] = path
 
     def _undo(self, name: str) -> None:
@@ -176,7 +193,7 @@ class Model:
         options = {
             "max_new_tokens": max_tokens,
             "do_sample": False,
-            "eos_token_id": self.tokenizer.eos_token_id,
+            "eos_token_id": self.stop_ids,
             "pad_token_id": self.tokenizer.pad_token_id,
         }
         with torch.no_grad():
@@ -189,7 +206,7 @@ class Model:
             else:
                 output = self.model.generate(**inputs, **options)
         generated = output[0, prompt_tokens:].tolist()
-        stopped = bool(generated) and generated[-1] == self.tokenizer.eos_token_id
+        stopped = bool(generated) and generated[-1] in self.stop_ids
         return {
             "id": f"chatcmpl-{time.monotonic_ns()}",
             "object": "chat.completion",
@@ -226,6 +243,43 @@ def _chat_messages(messages: Any) -> bool:
     )
 
 
+def _stop_ids(folder: Path, tokenizer_eos: int | None) -> list[int]:
+    """The tokens generation ends on, as vLLM reads them: the tokenizer's eos and the
+    `eos_token_id` (one or a list) of `folder`'s generation_config.json when it has one."""
+    ids = [] if tokenizer_eos is None else [tokenizer_eos]
+    path = folder / "generation_config.json"
+    try:
+        eos = json.loads(path.read_text(encoding="utf-8")).get("eos_token_id")
+    except FileNotFoundError:
+        return ids
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+        raise CraError(f"{path}: not a generation config: {exc}") from exc
+    for token in [eos] if isinstance(eos, int) else eos or []:
+        if token not in ids:
+            ids.append(token)
+    return ids
+
+
+def parse_lora_module(value: str) -> tuple[str, str]:
+    """One `--lora-modules` value as vLLM reads it: `NAME=PATH` when it holds an `=` and no
+    comma, else a JSON object with `name` and `path`."""
+    name: object
+    path: object
+    if "=" in value and "," not in value:
+        name, _, path = value.partition("=")
+    else:
+        try:
+            data = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise CraError(f"Invalid JSON format for --lora-modules: {value!r}: {exc}") from exc
+        if not isinstance(data, dict) or set(data) - {"name", "path", "base_model_name"}:
+            raise CraError(f"--lora-modules {value!r}: not an object of name and path")
+        name, path = data.get("name"), data.get("path")
+    if not isinstance(name, str) or not name or not isinstance(path, str) or not path:
+        raise CraError(f"--lora-modules {value!r}: needs a name and a path")
+    return name, path
+
+
 def runtime_updates_allowed() -> bool:
     """vLLM's reading of `VLLM_ALLOW_RUNTIME_LORA_UPDATING`: without it the runtime LoRA
     endpoints are not routes at all."""
@@ -237,9 +291,13 @@ def _rank(config: Path) -> int:
     try:
         rank = json.loads(config.read_text(encoding="utf-8")).get("r")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
-        raise RequestRefused(400, f"{config}: not an adapter config: {exc}") from exc
+        raise RequestRefused(
+            500, f"{ADD_FAILED}{config}: not an adapter config: {exc}", "InternalServerError"
+        ) from exc
     if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
-        raise RequestRefused(400, f"{config}: r is {rank!r}, not a LoRA rank")
+        raise RequestRefused(
+            500, f"{ADD_FAILED}{config}: r is {rank!r}, not a LoRA rank", "InternalServerError"
+        )
     return rank
 
 
@@ -324,21 +382,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--served-model-name", nargs="+", default=None, metavar="NAME")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--lora-modules", nargs="*", default=[], metavar="NAME=PATH")
+    parser.add_argument("--lora-modules", nargs="*", default=[], metavar="NAME=PATH|JSON")
     parser.add_argument("--max-lora-rank", type=int, default=None)
+    parser.add_argument("--generation-config", type=Path, default=None)
     parser.add_argument("--ready-file", type=Path)
     args = parser.parse_args(argv)
-    base = args.base.resolve()
+    base = args.base.absolute()
     if not (base / "config.json").is_file():
         print(f"error: {base}: not a model folder (no config.json)", file=sys.stderr)
         return 2
-    modules = []
-    for module in args.lora_modules:
-        name, sep, path = module.partition("=")
-        if not sep or not name or not path:
-            print(f"error: --lora-modules {module!r} is not NAME=PATH", file=sys.stderr)
-            return 2
-        modules.append((name, path))
+    try:
+        modules = [parse_lora_module(module) for module in args.lora_modules]
+    except CraError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     os.environ.update(OFFLINE_ENV)
     signal.signal(signal.SIGTERM, _stop)
     import torch
@@ -347,12 +404,12 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.disable_progress_bar()
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(1)
-    model = Model(base, args.served_model_name, args.max_lora_rank)
+    model = Model(base, args.served_model_name, args.max_lora_rank, args.generation_config)
     for name, path in modules:
         try:
             model.load(name, path)
         except RequestRefused as exc:
-            print(f"error: --lora-modules {name}={path}: {exc}", file=sys.stderr)
+            print(f"error: --lora-modules {name} ({path}): {exc}", file=sys.stderr)
             return 2
     server = ThreadingHTTPServer((args.host, args.port), _handler(model, runtime_updates_allowed()))
     host, port = server.socket.getsockname()[:2]
@@ -388,7 +445,7 @@ def cpu_server(
     argv = [sys.executable, "-m", "engine.serving.cpu_server", "--base", str(base)]
     argv += ["--port", str(port), "--ready-file", str(ready)]
     if adapters:
-        argv += ["--lora-modules", *(f"{name}={path}" for name, path in adapters.items())]
+        argv += ["--lora-modules", *(lora_module(name, path) for name, path in adapters.items())]
     if max_lora_rank is not None:
         argv += ["--max-lora-rank", str(max_lora_rank)]
     env = {key: value for key, value in os.environ.items() if key != RUNTIME_UPDATES_ENV}

@@ -16,6 +16,7 @@ from engine.core.timestamps import utc_now
 from engine.core.workspace import Workspace
 
 HOLD_FILE = "serving.hold"
+OPERATOR_HOLDER = "the operator"
 
 
 class ServingHold(BaseModel):

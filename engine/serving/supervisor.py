@@ -8,6 +8,10 @@ command, so it comes back with the versions active *now* preloaded. A base that 
 `max_crashes` times within `crash_window_s` is given up on: everything stops and the supervisor
 exits with an error, since a server that cannot stay up needs a person, not a loop.
 
+Servers on one GPU start one at a time: vLLM sizes its KV cache from the memory free once its
+model is loaded, so a second server starting beside one still loading would see the first's
+memory come and go. A server starts once the one before it on its GPU answers `/v1/models`.
+
 While serving is held (`engine.serving.hold`: the autopilot trains) or a training run holds the
 GPU, no server runs: the supervisor stops them and waits, then starts them again once the GPU is
 free. Every start, crash, restart, hold and resume is a night event (`engine.core.night_events`)
@@ -20,7 +24,7 @@ import subprocess
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from engine.bases.registry import unservable_reason
@@ -33,10 +37,12 @@ from engine.core.stages import BaseModelKind
 from engine.core.workspace import LOCKS_DIR, LOGS_DIR, Workspace
 from engine.serving.command import ServeCommand, active_adapters, server_url
 from engine.serving.hold import current_hold
+from engine.serving.started import clear_start, record_start
 from engine.serving.vllm_client import ServingError, VllmClient, load_version
 
 LOCK_FILE = "serve.lock"
 RECONCILE_TIMEOUT_S = 5.0
+ANSWER_TIMEOUT_S = 1.0
 STOP_GRACE_S = 30.0
 CRASH_TAIL_LINES = 5
 
@@ -48,8 +54,11 @@ class SupervisorError(CraError):
 @dataclass
 class _Server:
     base: BaseModelKind
+    url: str
+    gpu: str | None
     process: subprocess.Popen[bytes]
-    crashes: deque[float] = field(default_factory=deque)
+    answered: bool = False
+    """Whether it has answered `/v1/models` since it started."""
 
 
 def serve_log(ws: Workspace, base: str) -> Path:
@@ -91,6 +100,9 @@ class Supervisor:
         self.reconcile_s = reconcile_s
         self._next_reconcile = 0.0
         self._stopping = False
+        self.waiting: tuple[BaseModelKind, BaseModelKind] | None = None
+        self.pending: dict[BaseModelKind, ServeCommand] = {}
+        """Commands built and not yet started (a server waiting for its turn on the GPU)."""
 
     def run(self) -> None:
         """Supervise until stopped; every server is stopped on the way out, however it ends."""
@@ -120,16 +132,16 @@ class Supervisor:
         if reason is not None:
             if self.paused is None:
                 self.paused = reason
+                self.pending = {}
                 self.stop_all(f"paused: {reason}")
                 self._event("held", f"servers stopped: {reason}")
             return
         if self.paused is not None:
             self._event("resumed", f"no longer paused ({self.paused}); starting the servers")
             self.paused = None
-        fresh: dict[BaseModelKind, ServeCommand] = {}
         if self.bases is None:
-            fresh = {command.base: command for command in self.commands(self.ws)}
-            self.bases = list(fresh)
+            self.pending = {command.base: command for command in self.commands(self.ws)}
+            self.bases = list(self.pending)
         for base in self.bases:
             server = self.servers.get(base)
             if server is not None:
@@ -137,11 +149,42 @@ class Supervisor:
                 if status is None:
                     continue
                 del self.servers[base]
+                clear_start(self.ws, base)
                 self._crashed(base, status)
             # Commands are built only to start a server: building one hashes the base's files.
-            fresh = fresh or {command.base: command for command in self.commands(self.ws)}
-            self._start(fresh[base], "started" if server is None else "restarted")
+            # One built while its server waits its turn is kept for the start.
+            if base not in self.pending:
+                self.pending = {command.base: command for command in self.commands(self.ws)}
+            command = self.pending[base]
+            starting = self._starting(command)
+            if starting is not None:
+                if self.waiting != (base, starting):
+                    self.waiting = (base, starting)
+                    self.say(
+                        f"base {base} waits for base {starting} to answer: servers on one GPU "
+                        "start one at a time (vLLM sizes its cache from the memory free then)"
+                    )
+                continue
+            self.waiting = None
+            del self.pending[base]
+            self._start(command, "started" if server is None else "restarted")
         self._load_missing()
+
+    def _starting(self, command: ServeCommand) -> BaseModelKind | None:
+        """The base of a server on `command`'s GPU that has not answered yet, if any."""
+        if command.gpu is None:
+            return None
+        for other in self.servers.values():
+            if other.base == command.base or other.answered:
+                continue
+            if other.gpu != command.gpu or other.process.poll() is not None:
+                continue
+            try:
+                VllmClient(other.url, ANSWER_TIMEOUT_S).models()
+            except ServingError:
+                return other.base
+            other.answered = True
+        return None
 
     def _load_missing(self) -> None:
         """Every `reconcile_s`, load on each answering server the active versions it lacks: a
@@ -217,7 +260,9 @@ class Supervisor:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.servers[command.base] = _Server(command.base, process)
+        self.servers[command.base] = _Server(command.base, command.url, command.gpu, process)
+        if command.max_lora_rank is not None:
+            record_start(self.ws, command.base, command.url, process.pid, command.max_lora_rank)
         loaded = ", ".join(command.adapters) or "no adapters"
         detail = f"base {command.base} at {command.url} (pid {process.pid}), with {loaded}"
         self._event(kind, detail, {"base": command.base, "adapters": command.adapters})
@@ -229,6 +274,7 @@ class Supervisor:
         for base in list(self.servers):
             server = self.servers.pop(base)
             _stop_group(server.process)
+            clear_start(self.ws, base)
             self.say(f"stopped base {base} ({why})")
 
     def _event(self, kind: str, detail: str, data: dict[str, object] | None = None) -> None:

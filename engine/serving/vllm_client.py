@@ -23,6 +23,7 @@ from engine.bases.registry import (
 from engine.core.errors import CraError
 from engine.core.stages import BaseModelKind
 from engine.core.workspace import Workspace
+from engine.serving.started import running_start, start_record
 
 ADAPTER_CONFIG = "adapter_config.json"
 SERVED_STATUSES = ("active", "candidate")
@@ -166,6 +167,12 @@ def server_message(exc: urllib.error.HTTPError) -> str:
     return text
 
 
+def lora_module(name: str, path: Path) -> str:
+    """One `--lora-modules` value in vLLM's JSON form: its `NAME=PATH` form is read as JSON
+    whenever the value holds a comma, so a folder with a comma in its path would not load."""
+    return json.dumps({"name": name, "path": str(path)})
+
+
 def base_folder(ws: Workspace, kind: BaseModelKind) -> Path:
     """The model folder `[serving] bases.<kind>` names, absolute; refused when unset or absent."""
     key = f"[serving] bases.{kind}"
@@ -191,16 +198,17 @@ def served_base(ws: Workspace, kind: BaseModelKind, verify: bool) -> Path:
     return folder
 
 
-def rank_limit(ws: Workspace, kind: BaseModelKind) -> int:
+def rank_limit(ws: Workspace, kind: BaseModelKind, excluding: str | None = None) -> int:
     """The `--max-lora-rank` the server of base `kind` is started with.
 
-    The largest rank among the base's active and candidate versions that can serve on it, at
-    least 16, rounded up to a value vLLM accepts: a larger adapter would fail to load.
+    The largest rank among the base's active and candidate versions that can serve on it (all
+    but `excluding`), at least 16, rounded up to a value vLLM accepts: a larger adapter would
+    fail to load.
     """
     rows = ws.db.execute(
         "SELECT name, rank, base_version_id FROM adapter_versions "
-        "WHERE base_model = ? AND status IN (?, ?)",
-        [kind, *SERVED_STATUSES],
+        "WHERE base_model = ? AND status IN (?, ?) AND name IS NOT ?",
+        [kind, *SERVED_STATUSES, excluding],
     ).fetchall()
     ranks = [
         rank or 0
@@ -215,6 +223,27 @@ def rank_limit(ws: Workspace, kind: BaseModelKind) -> int:
             f"--max-lora-rank {VLLM_LORA_RANKS[-1]}"
         )
     return allowed[0]
+
+
+def server_rank_limit(
+    ws: Workspace, kind: BaseModelKind, url: str, loading: str
+) -> tuple[int, str]:
+    """The `--max-lora-rank` of base `kind`'s server at `url`, before `loading` is loaded on
+    it, and where that number comes from.
+
+    A server `cra serve --launch` started has its limit on record (`engine.serving.started`).
+    Another (started by hand from `cra serve --print`) is taken to have what `cra serve` gave
+    it before `loading` existed: the limit of every other served version.
+    """
+    record = running_start(ws, kind, url)
+    if record is not None:
+        limit = record.max_lora_rank
+        return limit, f"the server's --max-lora-rank {limit} ({start_record(ws, kind).name})"
+    limit = rank_limit(ws, kind, excluding=loading)
+    return limit, (
+        f"--max-lora-rank {limit}, which `cra serve` gives a server started before {loading} "
+        "existed (no server `cra serve --launch` started answers there)"
+    )
 
 
 def adapter_rank(adapter_dir: Path) -> int:
@@ -237,6 +266,7 @@ def check_adapter(
     adapter_dir: Path,
     max_lora_rank: int,
     served_bases: Collection[str],
+    limit_source: str | None = None,
 ) -> int:
     """Refuse, before any request, an adapter the server could not load; returns its rank.
 
@@ -259,9 +289,11 @@ def check_adapter(
             f"but its version record says {version.rank}"
         )
     if rank > max_lora_rank:
+        source = limit_source or f"the server's --max-lora-rank {max_lora_rank}"
         raise ServingError(
-            f"adapter {name} has rank {rank}, above the server's --max-lora-rank "
-            f"{max_lora_rank}; restart the server with `cra serve` to raise it"
+            f"adapter {name} has rank {rank}, above {source}; restart the servers "
+            "(`cra serve --launch` starts them with a limit every active and candidate version "
+            "fits)"
         )
     return rank
 
@@ -271,7 +303,9 @@ def load_version(client: VllmClient, ws: Workspace, version: ServableAdapter) ->
 
     A version's name is never reused for other weights (reloading a name left a stale prefix
     cache, vllm#42125), so a name already loaded from the same folder is confirmed, not
-    reloaded, and one loaded from another folder is refused. The server must serve the
+    reloaded, and one loaded from another folder is refused. Folders are compared resolved:
+    vLLM reports a path as it was given, and a workspace reached through a link names the
+    same folder two ways. The server must serve the
     version's base, and after the load `/v1/models` must list the adapter on it: a runtime add
     the server does not list would send requests elsewhere (vllm#47724).
     """
@@ -281,7 +315,8 @@ def load_version(client: VllmClient, ws: Workspace, version: ServableAdapter) ->
     reason = unservable_reason(ws, name, kind, version.base_version_id)
     if reason is not None:
         raise ServingError(f"{reason}; an adapter is only loaded on the base it was trained on")
-    check_adapter(version, adapter_dir, rank_limit(ws, kind), ws.config.serving.bases.keys())
+    limit, source = server_rank_limit(ws, kind, client.base_url, name)
+    check_adapter(version, adapter_dir, limit, ws.config.serving.bases.keys(), source)
     base = served_base(ws, kind, verify=False)
     models = client.models()
     served = serves_base(client.base_url, models, kind, base)
@@ -294,7 +329,7 @@ def load_version(client: VllmClient, ws: Workspace, version: ServableAdapter) ->
                 f"vLLM at {client.base_url} accepted adapter {name} but /v1/models does not "
                 f"list it; requests naming it would not reach it"
             )
-    if existing.root != str(adapter_dir):
+    if existing.root is None or Path(existing.root).resolve() != adapter_dir.resolve():
         raise ServingError(
             f"vLLM at {client.base_url} has adapter {name} from {existing.root}, "
             f"not from {adapter_dir}; a name is never reused for other weights"

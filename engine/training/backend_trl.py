@@ -1,16 +1,17 @@
 """The transformers + peft + trl backend: LoRA SFT or DPO from one run spec, CPU or GPU.
 
-It runs wherever Unsloth does not: on CPU (CI, machines without a GPU) and on a GPU without
-Unsloth. What the spec asks for and this machine cannot do (4-bit quantisation and the 8-bit
-optimiser need CUDA and bitsandbytes, bf16 needs a GPU that has it) is replaced, and each
-replacement is named in `RunResult.effective`. SFT trains on the assistant's turns only; the
+It trains the CPU set (CI, machines without a GPU), a GPU run with `[training] backend = "trl"`,
+and a run continuing an adapter. What the spec asks for and this machine cannot do (4-bit
+quantisation and the 8-bit optimiser need CUDA, bf16 needs a GPU that has it) is replaced, and
+each replacement is named in `RunResult.effective`; on CUDA the worker has already refused a
+run whose 4-bit or 8-bit optimiser would need a bitsandbytes that is not installed
+(`engine.training.worker.pick_backend`). SFT trains on the assistant's turns only; the
 adapter's eos is the spec's. A run that continues an adapter (execute_code DPO after its SFT)
 loads it trainable instead of a fresh LoRA; the frozen copy DPOTrainer makes of it as the
 reference is dropped before the adapter is saved. A curriculum stage's rows are read in the
 dataset's order (easy to hard), not shuffled. `fit` is shared with the Unsloth backend.
 """
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,19 +53,40 @@ class Settings:
     bf16: bool
 
 
+@dataclass(frozen=True)
+class Precision:
+    """The dtype the base loads in and the trainer's mixed-precision flags, decided together:
+    trl's configs default `bf16 = not fp16`, and Unsloth's trainer refuses fp16 on a base it
+    loaded in bf16 (which it picks on a bf16 GPU when given no dtype)."""
+
+    dtype: torch.dtype
+    bf16: bool
+    fp16: bool
+
+
+def pick_precision(settings: Settings, half: bool) -> Precision:
+    """bf16 when `settings` keep it; else fp16 for a backend that trains in half precision
+    (`half`: Unsloth), float32 for one that does not (trl)."""
+    if settings.bf16:
+        return Precision(dtype=torch.bfloat16, bf16=True, fp16=False)
+    if half:
+        return Precision(dtype=torch.float16, bf16=False, fp16=True)
+    return Precision(dtype=torch.float32, bf16=False, fp16=False)
+
+
 def effective_settings(
-    hyper: Hyper, cuda: bool, bitsandbytes: bool, bf16_supported: bool
+    hyper: Hyper, cuda: bool, bf16_supported: bool
 ) -> tuple[Settings, dict[str, str]]:
-    """The settings to train with and, for each one replaced, what replaced it and why."""
+    """The settings to train with and, for each one replaced, what replaced it and why: without
+    CUDA, 4-bit, the 8-bit optimiser and bf16; on a GPU, bf16 where it lacks it."""
     effective: dict[str, str] = {}
-    missing = "no CUDA" if not cuda else "bitsandbytes is not installed"
-    quantize = hyper.quantize_4bit and cuda and bitsandbytes
+    quantize = hyper.quantize_4bit and cuda
     if hyper.quantize_4bit and not quantize:
-        effective["quantize_4bit"] = f"off ({missing})"
+        effective["quantize_4bit"] = "off (no CUDA)"
     optimizer = hyper.optimizer
-    if optimizer == "adamw_8bit" and not (cuda and bitsandbytes):
+    if optimizer == "adamw_8bit" and not cuda:
         optimizer = "adamw_torch"
-        effective["optimizer"] = f"adamw_torch ({missing})"
+        effective["optimizer"] = "adamw_torch (no CUDA)"
     bf16 = hyper.bf16 and cuda and bf16_supported
     if hyper.bf16 and not bf16:
         effective["bf16"] = "off (no CUDA)" if not cuda else "off (the GPU lacks bf16)"
@@ -77,12 +99,10 @@ def train(job: Job) -> Trained:
     hyper = job.spec.hyper
     cuda = torch.cuda.is_available()
     settings, effective = effective_settings(
-        hyper,
-        cuda=cuda,
-        bitsandbytes=importlib.util.find_spec("bitsandbytes") is not None,
-        bf16_supported=cuda and torch.cuda.is_bf16_supported(),
+        hyper, cuda=cuda, bf16_supported=cuda and torch.cuda.is_bf16_supported()
     )
-    dtype = torch.bfloat16 if settings.bf16 else torch.float32
+    precision = pick_precision(settings, half=False)
+    dtype = precision.dtype
     tokenizer = AutoTokenizer.from_pretrained(job.base_path, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(
         job.base_path,
@@ -99,7 +119,7 @@ def train(job: Job) -> Trained:
     )
     set_eos(model, tokenizer, job.spec.eos_token, job.base_path)
     check_targets(model, hyper.target_modules, job.base_path)
-    args = training_args(job, settings, use_cpu=not cuda)
+    args = training_args(job, settings, precision, use_cpu=not cuda)
     if job.continues is not None:
         return fit(job, continued_policy(model, job.continues), tokenizer, args, None, effective)
     lora = LoraConfig(
@@ -147,9 +167,10 @@ def check_targets(model: PreTrainedModel, targets: tuple[str, ...], base_path: P
 
 
 def training_args(
-    job: Job, settings: Settings, use_cpu: bool, fp16: bool = False
+    job: Job, settings: Settings, precision: Precision, use_cpu: bool
 ) -> SFTConfig | DPOConfig:
-    """The TRL config of `job`: the spec's hyperparameters with `settings` applied."""
+    """The TRL config of `job`: the spec's hyperparameters with `settings` and `precision`
+    applied (both precision flags set, never left to trl's defaults)."""
     hyper = job.spec.hyper
     common: dict[str, Any] = {
         "output_dir": str(job.run_dir / CHECKPOINTS_DIR),
@@ -161,8 +182,8 @@ def training_args(
         "num_train_epochs": hyper.epochs,
         "max_steps": hyper.max_steps or -1,
         "optim": settings.optimizer,
-        "bf16": settings.bf16,
-        "fp16": fp16,
+        "bf16": precision.bf16,
+        "fp16": precision.fp16,
         "use_cpu": use_cpu,
         "seed": hyper.seed,
         "max_length": hyper.max_length,

@@ -2,13 +2,13 @@
 
 Unsloth loads the base (4-bit NF4 when the spec asks), puts LoRA on the spec's modules with its
 own gradient checkpointing, and patches TRL's trainers, so the training itself is the shared
-`backend_trl.fit`. Unsloth must be imported before transformers and trl to patch them, and it
-raises without a GPU: it is imported here only, inside `train`, which the worker calls only
-when CUDA is available and Unsloth is installed. No test machine here has a GPU: this path is
-not exercised by the test suite.
+`backend_trl.fit`. Unsloth must be imported before transformers, trl and peft to patch them,
+and it raises without a GPU: the worker imports it (after setting the environment it reads at
+import) only when it has picked this backend, which needs CUDA and the GPU set. It trains in
+half precision: bf16, else fp16 on a GPU that lacks bf16; the dtype is always passed, since
+Unsloth given none loads bf16 on a bf16 GPU and its trainer then refuses fp16. No test machine
+here has a GPU: this path is not exercised by the test suite.
 """
-
-import importlib.util
 
 from engine.training.job import Job, Trained
 
@@ -22,6 +22,7 @@ def train(job: Job) -> Trained:
         check_targets,
         effective_settings,
         fit,
+        pick_precision,
         quiet_progress_bars,
         set_eos,
         training_args,
@@ -30,19 +31,16 @@ def train(job: Job) -> Trained:
     quiet_progress_bars()
     hyper = job.spec.hyper
     settings, effective = effective_settings(
-        hyper,
-        cuda=True,
-        bitsandbytes=importlib.util.find_spec("bitsandbytes") is not None,
-        bf16_supported=is_bfloat16_supported(),
+        hyper, cuda=True, bf16_supported=is_bfloat16_supported()
     )
-    fp16 = not settings.bf16
-    if fp16:
+    precision = pick_precision(settings, half=True)
+    if precision.fp16:
         effective["fp16"] = "on (Unsloth trains in half precision when bf16 is off)"
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=str(job.base_path),
         max_seq_length=hyper.max_length,
         load_in_4bit=settings.quantize_4bit,
-        dtype=None,
+        dtype=precision.dtype,
         local_files_only=True,
     )
     set_eos(model, tokenizer, job.spec.eos_token, job.base_path)
@@ -59,5 +57,5 @@ def train(job: Job) -> Trained:
     )
     if job.spec.method == "dpo":
         PatchDPOTrainer()
-    args = training_args(job, settings, use_cpu=False, fp16=fp16)
+    args = training_args(job, settings, precision, use_cpu=False)
     return fit(job, model, tokenizer, args, None, effective)

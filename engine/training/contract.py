@@ -6,6 +6,9 @@ run's folder, so a worker outlives the console and a console reattaches to any w
 - `spec.json` (`RunSpec`): written by the console before the worker starts; never changed.
 - `backend.json` (`BackendChoice`): the backend the worker picked and why, written before it
   loads the model, so the run names its backend while it trains (a resume writes it again).
+- `unsloth_compiled_cache/`: the trainer code Unsloth generates, on the Unsloth backend only
+  (the worker points `UNSLOTH_COMPILE_LOCATION` here; Unsloth's default is the current folder,
+  the workspace).
 - `metrics.jsonl`: one `StepRecord` per logged step, appended and flushed as they come.
 - `train.log`: the worker's raw output (the job system's log file).
 - `checkpoints/checkpoint-<step>/`: every `save_steps` steps; a resume continues from the newest.
@@ -26,7 +29,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from engine.core.stages import BASE_TUNE_RULE, BASE_TUNE_STAGES, BaseModelKind, Stage
+from engine.core.stages import (
+    BASE_TUNE_RULE,
+    BASE_TUNE_STAGES,
+    CHAT_END_TOKEN,
+    BaseModelKind,
+    Stage,
+)
 
 SPEC_FILE = "spec.json"
 BACKEND_FILE = "backend.json"
@@ -37,9 +46,12 @@ STOP_FILE = "STOP"
 ADAPTER_DIR = "adapter"
 ADAPTER_CONFIG = "adapter_config.json"
 RESULT_FILE = "result.json"
+UNSLOTH_CACHE_DIR = "unsloth_compiled_cache"
 
 Method = Literal["sft", "dpo"]
 Backend = Literal["unsloth", "trl"]
+BackendSetting = Literal["auto", "unsloth", "trl"]
+"""`[training] backend`; `auto` trains on the set the machine has (`training_set.TrainingSet`)."""
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -93,7 +105,11 @@ class RunSpec(_Model):
     dataset_id: str = Field(min_length=1)
     dataset_path: str = Field(min_length=1, description="the dataset folder, workspace-relative")
     dataset_sha256: str = Field(description="sha256 of the dataset's manifest.json")
-    eos_token: str = "<|im_end|>"
+    eos_token: str = CHAT_END_TOKEN
+    backend: BackendSetting = Field(
+        default="auto",
+        description="[training] backend when the run was specified (auto in older specs)",
+    )
     hyper: Hyper = Field(default_factory=Hyper)
     continues: str | None = Field(
         default=None, description="the adapter version whose weights this run trains on from"

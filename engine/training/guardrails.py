@@ -1,4 +1,4 @@
-"""When a training run may take the GPU: not while the inference server holds it, not outside
+"""When a training run may take the GPU: not while an inference server holds it, not outside
 the operator's training window, not beside another run (mnemonic's continuous-learning pull
 request: VRAM contention crashed its daemon; docs/background.md). Each refusal says how to clear it;
 `force` skips them all.
@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 from engine.core.errors import CraError
 from engine.core.workspace import Workspace
+from engine.serving.command import server_url
+from engine.serving.vllm_client import ServingError
 
 CONNECT_TIMEOUT_S = 0.5
 
@@ -32,20 +34,31 @@ def accepts_connections(url: str) -> bool:
         return False
 
 
-def check_inference_server(url: str | None) -> None:
-    """Refused while something accepts TCP connections at `url`'s host and port."""
-    if url is None:
-        return
-    parts = urlsplit(url)
-    if parts.hostname is None:
-        raise GuardrailError(f"[training] inference_url {url!r} names no host")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    if not accepts_connections(url):
-        return
-    raise GuardrailError(
-        f"the inference server at {parts.hostname}:{port} ([training] inference_url) holds the "
-        "GPU; stop it or pass --force"
-    )
+def check_inference_servers(ws: Workspace) -> None:
+    """Refused while something accepts TCP connections where a served base's server answers
+    (`[serving]`: one per base) or at `[training] inference_url` (another server on the GPU)."""
+    where = [(f"base {kind}'s server", url) for kind, url in serving_urls(ws).items()]
+    extra = ws.config.training.inference_url
+    if extra is not None:
+        if urlsplit(extra).hostname is None:
+            raise GuardrailError(f"[training] inference_url {extra!r} names no host")
+        where.append(("the inference server at [training] inference_url", extra))
+    for what, url in where:
+        if accepts_connections(url):
+            parts = urlsplit(url)
+            raise GuardrailError(
+                f"{what} answers at {parts.hostname}:{parts.port} and holds the GPU; stop it, "
+                "or hold serving while training (`cra serve --hold`; a running `cra serve "
+                "--launch` then stops its servers until `cra serve --release`), or pass --force"
+            )
+
+
+def serving_urls(ws: Workspace) -> dict[str, str]:
+    """Where each served base's server answers."""
+    try:
+        return {kind: server_url(ws, kind) for kind in ws.config.serving.bases}
+    except ServingError as exc:
+        raise GuardrailError(str(exc)) from exc
 
 
 def parse_window(window: str) -> tuple[time, time]:
@@ -102,5 +115,5 @@ def check_no_active_run(ws: Workspace, except_run: int | None = None) -> None:
 def check_guardrails(ws: Workspace, now: datetime, except_run: int | None = None) -> None:
     """Every guardrail for starting (or resuming `except_run`) at local time `now`."""
     check_no_active_run(ws, except_run)
-    check_inference_server(ws.config.training.inference_url)
+    check_inference_servers(ws)
     check_window(ws.config.training.window, now)

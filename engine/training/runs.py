@@ -147,6 +147,7 @@ def build_spec(
             dataset_id=dataset_id,
             dataset_path=stored.path.relative_to(ws.root).as_posix(),
             dataset_sha256=sha,
+            backend=ws.config.training.backend,
             hyper=build_hyper(manifest.stage, overrides),
             continues=None if parent is None else parent.name,
             continues_path=None if parent is None else parent.path,

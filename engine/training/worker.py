@@ -1,15 +1,16 @@
 """`python -m engine.training.worker RUN_DIR`: train the run whose spec is in RUN_DIR.
 
 The console starts it with the workspace as the current directory and reads back only the
-files of `engine.training.contract`. The worker appends its output to `train.log`, checks the
-spec, the base model and the dataset before loading anything heavy (a refusal is one line in the
-log and exit status 2), resumes from the newest complete checkpoint when there is one, trains
-on Unsloth when CUDA and Unsloth are there and on transformers + peft + trl otherwise, then
-writes the adapter (done) or nothing more (stopped) and `result.json` last.
+files of `engine.training.contract`. The worker appends its output to `train.log`, whose first
+lines name the training set the machine has, sets its environment (offline; Unsloth's
+generated code in the run folder), checks the spec, the base model, the dataset, the backend
+the spec's `[training] backend` takes on this set and the tokenizer's chat template before
+loading a model (a refusal is one line in the log and exit status 2), resumes from the newest
+complete checkpoint when there is one, trains on Unsloth or on transformers + peft + trl, then
+writes the adapter (done, readable by every user) or nothing more (stopped) and `result.json`
+last.
 """
 
-import importlib.metadata
-import importlib.util
 import io
 import os
 import secrets
@@ -19,12 +20,12 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from packaging.version import Version
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.core.durable import fsync_dir, fsync_tree
 from engine.core.errors import CraError, validation_lines
 from engine.core.timestamps import utc_now
+from engine.training.chat_template import check_chat_template
 from engine.training.contract import (
     ADAPTER_CONFIG,
     ADAPTER_DIR,
@@ -33,6 +34,7 @@ from engine.training.contract import (
     LOG_FILE,
     RESULT_FILE,
     SPEC_FILE,
+    UNSLOTH_CACHE_DIR,
     Backend,
     BackendChoice,
     RunResult,
@@ -40,6 +42,7 @@ from engine.training.contract import (
 )
 from engine.training.datasets_io import load_train_rows
 from engine.training.job import Job, Trained
+from engine.training.training_set import GPU_INSTALL, TrainingSet
 
 TRAINER_STATE = "trainer_state.json"
 OFFLINE_ENV = {
@@ -48,10 +51,8 @@ OFFLINE_ENV = {
     "TRANSFORMERS_OFFLINE": "1",
     "HF_HUB_DISABLE_TELEMETRY": "1",
 }
-
-
-CPU_TRL = Version("1.16")
-"""The oldest trl that trains on the CPU: 1.15.0's loss kernel needs triton, which needs CUDA."""
+READABLE_FILE = 0o644
+READABLE_DIR = 0o755
 
 
 class RunRefused(CraError):
@@ -77,13 +78,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {run_dir}: not a run folder", file=sys.stderr)
         return 2
     _append_output_to(run_dir / LOG_FILE)
-    os.environ.update(OFFLINE_ENV)
+    os.environ.update(worker_env(run_dir))
     # transformers' deprecation notices, raised from inside trl, repeat at every checkpoint and
     # are not the operator's to act on.
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     print(f"worker {os.getpid()} started at {utc_now()} in {Path.cwd()}")
+    machine = TrainingSet.detect()
+    print(f"training set: {machine.describe()}")
     try:
-        result = run(run_dir, Path.cwd())
+        result = run(run_dir, Path.cwd(), machine)
     except CraError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -91,8 +94,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def run(run_dir: Path, workspace: Path) -> RunResult:
-    """Train the run in `run_dir` (paths in its spec are relative to `workspace`)."""
+def worker_env(run_dir: Path) -> dict[str, str]:
+    """The environment the worker sets before anything reads it: Hugging Face offline, and
+    Unsloth's generated trainer code in the run folder (read when unsloth is imported; its
+    default is the current folder, the workspace) with its statistics call off."""
+    return {
+        **OFFLINE_ENV,
+        "UNSLOTH_COMPILE_LOCATION": str(run_dir.resolve() / UNSLOTH_CACHE_DIR),
+        "UNSLOTH_DISABLE_STATISTICS": "1",
+    }
+
+
+def run(run_dir: Path, workspace: Path, machine: TrainingSet) -> RunResult:
+    """Train the run in `run_dir` (paths in its spec are relative to `workspace`) on `machine`'s
+    training set."""
     spec = load_spec(run_dir)
     previous = _previous_result(run_dir)
     base_path = workspace / spec.base_model_path
@@ -106,6 +121,12 @@ def run(run_dir: Path, workspace: Path) -> RunResult:
                 f"{continues}: adapter {spec.continues} to continue has no {ADAPTER_CONFIG}"
             )
     rows = load_train_rows(workspace / spec.dataset_path, spec)
+    backend, why = pick_backend(spec, machine)
+    if backend == "unsloth":
+        # Before the tokenizer check loads transformers: Unsloth patches it, trl and peft as it
+        # loads them.
+        import unsloth  # noqa: F401
+    template = check_chat_template(base_path, spec.method)
     resume_from, resume_step = newest_checkpoint(run_dir / CHECKPOINTS_DIR)
     if previous is not None:
         print(f"continuing a run that stopped at step {previous.steps}")
@@ -113,10 +134,10 @@ def run(run_dir: Path, workspace: Path) -> RunResult:
     if resume_from is not None:
         print(f"resuming from {resume_from.relative_to(run_dir)} at step {resume_step}")
     job = Job(spec, run_dir, base_path, rows, resume_from, resume_step, continues)
-    backend, why = pick_backend(spec)
     choice = BackendChoice(backend=backend, why=why)
     _write_beside(run_dir / BACKEND_FILE, choice.model_dump_json() + "\n")
     print(f"backend: {backend} ({why}); {spec.method} on {len(rows)} rows of {spec.dataset_id}")
+    print(template)
     if spec.continues is not None:
         print(f"continuing adapter {spec.continues} ({spec.continues_path})")
     if backend == "unsloth":
@@ -154,24 +175,30 @@ def load_spec(run_dir: Path) -> RunSpec:
         raise RunRefused(validation_lines(str(path), exc).replace("\n", "; ")) from exc
 
 
-def pick_backend(spec: RunSpec) -> tuple[Backend, str]:
-    """Unsloth when CUDA is available and Unsloth is installed; trl otherwise (and for a run
-    continuing an adapter, which peft loads trainable), and why."""
-    import torch
-
-    if spec.continues is not None:
-        return "trl", f"continues adapter {spec.continues}, which peft loads trainable"
-    if not torch.cuda.is_available():
-        trl_version = Version(importlib.metadata.version("trl"))
-        if trl_version < CPU_TRL:
-            raise RunRefused(
-                f"no CUDA, and trl {trl_version} cannot train on the CPU (its loss kernel needs "
-                f"triton); the CPU set needs trl >= {CPU_TRL} (the GPU set pins 1.15.0 for Unsloth)"
-            )
-        return "trl", "no CUDA"
-    if importlib.util.find_spec("unsloth") is None:
-        return "trl", "CUDA, but unsloth is not installed"
-    return "unsloth", "CUDA and unsloth"
+def pick_backend(spec: RunSpec, machine: TrainingSet) -> tuple[Backend, str]:
+    """The backend the spec's `[training] backend` takes on `machine` (`TrainingSet.backend`),
+    and why; trl for a run continuing an adapter, which peft loads trainable. Refused when the
+    setting cannot train here, or when the spec asks for 4-bit or the 8-bit optimiser on CUDA
+    without bitsandbytes (`backend = "trl"`): never replaced on a GPU behind the operator's
+    back."""
+    backend, why = machine.backend(spec.backend)
+    asked = [
+        name
+        for name, wanted in (
+            ("quantize_4bit", spec.hyper.quantize_4bit),
+            ("optimizer adamw_8bit", spec.hyper.optimizer == "adamw_8bit"),
+        )
+        if wanted
+    ]
+    if machine.cuda and machine.bitsandbytes is None and asked:
+        raise RunRefused(
+            f"the run asks for {' and '.join(asked)} on CUDA, which needs bitsandbytes, and it is "
+            f"not installed: install it (the GPU set has it: {GPU_INSTALL}), or start the run "
+            "with --set quantize_4bit=false --set optimizer=adamw_torch"
+        )
+    if spec.continues is not None and backend == "unsloth":
+        return "trl", f"{why}; continues adapter {spec.continues}, which peft loads trainable"
+    return backend, why
 
 
 def newest_checkpoint(checkpoints: Path) -> tuple[Path | None, int]:
@@ -197,10 +224,13 @@ def newest_checkpoint(checkpoints: Path) -> tuple[Path | None, int]:
 
 
 def save_adapter(trained: Trained, run_dir: Path) -> None:
-    """The final adapter and its tokenizer, written beside `adapter/` and renamed into place."""
+    """The final adapter and its tokenizer, written beside `adapter/` and renamed into place,
+    readable by every user: safetensors writes the weights through a temporary file, mode 0600
+    whatever the umask, and a vLLM running as another user must read them."""
     staging = run_dir / f".{ADAPTER_DIR}.partial-{secrets.token_hex(6)}"
     trained.model.save_pretrained(staging)
     trained.tokenizer.save_pretrained(staging)
+    make_readable(staging)
     fsync_tree(staging)
     target = run_dir / ADAPTER_DIR
     if target.exists():
@@ -208,6 +238,13 @@ def save_adapter(trained: Trained, run_dir: Path) -> None:
         shutil.rmtree(target)
     staging.rename(target)
     fsync_dir(run_dir)
+
+
+def make_readable(folder: Path) -> None:
+    """`folder` and every folder in it 0755, every file in it 0644."""
+    folder.chmod(READABLE_DIR)
+    for path in folder.rglob("*"):
+        path.chmod(READABLE_DIR if path.is_dir() else READABLE_FILE)
 
 
 def _previous_result(run_dir: Path) -> RunResult | None:
