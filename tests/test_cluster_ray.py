@@ -162,7 +162,9 @@ def test_pause_stop_and_resume_on_the_cluster(
     approve_package(ws, short_package)
     campaign_id = _command_campaign(ws)
     start_campaign(ws, campaign_id)
-    wait_for(lambda: _running(ws, campaign_id), "an attempt running on a node", limit_s=300)
+    # An attempt sent is marked running while it still waits in a node's queue, and a pause
+    # takes those back: wait for one that has reached the planner on its node.
+    wait_for(lambda: log.is_file() and log.read_text(), "an attempt planning on a node", 300)
     pause_campaign(ws, campaign_id)
     assert _wait_status(ws, campaign_id, {"paused", "failed"}) == "paused"
     assert _running(ws, campaign_id) == [], "a pause lets the running attempts finish"

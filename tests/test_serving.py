@@ -566,3 +566,11 @@ def test_a_workspace_reached_through_a_link_is_the_same_workspace_to_its_server(
         served = load_version(_client(fake), linked, version_by_id(linked, row.id))
         assert served.root == str(ws.root / row.path)
         assert fake.load_requests == []
+
+
+def test_a_generation_config_that_cannot_be_written_is_a_clear_error(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path / "ws")
+    (ws.root / "serving").write_text("in the way")
+    result = CliRunner().invoke(cli, ["--workspace", str(ws.root), "serve", "--print"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"cannot write {ws.root / 'serving/reasoning/generation_config.json'}" in result.output

@@ -234,17 +234,20 @@ class ServingConfig(_Section):
         what the bases on its GPU without a setting leave of `GPU_MEMORY_TOTAL`."""
         if kind in self.gpu_memory_utilization:
             return self.gpu_memory_utilization[kind]
-        sharing = [other for other in self.bases if self.device(other) == self.device(kind)]
-        told = sum(self.gpu_memory_utilization.get(other, 0.0) for other in sharing)
-        untold = [other for other in sharing if other not in self.gpu_memory_utilization]
+        _, told, untold = self._on_gpu(self.device(kind))
         return round((GPU_MEMORY_TOTAL - told) / len(untold), 3)
+
+    def _on_gpu(self, device: str) -> tuple[list[ServedKind], float, list[ServedKind]]:
+        """The bases on GPU `device`, the share they were given together, and those without."""
+        sharing = sorted(kind for kind in self.bases if self.device(kind) == device)
+        told = sum(self.gpu_memory_utilization.get(kind, 0.0) for kind in sharing)
+        untold = [kind for kind in sharing if kind not in self.gpu_memory_utilization]
+        return sharing, told, untold
 
     @model_validator(mode="after")
     def _gpu_split(self) -> "ServingConfig":
         for device in {self.device(kind) for kind in self.bases}:
-            sharing = sorted(kind for kind in self.bases if self.device(kind) == device)
-            told = sum(self.gpu_memory_utilization.get(kind, 0.0) for kind in sharing)
-            untold = [kind for kind in sharing if kind not in self.gpu_memory_utilization]
+            sharing, told, untold = self._on_gpu(device)
             limit = 1.0 if not untold else GPU_MEMORY_TOTAL
             if told >= limit or (untold and (limit - told) / len(untold) < 0.05):
                 left = f", leaving under 0.05 each for {', '.join(untold)}" if untold else ""

@@ -232,8 +232,11 @@ def generation_config(ws: Workspace, kind: BaseModelKind, base: Path) -> Path:
     target = folder / GENERATION_CONFIG
     data = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
     if not target.is_file() or target.read_bytes() != data:
-        folder.mkdir(parents=True, exist_ok=True)
-        write_durably(target, data)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_durably(target, data)
+        except OSError as exc:
+            raise ServingError(f"cannot write {target}, which the server reads: {exc}") from exc
     return folder
 
 
