@@ -21,7 +21,7 @@ from engine.bundle.manifest import LOCK_FILE, WHEELS_DIR
 from engine.core.errors import CraError
 from engine.core.staged import remove_tree
 from engine.core.workspace import Workspace
-from engine.isolation.uvtool import UvError, offline_install_args, run_uv, uv_reason
+from engine.isolation.uvtool import offline_install_args, run_uv_step
 from engine.serving.command import vllm_executable
 from engine.serving.vllm_client import VLLM_PIN
 
@@ -76,7 +76,9 @@ def install_vllm(ws: Workspace, wheels: Path) -> tuple[Path, str]:
     env.parent.mkdir(parents=True, exist_ok=True)
     try:
         with tempfile.TemporaryDirectory(prefix="cra-vllm-env-") as scratch:
-            _uv(["venv", "--python", sys.executable, str(env)], ws.root, Path(scratch), env)
+            step = f"making {env}: uv"
+            venv = ["venv", "--python", sys.executable, str(env)]
+            run_uv_step(f"{step} venv", venv, ws.root, Path(scratch))
             python = env / "bin" / "python"
             locked = wheels / LOCK_FILE
             if locked.is_file():
@@ -84,7 +86,8 @@ def install_vllm(ws: Workspace, wheels: Path) -> tuple[Path, str]:
                 wanted = ["--require-hashes", "-r", str(locked)]
             else:
                 found, wanted = wheels, [VLLM_PIN]
-            _uv([*offline_install_args(found, python), *wanted], ws.root, Path(scratch), env)
+            install = [*offline_install_args(found, python), *wanted]
+            run_uv_step(f"{step} pip", install, ws.root, Path(scratch))
         version = installed_vllm(python)
         check_pinned(version, env)
         if not vllm_executable(ws).is_file():
@@ -94,12 +97,3 @@ def install_vllm(ws: Workspace, wheels: Path) -> tuple[Path, str]:
             remove_tree(env)
         raise
     return env, version
-
-
-def _uv(args: list[str], cwd: Path, scratch: Path, env: Path) -> None:
-    try:
-        done = run_uv(args, cwd, scratch)
-    except UvError as exc:
-        raise VllmEnvError(f"making {env}: {exc}") from exc
-    if done.returncode != 0:
-        raise VllmEnvError(f"making {env}: uv {args[0]} failed: {uv_reason(done.stderr)}")
